@@ -1,0 +1,234 @@
+"""Typed node configuration: one TOML file, one settings class per section, env overrides.
+
+Rules:
+- Unknown keys are errors that name them; nothing is silently ignored.
+- `CPNODE_<SECTION>_<KEY>` overrides `[section] key` (values parsed as TOML scalars, else strings).
+- Relative paths are resolved against the directory that holds the config file.
+- Every error names its path: ``Error in configuration at 'http.port': must be 1–65535, got 70000``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ENV_PREFIX = "CPNODE_"
+DEFAULT_CONFIG_NAME = "node.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; `problems` holds one line per bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def check_node_name(value: str) -> str:
+    """Return `value` if it is a valid node name (lowercase DNS label), else raise ValueError."""
+    if not NODE_NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"must be 1–63 characters of a–z, 0–9 and '-', not starting or ending with '-', got {value!r}"
+        )
+    return value
+
+
+class NodeSection(_Section):
+    """`[node]`: who this node is."""
+
+    name: str
+    operator: str = Field(min_length=1, max_length=200)
+    region: str = Field(min_length=1, max_length=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_node_name(value)
+
+
+class HttpSection(_Section):
+    """`[http]`: the listening socket and request limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 65535:
+            raise ValueError(f"must be 1–65535, got {value}")  # 0 (any free port) is allowed for tests
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
+class DatabaseSection(_Section):
+    """`[database]`: SQLite file by default, PostgreSQL by URL."""
+
+    url: str = "sqlite:///data/node.db"
+    busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value.startswith("postgresql+psycopg://")):
+            raise ValueError(f"must start with sqlite:/// or postgresql+psycopg://, got {value!r}")
+        return value
+
+
+class KeysSection(_Section):
+    """`[keys]`: where the node's signing key lives and how long its key document is valid."""
+
+    path: str = "keys/node.key"
+    admin_token_path: str = "keys/admin.token"
+    document_validity_s: int = Field(default=7 * 24 * 3600, ge=300, le=366 * 24 * 3600)
+
+
+class SchedulerSection(_Section):
+    """`[scheduler]`: background jobs and the database lease that keeps each on one replica."""
+
+    enabled: bool = True
+    lease_ttl_s: int = Field(default=60, ge=5, le=3600)
+
+
+class LoggingSection(_Section):
+    """`[logging]`: one line per request, as text for people or JSON for machines."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseModel):
+    """The whole configuration of one node, with paths resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: NodeSection
+    http: HttpSection = HttpSection()
+    database: DatabaseSection = DatabaseSection()
+    keys: KeysSection = KeysSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    logging: LoggingSection = LoggingSection()
+    base_dir: Path = Path()
+
+    def path(self, relative: str) -> Path:
+        """Resolve a configured path against the config file's directory."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's data directory (`DIR/data`)."""
+        return self.base_dir / "data"
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the config directory."""
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rest = url[len("sqlite:///") :]
+            if rest and rest != ":memory:":
+                return "sqlite:///" + str(self.path(rest))
+        return url
+
+
+SECTION_NAMES: tuple[str, ...] = tuple(
+    name for name, field in Settings.model_fields.items() if name != "base_dir"
+)
+
+
+def _is_table(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_scalar(raw: str) -> Any:
+    """Parse an environment value as a TOML scalar (`8080`, `true`, `"x"`), else keep the string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Return `data` with `CPNODE_<SECTION>_<KEY>` values applied, and which path came from which variable."""
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in data.items()}
+    origins: dict[tuple[str, ...], str] = {}
+    table_sections = {name for name in SECTION_NAMES if _is_table(Settings.model_fields[name].annotation)}
+    for var, raw in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in table_sections or not key:
+            continue
+        table = merged.setdefault(section, {})
+        if not isinstance(table, dict):
+            continue
+        table[key] = _env_scalar(raw)
+        origins[(section, key)] = var
+    return merged, origins
+
+
+def _describe(error: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    where = ".".join(loc)
+    origin = origins.get(loc[:2])
+    place = f"'{where}'" + (f" (from {origin})" if origin else "")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"Error in configuration at {place}: unknown key"
+    if kind == "missing":
+        return f"Error in configuration at {place}: required but missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind != "value_error" and "input" in error:
+        message += f", got {error['input']!r}"
+    return f"Error in configuration at {place}: {message}"
+
+
+def parse_settings(
+    data: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate raw config data (plus env overrides) into `Settings`, or raise ConfigError."""
+    merged, origins = apply_env_overrides(dict(data), os.environ if environ is None else environ)
+    if "base_dir" in merged:
+        raise ConfigError(["Error in configuration at 'base_dir': unknown key"])
+    try:
+        return Settings.model_validate({**merged, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError([_describe(err, origins) for err in exc.errors()]) from None
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the TOML config file at `path`, or raise ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"Configuration file not found: {path} (create one with `cpnode init DIR`)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"Configuration file {path} cannot be read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"Error in configuration file {path}: not valid TOML: {exc}"]) from None
+    return parse_settings(data, path.resolve().parent, environ)
