@@ -38,9 +38,7 @@ def sign_document(document: Mapping[str, Any], key: SigningKey) -> dict[str, Any
     return {**document, SIGNATURES: signatures}
 
 
-def verify_document(
-    document: Mapping[str, Any], signer: str, keys: Mapping[str, VerifyKey]
-) -> str:
+def verify_document(document: Mapping[str, Any], signer: str, keys: Mapping[str, VerifyKey]) -> str:
     """Check that `signer` signed `document` with one of `keys` (key id → key); return that key id."""
     signatures = document.get(SIGNATURES)
     if not isinstance(signatures, dict) or not isinstance(signatures.get(signer), dict):

@@ -100,7 +100,7 @@ class KeysSection(_Section):
     """`[keys]`: where the node's signing key lives and how long its key document is valid."""
 
     path: str = "keys/node.key"
-    admin_token_path: str = "keys/admin.token"
+    admin_token_path: str = "keys/admin.token"  # noqa: S105 - a path, not a secret
     document_validity_s: int = Field(default=7 * 24 * 3600, ge=300, le=366 * 24 * 3600)
 
 
@@ -135,6 +135,13 @@ class Settings(BaseModel):
         """Resolve a configured path against the config file's directory."""
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def url_for_port(self, port: int) -> str:
+        """The node's base URL: `http.public_url`, else http://HOST:PORT (wildcard hosts → loopback)."""
+        if self.http.public_url:
+            return self.http.public_url
+        host = self.http.host if self.http.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
     def data_dir(self) -> Path:
@@ -224,7 +231,9 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"Configuration file not found: {path} (create one with `cpnode init DIR`)"]) from None
+        raise ConfigError(
+            [f"Configuration file not found: {path} (create one with `cpnode init DIR`)"]
+        ) from None
     except OSError as exc:
         raise ConfigError([f"Configuration file {path} cannot be read: {exc.strerror}"]) from None
     try:

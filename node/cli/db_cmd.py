@@ -1,0 +1,95 @@
+"""`cpnode db upgrade|status`: apply or inspect the versioned schema migrations."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy.engine import Engine
+
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.config import Settings
+from node.db import DatabaseError, check_database, make_engine, schema_versions, upgrade
+from node.db.migrate import head_revisions
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode db`."""
+    parser = commands.add_parser(
+        "db", help="database schema migrations", description="Apply or inspect schema migrations."
+    )
+    sub = parser.add_subparsers(title="db commands", metavar="COMMAND", required=True)
+    up = sub.add_parser("upgrade", help="apply every pending migration (also done at start-up)")
+    add_config_argument(up)
+    add_json_argument(up)
+    up.set_defaults(handler=run_upgrade)
+    status = sub.add_parser("status", help="show each schema branch's current and latest revision")
+    add_config_argument(status)
+    add_json_argument(status)
+    status.set_defaults(handler=run_status)
+
+
+def connect(settings: Settings) -> Engine:
+    """An engine for the configured database, or a CliError saying why it is unreachable."""
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        check_database(engine)
+    except DatabaseError as exc:
+        engine.dispose()
+        raise CliError(str(exc)) from None
+    return engine
+
+
+def version_rows(engine: Engine) -> list[dict[str, str | None]]:
+    """Per schema branch: current revision, latest revision, and whether it is up to date."""
+    heads = head_revisions()
+    current = schema_versions(engine)
+    return [
+        {
+            "branch": branch,
+            "current": current.get(branch),
+            "latest": head,
+            "state": "up to date" if current.get(branch) == head else "behind",
+        }
+        for branch, head in sorted(heads.items())
+    ]
+
+
+def _show(args: argparse.Namespace, engine: Engine) -> None:
+    rows = version_rows(engine)
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            "schema",
+            ["branch", "current", "latest", "state"],
+            [[r["branch"], r["current"] or "-", r["latest"], r["state"]] for r in rows],
+        )
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    """Handler of `cpnode db upgrade`."""
+    engine = connect(settings_from_args(args))
+    try:
+        upgrade(engine)
+        _show(args, engine)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Handler of `cpnode db status`: exit 1 when a branch is behind."""
+    engine = connect(settings_from_args(args))
+    try:
+        _show(args, engine)
+        behind = any(row["state"] != "up to date" for row in version_rows(engine))
+    finally:
+        engine.dispose()
+    return 1 if behind else 0

@@ -1,0 +1,104 @@
+"""`cpnode status`: who the node is, its database and schema, whether it is running, and its parts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_fields,
+    print_json,
+    settings_from_args,
+)
+from node.cli.db_cmd import version_rows
+from node.components import COMPONENTS
+from node.config import Settings
+from node.db import DatabaseError, check_database, make_engine
+from node.identity import IdentityError, load_identity
+
+PROBE_TIMEOUT_S = 1.0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode status`."""
+    parser = commands.add_parser(
+        "status",
+        help="show the node's identity, database, schema and parts",
+        description="Show name, key id, database, schema version, whether the node is running, "
+        "and what each component reports (partners, pools, ...).",
+    )
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def probe(settings: Settings) -> str:
+    """`running at URL` if the configured address answers /healthz as this node, else `not running`."""
+    url = settings.url_for_port(settings.http.port)
+    if settings.http.port == 0 and not settings.http.public_url:
+        return "unknown (port 0)"
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310
+            body = json.loads(response.read(4096))
+    except (OSError, ValueError):
+        return "not running"
+    return f"running at {url}" if body.get("node") == settings.node.name else "not running"
+
+
+def collect(settings: Settings) -> tuple[dict[str, Any], bool]:
+    """The status fields of the node, and whether everything needed is healthy."""
+    healthy = True
+    data: dict[str, Any] = {
+        "name": settings.node.name,
+        "operator": settings.node.operator,
+        "region": settings.node.region,
+    }
+    try:
+        identity = load_identity(settings)
+        data.update(key_id=identity.key_id, public_key=identity.public_key, fingerprint=identity.fingerprint)
+    except IdentityError as exc:
+        data["key_error"] = str(exc)
+        healthy = False
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    data["database"] = engine.url.render_as_string(hide_password=True)
+    try:
+        check_database(engine)
+        data["schema"] = {
+            row["branch"]: f"{row['current'] or '-'} ({row['state']})" for row in version_rows(engine)
+        }
+        for component in COMPONENTS:
+            if component.status is not None:
+                for label, value in component.status(settings, engine):
+                    data[label] = value
+    except DatabaseError as exc:
+        data["database_error"] = str(exc)
+        healthy = False
+    finally:
+        engine.dispose()
+    data["process"] = probe(settings)
+    return data, healthy
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `cpnode status`."""
+    settings = settings_from_args(args)
+    data, healthy = collect(settings)
+    if args.json:
+        print_json(data)
+    else:
+        fields: list[tuple[str, Any]] = []
+        for key, value in data.items():
+            if isinstance(value, dict):
+                fields.extend((f"{key} {inner}", text) for inner, text in value.items())
+            else:
+                fields.append((key.replace("_", " "), value))
+        print_fields(fields)
+    if not healthy:
+        raise CliError("the node's key or database is not usable (see above)")
+    return 0

@@ -1,0 +1,44 @@
+"""The parts a node is composed of, and which roles each belongs to.
+
+A component contributes, when its roles are run by this process:
+- `install(app, ctx)`: routes, `cleanup_ctx` entries, readiness checks;
+- `schedule(ctx)`: scheduled jobs (registered only in processes that run the `scheduler` role);
+- `status(settings, engine)`: lines for `cpnode status`.
+Packages are wired in here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from node.config import Settings
+from node.context import NodeContext
+from node.http import core_routes
+from node.roles import ALL_ROLES
+
+Installer = Callable[[web.Application, NodeContext], None]
+Scheduler = Callable[[NodeContext], None]
+StatusLines = Callable[[Settings, Engine], list[tuple[str, object]]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of the node: its name, the roles that include it, and what it contributes."""
+
+    name: str
+    roles: frozenset[str]
+    install: Installer | None = None
+    schedule: Scheduler | None = None
+    status: StatusLines | None = None
+
+
+COMPONENTS: tuple[Component, ...] = (Component("core", ALL_ROLES, install=core_routes.install),)
+
+
+def active_components(roles: frozenset[str]) -> list[Component]:
+    """The components a process running `roles` includes, in order."""
+    return [component for component in COMPONENTS if component.roles & roles]

@@ -1,0 +1,1 @@
+"""The node's HTTP edge: middleware, error rendering, admin authentication, core routes."""

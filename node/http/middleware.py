@@ -1,0 +1,101 @@
+"""Middleware wrapped around every route: body-size limit, errors as JSON, access log, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from node.http.errors import HTTP_STATUS_CODES, error_response
+from node.metrics import Metrics
+
+access_log = logging.getLogger("cpnode.access")
+log = logging.getLogger("cpnode.http")
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _render_exception(exc: BaseException, request_id: str) -> web.Response:
+    status = getattr(exc, "http_status", None)
+    code = getattr(exc, "code", None)
+    if isinstance(status, int) and isinstance(code, str) and 400 <= status < 600:
+        details = getattr(exc, "details", None) or {}
+        headers = getattr(exc, "headers", None)
+        response = error_response(status, code, str(exc), **details)
+        if isinstance(headers, dict):
+            response.headers.update(headers)
+        return response
+    log.error("unhandled error in request %s", request_id, exc_info=exc)
+    return error_response(500, "internal", f"internal error; see the node log for request {request_id}")
+
+
+def make_middlewares(metrics: Metrics, max_body_bytes: int) -> list[Middleware]:
+    """The node's middleware chain, outermost first."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        started = time.monotonic()
+        try:
+            response = await _guarded(request, handler, request_id)
+        except BaseException:
+            # Client disconnects and cancellation: record, then let aiohttp handle them.
+            _record(metrics, request, 499, started, request_id)
+            raise
+        response.headers.setdefault("X-Request-Id", request_id)
+        _record(metrics, request, response.status, started, request_id)
+        return response
+
+    async def _guarded(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+        limit = request.app.get(BODY_LIMIT_KEY, max_body_bytes)
+        if request.content_length is not None and request.content_length > limit:
+            return error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = HTTP_STATUS_CODES.get(exc.status, "http_error")
+            message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+            response = error_response(exc.status, code, message or exc.reason)
+            for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
+            return response
+        except Exception as exc:
+            return _render_exception(exc, request_id)
+
+    return [observe]
+
+
+def _record(metrics: Metrics, request: web.Request, status: int, started: float, request_id: str) -> None:
+    elapsed = time.monotonic() - started
+    route = _route_name(request)
+    metrics.http_requests.labels(route, request.method, str(status)).inc()
+    metrics.http_latency.labels(route, request.method).observe(elapsed)
+    access_log.info(
+        "%s %s %d %.1fms",
+        request.method,
+        request.path,
+        status,
+        elapsed * 1000,
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "remote": request.remote,
+        },
+    )
+
+
+BODY_LIMIT_KEY = web.AppKey("body_limit", int)

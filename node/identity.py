@@ -1,0 +1,174 @@
+"""The node's identity on disk: the private key file and the public keyring beside it.
+
+`keys/node.key` holds the active Ed25519 key as PKCS#8 PEM (mode 0600). `keys/keyring.json` holds
+only public facts: when the active key became valid, and the retired keys (kept so documents they
+signed still verify). A key file that group or others can write is refused; one they can read is
+used with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from federation.errors import KeyFormatError
+from federation.keydoc import KeyRecord, build_key_document
+from federation.keys import fingerprint, key_id, load_private_key_pem, private_key_pem, public_key_text
+from node.config import Settings
+
+log = logging.getLogger("cpnode.identity")
+KEYRING_NAME = "keyring.json"
+
+
+class IdentityError(RuntimeError):
+    """The node's key cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this node is: its name and signing key, plus the public history of its keys."""
+
+    name: str
+    signing_key: SigningKey
+    active_since_ts: int
+    retired: tuple[KeyRecord, ...] = field(default=())
+
+    @property
+    def key_id(self) -> str:
+        """`ed25519:<16 chars>` of the active key."""
+        return key_id(self.signing_key.verify_key)
+
+    @property
+    def public_key(self) -> str:
+        """`ed25519:<base64url>` of the active key."""
+        return public_key_text(self.signing_key.verify_key)
+
+    @property
+    def fingerprint(self) -> str:
+        """`SHA256:...` of the active key."""
+        return fingerprint(self.signing_key.verify_key)
+
+    def key_document(self, now_ts: int, validity_s: int) -> dict[str, Any]:
+        """The self-signed key document, valid from `now_ts` for `validity_s` seconds."""
+        return build_key_document(
+            self.name, self.signing_key, self.active_since_ts, self.retired, now_ts, validity_s
+        )
+
+
+def keyring_path(key_path: Path) -> Path:
+    """The public keyring file that sits beside a key file."""
+    return key_path.with_name(KEYRING_NAME)
+
+
+def _check_permissions(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise IdentityError(
+            f"key file {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"run: chmod 600 {path}"
+        )
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "key file %s is readable by group or others (mode %04o); run: chmod 600 %s",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
+
+
+def _read_keyring(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise IdentityError(f"keyring {path} cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise IdentityError(f"keyring {path} must hold a JSON object")
+    return data
+
+
+def load_identity(settings: Settings) -> Identity:
+    """Load the node's key and keyring named by the config, or raise IdentityError."""
+    path = settings.path(settings.keys.path)
+    try:
+        _check_permissions(path)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IdentityError(f"key file {path} not found (create a node with `cpnode init DIR`)") from None
+    except PermissionError:
+        raise IdentityError(f"key file {path} cannot be read: permission denied") from None
+    except IsADirectoryError:
+        raise IdentityError(f"key file {path} is a directory") from None
+    try:
+        signing_key = load_private_key_pem(data)
+    except KeyFormatError as exc:
+        raise IdentityError(f"key file {path}: {exc}") from None
+    keyring = _read_keyring(keyring_path(path))
+    active = keyring.get("active", {})
+    since = active.get("valid_from_ts") if active.get("kid") == key_id(signing_key.verify_key) else None
+    if not isinstance(since, int):
+        since = int(path.stat().st_mtime)
+    try:
+        retired = tuple(
+            KeyRecord(r["kid"], r["public_key"], "retired", r["valid_from_ts"], r["retired_ts"])
+            for r in keyring.get("retired", [])
+        )
+    except (KeyError, TypeError) as exc:
+        raise IdentityError(f"keyring {keyring_path(path)} has a malformed retired key: {exc}") from None
+    return Identity(settings.node.name, signing_key, since, retired)
+
+
+def keyring_json(identity: Identity) -> dict[str, Any]:
+    """The public keyring content describing `identity`."""
+    return {
+        "active": {
+            "kid": identity.key_id,
+            "public_key": identity.public_key,
+            "valid_from_ts": identity.active_since_ts,
+        },
+        "retired": [record.to_json() for record in identity.retired],
+    }
+
+
+@contextmanager
+def staged_files(files: dict[Path, tuple[bytes, int]]) -> Iterator[None]:
+    """Write every file to a temporary sibling first, then rename all; on error none appear."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, (content, mode) in files.items():
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            staged.append((tmp, target))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+        yield
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def new_identity_files(name: str, key_path: Path) -> tuple[Identity, dict[Path, tuple[bytes, int]]]:
+    """A fresh identity and the files that store it (key 0600, public keyring 0644), not yet written."""
+    signing_key = SigningKey.generate()
+    identity = Identity(name, signing_key, int(time.time()))
+    keyring = json.dumps(keyring_json(identity), indent=2).encode() + b"\n"
+    return identity, {
+        key_path: (private_key_pem(signing_key), 0o600),
+        keyring_path(key_path): (keyring, 0o644),
+    }

@@ -1,0 +1,149 @@
+"""The running node: opens the database, loads the identity, composes components, serves HTTP.
+
+Start-up order: database reachable → migrations → identity → app with components → bind → jobs.
+Shutdown: stop accepting, let in-flight requests finish within `http.shutdown_grace_s`, stop the
+scheduler (releasing its leases), close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from node.components import active_components
+from node.config import Settings
+from node.context import CTX, NodeContext
+from node.db import DatabaseError, check_database, make_engine, upgrade
+from node.http.core_routes import scheduler_expected
+from node.http.middleware import make_middlewares
+from node.identity import IdentityError, load_identity
+from node.metrics import Metrics
+from node.roles import ALL_ROLES
+from node.scheduler import JobScheduler
+
+log = logging.getLogger("cpnode.service")
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start; the message says why (database, key, port...)."""
+
+
+def read_admin_token(settings: Settings) -> str:
+    """The admin token from `keys.admin_token_path`, or "" (admin routes then refuse everyone)."""
+    path = settings.path(settings.keys.admin_token_path)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        log.warning("admin token %s is missing; admin routes will refuse every request", path)
+        return ""
+
+
+def open_database(settings: Settings) -> Engine:
+    """An engine for the configured database, checked reachable and migrated to the current schema."""
+    engine = make_engine(
+        settings.database_url,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        pool_size=settings.database.pool_size,
+    )
+    try:
+        check_database(engine)
+        upgrade(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
+
+
+def build_app(ctx: NodeContext) -> web.Application:
+    """The aiohttp application of a node with the components its roles include."""
+    app = web.Application(
+        client_max_size=ctx.settings.http.max_body_bytes,
+        middlewares=make_middlewares(ctx.metrics, ctx.settings.http.max_body_bytes),
+    )
+    app[CTX] = ctx
+    components = active_components(ctx.roles)
+    for component in components:
+        if component.install is not None:
+            component.install(app, ctx)
+    if "scheduler" in ctx.roles:
+        for component in components:
+            if component.schedule is not None:
+                component.schedule(ctx)
+
+    async def scheduler_lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        if scheduler_expected(ctx):
+            ctx.scheduler.start()
+        yield
+        await ctx.scheduler.stop(timeout_s=ctx.settings.http.shutdown_grace_s)
+
+    app.cleanup_ctx.append(scheduler_lifecycle)
+    return app
+
+
+class NodeServer:
+    """One node serving HTTP in the current event loop; `start()` then `stop()`."""
+
+    def __init__(self, settings: Settings, roles: frozenset[str] = ALL_ROLES) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.ctx: NodeContext | None = None
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        """Open everything and bind the socket; return the base URL (with the real port)."""
+        settings = self.settings
+        try:
+            engine = await asyncio.to_thread(open_database, settings)
+        except DatabaseError as exc:
+            raise NodeStartError(str(exc)) from None
+        try:
+            identity = await asyncio.to_thread(load_identity, settings)
+        except IdentityError as exc:
+            engine.dispose()
+            raise NodeStartError(str(exc)) from None
+        metrics = Metrics()
+        replica_id = f"{settings.node.name}/{uuid.uuid4().hex[:12]}"
+        scheduler = JobScheduler(engine, replica_id, settings.scheduler.lease_ttl_s, metrics)
+        self.ctx = ctx = NodeContext(
+            settings=settings,
+            identity=identity,
+            engine=engine,
+            scheduler=scheduler,
+            metrics=metrics,
+            roles=self.roles,
+            replica_id=replica_id,
+            admin_token=read_admin_token(settings),
+            started_ts=int(time.time()),
+        )
+        app = build_app(ctx)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.http.shutdown_grace_s)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            engine.dispose()
+            where = f"{settings.http.host}:{settings.http.port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise NodeStartError(f"cannot listen on {where}: the port is already in use") from None
+            raise NodeStartError(f"cannot listen on {where}: {exc.strerror}") from None
+        self._runner = runner
+        self.url = ctx.base_url = settings.url_for_port(int(runner.addresses[0][1]))
+        return self.url
+
+    async def stop(self) -> None:
+        """Finish in-flight requests (within the grace period), stop jobs, close the database."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.ctx is not None:
+            self.ctx.engine.dispose()
