@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from federation.errors import DocumentError
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -24,6 +26,13 @@ def _reject_constant(name: str) -> Any:
 
 def _reject_float(text: str) -> Any:
     raise DocumentError(f"non-integer number {text[:40]!r} is not allowed", code="bad_number")
+
+
+def _parse_int(text: str) -> int:
+    # Refuse long digit strings before converting them: a 5,000-digit integer is an attack, not data.
+    if len(text) > 17:
+        raise DocumentError("integer beyond ±(2^53 − 1)", code="bad_number")
+    return int(text)
 
 
 def _check_string(value: str) -> None:
@@ -70,14 +79,35 @@ def check_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int = 0)
         raise DocumentError(f"{type(value).__name__} is not a canonical JSON value", code="bad_number")
 
 
+def _dumps(value: Any) -> bytes:
+    # orjson's output equals json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # for every value check_value accepts (tests/federation/test_canonical.py proves it).
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
 def encode(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     """The canonical bytes of `value`, or DocumentError if it holds floats, big integers, etc."""
     check_value(value, max_depth)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _dumps(value)
 
 
-def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    """Parse JSON bytes strictly (see module rules), or raise DocumentError saying what is wrong."""
+def _scan(value: Any, max_depth: int, depth: int) -> None:
+    # The fast path's check: containers, depth, floats and integer range only. Strings need no
+    # look because the caller has ruled out escapes, and keys are strings by JSON's grammar.
+    if depth > max_depth and value:
+        raise DocumentError(f"nesting deeper than {max_depth}", code="too_deep")
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is int:
+            if item > MAX_SAFE_INTEGER or item < -MAX_SAFE_INTEGER:
+                raise DocumentError("integer beyond ±(2^53 − 1)", code="bad_number")
+        elif kind is dict or kind is list:
+            _scan(item, max_depth, depth + 1)
+        elif kind is float:
+            raise DocumentError("non-integer number is not allowed", code="bad_number")
+
+
+def _strict_loads(data: bytes, max_depth: int) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -87,6 +117,7 @@ def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
             text,
             object_pairs_hook=_object_hook,
             parse_float=_reject_float,
+            parse_int=_parse_int,
             parse_constant=_reject_constant,
         )
     except RecursionError:
@@ -97,3 +128,56 @@ def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         raise DocumentError(f"not valid JSON: {exc}", code="bad_json") from None
     check_value(value, max_depth)
     return value
+
+
+def _fast_loads(data: bytes, max_depth: int) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        message = str(exc)
+        if "recursion" in message:
+            raise DocumentError(f"nesting deeper than {max_depth}", code="too_deep") from None
+        # Let the strict parser name the precise fault (encoding, constant, syntax).
+        _strict_loads(data, max_depth)
+        raise DocumentError(f"not valid JSON: {message}", code="bad_json") from None
+
+
+def _members(value: dict[str, Any]) -> dict[str, bytes]:
+    return {key: _dumps(key) + b":" + _dumps(item) for key, item in sorted(value.items())}
+
+
+def _decode(data: bytes, max_depth: int, object_parts: bool) -> tuple[Any, dict[str, bytes] | None]:
+    # Fast path: when the bytes are already canonical (what peers send), parsing plus one
+    # re-encoding proves there are no duplicate keys, and a light scan checks depth and numbers.
+    # Anything else (whitespace, key order, escapes) takes the strict path with per-object checks.
+    value = _fast_loads(data, max_depth)
+    is_object = type(value) is dict
+    parts = _members(value) if object_parts and is_object else None
+    canonical = b"{" + b",".join(parts.values()) + b"}" if parts is not None else _dumps(value)
+    if canonical == data and b"\\u" not in data:
+        if is_object or type(value) is list:
+            _scan(value, max_depth, 1)
+        else:
+            check_value(value, max_depth)
+        return value, parts
+    value = _strict_loads(data, max_depth)
+    return value, (_members(value) if object_parts and type(value) is dict else None)
+
+
+def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse JSON bytes strictly (see module rules), or raise DocumentError saying what is wrong."""
+    return _decode(data, max_depth, object_parts=False)[0]
+
+
+def decode_object(
+    data: bytes, exclude: str, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[dict[str, Any], bytes]:
+    """Parse a JSON object strictly; also return the canonical bytes of it without member `exclude`.
+
+    Signed documents need both, and building the second from per-member encodings saves a full
+    re-encoding of large catalogs.
+    """
+    value, parts = _decode(data, max_depth, object_parts=True)
+    if parts is None or not isinstance(value, dict):
+        raise DocumentError("document must be a JSON object", code="bad_document")
+    return value, b"{" + b",".join(part for key, part in parts.items() if key != exclude) + b"}"
