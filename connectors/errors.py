@@ -1,0 +1,138 @@
+"""One error tree for connectors, rooted in `ConnectorError`.
+
+Every error carries `code` (machine-readable, stable) and `http_status`, so the node's error
+middleware renders it as `{"error": code, "message": ...}` and a remote plugin's answer maps back
+to the same class (`error_from_code`). `remote` says whose fault it is: True when the platform or
+plugin on the other side failed, False when the caller's request was wrong.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Root of every connectors error."""
+
+    code = "connector_error"
+    http_status = 502
+    remote = True
+
+
+class InvalidRequest(ConnectorError, ValueError):
+    """The request to a plugin is malformed or names something that cannot exist."""
+
+    code = "invalid_request"
+    http_status = 400
+    remote = False
+
+
+class IdentifierError(InvalidRequest):
+    """A compute identifier does not follow the syntax; the message names the field."""
+
+    code = "bad_identifier"
+
+
+class MetricError(InvalidRequest):
+    """Metric inputs are unknown or out of range (e.g. a chip not in the catalogue)."""
+
+    code = "bad_metric"
+
+
+class NotFound(ConnectorError, LookupError):
+    """A plugin, instance, bucket, object or path does not exist."""
+
+    code = "not_found"
+    http_status = 404
+    remote = False
+
+
+class PluginNotFound(NotFound):
+    """No plugin with that name is registered or installed."""
+
+    code = "plugin_not_found"
+
+
+class InvalidState(ConnectorError):
+    """The operation is not allowed in the resource's current state."""
+
+    code = "invalid_state"
+    http_status = 409
+    remote = False
+
+
+class NoCapacity(ConnectorError):
+    """The pool has no free capacity for the requested flavor."""
+
+    code = "no_capacity"
+    http_status = 409
+    remote = False
+
+
+class NoPath(ConnectorError):
+    """No network path with enough free bandwidth joins the two sites."""
+
+    code = "no_path"
+    http_status = 409
+    remote = False
+
+
+class PluginLoadError(ConnectorError):
+    """A plugin could not be imported or constructed; the node logs it and skips the plugin."""
+
+    code = "plugin_load_failed"
+    http_status = 422
+    remote = False
+
+
+class PluginOffline(ConnectorError):
+    """The plugin missed its heartbeats or health probes and is treated as absent."""
+
+    code = "plugin_offline"
+    http_status = 503
+
+
+class PluginTimeout(ConnectorError, TimeoutError):
+    """A plugin call did not finish within its timeout."""
+
+    code = "plugin_timeout"
+    http_status = 504
+
+
+class PlatformError(ConnectorError):
+    """The platform behind a plugin answered with an error or could not be reached."""
+
+    code = "platform_error"
+    http_status = 502
+
+
+class Unauthorized(ConnectorError, PermissionError):
+    """Credentials or tokens were missing or wrong."""
+
+    code = "unauthorized"
+    http_status = 401
+    remote = False
+
+
+_BY_CODE: dict[str, type[ConnectorError]] = {
+    cls.code: cls
+    for cls in (
+        ConnectorError,
+        InvalidRequest,
+        IdentifierError,
+        MetricError,
+        NotFound,
+        PluginNotFound,
+        InvalidState,
+        NoCapacity,
+        NoPath,
+        PluginLoadError,
+        PluginOffline,
+        PluginTimeout,
+        PlatformError,
+        Unauthorized,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> ConnectorError:
+    """The error class a wire `{"error": code}` names (PlatformError for unknown codes)."""
+    return _BY_CODE.get(code, PlatformError)(message)

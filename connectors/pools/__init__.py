@@ -1,0 +1,1 @@
+"""Reference pools shipped with cpnode: `local` (real processes on this host)."""

@@ -1,0 +1,36 @@
+"""Running an aiohttp app on a socket, shared by the storage endpoint, simulators and plugin services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from aiohttp import web
+
+
+async def start_app(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, str]:
+    """Start `app` on `host:port` (0 = any free port); return the runner and the base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0]
+    shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+    return runner, f"http://{shown}:{bound[1]}"
+
+
+async def serve_until_signal(app: web.Application, host: str, port: int, announce: str) -> None:
+    """Serve `app` until SIGINT/SIGTERM, printing `announce` formatted with `{url}` once listening."""
+    runner, url = await start_app(app, host, port)
+    print(announce.format(url=url), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,202 @@
+"""The storage endpoint: a pool's state files over HTTP, with byte ranges and chunked writes.
+
+Protocol (all under `/storage/v1`, `Authorization: Bearer <token>` on every request):
+- `GET  /{bucket}`             JSON `{"files": [{"path", "size_bytes", "sha256"}]}`.
+- `GET  /{bucket}/{path}`      the file; `Range: bytes=a-b` answers 206 with `Content-Range`.
+- `HEAD /{bucket}/{path}`      size without the body.
+- `PUT  /{bucket}/{path}`      without `Content-Range`: the whole file, streamed (chunked transfer
+  encoding is fine), committed atomically. With `Content-Range: bytes a-b/total`: one chunk of a
+  resumable upload; `a` must equal what the server already holds (else 409 with `Range` telling
+  it). Answers 202 and `Range: bytes=0-(n-1)` until `total` bytes arrived, then commits and
+  answers 201. `X-Content-SHA256` (hex) on the request that completes the file is checked before
+  the commit; a mismatch discards the upload (422).
+- `GET  /{bucket}/{path}?upload` JSON `{"received": n}` for resuming.
+- `DELETE /{bucket}/{path}`    removes the file.
+Errors are `{"error": code, "message": ...}` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from aiohttp import web
+
+from connectors.contract import StateFile
+from connectors.serving import start_app
+
+PREFIX = "/storage/v1"
+PART_SUFFIX = ".cpnode-part"
+_CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+BucketResolver = Callable[[str], Path | None]
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def safe_relative(path: str) -> PurePosixPath | None:
+    """`path` as a relative POSIX path inside a bucket, or None if it escapes or is hidden machinery."""
+    if not path or len(path) > 1024 or "\x00" in path or "\\" in path:
+        return None
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or any(part in ("..", ".", "") for part in pure.parts):
+        return None
+    if pure.name.endswith(PART_SUFFIX):
+        return None
+    return pure
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 (hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_state_files(root: Path) -> list[StateFile]:
+    """Every committed file under `root`, sorted by path, with size and SHA-256."""
+    files: list[StateFile] = []
+    if not root.is_dir():
+        return files
+    for item in sorted(root.rglob("*")):
+        if item.is_file() and not item.name.endswith(PART_SUFFIX):
+            rel = item.relative_to(root).as_posix()
+            files.append(StateFile(path=rel, size_bytes=item.stat().st_size, sha256=file_digest(item)))
+    return files
+
+
+class StorageService:
+    """The HTTP handlers, bound to a token and a bucket → directory resolver."""
+
+    def __init__(self, token: str, resolve: BucketResolver, max_object_bytes: int = 64 << 30) -> None:
+        self._token = token
+        self._resolve = resolve
+        self.max_object_bytes = max_object_bytes
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount the protocol's routes on `app`."""
+        app.router.add_get(PREFIX + "/{bucket}", self._list)
+        app.router.add_route("*", PREFIX + "/{bucket}/{path:.+}", self._object)
+
+    def _authorised(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
+
+    def _locate(self, request: web.Request) -> tuple[Path, PurePosixPath] | web.Response:
+        if not self._authorised(request):
+            return _error(401, "unauthorized", "missing or wrong storage token")
+        root = self._resolve(request.match_info["bucket"])
+        if root is None:
+            return _error(404, "not_found", f"no bucket {request.match_info['bucket']!r}")
+        rel = safe_relative(request.match_info.get("path", "x"))
+        if rel is None:
+            return _error(400, "invalid_request", "path must be relative, without '..' or empty parts")
+        return root, rel
+
+    async def _list(self, request: web.Request) -> web.Response:
+        located = self._locate(request)
+        if isinstance(located, web.Response):
+            return located
+        files = list_state_files(located[0])
+        return web.json_response({"files": [f.model_dump() for f in files]})
+
+    async def _object(self, request: web.Request) -> web.StreamResponse:
+        located = self._locate(request)
+        if isinstance(located, web.Response):
+            return located
+        root, rel = located
+        target = root / Path(*rel.parts)
+        if request.method in ("GET", "HEAD"):
+            if "upload" in request.query:
+                part = target.with_name(target.name + PART_SUFFIX)
+                return web.json_response({"received": part.stat().st_size if part.exists() else 0})
+            if not target.is_file():
+                return _error(404, "not_found", f"no object {rel.as_posix()!r}")
+            return web.FileResponse(target)  # aiohttp answers Range with 206/416 itself
+        if request.method == "PUT":
+            return await self._put(request, target)
+        if request.method == "DELETE":
+            if not target.is_file():
+                return _error(404, "not_found", f"no object {rel.as_posix()!r}")
+            target.unlink()
+            return web.Response(status=204)
+        return _error(405, "method_not_allowed", f"{request.method} is not supported here")
+
+    async def _put(self, request: web.Request, target: Path) -> web.Response:
+        part = target.with_name(target.name + PART_SUFFIX)
+        header = request.headers.get("Content-Range")
+        if header is None:
+            start, total = 0, None
+            part.unlink(missing_ok=True)
+        else:
+            match = _CONTENT_RANGE.fullmatch(header.strip())
+            if not match:
+                return _error(400, "invalid_request", "Content-Range must be 'bytes a-b/total'")
+            start, end, total = (int(g) for g in match.groups())
+            if end < start or end >= total:
+                return _error(400, "invalid_request", f"bad range {header!r}")
+            held = part.stat().st_size if part.exists() else 0
+            if start != held:
+                return _error(
+                    409,
+                    "invalid_state",
+                    f"upload holds {held} bytes; next chunk must start there",
+                    headers={"Range": f"bytes=0-{held - 1}"} if held else {},
+                )
+        if (total or 0) > self.max_object_bytes:
+            return _error(413, "too_large", f"objects are limited to {self.max_object_bytes} bytes")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = start
+        with part.open("r+b" if start else "wb") as handle:
+            handle.seek(start)
+            async for block in request.content.iter_chunked(_CHUNK):
+                written += len(block)
+                if written > self.max_object_bytes or (total is not None and written > total):
+                    handle.close()
+                    part.unlink(missing_ok=True)
+                    return _error(413, "too_large", "body is longer than the declared range or the limit")
+                handle.write(block)
+            handle.truncate(written)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if total is not None and written < total:
+            return web.Response(status=202, headers={"Range": f"bytes=0-{written - 1}"})
+        expected = request.headers.get("X-Content-SHA256")
+        if expected is not None and file_digest(part) != expected.lower():
+            part.unlink(missing_ok=True)
+            return _error(422, "digest_mismatch", "the uploaded bytes do not match X-Content-SHA256")
+        os.replace(part, target)
+        body = json.dumps({"path": target.name, "size_bytes": written})
+        return web.Response(status=201, text=body, content_type="application/json")
+
+
+class StorageServer:
+    """A standalone storage endpoint on `host:port` (port 0 picks a free one)."""
+
+    def __init__(self, service: StorageService, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        """Start serving and return the base URL (`http://host:port`)."""
+        app = web.Application()
+        self.service.add_routes(app)
+        self._runner, self.url = await start_app(app, self._host, self._port)
+        return self.url
+
+    async def close(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
