@@ -27,14 +27,17 @@ leases = sa.Table(
 def try_acquire(engine: Engine, job_id: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
     """Take or renew the lease on `job_id` for `holder` until now + ttl; False if another holds it."""
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(leases).values(job_id=job_id, holder=holder, acquired_ms=now_ms, expires_ms=now_ms + ttl_ms)
-    stmt = stmt.on_conflict_do_update(
+    values = insert(leases).values(
+        job_id=job_id, holder=holder, acquired_ms=now_ms, expires_ms=now_ms + ttl_ms
+    )
+    stmt = values.on_conflict_do_update(
         index_elements=[leases.c.job_id],
         set_={"holder": holder, "acquired_ms": now_ms, "expires_ms": now_ms + ttl_ms},
         where=sa.or_(leases.c.holder == holder, leases.c.expires_ms < now_ms),
-    )
+    ).returning(leases.c.job_id)
     with write_transaction(engine) as conn:
-        return conn.execute(stmt).rowcount == 1
+        # RETURNING, not rowcount: drivers need not report rowcount for INSERT ... ON CONFLICT.
+        return conn.execute(stmt).first() is not None
 
 
 def release_all(engine: Engine, holder: str) -> int:

@@ -124,7 +124,9 @@ class NodeServer:
             started_ts=int(time.time()),
         )
         app = build_app(ctx)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.http.shutdown_grace_s)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=settings.http.shutdown_grace_s, lingering_time=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         try:

@@ -56,7 +56,9 @@ def make_middlewares(metrics: Metrics, max_body_bytes: int) -> list[Middleware]:
     async def _guarded(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
         limit = request.app.get(BODY_LIMIT_KEY, max_body_bytes)
         if request.content_length is not None and request.content_length > limit:
-            return error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
+            response = error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
+            response.force_close()  # do not read the rest of an oversized body
+            return response
         try:
             return await handler(request)
         except web.HTTPException as exc:

@@ -1,0 +1,38 @@
+# cpnode — two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cpnode-installed
+DEV    := .cpnode-dev
+CONFIG ?= $(DEV)/node.toml
+
+.PHONY: venv demo run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy node federation connectors ledger
+
+test: lint
+	$(BIN)/pytest
+
+demo: venv
+	$(BIN)/python -m node.demo
+
+run: venv
+	@test -f $(CONFIG) || $(BIN)/cpnode init $(DEV) --name dev --operator "Local development" --region Local
+	$(BIN)/cpnode run --config $(CONFIG)
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,129 @@
+"""`cpnode run` as a real process: serve, stop cleanly on SIGTERM, and fail clearly on bad setups."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import NodeProcess, make_node_dir
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def _run(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "node", "run", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, db_url: str) -> None:
+    """A `cpnode run` subprocess answers its routes and exits 0 on SIGTERM."""
+    node = NodeProcess(make_node_dir(tmp_path, "alpha", db_url=db_url))
+    url = node.start()
+    try:
+        assert _get(f"{url}/healthz") == (200, {"status": "alive", "node": "alpha"})
+        status, ready = _get(f"{url}/readyz")
+        assert status == 200
+        assert ready["status"] == "ready"
+        status, keys = _get(f"{url}/fed/v1/keys")
+        assert keys["issuer"] == "alpha"
+    finally:
+        code = node.stop()
+    assert code == 0, node.log()
+    assert node.stdout[-1] == "cpnode alpha stopped"
+
+
+def test_json_logs_one_line_per_request(tmp_path: Path) -> None:
+    """With --log-format json every request is one JSON log line with route, status and duration."""
+    node = NodeProcess(make_node_dir(tmp_path, "alpha"), extra_args=["--log-format", "json"])
+    url = node.start()
+    try:
+        _get(f"{url}/healthz")
+    finally:
+        node.stop()
+    lines = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "cpnode.access"]
+    assert len(access) == 1
+    assert access[0]["route"] == "/healthz"
+    assert access[0]["status"] == 200
+    assert isinstance(access[0]["duration_ms"], float)
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    """Starting on a port someone else holds exits 1 saying the port is in use."""
+    config = make_node_dir(tmp_path, "alpha")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        text = config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}")
+        config.write_text(text, encoding="utf-8")
+        result = _run(config)
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    """A database URL nobody answers exits 1 naming the database, before binding a port."""
+    config = make_node_dir(tmp_path, "alpha", db_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = _run(config)
+    assert result.returncode == 1
+    assert "database postgresql+psycopg://nobody@127.0.0.1:1/none is not reachable" in result.stderr
+
+
+def test_group_writable_key_is_refused(tmp_path: Path) -> None:
+    """A key file others can write is refused with the chmod to fix it."""
+    config = make_node_dir(tmp_path, "alpha")
+    key = config.parent / "keys" / "node.key"
+    key.chmod(0o660)
+    result = _run(config)
+    assert result.returncode == 1
+    assert f"chmod 600 {key}" in result.stderr
+
+
+def test_corrupt_key_is_a_clear_error(tmp_path: Path) -> None:
+    """A key file that is not a PEM Ed25519 key is named in the error."""
+    config = make_node_dir(tmp_path, "alpha")
+    key = config.parent / "keys" / "node.key"
+    key.write_bytes(b"not a key")
+    result = _run(config)
+    assert result.returncode == 1
+    assert str(key) in result.stderr
+    assert "PEM" in result.stderr
+
+
+def test_unknown_role_exits_2(tmp_path: Path) -> None:
+    """--roles with an unknown role exits 2 and lists the known ones."""
+    result = _run(make_node_dir(tmp_path, "alpha"), "--roles", "api,bogus")
+    assert result.returncode == 2
+    assert "unknown role(s) bogus" in result.stderr
+
+
+@pytest.mark.parametrize("count", [3])
+def test_several_nodes_run_side_by_side(tmp_path: Path, count: int) -> None:
+    """Several nodes, each with its own key and database, run at once on their own ports."""
+    nodes = [NodeProcess(make_node_dir(tmp_path, f"node-{i}")) for i in range(count)]
+    try:
+        urls = [node.start() for node in nodes]
+        assert len(set(urls)) == count
+        key_ids = {_get(f"{url}/api/v1/node")[1]["key_id"] for url in urls}
+        assert len(key_ids) == count
+    finally:
+        codes = [node.stop() for node in nodes]
+    assert codes == [0] * count
