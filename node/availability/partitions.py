@@ -61,5 +61,5 @@ def partitions_into(n: int, blocks: int) -> Iterator[Partition]:
 
 def all_partitions(n: int) -> Iterator[Partition]:
     """Every partition of items 0..n-1 (B(n) of them)."""
-    for blocks in range(1, n + 1):
+    for blocks in range(n + 1):  # n = 0 has one partition, the empty one
         yield from partitions_into(n, blocks)
