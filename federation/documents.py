@@ -38,12 +38,26 @@ def sign_document(document: Mapping[str, Any], key: SigningKey) -> dict[str, Any
     return {**document, SIGNATURES: signatures}
 
 
-def verify_document(document: Mapping[str, Any], signer: str, keys: Mapping[str, VerifyKey]) -> str:
-    """Check that `signer` signed `document` with one of `keys` (key id → key); return that key id."""
+def load_document(data: bytes, max_depth: int = canonical.DEFAULT_MAX_DEPTH) -> tuple[dict[str, Any], bytes]:
+    """Parse a signed document's bytes strictly; return it and the canonical bytes its signatures cover."""
+    return canonical.decode_object(data, SIGNATURES, max_depth)
+
+
+def verify_document(
+    document: Mapping[str, Any],
+    signer: str,
+    keys: Mapping[str, VerifyKey],
+    payload: bytes | None = None,
+) -> str:
+    """Check that `signer` signed `document` with one of `keys` (key id → key); return that key id.
+
+    `payload` is the document's signing bytes when the caller already has them (`load_document`).
+    """
     signatures = document.get(SIGNATURES)
     if not isinstance(signatures, dict) or not isinstance(signatures.get(signer), dict):
         raise SignatureError(f"document is not signed by {signer!r}", code="unsigned")
-    payload = signing_bytes(document)
+    if payload is None:
+        payload = signing_bytes(document)
     for kid, encoded in signatures[signer].items():
         key = keys.get(kid)
         if key is None:
