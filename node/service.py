@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
@@ -33,6 +36,11 @@ log = logging.getLogger("cpnode.service")
 
 class NodeStartError(RuntimeError):
     """The node cannot start; the message says why (database, key, port...)."""
+
+
+def run_file(settings: Settings) -> Path:
+    """`data/run.json`: the pid and URL of the process serving this node, while it runs."""
+    return settings.data_dir / "run.json"
 
 
 def read_admin_token(settings: Settings) -> str:
@@ -140,12 +148,28 @@ class NodeServer:
             raise NodeStartError(f"cannot listen on {where}: {exc.strerror}") from None
         self._runner = runner
         self.url = ctx.base_url = settings.url_for_port(int(runner.addresses[0][1]))
+        self._write_run_file()
         return self.url
+
+    def _write_run_file(self) -> None:
+        """Record where this process listens, so `cpnode status` finds a node started on port 0."""
+        path = run_file(self.settings)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"pid": os.getpid(), "url": self.url}), encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
 
     async def stop(self) -> None:
         """Finish in-flight requests (within the grace period), stop jobs, close the database."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            path = run_file(self.settings)
+            try:
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
         if self.ctx is not None:
             self.ctx.engine.dispose()

@@ -29,6 +29,7 @@ PAPER_AVAILABILITIES: tuple[float, ...] = (0.9, 0.95, 0.99, 0.995, 0.999)
 PAPER_TARGETS: tuple[float, ...] = (0.99, 0.999, 0.9995, 0.9999, 0.99999)
 PAPER_BACKUPS = 2
 PAPER_BACKUP_RANGE: tuple[int, ...] = (1, 2, 3, 4, 5)
+PAPER_MODULE_SIZES: tuple[int, ...] = (4, 4, 4, 3, 2, 2, 2, 1, 1, 1)
 
 # Table 1 as printed (availability in %, five decimals); rows "none", each target, "full".
 # The FCA row is omitted: it needs the paper's dependency matrix, which is not given.

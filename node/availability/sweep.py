@@ -15,6 +15,7 @@ from node.availability.paper import (
     PAPER_AVAILABILITIES,
     PAPER_BACKUP_RANGE,
     PAPER_BACKUPS,
+    PAPER_MODULE_SIZES,
     PAPER_TABLE1,
     PAPER_TARGETS,
     format_percent,
@@ -61,9 +62,17 @@ def table1(
     availabilities: Sequence[float] = PAPER_AVAILABILITIES,
     targets: Sequence[float] = PAPER_TARGETS,
     backups: int = PAPER_BACKUPS,
-    compare_with_paper: bool = True,
 ) -> list[Cell]:
-    """Table 1: rows none / optimal for each target / full, one cell per sub-module availability."""
+    """Table 1: rows none / optimal for each target / full, one cell per sub-module availability.
+
+    Cells carry the paper's printed value when the grid and the module sizes are the paper's.
+    """
+    compare = (
+        tuple(len(m.submodules) for m in architecture.modules) == PAPER_MODULE_SIZES
+        and tuple(availabilities) == PAPER_AVAILABILITIES
+        and tuple(targets) == PAPER_TARGETS
+        and backups == PAPER_BACKUPS
+    )
     cells = []
     rows = [("none", "none", targets[-1])]
     rows += [(_target_label(t), "optimal", t) for t in targets]
@@ -72,7 +81,7 @@ def table1(
         for column, a in enumerate(availabilities):
             plan = make_plan(with_availability(architecture, a), strategy, backups, target)
             printed = None
-            if compare_with_paper and row in PAPER_TABLE1 and tuple(availabilities) == PAPER_AVAILABILITIES:
+            if compare:
                 printed = PAPER_TABLE1[row][column]
             cells.append(
                 Cell(

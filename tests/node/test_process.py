@@ -127,3 +127,19 @@ def test_several_nodes_run_side_by_side(tmp_path: Path, count: int) -> None:
     finally:
         codes = [node.stop() for node in nodes]
     assert codes == [0] * count
+
+
+def test_status_finds_the_running_node(tmp_path: Path) -> None:
+    """`cpnode status` reports a node started on port 0 as running at its real URL, and stopped after."""
+    config = make_node_dir(tmp_path, "alpha")
+    node = NodeProcess(config)
+    url = node.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
+    status = [sys.executable, "-m", "node", "status", "--json", "--config", str(config)]
+    try:
+        running = subprocess.run(status, capture_output=True, text=True, timeout=60, env=env, check=True)
+    finally:
+        node.stop()
+    assert json.loads(running.stdout)["process"] == f"running at {url}"
+    stopped = subprocess.run(status, capture_output=True, text=True, timeout=60, env=env, check=True)
+    assert json.loads(stopped.stdout)["process"] == "not running"

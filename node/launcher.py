@@ -1,0 +1,125 @@
+"""Run a node as a real `cpnode run` subprocess: start, read its URL, stop on SIGTERM, or kill.
+
+Used by `make demo` and by the integration tests, so both exercise the command operators run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+
+
+class LaunchError(RuntimeError):
+    """The node process did not start; the message includes what it wrote to stderr."""
+
+
+class NodeProcess:
+    """A node run as `python -m node run`; stdout lines are collected, stderr goes to a log file."""
+
+    def __init__(
+        self,
+        config: Path,
+        roles: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.roles = roles
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = config.parent / "node.stderr.log"
+        self.stdout: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._pump_thread: threading.Thread | None = None
+
+    def _pump(self) -> None:
+        proc = self.proc
+        if proc is None or proc.stdout is None:
+            return
+        for line in proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put("")
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Start the process and wait until it prints its URL; return the URL."""
+        args = [sys.executable, "-m", "node", "run", "--config", str(self.config), *self.extra_args]
+        if self.roles:
+            args += ["--roles", self.roles]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
+        env.update(self.env or {})
+        env["PYTHONUNBUFFERED"] = "1"
+        with self.log_path.open("ab") as stderr:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=self.config.parent
+            )
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.stdout.append(line)
+            if " listening on " in line:
+                self.url = line.rsplit(" ", 1)[-1]
+                return self.url
+            if line == "" and self.proc.poll() is not None:
+                break
+        self.kill()
+        raise LaunchError(f"node {self.config} did not start (exit {self.proc.poll()}):\n{self.log()}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        """What the process wrote to stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """Send SIGTERM and wait for a clean exit; return the exit code (killing it on timeout)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._drain()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash, for fault tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=STOP_TIMEOUT_S)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return
+            if line:
+                self.stdout.append(line)

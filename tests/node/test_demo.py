@@ -1,0 +1,22 @@
+"""`make demo` runs its whole scenario to the end on real node processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_scenario_completes(tmp_path: Path) -> None:
+    """The demo exits 0 and shows every node running, then stopped cleanly."""
+    result = subprocess.run(
+        [sys.executable, "-m", "node.demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for name in ("beijing", "shanghai", "guangzhou"):
+        assert f"{name:<10} stopped, exit code 0" in result.stdout
+    assert result.stdout.count("process           : running at http://127.0.0.1:") == 3
