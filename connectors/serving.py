@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -21,9 +22,13 @@ async def start_app(
     return runner, f"http://{shown}:{bound[1]}"
 
 
-async def serve_until_signal(app: web.Application, host: str, port: int, announce: str) -> None:
-    """Serve `app` until SIGINT/SIGTERM, printing `announce` formatted with `{url}` once listening."""
+async def serve_until_signal(
+    app: web.Application, host: str, port: int, announce: str, on_bound: Callable[[str], None] | None = None
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM; once listening call `on_bound(url)` and print `announce`."""
     runner, url = await start_app(app, host, port)
+    if on_bound is not None:
+        on_bound(url)
     print(announce.format(url=url), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

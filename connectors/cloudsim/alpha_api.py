@@ -1,0 +1,219 @@
+"""The simulator's `alpha` dialect: resource-oriented REST with long-running operations.
+
+`POST /alpha/v1/tokens {"accessKey","secretKey"}` → `{"token","expiresIn"}`; every other call
+carries `Authorization: Bearer <token>`. Lists take `pageSize` (≤ 50) and `pageToken` and answer
+`nextPageToken` ("" on the last page). Mutations answer 202 with `{"operation": {"name", "done"}}`
+to poll at `GET /alpha/v1/operations/{id}`. Errors: HTTP status + `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from connectors.cloudsim.state import CloudState, Operation, SimInstance
+from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+
+_STATUS = {
+    "creating": "PROVISIONING",
+    "stopped": "SHUTOFF",
+    "running": "ACTIVE",
+    "failed": "ERROR",
+    "deleted": "DELETED",
+}
+_CODES = {
+    400: "InvalidArgument",
+    401: "Unauthenticated",
+    404: "NotFound",
+    409: "FailedPrecondition",
+    503: "Unavailable",
+    504: "DeadlineExceeded",
+}
+PREFIX = "/alpha/v1"
+
+
+def alpha_error(status: int, message: str) -> web.Response:
+    """An error in the alpha format."""
+    return web.json_response(
+        {"error": {"code": _CODES.get(status, "Internal"), "message": message}}, status=status
+    )
+
+
+def _server(i: SimInstance) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "name": i.name,
+        "regionId": i.region,
+        "flavorId": i.flavor,
+        "status": _STATUS[i.state],
+        "program": i.program,
+        "createTime": dt.datetime.fromtimestamp(i.created_s, dt.UTC).isoformat(),
+    }
+
+
+def _operation(op: Operation, state: CloudState) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": f"operations/{op.id}", "done": op.done}
+    if op.done and op.error:
+        body["error"] = {"code": "FailedPrecondition", "message": op.error}
+    elif op.done:
+        body["response"] = {**_server(state.instances[op.instance_id]), **op.result}
+    return body
+
+
+def _page(request: web.Request, items: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    try:
+        size = int(request.query.get("pageSize", "20"))
+        start = int(request.query.get("pageToken") or 0)
+    except ValueError:
+        raise InvalidRequest("pageSize and pageToken must be integers") from None
+    if not 1 <= size <= 50 or start < 0:
+        raise InvalidRequest("pageSize must be 1–50")
+    chunk = items[start : start + size]
+    return {key: list(chunk), "nextPageToken": str(start + size) if start + size < len(items) else ""}
+
+
+def install_alpha(app: web.Application, state: CloudState) -> None:
+    """Mount the alpha dialect's routes over `state`."""
+    tokens: dict[str, str] = {}
+    secrets_by_key = {a.access_key: a.secret_key for a in state.inventory.accounts}
+
+    def authed(fn: Callable[[web.Request, str], Awaitable[Any]], status: int = 200) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            header = request.headers.get("Authorization", "")
+            account = tokens.get(header.removeprefix("Bearer "))
+            if account is None:
+                return alpha_error(401, "missing or expired token")
+            try:
+                state.settle()
+                return web.json_response(await fn(request, account), status=status)
+            except ConnectorError as exc:
+                return alpha_error(exc.http_status, str(exc))
+
+        return handler
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise InvalidRequest("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("body must be an object")
+        return data
+
+    async def token(request: web.Request) -> web.Response:
+        try:
+            data = await body(request)
+            if secrets_by_key.get(str(data.get("accessKey"))) != data.get("secretKey"):
+                raise Unauthorized("unknown access key or wrong secret")
+        except ConnectorError as exc:
+            return alpha_error(exc.http_status, str(exc))
+        issued = secrets.token_urlsafe(16)
+        tokens[issued] = str(data["accessKey"])
+        return web.json_response({"token": issued, "expiresIn": 3600})
+
+    async def regions(r: web.Request, _a: str) -> Any:
+        rows = [
+            {"regionId": x.id, "displayName": x.name, "cityCode": x.city} for x in state.inventory.regions
+        ]
+        return _page(r, rows, "regions")
+
+    async def flavors(r: web.Request, _a: str) -> Any:
+        rows = [
+            {
+                "flavorId": f.id,
+                "accelerator": {"model": f.chip, "count": f.chips},
+                "vcpus": f.cpus,
+                "memoryMiB": f.memory_mib,
+                "diskGiB": f.storage_gib,
+                "bandwidthGbps": f.network_gbps,
+            }
+            for f in state.inventory.flavors
+        ]
+        return _page(r, rows, "flavors")
+
+    async def prices(r: web.Request, _a: str) -> Any:
+        rows = [
+            {
+                "regionId": s.region,
+                "flavorId": s.flavor,
+                "currency": "CNY",
+                "unitPriceFen": s.price_minor_per_hour,
+                "unit": "HOUR",
+            }
+            for s in state.inventory.stock
+        ]
+        return _page(r, rows, "prices")
+
+    async def capacity(r: web.Request, _a: str) -> Any:
+        rows = [
+            {"regionId": rg, "flavorId": fl, "available": free, "total": total}
+            for rg, fl, free, total in state.capacity()
+        ]
+        return _page(r, rows, "capacity")
+
+    async def metrics(r: web.Request, _a: str) -> Any:
+        rows = [
+            {
+                "regionId": x.id,
+                "cpuUtilization": state.utilisation_permille(x.id) / 1000,
+                "memoryFreeRatio": 1 - state.utilisation_permille(x.id) / 1000,
+                "networkFreeMbps": 100_000,
+            }
+            for x in state.inventory.regions
+        ]
+        return {"metrics": rows}
+
+    async def create(r: web.Request, account: str) -> Any:
+        data = await body(r)
+        for key in ("name", "regionId", "flavorId"):
+            if not isinstance(data.get(key), str):
+                raise InvalidRequest(f"{key} is required")
+        _instance, op = state.create(account, data["name"], data["regionId"], data["flavorId"])
+        return {"operation": _operation(op, state)}
+
+    async def servers(r: web.Request, account: str) -> Any:
+        return _page(r, [_server(i) for i in state.listing(account)], "servers")
+
+    async def server(r: web.Request, account: str) -> Any:
+        return _server(state.instance(account, r.match_info["id"]))
+
+    async def delete(r: web.Request, account: str) -> Any:
+        return {"operation": _operation(state.delete(account, r.match_info["id"]), state)}
+
+    async def action(r: web.Request, account: str) -> Any:
+        iid, name = r.match_info["id"], r.match_info["action"]
+        data = await body(r) if r.can_read_body else {}
+        if name == "deploy":
+            program = {"command": data.get("command"), "image": data.get("image"), "env": data.get("env", {})}
+            return _server(state.deploy(account, iid, program))
+        if name in ("start", "stop"):
+            op = state.power(account, iid, name == "start", restore=bool(data.get("restore", False)))
+            return {"operation": _operation(op, state)}
+        if name == "checkpoint":
+            return {"operation": _operation(state.checkpoint(account, iid), state)}
+        raise InvalidRequest(f"unknown action {name!r}")
+
+    async def operation(r: web.Request, account: str) -> Any:
+        return _operation(state.operation(account, r.match_info["id"]), state)
+
+    async def storage(r: web.Request, account: str) -> Any:
+        instance = state.instance(account, r.match_info["id"])
+        return {"endpoint": state.storage_url, "bucket": instance.id, "token": state.storage_token}
+
+    app.router.add_post(PREFIX + "/tokens", token)
+    app.router.add_get(PREFIX + "/regions", authed(regions))
+    app.router.add_get(PREFIX + "/flavors", authed(flavors))
+    app.router.add_get(PREFIX + "/prices", authed(prices))
+    app.router.add_get(PREFIX + "/capacity", authed(capacity))
+    app.router.add_get(PREFIX + "/metrics", authed(metrics))
+    app.router.add_post(PREFIX + "/servers", authed(create, 202))
+    app.router.add_get(PREFIX + "/servers", authed(servers))
+    app.router.add_get(PREFIX + "/servers/{id}", authed(server))
+    app.router.add_delete(PREFIX + "/servers/{id}", authed(delete, 202))
+    app.router.add_post(PREFIX + "/servers/{id}/actions/{action}", authed(action))
+    app.router.add_get(PREFIX + "/servers/{id}/storage", authed(storage))
+    app.router.add_get(PREFIX + "/operations/{id}", authed(operation))

@@ -1,0 +1,229 @@
+"""Adapter plugin for the simulator's `beta` dialect (entry point `cloudsim-beta`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from connectors.cloudsim.adapter import CloudsimAdapter
+from connectors.cloudsim.beta_api import signature
+from connectors.contract import (
+    Account,
+    Capacity,
+    Checkpoint,
+    DataSource,
+    Flavor,
+    Instance,
+    InstanceSpec,
+    Price,
+    Program,
+    Region,
+    StorageEndpoint,
+    Usage,
+)
+from connectors.errors import NotFound, PlatformError, error_from_code
+
+_CODES = {
+    "InvalidParameter": "invalid_request",
+    "AuthFailure": "unauthorized",
+    "ResourceNotFound": "not_found",
+    "OperationDenied": "invalid_state",
+    "ServiceUnavailable": "platform_error",
+}
+_STATES = {
+    "PENDING": "creating",
+    "STOPPED": "stopped",
+    "RUNNING": "running",
+    "LAUNCH_FAILED": "failed",
+    "TERMINATED": "deleted",
+}
+
+
+def fen_from_yuan(text: str) -> int:
+    """`"224.00"` yuan → 22400 fen, exactly; refuses fractions of a fen."""
+    try:
+        fen = Decimal(text) * 100
+    except InvalidOperation:
+        raise PlatformError(f"price {text!r} is not a decimal") from None
+    if fen != fen.to_integral_value() or fen < 0:
+        raise PlatformError(f"price {text!r} is not a whole number of fen")
+    return int(fen)
+
+
+class BetaPlugin(CloudsimAdapter):
+    """Maps the beta dialect (signed RPC, PascalCase, GiB, yuan strings, offset paging, jobs) onto the contract."""
+
+    version: ClassVar[str] = "1.0"
+    platform: ClassVar[str] = "cpnode-cloudsim beta dialect (simulator)"
+
+    async def _call(self, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        raw = json.dumps(body or {}).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Action": action,
+            "X-Access-Key": self.access_key,
+            "X-Timestamp": timestamp,
+            "X-Signature": signature(self.secret_key, action, timestamp, raw),
+        }
+        _status, data = await self.send("POST", f"{self.url}/beta/api", data=raw, headers=headers)
+        response = data.get("Response") if isinstance(data, dict) else None
+        if not isinstance(response, dict):
+            raise PlatformError(f"{self.name}: malformed answer to {action}")
+        if "Error" in response:
+            error = response["Error"]
+            raise error_from_code(
+                _CODES.get(error.get("Code"), "platform_error"), f"{self.name}: {error.get('Message')}"
+            )
+        return response
+
+    async def _all(self, action: str, key: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = await self._call(action, {**(body or {}), "Offset": len(rows), "Limit": 100})
+            rows.extend(page[key])
+            if len(rows) >= page["TotalCount"] or not page[key]:
+                return rows
+
+    async def _job(self, started: dict[str, Any], what: str) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            job = await self._call("DescribeJob", {"JobId": started["JobId"]})
+            if job["Status"] == "RUNNING":
+                return None
+            if job["Status"] == "FAILED":
+                raise error_from_code("invalid_state", f"{self.name}: {what} failed: {job['ErrorMessage']}")
+            return dict(job.get("Result") or {})
+
+        return await self.poll(check, what)
+
+    @staticmethod
+    def _instance(row: dict[str, Any]) -> Instance:
+        program = row.get("Program")
+        return Instance(
+            id=row["InstanceId"],
+            name=row["InstanceName"],
+            region_id=row["Zone"],
+            flavor_id=row["InstanceType"],
+            state=_STATES[row["InstanceState"]],
+            created_ms=int(row["CreatedTime"]) * 1000,
+            program=Program(**{k: v for k, v in program.items() if v is not None}) if program else None,
+        )
+
+    async def ensure_account(self) -> Account:
+        await self._call("DescribeZones", {"Limit": 1})  # a signed call proves the credentials
+        return Account(account_id=self.access_key, platform=self.platform, authenticated=True)
+
+    async def data_source(self) -> DataSource:
+        zones = await self._all("DescribeZones", "ZoneSet")
+        types = await self._all("DescribeInstanceTypes", "InstanceTypeSet")
+        prices = await self._all("DescribePrice", "PriceSet")
+        capacity = await self._all("DescribeZoneCapacity", "CapacitySet")
+        usage = (await self._call("DescribeZoneUsage"))["UsageSet"]
+        try:
+            return DataSource(
+                regions=[Region(id=z["Zone"], name=z["ZoneName"], city=z["CityCode"]) for z in zones],
+                flavors=[
+                    Flavor(
+                        id=t["InstanceType"],
+                        chip_model=t["GpuModel"].lower().replace("_", "-"),
+                        chips=t["GpuCount"],
+                        cpus=t["Cpu"],
+                        memory_mib=t["MemoryGB"] * 1024,
+                        storage_gib=t["DiskGB"],
+                        network_gbps=t["BandwidthGbps"],
+                    )
+                    for t in types
+                ],
+                prices=[
+                    Price(
+                        region_id=p["Zone"],
+                        flavor_id=p["InstanceType"],
+                        minor_per_hour=fen_from_yuan(p["UnitPrice"]),
+                    )
+                    for p in prices
+                    if p["ChargeUnit"] == "HOUR"
+                ],
+                capacity=[
+                    Capacity(
+                        region_id=c["Zone"],
+                        flavor_id=c["InstanceType"],
+                        free=c["Remaining"],
+                        total=c["Total"],
+                    )
+                    for c in capacity
+                ],
+                usage=[
+                    Usage(
+                        region_id=u["Zone"],
+                        cpu_utilisation_permille=u["CpuUsagePercent"] * 10,
+                        free_memory_permille=u["MemFreePercent"] * 10,
+                        free_network_mbps=u["NetFreeMbps"],
+                    )
+                    for u in usage
+                ],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlatformError(f"{self.name}: unexpected data from the platform: {exc}") from None
+
+    async def create_instance(self, spec: InstanceSpec) -> Instance:
+        started = await self._call(
+            "RunInstances",
+            {"InstanceName": spec.name, "Zone": spec.region_id, "InstanceType": spec.flavor_id},
+        )
+        await self._job(started, f"creating {spec.name}")
+        return await self.get_instance(started["InstanceId"])
+
+    async def get_instance(self, instance_id: str) -> Instance:
+        rows = (await self._call("DescribeInstances", {"InstanceIds": [instance_id]}))["InstanceSet"]
+        if not rows:
+            raise NotFound(f"{self.name}: no instance {instance_id!r}")
+        return self._instance(rows[0])
+
+    async def list_instances(self) -> list[Instance]:
+        return [self._instance(r) for r in await self._all("DescribeInstances", "InstanceSet")]
+
+    async def delete_instance(self, instance_id: str) -> Instance:
+        if (await self.get_instance(instance_id)).state != "deleted":
+            await self._job(
+                await self._call("TerminateInstances", {"InstanceId": instance_id}), "terminating"
+            )
+        return await self.get_instance(instance_id)
+
+    async def deploy(self, instance_id: str, program: Program) -> Instance:
+        body: dict[str, Any] = {
+            "InstanceId": instance_id,
+            "Env": [{"Name": k, "Value": v} for k, v in program.env.items()],
+        }
+        if program.command is not None:
+            body["Command"] = program.command
+        if program.image is not None:
+            body["ImageUri"] = program.image
+        return self._instance(await self._call("DeployApplication", body))
+
+    async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
+        await self._job(
+            await self._call("StartInstances", {"InstanceId": instance_id, "Restore": restore}), "starting"
+        )
+        return await self.get_instance(instance_id)
+
+    async def stop_instance(self, instance_id: str) -> Instance:
+        await self._job(await self._call("StopInstances", {"InstanceId": instance_id}), "stopping")
+        return await self.get_instance(instance_id)
+
+    async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:
+        result = await self._job(
+            await self._call("CreateCheckpoint", {"InstanceId": instance_id}), "checkpoint"
+        )
+        storage = await self.storage_endpoint(instance_id)
+        return Checkpoint(
+            instance_id=instance_id,
+            seq=int(result["seq"]),
+            files=await self.state_files(storage),
+            storage=storage,
+        )
+
+    async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
+        data = await self._call("DescribeStorageEndpoint", {"InstanceId": instance_id})
+        return StorageEndpoint(url=data["Endpoint"], bucket=data["Bucket"], token=data["AccessToken"])

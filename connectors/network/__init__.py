@@ -1,0 +1,1 @@
+"""Network plugins (网络插件): the contract, path computation, and the network controller simulator."""

@@ -1,0 +1,182 @@
+"""The plugin side of an out-of-process plugin: serve a `ComputePlugin` over HTTP, register, heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from connectors.contract import ComputePlugin, InstanceSpec, Program
+from connectors.errors import ConnectorError, InvalidRequest
+from connectors.serving import start_app
+
+log = logging.getLogger("cpnode.connectors.remote")
+Handler = Callable[[web.Request], Awaitable[Any]]
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(item) for item in value]
+    return value
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise InvalidRequest("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
+    """An aiohttp app exposing `plugin` under `/plugin/v1`, callable only with `call_token`."""
+
+    def route(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {call_token}".encode()):
+                return web.json_response({"error": "unauthorized", "message": "wrong call token"}, status=401)
+            try:
+                return web.json_response(_dump(await fn(request)))
+            except ValidationError as exc:
+                return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
+            except ConnectorError as exc:
+                return web.json_response({"error": exc.code, "message": str(exc)}, status=exc.http_status)
+            except Exception as exc:  # report, never crash the service
+                log.exception("plugin %s failed", plugin.name)
+                return web.json_response({"error": "platform_error", "message": repr(exc)}, status=502)
+
+        return handler
+
+    def iid(request: web.Request) -> str:
+        return request.match_info["id"]
+
+    async def checkpoint(r: web.Request) -> Any:
+        timeout_s = (await _body(r)).get("timeout_s", 30)
+        if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 3600:
+            raise InvalidRequest("timeout_s must be a number of seconds in (0, 3600]")
+        return await plugin.checkpoint(iid(r), float(timeout_s))
+
+    async def start(r: web.Request) -> Any:
+        return await plugin.start_instance(iid(r), restore=bool((await _body(r)).get("restore", False)))
+
+    async def create(r: web.Request) -> Any:
+        return await plugin.create_instance(InstanceSpec.model_validate(await _body(r)))
+
+    async def deploy(r: web.Request) -> Any:
+        return await plugin.deploy(iid(r), Program.model_validate(await _body(r)))
+
+    app = web.Application(client_max_size=1 << 20)
+    p = "/plugin/v1/"
+    app.router.add_get(p + "info", route(lambda r: plugin.info()))
+    app.router.add_get(p + "health", route(lambda r: plugin.health()))
+    app.router.add_post(p + "account", route(lambda r: plugin.ensure_account()))
+    app.router.add_get(p + "datasource", route(lambda r: plugin.data_source()))
+    app.router.add_get(p + "instances", route(lambda r: plugin.list_instances()))
+    app.router.add_post(p + "instances", route(create))
+    app.router.add_get(p + "instances/{id}", route(lambda r: plugin.get_instance(iid(r))))
+    app.router.add_delete(p + "instances/{id}", route(lambda r: plugin.delete_instance(iid(r))))
+    app.router.add_post(p + "instances/{id}/deploy", route(deploy))
+    app.router.add_post(p + "instances/{id}/start", route(start))
+    app.router.add_post(p + "instances/{id}/stop", route(lambda r: plugin.stop_instance(iid(r))))
+    app.router.add_post(p + "instances/{id}/checkpoint", route(checkpoint))
+    app.router.add_get(p + "instances/{id}/storage", route(lambda r: plugin.storage_endpoint(iid(r))))
+    return app
+
+
+class PluginService:
+    """Runs one plugin as an HTTP service that registers with a node and sends heartbeats."""
+
+    def __init__(
+        self,
+        plugin: ComputePlugin,
+        node_url: str,
+        admin_token: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.node_url = node_url.rstrip("/")
+        self._admin_token = admin_token
+        self._host, self._port, self._public_url = host, port, public_url
+        self._call_token = secrets.token_urlsafe(24)
+        self._runner: web.AppRunner | None = None
+        self._beats: asyncio.Task[None] | None = None
+        self.url = ""
+        self.heartbeats_sent = 0
+
+    async def start(self) -> str:
+        """Start the plugin and its HTTP service, then register and heartbeat in the background."""
+        await self.plugin.start()
+        self._runner, bound = await start_app(
+            plugin_app(self.plugin, self._call_token), self._host, self._port
+        )
+        self.url = self._public_url or bound
+        self._beats = asyncio.create_task(self._heartbeat_loop())
+        return self.url
+
+    async def close(self) -> None:
+        """Stop heartbeating, serving and the plugin."""
+        if self._beats is not None:
+            self._beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beats
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.plugin.close()
+
+    async def _register(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        info = await self.plugin.info()
+        body = {
+            "name": self.plugin.name,
+            "url": self.url,
+            "call_token": self._call_token,
+            "version": info.version,
+        }
+        headers = {"Authorization": f"Bearer {self._admin_token}"}
+        async with session.post(f"{self.node_url}/api/v1/plugins", json=body, headers=headers) as response:
+            data = await response.json()
+            if response.status >= 400:
+                raise ConnectorError(f"registration refused ({response.status}): {data}")
+        return str(data["heartbeat_token"]), float(data["heartbeat_interval_s"])
+
+    async def _heartbeat_loop(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=5)
+        version = (await self.plugin.info()).version
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            token, interval_s = "", 1.0
+            while True:
+                try:
+                    if not token:
+                        token, interval_s = await self._register(session)
+                        log.info("plugin %s registered with %s", self.plugin.name, self.node_url)
+                    url = f"{self.node_url}/api/v1/plugins/{self.plugin.name}/heartbeat"
+                    headers = {"Authorization": f"Bearer {token}"}
+                    async with session.post(url, json={"version": version}, headers=headers) as response:
+                        if response.status in (
+                            401,
+                            404,
+                        ):  # node forgot us (removed or new token): register again
+                            token = ""
+                            continue
+                        self.heartbeats_sent += 1
+                except (aiohttp.ClientError, TimeoutError, ConnectorError, ValueError, KeyError) as exc:
+                    log.warning("plugin %s cannot reach the node: %s", self.plugin.name, exc)
+                    token = "" if isinstance(exc, ConnectorError) else token
+                await asyncio.sleep(interval_s)
