@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.run_cmd",
     "node.cli.status_cmd",
     "node.cli.db_cmd",
+    "node.cli.plan_cmd",
+    "node.cli.deploy_cmd",
 )
 
 
