@@ -68,5 +68,5 @@ def verify_document(
             key.verify(payload, b64url_decode(encoded))
         except (BadSignatureError, ValueError):
             raise SignatureError(f"signature by {signer!r} with {kid} does not verify") from None
-        return kid
+        return str(kid)
     raise SignatureError(f"no signature by {signer!r} with a known key", code="unknown_key")

@@ -120,7 +120,7 @@ def sign_request(
 ) -> dict[str, str]:
     """The headers to send: `headers` plus `Cpnode-Node`, `Content-Digest` and the signature."""
     message = _Message(method.upper(), url, {**(headers or {}), NODE_HEADER: identity.node})
-    covered = list(REQUIRED_COMPONENTS[:3]) + ["cpnode-node"]
+    covered = [*REQUIRED_COMPONENTS[:3], "cpnode-node"]
     if any(name.lower() == "authorization" for name in message.headers):
         covered.append("authorization")
     private = Ed25519PrivateKey.from_private_bytes(bytes(identity.key))
@@ -155,7 +155,9 @@ def read_signature_params(header_lines: Iterable[tuple[str, str]]) -> SignatureP
         raise AuthError("request is not signed (Signature-Input and Signature required)", "missing_signature")
     try:
         inputs = http_sf.parse(sig_input.encode("latin-1"), tltype="dictionary", on_duplicate_key=_duplicate)
-        signatures = http_sf.parse(signature.encode("latin-1"), tltype="dictionary", on_duplicate_key=_duplicate)
+        signatures = http_sf.parse(
+            signature.encode("latin-1"), tltype="dictionary", on_duplicate_key=_duplicate
+        )
     except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError) as exc:
         raise MalformedRequestError(f"signature headers are not structured fields: {exc}") from None
     if not isinstance(inputs, dict) or not isinstance(signatures, dict):
@@ -164,10 +166,13 @@ def read_signature_params(header_lines: Iterable[tuple[str, str]]) -> SignatureP
         raise AuthError("exactly one signature is accepted", code="multiple_signatures")
     if set(inputs) != {LABEL} or set(signatures) != {LABEL}:
         raise AuthError(f"the signature label must be {LABEL!r}", code="bad_signature")
-    components, params = inputs[LABEL]
+    member: Any = inputs[LABEL]
+    components, raw_params = member
+    params: dict[str, Any] = dict(raw_params) if isinstance(raw_params, dict) else {}
     if not isinstance(components, list):
         raise MalformedRequestError("Signature-Input member must be an inner list")
-    covered = tuple(str(item) for item, item_params in components if not item_params)
+    entries: list[Any] = components
+    covered = tuple(str(item) for item, item_params in entries if not item_params)
     missing = [name for name in REQUIRED_COMPONENTS if name not in covered]
     if _single(lines, "authorization") is not None and "authorization" not in covered:
         missing.append("authorization")

@@ -21,7 +21,7 @@ from nacl.signing import VerifyKey
 from federation.errors import AuthError
 from federation.httpsig import Identity
 
-TOKEN_TYPE = "cpnode-session+jwt"
+TOKEN_TYPE = "cpnode-session+jwt"  # noqa: S105 (a media type, not a secret)
 SESSION_TTL_S = 600
 LEEWAY_S = 30
 _ALLOWED_HEADER = frozenset({"alg", "typ", "kid"})
@@ -87,7 +87,12 @@ def verify_token(token: str, node: str, keys: Mapping[str, VerifyKey], now_ts: i
             audience=node,
             issuer=node,
             # Time claims are checked below against the caller's clock.
-            options={"require": _REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            options={
+                "require": _REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"session token rejected: {exc}", code="bad_token") from None

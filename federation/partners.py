@@ -1,0 +1,198 @@
+"""Partners and agreements: who this node trusts, and what each partner may see and buy.
+
+A partner is pinned by an operator: name, base URL(s) and public key. Its agreement says which
+pools and offer tags it sees (empty = all), what it pays (an explicit price list per offer id or
+pool, else the own price plus a markup in basis points), and its credit limit in minor units.
+Partner URLs are checked here: link-local and cloud-metadata addresses are always refused;
+loopback and other special ranges only when the operator lists them in an explicit allow-list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from federation.errors import DocumentError, UnsafeURLError
+from federation.keys import parse_public_key
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+NODE_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# Never a partner, whatever the allow-list says: link-local (cloud metadata lives at
+# 169.254.169.254 and fd00:ec2::254), unspecified, multicast, broadcast.
+ALWAYS_REFUSED: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "0.0.0.0/8",
+        "::/128",
+        "224.0.0.0/4",
+        "ff00::/8",
+        "255.255.255.255/32",
+    )
+)
+# Refused unless allow-listed: loopback (tests and single-machine demos list it explicitly).
+REFUSED_UNLESS_ALLOWED: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net) for net in ("127.0.0.0/8", "::1/128")
+)
+
+
+def check_node_name(name: Any) -> str:
+    """Return `name` if it is a valid node name; DocumentError (400) otherwise.
+
+    Names are compared exactly: NFC and NFD spellings are different names and never merged.
+    Non-ASCII names, U+0000 and lone surrogates are refused outright.
+    """
+    if not isinstance(name, str) or not name:
+        raise DocumentError("node name must be a non-empty string", code="bad_name")
+    if not name.isascii() or "\x00" in name:
+        raise DocumentError(f"node name must be ASCII, got {name!r}", code="bad_name")
+    if not NODE_NAME_RE.fullmatch(name):
+        raise DocumentError(
+            f"node name must be 1–63 of a–z, 0–9 and '-', not starting or ending with '-', got {name!r}",
+            code="bad_name",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What one partner may see and buy, and at which prices."""
+
+    pools: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    price_list: Mapping[str, int] = field(default_factory=dict)
+    markup_bp: int = 0
+    credit_limit: int = 0
+    currency: str = "CNY"
+
+    def allows(self, offer: Mapping[str, Any]) -> bool:
+        """Whether the partner may see `offer` (pool allowed and, when tags are set, one tag shared)."""
+        if self.pools and offer.get("pool") not in self.pools:
+            return False
+        return not self.tags or bool(set(self.tags) & set(offer.get("tags", ())))
+
+    def price(self, offer: Mapping[str, Any]) -> int:
+        """The partner's price per unit-hour for `offer`, in integer minor units."""
+        for key in (offer["id"], offer["pool"]):
+            if key in self.price_list:
+                return self.price_list[key]
+        base: int = offer["price_per_unit_hour"]
+        # Round half up in integer arithmetic; basis points keep markups exact.
+        return (base * (10_000 + self.markup_bp) + 5_000) // 10_000
+
+    def to_json(self) -> dict[str, Any]:
+        """The agreement as stored and shown."""
+        return {
+            "pools": list(self.pools),
+            "tags": list(self.tags),
+            "price_list": dict(self.price_list),
+            "markup_bp": self.markup_bp,
+            "credit_limit": self.credit_limit,
+            "currency": self.currency,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Agreement:
+        """Parse a stored or configured agreement; DocumentError names the bad field."""
+
+        def strings(name: str) -> tuple[str, ...]:
+            value = data.get(name, [])
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise DocumentError(f"agreement.{name} must be a list of strings")
+            return tuple(value)
+
+        prices = data.get("price_list", {})
+        if not isinstance(prices, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in prices.items()
+        ):
+            raise DocumentError("agreement.price_list must map offer ids or pools to non-negative integers")
+        markup, credit, currency = (
+            data.get("markup_bp", 0),
+            data.get("credit_limit", 0),
+            data.get("currency", "CNY"),
+        )
+        if type(markup) is not int or not -10_000 < markup <= 1_000_000:
+            raise DocumentError("agreement.markup_bp must be an integer above -10000 (basis points)")
+        if type(credit) is not int or credit < 0:
+            raise DocumentError("agreement.credit_limit must be a non-negative integer (minor units)")
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
+            raise DocumentError("agreement.currency must be a three-letter code like CNY")
+        return cls(strings("pools"), strings("tags"), dict(prices), markup, credit, currency)
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A trusted peer: pinned name, base URLs, public key, agreement, and where it was configured."""
+
+    name: str
+    urls: tuple[str, ...]
+    public_key: str
+    agreement: Agreement = field(default_factory=Agreement)
+    source: str = "cli"
+
+    def __post_init__(self) -> None:
+        check_node_name(self.name)
+        parse_public_key(self.public_key)
+        if not self.urls:
+            raise DocumentError(f"partner {self.name!r} needs at least one URL")
+
+
+def parse_allow_list(networks: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse CIDR strings of the partner-address allow-list; UnsafeURLError on a bad entry."""
+    result = []
+    for text in networks:
+        try:
+            result.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise UnsafeURLError(f"allow-list entry {text!r} is not a network like 127.0.0.0/8") from None
+    return tuple(result)
+
+
+def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
+    """Refuse an address a partner must never resolve to (see module rules)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for network in ALWAYS_REFUSED:
+        if address.version == network.version and address in network:
+            raise UnsafeURLError(f"address {address} is link-local, metadata or not unicast; refused")
+    for network in REFUSED_UNLESS_ALLOWED:
+        if (
+            address.version == network.version
+            and address in network
+            and not any(address.version == allow.version and address in allow for allow in allowed)
+        ):
+            raise UnsafeURLError(
+                f"address {address} is loopback; add it to federation.allow_networks to use it"
+            )
+
+
+def split_url(url: str) -> tuple[str, str, int]:
+    """Check a partner base URL's form; return (scheme, host, port)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeURLError(f"partner URL {url!r} is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeURLError(f"partner URL must be http(s)://HOST[:PORT], got {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise UnsafeURLError(f"partner URL must not carry credentials, query or fragment: {url!r}")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def check_url(url: str, resolved: Iterable[IPAddress], allowed: Sequence[IPNetwork]) -> str:
+    """Check a partner URL and every address its host resolved to; return the URL without '/' at the end."""
+    split_url(url)
+    addresses = list(resolved)
+    if not addresses:
+        raise UnsafeURLError(f"partner URL {url!r} does not resolve")
+    for address in addresses:
+        check_address(address, allowed)
+    return url.rstrip("/")

@@ -1,0 +1,147 @@
+"""The peer API under `/fed/v1` (aiohttp handlers). Each handler reads the body within limits,
+authenticates the caller through the service and translates its answer; errors carry
+`http_status` and `code` and are rendered by the node's error middleware.
+
+Routes (the key document `/fed/v1/keys` is served by the node's core routes):
+- `GET  /fed/v1/openapi.json`   this API's OpenAPI document (unsigned)
+- `POST /fed/v1/login/challenge` signed; a single-use login challenge
+- `POST /fed/v1/login`           signed; login document in, session token out
+- `GET  /fed/v1/catalog/head`    signed + session; version, hash and expiry of the caller's catalog
+- `GET  /fed/v1/catalog`         signed + session; the caller's signed catalog
+- `POST /fed/v1/trades`          signed + session; an idempotent trade request
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from federation import canonical, store
+from federation.documents import load_document
+from federation.errors import AuthError, TooLargeError
+from federation.login import check_login, new_challenge
+from federation.openapi import openapi_document
+from federation.service import Caller, FederationService
+from federation.tokens import issue_token
+from federation.trades import handle_trade
+
+SERVICE = web.AppKey("federation_service", FederationService)
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A canonical-JSON response."""
+    return web.Response(body=canonical.encode(data), status=status, content_type=JSON)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before parsing it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLargeError(f"request body exceeds {limit} bytes")
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(f"request body exceeds {limit} bytes")
+    return data
+
+
+async def _caller(request: web.Request, body: bytes, require_session: bool) -> Caller:
+    service = request.app[SERVICE]
+    return await service.authenticate(
+        request.method,
+        request.raw_path,
+        request.headers.get("Host"),
+        list(request.headers.items()),
+        body,
+        require_session,
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document of `/fed/v1`."""
+    return json_response(openapi_document())
+
+
+async def login_challenge(request: web.Request) -> web.Response:
+    """Issue a single-use challenge to the signing partner."""
+    service = request.app[SERVICE]
+    body = await read_body(request, service.settings.max_request_bytes)
+    caller = await _caller(request, body, require_session=False)
+    challenge = new_challenge(service.name, caller.partner.name, service.clock())
+    await service.db(store.store_challenge, challenge, service.clock())
+    return json_response(challenge.to_json())
+
+
+async def login(request: web.Request) -> web.Response:
+    """Check a signed login document against its challenge and answer with a session token."""
+    service = request.app[SERVICE]
+    body = await read_body(request, service.settings.max_request_bytes)
+    caller = await _caller(request, body, require_session=False)
+    document, payload = load_document(body)
+    value = document.get("challenge")
+    stored = await service.db(store.load_challenge, value) if isinstance(value, str) else None
+    keys = await service.partner_keys(caller.partner)
+    now = service.clock()
+    kid = check_login(
+        document,
+        payload,
+        service.name,
+        caller.partner.name,
+        {caller.kid: keys[caller.kid].verify_key()},
+        stored,
+        now,
+    )
+    if stored is None:  # check_login raises first; this keeps the type checker informed
+        raise AuthError("unknown login challenge", code="bad_challenge")
+    await service.db(store.consume_challenge, stored)
+    token, expires_ts = issue_token(service.identity(), caller.partner.name, kid, now)
+    return json_response(
+        {"token": token, "token_type": "Bearer", "expires_ts": expires_ts, "node": service.name}
+    )
+
+
+async def catalog_head(request: web.Request) -> web.Response:
+    """Version, hash and expiry of the catalog made for the caller."""
+    service = request.app[SERVICE]
+    caller = await _caller(request, await read_body(request, 0), require_session=True)
+    issued = await service.catalog_for(caller.partner)
+    head = issued.head
+    return json_response(
+        {
+            "issuer": service.name,
+            "audience": caller.partner.name,
+            "version": head.version,
+            "sha256": head.sha256,
+            "issued_ts": head.issued_ts,
+            "expires_ts": head.expires_ts,
+            "offer_count": issued.offer_count,
+        }
+    )
+
+
+async def catalog(request: web.Request) -> web.Response:
+    """The signed catalog made for the caller, byte for byte as stored."""
+    service = request.app[SERVICE]
+    caller = await _caller(request, await read_body(request, 0), require_session=True)
+    issued = await service.catalog_for(caller.partner)
+    return web.Response(body=issued.body, content_type=JSON, headers={"ETag": f'"{issued.head.sha256}"'})
+
+
+async def trades(request: web.Request) -> web.Response:
+    """An idempotent trade request from the caller."""
+    service = request.app[SERVICE]
+    body = await read_body(request, service.settings.max_request_bytes)
+    caller = await _caller(request, body, require_session=True)
+    status, response = await handle_trade(service, caller, body)
+    return web.Response(body=response, status=status, content_type=JSON)
+
+
+def add_routes(app: web.Application, service: FederationService) -> None:
+    """Mount the `/fed/v1` peer API (all but the key document) on `app`."""
+    app[SERVICE] = service
+    app.router.add_get("/fed/v1/openapi.json", openapi)
+    app.router.add_post("/fed/v1/login/challenge", login_challenge)
+    app.router.add_post("/fed/v1/login", login)
+    app.router.add_get("/fed/v1/catalog/head", catalog_head)
+    app.router.add_get("/fed/v1/catalog", catalog)
+    app.router.add_post("/fed/v1/trades", trades)

@@ -1,0 +1,275 @@
+"""The federation side of one node: authenticating peers, their keys, login, catalogs it issues, trades.
+
+`FederationService` holds what the node hands over as plain data (identity source, engine,
+settings, offer sources, optional trade handler) and the small in-process state (nonce cache,
+key-refetch times, trades in flight). The aiohttp handlers in `server` only translate to and from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from nacl.signing import VerifyKey
+
+from federation import canonical, store
+from federation.catalog import CatalogHead, CatalogLimits, build_catalog, offers_for, sha256_hex
+from federation.client import PeerClient, make_session
+from federation.documents import load_document
+from federation.errors import AuthError, FederationError, PeerError
+from federation.httpsig import (
+    CLOCK_SKEW_S,
+    Identity,
+    NonceCache,
+    SignatureParams,
+    check_times,
+    read_signature_params,
+    verify_request,
+)
+from federation.keydoc import KeyRecord, trusted_records, verify_key_document
+from federation.keys import key_id, parse_public_key
+from federation.partners import IPNetwork, Partner, check_node_name
+from federation.tokens import SessionClaims, bearer, verify_token
+
+OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class OwnKeys:
+    """This node's signing identity now, and every key record it has had (for its own tokens)."""
+
+    identity: Identity
+    records: Mapping[str, KeyRecord]
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """Tunables of the peer protocol, with units in their names."""
+
+    sync_interval_s: float = 60.0
+    catalog_validity_s: int = 3600
+    limits: CatalogLimits = field(default_factory=CatalogLimits)
+    max_request_bytes: int = 1024 * 1024
+    request_timeout_s: float = 10.0
+    partner_timeout_s: float = 30.0
+    key_refetch_interval_s: int = 60
+    max_trades_in_flight: int = 1
+    max_trade_items: int = 100
+    backoff_base_s: int = 5
+    backoff_max_s: int = 900
+    sync_concurrency: int = 16
+    allow_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated peer request: which partner, with which key, and its session if any."""
+
+    partner: Partner
+    kid: str
+    session: SessionClaims | None
+
+
+class FederationService:
+    """Everything the peer API and the sync job need, for one node."""
+
+    def __init__(
+        self,
+        own_keys: Callable[[], OwnKeys],
+        engine: Any,
+        settings: FederationSettings,
+        origin: Callable[[], str],
+        offer_sources: Sequence[OfferSource] = (),
+        clock: Callable[[], int] = lambda: int(time.time()),
+    ) -> None:
+        self.own_keys = own_keys
+        self.engine = engine
+        self.settings = settings
+        self.origin = origin
+        self.offer_sources: list[OfferSource] = list(offer_sources)
+        self.trade_handler: TradeHandler | None = None
+        self.clock = clock
+        self.nonces = NonceCache()
+        self._key_fetch_ts: dict[str, int] = {}
+        self.trades_in_flight: dict[str, int] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def name(self) -> str:
+        """This node's name."""
+        return self.own_keys().identity.node
+
+    def identity(self) -> Identity:
+        """This node's current signing identity."""
+        return self.own_keys().identity
+
+    # --- outbound HTTP ---------------------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        """The shared client session for peer calls (created on first use, inside the event loop)."""
+        if self._session is None or self._session.closed:
+            self._session = make_session(self.settings.allow_networks, self.settings.request_timeout_s)
+        return self._session
+
+    def client(self, partner: Partner) -> PeerClient:
+        """A signed client for `partner`'s first URL."""
+        return PeerClient(
+            self.http(), self.identity, partner.urls[0], self.settings.limits.max_bytes, self.clock
+        )
+
+    async def close(self) -> None:
+        """Close the client session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking store call off the event loop."""
+        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+
+    # --- peer keys -------------------------------------------------------------------------------
+
+    async def partner_keys(self, partner: Partner) -> dict[str, KeyRecord]:
+        """Trusted keys of `partner`: the pinned one plus those learned through endorsements."""
+        pinned = parse_public_key(partner.public_key)
+        pinned_kid = key_id(pinned)
+        learned, doc_expires_ts = await self.db(store.peer_keys, partner.name)
+        if learned and doc_expires_ts <= self.clock():
+            learned = {}  # the key document lapsed: only the pinned key is still known
+        keys = {pinned_kid: KeyRecord(pinned_kid, partner.public_key, "active", 0)}
+        keys.update(learned)
+        return keys
+
+    async def refresh_keys(self, partner: Partner, force: bool = False) -> bool:
+        """Fetch `partner`'s key document (at most once per refetch interval) and store its trusted keys."""
+        now = self.clock()
+        last = self._key_fetch_ts.get(partner.name)
+        if not force and last is not None and now - last < self.settings.key_refetch_interval_s:
+            return False
+        self._key_fetch_ts[partner.name] = now
+        response = await self.client(partner).expect("GET", "/fed/v1/keys", signed=False)
+        document, _ = load_document(response.body)
+        records = verify_key_document(document, partner.name, now)
+        pinned = parse_public_key(partner.public_key)
+        denied = await self.db(store.denied_keys)
+        trusted = trusted_records(partner.name, records, {key_id(pinned): pinned}, denied)
+        active = next(r for r in records.values() if r.status == "active")
+        if active.kid not in trusted:
+            raise PeerError(
+                f"{partner.name}'s active key {active.kid} is not endorsed by a key we trust",
+                code="untrusted_key",
+            )
+        await self.db(store.replace_peer_keys, partner.name, trusted.values(), document["expires_ts"])
+        return True
+
+    async def _request_key(self, partner: Partner, kid: str) -> VerifyKey:
+        denied = await self.db(store.denied_keys)
+        if kid in denied:
+            raise AuthError(f"key {kid} is on the deny-list", code="key_denied")
+        keys = await self.partner_keys(partner)
+        if kid not in keys:
+            # When the peer's key document is unavailable the key simply stays unknown.
+            with contextlib.suppress(FederationError):
+                await self.refresh_keys(partner)
+            keys = await self.partner_keys(partner)
+        record = keys.get(kid)
+        if record is None:
+            raise AuthError(f"key {kid} is not a known key of {partner.name}", code="unknown_key")
+        now = self.clock()
+        if record.retired_ts is not None and record.retired_ts <= now:
+            raise AuthError(f"key {kid} of {partner.name} is retired", code="key_retired")
+        if record.valid_from_ts > now + CLOCK_SKEW_S:
+            raise AuthError(f"key {kid} of {partner.name} is not valid yet", code="key_not_valid")
+        return record.verify_key()
+
+    # --- authenticating requests -----------------------------------------------------------------
+
+    def target_uri(self, path_qs: str) -> str:
+        """The URI a request to this node for `path_qs` must have been signed for."""
+        return self.origin().rstrip("/") + path_qs
+
+    async def authenticate(
+        self,
+        method: str,
+        path_qs: str,
+        host: str | None,
+        header_lines: list[tuple[str, str]],
+        body: bytes,
+        require_session: bool,
+    ) -> Caller:
+        """Authenticate a peer request; AuthError (401) or MalformedRequestError (400) say why not."""
+        params: SignatureParams = read_signature_params(header_lines)
+        check_node_name(params.node)
+        now = self.clock()
+        check_times(params, now)
+        partner = await self.db(store.get_partner, params.node)
+        if partner is None:
+            raise AuthError(f"{params.node!r} is not a partner of this node", code="unknown_partner")
+        key = await self._request_key(partner, params.key_id)
+        url = self.target_uri(path_qs)
+        try:
+            verify_request(method, url, header_lines, body, key)
+        except AuthError as exc:
+            own = urlsplit(url).netloc
+            if exc.code == "bad_signature" and host is not None and host != own:
+                raise AuthError(
+                    f"request was signed for {host}, not this node ({own})", "wrong_destination"
+                ) from None
+            raise
+        session = None
+        token = bearer(next((v for k, v in header_lines if k.lower() == "authorization"), None))
+        if token is not None:
+            own_keys = self.own_keys()
+            session = verify_token(token, own_keys.identity.node, _verify_keys(own_keys.records), now)
+            if session.partner != partner.name or session.partner_kid != params.key_id:
+                raise AuthError("session token belongs to another key", code="token_key_mismatch")
+        elif require_session:
+            raise AuthError("this route needs a session token (log in first)", code="login_required")
+        self.nonces.check_and_store(params.key_id, params.nonce, params.expires, now)
+        return Caller(partner, params.key_id, session)
+
+    # --- catalogs this node issues ---------------------------------------------------------------
+
+    async def own_offers(self) -> list[dict[str, Any]]:
+        """Every offer of this node, from all offer sources in order."""
+        offers: list[dict[str, Any]] = []
+        for source in self.offer_sources:
+            offers.extend(await source())
+        return offers
+
+    async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
+        """The current catalog for `partner`, issuing a new version when offers changed or it ages."""
+        offers = offers_for(await self.own_offers(), partner.agreement)
+        content_sha = hashlib.sha256(canonical.encode(offers)).hexdigest()
+        validity = self.settings.catalog_validity_s
+        for _ in range(3):
+            latest: store.IssuedCatalog | None = await self.db(store.latest_issued, partner.name)
+            now = self.clock()
+            if (
+                latest is not None
+                and latest.content_sha256 == content_sha
+                and latest.head.expires_ts - now > validity // 2
+            ):
+                return latest
+            version = latest.head.version + 1 if latest is not None else 1
+            prev = latest.head.sha256 if latest is not None else None
+            document = build_catalog(self.identity(), partner.name, offers, version, now, validity, prev)
+            body = canonical.encode(document, max_depth=canonical.DEFAULT_MAX_DEPTH)
+            head = CatalogHead(version, sha256_hex(body), now, now + validity)
+            issued = store.IssuedCatalog(partner.name, head, content_sha, len(offers), body)
+            if await self.db(store.insert_issued, issued):
+                return issued
+            # another replica issued this version first: take what it stored
+        raise PeerError("could not issue a catalog: concurrent issuers kept winning", code="busy")
+
+
+def _verify_keys(records: Mapping[str, KeyRecord]) -> dict[str, VerifyKey]:
+    return {kid: record.verify_key() for kid, record in records.items()}

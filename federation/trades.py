@@ -1,0 +1,89 @@
+"""The peer side of a trade request: the protocol frame around the node's trade handler.
+
+A trade request is a document the partner signs::
+
+    {"type": "cpnode.trade-request.v1", "issuer": PARTNER, "audience": US, "trade_id": ID,
+     "issued_ts": T, "items": [{"offer_id": ..., "units": N, "hours": H}, ...]}
+
+The frame checks it (signature by the authenticated key, audience, item limits), makes it
+idempotent — the first answer to a (partner, trade id) is stored and every later request with the
+same id and the same content gets that stored answer, a different content is a 409 — and limits
+how many trades one partner may have in flight (429 beyond). What a trade *does* (reserve,
+hold funds) is the node's `TradeHandler`; without one the node answers 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation import canonical, store
+from federation.catalog import sha256_hex
+from federation.documents import load_document, verify_document
+from federation.errors import ConflictError, DocumentError, FederationError, RateLimitedError
+from federation.service import Caller, FederationService
+
+TRADE_REQUEST_TYPE = "cpnode.trade-request.v1"
+
+
+class TradingUnavailable(FederationError):
+    """This node has no trade handler wired in."""
+
+    code = "trading_unavailable"
+    http_status = 503
+
+
+def check_trade_request(document: dict[str, Any], node: str, partner: str, max_items: int) -> str:
+    """Check a trade request's shape and addressing; return its trade id."""
+    if document.get("type") != TRADE_REQUEST_TYPE:
+        raise DocumentError("not a trade request", code="wrong_type")
+    if document.get("issuer") != partner:
+        raise DocumentError("trade request issuer is not the calling partner", code="wrong_issuer")
+    if document.get("audience") != node:
+        raise DocumentError("trade request is addressed to another node", code="wrong_audience")
+    trade_id = document.get("trade_id")
+    if not isinstance(trade_id, str) or not 1 <= len(trade_id) <= 100:
+        raise DocumentError("trade_id must be a string of 1–100 characters")
+    items = document.get("items")
+    if not isinstance(items, list) or not items:
+        raise DocumentError("items must be a non-empty list")
+    if len(items) > max_items:
+        raise DocumentError(f"trade request has {len(items)} items, limit {max_items}", code="too_many_items")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("offer_id"), str):
+            raise DocumentError(f"items[{index}] needs a string offer_id")
+        for name in ("units", "hours"):
+            if type(item.get(name)) is not int or item[name] < 1:
+                raise DocumentError(f"items[{index}].{name} must be a positive integer")
+    return trade_id
+
+
+async def handle_trade(service: FederationService, caller: Caller, body: bytes) -> tuple[int, bytes]:
+    """Answer one trade request body from an authenticated caller: (HTTP status, response bytes)."""
+    partner = caller.partner.name
+    document, payload = load_document(body)
+    trade_id = check_trade_request(document, service.name, partner, service.settings.max_trade_items)
+    keys = await service.partner_keys(caller.partner)
+    verify_document(document, partner, {caller.kid: keys[caller.kid].verify_key()}, payload)
+    request_sha = sha256_hex(payload)
+    stored = await service.db(store.get_trade, partner, trade_id)
+    if stored is not None:
+        if stored["request_sha256"] != request_sha:
+            raise ConflictError(f"trade {trade_id!r} was already requested with different content")
+        return int(stored["status"]), bytes(stored["response"])
+    if service.trade_handler is None:
+        raise TradingUnavailable("this node does not accept trades yet")
+    in_flight = service.trades_in_flight
+    if in_flight.get(partner, 0) >= service.settings.max_trades_in_flight:
+        raise RateLimitedError(f"{partner} already has a trade in progress here; retry when it finishes")
+    in_flight[partner] = in_flight.get(partner, 0) + 1
+    try:
+        status, answer = await service.trade_handler(caller.partner, document)
+        response = canonical.encode(answer)
+        if not await service.db(
+            store.put_trade, partner, trade_id, request_sha, status, response, service.clock()
+        ):
+            stored = await service.db(store.get_trade, partner, trade_id)
+            return int(stored["status"]), bytes(stored["response"])
+        return status, response
+    finally:
+        in_flight[partner] -= 1
