@@ -1,0 +1,41 @@
+"""`python -m bench [NAME ...]`: run every benchmark (or the named ones) one after another."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    """Names of the benchmark modules in bench/ (`bench_<name>.py`)."""
+    return sorted(path.stem.removeprefix("bench_") for path in HERE.glob("bench_*.py"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks as separate processes; return non-zero if any failed."""
+    names = available()
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Run cpnode's benchmarks.")
+    parser.add_argument(
+        "names", nargs="*", choices=[[], *names], metavar="NAME", help=f"one of {', '.join(names)}"
+    )
+    args = parser.parse_args(argv)
+    failed = []
+    for name in args.names or names:
+        print(f"\n=== bench {name} ===", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", f"bench.bench_{name}"], cwd=HERE.parent)
+        print(f"=== bench {name}: exit {code} after {time.monotonic() - started:.1f} s ===", flush=True)
+        if code != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

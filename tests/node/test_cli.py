@@ -1,0 +1,69 @@
+"""The command line as a whole: help everywhere, db commands, key permission warnings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from node.cli.main import build_parser
+from node.cli.main import main as cpnode
+from node.config import load_settings
+from node.identity import load_identity
+from tests.nodes import make_node_dir
+
+
+def _all_command_paths(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.append((*prefix, name))
+                paths.extend(_all_command_paths(sub, (*prefix, name)))
+    return paths
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` works for every command and subcommand and describes it."""
+    paths = _all_command_paths(build_parser())
+    assert ("init",) in paths
+    assert ("db", "upgrade") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as info:
+            cpnode([*path, "--help"])
+        assert info.value.code == 0, path
+        assert "usage: cpnode" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Running `cpnode` alone shows the commands and exits 2."""
+    assert cpnode([]) == 2
+    assert "commands" in capsys.readouterr().out
+
+
+def test_db_upgrade_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`db status` reports behind on a fresh database (exit 1), `db upgrade` brings it up to date."""
+    config = make_node_dir(tmp_path, "alpha")
+    assert cpnode(["db", "status", "--json", "--config", str(config)]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["state"] for row in rows} == {"behind"}
+    assert cpnode(["db", "upgrade", "--json", "--config", str(config)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["state"] for row in rows} == {"up to date"}
+    assert cpnode(["db", "status", "--config", str(config)]) == 0
+
+
+def test_group_readable_key_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A key readable by others still loads but logs a warning with the fix."""
+    config = make_node_dir(tmp_path, "alpha")
+    key = config.parent / "keys" / "node.key"
+    key.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="cpnode.identity"):
+        identity = load_identity(load_settings(config, environ={}))
+    assert identity.name == "alpha"
+    assert f"chmod 600 {key}" in caplog.text
