@@ -1,0 +1,126 @@
+"""Accounts: idempotent creation, closing, and reading them back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ledger.errors import ConflictError, NotFoundError
+from ledger.records import Account, AccountResult, AccountSpec, Status
+from ledger.store.db import (
+    account_from_row,
+    now_ms,
+    select_accounts,
+    select_in,
+    with_retries,
+    write_transaction,
+)
+from ledger.store.schema import accounts
+from ledger.store.writer import lock_head
+from ledger.validation import check_account, first_account_difference
+
+
+def create_accounts(
+    engine: Engine, specs: Sequence[AccountSpec], *, now: int | None = None
+) -> list[AccountResult]:
+    """Create accounts; the same id and spec again answers `exists`, a different spec names the field."""
+
+    def attempt() -> list[AccountResult]:
+        created_ms = now_ms() if now is None else now
+        results: list[AccountResult] = []
+        with write_transaction(engine) as conn:
+            ids = [s.id for s in specs if isinstance(s.id, str)]
+            stored = {row.id: account_from_row(row).spec for row in select_in(conn, select_accounts, ids)}
+            rows = []
+            for index, spec in enumerate(specs):
+                problem = check_account(spec)
+                if problem is not None:
+                    results.append(
+                        AccountResult(
+                            index, str(spec.id), Status.INVALID_REQUEST, problem.field, problem.message
+                        )
+                    )
+                    continue
+                existing = stored.get(spec.id)
+                if existing is not None:
+                    differs = first_account_difference(spec, existing)
+                    if differs is None:
+                        results.append(AccountResult(index, spec.id, Status.EXISTS))
+                    else:
+                        message = f"account {spec.id!r} exists with a different {differs}"
+                        results.append(
+                            AccountResult(
+                                index, spec.id, Status.EXISTS_WITH_DIFFERENT_FIELD, differs, message
+                            )
+                        )
+                    continue
+                stored[spec.id] = spec
+                rows.append(
+                    {
+                        "id": spec.id,
+                        "currency": spec.currency,
+                        "kind": str(spec.kind),
+                        "debits_must_not_exceed_credits": spec.debits_must_not_exceed_credits,
+                        "credits_must_not_exceed_debits": spec.credits_must_not_exceed_debits,
+                        "partner": spec.partner,
+                        "created_ms": created_ms,
+                        "closed_seq": None,
+                        "closed_ms": None,
+                        "debits_pending": 0,
+                        "debits_posted": 0,
+                        "credits_pending": 0,
+                        "credits_posted": 0,
+                    }
+                )
+                results.append(AccountResult(index, spec.id, Status.CREATED))
+            if rows:
+                conn.execute(sa.insert(accounts), rows)
+        return results
+
+    return with_retries(attempt, f"creating {len(specs)} account(s)")
+
+
+def close_account(engine: Engine, account_id: str, *, now: int | None = None) -> Account:
+    """Close an account: no transfer with a later sequence number may touch it. Refused while it has holds."""
+
+    def attempt() -> Account:
+        with write_transaction(engine) as conn:
+            next_seq, _ = lock_head(conn)
+            row = conn.execute(select_accounts([account_id], for_update=True)).first()
+            if row is None:
+                raise NotFoundError(f"account {account_id!r} does not exist")
+            account = account_from_row(row)
+            if account.closed_seq is not None:
+                return account
+            if account.balance.debits_pending or account.balance.credits_pending:
+                raise ConflictError(f"account {account_id!r} has pending holds; resolve them before closing")
+            closed_ms = now_ms() if now is None else now
+            conn.execute(
+                sa.update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(closed_seq=next_seq, closed_ms=closed_ms)
+            )
+            return Account(account.spec, account.balance, account.created_ms, next_seq, closed_ms)
+
+    return with_retries(attempt, f"closing account {account_id!r}")
+
+
+def get_account(engine: Engine, account_id: str) -> Account:
+    """One account, or NotFoundError."""
+    with engine.connect() as conn:
+        row = conn.execute(select_accounts([account_id])).first()
+    if row is None:
+        raise NotFoundError(f"account {account_id!r} does not exist")
+    return account_from_row(row)
+
+
+def list_accounts(engine: Engine, ids: Sequence[str] | None = None) -> list[Account]:
+    """Accounts in id order: all of them, or those with these ids (unknown ids are skipped)."""
+    with engine.connect() as conn:
+        if ids is None:
+            rows = conn.execute(sa.select(accounts).order_by(accounts.c.id)).all()
+        else:
+            rows = select_in(conn, select_accounts, ids)
+    return sorted((account_from_row(row) for row in rows), key=lambda a: a.id)

@@ -1,0 +1,147 @@
+"""Database plumbing shared by the ledger's storage modules: write transactions, retries, rows.
+
+Write transactions ask for `cpnode_write=True`, which makes the node's SQLite engines begin with
+`BEGIN IMMEDIATE` (the write lock is taken up front, so concurrent writers queue on busy_timeout
+instead of deadlocking on a lock upgrade); PostgreSQL ignores the option. Every writer then locks
+the single `ledger_head` row first (`FOR UPDATE`), then accounts in id order, so writers never wait
+on each other in a cycle. Transient failures (busy, serialization, a dropped connection, a unique
+race) roll the whole batch back and retry it; because ids are idempotent, a retry after a commit
+whose answer was lost returns `exists`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from ledger.errors import StorageError
+from ledger.records import Account, AccountKind, AccountSpec, Balance, Transfer, TransferKind
+from ledger.store.schema import TRANSFER_COLUMNS, accounts, transfers
+
+log = logging.getLogger("cpnode.ledger")
+T = TypeVar("T")
+IN_CHUNK = 500  # keeps IN lists well under SQLite's bound-parameter limit
+DEFAULT_ATTEMPTS = 12
+
+
+def now_ms() -> int:
+    """The current UTC time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction (SQLite BEGIN IMMEDIATE), committed on success."""
+    with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+        yield conn
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text or "database or disk is full" in text
+
+
+def _retryable(exc: sa.exc.SQLAlchemyError) -> bool:
+    if _is_disk_full(exc):
+        return False
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.OperationalError)
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATTEMPTS) -> T:
+    """Run `action` (one whole transaction), retrying transient database failures with jittered backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sa.exc.SQLAlchemyError as exc:
+            if _is_disk_full(exc):
+                raise StorageError(f"{what}: the disk is full; nothing was written") from exc
+            if not _retryable(exc) or attempt == attempts - 1:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise StorageError(f"{what} failed after {attempt + 1} attempt(s): {reason}") from exc
+            log.debug("%s: retrying after %s", what, type(exc).__name__)
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def select_in(
+    conn: Connection, query: Callable[[Sequence[Any]], sa.Select[Any]], keys: Iterable[Any]
+) -> list[Any]:
+    """Run `query(chunk)` for chunks of `keys` (an IN list) and concatenate the rows."""
+    ordered = sorted(set(keys))
+    rows: list[Any] = []
+    for part in chunks(ordered):
+        rows.extend(conn.execute(query(part)).all())
+    return rows
+
+
+def transfer_from_row(row: RowMapping | Any) -> Transfer:
+    """A stored transfer from a `ledger_transfers` row."""
+    m = row if isinstance(row, RowMapping) else row._mapping
+    return Transfer(
+        seq=m["seq"],
+        id=m["id"],
+        kind=TransferKind(m["kind"]),
+        debit_account=m["debit_account"],
+        credit_account=m["credit_account"],
+        currency=m["currency"],
+        amount=m["amount"],
+        pending_id=m["pending_id"],
+        pending_amount=m["pending_amount"],
+        timeout_s=m["timeout_s"],
+        expires_ms=m["expires_ms"],
+        code=m["code"],
+        linked=bool(m["linked"]),
+        ts_ms=m["ts_ms"],
+        order_id=m["order_id"],
+        trade_id=m["trade_id"],
+        partner=m["partner"],
+        trade_digest=m["trade_digest"],
+    )
+
+
+def transfer_to_row(transfer: Transfer) -> dict[str, Any]:
+    """The `ledger_transfers` row of a transfer."""
+    row = transfer.to_dict()
+    assert tuple(sorted(row)) == tuple(sorted(TRANSFER_COLUMNS))
+    return row
+
+
+def account_from_row(row: RowMapping | Any) -> Account:
+    """An account from a `ledger_accounts` row."""
+    m = row if isinstance(row, RowMapping) else row._mapping
+    spec = AccountSpec(
+        id=m["id"],
+        currency=m["currency"],
+        kind=AccountKind(m["kind"]),
+        debits_must_not_exceed_credits=bool(m["debits_must_not_exceed_credits"]),
+        credits_must_not_exceed_debits=bool(m["credits_must_not_exceed_debits"]),
+        partner=m["partner"],
+    )
+    balance = Balance(m["debits_pending"], m["debits_posted"], m["credits_pending"], m["credits_posted"])
+    return Account(spec, balance, m["created_ms"], m["closed_seq"], m["closed_ms"])
+
+
+def select_transfers(ids: Sequence[str]) -> sa.Select[Any]:
+    """SELECT the transfers with these ids."""
+    return sa.select(transfers).where(transfers.c.id.in_(ids))
+
+
+def select_accounts(ids: Sequence[str], for_update: bool = False) -> sa.Select[Any]:
+    """SELECT these accounts in id order, locking them when asked (PostgreSQL; SQLite holds the file lock)."""
+    query = sa.select(accounts).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
+    return query.with_for_update() if for_update else query

@@ -1,0 +1,107 @@
+"""Reading the log: one transfer, ranges in sequence order, balances and open holds at a sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.records import Balance, Status, Transfer, TransferKind
+from ledger.store.db import transfer_from_row
+from ledger.store.schema import failures, head, transfers
+
+STREAM_CHUNK = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """How far the log goes: the next sequence number (= its size) and the last transfer's time."""
+
+    size: int
+    last_ts_ms: int
+
+
+def read_head(conn: Connection) -> Head:
+    """The log's size and last time, as seen by this connection's transaction."""
+    row = conn.execute(sa.select(head.c.next_seq, head.c.last_ts_ms).where(head.c.id == 1)).one()
+    return Head(int(row.next_seq), int(row.last_ts_ms))
+
+
+def get_transfer(engine: Engine, transfer_id: str) -> Transfer | None:
+    """The stored transfer with this id, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(transfers).where(transfers.c.id == transfer_id)).first()
+    return None if row is None else transfer_from_row(row)
+
+
+def get_failure(engine: Engine, transfer_id: str) -> tuple[Status, str | None] | None:
+    """The remembered failure (status, field) of an id that failed, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(failures.c.status, failures.c.field).where(failures.c.id == transfer_id)
+        ).first()
+    return None if row is None else (Status(row.status), row.field)
+
+
+def iter_transfers(conn: Connection, begin: int, end: int) -> Iterator[Transfer]:
+    """Transfers with begin ≤ seq < end in sequence order, read in chunks."""
+    cursor = begin
+    while cursor < end:
+        upper = min(end, cursor + STREAM_CHUNK)
+        rows = conn.execute(
+            sa.select(transfers)
+            .where(transfers.c.seq >= cursor, transfers.c.seq < upper)
+            .order_by(transfers.c.seq)
+        ).all()
+        for row in rows:
+            yield transfer_from_row(row)
+        cursor = upper
+
+
+def seq_at_time(conn: Connection, ts_ms: int) -> int:
+    """The first sequence number whose transfer is at or after `ts_ms` (the log size if none is)."""
+    value = conn.execute(sa.select(sa.func.min(transfers.c.seq)).where(transfers.c.ts_ms >= ts_ms)).scalar()
+    return read_head(conn).size if value is None else int(value)
+
+
+def balances_at(conn: Connection, seq: int) -> dict[str, Balance]:
+    """Every account's balance after the transfers with seq < `seq`, summed in SQL."""
+    pending = sa.case((transfers.c.kind == TransferKind.PENDING.value, transfers.c.amount), else_=0)
+    posted = sa.case((transfers.c.kind == TransferKind.PENDING.value, 0), else_=transfers.c.amount)
+    released = sa.func.coalesce(transfers.c.pending_amount, 0)
+    result: dict[str, Balance] = {}
+    for side in ("debit", "credit"):
+        column = transfers.c.debit_account if side == "debit" else transfers.c.credit_account
+        query = (
+            sa.select(
+                column.label("account"),
+                sa.func.sum(pending - released).label("pending"),
+                sa.func.sum(posted).label("posted"),
+            )
+            .where(transfers.c.seq < seq)
+            .group_by(column)
+        )
+        for row in conn.execute(query):
+            balance = result.setdefault(row.account, Balance())
+            if side == "debit":
+                balance.debits_pending, balance.debits_posted = int(row.pending), int(row.posted)
+            else:
+                balance.credits_pending, balance.credits_posted = int(row.pending), int(row.posted)
+    return result
+
+
+def open_holds_at(conn: Connection, seq: int) -> list[Transfer]:
+    """Holds created before `seq` and not resolved by a transfer before `seq`, in sequence order."""
+    resolver = transfers.alias("resolver")
+    query = (
+        sa.select(transfers)
+        .where(
+            transfers.c.kind == TransferKind.PENDING.value,
+            transfers.c.seq < seq,
+            ~sa.exists().where(resolver.c.pending_id == transfers.c.id, resolver.c.seq < seq),
+        )
+        .order_by(transfers.c.seq)
+    )
+    return [transfer_from_row(row) for row in conn.execute(query)]

@@ -1,0 +1,125 @@
+"""The ledger's tables as SQLAlchemy Core objects (created by migration ledger_0001).
+
+Money columns are BIGINT minor units; times are UTC epoch milliseconds (`_ms`). The append-only
+tables (transfers, failures, checkpoints) are guarded by triggers that refuse UPDATE and DELETE on
+both backends; `ledger_transfers.pending_id` is unique, so a hold resolves at most once even if
+code were wrong. `ledger_head` is the one row writers lock to hand out dense sequence numbers.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite makes an INTEGER PRIMARY KEY the rowid (no second index); PostgreSQL needs BIGINT.
+SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("currency", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("debits_must_not_exceed_credits", sa.Boolean, nullable=False),
+    sa.Column("credits_must_not_exceed_debits", sa.Boolean, nullable=False),
+    sa.Column("partner", sa.String(128), nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("closed_seq", sa.BigInteger, nullable=True),
+    sa.Column("closed_ms", sa.BigInteger, nullable=True),
+    sa.Column("debits_pending", sa.BigInteger, nullable=False),
+    sa.Column("debits_posted", sa.BigInteger, nullable=False),
+    sa.Column("credits_pending", sa.BigInteger, nullable=False),
+    sa.Column("credits_posted", sa.BigInteger, nullable=False),
+)
+
+transfers = sa.Table(
+    "ledger_transfers",
+    metadata,
+    sa.Column("seq", SEQ, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(160), nullable=False, unique=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("debit_account", sa.String(128), nullable=False),
+    sa.Column("credit_account", sa.String(128), nullable=False),
+    sa.Column("currency", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("pending_id", sa.String(160), nullable=True, unique=True),
+    sa.Column("pending_amount", sa.BigInteger, nullable=True),
+    sa.Column("timeout_s", sa.BigInteger, nullable=True),
+    sa.Column("expires_ms", sa.BigInteger, nullable=True),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("linked", sa.Boolean, nullable=False),
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),
+    sa.Column("order_id", sa.String(128), nullable=True),
+    sa.Column("trade_id", sa.String(128), nullable=True),
+    sa.Column("partner", sa.String(128), nullable=True),
+    sa.Column("trade_digest", sa.String(128), nullable=True),
+)
+
+TRANSFER_COLUMNS: tuple[str, ...] = tuple(column.name for column in transfers.columns)
+
+failures = sa.Table(
+    "ledger_failures",
+    metadata,
+    sa.Column("id", sa.String(160), primary_key=True),
+    sa.Column("status", sa.String(48), nullable=False),
+    sa.Column("field", sa.String(32), nullable=True),
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),
+)
+
+open_holds = sa.Table(
+    "ledger_open_holds",
+    metadata,
+    sa.Column("pending_id", sa.String(160), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=True),
+)
+
+head = sa.Table(
+    "ledger_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_ts_ms", sa.BigInteger, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "ledger_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("time_ms", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("frontier", sa.Text, nullable=False),  # JSON list of base64 hashes of [0, size)
+)
+
+discrepancies = sa.Table(
+    "ledger_discrepancies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner", sa.String(128), nullable=False),
+    sa.Column("window_from_ms", sa.BigInteger, nullable=False),
+    sa.Column("window_to_ms", sa.BigInteger, nullable=False),
+    sa.Column("trade_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("ours", sa.Text, nullable=True),
+    sa.Column("theirs", sa.Text, nullable=True),
+    sa.Column("found_ms", sa.BigInteger, nullable=False),
+    sa.Column("correction_id", sa.String(160), nullable=True),
+    sa.UniqueConstraint("partner", "window_from_ms", "window_to_ms", "trade_id", "kind"),
+)
+
+reconciliations = sa.Table(
+    "ledger_reconciliations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner", sa.String(128), nullable=False),
+    sa.Column("window_from_ms", sa.BigInteger, nullable=False),
+    sa.Column("window_to_ms", sa.BigInteger, nullable=False),
+    sa.Column("ran_ms", sa.BigInteger, nullable=False),
+    sa.Column("our_trades", sa.Integer, nullable=False),
+    sa.Column("their_trades", sa.Integer, nullable=False),
+    sa.Column("discrepancies", sa.Integer, nullable=False),
+    sa.Column("our_summary_sha256", sa.String(64), nullable=False),
+    sa.Column("their_summary_sha256", sa.String(64), nullable=False),
+)
