@@ -48,6 +48,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--image", default=f"cpnode:{__version__}", help="container image (default cpnode:VERSION)"
     )
     k8s.add_argument("--name", default=None, help="prefix of object names (default: the node's name)")
+    k8s.add_argument(
+        "--port", type=int, default=None, help="container port (default: http.port of the config)"
+    )
     k8s.add_argument("--namespace", default=None, help="namespace of every object (default: none set)")
     add_json_argument(k8s)
     k8s.set_defaults(handler=run_k8s)
@@ -66,7 +69,7 @@ def run_k8s(args: argparse.Namespace) -> int:
     options = K8sOptions(
         release=args.name or settings.node.name,
         image=args.image,
-        port=settings.http.port,
+        port=args.port if args.port is not None else settings.http.port,
         node_toml=config_toml(raw),
         namespace=args.namespace,
     )

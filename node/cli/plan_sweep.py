@@ -52,7 +52,7 @@ def register_sweep(subcommands: argparse._SubParsersAction[argparse.ArgumentPars
 def _cell_text(cell: Cell) -> str:
     text = cell.shown + ("" if cell.meets_target or cell.row in ("none", "full") else "*")
     if cell.difference is not None:
-        text += f" (paper {cell.printed}, {cell.difference:+.5f})"
+        text += "†"
     return text
 
 
@@ -188,7 +188,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     counts = [[label] + [str(c.microservices) for c in cells if c.row == label] for label in labels]
     print_table("Microservices of each plan", columns, counts)
     print("* target not met: the highest reachable availability is shown, as in the paper")
-    print("(paper X, +d): the paper prints X; the exact planner reaches d percentage points more")
+    for cell in cells:
+        if cell.difference is not None:
+            print(
+                f"† a = {cell.availability:g}, target {cell.row}: the exact planner reaches {cell.shown} % with "
+                f"{cell.microservices} microservices; the paper prints {cell.printed} % ({cell.difference:+.5f} points)"
+            )
     for file in files:
         print(f"wrote {file}")
     return 0

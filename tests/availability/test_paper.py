@@ -50,7 +50,7 @@ def test_exact_planner_beats_the_printed_value_at_a_099_target_9999(paper: Archi
     assert cell.difference == pytest.approx(0.00114, abs=5e-6)
     # The printed value is a 14-service grouping that splits a 2-sub-module module instead of decision.
     arch = with_availability(paper, 0.99)
-    halves = [(0, 1), (2, 3)]
+    halves: list[tuple[int, ...]] = [(0, 1), (2, 3)]
     groups: list[list[tuple[int, ...]]] = [
         halves,
         halves,
