@@ -113,6 +113,7 @@ class Measurement(Model):
 
     matmul_gflops: Count
     memory_gbps: Count
+    host_cpus: Annotated[int, Field(ge=1)] = 1
     measured_ms: int
     duration_ms: Count
 

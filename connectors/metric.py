@@ -135,15 +135,13 @@ def cpu_values(measurement: Measurement, host_share: float, memory_mib: int) -> 
     }
 
 
-def static_score(
-    flavor: Flavor, measurement: Measurement | None = None, host_cpus: int | None = None
-) -> float:
+def static_score(flavor: Flavor, measurement: Measurement | None = None) -> float:
     """Static score of a flavor: chips × chip score, or the measured score of a CPU-only flavor."""
     chips = load_chips()
     if flavor.chip_model == CPU_CHIP or flavor.chips == 0:
         if measurement is None:
             raise MetricError(f"flavor {flavor.id!r} is CPU-only and the pool reported no measurement")
-        share = min(1.0, flavor.cpus / host_cpus) if host_cpus else 1.0
+        share = min(1.0, flavor.cpus / measurement.host_cpus)
         return relative_score(cpu_values(measurement, share, flavor.memory_mib), chips[REFERENCE_CHIP])
     return flavor.chips * chip_score(flavor.chip_model, chips)
 

@@ -52,6 +52,7 @@ def measure(budget_s: float = 0.15) -> Measurement:
     return Measurement(
         matmul_gflops=max(1, round(gflops)),
         memory_gbps=max(1, round(gbps)),
+        host_cpus=os.cpu_count() or 1,
         measured_ms=int(time.time() * 1000),
         duration_ms=round((time.perf_counter() - started) * 1000),
     )

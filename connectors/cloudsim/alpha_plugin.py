@@ -97,7 +97,7 @@ class AlphaPlugin(CloudsimAdapter):
             region_id=server["regionId"],
             flavor_id=server["flavorId"],
             state=_STATES[server["status"]],
-            created_ms=0,
+            created_ms=int(dt.datetime.fromisoformat(server["createTime"]).timestamp() * 1000),
             program=Program(**{k: v for k, v in program.items() if v is not None}) if program else None,
         )
 
