@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from node.config import Settings
 from node.context import NodeContext
 from node.http import core_routes
+from node.peering import component as peering
 from node.roles import ALL_ROLES
 
 Installer = Callable[[web.Application, NodeContext], None]
@@ -36,7 +37,15 @@ class Component:
     status: StatusLines | None = None
 
 
-COMPONENTS: tuple[Component, ...] = (Component("core", ALL_ROLES, install=core_routes.install),)
+COMPONENTS: tuple[Component, ...] = (
+    Component("core", ALL_ROLES, install=core_routes.install),
+    Component(
+        "federation",
+        frozenset({"federation", "api", "scheduler"}),
+        install=peering.install,
+        status=peering.status_lines,
+    ),
+)
 
 
 def active_components(roles: frozenset[str]) -> list[Component]:

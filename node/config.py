@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node.peering.settings import FederationSection, OfferSection, PartnerSection
+
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
 DEFAULT_CONFIG_NAME = "node.toml"
@@ -129,6 +131,9 @@ class Settings(BaseModel):
     keys: KeysSection = KeysSection()
     scheduler: SchedulerSection = SchedulerSection()
     logging: LoggingSection = LoggingSection()
+    federation: FederationSection = FederationSection()
+    partners: list[PartnerSection] = Field(default_factory=list)
+    offers: list[OfferSection] = Field(default_factory=list)
     base_dir: Path = Path()
 
     def path(self, relative: str) -> Path:

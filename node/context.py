@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from node.metrics import Metrics
 from node.scheduler import JobScheduler
 
 # A readiness check returns None when healthy, else a short reason.
+OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
@@ -35,6 +37,9 @@ class NodeContext:
     base_url: str = ""
     version: str = __version__
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    # Where the node's own offers come from, by source name (config `[[offers]]`, connectors, ...).
+    # Each returns catalog offers (federation.catalog.OFFER_FIELDS); a source replaces another by name.
+    offer_sources: dict[str, OfferSource] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from federation.errors import KeyFormatError
-from federation.keydoc import KeyRecord, build_key_document
+from federation.keydoc import KeyRecord, active_record, build_key_document, endorse
 from federation.keys import fingerprint, key_id, load_private_key_pem, private_key_pem, public_key_text
 from node.config import Settings
 
@@ -42,6 +42,10 @@ class Identity:
     signing_key: SigningKey
     active_since_ts: int
     retired: tuple[KeyRecord, ...] = field(default=())
+    # The previous key's endorsement of this one (set by `cpnode keys rotate`).
+    endorsement: Mapping[str, str] | None = None
+    # When the key file was read, so a running node notices a rotation.
+    loaded_mtime_ns: int = field(default=0, compare=False)
 
     @property
     def key_id(self) -> str:
@@ -61,8 +65,13 @@ class Identity:
     def key_document(self, now_ts: int, validity_s: int) -> dict[str, Any]:
         """The self-signed key document, valid from `now_ts` for `validity_s` seconds."""
         return build_key_document(
-            self.name, self.signing_key, self.active_since_ts, self.retired, now_ts, validity_s
+            self.name, self.signing_key, self.active_since_ts, self.retired, now_ts, validity_s, self.endorsement
         )
+
+    def records(self) -> dict[str, KeyRecord]:
+        """Every key this node has had, active and retired, by key id."""
+        active = active_record(self.signing_key, self.active_since_ts, self.endorsement)
+        return {active.kid: active, **{record.kid: record for record in self.retired}}
 
 
 def keyring_path(key_path: Path) -> Path:
@@ -121,12 +130,48 @@ def load_identity(settings: Settings) -> Identity:
         since = int(path.stat().st_mtime)
     try:
         retired = tuple(
-            KeyRecord(r["kid"], r["public_key"], "retired", r["valid_from_ts"], r["retired_ts"])
+            KeyRecord(
+                r["kid"], r["public_key"], "retired", r["valid_from_ts"], r["retired_ts"], r.get("endorsement")
+            )
             for r in keyring.get("retired", [])
         )
     except (KeyError, TypeError) as exc:
         raise IdentityError(f"keyring {keyring_path(path)} has a malformed retired key: {exc}") from None
-    return Identity(settings.node.name, signing_key, since, retired)
+    endorsement = active.get("endorsement") if active.get("kid") == key_id(signing_key.verify_key) else None
+    return Identity(settings.node.name, signing_key, since, retired, endorsement, path.stat().st_mtime_ns)
+
+
+def reload_if_rotated(settings: Settings, identity: Identity) -> Identity:
+    """`identity`, or the one on disk if the key file changed since it was read (`cpnode keys rotate`)."""
+    try:
+        mtime_ns = settings.path(settings.keys.path).stat().st_mtime_ns
+    except OSError:
+        return identity
+    if mtime_ns == identity.loaded_mtime_ns:
+        return identity
+    try:
+        return load_identity(settings)
+    except IdentityError as exc:
+        log.error("key file changed but cannot be loaded; keeping the current key: %s", exc)
+        return identity
+
+
+def rotate_identity(settings: Settings, now_ts: int) -> tuple[Identity, Identity]:
+    """Replace the node's key with a fresh one endorsed by the old; return (old, new) identities.
+
+    The old key is listed as retired from `now_ts` so what it signed still verifies; its private
+    half is overwritten. Key file and keyring are replaced together or not at all.
+    """
+    old = load_identity(settings)
+    new_key = SigningKey.generate()
+    retired = KeyRecord(old.key_id, old.public_key, "retired", old.active_since_ts, now_ts, old.endorsement)
+    endorsement = endorse(old.name, new_key.verify_key, now_ts, old.signing_key)
+    new = Identity(old.name, new_key, now_ts, (retired, *old.retired), endorsement)
+    path = settings.path(settings.keys.path)
+    keyring = json.dumps(keyring_json(new), indent=2).encode() + b"\n"
+    with staged_files({path: (private_key_pem(new_key), 0o600), keyring_path(path): (keyring, 0o644)}):
+        pass
+    return old, new
 
 
 def keyring_json(identity: Identity) -> dict[str, Any]:
@@ -136,6 +181,7 @@ def keyring_json(identity: Identity) -> dict[str, Any]:
             "kid": identity.key_id,
             "public_key": identity.public_key,
             "valid_from_ts": identity.active_since_ts,
+            **({"endorsement": dict(identity.endorsement)} if identity.endorsement else {}),
         },
         "retired": [record.to_json() for record in identity.retired],
     }

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from node.context import CTX, NodeContext
 from node.db import DatabaseError, check_database
+from node.identity import reload_if_rotated
 
 READINESS_TIMEOUT_S = 2.0
 
@@ -88,11 +89,14 @@ class KeyDocumentCache:
     def __init__(self) -> None:
         self._document: dict[str, Any] | None = None
         self._renew_at_ts = 0
+        self._kid = ""
 
     def get(self, ctx: NodeContext) -> dict[str, Any]:
         """The current signed key document of `ctx`'s node."""
         now = int(time.time())
-        if self._document is None or now >= self._renew_at_ts:
+        ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)
+        if self._document is None or now >= self._renew_at_ts or self._kid != ctx.identity.key_id:
+            self._kid = ctx.identity.key_id
             validity = ctx.settings.keys.document_validity_s
             self._document = ctx.identity.key_document(now, validity)
             self._renew_at_ts = now + validity // 4

@@ -1,0 +1,144 @@
+"""The federation component: mounts the `/fed/v1` peer API and `/api/v1/offers`, registers the
+catalog sync job, keeps config partners in the database, and runs discovery when enabled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from federation import store
+from federation.discovery import Candidate, Discovery
+from federation.httpsig import Identity as SigningIdentity
+from federation.server import SERVICE, add_routes
+from federation.service import FederationService, OwnKeys
+from federation.sync import run_round
+from node.config import Settings
+from node.context import CTX, NodeContext
+from node.identity import Identity, reload_if_rotated
+from node.peering.offers import config_offer_source, merged_view, own_offers
+
+log = logging.getLogger("cpnode.federation")
+SYNC_JOB = "federation.sync"
+DISCOVERY_START_TIMEOUT_S = 30.0
+
+
+class OwnKeysWatcher:
+    """The node's current keys for the federation service, noticing `cpnode keys rotate` within a second."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        self._checked = 0.0
+        self._identity: Identity | None = None
+        self._keys: OwnKeys | None = None
+
+    def __call__(self) -> OwnKeys:
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            self._ctx.identity = reload_if_rotated(self._ctx.settings, self._ctx.identity)
+        identity = self._ctx.identity
+        if self._keys is None or self._identity is not identity:
+            self._identity = identity
+            self._keys = OwnKeys(SigningIdentity(identity.name, identity.signing_key), identity.records())
+        return self._keys
+
+
+async def offers_api(request: web.Request) -> web.Response:
+    """`GET /api/v1/offers[?partner=NAME]`: own and partner offers with source and age (admin)."""
+    ctx = request.app[CTX]
+    ctx.require_admin(request)
+    partner = request.query.get("partner") or None
+    own = await own_offers(ctx.offer_sources)
+    rows = await asyncio.to_thread(merged_view, own, ctx.engine, int(time.time()), partner)
+    return web.json_response({"node": ctx.name, "count": len(rows), "offers": rows})
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the federation routes, job and lifecycle to a node."""
+    settings = ctx.settings
+
+    if settings.offers:
+        ctx.offer_sources.setdefault("config", config_offer_source(o.offer() for o in settings.offers))
+    service = FederationService(
+        OwnKeysWatcher(ctx),
+        ctx.engine,
+        settings.federation.protocol_settings(),
+        lambda: ctx.base_url,
+        ctx.offer_sources,
+    )
+    if "federation" in ctx.roles:
+        add_routes(app, service)
+    else:
+        app[SERVICE] = service
+    if "api" in ctx.roles:
+        app.router.add_get("/api/v1/offers", offers_api)
+    if "scheduler" in ctx.roles:
+
+        async def sync_job() -> None:
+            await run_round(service)
+
+        ctx.scheduler.add_interval_job(SYNC_JOB, sync_job, settings.federation.sync_interval_s)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        partners = [entry.partner() for entry in settings.partners]
+        await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+        discovery_task = None
+        if settings.federation.discovery and "federation" in ctx.roles:
+            discovery_task = asyncio.ensure_future(_run_discovery(ctx))
+        yield
+        if discovery_task is not None:
+            discovery_task.cancel()
+            await asyncio.gather(discovery_task, return_exceptions=True)
+        await service.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+
+async def _run_discovery(ctx: NodeContext) -> None:
+    """Announce and browse once the node knows its URL; stop when cancelled."""
+    deadline = time.monotonic() + DISCOVERY_START_TIMEOUT_S
+    # NodeServer sets base_url right after binding, which follows app start-up by moments.
+    while not ctx.base_url and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if not ctx.base_url:
+        log.warning("discovery not started: the node has no URL")
+        return
+    port = urlsplit(ctx.base_url).port or 80
+
+    async def seen(candidate: Candidate) -> None:
+        await asyncio.to_thread(
+            store.upsert_discovered,
+            ctx.engine,
+            candidate.name,
+            candidate.url,
+            candidate.public_key,
+            candidate.fingerprint,
+            int(time.time()),
+        )
+
+    discovery = Discovery(ctx.name, ctx.base_url, port, ctx.identity.public_key, seen)
+    try:
+        await discovery.start()
+        await asyncio.Event().wait()
+    finally:
+        await discovery.stop()
+
+
+def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+    """Lines for `cpnode status`: partners, their link state and catalogs."""
+    partners = store.list_partners(engine)
+    states = store.sync_states(engine)
+    catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
+    lines: list[tuple[str, object]] = [("partners", len(partners))]
+    for partner in partners:
+        state = states.get(partner.name, {}).get("status", "never")
+        catalog = catalogs.get(partner.name)
+        held = f"catalog v{catalog['version']}, {catalog['offer_count']} offers" if catalog else "no catalog"
+        lines.append((f"  {partner.name}", f"{state}; {held}"))
+    return lines

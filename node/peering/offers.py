@@ -1,0 +1,76 @@
+"""The merged offer view: this node's own offers and every partner's accepted catalog, each offer
+tagged with its source and age. Served at `GET /api/v1/offers` and shown by `cpnode catalog show`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from federation import store
+from federation.documents import load_document
+
+OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+# Parsed partner catalogs by body hash: bodies never change under a hash, so parsing once is enough.
+_parsed: dict[str, list[dict[str, Any]]] = {}
+_MAX_CACHED = 256
+
+
+def config_offer_source(offers: Iterable[Mapping[str, Any]]) -> OfferSource:
+    """An offer source serving the config's `[[offers]]`."""
+    fixed = [dict(offer) for offer in offers]
+
+    async def source() -> list[dict[str, Any]]:
+        return [dict(offer) for offer in fixed]
+
+    return source
+
+
+async def own_offers(sources: Mapping[str, OfferSource]) -> list[tuple[str, dict[str, Any]]]:
+    """(source name, offer) for every own offer, in source order."""
+    result: list[tuple[str, dict[str, Any]]] = []
+    for name, source in sources.items():
+        result.extend((name, offer) for offer in await source())
+    return result
+
+
+def _catalog_offers(sha256: str, body: bytes) -> list[dict[str, Any]]:
+    offers = _parsed.get(sha256)
+    if offers is None:
+        document, _ = load_document(body)
+        offers = list(document.get("offers", []))
+        if len(_parsed) >= _MAX_CACHED:
+            _parsed.clear()
+        _parsed[sha256] = offers
+    return offers
+
+
+def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> list[dict[str, Any]]:
+    """Offers of every partner's unexpired accepted catalog, with source `partner:NAME` and age."""
+    rows = []
+    for catalog in store.received_catalogs(engine, partner):
+        if catalog["expires_ts"] <= now_ts:
+            continue
+        for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
+            rows.append(
+                {
+                    **offer,
+                    "source": f"partner:{catalog['partner']}",
+                    "partner": catalog["partner"],
+                    "catalog_version": catalog["version"],
+                    "age_s": max(0, now_ts - int(catalog["received_ts"])),
+                }
+            )
+    return rows
+
+
+def merged_view(
+    own: list[tuple[str, dict[str, Any]]], engine: Engine, now_ts: int, partner: str | None = None
+) -> list[dict[str, Any]]:
+    """Own offers (unless one partner is asked for) followed by partner offers."""
+    rows: list[dict[str, Any]] = []
+    if partner is None:
+        rows.extend({**offer, "source": f"own:{name}", "partner": None, "age_s": 0} for name, offer in own)
+    rows.extend(partner_offers(engine, now_ts, partner))
+    return rows

@@ -1,0 +1,150 @@
+"""Config sections of federation: `[federation]`, `[[partners]]` and `[[offers]]` (see node.config).
+
+`[[offers]]` are the node's own offers until the connectors provide them; each entry has the
+fields of a catalog offer (federation.catalog.OFFER_FIELDS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from federation.catalog import CatalogLimits, check_offer
+from federation.errors import FederationError
+from federation.keys import parse_public_key
+from federation.partners import Agreement, Partner, check_node_name, parse_allow_list, split_url
+from federation.service import FederationSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class FederationSection(_Section):
+    """`[federation]`: catalog sync, limits, discovery and the partner-address allow-list."""
+
+    sync_interval_s: float = Field(default=60.0, ge=1, le=86_400)
+    catalog_validity_s: int = Field(default=3600, ge=60, le=86_400)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    partner_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_catalog_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=1024 * 1_048_576)
+    max_catalog_offers: int = Field(default=20_000, ge=1, le=1_000_000)
+    max_trades_in_flight: int = Field(default=1, ge=1, le=100)
+    max_trade_items: int = Field(default=100, ge=1, le=10_000)
+    key_refetch_interval_s: int = Field(default=60, ge=1, le=86_400)
+    backoff_base_s: int = Field(default=5, ge=1, le=3600)
+    backoff_max_s: int = Field(default=900, ge=1, le=86_400)
+    discovery: bool = False
+    allow_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            parse_allow_list(value)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def protocol_settings(self) -> FederationSettings:
+        """The plain settings object the federation package takes."""
+        return FederationSettings(
+            sync_interval_s=self.sync_interval_s,
+            catalog_validity_s=self.catalog_validity_s,
+            limits=CatalogLimits(max_bytes=self.max_catalog_bytes, max_offers=self.max_catalog_offers),
+            max_request_bytes=self.max_request_bytes,
+            request_timeout_s=self.request_timeout_s,
+            partner_timeout_s=self.partner_timeout_s,
+            key_refetch_interval_s=self.key_refetch_interval_s,
+            max_trades_in_flight=self.max_trades_in_flight,
+            max_trade_items=self.max_trade_items,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            allow_networks=parse_allow_list(self.allow_networks),
+        )
+
+
+class PartnerSection(_Section):
+    """One `[[partners]]` entry: a partner pinned in the config, with its agreement."""
+
+    name: str
+    urls: list[str] = Field(min_length=1, max_length=8)
+    key: str
+    pools: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    price_list: dict[str, int] = Field(default_factory=dict)
+    markup_bp: int = 0
+    credit_limit: int = Field(default=0, ge=0)
+    currency: str = "CNY"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return check_node_name(value)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        try:
+            for url in value:
+                split_url(url)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        try:
+            parse_public_key(value)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def partner(self) -> Partner:
+        """The partner this entry pins (agreement checked; raises ValueError if inconsistent)."""
+        try:
+            agreement = Agreement.from_json(
+                self.model_dump(
+                    include={"pools", "tags", "price_list", "markup_bp", "credit_limit", "currency"}
+                )
+            )
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+        return Partner(self.name, tuple(self.urls), self.key, agreement, source="config")
+
+
+class OfferSection(_Section):
+    """One `[[offers]]` entry: an offer this node sells (until connectors provide them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    pool: str
+    region: str
+    chip_vendor: str
+    chip_model: str
+    chips_per_unit: int = Field(ge=0)
+    cpus: int = Field(ge=0)
+    memory_mib: int = Field(ge=0)
+    storage_gib: int = Field(ge=0)
+    free_units: int = Field(ge=0)
+    price_per_unit_hour: int = Field(ge=0)
+    currency: str = "CNY"
+    networks: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    compute_id: str | None = None
+    metric_score: int | None = Field(default=None, ge=0)
+
+    def offer(self) -> dict[str, Any]:
+        """The offer as it appears in catalogs."""
+        data = self.model_dump(exclude_none=True)
+        try:
+            return check_offer(data)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
