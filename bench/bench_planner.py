@@ -21,6 +21,7 @@ from pathlib import Path
 from node.availability import (
     Architecture,
     Module,
+    Plan,
     Submodule,
     load_architecture,
     make_plan,
@@ -55,7 +56,7 @@ def paper_instance() -> None:
         for arch, target in cells:
             make_plan(arch, "optimal", 2, target)
 
-    paper_plans = []
+    paper_plans: list[Plan] = []
 
     def theirs() -> None:
         paper_plans.extend(plan_paper(arch, 2, target) for arch, target in cells)
