@@ -21,7 +21,7 @@ from aiohttp.resolver import DefaultResolver
 from federation import canonical
 from federation.errors import FederationError, PeerError, PeerTimeoutError, UnsafeURLError
 from federation.httpsig import Identity, sign_request
-from federation.partners import IPNetwork, check_address
+from federation.partners import IPNetwork, check_address, split_url
 
 JSON = "application/json"
 
@@ -86,14 +86,25 @@ class PeerClient:
         self,
         session: aiohttp.ClientSession,
         identity: Callable[[], Identity],
+        peer: str,
         base_url: str,
         max_response_bytes: int,
+        allowed: Sequence[IPNetwork],
         clock: Callable[[], int] = lambda: int(time.time()),
     ) -> None:
         self._session = session
         self._identity = identity
+        self.peer = peer
         self.base_url = base_url.rstrip("/")
         self._max = max_response_bytes
+        # aiohttp skips the resolver for IP literals, so those are checked here, before any socket.
+        _, host, _ = split_url(self.base_url)
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            check_address(literal, allowed)
         self._clock = clock
 
     async def request(
@@ -107,7 +118,9 @@ class PeerClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if signed:
-            headers = sign_request(self._identity(), method, url, body, now_ts=self._clock(), headers=headers)
+            headers = sign_request(
+                self._identity(), method, url, body, to=self.peer, now_ts=self._clock(), headers=headers
+            )
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False

@@ -3,12 +3,14 @@
 Profile (every `/fed/v1/*` request except the key document and the OpenAPI document):
 - one signature, label `cpnode`, algorithm `ed25519`;
 - covered: `@method`, `@target-uri`, `@authority`, `content-digest` (sha-256, also for empty
-  bodies), `cpnode-node` (the caller's node name) and `authorization` whenever that header is sent;
+  bodies), `cpnode-node` (the caller's node name), `cpnode-to` (the callee's node name) and
+  `authorization` whenever that header is sent;
 - parameters `created`, `expires` (after `created`, at most 300 s later), `nonce`, `keyid`, `alg`;
 - clock skew of ±60 s allowed; a nonce is accepted once per key while its signature is valid.
 
 The verifier takes the target URI the server *knows* it serves (its own origin plus the path),
-never the caller's Host header alone, so a request signed for node B fails at node C.
+never the caller's Host header alone, and the signed `cpnode-to` names the destination node, so a
+request signed for node B is refused at node C as a destination mismatch.
 Structured-field parsing, signature bases and digests are the `http-message-signatures` library's;
 this module adds the profile's policy on top. No I/O.
 """
@@ -38,12 +40,20 @@ from federation.keys import key_id
 
 LABEL = "cpnode"
 NODE_HEADER = "Cpnode-Node"
-REQUIRED_COMPONENTS = ("@method", "@target-uri", "@authority", "content-digest", "cpnode-node")
+TO_HEADER = "Cpnode-To"
+REQUIRED_COMPONENTS = ("@method", "@target-uri", "@authority", "content-digest", "cpnode-node", "cpnode-to")
 MAX_VALIDITY_S = 300
 CLOCK_SKEW_S = 60
 DEFAULT_VALIDITY_S = 60
 _REQUIRED_PARAMS = ("created", "expires", "nonce", "keyid")
-_SINGLE_HEADERS = ("signature-input", "signature", "authorization", "content-digest", "cpnode-node")
+_SINGLE_HEADERS = (
+    "signature-input",
+    "signature",
+    "authorization",
+    "content-digest",
+    "cpnode-node",
+    "cpnode-to",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class SignatureParams:
 
     key_id: str
     node: str
+    to: str
     created: int
     expires: int
     nonce: str
@@ -113,14 +124,15 @@ def sign_request(
     url: str,
     body: bytes,
     *,
+    to: str,
     now_ts: int,
     headers: Mapping[str, str] | None = None,
     validity_s: int = DEFAULT_VALIDITY_S,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The headers to send: `headers` plus `Cpnode-Node`, `Content-Digest` and the signature."""
-    message = _Message(method.upper(), url, {**(headers or {}), NODE_HEADER: identity.node})
-    covered = [*REQUIRED_COMPONENTS[:3], "cpnode-node"]
+    """The headers to send: `headers` plus `Cpnode-Node`, `Cpnode-To`, `Content-Digest` and the signature."""
+    message = _Message(method.upper(), url, {**(headers or {}), NODE_HEADER: identity.node, TO_HEADER: to})
+    covered = [*REQUIRED_COMPONENTS[:3], "cpnode-node", "cpnode-to"]
     if any(name.lower() == "authorization" for name in message.headers):
         covered.append("authorization")
     private = Ed25519PrivateKey.from_private_bytes(bytes(identity.key))
@@ -189,7 +201,8 @@ def read_signature_params(header_lines: Iterable[tuple[str, str]]) -> SignatureP
     if params.get("alg", "ed25519") != "ed25519":
         raise AuthError("only alg=ed25519 is accepted", code="bad_signature")
     node = _single(lines, "cpnode-node") or ""
-    return SignatureParams(kid, node, created, expires, nonce, covered)
+    to = _single(lines, "cpnode-to") or ""
+    return SignatureParams(kid, node, to, created, expires, nonce, covered)
 
 
 def _duplicate(key: str, context: str) -> None:

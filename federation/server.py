@@ -50,7 +50,6 @@ async def _caller(request: web.Request, body: bytes, require_session: bool) -> C
     return await service.authenticate(
         request.method,
         request.raw_path,
-        request.headers.get("Host"),
         list(request.headers.items()),
         body,
         require_session,

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from nacl.signing import VerifyKey
@@ -87,14 +86,15 @@ class FederationService:
         engine: Any,
         settings: FederationSettings,
         origin: Callable[[], str],
-        offer_sources: Sequence[OfferSource] = (),
+        offer_sources: Mapping[str, OfferSource] | None = None,
         clock: Callable[[], int] = lambda: int(time.time()),
     ) -> None:
         self.own_keys = own_keys
         self.engine = engine
         self.settings = settings
         self.origin = origin
-        self.offer_sources: list[OfferSource] = list(offer_sources)
+        # The node may add or replace sources by name later (connectors replace config offers).
+        self.offer_sources: Mapping[str, OfferSource] = offer_sources if offer_sources is not None else {}
         self.trade_handler: TradeHandler | None = None
         self.clock = clock
         self.nonces = NonceCache()
@@ -122,7 +122,13 @@ class FederationService:
     def client(self, partner: Partner) -> PeerClient:
         """A signed client for `partner`'s first URL."""
         return PeerClient(
-            self.http(), self.identity, partner.urls[0], self.settings.limits.max_bytes, self.clock
+            self.http(),
+            self.identity,
+            partner.name,
+            partner.urls[0],
+            self.settings.limits.max_bytes,
+            self.settings.allow_networks,
+            self.clock,
         )
 
     async def close(self) -> None:
@@ -200,7 +206,6 @@ class FederationService:
         self,
         method: str,
         path_qs: str,
-        host: str | None,
         header_lines: list[tuple[str, str]],
         body: bytes,
         require_session: bool,
@@ -208,22 +213,15 @@ class FederationService:
         """Authenticate a peer request; AuthError (401) or MalformedRequestError (400) say why not."""
         params: SignatureParams = read_signature_params(header_lines)
         check_node_name(params.node)
+        if params.to != self.name:
+            raise AuthError(f"request is signed for {params.to!r}, not this node", code="wrong_destination")
         now = self.clock()
         check_times(params, now)
         partner = await self.db(store.get_partner, params.node)
         if partner is None:
             raise AuthError(f"{params.node!r} is not a partner of this node", code="unknown_partner")
         key = await self._request_key(partner, params.key_id)
-        url = self.target_uri(path_qs)
-        try:
-            verify_request(method, url, header_lines, body, key)
-        except AuthError as exc:
-            own = urlsplit(url).netloc
-            if exc.code == "bad_signature" and host is not None and host != own:
-                raise AuthError(
-                    f"request was signed for {host}, not this node ({own})", "wrong_destination"
-                ) from None
-            raise
+        verify_request(method, self.target_uri(path_qs), header_lines, body, key)
         session = None
         token = bearer(next((v for k, v in header_lines if k.lower() == "authorization"), None))
         if token is not None:
@@ -241,7 +239,7 @@ class FederationService:
     async def own_offers(self) -> list[dict[str, Any]]:
         """Every offer of this node, from all offer sources in order."""
         offers: list[dict[str, Any]] = []
-        for source in self.offer_sources:
+        for source in self.offer_sources.values():
             offers.extend(await source())
         return offers
 

@@ -74,7 +74,8 @@ def public_key_of(server: NodeServer) -> str:
 
 def trust(a: NodeServer, b: NodeServer, agreement: Agreement | None = None) -> None:
     """Make `a` pin `b` as a partner (what `cpnode partners add` does)."""
-    assert a.ctx is not None and b.ctx is not None
+    assert a.ctx is not None
+    assert b.ctx is not None
     partner = Partner(b.ctx.name, (b.url,), public_key_of(b), agreement or Agreement())
     store.add_partner(a.ctx.engine, partner, int(time.time()))
 
@@ -88,7 +89,9 @@ async def nodes(
         servers = []
         for index, name in enumerate(names):
             db_url = db_urls[index] if db_urls else None
-            config = make_node_dir(tmp_path, name, db_url=db_url, extra_toml=FED_TOML + extra + offer_toml(name))
+            config = make_node_dir(
+                tmp_path, name, db_url=db_url, extra_toml=FED_TOML + extra + offer_toml(name)
+            )
             servers.append(await stack.enter_async_context(running_node(config)))
         yield servers
 
@@ -103,6 +106,7 @@ class FakePeer:
         self.url = ""
         self.routes: dict[tuple[str, str], Callable[[web.Request], Any]] = {}
         self.hits: dict[str, int] = {}
+        self.target = "alpha"  # the node name requests are signed for unless told otherwise
         self.session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
 
@@ -153,20 +157,39 @@ class FakePeer:
         return Partner(self.name, (self.url,), self.public_key, agreement or Agreement())
 
     def sign(
-        self, method: str, url: str, body: bytes = b"", token: str | None = None, now_ts: int | None = None,
-        validity_s: int = 60, identity: Identity | None = None, nonce: str | None = None,
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        token: str | None = None,
+        now_ts: int | None = None,
+        validity_s: int = 60,
+        identity: Identity | None = None,
+        nonce: str | None = None,
+        to: str = "",
     ) -> dict[str, str]:
         """Signed headers for a request (from this peer unless `identity` is given)."""
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         return sign_request(
-            identity or self.identity, method, url, body, now_ts=now_ts or int(time.time()), headers=headers,
-            validity_s=validity_s, nonce=nonce,
+            identity or self.identity,
+            method,
+            url,
+            body,
+            to=to or self.target,
+            now_ts=now_ts or int(time.time()),
+            headers=headers,
+            validity_s=validity_s,
+            nonce=nonce,
         )
 
     async def send(
-        self, method: str, url: str, body: bytes = b"", headers: dict[str, str] | list[tuple[str, str]] | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
     ) -> tuple[int, Any]:
         """Send a request exactly as given; return (status, parsed JSON or raw bytes)."""
         assert self.session is not None
@@ -182,12 +205,12 @@ class FakePeer:
         from federation.login import login_document
 
         url = node_url + "/fed/v1/login/challenge"
-        status, challenge = await self.send("POST", url, b"", self.sign("POST", url))
+        status, challenge = await self.send("POST", url, b"", self.sign("POST", url, to=node_name))
         assert status == 200, challenge
         document = login_document(self.identity, node_name, challenge["challenge"], int(time.time()))
         body = canonical.encode(document)
         url = node_url + "/fed/v1/login"
-        status, answer = await self.send("POST", url, body, self.sign("POST", url, body))
+        status, answer = await self.send("POST", url, body, self.sign("POST", url, body, to=node_name))
         assert status == 200, answer
         return str(answer["token"])
 
