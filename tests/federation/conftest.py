@@ -3,6 +3,7 @@ with its own Ed25519 key that plays the attacker (signs, tampers, replays, serve
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -193,7 +194,10 @@ class FakePeer:
     ) -> tuple[int, Any]:
         """Send a request exactly as given; return (status, parsed JSON or raw bytes)."""
         assert self.session is not None
-        async with self.session.request(method, url, data=body or None, headers=headers or {}) as response:
+        data: bytes | io.BytesIO | None = body or None
+        if len(body) > 1024 * 1024:
+            data = io.BytesIO(body)  # aiohttp warns about sending large raw bytes
+        async with self.session.request(method, url, data=data, headers=headers or {}) as response:
             raw = await response.read()
         try:
             return response.status, canonical.decode(raw)
