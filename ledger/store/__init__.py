@@ -1,0 +1,1 @@
+"""The ledger's storage edge: SQLAlchemy Core on an Engine the node passes in (SQLite or PostgreSQL)."""
