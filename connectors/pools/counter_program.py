@@ -40,6 +40,7 @@ def _read_seq(path: Path) -> int:
 def main() -> None:
     global requested
     signal.signal(signal.SIGUSR1, _on_signal)
+    (CONTROL / "ready").touch()
     count = 0
     if os.environ.get("CPNODE_RESTORE") == "1":
         count = json.loads((STATE / "counter.json").read_text())["count"]

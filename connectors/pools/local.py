@@ -12,8 +12,10 @@ limits (address space = its slots' memory, no core files).
 Checkpoint protocol (what a program must do to be migratable):
 - the program reads `CPNODE_STATE_DIR` (where its state lives) and `CPNODE_CONTROL_DIR`;
 - started with `CPNODE_RESTORE=1`, it loads its state from `CPNODE_STATE_DIR` instead of starting fresh;
+- once its SIGUSR1 handler is installed, the program creates `$CPNODE_CONTROL_DIR/ready` (signals
+  before that would kill it, so the pool sends none until the file exists);
 - to checkpoint, the pool writes the next sequence number n to `$CPNODE_CONTROL_DIR/checkpoint.request`
-  and sends SIGUSR1 to the program; the program writes its state files into `CPNODE_STATE_DIR`
+  and, if `ready` exists, sends SIGUSR1; the program writes its state files into `CPNODE_STATE_DIR`
   (complete files, fsynced), then writes n to `$CPNODE_CONTROL_DIR/checkpoint.done` (write a temp
   file and rename it). Programs that cannot take signals may poll `checkpoint.request` instead;
 - the pool waits for `checkpoint.done` to hold n (or times out), then lists the state files with
@@ -257,7 +259,7 @@ class LocalPool(ComputePlugin):
             if instance.state != "stopped" or instance.program is None or not instance.program.command:
                 raise InvalidState(f"instance {instance_id} is {instance.state} and needs a deployed program")
             base = self._dir(instance_id)
-            for stale in ("checkpoint.request", "checkpoint.done"):
+            for stale in ("checkpoint.request", "checkpoint.done", "ready"):
                 (base / "control" / stale).unlink(missing_ok=True)
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -312,8 +314,9 @@ class LocalPool(ComputePlugin):
         request = control / "checkpoint.request.tmp"
         request.write_text(str(seq), encoding="ascii")
         os.replace(request, control / "checkpoint.request")
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGUSR1)
+        if (control / "ready").exists():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout_s
         while _read_int(done) < seq:
             if process.returncode is not None:

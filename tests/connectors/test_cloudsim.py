@@ -1,0 +1,194 @@
+"""The cloud simulator as a real process: both dialects' adapters pass the contract; failures are injected."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from connectors.cloudsim.alpha_plugin import AlphaPlugin
+from connectors.cloudsim.beta_plugin import BetaPlugin, fen_from_yuan
+from connectors.contract import ComputePlugin, InstanceSpec, Program
+from connectors.errors import NotFound, PlatformError, PluginTimeout, Unauthorized
+from connectors.host import HostSettings, PluginHost
+from connectors.testing import ComputePluginConformance
+from tests.connectors.conftest import SimProcess
+
+PROGRAM = Program(command=[sys.executable, "-c", "print('hello')"], env={"A": "1"})
+
+
+@pytest.fixture(name="program")
+def fixture_program() -> Program:
+    """Any program: the simulator records it and runs nothing."""
+    return PROGRAM
+
+
+def alpha(sim: SimProcess, **overrides: str) -> AlphaPlugin:
+    options = {
+        "url": sim.url,
+        "access_key": "AK-alpha-demo",
+        "secret_key": "alpha-demo-secret",
+        "poll_interval_s": "0.02",
+    }
+    return AlphaPlugin.from_options("alpha-pool", {**options, **overrides})  # type: ignore[return-value]
+
+
+def beta(sim: SimProcess, **overrides: str) -> BetaPlugin:
+    options = {
+        "url": sim.url,
+        "access_key": "AK-beta-demo",
+        "secret_key": "beta-demo-secret",
+        "poll_interval_s": "0.02",
+    }
+    return BetaPlugin.from_options("beta-pool", {**options, **overrides})  # type: ignore[return-value]
+
+
+async def set_faults(sim: SimProcess, **faults: object) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(f"{sim.url}/_sim/faults", json=faults) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+class TestAlphaConformance(ComputePluginConformance):
+    """The alpha-dialect adapter passes the compute plugin contract against a live simulator."""
+
+    @pytest.fixture(name="plugin")
+    async def fixture_plugin(self, alpha_sim: SimProcess) -> AsyncIterator[ComputePlugin]:
+        plugin = alpha(alpha_sim)
+        await plugin.start()
+        yield plugin
+        await plugin.close()
+
+
+class TestBetaConformance(ComputePluginConformance):
+    """The beta-dialect adapter passes the compute plugin contract against a live simulator."""
+
+    @pytest.fixture(name="plugin")
+    async def fixture_plugin(self, beta_sim: SimProcess) -> AsyncIterator[ComputePlugin]:
+        plugin = beta(beta_sim)
+        await plugin.start()
+        yield plugin
+        await plugin.close()
+
+
+async def test_dialects_differ_on_the_wire_but_not_behind_the_adapters(
+    alpha_sim: SimProcess, beta_sim: SimProcess
+) -> None:
+    """Raw answers differ in shape and units; both adapters give the same contract types with fen and MiB."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{alpha_sim.url}/alpha/v1/regions") as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "Unauthenticated"
+        async with session.post(
+            f"{beta_sim.url}/beta/api", json={}, headers={"X-Action": "DescribeZones"}
+        ) as response:
+            assert response.status == 200
+            assert (await response.json())["Response"]["Error"]["Code"] == "AuthFailure"
+    a, b = alpha(alpha_sim), beta(beta_sim)
+    data_a, data_b = await a.data_source(), await b.data_source()
+    await a.close()
+    await b.close()
+    assert {p.minor_per_hour for p in data_a.prices} >= {22400}
+    assert {p.minor_per_hour for p in data_b.prices} >= {15800}  # shown as "158" yuan on the wire
+    assert {f.memory_mib for f in data_b.flavors} >= {1572864}  # shown as 1536 GiB on the wire
+    assert {f.chip_model for f in data_b.flavors} == {"huawei-ascend-910b", "nvidia-h20", "cambricon-mlu370"}
+
+
+async def test_alpha_pagination_walks_every_page(alpha_sim: SimProcess) -> None:
+    """With page size 1 the API answers page tokens, and the pages together hold every flavor."""
+    plugin = alpha(alpha_sim)
+    await plugin.ensure_account()
+    first = await plugin._call("GET", "flavors?pageSize=1")
+    assert len(first["flavors"]) == 1
+    assert first["nextPageToken"] == "1"
+    assert len((await plugin.data_source()).flavors) == 3
+    await plugin.close()
+
+
+def test_yuan_strings_convert_exactly() -> None:
+    """Beta's decimal yuan becomes integer fen without rounding, and fractions of a fen are refused."""
+    assert fen_from_yuan("158") == 15800
+    assert fen_from_yuan("0.07") == 7
+    with pytest.raises(PlatformError):
+        fen_from_yuan("0.001")
+
+
+async def test_wrong_credentials_are_unauthorized(alpha_sim: SimProcess, beta_sim: SimProcess) -> None:
+    """Bad keys fail with Unauthorized in both dialects."""
+    a, b = alpha(alpha_sim, secret_key="nope"), beta(beta_sim, secret_key="nope")
+    with pytest.raises(Unauthorized):
+        await a.ensure_account()
+    with pytest.raises(Unauthorized):
+        await b.ensure_account()
+    await a.close()
+    await b.close()
+
+
+async def test_injected_errors_fail_calls_and_change_nothing(beta_sim: SimProcess) -> None:
+    """At a 100% error rate creates fail as platform errors and no instance appears."""
+    plugin = beta(beta_sim)
+    await set_faults(beta_sim, error_rate_permille=1000)
+    with pytest.raises(PlatformError, match="simulated random failure"):
+        await plugin.create_instance(InstanceSpec(name="x", region_id="gz-a", flavor_id="gpu-h20-8"))
+    await set_faults(beta_sim)
+    assert await plugin.list_instances() == []
+    async with aiohttp.ClientSession() as session, session.get(f"{beta_sim.url}/_sim/stats") as response:
+        stats = await response.json()
+    assert stats["failed"] >= 1
+    assert stats["instances"] == 0
+    await plugin.close()
+
+
+async def test_outage_makes_the_plugin_offline_and_recovery_brings_it_back(alpha_sim: SimProcess) -> None:
+    """During a forced outage three failed probes take the plugin offline; afterwards it returns on its own."""
+    host = PluginHost(settings=HostSettings(call_timeout_s=2, missed_limit=3))
+    from connectors.contract import Health
+
+    hosted = await host.add_entry_point(
+        "alpha-pool",
+        "cloudsim-alpha",
+        {"url": alpha_sim.url, "access_key": "AK-alpha-demo", "secret_key": "alpha-demo-secret"},
+    )
+    await host.refresh()
+    assert host.offers()
+    await set_faults(alpha_sim, down=True)
+    for _ in range(3):
+        await host.check_health()
+    assert hosted.state == "offline"
+    assert host.offers() == []
+    await set_faults(alpha_sim)
+    await host.check_health()
+    assert host.get("alpha-pool").state == "online"
+    assert host.offers()
+    assert isinstance(await hosted.plugin.health(), Health)
+    await host.close()
+
+
+async def test_latency_beyond_the_call_timeout_is_a_timeout(alpha_sim: SimProcess) -> None:
+    """Injected latency longer than the plugin's timeout surfaces as PluginTimeout."""
+    plugin = alpha(alpha_sim, timeout_s="0.2")
+    await plugin.ensure_account()
+    await set_faults(alpha_sim, latency_ms=500)
+    with pytest.raises(PluginTimeout):
+        await plugin.data_source()
+    await set_faults(alpha_sim)
+    await plugin.close()
+
+
+async def test_accounts_do_not_see_each_others_instances(alpha_sim: SimProcess) -> None:
+    """An instance id of one account is NotFound for a plugin with other credentials (after a token refresh)."""
+    plugin = alpha(alpha_sim)
+    created = await plugin.create_instance(
+        InstanceSpec(name="mine", region_id="cn-east-2", flavor_id="gpu-l40s-4")
+    )
+    assert created.state == "stopped"
+    plugin._token = "forged"
+    assert (await plugin.get_instance(created.id)).id == created.id  # re-authenticates on 401
+    with pytest.raises(NotFound):
+        await plugin.get_instance("i-999999")
+    await plugin.delete_instance(created.id)
+    await plugin.close()
