@@ -19,6 +19,7 @@ from node.config import Settings
 from node.context import NodeContext
 from node.http import core_routes
 from node.peering import component as peering
+from node.pools import component as pools
 from node.roles import ALL_ROLES
 
 Installer = Callable[[web.Application, NodeContext], None]
@@ -44,6 +45,14 @@ COMPONENTS: tuple[Component, ...] = (
         frozenset({"federation", "api", "scheduler"}),
         install=peering.install,
         status=peering.status_lines,
+    ),
+    # After federation: pools replace the config's offer source, and every process that builds
+    # catalogs gets the connectors' offers (from the live host, or from stored snapshots).
+    Component(
+        "connectors",
+        frozenset({"connectors", "federation", "api", "scheduler"}),
+        install=pools.install,
+        status=pools.status_lines,
     ),
 )
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from node.peering.settings import FederationSection, OfferSection, PartnerSection
+from node.pools.settings import ConnectorsSection, PoolList
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
@@ -134,6 +135,8 @@ class Settings(BaseModel):
     federation: FederationSection = FederationSection()
     partners: list[PartnerSection] = Field(default_factory=list)
     offers: list[OfferSection] = Field(default_factory=list)
+    connectors: ConnectorsSection = ConnectorsSection()
+    pools: PoolList = Field(default_factory=list)
     base_dir: Path = Path()
 
     def path(self, relative: str) -> Path:

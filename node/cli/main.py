@@ -18,6 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.db_cmd",
     "node.cli.plan_cmd",
     "node.cli.deploy_cmd",
+    "node.cli.plugins_cmd",
+    "node.cli.pools_cmd",
 )
 
 

@@ -1,0 +1,76 @@
+"""`cpnode pools list|register`: the node's pools, their offers, and signed registration codes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.cli.common import (
+    add_config_argument,
+    add_json_argument,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.cli.node_api import call
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode pools ...`."""
+    parser = commands.add_parser(
+        "pools", help="pools of the running node, their offers and registration codes"
+    )
+    sub = parser.add_subparsers(title="pool commands", metavar="ACTION", required=True)
+
+    listing = sub.add_parser("list", help="offers of every pool with scores and compute identifiers")
+    add_config_argument(listing)
+    add_json_argument(listing)
+    listing.set_defaults(handler=run_list)
+
+    reg = sub.add_parser("register", help="issue a signed registration code for a pool's compute identifier")
+    reg.add_argument("name", help="pool name")
+    reg.add_argument("--identifier", help="identifier to register (default: the pool's first offer's)")
+    add_config_argument(reg)
+    add_json_argument(reg)
+    reg.set_defaults(handler=run_register)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print pools and their offers."""
+    data = call(settings_from_args(args), "GET", "/api/v1/pools")
+    if args.json:
+        print_json(data)
+        return 0
+    print_table(
+        "pools",
+        ("pool", "state", "version", "offers", "free"),
+        [(p["name"], p["state"], p["version"], p["offers"], p["free_units"]) for p in data["pools"]],
+    )
+    rows: list[tuple[Any, ...]] = [
+        (
+            o["offer_id"],
+            o["chip_model"],
+            o["chips"],
+            o["free"],
+            o["price_minor_per_hour"],
+            f"{o['score_static_milli'] / 1000:.2f}",
+            f"{o['score_composite_milli'] / 1000:.2f}",
+            o["identifier"] or "",
+        )
+        for o in data["offers"]
+    ]
+    print_table(
+        "offers", ("offer", "chip", "chips", "free", "price/h", "static", "composite", "identifier"), rows
+    )
+    return 0
+
+
+def run_register(args: argparse.Namespace) -> int:
+    """Print a signed registration code for a pool."""
+    body = {"identifier": args.identifier} if args.identifier else {}
+    data = call(settings_from_args(args), "POST", f"/api/v1/pools/{args.name}/registration", body)
+    if args.json:
+        print_json(data)
+    else:
+        print(f"pool       : {data['pool']}\nidentifier : {data['identifier']}\ncode       : {data['code']}")
+    return 0

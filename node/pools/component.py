@@ -1,0 +1,148 @@
+"""The connectors component (role `connectors`): hosts plugins, tracks their health, refreshes data sources.
+
+The plugin host lives in the process that runs the `connectors` role, so its health and refresh
+loops run there as tasks of the app's lifecycle (not leased scheduler jobs: the state they act on
+is in this process). Any replica can still build the node's offers: snapshots and plugin states
+are stored, and the offer source reads them when this process has no host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from connectors.errors import ConnectorError
+from connectors.host import PluginHost
+from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
+from connectors.store import PluginStore
+from node.config import Settings
+from node.context import NodeContext
+from node.pools import routes
+
+log = logging.getLogger("cpnode.pools")
+HOST = web.AppKey("connectors_host", PluginHost)
+
+
+def identities(settings: Settings) -> dict[str, PoolIdentity]:
+    """The configured identifier fields of each pool."""
+    return {pool.name: pool.identity.identity() for pool in settings.pools if pool.identity is not None}
+
+
+def pool_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """A pool's options with a relative `root` resolved against the config directory."""
+    resolved = dict(options)
+    if isinstance(resolved.get("root"), str):
+        resolved["root"] = str(settings.path(resolved["root"]))
+    return resolved
+
+
+def catalog_offer(offer: Offer, site: str | None) -> dict[str, Any]:
+    """A connectors offer in the catalog's offer shape (federation.catalog.OFFER_FIELDS)."""
+    entry: dict[str, Any] = {
+        "id": offer.offer_id,
+        "pool": offer.pool,
+        "region": offer.region_id,
+        "chip_vendor": offer.chip_vendor,
+        "chip_model": offer.chip_model,
+        "chips_per_unit": offer.chips,
+        "cpus": offer.cpus,
+        "memory_mib": offer.memory_mib,
+        "storage_gib": offer.storage_gib,
+        "free_units": offer.free,
+        "price_per_unit_hour": offer.price_minor_per_hour,
+        "currency": offer.currency,
+        "networks": [site] if site else [],
+        "tags": [f"city:{offer.city}", f"score-static:{offer.score_static_milli}"],
+        "metric_score": offer.score_composite_milli,
+    }
+    if offer.identifier:
+        entry["compute_id"] = offer.identifier
+    return entry
+
+
+def offer_source(ctx: NodeContext, host: PluginHost | None) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """The node's offers from the connectors: the live host if here, else the stored snapshots."""
+    sites = {pool.name: pool.site for pool in ctx.settings.pools}
+    known = identities(ctx.settings)
+
+    async def source() -> list[dict[str, Any]]:
+        if host is not None:
+            offers = host.offers()
+        else:
+            snapshots = await asyncio.to_thread(PluginStore(ctx.engine).online_snapshots)
+            offers = offers_from_snapshots(snapshots, known)
+        return [catalog_offer(offer, sites.get(offer.pool)) for offer in offers]
+
+    return source
+
+
+async def _every(interval_s: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await fn()
+        except Exception:  # one bad round must not stop the loop
+            log.exception("connectors %s round failed", what)
+
+
+async def load_configured(host: PluginHost, settings: Settings) -> None:
+    """Host every configured pool; a pool whose plugin is broken is logged and skipped."""
+    for pool in settings.pools:
+        try:
+            await host.add_entry_point(pool.name, pool.plugin, pool_options(settings, pool.options))
+        except ConnectorError as exc:
+            log.error("pool %s skipped: %s", pool.name, exc)
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the connectors routes, lifecycle and offer source to a node."""
+    settings = ctx.settings
+    here = "connectors" in ctx.roles
+    host = PluginHost(PluginStore(ctx.engine), settings.connectors.host_settings()) if here else None
+    if settings.pools:
+        ctx.offer_sources.pop("config", None)  # pools replace offers declared in the config
+    ctx.offer_sources["connectors"] = offer_source(ctx, host)
+    if host is None:
+        return
+    host.identities = identities(settings)
+    app[HOST] = host
+    routes.add_routes(app, host)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await host.restore_remote()
+        await load_configured(host, settings)
+        await host.refresh()
+        tasks = [
+            asyncio.create_task(
+                _every(settings.connectors.heartbeat_interval_s, "health", host.check_health)
+            ),
+            asyncio.create_task(_every(settings.connectors.refresh_interval_s, "refresh", host.refresh)),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await host.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+
+def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+    """Lines for `cpnode status`: plugins by state."""
+    try:
+        rows = PluginStore(engine).load()
+    except Exception as exc:  # status must answer even with a broken database
+        return [("plugins", f"unknown ({type(exc).__name__})")]
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row.state] = states.get(row.state, 0) + 1
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "none"
+    return [("pools configured", len(settings.pools)), ("plugins", summary)]

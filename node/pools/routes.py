@@ -1,0 +1,194 @@
+"""HTTP routes of the connectors component: plugins (add, list, remove, heartbeat, check) and pools.
+
+Admin routes need `Authorization: Bearer <admin token>`; heartbeats carry the plugin's own token.
+Bodies are validated before anything changes; plugin failures come back as the connectors error
+codes with their 4xx/5xx statuses (never a 500).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.conformance import run_checks
+from connectors.contract import ComputePlugin, Program
+from connectors.errors import InvalidRequest
+from connectors.host import HostedPlugin, PluginHost
+from connectors.identifier import ComputeIdentifier, RegistrationClaim
+from connectors.pools.local import COUNTER_PROGRAM
+from federation.canonical import encode
+from federation.documents import sign_document
+from federation.keys import b64url
+from node.context import CTX
+from node.http.errors import ApiError, bad_request
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AddEntryPoint(_Body):
+    """Host an installed plugin in-process (re-adding a name upgrades it)."""
+
+    name: str = Field(pattern=NAME)
+    entry_point: str = Field(min_length=1, max_length=100)
+    options: dict[str, Any] = Field(default_factory=dict)
+    reload: bool = False
+
+
+class RegisterRemote(_Body):
+    """An out-of-process plugin registering itself."""
+
+    name: str = Field(pattern=NAME)
+    url: str = Field(pattern=r"^https?://\S+$", max_length=500)
+    call_token: str = Field(min_length=16, max_length=200)
+    version: str = Field(default="?", max_length=200)
+
+
+class CheckRequest(_Body):
+    """Which program the conformance run deploys (default: the reference counter program)."""
+
+    command: list[str] | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class RegistrationRequest(_Body):
+    """Which identifier to register a pool under (default: its first offer's)."""
+
+    identifier: str | None = None
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise bad_request("body is not JSON", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("body must be a JSON object")
+    return data
+
+
+def _parse(model: type[Any], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise bad_request(f"{where}: {first['msg']}", code="bad_request") from None
+
+
+def plugin_view(host: PluginHost, hosted: HostedPlugin) -> dict[str, Any]:
+    """What the API shows of a plugin."""
+    offers = [o for o in host.offers() if o.pool == hosted.name]
+    return {
+        "name": hosted.name,
+        "kind": hosted.kind,
+        "source": hosted.source,
+        "target": hosted.target,
+        "version": hosted.version,
+        "state": hosted.state,
+        "last_seen_ms": hosted.last_seen_ms,
+        "last_error": hosted.last_error,
+        "snapshot_ms": hosted.snapshot_ms,
+        "offers": len(offers),
+        "free_units": sum(o.free for o in offers),
+    }
+
+
+def add_routes(app: web.Application, host: PluginHost) -> None:
+    """Mount the plugin and pool routes over `host`."""
+
+    async def add(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        ctx.require_admin(request)
+        data = await _json(request)
+        if "url" in data:
+            remote = _parse(RegisterRemote, data)
+            hosted, token = await host.add_remote(remote.name, remote.url, remote.call_token)
+            await host.refresh()
+            body = {
+                **plugin_view(host, hosted),
+                "heartbeat_token": token,
+                "heartbeat_interval_s": host.settings.heartbeat_interval_s,
+            }
+            return web.json_response(body, status=201)
+        local = _parse(AddEntryPoint, data)
+        hosted = await host.add_entry_point(local.name, local.entry_point, local.options, reload=local.reload)
+        await host.refresh()
+        return web.json_response(plugin_view(host, hosted), status=201)
+
+    async def listing(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        plugins = [plugin_view(host, hosted) for hosted in host.plugins()]
+        return web.json_response({"plugins": plugins, "load_errors": host.load_errors})
+
+    async def remove(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        hosted = await host.remove(request.match_info["name"])
+        return web.json_response({"name": hosted.name, "state": hosted.state})
+
+    async def heartbeat(request: web.Request) -> web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "a heartbeat needs 'Authorization: Bearer <heartbeat token>'")
+        state = await host.heartbeat(request.match_info["name"], token.strip())
+        return web.json_response({"state": state})
+
+    async def check(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        body = _parse(CheckRequest, await _json(request) if request.can_read_body else {})
+        hosted = host.get(request.match_info["name"])
+        if not isinstance(hosted.plugin, ComputePlugin):
+            raise InvalidRequest("the conformance kit checks compute plugins")
+        program = Program(command=body.command or [sys.executable, str(COUNTER_PROGRAM)])
+        results = await run_checks(hosted.plugin, program, body.timeout_s)
+        rows = [
+            {"check": r.name, "passed": r.passed, "detail": r.detail, "ms": r.duration_ms} for r in results
+        ]
+        return web.json_response(
+            {"plugin": hosted.name, "passed": all(r.passed for r in results), "checks": rows}
+        )
+
+    async def pools(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        offers = [o.model_dump() for o in host.offers()]
+        compute = [plugin_view(host, h) for h in host.plugins() if h.kind == "compute"]
+        return web.json_response({"pools": compute, "offers": offers})
+
+    async def registration(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        ctx.require_admin(request)
+        name = request.match_info["name"]
+        host.get(name)
+        body = _parse(RegistrationRequest, await _json(request) if request.can_read_body else {})
+        identifier = body.identifier or next(
+            (o.identifier for o in host.offers() if o.pool == name and o.identifier), None
+        )
+        if identifier is None:
+            raise ApiError(
+                409, "no_identifier", f"pool {name!r} has no identifier: configure its identity or pass one"
+            )
+        ComputeIdentifier.parse(identifier)
+        now = int(time.time())
+        claim = RegistrationClaim(
+            ctx.name, name, identifier, now, now + ctx.settings.connectors.registration_validity_s
+        )
+        signed = sign_document(claim.document(), ctx.identity.signing_key)
+        return web.json_response(
+            {"pool": name, "identifier": identifier, "code": b64url(encode(signed)), "document": signed},
+            status=201,
+        )
+
+    app.router.add_post("/api/v1/plugins", add)
+    app.router.add_get("/api/v1/plugins", listing)
+    app.router.add_delete("/api/v1/plugins/{name}", remove)
+    app.router.add_post("/api/v1/plugins/{name}/heartbeat", heartbeat)
+    app.router.add_post("/api/v1/plugins/{name}/check", check)
+    app.router.add_get("/api/v1/pools", pools)
+    app.router.add_post("/api/v1/pools/{name}/registration", registration)
