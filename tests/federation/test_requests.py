@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nacl.signing import SigningKey
 
 from federation import canonical, store
 from federation.client import PeerClient, make_session
@@ -15,11 +17,8 @@ from federation.httpsig import Identity, sign_request
 from federation.keydoc import build_key_document, endorse
 from federation.keys import key_id
 from federation.partners import check_url, parse_allow_list
-from nacl.signing import SigningKey
 from node.service import NodeServer
 from tests.federation.conftest import FakePeer, nodes, service_of
-
-import ipaddress
 
 
 @pytest.fixture(name="alpha")
@@ -134,7 +133,6 @@ def _rotated_document(
     peer: FakePeer, new_key: SigningKey, valid_from_ts: int, retired_ts: int
 ) -> dict[str, object]:
     from federation.keydoc import KeyRecord
-    from federation.keys import public_key_text
 
     old = KeyRecord(peer.identity.kid, peer.public_key, "retired", 0, retired_ts)
     endorsement = endorse(peer.name, new_key.verify_key, valid_from_ts, peer.key)

@@ -39,8 +39,13 @@ def _node_private(alpha: NodeServer) -> Ed25519PrivateKey:
 def _claims(alpha: NodeServer, peer: FakePeer, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
-        "iss": "alpha", "aud": "alpha", "sub": peer.name, "cnf": {"kid": peer.identity.kid},
-        "iat": now, "exp": now + 600, "jti": "j1",
+        "iss": "alpha",
+        "aud": "alpha",
+        "sub": peer.name,
+        "cnf": {"kid": peer.identity.kid},
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j1",
     }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
@@ -98,7 +103,9 @@ async def test_token_claims_refused(
     """13. Wrong aud/iss/typ, missing exp or jti, expired beyond leeway, or an unknown crit are refused."""
     assert alpha.ctx is not None
     header = {"typ": TOKEN_TYPE, "kid": alpha.ctx.identity.key_id, **headers}
-    token = jwt.encode(_claims(alpha, fake_peer, **changes), _node_private(alpha), algorithm="EdDSA", headers=header)
+    token = jwt.encode(
+        _claims(alpha, fake_peer, **changes), _node_private(alpha), algorithm="EdDSA", headers=header
+    )
     status, answer = await _head_with(alpha, fake_peer, token)
     assert status == 401
     assert answer["error"] in ("bad_token", "token_expired")
@@ -169,9 +176,21 @@ async def test_challenge_reuse_expiry_and_destination(tmp_path: Path, fake_peer:
         (b'{"issuer":"\\ud800"}', "bad_string"),
         (b'{"issuer":"a\\u0000b"}', "bad_string"),
     ],
-    ids=["duplicate-key", "float", "nan", "infinity", "beyond-2^53", "5000-digits", "deep", "surrogate", "nul"],
+    ids=[
+        "duplicate-key",
+        "float",
+        "nan",
+        "infinity",
+        "beyond-2^53",
+        "5000-digits",
+        "deep",
+        "surrogate",
+        "nul",
+    ],
 )
-async def test_bad_json_bodies_are_400(alpha: NodeServer, fake_peer: FakePeer, body: bytes, code: str) -> None:
+async def test_bad_json_bodies_are_400(
+    alpha: NodeServer, fake_peer: FakePeer, body: bytes, code: str
+) -> None:
     """21, 22, 24, 25. Duplicate keys, non-integers, huge integers, deep nesting, surrogates and NUL are 400s."""
     url = alpha.url + "/fed/v1/login"
     status, answer = await fake_peer.send("POST", url, body, fake_peer.sign("POST", url, body))
