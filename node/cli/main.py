@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.deploy_cmd",
     "node.cli.plugins_cmd",
     "node.cli.pools_cmd",
+    "node.cli.keys_cmd",
+    "node.cli.partners_cmd",
+    "node.cli.catalog_cmd",
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -47,6 +47,12 @@ class OwnKeysWatcher:
             self._identity = identity
             self._keys = OwnKeys(SigningIdentity(identity.name, identity.signing_key), identity.records())
         return self._keys
+
+
+def static_keys(identity: Identity) -> Callable[[], OwnKeys]:
+    """Keys for a short-lived federation service (a CLI command): the identity as loaded."""
+    keys = OwnKeys(SigningIdentity(identity.name, identity.signing_key), identity.records())
+    return lambda: keys
 
 
 async def offers_api(request: web.Request) -> web.Response:

@@ -1,0 +1,99 @@
+"""`cpnode catalog sync|show`: pull partners' catalogs now, and show the merged offer view."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from federation.service import FederationService
+from federation.sync import run_round
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.config import Settings
+from node.identity import IdentityError, load_identity
+from node.peering.cli_support import database
+from node.peering.component import static_keys
+from node.peering.offers import config_offer_source, merged_view, own_offers
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode catalog`."""
+    parser = commands.add_parser("catalog", help="sync partner catalogs now; show the merged offer view")
+    sub = parser.add_subparsers(title="catalog commands", metavar="ACTION", required=True)
+    sync = sub.add_parser("sync", help="log in to every partner and fetch changed catalogs now")
+    show = sub.add_parser("show", help="own and partner offers with their source and age")
+    show.add_argument("--partner", default=None, help="only this partner's offers")
+    for parser_, handler in ((sync, run_sync), (show, run_show)):
+        add_config_argument(parser_)
+        add_json_argument(parser_)
+        parser_.set_defaults(handler=handler)
+
+
+async def _sync(settings: Settings) -> list[dict[str, Any]]:
+    try:
+        identity = load_identity(settings)
+    except IdentityError as exc:
+        raise CliError(str(exc)) from None
+    with database(settings) as engine:
+        service = FederationService(
+            static_keys(identity), engine, settings.federation.protocol_settings(), lambda: ""
+        )
+        try:
+            results = await run_round(service, force=True)
+        finally:
+            await service.close()
+    return [
+        {"partner": r.partner, "outcome": r.outcome, "version": r.version, "error": r.error} for r in results
+    ]
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """Handler of `cpnode catalog sync`."""
+    settings = settings_from_args(args)
+    rows = asyncio.run(_sync(settings))
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            "catalog sync",
+            ["partner", "outcome", "version", "error"],
+            [[r["partner"], r["outcome"], r["version"], r["error"]] for r in rows],
+        )
+    return 0 if all(r["outcome"] in ("ok", "unchanged") for r in rows) else 1
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Handler of `cpnode catalog show`."""
+    settings = settings_from_args(args)
+    sources = {"config": config_offer_source(o.offer() for o in settings.offers)} if settings.offers else {}
+    own = asyncio.run(own_offers(sources))
+    with database(settings) as engine:
+        rows = merged_view(own, engine, int(time.time()), args.partner)
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            f"offers seen by {settings.node.name}",
+            ["source", "offer", "pool", "chip", "free", "price/unit-h", "age s"],
+            [
+                [
+                    r["source"],
+                    r["id"],
+                    r["pool"],
+                    f"{r['chip_vendor']} {r['chip_model']}",
+                    r["free_units"],
+                    f"{r['price_per_unit_hour']} {r['currency']}",
+                    r["age_s"],
+                ]
+                for r in rows
+            ],
+        )
+    return 0

@@ -1,0 +1,140 @@
+"""`cpnode keys show|rotate|deny`: the node's keys and the deny-list of compromised peer keys."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from federation import store
+from federation.keys import KEY_ID_CHARS, PREFIX
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_fields,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.config import Settings
+from node.identity import Identity, IdentityError, load_identity, rotate_identity
+from node.peering.cli_support import database
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode keys`."""
+    parser = commands.add_parser(
+        "keys",
+        help="show or rotate the node's key; deny a compromised key",
+        description="The node's Ed25519 keys and the deny-list.",
+    )
+    sub = parser.add_subparsers(title="keys commands", metavar="ACTION", required=True)
+    show = sub.add_parser("show", help="active and retired keys, and the deny-list")
+    add_config_argument(show)
+    add_json_argument(show)
+    show.set_defaults(handler=run_show)
+    rotate = sub.add_parser(
+        "rotate",
+        help="replace the node's key with a new one endorsed by the old",
+        description="Make a new key; the old one stays in the key document as retired (so what it signed "
+        "still verifies) and endorses the new one, so partners follow without re-pinning. A running node "
+        "picks the new key up within a second.",
+    )
+    add_config_argument(rotate)
+    add_json_argument(rotate)
+    rotate.set_defaults(handler=run_rotate)
+    deny = sub.add_parser("deny", help="never accept a key id again (compromised key)")
+    deny.add_argument("kid", metavar="KEY_ID", help="key id, ed25519:<16 chars>")
+    deny.add_argument("--reason", default="compromised", help="why (kept with the entry)")
+    add_config_argument(deny)
+    add_json_argument(deny)
+    deny.set_defaults(handler=run_deny)
+
+
+def _identity(args: argparse.Namespace) -> tuple[Settings, Identity]:
+    settings = settings_from_args(args)
+    try:
+        return settings, load_identity(settings)
+    except IdentityError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Handler of `cpnode keys show`."""
+    settings, identity = _identity(args)
+    with database(settings) as engine:
+        denied = store.list_denied(engine)
+    keys = [record.to_json() for record in identity.records().values()]
+    if args.json:
+        print_json(
+            {
+                "node": identity.name,
+                "key_id": identity.key_id,
+                "public_key": identity.public_key,
+                "fingerprint": identity.fingerprint,
+                "keys": keys,
+                "denied": denied,
+            }
+        )
+        return 0
+    print_fields(
+        [
+            ("node", identity.name),
+            ("key id", identity.key_id),
+            ("public key", identity.public_key),
+            ("fingerprint", identity.fingerprint),
+        ]
+    )
+    print_table(
+        "keys",
+        ["key id", "status", "valid from", "retired"],
+        [[k["kid"], k["status"], k["valid_from_ts"], k["retired_ts"]] for k in keys],
+    )
+    print_table(
+        "deny-list", ["key id", "reason", "since"], [[d["kid"], d["reason"], d["denied_ts"]] for d in denied]
+    )
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    """Handler of `cpnode keys rotate`."""
+    settings = settings_from_args(args)
+    try:
+        old, new = rotate_identity(settings, int(time.time()))
+    except (IdentityError, OSError) as exc:
+        raise CliError(f"cannot rotate the key: {exc}") from None
+    result = {
+        "node": new.name,
+        "retired_key_id": old.key_id,
+        "key_id": new.key_id,
+        "public_key": new.public_key,
+        "fingerprint": new.fingerprint,
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print_fields(
+            [
+                ("node", new.name),
+                ("retired key", old.key_id),
+                ("new key id", new.key_id),
+                ("public key", new.public_key),
+                ("fingerprint", new.fingerprint),
+            ]
+        )
+    return 0
+
+
+def run_deny(args: argparse.Namespace) -> int:
+    """Handler of `cpnode keys deny`."""
+    kid = str(args.kid)
+    if not kid.startswith(PREFIX) or len(kid) != len(PREFIX) + KEY_ID_CHARS:
+        raise CliError(f"key id must look like {PREFIX}<{KEY_ID_CHARS} chars>, got {kid!r}", exit_code=2)
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        added = store.deny_key(engine, kid, args.reason, int(time.time()))
+    if args.json:
+        print_json({"key_id": kid, "added": added})
+    else:
+        print_fields([("denied", kid), ("new entry", "yes" if added else "no (already denied)")])
+    return 0

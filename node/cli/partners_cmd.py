@@ -1,0 +1,190 @@
+"""`cpnode partners add|list|remove|discovered|trust`: who this node trusts, and on which terms."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from federation import store
+from federation.errors import FederationError
+from federation.keys import fingerprint, parse_public_key
+from federation.partners import Partner
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_fields,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url, database
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode partners`."""
+    parser = commands.add_parser(
+        "partners",
+        help="pin, list and remove partners; trust discovered nodes",
+        description="Partners are trusted only by an operator's decision.",
+    )
+    sub = parser.add_subparsers(title="partners commands", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="pin a partner by name, URL and public key")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--url", action="append", required=True, help="partner base URL (repeatable)")
+    add.add_argument("--key", required=True, help="the partner's public key, ed25519:<base64url>")
+    add_agreement_arguments(add)
+    listing = sub.add_parser("list", help="partners with their link state and catalog")
+    remove = sub.add_parser("remove", help="forget a partner added here (config ones live in node.toml)")
+    remove.add_argument("name", metavar="NAME")
+    discovered = sub.add_parser("discovered", help="nodes seen by discovery (untrusted candidates)")
+    trust = sub.add_parser("trust", help="pin a discovered node after comparing its fingerprint")
+    trust.add_argument("name", metavar="NAME")
+    trust.add_argument(
+        "--fingerprint", required=True, help="SHA256:... as the partner's operator read it to you"
+    )
+    add_agreement_arguments(trust)
+    for parser_, handler in (
+        (add, run_add),
+        (listing, run_list),
+        (remove, run_remove),
+        (discovered, run_discovered),
+        (trust, run_trust),
+    ):
+        add_config_argument(parser_)
+        add_json_argument(parser_)
+        parser_.set_defaults(handler=handler)
+
+
+def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: str) -> int:
+    settings = settings_from_args(args)
+    urls = tuple(checked_url(url, settings) for url in partner_urls)
+    try:
+        partner = Partner(args.name, urls, key, agreement_from_args(args), source=source)
+    except FederationError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+    with database(settings) as engine:
+        try:
+            store.add_partner(engine, partner, int(time.time()))
+        except FederationError as exc:
+            raise CliError(str(exc)) from None
+    fp = fingerprint(parse_public_key(key))
+    if args.json:
+        print_json(
+            {
+                "name": partner.name,
+                "urls": list(urls),
+                "fingerprint": fp,
+                "agreement": partner.agreement.to_json(),
+            }
+        )
+    else:
+        print_fields(
+            [("partner", partner.name), ("urls", ", ".join(urls)), ("fingerprint", fp), ("source", source)]
+        )
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners add`."""
+    try:
+        parse_public_key(args.key)
+    except FederationError as exc:
+        raise CliError(f"--key: {exc}", exit_code=2) from None
+    return _pin(args, args.url, args.key, "cli")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners list`."""
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        partners = store.list_partners(engine)
+        states = store.sync_states(engine)
+        catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
+    rows = []
+    for partner in partners:
+        state = states.get(partner.name, {})
+        catalog = catalogs.get(partner.name)
+        rows.append(
+            {
+                "name": partner.name,
+                "urls": list(partner.urls),
+                "source": partner.source,
+                "fingerprint": fingerprint(parse_public_key(partner.public_key)),
+                "status": state.get("status", "never"),
+                "last_error": state.get("last_error"),
+                "last_success_ts": state.get("last_success_ts"),
+                "catalog_version": catalog["version"] if catalog else None,
+                "offers": catalog["offer_count"] if catalog else 0,
+                "agreement": partner.agreement.to_json(),
+            }
+        )
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            "partners",
+            ["name", "url", "status", "catalog", "offers", "source", "last error"],
+            [
+                [
+                    r["name"],
+                    r["urls"][0],
+                    r["status"],
+                    r["catalog_version"],
+                    r["offers"],
+                    r["source"],
+                    r["last_error"],
+                ]
+                for r in rows
+            ],
+        )
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners remove`."""
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        try:
+            store.remove_partner(engine, args.name)
+        except FederationError as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        print_json({"removed": args.name})
+    else:
+        print_fields([("removed", args.name)])
+    return 0
+
+
+def run_discovered(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners discovered`."""
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        rows = store.list_discovered(engine)
+        trusted = {p.name for p in store.list_partners(engine)}
+    for row in rows:
+        row["trusted"] = row["name"] in trusted
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            "discovered nodes (untrusted until `cpnode partners trust`)",
+            ["name", "url", "fingerprint", "trusted", "last seen"],
+            [[r["name"], r["url"], r["fingerprint"], r["trusted"], r["last_seen_ts"]] for r in rows],
+        )
+    return 0
+
+
+def run_trust(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners trust`."""
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        candidate = next((r for r in store.list_discovered(engine) if r["name"] == args.name), None)
+    if candidate is None:
+        raise CliError(f"no discovered node called {args.name!r} (see `cpnode partners discovered`)")
+    if candidate["fingerprint"] != args.fingerprint:
+        raise CliError(
+            f"fingerprint mismatch for {args.name}: discovered {candidate['fingerprint']}, "
+            f"you gave {args.fingerprint}; not trusted"
+        )
+    return _pin(args, [candidate["url"]], candidate["public_key"], "discovery")

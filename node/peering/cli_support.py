@@ -1,0 +1,86 @@
+"""What the `keys`, `partners` and `catalog` commands share: database access, URL checks, agreement options."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Engine
+
+from federation.errors import FederationError
+from federation.partners import Agreement, check_url, parse_allow_list, split_url
+from node.cli.common import CliError
+from node.config import Settings
+from node.db import DatabaseError
+from node.service import open_database
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Engine]:
+    """The node's migrated database for one command; CliError if it cannot be opened."""
+    try:
+        engine = open_database(settings)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def checked_url(url: str, settings: Settings) -> str:
+    """`url` if its host resolves only to allowed addresses (see federation.partners), else CliError."""
+    try:
+        _, host, port = split_url(url)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+        return check_url(url, addresses, parse_allow_list(settings.federation.allow_networks))
+    except socket.gaierror as exc:
+        raise CliError(f"partner URL {url!r} does not resolve: {exc.strerror}") from None
+    except FederationError as exc:
+        raise CliError(str(exc)) from None
+
+
+def add_agreement_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that make up a partner's agreement."""
+    parser.add_argument("--pools", default="", help="comma-separated pools the partner sees (default: all)")
+    parser.add_argument(
+        "--tags", default="", help="comma-separated offer tags the partner sees (default: all)"
+    )
+    parser.add_argument(
+        "--markup-bp", type=int, default=0, help="price markup in basis points (1000 = +10%%)"
+    )
+    parser.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="OFFER_OR_POOL=MINOR_UNITS",
+        help="explicit price per unit-hour for an offer id or pool (repeatable)",
+    )
+    parser.add_argument("--credit-limit", type=int, default=0, help="credit limit in minor units")
+    parser.add_argument("--currency", default="CNY", help="agreement currency (default CNY)")
+
+
+def agreement_from_args(args: argparse.Namespace) -> Agreement:
+    """The agreement the options describe; CliError naming a bad one."""
+    prices: dict[str, int] = {}
+    for item in args.price:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise CliError(f"--price must be OFFER_OR_POOL=MINOR_UNITS, got {item!r}", exit_code=2)
+        prices[name] = int(value)
+    data = {
+        "pools": [p for p in args.pools.split(",") if p],
+        "tags": [t for t in args.tags.split(",") if t],
+        "price_list": prices,
+        "markup_bp": args.markup_bp,
+        "credit_limit": args.credit_limit,
+        "currency": args.currency,
+    }
+    try:
+        return Agreement.from_json(data)
+    except FederationError as exc:
+        raise CliError(str(exc), exit_code=2) from None
