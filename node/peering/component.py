@@ -29,20 +29,16 @@ DISCOVERY_START_TIMEOUT_S = 30.0
 
 
 class OwnKeysWatcher:
-    """The node's current keys for the federation service, noticing `cpnode keys rotate` within a second."""
+    """The node's current keys for the federation service, noticing `cpnode keys rotate` at once
+    (one stat of the key file per call)."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self._ctx = ctx
-        self._checked = 0.0
         self._identity: Identity | None = None
         self._keys: OwnKeys | None = None
 
     def __call__(self) -> OwnKeys:
-        now = time.monotonic()
-        if now - self._checked >= 1.0:
-            self._checked = now
-            self._ctx.identity = reload_if_rotated(self._ctx.settings, self._ctx.identity)
-        identity = self._ctx.identity
+        identity = self._ctx.identity = reload_if_rotated(self._ctx.settings, self._ctx.identity)
         if self._keys is None or self._identity is not identity:
             self._identity = identity
             self._keys = OwnKeys(SigningIdentity(identity.name, identity.signing_key), identity.records())

@@ -1,0 +1,127 @@
+"""The operator's commands against real nodes: key rotation partners follow, the deny-list, partner
+pinning with URL checks, discovered candidates and fingerprint checks."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from federation import store
+from federation.keys import fingerprint, parse_public_key
+from federation.sync import run_round
+from node.cli.main import main as cpnode
+from tests.federation.conftest import nodes, service_of, trust
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Run `cpnode ARGS`; return (exit code, stdout + stderr)."""
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cpnode(list(args))
+    return code, out.getvalue() + err.getvalue()
+
+
+def run_json(*args: str) -> Any:
+    """Run `cpnode ARGS --json`, expecting success; return the parsed output."""
+    code, output = run(*args, "--json")
+    assert code == 0, output
+    return json.loads(output)
+
+
+async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
+    """After `cpnode keys rotate` on a running node, its partner keeps syncing (new key learned through the
+    old key's endorsement) and the old key is listed as retired."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (alpha, beta):
+        trust(alpha, beta)
+        trust(beta, alpha)
+        assert [r.outcome for r in await run_round(service_of(alpha), force=True)] == ["ok"]
+        config = str(tmp_path / "beta" / "node.toml")
+        rotated = run_json("keys", "rotate", "--config", config)
+        shown = run_json("keys", "show", "--config", config)
+        statuses = {key["kid"]: key["status"] for key in shown["keys"]}
+        assert statuses == {rotated["key_id"]: "active", rotated["retired_key_id"]: "retired"}
+        # beta's running process notices the new key; its catalog and requests are now signed with it.
+        assert service_of(beta).identity().kid == rotated["key_id"]
+        assert [r.outcome for r in await run_round(service_of(beta), force=True)] == ["ok"]
+        # beta's catalog for alpha is unchanged (still verifiable: the old key was valid when it was issued).
+        results = await run_round(service_of(alpha), force=True)
+        assert [(r.outcome, r.error) for r in results] == [("unchanged", None)]
+        assert alpha.ctx is not None
+        learned, _ = store.peer_keys(alpha.ctx.engine, "beta")
+        assert learned[rotated["key_id"]].status == "active"
+        assert learned[rotated["retired_key_id"]].status == "retired"
+
+
+async def test_deny_list_cuts_a_partner_off(tmp_path: Path) -> None:
+    """`cpnode keys deny` on a partner's key makes its requests fail from then on."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (alpha, beta):
+        trust(alpha, beta)
+        trust(beta, alpha)
+        assert beta.ctx is not None
+        run_json("keys", "deny", beta.ctx.identity.key_id, "--config", str(tmp_path / "alpha" / "node.toml"))
+        results = await run_round(service_of(beta), force=True)
+        assert results[0].outcome == "rejected"
+        assert "key_denied" in (results[0].error or "")
+
+
+async def test_partner_commands(tmp_path: Path) -> None:
+    """partners add checks URL and key, list shows the partner, remove forgets it; link-local is refused."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (_alpha, beta):
+        assert beta.ctx is not None
+        config = str(tmp_path / "alpha" / "node.toml")
+        key = beta.ctx.identity.public_key
+        code, output = run(
+            "partners", "add", "beta", "--url", "http://169.254.169.254", "--key", key, "--config", config
+        )
+        assert code != 0
+        assert "link-local" in output
+        code, output = run(
+            "partners", "add", "beta", "--url", beta.url, "--key", "ed25519:nope", "--config", config
+        )
+        assert code == 2
+        added = run_json(
+            "partners",
+            "add",
+            "beta",
+            "--url",
+            beta.url,
+            "--key",
+            key,
+            "--markup-bp",
+            "500",
+            "--config",
+            config,
+        )
+        assert added["fingerprint"] == fingerprint(parse_public_key(key))
+        assert [row["name"] for row in run_json("partners", "list", "--config", config)] == ["beta"]
+        code, output = run("partners", "add", "beta", "--url", beta.url, "--key", key, "--config", config)
+        assert code != 0
+        assert "already exists" in output
+        run_json("partners", "remove", "beta", "--config", config)
+        assert run_json("partners", "list", "--config", config) == []
+
+
+async def test_trust_a_discovered_candidate(tmp_path: Path) -> None:
+    """A discovered node is only a candidate; trust needs the matching fingerprint."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (alpha, beta):
+        assert alpha.ctx is not None
+        assert beta.ctx is not None
+        config = str(tmp_path / "alpha" / "node.toml")
+        key = beta.ctx.identity.public_key
+        store.upsert_discovered(
+            alpha.ctx.engine, "beta", beta.url, key, fingerprint(parse_public_key(key)), int(time.time())
+        )
+        listed = run_json("partners", "discovered", "--config", config)
+        assert [(row["name"], row["trusted"]) for row in listed] == [("beta", False)]
+        code, output = run("partners", "trust", "beta", "--fingerprint", "SHA256:wrong", "--config", config)
+        assert code != 0
+        assert "mismatch" in output
+        assert store.list_partners(alpha.ctx.engine) == []
+        run_json(
+            "partners", "trust", "beta", "--fingerprint", beta.ctx.identity.fingerprint, "--config", config
+        )
+        assert [p.source for p in store.list_partners(alpha.ctx.engine)] == ["discovery"]
