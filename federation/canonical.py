@@ -9,7 +9,10 @@ as keys (keys are ASCII). Parsing rejects duplicate keys, non-UTF-8, lone surrog
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -132,7 +135,10 @@ def _strict_loads(data: bytes, max_depth: int) -> Any:
 
 def _fast_loads(data: bytes, max_depth: int) -> Any:
     try:
-        return orjson.loads(data)
+        # Parsing makes no reference cycles, so the cyclic collector has nothing to find; pausing
+        # it keeps a big catalog from triggering full collections over the whole process heap.
+        with _collector_paused():
+            return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         message = str(exc)
         if "recursion" in message:
@@ -140,6 +146,22 @@ def _fast_loads(data: bytes, max_depth: int) -> Any:
         # Let the strict parser name the precise fault (encoding, constant, syntax).
         _strict_loads(data, max_depth)
         raise DocumentError(f"not valid JSON: {message}", code="bad_json") from None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def fingerprint_bytes(value: Any) -> bytes:
+    """Canonical bytes of `value` without validating it: only for detecting changes, never to sign."""
+    return _dumps(value)
 
 
 def _members(value: dict[str, Any]) -> dict[str, bytes]:

@@ -246,7 +246,7 @@ class FederationService:
     async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
         """The current catalog for `partner`, issuing a new version when offers changed or it ages."""
         offers = offers_for(await self.own_offers(), partner.agreement)
-        content_sha = hashlib.sha256(canonical.encode(offers)).hexdigest()
+        content_sha = hashlib.sha256(canonical.fingerprint_bytes(offers)).hexdigest()
         validity = self.settings.catalog_validity_s
         for _ in range(3):
             latest: store.IssuedCatalog | None = await self.db(store.latest_issued, partner.name)
