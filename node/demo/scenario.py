@@ -9,17 +9,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import foundation
+from node.demo import federation, foundation
 from node.demo.stage import DemoError, Stage
 
 Step = Callable[[Stage], None]
 
 # Steps run while the nodes are not yet started (init, config), then while they run.
-SETUP_STEPS: tuple[Step, ...] = (foundation.create_nodes,)
+SETUP_STEPS: tuple[Step, ...] = (foundation.create_nodes, federation.configure)
 RUN_STEPS: tuple[Step, ...] = (
     foundation.start_nodes,
     foundation.show_status,
     foundation.show_key_documents,
+    federation.pin_partners,
+    federation.exchange_catalogs,
+    federation.show_offer_views,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 
