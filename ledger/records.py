@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -187,12 +187,12 @@ class TransferRequest:
         return cls(**{**data, "kind": kind})
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(NamedTuple):
     """A stored, immutable transfer; `seq` is its dense position and Merkle leaf index.
 
-    For post, void and expire, `pending_amount` is the hold released and `amount` what was posted
-    (0 for void and expire), so a transfer replays on its own without looking up its hold.
+    Field order is the `ledger_transfers` column order, so a Transfer is its own row. For post, void
+    and expire, `pending_amount` is the hold released and `amount` what was posted (0 for void and
+    expire), so a transfer replays on its own without looking up its hold.
     """
 
     seq: int
@@ -216,26 +216,9 @@ class Transfer:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (kind as its string)."""
-        return {
-            "seq": self.seq,
-            "id": self.id,
-            "kind": str(self.kind),
-            "debit_account": self.debit_account,
-            "credit_account": self.credit_account,
-            "currency": self.currency,
-            "amount": self.amount,
-            "pending_id": self.pending_id,
-            "pending_amount": self.pending_amount,
-            "timeout_s": self.timeout_s,
-            "expires_ms": self.expires_ms,
-            "code": self.code,
-            "linked": self.linked,
-            "ts_ms": self.ts_ms,
-            "order_id": self.order_id,
-            "trade_id": self.trade_id,
-            "partner": self.partner,
-            "trade_digest": self.trade_digest,
-        }
+        data = self._asdict()
+        data["kind"] = str(self.kind)
+        return data
 
     def leaf_data(self) -> bytes:
         """The canonical bytes hashed into this transfer's Merkle leaf."""
@@ -272,7 +255,7 @@ def _check_int(name: str, value: Any, optional: bool) -> None:
         raise ValueError(f"{name} must be an integer{' or null' if optional else ''}")
 
 
-TRANSFER_FIELDS = frozenset(f.name for f in fields(Transfer))
+TRANSFER_FIELDS = frozenset(Transfer._fields)
 _INT_FIELDS = ("seq", "amount", "pending_amount", "timeout_s", "expires_ms", "code", "ts_ms")
 _OPTIONAL_INT_FIELDS = frozenset({"pending_amount", "timeout_s", "expires_ms"})
 _STR_FIELDS = (
@@ -316,9 +299,9 @@ class AccountResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferResult:
-    """The outcome of request number `index` of a batch."""
+    """The outcome of request number `index` of a batch (not frozen: a batch makes thousands)."""
 
     index: int
     id: str

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ledger.balances import apply_transfer, limit_violation, overflows
+from ledger.balances import apply_transfer
 from ledger.holds import HoldState, expiry_id, is_past_deadline, resolution, transition
 from ledger.records import (
+    MAX_BALANCE,
     NOT_REMEMBERED,
     AccountSpec,
     Balance,
@@ -33,7 +34,7 @@ from ledger.records import (
     TransferRequest,
     TransferResult,
 )
-from ledger.validation import LINK_FIELDS, check_id, check_transfer, first_difference
+from ledger.validation import check_id, check_transfer, check_transfer_field, first_difference, well_formed
 
 
 @dataclass(slots=True)
@@ -83,12 +84,20 @@ class _Refused(Exception):  # internal control flow; never escapes this module
         self.message = message or str(status).replace("_", " ")
 
 
+_SINGLE, _PENDING, _POST = TransferKind.SINGLE, TransferKind.PENDING, TransferKind.POST
+_CREATED = Status.CREATED
+_new_transfer = Transfer._make
+# An undo entry restores a balance (Balance, old totals), drops a transfer ("t", id, None) or
+# restores a hold's state ("h", pending id, old state).
+_Undo = tuple[object, object, object]
+
+
 def chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int, bool]]:
     """Split a batch into chains: (first index, last index, closed?). Unlinked requests are chains of one."""
     result = []
     start = 0
     for index, request in enumerate(requests):
-        if not request.linked:
+        if request.linked is not True:
             result.append((start, index, True))
             start = index + 1
     if start < len(requests):
@@ -97,62 +106,42 @@ def chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int, bool]]:
 
 
 class _Batch:
+    """Applies requests to a view. Inside a chain it records undo entries; single requests need none,
+    because every check runs before the first change."""
+
     def __init__(self, view: LedgerView, ts_ms: int, next_seq: int) -> None:
-        self.view = view
+        self.accounts = view.accounts
+        self.transfers = view.transfers
+        self.failed = view.failed
+        self.holds = view.holds
         self.ts_ms = ts_ms
         self.next_seq = next_seq
         self.created: list[Transfer] = []
         self.failures: list[Failure] = []
         self.touched: set[str] = set()
-        self.undo: list[tuple[str, str, object]] = []
+        self.undo: list[_Undo] | None = None
 
-    def rollback(self, mark: int, created_mark: int) -> None:
-        while len(self.undo) > mark:
-            what, key, old = self.undo.pop()
-            if what == "balance":
-                state = self.view.accounts[key]
-                state.balance = old  # type: ignore[assignment]
-            elif what == "hold":
-                if old is None:
-                    self.view.holds.pop(key, None)
-                else:
-                    self.view.holds[key] = old  # type: ignore[assignment]
+    def rollback(self, created_mark: int) -> None:
+        undo = self.undo or []
+        while undo:
+            what, key, old = undo.pop()
+            if isinstance(what, Balance):
+                (what.debits_pending, what.debits_posted, what.credits_pending, what.credits_posted) = old  # type: ignore[misc]
+            elif what == "t":
+                self.transfers.pop(str(key), None)
+            elif old is None:
+                self.holds.pop(str(key), None)
             else:
-                self.view.transfers.pop(key, None)
+                self.holds[str(key)] = old  # type: ignore[assignment]
         del self.created[created_mark:]
 
-    def _store(self, transfer: Transfer) -> None:
-        self.created.append(transfer)
-        self.view.transfers[transfer.id] = transfer
-        self.undo.append(("transfer", transfer.id, None))
-
     def _set_hold(self, pending_id: str, state: HoldState) -> None:
-        self.undo.append(("hold", pending_id, self.view.holds.get(pending_id)))
-        self.view.holds[pending_id] = state
-
-    def _move(self, transfer: Transfer) -> None:
-        debit = self.view.accounts[transfer.debit_account]
-        credit = self.view.accounts[transfer.credit_account]
-        new_debit, new_credit = debit.balance.copy(), credit.balance.copy()
-        apply_transfer(new_debit, new_credit, transfer)
-        if overflows(new_debit) or overflows(new_credit):
-            raise _Refused(Status.OVERFLOW, "amount", "a balance would leave the 64-bit range")
-        if transfer.kind in (TransferKind.SINGLE, TransferKind.PENDING):
-            problem = limit_violation(debit.spec, new_debit) or limit_violation(credit.spec, new_credit)
-            if problem is Status.EXCEEDS_CREDITS:
-                raise _Refused(problem, "amount", f"debits of {debit.spec.id} would exceed its credits")
-            if problem is Status.EXCEEDS_DEBITS:
-                raise _Refused(problem, "amount", f"credits of {credit.spec.id} would exceed its debits")
-        for state, new in ((debit, new_debit), (credit, new_credit)):
-            self.undo.append(("balance", state.spec.id, state.balance))
-            state.balance = new
-            self.touched.add(state.spec.id)
-
-    def _seq(self) -> int:
-        return self.next_seq + len(self.created)
+        if self.undo is not None:
+            self.undo.append(("h", pending_id, self.holds.get(pending_id)))
+        self.holds[pending_id] = state
 
     def _account(self, account_id: str, side: str, currency: str) -> AccountState:
-        state = self.view.accounts.get(account_id)
+        state = self.accounts.get(account_id)
         if state is None:
             status = Status.DEBIT_ACCOUNT_NOT_FOUND if side == "debit" else Status.CREDIT_ACCOUNT_NOT_FOUND
             raise _Refused(status, f"{side}_account", f"account {account_id!r} does not exist")
@@ -167,131 +156,248 @@ class _Batch:
             raise _Refused(status, f"{side}_account", f"account {account_id!r} is closed")
         return state
 
-    def two_sided(self, req: TransferRequest) -> Transfer:
+    def _accounts_refused(self, req: TransferRequest) -> _Refused:
+        """Why the debit/credit pair is refused (the fast path found something off)."""
+        for name in ("debit_account", "credit_account", "currency"):
+            problem = check_transfer_field(req, name)
+            if problem is not None:
+                return _Refused(Status.INVALID_REQUEST, problem.field, problem.message)
         assert req.debit_account is not None
         assert req.credit_account is not None
         assert req.currency is not None
-        assert req.amount is not None
         if req.debit_account == req.credit_account:
-            raise _Refused(Status.ACCOUNTS_MUST_BE_DIFFERENT, "credit_account")
-        self._account(req.debit_account, "debit", req.currency)
-        self._account(req.credit_account, "credit", req.currency)
-        timeout_s = req.timeout_s if req.kind is TransferKind.PENDING else None
-        transfer = Transfer(
-            seq=self._seq(),
-            id=req.id,
-            kind=req.kind,
-            debit_account=req.debit_account,
-            credit_account=req.credit_account,
-            currency=req.currency,
-            amount=req.amount,
-            pending_id=None,
-            pending_amount=None,
-            timeout_s=timeout_s,
-            expires_ms=None if timeout_s is None else self.ts_ms + timeout_s * 1000,
-            code=req.code,
-            linked=req.linked,
-            ts_ms=self.ts_ms,
-            order_id=req.order_id,
-            trade_id=req.trade_id,
-            partner=req.partner,
-            trade_digest=req.trade_digest,
+            return _Refused(Status.ACCOUNTS_MUST_BE_DIFFERENT, "credit_account")
+        try:
+            self._account(req.debit_account, "debit", req.currency)
+            self._account(req.credit_account, "credit", req.currency)
+        except _Refused as refusal:
+            return refusal
+        raise AssertionError("accounts refused without a reason")
+
+    def two_sided(self, req: TransferRequest) -> Transfer:
+        debit_id, credit_id, currency, amount = (
+            req.debit_account,
+            req.credit_account,
+            req.currency,
+            req.amount,
         )
-        self._move(transfer)
-        if req.kind is TransferKind.PENDING:
+        assert debit_id is not None
+        assert credit_id is not None
+        assert currency is not None
+        assert amount is not None
+        accounts = self.accounts
+        debit = accounts.get(debit_id)
+        credit = accounts.get(credit_id)
+        # Ids and currency were checked when the accounts were created, so matching them checks the request.
+        if (
+            debit is None
+            or credit is None
+            or debit is credit
+            or debit.spec.currency != currency
+            or credit.spec.currency != currency
+            or debit.closed_seq is not None
+            or credit.closed_seq is not None
+        ):
+            raise self._accounts_refused(req)
+        db, cb = debit.balance, credit.balance
+        debits_after = db.debits_pending + db.debits_posted + amount
+        credits_after = cb.credits_pending + cb.credits_posted + amount
+        if debits_after > MAX_BALANCE or credits_after > MAX_BALANCE:
+            raise _Refused(Status.OVERFLOW, "amount", "a balance would leave the 64-bit range")
+        # A debit can only break the debit account's limit, a credit only the credit account's.
+        if debit.spec.debits_must_not_exceed_credits and debits_after > db.credits_posted:
+            raise _Refused(Status.EXCEEDS_CREDITS, "amount", f"debits of {debit_id} would exceed its credits")
+        if credit.spec.credits_must_not_exceed_debits and credits_after > cb.debits_posted:
+            raise _Refused(Status.EXCEEDS_DEBITS, "amount", f"credits of {credit_id} would exceed its debits")
+        kind, ts_ms = req.kind, self.ts_ms
+        timeout_s = req.timeout_s if kind is _PENDING else None
+        transfer = _new_transfer(
+            (
+                self.next_seq + len(self.created),
+                req.id,
+                kind,
+                debit_id,
+                credit_id,
+                currency,
+                amount,
+                None,
+                None,
+                timeout_s,
+                None if timeout_s is None else ts_ms + timeout_s * 1000,
+                req.code,
+                req.linked,
+                ts_ms,
+                req.order_id,
+                req.trade_id,
+                req.partner,
+                req.trade_digest,
+            )
+        )
+        undo = self.undo
+        if undo is not None:
+            undo.append((db, db.as_tuple(), None))
+            undo.append((cb, cb.as_tuple(), None))
+            undo.append(("t", transfer.id, None))
+        if kind is _PENDING:
+            db.debits_pending += amount
+            cb.credits_pending += amount
             self._set_hold(req.id, HoldState.PENDING)
-        self._store(transfer)
+        else:
+            db.debits_posted += amount
+            cb.credits_posted += amount
+        touched = self.touched
+        touched.add(debit_id)
+        touched.add(credit_id)
+        self.created.append(transfer)
+        self.transfers[transfer.id] = transfer
         return transfer
+
+    def open_hold(self, pending_id: str, kind: TransferKind) -> tuple[Transfer, HoldState]:
+        """The hold `pending_id` if `kind` may resolve it now, and the state it would move to."""
+        hold = self.transfers.get(pending_id)
+        if hold is None:
+            raise _Refused(Status.PENDING_TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id!r}")
+        if hold.kind is not _PENDING:
+            raise _Refused(Status.PENDING_TRANSFER_NOT_PENDING, "pending_id", f"{pending_id!r} is not a hold")
+        nxt = transition(self.holds.get(pending_id, HoldState.PENDING), kind)
+        if isinstance(nxt, Status):
+            raise _Refused(nxt, "pending_id")
+        return hold, nxt
 
     def resolve(self, req: TransferRequest) -> Transfer:
         assert req.pending_id is not None
-        hold = self.open_hold(req.pending_id, req.kind)
-        for name in ("debit_account", "credit_account", "currency"):
-            wanted = getattr(req, name)
-            if wanted is not None and wanted != getattr(hold, name):
-                raise _Refused(Status.PENDING_TRANSFER_MISMATCH, name, f"{name} differs from the hold's")
-        if is_past_deadline(hold, self.ts_ms):
+        hold, nxt = self.open_hold(req.pending_id, req.kind)
+        if req.debit_account is not None and req.debit_account != hold.debit_account:
+            raise _Refused(
+                Status.PENDING_TRANSFER_MISMATCH, "debit_account", "debit_account differs from the hold's"
+            )
+        if req.credit_account is not None and req.credit_account != hold.credit_account:
+            raise _Refused(
+                Status.PENDING_TRANSFER_MISMATCH, "credit_account", "credit_account differs from the hold's"
+            )
+        if req.currency is not None and req.currency != hold.currency:
+            raise _Refused(Status.PENDING_TRANSFER_MISMATCH, "currency", "currency differs from the hold's")
+        if hold.expires_ms is not None and self.ts_ms >= hold.expires_ms:
             raise _Refused(Status.PENDING_TRANSFER_EXPIRED, "pending_id", "the hold's deadline has passed")
-        amount = req.amount if req.kind is TransferKind.POST else 0
+        amount = req.amount if req.kind is _POST else 0
         assert amount is not None
         if amount > hold.amount:
             raise _Refused(
                 Status.EXCEEDS_PENDING_TRANSFER_AMOUNT, "amount", f"the hold is for {hold.amount} only"
             )
-        links = {name: getattr(req, name) for name in LINK_FIELDS}
-        transfer = resolution(
-            hold,
-            req.kind,
-            req.id,
-            amount,
-            self._seq(),
-            self.ts_ms,
-            code=req.code,
-            linked=req.linked,
-            links=links,
+        # Links left out are taken from the hold, so every leg of a trade carries its trade id.
+        transfer = _new_transfer(
+            (
+                self.next_seq + len(self.created),
+                req.id,
+                req.kind,
+                hold.debit_account,
+                hold.credit_account,
+                hold.currency,
+                amount,
+                hold.id,
+                hold.amount,
+                None,
+                None,
+                req.code,
+                req.linked,
+                self.ts_ms,
+                req.order_id or hold.order_id,
+                req.trade_id or hold.trade_id,
+                req.partner or hold.partner,
+                req.trade_digest or hold.trade_digest,
+            )
         )
-        return self.apply_resolution(transfer)
+        return self.apply_resolution(transfer, nxt)
 
-    def open_hold(self, pending_id: str, kind: TransferKind) -> Transfer:
-        hold = self.view.transfers.get(pending_id)
-        if hold is None:
-            raise _Refused(Status.PENDING_TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id!r}")
-        if hold.kind is not TransferKind.PENDING:
-            raise _Refused(Status.PENDING_TRANSFER_NOT_PENDING, "pending_id", f"{pending_id!r} is not a hold")
-        nxt = transition(self.view.holds.get(pending_id, HoldState.PENDING), kind)
-        if isinstance(nxt, Status):
-            raise _Refused(nxt, "pending_id")
-        return hold
-
-    def apply_resolution(self, transfer: Transfer) -> Transfer:
-        assert transfer.pending_id is not None
-        self._move(transfer)
-        nxt = transition(self.view.holds.get(transfer.pending_id, HoldState.PENDING), transfer.kind)
-        assert isinstance(nxt, HoldState)
-        self._set_hold(transfer.pending_id, nxt)
-        self._store(transfer)
+    def apply_resolution(self, transfer: Transfer, nxt: HoldState) -> Transfer:
+        pending_id = transfer.pending_id
+        assert pending_id is not None
+        debit = self.accounts[transfer.debit_account].balance
+        credit = self.accounts[transfer.credit_account].balance
+        undo = self.undo
+        if undo is not None:
+            undo.append((debit, debit.as_tuple(), None))
+            undo.append((credit, credit.as_tuple(), None))
+            undo.append(("h", pending_id, self.holds.get(pending_id)))
+            undo.append(("t", transfer.id, None))
+        apply_transfer(debit, credit, transfer)  # releases the hold: totals never grow, no limit can break
+        self.touched.add(transfer.debit_account)
+        self.touched.add(transfer.credit_account)
+        self.holds[pending_id] = nxt
+        self.created.append(transfer)
+        self.transfers[transfer.id] = transfer
         return transfer
 
     def one(self, index: int, req: TransferRequest) -> TransferResult:
-        id_problem = check_id(req.id, "id")
-        if id_problem is not None:
-            return self.refused(index, req, _Refused(Status.INVALID_REQUEST, "id", id_problem.message))
-        existing = self.view.transfers.get(req.id)
+        fast = well_formed(req)
+        if not fast:
+            id_problem = check_id(req.id, "id")
+            if id_problem is not None:
+                return self.refused(index, req, _Refused(Status.INVALID_REQUEST, "id", id_problem.message))
+        existing = self.transfers.get(req.id)
         if existing is not None:
             differs = first_difference(req, existing)
             if differs is None:
-                return TransferResult(index, req.id, Status.EXISTS, seq=existing.seq)
+                return TransferResult(index, req.id, Status.EXISTS, None, existing.seq)
+            message = f"transfer {req.id!r} exists with a different {differs}"
             return TransferResult(
-                index,
-                req.id,
-                Status.EXISTS_WITH_DIFFERENT_FIELD,
-                field=differs,
-                seq=existing.seq,
-                message=f"transfer {req.id!r} exists with a different {differs}",
+                index, req.id, Status.EXISTS_WITH_DIFFERENT_FIELD, differs, existing.seq, message
             )
-        if req.id in self.view.failed:
-            failed = self.view.failed[req.id]
+        if req.id in self.failed:
+            failed = self.failed[req.id]
             return TransferResult(
                 index, req.id, Status.ID_ALREADY_FAILED, message=f"{req.id!r} failed: {failed}"
             )
-        problem = check_transfer(req)
-        if problem is not None:
-            return self.refused(index, req, _Refused(Status.INVALID_REQUEST, problem.field, problem.message))
+        if not fast:
+            problem = check_transfer(req)
+            if problem is not None:
+                return self.refused(
+                    index, req, _Refused(Status.INVALID_REQUEST, problem.field, problem.message)
+                )
         try:
-            if req.kind in (TransferKind.SINGLE, TransferKind.PENDING):
-                transfer = self.two_sided(req)
-            else:
-                transfer = self.resolve(req)
+            kind = req.kind
+            transfer = self.two_sided(req) if kind is _SINGLE or kind is _PENDING else self.resolve(req)
         except _Refused as refusal:
             return self.refused(index, req, refusal)
-        return TransferResult(index, req.id, Status.CREATED, seq=transfer.seq)
+        return TransferResult(index, req.id, _CREATED, None, transfer.seq)
 
     def refused(self, index: int, req: TransferRequest, refusal: _Refused) -> TransferResult:
-        remember = refusal.status not in NOT_REMEMBERED and refusal.field != "id"
-        if remember:
+        if refusal.status not in NOT_REMEMBERED and refusal.field != "id":
             self.failures.append(Failure(req.id, refusal.status, refusal.field))
-            self.view.failed[req.id] = refusal.status
-        return TransferResult(index, req.id, refusal.status, field=refusal.field, message=refusal.message)
+            self.failed[req.id] = refusal.status
+        return TransferResult(index, req.id, refusal.status, refusal.field, None, refusal.message)
+
+    def chain(
+        self, requests: Sequence[TransferRequest], first: int, last: int, results: list[TransferResult]
+    ) -> None:
+        created_mark = len(self.created)
+        self.undo = []
+        try:
+            for index in range(first, last + 1):
+                result = self.one(index, requests[index])
+                results.append(result)
+                if result.ok:
+                    continue
+                self.rollback(created_mark)
+                del results[first:]
+                for other in range(first, last + 1):
+                    if other == index:
+                        results.append(result)
+                    else:
+                        message = f"linked request {index} failed: {result.status}"
+                        results.append(
+                            TransferResult(
+                                other, requests[other].id, Status.LINKED_EVENT_FAILED, message=message
+                            )
+                        )
+                return
+        finally:
+            self.undo = None
+
+    def outcome(self, results: list[TransferResult]) -> BatchOutcome:
+        resolved = [t.pending_id for t in self.created if t.pending_id is not None]
+        return BatchOutcome(results, self.created, self.failures, self.touched, resolved)
 
 
 def apply_batch(
@@ -299,35 +405,28 @@ def apply_batch(
 ) -> BatchOutcome:
     """Apply `requests` in order at time `ts_ms`, numbering new transfers from `next_seq`."""
     batch = _Batch(view, ts_ms, next_seq)
-    results: list[TransferResult | None] = [None] * len(requests)
-    for first, last, closed in chains(requests):
-        if not closed:
-            for index in range(first, last + 1):
-                status = Status.LINKED_EVENT_CHAIN_OPEN if index == last else Status.LINKED_EVENT_FAILED
-                results[index] = TransferResult(
-                    index, requests[index].id, status, message="the chain never closes"
-                )
+    results: list[TransferResult] = []
+    count = len(requests)
+    index = 0
+    while index < count:
+        request = requests[index]
+        if request.linked is not True:
+            results.append(batch.one(index, request))
+            index += 1
             continue
-        mark, created_mark = len(batch.undo), len(batch.created)
-        for index in range(first, last + 1):
-            result = batch.one(index, requests[index])
-            results[index] = result
-            if result.ok:
-                continue
-            batch.rollback(mark, created_mark)
-            for other in range(first, last + 1):
-                if other != index:
-                    results[other] = TransferResult(
-                        other,
-                        requests[other].id,
-                        Status.LINKED_EVENT_FAILED,
-                        message=f"linked request {index} failed: {result.status}",
-                    )
+        last = index
+        while last < count and requests[last].linked is True:
+            last += 1
+        if last == count:  # the batch ends inside the chain
+            for member in range(index, count):
+                status = Status.LINKED_EVENT_CHAIN_OPEN if member == count - 1 else Status.LINKED_EVENT_FAILED
+                results.append(
+                    TransferResult(member, requests[member].id, status, message="the chain never closes")
+                )
             break
-    resolved = [t.pending_id for t in batch.created if t.pending_id is not None]
-    final = [r for r in results if r is not None]
-    assert len(final) == len(requests)
-    return BatchOutcome(final, batch.created, batch.failures, batch.touched, resolved)
+        batch.chain(requests, index, last, results)
+        index = last + 1
+    return batch.outcome(results)
 
 
 def expire_holds(view: LedgerView, holds: Sequence[Transfer], ts_ms: int, next_seq: int) -> BatchOutcome:
@@ -340,10 +439,8 @@ def expire_holds(view: LedgerView, holds: Sequence[Transfer], ts_ms: int, next_s
             or view.holds.get(hold.id, HoldState.PENDING) is not HoldState.PENDING
         ):
             continue
-        transfer = resolution(
-            hold, TransferKind.EXPIRE, expiry_id(hold.id), 0, batch._seq(), ts_ms, code=hold.code
-        )
-        batch.apply_resolution(transfer)
-        results.append(TransferResult(index, transfer.id, Status.CREATED, seq=transfer.seq))
-    resolved = [t.pending_id for t in batch.created if t.pending_id is not None]
-    return BatchOutcome(results, batch.created, [], batch.touched, resolved)
+        seq = next_seq + len(batch.created)
+        transfer = resolution(hold, TransferKind.EXPIRE, expiry_id(hold.id), 0, seq, ts_ms, code=hold.code)
+        batch.apply_resolution(transfer, HoldState.EXPIRED)
+        results.append(TransferResult(index, transfer.id, Status.CREATED, None, transfer.seq))
+    return batch.outcome(results)

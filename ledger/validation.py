@@ -90,6 +90,59 @@ def _check_accounts(req: TransferRequest, required: bool) -> Invalid | None:
     return None
 
 
+_ID = ID_RE.fullmatch
+_CURRENCY = CURRENCY_RE.fullmatch
+_LINK = LINK_RE.fullmatch
+
+
+def well_formed(req: TransferRequest) -> bool:
+    """A fast yes for the common, well-formed request (the write path calls this per transfer)."""
+    code, kind, amount, timeout = req.code, req.kind, req.amount, req.timeout_s
+    if type(code) is not int or not 0 <= code <= MAX_CODE or type(req.linked) is not bool:
+        return False
+    if type(req.id) is not str or not _ID(req.id):
+        return False
+    for link in (req.order_id, req.trade_id, req.partner, req.trade_digest):
+        if link is not None and (type(link) is not str or not _LINK(link)):
+            return False
+    debit, credit, currency, pending_id = req.debit_account, req.credit_account, req.currency, req.pending_id
+    if kind is TransferKind.SINGLE or kind is TransferKind.PENDING:
+        # Account ids and currency are checked by matching stored accounts (see rules.two_sided).
+        return (
+            type(amount) is int
+            and 1 <= amount <= MAX_AMOUNT
+            and type(debit) is str
+            and type(credit) is str
+            and type(currency) is str
+            and pending_id is None
+            and (
+                timeout is None
+                or (kind is TransferKind.PENDING and type(timeout) is int and 1 <= timeout <= MAX_TIMEOUT_S)
+            )
+        )
+    if kind is TransferKind.POST or kind is TransferKind.VOID:
+        return (
+            type(pending_id) is str
+            and _ID(pending_id) is not None
+            and timeout is None
+            and (
+                (kind is TransferKind.POST and type(amount) is int and 1 <= amount <= MAX_AMOUNT)
+                or (kind is TransferKind.VOID and amount is None)
+            )
+            and (debit is None or (type(debit) is str and _ID(debit) is not None))
+            and (credit is None or (type(credit) is str and _ID(credit) is not None))
+            and (currency is None or (type(currency) is str and _CURRENCY(currency) is not None))
+        )
+    return False
+
+
+def check_transfer_field(req: TransferRequest, field: str) -> Invalid | None:
+    """A problem with one account or currency field of a two-sided request, or None."""
+    if field == "currency":
+        return _check_str(req.currency, CURRENCY_RE, "currency", "2–16 characters of A–Z 0–9 starting A–Z")
+    return check_id(getattr(req, field), field)
+
+
 def check_transfer(req: TransferRequest) -> Invalid | None:
     """The first malformed field of `req`, or None if it is well formed."""
     problem = check_id(req.id, "id")

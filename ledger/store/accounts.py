@@ -18,7 +18,7 @@ from ledger.store.db import (
     write_transaction,
 )
 from ledger.store.schema import accounts
-from ledger.store.writer import lock_head
+from ledger.store.writer import Cursor, lock_head
 from ledger.validation import check_account, first_account_difference
 
 
@@ -87,7 +87,8 @@ def close_account(engine: Engine, account_id: str, *, now: int | None = None) ->
 
     def attempt() -> Account:
         with write_transaction(engine) as conn:
-            next_seq, _ = lock_head(conn)
+            cur = Cursor(conn)
+            next_seq = lock_head(cur).next_seq
             row = conn.execute(select_accounts([account_id], for_update=True)).first()
             if row is None:
                 raise NotFoundError(f"account {account_id!r} does not exist")

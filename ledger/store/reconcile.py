@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import ConflictError, NotFoundError, RequestError
+from ledger.holds import HoldState
 from ledger.reconcile import (
     DEFAULT_MARGIN_MS,
     Discrepancy,
@@ -35,8 +36,8 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.store.db import now_ms, select_in, transfer_from_row, with_retries, write_transaction
-from ledger.store.schema import accounts, discrepancies, open_holds, reconciliations, transfers
-from ledger.store.writer import submit
+from ledger.store.schema import accounts, discrepancies, reconciliations, transfers
+from ledger.store.writer import Cursor, hold_states, submit
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +116,8 @@ def summary_for_partner(
             )
         ]
         holds = [leg.id for leg in legs if leg.kind is TransferKind.PENDING]
-        still_open = {
-            row.pending_id
-            for row in select_in(
-                conn,
-                lambda part: sa.select(open_holds.c.pending_id).where(open_holds.c.pending_id.in_(part)),
-                holds,
-            )
-        }
+        states = hold_states(Cursor(conn), holds)
+        still_open = {pending_id for pending_id, state in states.items() if state is HoldState.PENDING}
     entries = trade_entries(legs, mine, still_open)
     return build_summary(issuer, partner, window, margin_ms, now_ms() if now is None else now, entries)
 

@@ -67,20 +67,14 @@ failures = sa.Table(
     sa.Column("ts_ms", sa.BigInteger, nullable=False),
 )
 
-open_holds = sa.Table(
-    "ledger_open_holds",
-    metadata,
-    sa.Column("pending_id", sa.String(160), primary_key=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("expires_ms", sa.BigInteger, nullable=True),
-)
-
 head = sa.Table(
     "ledger_head",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("next_seq", sa.BigInteger, nullable=False),
     sa.Column("last_ts_ms", sa.BigInteger, nullable=False),
+    sa.Column("swept_ms", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )
 
 checkpoints = sa.Table(

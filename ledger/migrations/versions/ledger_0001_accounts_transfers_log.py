@@ -1,4 +1,4 @@
-"""ledger: accounts, append-only transfers and failures, open holds, sequence head, checkpoints,
+"""ledger: accounts, append-only transfers and failures, sequence head, checkpoints,
 reconciliation discrepancies; triggers refusing UPDATE/DELETE of the append-only tables.
 
 Revision ID: ledger_0001
@@ -77,26 +77,25 @@ def _tables() -> None:
         sa.Column("field", sa.String(32), nullable=True),
         sa.Column("ts_ms", sa.BigInteger, nullable=False),
     )
-    op.create_table(
-        "ledger_open_holds",
-        sa.Column("pending_id", sa.String(160), primary_key=True),
-        sa.Column("seq", sa.BigInteger, nullable=False),
-        sa.Column("expires_ms", sa.BigInteger, nullable=True),
-    )
+    # The expiry sweeper's scan: holds with a deadline, in deadline order.
     op.create_index(
-        "ix_ledger_open_holds_expires_ms",
-        "ledger_open_holds",
+        "ix_ledger_transfers_hold_deadline",
+        "ledger_transfers",
         ["expires_ms"],
-        sqlite_where=sa.text("expires_ms IS NOT NULL"),
-        postgresql_where=sa.text("expires_ms IS NOT NULL"),
+        sqlite_where=sa.text("kind = 'pending' AND expires_ms IS NOT NULL"),
+        postgresql_where=sa.text("kind = 'pending' AND expires_ms IS NOT NULL"),
     )
     head = op.create_table(
         "ledger_head",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("next_seq", sa.BigInteger, nullable=False),
         sa.Column("last_ts_ms", sa.BigInteger, nullable=False),
+        # Every hold with a deadline at or before this has been resolved (the sweeper's watermark).
+        sa.Column("swept_ms", sa.BigInteger, nullable=False),
+        # Bumped by every write that changes balances or account state (writers' account cache).
+        sa.Column("version", sa.BigInteger, nullable=False),
     )
-    op.bulk_insert(head, [{"id": 1, "next_seq": 0, "last_ts_ms": 0}])
+    op.bulk_insert(head, [{"id": 1, "next_seq": 0, "last_ts_ms": 0, "swept_ms": 0, "version": 0}])
     op.create_table(
         "ledger_checkpoints",
         sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -187,7 +186,6 @@ def downgrade() -> None:
         "ledger_discrepancies",
         "ledger_checkpoints",
         "ledger_head",
-        "ledger_open_holds",
         "ledger_failures",
         "ledger_transfers",
         "ledger_accounts",
