@@ -79,17 +79,9 @@ async def login(request: web.Request) -> web.Response:
     document, payload = load_document(body)
     value = document.get("challenge")
     stored = await service.db(store.load_challenge, value) if isinstance(value, str) else None
-    keys = await service.partner_keys(caller.partner)
+    key = await service.caller_key(caller)
     now = service.clock()
-    kid = check_login(
-        document,
-        payload,
-        service.name,
-        caller.partner.name,
-        {caller.kid: keys[caller.kid].verify_key()},
-        stored,
-        now,
-    )
+    kid = check_login(document, payload, service.name, caller.partner.name, {caller.kid: key}, stored, now)
     if stored is None:  # check_login raises first; this keeps the type checker informed
         raise AuthError("unknown login challenge", code="bad_challenge")
     await service.db(store.consume_challenge, stored)

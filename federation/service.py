@@ -196,6 +196,10 @@ class FederationService:
             raise AuthError(f"key {kid} of {partner.name} is not valid yet", code="key_not_valid")
         return record.verify_key()
 
+    async def caller_key(self, caller: Caller) -> VerifyKey:
+        """The public key an authenticated caller signed its request with."""
+        return await self._request_key(caller.partner, caller.kid)
+
     # --- authenticating requests -----------------------------------------------------------------
 
     def target_uri(self, path_qs: str) -> str:

@@ -51,11 +51,13 @@ async def ensure_session(service: FederationService, partner: Partner, force: bo
     client = service.client(partner)
     challenge = (await client.expect("POST", "/fed/v1/login/challenge")).json()
     if not isinstance(challenge, dict) or challenge.get("node") != partner.name:
-        raise PeerError(
-            f"{partner.name} sent a challenge for {challenge.get('node')!r}", code="bad_challenge"
-        )
+        raise PeerError(f"{partner.name} sent a challenge that is not its own", code="bad_challenge")
     document = login_document(identity, partner.name, str(challenge.get("challenge")), now)
     answer = (await client.expect("POST", "/fed/v1/login", canonical.encode(document))).json()
+    if not isinstance(answer, dict):
+        raise PeerError(
+            f"{partner.name} answered the login with something other than an object", "bad_response"
+        )
     token, expires_ts = answer.get("token"), answer.get("expires_ts")
     if not isinstance(token, str) or type(expires_ts) is not int:
         raise PeerError(f"{partner.name} answered the login without a token", code="bad_response")
@@ -134,6 +136,9 @@ async def sync_partner(service: FederationService, partner: Partner) -> PartnerR
         result = PartnerResult(partner.name, "unreachable", error="timeout: partner sync took too long")
     except FederationError as exc:
         result = PartnerResult(partner.name, "rejected", error=f"{exc.code}: {exc}")
+    except Exception as exc:  # one partner's surprise must not end the round for the others
+        log.exception("sync of %s failed unexpectedly", partner.name)
+        result = PartnerResult(partner.name, "rejected", error=f"internal: {type(exc).__name__}: {exc}")
     status = "ok" if result.outcome in ("ok", "unchanged") else result.outcome
     failures = 0 if status == "ok" else int(state["failures"]) + 1
     settings = service.settings

@@ -62,8 +62,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
     partner = caller.partner.name
     document, payload = load_document(body)
     trade_id = check_trade_request(document, service.name, partner, service.settings.max_trade_items)
-    keys = await service.partner_keys(caller.partner)
-    verify_document(document, partner, {caller.kid: keys[caller.kid].verify_key()}, payload)
+    verify_document(document, partner, {caller.kid: await service.caller_key(caller)}, payload)
     request_sha = sha256_hex(payload)
     stored = await service.db(store.get_trade, partner, trade_id)
     if stored is not None:
