@@ -17,7 +17,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -376,8 +376,8 @@ class PluginHost:
 
     # -- data sources ---------------------------------------------------------------------------------
 
-    async def refresh(self) -> RefreshReport:
-        """Fetch every online compute plugin's data source, concurrently (bounded), each under a timeout."""
+    async def refresh(self, names: Collection[str] | None = None) -> RefreshReport:
+        """Fetch every (or the named) online compute plugin's data source, concurrently (bounded), with timeouts."""
         report = RefreshReport()
         started = time.perf_counter()
 
@@ -399,7 +399,11 @@ class PluginHost:
                 )
 
         targets = [
-            p for p in self._plugins.values() if p.state == "online" and isinstance(p.plugin, ComputePlugin)
+            p
+            for p in self._plugins.values()
+            if p.state == "online"
+            and isinstance(p.plugin, ComputePlugin)
+            and (names is None or p.name in names)
         ]
         await self._bounded([fetch(p) for p in targets])
         return RefreshReport(report.results, (time.perf_counter() - started) * 1000)

@@ -111,7 +111,7 @@ def add_routes(app: web.Application, host: PluginHost) -> None:
         if "url" in data:
             remote = _parse(RegisterRemote, data)
             hosted, token = await host.add_remote(remote.name, remote.url, remote.call_token)
-            await host.refresh()
+            await host.refresh([hosted.name])
             body = {
                 **plugin_view(host, hosted),
                 "heartbeat_token": token,
@@ -120,7 +120,7 @@ def add_routes(app: web.Application, host: PluginHost) -> None:
             return web.json_response(body, status=201)
         local = _parse(AddEntryPoint, data)
         hosted = await host.add_entry_point(local.name, local.entry_point, local.options, reload=local.reload)
-        await host.refresh()
+        await host.refresh([hosted.name])
         return web.json_response(plugin_view(host, hosted), status=201)
 
     async def listing(request: web.Request) -> web.Response:
