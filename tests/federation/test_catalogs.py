@@ -20,7 +20,7 @@ from federation.documents import sign_document
 from federation.partners import Partner
 from federation.sync import run_round
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, offer_toml, service_of
+from tests.federation.conftest import FakePeer, nodes, service_of
 
 SLOW_TOML = """
 request_timeout_s = 0.5
@@ -277,7 +277,6 @@ async def test_slow_and_endless_peers_do_not_stall_sync(tmp_path: Path, fake_pee
         # Backoff: a normal (not forced) round skips the failing partner until its next attempt.
         results = {r.partner: r.outcome for r in await run_round(service_of(alpha))}
         assert results["mallory"] == "backoff"
-        _ = offer_toml
 
 
 class Recorder:

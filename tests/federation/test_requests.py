@@ -6,6 +6,7 @@ import ipaddress
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -14,11 +15,11 @@ from federation import canonical, store
 from federation.client import PeerClient, make_session
 from federation.errors import UnsafeURLError
 from federation.httpsig import Identity, sign_request
-from federation.keydoc import build_key_document, endorse
+from federation.keydoc import KeyRecord, build_key_document, endorse
 from federation.keys import key_id
 from federation.partners import check_url, parse_allow_list
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, service_of
+from tests.federation.conftest import FakePeer, nodes
 
 
 @pytest.fixture(name="alpha")
@@ -131,13 +132,12 @@ async def test_unknown_key_refetches_once_then_denied_key(alpha: NodeServer, fak
 
 def _rotated_document(
     peer: FakePeer, new_key: SigningKey, valid_from_ts: int, retired_ts: int
-) -> dict[str, object]:
-    from federation.keydoc import KeyRecord
-
+) -> dict[str, Any]:
+    """The peer's key document after rotating to `new_key` (endorsed by the old key, now retired)."""
     old = KeyRecord(peer.identity.kid, peer.public_key, "retired", 0, retired_ts)
     endorsement = endorse(peer.name, new_key.verify_key, valid_from_ts, peer.key)
     now = int(time.time())
-    return build_key_document(peer.name, new_key, valid_from_ts, (old,), now, 3600, endorsement) | {}  # type: ignore[operator]
+    return build_key_document(peer.name, new_key, valid_from_ts, (old,), now, 3600, endorsement)
 
 
 async def test_retired_key_and_rotation(alpha: NodeServer, fake_peer: FakePeer) -> None:
@@ -264,4 +264,3 @@ def test_sign_request_round_trip_unit() -> None:
     params = read_signature_params(headers.items())
     assert params.node == "alpha"
     verify_request("POST", "http://127.0.0.1:1/fed/v1/x", headers.items(), b"{}", identity.key.verify_key)
-    _ = service_of
