@@ -74,6 +74,10 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Print the node's plugins."""
     data = call(settings_from_args(args), "GET", "/api/v1/plugins")
@@ -89,7 +93,7 @@ def run_list(args: argparse.Namespace) -> int:
             p["state"],
             p["offers"],
             p["free_units"],
-            p["last_error"],
+            _short(p["last_error"]),
         )
         for p in data["plugins"]
     ]

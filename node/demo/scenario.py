@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import federation, foundation
+from node.demo import connectors, federation, foundation
 from node.demo.stage import DemoError, Stage
 
 Step = Callable[[Stage], None]
@@ -23,6 +23,11 @@ RUN_STEPS: tuple[Step, ...] = (
     federation.pin_partners,
     federation.exchange_catalogs,
     federation.show_offer_views,
+    connectors.start_simulators,
+    connectors.start_pool_node,
+    connectors.show_offers,
+    connectors.network,
+    connectors.kill_and_restore_plugin,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 
