@@ -22,6 +22,16 @@ async def start_app(
     return runner, f"http://{shown}:{bound[1]}"
 
 
+async def wait_for_signal() -> None:
+    """Return once SIGINT or SIGTERM arrives."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def serve_until_signal(
     app: web.Application, host: str, port: int, announce: str, on_bound: Callable[[str], None] | None = None
 ) -> None:
@@ -30,12 +40,7 @@ async def serve_until_signal(
     if on_bound is not None:
         on_bound(url)
     print(announce.format(url=url), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_signal()
     finally:
         await runner.cleanup()

@@ -82,7 +82,7 @@ class PluginStore:
             conn.execute(sa.insert(PLUGINS).values(**values))
 
     def set_state(self, name: str, state: str, now_ms: int, last_error: str = "") -> None:
-        """Record a health transition (and drop the snapshot of a plugin that went offline)."""
+        """Record a health transition (offers read only snapshots of `online` plugins)."""
         with self._write() as conn, conn.begin():
             conn.execute(
                 sa.update(PLUGINS)

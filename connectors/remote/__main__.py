@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from connectors.contract import ComputePlugin
 from connectors.errors import ConnectorError
 from connectors.loading import build
 from connectors.remote.server import PluginService
+from connectors.serving import wait_for_signal
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -42,13 +41,10 @@ async def _run(args: argparse.Namespace) -> int:
     service = PluginService(plugin, args.node, args.admin_token, port=args.port)
     url = await service.start()
     print(f"plugin {args.name} serving at {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await service.close()
+    try:
+        await wait_for_signal()
+    finally:
+        await service.close()
     return 0
 
 
