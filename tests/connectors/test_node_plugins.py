@@ -18,6 +18,7 @@ import pytest
 
 from connectors.identifier import ComputeIdentifier, RegistrationClaim
 from federation.canonical import decode
+from federation.catalog import check_offer
 from federation.documents import verify_document
 from federation.keys import b64url_decode, key_id
 from node.cli.main import main as cpnode
@@ -77,6 +78,8 @@ async def test_pool_offers_carry_identifiers_and_measured_scores(node: tuple[Nod
     _server, api = node
     offers = await api.own_offers()
     assert {o["id"] for o in offers} == {"cpu-1/local/local-1", "cpu-1/local/local-2"}
+    for index, offer in enumerate(offers):
+        check_offer(offer, index)  # what a partner's catalog acceptance applies
     one = next(o for o in offers if o["id"] == "cpu-1/local/local-1")
     assert one["networks"] == ["beijing"]
     assert one["metric_score"] > 0
