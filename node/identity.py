@@ -65,7 +65,13 @@ class Identity:
     def key_document(self, now_ts: int, validity_s: int) -> dict[str, Any]:
         """The self-signed key document, valid from `now_ts` for `validity_s` seconds."""
         return build_key_document(
-            self.name, self.signing_key, self.active_since_ts, self.retired, now_ts, validity_s, self.endorsement
+            self.name,
+            self.signing_key,
+            self.active_since_ts,
+            self.retired,
+            now_ts,
+            validity_s,
+            self.endorsement,
         )
 
     def records(self) -> dict[str, KeyRecord]:
@@ -131,7 +137,12 @@ def load_identity(settings: Settings) -> Identity:
     try:
         retired = tuple(
             KeyRecord(
-                r["kid"], r["public_key"], "retired", r["valid_from_ts"], r["retired_ts"], r.get("endorsement")
+                r["kid"],
+                r["public_key"],
+                "retired",
+                r["valid_from_ts"],
+                r["retired_ts"],
+                r.get("endorsement"),
             )
             for r in keyring.get("retired", [])
         )
