@@ -87,7 +87,7 @@ class _Refused(Exception):  # internal control flow; never escapes this module
 _SINGLE, _PENDING, _POST = TransferKind.SINGLE, TransferKind.PENDING, TransferKind.POST
 _CREATED = Status.CREATED
 _new_transfer = Transfer._make
-# An undo entry restores a balance (Balance, old totals), drops a transfer ("t", id, None) or
+# An undo entry restores a balance (Balance, old totals, None), drops a transfer ("t", id, None) or
 # restores a hold's state ("h", pending id, old state).
 _Undo = tuple[object, object, object]
 
@@ -126,7 +126,7 @@ class _Batch:
         while undo:
             what, key, old = undo.pop()
             if isinstance(what, Balance):
-                (what.debits_pending, what.debits_posted, what.credits_pending, what.credits_posted) = old  # type: ignore[misc]
+                (what.debits_pending, what.debits_posted, what.credits_pending, what.credits_posted) = key  # type: ignore[misc]
             elif what == "t":
                 self.transfers.pop(str(key), None)
             elif old is None:
