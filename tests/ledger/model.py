@@ -214,7 +214,9 @@ class Model:
         return account
 
     def two_sided(self, r: TransferRequest, ts: int) -> None:
-        assert r.debit_account is not None and r.credit_account is not None and r.currency is not None
+        assert r.debit_account is not None
+        assert r.credit_account is not None
+        assert r.currency is not None
         assert r.amount is not None
         if r.debit_account == r.credit_account:
             raise Refused("accounts_must_be_different", "credit_account")
