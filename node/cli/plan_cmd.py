@@ -26,9 +26,10 @@ from node.availability import (
 from node.availability.grouping import DEFAULT_EXACT_LIMIT
 from node.availability.paper import PAPER_BACKUPS
 from node.cli.common import CliError, add_json_argument, print_fields, print_json, print_table
+from node.resources import config_file
 
 # Shipped architecture files: the paper's platform and the node's own roles.
-ARCHITECTURE_DIR = Path(__file__).resolve().parents[2] / "configs" / "architecture"
+ARCHITECTURE_DIR = config_file("architecture")
 DEFAULT_BACKUPS = PAPER_BACKUPS
 DEFAULT_TARGET = 0.9999
 _T = TypeVar("_T")

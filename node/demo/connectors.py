@@ -14,8 +14,8 @@ from typing import Any
 
 from node.demo.stage import DemoError, Stage
 from node.launcher import NodeProcess
+from node.resources import config_file
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE = "chengdu"
 IDENTITY = '{ industry = "I", enterprise = "91350100M000100Y43", datacenter = "%s" }'
 SIMS: dict[str, str] = {}  # name → URL
@@ -53,14 +53,14 @@ def start_simulators(stage: Stage) -> None:
             [
                 str(scripts / "cpnode-cloudsim"),
                 "--inventory",
-                str(ROOT / "configs" / "cloudsim" / f"{dialect}.toml"),
+                str(config_file("cloudsim", f"{dialect}.toml")),
                 "--storage-dir",
                 str(storage),
             ],
         )
     SIMS["network"] = _start(
         stage,
-        [str(scripts / "cpnode-netsim"), "--config", str(ROOT / "configs" / "network" / "default.toml")],
+        [str(scripts / "cpnode-netsim"), "--config", str(config_file("network", "default.toml"))],
     )
 
 
