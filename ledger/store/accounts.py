@@ -103,7 +103,9 @@ def close_account(engine: Engine, account_id: str, *, now: int | None = None) ->
                 .where(accounts.c.id == account_id)
                 .values(closed_seq=next_seq, closed_ms=closed_ms)
             )
-            cur.execute("UPDATE ledger_head SET version = version + 1 WHERE id = 1")  # writers' caches are stale
+            cur.execute(
+                "UPDATE ledger_head SET version = version + 1 WHERE id = 1"
+            )  # writers' caches are stale
             return Account(account.spec, account.balance, account.created_ms, next_seq, closed_ms)
 
     return with_retries(attempt, f"closing account {account_id!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,17 +44,38 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(every driver error, the transient ones): the write path uses driver cursors directly, so
+    driver exceptions arrive unwrapped as well as wrapped by SQLAlchemy."""
+    every: list[type[BaseException]] = [sqlite3.Error]
+    transient: list[type[BaseException]] = [sqlite3.OperationalError, sqlite3.IntegrityError]
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional at import time
+        pass
+    else:
+        every.append(psycopg.Error)
+        transient += [psycopg.OperationalError, psycopg.IntegrityError, psycopg.InterfaceError]
+    return tuple(every), tuple(transient)
+
+
+DRIVER_ERRORS, TRANSIENT_DRIVER_ERRORS = _driver_errors()
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *DRIVER_ERRORS)
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return "disk is full" in text or "no space left" in text or "database or disk is full" in text
+    return "disk is full" in text or "no space left" in text or type(exc).__name__ == "DiskFull"
 
 
-def _retryable(exc: sa.exc.SQLAlchemyError) -> bool:
-    if _is_disk_full(exc):
-        return False
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig or exc
+    if isinstance(exc, sa.exc.IntegrityError | sa.exc.OperationalError):
         return True
-    return isinstance(exc, sa.exc.IntegrityError | sa.exc.OperationalError)
+    return isinstance(exc, TRANSIENT_DRIVER_ERRORS)
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATTEMPTS) -> T:
@@ -61,11 +83,12 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATT
     for attempt in range(attempts):
         try:
             return action()
-        except sa.exc.SQLAlchemyError as exc:
-            if _is_disk_full(exc):
+        except DATABASE_ERRORS as exc:
+            cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+            if _is_disk_full(exc) or _is_disk_full(cause):
                 raise StorageError(f"{what}: the disk is full; nothing was written") from exc
             if not _retryable(exc) or attempt == attempts - 1:
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
                 raise StorageError(f"{what} failed after {attempt + 1} attempt(s): {reason}") from exc
             log.debug("%s: retrying after %s", what, type(exc).__name__)
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))  # noqa: S311 - jitter, not crypto

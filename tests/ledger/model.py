@@ -33,7 +33,15 @@ COMPARED = (
     "partner",
     "trade_digest",
 )
-OPTIONAL_ON_RESOLUTION = {"debit_account", "credit_account", "currency", "order_id", "trade_id", "partner", "trade_digest"}
+OPTIONAL_ON_RESOLUTION = {
+    "debit_account",
+    "credit_account",
+    "currency",
+    "order_id",
+    "trade_id",
+    "partner",
+    "trade_digest",
+}
 
 
 @dataclass
@@ -75,7 +83,13 @@ class Model:
     def create_account(self, spec: AccountSpec) -> tuple[str, str | None]:
         existing = self.s.accounts.get(spec.id)
         if existing is not None:
-            for name in ("currency", "kind", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "partner"):
+            for name in (
+                "currency",
+                "kind",
+                "debits_must_not_exceed_credits",
+                "credits_must_not_exceed_debits",
+                "partner",
+            ):
                 if getattr(existing.spec, name) != getattr(spec, name):
                     return "exists_with_different_field", name
             return "exists", None
@@ -107,7 +121,9 @@ class Model:
             if end == len(requests):  # chain never closes
                 for member in range(index, len(requests)):
                     results[member] = (
-                        ("linked_event_chain_open", None) if member == len(requests) - 1 else ("linked_event_failed", None)
+                        ("linked_event_chain_open", None)
+                        if member == len(requests) - 1
+                        else ("linked_event_failed", None)
                     )
                 break
             saved = copy.deepcopy(self.s)
@@ -176,7 +192,9 @@ class Model:
                 value = getattr(r, name)
                 if (required or value is not None) and not (isinstance(value, str) and ID.fullmatch(value)):
                     raise bad(name)
-            if (required or r.currency is not None) and not (isinstance(r.currency, str) and CURRENCY.fullmatch(r.currency)):
+            if (required or r.currency is not None) and not (
+                isinstance(r.currency, str) and CURRENCY.fullmatch(r.currency)
+            ):
                 raise bad("currency")
 
         def amount_ok() -> bool:
@@ -189,7 +207,8 @@ class Model:
             if r.pending_id is not None:
                 raise bad("pending_id")
             if r.timeout_s is not None and (
-                r.kind != TransferKind.PENDING or not (type(r.timeout_s) is int and 1 <= r.timeout_s <= 10 * 366 * 24 * 3600)
+                r.kind != TransferKind.PENDING
+                or not (type(r.timeout_s) is int and 1 <= r.timeout_s <= 10 * 366 * 24 * 3600)
             ):
                 raise bad("timeout_s")
             return
@@ -286,7 +305,15 @@ class Model:
         self.release(hold, amount, str(r.kind), r.id, ts, r.code, r.linked, r)
 
     def release(
-        self, hold: dict[str, Any], amount: int, kind: str, transfer_id: str, ts: int, code: int, linked: bool, r: Any
+        self,
+        hold: dict[str, Any],
+        amount: int,
+        kind: str,
+        transfer_id: str,
+        ts: int,
+        code: int,
+        linked: bool,
+        r: Any,
     ) -> None:
         debit = self.s.accounts[hold["debit_account"]]
         credit = self.s.accounts[hold["credit_account"]]
@@ -295,7 +322,10 @@ class Model:
         debit.dpo += amount
         credit.cpo += amount
         self.s.hold_state[hold["id"]] = {"post": "posted", "void": "voided", "expire": "expired"}[kind]
-        links = {name: (getattr(r, name) if r is not None else None) or hold[name] for name in ("order_id", "trade_id", "partner", "trade_digest")}
+        links = {
+            name: (getattr(r, name) if r is not None else None) or hold[name]
+            for name in ("order_id", "trade_id", "partner", "trade_digest")
+        }
         self.store(
             {
                 "id": transfer_id,
@@ -318,8 +348,14 @@ class Model:
     def sweep(self, now: int) -> int:
         ts = max(now, self.last_ts)
         due = sorted(
-            (h for h in self.s.transfers.values() if h["kind"] == "pending" and self.s.hold_state[h["id"]] == "pending"
-             and h["expires_ms"] is not None and h["expires_ms"] <= ts),
+            (
+                h
+                for h in self.s.transfers.values()
+                if h["kind"] == "pending"
+                and self.s.hold_state[h["id"]] == "pending"
+                and h["expires_ms"] is not None
+                and h["expires_ms"] <= ts
+            ),
             key=lambda h: (h["expires_ms"], h["seq"]),
         )
         for hold in due:
@@ -331,6 +367,8 @@ class Model:
         return {k: (a.dp, a.dpo, a.cp, a.cpo) for k, a in self.s.accounts.items()}
 
 
-def spec(account_id: str, currency: str, kind: AccountKind = AccountKind.PROVIDER, *, no_overdraft: bool = False) -> AccountSpec:
+def spec(
+    account_id: str, currency: str, kind: AccountKind = AccountKind.PROVIDER, *, no_overdraft: bool = False
+) -> AccountSpec:
     """Shorthand for an account spec."""
     return AccountSpec(account_id, currency, kind, debits_must_not_exceed_credits=no_overdraft)

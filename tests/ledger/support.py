@@ -27,7 +27,12 @@ CNY = "CNY"
 def open_accounts(engine: Engine, *ids: str, currency: str = CNY, no_overdraft: tuple[str, ...] = ()) -> None:
     """Create provider accounts with these ids (those in `no_overdraft` limit debits to credits)."""
     specs = [
-        AccountSpec(i, currency, AccountKind.CONSUMER if i in no_overdraft else AccountKind.PROVIDER, i in no_overdraft)
+        AccountSpec(
+            i,
+            currency,
+            AccountKind.CONSUMER if i in no_overdraft else AccountKind.PROVIDER,
+            i in no_overdraft,
+        )
         for i in ids
     ]
     results = create_accounts(engine, specs)
@@ -36,12 +41,16 @@ def open_accounts(engine: Engine, *ids: str, currency: str = CNY, no_overdraft: 
 
 def single(transfer_id: str, debit: str, credit: str, amount: int, **extra: Any) -> TransferRequest:
     """A single-phase transfer request in CNY."""
-    return TransferRequest(transfer_id, TransferKind.SINGLE, debit, credit, extra.pop("currency", CNY), amount, **extra)
+    return TransferRequest(
+        transfer_id, TransferKind.SINGLE, debit, credit, extra.pop("currency", CNY), amount, **extra
+    )
 
 
 def pending(transfer_id: str, debit: str, credit: str, amount: int, **extra: Any) -> TransferRequest:
     """A pending transfer (a hold) in CNY."""
-    return TransferRequest(transfer_id, TransferKind.PENDING, debit, credit, extra.pop("currency", CNY), amount, **extra)
+    return TransferRequest(
+        transfer_id, TransferKind.PENDING, debit, credit, extra.pop("currency", CNY), amount, **extra
+    )
 
 
 def post(transfer_id: str, hold_id: str, amount: int, **extra: Any) -> TransferRequest:

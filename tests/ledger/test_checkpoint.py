@@ -30,7 +30,12 @@ def test_format_is_a_c2sp_signed_note(key: SigningKey) -> None:
     line whose first four bytes are the signed-note key hash."""
     text = _note(key).decode()
     body, signatures = text.split("\n\n")
-    assert body.split("\n") == ["node-a.cpnode/ledger", "42", base64.b64encode(ROOT).decode(), "time_ms 1700000000000"]
+    assert body.split("\n") == [
+        "node-a.cpnode/ledger",
+        "42",
+        base64.b64encode(ROOT).decode(),
+        "time_ms 1700000000000",
+    ]
     assert signatures.startswith("\u2014 node-a.cpnode/ledger ")
     blob = base64.b64decode(signatures.split(" ")[2])
     assert blob[:4] == key_hash("node-a.cpnode/ledger", key.verify_key)

@@ -26,9 +26,13 @@ def _b64(text: str | None) -> bytes:
 def _check(kind: str, case: dict[str, Any]) -> None:
     proof = [_b64(h) for h in case.get("proof") or []]
     if kind == "inclusion":
-        merkle.verify_inclusion(case["leafIdx"], case["treeSize"], _b64(case["leafHash"]), proof, _b64(case["root"]))
+        merkle.verify_inclusion(
+            case["leafIdx"], case["treeSize"], _b64(case["leafHash"]), proof, _b64(case["root"])
+        )
     elif kind == "consistency":
-        merkle.verify_consistency(case["size1"], case["size2"], proof, _b64(case["root1"]), _b64(case["root2"]))
+        merkle.verify_consistency(
+            case["size1"], case["size2"], proof, _b64(case["root1"]), _b64(case["root2"])
+        )
     elif kind == "subtreeinclusion":
         merkle.verify_subtree_inclusion(
             case["leafIdx"], case["start"], case["end"], _b64(case["leafHash"]), proof, _b64(case["root"])

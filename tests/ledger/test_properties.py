@@ -48,7 +48,13 @@ from ledger.store.schema import transfers
 from tests.ledger.model import Model
 
 EXAMPLES = itertools.count()
-KINDS = [AccountKind.CONSUMER, AccountKind.PROVIDER, AccountKind.PARTNER, AccountKind.ESCROW, AccountKind.FEES]
+KINDS = [
+    AccountKind.CONSUMER,
+    AccountKind.PROVIDER,
+    AccountKind.PARTNER,
+    AccountKind.ESCROW,
+    AccountKind.FEES,
+]
 
 
 def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
@@ -76,10 +82,16 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
             currency, other = self.currencies
             specs = [
                 AccountSpec(f"{self.prefix}bank", currency, AccountKind.EXTERNAL),
-                AccountSpec(f"{self.prefix}alice", currency, AccountKind.CONSUMER, debits_must_not_exceed_credits=True),
-                AccountSpec(f"{self.prefix}bob", currency, AccountKind.CONSUMER, debits_must_not_exceed_credits=True),
+                AccountSpec(
+                    f"{self.prefix}alice", currency, AccountKind.CONSUMER, debits_must_not_exceed_credits=True
+                ),
+                AccountSpec(
+                    f"{self.prefix}bob", currency, AccountKind.CONSUMER, debits_must_not_exceed_credits=True
+                ),
                 AccountSpec(f"{self.prefix}pool", currency, AccountKind.PROVIDER),
-                AccountSpec(f"{self.prefix}escrow", currency, AccountKind.ESCROW, credits_must_not_exceed_debits=True),
+                AccountSpec(
+                    f"{self.prefix}escrow", currency, AccountKind.ESCROW, credits_must_not_exceed_debits=True
+                ),
                 AccountSpec(f"{self.prefix}peer", other, AccountKind.PARTNER, partner="peer"),
             ]
             for spec in specs:
@@ -87,7 +99,14 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
                 assert (str(result.status), result.field) == self.model.create_account(spec)
                 self.account_ids.append(spec.id)
             funding = [
-                TransferRequest(f"{self.prefix}fund-{name}", TransferKind.SINGLE, f"{self.prefix}bank", f"{self.prefix}{name}", currency, 500)
+                TransferRequest(
+                    f"{self.prefix}fund-{name}",
+                    TransferKind.SINGLE,
+                    f"{self.prefix}bank",
+                    f"{self.prefix}{name}",
+                    currency,
+                    500,
+                )
                 for name in ("alice", "bob")
             ]
             assert [str(r.status) for r in submit(engine, funding, now=self.now)] == ["created", "created"]
@@ -97,7 +116,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
         def open_account(self, data: st.DataObject) -> None:
             reuse = self.account_ids and data.draw(st.booleans(), label="reuse id")
             account_id = (
-                data.draw(st.sampled_from(self.account_ids)) if reuse else f"{self.prefix}a{len(self.account_ids)}"
+                data.draw(st.sampled_from(self.account_ids))
+                if reuse
+                else f"{self.prefix}a{len(self.account_ids)}"
             )
             kind = data.draw(st.sampled_from(KINDS))
             limit = data.draw(st.sampled_from(["none", "debits", "credits"]))
@@ -149,7 +170,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
                     data.draw(st.sampled_from(accounts)),
                     currency,
                     amount,
-                    timeout_s=data.draw(st.sampled_from([None, 1, 3, 30])) if kind is TransferKind.PENDING else None,
+                    timeout_s=data.draw(st.sampled_from([None, 1, 3, 30]))
+                    if kind is TransferKind.PENDING
+                    else None,
                     code=data.draw(st.integers(0, 3)),
                     linked=linked,
                     trade_id=data.draw(st.sampled_from([None, "trade-1", "trade-2"])),
@@ -183,7 +206,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
             if not self.sent:
                 return
             created = [r for r in self.sent if r.id in self.model.s.transfers]
-            earlier = data.draw(st.sampled_from(created if created and data.draw(st.booleans()) else self.sent))
+            earlier = data.draw(
+                st.sampled_from(created if created and data.draw(st.booleans()) else self.sent)
+            )
             if data.draw(st.booleans()):
                 earlier = dataclasses.replace(earlier, code=earlier.code + 1)
             results = submit(engine, [earlier], now=self.now)
@@ -220,7 +245,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
         def _log(self) -> list[dict[str, Any]]:
             with engine.connect() as conn:
                 rows = conn.execute(
-                    sa.select(transfers).where(transfers.c.seq >= self.model.first_seq).order_by(transfers.c.seq)
+                    sa.select(transfers)
+                    .where(transfers.c.seq >= self.model.first_seq)
+                    .order_by(transfers.c.seq)
                 )
                 return [transfer_from_row(row).to_dict() for row in rows]
 
@@ -243,7 +270,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
         def balances_replay(self) -> None:
             log = [transfer_from_row_dict(r) for r in self._log()]
             replayed = replay(log, {account_id: Balance() for account_id in self.account_ids})
-            assert {k: b.as_tuple() for k, b in replayed.items()} == {k: b.as_tuple() for k, b in self._balances().items()}
+            assert {k: b.as_tuple() for k, b in replayed.items()} == {
+                k: b.as_tuple() for k, b in self._balances().items()
+            }
 
         @invariant()
         def limits_hold(self) -> None:
@@ -265,7 +294,9 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
         @invariant()
         def dense_and_unchanged(self) -> None:
             log = self._log()
-            assert [r["seq"] for r in log] == list(range(self.model.first_seq, self.model.first_seq + len(log)))
+            assert [r["seq"] for r in log] == list(
+                range(self.model.first_seq, self.model.first_seq + len(log))
+            )
             assert log[: len(self.snapshot)] == self.snapshot
             self.snapshot = log
 

@@ -164,7 +164,9 @@ def test_credit_limit() -> None:
     capped = AccountSpec("cap", "CNY", AccountKind.ESCROW, credits_must_not_exceed_debits=True)
     v = view(capped, provider("b"))
     assert statuses(v, [single("t1", "b", "cap", 1)]) == ["exceeds_debits"]
-    assert statuses(v, [single("t2", "cap", "b", 5), single("t3", "b", "cap", 5), single("t4", "b", "cap", 1)]) == [
+    assert statuses(
+        v, [single("t2", "cap", "b", 5), single("t3", "b", "cap", 5), single("t4", "b", "cap", 1)]
+    ) == [
         "created",
         "created",
         "exceeds_debits",
@@ -241,7 +243,12 @@ def test_deadline_beats_late_clients() -> None:
     assert late.status is Status.PENDING_TRANSFER_EXPIRED
     assert expire_holds(v, [v.transfers["h1"]], 2_999, 1).created == []
     [expired] = expire_holds(v, [v.transfers["h1"]], 3_000, 1).created
-    assert (expired.id, expired.kind, expired.amount, expired.pending_amount) == ("~expire:h1", TransferKind.EXPIRE, 0, 10)
+    assert (expired.id, expired.kind, expired.amount, expired.pending_amount) == (
+        "~expire:h1",
+        TransferKind.EXPIRE,
+        0,
+        10,
+    )
     assert v.accounts["a"].balance.as_tuple() == (0, 0, 0, 0)
     [again] = apply_batch(v, [void("v1", "h1")], 4_000, 2).results
     assert again.status is Status.PENDING_TRANSFER_ALREADY_EXPIRED
@@ -299,7 +306,9 @@ def test_open_chain_fails() -> None:
     v = view(provider("a"), provider("b"))
     outcome = apply_batch(v, [single("t1", "a", "b", 1), single("t2", "a", "b", 1, linked=True)], 1, 0)
     assert [str(r.status) for r in outcome.results] == ["created", "linked_event_chain_open"]
-    outcome = apply_batch(v, [single("t3", "a", "b", 1, linked=True), single("t4", "a", "b", 1, linked=True)], 1, 1)
+    outcome = apply_batch(
+        v, [single("t3", "a", "b", 1, linked=True), single("t4", "a", "b", 1, linked=True)], 1, 1
+    )
     assert [str(r.status) for r in outcome.results] == ["linked_event_failed", "linked_event_chain_open"]
     assert outcome.created == []
 
