@@ -53,9 +53,11 @@ from ledger.store.log import (
 )
 from ledger.store.reads import get_failure, get_transfer
 from ledger.store.reconcile import (
+    ReconcileOutcome,
     StoredDiscrepancy,
     correct_discrepancy,
     list_discrepancies,
+    reconcile_with_partner,
     record_reconciliation,
     summary_for_partner,
     transfers_of_trade,
@@ -80,6 +82,7 @@ __all__ = [
     "NotFoundError",
     "ProofError",
     "ReconcileError",
+    "ReconcileOutcome",
     "RequestError",
     "Status",
     "StorageError",
@@ -113,6 +116,7 @@ __all__ = [
     "parse_summary",
     "prove_consistency",
     "prove_inclusion",
+    "reconcile_with_partner",
     "record_reconciliation",
     "render_report",
     "sign_checkpoint",

@@ -9,6 +9,7 @@ second run) is stored once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from ledger.reconcile import (
     Summary,
     Window,
     build_summary,
+    diff_summaries,
+    parse_summary,
+    render_report,
     summary_digest,
     trade_entries,
 )
@@ -240,3 +244,50 @@ def transfers_of_trade(engine: Engine, trade_id: str) -> list[Transfer]:
             sa.select(transfers).where(transfers.c.trade_id == trade_id).order_by(transfers.c.seq)
         )
         return [transfer_from_row(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileOutcome:
+    """One reconciliation run: both summaries as compared, what differs, how much of it is new, the report."""
+
+    ours_document: dict[str, Any]
+    theirs_document: dict[str, Any]
+    discrepancies: list[Discrepancy]
+    new: int
+    report: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "partner": self.ours_document["partner"],
+            "window": self.ours_document["window"],
+            "our_trades": self.ours_document["count"],
+            "their_trades": self.theirs_document.get("count"),
+            "discrepancies": [d.to_dict() for d in self.discrepancies],
+            "new": self.new,
+        }
+
+
+def reconcile_with_partner(
+    engine: Engine,
+    issuer: str,
+    partner: str,
+    window: Window,
+    exchange: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    margin_ms: int = DEFAULT_MARGIN_MS,
+    max_skew_ms: int = DEFAULT_MARGIN_MS,
+    now: int | None = None,
+) -> ReconcileOutcome:
+    """Build our summary, hand it to `exchange` (which signs it, sends it to the partner, and returns the
+    partner's summary once its signature checks out), diff the two by trade id and record the result.
+
+    If `exchange` fails (partner offline, bad signature) nothing is recorded and the error propagates."""
+    current = now_ms() if now is None else now
+    ours_document = summary_for_partner(engine, issuer, partner, window, margin_ms=margin_ms, now=current)
+    theirs_document = exchange(ours_document)
+    ours = parse_summary(ours_document)
+    theirs = parse_summary(theirs_document, now_ms=current, max_skew_ms=max_skew_ms)
+    found = diff_summaries(ours, theirs)
+    new = record_reconciliation(engine, ours_document, theirs_document, ours, theirs, found, now=current)
+    return ReconcileOutcome(ours_document, theirs_document, found, new, render_report(ours, theirs, found))

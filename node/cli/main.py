@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.keys_cmd",
     "node.cli.partners_cmd",
     "node.cli.catalog_cmd",
+    "node.cli.ledger_cmd",
 )
 
 

@@ -1,0 +1,56 @@
+"""Helpers shared by the `cpnode ledger` command modules: times, the database, the node's key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nacl.signing import SigningKey
+from sqlalchemy.engine import Engine
+
+import ledger
+from node.cli.common import CliError
+from node.config import Settings
+from node.db import DatabaseError, check_database, make_engine, upgrade
+from node.identity import IdentityError, load_identity
+
+
+def parse_time_ms(text: str) -> int:
+    """UTC epoch milliseconds from digits, or from an ISO 8601 date or time (UTC when no offset is given)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"not a time: {text!r} (use ISO 8601 like 2026-01-31T12:00:00Z, or epoch ms)", 2
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@contextmanager
+def ledger_database(settings: Settings) -> Iterator[Engine]:
+    """The configured database, migrated, or a CliError saying why it cannot be used."""
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        check_database(engine)
+        upgrade(engine)
+        yield engine
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    except ledger.LedgerError as exc:
+        raise CliError(f"ledger: {exc}") from None
+    finally:
+        engine.dispose()
+
+
+def node_key(settings: Settings) -> tuple[str, SigningKey]:
+    """(checkpoint origin, signing key) of this node."""
+    try:
+        identity = load_identity(settings)
+    except IdentityError as exc:
+        raise CliError(str(exc)) from None
+    return ledger.origin_for(identity.name), identity.signing_key

@@ -1,0 +1,205 @@
+"""`cpnode ledger summary|reconcile|discrepancies|correct`: reconciling trades with a partner node.
+
+Each node signs its per-window summary of the trades it shares with a partner (a federation signed
+document). `summary` writes ours to a file; `reconcile` takes the partner's signed summary, checks
+its signature against the partner's pinned keys (or `--their-key`), diffs it with ours by trade id
+and records the discrepancies; `correct` settles one with a new correcting transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+import ledger
+from federation import canonical, store
+from federation.documents import sign_document, verify_document
+from federation.errors import FederationError
+from federation.keys import key_id, parse_public_key
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the reconciliation commands under `cpnode ledger`."""
+    summary = sub.add_parser("summary", help="write our signed summary of the trades with a partner")
+    _window_arguments(summary)
+    summary.add_argument("--out", type=Path, required=True, help="file to write the signed summary to")
+    reconcile = sub.add_parser(
+        "reconcile", help="diff a partner's signed summary with ours and record discrepancies"
+    )
+    _window_arguments(reconcile)
+    reconcile.add_argument("--their", type=Path, required=True, help="the partner's signed summary (JSON)")
+    reconcile.add_argument("--their-key", help="the partner's public key, if it is not pinned as a partner")
+    reconcile.add_argument("--report", type=Path, help="also write the report to this file")
+    listing = sub.add_parser("discrepancies", help="recorded discrepancies")
+    listing.add_argument("--partner")
+    listing.add_argument("--open", action="store_true", help="only those not corrected yet")
+    correct = sub.add_parser("correct", help="settle a discrepancy with a correcting transfer")
+    correct.add_argument("discrepancy", type=int, metavar="DISCREPANCY_ID")
+    correct.add_argument("--id", required=True, help="the correcting transfer's id")
+    correct.add_argument("--from", dest="debit", required=True)
+    correct.add_argument("--to", dest="credit", required=True)
+    correct.add_argument("--amount", type=int, required=True)
+    correct.add_argument("--currency", required=True)
+    for parser, handler in (
+        (summary, run_summary),
+        (reconcile, run_reconcile),
+        (listing, run_list),
+        (correct, run_correct),
+    ):
+        add_config_argument(parser)
+        add_json_argument(parser)
+        parser.set_defaults(handler=handler)
+
+
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--partner", required=True, help="the partner node's name")
+    parser.add_argument("--window", help="FROM/TO (ISO 8601 or epoch ms); default: yesterday, UTC")
+    parser.add_argument(
+        "--margin-s", type=int, default=300, help="clock skew tolerated at the window's edges"
+    )
+
+
+def window_from_args(args: argparse.Namespace) -> ledger.Window:
+    """The reconciliation window named on the command line (yesterday UTC by default)."""
+    if args.window is None:
+        today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = int(today.timestamp() * 1000)
+        return ledger.Window(end - DAY_MS, end)
+    start, slash, end_text = args.window.partition("/")
+    if not slash:
+        raise CliError("--window must be FROM/TO", 2)
+    try:
+        return ledger.Window(parse_time_ms(start), parse_time_ms(end_text))
+    except ledger.ReconcileError as exc:
+        raise CliError(f"--window: {exc}", 2) from None
+
+
+def partner_keys(engine: Any, partner: str, given: str | None) -> dict[str, VerifyKey]:
+    """The partner's keys by key id: `--their-key`, else its pinned key and the keys it published."""
+    if given is not None:
+        try:
+            key = parse_public_key(given)
+        except FederationError as exc:
+            raise CliError(f"--their-key: {exc}", 2) from None
+        return {key_id(key): key}
+    pinned = store.get_partner(engine, partner)
+    if pinned is None:
+        raise CliError(f"{partner!r} is not a pinned partner; pass --their-key", 2)
+    keys = {key_id(parse_public_key(pinned.public_key)): parse_public_key(pinned.public_key)}
+    records, _ = store.peer_keys(engine, partner)
+    keys.update({kid: record.verify_key() for kid, record in records.items()})
+    return keys
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Handler of `cpnode ledger summary`."""
+    settings = settings_from_args(args)
+    _, key = node_key(settings)
+    window = window_from_args(args)
+    with ledger_database(settings) as engine:
+        document = ledger.summary_for_partner(
+            engine, settings.node.name, args.partner, window, margin_ms=args.margin_s * 1000
+        )
+    signed = sign_document(document, key)
+    args.out.write_bytes(canonical.encode(signed) + b"\n")
+    if args.json:
+        print_json({"out": str(args.out), "trades": document["count"], "window": document["window"]})
+    else:
+        sys.stdout.write(f"{document['count']} trade(s) with {args.partner} written to {args.out}\n")
+    return 0
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """Handler of `cpnode ledger reconcile`: 0 when both ledgers agree, 1 when discrepancies were found."""
+    settings = settings_from_args(args)
+    window = window_from_args(args)
+    try:
+        theirs = canonical.decode(args.their.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {args.their}: {exc.strerror}", 2) from None
+    except FederationError as exc:
+        raise CliError(f"{args.their}: {exc}") from None
+    if not isinstance(theirs, dict):
+        raise CliError(f"{args.their}: not a signed summary document")
+    with ledger_database(settings) as engine:
+        keys = partner_keys(engine, args.partner, args.their_key)
+        try:
+            verify_document(theirs, args.partner, keys)
+        except FederationError as exc:
+            raise CliError(f"{args.their}: {exc}") from None
+        try:
+            outcome = ledger.reconcile_with_partner(
+                engine,
+                settings.node.name,
+                args.partner,
+                window,
+                lambda _ours: theirs,
+                margin_ms=args.margin_s * 1000,
+                max_skew_ms=args.margin_s * 1000,
+            )
+        except ledger.ReconcileError as exc:
+            raise CliError(f"{args.their}: {exc}") from None
+    if args.report is not None:
+        args.report.write_text(outcome.report, encoding="utf-8")
+    if args.json:
+        print_json(outcome.to_dict())
+    else:
+        sys.stdout.write(outcome.report)
+    return 1 if outcome.discrepancies else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Handler of `cpnode ledger discrepancies`."""
+    with ledger_database(settings_from_args(args)) as engine:
+        found = ledger.list_discrepancies(engine, partner=args.partner, open_only=args.open)
+    if args.json:
+        print_json([d.to_dict() for d in found])
+    else:
+        rows = [[d.id, d.partner, d.trade_id, d.kind, d.window.from_ms, d.correction_id or ""] for d in found]
+        print_table(
+            "discrepancies", ["id", "partner", "trade", "kind", "window from (ms)", "corrected by"], rows
+        )
+    return 0
+
+
+def run_correct(args: argparse.Namespace) -> int:
+    """Handler of `cpnode ledger correct`."""
+    with ledger_database(settings_from_args(args)) as engine:
+        found = {d.id: d for d in ledger.list_discrepancies(engine)}.get(args.discrepancy)
+        if found is None:
+            raise CliError(f"no discrepancy {args.discrepancy}")
+        request = ledger.TransferRequest(
+            args.id,
+            ledger.TransferKind.SINGLE,
+            args.debit,
+            args.credit,
+            args.currency,
+            args.amount,
+            code=ledger.CORRECTION_CODE,
+            trade_id=found.trade_id,
+            partner=found.partner,
+        )
+        result = ledger.correct_discrepancy(engine, args.discrepancy, request)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        sys.stdout.write(
+            f"correction {result.id}: {result.status}{f' ({result.message})' if result.message else ''}\n"
+        )
+    return 0 if result.ok else 1
