@@ -162,8 +162,9 @@ def record_reconciliation(
             ]
             new = 0
             for row in rows:
-                result = conn.execute(_insert(conn, discrepancies).values(**row).on_conflict_do_nothing())
-                new += max(result.rowcount, 0)
+                statement = _insert(conn, discrepancies).values(**row).on_conflict_do_nothing()
+                # RETURNING yields a row only when one was inserted (rowcount is not reliable here).
+                new += len(conn.execute(statement.returning(discrepancies.c.id)).all())
             conn.execute(
                 sa.insert(reconciliations).values(
                     partner=ours.partner,

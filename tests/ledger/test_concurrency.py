@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from functools import partial
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -16,15 +17,14 @@ from node.db import make_engine
 from tests.ledger.processes import finish, start
 from tests.ledger.support import all_transfers, balances, open_accounts, pending, post, replayed, single, void
 
-T = TypeVar("T")
 pytestmark = pytest.mark.slow
 
 
-def together(tasks: list[Callable[[], T]]) -> list[T]:
+def together(tasks: list[Callable[[], Any]]) -> list[Any]:
     """Run the tasks on their own threads, released at the same moment by a barrier."""
     barrier = threading.Barrier(len(tasks))
 
-    def run(task: Callable[[], T]) -> T:
+    def run(task: Callable[[], Any]) -> Any:
         barrier.wait(timeout=30)
         return task()
 
@@ -33,10 +33,10 @@ def together(tasks: list[Callable[[], T]]) -> list[T]:
 
 
 @pytest.fixture(name="wide_engine")
-def fixture_wide_engine(engine: Engine, db_url: str) -> Engine:
+def fixture_wide_engine(engine: Engine, db_url: str) -> Iterator[Engine]:
     """An engine on the same database with room for many simultaneous connections."""
     wide = make_engine(db_url, pool_size=16)
-    yield wide  # type: ignore[misc]
+    yield wide
     wide.dispose()
 
 
@@ -51,9 +51,7 @@ def test_64_submitters_cannot_overdraw(engine: Engine, wide_engine: Engine) -> N
             results += submit(wide_engine, [single(f"w{worker}-{n}", "alice", "shop", 10)])
         return results
 
-    outcomes = Counter(
-        r.status for batch in together([lambda w=w: spend(w) for w in range(64)]) for r in batch
-    )
+    outcomes = Counter(r.status for batch in together([partial(spend, w) for w in range(64)]) for r in batch)
     assert outcomes == {Status.CREATED: 100, Status.EXCEEDS_CREDITS: 156}
     alice = get_account(engine, "alice").balance
     assert alice.debits_posted == alice.credits_posted == 1_000
@@ -71,9 +69,9 @@ def test_post_void_and_expire_race_on_one_hold(engine: Engine, wide_engine: Engi
         deadline = 2_000 + round_
         results = together(
             [
-                lambda h=hold, d=deadline: submit(wide_engine, [post(f"p-{h}", h, 10)], now=d - 1),
-                lambda h=hold, d=deadline: submit(wide_engine, [void(f"v-{h}", h)], now=d - 1),
-                lambda d=deadline: expire_due(wide_engine, now=d),
+                partial(submit, wide_engine, [post(f"p-{hold}", hold, 10)], now=deadline - 1),
+                partial(submit, wide_engine, [void(f"v-{hold}", hold)], now=deadline - 1),
+                partial(expire_due, wide_engine, now=deadline),
             ]
         )
         [posted], [voided], expired = results
@@ -113,7 +111,7 @@ def test_opposite_batches_do_not_deadlock(engine: Engine, wide_engine: Engine) -
             results += submit(wide_engine, transfers)
         return results
 
-    results = together([lambda w=w: batch(w, forward=w % 2 == 0) for w in range(12)])
+    results = together([partial(batch, w, forward=w % 2 == 0) for w in range(12)])
     assert all(r.status is Status.CREATED for batch_ in results for r in batch_)
     assert len(all_transfers(engine)) == 12 * 5 * 5
     assert balances(engine) == replayed(engine)

@@ -31,6 +31,7 @@ from ledger import (
     AccountSpec,
     Balance,
     ConflictError,
+    Transfer,
     TransferKind,
     TransferRequest,
     audit_log,
@@ -114,7 +115,7 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
 
         @rule(data=st.data())
         def open_account(self, data: st.DataObject) -> None:
-            reuse = self.account_ids and data.draw(st.booleans(), label="reuse id")
+            reuse = bool(self.account_ids) and data.draw(st.booleans(), label="reuse id")
             account_id = (
                 data.draw(st.sampled_from(self.account_ids))
                 if reuse
@@ -206,9 +207,8 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
             if not self.sent:
                 return
             created = [r for r in self.sent if r.id in self.model.s.transfers]
-            earlier = data.draw(
-                st.sampled_from(created if created and data.draw(st.booleans()) else self.sent)
-            )
+            use_created = bool(created) and data.draw(st.booleans())
+            earlier = data.draw(st.sampled_from(created if use_created else self.sent))
             if data.draw(st.booleans()):
                 earlier = dataclasses.replace(earlier, code=earlier.code + 1)
             results = submit(engine, [earlier], now=self.now)
@@ -307,10 +307,8 @@ def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
     return LedgerMachine
 
 
-def transfer_from_row_dict(row: dict[str, Any]) -> Any:
+def transfer_from_row_dict(row: dict[str, Any]) -> Transfer:
     """A Transfer from its dict form."""
-    from ledger import Transfer
-
     return Transfer.from_dict(row)
 
 

@@ -116,7 +116,10 @@ def test_malformed_id_is_refused_and_not_remembered() -> None:
         (TransferRequest("t", TransferKind.VOID, pending_id="h", amount=3), "amount"),
         (TransferRequest("t", TransferKind.POST, pending_id="h"), "amount"),
         (TransferRequest("t", TransferKind.EXPIRE, pending_id="h"), "kind"),
-        (TransferRequest("t", TransferKind.SINGLE, "a", "b", "CNY", True), "amount"),  # type: ignore[arg-type]
+        (
+            TransferRequest("t", TransferKind.SINGLE, "a", "b", "CNY", True),
+            "amount",
+        ),  # a bool is not an amount
     ],
 )
 def test_malformed_requests_name_the_field(request_: TransferRequest, field: str) -> None:
