@@ -6,7 +6,8 @@ Profile (every `/fed/v1/*` request except the key document and the OpenAPI docum
   bodies), `cpnode-node` (the caller's node name), `cpnode-to` (the callee's node name) and
   `authorization` whenever that header is sent;
 - parameters `created`, `expires` (after `created`, at most 300 s later), `nonce`, `keyid`, `alg`;
-- clock skew of ±60 s allowed; a nonce is accepted once per key while its signature is valid.
+- clock skew of ±60 s allowed; a nonce is accepted once per key while its signature is valid
+  (the replay check is `federation.nonces`, shared by replicas through the database).
 
 The verifier takes the target URI the server *knows* it serves (its own origin plus the path),
 never the caller's Host header alone, and the signed `cpnode-to` names the destination node, so a
@@ -35,7 +36,7 @@ from http_message_signatures import (
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from nacl.signing import SigningKey, VerifyKey
 
-from federation.errors import AuthError, MalformedRequestError, RateLimitedError
+from federation.errors import AuthError, MalformedRequestError
 from federation.keys import key_id
 
 LABEL = "cpnode"
@@ -240,26 +241,3 @@ def verify_request(
         text = str(exc) or "signature does not match the request"
         code = "digest_mismatch" if "digest" in text.lower() else "bad_signature"
         raise AuthError(f"request signature does not verify: {text}", code=code) from None
-
-
-class NonceCache:
-    """Nonces seen per key until their signature expires; bounded so a flood cannot grow it."""
-
-    def __init__(self, max_entries: int = 200_000, skew_s: int = CLOCK_SKEW_S) -> None:
-        self._seen: dict[tuple[str, str], int] = {}
-        self._max_entries = max_entries
-        self._skew_s = skew_s
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def check_and_store(self, kid: str, nonce: str, expires_ts: int, now_ts: int) -> None:
-        """Record `nonce` for `kid`; AuthError if it was already used, 429 if the cache is full."""
-        entry = (kid, nonce)
-        if entry in self._seen and self._seen[entry] >= now_ts:
-            raise AuthError("nonce already used (replayed request)", code="replayed")
-        if len(self._seen) >= self._max_entries:
-            self._seen = {k: until for k, until in self._seen.items() if until >= now_ts}
-            if len(self._seen) >= self._max_entries:
-                raise RateLimitedError("too many signed requests in flight; retry later")
-        self._seen[entry] = expires_ts + self._skew_s

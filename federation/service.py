@@ -1,16 +1,20 @@
 """The federation side of one node: authenticating peers, their keys, login, catalogs it issues, trades.
 
 `FederationService` holds what the node hands over as plain data (identity source, engine,
-settings, offer sources, optional trade handler) and the small in-process state (nonce cache,
-key-refetch times, trades in flight). The aiohttp handlers in `server` only translate to and from it.
+settings, offer sources, optional trade handler). State that guards safety lives in the database,
+so it holds across replicas: seen nonces (`nonces`), trades in progress (`claims`), issued catalog
+versions (`store`). In-process state is only an optimisation or politeness: the nonce front cache,
+the catalog issuing cache (`issuing`), and the key-document refetch times (per process: a replica
+may refetch a partner's key document once per interval on its own). The aiohttp handlers in
+`server` only translate to and from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,26 +22,26 @@ from typing import Any
 import aiohttp
 from nacl.signing import VerifyKey
 
-from federation import canonical, store
-from federation.catalog import CatalogHead, CatalogLimits, build_catalog, offers_for, sha256_hex
+from federation import claims, nonces, store
+from federation.catalog import CatalogLimits
 from federation.client import PeerClient, make_session
 from federation.documents import load_document
 from federation.errors import AuthError, FederationError, PeerError
 from federation.httpsig import (
     CLOCK_SKEW_S,
     Identity,
-    NonceCache,
     SignatureParams,
     check_times,
     read_signature_params,
     verify_request,
 )
+from federation.issuing import CatalogIssuer, OfferSource
 from federation.keydoc import KeyRecord, trusted_records, verify_key_document
 from federation.keys import key_id, parse_public_key
 from federation.partners import IPNetwork, Partner, check_node_name
 from federation.tokens import SessionClaims, bearer, verify_token
 
-OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+# An offer source may also declare `content_version()` (see federation.issuing) to make polls cheap.
 TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 
 
@@ -61,6 +65,7 @@ class FederationSettings:
     partner_timeout_s: float = 30.0
     key_refetch_interval_s: int = 60
     max_trades_in_flight: int = 1
+    trade_claim_ttl_s: int = 30
     max_trade_items: int = 100
     backoff_base_s: int = 5
     backoff_max_s: int = 900
@@ -97,9 +102,17 @@ class FederationService:
         self.offer_sources: Mapping[str, OfferSource] = offer_sources if offer_sources is not None else {}
         self.trade_handler: TradeHandler | None = None
         self.clock = clock
-        self.nonces = NonceCache()
+        # Names this replica in trade claims; unique per service so two replicas never share claims.
+        self.holder = uuid.uuid4().hex
+        self.recent_nonces = nonces.RecentNonces()
+        self.issuer = CatalogIssuer(
+            engine,
+            lambda: self.offer_sources,
+            self.identity,
+            settings.catalog_validity_s,
+            lambda: self.clock(),
+        )
         self._key_fetch_ts: dict[str, int] = {}
-        self.trades_in_flight: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -235,42 +248,33 @@ class FederationService:
                 raise AuthError("session token belongs to another key", code="token_key_mismatch")
         elif require_session:
             raise AuthError("this route needs a session token (log in first)", code="login_required")
-        self.nonces.check_and_store(params.key_id, params.nonce, params.expires, now)
+        await self.check_replay(params, now)
         return Caller(partner, params.key_id, session)
+
+    async def check_replay(self, params: SignatureParams, now_ts: int) -> None:
+        """Accept the signature's nonce once across every replica; AuthError `replayed` otherwise."""
+        until = params.expires + CLOCK_SKEW_S
+        if self.recent_nonces.seen(params.key_id, params.nonce, now_ts) or not await self.db(
+            nonces.claim_nonce, params.key_id, params.nonce, until, now_ts
+        ):
+            self.recent_nonces.add(params.key_id, params.nonce, until, now_ts)
+            raise AuthError("nonce already used (replayed request)", code="replayed")
+        self.recent_nonces.add(params.key_id, params.nonce, until, now_ts)
+
+    async def purge_expired(self) -> tuple[int, int]:
+        """Delete expired nonces and lapsed trade claims (a scheduled job); return how many of each."""
+        now = self.clock()
+        return await self.db(nonces.purge_expired, now), await self.db(claims.purge_lapsed, now)
 
     # --- catalogs this node issues ---------------------------------------------------------------
 
     async def own_offers(self) -> list[dict[str, Any]]:
         """Every offer of this node, from all offer sources in order."""
-        offers: list[dict[str, Any]] = []
-        for source in self.offer_sources.values():
-            offers.extend(await source())
-        return offers
+        return await self.issuer.own_offers()
 
     async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
-        """The current catalog for `partner`, issuing a new version when offers changed or it ages."""
-        offers = offers_for(await self.own_offers(), partner.agreement)
-        content_sha = hashlib.sha256(canonical.fingerprint_bytes(offers)).hexdigest()
-        validity = self.settings.catalog_validity_s
-        for _ in range(3):
-            latest: store.IssuedCatalog | None = await self.db(store.latest_issued, partner.name)
-            now = self.clock()
-            if (
-                latest is not None
-                and latest.content_sha256 == content_sha
-                and latest.head.expires_ts - now > validity // 2
-            ):
-                return latest
-            version = latest.head.version + 1 if latest is not None else 1
-            prev = latest.head.sha256 if latest is not None else None
-            document = build_catalog(self.identity(), partner.name, offers, version, now, validity, prev)
-            body = canonical.encode(document, max_depth=canonical.DEFAULT_MAX_DEPTH)
-            head = CatalogHead(version, sha256_hex(body), now, now + validity)
-            issued = store.IssuedCatalog(partner.name, head, content_sha, len(offers), body)
-            if await self.db(store.insert_issued, issued):
-                return issued
-            # another replica issued this version first: take what it stored
-        raise PeerError("could not issue a catalog: concurrent issuers kept winning", code="busy")
+        """The current catalog for `partner`, issuing a new version when offers changed or it aged."""
+        return await self.issuer.catalog_for(partner)
 
 
 def _verify_keys(records: Mapping[str, KeyRecord]) -> dict[str, VerifyKey]:

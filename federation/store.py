@@ -370,6 +370,26 @@ def latest_issued(engine: Engine, partner: str) -> IssuedCatalog | None:
     return IssuedCatalog(row.partner, head, row.content_sha256, row.offer_count, row.body)
 
 
+def latest_issued_head(engine: Engine, partner: str) -> tuple[CatalogHead, str] | None:
+    """The newest catalog issued to `partner` without its body: (head, content hash), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                issued_t.c.version,
+                issued_t.c.sha256,
+                issued_t.c.issued_ts,
+                issued_t.c.expires_ts,
+                issued_t.c.content_sha256,
+            )
+            .where(issued_t.c.partner == partner)
+            .order_by(issued_t.c.version.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    return CatalogHead(row.version, row.sha256, row.issued_ts, row.expires_ts), row.content_sha256
+
+
 def insert_issued(engine: Engine, catalog: IssuedCatalog) -> bool:
     """Store a newly issued catalog; False if another replica issued this version first."""
     with writing(engine) as conn:

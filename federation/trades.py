@@ -8,20 +8,26 @@ A trade request is a document the partner signs::
 The frame checks it (signature by the authenticated key, audience, item limits), makes it
 idempotent — the first answer to a (partner, trade id) is stored and every later request with the
 same id and the same content gets that stored answer, a different content is a 409 — and limits
-how many trades one partner may have in flight (429 beyond). What a trade *does* (reserve,
+how many trades one partner may have in flight (429 beyond). The limit and "one run per trade id"
+hold across every replica of the node: a trade runs under a claim in the database (`claims`),
+renewed while the handler runs and lapsing if its replica dies. What a trade *does* (reserve,
 hold funds) is the node's `TradeHandler`; without one the node answers 503.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
-from federation import canonical, store
+from federation import canonical, claims, store
 from federation.catalog import sha256_hex
 from federation.documents import load_document, verify_document
-from federation.errors import ConflictError, DocumentError, FederationError, RateLimitedError
+from federation.errors import ConflictError, DocumentError, FederationError
 from federation.service import Caller, FederationService
 
+log = logging.getLogger("cpnode.federation.trades")
 TRADE_REQUEST_TYPE = "cpnode.trade-request.v1"
 
 
@@ -69,20 +75,59 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         if stored["request_sha256"] != request_sha:
             raise ConflictError(f"trade {trade_id!r} was already requested with different content")
         return int(stored["status"]), bytes(stored["response"])
-    if service.trade_handler is None:
+    handler = service.trade_handler
+    if handler is None:
         raise TradingUnavailable("this node does not accept trades yet")
-    in_flight = service.trades_in_flight
-    if in_flight.get(partner, 0) >= service.settings.max_trades_in_flight:
-        raise RateLimitedError(f"{partner} already has a trade in progress here; retry when it finishes")
-    in_flight[partner] = in_flight.get(partner, 0) + 1
+    settings = service.settings
+    stored = await service.db(
+        claims.claim_trade,
+        partner,
+        trade_id,
+        request_sha,
+        service.holder,
+        service.clock(),
+        settings.trade_claim_ttl_s,
+        settings.max_trades_in_flight,
+    )
+    if stored is not None:  # answered by another request since we looked
+        return int(stored["status"]), bytes(stored["response"])
+    keeper = asyncio.create_task(_keep_claim(service, partner, trade_id))
     try:
-        status, answer = await service.trade_handler(caller.partner, document)
+        status, answer = await handler(caller.partner, document)
         response = canonical.encode(answer)
-        if not await service.db(
-            store.put_trade, partner, trade_id, request_sha, status, response, service.clock()
-        ):
-            stored = await service.db(store.get_trade, partner, trade_id)
-            return int(stored["status"]), bytes(stored["response"])
-        return status, response
+    except BaseException:
+        # Free the trade for a retry now rather than when the claim lapses; shielded so a
+        # cancelled request still releases it.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(service.db(claims.release_claim, partner, trade_id, service.holder))
+        raise
     finally:
-        in_flight[partner] -= 1
+        keeper.cancel()
+    final_status, final_response = await service.db(
+        claims.finish_trade,
+        partner,
+        trade_id,
+        request_sha,
+        service.holder,
+        status,
+        response,
+        service.clock(),
+    )
+    return int(final_status), bytes(final_response)
+
+
+async def _keep_claim(service: FederationService, partner: str, trade_id: str) -> None:
+    """Renew this replica's claim on a running trade every third of its lifetime."""
+    ttl_s = service.settings.trade_claim_ttl_s
+    while True:
+        await asyncio.sleep(ttl_s / 3)
+        try:
+            ours = await service.db(
+                claims.renew_claim, partner, trade_id, service.holder, service.clock() + ttl_s
+            )
+        except Exception as exc:  # the database may be briefly away; the claim lasts until its expiry
+            log.warning("could not renew the claim on trade %s of %s: %s", trade_id, partner, exc)
+            continue
+        if not ours:
+            log.warning("the claim on trade %s of %s lapsed and was taken over", trade_id, partner)
+            return

@@ -1,5 +1,6 @@
 """The federation component: mounts the `/fed/v1` peer API and `/api/v1/offers`, registers the
-catalog sync job, keeps config partners in the database, and runs discovery when enabled."""
+catalog sync job and the purge of expired replay nonces and lapsed trade claims, keeps config
+partners in the database, and runs discovery when enabled."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from node.peering.offers import config_offer_source, merged_view, own_offers
 
 log = logging.getLogger("cpnode.federation")
 SYNC_JOB = "federation.sync"
+PURGE_JOB = "federation.purge"
+PURGE_INTERVAL_S = 60.0
 DISCOVERY_START_TIMEOUT_S = 30.0
 
 
@@ -86,6 +89,13 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             await run_round(service)
 
         ctx.scheduler.add_interval_job(SYNC_JOB, sync_job, settings.federation.sync_interval_s)
+
+        async def purge_job() -> None:
+            purged_nonces, purged_claims = await service.purge_expired()
+            if purged_nonces or purged_claims:
+                log.debug("purged %d expired nonces and %d lapsed trade claims", purged_nonces, purged_claims)
+
+        ctx.scheduler.add_interval_job(PURGE_JOB, purge_job, PURGE_INTERVAL_S)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         partners = [entry.partner() for entry in settings.partners]

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from federation import store
 from federation.documents import load_document
+from federation.issuing import content_hash
 
 OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 # Parsed partner catalogs by body hash: bodies never change under a hash, so parsing once is enough.
@@ -17,14 +18,25 @@ _parsed: dict[str, list[dict[str, Any]]] = {}
 _MAX_CACHED = 256
 
 
+class ConfigOffers:
+    """An offer source serving the config's `[[offers]]`. They never change while the node runs, so
+    its `content_version()` (which lets catalog issuing skip calling it) is their hash."""
+
+    def __init__(self, offers: Iterable[Mapping[str, Any]]) -> None:
+        self._offers = [dict(offer) for offer in offers]
+        self._version = content_hash(self._offers)
+
+    async def __call__(self) -> list[dict[str, Any]]:
+        return [dict(offer) for offer in self._offers]
+
+    def content_version(self) -> str:
+        """Changes only with the offers (hash of their canonical bytes)."""
+        return self._version
+
+
 def config_offer_source(offers: Iterable[Mapping[str, Any]]) -> OfferSource:
     """An offer source serving the config's `[[offers]]`."""
-    fixed = [dict(offer) for offer in offers]
-
-    async def source() -> list[dict[str, Any]]:
-        return [dict(offer) for offer in fixed]
-
-    return source
+    return ConfigOffers(offers)
 
 
 async def own_offers(sources: Mapping[str, OfferSource]) -> list[tuple[str, dict[str, Any]]]:

@@ -32,6 +32,7 @@ class FederationSection(_Section):
     max_catalog_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=1024 * 1_048_576)
     max_catalog_offers: int = Field(default=20_000, ge=1, le=1_000_000)
     max_trades_in_flight: int = Field(default=1, ge=1, le=100)
+    trade_claim_ttl_s: int = Field(default=30, ge=3, le=3600)
     max_trade_items: int = Field(default=100, ge=1, le=10_000)
     key_refetch_interval_s: int = Field(default=60, ge=1, le=86_400)
     backoff_base_s: int = Field(default=5, ge=1, le=3600)
@@ -59,6 +60,7 @@ class FederationSection(_Section):
             partner_timeout_s=self.partner_timeout_s,
             key_refetch_interval_s=self.key_refetch_interval_s,
             max_trades_in_flight=self.max_trades_in_flight,
+            trade_claim_ttl_s=self.trade_claim_ttl_s,
             max_trade_items=self.max_trade_items,
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,

@@ -1,0 +1,225 @@
+"""Claims on trades in progress, shared by every replica of a node through its database.
+
+A partner may have at most `max_trades_in_flight` trades running at this node, counted over all
+replicas, and one trade id runs its handler at most once at a time. A claim row in
+`fed_trade_claims` (migration federation_0002) marks a trade as running; it carries an expiry that
+its holder renews while the handler runs, so a replica that crashes mid-trade leaves a claim that
+lapses after `trade_claim_ttl_s` instead of blocking the partner for ever. The answer and the end
+of the claim are written in one transaction.
+
+The life of one (partner, trade id) at this node, as one table (anything absent is refused)::
+
+    free        --claim-->   in_progress   (below the partner's limit; else 429 rate_limited)
+    lapsed      --claim-->   in_progress   (its holder stopped renewing: the trade may be retried)
+    in_progress --claim-->   refused       (429 trade_in_progress: another request runs it now)
+    in_progress --renew-->   in_progress
+    in_progress --finish-->  answered      (the answer is stored and the claim removed)
+    in_progress --release--> free          (the handler failed; the trade may be retried)
+    answered    --claim-->   answered      (the stored answer is returned; nothing runs)
+
+A handler whose claim lapsed (its replica lost the database for longer than the claim lasts) may
+run a second time on another replica; the first stored answer is the one every caller gets, and
+the node's trade handler must be idempotent on the trade id (ledger transfer ids are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from federation.errors import AuthError, ConflictError, RateLimitedError
+from federation.store import partners_t, trades_t, writing
+
+_md = sa.MetaData()
+claims_t = sa.Table(
+    "fed_trade_claims",
+    _md,
+    sa.Column("partner", sa.String(63), primary_key=True),
+    sa.Column("trade_id", sa.String(100), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("claimed_ts", sa.BigInteger, nullable=False),
+    sa.Column("expires_ts", sa.BigInteger, nullable=False),
+)
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("free", "claim"): "in_progress",
+    ("lapsed", "claim"): "in_progress",
+    ("in_progress", "claim"): "refused",
+    ("in_progress", "renew"): "in_progress",
+    ("in_progress", "finish"): "answered",
+    ("in_progress", "release"): "free",
+    ("answered", "claim"): "answered",
+}
+
+
+def transition(state: str, event: str) -> str:
+    """The state after `event`; ConflictError when the table has no such move."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise ConflictError(f"a trade that is {state} cannot be {event}ed", code="bad_trade_state") from None
+
+
+def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[str, Any]:
+    """The trade's state and the row behind it (stored answer or claim)."""
+    answer = conn.execute(
+        sa.select(trades_t).where(trades_t.c.partner == partner, trades_t.c.trade_id == trade_id)
+    ).first()
+    if answer is not None:
+        return "answered", answer
+    claim = conn.execute(
+        sa.select(claims_t).where(claims_t.c.partner == partner, claims_t.c.trade_id == trade_id)
+    ).first()
+    if claim is None:
+        return "free", None
+    return ("in_progress" if claim.expires_ts >= now_ts else "lapsed"), claim
+
+
+def claim_trade(
+    engine: Engine,
+    partner: str,
+    trade_id: str,
+    request_sha256: str,
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    limit: int,
+) -> dict[str, Any] | None:
+    """Claim a trade for `holder` until now + `ttl_s`; return the stored answer instead if it has one.
+
+    Raises RateLimitedError (429) when the partner is at its limit or the trade runs elsewhere now,
+    ConflictError (409) when the trade id was used with other content.
+    """
+    with writing(engine) as conn:
+        # Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a
+        # row lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait).
+        if (
+            conn.execute(
+                sa.select(partners_t.c.name)
+                .where(partners_t.c.name == partner)
+                .with_for_update(key_share=True)
+            ).first()
+            is None
+        ):
+            raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
+        state, row = _state(conn, partner, trade_id, now_ts)
+        if row is not None and row.request_sha256 != request_sha256:
+            raise ConflictError(f"trade {trade_id!r} was already requested with different content")
+        after = transition(state, "claim")
+        if after == "answered":
+            return dict(row._mapping)
+        if after == "refused":
+            raise RateLimitedError(
+                f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress"
+            )
+        running = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(claims_t)
+            .where(
+                claims_t.c.partner == partner,
+                claims_t.c.expires_ts >= now_ts,
+                claims_t.c.trade_id != trade_id,
+            )
+        ).scalar_one()
+        if running >= limit:
+            raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
+        values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
+        if state == "lapsed":
+            conn.execute(
+                claims_t.update()
+                .where(claims_t.c.partner == partner, claims_t.c.trade_id == trade_id)
+                .values(expires_ts=now_ts + ttl_s, **values)
+            )
+        else:
+            conn.execute(
+                claims_t.insert().values(
+                    partner=partner, trade_id=trade_id, expires_ts=now_ts + ttl_s, **values
+                )
+            )
+        return None
+
+
+def renew_claim(engine: Engine, partner: str, trade_id: str, holder: str, until_ts: int) -> bool:
+    """Extend `holder`'s claim to `until_ts`; False if the claim is no longer its own."""
+    with writing(engine) as conn:
+        done = conn.execute(
+            claims_t.update()
+            .where(
+                claims_t.c.partner == partner,
+                claims_t.c.trade_id == trade_id,
+                claims_t.c.holder == holder,
+            )
+            .values(expires_ts=until_ts)
+        ).rowcount
+    return bool(done)
+
+
+def finish_trade(
+    engine: Engine,
+    partner: str,
+    trade_id: str,
+    request_sha256: str,
+    holder: str,
+    status: int,
+    response: bytes,
+    now_ts: int,
+) -> tuple[int, bytes]:
+    """Store the answer and end `holder`'s claim together; return the answer that stands (the first)."""
+    with writing(engine) as conn:
+        conn.execute(
+            claims_t.delete().where(
+                claims_t.c.partner == partner,
+                claims_t.c.trade_id == trade_id,
+                claims_t.c.holder == holder,
+            )
+        )
+        stored = conn.execute(
+            sa.select(trades_t.c.status, trades_t.c.response).where(
+                trades_t.c.partner == partner, trades_t.c.trade_id == trade_id
+            )
+        ).first()
+        if stored is not None:  # our claim lapsed and another replica answered first
+            return int(stored.status), bytes(stored.response)
+        conn.execute(
+            trades_t.insert().values(
+                partner=partner,
+                trade_id=trade_id,
+                request_sha256=request_sha256,
+                status=status,
+                response=response,
+                created_ts=now_ts,
+            )
+        )
+        return status, response
+
+
+def release_claim(engine: Engine, partner: str, trade_id: str, holder: str) -> None:
+    """Drop `holder`'s claim (its handler failed), so the trade may be retried at once."""
+    with writing(engine) as conn:
+        conn.execute(
+            claims_t.delete().where(
+                claims_t.c.partner == partner,
+                claims_t.c.trade_id == trade_id,
+                claims_t.c.holder == holder,
+            )
+        )
+
+
+def in_progress(engine: Engine, partner: str, now_ts: int) -> list[str]:
+    """Trade ids of `partner` that hold an unexpired claim, sorted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(claims_t.c.trade_id)
+            .where(claims_t.c.partner == partner, claims_t.c.expires_ts >= now_ts)
+            .order_by(claims_t.c.trade_id)
+        )
+        return [str(row.trade_id) for row in rows]
+
+
+def purge_lapsed(engine: Engine, now_ts: int) -> int:
+    """Delete claims that lapsed before `now_ts` (a lapsed claim counts for nothing); return how many."""
+    with writing(engine) as conn:
+        return int(conn.execute(claims_t.delete().where(claims_t.c.expires_ts < now_ts)).rowcount)

@@ -1,0 +1,153 @@
+"""Issuing each partner's catalog, with a per-partner cache so an unchanged head poll costs little.
+
+A partner's catalog version is reused while its content (the offers its agreement lets it see, at
+its prices) is unchanged and less than half its validity has passed; otherwise a new version is
+signed and stored. Versions only rise, across replicas too: every call reads the newest stored
+head (a primary-key lookup without the body) and never answers with an older version than that.
+
+The cache remembers, per partner, the key the last answer was worked out under, the content hash
+and the issued catalog (body included). The key is the agreement plus the identity of the own
+offers:
+- when every offer source declares `content_version()` (a cheap value that changes whenever its
+  offers do), those versions — the sources are not even called;
+- otherwise a fingerprint of all own offers (canonical bytes, hashed), so filtering, pricing and
+  hashing per partner are skipped when nothing changed; the sources are still asked for offers.
+A changed offer set always gives a new key, so it can never be answered from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from federation import canonical, store
+from federation.catalog import CatalogHead, build_catalog, offers_for, sha256_hex
+from federation.errors import PeerError
+from federation.httpsig import Identity
+from federation.partners import Partner
+
+OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+ISSUE_ATTEMPTS = 3
+
+
+def source_version(source: OfferSource) -> Hashable | None:
+    """The source's declared content version (attribute `content_version()`), or None if it has none."""
+    version = getattr(source, "content_version", None)
+    return version() if callable(version) else None
+
+
+def content_hash(offers: Sequence[Mapping[str, Any]]) -> str:
+    """Hex SHA-256 of the offers' canonical bytes: equal for equal offers, whatever their key order."""
+    return hashlib.sha256(canonical.fingerprint_bytes(offers)).hexdigest()
+
+
+def reusable(
+    head: CatalogHead, head_content_sha256: str, content_sha256: str, now_ts: int, validity_s: int
+) -> bool:
+    """Whether the stored catalog `head` may be served again: same content, under half its validity used."""
+    return head_content_sha256 == content_sha256 and head.expires_ts - now_ts > validity_s // 2
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: tuple[Hashable, ...]
+    content_sha256: str
+    issued: store.IssuedCatalog
+
+
+class CatalogIssuer:
+    """The catalogs this node issues, one per partner, with the cache described above."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sources: Callable[[], Mapping[str, OfferSource]],
+        identity: Callable[[], Identity],
+        validity_s: int,
+        clock: Callable[[], int],
+    ) -> None:
+        self._engine = engine
+        self._sources = sources
+        self._identity = identity
+        self._validity_s = validity_s
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+
+    async def own_offers(self) -> list[dict[str, Any]]:
+        """Every offer of this node, from all offer sources in order."""
+        offers: list[dict[str, Any]] = []
+        for source in self._sources().values():
+            offers.extend(await source())
+        return offers
+
+    async def _own_key(self) -> tuple[Hashable, list[dict[str, Any]] | None]:
+        sources = self._sources()
+        versions = tuple((name, source_version(source)) for name, source in sources.items())
+        if all(version is not None for _, version in versions):
+            return ("versions", versions), None
+        offers = await self.own_offers()
+        return ("fingerprint", content_hash(offers)), offers
+
+    def forget(self, partner: str | None = None) -> None:
+        """Drop the cached answer for `partner` (every partner when None); the next call works it out."""
+        if partner is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(partner, None)
+
+    async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
+        """The current catalog for `partner`, issuing a new version when its content changed or it aged."""
+        own_key, offers = await self._own_key()
+        key = (own_key, canonical.fingerprint_bytes(partner.agreement.to_json()))
+        entry = self._entries.get(partner.name)
+        visible: list[dict[str, Any]] | None = None
+        if entry is not None and entry.key == key:
+            content_sha = entry.content_sha256
+        else:
+            visible = offers_for(offers if offers is not None else await self.own_offers(), partner.agreement)
+            content_sha = content_hash(visible)
+        for _ in range(ISSUE_ATTEMPTS):
+            latest = await asyncio.to_thread(store.latest_issued_head, self._engine, partner.name)
+            now = self._clock()
+            if latest is not None and reusable(*latest, content_sha, now, self._validity_s):
+                head = latest[0]
+                if entry is not None and entry.issued.head.version == head.version:
+                    issued = entry.issued
+                else:
+                    loaded = await asyncio.to_thread(store.latest_issued, self._engine, partner.name)
+                    if loaded is None or loaded.head.version != head.version:
+                        continue  # another replica issued meanwhile: look again
+                    issued = loaded
+                self._entries[partner.name] = _Entry(key, content_sha, issued)
+                return issued
+            if visible is None:
+                visible = offers_for(await self.own_offers(), partner.agreement)
+                content_sha = content_hash(visible)
+            issued = self._issue(partner.name, visible, content_sha, latest[0] if latest else None, now)
+            if await asyncio.to_thread(store.insert_issued, self._engine, issued):
+                self._entries[partner.name] = _Entry(key, content_sha, issued)
+                return issued
+            # another replica issued this version first: take what it stored
+        raise PeerError("could not issue a catalog: concurrent issuers kept winning", code="busy")
+
+    def _issue(
+        self,
+        partner: str,
+        visible: list[dict[str, Any]],
+        content_sha: str,
+        previous: CatalogHead | None,
+        now_ts: int,
+    ) -> store.IssuedCatalog:
+        version = previous.version + 1 if previous is not None else 1
+        prev_sha = previous.sha256 if previous is not None else None
+        document = build_catalog(
+            self._identity(), partner, visible, version, now_ts, self._validity_s, prev_sha
+        )
+        body = canonical.encode(document, max_depth=canonical.DEFAULT_MAX_DEPTH)
+        head = CatalogHead(version, sha256_hex(body), now_ts, now_ts + self._validity_s)
+        return store.IssuedCatalog(partner, head, content_sha, len(visible), body)
