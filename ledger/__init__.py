@@ -51,7 +51,7 @@ from ledger.store.log import (
     prove_consistency,
     prove_inclusion,
 )
-from ledger.store.reads import get_failure, get_transfer
+from ledger.store.reads import get_failure, get_transfer, log_size
 from ledger.store.reconcile import (
     ReconcileOutcome,
     StoredDiscrepancy,
@@ -110,6 +110,7 @@ __all__ = [
     "get_transfer",
     "list_accounts",
     "list_discrepancies",
+    "log_size",
     "make_checkpoint",
     "origin_for",
     "parse_checkpoint",

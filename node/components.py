@@ -21,6 +21,7 @@ from node.http import core_routes
 from node.peering import component as peering
 from node.pools import component as pools
 from node.roles import ALL_ROLES
+from node.settlement import component as settlement
 
 Installer = Callable[[web.Application, NodeContext], None]
 Scheduler = Callable[[NodeContext], None]
@@ -53,6 +54,13 @@ COMPONENTS: tuple[Component, ...] = (
         frozenset({"connectors", "federation", "api", "scheduler"}),
         install=pools.install,
         status=pools.status_lines,
+    ),
+    Component(
+        "ledger",
+        frozenset({"ledger", "api", "scheduler"}),
+        install=settlement.install,
+        schedule=settlement.schedule,
+        status=settlement.status_lines,
     ),
 )
 

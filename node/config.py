@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from node.peering.settings import FederationSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
+from node.settlement.settings import LedgerSection
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
@@ -136,6 +137,7 @@ class Settings(BaseModel):
     partners: list[PartnerSection] = Field(default_factory=list)
     offers: list[OfferSection] = Field(default_factory=list)
     connectors: ConnectorsSection = ConnectorsSection()
+    ledger: LedgerSection = LedgerSection()
     pools: PoolList = Field(default_factory=list)
     base_dir: Path = Path()
 

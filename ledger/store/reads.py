@@ -105,3 +105,9 @@ def open_holds_at(conn: Connection, seq: int) -> list[Transfer]:
         .order_by(transfers.c.seq)
     )
     return [transfer_from_row(row) for row in conn.execute(query)]
+
+
+def log_size(engine: Engine) -> int:
+    """How many transfers the log holds (the next sequence number)."""
+    with engine.connect() as conn:
+        return read_head(conn).size

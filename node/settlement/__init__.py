@@ -1,0 +1,1 @@
+"""The ledger component of the node: config section, scheduled jobs, admin API, status lines."""

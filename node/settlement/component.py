@@ -1,0 +1,69 @@
+"""The ledger component: the admin API (role `api`), and in the `scheduler` role the two leased jobs,
+`ledger.checkpoint` (sign a checkpoint every N transfers or T seconds) and `ledger.sweep` (expire
+holds whose deadline has passed). The ledger itself is plain functions over the node's engine and
+its signing key; this module only hands them over."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+import ledger
+from node.config import Settings
+from node.context import NodeContext
+from node.identity import reload_if_rotated
+from node.settlement.routes import add_routes
+
+log = logging.getLogger("cpnode.ledger")
+CHECKPOINT_JOB = "ledger.checkpoint"
+SWEEP_JOB = "ledger.sweep"
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the ledger's routes to a node."""
+    if "api" in ctx.roles:
+        add_routes(app)
+
+
+def schedule(ctx: NodeContext) -> None:
+    """Register the checkpoint and sweep jobs (each runs on one replica at a time, by lease)."""
+    settings = ctx.settings.ledger
+    origin = ledger.origin_for(ctx.name)
+
+    async def checkpoint_job() -> None:
+        ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)  # sign with the current key
+        made = await asyncio.to_thread(
+            ledger.checkpoint_job,
+            ctx.engine,
+            ctx.identity.signing_key,
+            origin,
+            every_transfers=settings.checkpoint_every_transfers,
+            every_s=settings.checkpoint_every_s,
+        )
+        if made is not None:
+            log.info("ledger checkpoint signed at size %d", made.size)
+
+    async def sweep_job() -> None:
+        expired = await asyncio.to_thread(ledger.sweep_job, ctx.engine)
+        if expired:
+            log.info("ledger: %d hold(s) expired", len(expired))
+
+    ctx.scheduler.add_interval_job(CHECKPOINT_JOB, checkpoint_job, settings.checkpoint_poll_s)
+    ctx.scheduler.add_interval_job(SWEEP_JOB, sweep_job, settings.sweep_every_s)
+
+
+def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+    """Lines for `cpnode status`: accounts, log size, latest checkpoint, open discrepancies."""
+    stored = ledger.current_checkpoint(engine)
+    accounts, transfers = len(ledger.list_accounts(engine)), ledger.log_size(engine)
+    discrepancies = len(ledger.list_discrepancies(engine, open_only=True))
+    return [
+        ("ledger", f"{accounts} accounts, {transfers} transfers, {discrepancies} open discrepancies"),
+        (
+            "ledger checkpoint",
+            "none" if stored is None else f"size {stored.size} at {stored.checkpoint.time_ms} ms",
+        ),
+    ]
