@@ -86,6 +86,7 @@ class _Refused(Exception):  # internal control flow; never escapes this module
 
 _SINGLE, _PENDING, _POST = TransferKind.SINGLE, TransferKind.PENDING, TransferKind.POST
 _CREATED = Status.CREATED
+_OPEN = HoldState.PENDING
 _new_transfer = Transfer._make
 # An undo entry restores a balance (Balance, old totals, None), drops a transfer ("t", id, None) or
 # restores a hold's state ("h", pending id, old state).
@@ -241,7 +242,7 @@ class _Batch:
         if kind is _PENDING:
             db.debits_pending += amount
             cb.credits_pending += amount
-            self._set_hold(req.id, HoldState.PENDING)
+            self._set_hold(req.id, _OPEN)
         else:
             db.debits_posted += amount
             cb.credits_posted += amount
@@ -259,7 +260,7 @@ class _Batch:
             raise _Refused(Status.PENDING_TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id!r}")
         if hold.kind is not _PENDING:
             raise _Refused(Status.PENDING_TRANSFER_NOT_PENDING, "pending_id", f"{pending_id!r} is not a hold")
-        nxt = transition(self.holds.get(pending_id, HoldState.PENDING), kind)
+        nxt = transition(self.holds.get(pending_id, _OPEN), kind)
         if isinstance(nxt, Status):
             raise _Refused(nxt, "pending_id")
         return hold, nxt
@@ -406,12 +407,13 @@ def apply_batch(
     """Apply `requests` in order at time `ts_ms`, numbering new transfers from `next_seq`."""
     batch = _Batch(view, ts_ms, next_seq)
     results: list[TransferResult] = []
+    append, one = results.append, batch.one
     count = len(requests)
     index = 0
     while index < count:
         request = requests[index]
         if request.linked is not True:
-            results.append(batch.one(index, request))
+            append(one(index, request))
             index += 1
             continue
         last = index

@@ -93,41 +93,66 @@ def _check_accounts(req: TransferRequest, required: bool) -> Invalid | None:
 _ID = ID_RE.fullmatch
 _CURRENCY = CURRENCY_RE.fullmatch
 _LINK = LINK_RE.fullmatch
+# Enum members read once: `TransferKind.SINGLE` is a descriptor lookup on every access.
+_SINGLE, _PENDING, _POST, _VOID = (
+    TransferKind.SINGLE,
+    TransferKind.PENDING,
+    TransferKind.POST,
+    TransferKind.VOID,
+)
+
+
+def _links_ok(req: TransferRequest) -> bool:
+    for link in (req.order_id, req.trade_id, req.partner, req.trade_digest):
+        if link is not None and (type(link) is not str or _LINK(link) is None):
+            return False
+    return True
 
 
 def well_formed(req: TransferRequest) -> bool:
     """A fast yes for the common, well-formed request (the write path calls this per transfer)."""
-    code, kind, amount, timeout = req.code, req.kind, req.amount, req.timeout_s
-    if type(code) is not int or not 0 <= code <= MAX_CODE or type(req.linked) is not bool:
+    code = req.code
+    if type(code) is not int or code < 0 or code > MAX_CODE or type(req.linked) is not bool:
         return False
-    if type(req.id) is not str or not _ID(req.id):
+    transfer_id = req.id
+    if type(transfer_id) is not str or _ID(transfer_id) is None:
         return False
-    for link in (req.order_id, req.trade_id, req.partner, req.trade_digest):
-        if link is not None and (type(link) is not str or not _LINK(link)):
-            return False
-    debit, credit, currency, pending_id = req.debit_account, req.credit_account, req.currency, req.pending_id
-    if kind is TransferKind.SINGLE or kind is TransferKind.PENDING:
+    if (
+        req.order_id is not None
+        or req.trade_id is not None
+        or req.partner is not None
+        or req.trade_digest is not None
+    ) and not _links_ok(req):
+        return False
+    kind, amount, timeout = req.kind, req.amount, req.timeout_s
+    if kind is _SINGLE or kind is _PENDING:
         # Account ids and currency are checked by matching stored accounts (see rules.two_sided).
         return (
             type(amount) is int
-            and 1 <= amount <= MAX_AMOUNT
-            and type(debit) is str
-            and type(credit) is str
-            and type(currency) is str
-            and pending_id is None
+            and 0 < amount <= MAX_AMOUNT
+            and type(req.debit_account) is str
+            and type(req.credit_account) is str
+            and type(req.currency) is str
+            and req.pending_id is None
             and (
                 timeout is None
-                or (kind is TransferKind.PENDING and type(timeout) is int and 1 <= timeout <= MAX_TIMEOUT_S)
+                or (kind is _PENDING and type(timeout) is int and 0 < timeout <= MAX_TIMEOUT_S)
             )
         )
-    if kind is TransferKind.POST or kind is TransferKind.VOID:
+    if kind is _POST or kind is _VOID:
+        pending_id, debit, credit, currency = (
+            req.pending_id,
+            req.debit_account,
+            req.credit_account,
+            req.currency,
+        )
         return (
             type(pending_id) is str
             and _ID(pending_id) is not None
             and timeout is None
             and (
-                (kind is TransferKind.POST and type(amount) is int and 1 <= amount <= MAX_AMOUNT)
-                or (kind is TransferKind.VOID and amount is None)
+                (kind is _POST and type(amount) is int and 0 < amount <= MAX_AMOUNT)
+                or (kind is _VOID and amount is None)
             )
             and (debit is None or (type(debit) is str and _ID(debit) is not None))
             and (credit is None or (type(credit) is str and _ID(credit) is not None))

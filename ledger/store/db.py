@@ -11,9 +11,11 @@ whose answer was lost returns `exists`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +44,35 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection in a write transaction (SQLite BEGIN IMMEDIATE), committed on success."""
     with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
         yield conn
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch runs (threads nest; the last one out resumes it).
+
+    A batch allocates thousands of short-lived, acyclic objects (rows, transfers, results) that
+    reference counting frees; the collector's passes over every live object, caches included,
+    otherwise cost as much as the rules themselves."""
+    global _gc_pausers
+    with _gc_lock:
+        if _gc_pausers == 0 and not gc.isenabled():
+            paused_here = False  # someone else turned it off: leave it as it is
+        else:
+            paused_here = True
+            _gc_pausers += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused_here:
+            with _gc_lock:
+                _gc_pausers -= 1
+                if _gc_pausers == 0:
+                    gc.enable()
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

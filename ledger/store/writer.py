@@ -9,18 +9,19 @@ This is the hot path, so it speaks to the driver's cursor directly (qmark for sq
 psycopg) instead of building SQLAlchemy statements per batch; the transaction itself is still the
 SQLAlchemy connection's (SQLite BEGIN IMMEDIATE via `cpnode_write`).
 
-Account cache: the head row carries a `version` that every write touching balances or account
-state increments. Each engine keeps the accounts its last committed batch saw, tagged with the
-version it left behind. A batch that finds the head (read under its lock) at that same version
-knows nobody else wrote since, so it reuses those balances instead of reading them again; any
-other version (another process or thread wrote), an error, or a rollback drops the cache.
+Cache: the head row carries a `version` that every write touching balances, holds or account
+state increments. Each engine keeps the accounts and holds its last committed batch saw, tagged
+with the version it left behind. A batch that finds the head (read under its lock) at that same
+version knows nobody else wrote since, so it reuses those balances and hold states instead of
+reading them again; any other version (another process or thread wrote), an error, or a
+rollback drops the cache.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection, Engine
@@ -38,7 +39,7 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.rules import AccountState, BatchOutcome, LedgerView, apply_batch, expire_holds
-from ledger.store.db import IN_CHUNK, now_ms, with_retries, write_transaction
+from ledger.store.db import IN_CHUNK, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
 
 MAX_BATCH = 10_000
@@ -73,12 +74,14 @@ _SELECT_DUE_HOLDS = (
 # Account specs never change once created, so each engine keeps the ones it has read.
 _SPECS: weakref.WeakKeyDictionary[Engine, dict[str, AccountSpec]] = weakref.WeakKeyDictionary()
 MAX_CACHED_ACCOUNTS = 1_000_000
+MAX_CACHED_HOLDS = 100_000
 
 
 @dataclass
 class _AccountCache:
     version: int
     states: dict[str, AccountState]
+    holds: dict[str, tuple[Transfer, HoldState]] = field(default_factory=dict)  # by pending id
 
 
 _CACHES: weakref.WeakKeyDictionary[Engine, _AccountCache] = weakref.WeakKeyDictionary()
@@ -187,9 +190,13 @@ def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]
 
 
 def load_view(
-    cur: Cursor, requests: Sequence[TransferRequest], accounts: dict[str, AccountState]
+    cur: Cursor,
+    requests: Sequence[TransferRequest],
+    accounts: dict[str, AccountState],
+    holds: dict[str, tuple[Transfer, HoldState]] | None = None,
 ) -> LedgerView:
-    """Read (and on PostgreSQL lock) everything `requests` can touch; `accounts` holds those known already."""
+    """Read (and on PostgreSQL lock) everything `requests` can touch; `accounts` and `holds` hold what
+    is known already (a valid cache)."""
     view = LedgerView(accounts=accounts)
     ids: set[str] = set()
     pending_ids: set[str] = set()
@@ -204,6 +211,14 @@ def load_view(
         if type(r.credit_account) is str:
             account_ids.add(r.credit_account)
     stored = set(pending_ids)
+    for pending_id in pending_ids.intersection(holds or ()):
+        assert holds is not None
+        hold, state = holds[pending_id]
+        view.transfers[pending_id] = hold
+        view.holds[pending_id] = state
+        account_ids.add(hold.debit_account)
+        account_ids.add(hold.credit_account)
+        stored.discard(pending_id)
     for known_id, status in cur.select_in(_SELECT_KNOWN_IDS, ids):
         if status is None:
             stored.add(known_id)
@@ -276,15 +291,21 @@ def submit(
             if cache is None or cache.version != head.version or len(cache.states) > MAX_CACHED_ACCOUNTS:
                 cache = _AccountCache(head.version, {})
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            view = load_view(cur, requests, cache.states)
+            view = load_view(cur, requests, cache.states, cache.holds)
             outcome = apply_batch(view, requests, ts_ms, head.next_seq)
             persist(cur, view, outcome, head.next_seq, ts_ms)
-        # Committed: the cached balances are now those of version + 1 (or unchanged if nothing was created).
+        # Committed: the cached balances and holds are now those of version + 1 (or unchanged if
+        # nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
+        if len(cache.holds) > MAX_CACHED_HOLDS:
+            cache.holds.clear()
+        for hold_id, state in view.holds.items():
+            cache.holds[hold_id] = (view.transfers[hold_id], state)
         _CACHES[engine] = cache
         return outcome.results
 
-    return with_retries(attempt, f"batch of {len(requests)} transfer(s)")
+    with gc_paused():
+        return with_retries(attempt, f"batch of {len(requests)} transfer(s)")
 
 
 def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) -> list[Transfer]:
@@ -320,4 +341,5 @@ def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) ->
             )
             return outcome.created
 
-    return with_retries(attempt, "expiry sweep")
+    with gc_paused():
+        return with_retries(attempt, "expiry sweep")
