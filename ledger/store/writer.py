@@ -71,6 +71,37 @@ _SELECT_DUE_HOLDS = (
     "AND NOT EXISTS (SELECT 1 FROM ledger_transfers AS r WHERE r.pending_id = h.id) "
     "ORDER BY h.expires_ms, h.seq LIMIT ?"
 )
+_PG_COLUMN_TYPES = (
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "text",
+    "bigint",
+    "bigint",
+    "bigint",
+    "integer",
+    "boolean",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+)
+_INSERT_TRANSFERS_PG = (
+    f"INSERT INTO ledger_transfers ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608 - constants
+    + ", ".join(f"?::{kind}[]" for kind in _PG_COLUMN_TYPES)
+    + ")"
+)
+_UPDATE_BALANCES_PG = (
+    "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
+    "credits_pending = v.cp, credits_posted = v.cpo FROM ("
+    "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
+    "AS u(id, dp, dpo, cp, cpo) ORDER BY id) AS v WHERE a.id = v.id"
+)
 # Account specs never change once created, so each engine keeps the ones it has read.
 _SPECS: weakref.WeakKeyDictionary[Engine, dict[str, AccountSpec]] = weakref.WeakKeyDictionary()
 MAX_CACHED_ACCOUNTS = 1_000_000
@@ -139,7 +170,14 @@ def transfer_from_tuple(row: Sequence[Any]) -> Transfer:
 def lock_head(cur: Cursor) -> Head:
     """Lock the head row (first, in every writer, so writers never wait on each other in a cycle)."""
     sql = "SELECT next_seq, last_ts_ms, swept_ms, version FROM ledger_head WHERE id = 1"
-    [row] = cur.execute(sql + (" FOR UPDATE" if cur.postgres else ""))
+    if cur.postgres:
+        # Every lookup of a write transaction is by key: never let a table without statistics yet
+        # (a young ledger, before autovacuum's first ANALYZE) be scanned whole. Same round trip.
+        cur.cursor.execute("SET LOCAL enable_seqscan = off; " + sql + " FOR UPDATE")
+        cur.cursor.nextset()  # the SET's result comes first
+        [row] = cur.cursor.fetchall()
+    else:
+        [row] = cur.execute(sql)
     return Head(*(int(value) for value in row))
 
 
@@ -244,29 +282,44 @@ def persist(cur: Cursor, view: LedgerView, outcome: BatchOutcome, next_seq: int,
     created = outcome.created
     if created:
         # Plain values bind on the drivers' fast paths (a StrEnum or a bool makes sqlite3 search for an
-        # adapter on every row); PostgreSQL wants a real boolean for `linked`.
-        rows: list[tuple[Any, ...]]
-        if cur.postgres:
-            rows = [(t[0], t[1], t[2].value, *t[3:]) for t in created]
+        # adapter on every row).
+        if cur.postgres:  # one statement: the rows as columns of arrays, unnested
+            arrays = [list(column) for column in zip(*created, strict=True)]
+            arrays[2] = [kind.value for kind in arrays[2]]
+            cur.execute(_INSERT_TRANSFERS_PG, arrays)
         else:
             rows = [(t[0], t[1], t[2].value, *t[3:12], int(t[12]), *t[13:]) for t in created]
-        cur.executemany(_INSERT_TRANSFER, rows)
+            cur.executemany(_INSERT_TRANSFER, rows)
     if outcome.failures:
         cur.executemany(
             "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)",
             [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures],
         )
     accounts = view.accounts
-    balances = []
-    # PostgreSQL locks each updated row: a fixed (id) order keeps concurrent writers from deadlocking.
-    for account_id in sorted(outcome.touched) if cur.postgres else outcome.touched:
-        b = accounts[account_id].balance
-        balances.append((b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, account_id))
-    cur.executemany(
-        "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-        "credits_posted = ? WHERE id = ?",
-        balances,
-    )
+    if cur.postgres:
+        # One statement for every balance (arrays unnested), rows locked in id order.
+        touched = sorted(outcome.touched)
+        if touched:
+            columns: list[list[Any]] = [touched, [], [], [], []]
+            for account_id in touched:
+                b = accounts[account_id].balance
+                columns[1].append(b.debits_pending)
+                columns[2].append(b.debits_posted)
+                columns[3].append(b.credits_pending)
+                columns[4].append(b.credits_posted)
+            cur.execute(_UPDATE_BALANCES_PG, columns)
+    else:
+        balances = []
+        for account_id in outcome.touched:
+            b = accounts[account_id].balance
+            balances.append(
+                (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, account_id)
+            )
+        cur.executemany(
+            "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
+            "credits_posted = ? WHERE id = ?",
+            balances,
+        )
     if created:
         cur.execute(
             "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1",
