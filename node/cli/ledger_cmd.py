@@ -101,31 +101,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ledger_reconcile_cmd.register(sub)
 
 
-def _account_rows(accounts: list[ledger.Account]) -> list[list[Any]]:
-    return [
-        [
+def _print_accounts(title: str, accounts: list[ledger.Account]) -> None:
+    closed = any(a.closed_seq is not None for a in accounts)
+    columns = ["account", "currency", "kind", "dr pending", "dr posted", "cr pending", "cr posted", "net"]
+    rows = []
+    for a in accounts:
+        b = a.balance
+        row: list[Any] = [
             a.id,
             a.spec.currency,
             a.spec.kind,
-            *a.balance.as_tuple(),
-            a.balance.credits_posted - a.balance.debits_posted,
-            "closed" if a.closed_seq is not None else "",
+            *b.as_tuple(),
+            b.credits_posted - b.debits_posted,
         ]
-        for a in accounts
-    ]
-
-
-BALANCE_COLUMNS = [
-    "account",
-    "currency",
-    "kind",
-    "debits pending",
-    "debits posted",
-    "credits pending",
-    "credits posted",
-    "net",
-    "",
-]
+        if closed:
+            row.append("closed" if a.closed_seq is not None else "")
+        rows.append(row)
+    print_table(title, [*columns, "state"] if closed else columns, rows)
 
 
 def run_accounts_list(args: argparse.Namespace) -> int:
@@ -135,7 +127,7 @@ def run_accounts_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([a.to_dict() for a in accounts])
     else:
-        print_table("accounts", BALANCE_COLUMNS, _account_rows(accounts))
+        _print_accounts("accounts", accounts)
     return 0
 
 
@@ -207,7 +199,7 @@ def run_balances(args: argparse.Namespace) -> int:
     if args.json:
         print_json([a.to_dict() for a in accounts])
     else:
-        print_table("balances", BALANCE_COLUMNS, _account_rows(accounts))
+        _print_accounts("balances", accounts)
     return 0
 
 

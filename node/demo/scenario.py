@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from node.demo import connectors, federation, foundation
+from node.demo import ledger as settlement
 from node.demo.stage import DemoError, Stage
 
 Step = Callable[[Stage], None]
@@ -28,6 +29,9 @@ RUN_STEPS: tuple[Step, ...] = (
     connectors.show_offers,
     connectors.network,
     connectors.kill_and_restore_plugin,
+    settlement.settle_trade,
+    settlement.audit,
+    settlement.reconcile,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 
