@@ -6,12 +6,11 @@ signed and stored. Versions only rise, across replicas too: every call reads the
 head (a primary-key lookup without the body) and never answers with an older version than that.
 
 The cache remembers, per partner, the key the last answer was worked out under, the content hash
-and the issued catalog (body included). The key is the agreement plus the identity of the own
-offers:
-- when every offer source declares `content_version()` (a cheap value that changes whenever its
-  offers do), those versions — the sources are not even called;
-- otherwise a fingerprint of all own offers (canonical bytes, hashed), so filtering, pricing and
-  hashing per partner are skipped when nothing changed; the sources are still asked for offers.
+and the issued catalog (body included). The key is the agreement plus, for each offer source:
+- its declared `content_version()` (a cheap value that changes whenever its offers do) — such a
+  source is not even called while the key matches;
+- else a fingerprint of the offers it returns now (canonical bytes, hashed), so filtering,
+  pricing and hashing per partner are skipped when nothing changed.
 A changed offer set always gives a new key, so it can never be answered from the cache.
 """
 
@@ -78,20 +77,26 @@ class CatalogIssuer:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
 
-    async def own_offers(self) -> list[dict[str, Any]]:
-        """Every offer of this node, from all offer sources in order."""
+    async def own_offers(
+        self, fetched: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every offer of this node, from all offer sources in order (reusing offers just `fetched`)."""
         offers: list[dict[str, Any]] = []
-        for source in self._sources().values():
-            offers.extend(await source())
+        for name, source in self._sources().items():
+            offers.extend(fetched[name] if fetched and name in fetched else await source())
         return offers
 
-    async def _own_key(self) -> tuple[Hashable, list[dict[str, Any]] | None]:
-        sources = self._sources()
-        versions = tuple((name, source_version(source)) for name, source in sources.items())
-        if all(version is not None for _, version in versions):
-            return ("versions", versions), None
-        offers = await self.own_offers()
-        return ("fingerprint", content_hash(offers)), offers
+    async def _own_key(self) -> tuple[Hashable, dict[str, list[dict[str, Any]]]]:
+        """Each source's declared version, or the fingerprint of its offers (which are returned)."""
+        parts: list[tuple[str, Hashable]] = []
+        fetched: dict[str, list[dict[str, Any]]] = {}
+        for name, source in self._sources().items():
+            version = source_version(source)
+            if version is None:
+                fetched[name] = await source()
+                version = ("fingerprint", content_hash(fetched[name]))
+            parts.append((name, version))
+        return tuple(parts), fetched
 
     def forget(self, partner: str | None = None) -> None:
         """Drop the cached answer for `partner` (every partner when None); the next call works it out."""
@@ -102,14 +107,14 @@ class CatalogIssuer:
 
     async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
         """The current catalog for `partner`, issuing a new version when its content changed or it aged."""
-        own_key, offers = await self._own_key()
+        own_key, fetched = await self._own_key()
         key = (own_key, canonical.fingerprint_bytes(partner.agreement.to_json()))
         entry = self._entries.get(partner.name)
         visible: list[dict[str, Any]] | None = None
         if entry is not None and entry.key == key:
             content_sha = entry.content_sha256
         else:
-            visible = offers_for(offers if offers is not None else await self.own_offers(), partner.agreement)
+            visible = offers_for(await self.own_offers(fetched), partner.agreement)
             content_sha = content_hash(visible)
         for _ in range(ISSUE_ATTEMPTS):
             latest = await asyncio.to_thread(store.latest_issued_head, self._engine, partner.name)
@@ -126,7 +131,7 @@ class CatalogIssuer:
                 self._entries[partner.name] = _Entry(key, content_sha, issued)
                 return issued
             if visible is None:
-                visible = offers_for(await self.own_offers(), partner.agreement)
+                visible = offers_for(await self.own_offers(fetched), partner.agreement)
                 content_sha = content_hash(visible)
             issued = self._issue(partner.name, visible, content_sha, latest[0] if latest else None, now)
             if await asyncio.to_thread(store.insert_issued, self._engine, issued):

@@ -3,6 +3,7 @@ with its own Ed25519 key that plays the attacker (signs, tampers, replays, serve
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -221,6 +222,35 @@ class FakePeer:
     def signed_document(self, document: dict[str, Any]) -> dict[str, Any]:
         """`document` signed by this peer."""
         return sign_document(document, self.key)
+
+
+class Recorder:
+    """A trade handler that counts calls and can hold a call open."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+        self.release.set()
+        self.entered = asyncio.Event()
+
+    async def __call__(self, partner: Partner, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.calls += 1
+        self.entered.set()
+        await self.release.wait()
+        return 201, {"trade_id": document["trade_id"], "status": "accepted", "call": self.calls}
+
+
+def trade_body(peer: FakePeer, trade_id: str, items: int = 1, audience: str = "alpha") -> bytes:
+    """A signed trade request from the fake peer to `audience`."""
+    document = {
+        "type": "cpnode.trade-request.v1",
+        "issuer": peer.name,
+        "audience": audience,
+        "trade_id": trade_id,
+        "issued_ts": int(time.time()),
+        "items": [{"offer_id": f"{audience}-pool-a-0", "units": 1, "hours": 1}] * items,
+    }
+    return canonical.encode(sign_document(document, peer.key))
 
 
 @pytest.fixture(name="fake_peer")

@@ -20,7 +20,7 @@ from federation.documents import sign_document
 from federation.partners import Partner
 from federation.sync import run_round
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, service_of
+from tests.federation.conftest import FakePeer, Recorder, nodes, service_of, trade_body
 
 SLOW_TOML = """
 request_timeout_s = 0.5
@@ -277,35 +277,6 @@ async def test_slow_and_endless_peers_do_not_stall_sync(tmp_path: Path, fake_pee
         # Backoff: a normal (not forced) round skips the failing partner until its next attempt.
         results = {r.partner: r.outcome for r in await run_round(service_of(alpha))}
         assert results["mallory"] == "backoff"
-
-
-class Recorder:
-    """A trade handler that counts calls and can hold a call open."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.release = asyncio.Event()
-        self.release.set()
-        self.entered = asyncio.Event()
-
-    async def __call__(self, partner: Partner, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        self.calls += 1
-        self.entered.set()
-        await self.release.wait()
-        return 201, {"trade_id": document["trade_id"], "status": "accepted", "call": self.calls}
-
-
-def trade_body(peer: FakePeer, trade_id: str, items: int = 1) -> bytes:
-    """A signed trade request from the fake peer to alpha."""
-    document = {
-        "type": "cpnode.trade-request.v1",
-        "issuer": peer.name,
-        "audience": "alpha",
-        "trade_id": trade_id,
-        "issued_ts": int(time.time()),
-        "items": [{"offer_id": "alpha-pool-a-0", "units": 1, "hours": 1}] * items,
-    }
-    return canonical.encode(sign_document(document, peer.key))
 
 
 async def test_trade_replay_and_concurrency(alpha: NodeServer, fake_peer: FakePeer) -> None:

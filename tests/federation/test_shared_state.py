@@ -1,0 +1,164 @@
+"""Federation state shared by replicas, at the storage level on both backends (SQLite file and
+PostgreSQL schema): seen nonces and trade claims decided by the database, also under concurrent
+writers, with expiry and purge; and the pure rules beside them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from federation import claims, nonces, store
+from federation.catalog import CatalogHead
+from federation.errors import AuthError, ConflictError, RateLimitedError
+from federation.issuing import reusable, source_version
+from tests.federation.test_store import partner
+
+KID = "ed25519:abcdefghijklmnop"
+SHA = "a" * 64
+
+
+def race(workers: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run `fn(i)` in `workers` threads released at once; return each result or raised exception."""
+    barrier = threading.Barrier(workers)
+    results: list[Any] = [None] * workers
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = fn(index)
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_nonce_is_claimed_once_until_it_expires(engine: Engine) -> None:
+    """A nonce is accepted once; a repeat is refused while it is valid, accepted again after expiry, and
+    purge removes only expired rows."""
+    assert nonces.claim_nonce(engine, KID, "nonce-0001", 200, 100)
+    assert not nonces.claim_nonce(engine, KID, "nonce-0001", 260, 150)
+    assert not nonces.claim_nonce(engine, KID, "nonce-0001", 260, 200)  # valid through its last second
+    assert nonces.claim_nonce(engine, "ed25519:otherkeyotherkey", "nonce-0001", 200, 150)  # per key
+    assert nonces.claim_nonce(engine, KID, "nonce-0002", 400, 150)
+    assert nonces.claim_nonce(engine, KID, "nonce-0001", 500, 201)  # expired: a new signature may reuse it
+    assert nonces.purge_expired(engine, 450) == 2
+    assert nonces.count_seen(engine) == 1
+    assert not nonces.claim_nonce(engine, KID, "nonce-0001", 600, 450)
+
+
+def test_concurrent_claims_of_one_nonce_admit_exactly_one(engine: Engine) -> None:
+    """Eight writers claiming the same nonce at once (as replicas would): exactly one wins."""
+    results = race(8, lambda _i: nonces.claim_nonce(engine, KID, "same-nonce", 10**10, 1))
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_recent_nonces_only_remember() -> None:
+    """The front cache reports a nonce seen until its expiry and forgets (never admits) when full."""
+    recent = nonces.RecentNonces(max_entries=4)
+    recent.add(KID, "n-1", 100, 0)
+    assert recent.seen(KID, "n-1", 100)
+    assert not recent.seen(KID, "n-1", 101)
+    assert not recent.seen(KID, "n-2", 0)
+    for index in range(2, 10):
+        recent.add(KID, f"n-{index}", 1000, 0)
+    assert len(recent) <= 4
+    assert recent.seen(KID, "n-9", 0)
+
+
+def test_claim_transition_table() -> None:
+    """The claim table allows exactly the moves it lists; finishing a free trade is refused."""
+    assert claims.transition("free", "claim") == "in_progress"
+    assert claims.transition("in_progress", "claim") == "refused"
+    assert claims.transition("answered", "claim") == "answered"
+    with pytest.raises(ConflictError):
+        claims.transition("free", "finish")
+    with pytest.raises(ConflictError):
+        claims.transition("answered", "release")
+
+
+def test_trade_claims_limit_lapse_and_answers(engine: Engine) -> None:
+    """Claims count toward the partner's limit until answered, released or lapsed; a lapsed claim may be
+    taken over; the first stored answer stands; other content under a trade id is a conflict."""
+    store.add_partner(engine, partner("mallory"), 1)
+
+    def claim(trade_id: str, holder: str, now_ts: int, sha: str = SHA, limit: int = 1) -> Any:
+        return claims.claim_trade(engine, "mallory", trade_id, sha, holder, now_ts, 30, limit)
+
+    assert claim("t-1", "r1", 100) is None
+    with pytest.raises(RateLimitedError) as busy:
+        claim("t-2", "r2", 110)
+    assert busy.value.code == "rate_limited"
+    with pytest.raises(RateLimitedError) as running:
+        claim("t-1", "r2", 110)
+    assert running.value.code == "trade_in_progress"
+    with pytest.raises(ConflictError):
+        claim("t-1", "r2", 110, sha="b" * 64)
+    assert claim("t-2", "r2", 110, limit=2) is None
+    assert claims.in_progress(engine, "mallory", 110) == ["t-1", "t-2"]
+    claims.release_claim(engine, "mallory", "t-2", "r2")
+    assert claims.renew_claim(engine, "mallory", "t-1", "r1", 140)
+    assert not claims.renew_claim(engine, "mallory", "t-1", "someone-else", 500)
+    # r1 dies: its claim lapses after 140 and r2 takes the trade over.
+    assert claim("t-1", "r2", 141) is None
+    assert not claims.renew_claim(engine, "mallory", "t-1", "r1", 200)
+    assert claims.finish_trade(engine, "mallory", "t-1", SHA, "r2", 201, b'{"by":"r2"}', 150) == (
+        201,
+        b'{"by":"r2"}',
+    )
+    # r1 comes back and finishes late: the first answer stands.
+    assert claims.finish_trade(engine, "mallory", "t-1", SHA, "r1", 500, b'{"by":"r1"}', 151) == (
+        201,
+        b'{"by":"r2"}',
+    )
+    stored = claim("t-1", "r3", 152)
+    assert (stored["status"], bytes(stored["response"])) == (201, b'{"by":"r2"}')
+    with pytest.raises(ConflictError):
+        claim("t-1", "r3", 152, sha="b" * 64)
+    assert claims.in_progress(engine, "mallory", 152) == []
+    assert claim("t-3", "r3", 160) is None
+    assert claims.purge_lapsed(engine, 300) == 1
+    with pytest.raises(AuthError):
+        claims.claim_trade(engine, "nobody", "t-1", SHA, "r1", 100, 30, 1)
+
+
+def test_concurrent_claims_respect_the_limit(engine: Engine) -> None:
+    """Eight writers claiming different trades of one partner at once, limit 2: exactly two win."""
+    store.add_partner(engine, partner("mallory"), 1)
+    results = race(8, lambda i: claims.claim_trade(engine, "mallory", f"t-{i}", SHA, f"r{i}", 100, 30, 2))
+    assert sum(result is None for result in results) == 2
+    assert all(result is None or isinstance(result, RateLimitedError) for result in results), results
+    assert len(claims.in_progress(engine, "mallory", 100)) == 2
+
+
+def test_catalog_reuse_rule() -> None:
+    """A stored catalog is served again only with the same content and under half its validity used."""
+    head = CatalogHead(3, "s" * 64, 1000, 4600)
+    assert reusable(head, "c" * 64, "c" * 64, 2000, 3600)
+    assert not reusable(head, "c" * 64, "d" * 64, 2000, 3600)
+    assert not reusable(head, "c" * 64, "c" * 64, 2800, 3600)
+
+
+def test_source_version_is_optional() -> None:
+    """An offer source declares its content version through `content_version()`; a plain one has none."""
+
+    async def plain() -> list[dict[str, Any]]:
+        return []
+
+    class Versioned:
+        async def __call__(self) -> list[dict[str, Any]]:
+            return []
+
+        def content_version(self) -> str:
+            return "v7"
+
+    assert source_version(plain) is None
+    assert source_version(Versioned()) == "v7"
