@@ -19,14 +19,12 @@ Sequence numbers are given out densely in the order transfers are created.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ledger.balances import apply_transfer
 from ledger.holds import HoldState, expiry_id, is_past_deadline, resolution, transition
 from ledger.records import (
     MAX_BALANCE,
     NOT_REMEMBERED,
-    AccountSpec,
     Balance,
     Status,
     Transfer,
@@ -35,45 +33,9 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.validation import check_id, check_transfer, check_transfer_field, first_difference, well_formed
+from ledger.view import AccountState, BatchOutcome, Failure, LedgerView
 
-
-@dataclass(slots=True)
-class AccountState:
-    """An account as the engine sees it: immutable spec, mutable balance, whether it is closed."""
-
-    spec: AccountSpec
-    balance: Balance
-    closed_seq: int | None = None
-
-
-@dataclass
-class LedgerView:
-    """The part of the ledger one batch needs; the engine updates it in place."""
-
-    accounts: dict[str, AccountState] = field(default_factory=dict)
-    transfers: dict[str, Transfer] = field(default_factory=dict)  # stored, by id
-    failed: dict[str, Status] = field(default_factory=dict)  # remembered failures, by id
-    holds: dict[str, HoldState] = field(default_factory=dict)  # by pending transfer id
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A failure to remember so that its id stays failed."""
-
-    id: str
-    status: Status
-    field: str | None
-
-
-@dataclass
-class BatchOutcome:
-    """What a batch did: one result per request, and what storage must write."""
-
-    results: list[TransferResult]
-    created: list[Transfer]
-    failures: list[Failure]
-    touched: set[str]  # accounts whose balance may have changed
-    resolved: list[str]  # pending ids whose hold was resolved
+__all__ = ["apply_batch", "chains", "expire_holds"]
 
 
 class _Refused(Exception):  # internal control flow; never escapes this module

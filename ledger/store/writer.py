@@ -38,9 +38,10 @@ from ledger.records import (
     TransferRequest,
     TransferResult,
 )
-from ledger.rules import AccountState, BatchOutcome, LedgerView, apply_batch, expire_holds
+from ledger.rules import apply_batch, expire_holds
 from ledger.store.db import IN_CHUNK, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
+from ledger.view import AccountState, BatchOutcome, LedgerView
 
 MAX_BATCH = 10_000
 _COLUMNS = ", ".join(TRANSFER_COLUMNS)

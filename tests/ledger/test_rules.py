@@ -9,7 +9,8 @@ import pytest
 from ledger import AccountKind, AccountSpec, Balance, Status, TransferKind, TransferRequest
 from ledger.holds import REFUSALS, TRANSITIONS, HoldState, transition
 from ledger.records import MAX_AMOUNT, MAX_BALANCE
-from ledger.rules import AccountState, LedgerView, apply_batch, expire_holds
+from ledger.rules import apply_batch, expire_holds
+from ledger.view import AccountState, LedgerView
 from tests.ledger.support import pending, post, single, void
 
 

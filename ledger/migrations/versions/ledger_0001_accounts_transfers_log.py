@@ -171,11 +171,13 @@ def _append_only_triggers() -> None:
 
 
 def upgrade() -> None:
+    """Create the ledger's tables, indexes and append-only triggers."""
     _tables()
     _append_only_triggers()
 
 
 def downgrade() -> None:
+    """Drop them again."""
     if op.get_bind().dialect.name == "postgresql":
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
