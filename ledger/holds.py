@@ -9,7 +9,6 @@ The database backs "once" with a unique index on the resolving transfer's `pendi
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 
 from ledger.records import EXPIRE_ID_PREFIX, Status, Transfer, TransferKind
 
@@ -62,34 +61,35 @@ def resolution(
     amount: int,
     seq: int,
     ts_ms: int,
-    *,
     code: int,
     linked: bool = False,
-    links: Mapping[str, str | None] | None = None,
+    links: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None),
 ) -> Transfer:
     """The transfer that resolves `hold` by `kind`, posting `amount` (0 for void and expire).
 
-    Link fields (order, trade, partner, digest) left out are taken from the hold, so every leg of a
-    trade carries its trade id.
+    `links` are (order_id, trade_id, partner, trade_digest); those left out are taken from the hold,
+    so every leg of a trade carries its trade id.
     """
-    given = links or {}
-    return Transfer(
-        seq=seq,
-        id=transfer_id,
-        kind=kind,
-        debit_account=hold.debit_account,
-        credit_account=hold.credit_account,
-        currency=hold.currency,
-        amount=amount,
-        pending_id=hold.id,
-        pending_amount=hold.amount,
-        timeout_s=None,
-        expires_ms=None,
-        code=code,
-        linked=linked,
-        ts_ms=ts_ms,
-        order_id=given.get("order_id") or hold.order_id,
-        trade_id=given.get("trade_id") or hold.trade_id,
-        partner=given.get("partner") or hold.partner,
-        trade_digest=given.get("trade_digest") or hold.trade_digest,
+    order_id, trade_id, partner, digest = links
+    return Transfer._make(
+        (
+            seq,
+            transfer_id,
+            kind,
+            hold.debit_account,
+            hold.credit_account,
+            hold.currency,
+            amount,
+            hold.id,
+            hold.amount,
+            None,
+            None,
+            code,
+            linked,
+            ts_ms,
+            order_id or hold.order_id,
+            trade_id or hold.trade_id,
+            partner or hold.partner,
+            digest or hold.trade_digest,
+        )
     )

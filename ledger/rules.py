@@ -248,29 +248,9 @@ class _Batch:
             raise _Refused(
                 Status.EXCEEDS_PENDING_TRANSFER_AMOUNT, "amount", f"the hold is for {hold.amount} only"
             )
-        # Links left out are taken from the hold, so every leg of a trade carries its trade id.
-        transfer = _new_transfer(
-            (
-                self.next_seq + len(self.created),
-                req.id,
-                req.kind,
-                hold.debit_account,
-                hold.credit_account,
-                hold.currency,
-                amount,
-                hold.id,
-                hold.amount,
-                None,
-                None,
-                req.code,
-                req.linked,
-                self.ts_ms,
-                req.order_id or hold.order_id,
-                req.trade_id or hold.trade_id,
-                req.partner or hold.partner,
-                req.trade_digest or hold.trade_digest,
-            )
-        )
+        links = (req.order_id, req.trade_id, req.partner, req.trade_digest)
+        seq = self.next_seq + len(self.created)
+        transfer = resolution(hold, req.kind, req.id, amount, seq, self.ts_ms, req.code, req.linked, links)
         return self.apply_resolution(transfer, nxt)
 
     def apply_resolution(self, transfer: Transfer, nxt: HoldState) -> Transfer:
@@ -404,7 +384,7 @@ def expire_holds(view: LedgerView, holds: Sequence[Transfer], ts_ms: int, next_s
         ):
             continue
         seq = next_seq + len(batch.created)
-        transfer = resolution(hold, TransferKind.EXPIRE, expiry_id(hold.id), 0, seq, ts_ms, code=hold.code)
+        transfer = resolution(hold, TransferKind.EXPIRE, expiry_id(hold.id), 0, seq, ts_ms, hold.code)
         batch.apply_resolution(transfer, HoldState.EXPIRED)
         results.append(TransferResult(index, transfer.id, Status.CREATED, None, transfer.seq))
     return batch.outcome(results)
