@@ -13,9 +13,8 @@ import pytest
 from ledger import merkle
 from ledger.errors import ProofError
 
-VECTORS = Path("/work/shared/vectors/rfc9162/testdata")
-if not VECTORS.is_dir():  # the repository may be checked out elsewhere beside shared/
-    VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9162" / "testdata"
+# transparency-dev/merkle testdata (Apache-2.0, see vectors/rfc9162/LICENSE and README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors" / "rfc9162" / "testdata"
 FILES = sorted(VECTORS.rglob("*.json"))
 
 
