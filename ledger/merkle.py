@@ -118,7 +118,7 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> None:
     """Raise ProofError unless `proof` shows leaf hash `leaf` at `index` in the tree `(size, root)`."""
     if root_from_inclusion(index, size, leaf, proof) != root:
-        raise ProofError(f"inclusion proof of leaf {index} does not lead to the root of size {size}")
+        raise ProofError(f"inclusion proof of leaf {index} does not reach the root of size {size}")
 
 
 def valid_subtree(start: int, end: int) -> bool:
@@ -138,7 +138,7 @@ def verify_subtree_inclusion(
     if not start <= index < end:
         raise ProofError(f"leaf {index} is outside the subtree [{start}, {end})")
     if root_from_inclusion(index - start, end - start, leaf, proof) != root:
-        raise ProofError("subtree inclusion proof does not lead to the subtree's hash")
+        raise ProofError("subtree inclusion proof does not reach the subtree's hash")
 
 
 def _subtree_consistency(
@@ -180,9 +180,9 @@ def _subtree_consistency(
     if tn != 0:
         raise ProofError("consistency proof is shorter than the tree is high")
     if fr != sub_root:
-        raise ProofError("consistency proof does not lead to the older root")
+        raise ProofError("consistency proof does not reach the older root")
     if sr != root:
-        raise ProofError("consistency proof does not lead to the newer root")
+        raise ProofError("consistency proof does not reach the newer root")
 
 
 def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the `cpnode ledger` command modules: times, the database, the node's key."""
+"""What the `cpnode ledger` command modules share: times, the database, the node's key."""
 
 from __future__ import annotations
 

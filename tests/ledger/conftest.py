@@ -1,4 +1,4 @@
-"""Fixtures for the ledger's tests: signing keys, a second database for a partner's ledger, helpers."""
+"""Fixtures for the ledger's tests: signing keys, a second database for a partner's ledger."""
 
 from __future__ import annotations
 
