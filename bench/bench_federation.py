@@ -6,8 +6,16 @@
 2. Sync round: one node syncing 50 partners × 2,000 offers (partners are in-process aiohttp servers
    serving pre-signed catalogs and the login endpoints); wall time of one full round (first: logins,
    fetch, verify, store; second: heads only).
-3. Signed request round-trip on loopback: sign (client) + verify with digest and nonce (server) vs
-   the same aiohttp server's unsigned route; p50/p99 and their ratio.
+3. Signed request round-trip on loopback: sign (client) + verify with digest, then the replay
+   check (server) vs the same aiohttp server's unsigned route; p50/p99 and their ratio. The replay
+   check runs three ways: in process memory only (the single-process check used before replicas
+   shared it: the "before" figure), and through the database as the node does now (SQLite, and
+   PostgreSQL when CPNODE_TEST_POSTGRES_URL is set).
+4. Catalog head poll of a 10,000-offer catalog: the partner's time to answer (`catalog_for`) and
+   the whole signed poll (session token). Baseline: the work every poll did before the issuing
+   cache (all offers filtered, priced and hashed, latest catalog read with its body); then the
+   cache, with an offer source that declares no content version (its offers are fingerprinted)
+   and one that does.
 
 Run: .venv/bin/python -m bench federation
 """
@@ -16,31 +24,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
 from nacl.signing import SigningKey
+from sqlalchemy.engine import Engine
 
 from federation import canonical, store
-from federation.catalog import accept_catalog, build_catalog, sha256_hex
+from federation.catalog import accept_catalog, build_catalog, offers_for, sha256_hex
 from federation.httpsig import (
     Identity,
-    NonceCache,
+    SignatureParams,
     check_times,
     read_signature_params,
     sign_request,
     verify_request,
 )
+from federation.issuing import content_hash
 from federation.keys import public_key_text
+from federation.nonces import RecentNonces
 from federation.partners import Agreement, Partner
 from federation.server import SERVICE
+from federation.service import FederationService, FederationSettings, OwnKeys
 from federation.sync import _fetch, ensure_session, run_round
+from node.db import make_engine, upgrade
 from node.service import NodeServer
 from tests.nodes import make_node_dir, running_node
 
@@ -48,6 +65,8 @@ FED_TOML = '[federation]\nallow_networks = ["127.0.0.0/8"]\nsync_interval_s = 36
 INGEST_OFFERS = 10_000
 PARTNERS, PARTNER_OFFERS = 50, 2_000
 ROUND_TRIPS = 2_000
+HEAD_OFFERS, HEAD_POLLS = 10_000, 40
+POSTGRES_URL = os.environ.get("CPNODE_TEST_POSTGRES_URL", "")
 
 
 def make_offers(count: int, prefix: str) -> list[dict[str, Any]]:
@@ -203,10 +222,41 @@ async def bench_sync_round(tmp: Path) -> dict[str, Any]:
     }
 
 
-async def bench_round_trip() -> dict[str, Any]:
-    """Benchmark 3."""
+@asynccontextmanager
+async def database(tmp: Path, backend: str) -> AsyncIterator[Engine]:
+    """A migrated engine: a SQLite file under `tmp`, or a throw-away schema of the PostgreSQL at
+    CPNODE_TEST_POSTGRES_URL."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    schema = f"cpnode_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(
+        f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{schema}"
+    )
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def pct_ms(samples: list[float], q: float) -> float:
+    """The `q` quantile of `samples` (seconds), in milliseconds."""
+    return round(sorted(samples)[int(q * (len(samples) - 1))] * 1000, 3)
+
+
+async def round_trips(replay: Callable[[SignatureParams, int], Awaitable[None]]) -> dict[str, float]:
+    """Unsigned vs signed round trips to one server whose signed route runs `replay` after verifying."""
     caller = Identity("alpha", SigningKey.generate())
-    nonces = NonceCache()
 
     async def handler(request: web.Request) -> web.Response:
         body = await request.read()
@@ -216,7 +266,7 @@ async def bench_round_trip() -> dict[str, Any]:
             now = int(time.time())
             check_times(params, now)
             verify_request(request.method, base + request.raw_path, lines, body, caller.key.verify_key)
-            nonces.check_and_store(params.key_id, params.nonce, params.expires, now)
+            await replay(params, now)
         return web.Response(body=b'{"ok":true}', content_type="application/json")
 
     runner, base = await serve(handler)
@@ -237,27 +287,111 @@ async def bench_round_trip() -> dict[str, Any]:
                     assert response.status == 200
                 results[kind].append(time.perf_counter() - started)
     await runner.cleanup()
-
-    def pct(samples: list[float], q: float) -> float:
-        return round(sorted(samples)[int(q * (len(samples) - 1))] * 1000, 3)
-
-    out: dict[str, Any] = {
-        f"{k}_{name}_ms": pct(v, q) for k, v in results.items() for name, q in (("p50", 0.5), ("p99", 0.99))
+    out = {
+        f"{k}_{name}_ms": pct_ms(v, q)
+        for k, v in results.items()
+        for name, q in (("p50", 0.5), ("p99", 0.99))
     }
     out["p50_ratio"] = round(out["signed_p50_ms"] / out["unsigned_p50_ms"], 2)
     out["p99_ratio"] = round(out["signed_p99_ms"] / out["unsigned_p99_ms"], 2)
     return out
 
 
+async def bench_round_trip(tmp: Path) -> dict[str, dict[str, float]]:
+    """Benchmark 3: the replay check in process memory only (how a single process did it before
+    replicas shared it), then through the database as the node does now, on each backend."""
+    recent = RecentNonces()
+
+    async def in_memory(params: SignatureParams, now: int) -> None:
+        if recent.seen(params.key_id, params.nonce, now):
+            raise AssertionError("replayed")
+        recent.add(params.key_id, params.nonce, params.expires + 60, now)
+
+    figures = {"memory": await round_trips(in_memory)}
+    own = OwnKeys(Identity("bench", SigningKey.generate()), {})
+    for backend in ("sqlite", "postgresql") if POSTGRES_URL else ("sqlite",):
+        async with database(tmp / backend, backend) as engine:
+            service = FederationService(lambda: own, engine, FederationSettings(), lambda: "")
+            figures[f"database_{backend}"] = await round_trips(service.check_replay)
+    return figures
+
+
+async def bench_head_poll(tmp: Path) -> dict[str, Any]:
+    """Benchmark 4: answering a catalog head poll for a 10,000-offer catalog, on the partner's side
+    (`catalog_for`) and as a whole signed poll with a session token: the work every poll did before
+    the issuing cache (baseline) vs cached, with a source without and with a content version."""
+    configs = [make_node_dir(tmp, name, extra_toml=FED_TOML) for name in ("alpha", "beta")]
+    async with running_node(configs[0]) as alpha, running_node(configs[1]) as beta:
+        assert alpha.ctx is not None
+        assert beta.ctx is not None
+        offers = make_offers(HEAD_OFFERS, "beta")
+
+        async def plain() -> list[dict[str, Any]]:
+            return [dict(offer) for offer in offers]
+
+        class Versioned:
+            async def __call__(self) -> list[dict[str, Any]]:
+                return await plain()
+
+            def content_version(self) -> int:
+                return 1
+
+        store.add_partner(alpha.ctx.engine, Partner("beta", (beta.url,), beta.ctx.identity.public_key), 0)
+        store.add_partner(beta.ctx.engine, Partner("alpha", (alpha.url,), alpha.ctx.identity.public_key), 0)
+        svc, beta_svc = service(alpha), service(beta)
+        partner = store.get_partner(alpha.ctx.engine, "beta")
+        to_alpha = store.get_partner(beta.ctx.engine, "alpha")
+        assert partner is not None
+        assert to_alpha is not None
+
+        async def before_cache(partner: Partner) -> store.IssuedCatalog:
+            # What every head poll did before the cache: all offers filtered, priced and hashed,
+            # and the latest catalog read with its body.
+            visible = offers_for(await beta_svc.own_offers(), partner.agreement)
+            content = content_hash(visible)
+            latest: store.IssuedCatalog = await beta_svc.db(store.latest_issued, partner.name)
+            assert latest.content_sha256 == content
+            return latest
+
+        beta.ctx.offer_sources["bench"] = plain
+        await beta_svc.catalog_for(to_alpha)  # issues version 1
+        figures: dict[str, Any] = {"offers": HEAD_OFFERS}
+        for name, source in (("before", plain), ("fingerprint", plain), ("versioned", Versioned())):
+            beta.ctx.offer_sources["bench"] = source
+            if name == "before":
+                beta_svc.catalog_for = before_cache
+            else:
+                vars(beta_svc).pop("catalog_for", None)  # back to the class's method: the issuing cache
+            await _fetch(svc, partner, "/fed/v1/catalog/head")
+            answers, polls = [], []
+            for _ in range(HEAD_POLLS):
+                started = time.perf_counter()
+                assert (await beta_svc.catalog_for(to_alpha)).head.version == 1
+                answers.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                assert json.loads(await _fetch(svc, partner, "/fed/v1/catalog/head"))["version"] == 1
+                polls.append(time.perf_counter() - started)
+            figures[f"{name}_answer_p50_ms"] = pct_ms(answers, 0.5)
+            figures[f"{name}_poll_p50_ms"] = pct_ms(polls, 0.5)
+        for name in ("fingerprint", "versioned"):
+            figures[f"{name}_answer_speedup"] = round(
+                figures["before_answer_p50_ms"] / figures[f"{name}_answer_p50_ms"], 1
+            )
+    return figures
+
+
 async def main() -> int:
-    """Run the three benchmarks and print their figures as JSON lines."""
+    """Run the four benchmarks and print their figures as JSON lines."""
     with tempfile.TemporaryDirectory(prefix="cpnode-bench-fed-") as tmp:
         ingest = await bench_ingest(Path(tmp) / "ingest")
         print("catalog ingest", json.dumps(ingest), flush=True)
         sync = await bench_sync_round(Path(tmp) / "sync")
         print("sync round    ", json.dumps(sync), flush=True)
-    trip = await bench_round_trip()
-    print("round trip    ", json.dumps(trip), flush=True)
+        heads = await bench_head_poll(Path(tmp) / "head")
+        print("head poll     ", json.dumps(heads), flush=True)
+        trips = await bench_round_trip(Path(tmp) / "trip")
+    for variant, trip in trips.items():
+        print(f"round trip, replay check {variant}:", json.dumps(trip), flush=True)
     if ingest["ratio"] < ingest["target_ratio"]:
         print(f"ingest ratio {ingest['ratio']} is below the target {ingest['target_ratio']}")
     return 0

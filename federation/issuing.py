@@ -98,13 +98,6 @@ class CatalogIssuer:
             parts.append((name, version))
         return tuple(parts), fetched
 
-    def forget(self, partner: str | None = None) -> None:
-        """Drop the cached answer for `partner` (every partner when None); the next call works it out."""
-        if partner is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(partner, None)
-
     async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
         """The current catalog for `partner`, issuing a new version when its content changed or it aged."""
         own_key, fetched = await self._own_key()
