@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
@@ -57,9 +58,12 @@ def schedule(ctx: NodeContext) -> None:
 
 def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
     """Lines for `cpnode status`: accounts, log size, latest checkpoint, open discrepancies."""
-    stored = ledger.current_checkpoint(engine)
-    accounts, transfers = len(ledger.list_accounts(engine)), ledger.log_size(engine)
-    discrepancies = len(ledger.list_discrepancies(engine, open_only=True))
+    try:
+        stored = ledger.current_checkpoint(engine)
+        accounts, transfers = len(ledger.list_accounts(engine)), ledger.log_size(engine)
+        discrepancies = len(ledger.list_discrepancies(engine, open_only=True))
+    except sa.exc.SQLAlchemyError:
+        return [("ledger", "no tables yet (cpnode db upgrade, or start the node)")]
     return [
         ("ledger", f"{accounts} accounts, {transfers} transfers, {discrepancies} open discrepancies"),
         (
