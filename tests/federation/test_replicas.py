@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from federation import claims, store
+from federation import claims, nonces, store
 from federation.catalog import offers_for
 from federation.nonces import RecentNonces
 from node.config import load_settings
 from node.db import make_engine, upgrade
+from node.peering.component import PURGE_JOB
 from tests.federation.conftest import FakePeer, Recorder, trade_body
 from tests.federation.replicas import Replicas, free_port, replica_config, replica_pair
 from tests.nodes import NodeProcess
@@ -316,3 +317,20 @@ async def test_two_node_processes_share_replay_protection(
     finally:
         for process in processes:
             process.kill()
+
+
+async def test_purge_job_deletes_only_expired_state(pair: Replicas, fake_peer: FakePeer) -> None:
+    """The node's scheduled `federation.purge` job deletes expired nonces and lapsed claims and keeps
+    live ones, so a replay inside its window is still refused afterwards."""
+    assert pair.a.ctx is not None
+    engine = pair.a.ctx.engine
+    now = int(time.time())
+    assert nonces.claim_nonce(engine, fake_peer.identity.kid, "long-gone-nonce", now - 10, now - 400)
+    assert claims.claim_trade(engine, "mallory", "t-old", "0" * 64, "gone", now - 100, 30, 1) is None
+    headers = fake_peer.sign("POST", pair.public_url + CHALLENGE)
+    assert (await fake_peer.send("POST", pair.a_url + CHALLENGE, b"", headers))[0] == 200
+    assert await pair.a.ctx.scheduler.run_job(PURGE_JOB) == "ok"
+    assert count_rows(pair, "fed_seen_nonces") == 1
+    assert count_rows(pair, "fed_trade_claims") == 0
+    status, answer = await fake_peer.send("POST", pair.b_url + CHALLENGE, b"", headers)
+    assert (status, answer["error"]) == (401, "replayed")
