@@ -73,13 +73,16 @@ def collect(settings: Settings) -> tuple[dict[str, Any], bool]:
     data["database"] = engine.url.render_as_string(hide_password=True)
     try:
         check_database(engine)
-        data["schema"] = {
-            row["branch"]: f"{row['current'] or '-'} ({row['state']})" for row in version_rows(engine)
-        }
-        for component in COMPONENTS:
-            if component.status is not None:
-                for label, value in component.status(settings, engine):
-                    data[label] = value
+        rows = version_rows(engine)
+        data["schema"] = {row["branch"]: f"{row['current'] or '-'} ({row['state']})" for row in rows}
+        if any(row["state"] != "up to date" for row in rows):
+            # Components read their own tables; on an older schema they would fail, so say why instead.
+            data["components"] = "schema not up to date: run `cpnode db upgrade` (or start the node)"
+        else:
+            for component in COMPONENTS:
+                if component.status is not None:
+                    for label, value in component.status(settings, engine):
+                        data[label] = value
     except DatabaseError as exc:
         data["database_error"] = str(exc)
         healthy = False

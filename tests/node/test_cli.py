@@ -67,3 +67,16 @@ def test_group_readable_key_warns(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         identity = load_identity(load_settings(config, environ={}))
     assert identity.name == "alpha"
     assert f"chmod 600 {key}" in caplog.text
+
+
+def test_status_on_a_never_started_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """status on a node whose database was never migrated explains what to do instead of failing."""
+    config = make_node_dir(tmp_path, "alpha")
+    assert cpnode(["status", "--json", "--config", str(config)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "cpnode db upgrade" in data["components"]
+    assert data["process"] == "not running"
+    assert cpnode(["db", "upgrade", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert cpnode(["status", "--json", "--config", str(config)]) == 0
+    assert "components" not in json.loads(capsys.readouterr().out)
