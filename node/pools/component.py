@@ -66,20 +66,35 @@ def catalog_offer(offer: Offer, site: str | None) -> dict[str, Any]:
     return entry
 
 
+class HostOffers:
+    """The node's offers from the live plugin host. Its `content_version()` changes whenever a plugin's
+    state or latest snapshot does, so catalog issuing skips unchanged head polls cheaply."""
+
+    def __init__(self, host: PluginHost, sites: dict[str, str | None]) -> None:
+        self._host = host
+        self._sites = sites
+
+    async def __call__(self) -> list[dict[str, Any]]:
+        return [catalog_offer(offer, self._sites.get(offer.pool)) for offer in self._host.offers()]
+
+    def content_version(self) -> tuple[tuple[str, str, int], ...]:
+        """(plugin, state, snapshot time) of every hosted plugin."""
+        return tuple(sorted((p.name, p.state, p.snapshot_ms) for p in self._host.plugins()))
+
+
 def offer_source(ctx: NodeContext, host: PluginHost | None) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
     """The node's offers from the connectors: the live host if here, else the stored snapshots."""
     sites = {pool.name: pool.site for pool in ctx.settings.pools}
+    if host is not None:
+        return HostOffers(host, sites)
     known = identities(ctx.settings)
 
-    async def source() -> list[dict[str, Any]]:
-        if host is not None:
-            offers = host.offers()
-        else:
-            snapshots = await asyncio.to_thread(PluginStore(ctx.engine).online_snapshots)
-            offers = offers_from_snapshots(snapshots, known)
+    async def stored() -> list[dict[str, Any]]:
+        snapshots = await asyncio.to_thread(PluginStore(ctx.engine).online_snapshots)
+        offers = offers_from_snapshots(snapshots, known)
         return [catalog_offer(offer, sites.get(offer.pool)) for offer in offers]
 
-    return source
+    return stored
 
 
 async def _every(interval_s: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:

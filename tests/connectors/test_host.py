@@ -154,3 +154,26 @@ async def test_failed_upgrade_keeps_the_running_version() -> None:
     scripted.BEHAVIOUR["pool"] = "ok"
     assert host.get("pool").version == "1.0"
     assert host.get("pool").state == "online"
+
+
+async def test_host_offer_source_declares_a_version_that_follows_the_host() -> None:
+    """The node's connectors offer source keeps its content version while nothing changes, and moves
+    when a plugin is refreshed or removed, so catalog issuing can skip unchanged polls safely."""
+    from node.pools.component import HostOffers
+
+    clock = FakeClock()
+    host = PluginHost(settings=HostSettings(call_timeout_s=0.5), clock=clock)
+    await host.add_entry_point("p1", "scripted", {})
+    source = HostOffers(host, {})
+    first = source.content_version()
+    assert source.content_version() == first
+    offers = await source()
+    assert offers
+    assert await source() == offers
+    clock.now += 5
+    await host.refresh(["p1"])
+    refreshed = source.content_version()
+    assert refreshed != first
+    await host.remove("p1")
+    assert source.content_version() not in (first, refreshed)
+    assert await source() == []
