@@ -163,6 +163,7 @@ async def test_host_offer_source_declares_a_version_that_follows_the_host() -> N
 
     clock = FakeClock()
     host = PluginHost(settings=HostSettings(call_timeout_s=0.5), clock=clock)
+    host.identities["p1"] = IDENTITY
     await host.add_entry_point("p1", "scripted", {})
     source = HostOffers(host, {})
     first = source.content_version()
