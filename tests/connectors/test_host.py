@@ -165,6 +165,7 @@ async def test_host_offer_source_declares_a_version_that_follows_the_host() -> N
     host = PluginHost(settings=HostSettings(call_timeout_s=0.5), clock=clock)
     host.identities["p1"] = IDENTITY
     await host.add_entry_point("p1", "scripted", {})
+    await host.refresh()
     source = HostOffers(host, {})
     first = source.content_version()
     assert source.content_version() == first
