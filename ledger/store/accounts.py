@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from ledger.errors import ConflictError, NotFoundError
 from ledger.records import Account, AccountResult, AccountSpec, Status
+from ledger.store.cursor import Cursor
 from ledger.store.db import (
     account_from_row,
     now_ms,
@@ -18,7 +19,7 @@ from ledger.store.db import (
     write_transaction,
 )
 from ledger.store.schema import accounts
-from ledger.store.writer import Cursor, lock_head
+from ledger.store.writer import lock_head
 from ledger.validation import check_account, first_account_difference
 
 

@@ -94,6 +94,10 @@ DRIVER_ERRORS, TRANSIENT_DRIVER_ERRORS = _driver_errors()
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *DRIVER_ERRORS)
 
 
+class StaleRead(Exception):
+    """Something read from a cache no longer matches the database; retry the transaction afresh."""
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "disk is full" in text or "no space left" in text or type(exc).__name__ == "DiskFull"
@@ -114,6 +118,10 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATT
     for attempt in range(attempts):
         try:
             return action()
+        except StaleRead as exc:
+            if attempt == attempts - 1:
+                raise StorageError(f"{what} failed after {attempt + 1} attempt(s): {exc}") from exc
+            log.debug("%s: retrying after %s", what, exc)
         except DATABASE_ERRORS as exc:
             cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
             if _is_disk_full(exc) or _is_disk_full(cause):

@@ -1,20 +1,20 @@
 """The write path: a batch of transfer requests becomes one database transaction.
 
 Per batch: lock the head row (dense sequence numbers, monotonic time), load what the batch touches
-with a few IN queries (its ids, the holds it resolves, its accounts, which PostgreSQL locks in id
-order), run the pure rules, then write new transfers, remembered failures and account balances
-with executemany, and advance the head. The expiry sweeper goes through the same path.
-
-This is the hot path, so it speaks to the driver's cursor directly (qmark for sqlite3, format for
-psycopg) instead of building SQLAlchemy statements per batch; the transaction itself is still the
-SQLAlchemy connection's (SQLite BEGIN IMMEDIATE via `cpnode_write`).
+with a few key-set queries (its ids, the holds it resolves, its accounts, which PostgreSQL locks in
+id order), run the pure rules, then write new transfers, remembered failures and account balances
+with executemany (PostgreSQL: one `unnest` statement each), and advance the head. The expiry
+sweeper goes through the same path.
 
 Cache: the head row carries a `version` that every write touching balances, holds or account
-state increments. Each engine keeps the accounts and holds its last committed batch saw, tagged
-with the version it left behind. A batch that finds the head (read under its lock) at that same
-version knows nobody else wrote since, so it reuses those balances and hold states instead of
-reading them again; any other version (another process or thread wrote), an error, or a
-rollback drops the cache.
+state increments. Each engine keeps what its last committed batch knew, tagged with the version it
+left behind: account balances (and on SQLite each account's rowid), and the transfers it wrote or
+read with the state of each hold among them. A batch that finds the head (read under its lock) at
+that same version knows nobody else wrote since, so the rules run on those dictionaries directly
+instead of reading them again; any other version (another process or thread wrote), an error, or a
+rollback drops the cache. A rowid is only trusted together with the account id in the same
+UPDATE, and a changed row count retries the batch with fresh reads (VACUUM may renumber rows
+without touching the head).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from ledger.errors import RequestError
 from ledger.holds import STATE_AFTER, HoldState
@@ -39,32 +39,41 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.rules import apply_batch, expire_holds
-from ledger.store.db import IN_CHUNK, gc_paused, now_ms, with_retries, write_transaction
+from ledger.store.cursor import Cursor
+from ledger.store.db import StaleRead, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
 from ledger.view import AccountState, BatchOutcome, LedgerView
 
 MAX_BATCH = 10_000
 _COLUMNS = ", ".join(TRANSFER_COLUMNS)
-_ACCOUNT_COLUMNS = (
-    "id, currency, kind, debits_must_not_exceed_credits, credits_must_not_exceed_debits, partner, "
-    "closed_seq, debits_pending, debits_posted, credits_pending, credits_posted"
-)
+_SPEC_COLUMNS = "id, currency, kind, debits_must_not_exceed_credits, credits_must_not_exceed_debits, partner"
+_STATE_COLUMNS = "closed_seq, debits_pending, debits_posted, credits_pending, credits_posted"
 # SQL assembled once from the column constants above (no outside input reaches these strings).
 # Stored transfers by id, each with the kind of the transfer that resolved it (when it is a resolved hold).
 _SELECT_TRANSFERS = (
     f"SELECT {_COLUMNS}, (SELECT r.kind FROM ledger_transfers AS r WHERE r.pending_id = t.id) "  # noqa: S608
     "FROM ledger_transfers AS t WHERE t.id {in}"
 )
-_SELECT_ACCOUNTS = f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id {{in}}"  # noqa: S608
-# For accounts whose spec is cached, only what changes.
-_SELECT_BALANCES = (
-    "SELECT id, closed_seq, debits_pending, debits_posted, credits_pending, credits_posted "
-    "FROM ledger_accounts WHERE id {in}"
-)
+# Accounts (PostgreSQL locks them in id order); SQLite also reads each row's rowid for the update.
+_SELECT_ACCOUNTS_PG = f"SELECT {_SPEC_COLUMNS}, {_STATE_COLUMNS}, NULL FROM ledger_accounts WHERE id {{in}} ORDER BY id FOR UPDATE"  # noqa: S608
+_SELECT_ACCOUNTS = f"SELECT {_SPEC_COLUMNS}, {_STATE_COLUMNS}, rowid FROM ledger_accounts WHERE id {{in}}"  # noqa: S608
+# For accounts whose spec is cached (SQLite), only what changes.
+_SELECT_BALANCES = f"SELECT id, {_STATE_COLUMNS}, rowid FROM ledger_accounts WHERE id {{in}}"  # noqa: S608
 # Which of a batch's ids are stored or remembered as failed, in one statement.
-_SELECT_KNOWN_IDS = "SELECT id, NULL FROM ledger_transfers WHERE id {in} UNION ALL SELECT id, status FROM ledger_failures WHERE id {in}"
+_SELECT_KNOWN_IDS = (
+    "SELECT t.id, NULL FROM json_each(?1) AS k JOIN ledger_transfers AS t ON t.id = k.value UNION ALL "
+    "SELECT f.id, f.status FROM json_each(?1) AS k JOIN ledger_failures AS f ON f.id = k.value"
+)
+_SELECT_KNOWN_IDS_PG = (
+    "SELECT id, NULL FROM ledger_transfers WHERE id = ANY(?) "
+    "UNION ALL SELECT id, status FROM ledger_failures WHERE id = ANY(?)"
+)
 _INSERT_TRANSFER = (
     f"INSERT INTO ledger_transfers ({_COLUMNS}) VALUES ({', '.join('?' * len(TRANSFER_COLUMNS))})"  # noqa: S608
+)
+_UPDATE_BALANCES = (
+    "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
+    "credits_posted = ? WHERE rowid = ? AND id = ?"
 )
 _SELECT_DUE_HOLDS = (
     f"SELECT {_COLUMNS} FROM ledger_transfers AS h WHERE h.kind = 'pending' "  # noqa: S608
@@ -106,17 +115,23 @@ _UPDATE_BALANCES_PG = (
 # Account specs never change once created, so each engine keeps the ones it has read.
 _SPECS: weakref.WeakKeyDictionary[Engine, dict[str, AccountSpec]] = weakref.WeakKeyDictionary()
 MAX_CACHED_ACCOUNTS = 1_000_000
-MAX_CACHED_HOLDS = 100_000
+MAX_CACHED_TRANSFERS = 100_000
+_PENDING = TransferKind.PENDING
+_KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on sqlite3's fast path
 
 
 @dataclass
-class _AccountCache:
+class _Cache:
+    """What an engine's last committed batch knew, valid while the head's version is `version`."""
+
     version: int
-    states: dict[str, AccountState]
-    holds: dict[str, tuple[Transfer, HoldState]] = field(default_factory=dict)  # by pending id
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    rowids: dict[str, int] = field(default_factory=dict)  # SQLite: where each account's row is
+    transfers: dict[str, Transfer] = field(default_factory=dict)  # stored, by id
+    holds: dict[str, HoldState] = field(default_factory=dict)  # of the holds among `transfers`
 
 
-_CACHES: weakref.WeakKeyDictionary[Engine, _AccountCache] = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
 
 
 class Head(NamedTuple):
@@ -126,41 +141,6 @@ class Head(NamedTuple):
     last_ts_ms: int
     swept_ms: int  # every hold with a deadline up to here is resolved
     version: int  # bumped by every write that changes balances or account state
-
-
-class Cursor:
-    """The driver cursor of a SQLAlchemy connection, with the dialect's placeholders and IN lists."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.postgres = conn.dialect.name == "postgresql"
-        self.p = "%s" if self.postgres else "?"
-        self.cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement; its rows (empty for statements without any)."""
-        self.cursor.execute(sql.replace("?", self.p) if self.postgres else sql, params)
-        return list(self.cursor.fetchall()) if self.cursor.description else []
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for each row of parameters."""
-        if rows:
-            self.cursor.executemany(sql.replace("?", self.p) if self.postgres else sql, rows)
-
-    def select_in(self, sql: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
-        """Run `sql` with each `{in}` standing for membership in `keys`: one array parameter on
-        PostgreSQL, chunks of bound parameters on SQLite."""
-        ordered = list(keys)
-        if not ordered:
-            return []
-        uses = sql.count("{in}")
-        if self.postgres:
-            return self.execute(sql.replace("{in}", "= ANY(?)"), [ordered] * uses)
-        rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(ordered), IN_CHUNK):
-            part = ordered[start : start + IN_CHUNK]
-            rows.extend(self.execute(sql.replace("{in}", f"IN ({','.join('?' * len(part))})"), part * uses))
-        return rows
 
 
 def transfer_from_tuple(row: Sequence[Any]) -> Transfer:
@@ -182,39 +162,35 @@ def lock_head(cur: Cursor) -> Head:
     return Head(*(int(value) for value in row))
 
 
-def load_accounts(cur: Cursor, states: dict[str, AccountState], ids: Iterable[str]) -> None:
-    """Read the accounts among `ids` that `states` lacks into it (on PostgreSQL locking them in id order)."""
+def load_accounts(cur: Cursor, cache: _Cache, ids: Iterable[str]) -> None:
+    """Read the accounts among `ids` that the cache lacks into it (on PostgreSQL locking them in id order)."""
     specs = _SPECS.setdefault(cur.conn.engine, {})
-    wanted = {account_id for account_id in ids if account_id not in states}
+    states, rowids = cache.accounts, cache.rowids
+    wanted = set(ids).difference(states)
+    if not wanted:
+        return
     if cur.postgres:
         known: list[str] = []
         unknown = wanted
-        suffix = " ORDER BY id FOR UPDATE"
     else:  # SQLite: the file lock is held; read only balances of accounts whose spec is cached
         known = [account_id for account_id in wanted if account_id in specs]
         unknown = wanted.difference(known)
-        suffix = ""
-    for account_id, closed, dp, dpo, cp, cpo in cur.select_in(_SELECT_BALANCES, known):
+    for account_id, closed, dp, dpo, cp, cpo, rowid in cur.select_in(_SELECT_BALANCES, known):
         states[account_id] = AccountState(specs[account_id], Balance(dp, dpo, cp, cpo), closed)
-    for (
-        account_id,
-        currency,
-        kind,
-        limit_debits,
-        limit_credits,
-        partner,
-        closed,
-        dp,
-        dpo,
-        cp,
-        cpo,
-    ) in cur.select_in(_SELECT_ACCOUNTS + suffix, unknown):
+        rowids[account_id] = rowid
+    sql = _SELECT_ACCOUNTS_PG if cur.postgres else _SELECT_ACCOUNTS
+    for row in cur.select_in(sql, unknown):
+        account_id, currency, kind, limit_debits, limit_credits, partner, closed, dp, dpo, cp, cpo, rowid = (
+            row
+        )
         spec = specs.get(account_id)
         if spec is None:
             spec = specs[account_id] = AccountSpec(
                 account_id, currency, AccountKind(kind), bool(limit_debits), bool(limit_credits), partner
             )
         states[account_id] = AccountState(spec, Balance(dp, dpo, cp, cpo), closed)
+        if rowid is not None:
+            rowids[account_id] = rowid
 
 
 def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]:
@@ -228,59 +204,44 @@ def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]
     return states
 
 
-def load_view(
-    cur: Cursor,
-    requests: Sequence[TransferRequest],
-    accounts: dict[str, AccountState],
-    holds: dict[str, tuple[Transfer, HoldState]] | None = None,
-) -> LedgerView:
-    """Read (and on PostgreSQL lock) everything `requests` can touch; `accounts` and `holds` hold what
-    is known already (a valid cache)."""
-    view = LedgerView(accounts=accounts)
-    ids: set[str] = set()
-    pending_ids: set[str] = set()
-    account_ids: set[str] = set()
-    for r in requests:  # built from JSON: any field may hold any type, so keep only strings
-        if type(r.id) is str:
-            ids.add(r.id)
-        if type(r.pending_id) is str:
-            pending_ids.add(r.pending_id)
-        if type(r.debit_account) is str:
-            account_ids.add(r.debit_account)
-        if type(r.credit_account) is str:
-            account_ids.add(r.credit_account)
-    stored = set(pending_ids)
-    for pending_id in pending_ids.intersection(holds or ()):
-        assert holds is not None
-        hold, state = holds[pending_id]
-        view.transfers[pending_id] = hold
-        view.holds[pending_id] = state
-        account_ids.add(hold.debit_account)
-        account_ids.add(hold.credit_account)
-        stored.discard(pending_id)
-    for known_id, status in cur.select_in(_SELECT_KNOWN_IDS, ids):
+def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: _Cache) -> LedgerView:
+    """Read (and on PostgreSQL lock) everything `requests` can touch that the cache (valid at this
+    head version) does not hold already; the view shares the cache's dictionaries."""
+    transfers, holds = cache.transfers, cache.holds
+    view = LedgerView(cache.accounts, transfers, {}, holds)
+    # Built from JSON: any field may hold any type, so only strings are looked up.
+    ids = {i for r in requests if type(i := r.id) is str}
+    pending_ids = {p for r in requests if type(p := r.pending_id) is str}
+    account_ids = {d for r in requests if type(d := r.debit_account) is str}
+    account_ids.update(c for r in requests if type(c := r.credit_account) is str)
+    stored = pending_ids.difference(transfers)
+    sql = _SELECT_KNOWN_IDS_PG if cur.postgres else _SELECT_KNOWN_IDS
+    for known_id, status in cur.with_keys(sql, ids.difference(transfers)):
         if status is None:
             stored.add(known_id)
         else:
             view.failed[known_id] = Status(status)
     for row in cur.select_in(_SELECT_TRANSFERS, stored):
         transfer = transfer_from_tuple(row)
-        view.transfers[transfer.id] = transfer
-        if transfer.kind is TransferKind.PENDING:
+        transfers[transfer.id] = transfer
+        if transfer.kind is _PENDING:
             resolved_by = row[len(TRANSFER_COLUMNS)]
-            view.holds[transfer.id] = (
+            holds[transfer.id] = (
                 HoldState.PENDING if resolved_by is None else STATE_AFTER[TransferKind(resolved_by)]
             )
-            if transfer.id in pending_ids:
-                account_ids.add(transfer.debit_account)
-                account_ids.add(transfer.credit_account)
-    load_accounts(cur, accounts, account_ids)
+    for pending_id in pending_ids:  # a resolution touches its hold's accounts
+        hold = transfers.get(pending_id)
+        if hold is not None and hold.kind is _PENDING:
+            account_ids.add(hold.debit_account)
+            account_ids.add(hold.credit_account)
+    load_accounts(cur, cache, account_ids)
     return view
 
 
-def persist(cur: Cursor, view: LedgerView, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
+def persist(cur: Cursor, cache: _Cache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
     """Write a batch's outcome: transfers, failures, balances, and the new head."""
     created = outcome.created
+    kinds = _KIND_VALUE
     if created:
         # Plain values bind on the drivers' fast paths (a StrEnum or a bool makes sqlite3 search for an
         # adapter on every row).
@@ -289,14 +250,38 @@ def persist(cur: Cursor, view: LedgerView, outcome: BatchOutcome, next_seq: int,
             arrays[2] = [kind.value for kind in arrays[2]]
             cur.execute(_INSERT_TRANSFERS_PG, arrays)
         else:
-            rows = [(t[0], t[1], t[2].value, *t[3:12], int(t[12]), *t[13:]) for t in created]
-            cur.executemany(_INSERT_TRANSFER, rows)
+            cur.executemany(
+                _INSERT_TRANSFER,
+                [
+                    (
+                        sq,
+                        id_,
+                        kinds[kd],
+                        dr,
+                        cr,
+                        cy,
+                        am,
+                        pi,
+                        pa,
+                        to,
+                        ex,
+                        co,
+                        1 if ln else 0,
+                        ts,
+                        oi,
+                        ti,
+                        pt,
+                        dg,
+                    )
+                    for (sq, id_, kd, dr, cr, cy, am, pi, pa, to, ex, co, ln, ts, oi, ti, pt, dg) in created
+                ],
+            )
     if outcome.failures:
         cur.executemany(
             "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)",
             [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures],
         )
-    accounts = view.accounts
+    accounts = cache.accounts
     if cur.postgres:
         # One statement for every balance (arrays unnested), rows locked in id order.
         touched = sorted(outcome.touched)
@@ -309,18 +294,23 @@ def persist(cur: Cursor, view: LedgerView, outcome: BatchOutcome, next_seq: int,
                 columns[3].append(b.credits_pending)
                 columns[4].append(b.credits_posted)
             cur.execute(_UPDATE_BALANCES_PG, columns)
-    else:
+    elif outcome.touched:
+        rowids = cache.rowids
         balances = []
         for account_id in outcome.touched:
             b = accounts[account_id].balance
             balances.append(
-                (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, account_id)
+                (
+                    b.debits_pending,
+                    b.debits_posted,
+                    b.credits_pending,
+                    b.credits_posted,
+                    rowids[account_id],
+                    account_id,
+                )
             )
-        cur.executemany(
-            "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-            "credits_posted = ? WHERE id = ?",
-            balances,
-        )
+        if cur.executemany(_UPDATE_BALANCES, balances) != len(balances):
+            raise StaleRead("an account row moved (the file was rebuilt); reading accounts again")
     if created:
         cur.execute(
             "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1",
@@ -342,19 +332,17 @@ def submit(
         with write_transaction(engine) as conn:
             cur = Cursor(conn)
             head = lock_head(cur)
-            if cache is None or cache.version != head.version or len(cache.states) > MAX_CACHED_ACCOUNTS:
-                cache = _AccountCache(head.version, {})
+            if cache is None or cache.version != head.version or len(cache.accounts) > MAX_CACHED_ACCOUNTS:
+                cache = _Cache(head.version)
+            elif len(cache.transfers) > MAX_CACHED_TRANSFERS:
+                cache.transfers.clear()
+                cache.holds.clear()
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            view = load_view(cur, requests, cache.states, cache.holds)
+            view = load_view(cur, requests, cache)
             outcome = apply_batch(view, requests, ts_ms, head.next_seq)
-            persist(cur, view, outcome, head.next_seq, ts_ms)
-        # Committed: the cached balances and holds are now those of version + 1 (or unchanged if
-        # nothing was created).
+            persist(cur, cache, outcome, head.next_seq, ts_ms)
+        # Committed: the cache now holds version + 1 (or the same version if nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
-        if len(cache.holds) > MAX_CACHED_HOLDS:
-            cache.holds.clear()
-        for hold_id, state in view.holds.items():
-            cache.holds[hold_id] = (view.transfers[hold_id], state)
         _CACHES[engine] = cache
         return outcome.results
 
@@ -382,13 +370,15 @@ def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) ->
                 if len(holds) < limit or last_deadline is None
                 else max(head.swept_ms, last_deadline - 1)
             )
-            view = LedgerView(holds={hold.id: HoldState.PENDING for hold in holds})
-            view.transfers.update((hold.id, hold) for hold in holds)
+            cache = _Cache(head.version)
+            cache.holds.update((hold.id, HoldState.PENDING) for hold in holds)
+            cache.transfers.update((hold.id, hold) for hold in holds)
             load_accounts(
-                cur, view.accounts, {a for hold in holds for a in (hold.debit_account, hold.credit_account)}
+                cur, cache, {a for hold in holds for a in (hold.debit_account, hold.credit_account)}
             )
+            view = LedgerView(cache.accounts, cache.transfers, {}, cache.holds)
             outcome = expire_holds(view, holds, ts_ms, head.next_seq)
-            persist(cur, view, outcome, head.next_seq, ts_ms)
+            persist(cur, cache, outcome, head.next_seq, ts_ms)
             cur.execute(
                 "UPDATE ledger_head SET swept_ms = ?, last_ts_ms = ? WHERE id = 1",
                 (watermark, max(ts_ms, watermark)),
