@@ -11,6 +11,7 @@ from typing import Any
 from federation.catalog import CATALOG_TYPE, OFFER_FIELDS
 from federation.keydoc import KEY_DOCUMENT_TYPE
 from federation.login import LOGIN_TYPE
+from federation.settlement import SETTLEMENT_TYPE, SUMMARY_REQUEST_TYPE
 from federation.tokens import TOKEN_TYPE
 
 _INT = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
@@ -32,6 +33,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "not found",
         409: "conflicts with stored state",
         413: "body too large",
+        422: "refused by the node's rules (a signed refusal document carrying error and message)",
         429: "too many requests in flight",
         503: "not available on this node",
     }
@@ -70,7 +72,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "cpnode peer API",
             "version": "1",
-            "description": "Node-to-node federation: key document, login, catalogs, trades. Every route but "
+            "description": "Node-to-node federation: key document, login, catalogs, trades, settlement and "
+            "reconciliation summaries. Every route but "
             "the key document and this document needs an RFC 9421 signature (label `cpnode`, Ed25519, covering "
             "@method, @target-uri, @authority, content-digest, cpnode-node and authorization when sent).",
         },
@@ -145,7 +148,47 @@ def openapi_document() -> dict[str, Any]:
                             {"type": "object"}, "the trade handler's answer (stored; replays get it again)"
                         ),
                         "201": _json({"type": "object"}, "the trade handler's answer, created"),
-                        **_errors(400, 401, 409, 413, 429, 503),
+                        **_errors(400, 401, 409, 413, 422, 429, 503),
+                    },
+                }
+            },
+            "/fed/v1/trades/{trade_id}/settlement": {
+                "post": {
+                    "operationId": "settleTrade",
+                    "summary": "Settle (or with used_hours 0 cancel) a trade the caller bought; idempotent",
+                    "security": SIGNED_SESSION,
+                    "parameters": [
+                        {
+                            "name": "trade_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SettlementDocument")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {"type": "object"}, "the signed settlement receipt (a repeat gets the same one)"
+                        ),
+                        **_errors(400, 401, 404, 409, 413, 422, 429, 503),
+                    },
+                }
+            },
+            "/fed/v1/ledger/summary": {
+                "post": {
+                    "operationId": "ledgerSummary",
+                    "summary": "This node's signed reconciliation summary for the caller and a window",
+                    "security": SIGNED_SESSION,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("SummaryRequest")}},
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "the signed summary (type cpnode.ledger.summary)"),
+                        **_errors(400, 401, 413, 422, 429, 503),
                     },
                 }
             },
@@ -307,6 +350,58 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {"offer_id": {"type": "string"}, "units": _INT, "hours": _INT},
                             },
                         },
+                    },
+                },
+                "SettlementDocument": {
+                    "type": "object",
+                    "required": [
+                        "type",
+                        "issuer",
+                        "audience",
+                        "trade_id",
+                        "issued_ts",
+                        "used_hours",
+                        "amount",
+                        "currency",
+                        "receipt_sha256",
+                        "signatures",
+                    ],
+                    "properties": {
+                        "type": {"const": SETTLEMENT_TYPE},
+                        "issuer": {"type": "string"},
+                        "audience": {"type": "string"},
+                        "trade_id": {"type": "string"},
+                        "issued_ts": _INT,
+                        "used_hours": _INT,
+                        "amount": _INT,
+                        "currency": {"type": "string"},
+                        "receipt_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        "signatures": signatures,
+                    },
+                },
+                "SummaryRequest": {
+                    "type": "object",
+                    "required": [
+                        "type",
+                        "issuer",
+                        "audience",
+                        "issued_ts",
+                        "window",
+                        "margin_ms",
+                        "signatures",
+                    ],
+                    "properties": {
+                        "type": {"const": SUMMARY_REQUEST_TYPE},
+                        "issuer": {"type": "string"},
+                        "audience": {"type": "string"},
+                        "issued_ts": _INT,
+                        "window": {
+                            "type": "object",
+                            "required": ["from_ms", "to_ms"],
+                            "properties": {"from_ms": _INT, "to_ms": _INT},
+                        },
+                        "margin_ms": _INT,
+                        "signatures": signatures,
                     },
                 },
             },

@@ -9,6 +9,11 @@ Routes (the key document `/fed/v1/keys` is served by the node's core routes):
 - `GET  /fed/v1/catalog/head`    signed + session; version, hash and expiry of the caller's catalog
 - `GET  /fed/v1/catalog`         signed + session; the caller's signed catalog
 - `POST /fed/v1/trades`          signed + session; an idempotent trade request
+- `POST /fed/v1/trades/{trade_id}/settlement` signed + session; settle or cancel a trade
+- `POST /fed/v1/ledger/summary`  signed + session; this node's signed reconciliation summary
+
+What settlements and summary requests do is the node's (`PEER_HANDLERS` on the app, see
+`federation.settlement`); without them those routes answer 503.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from federation.errors import AuthError, TooLargeError
 from federation.login import check_login, new_challenge
 from federation.openapi import openapi_document
 from federation.service import Caller, FederationService
+from federation.settlement import PeerHandlers, handle_settlement, handle_summary
 from federation.tokens import issue_token
 from federation.trades import handle_trade
 
 SERVICE = web.AppKey("federation_service", FederationService)
+PEER_HANDLERS = web.AppKey("federation_peer_handlers", PeerHandlers)
 JSON = "application/json"
 
 
@@ -127,6 +134,26 @@ async def trades(request: web.Request) -> web.Response:
     return web.Response(body=response, status=status, content_type=JSON)
 
 
+async def settlement(request: web.Request) -> web.Response:
+    """Settle or cancel a trade the caller bought here."""
+    service = request.app[SERVICE]
+    body = await read_body(request, service.settings.max_request_bytes)
+    caller = await _caller(request, body, require_session=True)
+    status, response = await handle_settlement(
+        service, request.app.get(PEER_HANDLERS), caller, request.match_info["trade_id"], body
+    )
+    return web.Response(body=response, status=status, content_type=JSON)
+
+
+async def summary(request: web.Request) -> web.Response:
+    """This node's signed reconciliation summary for the caller and the requested window."""
+    service = request.app[SERVICE]
+    body = await read_body(request, service.settings.max_request_bytes)
+    caller = await _caller(request, body, require_session=True)
+    response = await handle_summary(service, request.app.get(PEER_HANDLERS), caller, body)
+    return web.Response(body=response, content_type=JSON)
+
+
 def add_routes(app: web.Application, service: FederationService) -> None:
     """Mount the `/fed/v1` peer API (all but the key document) on `app`."""
     app[SERVICE] = service
@@ -136,3 +163,5 @@ def add_routes(app: web.Application, service: FederationService) -> None:
     app.router.add_get("/fed/v1/catalog/head", catalog_head)
     app.router.add_get("/fed/v1/catalog", catalog)
     app.router.add_post("/fed/v1/trades", trades)
+    app.router.add_post("/fed/v1/trades/{trade_id}/settlement", settlement)
+    app.router.add_post("/fed/v1/ledger/summary", summary)

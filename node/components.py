@@ -22,6 +22,7 @@ from node.peering import component as peering
 from node.pools import component as pools
 from node.roles import ALL_ROLES
 from node.settlement import component as settlement
+from node.trading import component as trading
 
 Installer = Callable[[web.Application, NodeContext], None]
 Scheduler = Callable[[NodeContext], None]
@@ -61,6 +62,13 @@ COMPONENTS: tuple[Component, ...] = (
         install=settlement.install,
         schedule=settlement.schedule,
         status=settlement.status_lines,
+    ),
+    # After federation and connectors: it takes the federation service and wraps every offer source.
+    Component(
+        "trading",
+        frozenset({"federation", "api", "scheduler"}),
+        install=trading.install,
+        status=trading.status_lines,
     ),
 )
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from node.peering.settings import FederationSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
 from node.settlement.settings import LedgerSection
+from node.trading.settings import TradingSection
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
@@ -138,6 +139,7 @@ class Settings(BaseModel):
     offers: list[OfferSection] = Field(default_factory=list)
     connectors: ConnectorsSection = ConnectorsSection()
     ledger: LedgerSection = LedgerSection()
+    trading: TradingSection = TradingSection()
     pools: PoolList = Field(default_factory=list)
     base_dir: Path = Path()
 

@@ -1,0 +1,302 @@
+"""What trading writes into the ledger: accounts of the chart (node.trading.rules), deposits, the
+partner's credit line, and the holds of orders and sales with their posts and voids.
+
+Every transfer id is derived from the order or trade id, so running any step again answers
+`exists` instead of moving money twice. The ledger enforces the limits: a consumer cannot
+overdraw (`consumer:<id>` has no overdraft) and a partner cannot buy beyond its credit line
+(`partner:<node>` has no overdraft and is funded from `creditline:<node>` with the agreement's
+credit limit), so two concurrent orders can never both take the last of either.
+
+Transfer ids (T = order or trade id):
+- buyer, partner's offer: `T:hold` consumer → escrow (pending), `T:escrow` escrow → partner
+  (pending, once accepted), then `T:hold:post|void` and `T:escrow:post|void`;
+- seller, and buyer on its own offers: `T:sale:provider` payer → provider, `T:sale:fee` payer →
+  platform fees (both pending, linked), then `T:sale:provider:post|void`, `T:sale:fee:post|void`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sqlalchemy.engine import Engine
+
+import ledger
+from ledger import AccountKind, AccountSpec, Status, TransferKind, TransferRequest, TransferResult
+from node.trading import rules
+from node.trading.errors import StateError
+
+
+def consumer_spec(consumer: str, currency: str) -> AccountSpec:
+    """A consumer's account: it can never be overdrawn, pending holds counted."""
+    return AccountSpec(
+        rules.consumer_account(consumer), currency, AccountKind.CONSUMER, debits_must_not_exceed_credits=True
+    )
+
+
+def partner_specs(node: str, currency: str) -> list[AccountSpec]:
+    """A partner's account (no overdraft: its credit line bounds what it owes us) and its credit line."""
+    return [
+        AccountSpec(
+            rules.partner_account(node),
+            currency,
+            AccountKind.PARTNER,
+            debits_must_not_exceed_credits=True,
+            partner=node,
+        ),
+        AccountSpec(rules.credit_line_account(node), currency, AccountKind.EXTERNAL),
+    ]
+
+
+def house_specs(currency: str, pools: Sequence[str] = ()) -> list[AccountSpec]:
+    """Deposits, escrow, platform fees and the given pools' provider accounts."""
+    specs = [
+        AccountSpec(rules.DEPOSITS, currency, AccountKind.EXTERNAL),
+        AccountSpec(rules.ESCROW, currency, AccountKind.ESCROW),
+        AccountSpec(rules.FEES, currency, AccountKind.FEES),
+    ]
+    specs += [
+        AccountSpec(rules.provider_account(pool), currency, AccountKind.PROVIDER)
+        for pool in sorted(set(pools))
+    ]
+    return specs
+
+
+def ensure_accounts(engine: Engine, specs: Sequence[AccountSpec]) -> None:
+    """Create the accounts that do not exist; StateError if one exists with another spec."""
+    for result in ledger.create_accounts(engine, specs):
+        if not result.ok:
+            raise StateError(
+                f"ledger account {result.id}: {result.message or result.status}", code="account_conflict"
+            )
+
+
+def failure(engine: Engine, results: Sequence[TransferResult]) -> Status | None:
+    """None when every request is stored; else the status that caused the failure (for a chain, the
+    member that failed; for an id that failed before, the reason it failed then)."""
+    bad = [r for r in results if not r.ok]
+    if not bad:
+        return None
+    cause = next((r for r in bad if r.status is not Status.LINKED_EVENT_FAILED), bad[0])
+    if cause.status is Status.ID_ALREADY_FAILED:
+        remembered = ledger.get_failure(engine, cause.id)
+        if remembered is not None:
+            return remembered[0]
+    return cause.status
+
+
+def _linked(requests: list[TransferRequest]) -> list[TransferRequest]:
+    return [replace(r, linked=i < len(requests) - 1) for i, r in enumerate(requests)]
+
+
+def deposit(engine: Engine, consumer: str, deposit_id: str, amount: int, currency: str) -> TransferResult:
+    """Money entering a consumer's account (idempotent by `deposit_id`)."""
+    ensure_accounts(engine, house_specs(currency))
+    [result] = ledger.submit(
+        engine,
+        [
+            TransferRequest(
+                deposit_id,
+                TransferKind.SINGLE,
+                rules.DEPOSITS,
+                rules.consumer_account(consumer),
+                currency,
+                amount,
+                code=rules.CODE_DEPOSIT,
+            )
+        ],
+    )
+    return result
+
+
+def sync_credit_line(engine: Engine, node: str, limit: int, currency: str) -> int:
+    """Fund `partner:<node>` so its credit line equals `limit`; return the line as funded now.
+
+    The funded line is what `creditline:<node>` has given (debits − credits posted). Each change is
+    one transfer whose id hashes the line account's totals and the change, so replicas that read the
+    same line agree on one transfer. A reduction takes back only what the partner does not owe."""
+    line = ledger.get_account(engine, rules.credit_line_account(node))
+    account = ledger.get_account(engine, rules.partner_account(node))
+    funded = line.balance.debits_posted - line.balance.credits_posted
+    if funded == limit:
+        return funded
+    b = account.balance
+    if limit > funded:
+        delta, debit, credit = limit - funded, line.id, account.id
+    else:
+        unused = b.credits_posted - b.debits_posted - b.debits_pending
+        delta, debit, credit = min(funded - limit, max(0, unused)), account.id, line.id
+        if delta == 0:
+            return funded
+    step = f"{line.balance.debits_posted}:{line.balance.credits_posted}:{debit}:{delta}"
+    transfer_id = f"{line.id}:{hashlib.sha256(step.encode()).hexdigest()[:24]}"
+    [result] = ledger.submit(
+        engine,
+        [
+            TransferRequest(
+                transfer_id, TransferKind.SINGLE, debit, credit, currency, delta, code=rules.CODE_CREDIT_LINE
+            )
+        ],
+    )
+    if result.ok:
+        return funded + delta if debit == line.id else funded - delta
+    return funded
+
+
+# --- seller legs (a sale to a partner, or a local order) -----------------------------------------
+
+
+def sale_holds(
+    prefix: str,
+    payer: str,
+    pool: str,
+    amount: int,
+    fee: int,
+    currency: str,
+    timeout_s: int,
+    *,
+    order_id: str | None = None,
+    trade_id: str | None = None,
+    partner: str | None = None,
+    digest: str | None = None,
+) -> list[TransferRequest]:
+    """The linked pending chain of a sale: payer → provider (amount − fee), payer → fees (fee)."""
+    legs = [
+        TransferRequest(
+            f"{prefix}:sale:{leg}",
+            TransferKind.PENDING,
+            payer,
+            credit,
+            currency,
+            part,
+            timeout_s=timeout_s,
+            code=rules.CODE_SALE,
+            order_id=order_id,
+            trade_id=trade_id,
+            partner=partner,
+            trade_digest=digest,
+        )
+        for leg, credit, part in (
+            ("provider", rules.provider_account(pool), amount - fee),
+            ("fee", rules.FEES, fee),
+        )
+        if part > 0
+    ]
+    return _linked(legs)
+
+
+def sale_resolutions(
+    prefix: str, amount: int, fee: int, used: int, digest: str | None
+) -> list[TransferRequest]:
+    """Post each sale hold for its share of `used` (void it when its share is 0), as one chain."""
+    provider_used, fee_used = rules.split_used(used, amount, fee)
+    legs = []
+    for leg, held, part in (("provider", amount - fee, provider_used), ("fee", fee, fee_used)):
+        if held == 0:
+            continue
+        hold_id = f"{prefix}:sale:{leg}"
+        if part > 0:
+            legs.append(
+                TransferRequest(
+                    f"{hold_id}:post",
+                    TransferKind.POST,
+                    amount=part,
+                    pending_id=hold_id,
+                    code=rules.CODE_SALE,
+                    trade_digest=digest,
+                )
+            )
+        else:
+            legs.append(
+                TransferRequest(
+                    f"{hold_id}:void",
+                    TransferKind.VOID,
+                    pending_id=hold_id,
+                    code=rules.CODE_SALE,
+                    trade_digest=digest,
+                )
+            )
+    return _linked(legs)
+
+
+# --- buyer legs for a partner's offer ---------------------------------------------------------------
+
+
+def order_hold(order_id: str, consumer: str, amount: int, currency: str, timeout_s: int) -> TransferRequest:
+    """The consumer's money moved to escrow while the partner decides (pending)."""
+    return TransferRequest(
+        f"{order_id}:hold",
+        TransferKind.PENDING,
+        rules.consumer_account(consumer),
+        rules.ESCROW,
+        currency,
+        amount,
+        timeout_s=timeout_s,
+        code=rules.CODE_ORDER,
+        order_id=order_id,
+        trade_id=order_id,
+    )
+
+
+def partner_hold(
+    order_id: str, partner: str, amount: int, currency: str, timeout_s: int, digest: str
+) -> TransferRequest:
+    """What we owe the partner once it accepted: escrow → partner (pending), with the receipt's digest."""
+    return TransferRequest(
+        f"{order_id}:escrow",
+        TransferKind.PENDING,
+        rules.ESCROW,
+        rules.partner_account(partner),
+        currency,
+        amount,
+        timeout_s=timeout_s,
+        code=rules.CODE_ORDER,
+        order_id=order_id,
+        trade_id=order_id,
+        partner=partner,
+        trade_digest=digest,
+    )
+
+
+def order_resolutions(
+    order_id: str, used: int, with_partner_hold: bool, digest: str | None
+) -> list[TransferRequest]:
+    """Post the consumer's hold and the partner hold for `used` (void both when it is 0), as one chain."""
+    legs = []
+    for leg, present in (("hold", True), ("escrow", with_partner_hold)):
+        if not present:
+            continue
+        hold_id = f"{order_id}:{leg}"
+        if used > 0:
+            legs.append(
+                TransferRequest(
+                    f"{hold_id}:post",
+                    TransferKind.POST,
+                    amount=used,
+                    pending_id=hold_id,
+                    code=rules.CODE_ORDER,
+                    trade_digest=digest,
+                )
+            )
+        else:
+            legs.append(
+                TransferRequest(
+                    f"{hold_id}:void",
+                    TransferKind.VOID,
+                    pending_id=hold_id,
+                    code=rules.CODE_ORDER,
+                    trade_digest=digest,
+                )
+            )
+    return _linked(legs)
+
+
+def submit(engine: Engine, requests: Sequence[TransferRequest]) -> Status | None:
+    """Submit a batch; None when every transfer is stored, else the failure's cause."""
+    return failure(engine, ledger.submit(engine, list(requests))) if requests else None
+
+
+def hold_exists(engine: Engine, transfer_id: str) -> bool:
+    """Whether a transfer with this id is stored."""
+    return ledger.get_transfer(engine, transfer_id) is not None

@@ -1,0 +1,84 @@
+"""Capacity: the node's own offers as its pools report them, and as partners and consumers see them.
+
+An open trade (a sale to a partner, or a local order) reserves units of its offer in
+`trading_reservations` until it is settled, voided or its hold's deadline passes. Every offer
+source of the node is wrapped so that the offers it yields — in catalogs issued to partners and
+in `/api/v1/offers` — show free units minus the units reserved; a catalog whose free units changed
+gets a new version on the partner's next poll. Reserving checks the pools' own free units (the raw
+sources) against open reservations under a per-offer lock (node.trading.store), so two trades can
+never both take the last free units.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from node.trading import store
+
+OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+class ReservedView:
+    """An offer source whose offers show free units minus open reservations.
+
+    It declares no `content_version()`: the catalog issuer then fingerprints what it yields, so a
+    reservation that changes free units changes the catalog, on every replica alike."""
+
+    def __init__(self, inner: OfferSource, capacity: Capacity) -> None:
+        self.inner = inner
+        self._capacity = capacity
+
+    async def __call__(self) -> list[dict[str, Any]]:
+        offers = await self.inner()
+        reserved = await self._capacity.reserved()
+        if not reserved:
+            return offers
+        return [
+            {**offer, "free_units": max(0, int(offer["free_units"]) - reserved[offer["id"]])}
+            if offer.get("id") in reserved
+            else offer
+            for offer in offers
+        ]
+
+
+class Capacity:
+    """The node's own offers, raw or with reservations taken off."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], int] = lambda: int(time.time())) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._raw: dict[str, OfferSource] = {}
+
+    def wrap(self, sources: MutableMapping[str, OfferSource]) -> None:
+        """Replace every source in `sources` (the node's offer sources) by its reserved view."""
+        for name, source in list(sources.items()):
+            inner = source.inner if isinstance(source, ReservedView) else source
+            self._raw[name] = inner
+            sources[name] = ReservedView(inner, self)
+
+    @property
+    def raw_sources(self) -> Mapping[str, OfferSource]:
+        """The unwrapped sources, by name."""
+        return self._raw
+
+    async def raw_offers(self) -> list[tuple[str, dict[str, Any]]]:
+        """(source name, offer) for every offer as the pools report it."""
+        result: list[tuple[str, dict[str, Any]]] = []
+        for name, source in self._raw.items():
+            result.extend((name, offer) for offer in await source())
+        return result
+
+    async def find(self, offer_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(source name, raw offer) of one offer id, or None."""
+        return next(
+            ((name, offer) for name, offer in await self.raw_offers() if offer.get("id") == offer_id), None
+        )
+
+    async def reserved(self) -> dict[str, int]:
+        """Units held by open reservations, by offer id."""
+        return await asyncio.to_thread(store.reserved_units, self._engine, self._clock())

@@ -1,0 +1,68 @@
+"""The trading component: buying from and selling to partners, wired into a running node.
+
+- every process: the node's offer sources show free units minus reserved ones (node.trading.capacity);
+- role `federation`: the seller's handlers behind `/fed/v1/trades`, `/fed/v1/trades/{id}/settlement`
+  and `/fed/v1/ledger/summary`;
+- role `api`: consumers, deposits, orders and sales under `/api/v1` (node.trading.routes);
+- role `scheduler`: the leased job `trading.upkeep` finishing orders and sales left between states,
+  re-delivering unacknowledged cancels and expiring sales past their deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from federation.server import PEER_HANDLERS, SERVICE
+from federation.settlement import PeerHandlers
+from node.config import Settings
+from node.context import NodeContext
+from node.trading import routes
+from node.trading.buyer import Buyer
+from node.trading.capacity import Capacity
+from node.trading.core import Trading
+from node.trading.seller import Seller
+from node.trading.store import orders_t, sales_t
+
+log = logging.getLogger("cpnode.trading")
+UPKEEP_JOB = "trading.upkeep"
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Wire trading into a node; installed after the federation and connectors components, whose
+    service and offer sources it builds on."""
+    service = app[SERVICE]
+    capacity = Capacity(ctx.engine)
+    capacity.wrap(ctx.offer_sources)
+    trading = Trading(ctx.name, ctx.engine, service, capacity, ctx.settings.trading)
+    buyer, seller = Buyer(trading), Seller(trading)
+    if "federation" in ctx.roles:
+        service.trade_handler = seller.handle_trade
+        app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)
+    if "api" in ctx.roles:
+        routes.add_routes(app, buyer)
+    if "scheduler" in ctx.roles:
+
+        async def upkeep() -> None:
+            touched = await buyer.upkeep() + await seller.upkeep()
+            if touched:
+                log.info("trading upkeep finished %d order(s) and sale(s)", touched)
+
+        ctx.scheduler.add_interval_job(UPKEEP_JOB, upkeep, ctx.settings.trading.recover_every_s)
+
+
+def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+    """Lines for `cpnode status`: orders and sales by state."""
+    lines: list[tuple[str, object]] = []
+    try:
+        with engine.connect() as conn:
+            for title, table in (("orders", orders_t), ("sales", sales_t)):
+                counts = conn.execute(select(table.c.state, func.count()).group_by(table.c.state)).all()
+                text = ", ".join(f"{count} {state}" for state, count in sorted(counts)) or "none"
+                lines.append((title, text))
+    except Exception as exc:  # status must answer even before the tables exist
+        return [("trading", f"unknown ({type(exc).__name__})")]
+    return lines

@@ -1,0 +1,48 @@
+"""What the buyer and seller sides of trading share: the node, its federation service, capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from federation import store as federation_store
+from federation.httpsig import Identity
+from federation.partners import Partner
+from federation.service import FederationService
+from node.trading.capacity import Capacity
+from node.trading.errors import UnknownError
+from node.trading.settings import TradingSection
+
+T = TypeVar("T")
+
+
+@dataclass
+class Trading:
+    """One node's trading: its name, database, federation service, capacity and settings."""
+
+    name: str
+    engine: Engine
+    service: FederationService
+    capacity: Capacity
+    settings: TradingSection
+    clock: Callable[[], int] = field(default=lambda: int(time.time()))
+
+    def identity(self) -> Identity:
+        """The node's current signing identity (follows key rotation)."""
+        return self.service.identity()
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking database call off the event loop."""
+        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+
+    async def partner(self, name: str) -> Partner:
+        """A pinned partner, or UnknownError."""
+        partner = await self.db(federation_store.get_partner, name)
+        if partner is None:
+            raise UnknownError(f"{name!r} is not a partner of this node", code="unknown_partner")
+        return partner

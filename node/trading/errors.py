@@ -1,0 +1,65 @@
+"""The trading error tree: one root, an HTTP status and a machine-readable code on each.
+
+Errors about what a caller asked (`OrderRequestError`, `UnknownError`, `StateError`) are 4xx and
+change nothing. `RefusedError` says the order ended without a sale (insufficient funds, no
+capacity, the seller refused) and carries the order. `PartnerUnavailableError` is the seller's
+fault or the network's: the order keeps its state and is picked up again later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TradingError(Exception):
+    """Root of every trading error; `details` are added to the JSON error body."""
+
+    http_status = 400
+    code = "trading_error"
+
+    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class OrderRequestError(TradingError, ValueError):
+    """A malformed order, consumer, deposit or settlement request."""
+
+    code = "bad_request"
+
+
+class UnknownError(TradingError, LookupError):
+    """The consumer, offer or order does not exist."""
+
+    http_status = 404
+    code = "not_found"
+
+
+class StateError(TradingError):
+    """The order's state does not allow this (settling a cancelled order, a different settlement...)."""
+
+    http_status = 409
+    code = "bad_order_state"
+
+
+class RefusedError(TradingError):
+    """The order ended without a sale; `details['order']` shows it."""
+
+    http_status = 409
+    code = "refused"
+
+
+class PartnerUnavailableError(TradingError, TimeoutError):
+    """The seller did not answer in time; the order stays as it is and is retried."""
+
+    http_status = 504
+    code = "partner_unavailable"
+
+
+class ProtocolError(TradingError):
+    """A partner answered with a document that breaks the trade protocol (remote fault)."""
+
+    http_status = 502
+    code = "bad_partner_answer"

@@ -1,0 +1,127 @@
+"""Calling a partner for trading: signed requests under a session, retried within a deadline, and
+the partner's signed answers checked against the keys we trust for it.
+
+A request is retried while the partner does not answer, answers 429 (its limit of trades in
+flight) or 503, until the deadline; a 401 logs in again once (the partner may have dropped our
+session). Every retry is a new signed HTTP request with the same body, so the partner's
+idempotency (same trade id, same content) gives the stored answer after a lost response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from federation import canonical, store
+from federation.client import PeerResponse
+from federation.documents import verify_document
+from federation.errors import FederationError, PeerError, SignatureError, UnsafeURLError
+from federation.partners import Partner
+from federation.service import FederationService
+from federation.sync import ensure_session
+from ledger import Window
+from node.trading import documents
+from node.trading.errors import PartnerUnavailableError, ProtocolError
+
+log = logging.getLogger("cpnode.trading")
+RETRYABLE_STATUSES = frozenset({429, 503})
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 2.0
+
+
+async def _post_once(service: FederationService, partner: Partner, path: str, body: bytes) -> PeerResponse:
+    token = await ensure_session(service, partner)
+    client = service.client(partner)
+    response = await client.request("POST", path, body, token=token)
+    if response.status == 401:
+        token = await ensure_session(service, partner, force=True)
+        response = await client.request("POST", path, body, token=token)
+    return response
+
+
+async def post(
+    service: FederationService, partner: Partner, path: str, body: bytes, deadline_s: float
+) -> PeerResponse:
+    """POST a signed body to `partner`, retrying as described above; PartnerUnavailableError when
+    no final answer came before the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    backoff_s = FIRST_BACKOFF_S
+    last = "no attempt"
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise PartnerUnavailableError(
+                f"{partner.name} did not answer {path} within {deadline_s:g} s ({last})"
+            )
+        try:
+            async with asyncio.timeout(remaining):
+                response = await _post_once(service, partner, path, body)
+            if response.status not in RETRYABLE_STATUSES:
+                return response
+            code, message = response.error()
+            last = f"{response.status} {code}: {message}"
+        except UnsafeURLError:
+            raise
+        except (PeerError, TimeoutError) as exc:
+            last = str(exc) or type(exc).__name__
+        log.debug("%s %s: %s; retrying", partner.name, path, last)
+        await asyncio.sleep(min(backoff_s, max(0.0, deadline - loop.time())))
+        backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
+
+
+def answer_document(response: PeerResponse, partner: Partner) -> dict[str, Any]:
+    """The partner's answer body as a JSON object; ProtocolError when it is not one."""
+    try:
+        document = canonical.decode(response.body)
+    except FederationError as exc:
+        raise ProtocolError(f"{partner.name} answered {response.status} with bad JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError(f"{partner.name} answered {response.status} with something other than an object")
+    return document
+
+
+async def verify_from(service: FederationService, partner: Partner, document: dict[str, Any]) -> None:
+    """Check that `partner` signed `document` with a key we trust for it (refetching its key
+    document once when the key is unknown); ProtocolError otherwise."""
+    for attempt in range(2):
+        keys = await service.partner_keys(partner)
+        denied = await service.db(store.denied_keys)
+        try:
+            verify_document(
+                document, partner.name, {kid: r.verify_key() for kid, r in keys.items() if kid not in denied}
+            )
+            return
+        except SignatureError as exc:
+            if exc.code != "unknown_key" or attempt == 1:
+                raise ProtocolError(
+                    f"{partner.name}'s {document.get('type')} document: {exc}", code="bad_signature"
+                ) from None
+            try:
+                await service.refresh_keys(partner)
+            except FederationError:
+                raise ProtocolError(
+                    f"{partner.name}'s {document.get('type')} document: {exc}", code="bad_signature"
+                ) from None
+
+
+async def fetch_summary(
+    service: FederationService, partner: Partner, window: Window, margin_ms: int, deadline_s: float
+) -> dict[str, Any]:
+    """The partner's signed reconciliation summary of the trades it shares with us, checked."""
+    request = documents.summary_request(
+        service.identity(), partner.name, window.from_ms, window.to_ms, margin_ms, service.clock()
+    )
+    response = await post(service, partner, "/fed/v1/ledger/summary", canonical.encode(request), deadline_s)
+    document = answer_document(response, partner)
+    if response.status != 200:
+        raise ProtocolError(
+            f"{partner.name} refused the summary request: {response.status} {document.get('error')}: "
+            f"{document.get('message')}",
+            code="summary_refused",
+        )
+    await verify_from(service, partner, document)
+    if document.get("issuer") != partner.name or document.get("partner") != service.name:
+        raise ProtocolError(f"{partner.name} sent a summary that is not its own about us", code="bad_summary")
+    return document

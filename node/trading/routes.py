@@ -1,0 +1,216 @@
+"""Admin API of trading (bearer admin token; role `api`).
+
+    POST /api/v1/consumers                    {"id"}: a consumer account (idempotent)
+    GET  /api/v1/consumers                    consumers with balance and available money
+    GET  /api/v1/consumers/{id}               one consumer
+    POST /api/v1/consumers/{id}/deposits      {"amount", "id"?}: money in (idempotent by id)
+    POST /api/v1/orders                       {"consumer", "offer_id", "source", "units", "hours", "id"?}
+    GET  /api/v1/orders[?consumer=C]          newest first
+    GET  /api/v1/orders/{id}                  one order with its receipt and settlement documents
+    POST /api/v1/orders/{id}/settle           {"used_hours"}
+    POST /api/v1/orders/{id}/cancel
+    GET  /api/v1/sales[?partner=P]            trades partners bought here
+
+Bodies are checked whole before anything changes (400 `bad_request` naming the field); an order
+that ends without a sale answers 409 with the reason's code and the order; a seller that does not
+answer in time 504 `partner_unavailable` (the order keeps its state and is retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+import ledger
+from federation import canonical
+from ledger import Account, AccountKind
+from ledger.records import MAX_AMOUNT
+from node.context import CTX
+from node.http.errors import bad_request
+from node.trading import books, rules, store
+from node.trading.buyer import Buyer
+from node.trading.errors import StateError, UnknownError
+
+TRADING = web.AppKey("trading_buyer", Buyer)
+MAX_LISTED = 500
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewConsumer(_Body):
+    """A consumer account to create."""
+
+    id: str = Field(pattern=rules.CONSUMER_ID_RE.pattern)
+
+
+class NewDeposit(_Body):
+    """Money entering a consumer's account; the id makes a retry safe."""
+
+    amount: StrictInt = Field(ge=1, le=MAX_AMOUNT)
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,99}$")
+
+
+class NewOrder(_Body):
+    """An order for one offer of the merged offer view (`offer_id` and `source` as it shows them)."""
+
+    consumer: str = Field(min_length=1, max_length=63)
+    offer_id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=80)
+    units: StrictInt = Field(ge=1, le=rules.MAX_UNITS)
+    hours: StrictInt = Field(ge=1, le=rules.MAX_HOURS)
+    id: str | None = Field(default=None, max_length=100)
+
+
+class Settlement(_Body):
+    """How many of the ordered hours were used."""
+
+    used_hours: StrictInt = Field(ge=0, le=rules.MAX_HOURS)
+
+
+async def _parse(request: web.Request, model: type[Any]) -> Any:
+    try:
+        data = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise bad_request("body is not JSON", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise bad_request(f"{where}: {first['msg']}", code="bad_request", field=where) from None
+
+
+def consumer_view(account: Account) -> dict[str, Any]:
+    """A consumer's balances: deposited and spent (posted), held (pending), available to order."""
+    b = account.balance
+    return {
+        "id": account.id.removeprefix(rules.CONSUMER_PREFIX),
+        "account": account.id,
+        "currency": account.spec.currency,
+        "balance": b.credits_posted - b.debits_posted,
+        "held": b.debits_pending,
+        "available": b.credits_posted - b.debits_posted - b.debits_pending,
+        "closed": account.closed_seq is not None,
+    }
+
+
+def order_view(order: store.Order, documents: bool = False) -> dict[str, Any]:
+    """An order as the API shows it, optionally with its stored documents."""
+    view = order.view()
+    if documents:
+        for name in store.ORDER_DOCUMENTS:
+            raw = getattr(order, name)
+            view[name] = None if raw is None else canonical.decode(raw)
+    return view
+
+
+def add_routes(app: web.Application, buyer: Buyer) -> None:
+    """Mount the trading admin API."""
+    app[TRADING] = buyer
+    trading = buyer.trading
+
+    async def create_consumer(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        body = await _parse(request, NewConsumer)
+        spec = books.consumer_spec(body.id, trading.settings.currency)
+        [result] = await asyncio.to_thread(ledger.create_accounts, trading.engine, [spec])
+        if not result.ok:
+            raise StateError(
+                f"consumer {body.id}: {result.message or result.status}", code=str(result.status)
+            )
+        account = await asyncio.to_thread(ledger.get_account, trading.engine, spec.id)
+        status = 201 if result.status is ledger.Status.CREATED else 200
+        return web.json_response(consumer_view(account), status=status)
+
+    async def consumer(request: web.Request) -> Account:
+        request.app[CTX].require_admin(request)
+        name = rules.check_consumer_id(request.match_info["id"])
+        try:
+            return await asyncio.to_thread(ledger.get_account, trading.engine, rules.consumer_account(name))
+        except ledger.NotFoundError:
+            raise UnknownError(f"no consumer {name!r}", code="unknown_consumer") from None
+
+    async def show_consumer(request: web.Request) -> web.Response:
+        return web.json_response(consumer_view(await consumer(request)))
+
+    async def list_consumers(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        accounts = await asyncio.to_thread(ledger.list_accounts, trading.engine)
+        rows = [
+            consumer_view(a)
+            for a in accounts
+            if a.spec.kind is AccountKind.CONSUMER and a.id.startswith(rules.CONSUMER_PREFIX)
+        ]
+        return web.json_response({"consumers": rows})
+
+    async def deposit(request: web.Request) -> web.Response:
+        account = await consumer(request)
+        body = await _parse(request, NewDeposit)
+        deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
+        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+        result = await asyncio.to_thread(
+            books.deposit, trading.engine, name, deposit_id, body.amount, account.spec.currency
+        )
+        if not result.ok:
+            raise StateError(
+                f"deposit {deposit_id}: {result.status}{f' ({result.field})' if result.field else ''}",
+                code=str(result.status),
+            )
+        account = await asyncio.to_thread(ledger.get_account, trading.engine, account.id)
+        status = 201 if result.status is ledger.Status.CREATED else 200
+        return web.json_response(
+            {"deposit": deposit_id, "status": str(result.status), **consumer_view(account)}, status=status
+        )
+
+    async def place(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        body = await _parse(request, NewOrder)
+        order = await buyer.place(body.consumer, body.offer_id, body.source, body.units, body.hours, body.id)
+        return web.json_response(order_view(order), status=201)
+
+    async def list_orders(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        consumer_id = request.query.get("consumer")
+        orders = await asyncio.to_thread(store.list_orders, trading.engine, consumer_id, MAX_LISTED)
+        return web.json_response({"orders": [order_view(o) for o in orders]})
+
+    async def show_order(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        order = await buyer.get(request.match_info["id"])
+        return web.json_response(order_view(order, documents=True))
+
+    async def settle(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        body = await _parse(request, Settlement)
+        order = await buyer.settle(request.match_info["id"], body.used_hours)
+        return web.json_response(order_view(order))
+
+    async def cancel(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        order = await buyer.cancel(request.match_info["id"])
+        return web.json_response(order_view(order))
+
+    async def list_sales(request: web.Request) -> web.Response:
+        request.app[CTX].require_admin(request)
+        partner = request.query.get("partner")
+        sales = await asyncio.to_thread(store.list_sales, trading.engine, partner, MAX_LISTED)
+        return web.json_response({"sales": [s.view() for s in sales]})
+
+    app.router.add_post("/api/v1/consumers", create_consumer)
+    app.router.add_get("/api/v1/consumers", list_consumers)
+    app.router.add_get("/api/v1/consumers/{id}", show_consumer)
+    app.router.add_post("/api/v1/consumers/{id}/deposits", deposit)
+    app.router.add_post("/api/v1/orders", place)
+    app.router.add_get("/api/v1/orders", list_orders)
+    app.router.add_get("/api/v1/orders/{id}", show_order)
+    app.router.add_post("/api/v1/orders/{id}/settle", settle)
+    app.router.add_post("/api/v1/orders/{id}/cancel", cancel)
+    app.router.add_get("/api/v1/sales", list_sales)
