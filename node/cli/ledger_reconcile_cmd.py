@@ -1,14 +1,16 @@
 """`cpnode ledger summary|reconcile|discrepancies|correct`: reconciling trades with a partner node.
 
 Each node signs its per-window summary of the trades it shares with a partner (a federation signed
-document). `summary` writes ours to a file; `reconcile` takes the partner's signed summary, checks
-its signature against the partner's pinned keys (or `--their-key`), diffs it with ours by trade id
-and records the discrepancies; `correct` settles one with a new correcting transfer.
+document). `summary` writes ours to a file; `reconcile` fetches the partner's signed summary over
+the peer API (`POST /fed/v1/ledger/summary`), or takes it from a file with `--their`, checks its
+signature against the partner's pinned keys (or `--their-key`), diffs it with ours by trade id and
+records the discrepancies; `correct` settles one with a new correcting transfer.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from federation import canonical, store
 from federation.documents import sign_document, verify_document
 from federation.errors import FederationError
 from federation.keys import key_id, parse_public_key
+from federation.service import FederationService
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -30,6 +33,11 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
+from node.config import Settings
+from node.identity import IdentityError, load_identity
+from node.peering.component import static_keys
+from node.trading.errors import TradingError
+from node.trading.peer import fetch_summary
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -40,10 +48,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _window_arguments(summary)
     summary.add_argument("--out", type=Path, required=True, help="file to write the signed summary to")
     reconcile = sub.add_parser(
-        "reconcile", help="diff a partner's signed summary with ours and record discrepancies"
+        "reconcile", help="fetch the partner's signed summary, diff it with ours and record discrepancies"
     )
     _window_arguments(reconcile)
-    reconcile.add_argument("--their", type=Path, required=True, help="the partner's signed summary (JSON)")
+    reconcile.add_argument(
+        "--their", type=Path, help="the partner's signed summary from a file, instead of fetching it"
+    )
     reconcile.add_argument("--their-key", help="the partner's public key, if it is not pinned as a partner")
     reconcile.add_argument("--report", type=Path, help="also write the report to this file")
     listing = sub.add_parser("discrepancies", help="recorded discrepancies")
@@ -125,10 +135,30 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_reconcile(args: argparse.Namespace) -> int:
-    """Handler of `cpnode ledger reconcile`: 0 when both ledgers agree, 1 when discrepancies were found."""
-    settings = settings_from_args(args)
-    window = window_from_args(args)
+async def _fetch_theirs(
+    settings: Settings, engine: Any, partner_name: str, window: ledger.Window, margin_ms: int
+) -> Any:
+    """The partner's signed summary over the peer API (signature checked against its trusted keys)."""
+    try:
+        identity = load_identity(settings)
+    except IdentityError as exc:
+        raise CliError(str(exc)) from None
+    partner = store.get_partner(engine, partner_name)
+    if partner is None:
+        raise CliError(f"{partner_name!r} is not a pinned partner", 2)
+    service = FederationService(
+        static_keys(identity), engine, settings.federation.protocol_settings(), lambda: ""
+    )
+    try:
+        return await fetch_summary(service, partner, window, margin_ms, settings.trading.trade_timeout_s)
+    except (TradingError, FederationError) as exc:
+        raise CliError(f"cannot get {partner_name}'s summary: {exc}") from None
+    finally:
+        await service.close()
+
+
+def _read_theirs(args: argparse.Namespace, engine: Any) -> Any:
+    """The partner's signed summary from `--their`, its signature checked."""
     try:
         theirs = canonical.decode(args.their.read_bytes())
     except OSError as exc:
@@ -137,12 +167,23 @@ def run_reconcile(args: argparse.Namespace) -> int:
         raise CliError(f"{args.their}: {exc}") from None
     if not isinstance(theirs, dict):
         raise CliError(f"{args.their}: not a signed summary document")
+    keys = partner_keys(engine, args.partner, args.their_key)
+    try:
+        verify_document(theirs, args.partner, keys)
+    except FederationError as exc:
+        raise CliError(f"{args.their}: {exc}") from None
+    return theirs
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """Handler of `cpnode ledger reconcile`: 0 when both ledgers agree, 1 when discrepancies were found."""
+    settings = settings_from_args(args)
+    window = window_from_args(args)
     with ledger_database(settings) as engine:
-        keys = partner_keys(engine, args.partner, args.their_key)
-        try:
-            verify_document(theirs, args.partner, keys)
-        except FederationError as exc:
-            raise CliError(f"{args.their}: {exc}") from None
+        if args.their is not None:
+            theirs = _read_theirs(args, engine)
+        else:
+            theirs = asyncio.run(_fetch_theirs(settings, engine, args.partner, window, args.margin_s * 1000))
         try:
             outcome = ledger.reconcile_with_partner(
                 engine,
@@ -154,7 +195,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
                 max_skew_ms=args.margin_s * 1000,
             )
         except ledger.ReconcileError as exc:
-            raise CliError(f"{args.their}: {exc}") from None
+            source = args.their or f"{args.partner}'s summary"
+            raise CliError(f"{source}: {exc}") from None
     if args.report is not None:
         args.report.write_text(outcome.report, encoding="utf-8")
     if args.json:

@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.partners_cmd",
     "node.cli.catalog_cmd",
     "node.cli.ledger_cmd",
+    "node.cli.consumers_cmd",
+    "node.cli.orders_cmd",
 )
 
 

@@ -1,0 +1,190 @@
+"""`cpnode orders place|list|show|settle|cancel|sales`: consumers' orders through the running node.
+
+Orders are driven by the node (it holds the federation sessions and talks to the seller), so these
+commands call its admin API. A refused order exits 1 naming the reason (`insufficient_funds`,
+`not_enough_free_units`, `credit_limit_exceeded`, `price_changed`, `partner_unavailable`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from node.cli.common import (
+    CliError,
+    add_config_argument,
+    add_json_argument,
+    print_fields,
+    print_json,
+    print_table,
+    settings_from_args,
+)
+from node.cli.node_api import call
+
+COLUMNS = ["order", "consumer", "offer", "source", "units", "hours", "amount", "state", "settled"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode orders`."""
+    parser = commands.add_parser("orders", help="place, settle and cancel consumers' orders")
+    sub = parser.add_subparsers(title="orders commands", metavar="ACTION", required=True)
+    place = sub.add_parser("place", help="buy an offer of the merged offer view for a consumer")
+    place.add_argument("--consumer", required=True)
+    place.add_argument("--offer", required=True, help="offer id as `cpnode catalog show` lists it")
+    place.add_argument("--source", help="offer source (own:NAME or partner:NAME); needed if ambiguous")
+    place.add_argument("--units", type=int, required=True)
+    place.add_argument("--hours", type=int, required=True)
+    place.add_argument("--id", help="order id NODE.RANDOM; repeating a place with the same id is safe")
+    listing = sub.add_parser("list", help="orders, newest first")
+    listing.add_argument("--consumer")
+    show = sub.add_parser("show", help="one order with its receipt and settlement documents")
+    settle = sub.add_parser("settle", help="settle an accepted order for the hours used")
+    settle.add_argument("--used-hours", type=int, required=True)
+    cancel = sub.add_parser("cancel", help="cancel an accepted order (nothing is charged)")
+    for parser_ in (show, settle, cancel):
+        parser_.add_argument("order_id", metavar="ID")
+    sales = sub.add_parser("sales", help="trades partners bought from this node")
+    sales.add_argument("--partner")
+    for parser_, handler in (
+        (place, run_place),
+        (listing, run_list),
+        (show, run_show),
+        (settle, run_settle),
+        (cancel, run_cancel),
+        (sales, run_sales),
+    ):
+        add_config_argument(parser_)
+        add_json_argument(parser_)
+        parser_.set_defaults(handler=handler)
+
+
+def _print_order(order: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(order)
+        return
+    print_fields(
+        [
+            ("order", order["id"]),
+            ("state", order["state"] + (f" ({order['reason']})" if order.get("reason") else "")),
+            ("consumer", order["consumer"]),
+            ("offer", f"{order['offer_id']} from {order['source']}"),
+            ("units × hours", f"{order['units']} × {order['hours']} at {order['price_per_unit_hour']}"),
+            ("amount", f"{order['amount']} {order['currency']}"),
+            (
+                "settled",
+                ""
+                if order.get("settled_amount") is None
+                else f"{order['settled_amount']} for {order['used_hours']} h",
+            ),
+            ("receipt", order.get("receipt_sha256")),
+            ("settlement", order.get("settlement_sha256")),
+        ]
+    )
+
+
+def _source(settings: Any, offer_id: str) -> str:
+    """The source of the one offer with this id in the merged view."""
+    offers = call(settings, "GET", "/api/v1/offers")["offers"]
+    sources = sorted({o["source"] for o in offers if o.get("id") == offer_id})
+    if len(sources) != 1:
+        found = ", ".join(sources) or "none"
+        raise CliError(f"offer {offer_id!r} is offered by {found}; name one with --source", 2)
+    return str(sources[0])
+
+
+def run_place(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders place`."""
+    settings = settings_from_args(args)
+    body: dict[str, Any] = {
+        "consumer": args.consumer,
+        "offer_id": args.offer,
+        "source": args.source or _source(settings, args.offer),
+        "units": args.units,
+        "hours": args.hours,
+    }
+    if args.id:
+        body["id"] = args.id
+    _print_order(call(settings, "POST", "/api/v1/orders", body), args.json)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders list`."""
+    settings = settings_from_args(args)
+    query = f"?{urlencode({'consumer': args.consumer})}" if args.consumer else ""
+    orders = call(settings, "GET", f"/api/v1/orders{query}")["orders"]
+    if args.json:
+        print_json(orders)
+    else:
+        rows = [
+            [
+                o["id"],
+                o["consumer"],
+                o["offer_id"],
+                o["source"],
+                o["units"],
+                o["hours"],
+                o["amount"],
+                o["state"],
+                o["settled_amount"],
+            ]
+            for o in orders
+        ]
+        print_table(f"orders at {settings.node.name}", COLUMNS, rows)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders show`."""
+    settings = settings_from_args(args)
+    order = call(settings, "GET", f"/api/v1/orders/{quote(args.order_id, safe='')}")
+    if args.json:
+        print_json(order)
+    else:
+        _print_order(order, False)
+    return 0
+
+
+def run_settle(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders settle`."""
+    settings = settings_from_args(args)
+    path = f"/api/v1/orders/{quote(args.order_id, safe='')}/settle"
+    _print_order(call(settings, "POST", path, {"used_hours": args.used_hours}), args.json)
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders cancel`."""
+    settings = settings_from_args(args)
+    _print_order(
+        call(settings, "POST", f"/api/v1/orders/{quote(args.order_id, safe='')}/cancel", {}), args.json
+    )
+    return 0
+
+
+def run_sales(args: argparse.Namespace) -> int:
+    """Handler of `cpnode orders sales`."""
+    settings = settings_from_args(args)
+    query = f"?{urlencode({'partner': args.partner})}" if args.partner else ""
+    sales = call(settings, "GET", f"/api/v1/sales{query}")["sales"]
+    if args.json:
+        print_json(sales)
+    else:
+        rows = [
+            [
+                s["trade_id"],
+                s["partner"],
+                s["offer_id"],
+                s["units"],
+                s["hours"],
+                s["amount"],
+                s["fee"],
+                s["state"],
+                s["settled_amount"],
+            ]
+            for s in sales
+        ]
+        columns = ["trade", "partner", "offer", "units", "hours", "amount", "fee", "state", "settled"]
+        print_table(f"sales of {settings.node.name}", columns, rows)
+    return 0
