@@ -343,6 +343,10 @@ def submit(
             persist(cur, cache, outcome, head.next_seq, ts_ms)
         # Committed: the cache now holds version + 1 (or the same version if nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
+        transfers = cache.transfers
+        for transfer in outcome.created:  # keep holds only: every object kept costs each GC pass
+            if transfer.kind is not _PENDING:
+                del transfers[transfer.id]
         _CACHES[engine] = cache
         return outcome.results
 
