@@ -29,6 +29,8 @@ from node.trading.store import orders_t, sales_t
 
 log = logging.getLogger("cpnode.trading")
 UPKEEP_JOB = "trading.upkeep"
+BUYER = web.AppKey("trading_buyer", Buyer)
+SELLER = web.AppKey("trading_seller", Seller)
 
 
 def install(app: web.Application, ctx: NodeContext) -> None:
@@ -39,6 +41,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     capacity.wrap(ctx.offer_sources)
     trading = Trading(ctx.name, ctx.engine, service, capacity, ctx.settings.trading)
     buyer, seller = Buyer(trading), Seller(trading)
+    app[BUYER], app[SELLER] = buyer, seller
     if "federation" in ctx.roles:
         service.trade_handler = seller.handle_trade
         app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)

@@ -35,7 +35,6 @@ from node.trading import books, rules, store
 from node.trading.buyer import Buyer
 from node.trading.errors import StateError, UnknownError
 
-TRADING = web.AppKey("trading_buyer", Buyer)
 MAX_LISTED = 500
 
 
@@ -114,7 +113,6 @@ def order_view(order: store.Order, documents: bool = False) -> dict[str, Any]:
 
 def add_routes(app: web.Application, buyer: Buyer) -> None:
     """Mount the trading admin API."""
-    app[TRADING] = buyer
     trading = buyer.trading
 
     async def create_consumer(request: web.Request) -> web.Response:

@@ -1,0 +1,243 @@
+"""Trading test helpers: a seller (shanghai) and a buyer (beijing), real nodes on 127.0.0.1 port 0
+that pin each other, with offers, a funded consumer and the buyer's copy of the seller's catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+
+import ledger
+from federation import store
+from federation.partners import Agreement, Partner
+from federation.server import SERVICE
+from federation.service import FederationService
+from federation.sync import run_round
+from node.service import NodeServer
+from node.trading.buyer import Buyer
+from node.trading.component import BUYER, SELLER
+from node.trading.seller import Seller
+from tests.nodes import make_node_dir, running_node
+
+BASE_TOML = """
+[federation]
+allow_networks = ["127.0.0.0/8"]
+sync_interval_s = 3600
+
+[scheduler]
+enabled = false
+"""
+PRICE = 10_000  # per unit-hour, minor units
+FEE_BP = 500
+
+
+def offer(node: str, name: str, free: int, price: int, pool: str = "pool-a") -> str:
+    """One `[[offers]]` entry."""
+    return f"""
+[[offers]]
+id = "{node}-{name}"
+pool = "{pool}"
+region = "{node}"
+chip_vendor = "nvidia"
+chip_model = "A100"
+chips_per_unit = 8
+cpus = 64
+memory_mib = 524288
+storage_gib = 2000
+free_units = {free}
+price_per_unit_hour = {price}
+currency = "CNY"
+networks = []
+tags = ["gpu"]
+"""
+
+
+def trading_toml(fee_bp: int = FEE_BP, timeout_s: float = 3.0) -> str:
+    """A `[trading]` section with short time limits for tests."""
+    return f"\n[trading]\nplatform_fee_bp = {fee_bp}\ntrade_timeout_s = {timeout_s}\nrecover_every_s = 3600\n"
+
+
+@pytest.fixture(name="db_urls")
+def fixture_db_urls(db_url: str) -> Iterator[tuple[str | None, str | None]]:
+    """Databases for two nodes on one backend: their own SQLite files, or two PostgreSQL schemas."""
+    if db_url.startswith("sqlite"):
+        yield None, None
+        return
+    base = os.environ["CPNODE_TEST_POSTGRES_URL"]
+    schema = f"cpnode_trading_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield db_url, f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def service_of(server: NodeServer) -> FederationService:
+    """The federation service of an in-process node."""
+    assert server._runner is not None
+    return server._runner.app[SERVICE]
+
+
+def buyer_of(server: NodeServer) -> Buyer:
+    """The buyer side of an in-process node."""
+    assert server._runner is not None
+    return server._runner.app[BUYER]
+
+
+def seller_of(server: NodeServer) -> Seller:
+    """The seller side of an in-process node."""
+    assert server._runner is not None
+    return server._runner.app[SELLER]
+
+
+def engine_of(server: NodeServer) -> Any:
+    """The database engine of an in-process node."""
+    assert server.ctx is not None
+    return server.ctx.engine
+
+
+def balances(server: NodeServer) -> dict[str, tuple[int, int, int, int]]:
+    """Every account's (debits pending, debits posted, credits pending, credits posted)."""
+    return {a.id: a.balance.as_tuple() for a in ledger.list_accounts(engine_of(server))}
+
+
+def legs(server: NodeServer, trade_id: str) -> list[tuple[str, str, int]]:
+    """(transfer id without the trade id, kind, amount) of every leg of a trade."""
+    return [
+        (t.id.removeprefix(trade_id), str(t.kind), t.amount)
+        for t in ledger.transfers_of_trade(engine_of(server), trade_id)
+    ]
+
+
+@dataclass
+class Market:
+    """A seller and a buyer node that trade; admin HTTP sessions to each."""
+
+    seller: NodeServer
+    buyer: NodeServer
+    seller_http: aiohttp.ClientSession
+    buyer_http: aiohttp.ClientSession
+
+    async def sync(self) -> None:
+        """The buyer fetches the seller's current catalog now."""
+        results = await run_round(service_of(self.buyer), force=True)
+        assert all(r.outcome in ("ok", "unchanged") for r in results), results
+
+    async def post(self, path: str, body: Any, node: str = "buyer") -> tuple[int, Any]:
+        """POST JSON to a node's admin API; (status, JSON answer)."""
+        http = self.buyer_http if node == "buyer" else self.seller_http
+        async with http.post(path, json=body) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str, node: str = "buyer") -> tuple[int, Any]:
+        """GET from a node's admin API; (status, JSON answer)."""
+        http = self.buyer_http if node == "buyer" else self.seller_http
+        async with http.get(path) as response:
+            return response.status, await response.json()
+
+    async def order(
+        self, units: int = 2, hours: int = 3, offer_id: str = "shanghai-gpu", **extra: Any
+    ) -> tuple[int, Any]:
+        """Place an order for alice (a partner offer unless `source` says otherwise)."""
+        body = {
+            "consumer": "alice",
+            "offer_id": offer_id,
+            "source": "partner:shanghai",
+            "units": units,
+            "hours": hours,
+        }
+        return await self.post("/api/v1/orders", {**body, **extra})
+
+    async def consumer(self, name: str = "alice") -> dict[str, Any]:
+        """A consumer's balances at the buyer."""
+        status, body = await self.get(f"/api/v1/consumers/{name}")
+        assert status == 200, body
+        return dict(body)
+
+
+def pin(node: NodeServer, other: NodeServer, agreement: Agreement) -> None:
+    """Make `node` pin `other` as a partner under `agreement` (what `cpnode partners add` does)."""
+    assert node.ctx is not None
+    assert other.ctx is not None
+    partner = Partner(other.ctx.name, (other.url,), other.ctx.identity.public_key, agreement)
+    store.add_partner(node.ctx.engine, partner, int(time.time()), replace=True)
+
+
+def admin_session(server: NodeServer) -> aiohttp.ClientSession:
+    """An HTTP session to a node with its admin token."""
+    assert server.ctx is not None
+    return aiohttp.ClientSession(server.url, headers={"Authorization": f"Bearer {server.ctx.admin_token}"})
+
+
+@asynccontextmanager
+async def market(
+    tmp_path: Path,
+    db_urls: tuple[str | None, str | None] = (None, None),
+    *,
+    credit_limit: int = 1_000_000,
+    deposit: int = 500_000,
+    seller_free: int = 4,
+    seller_extra: str = "",
+    buyer_extra: str = "",
+) -> AsyncIterator[Market]:
+    """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog."""
+    async with AsyncExitStack() as stack:
+        seller_config = make_node_dir(
+            tmp_path,
+            "shanghai",
+            db_url=db_urls[0],
+            extra_toml=BASE_TOML
+            + trading_toml()
+            + seller_extra
+            + offer("shanghai", "gpu", seller_free, PRICE)
+            + offer("shanghai", "cpu", 10, 500, pool="pool-b"),
+        )
+        buyer_config = make_node_dir(
+            tmp_path,
+            "beijing",
+            db_url=db_urls[1],
+            extra_toml=BASE_TOML
+            + trading_toml()
+            + buyer_extra
+            + offer("beijing", "local", 3, 2_000, pool="local-a"),
+        )
+        seller = await stack.enter_async_context(running_node(seller_config))
+        buyer = await stack.enter_async_context(running_node(buyer_config))
+        pin(seller, buyer, Agreement(credit_limit=credit_limit))
+        pin(buyer, seller, Agreement())
+        seller_http = await stack.enter_async_context(admin_session(seller))
+        buyer_http = await stack.enter_async_context(admin_session(buyer))
+        found = Market(seller, buyer, seller_http, buyer_http)
+        await found.sync()
+        status, body = await found.post("/api/v1/consumers", {"id": "alice"})
+        assert status == 201, body
+        if deposit:
+            status, body = await found.post(
+                "/api/v1/consumers/alice/deposits", {"amount": deposit, "id": "dep-alice-1"}
+            )
+            assert status == 201, body
+        yield found
+
+
+async def until(predicate: Any, timeout_s: float = 20.0) -> None:
+    """Poll an async predicate until it holds (a deadline, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
