@@ -194,6 +194,7 @@ async def market(
     seller_free: int = 4,
     seller_extra: str = "",
     buyer_extra: str = "",
+    timeout_s: float = 3.0,
 ) -> AsyncIterator[Market]:
     """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog."""
     async with AsyncExitStack() as stack:
@@ -202,7 +203,7 @@ async def market(
             "shanghai",
             db_url=db_urls[0],
             extra_toml=BASE_TOML
-            + trading_toml()
+            + trading_toml(timeout_s=timeout_s)
             + seller_extra
             + offer("shanghai", "gpu", seller_free, PRICE)
             + offer("shanghai", "cpu", 10, 500, pool="pool-b"),
@@ -212,7 +213,7 @@ async def market(
             "beijing",
             db_url=db_urls[1],
             extra_toml=BASE_TOML
-            + trading_toml()
+            + trading_toml(timeout_s=timeout_s)
             + buyer_extra
             + offer("beijing", "local", 3, 2_000, pool="local-a"),
         )
