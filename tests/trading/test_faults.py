@@ -16,9 +16,9 @@ from federation import canonical, store
 from federation.httpsig import sign_request
 from federation.partners import Agreement
 from federation.sync import ensure_session
-from node.trading import documents
 from node.config import load_settings
 from node.service import NodeServer
+from node.trading import documents
 from node.trading import store as trading_store
 from tests.trading.conftest import (
     Market,
