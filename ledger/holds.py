@@ -71,7 +71,8 @@ def resolution(
     so every leg of a trade carries its trade id.
     """
     order_id, trade_id, partner, digest = links
-    return Transfer._make(
+    return tuple.__new__(  # Transfer._make without its Python frame and length check
+        Transfer,
         (
             seq,
             transfer_id,
@@ -91,5 +92,5 @@ def resolution(
             trade_id or hold.trade_id,
             partner or hold.partner,
             digest or hold.trade_digest,
-        )
+        ),
     )

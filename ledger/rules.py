@@ -19,6 +19,7 @@ Sequence numbers are given out densely in the order transfers are created.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ledger.balances import apply_transfer
 from ledger.holds import HoldState, expiry_id, is_past_deadline, resolution, transition
@@ -49,7 +50,8 @@ class _Refused(Exception):  # internal control flow; never escapes this module
 _SINGLE, _PENDING, _POST = TransferKind.SINGLE, TransferKind.PENDING, TransferKind.POST
 _CREATED = Status.CREATED
 _OPEN = HoldState.PENDING
-_new_transfer = Transfer._make
+_tuple_new = tuple.__new__  # Transfer._make without its Python frame and length check
+_Result = TransferResult
 # An undo entry restores a balance (Balance, old totals, None), drops a transfer ("t", id, None) or
 # restores a hold's state ("h", pending id, old state).
 _Undo = tuple[object, object, object]
@@ -71,6 +73,19 @@ def chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int, bool]]:
 class _Batch:
     """Applies requests to a view. Inside a chain it records undo entries; single requests need none,
     because every check runs before the first change."""
+
+    __slots__ = (
+        "accounts",
+        "created",
+        "failed",
+        "failures",
+        "holds",
+        "next_seq",
+        "touched",
+        "transfers",
+        "ts_ms",
+        "undo",
+    )
 
     def __init__(self, view: LedgerView, ts_ms: int, next_seq: int) -> None:
         self.accounts = view.accounts
@@ -97,11 +112,6 @@ class _Batch:
             else:
                 self.holds[str(key)] = old  # type: ignore[assignment]
         del self.created[created_mark:]
-
-    def _set_hold(self, pending_id: str, state: HoldState) -> None:
-        if self.undo is not None:
-            self.undo.append(("h", pending_id, self.holds.get(pending_id)))
-        self.holds[pending_id] = state
 
     def _account(self, account_id: str, side: str, currency: str) -> AccountState:
         state = self.accounts.get(account_id)
@@ -144,10 +154,11 @@ class _Batch:
             req.currency,
             req.amount,
         )
-        assert debit_id is not None
-        assert credit_id is not None
-        assert currency is not None
-        assert amount is not None
+        if TYPE_CHECKING:  # well_formed() checked these; the asserts are for the type checker only
+            assert debit_id is not None
+            assert credit_id is not None
+            assert currency is not None
+            assert amount is not None
         accounts = self.accounts
         debit = accounts.get(debit_id)
         credit = accounts.get(credit_id)
@@ -172,12 +183,13 @@ class _Batch:
             raise _Refused(Status.EXCEEDS_CREDITS, "amount", f"debits of {debit_id} would exceed its credits")
         if credit.spec.credits_must_not_exceed_debits and credits_after > cb.debits_posted:
             raise _Refused(Status.EXCEEDS_DEBITS, "amount", f"credits of {credit_id} would exceed its debits")
-        kind, ts_ms = req.kind, self.ts_ms
+        kind, ts_ms, transfer_id, created = req.kind, self.ts_ms, req.id, self.created
         timeout_s = req.timeout_s if kind is _PENDING else None
-        transfer = _new_transfer(
+        transfer: Transfer = _tuple_new(
+            Transfer,
             (
-                self.next_seq + len(self.created),
-                req.id,
+                self.next_seq + len(created),
+                transfer_id,
                 kind,
                 debit_id,
                 credit_id,
@@ -194,29 +206,33 @@ class _Batch:
                 req.trade_id,
                 req.partner,
                 req.trade_digest,
-            )
+            ),
         )
         undo = self.undo
         if undo is not None:
             undo.append((db, db.as_tuple(), None))
             undo.append((cb, cb.as_tuple(), None))
-            undo.append(("t", transfer.id, None))
+            undo.append(("t", transfer_id, None))
         if kind is _PENDING:
             db.debits_pending += amount
             cb.credits_pending += amount
-            self._set_hold(req.id, _OPEN)
+            if undo is not None:
+                undo.append(("h", transfer_id, self.holds.get(transfer_id)))
+            self.holds[transfer_id] = _OPEN
         else:
             db.debits_posted += amount
             cb.credits_posted += amount
         touched = self.touched
         touched.add(debit_id)
         touched.add(credit_id)
-        self.created.append(transfer)
-        self.transfers[transfer.id] = transfer
+        created.append(transfer)
+        self.transfers[transfer_id] = transfer
         return transfer
 
-    def open_hold(self, pending_id: str, kind: TransferKind) -> tuple[Transfer, HoldState]:
-        """The hold `pending_id` if `kind` may resolve it now, and the state it would move to."""
+    def resolve(self, req: TransferRequest) -> Transfer:
+        pending_id, kind, amount = req.pending_id, req.kind, req.amount
+        if TYPE_CHECKING:  # well_formed() checked it; the assert is for the type checker only
+            assert pending_id is not None
         hold = self.transfers.get(pending_id)
         if hold is None:
             raise _Refused(Status.PENDING_TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id!r}")
@@ -225,32 +241,31 @@ class _Batch:
         nxt = transition(self.holds.get(pending_id, _OPEN), kind)
         if isinstance(nxt, Status):
             raise _Refused(nxt, "pending_id")
-        return hold, nxt
-
-    def resolve(self, req: TransferRequest) -> Transfer:
-        assert req.pending_id is not None
-        hold, nxt = self.open_hold(req.pending_id, req.kind)
-        if req.debit_account is not None and req.debit_account != hold.debit_account:
+        debit_id, credit_id, currency = req.debit_account, req.credit_account, req.currency
+        if debit_id is not None and debit_id != hold.debit_account:
             raise _Refused(
                 Status.PENDING_TRANSFER_MISMATCH, "debit_account", "debit_account differs from the hold's"
             )
-        if req.credit_account is not None and req.credit_account != hold.credit_account:
+        if credit_id is not None and credit_id != hold.credit_account:
             raise _Refused(
                 Status.PENDING_TRANSFER_MISMATCH, "credit_account", "credit_account differs from the hold's"
             )
-        if req.currency is not None and req.currency != hold.currency:
+        if currency is not None and currency != hold.currency:
             raise _Refused(Status.PENDING_TRANSFER_MISMATCH, "currency", "currency differs from the hold's")
-        if hold.expires_ms is not None and self.ts_ms >= hold.expires_ms:
+        ts_ms, expires_ms = self.ts_ms, hold.expires_ms
+        if expires_ms is not None and ts_ms >= expires_ms:
             raise _Refused(Status.PENDING_TRANSFER_EXPIRED, "pending_id", "the hold's deadline has passed")
-        amount = req.amount if req.kind is _POST else 0
-        assert amount is not None
+        if kind is not _POST:
+            amount = 0
+        elif TYPE_CHECKING:
+            assert amount is not None
         if amount > hold.amount:
             raise _Refused(
                 Status.EXCEEDS_PENDING_TRANSFER_AMOUNT, "amount", f"the hold is for {hold.amount} only"
             )
         links = (req.order_id, req.trade_id, req.partner, req.trade_digest)
         seq = self.next_seq + len(self.created)
-        transfer = resolution(hold, req.kind, req.id, amount, seq, self.ts_ms, req.code, req.linked, links)
+        transfer = resolution(hold, kind, req.id, amount, seq, ts_ms, req.code, req.linked, links)
         return self.apply_resolution(transfer, nxt)
 
     def apply_resolution(self, transfer: Transfer, nxt: HoldState) -> Transfer:
@@ -274,23 +289,27 @@ class _Batch:
 
     def one(self, index: int, req: TransferRequest) -> TransferResult:
         fast = well_formed(req)
+        transfer_id = req.id
         if not fast:
-            id_problem = check_id(req.id, "id")
+            id_problem = check_id(transfer_id, "id")
             if id_problem is not None:
                 return self.refused(index, req, _Refused(Status.INVALID_REQUEST, "id", id_problem.message))
-        existing = self.transfers.get(req.id)
+        existing = self.transfers.get(transfer_id)
         if existing is not None:
             differs = first_difference(req, existing)
             if differs is None:
-                return TransferResult(index, req.id, Status.EXISTS, None, existing.seq)
-            message = f"transfer {req.id!r} exists with a different {differs}"
-            return TransferResult(
-                index, req.id, Status.EXISTS_WITH_DIFFERENT_FIELD, differs, existing.seq, message
+                return _Result(index, transfer_id, Status.EXISTS, None, existing.seq)
+            message = f"transfer {transfer_id!r} exists with a different {differs}"
+            return _Result(
+                index, transfer_id, Status.EXISTS_WITH_DIFFERENT_FIELD, differs, existing.seq, message
             )
-        if req.id in self.failed:
-            failed = self.failed[req.id]
-            return TransferResult(
-                index, req.id, Status.ID_ALREADY_FAILED, message=f"{req.id!r} failed: {failed}"
+        failed = self.failed
+        if failed and transfer_id in failed:
+            return _Result(
+                index,
+                transfer_id,
+                Status.ID_ALREADY_FAILED,
+                message=f"{transfer_id!r} failed: {failed[transfer_id]}",
             )
         if not fast:
             problem = check_transfer(req)
@@ -298,12 +317,12 @@ class _Batch:
                 return self.refused(
                     index, req, _Refused(Status.INVALID_REQUEST, problem.field, problem.message)
                 )
+        kind = req.kind
         try:
-            kind = req.kind
             transfer = self.two_sided(req) if kind is _SINGLE or kind is _PENDING else self.resolve(req)
         except _Refused as refusal:
             return self.refused(index, req, refusal)
-        return TransferResult(index, req.id, _CREATED, None, transfer.seq)
+        return _Result(index, transfer_id, _CREATED, None, transfer[0])
 
     def refused(self, index: int, req: TransferRequest, refusal: _Refused) -> TransferResult:
         if refusal.status not in NOT_REMEMBERED and refusal.field != "id":
