@@ -224,7 +224,9 @@ def sale_resolutions(
 
 
 def order_hold(order_id: str, consumer: str, amount: int, currency: str, timeout_s: int) -> TransferRequest:
-    """The consumer's money moved to escrow while the partner decides (pending)."""
+    """The consumer's money moved to escrow while the partner decides (pending). It carries the order
+    id but not the trade id: the trade, as both ledgers reconcile it, starts with the partner hold
+    (a refused trade never becomes one), and its first leg's time decides its window."""
     return TransferRequest(
         f"{order_id}:hold",
         TransferKind.PENDING,
@@ -235,7 +237,6 @@ def order_hold(order_id: str, consumer: str, amount: int, currency: str, timeout
         timeout_s=timeout_s,
         code=rules.CODE_ORDER,
         order_id=order_id,
-        trade_id=order_id,
     )
 
 

@@ -268,7 +268,6 @@ class Buyer:
                 order.currency,
                 timeout_s,
                 order_id=order.id,
-                trade_id=order.id,
             )
         else:
             await t.db(

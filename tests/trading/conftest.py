@@ -18,11 +18,12 @@ import pytest
 import sqlalchemy as sa
 
 import ledger
-from federation import store
+from federation import canonical, store
+from federation.httpsig import sign_request
 from federation.partners import Agreement, Partner
 from federation.server import SERVICE
 from federation.service import FederationService
-from federation.sync import run_round
+from federation.sync import ensure_session, run_round
 from node.service import NodeServer
 from node.trading.buyer import Buyer
 from node.trading.component import BUYER, SELLER
@@ -116,12 +117,13 @@ def balances(server: NodeServer) -> dict[str, tuple[int, int, int, int]]:
     return {a.id: a.balance.as_tuple() for a in ledger.list_accounts(engine_of(server))}
 
 
-def legs(server: NodeServer, trade_id: str) -> list[tuple[str, str, int]]:
-    """(transfer id without the trade id, kind, amount) of every leg of a trade."""
-    return [
-        (t.id.removeprefix(trade_id), str(t.kind), t.amount)
-        for t in ledger.transfers_of_trade(engine_of(server), trade_id)
-    ]
+def legs(server: NodeServer, order_id: str) -> list[tuple[str, str, int]]:
+    """(transfer id without the order id, kind, amount) of every ledger transfer of an order or
+    trade, in sequence order (their ids all start with `ORDER_ID:`)."""
+    query = sa.text("SELECT id, kind, amount FROM ledger_transfers WHERE id LIKE :prefix ORDER BY seq")
+    with engine_of(server).connect() as conn:
+        rows = conn.execute(query, {"prefix": order_id + ":%"}).all()
+    return [(row.id.removeprefix(order_id), row.kind, row.amount) for row in rows]
 
 
 @dataclass
@@ -242,3 +244,32 @@ async def until(predicate: Any, timeout_s: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met before the deadline")
         await asyncio.sleep(0.02)
+
+
+async def signed_post(
+    m: Market, path: str, body: bytes, nonce: str | None = None
+) -> tuple[dict[str, str], str]:
+    """Headers of a POST the buyer signs to the seller (with its session token), and the URL."""
+    service = service_of(m.buyer)
+    partner = store.get_partner(engine_of(m.buyer), "shanghai")
+    assert partner is not None
+    token = await ensure_session(service, partner)
+    url = m.seller.url + path
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    signed = sign_request(
+        service.identity(),
+        "POST",
+        url,
+        body,
+        to="shanghai",
+        now_ts=int(time.time()),
+        headers=headers,
+        nonce=nonce,
+    )
+    return signed, url
+
+
+async def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST exactly these bytes and headers; (status, parsed canonical JSON)."""
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+        return response.status, canonical.decode(await response.read())

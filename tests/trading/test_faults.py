@@ -9,13 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 import ledger
-from federation import canonical, store
-from federation.httpsig import sign_request
+from federation import canonical
 from federation.partners import Agreement
-from federation.sync import ensure_session
 from node.config import load_settings
 from node.service import NodeServer
 from node.trading import documents
@@ -29,38 +25,12 @@ from tests.trading.conftest import (
     market,
     pin,
     seller_of,
+    send,
     service_of,
+    signed_post,
 )
 
 FAR_FUTURE_MS = (int(time.time()) + 400 * 24 * 3600) * 1000
-
-
-async def _signed_post(
-    m: Market, path: str, body: bytes, nonce: str | None = None
-) -> tuple[dict[str, str], str]:
-    """Headers of a POST the buyer signs to the seller (with its session token), and the URL."""
-    service = service_of(m.buyer)
-    partner = store.get_partner(engine_of(m.buyer), "shanghai")
-    assert partner is not None
-    token = await ensure_session(service, partner)
-    url = m.seller.url + path
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    signed = sign_request(
-        service.identity(),
-        "POST",
-        url,
-        body,
-        to="shanghai",
-        now_ts=int(time.time()),
-        headers=headers,
-        nonce=nonce,
-    )
-    return signed, url
-
-
-async def _send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
-        return response.status, canonical.decode(await response.read())
 
 
 def _summaries_agree(m: Market, trade_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,11 +57,11 @@ async def test_replayed_and_duplicated_messages(tmp_path: Path) -> None:
         stored = await buyer_of(m.buyer).get(trade)
         assert stored.trade_request is not None
         before = legs(m.seller, trade)
-        headers, url = await _signed_post(m, "/fed/v1/trades", stored.trade_request)
-        first = await _send(url, stored.trade_request, headers)
+        headers, url = await signed_post(m, "/fed/v1/trades", stored.trade_request)
+        first = await send(url, stored.trade_request, headers)
         assert first[0] == 201  # a duplicate (new signature) gets the stored acceptance
         assert first[1] == canonical.decode(stored.receipt or b"")["acceptance"]
-        assert await _send(url, stored.trade_request, headers) == (
+        assert await send(url, stored.trade_request, headers) == (
             401,
             {"error": "replayed", "message": "nonce already used (replayed request)"},
         )
@@ -105,8 +75,8 @@ async def test_replayed_and_duplicated_messages(tmp_path: Path) -> None:
             documents.Terms("shanghai-gpu", 2, 2, 10_000, "CNY", 40_000),
             1,
         )
-        headers, url = await _signed_post(m, "/fed/v1/trades", canonical.encode(other))
-        assert (await _send(url, canonical.encode(other), headers))[0] == 409
+        headers, url = await signed_post(m, "/fed/v1/trades", canonical.encode(other))
+        assert (await send(url, canonical.encode(other), headers))[0] == 409
         foreign = documents.trade_request(
             service_of(m.buyer).identity(),
             "shanghai",
@@ -114,8 +84,8 @@ async def test_replayed_and_duplicated_messages(tmp_path: Path) -> None:
             documents.Terms(**{**_terms(request), "units": 1}),
             1,
         )
-        headers, url = await _signed_post(m, "/fed/v1/trades", canonical.encode(foreign))
-        status, refusal = await _send(url, canonical.encode(foreign), headers)
+        headers, url = await signed_post(m, "/fed/v1/trades", canonical.encode(foreign))
+        status, refusal = await send(url, canonical.encode(foreign), headers)
         assert (status, refusal["error"], refusal["type"]) == (
             422,
             "foreign_trade_id",
@@ -128,20 +98,20 @@ async def test_replayed_and_duplicated_messages(tmp_path: Path) -> None:
         assert stored.settlement is not None
         after_settle = (legs(m.seller, trade), balances(m.seller))
         path = f"/fed/v1/trades/{trade}/settlement"
-        headers, url = await _signed_post(m, path, stored.settlement)
-        status, receipt = await _send(url, stored.settlement, headers)
+        headers, url = await signed_post(m, path, stored.settlement)
+        status, receipt = await send(url, stored.settlement, headers)
         assert (status, receipt) == (200, canonical.decode(stored.settlement_record or b"")["receipt"])
-        assert (await _send(url, stored.settlement, headers))[0] == 401
+        assert (await send(url, stored.settlement, headers))[0] == 401
         different = documents.settlement(
             service_of(m.buyer).identity(), "shanghai", trade, 2, 20_000, "CNY", order["receipt_sha256"], 5
         )
-        headers, url = await _signed_post(m, path, canonical.encode(different))
-        status, refusal = await _send(url, canonical.encode(different), headers)
+        headers, url = await signed_post(m, path, canonical.encode(different))
+        status, refusal = await send(url, canonical.encode(different), headers)
         assert (status, refusal["error"]) == (409, "already_settled")
         assert (legs(m.seller, trade), balances(m.seller)) == after_settle
         # A settlement whose URL names another trade is malformed.
-        headers, url = await _signed_post(m, "/fed/v1/trades/beijing.other0000/settlement", stored.settlement)
-        status, error = await _send(url, stored.settlement, headers)
+        headers, url = await signed_post(m, "/fed/v1/trades/beijing.other0000/settlement", stored.settlement)
+        status, error = await send(url, stored.settlement, headers)
         assert (status, error["error"]) == (400, "trade_id_mismatch")
 
 
@@ -175,8 +145,8 @@ async def test_seller_offline_before_the_request(tmp_path: Path) -> None:
             assert sale is not None
             assert sale.state == "cancelled"
             assert order.trade_request is not None
-            headers, url = await _signed_post(m, "/fed/v1/trades", order.trade_request)
-            status, refusal = await _send(url, order.trade_request, headers)
+            headers, url = await signed_post(m, "/fed/v1/trades", order.trade_request)
+            status, refusal = await send(url, order.trade_request, headers)
             assert (status, refusal["error"]) == (409, "trade_cancelled")
             assert legs(seller, trade) == []
         finally:
