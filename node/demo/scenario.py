@@ -9,14 +9,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import connectors, federation, foundation
+from node.demo import connectors, federation, foundation, trading
 from node.demo import ledger as settlement
 from node.demo.stage import DemoError, Stage
 
 Step = Callable[[Stage], None]
 
 # Steps run while the nodes are not yet started (init, config), then while they run.
-SETUP_STEPS: tuple[Step, ...] = (foundation.create_nodes, federation.configure)
+SETUP_STEPS: tuple[Step, ...] = (foundation.create_nodes, federation.configure, trading.configure)
 RUN_STEPS: tuple[Step, ...] = (
     foundation.start_nodes,
     foundation.show_status,
@@ -32,6 +32,11 @@ RUN_STEPS: tuple[Step, ...] = (
     settlement.settle_trade,
     settlement.audit,
     settlement.reconcile,
+    trading.grant_credit,
+    trading.buy,
+    trading.settle,
+    trading.reconcile,
+    trading.audit,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 
