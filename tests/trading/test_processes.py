@@ -1,0 +1,147 @@
+"""Trading between two real `cpnode run` processes, driven only through the command line an
+operator uses: pin partners with a credit limit, open and fund a consumer, place and settle an
+order, reconcile over the peer API, and verify the seller's audit export with its key alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.cli.main import main as cpnode
+from node.config import load_settings
+from node.identity import load_identity
+from tests.nodes import NodeProcess, make_node_dir
+from tests.trading.conftest import BASE_TOML, offer, trading_toml
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    """`cpnode ARGS --config CONFIG`; (exit code, stdout + stderr)."""
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cpnode([*args, "--config", str(config)])
+    return code, out.getvalue() + err.getvalue()
+
+
+def run_json(config: Path, *args: str) -> Any:
+    """`cpnode ARGS --json`, which must succeed; its parsed output."""
+    code, output = run(config, *args, "--json")
+    assert code == 0, output
+    return json.loads(output)
+
+
+@pytest.fixture(name="processes")
+def fixture_processes(tmp_path: Path, db_urls: tuple[str | None, str | None]) -> Iterator[tuple[Path, Path]]:
+    """Seller and buyer configs, each node running as a `cpnode run` process."""
+    seller = make_node_dir(
+        tmp_path,
+        "shanghai",
+        db_url=db_urls[0],
+        extra_toml=BASE_TOML + trading_toml() + offer("shanghai", "gpu", 4, 10_000),
+    )
+    buyer = make_node_dir(tmp_path, "beijing", db_url=db_urls[1], extra_toml=BASE_TOML + trading_toml())
+    started = []
+    try:
+        for config in (seller, buyer):
+            process = NodeProcess(config)
+            process.start()
+            started.append(process)
+        yield seller, buyer
+    finally:
+        for process in started:
+            assert process.stop() == 0, process.log()
+
+
+def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], tmp_path: Path) -> None:
+    """The whole flow through `cpnode` commands against two node processes, ending in a clean
+    reconciliation and an audit bundle that verifies with the seller's public key."""
+    seller, buyer = processes
+    urls = {c: json.loads((c.parent / "data" / "run.json").read_text())["url"] for c in (seller, buyer)}
+    keys = {c: load_identity(load_settings(c, environ={})).public_key for c in (seller, buyer)}
+    run_json(
+        seller,
+        "partners",
+        "add",
+        "beijing",
+        "--url",
+        urls[buyer],
+        "--key",
+        keys[buyer],
+        "--credit-limit",
+        "100000",
+    )
+    run_json(buyer, "partners", "add", "shanghai", "--url", urls[seller], "--key", keys[seller])
+    assert run_json(buyer, "catalog", "sync")[0]["outcome"] == "ok"
+    start_ms = int(time.time() * 1000)
+    run_json(buyer, "consumers", "create", "alice")
+    assert (
+        run_json(buyer, "consumers", "deposit", "alice", "--amount", "200000", "--id", "dep-1")["available"]
+        == 200_000
+    )
+    order = run_json(
+        buyer,
+        "orders",
+        "place",
+        "--consumer",
+        "alice",
+        "--offer",
+        "shanghai-gpu",
+        "--units",
+        "2",
+        "--hours",
+        "3",
+    )
+    assert (order["state"], order["amount"], order["source"]) == ("accepted", 60_000, "partner:shanghai")
+    code, output = run(
+        buyer,
+        "orders",
+        "place",
+        "--consumer",
+        "alice",
+        "--offer",
+        "shanghai-gpu",
+        "--units",
+        "2",
+        "--hours",
+        "3",
+    )
+    assert code == 1
+    assert "credit_limit_exceeded" in output  # 120,000 would exceed the 100,000 line
+    sales = sorted(
+        (s["state"], s["reason"], s["trade_id"] == order["id"]) for s in run_json(seller, "orders", "sales")
+    )
+    assert sales == [("accepted", None, True), ("refused", "credit_limit_exceeded", False)]
+    settled = run_json(buyer, "orders", "settle", order["id"], "--used-hours", "1")
+    assert (settled["state"], settled["settled_amount"]) == ("settled", 20_000)
+    assert run_json(buyer, "consumers", "show", "alice")["available"] == 180_000
+    balances = {row["id"]: row for row in run_json(seller, "ledger", "balances")}
+    assert balances["partner:beijing"]["debits_posted"] == 20_000
+    assert balances["fees:platform"]["credits_posted"] == 1_000
+    end_ms = int(time.time() * 1000) + 1
+    while time.time() * 1000 <= end_ms:
+        time.sleep(0.005)  # the window must have closed before the seller summarises it
+    code, output = run(
+        buyer,
+        "ledger",
+        "reconcile",
+        "--partner",
+        "shanghai",
+        "--window",
+        f"{start_ms}/{end_ms}",
+        "--margin-s",
+        "0",
+    )
+    assert code == 0, output
+    assert "trades: 1 here, 1 at shanghai" in output
+    bundle = tmp_path / "audit"
+    run_json(seller, "ledger", "export", "--out", str(bundle))
+    out = StringIO()
+    with redirect_stdout(out):
+        assert cpnode(["ledger", "verify", str(bundle), "--key", keys[seller]]) == 0
+    assert "OK" in out.getvalue()
