@@ -25,7 +25,7 @@ from node.trading.buyer import Buyer
 from node.trading.capacity import Capacity
 from node.trading.core import Trading
 from node.trading.seller import Seller
-from node.trading.store import orders_t, sales_t
+from node.trading.tables import orders_t, sales_t
 
 log = logging.getLogger("cpnode.trading")
 UPKEEP_JOB = "trading.upkeep"

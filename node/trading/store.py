@@ -1,4 +1,4 @@
-"""Trading tables (migration node_0002): orders, sales and capacity reservations.
+"""Trading storage: orders, sales and capacity reservations (tables in node.trading.tables).
 
 State changes are compare-and-set on the current state (`move_order`, `move_sale`), so of two
 replicas or two requests acting on one order, exactly one moves it. Capacity is reserved under a
@@ -9,7 +9,6 @@ advisory lock on the offer id), so two trades never both take the last free unit
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,175 +16,20 @@ from sqlalchemy.engine import Connection, Engine
 
 from node.db import write_transaction
 from node.trading.machine import ORDER_FINAL, ORDER_RESTING, SALE_OPEN, order_transition, sale_transition
-
-_md = sa.MetaData()
-_BIG, _TEXT, _BYTES = sa.BigInteger, sa.Text, sa.LargeBinary
-orders_t = sa.Table(
-    "trading_orders",
-    _md,
-    sa.Column("id", sa.String(100), primary_key=True),
-    sa.Column("consumer", sa.String(63)),
-    sa.Column("offer_id", sa.String(200)),
-    sa.Column("source", sa.String(80)),
-    sa.Column("partner", sa.String(63)),
-    sa.Column("pool", sa.String(200)),
-    *(sa.Column(name, _BIG) for name in ("units", "hours", "price_per_unit_hour")),
-    sa.Column("currency", sa.String(16)),
-    sa.Column("amount", _BIG),
-    sa.Column("fee", _BIG),
-    sa.Column("state", sa.String(20)),
-    sa.Column("reason", _TEXT),
-    sa.Column("request_sha256", sa.String(64)),
-    sa.Column("trade_request", _BYTES),
-    sa.Column("receipt", _BYTES),
-    sa.Column("receipt_sha256", sa.String(64)),
-    sa.Column("partner_hold_expires_ts", _BIG),
-    sa.Column("used_hours", _BIG),
-    sa.Column("settled_amount", _BIG),
-    sa.Column("settlement", _BYTES),
-    sa.Column("settlement_record", _BYTES),
-    sa.Column("settlement_sha256", sa.String(64)),
-    sa.Column("notify_partner", sa.Boolean),
-    *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
-)
-sales_t = sa.Table(
-    "trading_sales",
-    _md,
-    sa.Column("partner", sa.String(63), primary_key=True),
-    sa.Column("trade_id", sa.String(100), primary_key=True),
-    sa.Column("offer_id", sa.String(200)),
-    sa.Column("pool", sa.String(200)),
-    *(sa.Column(name, _BIG) for name in ("units", "hours", "price_per_unit_hour")),
-    sa.Column("currency", sa.String(16)),
-    sa.Column("amount", _BIG),
-    sa.Column("fee", _BIG),
-    sa.Column("state", sa.String(20)),
-    sa.Column("reason", _TEXT),
-    sa.Column("request_sha256", sa.String(64)),
-    sa.Column("acceptance", _BYTES),
-    sa.Column("receipt_sha256", sa.String(64)),
-    sa.Column("settlement_sha256", sa.String(64)),
-    sa.Column("settlement_receipt", _BYTES),
-    sa.Column("record_sha256", sa.String(64)),
-    sa.Column("used_hours", _BIG),
-    sa.Column("settled_amount", _BIG),
-    *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
-)
-reservations_t = sa.Table(
-    "trading_reservations",
-    _md,
-    sa.Column("id", sa.String(200), primary_key=True),
-    sa.Column("offer_id", sa.String(200)),
-    sa.Column("units", _BIG),
-    sa.Column("expires_ts", _BIG),
-    sa.Column("released_ts", _BIG),
-    sa.Column("created_ts", _BIG),
+from node.trading.tables import (
+    ORDER_DOCUMENTS,
+    Order,
+    Sale,
+    order_from_row,
+    order_reservation,
+    orders_t,
+    reservations_t,
+    sale_from_row,
+    sale_reservation,
+    sales_t,
 )
 
-
-@dataclass(frozen=True)
-class Order:
-    """A row of `trading_orders`."""
-
-    id: str
-    consumer: str
-    offer_id: str
-    source: str
-    partner: str | None
-    pool: str
-    units: int
-    hours: int
-    price_per_unit_hour: int
-    currency: str
-    amount: int
-    fee: int
-    state: str
-    reason: str | None
-    request_sha256: str
-    trade_request: bytes | None
-    receipt: bytes | None
-    receipt_sha256: str | None
-    partner_hold_expires_ts: int | None
-    used_hours: int | None
-    settled_amount: int | None
-    settlement: bytes | None
-    settlement_record: bytes | None
-    settlement_sha256: str | None
-    notify_partner: bool
-    hold_expires_ts: int
-    created_ts: int
-    updated_ts: int
-
-    def view(self) -> dict[str, Any]:
-        """What the API shows of an order (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ORDER_DOCUMENTS}
-
-
-@dataclass(frozen=True)
-class Sale:
-    """A row of `trading_sales`."""
-
-    partner: str
-    trade_id: str
-    offer_id: str | None
-    pool: str | None
-    units: int
-    hours: int
-    price_per_unit_hour: int
-    currency: str
-    amount: int
-    fee: int
-    state: str
-    reason: str | None
-    request_sha256: str | None
-    acceptance: bytes | None
-    receipt_sha256: str | None
-    settlement_sha256: str | None
-    settlement_receipt: bytes | None
-    record_sha256: str | None
-    used_hours: int | None
-    settled_amount: int | None
-    hold_expires_ts: int
-    created_ts: int
-    updated_ts: int
-
-    @property
-    def reservation_id(self) -> str:
-        """The id of this sale's capacity reservation."""
-        return sale_reservation(self.partner, self.trade_id)
-
-    def view(self) -> dict[str, Any]:
-        """What the API shows of a sale (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("acceptance", "settlement_receipt")}
-
-
-def order_reservation(order_id: str) -> str:
-    """The reservation id of a local order."""
-    return f"order:{order_id}"
-
-
-def sale_reservation(partner: str, trade_id: str) -> str:
-    """The reservation id of a sale."""
-    return f"sale:{partner}:{trade_id}"
-
-
-ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record")
-_ORDER_FIELDS = tuple(f.name for f in fields(Order))
-_SALE_FIELDS = tuple(f.name for f in fields(Sale))
-
-
-def _values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    m = row._mapping
-    # psycopg returns bytea as memoryview; documents are kept as bytes.
-    return {name: bytes(m[name]) if isinstance(m[name], memoryview) else m[name] for name in names}
-
-
-def _order(row: Any) -> Order:
-    return Order(**_values(row, _ORDER_FIELDS))
-
-
-def _sale(row: Any) -> Sale:
-    return Sale(**_values(row, _SALE_FIELDS))
+__all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
 
 
 # --- orders ----------------------------------------------------------------------------------------
@@ -196,16 +40,18 @@ def insert_order(engine: Engine, values: dict[str, Any]) -> tuple[bool, Order]:
     with write_transaction(engine) as conn:
         row = conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).first()
         if row is not None:
-            return False, _order(row)
+            return False, order_from_row(row)
         conn.execute(sa.insert(orders_t).values(**values))
-        return True, _order(conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).one())
+        return True, order_from_row(
+            conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).one()
+        )
 
 
 def get_order(engine: Engine, order_id: str) -> Order | None:
     """One order, or None."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).first()
-    return None if row is None else _order(row)
+    return None if row is None else order_from_row(row)
 
 
 def list_orders(engine: Engine, consumer: str | None = None, limit: int = 100) -> list[Order]:
@@ -214,7 +60,7 @@ def list_orders(engine: Engine, consumer: str | None = None, limit: int = 100) -
     if consumer is not None:
         query = query.where(orders_t.c.consumer == consumer)
     with engine.connect() as conn:
-        return [_order(row) for row in conn.execute(query)]
+        return [order_from_row(row) for row in conn.execute(query)]
 
 
 def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
@@ -249,7 +95,7 @@ def move_order(
             return None
         if release_capacity or after in ORDER_FINAL:
             release(conn, order_reservation(order_id), now_ts)
-        return _order(conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).one())
+        return order_from_row(conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).one())
 
 
 def update_order(engine: Engine, order_id: str, now_ts: int, **values: Any) -> None:
@@ -267,7 +113,7 @@ def unfinished_orders(engine: Engine, untouched_since_ts: int, limit: int = 100)
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_order(row) for row in conn.execute(query)]
+        return [order_from_row(row) for row in conn.execute(query)]
 
 
 def orders_to_notify(engine: Engine, limit: int = 100) -> list[Order]:
@@ -279,7 +125,7 @@ def orders_to_notify(engine: Engine, limit: int = 100) -> list[Order]:
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_order(row) for row in conn.execute(query)]
+        return [order_from_row(row) for row in conn.execute(query)]
 
 
 # --- capacity --------------------------------------------------------------------------------------
@@ -361,7 +207,7 @@ def _get_sale(conn: Connection, partner: str, trade_id: str) -> Sale | None:
     row = conn.execute(
         sa.select(sales_t).where(sales_t.c.partner == partner, sales_t.c.trade_id == trade_id)
     ).first()
-    return None if row is None else _sale(row)
+    return None if row is None else sale_from_row(row)
 
 
 def get_sale(engine: Engine, partner: str, trade_id: str) -> Sale | None:
@@ -437,7 +283,7 @@ def sales_past_deadline(engine: Engine, now_ts: int, limit: int = 100) -> list[S
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_sale(row) for row in conn.execute(query)]
+        return [sale_from_row(row) for row in conn.execute(query)]
 
 
 def unfinished_sales(engine: Engine, untouched_since_ts: int, limit: int = 100) -> list[Sale]:
@@ -451,7 +297,7 @@ def unfinished_sales(engine: Engine, untouched_since_ts: int, limit: int = 100) 
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_sale(row) for row in conn.execute(query)]
+        return [sale_from_row(row) for row in conn.execute(query)]
 
 
 def list_sales(engine: Engine, partner: str | None = None, limit: int = 100) -> list[Sale]:
@@ -460,4 +306,4 @@ def list_sales(engine: Engine, partner: str | None = None, limit: int = 100) -> 
     if partner is not None:
         query = query.where(sales_t.c.partner == partner)
     with engine.connect() as conn:
-        return [_sale(row) for row in conn.execute(query)]
+        return [sale_from_row(row) for row in conn.execute(query)]

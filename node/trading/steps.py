@@ -1,0 +1,288 @@
+"""The actions of the order state machine (node.trading.machine), one per state: each runs after
+its state is stored, is idempotent, and ends by moving the order on (compare-and-set), so running
+the action of the state an order was left in finishes it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from federation import canonical
+from ledger import Status
+from node.trading import books, documents, peer, rules, store
+from node.trading.core import Trading
+from node.trading.documents import Terms
+from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
+from node.trading.store import Order
+
+log = logging.getLogger("cpnode.trading.buyer")
+PARTNER_HOLD_MARGIN_S = 300  # our partner hold outlives the seller's by this much
+VOID_DONE = frozenset(
+    {
+        Status.PENDING_TRANSFER_ALREADY_VOIDED,
+        Status.PENDING_TRANSFER_ALREADY_EXPIRED,
+        Status.PENDING_TRANSFER_EXPIRED,
+    }
+)
+
+
+class OrderSteps:
+    """What each order state does."""
+
+    def __init__(self, trading: Trading) -> None:
+        self.trading = trading
+
+    async def get(self, order_id: str) -> Order:
+        """One order, or UnknownError."""
+        order = await self.trading.db(store.get_order, order_id)
+        if order is None:
+            raise UnknownError(f"no order {order_id!r}", code="unknown_order")
+        return order
+
+    def cancel_document(self, order: Order) -> dict[str, Any]:
+        """The stored cancel (a settlement of 0 hours) to send a partner, as order fields."""
+        if order.partner is None:
+            return {}
+        t = self.trading
+        doc = documents.settlement(
+            t.identity(), order.partner, order.id, 0, 0, order.currency, order.receipt_sha256, t.clock()
+        )
+        return {"settlement": canonical.encode(doc)}
+
+    async def move(self, order: Order, event: str, **values: Any) -> Order | None:
+        """Move the order from its current state by `event` (None if it moved meanwhile)."""
+        return await self.trading.db(
+            store.move_order, order.id, order.state, event, self.trading.clock(), **values
+        )
+
+    def terms(self, order: Order) -> Terms:
+        """The order's terms as documents carry them."""
+        return Terms(
+            order.offer_id, order.units, order.hours, order.price_per_unit_hour, order.currency, order.amount
+        )
+
+    async def step(self, order: Order) -> Order | None:
+        """Run the action of the order's state; the order as moved (None if it moved meanwhile)."""
+        step = getattr(self, f"_on_{order.state}")
+        result: Order | None = await step(order)
+        return result
+
+    async def _on_new(self, order: Order) -> Order | None:
+        t = self.trading
+        timeout_s = order.hold_expires_ts - order.created_ts
+        if order.partner is None:
+            await t.db(books.ensure_accounts, books.house_specs(order.currency, [order.pool]))
+            legs = books.sale_holds(
+                order.id,
+                rules.consumer_account(order.consumer),
+                order.pool,
+                order.amount,
+                order.fee,
+                order.currency,
+                timeout_s,
+                order_id=order.id,
+            )
+        else:
+            await t.db(
+                books.ensure_accounts,
+                [*books.house_specs(order.currency), *books.partner_specs(order.partner, order.currency)],
+            )
+            legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
+        cause = await t.db(books.submit, legs)
+        if cause is None:
+            return await self.move(order, "held")
+        reason = "insufficient_funds" if cause is Status.EXCEEDS_CREDITS else f"ledger_{cause}"
+        return await self.move(order, "rejected", reason=reason)
+
+    async def _on_held(self, order: Order) -> Order | None:
+        t = self.trading
+        if order.partner is None:
+            found = await t.capacity.find(order.offer_id)
+            free = int(found[1]["free_units"]) if found is not None else 0
+            reserved = await t.db(
+                store.reserve,
+                store.order_reservation(order.id),
+                order.offer_id,
+                order.units,
+                free,
+                order.hold_expires_ts,
+                t.clock(),
+            )
+            if reserved:
+                return await self.move(order, "reserved")
+            return await self.move(order, "refused", reason="not_enough_free_units")
+        request = documents.trade_request(t.identity(), order.partner, order.id, self.terms(order), t.clock())
+        return await self.move(order, "requested", trade_request=canonical.encode(request))
+
+    async def _on_requested(self, order: Order) -> Order | None:
+        t = self.trading
+        assert order.partner is not None
+        assert order.trade_request is not None
+        try:
+            partner = await t.partner(order.partner)
+        except UnknownError as exc:
+            return await self.move(order, "refused", reason=f"unknown_partner: {exc}")
+        try:
+            response = await peer.post(
+                t.service, partner, "/fed/v1/trades", order.trade_request, t.settings.trade_timeout_s
+            )
+        except PartnerUnavailableError as exc:
+            return await self.move(
+                order, "abandon", reason=f"partner_unavailable: {exc}", **self.cancel_document(order)
+            )
+        try:
+            answer = peer.answer_document(response, partner)
+            if response.status not in (200, 201):
+                code, message = answer.get("error", "refused"), answer.get("message", "")
+                return await self.move(order, "refused", reason=f"{code}: {partner.name} refused: {message}")
+            await peer.verify_from(t.service, partner, answer)
+            request = canonical.decode(order.trade_request)
+            expires = documents.check_acceptance(
+                answer, partner.name, t.name, order.id, documents.sha256_of(request), self.terms(order)
+            )
+        except ProtocolError as exc:
+            # The seller may hold funds for an answer we cannot accept: cancel with it.
+            return await self.move(
+                order, "abandon", reason=f"{exc.code}: {exc}", **self.cancel_document(order)
+            )
+        record = documents.receipt(request, answer)
+        moved = await self.move(
+            order,
+            "accepted",
+            receipt=canonical.encode(record),
+            receipt_sha256=documents.digest(record),
+            partner_hold_expires_ts=expires,
+        )
+        if moved is not None:
+            await self.ensure_partner_hold(moved)
+        return moved
+
+    async def ensure_partner_hold(self, order: Order) -> None:
+        """Record what we owe the partner for an accepted trade (once; idempotent)."""
+        if order.partner is None or order.receipt_sha256 is None or order.partner_hold_expires_ts is None:
+            return
+        timeout_s = max(1, order.partner_hold_expires_ts - order.created_ts) + PARTNER_HOLD_MARGIN_S
+        hold = books.partner_hold(
+            order.id, order.partner, order.amount, order.currency, timeout_s, order.receipt_sha256
+        )
+        cause = await self.trading.db(books.submit, [hold])
+        if cause is not None:
+            raise StateError(
+                f"could not record what order {order.id} owes {order.partner}: {cause}", code="ledger_refused"
+            )
+
+    async def _on_settling(self, order: Order) -> Order | None:
+        t = self.trading
+        if order.partner is None:
+            return await self.move(order, "settled")
+        assert order.settlement is not None
+        partner = await t.partner(order.partner)
+        path = f"/fed/v1/trades/{order.id}/settlement"
+        response = await peer.post(t.service, partner, path, order.settlement, t.settings.trade_timeout_s)
+        answer = peer.answer_document(response, partner)
+        if response.status != 200:
+            return await self.move(
+                order,
+                "refused",
+                reason=f"{answer.get('error')}: {partner.name} refused the settlement: {answer.get('message')}",
+            )
+        await peer.verify_from(t.service, partner, answer)
+        settled = canonical.decode(order.settlement)
+        state = documents.check_settlement_receipt(
+            answer, partner.name, t.name, order.id, documents.sha256_of(settled)
+        )
+        expected = "settled" if order.settled_amount else "voided"
+        if state != expected or answer["amount"] != order.settled_amount:
+            return await self.move(
+                order, "refused", reason=f"bad_receipt: {partner.name} answered {state} {answer['amount']}"
+            )
+        record = documents.settlement_record(settled, answer)
+        return await self.move(
+            order,
+            "settled",
+            settlement_record=canonical.encode(record),
+            settlement_sha256=documents.digest(record),
+        )
+
+    async def _on_posting(self, order: Order) -> Order | None:
+        t = self.trading
+        used = int(order.settled_amount or 0)
+        if order.partner is None:
+            requests = books.sale_resolutions(order.id, order.amount, order.fee, used, None)
+        else:
+            await self.ensure_partner_hold(order)
+            requests = books.order_resolutions(order.id, used, True, order.settlement_sha256)
+        cause = await t.db(books.submit, requests)
+        if cause is not None and not (used == 0 and cause in VOID_DONE):
+            raise StateError(f"the ledger refused to settle order {order.id}: {cause}", code="ledger_refused")
+        return await self.move(order, "posted")
+
+    async def _on_cancelling(self, order: Order) -> Order | None:
+        t = self.trading
+        if order.partner is None:
+            return await self.move(order, "acknowledged")
+        outcome = await self.deliver_cancel(order, t.settings.trade_timeout_s / 4)
+        if outcome is None:
+            return await self.move(order, "unreachable", notify_partner=True)
+        return await self.move(order, "acknowledged", **outcome)
+
+    async def deliver_cancel(self, order: Order, deadline_s: float) -> dict[str, Any] | None:
+        """Send the stored cancel to the seller; the order fields to store, or None if it did not answer."""
+        t = self.trading
+        assert order.partner is not None
+        assert order.settlement is not None
+        try:
+            partner = await t.partner(order.partner)
+            response = await peer.post(
+                t.service, partner, f"/fed/v1/trades/{order.id}/settlement", order.settlement, deadline_s
+            )
+        except (PartnerUnavailableError, UnknownError):
+            return None
+        answer = peer.answer_document(response, partner)
+        if response.status != 200:
+            # The seller keeps nothing open for this trade (expired, refused, unknown): nothing to undo.
+            return {"reason": f"{order.reason or 'cancelled'}; {partner.name}: {answer.get('error')}"}
+        await peer.verify_from(t.service, partner, answer)
+        settled = canonical.decode(order.settlement)
+        documents.check_settlement_receipt(
+            answer, partner.name, t.name, order.id, documents.sha256_of(settled)
+        )
+        record = documents.settlement_record(settled, answer)
+        fields: dict[str, Any] = {
+            "settlement_record": canonical.encode(record),
+            "settlement_sha256": documents.digest(record),
+        }
+        accepted = answer.get("acceptance")
+        if order.receipt is None and isinstance(accepted, dict) and order.trade_request is not None:
+            # The seller had accepted although we never saw its answer: record the trade as it did,
+            # so both ledgers show it accepted and then voided.
+            await peer.verify_from(t.service, partner, accepted)
+            request = canonical.decode(order.trade_request)
+            expires = documents.check_acceptance(
+                accepted, partner.name, t.name, order.id, documents.sha256_of(request), self.terms(order)
+            )
+            receipt = documents.receipt(request, accepted)
+            fields.update(
+                receipt=canonical.encode(receipt),
+                receipt_sha256=documents.digest(receipt),
+                partner_hold_expires_ts=expires,
+            )
+            await self.ensure_partner_hold(_with(order, **fields))
+        return fields
+
+    async def _on_voiding(self, order: Order) -> Order | None:
+        t = self.trading
+        if order.partner is None:
+            requests = books.sale_resolutions(order.id, order.amount, order.fee, 0, None)
+        else:
+            with_partner = await t.db(books.hold_exists, f"{order.id}:escrow")
+            requests = books.order_resolutions(order.id, 0, with_partner, order.settlement_sha256)
+        cause = await t.db(books.submit, requests)
+        if cause is not None and cause not in VOID_DONE:
+            raise StateError(f"the ledger refused to void order {order.id}: {cause}", code="ledger_refused")
+        return await self.move(order, "voided")
+
+
+def _with(order: Order, **fields: Any) -> Order:
+    return replace(order, **{k: v for k, v in fields.items() if k in Order.__dataclass_fields__})

@@ -1,0 +1,181 @@
+"""Trading tables (migration node_0002) and their rows: orders placed here, sales to partners,
+and capacity reservations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+
+_md = sa.MetaData()
+_BIG, _TEXT, _BYTES = sa.BigInteger, sa.Text, sa.LargeBinary
+orders_t = sa.Table(
+    "trading_orders",
+    _md,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("consumer", sa.String(63)),
+    sa.Column("offer_id", sa.String(200)),
+    sa.Column("source", sa.String(80)),
+    sa.Column("partner", sa.String(63)),
+    sa.Column("pool", sa.String(200)),
+    *(sa.Column(name, _BIG) for name in ("units", "hours", "price_per_unit_hour")),
+    sa.Column("currency", sa.String(16)),
+    sa.Column("amount", _BIG),
+    sa.Column("fee", _BIG),
+    sa.Column("state", sa.String(20)),
+    sa.Column("reason", _TEXT),
+    sa.Column("request_sha256", sa.String(64)),
+    sa.Column("trade_request", _BYTES),
+    sa.Column("receipt", _BYTES),
+    sa.Column("receipt_sha256", sa.String(64)),
+    sa.Column("partner_hold_expires_ts", _BIG),
+    sa.Column("used_hours", _BIG),
+    sa.Column("settled_amount", _BIG),
+    sa.Column("settlement", _BYTES),
+    sa.Column("settlement_record", _BYTES),
+    sa.Column("settlement_sha256", sa.String(64)),
+    sa.Column("notify_partner", sa.Boolean),
+    *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
+)
+sales_t = sa.Table(
+    "trading_sales",
+    _md,
+    sa.Column("partner", sa.String(63), primary_key=True),
+    sa.Column("trade_id", sa.String(100), primary_key=True),
+    sa.Column("offer_id", sa.String(200)),
+    sa.Column("pool", sa.String(200)),
+    *(sa.Column(name, _BIG) for name in ("units", "hours", "price_per_unit_hour")),
+    sa.Column("currency", sa.String(16)),
+    sa.Column("amount", _BIG),
+    sa.Column("fee", _BIG),
+    sa.Column("state", sa.String(20)),
+    sa.Column("reason", _TEXT),
+    sa.Column("request_sha256", sa.String(64)),
+    sa.Column("acceptance", _BYTES),
+    sa.Column("receipt_sha256", sa.String(64)),
+    sa.Column("settlement_sha256", sa.String(64)),
+    sa.Column("settlement_receipt", _BYTES),
+    sa.Column("record_sha256", sa.String(64)),
+    sa.Column("used_hours", _BIG),
+    sa.Column("settled_amount", _BIG),
+    *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
+)
+reservations_t = sa.Table(
+    "trading_reservations",
+    _md,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("offer_id", sa.String(200)),
+    sa.Column("units", _BIG),
+    sa.Column("expires_ts", _BIG),
+    sa.Column("released_ts", _BIG),
+    sa.Column("created_ts", _BIG),
+)
+
+
+@dataclass(frozen=True)
+class Order:
+    """A row of `trading_orders`."""
+
+    id: str
+    consumer: str
+    offer_id: str
+    source: str
+    partner: str | None
+    pool: str
+    units: int
+    hours: int
+    price_per_unit_hour: int
+    currency: str
+    amount: int
+    fee: int
+    state: str
+    reason: str | None
+    request_sha256: str
+    trade_request: bytes | None
+    receipt: bytes | None
+    receipt_sha256: str | None
+    partner_hold_expires_ts: int | None
+    used_hours: int | None
+    settled_amount: int | None
+    settlement: bytes | None
+    settlement_record: bytes | None
+    settlement_sha256: str | None
+    notify_partner: bool
+    hold_expires_ts: int
+    created_ts: int
+    updated_ts: int
+
+    def view(self) -> dict[str, Any]:
+        """What the API shows of an order (documents by their digests only)."""
+        return {k: v for k, v in asdict(self).items() if k not in ORDER_DOCUMENTS}
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A row of `trading_sales`."""
+
+    partner: str
+    trade_id: str
+    offer_id: str | None
+    pool: str | None
+    units: int
+    hours: int
+    price_per_unit_hour: int
+    currency: str
+    amount: int
+    fee: int
+    state: str
+    reason: str | None
+    request_sha256: str | None
+    acceptance: bytes | None
+    receipt_sha256: str | None
+    settlement_sha256: str | None
+    settlement_receipt: bytes | None
+    record_sha256: str | None
+    used_hours: int | None
+    settled_amount: int | None
+    hold_expires_ts: int
+    created_ts: int
+    updated_ts: int
+
+    @property
+    def reservation_id(self) -> str:
+        """The id of this sale's capacity reservation."""
+        return sale_reservation(self.partner, self.trade_id)
+
+    def view(self) -> dict[str, Any]:
+        """What the API shows of a sale (documents by their digests only)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("acceptance", "settlement_receipt")}
+
+
+def order_reservation(order_id: str) -> str:
+    """The reservation id of a local order."""
+    return f"order:{order_id}"
+
+
+def sale_reservation(partner: str, trade_id: str) -> str:
+    """The reservation id of a sale."""
+    return f"sale:{partner}:{trade_id}"
+
+
+ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record")
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+_SALE_FIELDS = tuple(f.name for f in fields(Sale))
+
+
+def row_values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named columns of a row."""
+    m = row._mapping
+    # psycopg returns bytea as memoryview; documents are kept as bytes.
+    return {name: bytes(m[name]) if isinstance(m[name], memoryview) else m[name] for name in names}
+
+
+def order_from_row(row: Any) -> Order:
+    """An order from a `trading_orders` row."""
+    return Order(**row_values(row, _ORDER_FIELDS))
+
+
+def sale_from_row(row: Any) -> Sale:
+    """A sale from a `trading_sales` row."""
+    return Sale(**row_values(row, _SALE_FIELDS))
