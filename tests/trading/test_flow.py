@@ -125,3 +125,35 @@ async def test_cancel_voids_both_sides(tmp_path: Path) -> None:
         assert balances(m.seller)["partner:beijing"] == (0, 0, 0, 1_000_000)
         status, body = await m.post(f"/api/v1/orders/{order['id']}/settle", {"used_hours": 1})
         assert (status, body["error"]) == (409, "bad_order_state")
+
+
+LOCAL_POOL = """
+[connectors]
+heartbeat_interval_s = 0.2
+refresh_interval_s = 0.2
+
+[[pools]]
+name = "cpu-1"
+plugin = "local"
+site = "shanghai"
+options = { root = "pools/cpu-1", slots = 2 }
+"""
+
+
+async def test_partner_offer_from_a_connectors_pool(tmp_path: Path) -> None:
+    """A seller whose offers come from a local pool checks the pool's own free units: two units are
+    sold and reserved, a third is refused, and the pool's provider account is paid on settlement."""
+    async with market(tmp_path, seller_extra=LOCAL_POOL) as m:
+        offer_id = "cpu-1/local/local-1"
+        status, offers = await m.get("/api/v1/offers?partner=shanghai")
+        pool_offer = next(o for o in offers["offers"] if o["id"] == offer_id)
+        assert (pool_offer["free_units"], pool_offer["price_per_unit_hour"]) == (2, 100)
+        status, order = await m.order(2, 1, offer_id=offer_id)
+        assert (status, order["state"], order["amount"]) == (201, "accepted", 200)
+        status, body = await m.order(1, 1, offer_id=offer_id)
+        assert (status, body["error"]) == (409, "not_enough_free_units")
+        status, offers = await m.get("/api/v1/offers", "seller")
+        assert next(o for o in offers["offers"] if o["id"] == offer_id)["free_units"] == 0
+        status, settled = await m.post(f"/api/v1/orders/{order['id']}/settle", {"used_hours": 1})
+        assert (status, settled["settled_amount"]) == (200, 200)
+        assert balances(m.seller)["provider:cpu-1"] == (0, 0, 0, 200 - 200 * 500 // 10_000)
