@@ -216,9 +216,13 @@ class Buyer:
 
     async def drive(self, order: Order) -> Order:
         """Run the action of each state until the order rests (accepted or final)."""
-        while order.state not in ORDER_RESTING:
-            moved = await self.steps.step(order)
-            order = moved if moved is not None else await self.get(order.id)
+        try:
+            while order.state not in ORDER_RESTING:
+                moved = await self.steps.step(order)
+                order = moved if moved is not None else await self.get(order.id)
+        finally:
+            if order.partner is None:  # its own offers: their free units may have changed
+                await self.trading.capacity.refresh()
         return order
 
     # --- upkeep ----------------------------------------------------------------------------------

@@ -6,32 +6,44 @@ source of the node is wrapped so that the offers it yields — in catalogs issue
 in `/api/v1/offers` — show free units minus the units reserved; a catalog whose free units changed
 gets a new version on the partner's next poll. Reserving checks the pools' own free units (the raw
 sources) against open reservations under a per-offer lock (node.trading.store), so two trades can
-never both take the last free units.
+never both take the last free units; the free units a catalog shows are a snapshot, as ever.
+
+A wrapped source that declares `content_version()` (federation.issuing: the catalog issuer then
+skips calling it while the version stands) keeps declaring one: its own version plus the version
+of the last reservations read, which every call of a wrapped source and a refresh every
+`REFRESH_S` (component lifecycle, per process, so other replicas' reservations are seen) renew.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from federation.issuing import source_version
 from node.trading import store
 
 OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+REFRESH_S = 1.0
+log = logging.getLogger("cpnode.trading")
 
 
 class ReservedView:
-    """An offer source whose offers show free units minus open reservations.
-
-    It declares no `content_version()`: the catalog issuer then fingerprints what it yields, so a
-    reservation that changes free units changes the catalog, on every replica alike."""
+    """An offer source whose offers show free units minus open reservations."""
 
     def __init__(self, inner: OfferSource, capacity: Capacity) -> None:
         self.inner = inner
         self._capacity = capacity
+
+    def content_version(self) -> Hashable | None:
+        """The inner source's version with the reservations' (None when the inner one has none)."""
+        inner = source_version(self.inner)
+        return None if inner is None else (inner, self._capacity.version)
 
     async def __call__(self) -> list[dict[str, Any]]:
         offers = await self.inner()
@@ -53,6 +65,8 @@ class Capacity:
         self._engine = engine
         self._clock = clock
         self._raw: dict[str, OfferSource] = {}
+        self._reserved: dict[str, int] = {}
+        self.version = ""  # changes whenever the reservations read last differ from those before
 
     def wrap(self, sources: MutableMapping[str, OfferSource]) -> None:
         """Replace every source in `sources` (the node's offer sources) by its reserved view."""
@@ -80,5 +94,22 @@ class Capacity:
         )
 
     async def reserved(self) -> dict[str, int]:
-        """Units held by open reservations, by offer id."""
-        return await asyncio.to_thread(store.reserved_units, self._engine, self._clock())
+        """Units held by open reservations, by offer id (read now)."""
+        reserved = await asyncio.to_thread(store.reserved_units, self._engine, self._clock())
+        if reserved != self._reserved:
+            self._reserved = reserved
+            self.version = hashlib.sha256(repr(sorted(reserved.items())).encode()).hexdigest()[:16]
+        return reserved
+
+    async def keep_fresh(self) -> None:
+        """Read the reservations every `REFRESH_S` until cancelled (the component's lifecycle)."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the reservations now, after a change (a database hiccup is left to the next round)."""
+        try:
+            await self.reserved()
+        except Exception as exc:  # the next refresh tries again; offers are served meanwhile
+            log.debug("could not read the capacity reservations: %s", exc)

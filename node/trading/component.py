@@ -1,6 +1,7 @@
 """The trading component: buying from and selling to partners, wired into a running node.
 
-- every process: the node's offer sources show free units minus reserved ones (node.trading.capacity);
+- every process: the node's offer sources show free units minus reserved ones (node.trading.capacity),
+  whose snapshot a lifecycle task refreshes;
 - role `federation`: the seller's handlers behind `/fed/v1/trades`, `/fed/v1/trades/{id}/settlement`
   and `/fed/v1/ledger/summary`;
 - role `api`: consumers, deposits, orders and sales under `/api/v1` (node.trading.routes);
@@ -10,7 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -47,6 +51,15 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)
     if "api" in ctx.roles:
         routes.add_routes(app, buyer)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(capacity.keep_fresh())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(lifecycle)
     if "scheduler" in ctx.roles:
 
         async def upkeep() -> None:

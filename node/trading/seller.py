@@ -63,6 +63,12 @@ class Seller:
 
     async def handle_trade(self, partner: Partner, document: dict[str, Any]) -> Answer:
         """Accept or refuse a trade request (see the module docstring)."""
+        try:
+            return await self._trade(partner, document)
+        finally:
+            await self.trading.capacity.refresh()
+
+    async def _trade(self, partner: Partner, document: dict[str, Any]) -> Answer:
         t = self.trading
         trade_id = str(document["trade_id"])
         request_sha = documents.sha256_of(document)
@@ -200,7 +206,10 @@ class Seller:
 
     async def handle_settlement(self, partner: Partner, document: dict[str, Any]) -> Answer:
         """Settle or cancel a trade this partner bought (see the module docstring)."""
-        return await self._settle(partner, document, retry=True)
+        try:
+            return await self._settle(partner, document, retry=True)
+        finally:
+            await self.trading.capacity.refresh()
 
     async def _settle(self, partner: Partner, document: dict[str, Any], retry: bool) -> Answer:
         t = self.trading
@@ -372,4 +381,6 @@ class Seller:
                 touched += 1
             except Exception:  # one sale's trouble must not stop the others
                 log.exception("could not finish sale %s of %s", sale.trade_id, sale.partner)
+        if touched:
+            await t.capacity.refresh()
         return touched

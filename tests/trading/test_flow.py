@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from federation import canonical
+from federation.issuing import source_version
 from node.trading import documents, store
-from tests.trading.conftest import PRICE, balances, legs, market, seller_of
+from tests.trading.conftest import PRICE, balances, legs, market, seller_of, service_of
 
 UNITS, HOURS = 2, 3
 AMOUNT = UNITS * HOURS * PRICE  # 60,000
@@ -20,6 +21,7 @@ async def test_partner_order_held_accepted_and_settled_in_both_ledgers(
 ) -> None:
     """Both ledgers hold, then settle, the same trade id with the same amounts, states and digests."""
     async with market(tmp_path, db_urls) as m:
+        versions_before = source_version(service_of(m.seller).offer_sources["config"])
         status, order = await m.order(UNITS, HOURS)
         assert status == 201, order
         assert (order["state"], order["amount"], order["partner"]) == ("accepted", AMOUNT, "shanghai")
@@ -41,7 +43,11 @@ async def test_partner_order_held_accepted_and_settled_in_both_ledgers(
         sale = next(s for s in (await m.get("/api/v1/sales", "seller"))[1]["sales"] if s["trade_id"] == trade)
         assert sale["receipt_sha256"] == order["receipt_sha256"]
         assert sale["state"] == "accepted"
-        # Capacity: the seller's own view and its catalog for the buyer show 2 of 4 units left.
+        # Capacity: the seller's own view and its catalog for the buyer show 2 of 4 units left. The
+        # config's offers keep a content version (so unchanged head polls stay cheap); it changed.
+        config_source = service_of(m.seller).offer_sources["config"]
+        assert source_version(config_source) is not None
+        assert source_version(config_source) != versions_before
         status, offers = await m.get("/api/v1/offers", "seller")
         assert next(o for o in offers["offers"] if o["id"] == "shanghai-gpu")["free_units"] == 2
         await m.sync()

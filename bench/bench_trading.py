@@ -1,0 +1,136 @@
+"""Trading benchmarks between two real nodes on loopback (SQLite), each against a baseline measured
+in the same run.
+
+1. Order latency: one order for a partner's offer, from `POST /api/v1/orders` to the accepted order
+   (consumer hold, signed trade request, the seller's capacity reservation, credit line and linked
+   holds, the signed acceptance, the buyer's partner hold), and one settlement (signed settlement,
+   the seller's posts and receipt, the buyer's posts). Baseline: one signed peer round trip between
+   the same two nodes (`GET /fed/v1/catalog/head` with the session token). p50/p99 and ratios.
+2. Concurrent orders on one consumer for local offers: orders per second with 32 in flight.
+   Baseline: the same number of consumer holds written straight to the ledger (`ledger.submit`).
+
+Run: .venv/bin/python -m bench trading
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from federation import store
+from federation.sync import ensure_session
+from ledger import TransferKind, TransferRequest, submit
+from tests.trading.conftest import market, service_of
+
+ORDERS = 200
+CONCURRENT, IN_FLIGHT = 400, 32
+ROUND_TRIPS = 400
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": _pct(samples, 0.5),
+        "p99_ms": _pct(samples, 0.99),
+        "mean_ms": round(statistics.mean(samples) * 1000, 2),
+    }
+
+
+async def bench_latency(tmp: Path) -> dict[str, Any]:
+    """Order and settlement latency against a signed peer round trip between the same nodes."""
+    async with market(tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6) as m:
+        service = service_of(m.buyer)
+        partner = store.get_partner(m.buyer.ctx.engine, "shanghai")  # type: ignore[union-attr]
+        assert partner is not None
+        token = await ensure_session(service, partner)
+        client = service.client(partner)
+        trips: list[float] = []
+        for _ in range(ROUND_TRIPS):
+            started = time.perf_counter()
+            response = await client.request("GET", "/fed/v1/catalog/head", token=token)
+            trips.append(time.perf_counter() - started)
+            assert response.status == 200
+        orders: list[float] = []
+        settles: list[float] = []
+        for _ in range(ORDERS):
+            started = time.perf_counter()
+            status, order = await m.order(1, 1)
+            orders.append(time.perf_counter() - started)
+            assert status == 201, order
+            started = time.perf_counter()
+            status, settled = await m.post(f"/api/v1/orders/{order['id']}/settle", {"used_hours": 1})
+            settles.append(time.perf_counter() - started)
+            assert status == 200, settled
+    base, order, settle = _summary(trips), _summary(orders), _summary(settles)
+    return {
+        "signed_round_trip": base,
+        "order": order,
+        "settlement": settle,
+        "order_p50_ratio": round(order["p50_ms"] / base["p50_ms"], 1),
+        "settlement_p50_ratio": round(settle["p50_ms"] / base["p50_ms"], 1),
+    }
+
+
+async def bench_concurrent(tmp: Path) -> dict[str, Any]:
+    """Local orders per second with many in flight, against the ledger writing the holds alone."""
+    async with market(tmp, deposit=10**11) as m:
+        engine = m.buyer.ctx.engine  # type: ignore[union-attr]
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one() -> int:
+            async with gate:
+                status, _ = await m.order(1, 1, offer_id="beijing-local", source="own:config")
+                return status
+
+        # The local offer has 3 free units: orders beyond them are refused after their hold, which
+        # is the same ledger work per order; count both.
+        started = time.perf_counter()
+        statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+        orders_s = CONCURRENT / (time.perf_counter() - started)
+        assert set(statuses) <= {201, 409}
+
+        def plain() -> None:
+            for index in range(CONCURRENT):
+                request = TransferRequest(
+                    f"plain-{index}",
+                    TransferKind.PENDING,
+                    "consumer:alice",
+                    "escrow:orders",
+                    "CNY",
+                    1,
+                    timeout_s=3600,
+                )
+                submit(engine, [request])
+
+        started = time.perf_counter()
+        await asyncio.to_thread(plain)
+        holds_s = CONCURRENT / (time.perf_counter() - started)
+    return {
+        "orders_per_s": round(orders_s, 1),
+        "ledger_holds_per_s": round(holds_s, 1),
+        "ratio": round(orders_s / holds_s, 3),
+        "in_flight": IN_FLIGHT,
+    }
+
+
+async def main() -> int:
+    """Run both benchmarks and print their figures as JSON lines."""
+    with tempfile.TemporaryDirectory(prefix="cpnode-bench-trading-") as tmp:
+        latency = await bench_latency(Path(tmp) / "latency")
+        print("order latency     ", json.dumps(latency), flush=True)
+        concurrent = await bench_concurrent(Path(tmp) / "concurrent")
+        print("concurrent orders ", json.dumps(concurrent), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
