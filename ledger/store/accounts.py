@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ledger.errors import ConflictError, NotFoundError
 from ledger.records import Account, AccountResult, AccountSpec, Status
+from ledger.store.cache import remember_new_accounts
 from ledger.store.cursor import Cursor
 from ledger.store.db import (
     account_from_row,
+    all_accounts,
     now_ms,
     select_accounts,
     select_in,
     with_retries,
     write_transaction,
 )
-from ledger.store.schema import accounts
+from ledger.store.schema import accounts, balances, head
 from ledger.store.writer import lock_head
 from ledger.validation import check_account, first_account_difference
+
+
+def _balance_keys(ids: Sequence[str]) -> sa.Select[Any]:
+    return sa.select(balances.c.account_id, balances.c.num).where(balances.c.account_id.in_(ids))
 
 
 def create_accounts(
@@ -31,7 +38,9 @@ def create_accounts(
     def attempt() -> list[AccountResult]:
         created_ms = now_ms() if now is None else now
         results: list[AccountResult] = []
+        nums: dict[str, int] = {}
         with write_transaction(engine) as conn:
+            version = conn.execute(sa.select(head.c.version).where(head.c.id == 1)).scalar_one()
             ids = [s.id for s in specs if isinstance(s.id, str)]
             stored = {row.id: account_from_row(row).spec for row in select_in(conn, select_accounts, ids)}
             rows = []
@@ -69,15 +78,29 @@ def create_accounts(
                         "created_ms": created_ms,
                         "closed_seq": None,
                         "closed_ms": None,
-                        "debits_pending": 0,
-                        "debits_posted": 0,
-                        "credits_pending": 0,
-                        "credits_posted": 0,
                     }
                 )
                 results.append(AccountResult(index, spec.id, Status.CREATED))
             if rows:
                 conn.execute(sa.insert(accounts), rows)
+                conn.execute(
+                    sa.insert(balances),
+                    [
+                        {
+                            "account_id": row["id"],
+                            "debits_pending": 0,
+                            "debits_posted": 0,
+                            "credits_pending": 0,
+                            "credits_posted": 0,
+                        }
+                        for row in rows
+                    ],
+                )
+                nums = dict(select_in(conn, _balance_keys, [row["id"] for row in rows]))
+        # Committed: the writer need not read these accounts back (they are at zero).
+        remember_new_accounts(
+            engine, version, [specs[r.index] for r in results if r.status is Status.CREATED], nums
+        )
         return results
 
     return with_retries(attempt, f"creating {len(specs)} account(s)")
@@ -124,8 +147,5 @@ def get_account(engine: Engine, account_id: str) -> Account:
 def list_accounts(engine: Engine, ids: Sequence[str] | None = None) -> list[Account]:
     """Accounts in id order: all of them, or those with these ids (unknown ids are skipped)."""
     with engine.connect() as conn:
-        if ids is None:
-            rows = conn.execute(sa.select(accounts).order_by(accounts.c.id)).all()
-        else:
-            rows = select_in(conn, select_accounts, ids)
+        rows = conn.execute(all_accounts()).all() if ids is None else select_in(conn, select_accounts, ids)
     return sorted((account_from_row(row) for row in rows), key=lambda a: a.id)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from ledger.errors import StorageError
 from ledger.records import Account, AccountKind, AccountSpec, Balance, Transfer, TransferKind
-from ledger.store.schema import TRANSFER_COLUMNS, accounts, transfers
+from ledger.store.schema import BALANCE_COLUMNS, TRANSFER_COLUMNS, accounts, balances, transfers
 
 log = logging.getLogger("cpnode.ledger")
 T = TypeVar("T")
@@ -184,7 +184,7 @@ def transfer_to_row(transfer: Transfer) -> dict[str, Any]:
 
 
 def account_from_row(row: RowMapping | Any) -> Account:
-    """An account from a `ledger_accounts` row."""
+    """An account from a row of `select_accounts` (its `ledger_accounts` row with its balances)."""
     m = row if isinstance(row, RowMapping) else row._mapping
     spec = AccountSpec(
         id=m["id"],
@@ -203,7 +203,17 @@ def select_transfers(ids: Sequence[str]) -> sa.Select[Any]:
     return sa.select(transfers).where(transfers.c.id.in_(ids))
 
 
+def all_accounts() -> sa.Select[Any]:
+    """SELECT every account with its balances, in id order."""
+    return (
+        sa.select(accounts, *BALANCE_COLUMNS)
+        .join(balances, balances.c.account_id == accounts.c.id)
+        .order_by(accounts.c.id)
+    )
+
+
 def select_accounts(ids: Sequence[str], for_update: bool = False) -> sa.Select[Any]:
-    """SELECT these accounts in id order, locking them when asked (PostgreSQL; SQLite holds the file lock)."""
-    query = sa.select(accounts).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
+    """SELECT these accounts with their balances in id order, locking both rows when asked
+    (PostgreSQL; SQLite holds the file lock)."""
+    query = all_accounts().where(accounts.c.id.in_(ids))
     return query.with_for_update() if for_update else query

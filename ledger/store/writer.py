@@ -6,22 +6,13 @@ id order), run the pure rules, then write new transfers, remembered failures and
 with executemany (PostgreSQL: one `unnest` statement each), and advance the head. The expiry
 sweeper goes through the same path.
 
-Cache: the head row carries a `version` that every write touching balances, holds or account
-state increments. Each engine keeps what its last committed batch knew, tagged with the version it
-left behind: account balances (and on SQLite each account's rowid), and the transfers it wrote or
-read with the state of each hold among them. A batch that finds the head (read under its lock) at
-that same version knows nobody else wrote since, so the rules run on those dictionaries directly
-instead of reading them again; any other version (another process or thread wrote), an error, or a
-rollback drops the cache. A rowid is only trusted together with the account id in the same
-UPDATE, and a changed row count retries the batch with fresh reads (VACUUM may renumber rows
-without touching the head).
+What the rules need and an earlier batch of this engine already read comes from the writer cache
+(ledger/store/cache.py), trusted only while the head's version is the one it was left at.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
@@ -39,6 +30,7 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.rules import apply_batch, expire_holds
+from ledger.store.cache import WriterCache, keep, specs_of, take
 from ledger.store.cursor import Cursor
 from ledger.store.db import StaleRead, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
@@ -46,19 +38,28 @@ from ledger.view import AccountState, BatchOutcome, LedgerView
 
 MAX_BATCH = 10_000
 _COLUMNS = ", ".join(TRANSFER_COLUMNS)
-_SPEC_COLUMNS = "id, currency, kind, debits_must_not_exceed_credits, credits_must_not_exceed_debits, partner"
-_STATE_COLUMNS = "closed_seq, debits_pending, debits_posted, credits_pending, credits_posted"
+_ACCOUNT_COLUMNS = (
+    "a.id, a.currency, a.kind, a.debits_must_not_exceed_credits, a.credits_must_not_exceed_debits, "
+    "a.partner, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, b.num"
+)
 # SQL assembled once from the column constants above (no outside input reaches these strings).
 # Stored transfers by id, each with the kind of the transfer that resolved it (when it is a resolved hold).
 _SELECT_TRANSFERS = (
     f"SELECT {_COLUMNS}, (SELECT r.kind FROM ledger_transfers AS r WHERE r.pending_id = t.id) "  # noqa: S608
     "FROM ledger_transfers AS t WHERE t.id {in}"
 )
-# Accounts (PostgreSQL locks them in id order); SQLite also reads each row's rowid for the update.
-_SELECT_ACCOUNTS_PG = f"SELECT {_SPEC_COLUMNS}, {_STATE_COLUMNS}, NULL FROM ledger_accounts WHERE id {{in}} ORDER BY id FOR UPDATE"  # noqa: S608
-_SELECT_ACCOUNTS = f"SELECT {_SPEC_COLUMNS}, {_STATE_COLUMNS}, rowid FROM ledger_accounts WHERE id {{in}}"  # noqa: S608
+# Accounts with their balances (PostgreSQL locks both rows, in id order).
+_SELECT_ACCOUNTS = (
+    f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts AS a "  # noqa: S608
+    "JOIN ledger_balances AS b ON b.account_id = a.id WHERE a.id {in}"
+)
+_SELECT_ACCOUNTS_PG = _SELECT_ACCOUNTS + " ORDER BY a.id FOR UPDATE"
 # For accounts whose spec is cached (SQLite), only what changes.
-_SELECT_BALANCES = f"SELECT id, {_STATE_COLUMNS}, rowid FROM ledger_accounts WHERE id {{in}}"  # noqa: S608
+_SELECT_BALANCES = (
+    "SELECT b.account_id, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, "
+    "b.credits_posted, b.num FROM ledger_balances AS b JOIN ledger_accounts AS a ON a.id = b.account_id "
+    "WHERE b.account_id {in}"
+)
 # Which of a batch's ids are stored or remembered as failed, in one statement.
 _SELECT_KNOWN_IDS = (
     "SELECT t.id, NULL FROM json_each(?1) AS k JOIN ledger_transfers AS t ON t.id = k.value UNION ALL "
@@ -72,8 +73,8 @@ _INSERT_TRANSFER = (
     f"INSERT INTO ledger_transfers ({_COLUMNS}) VALUES ({', '.join('?' * len(TRANSFER_COLUMNS))})"  # noqa: S608
 )
 _UPDATE_BALANCES = (
-    "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-    "credits_posted = ? WHERE rowid = ? AND id = ?"
+    "UPDATE ledger_balances SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
+    "credits_posted = ? WHERE num = ?"
 )
 _SELECT_DUE_HOLDS = (
     f"SELECT {_COLUMNS} FROM ledger_transfers AS h WHERE h.kind = 'pending' "  # noqa: S608
@@ -107,31 +108,14 @@ _INSERT_TRANSFERS_PG = (
     + ")"
 )
 _UPDATE_BALANCES_PG = (
-    "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
+    "UPDATE ledger_balances AS b SET debits_pending = v.dp, debits_posted = v.dpo, "
     "credits_pending = v.cp, credits_posted = v.cpo FROM ("
     "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
-    "AS u(id, dp, dpo, cp, cpo) ORDER BY id) AS v WHERE a.id = v.id"
+    "AS u(id, dp, dpo, cp, cpo) ORDER BY id) AS v WHERE b.account_id = v.id"
 )
-# Account specs never change once created, so each engine keeps the ones it has read.
-_SPECS: weakref.WeakKeyDictionary[Engine, dict[str, AccountSpec]] = weakref.WeakKeyDictionary()
-MAX_CACHED_ACCOUNTS = 1_000_000
-MAX_CACHED_TRANSFERS = 100_000
 _PENDING = TransferKind.PENDING
 _KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on sqlite3's fast path
-
-
-@dataclass
-class _Cache:
-    """What an engine's last committed batch knew, valid while the head's version is `version`."""
-
-    version: int
-    accounts: dict[str, AccountState] = field(default_factory=dict)
-    rowids: dict[str, int] = field(default_factory=dict)  # SQLite: where each account's row is
-    transfers: dict[str, Transfer] = field(default_factory=dict)  # stored, by id
-    holds: dict[str, HoldState] = field(default_factory=dict)  # of the holds among `transfers`
-
-
-_CACHES: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
+_ACCOUNT_KINDS = {kind.value: kind for kind in AccountKind}
 
 
 class Head(NamedTuple):
@@ -162,10 +146,10 @@ def lock_head(cur: Cursor) -> Head:
     return Head(*(int(value) for value in row))
 
 
-def load_accounts(cur: Cursor, cache: _Cache, ids: Iterable[str]) -> None:
+def load_accounts(cur: Cursor, cache: WriterCache, ids: Iterable[str]) -> None:
     """Read the accounts among `ids` that the cache lacks into it (on PostgreSQL locking them in id order)."""
-    specs = _SPECS.setdefault(cur.conn.engine, {})
-    states, rowids = cache.accounts, cache.rowids
+    specs = specs_of(cur.conn.engine)
+    states, nums = cache.accounts, cache.nums
     wanted = set(ids).difference(states)
     if not wanted:
         return
@@ -175,22 +159,20 @@ def load_accounts(cur: Cursor, cache: _Cache, ids: Iterable[str]) -> None:
     else:  # SQLite: the file lock is held; read only balances of accounts whose spec is cached
         known = [account_id for account_id in wanted if account_id in specs]
         unknown = wanted.difference(known)
-    for account_id, closed, dp, dpo, cp, cpo, rowid in cur.select_in(_SELECT_BALANCES, known):
+    for account_id, closed, dp, dpo, cp, cpo, num in cur.select_in(_SELECT_BALANCES, known):
         states[account_id] = AccountState(specs[account_id], Balance(dp, dpo, cp, cpo), closed)
-        rowids[account_id] = rowid
+        nums[account_id] = num
     sql = _SELECT_ACCOUNTS_PG if cur.postgres else _SELECT_ACCOUNTS
     for row in cur.select_in(sql, unknown):
-        account_id, currency, kind, limit_debits, limit_credits, partner, closed, dp, dpo, cp, cpo, rowid = (
-            row
-        )
+        account_id, currency, kind, limit_debits, limit_credits, partner, closed, dp, dpo, cp, cpo, num = row
         spec = specs.get(account_id)
         if spec is None:
+            kind = _ACCOUNT_KINDS.get(kind) or AccountKind(kind)
             spec = specs[account_id] = AccountSpec(
-                account_id, currency, AccountKind(kind), bool(limit_debits), bool(limit_credits), partner
+                account_id, currency, kind, bool(limit_debits), bool(limit_credits), partner
             )
         states[account_id] = AccountState(spec, Balance(dp, dpo, cp, cpo), closed)
-        if rowid is not None:
-            rowids[account_id] = rowid
+        nums[account_id] = num
 
 
 def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]:
@@ -204,7 +186,7 @@ def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]
     return states
 
 
-def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: _Cache) -> LedgerView:
+def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCache) -> LedgerView:
     """Read (and on PostgreSQL lock) everything `requests` can touch that the cache (valid at this
     head version) does not hold already; the view shares the cache's dictionaries."""
     transfers, holds = cache.transfers, cache.holds
@@ -238,7 +220,7 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: _Cache) -
     return view
 
 
-def persist(cur: Cursor, cache: _Cache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
+def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
     """Write a batch's outcome: transfers, failures, balances, and the new head."""
     created = outcome.created
     kinds = _KIND_VALUE
@@ -295,7 +277,7 @@ def persist(cur: Cursor, cache: _Cache, outcome: BatchOutcome, next_seq: int, ts
                 columns[4].append(b.credits_posted)
             cur.execute(_UPDATE_BALANCES_PG, columns)
     elif outcome.touched:
-        rowids = cache.rowids
+        nums = cache.nums
         balances = []
         for account_id in outcome.touched:
             b = accounts[account_id].balance
@@ -305,12 +287,11 @@ def persist(cur: Cursor, cache: _Cache, outcome: BatchOutcome, next_seq: int, ts
                     b.debits_posted,
                     b.credits_pending,
                     b.credits_posted,
-                    rowids[account_id],
-                    account_id,
+                    nums[account_id],
                 )
             )
         if cur.executemany(_UPDATE_BALANCES, balances) != len(balances):
-            raise StaleRead("an account row moved (the file was rebuilt); reading accounts again")
+            raise StaleRead("a cached balance row was not found; reading accounts again")
     if created:
         cur.execute(
             "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1",
@@ -328,15 +309,10 @@ def submit(
         return []
 
     def attempt() -> list[TransferResult]:
-        cache = _CACHES.pop(engine, None)  # taken out: a failure below leaves no cache behind
         with write_transaction(engine) as conn:
             cur = Cursor(conn)
             head = lock_head(cur)
-            if cache is None or cache.version != head.version or len(cache.accounts) > MAX_CACHED_ACCOUNTS:
-                cache = _Cache(head.version)
-            elif len(cache.transfers) > MAX_CACHED_TRANSFERS:
-                cache.transfers.clear()
-                cache.holds.clear()
+            cache = take(engine, head.version)  # taken out: a failure below leaves no cache behind
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
             view = load_view(cur, requests, cache)
             outcome = apply_batch(view, requests, ts_ms, head.next_seq)
@@ -347,7 +323,7 @@ def submit(
         for transfer in outcome.created:  # keep holds only: every object kept costs each GC pass
             if transfer.kind is not _PENDING:
                 del transfers[transfer.id]
-        _CACHES[engine] = cache
+        keep(engine, cache)
         return outcome.results
 
     with gc_paused():
@@ -374,7 +350,7 @@ def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) ->
                 if len(holds) < limit or last_deadline is None
                 else max(head.swept_ms, last_deadline - 1)
             )
-            cache = _Cache(head.version)
+            cache = WriterCache(head.version)
             cache.holds.update((hold.id, HoldState.PENDING) for hold in holds)
             cache.transfers.update((hold.id, hold) for hold in holds)
             load_accounts(

@@ -1,15 +1,15 @@
-"""The write path's per-engine cache (balances, rowids, transfers and hold states kept between
-batches while the head's version is unchanged) never answers from stale state."""
+"""The write path's per-engine cache (balances, balance row keys and holds kept between batches
+while the head's version is unchanged) never answers from stale state; the balances table."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import Engine
 
-from ledger import Status, close_account, get_account, submit
-from node.db import make_engine, upgrade
+from ledger import Status, close_account, get_account, list_accounts, submit
+from node.db import make_engine, upgrade, write_transaction
+from node.db.migrate import _config  # the node's Alembic configuration, to stop at one revision
 from tests.ledger.support import balances, open_accounts, pending, post, replayed, single, void
 
 
@@ -45,26 +45,68 @@ def test_two_engines_see_each_others_writes(engine: Engine, db_url: str) -> None
         other.dispose()
 
 
-def test_moved_account_rows_are_not_written_by_a_stale_rowid(tmp_path: Path) -> None:
-    """On SQLite, account rows renumbered behind a valid cache (as VACUUM may do) still get their
-    own balances: the update checks the id with the rowid and re-reads when a row moved."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    upgrade(engine)
+def test_accounts_created_by_one_engine_and_moved_by_another(engine: Engine, db_url: str) -> None:
+    """Accounts an engine just created (and so holds at zero without reading them) are read afresh
+    once another engine has moved them, and creating more accounts keeps that rule."""
+    other = make_engine(db_url)
     try:
-        open_accounts(engine, "a", "b")
-        submit(engine, [single("t1", "a", "b", 7)])  # the cache now holds both rowids
-        with engine.begin() as conn:  # swap the two rows' rowids; the head's version stays as it was
-            rowids = dict(conn.execute(sa.text("SELECT id, rowid FROM ledger_accounts")).all())
-            conn.execute(sa.text("UPDATE ledger_accounts SET rowid = -rowid"))
-            for account_id, rowid in (("a", rowids["b"]), ("b", rowids["a"])):
-                conn.execute(
-                    sa.text("UPDATE ledger_accounts SET rowid = :r WHERE id = :i"),
-                    {"r": rowid, "i": account_id},
-                )
-        assert [r.status for r in submit(engine, [single("t2", "a", "b", 5)])] == [Status.CREATED]
-        assert get_account(engine, "a").balance.as_tuple() == (0, 12, 0, 0)
-        assert get_account(engine, "b").balance.as_tuple() == (0, 0, 0, 12)
+        open_accounts(engine, "bank")
+        submit(engine, [single("warm", "bank", "bank2", 1)])  # engine's cache: bank (bank2 missing)
+        open_accounts(engine, "bank2", "alice", no_overdraft=("alice",))
+        submit(other, [single("fund", "bank", "alice", 50)])
+        open_accounts(engine, "shop")  # sees the new version: must not bring back alice at zero
+        results = submit(engine, [single("buy", "alice", "shop", 40), single("more", "alice", "shop", 20)])
+        assert [r.status for r in results] == [Status.CREATED, Status.EXCEEDS_CREDITS]
+        assert get_account(other, "alice").balance.as_tuple() == (0, 40, 0, 50)
         assert balances(engine) == replayed(engine)
+    finally:
+        other.dispose()
+
+
+def test_balances_move_to_their_own_table_and_back(db_url: str) -> None:
+    """A database written before ledger_0002 keeps every account's spec and totals through the
+    upgrade (totals now in ledger_balances), the write path moves them from there, and a
+    downgrade puts the totals back into ledger_accounts."""
+    engine = make_engine(db_url)
+    totals = {"a": (0, 7, 0, 30), "b": (5, 0, 9, 12), "c": (0, 0, 0, 0)}
+    try:
+        with write_transaction(engine) as conn:
+            command.upgrade(_config(conn), "ledger_0001")
+            for index, (account_id, (dp, dpo, cp, cpo)) in enumerate(totals.items()):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO ledger_accounts VALUES (:id, 'CNY', 'consumer', :limited, false, NULL, "
+                        "1, :closed, :closed, :dp, :dpo, :cp, :cpo)"
+                    ),
+                    {"id": account_id, "limited": index == 0, "closed": 3 if account_id == "c" else None}
+                    | {"dp": dp, "dpo": dpo, "cp": cp, "cpo": cpo},
+                )
+        upgrade(engine)
+        accounts = {a.id: a for a in list_accounts(engine)}
+        assert {i: a.balance.as_tuple() for i, a in accounts.items()} == totals
+        assert accounts["a"].spec.debits_must_not_exceed_credits
+        assert accounts["c"].closed_seq == 3
+        with engine.connect() as conn:
+            assert "debits_posted" not in {c["name"] for c in sa.inspect(conn).get_columns("ledger_accounts")}
+        results = submit(
+            engine, [single("t1", "a", "b", 20), single("t2", "a", "b", 4), single("t3", "a", "c", 1)]
+        )
+        assert [r.status for r in results] == [
+            Status.CREATED,
+            Status.EXCEEDS_CREDITS,
+            Status.CREDIT_ACCOUNT_CLOSED,
+        ]
+        with write_transaction(engine) as conn:
+            command.downgrade(_config(conn), "ledger_0001")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted "
+                    "FROM ledger_accounts ORDER BY id"
+                )
+            ).all()
+            assert not sa.inspect(conn).has_table("ledger_balances")
+        assert {row[0]: tuple(row[1:]) for row in rows} == totals | {"a": (0, 27, 0, 30), "b": (5, 0, 9, 32)}
     finally:
         engine.dispose()
 
