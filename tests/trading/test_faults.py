@@ -250,3 +250,31 @@ async def test_seller_clock_45_seconds_ahead(tmp_path: Path) -> None:
         status, settled = await m.post(f"/api/v1/orders/{order['id']}/settle", {"used_hours": 2})
         assert (status, settled["state"]) == (200, "settled")
         _summaries_agree(m, order["id"])
+
+
+async def test_second_trade_in_flight_is_rate_limited(tmp_path: Path) -> None:
+    """27. While one trade from a partner runs at the seller, a second one from it is refused with 429
+    (the buyer retries such an answer within its deadline; here it is sent once by hand)."""
+    async with market(tmp_path) as m:
+        service = service_of(m.seller)
+        real, entered, gate = service.trade_handler, asyncio.Event(), asyncio.Event()
+        assert real is not None
+
+        async def held(partner: Any, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            entered.set()
+            await gate.wait()
+            return await real(partner, document)
+
+        service.trade_handler = held
+        first = asyncio.ensure_future(m.order(1, 1))
+        await asyncio.wait_for(entered.wait(), 10)
+        identity = service_of(m.buyer).identity()
+        terms = documents.Terms("shanghai-gpu", 1, 1, 10_000, "CNY", 10_000)
+        body = canonical.encode(documents.trade_request(identity, "shanghai", "beijing.second0000", terms, 1))
+        headers, url = await signed_post(m, "/fed/v1/trades", body)
+        status, answer = await send(url, body, headers)
+        assert (status, answer["error"]) == (429, "rate_limited")
+        gate.set()
+        status, order = await first
+        assert (status, order["state"]) == (201, "accepted")
+        assert trading_store.get_sale(engine_of(m.seller), "beijing", "beijing.second0000") is None
