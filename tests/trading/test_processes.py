@@ -123,6 +123,31 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
     balances = {row["id"]: row for row in run_json(seller, "ledger", "balances")}
     assert balances["partner:beijing"]["debits_posted"] == 20_000
     assert balances["fees:platform"]["credits_posted"] == 1_000
+    second = run_json(
+        buyer,
+        "orders",
+        "place",
+        "--consumer",
+        "alice",
+        "--offer",
+        "shanghai-gpu",
+        "--source",
+        "partner:shanghai",
+        "--units",
+        "1",
+        "--hours",
+        "1",
+    )
+    assert run_json(buyer, "orders", "cancel", second["id"])["state"] == "cancelled"
+    states = {o["id"]: o["state"] for o in run_json(buyer, "orders", "list", "--consumer", "alice")}
+    assert states[order["id"]] == "settled"
+    assert states[second["id"]] == "cancelled"
+    shown = run_json(buyer, "orders", "show", order["id"])
+    assert shown["receipt"]["acceptance"]["issuer"] == "shanghai"
+    assert shown["settlement_record"]["receipt"]["state"] == "settled"
+    assert [c["id"] for c in run_json(buyer, "consumers", "list")] == ["alice"]
+    code, output = run(buyer, "orders", "settle", second["id"], "--used-hours", "1")
+    assert (code, "bad_order_state" in output) == (1, True)
     end_ms = int(time.time() * 1000) + 1
     while time.time() * 1000 <= end_ms:
         time.sleep(0.005)  # the window must have closed before the seller summarises it
@@ -138,7 +163,7 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         "0",
     )
     assert code == 0, output
-    assert "trades: 1 here, 1 at shanghai" in output
+    assert "trades: 2 here, 2 at shanghai" in output
     bundle = tmp_path / "audit"
     run_json(seller, "ledger", "export", "--out", str(bundle))
     out = StringIO()
