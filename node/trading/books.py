@@ -261,16 +261,15 @@ def partner_hold(
 
 
 def order_resolutions(
-    order_id: str, used: int, with_partner_hold: bool, digest: str | None
+    order_id: str, used: int, digest: str | None, legs: Sequence[str] = ("hold", "escrow")
 ) -> list[TransferRequest]:
-    """Post the consumer's hold and the partner hold for `used` (void both when it is 0), as one chain."""
-    legs = []
-    for leg, present in (("hold", True), ("escrow", with_partner_hold)):
-        if not present:
-            continue
+    """Post the order's holds (`hold`: the consumer's, `escrow`: the partner hold) for `used`, or
+    void them when it is 0, as one chain."""
+    requests = []
+    for leg in legs:
         hold_id = f"{order_id}:{leg}"
         if used > 0:
-            legs.append(
+            requests.append(
                 TransferRequest(
                     f"{hold_id}:post",
                     TransferKind.POST,
@@ -281,7 +280,7 @@ def order_resolutions(
                 )
             )
         else:
-            legs.append(
+            requests.append(
                 TransferRequest(
                     f"{hold_id}:void",
                     TransferKind.VOID,
@@ -290,7 +289,7 @@ def order_resolutions(
                     trade_digest=digest,
                 )
             )
-    return _linked(legs)
+    return _linked(requests)
 
 
 def submit(engine: Engine, requests: Sequence[TransferRequest]) -> Status | None:

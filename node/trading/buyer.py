@@ -251,7 +251,8 @@ class Buyer:
                 if "receipt_sha256" in fields:
                     # Mirror the seller's void of the trade we just learned it accepted.
                     cause = await t.db(
-                        books.submit, books.order_resolutions(order.id, 0, True, fields["settlement_sha256"])
+                        books.submit,
+                        books.order_resolutions(order.id, 0, fields["settlement_sha256"], ("escrow",)),
                     )
                     if cause is not None and cause not in VOID_DONE:
                         log.warning("could not void the partner hold of order %s: %s", order.id, cause)

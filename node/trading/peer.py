@@ -2,7 +2,7 @@
 the partner's signed answers checked against the keys we trust for it.
 
 A request is retried while the partner does not answer, answers 429 (its limit of trades in
-flight) or 503, until the deadline; a 401 logs in again once (the partner may have dropped our
+flight) or a 5xx (it failed before giving a final answer), until the deadline; a 401 logs in again once (the partner may have dropped our
 session). Every retry is a new signed HTTP request with the same body, so the partner's
 idempotency (same trade id, same content) gives the stored answer after a lost response.
 """
@@ -25,7 +25,6 @@ from node.trading import documents
 from node.trading.errors import PartnerUnavailableError, ProtocolError
 
 log = logging.getLogger("cpnode.trading")
-RETRYABLE_STATUSES = frozenset({429, 503})
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 
@@ -58,7 +57,7 @@ async def post(
         try:
             async with asyncio.timeout(remaining):
                 response = await _post_once(service, partner, path, body)
-            if response.status not in RETRYABLE_STATUSES:
+            if response.status != 429 and response.status < 500:
                 return response
             code, message = response.error()
             last = f"{response.status} {code}: {message}"

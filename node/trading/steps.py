@@ -212,7 +212,7 @@ class OrderSteps:
             requests = books.sale_resolutions(order.id, order.amount, order.fee, used, None)
         else:
             await self.ensure_partner_hold(order)
-            requests = books.order_resolutions(order.id, used, True, order.settlement_sha256)
+            requests = books.order_resolutions(order.id, used, order.settlement_sha256)
         cause = await t.db(books.submit, requests)
         if cause is not None and not (used == 0 and cause in VOID_DONE):
             raise StateError(f"the ledger refused to settle order {order.id}: {cause}", code="ledger_refused")
@@ -277,7 +277,8 @@ class OrderSteps:
             requests = books.sale_resolutions(order.id, order.amount, order.fee, 0, None)
         else:
             with_partner = await t.db(books.hold_exists, f"{order.id}:escrow")
-            requests = books.order_resolutions(order.id, 0, with_partner, order.settlement_sha256)
+            legs = ("hold", "escrow") if with_partner else ("hold",)
+            requests = books.order_resolutions(order.id, 0, order.settlement_sha256, legs)
         cause = await t.db(books.submit, requests)
         if cause is not None and cause not in VOID_DONE:
             raise StateError(f"the ledger refused to void order {order.id}: {cause}", code="ledger_refused")

@@ -278,3 +278,67 @@ async def test_second_trade_in_flight_is_rate_limited(tmp_path: Path) -> None:
         status, order = await first
         assert (status, order["state"]) == (201, "accepted")
         assert trading_store.get_sale(engine_of(m.seller), "beijing", "beijing.second0000") is None
+
+
+async def test_orders_left_between_states_are_finished(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
+    """An order stopped right after its trade request was stored (as a crash would leave it) is
+    finished by the upkeep job: the same request is sent and the trade ends accepted, once."""
+    async with market(tmp_path, db_urls) as m:
+        buyer = buyer_of(m.buyer)
+        order = await buyer._create(
+            "beijing.crashed0000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2
+        )
+        for expected in ("held", "requested"):
+            moved = await buyer.steps.step(order)
+            assert moved is not None
+            order = moved
+            assert order.state == expected
+        assert legs(m.seller, order.id) == []
+        real_clock = buyer.trading.clock
+        buyer.trading.clock = lambda: real_clock() + 3600
+        assert await buyer.upkeep() == 1
+        buyer.trading.clock = real_clock
+        done = await buyer.get(order.id)
+        assert done.state == "accepted"
+        assert [kind for _, kind, _ in legs(m.buyer, order.id)] == ["pending", "pending"]
+        assert [kind for _, kind, _ in legs(m.seller, order.id)] == ["pending", "pending"]
+
+
+async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
+    """A seller that fails after reserving but before recording its holds answers 500: the buyer
+    retries, gives up, voids its hold and keeps the cancel to deliver. The seller's upkeep later
+    records the holds of the sale left open; the delivered cancel voids them, and the buyer records
+    the trade it learns was accepted. No money moves, nothing stays reserved."""
+    async with market(tmp_path, timeout_s=1.0) as m:
+        seller = seller_of(m.seller)
+        real_hold = seller._hold
+
+        async def failing(partner: Any, sale: Any) -> Any:
+            raise RuntimeError("the seller stopped here")
+
+        seller._hold = failing  # type: ignore[method-assign]
+        status, body = await m.order(1, 1)
+        seller._hold = real_hold  # type: ignore[method-assign]
+        assert (status, body["error"]) == (409, "partner_unavailable")
+        trade = body["order"]["id"]
+        assert (body["order"]["state"], body["order"]["notify_partner"]) == ("cancelled", True)
+        sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
+        assert sale is not None
+        assert sale.state == "open"
+        real_clock = seller.trading.clock
+        seller.trading.clock = lambda: real_clock() + 3600
+        assert await seller.upkeep() == 1
+        seller.trading.clock = real_clock
+        assert [kind for _, kind, _ in legs(m.seller, trade)] == ["pending", "pending"]
+        assert await buyer_of(m.buyer).upkeep() == 1
+        sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
+        assert sale is not None
+        assert sale.state == "voided"
+        assert [kind for _, kind, _ in legs(m.seller, trade)] == ["pending", "pending", "void", "void"]
+        assert [kind for _, kind, _ in legs(m.buyer, trade)] == ["pending", "void", "pending", "void"]
+        assert balances(m.seller)["partner:beijing"] == (0, 0, 0, 1_000_000)
+        assert (await m.consumer())["available"] == 500_000
+        assert trading_store.reserved_units(engine_of(m.seller), int(time.time())) == {}
+        _summaries_agree(m, trade)

@@ -146,7 +146,7 @@ async def test_reconcile_finds_every_injected_discrepancy(
 
         # The held trade ends differently: the buyer voids its holds, the seller's expire (last: the
         # sweep's far-future time becomes the seller's ledger time from then on).
-        assert books.submit(buyer, books.order_resolutions(held["id"], 0, True, None)) is None
+        assert books.submit(buyer, books.order_resolutions(held["id"], 0, None)) is None
         assert {t.pending_id for t in ledger.sweep_job(seller, now=FAR_FUTURE_MS)} == {
             f"{held['id']}:sale:provider",
             f"{held['id']}:sale:fee",
