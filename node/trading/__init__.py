@@ -1,7 +1,9 @@
 """Trading and settlement between nodes: orders placed here (buyer side), sales to partners (seller
 side), the signed documents between them, capacity reservations, and both ledgers' records.
 
-Public surface: `component` (install, status_lines), `settings.TradingSection`, `buyer.Buyer`,
-`seller.Seller`, `peer.fetch_summary` (reconciliation over the peer API), `rules` (chart of
-accounts), `machine` (the order and sale state machines).
+Pure core: `rules` (chart of accounts, ids, amounts, fee split), `documents` (build and check the
+signed documents), `machine` (the order and sale state machines, one table each). Edges: `books`
+(ledger transfers), `store` and `tables` (SQL), `peer` (calls to partners), `capacity` (reserved
+offer views), `seller` and `buyer`/`steps` (the flows), `routes` (admin API), `component` (wiring:
+`install(app, ctx)`, `status_lines(settings, engine)`).
 """
