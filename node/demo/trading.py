@@ -52,7 +52,8 @@ def grant_credit(stage: Stage) -> None:
     stage.title("Shanghai grants Beijing a credit line (the agreement's credit limit)")
     beijing = stage.nodes["beijing"]
     key = _json(stage, "beijing", "keys", "show")["public_key"]
-    _cli(stage, "shanghai", "partners", "remove", "beijing", show=False)
+    stage.say("the agreement is replaced: the partner is removed and pinned again with a credit limit")
+    _cli(stage, "shanghai", "partners", "remove", "beijing")
     _cli(
         stage,
         "shanghai",
