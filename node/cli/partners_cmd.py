@@ -34,6 +34,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--url", action="append", required=True, help="partner base URL (repeatable)")
     add.add_argument("--key", required=True, help="the partner's public key, ed25519:<base64url>")
     add_agreement_arguments(add)
+    update = sub.add_parser(
+        "update",
+        help="change a partner's URLs or agreement in place (options not given are kept)",
+        description="Change the URLs or agreement of a partner pinned with `partners add` or "
+        "`partners trust`; its key, session and catalog are kept. Partners from node.toml are "
+        "changed in node.toml.",
+    )
+    update.add_argument("name", metavar="NAME")
+    update.add_argument(
+        "--url", action="append", default=None, help="new base URL (repeatable; replaces all)"
+    )
+    add_agreement_arguments(update, keep_unset=True)
     listing = sub.add_parser("list", help="partners with their link state and catalog")
     remove = sub.add_parser("remove", help="forget a partner added here (config ones live in node.toml)")
     remove.add_argument("name", metavar="NAME")
@@ -46,6 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_agreement_arguments(trust)
     for parser_, handler in (
         (add, run_add),
+        (update, run_update),
         (listing, run_list),
         (remove, run_remove),
         (discovered, run_discovered),
@@ -92,6 +105,47 @@ def run_add(args: argparse.Namespace) -> int:
     except FederationError as exc:
         raise CliError(f"--key: {exc}", exit_code=2) from None
     return _pin(args, args.url, args.key, "cli")
+
+
+def run_update(args: argparse.Namespace) -> int:
+    """Handler of `cpnode partners update`."""
+    settings = settings_from_args(args)
+    with database(settings) as engine:
+        current = store.get_partner(engine, args.name)
+        if current is None:
+            raise CliError(f"no partner called {args.name!r} (see `cpnode partners list`)")
+        if current.source == "config":
+            raise CliError(f"partner {args.name!r} comes from the config file; change it there")
+        urls = tuple(checked_url(url, settings) for url in args.url) if args.url else current.urls
+        try:
+            partner = Partner(
+                current.name,
+                urls,
+                current.public_key,
+                agreement_from_args(args, current.agreement),
+                source=current.source,
+            )
+        except FederationError as exc:
+            raise CliError(str(exc), exit_code=2) from None
+        try:
+            store.add_partner(engine, partner, int(time.time()), replace=True)
+        except FederationError as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        print_json({"name": partner.name, "urls": list(urls), "agreement": partner.agreement.to_json()})
+    else:
+        agreement = partner.agreement
+        print_fields(
+            [
+                ("partner", partner.name),
+                ("urls", ", ".join(urls)),
+                ("credit limit", f"{agreement.credit_limit} {agreement.currency} (minor units)"),
+                ("markup", f"{agreement.markup_bp} bp"),
+                ("pools", ", ".join(agreement.pools) or "all"),
+                ("tags", ", ".join(agreement.tags) or "all"),
+            ]
+        )
+    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:

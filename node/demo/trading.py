@@ -50,25 +50,7 @@ def configure(stage: Stage) -> None:
 def grant_credit(stage: Stage) -> None:
     """Shanghai's operator grants Beijing a credit line: its ledger will refuse trades beyond it."""
     stage.title("Shanghai grants Beijing a credit line (the agreement's credit limit)")
-    beijing = stage.nodes["beijing"]
-    key = _json(stage, "beijing", "keys", "show")["public_key"]
-    stage.say("the agreement is replaced: the partner is removed and pinned again with a credit limit")
-    _cli(stage, "shanghai", "partners", "remove", "beijing")
-    _cli(
-        stage,
-        "shanghai",
-        "partners",
-        "add",
-        "beijing",
-        "--url",
-        beijing.url,
-        "--key",
-        key,
-        "--markup-bp",
-        "500",
-        "--credit-limit",
-        str(CREDIT_LIMIT),
-    )
+    _cli(stage, "shanghai", "partners", "update", "beijing", "--credit-limit", str(CREDIT_LIMIT))
 
 
 def buy(stage: Stage) -> None:

@@ -7,6 +7,7 @@ import ipaddress
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -44,42 +45,54 @@ def checked_url(url: str, settings: Settings) -> str:
         raise CliError(str(exc)) from None
 
 
-def add_agreement_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that make up a partner's agreement."""
-    parser.add_argument("--pools", default="", help="comma-separated pools the partner sees (default: all)")
+def add_agreement_arguments(parser: argparse.ArgumentParser, *, keep_unset: bool = False) -> None:
+    """Options that make up a partner's agreement; with `keep_unset`, an option not given keeps its value."""
+
+    def default(value: object) -> object:
+        return None if keep_unset else value
+
     parser.add_argument(
-        "--tags", default="", help="comma-separated offer tags the partner sees (default: all)"
+        "--pools", default=default(""), help="comma-separated pools the partner sees (empty: all)"
     )
     parser.add_argument(
-        "--markup-bp", type=int, default=0, help="price markup in basis points (1000 = +10%%)"
+        "--tags", default=default(""), help="comma-separated offer tags the partner sees (empty: all)"
+    )
+    parser.add_argument(
+        "--markup-bp", type=int, default=default(0), help="price markup in basis points (1000 = +10%%)"
     )
     parser.add_argument(
         "--price",
         action="append",
-        default=[],
+        default=default([]),
         metavar="OFFER_OR_POOL=MINOR_UNITS",
-        help="explicit price per unit-hour for an offer id or pool (repeatable)",
+        help="explicit price per unit-hour for an offer id or pool (repeatable; replaces the list)",
     )
-    parser.add_argument("--credit-limit", type=int, default=0, help="credit limit in minor units")
-    parser.add_argument("--currency", default="CNY", help="agreement currency (default CNY)")
+    parser.add_argument("--credit-limit", type=int, default=default(0), help="credit limit in minor units")
+    parser.add_argument("--currency", default=default("CNY"), help="agreement currency (default CNY)")
 
 
-def agreement_from_args(args: argparse.Namespace) -> Agreement:
-    """The agreement the options describe; CliError naming a bad one."""
-    prices: dict[str, int] = {}
-    for item in args.price:
-        name, _, value = item.partition("=")
-        if not name or not value.isdigit():
-            raise CliError(f"--price must be OFFER_OR_POOL=MINOR_UNITS, got {item!r}", exit_code=2)
-        prices[name] = int(value)
-    data = {
-        "pools": [p for p in args.pools.split(",") if p],
-        "tags": [t for t in args.tags.split(",") if t],
-        "price_list": prices,
-        "markup_bp": args.markup_bp,
-        "credit_limit": args.credit_limit,
-        "currency": args.currency,
-    }
+def agreement_from_args(args: argparse.Namespace, base: Agreement | None = None) -> Agreement:
+    """The agreement the options describe (options left unset keep `base`'s values); CliError naming a bad one."""
+    data: dict[str, Any] = base.to_json() if base is not None else {}
+    if args.price is not None:
+        prices: dict[str, int] = {}
+        for item in args.price:
+            name, _, value = item.partition("=")
+            if not name or not value.isdigit():
+                raise CliError(f"--price must be OFFER_OR_POOL=MINOR_UNITS, got {item!r}", exit_code=2)
+            prices[name] = int(value)
+        data["price_list"] = prices
+    if args.pools is not None:
+        data["pools"] = [p for p in args.pools.split(",") if p]
+    if args.tags is not None:
+        data["tags"] = [t for t in args.tags.split(",") if t]
+    for option, key in (
+        ("markup_bp", "markup_bp"),
+        ("credit_limit", "credit_limit"),
+        ("currency", "currency"),
+    ):
+        if getattr(args, option) is not None:
+            data[key] = getattr(args, option)
     try:
         return Agreement.from_json(data)
     except FederationError as exc:

@@ -125,3 +125,38 @@ async def test_trust_a_discovered_candidate(tmp_path: Path) -> None:
             "partners", "trust", "beta", "--fingerprint", beta.ctx.identity.fingerprint, "--config", config
         )
         assert [p.source for p in store.list_partners(alpha.ctx.engine)] == ["discovery"]
+
+
+async def test_partner_update_changes_the_agreement_in_place(tmp_path: Path) -> None:
+    """partners update changes only the options given, keeps key and URLs, and refuses bad values."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (_alpha, beta):
+        assert beta.ctx is not None
+        config = str(tmp_path / "alpha" / "node.toml")
+        key = beta.ctx.identity.public_key
+        run_json(
+            "partners",
+            "add",
+            "beta",
+            "--url",
+            beta.url,
+            "--key",
+            key,
+            "--markup-bp",
+            "500",
+            "--config",
+            config,
+        )
+        updated = run_json("partners", "update", "beta", "--credit-limit", "2000000", "--config", config)
+        assert updated["agreement"]["credit_limit"] == 2_000_000
+        assert updated["agreement"]["markup_bp"] == 500
+        assert updated["urls"] == [beta.url]
+        [listed] = run_json("partners", "list", "--config", config)
+        assert listed["agreement"]["credit_limit"] == 2_000_000
+        assert listed["fingerprint"] == fingerprint(parse_public_key(key))
+        code, output = run("partners", "update", "beta", "--credit-limit", "-5", "--config", config)
+        assert code == 2, output
+        [unchanged] = run_json("partners", "list", "--config", config)
+        assert unchanged["agreement"]["credit_limit"] == 2_000_000
+        code, output = run("partners", "update", "gamma", "--markup-bp", "1", "--config", config)
+        assert code == 1
+        assert "no partner called 'gamma'" in output
