@@ -13,13 +13,13 @@ from node.cli.common import (
     CliError,
     add_config_argument,
     add_json_argument,
+    node_database,
     print_json,
     print_table,
     settings_from_args,
 )
 from node.config import Settings
 from node.identity import IdentityError, load_identity
-from node.peering.cli_support import database
 from node.peering.component import static_keys
 from node.peering.offers import config_offer_source, merged_view, own_offers
 
@@ -42,7 +42,7 @@ async def _sync(settings: Settings) -> list[dict[str, Any]]:
         identity = load_identity(settings)
     except IdentityError as exc:
         raise CliError(str(exc)) from None
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         service = FederationService(
             static_keys(identity), engine, settings.federation.protocol_settings(), lambda: ""
         )
@@ -75,7 +75,7 @@ def run_show(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     sources = {"config": config_offer_source(o.offer() for o in settings.offers)} if settings.offers else {}
     own = asyncio.run(own_offers(sources))
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         rows = merged_view(own, engine, int(time.time()), args.partner)
     if args.json:
         print_json(rows)

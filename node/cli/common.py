@@ -6,14 +6,18 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from node.config import DEFAULT_CONFIG_NAME, ConfigError, Settings, load_settings
+from node.db import DatabaseError
+from node.service import open_database
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -48,6 +52,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         return load_settings(args.config)
     except ConfigError as exc:
         raise CliError(str(exc), exit_code=2) from None
+
+
+@contextmanager
+def node_database(settings: Settings) -> Iterator[Engine]:
+    """The node's database for one command, reachable and migrated; CliError saying why if not."""
+    try:
+        engine = open_database(settings)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def print_json(data: Any) -> None:

@@ -11,6 +11,7 @@ from node.cli.common import (
     CliError,
     add_config_argument,
     add_json_argument,
+    node_database,
     print_fields,
     print_json,
     print_table,
@@ -18,7 +19,6 @@ from node.cli.common import (
 )
 from node.config import Settings
 from node.identity import Identity, IdentityError, load_identity, rotate_identity
-from node.peering.cli_support import database
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +62,7 @@ def _identity(args: argparse.Namespace) -> tuple[Settings, Identity]:
 def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode keys show`."""
     settings, identity = _identity(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         denied = store.list_denied(engine)
     keys = [record.to_json() for record in identity.records().values()]
     if args.json:
@@ -131,7 +131,7 @@ def run_deny(args: argparse.Namespace) -> int:
     if not kid.startswith(PREFIX) or len(kid) != len(PREFIX) + KEY_ID_CHARS:
         raise CliError(f"key id must look like {PREFIX}<{KEY_ID_CHARS} chars>, got {kid!r}", exit_code=2)
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         added = store.deny_key(engine, kid, args.reason, int(time.time()))
     if args.json:
         print_json({"key_id": kid, "added": added})

@@ -10,9 +10,8 @@ from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
 import ledger
-from node.cli.common import CliError
+from node.cli.common import CliError, node_database
 from node.config import Settings
-from node.db import DatabaseError, check_database, make_engine, upgrade
 from node.identity import IdentityError, load_identity
 
 
@@ -33,18 +32,12 @@ def parse_time_ms(text: str) -> int:
 
 @contextmanager
 def ledger_database(settings: Settings) -> Iterator[Engine]:
-    """The configured database, migrated, or a CliError saying why it cannot be used."""
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
-    try:
-        check_database(engine)
-        upgrade(engine)
-        yield engine
-    except DatabaseError as exc:
-        raise CliError(str(exc)) from None
-    except ledger.LedgerError as exc:
-        raise CliError(f"ledger: {exc}") from None
-    finally:
-        engine.dispose()
+    """The configured database, migrated, with ledger errors reported as CliError."""
+    with node_database(settings) as engine:
+        try:
+            yield engine
+        except ledger.LedgerError as exc:
+            raise CliError(f"ledger: {exc}") from None
 
 
 def node_key(settings: Settings) -> tuple[str, SigningKey]:

@@ -13,12 +13,13 @@ from node.cli.common import (
     CliError,
     add_config_argument,
     add_json_argument,
+    node_database,
     print_fields,
     print_json,
     print_table,
     settings_from_args,
 )
-from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url, database
+from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,7 +77,7 @@ def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: st
         partner = Partner(args.name, urls, key, agreement_from_args(args), source=source)
     except FederationError as exc:
         raise CliError(str(exc), exit_code=2) from None
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         try:
             store.add_partner(engine, partner, int(time.time()))
         except FederationError as exc:
@@ -110,7 +111,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners update`."""
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         current = store.get_partner(engine, args.name)
         if current is None:
             raise CliError(f"no partner called {args.name!r} (see `cpnode partners list`)")
@@ -151,7 +152,7 @@ def run_update(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners list`."""
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         partners = store.list_partners(engine)
         states = store.sync_states(engine)
         catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
@@ -198,7 +199,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners remove`."""
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         try:
             store.remove_partner(engine, args.name)
         except FederationError as exc:
@@ -213,7 +214,7 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_discovered(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners discovered`."""
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         rows = store.list_discovered(engine)
         trusted = {p.name for p in store.list_partners(engine)}
     for row in rows:
@@ -232,7 +233,7 @@ def run_discovered(args: argparse.Namespace) -> int:
 def run_trust(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners trust`."""
     settings = settings_from_args(args)
-    with database(settings) as engine:
+    with node_database(settings) as engine:
         candidate = next((r for r in store.list_discovered(engine) if r["name"] == args.name), None)
     if candidate is None:
         raise CliError(f"no discovered node called {args.name!r} (see `cpnode partners discovered`)")

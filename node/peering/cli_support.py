@@ -5,31 +5,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-from sqlalchemy.engine import Engine
 
 from federation.errors import FederationError
 from federation.partners import Agreement, check_url, parse_allow_list, split_url
 from node.cli.common import CliError
 from node.config import Settings
-from node.db import DatabaseError
-from node.service import open_database
-
-
-@contextmanager
-def database(settings: Settings) -> Iterator[Engine]:
-    """The node's migrated database for one command; CliError if it cannot be opened."""
-    try:
-        engine = open_database(settings)
-    except DatabaseError as exc:
-        raise CliError(str(exc)) from None
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def checked_url(url: str, settings: Settings) -> str:
