@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ledger.balances import apply_transfer
-from ledger.holds import HoldState, expiry_id, is_past_deadline, resolution, transition
+from ledger.holds import TRANSITIONS, HoldState, expiry_id, is_past_deadline, resolution, transition
 from ledger.records import (
     MAX_BALANCE,
     NOT_REMEMBERED,
@@ -238,9 +237,10 @@ class _Batch:
             raise _Refused(Status.PENDING_TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id!r}")
         if hold.kind is not _PENDING:
             raise _Refused(Status.PENDING_TRANSFER_NOT_PENDING, "pending_id", f"{pending_id!r} is not a hold")
-        nxt = transition(self.holds.get(pending_id, _OPEN), kind)
-        if isinstance(nxt, Status):
-            raise _Refused(nxt, "pending_id")
+        state = self.holds.get(pending_id, _OPEN)
+        nxt = TRANSITIONS.get((state, kind))  # the table itself; transition() names the refusal
+        if nxt is None:
+            raise _Refused(Status(transition(state, kind)), "pending_id")
         debit_id, credit_id, currency = req.debit_account, req.credit_account, req.currency
         if debit_id is not None and debit_id != hold.debit_account:
             raise _Refused(
@@ -269,22 +269,31 @@ class _Batch:
         return self.apply_resolution(transfer, nxt)
 
     def apply_resolution(self, transfer: Transfer, nxt: HoldState) -> Transfer:
-        pending_id = transfer.pending_id
-        assert pending_id is not None
-        debit = self.accounts[transfer.debit_account].balance
-        credit = self.accounts[transfer.credit_account].balance
+        transfer_id, debit_id, credit_id = transfer[1], transfer[3], transfer[4]
+        amount, pending_id, released = transfer[6], transfer[7], transfer[8]
+        if TYPE_CHECKING:  # a resolution always names its hold and the amount it releases
+            assert pending_id is not None
+            assert released is not None
+        debit = self.accounts[debit_id].balance
+        credit = self.accounts[credit_id].balance
         undo = self.undo
         if undo is not None:
             undo.append((debit, debit.as_tuple(), None))
             undo.append((credit, credit.as_tuple(), None))
             undo.append(("h", pending_id, self.holds.get(pending_id)))
-            undo.append(("t", transfer.id, None))
-        apply_transfer(debit, credit, transfer)  # releases the hold: totals never grow, no limit can break
-        self.touched.add(transfer.debit_account)
-        self.touched.add(transfer.credit_account)
+            undo.append(("t", transfer_id, None))
+        # What balances.apply_transfer does for a resolution: release the hold, post `amount`
+        # (totals never grow, so no limit can break).
+        debit.debits_pending -= released
+        credit.credits_pending -= released
+        debit.debits_posted += amount
+        credit.credits_posted += amount
+        touched = self.touched
+        touched.add(debit_id)
+        touched.add(credit_id)
         self.holds[pending_id] = nxt
         self.created.append(transfer)
-        self.transfers[transfer.id] = transfer
+        self.transfers[transfer_id] = transfer
         return transfer
 
     def one(self, index: int, req: TransferRequest) -> TransferResult:
@@ -358,8 +367,7 @@ class _Batch:
             self.undo = None
 
     def outcome(self, results: list[TransferResult]) -> BatchOutcome:
-        resolved = [t.pending_id for t in self.created if t.pending_id is not None]
-        return BatchOutcome(results, self.created, self.failures, self.touched, resolved)
+        return BatchOutcome(results, self.created, self.failures, self.touched)
 
 
 def apply_batch(

@@ -45,4 +45,8 @@ class BatchOutcome:
     created: list[Transfer]
     failures: list[Failure]
     touched: set[str]  # accounts whose balance may have changed
-    resolved: list[str]  # pending ids whose hold was resolved
+
+    @property
+    def resolved(self) -> list[str]:
+        """Pending ids whose hold was resolved."""
+        return [t.pending_id for t in self.created if t.pending_id is not None]

@@ -278,18 +278,11 @@ def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: in
             cur.execute(_UPDATE_BALANCES_PG, columns)
     elif outcome.touched:
         nums = cache.nums
-        balances = []
-        for account_id in outcome.touched:
-            b = accounts[account_id].balance
-            balances.append(
-                (
-                    b.debits_pending,
-                    b.debits_posted,
-                    b.credits_pending,
-                    b.credits_posted,
-                    nums[account_id],
-                )
-            )
+        balances = [
+            (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, nums[account_id])
+            for account_id in outcome.touched
+            for b in (accounts[account_id].balance,)
+        ]
         if cur.executemany(_UPDATE_BALANCES, balances) != len(balances):
             raise StaleRead("a cached balance row was not found; reading accounts again")
     if created:
