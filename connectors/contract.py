@@ -183,14 +183,12 @@ class Checkpoint(Model):
     storage: StorageEndpoint
 
 
-class ComputePlugin(abc.ABC):
-    """Base class of compute plugins (算力插件): accounts, data source, lifecycle, checkpoint, storage.
+class Plugin(abc.ABC):
+    """What every plugin has, compute or network: a name, a version, optional start/close hooks,
+    `info()` and `health()`. Subclasses set `version` and `platform` and build from
+    `from_options(name, options)`, which is what the entry point `cpnode.connectors` names."""
 
-    Subclasses set `version` and `platform`, and build from `from_options(name, options)`, which is
-    what the entry point `cpnode.connectors` names.
-    """
-
-    kind: ClassVar[PluginKind] = "compute"
+    kind: ClassVar[PluginKind]
     version: ClassVar[str] = "0"
     platform: ClassVar[str] = "unknown"
 
@@ -210,6 +208,12 @@ class ComputePlugin(abc.ABC):
     @abc.abstractmethod
     async def health(self) -> Health:
         """Whether the platform answers now."""
+
+
+class ComputePlugin(Plugin):
+    """Base class of compute plugins (算力插件): accounts, data source, lifecycle, checkpoint, storage."""
+
+    kind: ClassVar[PluginKind] = "compute"
 
     @abc.abstractmethod
     async def ensure_account(self) -> Account:

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
-from connectors.contract import Health, Model, Name, PluginInfo, PluginKind
+from connectors.contract import Model, Name, Plugin, PluginKind
 
 Mbps = Annotated[int, Field(ge=0, le=10**8)]
 PathState = Literal["active", "broken", "released"]
@@ -61,29 +61,11 @@ class Path(Model):
     state: PathState
 
 
-class NetworkPlugin(abc.ABC):
-    """Base class of network plugins; built by `from_options(name, options)` like compute plugins."""
+class NetworkPlugin(Plugin):
+    """Base class of network plugins (网络插件): topology, path provisioning with a bandwidth
+    reservation, release and status; built by `from_options(name, options)` like compute plugins."""
 
     kind: ClassVar[PluginKind] = "network"
-    version: ClassVar[str] = "0"
-    platform: ClassVar[str] = "unknown"
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def start(self) -> None:  # noqa: B027 — optional hook, empty by default
-        """Open sessions the plugin needs."""
-
-    async def close(self) -> None:  # noqa: B027 — optional hook, empty by default
-        """Release what `start` opened."""
-
-    async def info(self) -> PluginInfo:
-        """Who this plugin is."""
-        return PluginInfo(name=self.name, version=self.version, kind=self.kind, platform=self.platform)
-
-    @abc.abstractmethod
-    async def health(self) -> Health:
-        """Whether the controller answers now."""
 
     @abc.abstractmethod
     async def topology(self) -> Topology:
