@@ -25,9 +25,7 @@ from ledger.store.schema import accounts, balances, head
 from ledger.store.writer import lock_head
 from ledger.validation import check_account, first_account_difference
 
-
-def _balance_keys(ids: Sequence[str]) -> sa.Select[Any]:
-    return sa.select(balances.c.account_id, balances.c.num).where(balances.c.account_id.in_(ids))
+_ZERO = {"debits_pending": 0, "debits_posted": 0, "credits_pending": 0, "credits_posted": 0}
 
 
 def create_accounts(
@@ -43,7 +41,7 @@ def create_accounts(
             version = conn.execute(sa.select(head.c.version).where(head.c.id == 1)).scalar_one()
             ids = [s.id for s in specs if isinstance(s.id, str)]
             stored = {row.id: account_from_row(row).spec for row in select_in(conn, select_accounts, ids)}
-            rows = []
+            rows: list[dict[str, Any]] = []
             for index, spec in enumerate(specs):
                 problem = check_account(spec)
                 if problem is not None:
@@ -82,21 +80,14 @@ def create_accounts(
                 )
                 results.append(AccountResult(index, spec.id, Status.CREATED))
             if rows:
+                # Balance rows are numbered here (a concurrent creator taking the same numbers
+                # fails on the primary key and is retried).
+                first = conn.execute(sa.select(sa.func.coalesce(sa.func.max(balances.c.num), 0))).scalar_one()
+                for num, row in enumerate(rows, start=int(first) + 1):
+                    row["num"] = num
+                    nums[row["id"]] = num
+                conn.execute(sa.insert(balances), [{"num": row["num"], **_ZERO} for row in rows])
                 conn.execute(sa.insert(accounts), rows)
-                conn.execute(
-                    sa.insert(balances),
-                    [
-                        {
-                            "account_id": row["id"],
-                            "debits_pending": 0,
-                            "debits_posted": 0,
-                            "credits_pending": 0,
-                            "credits_posted": 0,
-                        }
-                        for row in rows
-                    ],
-                )
-                nums = dict(select_in(conn, _balance_keys, [row["id"] for row in rows]))
         # Committed: the writer need not read these accounts back (they are at zero).
         remember_new_accounts(
             engine, version, [specs[r.index] for r in results if r.status is Status.CREATED], nums

@@ -207,7 +207,7 @@ def all_accounts() -> sa.Select[Any]:
     """SELECT every account with its balances, in id order."""
     return (
         sa.select(accounts, *BALANCE_COLUMNS)
-        .join(balances, balances.c.account_id == accounts.c.id)
+        .join(balances, balances.c.num == accounts.c.num)
         .order_by(accounts.c.id)
     )
 

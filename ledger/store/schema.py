@@ -1,12 +1,13 @@
-"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 and ledger_0002).
+"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 to ledger_0003).
 
 Money columns are BIGINT minor units; times are UTC epoch milliseconds (`_ms`). An account's spec
-and lifecycle live in `ledger_accounts`, its four running totals in a narrow row of
-`ledger_balances` keyed by an integer (on SQLite the rowid itself, which VACUUM never renumbers):
-the write path rewrites only that row, every batch, for every account it touches. The append-only
-tables (transfers, failures, checkpoints) are guarded by triggers that refuse UPDATE and DELETE on
-both backends; `ledger_transfers.pending_id` is unique, so a hold resolves at most once even if
-code were wrong. `ledger_head` is the one row writers lock to hand out dense sequence numbers.
+and lifecycle live in `ledger_accounts`; its four running totals in a row of `ledger_balances`
+that holds nothing else, found by the number the account names (`num`; on SQLite the rowid itself,
+which VACUUM never renumbers): the write path rewrites that row, every batch, for every account it
+touches, so the narrower the row the fewer pages each commit writes. The append-only tables
+(transfers, failures, checkpoints) are guarded by triggers that refuse UPDATE and DELETE on both
+backends; `ledger_transfers.pending_id` is unique, so a hold resolves at most once even if code
+were wrong. `ledger_head` is the one row writers lock to hand out dense sequence numbers.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ accounts = sa.Table(
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("closed_seq", sa.BigInteger, nullable=True),
     sa.Column("closed_ms", sa.BigInteger, nullable=True),
+    sa.Column("num", sa.BigInteger, nullable=False, unique=True),  # its ledger_balances row
 )
 
 # One row per account, created with it; never deleted.
 balances = sa.Table(
     "ledger_balances",
     metadata,
-    sa.Column("num", SEQ, primary_key=True, autoincrement=True),
-    sa.Column("account_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("num", SEQ, primary_key=True, autoincrement=False),
     sa.Column("debits_pending", sa.BigInteger, nullable=False),
     sa.Column("debits_posted", sa.BigInteger, nullable=False),
     sa.Column("credits_pending", sa.BigInteger, nullable=False),

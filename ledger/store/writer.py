@@ -51,14 +51,13 @@ _SELECT_TRANSFERS = (
 # Accounts with their balances (PostgreSQL locks both rows, in id order).
 _SELECT_ACCOUNTS = (
     f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts AS a "  # noqa: S608
-    "JOIN ledger_balances AS b ON b.account_id = a.id WHERE a.id {in}"
+    "JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
 )
 _SELECT_ACCOUNTS_PG = _SELECT_ACCOUNTS + " ORDER BY a.id FOR UPDATE"
 # For accounts whose spec is cached (SQLite), only what changes.
 _SELECT_BALANCES = (
-    "SELECT b.account_id, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, "
-    "b.credits_posted, b.num FROM ledger_balances AS b JOIN ledger_accounts AS a ON a.id = b.account_id "
-    "WHERE b.account_id {in}"
+    "SELECT a.id, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, "
+    "b.num FROM ledger_accounts AS a JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
 )
 # Which of a batch's ids are stored or remembered as failed, in one statement.
 _SELECT_KNOWN_IDS = (
@@ -110,8 +109,8 @@ _INSERT_TRANSFERS_PG = (
 _UPDATE_BALANCES_PG = (
     "UPDATE ledger_balances AS b SET debits_pending = v.dp, debits_posted = v.dpo, "
     "credits_pending = v.cp, credits_posted = v.cpo FROM ("
-    "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
-    "AS u(id, dp, dpo, cp, cpo) ORDER BY id) AS v WHERE b.account_id = v.id"
+    "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
+    "AS u(num, dp, dpo, cp, cpo) ORDER BY num) AS v WHERE b.num = v.num"
 )
 _PENDING = TransferKind.PENDING
 _KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on sqlite3's fast path
@@ -268,7 +267,7 @@ def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: in
         # One statement for every balance (arrays unnested), rows locked in id order.
         touched = sorted(outcome.touched)
         if touched:
-            columns: list[list[Any]] = [touched, [], [], [], []]
+            columns: list[list[Any]] = [[cache.nums[account_id] for account_id in touched], [], [], [], []]
             for account_id in touched:
                 b = accounts[account_id].balance
                 columns[1].append(b.debits_pending)

@@ -3,11 +3,22 @@ while the head's version is unchanged) never answers from stale state; the balan
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Engine
 
-from ledger import Status, close_account, get_account, list_accounts, submit
+from ledger import (
+    AccountKind,
+    AccountSpec,
+    Status,
+    close_account,
+    create_accounts,
+    get_account,
+    list_accounts,
+    submit,
+)
 from node.db import make_engine, upgrade, write_transaction
 from node.db.migrate import _config  # the node's Alembic configuration, to stop at one revision
 from tests.ledger.support import balances, open_accounts, pending, post, replayed, single, void
@@ -61,6 +72,35 @@ def test_accounts_created_by_one_engine_and_moved_by_another(engine: Engine, db_
         assert balances(engine) == replayed(engine)
     finally:
         other.dispose()
+
+
+def test_accounts_created_at_once_get_their_own_balance_rows(engine: Engine, db_url: str) -> None:
+    """Eight creators at once (each a batch of accounts) all succeed, each account with a balance
+    row of its own, and transfers move exactly the rows of their accounts."""
+    wide = make_engine(db_url, pool_size=8)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(
+                pool.map(lambda w: create_accounts(wide, [_spec(f"w{w}-{n}") for n in range(20)]), range(8))
+            )
+        assert all(r.status is Status.CREATED for batch in outcomes for r in batch)
+        with engine.connect() as conn:
+            nums = conn.execute(sa.text("SELECT num FROM ledger_accounts")).scalars().all()
+            rows = conn.execute(sa.text("SELECT count(*) FROM ledger_balances")).scalar_one()
+        assert len(nums) == len(set(nums)) == rows == 160
+        submit(engine, [single(f"t{w}", f"w{w}-0", f"w{w}-19", w + 1) for w in range(8)])
+        moved = {
+            a.id: a.balance.as_tuple() for a in list_accounts(engine) if a.balance.as_tuple() != (0, 0, 0, 0)
+        }
+        assert moved == {f"w{w}-0": (0, w + 1, 0, 0) for w in range(8)} | {
+            f"w{w}-19": (0, 0, 0, w + 1) for w in range(8)
+        }
+    finally:
+        wide.dispose()
+
+
+def _spec(account_id: str) -> AccountSpec:
+    return AccountSpec(account_id, "CNY", AccountKind.PROVIDER)
 
 
 def test_balances_move_to_their_own_table_and_back(db_url: str) -> None:
