@@ -35,7 +35,7 @@ from ledger.records import (
 from ledger.validation import check_id, check_transfer, check_transfer_field, first_difference, well_formed
 from ledger.view import AccountState, BatchOutcome, Failure, LedgerView
 
-__all__ = ["apply_batch", "chains", "expire_holds"]
+__all__ = ["apply_batch", "expire_holds"]
 
 
 class _Refused(Exception):  # internal control flow; never escapes this module
@@ -56,35 +56,9 @@ _Result = TransferResult
 _Undo = tuple[object, object, object]
 
 
-def chains(requests: Sequence[TransferRequest]) -> list[tuple[int, int, bool]]:
-    """Split a batch into chains: (first index, last index, closed?). Unlinked requests are chains of one."""
-    result = []
-    start = 0
-    for index, request in enumerate(requests):
-        if request.linked is not True:
-            result.append((start, index, True))
-            start = index + 1
-    if start < len(requests):
-        result.append((start, len(requests) - 1, False))
-    return result
-
-
 class _Batch:
     """Applies requests to a view. Inside a chain it records undo entries; single requests need none,
     because every check runs before the first change."""
-
-    __slots__ = (
-        "accounts",
-        "created",
-        "failed",
-        "failures",
-        "holds",
-        "next_seq",
-        "touched",
-        "transfers",
-        "ts_ms",
-        "undo",
-    )
 
     def __init__(self, view: LedgerView, ts_ms: int, next_seq: int) -> None:
         self.accounts = view.accounts

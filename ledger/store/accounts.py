@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from ledger.errors import ConflictError, NotFoundError
 from ledger.records import Account, AccountResult, AccountSpec, Status
 from ledger.store.cache import remember_new_accounts
-from ledger.store.cursor import Cursor
 from ledger.store.db import (
+    Cursor,
     account_from_row,
     all_accounts,
     now_ms,

@@ -39,8 +39,7 @@ from ledger.records import (
     TransferRequest,
     TransferResult,
 )
-from ledger.store.cursor import Cursor
-from ledger.store.db import now_ms, select_in, transfer_from_row, with_retries, write_transaction
+from ledger.store.db import Cursor, now_ms, select_in, transfer_from_row, with_retries, write_transaction
 from ledger.store.schema import accounts, discrepancies, reconciliations, transfers
 from ledger.store.writer import hold_states, submit
 

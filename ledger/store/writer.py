@@ -31,8 +31,7 @@ from ledger.records import (
 )
 from ledger.rules import apply_batch, expire_holds
 from ledger.store.cache import WriterCache, keep, specs_of, take
-from ledger.store.cursor import Cursor
-from ledger.store.db import StaleRead, gc_paused, now_ms, with_retries, write_transaction
+from ledger.store.db import Cursor, StaleRead, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
 from ledger.view import AccountState, BatchOutcome, LedgerView
 
