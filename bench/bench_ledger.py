@@ -6,7 +6,9 @@ or void) and batch size (1, 100, 1000), the ledger applies the requests through 
 (one transaction per batch: head lock, idempotency lookups, account reads with limits, inserts,
 balance updates). The baseline then inserts the very rows the ledger stored, with the same batch
 boundaries, one transaction per batch, into an identical table (same columns, keys and indexes)
-with plain sqlite3 / plain psycopg `executemany`. The ratio is ledger rate / baseline rate.
+with plain sqlite3 / plain psycopg `executemany`. The ratio is ledger rate / baseline rate. Each
+timed section starts after a garbage collection (`settle`), so the debris of setup (migrations,
+account creation, the previous run) lands in neither side's timing.
 
 Targets: SQLite batched ≥ 50 % of plain sqlite3 and ≥ 10,000 transfers/s; PostgreSQL ≥ 5,000/s
 batched and ≥ 2,000/s under Zipf s=2.0.
