@@ -47,7 +47,11 @@ def _install_sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: going through exec_driver_sql costs tens of µs per transaction.
+        driver = connection.connection.driver_connection
+        if driver is None:
+            raise DatabaseError("SQLite connection is closed")
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) -> Engine:
