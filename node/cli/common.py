@@ -17,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 from node.config import DEFAULT_CONFIG_NAME, ConfigError, Settings, load_settings
 from node.db import DatabaseError
-from node.service import open_database
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -57,6 +56,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 @contextmanager
 def node_database(settings: Settings) -> Iterator[Engine]:
     """The node's database for one command, reachable and migrated; CliError saying why if not."""
+    from node.service import open_database  # the service loads every component; import it only here
+
     try:
         engine = open_database(settings)
     except DatabaseError as exc:

@@ -6,7 +6,7 @@ fields of a catalog offer (federation.catalog.OFFER_FIELDS).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,7 +14,9 @@ from federation.catalog import CatalogLimits, check_offer
 from federation.errors import FederationError
 from federation.keys import parse_public_key
 from federation.partners import Agreement, Partner, check_node_name, parse_allow_list, split_url
-from federation.service import FederationSettings
+
+if TYPE_CHECKING:  # the service module pulls in the HTTP client; config loading should stay light
+    from federation.service import FederationSettings
 
 
 class _Section(BaseModel):
@@ -51,6 +53,8 @@ class FederationSection(_Section):
 
     def protocol_settings(self) -> FederationSettings:
         """The plain settings object the federation package takes."""
+        from federation.service import FederationSettings
+
         return FederationSettings(
             sync_interval_s=self.sync_interval_s,
             catalog_validity_s=self.catalog_validity_s,

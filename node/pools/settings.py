@@ -17,14 +17,16 @@ identity = { industry = "I", enterprise = "91350100M000100Y43", datacenter = "BJ
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from connectors.health import MISSED_LIMIT
-from connectors.host import HostSettings
 from connectors.identifier import SERVICE_TYPES, USCC_CHARSET, uscc_check_char
 from connectors.offers import PoolIdentity
+
+if TYPE_CHECKING:  # the host module pulls in aiohttp and the plugin loader; config loading stays light
+    from connectors.host import HostSettings
 
 _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -45,6 +47,8 @@ class ConnectorsSection(_Section):
 
     def host_settings(self) -> HostSettings:
         """The plain settings the plugin host takes."""
+        from connectors.host import HostSettings
+
         return HostSettings(
             call_timeout_s=self.call_timeout_s,
             heartbeat_interval_s=self.heartbeat_interval_s,

@@ -80,3 +80,19 @@ def test_status_on_a_never_started_node(tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert cpnode(["status", "--json", "--config", str(config)]) == 0
     assert "components" not in json.loads(capsys.readouterr().out)
+
+
+def test_command_table_matches_what_modules_register() -> None:
+    """Every command in the dispatch table is registered by the module it names, and nothing else is."""
+    from node.cli.main import COMMANDS
+
+    for command, module in COMMANDS.items():
+        parser = build_parser(command)
+        [(name, _)] = [
+            (name, sub)
+            for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()
+        ]
+        assert name == command, module
+    assert set(_all_command_paths(build_parser())) >= {(command,) for command in COMMANDS}
