@@ -40,7 +40,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
-from federation import canonical, store
+from federation import canonical, store, tables
 from federation.catalog import accept_catalog, build_catalog, offers_for, sha256_hex
 from federation.httpsig import (
     Identity,
@@ -155,7 +155,7 @@ async def bench_ingest(tmp: Path) -> dict[str, Any]:
 def _clear(server: NodeServer) -> None:
     assert server.ctx is not None
     with store.writing(server.ctx.engine) as conn:
-        conn.execute(store.received_t.delete())
+        conn.execute(tables.received_t.delete())
 
 
 async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> tuple[web.AppRunner, str]:

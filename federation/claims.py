@@ -30,19 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from federation.errors import AuthError, ConflictError, RateLimitedError
-from federation.store import partners_t, trades_t, writing
-
-_md = sa.MetaData()
-claims_t = sa.Table(
-    "fed_trade_claims",
-    _md,
-    sa.Column("partner", sa.String(63), primary_key=True),
-    sa.Column("trade_id", sa.String(100), primary_key=True),
-    sa.Column("request_sha256", sa.String(64), nullable=False),
-    sa.Column("holder", sa.String(64), nullable=False),
-    sa.Column("claimed_ts", sa.BigInteger, nullable=False),
-    sa.Column("expires_ts", sa.BigInteger, nullable=False),
-)
+from federation.store import writing
+from federation.tables import claims_t, partners_t, trades_t
 
 TRANSITIONS: dict[tuple[str, str], str] = {
     ("free", "claim"): "in_progress",

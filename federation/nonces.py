@@ -23,15 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from federation.store import writing
-
-_md = sa.MetaData()
-seen_nonces_t = sa.Table(
-    "fed_seen_nonces",
-    _md,
-    sa.Column("kid", sa.String(40), primary_key=True),
-    sa.Column("nonce", sa.String(128), primary_key=True),
-    sa.Column("expires_ts", sa.BigInteger, nullable=False),
-)
+from federation.tables import seen_nonces_t
 
 
 class RecentNonces:
