@@ -17,7 +17,8 @@ if TYPE_CHECKING:
         Program,
     )
     from connectors.errors import ConnectorError
-    from connectors.host import HostedPlugin, HostSettings, PluginHost, RefreshReport
+    from connectors.host import PluginHost
+    from connectors.hosted import HostedPlugin, HostSettings, RefreshReport
     from connectors.identifier import ComputeIdentifier, RegistrationClaim
     from connectors.metric import chip_score, composite_score, dynamic_score, load_chips, static_score
     from connectors.network.contract import NetworkPlugin, Path, PathRequest, Topology
@@ -32,8 +33,8 @@ _LAZY: dict[str, str] = {
     "ComputePlugin": "connectors.contract",
     "ConnectorError": "connectors.errors",
     "DataSource": "connectors.contract",
-    "HostSettings": "connectors.host",
-    "HostedPlugin": "connectors.host",
+    "HostSettings": "connectors.hosted",
+    "HostedPlugin": "connectors.hosted",
     "Instance": "connectors.contract",
     "InstanceSpec": "connectors.contract",
     "NetworkPlugin": "connectors.network.contract",
@@ -44,7 +45,7 @@ _LAZY: dict[str, str] = {
     "PluginStore": "connectors.store",
     "PoolIdentity": "connectors.offers",
     "Program": "connectors.contract",
-    "RefreshReport": "connectors.host",
+    "RefreshReport": "connectors.hosted",
     "RegistrationClaim": "connectors.identifier",
     "Topology": "connectors.network.contract",
     "chip_score": "connectors.metric",

@@ -44,3 +44,9 @@ def next_state(state: PluginState, event: HealthEvent) -> PluginState:
 def missed_heartbeats(last_seen_ms: int, now_ms: int, interval_ms: int) -> int:
     """How many whole heartbeat intervals have passed since the last heartbeat."""
     return max(0, (now_ms - last_seen_ms) // max(1, interval_ms))
+
+
+def sources(event: HealthEvent, new: PluginState) -> frozenset[PluginState]:
+    """The states from which `event` leads to `new` (other than `new` itself): a stored transition
+    applies only while the plugin is still in one of them, so replicas never store it twice."""
+    return frozenset(s for (s, e), t in TRANSITIONS.items() if e == event and t == new and s != new)

@@ -7,191 +7,60 @@ comes back `online` on its own. Every transition is stored before it takes effec
 fails to load, raises, or hangs is logged and contained: every call runs under a timeout and any
 exception becomes a `ConnectorError`, so the node itself never blocks or crashes on a plugin.
 Add, remove and upgrade (re-add under the same name) happen while the node runs.
+
+With a store, several hosts (replicas of the connectors role) share one database, which holds
+the truth: `sync()` makes this host adopt, upgrade and drop plugins as stored and take their
+stored states and snapshots (`connectors.hosted`); a heartbeat to any replica is one UPDATE of
+the stored last-seen time; `check_heartbeats()` decides offline from that stored time on every
+replica (the conditional UPDATE stores the decision once). Probes and data-source refreshes call
+the platforms, so the node runs them on one replica per round (`probe()`, `refresh()`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Collection, Mapping
+from typing import Any
 
-from connectors.contract import ComputePlugin, DataSource
+from connectors.contract import ComputePlugin
 from connectors.errors import (
     ConnectorError,
     InvalidRequest,
-    PlatformError,
     PluginLoadError,
     PluginNotFound,
-    PluginOffline,
-    PluginTimeout,
     Unauthorized,
 )
-from connectors.health import MISSED_LIMIT, HealthEvent, PluginState, missed_heartbeats, next_state
+from connectors.health import PluginState, missed_heartbeats, next_state
+from connectors.hosted import (
+    HostedPlugin,
+    HostSettings,
+    RefreshReport,
+    hosted_from_row,
+    plan_sync,
+    stored_state,
+    token_digest,
+)
 from connectors.loading import Plugin, build
-from connectors.network.contract import NetworkPlugin
-from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
 from connectors.remote.client import RemotePlugin
-from connectors.store import PluginRow, PluginStore
+from connectors.store import options_json
+from connectors.table import PluginTable
 
 log = logging.getLogger("cpnode.connectors")
-T = TypeVar("T")
+__all__ = ["HostSettings", "HostedPlugin", "PluginHost", "RefreshReport"]
 
 
-@dataclass(frozen=True)
-class HostSettings:
-    """Timeouts and bounds of the host (the node fills it from `[connectors]`)."""
-
-    call_timeout_s: float = 10.0
-    heartbeat_interval_s: float = 2.0
-    missed_limit: int = MISSED_LIMIT
-    refresh_concurrency: int = 32
-
-
-@dataclass
-class HostedPlugin:
-    """One plugin as the host sees it."""
-
-    name: str
-    kind: str
-    source: str  # "entry_point" or "remote"
-    target: str  # entry point name or URL
-    options: Mapping[str, Any]
-    version: str
-    plugin: Plugin
-    state: PluginState = "starting"
-    call_token: str = ""
-    heartbeat_digest: str = ""
-    registered_ms: int = 0
-    last_seen_ms: int = 0
-    failures: int = 0
-    last_error: str = ""
-    snapshot: DataSource | None = None
-    snapshot_ms: int = 0
-    snapshot_duration_ms: int = 0
-
-
-@dataclass(frozen=True)
-class RefreshReport:
-    """What one refresh of every data source did: per plugin (ok, duration ms, error), and wall time."""
-
-    results: dict[str, tuple[bool, int, str]] = field(default_factory=dict)
-    wall_ms: float = 0.0
-
-    @property
-    def slowest_ms(self) -> int:
-        """The slowest single data-source call."""
-        return max((duration for _ok, duration, _err in self.results.values()), default=0)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class PluginHost:
-    """Hosts every plugin of one node."""
-
-    def __init__(
-        self,
-        store: PluginStore | None = None,
-        settings: HostSettings | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.settings = settings or HostSettings()
-        self.clock = clock
-        self.identities: dict[str, PoolIdentity] = {}
-        self.load_errors: dict[str, str] = {}
-        self._plugins: dict[str, HostedPlugin] = {}
-        self._seen: dict[str, int] = {}
-        self._lock = asyncio.Lock()
-
-    def now_ms(self) -> int:
-        """The host clock in epoch milliseconds."""
-        return int(self.clock() * 1000)
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def get(self, name: str) -> HostedPlugin:
-        """A hosted plugin by name, or PluginNotFound."""
-        try:
-            return self._plugins[name]
-        except KeyError:
-            raise PluginNotFound(f"no plugin named {name!r}") from None
-
-    def plugins(self) -> list[HostedPlugin]:
-        """Every hosted plugin, by name."""
-        return [self._plugins[name] for name in sorted(self._plugins)]
-
-    def offers(self) -> list[Offer]:
-        """Offers of every online compute plugin's latest snapshot (offline plugins have none)."""
-        snapshots = {
-            p.name: (p.snapshot, p.snapshot_ms)
-            for p in self._plugins.values()
-            if p.state == "online" and p.snapshot is not None
-        }
-        return offers_from_snapshots(snapshots, self.identities)
-
-    # -- calling ----------------------------------------------------------------------------------
-
-    async def guarded(self, name: str, call: Awaitable[T], timeout_s: float | None = None) -> T:
-        """Await a plugin call under a timeout, turning any failure into a ConnectorError."""
-        limit = timeout_s or self.settings.call_timeout_s
-        try:
-            return await asyncio.wait_for(call, limit)
-        except TimeoutError:
-            raise PluginTimeout(f"plugin {name!r} did not answer within {limit} s") from None
-        except ConnectorError:
-            raise
-        except Exception as exc:  # a plugin's own bug must not escape as a 500
-            log.warning("plugin %s raised %r", name, exc)
-            raise PlatformError(f"plugin {name!r} failed: {type(exc).__name__}: {exc}") from exc
-
-    def _online(self, name: str) -> Plugin:
-        hosted = self.get(name)
-        if hosted.state != "online":
-            raise PluginOffline(f"plugin {name!r} is {hosted.state}")
-        return hosted.plugin
-
-    async def call(
-        self, name: str, fn: Callable[[ComputePlugin], Awaitable[T]], timeout_s: float | None = None
-    ) -> T:
-        """Call an online compute plugin, e.g. `await host.call("pool", lambda p: p.get_instance(i))`."""
-        plugin = self._online(name)
-        if not isinstance(plugin, ComputePlugin):
-            raise InvalidRequest(f"plugin {name!r} is a network plugin")
-        return await self.guarded(name, fn(plugin), timeout_s)
-
-    async def call_network(
-        self, name: str, fn: Callable[[NetworkPlugin], Awaitable[T]], timeout_s: float | None = None
-    ) -> T:
-        """Call an online network plugin."""
-        plugin = self._online(name)
-        if not isinstance(plugin, NetworkPlugin):
-            raise InvalidRequest(f"plugin {name!r} is a compute plugin")
-        return await self.guarded(name, fn(plugin), timeout_s)
-
-    # -- state transitions --------------------------------------------------------------------------
-
-    async def _event(self, hosted: HostedPlugin, event: HealthEvent, error: str = "") -> None:
-        new = next_state(hosted.state, event)
-        if new == hosted.state:
-            return
-        if self.store is not None:  # stored before it takes effect
-            await asyncio.to_thread(self.store.set_state, hosted.name, new, self.now_ms(), error)
-        log.info("plugin %s: %s -> %s%s", hosted.name, hosted.state, new, f" ({error})" if error else "")
-        hosted.state = new
-        hosted.failures = 0
+class PluginHost(PluginTable):
+    """Hosts every plugin of one node (one replica's copy when a store is shared)."""
 
     # -- adding and removing ------------------------------------------------------------------------
 
     async def _install(self, hosted: HostedPlugin) -> HostedPlugin:
         """Start a new plugin, check it answers, then swap it in for any old one of that name."""
+        assert hosted.plugin is not None
         try:
             await self.guarded(hosted.name, hosted.plugin.start())
             info = await self.guarded(hosted.name, hosted.plugin.info())
@@ -201,26 +70,12 @@ class PluginHost:
             raise PluginLoadError(f"plugin {hosted.name!r} did not start: {exc}") from exc
         hosted.version, hosted.kind = info.version, info.kind
         hosted.registered_ms = hosted.last_seen_ms = self.now_ms()
+        hosted.generation = secrets.token_hex(8)
+        hosted.state = "online"
         async with self._lock:
             old = self._plugins.get(hosted.name)
             if self.store is not None:
-                row = PluginRow(
-                    name=hosted.name,
-                    kind=hosted.kind,
-                    source=hosted.source,
-                    target=hosted.target,
-                    options=hosted.options,
-                    version=hosted.version,
-                    state="online",
-                    call_token=hosted.call_token,
-                    heartbeat_token_sha256=hosted.heartbeat_digest,
-                    registered_ms=hosted.registered_ms,
-                    state_changed_ms=hosted.registered_ms,
-                    last_seen_ms=hosted.last_seen_ms,
-                    last_error="",
-                )
-                await asyncio.to_thread(self.store.save, row)
-            hosted.state = "online"
+                await asyncio.to_thread(self.store.save, hosted.row())
             self._plugins[hosted.name] = hosted
             self.load_errors.pop(hosted.name, None)
         if old is not None:
@@ -234,25 +89,36 @@ class PluginHost:
         """Load, start and host an in-process plugin (replacing one of the same name: an upgrade)."""
         try:
             plugin = build(entry_point, name, options, reload=reload)
-        except ConnectorError as exc:
-            self.load_errors[name] = str(exc)
-            log.error("plugin %s skipped: %s", name, exc)
-            raise
-        hosted = HostedPlugin(
-            name=name,
-            kind=plugin.kind,
-            source="entry_point",
-            target=entry_point,
-            options=dict(options),
-            version=plugin.version,
-            plugin=plugin,
-        )
-        try:
+            hosted = HostedPlugin(
+                name=name,
+                kind=plugin.kind,
+                source="entry_point",
+                target=entry_point,
+                options=dict(options),
+                version=plugin.version,
+                plugin=plugin,
+                reload_code=reload,
+            )
             return await self._install(hosted)
         except ConnectorError as exc:
             self.load_errors[name] = str(exc)
             log.error("plugin %s skipped: %s", name, exc)
             raise
+
+    async def ensure_entry_point(self, name: str, entry_point: str, options: Mapping[str, Any]) -> bool:
+        """Host a configured pool: adopt the stored registration when it is the same plugin with the
+        same options (another replica, or this node before a restart, made it), else register it
+        anew. True when it was registered here."""
+        if self.store is not None:
+            row = await asyncio.to_thread(self.store.get, name)
+            if (
+                row is not None
+                and (row.source, row.target) == ("entry_point", entry_point)
+                and options_json(row.options) == options_json(options)
+            ):
+                return False  # the next sync() hosts it as stored
+        await self.add_entry_point(name, entry_point, options)
+        return True
 
     async def add_remote(self, name: str, url: str, call_token: str) -> tuple[HostedPlugin, str]:
         """Host an out-of-process plugin that registered itself; returns it and its new heartbeat token."""
@@ -269,147 +135,204 @@ class PluginHost:
             version="?",
             plugin=client,
             call_token=call_token,
-            heartbeat_digest=_digest(heartbeat_token),
+            heartbeat_digest=token_digest(heartbeat_token),
         )
         return await self._install(hosted), heartbeat_token
 
     async def remove(self, name: str) -> HostedPlugin:
-        """Stop hosting a plugin; its offers disappear at once."""
+        """Stop hosting a plugin (on every replica: the registration is deleted); its offers go at once."""
         async with self._lock:
-            hosted = self.get(name)
+            hosted = self._plugins.get(name)
+            if hosted is None and self.store is not None:  # registered elsewhere, not synced here yet
+                row = await asyncio.to_thread(self.store.get, name)
+                hosted = None if row is None else hosted_from_row(row)
+            if hosted is None:
+                raise PluginNotFound(f"no plugin named {name!r}")
             if self.store is not None:
                 await asyncio.to_thread(self.store.delete, name)
             hosted.state = next_state(hosted.state, "remove")
-            del self._plugins[name]
-            self._seen.pop(name, None)
+            self._plugins.pop(name, None)
         await self._close_quietly(hosted)
         return hosted
 
-    async def _close_quietly(self, hosted: HostedPlugin) -> None:
-        try:
-            await asyncio.wait_for(hosted.plugin.close(), self.settings.call_timeout_s)
-        except Exception as exc:  # closing a broken plugin must not fail the caller
-            log.warning("plugin %s did not close cleanly: %r", hosted.name, exc)
+    # -- converging on the stored set ---------------------------------------------------------------
 
-    async def restore_remote(self) -> int:
-        """Re-host the out-of-process plugins registered before a restart (`starting` until they heartbeat)."""
+    async def sync(self) -> None:
+        """Adopt, upgrade and drop plugins as stored, take stored states, last-seen times and snapshots,
+        then load here the plugins this replica does not run yet (see `connectors.hosted`)."""
         if self.store is None:
-            return 0
-        rows = [row for row in await asyncio.to_thread(self.store.load) if row.source == "remote"]
-        for row in rows:
-            client = RemotePlugin(
-                row.name, row.target, row.call_token, timeout_s=self.settings.call_timeout_s
-            )
-            self._plugins[row.name] = HostedPlugin(
-                name=row.name,
-                kind=row.kind,
-                source="remote",
-                target=row.target,
-                options={},
-                version=row.version,
-                plugin=client,
-                call_token=row.call_token,
-                heartbeat_digest=row.heartbeat_token_sha256,
-                registered_ms=row.registered_ms,
-                last_seen_ms=row.last_seen_ms,
-            )
-            await self._event(
-                self._plugins[row.name], "missed_limit", "node restarted; waiting for a heartbeat"
-            )
-        return len(rows)
+            return
+        store = self.store
+        retired: list[HostedPlugin] = []
+        async with self._lock:
+            plan = plan_sync(await asyncio.to_thread(store.heads), self._plugins)
+            for row in plan.adopt:
+                old = self._plugins.get(row.name)
+                if old is not None:
+                    retired.append(old)
+                log.info(
+                    "plugin %s: %s as stored", row.name, "registered" if old is None else "re-registered"
+                )
+                self._plugins[row.name] = hosted_from_row(row)
+            for row in plan.update:
+                hosted = self._plugins[row.name]
+                hosted.state, hosted.last_error = stored_state(row.state), row.last_error
+                hosted.last_seen_ms = max(hosted.last_seen_ms, row.last_seen_ms)
+            for name in plan.drop:
+                log.info("plugin %s: removed as stored", name)
+                retired.append(self._plugins.pop(name))
+                self.load_errors.pop(name, None)
+            for name in plan.clear_snapshots:
+                self._plugins[name].snapshot, self._plugins[name].snapshot_ms = None, 0
+            loaded = await asyncio.to_thread(store.snapshots, plan.load_snapshots)
+            for name, (data, fetched_ms, duration_ms) in loaded.items():
+                hosted = self._plugins[name]
+                hosted.snapshot, hosted.snapshot_ms, hosted.snapshot_duration_ms = (
+                    data,
+                    fetched_ms,
+                    duration_ms,
+                )
+        for old in retired:
+            await self._close_quietly(old)
+        await self._bounded([self._load(h) for h in self.plugins() if h.plugin is None])
+
+    async def _load(self, hosted: HostedPlugin) -> None:
+        """Load and start the plugin of a stored registration on this replica (no state change)."""
+        try:
+            plugin: Plugin
+            if hosted.source == "remote":
+                plugin = RemotePlugin(
+                    hosted.name, hosted.target, hosted.call_token, timeout_s=self.settings.call_timeout_s
+                )
+            else:
+                plugin = build(hosted.target, hosted.name, hosted.options, reload=hosted.reload_code)
+            await self.guarded(hosted.name, plugin.start())
+        except ConnectorError as exc:
+            if self.load_errors.get(hosted.name) != str(exc):
+                log.error("plugin %s cannot be loaded on this replica: %s", hosted.name, exc)
+            self.load_errors[hosted.name] = str(exc)
+            return
+        async with self._lock:
+            if self._plugins.get(hosted.name) is hosted and hosted.plugin is None:
+                hosted.plugin = plugin
+                self.load_errors.pop(hosted.name, None)
+                return
+        await self._close_plugin(plugin)  # removed or replaced while it loaded
 
     # -- heartbeats and health ----------------------------------------------------------------------
 
     async def heartbeat(self, name: str, token: str) -> PluginState:
         """Accept a remote plugin's heartbeat (token checked); returns its state afterwards."""
-        hosted = self._plugins.get(name)
-        if hosted is None or hosted.source != "remote":
-            raise PluginNotFound(f"no remote plugin named {name!r}")
-        if not hmac.compare_digest(_digest(token), hosted.heartbeat_digest):
-            raise Unauthorized("wrong heartbeat token")
-        hosted.last_seen_ms = self._seen[name] = self.now_ms()
-        if hosted.state != "online":
-            await self._event(hosted, "ok")
-        return hosted.state
+        digest, now = token_digest(token), self.now_ms()
+        if self.store is None:
+            hosted = self._plugins.get(name)
+            if hosted is None or hosted.source != "remote":
+                raise PluginNotFound(f"no remote plugin named {name!r}")
+            if not hmac.compare_digest(digest, hosted.heartbeat_digest):
+                raise Unauthorized("wrong heartbeat token")
+            hosted.last_seen_ms = now
+            state, generation = hosted.state, hosted.generation
+        else:
+            found = await asyncio.to_thread(self.store.beat, name, digest, now)
+            if found is None:
+                if await asyncio.to_thread(self.store.source_of, name) != "remote":
+                    raise PluginNotFound(f"no remote plugin named {name!r}")
+                raise Unauthorized("wrong heartbeat token")
+            state, generation = stored_state(found[0]), found[1]
+            hosted = self._plugins.get(name)
+            if hosted is not None and hosted.generation == generation:
+                hosted.last_seen_ms = max(hosted.last_seen_ms, now)
+        await self._transition(name, generation, state, "ok")
+        return next_state(state, "ok")
+
+    async def check_heartbeats(self) -> None:
+        """Take offline every remote plugin whose last heartbeat (to any replica) is too old."""
+        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
+        limit, now = self.settings.missed_limit, self.now_ms()
+        for hosted in self.plugins():
+            if hosted.source != "remote" or next_state(hosted.state, "missed_limit") == hosted.state:
+                continue
+            if missed_heartbeats(hosted.last_seen_ms, now, interval_ms) >= limit:
+                await self._transition(
+                    hosted.name,
+                    hosted.generation,
+                    hosted.state,
+                    "missed_limit",
+                    f"missed {limit} heartbeats",
+                    last_seen_by_ms=now - limit * interval_ms,  # a heartbeat stored since then wins
+                )
+
+    async def probe(self) -> list[str]:
+        """Probe every in-process plugin's health once (a plugin not loaded here counts as a failed
+        probe); returns the names probed."""
+        seen: dict[str, int] = {}
+        probed = [h for h in self.plugins() if h.source != "remote"]
+        await self._bounded([self._probe(h, seen) for h in probed])
+        if self.store is not None and seen:
+            await asyncio.to_thread(self.store.touch, seen)
+        return [h.name for h in probed]
 
     async def check_health(self) -> None:
-        """One health round: count missed heartbeats, probe in-process plugins, store last-seen times."""
-        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
-        now = self.now_ms()
-        probes = []
-        for hosted in list(self._plugins.values()):
-            if hosted.source == "remote":
-                if missed_heartbeats(hosted.last_seen_ms, now, interval_ms) >= self.settings.missed_limit:
-                    await self._event(
-                        hosted, "missed_limit", f"missed {self.settings.missed_limit} heartbeats"
-                    )
-            else:
-                probes.append(self._probe(hosted))
-        await self._bounded(probes)
-        if self.store is not None and self._seen:
-            seen, self._seen = self._seen, {}
-            await asyncio.to_thread(self.store.touch, seen)
+        """One whole health round on this host: sync, heartbeat ages, probes."""
+        await self.sync()
+        await self.check_heartbeats()
+        await self.probe()
 
-    async def _probe(self, hosted: HostedPlugin) -> None:
+    async def _probe(self, hosted: HostedPlugin, seen: dict[str, int]) -> None:
         try:
-            health = await self.guarded(hosted.name, hosted.plugin.health())
+            health = await self.guarded(hosted.name, self.loaded(hosted.name).health())
             ok, error = health.ok, health.detail
         except ConnectorError as exc:
             ok, error = False, str(exc)
         if ok:
-            hosted.last_seen_ms = self.now_ms()
-            await self._event(hosted, "ok")
+            hosted.last_seen_ms = seen[hosted.name] = self.now_ms()
+            await self._transition(hosted.name, hosted.generation, hosted.state, "ok")
             return
         hosted.failures += 1
-        hosted.last_error = error
         if hosted.failures >= self.settings.missed_limit:
-            await self._event(hosted, "missed_limit", error)
-
-    async def _bounded(self, calls: Sequence[Awaitable[None]]) -> None:
-        gate = asyncio.Semaphore(self.settings.refresh_concurrency)
-
-        async def one(call: Awaitable[None]) -> None:
-            async with gate:
-                await call
-
-        await asyncio.gather(*(one(call) for call in calls))
+            await self._transition(hosted.name, hosted.generation, hosted.state, "missed_limit", error)
+        await self._note_error(hosted, error)
 
     # -- data sources ---------------------------------------------------------------------------------
 
     async def refresh(self, names: Collection[str] | None = None) -> RefreshReport:
-        """Fetch every (or the named) online compute plugin's data source, concurrently (bounded), with timeouts."""
+        """Fetch every (or the named) online compute plugin's data source, concurrently (bounded), with
+        timeouts, and store each snapshot (if its registration still stands)."""
         report = RefreshReport()
         started = time.perf_counter()
 
         async def fetch(hosted: HostedPlugin) -> None:
-            assert isinstance(hosted.plugin, ComputePlugin)
             began = time.perf_counter()
             try:
-                data = await self.guarded(hosted.name, hosted.plugin.data_source())
+                plugin = self.loaded(hosted.name)
+                assert isinstance(plugin, ComputePlugin)
+                data = await self.guarded(hosted.name, plugin.data_source())
             except ConnectorError as exc:
                 report.results[hosted.name] = (False, round((time.perf_counter() - began) * 1000), str(exc))
-                hosted.last_error = str(exc)
+                await self._note_error(hosted, str(exc))
                 return
-            duration = round((time.perf_counter() - began) * 1000)
+            duration, fetched_ms = round((time.perf_counter() - began) * 1000), self.now_ms()
+            if self.store is not None and not await asyncio.to_thread(
+                self.store.save_snapshot, hosted.name, hosted.generation, data, fetched_ms, duration
+            ):
+                report.results[hosted.name] = (False, duration, "re-registered or removed meanwhile")
+                return
             report.results[hosted.name] = (True, duration, "")
-            hosted.snapshot, hosted.snapshot_ms, hosted.snapshot_duration_ms = data, self.now_ms(), duration
-            if self.store is not None:
-                await asyncio.to_thread(
-                    self.store.save_snapshot, hosted.name, data, hosted.snapshot_ms, duration
-                )
+            hosted.snapshot, hosted.snapshot_ms, hosted.snapshot_duration_ms = data, fetched_ms, duration
 
         targets = [
             p
             for p in self._plugins.values()
-            if p.state == "online"
-            and isinstance(p.plugin, ComputePlugin)
-            and (names is None or p.name in names)
+            if p.state == "online" and p.kind == "compute" and (names is None or p.name in names)
         ]
         await self._bounded([fetch(p) for p in targets])
         return RefreshReport(report.results, (time.perf_counter() - started) * 1000)
 
-    async def close(self) -> None:
-        """Close every plugin (the node is stopping; registrations stay stored)."""
-        for hosted in list(self._plugins.values()):
-            await self._close_quietly(hosted)
-        self._plugins.clear()
+    def stale(self, max_age_ms: int) -> list[str]:
+        """Online compute plugins whose snapshot is missing or older than `max_age_ms`."""
+        oldest = self.now_ms() - max_age_ms
+        return [
+            p.name
+            for p in self.plugins()
+            if p.state == "online" and p.kind == "compute" and (p.snapshot is None or p.snapshot_ms < oldest)
+        ]

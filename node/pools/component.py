@@ -1,17 +1,18 @@
 """The connectors component (role `connectors`): hosts plugins, tracks their health, refreshes data sources.
 
-The plugin host lives in the process that runs the `connectors` role, so its health and refresh
-loops run there as tasks of the app's lifecycle (not leased scheduler jobs: the state they act on
-is in this process). Any replica can still build the node's offers: snapshots and plugin states
-are stored, and the offer source reads them when this process has no host.
+Every process running the `connectors` role is a replica that hosts every stored plugin; the
+database holds the truth and `node.pools.rounds` keeps each replica in step with it (sync and
+heartbeat ages on every replica, probes and data-source refreshes on the one holding the lease).
+These rounds are tasks of the app's lifecycle, not scheduler jobs, because the connectors role
+may run in a process without the `scheduler` role. Processes without the role build the node's
+offers from the stored snapshots of online plugins.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 from aiohttp import web
@@ -24,9 +25,11 @@ from connectors.store import PluginStore
 from node.config import Settings
 from node.context import NodeContext
 from node.pools import routes
+from node.pools.rounds import ReplicaWork, Rounds
 
 log = logging.getLogger("cpnode.pools")
 HOST = web.AppKey("connectors_host", PluginHost)
+WORK = web.AppKey("connectors_work", ReplicaWork)
 
 
 def identities(settings: Settings) -> dict[str, PoolIdentity]:
@@ -68,7 +71,9 @@ def catalog_offer(offer: Offer, site: str | None) -> dict[str, Any]:
 
 class HostOffers:
     """The node's offers from the live plugin host. Its `content_version()` changes whenever a plugin's
-    state or latest snapshot does, so catalog issuing skips unchanged head polls cheaply."""
+    registration, state or latest snapshot does; with several replicas the host's copy follows the
+    stored ones (each sync round), so the version follows the stored snapshot times and catalog
+    issuing skips unchanged head polls cheaply on every replica."""
 
     def __init__(self, host: PluginHost, sites: dict[str, str | None]) -> None:
         self._host = host
@@ -77,9 +82,9 @@ class HostOffers:
     async def __call__(self) -> list[dict[str, Any]]:
         return [catalog_offer(offer, self._sites.get(offer.pool)) for offer in self._host.offers()]
 
-    def content_version(self) -> tuple[tuple[str, str, int], ...]:
-        """(plugin, state, snapshot time) of every hosted plugin."""
-        return tuple(sorted((p.name, p.state, p.snapshot_ms) for p in self._host.plugins()))
+    def content_version(self) -> Hashable:
+        """(plugin, registration generation, state, snapshot time) of every hosted plugin."""
+        return tuple((p.name, p.generation, p.state, p.snapshot_ms) for p in self._host.plugins())
 
 
 def offer_source(ctx: NodeContext, host: PluginHost | None) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
@@ -97,22 +102,17 @@ def offer_source(ctx: NodeContext, host: PluginHost | None) -> Callable[[], Awai
     return stored
 
 
-async def _every(interval_s: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await fn()
-        except Exception:  # one bad round must not stop the loop
-            log.exception("connectors %s round failed", what)
-
-
-async def load_configured(host: PluginHost, settings: Settings) -> None:
-    """Host every configured pool; a pool whose plugin is broken is logged and skipped."""
+async def load_configured(host: PluginHost, settings: Settings) -> list[str]:
+    """Host every configured pool (adopting a stored registration of the same plugin and options);
+    a pool whose plugin is broken is logged and skipped. Returns the pools registered anew."""
+    registered = []
     for pool in settings.pools:
         try:
-            await host.add_entry_point(pool.name, pool.plugin, pool_options(settings, pool.options))
+            if await host.ensure_entry_point(pool.name, pool.plugin, pool_options(settings, pool.options)):
+                registered.append(pool.name)
         except ConnectorError as exc:
             log.error("pool %s skipped: %s", pool.name, exc)
+    return registered
 
 
 def install(app: web.Application, ctx: NodeContext) -> None:
@@ -126,26 +126,18 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     if host is None:
         return
     host.identities = identities(settings)
+    rounds = Rounds(host, ctx.engine, ctx.replica_id, settings.connectors)
     app[HOST] = host
-    routes.add_routes(app, host)
+    app[WORK] = rounds.work
+    routes.add_routes(app, host, rounds.work)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        await host.restore_remote()
-        await load_configured(host, settings)
-        await host.refresh()
-        tasks = [
-            asyncio.create_task(
-                _every(settings.connectors.heartbeat_interval_s, "health", host.check_health)
-            ),
-            asyncio.create_task(_every(settings.connectors.refresh_interval_s, "refresh", host.refresh)),
-        ]
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await host.close()
+        try:
+            await rounds.start(await load_configured(host, settings))
+            async with rounds.running():
+                yield
+        finally:
+            await host.close()
 
     app.cleanup_ctx.append(lifecycle)
 

@@ -2,13 +2,15 @@
 
 Admin routes need `Authorization: Bearer <admin token>`; heartbeats carry the plugin's own token.
 Bodies are validated before anything changes; plugin failures come back as the connectors error
-codes with their 4xx/5xx statuses (never a 500).
+codes with their 4xx/5xx statuses (never a 500). Any replica answers any route: registrations,
+removals and heartbeats go to the database, which every replica follows.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +27,7 @@ from federation.documents import sign_document
 from federation.keys import b64url
 from node.context import CTX
 from node.http.errors import ApiError, bad_request
+from node.pools.rounds import ReplicaWork
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -93,6 +96,7 @@ def plugin_view(host: PluginHost, hosted: HostedPlugin) -> dict[str, Any]:
         "target": hosted.target,
         "version": hosted.version,
         "state": hosted.state,
+        "loaded": hosted.plugin is not None,  # on the replica that answers
         "last_seen_ms": hosted.last_seen_ms,
         "last_error": hosted.last_error,
         "snapshot_ms": hosted.snapshot_ms,
@@ -101,8 +105,8 @@ def plugin_view(host: PluginHost, hosted: HostedPlugin) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, host: PluginHost) -> None:
-    """Mount the plugin and pool routes over `host`."""
+def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> None:
+    """Mount the plugin and pool routes over `host` (`work`: what this replica's rounds did)."""
 
     async def add(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
@@ -126,7 +130,9 @@ def add_routes(app: web.Application, host: PluginHost) -> None:
     async def listing(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         plugins = [plugin_view(host, hosted) for hosted in host.plugins()]
-        return web.json_response({"plugins": plugins, "load_errors": host.load_errors})
+        return web.json_response(
+            {"plugins": plugins, "load_errors": host.load_errors, "replica": asdict(work)}
+        )
 
     async def remove(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
@@ -143,17 +149,16 @@ def add_routes(app: web.Application, host: PluginHost) -> None:
     async def check(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         body = _parse(CheckRequest, await _json(request) if request.can_read_body else {})
-        hosted = host.get(request.match_info["name"])
-        if not isinstance(hosted.plugin, ComputePlugin):
+        name = request.match_info["name"]
+        plugin = host.loaded(name)
+        if not isinstance(plugin, ComputePlugin):
             raise InvalidRequest("the conformance kit checks compute plugins")
         program = Program(command=body.command or [sys.executable, str(COUNTER_PROGRAM)])
-        results = await run_checks(hosted.plugin, program, body.timeout_s)
+        results = await run_checks(plugin, program, body.timeout_s)
         rows = [
             {"check": r.name, "passed": r.passed, "detail": r.detail, "ms": r.duration_ms} for r in results
         ]
-        return web.json_response(
-            {"plugin": hosted.name, "passed": all(r.passed for r in results), "checks": rows}
-        )
+        return web.json_response({"plugin": name, "passed": all(r.passed for r in results), "checks": rows})
 
     async def pools(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)

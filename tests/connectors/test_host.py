@@ -13,10 +13,13 @@ from connectors.errors import PluginLoadError, PluginNotFound, PluginOffline, Pl
 from connectors.host import HostSettings, PluginHost
 from connectors.identifier import ComputeIdentifier
 from connectors.offers import PoolIdentity
+from connectors.remote.server import plugin_app
+from connectors.serving import start_app
 from connectors.store import PluginStore
 from tests.connectors import scripted
 
 IDENTITY = PoolIdentity(industry="I", enterprise="91350100M000100Y43", datacenter="SH01")
+CALL_TOKEN = "call-token-for-tests-0123"
 
 
 @pytest.fixture(autouse=True)
@@ -93,27 +96,30 @@ async def test_crashing_plugin_goes_offline_after_three_probes_and_comes_back() 
 
 
 async def test_remote_heartbeats_with_a_fake_clock(engine: Engine) -> None:
-    """Missing three heartbeat intervals takes a remote plugin offline; its next heartbeat restores it."""
+    """Missing three heartbeat intervals takes a remote plugin offline in the database; its next
+    heartbeat (one stored last-seen update, token checked) restores it."""
     clock = FakeClock()
     store = PluginStore(engine)
     host = PluginHost(store, HostSettings(heartbeat_interval_s=2.0), clock=clock)
-    await host.add_entry_point("anchor", "scripted", {})  # an in-process neighbour stays unaffected
-    hosted = host.get("anchor")
-    hosted.source = "remote"  # treat it as registered over HTTP for this test
-    hosted.heartbeat_digest = __import__("hashlib").sha256(b"beat").hexdigest()
-    assert await host.heartbeat("anchor", "beat") == "online"
-    with pytest.raises(Unauthorized):
-        await host.heartbeat("anchor", "wrong")
-    clock.now += 5.9
-    await host.check_health()
-    assert hosted.state == "online"
-    clock.now += 0.2
-    await host.check_health()
-    assert host.get("anchor").state == "offline"
-    assert [r.state for r in store.load()] == ["offline"]
-    assert await host.heartbeat("anchor", "beat") == "online"
-    await host.check_health()
-    assert store.load()[0].last_seen_ms == int(clock.now * 1000)
+    runner, url = await start_app(plugin_app(scripted.ScriptedPool("anchor"), CALL_TOKEN))
+    try:
+        hosted, token = await host.add_remote("anchor", url, CALL_TOKEN)
+        assert await host.heartbeat("anchor", token) == "online"
+        with pytest.raises(Unauthorized):
+            await host.heartbeat("anchor", "wrong")
+        clock.now += 5.9
+        await host.check_health()
+        assert hosted.state == "online"
+        clock.now += 0.2
+        await host.check_health()
+        assert host.get("anchor").state == "offline"
+        assert [(r.state, r.last_error) for r in store.load()] == [("offline", "missed 3 heartbeats")]
+        assert await host.heartbeat("anchor", token) == "online"
+        assert [(r.state, r.last_seen_ms) for r in store.load()] == [("online", int(clock.now * 1000))]
+        assert host.get("anchor").state == "online"
+    finally:
+        await host.close()
+        await runner.cleanup()
 
 
 async def test_hot_add_upgrade_and_remove_keep_storage_in_step(engine: Engine) -> None:
