@@ -164,7 +164,7 @@ async def test_outage_makes_the_plugin_offline_and_recovery_brings_it_back(alpha
     await host.check_health()
     assert host.get("alpha-pool").state == "online"
     assert host.offers()
-    assert isinstance(await hosted.plugin.health(), Health)
+    assert isinstance(await host.loaded("alpha-pool").health(), Health)
     await host.close()
 
 
