@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections.abc import Collection, Mapping
+from functools import partial
 from typing import Any
 
 from connectors.contract import ComputePlugin
@@ -194,30 +195,45 @@ class PluginHost(PluginTable):
                 )
         for old in retired:
             await self._close_quietly(old)
-        await self._bounded([self._load(h) for h in self.plugins() if h.plugin is None])
+        await self._bounded([partial(self._load, h) for h in self.plugins() if h.plugin is None])
+
+    async def lookup(self, name: str) -> HostedPlugin:
+        """A hosted plugin by name, syncing first if this replica does not know it yet (it may have
+        been added through another replica since the last round); PluginNotFound if not stored."""
+        if name not in self._plugins:
+            await self.sync()
+        return self.get(name)
 
     async def _load(self, hosted: HostedPlugin) -> None:
         """Load and start the plugin of a stored registration on this replica (no state change)."""
+        plugin: Plugin
         try:
-            plugin: Plugin
             if hosted.source == "remote":
                 plugin = RemotePlugin(
                     hosted.name, hosted.target, hosted.call_token, timeout_s=self.settings.call_timeout_s
                 )
             else:
                 plugin = build(hosted.target, hosted.name, hosted.options, reload=hosted.reload_code)
-            await self.guarded(hosted.name, plugin.start())
         except ConnectorError as exc:
-            if self.load_errors.get(hosted.name) != str(exc):
-                log.error("plugin %s cannot be loaded on this replica: %s", hosted.name, exc)
-            self.load_errors[hosted.name] = str(exc)
+            self._load_failed(hosted.name, exc)
             return
-        async with self._lock:
-            if self._plugins.get(hosted.name) is hosted and hosted.plugin is None:
-                hosted.plugin = plugin
-                self.load_errors.pop(hosted.name, None)
-                return
-        await self._close_plugin(plugin)  # removed or replaced while it loaded
+        attached = False
+        try:
+            await self.guarded(hosted.name, plugin.start())
+            async with self._lock:
+                if self._plugins.get(hosted.name) is hosted and hosted.plugin is None:
+                    hosted.plugin, attached = plugin, True
+                    self.load_errors.pop(hosted.name, None)
+        except ConnectorError as exc:
+            self._load_failed(hosted.name, exc)
+        finally:
+            if not attached:  # failed, removed or replaced while it loaded, or the round was cancelled
+                await self._close_plugin(plugin)
+
+    def _load_failed(self, name: str, exc: ConnectorError) -> None:
+        if self.load_errors.get(name) != str(exc):
+            log.error("plugin %s cannot be loaded on this replica: %s", name, exc)
+        self.load_errors[name] = str(exc)
 
     # -- heartbeats and health ----------------------------------------------------------------------
 
@@ -267,7 +283,7 @@ class PluginHost(PluginTable):
         probe); returns the names probed."""
         seen: dict[str, int] = {}
         probed = [h for h in self.plugins() if h.source != "remote"]
-        await self._bounded([self._probe(h, seen) for h in probed])
+        await self._bounded([partial(self._probe, h, seen) for h in probed])
         if self.store is not None and seen:
             await asyncio.to_thread(self.store.touch, seen)
         return [h.name for h in probed]
@@ -325,7 +341,7 @@ class PluginHost(PluginTable):
             for p in self._plugins.values()
             if p.state == "online" and p.kind == "compute" and (names is None or p.name in names)
         ]
-        await self._bounded([fetch(p) for p in targets])
+        await self._bounded([partial(fetch, p) for p in targets])
         return RefreshReport(report.results, (time.perf_counter() - started) * 1000)
 
     def stale(self, max_age_ms: int) -> list[str]:

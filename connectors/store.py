@@ -92,6 +92,27 @@ def _row(values: RowMapping) -> PluginRow:
     return PluginRow(**fields, options=json.loads(values["options_json"]))
 
 
+# Built once: heartbeats are the most frequent write, and building the statement per call cost
+# more CPU than running it. The digests compare inside the database, not in constant time: a
+# timing difference can only reveal how much of a SHA-256 digest matched, which finds no token.
+_BEAT = (
+    sa.update(PLUGINS)
+    .where(
+        PLUGINS.c.name == sa.bindparam("beat_name"),
+        PLUGINS.c.source == "remote",
+        PLUGINS.c.heartbeat_token_sha256 == sa.bindparam("beat_digest"),
+    )
+    # never backwards, should replicas' clocks differ by a little
+    .values(
+        last_seen_ms=sa.case(
+            (PLUGINS.c.last_seen_ms < sa.bindparam("beat_now_ms"), sa.bindparam("beat_now_ms")),
+            else_=PLUGINS.c.last_seen_ms,
+        )
+    )
+    .returning(PLUGINS.c.state, PLUGINS.c.generation)
+)
+
+
 class PluginStore:
     """Reads and writes `connector_plugins` and `connector_snapshots` on a node's engine."""
 
@@ -196,23 +217,9 @@ class PluginStore:
     def beat(self, name: str, token_sha256: str, now_ms: int) -> tuple[str, str] | None:
         """Record a remote plugin's heartbeat if the token's digest matches: one UPDATE, returning
         (state, generation); None when no remote plugin of that name has that token."""
-        # The digests compare inside the database, not in constant time: a timing difference can
-        # only reveal how much of a SHA-256 digest matched, which helps nobody find a token.
-        stmt = (
-            sa.update(PLUGINS)
-            .where(
-                PLUGINS.c.name == name,
-                PLUGINS.c.source == "remote",
-                PLUGINS.c.heartbeat_token_sha256 == token_sha256,
-            )
-            # never backwards, should replicas' clocks differ by a little
-            .values(
-                last_seen_ms=sa.case((PLUGINS.c.last_seen_ms < now_ms, now_ms), else_=PLUGINS.c.last_seen_ms)
-            )
-            .returning(PLUGINS.c.state, PLUGINS.c.generation)
-        )
+        params = {"beat_name": name, "beat_digest": token_sha256, "beat_now_ms": now_ms}
         with self._write() as conn, conn.begin():
-            row = conn.execute(stmt).first()
+            row = conn.execute(_BEAT, params).first()
         return None if row is None else (str(row[0]), str(row[1]))
 
     def source_of(self, name: str) -> str | None:

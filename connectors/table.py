@@ -174,12 +174,14 @@ class PluginTable:
         except Exception as exc:  # closing a broken plugin must not fail the caller
             log.warning("plugin %s did not close cleanly: %r", plugin.name, exc)
 
-    async def _bounded(self, calls: Sequence[Awaitable[None]]) -> None:
+    async def _bounded(self, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        """Run `calls` concurrently, at most `refresh_concurrency` at once. Each coroutine is created
+        only when its turn comes, so a cancelled round leaves none behind never awaited."""
         gate = asyncio.Semaphore(self.settings.refresh_concurrency)
 
-        async def one(call: Awaitable[None]) -> None:
+        async def one(call: Callable[[], Awaitable[None]]) -> None:
             async with gate:
-                await call
+                await call()
 
         await asyncio.gather(*(one(call) for call in calls))
 

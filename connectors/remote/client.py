@@ -20,7 +20,7 @@ from connectors.contract import (
     Program,
     StorageEndpoint,
 )
-from connectors.errors import ConnectorError, PlatformError, PluginTimeout, error_from_code
+from connectors.errors import ConnectorError, PlatformError, PluginOffline, PluginTimeout, error_from_code
 
 M = TypeVar("M", bound=BaseModel)
 _INSTANCES = TypeAdapter(list[Instance])
@@ -38,20 +38,26 @@ class RemotePlugin(ComputePlugin):
         self._token = call_token
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self.remote_version = "?"
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            headers={"Authorization": f"Bearer {self._token}"},
-        )
+        self._closed = False
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        if self._closed:  # replaced or removed: a call still in flight must not open a new session
+            raise PluginOffline(f"plugin {self.name} was closed on this node")
         if self._session is None:
             await self.start()
         assert self._session is not None

@@ -149,7 +149,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
     async def check(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         body = _parse(CheckRequest, await _json(request) if request.can_read_body else {})
-        name = request.match_info["name"]
+        name = (await host.lookup(request.match_info["name"])).name
         plugin = host.loaded(name)
         if not isinstance(plugin, ComputePlugin):
             raise InvalidRequest("the conformance kit checks compute plugins")
@@ -169,8 +169,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
     async def registration(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
         ctx.require_admin(request)
-        name = request.match_info["name"]
-        host.get(name)
+        name = (await host.lookup(request.match_info["name"])).name
         body = _parse(RegistrationRequest, await _json(request) if request.can_read_body else {})
         identifier = body.identifier or next(
             (o.identifier for o in host.offers() if o.pool == name and o.identifier), None

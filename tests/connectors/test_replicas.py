@@ -180,6 +180,19 @@ async def test_a_replica_removes_a_plugin_it_has_not_synced_yet(
         await b.remove("pool")
 
 
+async def test_a_lookup_on_a_replica_that_has_not_synced_finds_a_new_plugin(
+    replicas: tuple[PluginHost, PluginHost],
+) -> None:
+    """Routes that name a plugin (check, registration codes) find one added through another replica
+    moments ago: a miss syncs once before answering not found."""
+    a, b = replicas
+    await a.add_entry_point("pool", "scripted", {})
+    found = await b.lookup("pool")
+    assert (found.name, found.plugin is not None) == ("pool", True)
+    with pytest.raises(PluginNotFound):
+        await b.lookup("nothing")
+
+
 async def test_only_the_current_registration_stores_a_snapshot(
     replicas: tuple[PluginHost, PluginHost], engine: Engine
 ) -> None:
