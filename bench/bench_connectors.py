@@ -7,15 +7,21 @@
    (200 pools in ⌈200/32⌉ = 7 waves).
 2. Heartbeat handling for 500 registered remote plugins on a real node (HTTP, admin-registered,
    pointing at one plugin service): CPU per heartbeat request, as a ratio to a `/healthz` request
-   measured the same way (baseline), and CPU per heartbeat inside the host alone.
+   measured the same way (baseline). Each heartbeat is one UPDATE of the stored last-seen time, so
+   that every replica of the connectors role sees it; SQLite, and PostgreSQL when a URL is given.
+3. Heartbeats inside the plugin host alone (no HTTP): stored (one UPDATE each, SQLite and
+   PostgreSQL) against kept in process memory (how one process did it before replicas shared the
+   database), CPU and wall time per heartbeat; and what a replica's health round costs when
+   nothing changed (sync with the database and heartbeat ages of 500 plugins).
 
-Run: .venv/bin/python -m bench connectors
+Run: .venv/bin/python -m bench connectors   (PostgreSQL: CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://...)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -29,12 +35,16 @@ from pathlib import Path
 import aiohttp
 import tomli_w
 
+from bench.bench_ledger import postgres_schema
 from connectors.host import HostSettings, PluginHost
+from connectors.hosted import hosted_from_row, token_digest
 from connectors.pools.local import LocalPool
 from connectors.remote.server import plugin_app
 from connectors.serving import start_app
+from connectors.store import PluginRow, PluginStore
 from node.cli.main import main as cpnode
 from node.config import load_settings
+from node.db import make_engine, upgrade
 from node.service import NodeServer, read_admin_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,29 +94,18 @@ async def bench_refresh(url: str) -> None:
         await host.close()
 
 
-async def bench_heartbeats(tmp: Path) -> None:
+async def bench_heartbeats(tmp: Path, db_url: str | None, label: str) -> None:
     """CPU per heartbeat for 500 remote plugins on a real node, vs /healthz."""
+    folder = tmp / f"node-{label}"
+    args = ["init", str(folder), "--name", "bench", "--operator", "Bench", "--region", "Local", "--port", "0"]
     with contextlib.redirect_stdout(StringIO()):
-        cpnode(
-            [
-                "init",
-                str(tmp / "node"),
-                "--name",
-                "bench",
-                "--operator",
-                "Bench",
-                "--region",
-                "Local",
-                "--port",
-                "0",
-            ]
-        )
-    config = tmp / "node" / "node.toml"
+        cpnode([*args, *(["--db", db_url] if db_url else [])])
+    config = folder / "node.toml"
     with config.open("a", encoding="utf-8") as handle:
         handle.write("\n[connectors]\nheartbeat_interval_s = 600\nrefresh_interval_s = 3600\n")
     server = NodeServer(load_settings(config, environ={}))
     await server.start()
-    pool = LocalPool("shared", tmp / "pool", slots=1)
+    pool = LocalPool("shared", tmp / f"pool-{label}", slots=1)
     await pool.start()
     call_token = secrets.token_urlsafe(24)
     runner, plugin_url = await start_app(plugin_app(pool, call_token))
@@ -134,8 +133,9 @@ async def bench_heartbeats(tmp: Path) -> None:
             heartbeat_us = await measure("/api/v1/plugins/{name}/heartbeat", beats, "POST")
             healthz_us = await measure("/healthz", {name: {} for name in tokens}, "GET")
         print(
-            f"heartbeats, {PLUGINS} plugins × {ROUNDS} rounds over HTTP: {heartbeat_us:.0f} µs CPU per heartbeat "
-            f"(client and node in one process), /healthz baseline {healthz_us:.0f} µs, ratio {heartbeat_us / healthz_us:.2f}"
+            f"heartbeats, {PLUGINS} plugins × {ROUNDS} rounds over HTTP, {label}: {heartbeat_us:.0f} µs CPU per "
+            f"heartbeat (client and node in one process), /healthz baseline {healthz_us:.0f} µs, "
+            f"ratio {heartbeat_us / healthz_us:.2f}"
         )
     finally:
         await runner.cleanup()
@@ -143,41 +143,89 @@ async def bench_heartbeats(tmp: Path) -> None:
         await server.stop()
 
 
-async def bench_host_heartbeat() -> None:
-    """CPU per heartbeat inside the plugin host alone (no HTTP)."""
-    from connectors.host import HostedPlugin, _digest
+def remote_row(name: str, token: str) -> PluginRow:
+    """A registered remote plugin as stored."""
+    return PluginRow(
+        name=name,
+        kind="compute",
+        source="remote",
+        target="http://127.0.0.1:9",
+        options={},
+        version="1",
+        state="online",
+        call_token="call",
+        heartbeat_token_sha256=token_digest(token),
+        registered_ms=1,
+        state_changed_ms=1,
+        last_seen_ms=1,
+        last_error="",
+        generation=secrets.token_hex(8),
+    )
 
-    host = PluginHost()
-    tokens = {}
-    for index in range(PLUGINS):
-        name = f"rp-{index}"
-        tokens[name] = secrets.token_urlsafe(24)
-        host._plugins[name] = HostedPlugin(
-            name=name,
-            kind="compute",
-            source="remote",
-            target="http://127.0.0.1:9",
-            options={},
-            version="1",
-            plugin=LocalPool(name, Path(tempfile.gettempdir())),
-            state="online",
-            heartbeat_digest=_digest(tokens[name]),
-        )
-    started = time.process_time()
-    for _ in range(ROUNDS * 10):
+
+async def beat_all(host: PluginHost, tokens: dict[str, str], rounds: int) -> tuple[float, float]:
+    """CPU and wall µs per heartbeat over `rounds` rounds of every plugin."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
         for name, token in tokens.items():
             await host.heartbeat(name, token)
-    per_us = (time.process_time() - started) / (ROUNDS * 10 * PLUGINS) * 1e6
-    print(f"heartbeats inside the host, {PLUGINS} plugins: {per_us:.1f} µs CPU per heartbeat")
+    count = rounds * len(tokens)
+    return (time.process_time() - cpu) / count * 1e6, (time.perf_counter() - wall) / count * 1e6
+
+
+async def bench_host_heartbeat(tmp: Path, postgres_url: str | None) -> None:
+    """CPU per heartbeat inside the plugin host alone: stored (one UPDATE) vs kept in memory."""
+    tokens = {f"rp-{index}": secrets.token_urlsafe(24) for index in range(PLUGINS)}
+    memory = PluginHost()
+    for name, token in tokens.items():
+        memory._plugins[name] = hosted_from_row(remote_row(name, token))
+    memory_cpu, _wall = await beat_all(memory, tokens, ROUNDS * 10)
+    print(
+        f"heartbeats inside the host, {PLUGINS} plugins, kept in memory: {memory_cpu:.1f} µs CPU per heartbeat"
+    )
+    urls = {"SQLite": f"sqlite:///{tmp / 'heartbeats.db'}"}
+    with contextlib.ExitStack() as stack:
+        if postgres_url:
+            urls["PostgreSQL"] = stack.enter_context(postgres_schema(postgres_url))
+        for label, url in urls.items():
+            engine = make_engine(url)
+            upgrade(engine)
+            store = PluginStore(engine)
+            for name, token in tokens.items():
+                store.save(remote_row(name, token))
+            stored = PluginHost(store)
+            cpu, wall = await beat_all(stored, tokens, ROUNDS)
+            print(
+                f"heartbeats inside the host, {PLUGINS} plugins, stored ({label}, one UPDATE each): "
+                f"{cpu:.0f} µs CPU, {wall:.0f} µs wall per heartbeat; ratio to memory {cpu / memory_cpu:.0f}× CPU"
+            )
+            await stored.sync()  # the first round loads every plugin here
+            started, began = time.process_time(), time.perf_counter()
+            for _ in range(ROUNDS):
+                await stored.sync()
+                await stored.check_heartbeats()
+            print(
+                f"health round of a replica that changes nothing ({label}, {PLUGINS} plugins: sync + heartbeat "
+                f"ages): {(time.process_time() - started) / ROUNDS * 1000:.1f} ms CPU, "
+                f"{(time.perf_counter() - began) / ROUNDS * 1000:.1f} ms wall"
+            )
+            await stored.close()
+            engine.dispose()
 
 
 async def main() -> None:
+    postgres_url = os.environ.get("CPNODE_BENCH_POSTGRES_URL") or os.environ.get("CPNODE_TEST_POSTGRES_URL")
     tmp = Path(tempfile.mkdtemp(prefix="bench-connectors-"))
     proc, url = start_cloudsim(tmp)
     try:
         await bench_refresh(url)
-        await bench_heartbeats(tmp)
-        await bench_host_heartbeat()
+        await bench_heartbeats(tmp, None, "SQLite")
+        if postgres_url:
+            with postgres_schema(postgres_url) as schema_url:
+                await bench_heartbeats(tmp, schema_url, "PostgreSQL")
+        else:
+            print("PostgreSQL skipped: set CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
+        await bench_host_heartbeat(tmp, postgres_url)
     finally:
         proc.terminate()
         proc.wait(10)
