@@ -8,6 +8,10 @@ Rules:
   and its offers are withdrawn.
 - An `offline` plugin that heartbeats or probes fine again goes back `online` on its own.
 - `remove` ends it from any state; a removed plugin takes no more events.
+
+With several replicas the stored state is the one that counts: a transition is stored only while
+the plugin is still in one of the states it starts from (`sources`), so when two replicas make the
+same decision it is stored once, and every replica follows the stored state.
 """
 
 from __future__ import annotations
