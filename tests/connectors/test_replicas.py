@@ -68,10 +68,11 @@ def offers(host: PluginHost) -> list[dict[str, object]]:
 
 
 async def test_a_plugin_added_on_one_replica_is_hosted_by_the_other_after_one_sync(
-    replicas: tuple[PluginHost, PluginHost],
+    replicas: tuple[PluginHost, PluginHost], clock: FakeClock
 ) -> None:
     """A plugin added and refreshed on A is loaded by B in its next sync, with the same state,
-    identical offers from the stored snapshot and the same offer content version."""
+    identical offers from the stored snapshot and the same offer content version, which moves on
+    B when A stores a newer snapshot."""
     a, b = replicas
     await a.add_entry_point("pool", "scripted", {})
     await a.refresh()
@@ -83,8 +84,18 @@ async def test_a_plugin_added_on_one_replica_is_hosted_by_the_other_after_one_sy
     assert offers(b) == offers(a) != []
     assert HostOffers(b, {}).content_version() == HostOffers(a, {}).content_version()
     assert await b.call("pool", lambda p: p.list_instances()) == []
+    loaded = b.get("pool").plugin
     await b.sync()  # nothing changed: the loaded plugin stays
-    assert b.get("pool").plugin is not None
+    assert b.get("pool").plugin is loaded
+    before = HostOffers(b, {}).content_version()
+    clock.now += 30
+    await a.refresh()
+    assert HostOffers(b, {}).content_version() == before  # B serves the stored snapshot it has...
+    await b.sync()
+    after = HostOffers(b, {}).content_version()
+    assert after != before  # ...until its next sync brings the newer one
+    assert after == HostOffers(a, {}).content_version()
+    assert offers(b) == offers(a)
 
 
 async def test_heartbeats_to_either_replica_keep_a_remote_plugin_online_on_both(
