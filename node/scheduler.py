@@ -86,7 +86,7 @@ class JobScheduler:
         )
 
     async def run_job(self, job_id: str) -> str:
-        """Run one tick of a job now (taking its lease first); return ok, error or skipped."""
+        """Run one tick of a job now (taking its lease first); return ok, error, skipped or cancelled."""
         job = self._jobs.get(job_id)
         if job is None:
             raise JobError(job_id)
@@ -96,6 +96,10 @@ class JobScheduler:
         started = time.monotonic()
         try:
             outcome = await self._run(job)
+        except asyncio.CancelledError:
+            # Only a shutdown that ran out of grace cancels a job; say so instead of a traceback.
+            log.warning("job %s was cancelled at shutdown", job_id)
+            outcome = "cancelled"
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -141,12 +145,14 @@ class JobScheduler:
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop scheduling, wait up to `timeout_s` for running jobs, and release this replica's leases."""
-        if self._scheduler is None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
             return
-        self._scheduler.shutdown(wait=False)
-        self._scheduler = None
+        # Pause first: shutting APScheduler down cancels the jobs still running, so let them finish.
+        scheduler.pause()
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=timeout_s)
+        scheduler.shutdown(wait=False)
         try:
             await asyncio.to_thread(leases.release_all, self._engine, self._holder)
         except Exception as exc:  # leases expire on their own; shutting down matters more

@@ -112,3 +112,44 @@ def test_duplicate_and_invalid_jobs_rejected(engine: Engine) -> None:
         except ValueError:
             continue
         raise AssertionError(f"{job_id} accepted")
+
+
+async def test_stop_lets_a_running_job_finish(engine: Engine) -> None:
+    """A job running when the scheduler stops completes (within the grace) instead of being cancelled."""
+    scheduler = JobScheduler(engine, "r1", 60, Metrics())
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.set()
+
+    scheduler.add_interval_job("slow", slow, 0.05)
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    await scheduler.stop(timeout_s=5)
+    assert finished.is_set()
+    assert scheduler.jobs()[0].last_outcome == "ok"
+
+
+async def test_job_cancelled_after_the_grace_is_recorded(engine: Engine) -> None:
+    """A job still running when the grace runs out is cancelled and recorded as such, not raised."""
+    metrics = Metrics()
+    scheduler = JobScheduler(engine, "r1", 60, metrics)
+    started = asyncio.Event()
+
+    async def endless() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    scheduler.add_interval_job("endless", endless, 10)
+    task = asyncio.create_task(scheduler.run_job("endless"))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    task.cancel()
+    assert await task == "cancelled"
+    assert (
+        metrics.registry.get_sample_value(
+            "cpnode_scheduler_job_runs_total", {"job": "endless", "outcome": "cancelled"}
+        )
+        == 1.0
+    )
