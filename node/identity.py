@@ -13,8 +13,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +179,7 @@ def rotate_identity(settings: Settings, now_ts: int) -> tuple[Identity, Identity
     new = Identity(old.name, new_key, now_ts, (retired, *old.retired), endorsement)
     path = settings.path(settings.keys.path)
     keyring = json.dumps(keyring_json(new), indent=2).encode() + b"\n"
-    with staged_files({path: (private_key_pem(new_key), 0o600), keyring_path(path): (keyring, 0o644)}):
-        pass
+    write_files_together({path: (private_key_pem(new_key), 0o600), keyring_path(path): (keyring, 0o644)})
     return old, new
 
 
@@ -198,9 +196,9 @@ def keyring_json(identity: Identity) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def staged_files(files: dict[Path, tuple[bytes, int]]) -> Iterator[None]:
-    """Write every file to a temporary sibling first, then rename all; on error none appear."""
+def write_files_together(files: dict[Path, tuple[bytes, int]]) -> None:
+    """Write each file (content, mode) to a temporary sibling, fsync, then rename them all into
+    place; if any write fails, none of the files is replaced."""
     staged: list[tuple[Path, Path]] = []
     try:
         for target, (content, mode) in files.items():
@@ -212,7 +210,6 @@ def staged_files(files: dict[Path, tuple[bytes, int]]) -> Iterator[None]:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(tmp, mode)
-        yield
         for tmp, target in staged:
             os.replace(tmp, target)
     finally:

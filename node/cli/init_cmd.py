@@ -11,7 +11,7 @@ import tomli_w
 from node.cli.common import CliError, add_json_argument, print_fields, print_json
 from node.config import DEFAULT_CONFIG_NAME, ConfigError, parse_settings
 from node.http.auth import new_admin_token
-from node.identity import new_identity_files, staged_files
+from node.identity import new_identity_files, write_files_together
 
 HEADER = "# cpnode node configuration. Reference: README.md, section 'Configuration'.\n\n"
 
@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         identity, files = new_identity_files(settings.node.name, key_path)
         files[token_path] = ((new_admin_token() + "\n").encode(), 0o600)
         files[config_path] = ((HEADER + tomli_w.dumps(data)).encode(), 0o644)
-        with staged_files(files):
-            pass
+        write_files_together(files)
     except OSError as exc:
         raise CliError(f"cannot write the node into {directory}: {exc.strerror or exc}") from None
     result = {
