@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.conformance import CheckResult, run_checks
 from connectors.contract import Program
+from connectors.errors import ConnectorError
 from connectors.pools.local import COUNTER_PROGRAM
 from connectors.remote.client import RemotePlugin
 from node.cli.common import (
@@ -140,7 +141,10 @@ def run_check(args: argparse.Namespace) -> int:
         if not args.call_token:
             raise CliError("checking a plugin service by URL needs --call-token", exit_code=2)
         program = Program(command=command or [sys.executable, str(COUNTER_PROGRAM)])
-        results = asyncio.run(_check_url(args.target, args.call_token, program, args.timeout))
+        try:
+            results = asyncio.run(_check_url(args.target, args.call_token, program, args.timeout))
+        except ConnectorError as exc:
+            raise CliError(f"cannot check the plugin service at {args.target}: {exc}") from None
         rows = [
             {"check": r.name, "passed": r.passed, "detail": r.detail, "ms": r.duration_ms} for r in results
         ]

@@ -128,3 +128,50 @@ def test_measurement_is_short_and_cached(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(microbench, "measure", no_measuring)
     assert microbench.cached_measurement(tmp_path / "m.json") == first
+
+
+def test_cli_checks_a_plugin_service_by_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cpnode plugins check URL --call-token T` runs the conformance checks against a live plugin
+    service and passes; a wrong token is a clear error, and a URL without a token is a usage error."""
+    import asyncio
+    import json
+    import threading
+
+    from node.cli.main import main as cpnode
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    served: dict[str, object] = {}
+    token = secrets.token_urlsafe(24)
+
+    async def serve() -> None:
+        pool = LocalPool("served", tmp_path / "pool", slots=2)
+        await pool.start()
+        runner, url = await start_app(plugin_app(pool, token))
+        served.update(runner=runner, url=url, pool=pool)
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(serve(), loop).result(timeout=30)
+    assert ready.wait(timeout=30)
+    url = str(served["url"])
+    try:
+        assert cpnode(["plugins", "check", url, "--call-token", token, "--json", "--timeout", "20"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["passed"] is True
+        assert len(report["checks"]) >= 5
+        assert cpnode(["plugins", "check", url, "--call-token", "wrong-token-0123456789", "--json"]) == 1
+        assert "wrong call token" in capsys.readouterr().err
+        assert cpnode(["plugins", "check", url]) == 2
+        assert "--call-token" in capsys.readouterr().err
+    finally:
+
+        async def stop() -> None:
+            await served["runner"].cleanup()  # type: ignore[attr-defined]
+            await served["pool"].close()  # type: ignore[attr-defined]
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
