@@ -43,6 +43,17 @@ def run_file(settings: Settings) -> Path:
     return settings.data_dir / "run.json"
 
 
+def running_url(settings: Settings) -> str | None:
+    """Where the node serves: the URL in `data/run.json`, else the configured address (None when
+    that is port 0, which only a running process can resolve)."""
+    try:
+        return str(json.loads(run_file(settings).read_text(encoding="utf-8"))["url"])
+    except (OSError, ValueError, KeyError):
+        if settings.http.port == 0 and not settings.http.public_url:
+            return None
+        return settings.url_for_port(settings.http.port)
+
+
 def read_admin_token(settings: Settings) -> str:
     """The admin token from `keys.admin_token_path`, or "" (admin routes then refuse everyone)."""
     path = settings.path(settings.keys.admin_token_path)

@@ -9,17 +9,17 @@ from typing import Any
 
 from node.cli.common import CliError
 from node.config import Settings
-from node.service import read_admin_token, run_file
+from node.service import read_admin_token, running_url
 
 TIMEOUT_S = 120.0
 
 
 def node_url(settings: Settings) -> str:
-    """The running node's base URL: from `data/run.json`, else the configured address."""
-    try:
-        return str(json.loads(run_file(settings).read_text(encoding="utf-8"))["url"])
-    except (OSError, ValueError, KeyError):
-        return settings.url_for_port(settings.http.port)
+    """The running node's base URL, or a CliError saying it does not run."""
+    url = running_url(settings)
+    if url is None:
+        raise CliError("the node is not running (no data/run.json and port 0); start it with `cpnode run`")
+    return url
 
 
 def call(settings: Settings, method: str, path: str, body: Any = None) -> Any:

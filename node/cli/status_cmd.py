@@ -21,7 +21,7 @@ from node.components import COMPONENTS
 from node.config import Settings
 from node.db import DatabaseError, check_database, make_engine
 from node.identity import IdentityError, load_identity
-from node.service import run_file
+from node.service import running_url
 
 PROBE_TIMEOUT_S = 1.0
 
@@ -41,12 +41,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def probe(settings: Settings) -> str:
     """`running at URL` if the node answers /healthz as itself, else `not running`."""
-    url = settings.url_for_port(settings.http.port)
-    try:
-        url = str(json.loads(run_file(settings).read_text(encoding="utf-8"))["url"])
-    except (OSError, ValueError, KeyError):
-        if settings.http.port == 0 and not settings.http.public_url:
-            return "not running"
+    url = running_url(settings)
+    if url is None:
+        return "not running"
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310
             body = json.loads(response.read(4096))

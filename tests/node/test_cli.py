@@ -96,3 +96,13 @@ def test_command_table_matches_what_modules_register() -> None:
         ]
         assert name == command, module
     assert set(_all_command_paths(build_parser())) >= {(command,) for command in COMMANDS}
+
+
+def test_admin_commands_say_when_the_node_is_not_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Commands that talk to the running node explain that it is not running instead of failing oddly."""
+    config = make_node_dir(tmp_path, "alpha")
+    for command in (["orders", "list"], ["plugins", "list"], ["consumers", "list"]):
+        assert cpnode([*command, "--config", str(config)]) == 1
+        assert "the node is not running" in capsys.readouterr().err
