@@ -63,7 +63,7 @@ from ledger.store.reconcile import (
     transfers_of_trade,
 )
 from ledger.store.writer import expire_due, submit
-from ledger.verify import VerifyReport, verify_bundle
+from ledger.verify import VerifyReport, verify_bundle, verify_chain
 
 __all__ = [
     "CORRECTION_CODE",
@@ -126,5 +126,6 @@ __all__ = [
     "sweep_job",
     "transfers_of_trade",
     "verify_bundle",
+    "verify_chain",
     "verify_checkpoint",
 ]

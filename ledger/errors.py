@@ -57,6 +57,7 @@ class AuditError(LedgerError, ValueError):
     def __init__(self, where: str, message: str, seq: int | None = None) -> None:
         self.where = where
         self.seq = seq
+        self.message = message
         location = f"{where} seq {seq}" if seq is not None else where
         super().__init__(f"{location}: {message}")
 

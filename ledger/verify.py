@@ -11,12 +11,17 @@ Order of checks (the first failure is reported, naming the file and, for transfe
 5. The Merkle root rebuilt from the compact ranges and the leaves equals the checkpoint's root;
    replayed balances equal `balances.csv`; per currency debits equal credits; pending balances
    equal the holds still open.
+
+`verify_chain` checks a `--since` bundle against the previous bundle itself (verified first): the
+previous checkpoint is the one that bundle ended at, the ranges meet with no gap, and the opening
+balances, open holds and accounts are exactly what the previous bundle closed with. Without it the
+opening state of a `--since` bundle rests on the node's signature alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,7 @@ class VerifyReport:
     opening_holds: int
     open_holds_at_end: int
     previous_size: int | None
+    chained: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -89,6 +95,8 @@ class _Verifier:
         self.closed: dict[str, int | None] = {}
         self.balances: dict[str, Balance] = {}
         self.holds: dict[str, Transfer] = {}
+        self.opening: dict[str, Balance] = {}
+        self.opening_hold_ids: frozenset[str] = frozenset()
         self.last_ts = 0
 
     def read(self, name: str) -> bytes:
@@ -227,6 +235,7 @@ class _Verifier:
             self.check_digest(name, content, files)
         self.accounts(data[fmt.ACCOUNTS])
         self.balances = self.balances_file(fmt.OPENING_BALANCES, data[fmt.OPENING_BALANCES])
+        self.opening = {account_id: replace(b) for account_id, b in self.balances.items()}
         proofs = self.proofs(data[fmt.PROOFS])
         self.opening_holds(data[fmt.OPENING_HOLDS], proofs, checkpoint, first)
         if first == 0 and (any(any(b.as_tuple()) for b in self.balances.values()) or self.holds):
@@ -234,6 +243,7 @@ class _Verifier:
         self.double_entry(fmt.OPENING_BALANCES)
         self.pending_matches_holds(fmt.OPENING_HOLDS)
         opening_holds = len(self.holds)
+        self.opening_hold_ids = frozenset(self.holds)
         previous_size = self.previous(manifest, data, proofs, checkpoint)
         leaves = self.transfers(manifest, files, first, end)
         try:
@@ -353,3 +363,44 @@ class _Verifier:
 def verify_bundle(directory: Path, key: VerifyKey) -> VerifyReport:
     """Verify the audit bundle in `directory` with the node's public `key`; AuditError names what is wrong."""
     return _Verifier(directory, key).run()
+
+
+def _chain_problem(before: _Verifier, prev: VerifyReport, after: _Verifier, this: VerifyReport) -> str | None:
+    """Why `this` bundle does not continue `prev` exactly, or None."""
+    if this.previous_size is None:
+        return "was not exported with --since, so it names no previous checkpoint"
+    if this.origin != prev.origin or this.previous_size != prev.tree_size:
+        return f"starts from a checkpoint of {this.previous_size} transfers; the previous bundle's has {prev.tree_size}"
+    if (after.dir / fmt.PREVIOUS_CHECKPOINT).read_bytes() != (before.dir / fmt.CHECKPOINT).read_bytes():
+        return "its previous checkpoint is not the previous bundle's checkpoint"
+    if this.first_seq != prev.end_seq:
+        return f"starts at seq {this.first_seq}; the previous bundle ends at {prev.end_seq}"
+    for account_id, spec in before.specs.items():
+        if after.specs.get(account_id) != spec:
+            return f"account {account_id!r} is missing or differs from the previous bundle's"
+        closed = before.closed[account_id]
+        if closed is not None and after.closed[account_id] != closed:
+            return f"account {account_id!r} was closed at {closed}; this bundle says otherwise"
+    for account_id, opening in after.opening.items():
+        expected = before.balances.get(account_id, Balance())
+        if opening != expected:
+            return f"opening balance of {account_id!r} is not the previous bundle's closing balance"
+    if after.opening_hold_ids != frozenset(before.holds):
+        return "its opening holds are not the holds the previous bundle left open"
+    return None
+
+
+def verify_chain(previous: Path, directory: Path, key: VerifyKey) -> VerifyReport:
+    """Verify `previous`, then `directory` (a `--since` export from it), and that the second continues
+    the first exactly. AuditError names the failing bundle's file, or `previous-bundle` for a broken link."""
+    before = _Verifier(previous, key)
+    try:
+        prev = before.run()
+    except AuditError as exc:
+        raise AuditError(f"previous bundle {exc.where}", exc.message, exc.seq) from None
+    after = _Verifier(directory, key)
+    this = after.run()
+    problem = _chain_problem(before, prev, after, this)
+    if problem is not None:
+        raise AuditError("previous-bundle", problem)
+    return replace(this, chained=True)

@@ -97,6 +97,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify = sub.add_parser("verify", help="verify an audit bundle offline with the node's public key")
     verify.add_argument("directory", type=Path, metavar="DIR")
     verify.add_argument("--key", required=True, help="the node's public key, ed25519:<base64url>")
+    verify.add_argument(
+        "--previous",
+        type=Path,
+        metavar="PREV_DIR",
+        help="the bundle this one was exported --since: verify both and that this one opens exactly "
+        "where that one closed (balances, open holds, accounts, no gap)",
+    )
     _common(verify, run_verify, config=False)
     ledger_reconcile_cmd.register(sub)
 
@@ -315,10 +322,14 @@ def run_verify(args: argparse.Namespace) -> int:
         key = parse_public_key(args.key)
     except KeyFormatError as exc:
         raise CliError(f"--key: {exc}", 2) from None
-    if not args.directory.is_dir():
-        raise CliError(f"{args.directory} is not a directory", 2)
+    for directory in (args.directory, args.previous):
+        if directory is not None and not directory.is_dir():
+            raise CliError(f"{directory} is not a directory", 2)
     try:
-        report = ledger.verify_bundle(args.directory, key)
+        if args.previous is None:
+            report = ledger.verify_bundle(args.directory, key)
+        else:
+            report = ledger.verify_chain(args.previous, args.directory, key)
     except ledger.AuditError as exc:
         if args.json:
             print_json({"ok": False, "file": exc.where, "seq": exc.seq, "error": str(exc)})

@@ -13,7 +13,7 @@ import pytest
 from nacl.signing import SigningKey, VerifyKey
 from sqlalchemy.engine import Engine
 
-from ledger import AuditError, RequestError, export_bundle, submit, verify_bundle
+from ledger import AuditError, RequestError, export_bundle, submit, verify_bundle, verify_chain
 from ledger import bundle as fmt
 from ledger.merkle import leaf_hash
 from ledger.records import Transfer
@@ -143,6 +143,115 @@ def test_bundle_since_previous_export(books: Engine, key: SigningKey, tmp_path: 
     proofs = json.loads((tmp_path / "two" / fmt.PROOFS).read_text())
     assert proofs["consistency"]
     assert list(proofs["opening_holds"]) == ["2"]
+
+
+def _chain(books: Engine, key: SigningKey, tmp_path: Path) -> tuple[Path, Path]:
+    """Two consecutive bundles: the whole log, then everything since it (a hold from the first still open)."""
+    export_bundle(books, tmp_path / "one", key, ORIGIN, now=2_000_000)
+    _activity(books, "b", 3_000_000)
+    submit(books, [void("a-v2", "a-h2")], now=3_500_000)
+    open_accounts(books, "late")
+    submit(books, [single("late-fund", "bank", "late", 9)], now=3_600_000)
+    since = (tmp_path / "one" / fmt.CHECKPOINT).read_bytes()
+    export_bundle(books, tmp_path / "two", key, ORIGIN, since_note=since)
+    return tmp_path / "one", tmp_path / "two"
+
+
+def _forge(bundle: Path, key: SigningKey, name: str, data: bytes) -> None:
+    """Rewrite one file and re-sign the manifest with the node's key: a node lying consistently."""
+    (bundle / name).write_bytes(data)
+    manifest = json.loads((bundle / fmt.MANIFEST).read_bytes())
+    manifest["files"][name] = fmt.file_entry(data)
+    (bundle / fmt.MANIFEST).write_bytes(fmt.sign_manifest(manifest, key))
+
+
+def test_chained_bundles_verify_as_one_history(books: Engine, key: SigningKey, tmp_path: Path) -> None:
+    """A --since bundle checked against the previous bundle itself: it opens exactly where that one
+    closed (an account opened since starts at zero), and the report says the link was checked."""
+    one, two = _chain(books, key, tmp_path)
+    report = verify_chain(one, two, key.verify_key)
+    assert report.chained is True
+    assert (report.previous_size, report.first_seq, report.opening_holds) == (7, 7, 1)
+    assert verify_bundle(two, key.verify_key).chained is False
+
+
+def test_chain_catches_opening_balances_the_node_rewrote(
+    books: Engine, key: SigningKey, tmp_path: Path
+) -> None:
+    """A node that shifts an account's opening and closing balances together (and re-signs) passes the
+    single-bundle check, since the replay and double entry still add up; the link to the previous
+    bundle does not."""
+    one, two = _chain(books, key, tmp_path)
+
+    def shifted(name: str) -> bytes:
+        rows = fmt.parse_balances_csv((two / name).read_bytes(), name)
+        for account_id, field in (("alice", "credits_posted"), ("bank", "debits_posted")):
+            currency, balance = rows[account_id]
+            setattr(balance, field, getattr(balance, field) + 50)
+            rows[account_id] = (currency, balance)
+        return fmt.balances_csv(rows)
+
+    _forge(two, key, fmt.OPENING_BALANCES, shifted(fmt.OPENING_BALANCES))
+    _forge(two, key, fmt.BALANCES, shifted(fmt.BALANCES))
+    verify_bundle(two, key.verify_key)
+    with pytest.raises(AuditError, match="opening balance of 'alice' is not the previous bundle's closing"):
+        verify_chain(one, two, key.verify_key)
+
+
+def test_chain_refuses_a_gap_or_the_wrong_previous(books: Engine, key: SigningKey, tmp_path: Path) -> None:
+    """A bundle that skips transfers after the previous one (--since with a later --from), one exported
+    since another checkpoint, and one not exported --since at all are each refused, naming the link."""
+    one, two = _chain(books, key, tmp_path)
+    since = (one / fmt.CHECKPOINT).read_bytes()
+    export_bundle(books, tmp_path / "gap", key, ORIGIN, since_note=since, from_ms=3_500_000)
+    with pytest.raises(
+        AuditError, match=r"previous-bundle: starts at seq 1\d; the previous bundle ends at 7"
+    ):
+        verify_chain(one, tmp_path / "gap", key.verify_key)
+    submit(books, [single("c-fund", "bank", "alice", 3)], now=4_000_000)
+    export_bundle(books, tmp_path / "three", key, ORIGIN, since_note=(two / fmt.CHECKPOINT).read_bytes())
+    with pytest.raises(AuditError, match="starts from a checkpoint of"):
+        verify_chain(one, tmp_path / "three", key.verify_key)
+    verify_chain(two, tmp_path / "three", key.verify_key)
+    export_bundle(books, tmp_path / "whole", key, ORIGIN)
+    with pytest.raises(AuditError, match="was not exported with --since"):
+        verify_chain(one, tmp_path / "whole", key.verify_key)
+
+
+def test_chain_names_a_broken_previous_bundle(books: Engine, key: SigningKey, tmp_path: Path) -> None:
+    """A flipped byte in the previous bundle fails the chain and says it was the previous bundle."""
+    one, two = _chain(books, key, tmp_path)
+    data = bytearray((one / fmt.TRANSFERS).read_bytes())
+    data[40] ^= 1
+    (one / fmt.TRANSFERS).write_bytes(bytes(data))
+    with pytest.raises(AuditError, match=r"^previous bundle transfers\.jsonl seq 0"):
+        verify_chain(one, two, key.verify_key)
+
+
+def test_chain_catches_a_dropped_open_hold(books: Engine, key: SigningKey, tmp_path: Path) -> None:
+    """Leaving a still-open hold out of the next bundle, its pending amounts removed from both balance
+    files and the manifest re-signed, passes on its own but not as the previous bundle's successor."""
+    export_bundle(books, tmp_path / "one", key, ORIGIN, now=2_000_000)
+    submit(books, [single("b-fund", "bank", "alice", 10)], now=3_000_000)
+    two = tmp_path / "two"
+    export_bundle(books, two, key, ORIGIN, since_note=(tmp_path / "one" / fmt.CHECKPOINT).read_bytes())
+    assert verify_bundle(two, key.verify_key).opening_holds == 1
+
+    def without_pending(name: str) -> bytes:
+        rows = fmt.parse_balances_csv((two / name).read_bytes(), name)
+        for _currency, balance in rows.values():
+            balance.debits_pending = balance.credits_pending = 0
+        return fmt.balances_csv(rows)
+
+    _forge(two, key, fmt.OPENING_HOLDS, b"")
+    _forge(two, key, fmt.OPENING_BALANCES, without_pending(fmt.OPENING_BALANCES))
+    _forge(two, key, fmt.BALANCES, without_pending(fmt.BALANCES))
+    proofs = json.loads((two / fmt.PROOFS).read_bytes())
+    proofs["opening_holds"] = {}
+    _forge(two, key, fmt.PROOFS, fmt.canonical(proofs) + b"\n")
+    assert verify_bundle(two, key.verify_key).opening_holds == 0
+    with pytest.raises(AuditError, match="previous-bundle: opening balance of 'alice'"):
+        verify_chain(tmp_path / "one", two, key.verify_key)
 
 
 def test_since_a_checkpoint_from_elsewhere_is_refused(books: Engine, key: SigningKey, tmp_path: Path) -> None:

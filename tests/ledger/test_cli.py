@@ -219,6 +219,15 @@ def test_export_since_and_window(tmp_path: Path, capsys: pytest.CaptureFixture[s
         capsys, "ledger", "export", "--out", str(tmp_path / "w"), "--from", "yesterday", "--config", config
     )
     assert (code, "not a time" in err) == (2, True)
+    public_key = load_identity(load_settings(Path(config), environ={})).public_key
+    verify = ["ledger", "verify", str(second), "--key", public_key]
+    code, out, _ = run(capsys, *verify, "--previous", str(first), "--json")
+    assert (code, json.loads(out)["chained"], json.loads(out)["previous_size"]) == (0, True, 3)
+    code, _, err = run(capsys, *verify, "--previous", str(second))
+    assert code == 1
+    assert "previous-bundle: starts from a checkpoint of 3 transfers" in err
+    code, _, err = run(capsys, *verify, "--previous", str(tmp_path / "nowhere"))
+    assert (code, "is not a directory" in err) == (2, True)
 
 
 def test_ledger_config_section(tmp_path: Path) -> None:
