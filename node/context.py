@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,10 +12,20 @@ from sqlalchemy.engine import Engine
 
 from node import __version__
 from node.config import Settings
-from node.http.auth import check_admin
+from node.http.auth import (
+    ADMIN,
+    Principal,
+    bad_admin_token,
+    bearer_token,
+    check_admin,
+    is_admin_token,
+    looks_like_consumer_token,
+)
+from node.http.errors import ApiError
 from node.identity import Identity
 from node.metrics import Metrics
 from node.scheduler import JobScheduler
+from node.trading import tokens
 
 # A readiness check returns None when healthy, else a short reason.
 OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -47,8 +58,25 @@ class NodeContext:
         return self.settings.node.name
 
     def require_admin(self, request: web.Request) -> None:
-        """Raise a 401 unless `request` carries this node's admin token."""
+        """Raise a 401 unless `request` carries this node's admin token (a 403 for a consumer token)."""
         check_admin(request, self.admin_token)
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        """Who calls: the admin, or the consumer whose unrevoked token `request` carries; else a 401
+        (`admin_auth_required` without a token, `bad_consumer_token` for a consumer token that is
+        malformed, unknown, revoked or has the wrong secret, `bad_admin_token` for anything else).
+        The token is looked up on every request, so a revocation through any replica holds at once."""
+        token = bearer_token(request)
+        if is_admin_token(token, self.admin_token):
+            return ADMIN
+        if not looks_like_consumer_token(token):
+            raise bad_admin_token()
+        consumer = await asyncio.to_thread(tokens.consumer_of, self.engine, token)
+        if consumer is None:
+            raise ApiError(
+                401, "bad_consumer_token", "the consumer token is not valid (malformed, unknown or revoked)"
+            )
+        return Principal(consumer)
 
 
 CTX = web.AppKey("cpnode", NodeContext)

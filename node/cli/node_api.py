@@ -1,10 +1,14 @@
-"""Calling a running node's admin API from the command line (URL from the run file, admin token from keys/)."""
+"""Calling a running node's API from the command line (URL from the run file, admin token from keys/,
+or a consumer's own token from `--token-file` or $CPNODE_CONSUMER_TOKEN for the commands that take one)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from node.cli.common import CliError
@@ -12,6 +16,7 @@ from node.config import Settings
 from node.service import read_admin_token, running_url
 
 TIMEOUT_S = 120.0
+CONSUMER_TOKEN_ENV = "CPNODE_CONSUMER_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def node_url(settings: Settings) -> str:
@@ -22,12 +27,38 @@ def node_url(settings: Settings) -> str:
     return url
 
 
-def call(settings: Settings, method: str, path: str, body: Any = None) -> Any:
-    """One admin API call; a refusal becomes a CliError with the node's error code and message."""
+def add_token_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--token-file PATH`: act as a consumer with its own token instead of the admin token."""
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help=f"act as a consumer: read its token (cpc_...) from PATH instead of using the admin token "
+        f"(default: ${CONSUMER_TOKEN_ENV} if set, else the admin token)",
+    )
+
+
+def consumer_token(args: argparse.Namespace) -> str | None:
+    """The consumer token named by `--token-file` or $CPNODE_CONSUMER_TOKEN, None for the admin token."""
+    path: Path | None = getattr(args, "token_file", None)
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CliError(f"cannot read the token file {path}: {exc.strerror}", 2) from None
+        if not token:
+            raise CliError(f"the token file {path} is empty", 2)
+        return token
+    return os.environ.get(CONSUMER_TOKEN_ENV, "").strip() or None
+
+
+def call(settings: Settings, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One API call with the admin token, or with `token` when given; a refusal becomes a CliError
+    with the node's error code and message."""
     url = node_url(settings) + path
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 — the node's own URL
-    request.add_header("Authorization", f"Bearer {read_admin_token(settings)}")
+    request.add_header("Authorization", f"Bearer {token or read_admin_token(settings)}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:

@@ -1,7 +1,9 @@
 """`cpnode orders place|list|show|settle|cancel|sales`: consumers' orders through the running node.
 
 Orders are driven by the node (it holds the federation sessions and talks to the seller), so these
-commands call its admin API. A refused order exits 1 naming the reason (`insufficient_funds`,
+commands call its API, with the admin token by default. With `--token-file PATH` (or
+$CPNODE_CONSUMER_TOKEN) `place`, `list`, `show`, `settle` and `cancel` act as the consumer whose token
+it is, on its own orders only. A refused order exits 1 naming the reason (`insufficient_funds`,
 `not_enough_free_units`, `credit_limit_exceeded`, `price_changed`, `partner_unavailable`, ...).
 """
 
@@ -20,17 +22,26 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.cli.node_api import call
+from node.cli.node_api import CONSUMER_TOKEN_ENV, add_token_argument, call, consumer_token
 
 COLUMNS = ["order", "consumer", "offer", "source", "units", "hours", "amount", "state", "settled"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode orders`."""
-    parser = commands.add_parser("orders", help="place, settle and cancel consumers' orders")
+    parser = commands.add_parser(
+        "orders",
+        help="place, settle and cancel consumers' orders",
+        description="Consumers' orders through the running node, with the admin token; with "
+        f"--token-file PATH or ${CONSUMER_TOKEN_ENV}, place/list/show/settle/cancel act as that "
+        "token's consumer on its own orders.",
+    )
     sub = parser.add_subparsers(title="orders commands", metavar="ACTION", required=True)
     place = sub.add_parser("place", help="buy an offer of the merged offer view for a consumer")
-    place.add_argument("--consumer", required=True)
+    place.add_argument(
+        "--consumer",
+        help="the consumer to order for (needed with the admin token; a consumer token's own by default)",
+    )
     place.add_argument("--offer", required=True, help="offer id as `cpnode catalog show` lists it")
     place.add_argument("--source", help="offer source (own:NAME or partner:NAME); needed if ambiguous")
     place.add_argument("--units", type=int, required=True)
@@ -56,6 +67,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ):
         add_config_argument(parser_)
         add_json_argument(parser_)
+        if parser_ is not sales:
+            add_token_argument(parser_)
         parser_.set_defaults(handler=handler)
 
 
@@ -83,9 +96,9 @@ def _print_order(order: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _source(settings: Any, offer_id: str) -> str:
+def _source(settings: Any, offer_id: str, token: str | None) -> str:
     """The source of the one offer with this id in the merged view."""
-    offers = call(settings, "GET", "/api/v1/offers")["offers"]
+    offers = call(settings, "GET", "/api/v1/offers", token=token)["offers"]
     sources = sorted({o["source"] for o in offers if o.get("id") == offer_id})
     if len(sources) != 1:
         found = ", ".join(sources) or "none"
@@ -96,16 +109,20 @@ def _source(settings: Any, offer_id: str) -> str:
 def run_place(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders place`."""
     settings = settings_from_args(args)
+    token = consumer_token(args)
+    if token is None and not args.consumer:
+        raise CliError("--consumer is needed with the admin token", 2)
     body: dict[str, Any] = {
-        "consumer": args.consumer,
         "offer_id": args.offer,
-        "source": args.source or _source(settings, args.offer),
+        "source": args.source or _source(settings, args.offer, token),
         "units": args.units,
         "hours": args.hours,
     }
+    if args.consumer:
+        body["consumer"] = args.consumer
     if args.id:
         body["id"] = args.id
-    _print_order(call(settings, "POST", "/api/v1/orders", body), args.json)
+    _print_order(call(settings, "POST", "/api/v1/orders", body, token=token), args.json)
     return 0
 
 
@@ -113,7 +130,7 @@ def run_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders list`."""
     settings = settings_from_args(args)
     query = f"?{urlencode({'consumer': args.consumer})}" if args.consumer else ""
-    orders = call(settings, "GET", f"/api/v1/orders{query}")["orders"]
+    orders = call(settings, "GET", f"/api/v1/orders{query}", token=consumer_token(args))["orders"]
     if args.json:
         print_json(orders)
     else:
@@ -138,7 +155,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders show`."""
     settings = settings_from_args(args)
-    order = call(settings, "GET", f"/api/v1/orders/{quote(args.order_id, safe='')}")
+    order = call(
+        settings, "GET", f"/api/v1/orders/{quote(args.order_id, safe='')}", token=consumer_token(args)
+    )
     if args.json:
         print_json(order)
     else:
@@ -150,16 +169,16 @@ def run_settle(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders settle`."""
     settings = settings_from_args(args)
     path = f"/api/v1/orders/{quote(args.order_id, safe='')}/settle"
-    _print_order(call(settings, "POST", path, {"used_hours": args.used_hours}), args.json)
+    order = call(settings, "POST", path, {"used_hours": args.used_hours}, token=consumer_token(args))
+    _print_order(order, args.json)
     return 0
 
 
 def run_cancel(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders cancel`."""
     settings = settings_from_args(args)
-    _print_order(
-        call(settings, "POST", f"/api/v1/orders/{quote(args.order_id, safe='')}/cancel", {}), args.json
-    )
+    path = f"/api/v1/orders/{quote(args.order_id, safe='')}/cancel"
+    _print_order(call(settings, "POST", path, {}, token=consumer_token(args)), args.json)
     return 0
 
 

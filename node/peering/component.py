@@ -55,9 +55,10 @@ def static_keys(identity: Identity) -> Callable[[], OwnKeys]:
 
 
 async def offers_api(request: web.Request) -> web.Response:
-    """`GET /api/v1/offers[?partner=NAME]`: own and partner offers with source and age (admin)."""
+    """`GET /api/v1/offers[?partner=NAME]`: own and partner offers with source and age (the admin or
+    any consumer with its token)."""
     ctx = request.app[CTX]
-    ctx.require_admin(request)
+    await ctx.authenticate(request)
     partner = request.query.get("partner") or None
     own = await own_offers(ctx.offer_sources)
     rows = await asyncio.to_thread(merged_view, own, ctx.engine, int(time.time()), partner)

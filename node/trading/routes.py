@@ -1,15 +1,24 @@
-"""Admin API of trading (bearer admin token; role `api`).
+"""HTTP API of trading (role `api`): the admin's, and the part a consumer uses with its own token.
 
     POST /api/v1/consumers                    {"id"}: a consumer account (idempotent)
     GET  /api/v1/consumers                    consumers with balance and available money
-    GET  /api/v1/consumers/{id}               one consumer
+    GET  /api/v1/consumers/{id}               one consumer                                 (consumer: own)
     POST /api/v1/consumers/{id}/deposits      {"amount", "id"?}: money in (idempotent by id)
-    POST /api/v1/orders                       {"consumer", "offer_id", "source", "units", "hours", "id"?}
-    GET  /api/v1/orders[?consumer=C]          newest first
+    POST /api/v1/consumers/{id}/tokens        a new consumer token, shown this once
+    GET  /api/v1/consumers/{id}/tokens        its tokens (ids and times, never a secret)
+    POST /api/v1/consumers/{id}/tokens/{token_id}/revoke
+    POST /api/v1/orders                       {"consumer"?, "offer_id", "source", "units", "hours", "id"?}
+                                                                                           (consumer: own)
+    GET  /api/v1/orders[?consumer=C]          newest first                                 (consumer: own)
     GET  /api/v1/orders/{id}                  one order with its receipt and settlement documents
     POST /api/v1/orders/{id}/settle           {"used_hours"}
-    POST /api/v1/orders/{id}/cancel
+    POST /api/v1/orders/{id}/cancel                               (these three, consumer: own orders)
     GET  /api/v1/sales[?partner=P]            trades partners bought here
+
+Routes marked `consumer` also take a consumer token (node.http.auth) and then act only for that
+consumer: another consumer's order or account answers 404 exactly as one that does not exist (so
+ids cannot be probed), ordering or listing for another consumer is 403 `forbidden`. Every other
+route answers a consumer token with 403 `admin_only`.
 
 Bodies are checked whole before anything changes (400 `bad_request` naming the field); an order
 that ends without a sale answers 409 with the reason's code and the order; a seller that does not
@@ -30,8 +39,9 @@ from federation import canonical
 from ledger import Account, AccountKind
 from ledger.records import MAX_AMOUNT
 from node.context import CTX
-from node.http.errors import bad_request
-from node.trading import books, rules, store
+from node.http.auth import ADMIN, TOKEN_ID_RE, Principal
+from node.http.errors import ApiError, bad_request
+from node.trading import books, rules, store, tokens
 from node.trading.buyer import Buyer
 from node.trading.errors import StateError, UnknownError
 
@@ -56,9 +66,10 @@ class NewDeposit(_Body):
 
 
 class NewOrder(_Body):
-    """An order for one offer of the merged offer view (`offer_id` and `source` as it shows them)."""
+    """An order for one offer of the merged offer view (`offer_id` and `source` as it shows them);
+    `consumer` may be left out with a consumer token (it is then the token's consumer)."""
 
-    consumer: str = Field(min_length=1, max_length=63)
+    consumer: str | None = Field(default=None, min_length=1, max_length=63)
     offer_id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=80)
     units: StrictInt = Field(ge=1, le=rules.MAX_UNITS)
@@ -111,8 +122,21 @@ def order_view(order: store.Order, documents: bool = False) -> dict[str, Any]:
     return view
 
 
+def _forbidden(what: str) -> ApiError:
+    return ApiError(403, "forbidden", f"a consumer token can only {what} of its own consumer")
+
+
+def _unknown_consumer(name: str) -> UnknownError:
+    return UnknownError(f"no consumer {name!r}", code="unknown_consumer")
+
+
+def _unknown_order(order_id: str) -> UnknownError:
+    # The same error node.trading.steps raises for an order that does not exist.
+    return UnknownError(f"no order {order_id!r}", code="unknown_order")
+
+
 def add_routes(app: web.Application, buyer: Buyer) -> None:
-    """Mount the trading admin API."""
+    """Mount the trading API."""
     trading = buyer.trading
 
     async def create_consumer(request: web.Request) -> web.Response:
@@ -128,16 +152,22 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
         status = 201 if result.status is ledger.Status.CREATED else 200
         return web.json_response(consumer_view(account), status=status)
 
-    async def consumer(request: web.Request) -> Account:
-        request.app[CTX].require_admin(request)
+    async def consumer(request: web.Request, caller: Principal) -> Account:
         name = rules.check_consumer_id(request.match_info["id"])
+        if not caller.is_admin and name != caller.consumer:
+            raise _unknown_consumer(name)
         try:
             return await asyncio.to_thread(ledger.get_account, trading.engine, rules.consumer_account(name))
         except ledger.NotFoundError:
-            raise UnknownError(f"no consumer {name!r}", code="unknown_consumer") from None
+            raise _unknown_consumer(name) from None
+
+    async def admin_consumer(request: web.Request) -> Account:
+        request.app[CTX].require_admin(request)
+        return await consumer(request, ADMIN)
 
     async def show_consumer(request: web.Request) -> web.Response:
-        return web.json_response(consumer_view(await consumer(request)))
+        caller = await request.app[CTX].authenticate(request)
+        return web.json_response(consumer_view(await consumer(request, caller)))
 
     async def list_consumers(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
@@ -150,7 +180,7 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
         return web.json_response({"consumers": rows})
 
     async def deposit(request: web.Request) -> web.Response:
-        account = await consumer(request)
+        account = await admin_consumer(request)
         body = await _parse(request, NewDeposit)
         deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
         name = account.id.removeprefix(rules.CONSUMER_PREFIX)
@@ -168,32 +198,73 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
             {"deposit": deposit_id, "status": str(result.status), **consumer_view(account)}, status=status
         )
 
-    async def place(request: web.Request) -> web.Response:
+    async def issue_token(request: web.Request) -> web.Response:
+        account = await admin_consumer(request)
+        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+        token, row = await asyncio.to_thread(tokens.issue, trading.engine, name, tokens.now_ms())
+        return web.json_response({**row.view(), "token": token}, status=201)
+
+    async def list_tokens(request: web.Request) -> web.Response:
+        account = await admin_consumer(request)
+        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+        rows = await asyncio.to_thread(tokens.list_tokens, trading.engine, name)
+        return web.json_response({"consumer": name, "tokens": [row.view() for row in rows]})
+
+    async def revoke_token(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
+        name = rules.check_consumer_id(request.match_info["id"])
+        token_id = request.match_info["token_id"]
+        row = None
+        if TOKEN_ID_RE.fullmatch(token_id):
+            row = await asyncio.to_thread(tokens.revoke, trading.engine, name, token_id, tokens.now_ms())
+        if row is None:
+            raise UnknownError(f"consumer {name!r} has no token {token_id!r}", code="unknown_token")
+        return web.json_response(row.view())
+
+    async def own_order(request: web.Request, caller: Principal) -> store.Order:
+        order_id = request.match_info["id"]
+        order = await buyer.get(order_id)
+        if not caller.is_admin and order.consumer != caller.consumer:
+            raise _unknown_order(order_id)
+        return order
+
+    async def place(request: web.Request) -> web.Response:
+        caller = await request.app[CTX].authenticate(request)
         body = await _parse(request, NewOrder)
-        order = await buyer.place(body.consumer, body.offer_id, body.source, body.units, body.hours, body.id)
+        consumer_id = body.consumer if body.consumer is not None else caller.consumer
+        if consumer_id is None:
+            raise bad_request("consumer: Field required", field="consumer")
+        if not caller.is_admin and consumer_id != caller.consumer:
+            raise _forbidden("place orders")
+        order = await buyer.place(consumer_id, body.offer_id, body.source, body.units, body.hours, body.id)
         return web.json_response(order_view(order), status=201)
 
     async def list_orders(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
+        caller = await request.app[CTX].authenticate(request)
         consumer_id = request.query.get("consumer")
+        if not caller.is_admin:
+            if consumer_id is not None and consumer_id != caller.consumer:
+                raise _forbidden("list the orders")
+            consumer_id = caller.consumer
         orders = await asyncio.to_thread(store.list_orders, trading.engine, consumer_id, MAX_LISTED)
         return web.json_response({"orders": [order_view(o) for o in orders]})
 
     async def show_order(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        order = await buyer.get(request.match_info["id"])
+        caller = await request.app[CTX].authenticate(request)
+        order = await own_order(request, caller)
         return web.json_response(order_view(order, documents=True))
 
     async def settle(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
+        caller = await request.app[CTX].authenticate(request)
         body = await _parse(request, Settlement)
-        order = await buyer.settle(request.match_info["id"], body.used_hours)
+        order = await own_order(request, caller)
+        order = await buyer.settle(order.id, body.used_hours)
         return web.json_response(order_view(order))
 
     async def cancel(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        order = await buyer.cancel(request.match_info["id"])
+        caller = await request.app[CTX].authenticate(request)
+        order = await own_order(request, caller)
+        order = await buyer.cancel(order.id)
         return web.json_response(order_view(order))
 
     async def list_sales(request: web.Request) -> web.Response:
@@ -206,6 +277,9 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
     app.router.add_get("/api/v1/consumers", list_consumers)
     app.router.add_get("/api/v1/consumers/{id}", show_consumer)
     app.router.add_post("/api/v1/consumers/{id}/deposits", deposit)
+    app.router.add_post("/api/v1/consumers/{id}/tokens", issue_token)
+    app.router.add_get("/api/v1/consumers/{id}/tokens", list_tokens)
+    app.router.add_post("/api/v1/consumers/{id}/tokens/{token_id}/revoke", revoke_token)
     app.router.add_post("/api/v1/orders", place)
     app.router.add_get("/api/v1/orders", list_orders)
     app.router.add_get("/api/v1/orders/{id}", show_order)

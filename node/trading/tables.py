@@ -1,5 +1,5 @@
-"""Trading tables (migration node_0002) and their rows: orders placed here, sales to partners,
-and capacity reservations."""
+"""Trading tables (migrations node_0002 and node_0003) and their rows: orders placed here, sales to
+partners, capacity reservations, and consumers' API tokens."""
 
 from __future__ import annotations
 
@@ -70,6 +70,16 @@ reservations_t = sa.Table(
     sa.Column("expires_ts", _BIG),
     sa.Column("released_ts", _BIG),
     sa.Column("created_ts", _BIG),
+)
+# A consumer's API tokens: only the SHA-256 of each secret is stored. Times are UTC milliseconds.
+consumer_tokens_t = sa.Table(
+    "trading_consumer_tokens",
+    _md,
+    sa.Column("token_id", sa.String(16), primary_key=True),
+    sa.Column("consumer", sa.String(63)),
+    sa.Column("secret_sha256", sa.String(64)),
+    sa.Column("created_ts", _BIG),
+    sa.Column("revoked_ts", _BIG),
 )
 
 
