@@ -13,7 +13,7 @@ verifier given the ranges left and right of some leaves can rebuild the root fro
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ledger.errors import ProofError
 
@@ -31,9 +31,18 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
+def split_size(n: int) -> int:
     """The largest power of two strictly below n (n ≥ 2)."""
     return 1 << ((n - 1).bit_length() - 1)
+
+
+# A function giving the RFC 9162 tree hash of leaves [start, end): from leaf hashes in memory, or
+# from stored subtree hashes (ledger.store.tree) so a proof needs O(log n) of them, not every leaf.
+SubtreeHasher = Callable[[int, int], bytes]
+
+
+def _hasher(leaves: Sequence[bytes]) -> SubtreeHasher:
+    return lambda start, end: subtree_root(leaves, start, end)
 
 
 def subtree_root(leaves: Sequence[bytes], start: int = 0, end: int | None = None) -> bytes:
@@ -50,17 +59,24 @@ def subtree_root(leaves: Sequence[bytes], start: int = 0, end: int | None = None
 def inclusion_proof(leaves: Sequence[bytes], index: int, size: int | None = None) -> list[bytes]:
     """The audit path of leaf `index` in the tree of the first `size` leaves (RFC 9162 PATH)."""
     size = len(leaves) if size is None else size
-    if not 0 <= index < size <= len(leaves):
+    if size > len(leaves):
+        raise ProofError(f"leaf {index} is not in a tree of size {size}")
+    return inclusion_path(_hasher(leaves), index, size)
+
+
+def inclusion_path(root_of: SubtreeHasher, index: int, size: int) -> list[bytes]:
+    """The audit path of leaf `index` in the tree of `size` leaves, asking `root_of` for subtree hashes."""
+    if not 0 <= index < size:
         raise ProofError(f"leaf {index} is not in a tree of size {size}")
     proof: list[bytes] = []
     lo, hi, m = 0, size, index
     while hi - lo > 1:
-        k = _split(hi - lo)
+        k = split_size(hi - lo)
         if m < k:
-            proof.append(subtree_root(leaves, lo + k, hi))
+            proof.append(root_of(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(subtree_root(leaves, lo, lo + k))
+            proof.append(root_of(lo, lo + k))
             lo, m = lo + k, m - k
     proof.reverse()
     return proof
@@ -69,20 +85,27 @@ def inclusion_proof(leaves: Sequence[bytes], index: int, size: int | None = None
 def consistency_proof(leaves: Sequence[bytes], old_size: int, new_size: int | None = None) -> list[bytes]:
     """The proof that the tree of `old_size` leaves is a prefix of the one of `new_size` (RFC 9162 PROOF)."""
     new_size = len(leaves) if new_size is None else new_size
-    if not 0 < old_size <= new_size <= len(leaves):
+    if new_size > len(leaves):
+        raise ProofError(f"no consistency proof from size {old_size} to {new_size}")
+    return consistency_path(_hasher(leaves), old_size, new_size)
+
+
+def consistency_path(root_of: SubtreeHasher, old_size: int, new_size: int) -> list[bytes]:
+    """The consistency proof from `old_size` to `new_size`, asking `root_of` for subtree hashes."""
+    if not 0 < old_size <= new_size:
         raise ProofError(f"no consistency proof from size {old_size} to {new_size}")
     proof: list[bytes] = []
     lo, hi, m, known = 0, new_size, old_size, True
     while m != hi - lo:
-        k = _split(hi - lo)
+        k = split_size(hi - lo)
         if m <= k:
-            proof.append(subtree_root(leaves, lo + k, hi))
+            proof.append(root_of(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(subtree_root(leaves, lo, lo + k))
+            proof.append(root_of(lo, lo + k))
             lo, m, known = lo + k, m - k, False
     if not known:
-        proof.append(subtree_root(leaves, lo, hi))
+        proof.append(root_of(lo, hi))
     proof.reverse()
     return proof
 
@@ -230,11 +253,10 @@ def range_nodes(begin: int, end: int) -> list[tuple[int, int]]:
     return nodes
 
 
-def range_hashes(leaves: Sequence[bytes], begin: int, end: int) -> list[bytes]:
-    """The hashes of the compact range [begin, end), computed from leaf hashes."""
-    return [
-        subtree_root(leaves, index << level, (index + 1) << level) for level, index in range_nodes(begin, end)
-    ]
+def range_hashes(leaves: Sequence[bytes] | SubtreeHasher, begin: int, end: int) -> list[bytes]:
+    """The hashes of the compact range [begin, end), from leaf hashes or a subtree hasher."""
+    root_of = leaves if callable(leaves) else _hasher(leaves)
+    return [root_of(index << level, (index + 1) << level) for level, index in range_nodes(begin, end)]
 
 
 def root_from_range(

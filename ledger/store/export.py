@@ -19,11 +19,11 @@ from sqlalchemy.engine import Engine
 from ledger import bundle as fmt
 from ledger.checkpoint import verify_checkpoint
 from ledger.errors import ConflictError, RequestError
-from ledger.merkle import consistency_proof, inclusion_proof, range_hashes, subtree_root
+from ledger.merkle import consistency_path, inclusion_path, range_hashes
 from ledger.records import Balance
 from ledger.store.accounts import list_accounts
 from ledger.store.db import now_ms
-from ledger.store.log import leaf_hashes, make_checkpoint
+from ledger.store.log import make_checkpoint, tree_hashes
 from ledger.store.reads import balances_at, iter_transfers, open_holds_at, seq_at_time
 
 
@@ -88,8 +88,8 @@ def export_bundle(
         if previous.size > size:
             raise ConflictError(f"the previous checkpoint has {previous.size} transfers; this log has {size}")
     with engine.connect() as conn:
-        leaves = leaf_hashes(conn, 0, size)
-        if previous is not None and subtree_root(leaves, 0, previous.size) != previous.root:
+        tree = tree_hashes(conn, size)
+        if previous is not None and tree(0, previous.size) != previous.root:
             raise ConflictError("the previous checkpoint is not a prefix of this ledger's log")
         first = 0 if previous is None else previous.size
         end = size
@@ -105,16 +105,16 @@ def export_bundle(
 
         holds = open_holds_at(conn, first)
         consistency = (
-            consistency_proof(leaves, previous.size, size)
+            consistency_path(tree, previous.size, size)
             if previous is not None and 0 < previous.size < size
             else []
         )
         proofs = {
-            "left": [fmt.b64(h) for h in range_hashes(leaves, 0, first)],
-            "right": [fmt.b64(h) for h in range_hashes(leaves, end, size)],
+            "left": [fmt.b64(h) for h in range_hashes(tree, 0, first)],
+            "right": [fmt.b64(h) for h in range_hashes(tree, end, size)],
             "consistency": [fmt.b64(h) for h in consistency],
             "opening_holds": {
-                str(h.seq): [fmt.b64(p) for p in inclusion_proof(leaves, h.seq, size)] for h in holds
+                str(h.seq): [fmt.b64(p) for p in inclusion_path(tree, h.seq, size)] for h in holds
             },
         }
         files = {

@@ -2,14 +2,15 @@
 
 Leaf hashes are recomputed from the immutable rows rather than stored, which keeps hashing off
 the write path. A checkpoint stores its compact range (the frontier of [0, size)), so the next one
-hashes only the transfers added since. Two replicas racing to write the same checkpoint size are
+hashes only the transfers added since, and the subtree hashes completed since (`ledger.store.tree`),
+so a proof reads O(log n) of those and at most one tile of rows, not the whole log. Two replicas racing to write the same checkpoint size are
 harmless: the size is the primary key and the loser reads the winner's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -21,15 +22,24 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint, strict_b64decode
 from ledger.errors import LedgerError, NotFoundError
 from ledger.merkle import (
     Frontier,
+    consistency_path,
     consistency_proof,
-    inclusion_proof,
-    leaf_hash,
+    inclusion_path,
     subtree_root,
     verify_consistency,
 )
 from ledger.store.db import now_ms
-from ledger.store.reads import iter_transfers, read_head
+from ledger.store.reads import read_head
 from ledger.store.schema import checkpoints
+from ledger.store.tree import (
+    TILE,
+    TreeHashes,
+    insert_nodes,
+    leaf_stream,
+    new_nodes,
+    stored_extent,
+    stored_node_problems,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +79,7 @@ def list_checkpoints(conn: Connection) -> list[StoredCheckpoint]:
 
 def leaf_hashes(conn: Connection, begin: int, end: int) -> list[bytes]:
     """The Merkle leaf hashes of transfers begin ≤ seq < end, recomputed from the rows."""
-    return [leaf_hash(t.leaf_data()) for t in iter_transfers(conn, begin, end)]
+    return list(leaf_stream(conn, begin, end))
 
 
 def checkpoint_due(
@@ -95,13 +105,25 @@ def make_checkpoint(
         if last is None and size == 0 and not force:
             return None
         frontier = Frontier() if last is None else Frontier(last.size, last.frontier)
-        frontier.extend(leaf_hashes(conn, frontier.size, size))
+        extent = min(stored_extent(conn), size - size % TILE)
+        start = min(frontier.size, extent)
+
+        def leaves() -> Iterator[bytes]:
+            # One pass over the rows feeds both the frontier (from its size) and the new tiles.
+            for seq, leaf in enumerate(leaf_stream(conn, start, size), start=start):
+                if seq >= frontier.size:
+                    frontier.append(leaf)
+                if seq >= extent:
+                    yield leaf
+
+        nodes = new_nodes(conn, leaves(), extent, size)
     signed_ms = now_ms() if now is None else now
     checkpoint = Checkpoint(origin, size, frontier.root(), signed_ms)
     note = sign_checkpoint(checkpoint, key)
     stored = StoredCheckpoint(checkpoint, note, tuple(frontier.hashes))
     try:
         with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+            insert_nodes(conn, nodes)
             conn.execute(
                 sa.insert(checkpoints).values(
                     size=size,
@@ -139,33 +161,35 @@ def checkpoint_if_due(
     return make_checkpoint(engine, key, origin, now=current)
 
 
-def _tree(conn: Connection, size: int) -> list[bytes]:
+def tree_hashes(conn: Connection, size: int) -> TreeHashes:
+    """Subtree hashes of the first `size` transfers; NotFoundError if the log is shorter."""
     head = read_head(conn).size
     if size > head:
         raise NotFoundError(f"the log has {head} transfers, not {size}")
-    return leaf_hashes(conn, 0, size)
+    return TreeHashes(conn, size)
 
 
 def prove_inclusion(engine: Engine, seq: int, size: int) -> list[bytes]:
     """The inclusion proof of transfer `seq` in the tree of `size` transfers."""
     with engine.connect() as conn:
-        return inclusion_proof(_tree(conn, size), seq, size)
+        return inclusion_path(tree_hashes(conn, size), seq, size)
 
 
 def prove_consistency(engine: Engine, old_size: int, new_size: int) -> list[bytes]:
     """The consistency proof from the tree of `old_size` transfers to that of `new_size`."""
     with engine.connect() as conn:
-        return consistency_proof(_tree(conn, new_size), old_size, new_size)
+        return consistency_path(tree_hashes(conn, new_size), old_size, new_size)
 
 
 def audit_log(engine: Engine) -> list[str]:
-    """Recompute every checkpoint's root from the rows and check consecutive ones are consistent.
+    """Recompute every checkpoint's root and every stored subtree hash from the rows, and check
+    consecutive checkpoints are consistent.
 
-    Returns one line per problem (empty when the log and its checkpoints agree)."""
-    problems: list[str] = []
+    Returns one line per problem (empty when the log, its checkpoints and tree nodes agree)."""
     with engine.connect() as conn:
         stored = list_checkpoints(conn)
         leaves = leaf_hashes(conn, 0, read_head(conn).size)
+        problems = stored_node_problems(conn, leaves)
     previous: StoredCheckpoint | None = None
     for item in stored:
         if item.size > len(leaves):

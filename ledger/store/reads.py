@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledger.records import Balance, Status, Transfer, TransferKind
 from ledger.store.db import transfer_from_row
-from ledger.store.schema import failures, head, transfers
+from ledger.store.schema import accounts, balances, failures, head, transfers
 
 STREAM_CHUNK = 5_000
 
@@ -66,30 +66,60 @@ def seq_at_time(conn: Connection, ts_ms: int) -> int:
     return read_head(conn).size if value is None else int(value)
 
 
-def balances_at(conn: Connection, seq: int) -> dict[str, Balance]:
-    """Every account's balance after the transfers with seq < `seq`, summed in SQL."""
+def _side_sums(seq: int, before: bool) -> list[sa.Subquery]:
+    """Per account, what the transfers before `seq` (or from `seq` on) add to its debit and credit
+    totals: (account, pending, posted) for each side."""
     pending = sa.case((transfers.c.kind == TransferKind.PENDING.value, transfers.c.amount), else_=0)
     posted = sa.case((transfers.c.kind == TransferKind.PENDING.value, 0), else_=transfers.c.amount)
     released = sa.func.coalesce(transfers.c.pending_amount, 0)
-    result: dict[str, Balance] = {}
-    for side in ("debit", "credit"):
-        column = transfers.c.debit_account if side == "debit" else transfers.c.credit_account
-        query = (
+    where = transfers.c.seq < seq if before else transfers.c.seq >= seq
+    sums = []
+    for column in (transfers.c.debit_account, transfers.c.credit_account):
+        sums.append(
             sa.select(
                 column.label("account"),
                 sa.func.sum(pending - released).label("pending"),
                 sa.func.sum(posted).label("posted"),
             )
-            .where(transfers.c.seq < seq)
+            .where(where)
             .group_by(column)
+            .subquery()
         )
-        for row in conn.execute(query):
-            balance = result.setdefault(row.account, Balance())
-            if side == "debit":
-                balance.debits_pending, balance.debits_posted = int(row.pending), int(row.posted)
-            else:
-                balance.credits_pending, balance.credits_posted = int(row.pending), int(row.posted)
-    return result
+    return sums
+
+
+def balances_at(conn: Connection, seq: int) -> dict[str, Balance]:
+    """Every account's balance after the transfers with seq < `seq` (accounts whose four totals are
+    all zero left out), summed in SQL over the shorter side of the log: the transfers before `seq`,
+    or the current balances less the transfers from `seq` on, in one statement (so one snapshot)."""
+    result: dict[str, Balance] = {}
+    if seq <= read_head(conn).size - seq:
+        debit, credit = _side_sums(seq, before=True)
+        for side, sums in (("debit", debit), ("credit", credit)):
+            for account, pending, posted in conn.execute(sa.select(sums)):
+                balance = result.setdefault(account, Balance())
+                if side == "debit":
+                    balance.debits_pending, balance.debits_posted = int(pending), int(posted)
+                else:
+                    balance.credits_pending, balance.credits_posted = int(pending), int(posted)
+    else:
+        debit, credit = _side_sums(seq, before=False)
+        zero = sa.literal(0)
+        query = (
+            sa.select(
+                accounts.c.id,
+                balances.c.debits_pending - sa.func.coalesce(debit.c.pending, zero),
+                balances.c.debits_posted - sa.func.coalesce(debit.c.posted, zero),
+                balances.c.credits_pending - sa.func.coalesce(credit.c.pending, zero),
+                balances.c.credits_posted - sa.func.coalesce(credit.c.posted, zero),
+            )
+            .join(balances, balances.c.num == accounts.c.num)
+            .outerjoin(debit, debit.c.account == accounts.c.id)
+            .outerjoin(credit, credit.c.account == accounts.c.id)
+        )
+        for account, *totals in conn.execute(query):
+            result[account] = Balance(*(int(t) for t in totals))
+    return {account: b for account, b in result.items() if any(b.as_tuple())}
 
 
 def open_holds_at(conn: Connection, seq: int) -> list[Transfer]:

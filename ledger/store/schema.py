@@ -1,4 +1,4 @@
-"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 to ledger_0003).
+"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 to ledger_0004).
 
 Money columns are BIGINT minor units; times are UTC epoch milliseconds (`_ms`). An account's spec
 and lifecycle live in `ledger_accounts`; its four running totals in a row of `ledger_balances`
@@ -103,6 +103,17 @@ checkpoints = sa.Table(
     sa.Column("time_ms", sa.BigInteger, nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("frontier", sa.Text, nullable=False),  # JSON list of base64 hashes of [0, size)
+)
+
+# Hashes of the perfect aligned subtrees of 2^level leaves, level ≥ ledger.store.tree.TILE_LEVEL:
+# node (level, idx) covers seq [idx·2^level, (idx+1)·2^level). Derived from the transfers, written with
+# each checkpoint, append-only like them; proofs read O(log n) of these instead of every leaf.
+tree_nodes = sa.Table(
+    "ledger_tree_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
 )
 
 discrepancies = sa.Table(

@@ -140,14 +140,15 @@ def test_closing_an_account(engine: Engine) -> None:
 
 
 def test_balances_at_any_sequence(engine: Engine) -> None:
-    """Balances summed in SQL at every sequence number equal a replay, and the open holds match."""
+    """Balances summed in SQL at every sequence number (from the start for the first half of the log,
+    back from the current balances for the second) equal a replay, and the open holds match."""
     open_accounts(engine, "a", "b", "c")
     submit(engine, [single("t1", "a", "b", 10), pending("h1", "b", "c", 4), pending("h2", "a", "c", 3)])
     submit(engine, [post("p1", "h1", 2), void("v2", "h2"), single("t2", "c", "a", 1)])
     stored = all_transfers(engine)
     with engine.connect() as conn:
         for seq in range(len(stored) + 1):
-            expected = {k: b.as_tuple() for k, b in replay(stored[:seq]).items()}
+            expected = {k: b.as_tuple() for k, b in replay(stored[:seq]).items() if any(b.as_tuple())}
             assert {k: b.as_tuple() for k, b in balances_at(conn, seq).items()} == expected
         assert [h.id for h in open_holds_at(conn, 3)] == ["h1", "h2"]
         assert [h.id for h in open_holds_at(conn, 4)] == ["h2"]
