@@ -9,14 +9,15 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
 from node.config import DEFAULT_CONFIG_NAME, ConfigError, Settings, load_settings
-from node.db import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -56,7 +57,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 @contextmanager
 def node_database(settings: Settings) -> Iterator[Engine]:
     """The node's database for one command, reachable and migrated; CliError saying why if not."""
-    from node.service import open_database  # the service loads every component; import it only here
+    # The service loads every component and the database layer: only the commands that need them pay.
+    from node.db import DatabaseError
+    from node.service import open_database
 
     try:
         engine = open_database(settings)
