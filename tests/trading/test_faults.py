@@ -332,7 +332,11 @@ async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
         assert await seller.upkeep() == 1
         seller.trading.clock = real_clock
         assert [kind for _, kind, _ in legs(m.seller, trade)] == ["pending", "pending"]
-        assert await buyer_of(m.buyer).upkeep() == 1
+        # The cancel gets trade_timeout_s / 4 per delivery (0.25 s here); on a loaded machine one
+        # round can miss it, and the scheduled job simply delivers it on a later round.
+        delivered = [await buyer_of(m.buyer).upkeep() for _ in range(5)]
+        assert 1 in delivered
+        assert set(delivered[delivered.index(1) + 1 :]) <= {0}
         sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
         assert sale is not None
         assert sale.state == "voided"
