@@ -107,6 +107,10 @@ class KeysSection(_Section):
     path: str = "keys/node.key"
     admin_token_path: str = "keys/admin.token"  # noqa: S105 - a path, not a secret
     document_validity_s: int = Field(default=7 * 24 * 3600, ge=300, le=366 * 24 * 3600)
+    # A key file readable by its group is expected where a secret volume gives the pod's group read
+    # access (Kubernetes: mode 0440 with fsGroup); say so here and the node stops warning about it.
+    # Readable by others, or writable by anyone but the owner, is still refused or warned about.
+    allow_group_read: bool = False
 
 
 class SchedulerSection(_Section):

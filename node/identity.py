@@ -84,14 +84,14 @@ def keyring_path(key_path: Path) -> Path:
     return key_path.with_name(KEYRING_NAME)
 
 
-def _check_permissions(path: Path) -> None:
+def _check_permissions(path: Path, allow_group_read: bool = False) -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise IdentityError(
             f"key file {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
             f"run: chmod 600 {path}"
         )
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & (stat.S_IROTH | (0 if allow_group_read else stat.S_IRGRP)):
         log.warning(
             "key file %s is readable by group or others (mode %04o); run: chmod 600 %s",
             path,
@@ -116,7 +116,7 @@ def load_identity(settings: Settings) -> Identity:
     """Load the node's key and keyring named by the config, or raise IdentityError."""
     path = settings.path(settings.keys.path)
     try:
-        _check_permissions(path)
+        _check_permissions(path, settings.keys.allow_group_read)
         data = path.read_bytes()
     except FileNotFoundError:
         raise IdentityError(f"key file {path} not found (create a node with `cpnode init DIR`)") from None

@@ -136,6 +136,7 @@ def _env(options: K8sOptions) -> list[dict[str, Any]]:
         {"name": "CPNODE_HTTP_HOST", "value": "0.0.0.0"},  # noqa: S104 -- the pod's own interface, reached through the Service
         {"name": "CPNODE_KEYS_PATH", "value": f"{SECRETS_DIR}/node.key"},
         {"name": "CPNODE_KEYS_ADMIN_TOKEN_PATH", "value": f"{SECRETS_DIR}/admin.token"},
+        {"name": "CPNODE_KEYS_ALLOW_GROUP_READ", "value": "true"},  # the Secret's 0440 with fsGroup
     ]
 
 

@@ -189,6 +189,7 @@ def test_split_deployment_serves_over_one_database(
             env["CPNODE_KEYS_ADMIN_TOKEN_PATH"] = str(secrets / "admin.token")
             settings = parse_settings(tomllib.loads((etc / "node.toml").read_text()), etc, env)
             assert settings.database_url == db_url
+            assert settings.keys.allow_group_read  # the Secret's 0440 with fsGroup is declared expected
             roles = container["args"][2]
             process = NodeProcess(etc / "node.toml", roles=roles, env=env)
             processes.append(process)

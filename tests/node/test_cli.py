@@ -12,7 +12,7 @@ import pytest
 from node.cli.main import build_parser
 from node.cli.main import main as cpnode
 from node.config import load_settings
-from node.identity import load_identity
+from node.identity import IdentityError, load_identity
 from tests.nodes import make_node_dir
 
 
@@ -67,6 +67,25 @@ def test_group_readable_key_warns(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         identity = load_identity(load_settings(config, environ={}))
     assert identity.name == "alpha"
     assert f"chmod 600 {key}" in caplog.text
+
+
+def test_group_read_can_be_declared_expected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With keys.allow_group_read (a secret volume with fsGroup) a 0440 key loads without a warning;
+    readable by others still warns, and writable by the group is still refused."""
+    config = make_node_dir(tmp_path, "alpha")
+    key = config.parent / "keys" / "node.key"
+    environ = {"CPNODE_KEYS_ALLOW_GROUP_READ": "true"}
+    key.chmod(0o440)
+    with caplog.at_level(logging.WARNING, logger="cpnode.identity"):
+        assert load_identity(load_settings(config, environ=environ)).name == "alpha"
+    assert "readable" not in caplog.text
+    key.chmod(0o444)
+    with caplog.at_level(logging.WARNING, logger="cpnode.identity"):
+        load_identity(load_settings(config, environ=environ))
+    assert "readable by group or others (mode 0444)" in caplog.text
+    key.chmod(0o660)
+    with pytest.raises(IdentityError, match="writable by group or others"):
+        load_identity(load_settings(config, environ=environ))
 
 
 def test_status_on_a_never_started_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
