@@ -1,0 +1,12 @@
+"""The market: a consumer's demand matched against this node's and its partners' offers.
+
+Pure core: `demand` (the typed, validated demand) and `matching` (filter with reasons, rank by
+objective, decompose with `split`). Edges: `view` (the offers to match, from the merged offer
+view), `ordering` (orders placed on the best match through the trading buyer), `component`
+(`POST /api/v1/match`, wiring).
+"""
+
+from node.market.demand import Demand, DemandError, parse_demand
+from node.market.matching import Exclusion, Match, MatchResult, Part, match
+
+__all__ = ["Demand", "DemandError", "Exclusion", "Match", "MatchResult", "Part", "match", "parse_demand"]

@@ -1,0 +1,80 @@
+"""A consumer's demand: what it needs, stated once, checked whole before anything is matched.
+
+`parse_demand` takes the JSON object of `POST /api/v1/match` (or the `demand` of an order) and
+returns a frozen `Demand`, or raises `DemandError` naming the first bad field (`units`,
+`regions[1]`, ...). Money is integer minor units; sizes carry their unit in the name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+
+from node.trading.rules import MAX_HOURS, MAX_UNITS
+
+Objective = Literal["cost", "performance", "value"]
+OBJECTIVES: tuple[str, ...] = ("cost", "performance", "value")
+MAX_LIST = 64
+# Offer fields are strings of 1–200 characters (federation.catalog.check_offer).
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+# A source entry: `own`, `partner`, `own:NAME`, `partner:NAME`, or a partner's bare name.
+SourceEntry = Annotated[
+    str, Field(pattern=r"^((own|partner)(:[A-Za-z0-9][A-Za-z0-9._-]{0,79})?|[a-z0-9][a-z0-9-]{0,62})$")
+]
+
+
+class DemandError(ValueError):
+    """A demand that cannot be matched as stated; `field` names where (a 422 at the API)."""
+
+    http_status = 422
+    code = "bad_demand"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.details = {"field": field}
+
+
+class Demand(BaseModel):
+    """What a consumer needs: size, hardware floors, where, at what price, ranked by which objective."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    units: StrictInt = Field(ge=1, le=MAX_UNITS)
+    hours: StrictInt = Field(ge=1, le=MAX_HOURS)
+    chip_vendor: Text | None = None
+    chip_model: Text | None = None
+    min_chips_per_unit: StrictInt | None = Field(default=None, ge=0)
+    min_cpus: StrictInt | None = Field(default=None, ge=0)
+    min_memory_mib: StrictInt | None = Field(default=None, ge=0)
+    min_storage_gib: StrictInt | None = Field(default=None, ge=0)
+    regions: tuple[Text, ...] | None = Field(default=None, min_length=1, max_length=MAX_LIST)
+    tags: tuple[Text, ...] = Field(default=(), max_length=MAX_LIST)
+    max_price_per_unit_hour: StrictInt | None = Field(default=None, ge=1)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    min_metric_score: StrictInt | None = Field(default=None, ge=0)
+    sources: tuple[SourceEntry, ...] | None = Field(default=None, min_length=1, max_length=MAX_LIST)
+    objective: Objective = "cost"
+    split: StrictBool = False
+
+    def allows_source(self, source: str, partner: str | None) -> bool:
+        """Whether an offer from `source` (`own:NAME` / `partner:NAME`) is one the demand accepts."""
+        if self.sources is None:
+            return True
+        kind = source.split(":", 1)[0]
+        return any(
+            entry in (kind, source) or (partner is not None and entry == partner) for entry in self.sources
+        )
+
+
+def parse_demand(data: Any) -> Demand:
+    """A `Demand` from a JSON value; `DemandError` naming the first bad field otherwise."""
+    if not isinstance(data, dict):
+        raise DemandError("demand", "must be a JSON object")
+    try:
+        return Demand.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "demand"
+        raise DemandError(where, str(first["msg"])) from None

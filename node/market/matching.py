@@ -1,0 +1,266 @@
+"""Matching a demand against offers, with no I/O: filter, rank, and (with `split`) decompose.
+
+Rules:
+- Each offer is checked against the demand in the order of `REASONS`; the first broken rule is
+  the reason it is excluded (a machine-readable code and a message).
+- Without `split` an offer needs free units for the whole demand; with it, one free unit makes it
+  a candidate for a part.
+- Ranking is deterministic. `cost`: lowest price. `performance`: highest metric score, then price.
+  `value`: highest metric score per unit of price (compared as exact fractions). Offers without a
+  score rank after those with one. Ties fall to price, then age, then source, then offer id.
+- With `split` the plan is the best match that takes every unit alone, if there is one; otherwise
+  the ranked candidates are taken greedily, each for as many units as it has free, until the units
+  are covered (for `cost` that is the cheapest cover, since every part costs price × units × hours).
+- Money is integer minor units: total = units × hours × price per unit-hour; never a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from ledger.records import MAX_AMOUNT
+from node.market.demand import Demand
+
+# Reason codes in the order they are checked.
+REASONS: tuple[str, ...] = (
+    "bad_offer",
+    "source_excluded",
+    "catalog_expired",
+    "currency",
+    "chip_mismatch",
+    "too_small",
+    "region",
+    "tags",
+    "price_above_max",
+    "no_metric_score",
+    "metric_below_min",
+    "bad_amount",
+    "not_enough_free_units",
+)
+_INT_FIELDS = ("chips_per_unit", "cpus", "memory_mib", "storage_gib", "free_units", "price_per_unit_hour")
+_FLOORS = (
+    ("min_chips_per_unit", "chips_per_unit", "chips per unit"),
+    ("min_cpus", "cpus", "CPUs"),
+    ("min_memory_mib", "memory_mib", "MiB of memory"),
+    ("min_storage_gib", "storage_gib", "GiB of storage"),
+)
+
+
+@dataclass(frozen=True)
+class Match:
+    """An offer that satisfies the demand: where it is, its price and the demand's total there."""
+
+    source: str
+    offer_id: str
+    price_per_unit_hour: int
+    total: int  # units × hours × price, minor units
+    free_units: int
+    metric_score: int | None
+    age_s: int
+    offer: Mapping[str, Any]
+
+    def view(self) -> dict[str, Any]:
+        """The match as the API shows it."""
+        return {
+            "source": self.source,
+            "offer_id": self.offer_id,
+            "partner": self.offer.get("partner"),
+            "pool": self.offer.get("pool"),
+            "region": self.offer.get("region"),
+            "chip_vendor": self.offer.get("chip_vendor"),
+            "chip_model": self.offer.get("chip_model"),
+            "chips_per_unit": self.offer.get("chips_per_unit"),
+            "price_per_unit_hour": self.price_per_unit_hour,
+            "currency": self.offer.get("currency"),
+            "total": self.total,
+            "free_units": self.free_units,
+            "metric_score": self.metric_score,
+            "age_s": self.age_s,
+        }
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An offer left out, and why."""
+
+    source: str
+    offer_id: str
+    reason: str
+    message: str
+
+    def view(self) -> dict[str, str]:
+        """The exclusion as the API shows it."""
+        return {
+            "source": self.source,
+            "offer_id": self.offer_id,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a decomposition: units of one offer."""
+
+    source: str
+    offer_id: str
+    units: int
+    price_per_unit_hour: int
+    total: int
+
+    def view(self) -> dict[str, Any]:
+        """The part as the API shows it."""
+        return {
+            "source": self.source,
+            "offer_id": self.offer_id,
+            "units": self.units,
+            "price_per_unit_hour": self.price_per_unit_hour,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Ranked matches, exclusions, and with `split` the plan (empty when the units cannot be covered)."""
+
+    demand: Demand
+    matches: tuple[Match, ...]
+    excluded: tuple[Exclusion, ...]
+    plan: tuple[Part, ...] | None
+
+    @property
+    def plan_total(self) -> int:
+        """What the plan costs in all (0 without one)."""
+        return sum(part.total for part in self.plan or ())
+
+    def view(self) -> dict[str, Any]:
+        """The result as `POST /api/v1/match` answers it."""
+        body: dict[str, Any] = {
+            "demand": self.demand.model_dump(),
+            "matches": [match.view() for match in self.matches],
+            "excluded": [exclusion.view() for exclusion in self.excluded],
+        }
+        if self.plan is not None:
+            body["plan"] = [part.view() for part in self.plan]
+            body["plan_total"] = self.plan_total
+            body["plan_covers"] = sum(part.units for part in self.plan) == self.demand.units
+        return body
+
+
+def _price_ok(offer: Mapping[str, Any]) -> bool:
+    return all(type(offer.get(name)) is int and offer[name] >= 0 for name in _INT_FIELDS)
+
+
+def _score(offer: Mapping[str, Any]) -> int | None:
+    score = offer.get("metric_score")
+    return score if type(score) is int and score >= 0 else None
+
+
+def exclusion_reason(demand: Demand, offer: Mapping[str, Any], currency: str) -> tuple[str, str] | None:
+    """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
+    if not _price_ok(offer) or not isinstance(offer.get("currency"), str):
+        return "bad_offer", "the offer lacks a well-formed size, price or currency"
+    source = str(offer.get("source", ""))
+    if not demand.allows_source(source, offer.get("partner")):
+        return "source_excluded", f"{source} is not among the demand's sources"
+    if offer.get("catalog_expired"):
+        return "catalog_expired", f"the catalog from {offer.get('partner')} has expired; sync it again"
+    wanted = demand.currency or currency
+    if offer["currency"] != currency or offer["currency"] != wanted:
+        return "currency", f"the offer is in {offer['currency']}; this node trades in {currency}"
+    for field in ("chip_vendor", "chip_model"):
+        asked = getattr(demand, field)
+        if asked is not None and str(offer.get(field, "")).casefold() != asked.casefold():
+            return "chip_mismatch", f"{field} is {offer.get(field)!r}, the demand asks for {asked!r}"
+    for floor, field, what in _FLOORS:
+        least = getattr(demand, floor)
+        if least is not None and offer[field] < least:
+            return "too_small", f"{offer[field]} {what}, fewer than {least}"
+    if demand.regions is not None and offer.get("region") not in demand.regions:
+        return "region", f"region {offer.get('region')!r} is not among {', '.join(demand.regions)}"
+    missing = [tag for tag in demand.tags if tag not in (offer.get("tags") or ())]
+    if missing:
+        return "tags", f"lacks tag(s) {', '.join(missing)}"
+    price = offer["price_per_unit_hour"]
+    if demand.max_price_per_unit_hour is not None and price > demand.max_price_per_unit_hour:
+        return "price_above_max", f"{price} per unit-hour is above {demand.max_price_per_unit_hour}"
+    score = _score(offer)
+    if demand.min_metric_score is not None:
+        if score is None:
+            return "no_metric_score", "the offer has no metric score"
+        if score < demand.min_metric_score:
+            return "metric_below_min", f"metric score {score} is below {demand.min_metric_score}"
+    total = demand.units * demand.hours * price
+    if not 1 <= total <= MAX_AMOUNT:
+        return "bad_amount", f"the total {total} is outside 1..{MAX_AMOUNT} minor units"
+    needed = 1 if demand.split else demand.units
+    if offer["free_units"] < needed:
+        return "not_enough_free_units", f"{offer['free_units']} free units, the demand needs {needed}"
+    return None
+
+
+def rank_key(demand: Demand, match: Match) -> tuple[Any, ...]:
+    """The sort key of a match under the demand's objective (smaller ranks first)."""
+    tail = (match.price_per_unit_hour, match.age_s, match.source, match.offer_id)
+    score = match.metric_score
+    if demand.objective == "performance":
+        return (score is None, -(score or 0), *tail)
+    if demand.objective == "value":
+        return (score is None, -Fraction(score or 0, match.price_per_unit_hour), *tail)
+    return tail
+
+
+def _plan(demand: Demand, ranked: list[Match]) -> tuple[Part, ...]:
+    whole = next((m for m in ranked if m.free_units >= demand.units), None)
+    if whole is not None:
+        takes = [(whole, demand.units)]
+    else:
+        takes, left = [], demand.units
+        for candidate in ranked:
+            if left == 0:
+                break
+            units = min(left, candidate.free_units)
+            takes.append((candidate, units))
+            left -= units
+        if left:
+            return ()
+    return tuple(
+        Part(m.source, m.offer_id, units, m.price_per_unit_hour, units * demand.hours * m.price_per_unit_hour)
+        for m, units in takes
+    )
+
+
+def match(demand: Demand, offers: Iterable[Mapping[str, Any]], currency: str) -> MatchResult:
+    """Rank the offers that satisfy `demand`, say why each other one does not, and plan a split.
+
+    `offers` are rows of the merged offer view (`source`, `partner`, `age_s` and the catalog offer
+    fields; `catalog_expired` set on offers of an expired catalog); `currency` is the node's
+    trading currency."""
+    found: list[Match] = []
+    excluded: list[Exclusion] = []
+    for offer in offers:
+        source, offer_id = str(offer.get("source", "")), str(offer.get("id", ""))
+        reason = exclusion_reason(demand, offer, currency)
+        if reason is not None:
+            excluded.append(Exclusion(source, offer_id, *reason))
+            continue
+        price = offer["price_per_unit_hour"]
+        found.append(
+            Match(
+                source,
+                offer_id,
+                price,
+                demand.units * demand.hours * price,
+                offer["free_units"],
+                _score(offer),
+                int(offer.get("age_s") or 0),
+                offer,
+            )
+        )
+    found.sort(key=lambda m: rank_key(demand, m))
+    excluded.sort(key=lambda e: (REASONS.index(e.reason), e.source, e.offer_id))
+    plan = _plan(demand, found) if demand.split else None
+    return MatchResult(demand, tuple(found), tuple(excluded), plan)
