@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from node.config import Settings
 from node.context import NodeContext
 from node.http import core_routes
+from node.market import component as market
 from node.peering import component as peering
 from node.pools import component as pools
 from node.roles import ALL_ROLES
@@ -70,6 +71,8 @@ COMPONENTS: tuple[Component, ...] = (
         install=trading.install,
         status=trading.status_lines,
     ),
+    # After trading: matching a demand places its orders through trading's buyer.
+    Component("market", frozenset({"api"}), install=market.install),
 )
 
 

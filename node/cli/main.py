@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "ledger": "node.cli.ledger_cmd",
     "consumers": "node.cli.consumers_cmd",
     "orders": "node.cli.orders_cmd",
+    "market": "node.cli.market_cmd",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -1,5 +1,8 @@
 """`cpnode orders place|list|show|settle|cancel|sales`: consumers' orders through the running node.
 
+`place` names an offer (`--offer`), or with `--match` states a demand (the flags of
+`cpnode market match`) and lets the node order its best match.
+
 Orders are driven by the node (it holds the federation sessions and talks to the seller), so these
 commands call its API, with the admin token by default. With `--token-file PATH` (or
 $CPNODE_CONSUMER_TOKEN) `place`, `list`, `show`, `settle` and `cancel` act as the consumer whose token
@@ -17,11 +20,13 @@ from node.cli.common import (
     CliError,
     add_config_argument,
     add_json_argument,
+    console,
     print_fields,
     print_json,
     print_table,
     settings_from_args,
 )
+from node.cli.market_cmd import SOURCE_HELP, add_demand_arguments, demand_from_args
 from node.cli.node_api import CONSUMER_TOKEN_ENV, add_token_argument, call, consumer_token
 
 COLUMNS = ["order", "consumer", "offer", "source", "units", "hours", "amount", "state", "settled"]
@@ -37,16 +42,31 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "token's consumer on its own orders.",
     )
     sub = parser.add_subparsers(title="orders commands", metavar="ACTION", required=True)
-    place = sub.add_parser("place", help="buy an offer of the merged offer view for a consumer")
+    place = sub.add_parser(
+        "place", help="buy an offer of the merged offer view for a consumer, or the best match of a demand"
+    )
     place.add_argument(
         "--consumer",
         help="the consumer to order for (needed with the admin token; a consumer token's own by default)",
     )
-    place.add_argument("--offer", required=True, help="offer id as `cpnode catalog show` lists it")
-    place.add_argument("--source", help="offer source (own:NAME or partner:NAME); needed if ambiguous")
+    form = place.add_mutually_exclusive_group(required=True)
+    form.add_argument("--offer", help="offer id as `cpnode catalog show` lists it")
+    form.add_argument(
+        "--match", action="store_true", help="order the best match of the demand the flags below state"
+    )
     place.add_argument("--units", type=int, required=True)
     place.add_argument("--hours", type=int, required=True)
-    place.add_argument("--id", help="order id NODE.RANDOM; repeating a place with the same id is safe")
+    place.add_argument(
+        "--id",
+        help="order id NODE.RANDOM (with --match: a request id); repeating a place with the same id is safe",
+    )
+    demand = place.add_argument_group("demand (with --match; see `cpnode market match`)")
+    add_demand_arguments(
+        demand,
+        size=False,
+        source_help="with --offer: the offer's source (own:NAME or partner:NAME), needed if ambiguous; "
+        f"with --match: {SOURCE_HELP}",
+    )
     listing = sub.add_parser("list", help="orders, newest first")
     listing.add_argument("--consumer")
     show = sub.add_parser("show", help="one order with its receipt and settlement documents")
@@ -112,9 +132,13 @@ def run_place(args: argparse.Namespace) -> int:
     token = consumer_token(args)
     if token is None and not args.consumer:
         raise CliError("--consumer is needed with the admin token", 2)
+    if args.match:
+        return _place_match(settings, args, token)
+    if args.source and len(args.source) > 1:
+        raise CliError("an offer has one --source", 2)
     body: dict[str, Any] = {
         "offer_id": args.offer,
-        "source": args.source or _source(settings, args.offer, token),
+        "source": args.source[0] if args.source else _source(settings, args.offer, token),
         "units": args.units,
         "hours": args.hours,
     }
@@ -123,6 +147,28 @@ def run_place(args: argparse.Namespace) -> int:
     if args.id:
         body["id"] = args.id
     _print_order(call(settings, "POST", "/api/v1/orders", body, token=token), args.json)
+    return 0
+
+
+def _place_match(settings: Any, args: argparse.Namespace, token: str | None) -> int:
+    body: dict[str, Any] = {"demand": demand_from_args(args)}
+    if args.consumer:
+        body["consumer"] = args.consumer
+    if args.id:
+        body["id"] = args.id
+    answer = call(settings, "POST", "/api/v1/orders", body, token=token)
+    if args.json:
+        print_json(answer)
+        return 0
+    for tried in answer["tried"]:
+        if tried["outcome"] != "accepted":
+            console().print(
+                f"tried {tried['offer_id']} ({tried['source']}): {tried['outcome']}", markup=False
+            )
+    if answer.get("replayed"):
+        console().print("this request was placed before; its orders as they are now:", markup=False)
+    for order in answer["orders"]:
+        _print_order(order, False)
     return 0
 
 

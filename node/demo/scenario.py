@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import connectors, federation, foundation, trading
+from node.demo import connectors, federation, foundation, market, trading
 from node.demo import ledger as settlement
 from node.demo.stage import DemoError, Stage
 
@@ -37,6 +37,7 @@ RUN_STEPS: tuple[Step, ...] = (
     trading.settle,
     trading.reconcile,
     trading.audit,
+    market.match_and_buy,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 

@@ -6,7 +6,20 @@ view), `ordering` (orders placed on the best match through the trading buyer), `
 (`POST /api/v1/match`, wiring).
 """
 
-from node.market.demand import Demand, DemandError, parse_demand
+from node.market.demand import Demand, parse_demand
+from node.market.errors import DemandError, MarketError, NoMatchError, PlanFailedError
 from node.market.matching import Exclusion, Match, MatchResult, Part, match
 
-__all__ = ["Demand", "DemandError", "Exclusion", "Match", "MatchResult", "Part", "match", "parse_demand"]
+__all__ = [
+    "Demand",
+    "DemandError",
+    "Exclusion",
+    "MarketError",
+    "Match",
+    "MatchResult",
+    "NoMatchError",
+    "Part",
+    "PlanFailedError",
+    "match",
+    "parse_demand",
+]

@@ -2,7 +2,7 @@
 
 `parse_demand` takes the JSON object of `POST /api/v1/match` (or the `demand` of an order) and
 returns a frozen `Demand`, or raises `DemandError` naming the first bad field (`units`,
-`regions[1]`, ...). Money is integer minor units; sizes carry their unit in the name.
+`regions.1`, ...). Money is integer minor units; sizes carry their unit in the name.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from node.market.errors import DemandError
 from node.trading.rules import MAX_HOURS, MAX_UNITS
 
 Objective = Literal["cost", "performance", "value"]
-OBJECTIVES: tuple[str, ...] = ("cost", "performance", "value")
 MAX_LIST = 64
 # Offer fields are strings of 1–200 characters (federation.catalog.check_offer).
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -22,18 +22,6 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 SourceEntry = Annotated[
     str, Field(pattern=r"^((own|partner)(:[A-Za-z0-9][A-Za-z0-9._-]{0,79})?|[a-z0-9][a-z0-9-]{0,62})$")
 ]
-
-
-class DemandError(ValueError):
-    """A demand that cannot be matched as stated; `field` names where (a 422 at the API)."""
-
-    http_status = 422
-    code = "bad_demand"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.details = {"field": field}
 
 
 class Demand(BaseModel):

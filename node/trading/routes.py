@@ -8,6 +8,7 @@
     GET  /api/v1/consumers/{id}/tokens        its tokens (ids and times, never a secret)
     POST /api/v1/consumers/{id}/tokens/{token_id}/revoke
     POST /api/v1/orders                       {"consumer"?, "offer_id", "source", "units", "hours", "id"?}
+                                              or {"consumer"?, "demand", "id"?}: the best match (node.market)
                                                                                            (consumer: own)
     GET  /api/v1/orders[?consumer=C]          newest first                                 (consumer: own)
     GET  /api/v1/orders/{id}                  one order with its receipt and settlement documents
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -77,19 +78,47 @@ class NewOrder(_Body):
     id: str | None = Field(default=None, max_length=100)
 
 
+class DemandOrder(_Body):
+    """An order for the best match of a demand (node.market checks the demand itself)."""
+
+    consumer: str | None = Field(default=None, min_length=1, max_length=63)
+    demand: Any
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,99}$")
+
+
+class DemandOrders(Protocol):
+    """Places orders for a demand's best match (set by node.market); the answer's status and body."""
+
+    async def __call__(
+        self, consumer: str, demand: Any, request_id: str | None
+    ) -> tuple[int, dict[str, Any]]: ...
+
+
+DEMAND_ORDERS: web.AppKey[DemandOrders] = web.AppKey("trading_demand_orders")
+
+
 class Settlement(_Body):
     """How many of the ordered hours were used."""
 
     used_hours: StrictInt = Field(ge=0, le=rules.MAX_HOURS)
 
 
-async def _parse(request: web.Request, model: type[Any]) -> Any:
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (an empty body is `{}`); 400 otherwise."""
     try:
         data = await request.json() if request.can_read_body else {}
     except ValueError:
         raise bad_request("body is not JSON", code="bad_json") from None
     if not isinstance(data, dict):
         raise bad_request("body must be a JSON object")
+    return data
+
+
+async def _parse(request: web.Request, model: type[Any]) -> Any:
+    return _validate(model, await json_object(request))
+
+
+def _validate(model: type[Any], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -230,12 +259,29 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
 
     async def place(request: web.Request) -> web.Response:
         caller = await request.app[CTX].authenticate(request)
-        body = await _parse(request, NewOrder)
+        data = await json_object(request)
+        by_demand = "demand" in data
+        if by_demand == ("offer_id" in data or "source" in data):
+            # Neither form stays the 400 a missing field always was; both is the demand form's 422.
+            raise ApiError(
+                422 if by_demand else 400,
+                "bad_request",
+                "offer_id, source, demand: give either offer_id and source, or a demand, "
+                + ("not both" if by_demand else "one of them"),
+                field="offer_id, source, demand",
+            )
+        body = _validate(DemandOrder if by_demand else NewOrder, data)
         consumer_id = body.consumer if body.consumer is not None else caller.consumer
         if consumer_id is None:
             raise bad_request("consumer: Field required", field="consumer")
         if not caller.is_admin and consumer_id != caller.consumer:
             raise _forbidden("place orders")
+        if by_demand:
+            place_by_demand = request.app.get(DEMAND_ORDERS)
+            if place_by_demand is None:
+                raise ApiError(503, "market_unavailable", "this process does not match demands")
+            status, answer = await place_by_demand(consumer_id, body.demand, body.id)
+            return web.json_response(answer, status=status)
         order = await buyer.place(consumer_id, body.offer_id, body.source, body.units, body.hours, body.id)
         return web.json_response(order_view(order), status=201)
 

@@ -1,0 +1,162 @@
+"""`cpnode market match`: state a demand and see the offers of this node and its partners that
+satisfy it, ranked, with the others excluded by reason (the running node's `POST /api/v1/match`).
+The same demand flags order the best match: `cpnode orders place --match ...`."""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from typing import Any
+
+from node.cli.common import (
+    add_config_argument,
+    add_json_argument,
+    console,
+    print_json,
+    settings_from_args,
+)
+from node.cli.node_api import add_token_argument, call, consumer_token
+
+# Flag → demand field, for the optional constraints (None: not stated).
+_INT_FLAGS = ("min_chips_per_unit", "min_cpus", "min_memory_mib", "min_storage_gib", "min_metric_score")
+_LIST_FLAGS = (("region", "regions"), ("tag", "tags"), ("source", "sources"))
+_SHOWN_EXCLUDED = 3
+
+
+SOURCE_HELP = "allowed sources: own, partner, own:NAME, partner:NAME or a partner's name (repeat for several)"
+
+
+def add_demand_arguments(
+    parser: argparse._ActionsContainer, size: bool = True, source_help: str = SOURCE_HELP
+) -> None:
+    """Add the demand's flags (`--units` and `--hours` too unless the command has them already)."""
+    if size:
+        parser.add_argument("--units", type=int, required=True, help="units needed (at least 1)")
+        parser.add_argument("--hours", type=int, required=True, help="hours needed (at least 1)")
+    parser.add_argument("--chip-vendor", help="e.g. nvidia, huawei (case does not matter)")
+    parser.add_argument("--chip-model", help="e.g. A100, Ascend-910B (case does not matter)")
+    for name in _INT_FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N")
+    parser.add_argument("--region", action="append", help="an allowed region (repeat for several)")
+    parser.add_argument("--tag", action="append", help="a required tag (repeat for several)")
+    parser.add_argument("--source", action="append", help=source_help)
+    parser.add_argument(
+        "--max-price", type=int, metavar="MINOR", help="highest price per unit-hour, minor units"
+    )
+    parser.add_argument("--currency", help="the demand's currency (the node's trading currency by default)")
+    parser.add_argument(
+        "--objective",
+        choices=["cost", "performance", "value"],
+        default="cost",
+        help="cost: lowest price; performance: highest metric score; value: score per price",
+    )
+    parser.add_argument(
+        "--split", action="store_true", help="allow several offers to share the units when none has them all"
+    )
+
+
+def demand_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The demand's JSON object from the flags (only what was stated, plus objective and split)."""
+    demand: dict[str, Any] = {"units": args.units, "hours": args.hours, "objective": args.objective}
+    for name in ("chip_vendor", "chip_model", "currency", *_INT_FLAGS):
+        if getattr(args, name) is not None:
+            demand[name] = getattr(args, name)
+    for flag, field in _LIST_FLAGS:
+        if getattr(args, flag):
+            demand[field] = list(getattr(args, flag))
+    if args.max_price is not None:
+        demand["max_price_per_unit_hour"] = args.max_price
+    if args.split:
+        demand["split"] = True
+    return demand
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `cpnode market`."""
+    parser = commands.add_parser(
+        "market",
+        help="match a demand against this node's and its partners' offers",
+        description="Match a demand against the running node's merged offer view.",
+    )
+    sub = parser.add_subparsers(title="market commands", metavar="ACTION", required=True)
+    matching = sub.add_parser("match", help="rank the offers that satisfy a demand; say why others do not")
+    add_demand_arguments(matching)
+    add_config_argument(matching)
+    add_json_argument(matching)
+    add_token_argument(matching)
+    matching.set_defaults(handler=run_match)
+
+
+def _aligned(columns: list[str], rows: list[list[str]]) -> list[str]:
+    """Rows as text columns, never cut (offer ids and sources must stay whole to be copied)."""
+    widths = [max(len(str(row[i])) for row in [columns, *rows]) for i in range(len(columns))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [columns, *rows]
+    ]
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Print a match answer: the ranked matches, the plan (with split), the exclusions by reason."""
+    currency = result.get("currency", "")
+    rows = [
+        [
+            str(rank),
+            m["source"],
+            m["offer_id"],
+            f"{m['chip_vendor']} {m['chip_model']} ×{m['chips_per_unit']}",
+            m["region"],
+            str(m["free_units"]),
+            "-" if m["metric_score"] is None else str(m["metric_score"]),
+            f"{m['price_per_unit_hour']:,}",
+            f"{m['total']:,}",
+        ]
+        for rank, m in enumerate(result["matches"], 1)
+    ]
+    columns = [
+        "#",
+        "source",
+        "offer",
+        "chips",
+        "region",
+        "free",
+        "score",
+        "price/unit-h",
+        f"total {currency}",
+    ]
+    demand = result["demand"]
+    out = console()
+    out.print(
+        f"{len(rows)} matches for {demand['units']} units × {demand['hours']} h, by {demand['objective']}",
+        markup=False,
+    )
+    for line in _aligned(columns, rows) if rows else []:
+        out.print(line, markup=False)
+    out = console()
+    if "plan" in result:
+        if result["plan_covers"]:
+            parts = ", ".join(f"{p['units']} × {p['offer_id']} ({p['source']})" for p in result["plan"])
+            out.print(f"plan: {parts}; total {result['plan_total']:,} {currency}", markup=False)
+        else:
+            out.print("plan: the matching offers' free units cannot cover the demand", markup=False)
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for excluded in result["excluded"]:
+        by_reason[excluded["reason"]].append(f"{excluded['offer_id']} ({excluded['source']})")
+    if by_reason:
+        out.print(f"excluded: {len(result['excluded'])}", markup=False)
+    for reason, offers in by_reason.items():
+        more = f", and {len(offers) - _SHOWN_EXCLUDED} more" if len(offers) > _SHOWN_EXCLUDED else ""
+        out.print(
+            f"  {reason:<22} {len(offers):>4}: {', '.join(offers[:_SHOWN_EXCLUDED])}{more}", markup=False
+        )
+
+
+def run_match(args: argparse.Namespace) -> int:
+    """Handler of `cpnode market match`."""
+    settings = settings_from_args(args)
+    result = call(settings, "POST", "/api/v1/match", demand_from_args(args), token=consumer_token(args))
+    if args.json:
+        print_json(result)
+    else:
+        print_result(result)
+    return 0
