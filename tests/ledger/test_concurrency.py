@@ -10,9 +10,21 @@ from functools import partial
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
-from ledger import Status, TransferResult, expire_due, get_account, submit
+from ledger import (
+    Status,
+    TransferResult,
+    audit_log,
+    expire_due,
+    get_account,
+    make_checkpoint,
+    prove_inclusion,
+    submit,
+)
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.store.log import StoredCheckpoint, list_checkpoints
 from node.db import make_engine
 from tests.ledger.processes import finish, start
 from tests.ledger.support import all_transfers, balances, open_accounts, pending, post, replayed, single, void
@@ -128,3 +140,24 @@ def test_several_processes_share_one_database(engine: Engine, db_url: str) -> No
     assert [t.seq for t in stored] == list(range(600))
     assert get_account(engine, "a").balance.debits_posted == 600
     assert balances(engine) == replayed(engine)
+
+
+def test_replicas_racing_to_checkpoint(engine: Engine, wide_engine: Engine) -> None:
+    """Eight replicas sign a checkpoint at the same moment: one checkpoint row at the log's size, every
+    replica gets it, the subtree hashes are stored once and right, and proofs from them verify."""
+    key = SigningKey.generate()
+    open_accounts(engine, "a", "b")
+    for low in range(0, 1100, 550):
+        submit(engine, [single(f"t{i}", "b", "a", 1) for i in range(low, low + 550)])
+    results = together([partial(make_checkpoint, wide_engine, key, "n.cpnode/ledger", force=True)] * 8)
+    assert {(r.size, r.checkpoint.root) for r in results} == {(1100, results[0].checkpoint.root)}
+    assert [c.size for c in list_checkpoints_of(engine)] == [1100]
+    assert audit_log(engine) == []
+    leaf = leaf_hash(all_transfers(engine)[700].leaf_data())
+    verify_inclusion(700, 1100, leaf, prove_inclusion(engine, 700, 1100), results[0].checkpoint.root)
+
+
+def list_checkpoints_of(engine: Engine) -> list[StoredCheckpoint]:
+    """Every stored checkpoint, smallest first."""
+    with engine.connect() as conn:
+        return list_checkpoints(conn)
