@@ -6,7 +6,7 @@ Rules:
 - Without `split` an offer needs free units for the whole demand; with it, one free unit makes it
   a candidate for a part.
 - Ranking is deterministic. `cost`: lowest price. `performance`: highest metric score, then price.
-  `value`: highest metric score per unit of price (compared as exact fractions). Offers without a
+  `value`: highest metric score per unit of price (compared exactly, in integers). Offers without a
   score rank after those with one. Ties fall to price, then age, then source, then offer id.
 - With `split` the plan is the best match that takes every unit alone, if there is one; otherwise
   the ranked candidates are taken greedily, each for as many units as it has free, until the units
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from ledger.records import MAX_AMOUNT
@@ -40,6 +39,9 @@ REASONS: tuple[str, ...] = (
     "bad_amount",
     "not_enough_free_units",
 )
+# score·_SCALE // price orders score-per-price ratios exactly: a match's price is at most MAX_AMOUNT
+# (its total is), so two different ratios differ by at least 1/MAX_AMOUNT², i.e. by 2 once scaled.
+_SCALE = 2 * MAX_AMOUNT**2
 _INT_FIELDS = ("chips_per_unit", "cpus", "memory_mib", "storage_gib", "free_units", "price_per_unit_hour")
 _FLOORS = (
     ("min_chips_per_unit", "chips_per_unit", "chips per unit"),
@@ -150,56 +152,83 @@ class MatchResult:
         return body
 
 
-def _price_ok(offer: Mapping[str, Any]) -> bool:
-    return all(type(offer.get(name)) is int and offer[name] >= 0 for name in _INT_FIELDS)
-
-
 def _score(offer: Mapping[str, Any]) -> int | None:
     score = offer.get("metric_score")
     return score if type(score) is int and score >= 0 else None
 
 
+class _Rules:
+    """The demand's rules prepared once for checking many offers (only the constraints it states)."""
+
+    def __init__(self, demand: Demand, currency: str) -> None:
+        self.demand = demand
+        self.currency = currency
+        self.currency_ok = demand.currency in (None, currency)
+        self.chips = [
+            (field, asked, asked.casefold())
+            for field, asked in (("chip_vendor", demand.chip_vendor), ("chip_model", demand.chip_model))
+            if asked is not None
+        ]
+        self.floors = [
+            (field, least, what)
+            for floor, field, what in _FLOORS
+            if (least := getattr(demand, floor)) is not None
+        ]
+        self.regions = None if demand.regions is None else frozenset(demand.regions)
+        self.needed = 1 if demand.split else demand.units
+        self.size = demand.units * demand.hours
+
+    def reason(self, offer: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
+        d = self.demand
+        for name in _INT_FIELDS:
+            value = offer.get(name)
+            if type(value) is not int or value < 0:
+                return "bad_offer", f"the offer's {name} is not a non-negative integer"
+        if type(offer.get("currency")) is not str:
+            return "bad_offer", "the offer has no currency"
+        source = str(offer.get("source", ""))
+        if d.sources is not None and not d.allows_source(source, offer.get("partner")):
+            return "source_excluded", f"{source} is not among the demand's sources"
+        if offer.get("catalog_expired"):
+            return "catalog_expired", f"the catalog from {offer.get('partner')} has expired; sync it again"
+        if offer["currency"] != self.currency or not self.currency_ok:
+            return "currency", f"the offer is in {offer['currency']}; this node trades in {self.currency}"
+        for field, asked, folded in self.chips:
+            if str(offer.get(field, "")).casefold() != folded:
+                return "chip_mismatch", f"{field} is {offer.get(field)!r}, the demand asks for {asked!r}"
+        for field, least, what in self.floors:
+            if offer[field] < least:
+                return "too_small", f"{offer[field]} {what}, fewer than {least}"
+        if self.regions is not None and offer.get("region") not in self.regions:
+            return "region", f"region {offer.get('region')!r} is not among {', '.join(d.regions or ())}"
+        if d.tags:
+            missing = [tag for tag in d.tags if tag not in (offer.get("tags") or ())]
+            if missing:
+                return "tags", f"lacks tag(s) {', '.join(missing)}"
+        price = offer["price_per_unit_hour"]
+        if d.max_price_per_unit_hour is not None and price > d.max_price_per_unit_hour:
+            return "price_above_max", f"{price} per unit-hour is above {d.max_price_per_unit_hour}"
+        if d.min_metric_score is not None:
+            score = _score(offer)
+            if score is None:
+                return "no_metric_score", "the offer has no metric score"
+            if score < d.min_metric_score:
+                return "metric_below_min", f"metric score {score} is below {d.min_metric_score}"
+        total = self.size * price
+        if not 1 <= total <= MAX_AMOUNT:
+            return "bad_amount", f"the total {total} is outside 1..{MAX_AMOUNT} minor units"
+        if offer["free_units"] < self.needed:
+            return (
+                "not_enough_free_units",
+                f"{offer['free_units']} free units, the demand needs {self.needed}",
+            )
+        return None
+
+
 def exclusion_reason(demand: Demand, offer: Mapping[str, Any], currency: str) -> tuple[str, str] | None:
     """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
-    if not _price_ok(offer) or not isinstance(offer.get("currency"), str):
-        return "bad_offer", "the offer lacks a well-formed size, price or currency"
-    source = str(offer.get("source", ""))
-    if not demand.allows_source(source, offer.get("partner")):
-        return "source_excluded", f"{source} is not among the demand's sources"
-    if offer.get("catalog_expired"):
-        return "catalog_expired", f"the catalog from {offer.get('partner')} has expired; sync it again"
-    wanted = demand.currency or currency
-    if offer["currency"] != currency or offer["currency"] != wanted:
-        return "currency", f"the offer is in {offer['currency']}; this node trades in {currency}"
-    for field in ("chip_vendor", "chip_model"):
-        asked = getattr(demand, field)
-        if asked is not None and str(offer.get(field, "")).casefold() != asked.casefold():
-            return "chip_mismatch", f"{field} is {offer.get(field)!r}, the demand asks for {asked!r}"
-    for floor, field, what in _FLOORS:
-        least = getattr(demand, floor)
-        if least is not None and offer[field] < least:
-            return "too_small", f"{offer[field]} {what}, fewer than {least}"
-    if demand.regions is not None and offer.get("region") not in demand.regions:
-        return "region", f"region {offer.get('region')!r} is not among {', '.join(demand.regions)}"
-    missing = [tag for tag in demand.tags if tag not in (offer.get("tags") or ())]
-    if missing:
-        return "tags", f"lacks tag(s) {', '.join(missing)}"
-    price = offer["price_per_unit_hour"]
-    if demand.max_price_per_unit_hour is not None and price > demand.max_price_per_unit_hour:
-        return "price_above_max", f"{price} per unit-hour is above {demand.max_price_per_unit_hour}"
-    score = _score(offer)
-    if demand.min_metric_score is not None:
-        if score is None:
-            return "no_metric_score", "the offer has no metric score"
-        if score < demand.min_metric_score:
-            return "metric_below_min", f"metric score {score} is below {demand.min_metric_score}"
-    total = demand.units * demand.hours * price
-    if not 1 <= total <= MAX_AMOUNT:
-        return "bad_amount", f"the total {total} is outside 1..{MAX_AMOUNT} minor units"
-    needed = 1 if demand.split else demand.units
-    if offer["free_units"] < needed:
-        return "not_enough_free_units", f"{offer['free_units']} free units, the demand needs {needed}"
-    return None
+    return _Rules(demand, currency).reason(offer)
 
 
 def rank_key(demand: Demand, match: Match) -> tuple[Any, ...]:
@@ -209,7 +238,7 @@ def rank_key(demand: Demand, match: Match) -> tuple[Any, ...]:
     if demand.objective == "performance":
         return (score is None, -(score or 0), *tail)
     if demand.objective == "value":
-        return (score is None, -Fraction(score or 0, match.price_per_unit_hour), *tail)
+        return (score is None, -((score or 0) * _SCALE // match.price_per_unit_hour), *tail)
     return tail
 
 
@@ -239,11 +268,12 @@ def match(demand: Demand, offers: Iterable[Mapping[str, Any]], currency: str) ->
     `offers` are rows of the merged offer view (`source`, `partner`, `age_s` and the catalog offer
     fields; `catalog_expired` set on offers of an expired catalog); `currency` is the node's
     trading currency."""
+    rules = _Rules(demand, currency)
     found: list[Match] = []
     excluded: list[Exclusion] = []
     for offer in offers:
         source, offer_id = str(offer.get("source", "")), str(offer.get("id", ""))
-        reason = exclusion_reason(demand, offer, currency)
+        reason = rules.reason(offer)
         if reason is not None:
             excluded.append(Exclusion(source, offer_id, *reason))
             continue

@@ -3,13 +3,16 @@ buyer: one own offer) and shanghai (its partner: two offers), on SQLite and Post
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 
 from federation.partners import Agreement
-from tests.trading.conftest import Market, fixture_db_urls, market, pin  # noqa: F401 - a fixture
+from federation.tables import received_t
+from tests.trading.conftest import Market, engine_of, fixture_db_urls, market, pin  # noqa: F401 - a fixture
 
 # beijing-local: 3 free at 2,000; shanghai-cpu: 10 free at 500; shanghai-gpu: 4 free at 10,000.
 CHEAPEST = ["partner:shanghai/shanghai-cpu", "own:config/beijing-local", "partner:shanghai/shanghai-gpu"]
@@ -173,3 +176,18 @@ async def test_split_orders_each_part_and_cancels_placed_parts_when_one_fails(tm
         )
         assert (status, again["replayed"]) == (200, True)
         assert [o["id"] for o in again["orders"]] == [o["id"] for o in body["orders"]]
+
+
+async def test_offers_of_an_expired_catalog_are_excluded_with_a_reason(tmp_path: Path) -> None:
+    """Once the partner's catalog has expired its offers are excluded as `catalog_expired` (and
+    cannot be ordered), while own offers still match."""
+    async with market(tmp_path) as m:
+        with engine_of(m.buyer).begin() as conn:
+            conn.execute(sa.update(received_t).values(expires_ts=int(time.time()) - 1))
+        status, body = await m.post("/api/v1/match", {"units": 1, "hours": 1})
+        assert status == 200, body
+        assert ranked(body) == ["own:config/beijing-local"]
+        assert {(x["offer_id"], x["reason"]) for x in body["excluded"]} == {
+            ("shanghai-cpu", "catalog_expired"),
+            ("shanghai-gpu", "catalog_expired"),
+        }

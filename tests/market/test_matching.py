@@ -317,3 +317,13 @@ def test_matches_satisfy_every_constraint_and_exclusions_none(d: Demand, rows: l
             assert all(0 < p.units <= by_key[(p.source, p.offer_id)]["free_units"] for p in result.plan)
         else:
             assert result.plan == ()
+
+
+def test_value_tells_apart_ratios_that_differ_in_the_last_unit() -> None:
+    """`value` compares score per price exactly, even at prices near the ledger's largest amount."""
+    top = MAX_AMOUNT
+    rows = [
+        offer("a", metric_score=1, price_per_unit_hour=top),
+        offer("b", metric_score=1, price_per_unit_hour=top - 1),
+    ]
+    assert ids(match(parse_demand({"units": 1, "hours": 1, "objective": "value"}), rows, CNY)) == ["b", "a"]
