@@ -4,29 +4,13 @@ consumer's token file."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
 
 import pytest
 
-from node.cli.main import main as cpnode
-from tests.trading.conftest import Market, market
-
-
-async def run(m: Market, *args: str) -> tuple[int, str, str]:
-    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop); (code, out, err)."""
-    config = m.buyer.settings.base_dir / "node.toml"
-    out, err = StringIO(), StringIO()
-
-    def command() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return cpnode([*args, "--config", str(config)])
-
-    code = await asyncio.to_thread(command)
-    return code, out.getvalue(), err.getvalue()
+from tests.trading.conftest import market
+from tests.trading.conftest import run_cli as run
 
 
 async def test_match_prints_ranked_offers_and_exclusions_then_orders_the_best(

@@ -8,8 +8,9 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from federation.partners import Agreement, Partner
 from federation.server import SERVICE
 from federation.service import FederationService
 from federation.sync import ensure_session, run_round
+from node.cli.main import main as cpnode
 from node.service import NodeServer
 from node.trading.buyer import Buyer
 from node.trading.component import BUYER, SELLER
@@ -273,3 +275,16 @@ async def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any
     """POST exactly these bytes and headers; (status, parsed canonical JSON)."""
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
         return response.status, canonical.decode(await response.read())
+
+
+async def run_cli(m: Market, *args: str) -> tuple[int, str, str]:
+    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop); (code, out, err)."""
+    config = m.buyer.settings.base_dir / "node.toml"
+    out, err = StringIO(), StringIO()
+
+    def command() -> int:
+        with redirect_stdout(out), redirect_stderr(err):
+            return cpnode([*args, "--config", str(config)])
+
+    code = await asyncio.to_thread(command)
+    return code, out.getvalue(), err.getvalue()
