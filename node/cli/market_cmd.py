@@ -18,7 +18,14 @@ from node.cli.common import (
 from node.cli.node_api import add_token_argument, call, consumer_token
 
 # Flag → demand field, for the optional constraints (None: not stated).
-_INT_FLAGS = ("min_chips_per_unit", "min_cpus", "min_memory_mib", "min_storage_gib", "min_metric_score")
+_INT_FLAGS = (
+    "min_chips_per_unit",
+    "min_cpus",
+    "min_memory_mib",
+    "min_storage_gib",
+    "min_metric_score",
+    "max_age_s",
+)
 _LIST_FLAGS = (("region", "regions"), ("tag", "tags"), ("source", "sources"))
 _SHOWN_EXCLUDED = 3
 
@@ -36,7 +43,14 @@ def add_demand_arguments(
     parser.add_argument("--chip-vendor", help="e.g. nvidia, huawei (case does not matter)")
     parser.add_argument("--chip-model", help="e.g. A100, Ascend-910B (case does not matter)")
     for name in _INT_FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            metavar="N",
+            help="only partner offers whose catalog a sync round confirmed at most N seconds ago"
+            if name == "max_age_s"
+            else None,
+        )
     parser.add_argument("--region", action="append", help="an allowed region (repeat for several)")
     parser.add_argument("--tag", action="append", help="a required tag (repeat for several)")
     parser.add_argument("--source", action="append", help=source_help)

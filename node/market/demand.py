@@ -42,6 +42,8 @@ class Demand(BaseModel):
     max_price_per_unit_hour: StrictInt | None = Field(default=None, ge=1)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     min_metric_score: StrictInt | None = Field(default=None, ge=0)
+    # A partner's offer counts only if a sync round found its catalog current at most this long ago.
+    max_age_s: StrictInt | None = Field(default=None, ge=0, le=366 * 24 * 3600)
     sources: tuple[SourceEntry, ...] | None = Field(default=None, min_length=1, max_length=MAX_LIST)
     objective: Objective = "cost"
     split: StrictBool = False

@@ -28,6 +28,7 @@ REASONS: tuple[str, ...] = (
     "bad_offer",
     "source_excluded",
     "catalog_expired",
+    "catalog_stale",
     "currency",
     "chip_mismatch",
     "too_small",
@@ -192,6 +193,13 @@ class _Rules:
             return "source_excluded", f"{source} is not among the demand's sources"
         if offer.get("catalog_expired"):
             return "catalog_expired", f"the catalog from {offer.get('partner')} has expired; sync it again"
+        if d.max_age_s is not None:
+            age = offer.get("confirmed_age_s", offer.get("age_s", 0))
+            if type(age) is not int or age > d.max_age_s:
+                return (
+                    "catalog_stale",
+                    f"{offer.get('partner')} last confirmed its catalog {age} s ago, more than {d.max_age_s} s",
+                )
         if offer["currency"] != self.currency or not self.currency_ok:
             return "currency", f"the offer is in {offer['currency']}; this node trades in {self.currency}"
         for field, asked, folded in self.chips:

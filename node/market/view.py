@@ -24,7 +24,12 @@ def expired_offers(engine: Engine, now_ts: int) -> list[dict[str, Any]]:
             continue
         then = head.expires_ts - 1  # the last second the catalog was valid
         rows.extend(
-            {**offer, "age_s": offer["age_s"] + now_ts - then, "catalog_expired": True}
+            {
+                **offer,
+                "age_s": offer["age_s"] + now_ts - then,
+                "confirmed_age_s": offer["confirmed_age_s"] + now_ts - then,
+                "catalog_expired": True,
+            }
             for offer in partner_offers(engine, then, partner.name)
         )
     return rows

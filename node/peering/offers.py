@@ -59,11 +59,15 @@ def _catalog_offers(sha256: str, body: bytes) -> list[dict[str, Any]]:
 
 
 def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> list[dict[str, Any]]:
-    """Offers of every partner's unexpired accepted catalog, with source `partner:NAME` and age."""
+    """Offers of every partner's unexpired accepted catalog, with source `partner:NAME`, age (since
+    the catalog was received) and confirmed age (since a sync round last found it current)."""
     rows = []
+    states = store.sync_states(engine)
     for catalog in store.received_catalogs(engine, partner):
         if catalog["expires_ts"] <= now_ts:
             continue
+        synced = states.get(catalog["partner"], {}).get("last_success_ts") or 0
+        confirmed_ts = max(int(catalog["received_ts"]), int(synced))
         for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
             rows.append(
                 {
@@ -72,6 +76,7 @@ def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> l
                     "partner": catalog["partner"],
                     "catalog_version": catalog["version"],
                     "age_s": max(0, now_ts - int(catalog["received_ts"])),
+                    "confirmed_age_s": max(0, now_ts - confirmed_ts),
                 }
             )
     return rows
@@ -83,6 +88,9 @@ def merged_view(
     """Own offers (unless one partner is asked for) followed by partner offers."""
     rows: list[dict[str, Any]] = []
     if partner is None:
-        rows.extend({**offer, "source": f"own:{name}", "partner": None, "age_s": 0} for name, offer in own)
+        rows.extend(
+            {**offer, "source": f"own:{name}", "partner": None, "age_s": 0, "confirmed_age_s": 0}
+            for name, offer in own
+        )
     rows.extend(partner_offers(engine, now_ts, partner))
     return rows

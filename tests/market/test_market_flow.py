@@ -11,7 +11,7 @@ import aiohttp
 import sqlalchemy as sa
 
 from federation.partners import Agreement
-from federation.tables import received_t
+from federation.tables import received_t, sync_t
 from tests.trading.conftest import Market, engine_of, fixture_db_urls, market, pin  # noqa: F401 - a fixture
 
 # beijing-local: 3 free at 2,000; shanghai-cpu: 10 free at 500; shanghai-gpu: 4 free at 10,000.
@@ -191,3 +191,26 @@ async def test_offers_of_an_expired_catalog_are_excluded_with_a_reason(tmp_path:
             ("shanghai-cpu", "catalog_expired"),
             ("shanghai-gpu", "catalog_expired"),
         }
+
+
+async def test_max_age_excludes_a_partner_whose_sync_stopped_confirming(tmp_path: Path) -> None:
+    """A partner whose catalog a sync round last confirmed ten minutes ago is `catalog_stale` for a
+    demand with max_age_s 300; once a round confirms it again (unchanged, not refetched) it matches."""
+    async with market(tmp_path) as m:
+        demand = {"units": 1, "hours": 1, "max_age_s": 300}
+        long_ago = int(time.time()) - 600
+        with engine_of(m.buyer).begin() as conn:
+            conn.execute(sa.update(received_t).values(received_ts=long_ago))
+            conn.execute(sa.update(sync_t).values(last_success_ts=long_ago))
+        status, body = await m.post("/api/v1/match", demand)
+        assert status == 200, body
+        assert ranked(body) == ["own:config/beijing-local"]
+        assert {(x["offer_id"], x["reason"]) for x in body["excluded"]} == {
+            ("shanghai-cpu", "catalog_stale"),
+            ("shanghai-gpu", "catalog_stale"),
+        }
+        with engine_of(m.buyer).begin() as conn:
+            conn.execute(sa.update(sync_t).values(last_success_ts=int(time.time()) - 10))
+        status, body = await m.post("/api/v1/match", demand)
+        assert "partner:shanghai/shanghai-cpu" in ranked(body)
+        assert all(row["age_s"] >= 600 for row in body["matches"] if row["partner"] == "shanghai")

@@ -35,6 +35,7 @@ def offer(offer_id: str, source: str = "own:config", **fields: Any) -> dict[str,
         "source": source,
         "partner": source.removeprefix("partner:") if source.startswith("partner:") else None,
         "age_s": 0,
+        "confirmed_age_s": 0,
     }
     row.update(fields)
     return row
@@ -69,6 +70,7 @@ def ids(result: Any) -> list[str]:
         ({"min_metric_score": 1001}, {"metric_score": 1000}, "metric_below_min"),
         ({"sources": ["partner"]}, {}, "source_excluded"),
         ({}, {"catalog_expired": True}, "catalog_expired"),
+        ({"max_age_s": 60}, {"confirmed_age_s": 61, "age_s": 5000}, "catalog_stale"),
         ({}, {"price_per_unit_hour": 0}, "bad_amount"),
         ({}, {"price_per_unit_hour": MAX_AMOUNT}, "bad_amount"),
         ({}, {"free_units": "many"}, "bad_offer"),
@@ -81,6 +83,20 @@ def test_each_exclusion_reason(fields: dict[str, Any], row: dict[str, Any], reas
     [excluded] = result.excluded
     assert (excluded.source, excluded.offer_id, excluded.reason) == ("own:config", "o1", reason)
     assert excluded.message
+
+
+def test_max_age_counts_from_the_last_confirmation() -> None:
+    """max_age_s compares with when a sync round last found the catalog current, not when it was
+    first received: an unchanged catalog confirmed a minute ago is fresh, however old its body."""
+    offers = [
+        offer("fresh", "partner:x", age_s=86_000, confirmed_age_s=60),
+        offer("stale", "partner:y", age_s=300, confirmed_age_s=300),
+        offer("own", "own:config"),
+    ]
+    result = match(demand(max_age_s=60), offers, CNY)
+    assert sorted(ids(result)) == ["fresh", "own"]
+    assert [(e.offer_id, e.reason) for e in result.excluded] == [("stale", "catalog_stale")]
+    assert "300 s ago, more than 60 s" in result.excluded[0].message
 
 
 def test_satisfying_offer_matches_with_integer_total() -> None:
@@ -224,6 +240,7 @@ def satisfies(d: Demand, row: dict[str, Any]) -> bool:
             or any(s in (row["source"].split(":")[0], row["source"], partner) for s in d.sources)
         )
         and not row.get("catalog_expired")
+        and (d.max_age_s is None or row["confirmed_age_s"] <= d.max_age_s)
         and row["currency"] == CNY
         and (d.currency in (None, CNY))
         and (d.chip_vendor is None or row["chip_vendor"].lower() == d.chip_vendor.lower())
@@ -244,7 +261,7 @@ def satisfies(d: Demand, row: dict[str, Any]) -> bool:
 small = st.integers(min_value=0, max_value=6)
 offers_st = st.lists(
     st.builds(
-        lambda src, vendor, model, chips, free, price, region, tags, score, currency, expired: offer(
+        lambda src, vendor, model, chips, free, price, region, tags, score, currency, expired, age: offer(
             "o",
             src,
             chip_vendor=vendor,
@@ -257,6 +274,7 @@ offers_st = st.lists(
             metric_score=score,
             currency=currency,
             catalog_expired=expired,
+            confirmed_age_s=age,
         ),
         st.sampled_from(["own:config", "own:connectors", "partner:x", "partner:y"]),
         st.sampled_from(["nvidia", "huawei"]),
@@ -269,6 +287,7 @@ offers_st = st.lists(
         st.none() | st.integers(0, 3),
         st.sampled_from([CNY, CNY, "USD"]),
         st.booleans(),
+        st.sampled_from([0, 30, 90]),
     ),
     max_size=12,
 ).map(lambda rows: [{**row, "id": f"o{n}"} for n, row in enumerate(rows)])
@@ -287,6 +306,7 @@ demands_st = st.builds(
     max_price_per_unit_hour=st.none() | st.integers(1, 5),
     currency=st.none() | st.sampled_from([CNY, "USD"]),
     min_metric_score=st.none() | st.integers(0, 3),
+    max_age_s=st.none() | st.sampled_from([0, 60]),
     sources=st.none()
     | st.lists(
         st.sampled_from(["own", "partner", "own:config", "partner:x", "y"]), min_size=1, max_size=2
