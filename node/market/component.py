@@ -15,13 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from node.context import CTX, NodeContext
+from node.http.body import json_object
 from node.market.demand import Demand, parse_demand
 from node.market.errors import DemandError
 from node.market.matching import MatchResult, match
 from node.market.ordering import place_best, replayed
 from node.market.view import market_offers
 from node.trading.component import BUYER
-from node.trading.routes import DEMAND_ORDERS, DemandOrders, json_object
+from node.trading.routes import DEMAND_ORDERS, DemandOrders
 
 
 def _checked(data: Any, currency: str, prefix: str = "") -> Demand:

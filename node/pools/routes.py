@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.conformance import run_checks
 from connectors.contract import ComputePlugin, Program
@@ -26,7 +26,8 @@ from federation.canonical import encode
 from federation.documents import sign_document
 from federation.keys import b64url
 from node.context import CTX
-from node.http.errors import ApiError, bad_request
+from node.http.body import json_object, parse_body, validate
+from node.http.errors import ApiError
 from node.pools.rounds import ReplicaWork
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -67,25 +68,6 @@ class RegistrationRequest(_Body):
     identifier: str | None = None
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise bad_request("body is not JSON", code="bad_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("body must be a JSON object")
-    return data
-
-
-def _parse(model: type[Any], data: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise bad_request(f"{where}: {first['msg']}", code="bad_request") from None
-
-
 def plugin_view(host: PluginHost, hosted: HostedPlugin) -> dict[str, Any]:
     """What the API shows of a plugin."""
     offers = [o for o in host.offers() if o.pool == hosted.name]
@@ -111,9 +93,9 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
     async def add(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
         ctx.require_admin(request)
-        data = await _json(request)
+        data = await json_object(request)
         if "url" in data:
-            remote = _parse(RegisterRemote, data)
+            remote = validate(RegisterRemote, data)
             hosted, token = await host.add_remote(remote.name, remote.url, remote.call_token)
             await host.refresh([hosted.name])
             body = {
@@ -122,7 +104,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
                 "heartbeat_interval_s": host.settings.heartbeat_interval_s,
             }
             return web.json_response(body, status=201)
-        local = _parse(AddEntryPoint, data)
+        local = validate(AddEntryPoint, data)
         hosted = await host.add_entry_point(local.name, local.entry_point, local.options, reload=local.reload)
         await host.refresh([hosted.name])
         return web.json_response(plugin_view(host, hosted), status=201)
@@ -148,7 +130,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
 
     async def check(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
-        body = _parse(CheckRequest, await _json(request) if request.can_read_body else {})
+        body = await parse_body(request, CheckRequest)
         name = (await host.lookup(request.match_info["name"])).name
         plugin = host.loaded(name)
         if not isinstance(plugin, ComputePlugin):
@@ -170,7 +152,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
         ctx = request.app[CTX]
         ctx.require_admin(request)
         name = (await host.lookup(request.match_info["name"])).name
-        body = _parse(RegistrationRequest, await _json(request) if request.can_read_body else {})
+        body = await parse_body(request, RegistrationRequest)
         identifier = body.identifier or next(
             (o.identifier for o in host.offers() if o.pool == name and o.identifier), None
         )

@@ -19,16 +19,14 @@ from aiohttp import web
 
 import ledger
 from node.context import CTX
+from node.http.body import read_json
 from node.http.errors import ApiError, bad_request, not_found
 
 MAX_BATCH = 10_000
 
 
 async def _json_list(request: web.Request, key: str) -> list[Any]:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise bad_request("body is not JSON", code="bad_json") from None
+    data = await read_json(request)
     if not isinstance(data, dict) or set(data) != {key} or not isinstance(data[key], list):
         raise bad_request(f'body must be {{"{key}": [...]}}')
     if not 1 <= len(data[key]) <= MAX_BATCH:

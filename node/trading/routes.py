@@ -33,7 +33,7 @@ import secrets
 from typing import Any, Protocol
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import ledger
 from federation import canonical
@@ -41,6 +41,7 @@ from ledger import Account, AccountKind
 from ledger.records import MAX_AMOUNT
 from node.context import CTX
 from node.http.auth import ADMIN, TOKEN_ID_RE, Principal
+from node.http.body import json_object, parse_body, validate
 from node.http.errors import ApiError, bad_request
 from node.trading import books, rules, store, tokens
 from node.trading.buyer import Buyer
@@ -103,30 +104,6 @@ class Settlement(_Body):
     used_hours: StrictInt = Field(ge=0, le=rules.MAX_HOURS)
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body (an empty body is `{}`); 400 otherwise."""
-    try:
-        data = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise bad_request("body is not JSON", code="bad_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("body must be a JSON object")
-    return data
-
-
-async def _parse(request: web.Request, model: type[Any]) -> Any:
-    return _validate(model, await json_object(request))
-
-
-def _validate(model: type[Any], data: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise bad_request(f"{where}: {first['msg']}", code="bad_request", field=where) from None
-
-
 def consumer_view(account: Account) -> dict[str, Any]:
     """A consumer's balances: deposited and spent (posted), held (pending), available to order."""
     b = account.balance
@@ -170,7 +147,7 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
 
     async def create_consumer(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
-        body = await _parse(request, NewConsumer)
+        body = await parse_body(request, NewConsumer)
         spec = books.consumer_spec(body.id, trading.settings.currency)
         [result] = await asyncio.to_thread(ledger.create_accounts, trading.engine, [spec])
         if not result.ok:
@@ -210,7 +187,7 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
 
     async def deposit(request: web.Request) -> web.Response:
         account = await admin_consumer(request)
-        body = await _parse(request, NewDeposit)
+        body = await parse_body(request, NewDeposit)
         deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
         name = account.id.removeprefix(rules.CONSUMER_PREFIX)
         result = await asyncio.to_thread(
@@ -270,13 +247,13 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
                 + ("not both" if by_demand else "one of them"),
                 field="offer_id, source, demand",
             )
-        body = _validate(DemandOrder if by_demand else NewOrder, data)
+        body: DemandOrder | NewOrder = validate(DemandOrder, data) if by_demand else validate(NewOrder, data)
         consumer_id = body.consumer if body.consumer is not None else caller.consumer
         if consumer_id is None:
             raise bad_request("consumer: Field required", field="consumer")
         if not caller.is_admin and consumer_id != caller.consumer:
             raise _forbidden("place orders")
-        if by_demand:
+        if isinstance(body, DemandOrder):
             place_by_demand = request.app.get(DEMAND_ORDERS)
             if place_by_demand is None:
                 raise ApiError(503, "market_unavailable", "this process does not match demands")
@@ -302,7 +279,7 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
 
     async def settle(request: web.Request) -> web.Response:
         caller = await request.app[CTX].authenticate(request)
-        body = await _parse(request, Settlement)
+        body = await parse_body(request, Settlement)
         order = await own_order(request, caller)
         order = await buyer.settle(order.id, body.used_hours)
         return web.json_response(order_view(order))
