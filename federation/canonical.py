@@ -174,8 +174,12 @@ def _decode(data: bytes, max_depth: int, object_parts: bool) -> tuple[Any, dict[
     # Anything else (whitespace, key order, escapes) takes the strict path with per-object checks.
     value = _fast_loads(data, max_depth)
     is_object = type(value) is dict
-    parts = _members(value) if object_parts and is_object else None
-    canonical = b"{" + b",".join(parts.values()) + b"}" if parts is not None else _dumps(value)
+    try:
+        parts = _members(value) if object_parts and is_object else None
+        canonical = b"{" + b",".join(parts.values()) + b"}" if parts is not None else _dumps(value)
+    except TypeError:
+        # orjson parses nesting its encoder refuses (~255 levels and more): far past any limit of ours.
+        raise DocumentError(f"nesting deeper than {max_depth}", code="too_deep") from None
     if canonical == data and b"\\u" not in data:
         if is_object or type(value) is list:
             _scan(value, max_depth, 1)

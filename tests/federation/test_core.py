@@ -79,6 +79,18 @@ def test_whitespace_and_key_order_do_not_matter() -> None:
     verify_document(loaded, "alpha", {key_id(KEY.verify_key): KEY.verify_key}, payload)
 
 
+@pytest.mark.parametrize("depth", [33, 255, 300, 1_000, 1_024, 1_025, 5_000, 200_000])
+def test_deep_nesting_is_a_document_error(depth: int) -> None:
+    """3. Nesting at any depth past the limit is DocumentError `too_deep`, for plain and signed
+    decoding alike, and never an encoder's TypeError or a RecursionError (orjson parses up to 1,024
+    levels but refuses to encode past ~255)."""
+    raw = b'{"type":"t","issuer":"alpha","x":' + b"[" * depth + b"]" * depth + b"}"
+    for decode in (canonical.decode, lambda data: canonical.decode_object(data, "signatures")):
+        with pytest.raises(DocumentError) as caught:
+            decode(raw)
+        assert caught.value.code == "too_deep"
+
+
 def test_agreement_filters_and_prices() -> None:
     """An agreement shows only allowed pools and tags and applies the price list before the markup."""
     offers = [
