@@ -33,7 +33,8 @@ def major_text(minor: int, currency: str) -> str:
     """`minor` in major units with thousands separators, exactly (no float): 120000 → '1,200.00'."""
     places = exponent(currency)
     sign = "-" if minor < 0 else ""
-    whole, fraction = divmod(abs(minor), 10**places)
+    scale: int = 10**places
+    whole, fraction = divmod(abs(minor), scale)
     text = f"{whole:,}"
     return f"{sign}{text}.{fraction:0{places}d}" if places else f"{sign}{text}"
 
@@ -56,5 +57,6 @@ def parse_major(text: str, currency: str) -> int:
     whole, _, fraction = cleaned.lstrip("+-").partition(".")
     if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > places:
         raise ValueError(f"{text!r} is not an amount in {currency} with at most {places} decimals")
-    minor = int(whole) * 10**places + int(fraction.ljust(places, "0") or 0)
+    scale: int = 10**places
+    minor = int(whole) * scale + int(fraction.ljust(places, "0") or "0")
     return -minor if negative else minor
