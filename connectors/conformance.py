@@ -3,54 +3,28 @@
 `run_checks(plugin, program)` runs every check in order against a started plugin and returns one
 result per check. The lifecycle checks create one instance, deploy `program` (which must follow
 the checkpoint protocol of its pool), start, checkpoint, exercise the storage endpoint (listing,
-a byte range, a two-chunk resumable write), stop and delete it, so a live pool is left as found.
+a byte range, a two-chunk resumable write), stop and delete it; the run checks
+(`connectors.conformance_tasks`) each use an instance of their own. A live pool is left as found.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
-from connectors.contract import ComputePlugin, DataSource, Instance, InstanceSpec, Program
+from connectors.conformance_context import CheckContext, CheckResult, ContractViolation
+from connectors.conformance_context import require as _require
+from connectors.conformance_tasks import TASK_CHECKS, wait_for
+from connectors.contract import ComputePlugin, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest, NotFound
 from connectors.metric import CPU_CHIP, load_chips
 
-
-class ContractViolation(AssertionError):
-    """A plugin answered, but not as the contract says."""
-
-
-@dataclass
-class CheckContext:
-    """What the checks share while running in order."""
-
-    plugin: ComputePlugin
-    program: Program
-    timeout_s: float
-    data: DataSource | None = None
-    instance: Instance | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check's outcome."""
-
-    name: str
-    passed: bool
-    detail: str
-    duration_ms: int
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ContractViolation(message)
+__all__ = ["CHECKS", "CheckContext", "CheckResult", "ContractViolation", "run_checks"]
 
 
 async def check_info(ctx: CheckContext) -> str:
@@ -59,7 +33,14 @@ async def check_info(ctx: CheckContext) -> str:
         info.name == ctx.plugin.name, f"info.name {info.name!r} is not the plugin's name {ctx.plugin.name!r}"
     )
     _require(info.kind == "compute", "a compute plugin must say kind 'compute'")
-    return f"{info.name} {info.version} ({info.platform}), contract {info.contract}"
+    _require(
+        info.contract == "2", f"the plugin speaks contract {info.contract!r}; this kit checks contract 2"
+    )
+    images = info.capabilities.images
+    _require(
+        images != "mapped" or bool(info.capabilities.frameworks), "images 'mapped' must list the frameworks"
+    )
+    return f"{info.name} {info.version} ({info.platform}), contract {info.contract}, images {images}"
 
 
 async def check_health(ctx: CheckContext) -> str:
@@ -108,8 +89,13 @@ async def check_lifecycle(ctx: CheckContext) -> str:
     _require(created.id in {i.id for i in await ctx.plugin.list_instances()}, "new instance is not listed")
     deployed = await ctx.plugin.deploy(created.id, ctx.program)
     _require(deployed.program is not None, "deploy did not record the program")
-    running = await ctx.plugin.start_instance(created.id)
-    _require(running.state == "running", f"start must make it 'running', got {running.state!r}")
+    started = await ctx.plugin.start_instance(created.id)
+    _require(started.state in ("starting", "running"), f"start must make it 'running', got {started.state!r}")
+    running = await wait_for(ctx, created.id, ("running", "stopped", "failed"), "start")
+    _require(running.state == "running", f"the program ended at once: {running.reason} {running.detail}")
+    _require(
+        running.started_ms is not None and running.ended_ms is None, "a running program has started_ms only"
+    )
     return f"{created.id} created, deployed, running"
 
 
@@ -205,18 +191,28 @@ CHECKS: tuple[tuple[str, Callable[[CheckContext], Awaitable[str]]], ...] = (
     ("storage endpoint", check_storage),
     ("stop and delete", check_stop_delete),
     ("errors", check_errors),
+    *TASK_CHECKS,
 )
+_NEEDS_LIFECYCLE = ("checkpoint", "storage endpoint", "stop and delete")
+_OWN_INSTANCE = {name for name, _check in TASK_CHECKS}
 
 
-async def run_checks(plugin: ComputePlugin, program: Program, timeout_s: float = 30.0) -> list[CheckResult]:
-    """Run every check in order; a failed check is recorded and the dependent ones are skipped."""
-    ctx = CheckContext(plugin=plugin, program=program, timeout_s=timeout_s)
+async def run_checks(
+    plugin: ComputePlugin, program: Program, timeout_s: float = 30.0, python: list[str] | None = None
+) -> list[CheckResult]:
+    """Run every check in order; a failed check is recorded and the dependent ones are skipped.
+    `python` runs the run checks' scripts on the pool (default: this interpreter)."""
+    ctx = CheckContext(plugin=plugin, program=program, timeout_s=timeout_s, python=python or [sys.executable])
     results: list[CheckResult] = []
     broken = False
     for name, check in CHECKS:
-        if broken and name in ("checkpoint", "storage endpoint", "stop and delete"):
+        if broken and (name in _NEEDS_LIFECYCLE or ctx.data is None):
             results.append(CheckResult(name, False, "skipped: an earlier check failed", 0))
             continue
+        if ctx.instance is not None and name in _OWN_INSTANCE:  # an earlier check left its instance
+            with contextlib.suppress(ConnectorError):
+                await plugin.delete_instance(ctx.instance.id)
+            ctx.instance = None
         started = time.perf_counter()
         try:
             detail, passed = await check(ctx), True
@@ -227,4 +223,5 @@ async def run_checks(plugin: ComputePlugin, program: Program, timeout_s: float =
     if ctx.instance is not None:  # leave the pool as found
         with contextlib.suppress(ConnectorError):
             await plugin.delete_instance(ctx.instance.id)
+    await ctx.inputs.close()
     return results

@@ -12,22 +12,61 @@ Rules for authors:
 - Amounts are integer minor units, sizes carry their unit (`memory_mib`), times are UTC epoch ms.
 - Asynchronous platform operations are polled inside the plugin: `create_instance` returns once the
   instance exists (state `stopped`) or raises.
+- A program's run (contract 2): `start_instance` returns once the start is accepted, in state
+  `starting` while the pool fetches and checks the program's inputs, else `running`; the run ends
+  `stopped` (exit code 0, or stopped on request or at `max_duration_s`, said by `reason`) or
+  `failed` (`reason`: an input mismatch before the program ran, a non-zero exit, a signal, a lost
+  program). `started_ms`/`ended_ms` say when the program ran; `logs` and `outputs` read what it left.
 """
 
 from __future__ import annotations
 
 import abc
+import base64
+from pathlib import PurePosixPath
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Count = Annotated[int, Field(ge=0, le=10**9)]
-InstanceState = Literal["creating", "stopped", "running", "failed", "deleted"]
+Bytes = Annotated[int, Field(ge=0, le=1 << 50)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+InstanceState = Literal["creating", "stopped", "starting", "running", "failed", "deleted"]
 PluginKind = Literal["compute", "network"]
+# Why a program's run ended other than by exiting 0 on its own (`Instance.reason`).
+EndReason = Literal[
+    "input_mismatch",  # an input's size or SHA-256 differs from the declared one; the program never ran
+    "input_unavailable",  # an input could not be fetched; the program never ran
+    "start_failed",  # the command could not be executed
+    "exit_nonzero",  # the program exited with a non-zero code
+    "killed",  # the program died of a signal the pool did not send
+    "max_duration",  # the pool stopped it when `max_duration_s` was reached
+    "stopped",  # stopped on request
+    "lost",  # the pool lost the program (the pool itself stopped or restarted meanwhile)
+]
+MAX_LOG_CHUNK_BYTES = 1 << 20
+
+
+def relative_path(value: str) -> str:
+    """`value` if it is a relative POSIX path inside a directory (no `..`, `.`, empty parts, NUL or `\\`)."""
+    pure = PurePosixPath(value)
+    if (
+        not value
+        or len(value) > 1024
+        or "\x00" in value
+        or "\\" in value
+        or pure.is_absolute()
+        or any(part in ("", ".", "..") for part in value.split("/"))
+    ):
+        raise ValueError(f"must be a relative path without '..', '.' or empty parts, got {value[:80]!r}")
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(relative_path)]
 
 
 class Model(BaseModel):
@@ -36,14 +75,23 @@ class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Capabilities(Model):
+    """What a compute pool can run besides commands. `images`: "none" (commands only), "mapped" (each
+    framework in `frameworks` maps to a runtime on the pool, not a container), "any" (runs any image)."""
+
+    images: Literal["none", "mapped", "any"] = "none"
+    frameworks: list[Name] = Field(default=[], max_length=256)
+
+
 class PluginInfo(Model):
-    """Who a plugin is: its name, code version, kind and the contract version it speaks."""
+    """Who a plugin is: its name, code version, kind, the contract version it speaks, what it can run."""
 
     name: Name
     version: Text
     kind: PluginKind = "compute"
     contract: str = CONTRACT_VERSION
     platform: Text = Field(description="what the plugin reaches, e.g. 'cloudsim alpha dialect (simulator)'")
+    capabilities: Capabilities = Capabilities()
 
 
 class Health(Model):
@@ -137,16 +185,45 @@ class InstanceSpec(Model):
     flavor_id: Name
 
 
-class Program(Model):
-    """What runs on an instance: a command (argv) or an image reference, plus environment."""
+class InputFile(Model):
+    """A file the pool fetches into the program's working directory before it starts, and checks:
+    a size or SHA-256 that differs fails the run (`input_mismatch`) before the program runs."""
 
-    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = None
+    url: Annotated[str, StringConstraints(pattern=r"^(https?|file)://\S+$", max_length=2000)]
+    path: RelativePath
+    size_bytes: Bytes
+    sha256: Sha256
+
+
+class Program(Model):
+    """What runs on an instance: a command (argv), or an image (with `framework`, the framework it
+    provides, e.g. `pytorch`) whose entrypoint gets `command` as arguments; plus environment, input
+    files, output paths to keep (relative to the working directory, files or directories) and an
+    optional time limit."""
+
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=4096
+    )
     image: Text | None = None
+    framework: Name | None = None
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], str] = {}
+    inputs: list[InputFile] = Field(default=[], max_length=256)
+    outputs: list[RelativePath] = Field(default=[], max_length=256)
+    max_duration_s: Annotated[int, Field(ge=1, le=366 * 24 * 3600)] | None = None
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Program:
+        if not self.command and self.image is None:
+            raise ValueError("a program needs a command or an image")
+        paths = [item.path for item in self.inputs]
+        if len(set(paths)) != len(paths):
+            raise ValueError("two inputs name the same path")
+        return self
 
 
 class Instance(Model):
-    """An instance and its state; `exit_code` is set once a program has ended."""
+    """An instance, its state and its program's latest run: when it started and ended (UTC epoch ms),
+    its exit code, and `reason` when it did not end by exiting 0 on its own (see `EndReason`)."""
 
     id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
     name: Name
@@ -156,14 +233,62 @@ class Instance(Model):
     program: Program | None = None
     exit_code: int | None = None
     created_ms: int
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    reason: EndReason | None = None
+    detail: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+class LogChunk(Model):
+    """A slice of a program's output (stdout and stderr together), base64 in `data_b64`. `next_offset`
+    is where the next read starts; `complete` says the run has ended and nothing follows."""
+
+    offset: Bytes
+    next_offset: Bytes
+    size_bytes: Bytes
+    data_b64: Annotated[str, StringConstraints(max_length=(MAX_LOG_CHUNK_BYTES * 4) // 3 + 4)]
+    complete: bool
+
+    def data(self) -> bytes:
+        """The chunk's bytes."""
+        return base64.b64decode(self.data_b64)
+
+    @classmethod
+    def of(cls, offset: int, data: bytes, size_bytes: int, complete: bool) -> LogChunk:
+        """A chunk holding `data` read at `offset` of a log `size_bytes` long."""
+        return cls(
+            offset=offset,
+            next_offset=offset + len(data),
+            size_bytes=size_bytes,
+            data_b64=base64.b64encode(data).decode("ascii"),
+            complete=complete,
+        )
+
+
+class OutputFile(Model):
+    """One kept output file: its path in the outputs bucket, size and SHA-256 (hex)."""
+
+    path: RelativePath
+    size_bytes: Bytes
+    sha256: Sha256
 
 
 class StorageEndpoint(Model):
     """Where the data express reads and writes an instance's state (see `connectors.storage`)."""
 
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
-    bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
+    bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,120}$")]
     token: Text
+
+
+class Outputs(Model):
+    """What a run kept: its output files, and where to read them (a read-only bucket of the storage
+    protocol, ranged GETs). `complete` is False while the run has not ended (nothing is kept yet)."""
+
+    instance_id: str
+    complete: bool
+    files: list[OutputFile]
+    storage: StorageEndpoint
 
 
 class StateFile(Model):
@@ -245,11 +370,20 @@ class ComputePlugin(Plugin):
 
     @abc.abstractmethod
     async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
-        """Start the deployed program; with `restore`, from the state already in its storage."""
+        """Start the deployed program (state `starting` while inputs are fetched, then `running`, or
+        `failed` with a reason); with `restore`, from the state already in its storage."""
 
     @abc.abstractmethod
     async def stop_instance(self, instance_id: str) -> Instance:
-        """Stop the program (its state files stay)."""
+        """Stop the program (its state files stay); stopping an ended run changes nothing."""
+
+    @abc.abstractmethod
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        """At most `limit` bytes (≤ MAX_LOG_CHUNK_BYTES) of the program's output from `offset`."""
+
+    @abc.abstractmethod
+    async def outputs(self, instance_id: str) -> Outputs:
+        """The files the latest run kept (its `outputs` paths), with sizes, hashes and where to read them."""
 
     @abc.abstractmethod
     async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:

@@ -37,6 +37,12 @@ class MetricError(InvalidRequest):
     code = "bad_metric"
 
 
+class UnknownChip(InvalidRequest):
+    """A chip name that no chip in the catalogue answers to."""
+
+    code = "unknown_chip"
+
+
 class NotFound(ConnectorError, LookupError):
     """A plugin, instance, bucket, object or path does not exist."""
 
@@ -119,6 +125,7 @@ _BY_CODE: dict[str, type[ConnectorError]] = {
         InvalidRequest,
         IdentifierError,
         MetricError,
+        UnknownChip,
         NotFound,
         PluginNotFound,
         InvalidState,

@@ -36,6 +36,7 @@ from connectors.errors import MetricError
 CHIPS_FILE = Path(__file__).with_name("data") / "chips.toml"
 REFERENCE_CHIP = "nvidia-a100"
 CPU_CHIP = "cpu"
+STACKS = ("cuda", "cann", "mlu", "dcu", "xpu")
 WEIGHTS: Mapping[str, float] = {
     "fp16_tflops": 0.45,
     "fp32_tflops": 0.15,
@@ -58,6 +59,8 @@ class ChipSpec:
     sources: Mapping[str, str]
     interconnect: str = ""
     note: str = ""
+    stack: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 def parse_chips(data: Mapping[str, object]) -> dict[str, ChipSpec]:
@@ -84,6 +87,11 @@ def parse_chips(data: Mapping[str, object]) -> dict[str, ChipSpec]:
             values[name] = float(value)
         if "fp16_tflops" not in values:
             raise MetricError(f"chip {key!r}: fp16_tflops is required")
+        stack, aliases = entry.get("stack"), entry.get("aliases", [])
+        if stack not in STACKS:
+            raise MetricError(f"chip {key!r}: stack must be one of {', '.join(STACKS)}, got {stack!r}")
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+            raise MetricError(f"chip {key!r}: aliases must be a list of names")
         chips[key] = ChipSpec(
             key=key,
             vendor=str(entry.get("vendor", "")),
@@ -93,6 +101,8 @@ def parse_chips(data: Mapping[str, object]) -> dict[str, ChipSpec]:
             sources=dict(sources),
             interconnect=str(entry.get("interconnect", "")),
             note=str(entry.get("note", "")),
+            stack=stack,
+            aliases=tuple(aliases),
         )
     if REFERENCE_CHIP not in chips or set(chips[REFERENCE_CHIP].values) != set(WEIGHTS):
         raise MetricError(f"the reference chip {REFERENCE_CHIP!r} must be present with every value")

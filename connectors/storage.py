@@ -13,6 +13,10 @@ Protocol (all under `/storage/v1`, `Authorization: Bearer <token>` on every requ
 - `GET  /{bucket}/{path}?upload` JSON `{"received": n}` for resuming.
 - `DELETE /{bucket}/{path}`    removes the file.
 Errors are `{"error": code, "message": ...}` with a 4xx status.
+
+A bucket named `<instance id>.outputs` holds what an instance's run kept (`outputs_bucket`); it is
+read-only (PUT and DELETE answer 403 `read_only`). A path that leads through a symlink out of its
+bucket is not served.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from connectors.serving import start_app
 
 PREFIX = "/storage/v1"
 PART_SUFFIX = ".cpnode-part"
+OUTPUTS_SUFFIX = ".outputs"
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 BucketResolver = Callable[[str], Path | None]
@@ -53,6 +58,11 @@ def safe_relative(path: str) -> PurePosixPath | None:
     return pure
 
 
+def outputs_bucket(instance_id: str) -> str:
+    """The read-only bucket that serves an instance's kept outputs."""
+    return instance_id + OUTPUTS_SUFFIX
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 (hex) of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -68,7 +78,7 @@ def list_state_files(root: Path) -> list[StateFile]:
     if not root.is_dir():
         return files
     for item in sorted(root.rglob("*")):
-        if item.is_file() and not item.name.endswith(PART_SUFFIX):
+        if item.is_file() and not item.is_symlink() and not item.name.endswith(PART_SUFFIX):
             rel = item.relative_to(root).as_posix()
             files.append(StateFile(path=rel, size_bytes=item.stat().st_size, sha256=file_digest(item)))
     return files
@@ -115,6 +125,10 @@ class StorageService:
             return located
         root, rel = located
         target = root / Path(*rel.parts)
+        if not target.resolve().is_relative_to(root.resolve()):
+            return _error(404, "not_found", f"no object {rel.as_posix()!r}")
+        if request.method in ("PUT", "DELETE") and request.match_info["bucket"].endswith(OUTPUTS_SUFFIX):
+            return _error(403, "read_only", "an outputs bucket is read-only")
         if request.method in ("GET", "HEAD"):
             if "upload" in request.query:
                 part = target.with_name(target.name + PART_SUFFIX)

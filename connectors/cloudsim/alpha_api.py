@@ -4,6 +4,10 @@
 carries `Authorization: Bearer <token>`. Lists take `pageSize` (≤ 50) and `pageToken` and answer
 `nextPageToken` ("" on the last page). Mutations answer 202 with `{"operation": {"name", "done"}}`
 to poll at `GET /alpha/v1/operations/{id}`. Errors: HTTP status + `{"error": {"code", "message"}}`.
+Programs run for real: a server shows `launchTime`/`terminateTime` (ISO 8601, ms), `exitCode` and
+`statusReason` (e.g. `INPUT_MISMATCH`); `GET servers/{id}/logs?offset=&limit=` answers base64
+`data` with `nextOffset`; `GET servers/{id}/outputs` the kept files and their read-only bucket;
+`GET runtimes` the frameworks its images run on.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from connectors.cloudsim.state import CloudState, Operation, SimInstance
+from connectors.contract import MAX_LOG_CHUNK_BYTES, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.storage import outputs_bucket
 
 _STATUS = {
     "creating": "PROVISIONING",
     "stopped": "SHUTOFF",
+    "starting": "STAGING",
     "running": "ACTIVE",
     "failed": "ERROR",
     "deleted": "DELETED",
@@ -43,15 +51,61 @@ def alpha_error(status: int, message: str) -> web.Response:
     )
 
 
+def iso_ms(epoch_ms: int | None) -> str | None:
+    """An epoch time in ms as alpha shows it (ISO 8601 UTC, milliseconds)."""
+    if epoch_ms is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def alpha_program(program: Program) -> dict[str, Any]:
+    """A program as alpha's API spells it (shared with the alpha adapter)."""
+    return {
+        "command": program.command,
+        "image": program.image,
+        "framework": program.framework,
+        "env": program.env,
+        "inputs": [
+            {"url": f.url, "path": f.path, "sizeBytes": f.size_bytes, "sha256": f.sha256}
+            for f in program.inputs
+        ],
+        "outputs": program.outputs,
+        "maxDurationSeconds": program.max_duration_s,
+    }
+
+
+def program_from_alpha(data: dict[str, Any]) -> Program:
+    """The program an alpha body describes; ValidationError or KeyError if malformed."""
+    inputs = [
+        InputFile(url=f["url"], path=f["path"], size_bytes=f["sizeBytes"], sha256=f["sha256"])
+        for f in data.get("inputs") or []
+    ]
+    return Program(
+        command=data.get("command"),
+        image=data.get("image"),
+        framework=data.get("framework"),
+        env=data.get("env") or {},
+        inputs=inputs,
+        outputs=data.get("outputs") or [],
+        max_duration_s=data.get("maxDurationSeconds"),
+    )
+
+
 def _server(i: SimInstance) -> dict[str, Any]:
+    run = i.run
     return {
         "id": i.id,
         "name": i.name,
         "regionId": i.region,
         "flavorId": i.flavor,
         "status": _STATUS[i.state],
-        "program": i.program,
+        "program": alpha_program(i.program) if i.program else None,
         "createTime": dt.datetime.fromtimestamp(i.created_s, dt.UTC).isoformat(),
+        "launchTime": iso_ms(run.started_ms if run else None),
+        "terminateTime": iso_ms(run.ended_ms if run else None),
+        "exitCode": run.exit_code if run else None,
+        "statusReason": run.reason.upper() if run and run.reason else None,
+        "statusMessage": run.detail if run else "",
     }
 
 
@@ -88,7 +142,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
             if account is None:
                 return alpha_error(401, "missing or expired token")
             try:
-                state.settle()
+                await state.settle()
                 return web.json_response(await fn(request, account), status=status)
             except ConnectorError as exc:
                 return alpha_error(exc.http_status, str(exc))
@@ -188,7 +242,10 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
         iid, name = r.match_info["id"], r.match_info["action"]
         data = await body(r) if r.can_read_body else {}
         if name == "deploy":
-            program = {"command": data.get("command"), "image": data.get("image"), "env": data.get("env", {})}
+            try:
+                program = program_from_alpha(data)
+            except (ValidationError, KeyError, TypeError) as exc:
+                raise InvalidRequest(f"not a valid program: {exc}") from None
             return _server(state.deploy(account, iid, program))
         if name in ("start", "stop"):
             op = state.power(account, iid, name == "start", restore=bool(data.get("restore", False)))
@@ -198,7 +255,38 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
         raise InvalidRequest(f"unknown action {name!r}")
 
     async def operation(r: web.Request, account: str) -> Any:
-        return _operation(state.operation(account, r.match_info["id"]), state)
+        return _operation(await state.operation(account, r.match_info["id"]), state)
+
+    async def logs(r: web.Request, account: str) -> Any:
+        instance = state.instance(account, r.match_info["id"])
+        try:
+            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
+        except ValueError:
+            raise InvalidRequest("offset and limit must be integers") from None
+        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
+            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        chunk = state.box(instance).logs(offset, limit)
+        return {
+            "data": chunk.data_b64,
+            "offset": chunk.offset,
+            "nextOffset": chunk.next_offset,
+            "totalBytes": chunk.size_bytes,
+            "complete": chunk.complete,
+        }
+
+    async def outputs(r: web.Request, account: str) -> Any:
+        instance = state.instance(account, r.match_info["id"])
+        files = state.box(instance).kept_outputs()
+        return {
+            "complete": files is not None,
+            "files": [{"path": f.path, "sizeBytes": f.size_bytes, "sha256": f.sha256} for f in files or []],
+            "endpoint": state.storage_url,
+            "bucket": outputs_bucket(instance.id),
+            "token": state.storage_token,
+        }
+
+    async def runtimes(_r: web.Request, _a: str) -> Any:
+        return {"frameworks": sorted(state.sandbox.runtimes)}
 
     async def storage(r: web.Request, account: str) -> Any:
         instance = state.instance(account, r.match_info["id"])
@@ -217,3 +305,6 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
     app.router.add_post(PREFIX + "/servers/{id}/actions/{action}", authed(action))
     app.router.add_get(PREFIX + "/servers/{id}/storage", authed(storage))
     app.router.add_get(PREFIX + "/operations/{id}", authed(operation))
+    app.router.add_get(PREFIX + "/servers/{id}/logs", authed(logs))
+    app.router.add_get(PREFIX + "/servers/{id}/outputs", authed(outputs))
+    app.router.add_get(PREFIX + "/runtimes", authed(runtimes))

@@ -5,15 +5,23 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from connectors.cloudsim.adapter import CloudsimAdapter
+from connectors.cloudsim.alpha_api import alpha_program, program_from_alpha
 from connectors.contract import (
     Account,
+    Capabilities,
     Capacity,
     Checkpoint,
     DataSource,
     Flavor,
     Instance,
     InstanceSpec,
+    LogChunk,
+    OutputFile,
+    Outputs,
+    PluginInfo,
     Price,
     Program,
     Region,
@@ -32,6 +40,7 @@ _CODES = {
 _STATES = {
     "PROVISIONING": "creating",
     "SHUTOFF": "stopped",
+    "STAGING": "starting",
     "ACTIVE": "running",
     "ERROR": "failed",
     "DELETED": "deleted",
@@ -88,17 +97,35 @@ class AlphaPlugin(CloudsimAdapter):
 
         return await self.poll(check, what)
 
-    @staticmethod
-    def _instance(server: dict[str, Any]) -> Instance:
-        program = server.get("program")
-        return Instance(
-            id=server["id"],
-            name=server["name"],
-            region_id=server["regionId"],
-            flavor_id=server["flavorId"],
-            state=_STATES[server["status"]],
-            created_ms=int(dt.datetime.fromisoformat(server["createTime"]).timestamp() * 1000),
-            program=Program(**{k: v for k, v in program.items() if v is not None}) if program else None,
+    def _instance(self, server: dict[str, Any]) -> Instance:
+        def ms(text: str | None) -> int | None:
+            return None if text is None else round(dt.datetime.fromisoformat(text).timestamp() * 1000)
+
+        try:
+            program = server.get("program")
+            reason = server.get("statusReason")
+            return Instance(
+                id=server["id"],
+                name=server["name"],
+                region_id=server["regionId"],
+                flavor_id=server["flavorId"],
+                state=_STATES[server["status"]],
+                created_ms=int(dt.datetime.fromisoformat(server["createTime"]).timestamp() * 1000),
+                program=program_from_alpha(program) if program else None,
+                started_ms=ms(server.get("launchTime")),
+                ended_ms=ms(server.get("terminateTime")),
+                exit_code=server.get("exitCode"),
+                reason=reason.lower() if reason else None,
+                detail=server.get("statusMessage") or "",
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected server from the platform: {exc}") from None
+
+    async def info(self) -> PluginInfo:
+        frameworks = (await self._call("GET", "runtimes"))["frameworks"]
+        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
+        return PluginInfo(
+            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
         )
 
     async def ensure_account(self) -> Account:
@@ -187,7 +214,7 @@ class AlphaPlugin(CloudsimAdapter):
         return self._instance(await self._operation(started, f"deleting {instance_id}"))
 
     async def deploy(self, instance_id: str, program: Program) -> Instance:
-        body = {"command": program.command, "image": program.image, "env": program.env}
+        body = alpha_program(program)
         return self._instance(await self._call("POST", f"servers/{instance_id}/actions/deploy", body))
 
     async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
@@ -212,3 +239,31 @@ class AlphaPlugin(CloudsimAdapter):
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         data = await self._call("GET", f"servers/{instance_id}/storage")
         return StorageEndpoint(url=data["endpoint"], bucket=data["bucket"], token=data["token"])
+
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        data = await self._call("GET", f"servers/{instance_id}/logs?offset={int(offset)}&limit={int(limit)}")
+        try:
+            return LogChunk(
+                offset=data["offset"],
+                next_offset=data["nextOffset"],
+                size_bytes=data["totalBytes"],
+                data_b64=data["data"],
+                complete=data["complete"],
+            )
+        except (KeyError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected log answer from the platform: {exc}") from None
+
+    async def outputs(self, instance_id: str) -> Outputs:
+        data = await self._call("GET", f"servers/{instance_id}/outputs")
+        try:
+            return Outputs(
+                instance_id=instance_id,
+                complete=data["complete"],
+                files=[
+                    OutputFile(path=f["path"], size_bytes=f["sizeBytes"], sha256=f["sha256"])
+                    for f in data["files"]
+                ],
+                storage=StorageEndpoint(url=data["endpoint"], bucket=data["bucket"], token=data["token"]),
+            )
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected outputs from the platform: {exc}") from None

@@ -6,6 +6,10 @@ headers `X-Access-Key`, `X-Timestamp` (epoch seconds, ±300 s) and
 Answers are always HTTP 200: `{"Response": {..., "RequestId"}}`, or
 `{"Response": {"Error": {"Code", "Message"}, "RequestId"}}`. Lists take `Offset`/`Limit` (≤ 100) and
 answer `TotalCount`. Mutations answer a `JobId` to poll with `DescribeJob`.
+Programs run for real: an instance shows `StartedAt`/`StoppedAt` (epoch ms), `ExitCode` and
+`StateReason {Code, Message}` (e.g. `InputMismatch`); `GetInstanceLogs` answers base64 `LogData`
+with `NextOffset`; `DescribeInstanceOutputs` the kept files and their read-only bucket;
+`DescribeRuntimes` the frameworks its images run on.
 """
 
 from __future__ import annotations
@@ -16,21 +20,27 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from connectors.cloudsim.state import CloudState, SimInstance
+from connectors.contract import MAX_LOG_CHUNK_BYTES, EndReason, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.storage import outputs_bucket
 
 PATH = "/beta/api"
 _STATE = {
     "creating": "PENDING",
     "stopped": "STOPPED",
+    "starting": "STARTING",
     "running": "RUNNING",
     "failed": "LAUNCH_FAILED",
     "deleted": "TERMINATED",
 }
+# End reasons as beta spells them: `input_mismatch` ↔ `InputMismatch`.
+REASON_CODES: dict[str, str] = {r: r.title().replace("_", "") for r in get_args(EndReason)}
 _CODES = {
     400: "InvalidParameter",
     401: "AuthFailure",
@@ -60,15 +70,57 @@ def chip_name(key: str) -> str:
     return key.upper().replace("-", "_")
 
 
+def beta_program(program: Program) -> dict[str, Any]:
+    """A program as beta's `DeployApplication` spells it (shared with the beta adapter)."""
+    body: dict[str, Any] = {
+        "Env": [{"Name": k, "Value": v} for k, v in program.env.items()],
+        "InputSet": [
+            {"Url": f.url, "Path": f.path, "Size": f.size_bytes, "Sha256": f.sha256} for f in program.inputs
+        ],
+        "OutputPaths": program.outputs,
+    }
+    for key, value in (
+        ("Command", program.command),
+        ("ImageUri", program.image),
+        ("Framework", program.framework),
+        ("MaxDuration", program.max_duration_s),
+    ):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def program_from_beta(data: dict[str, Any]) -> Program:
+    """The program a beta body describes; ValidationError, KeyError or TypeError if malformed."""
+    return Program(
+        command=data.get("Command"),
+        image=data.get("ImageUri"),
+        framework=data.get("Framework"),
+        env={e["Name"]: e["Value"] for e in data.get("Env") or []},
+        inputs=[
+            InputFile(url=f["Url"], path=f["Path"], size_bytes=f["Size"], sha256=f["Sha256"])
+            for f in data.get("InputSet") or []
+        ],
+        outputs=data.get("OutputPaths") or [],
+        max_duration_s=data.get("MaxDuration"),
+    )
+
+
 def _instance(i: SimInstance) -> dict[str, Any]:
+    run = i.run
+    reason = {"Code": REASON_CODES[run.reason], "Message": run.detail} if run and run.reason else None
     return {
         "InstanceId": i.id,
         "InstanceName": i.name,
         "Zone": i.region,
         "InstanceType": i.flavor,
         "InstanceState": _STATE[i.state],
-        "Program": i.program,
+        "Program": beta_program(i.program) if i.program else None,
         "CreatedTime": int(i.created_s),
+        "StartedAt": run.started_ms if run else None,
+        "StoppedAt": run.ended_ms if run else None,
+        "ExitCode": run.exit_code if run else None,
+        "StateReason": reason,
     }
 
 
@@ -161,15 +213,47 @@ def install_beta(app: web.Application, state: CloudState) -> None:
         return _page(d, [_instance(i) for i in rows], "InstanceSet")
 
     async def deploy(d: dict[str, Any], account: str) -> Any:
-        env = {e["Name"]: e["Value"] for e in d.get("Env", []) if isinstance(e, dict)}
-        program = {"command": d.get("Command"), "image": d.get("ImageUri"), "env": env}
+        try:
+            program = program_from_beta(d)
+        except (ValidationError, KeyError, TypeError) as exc:
+            raise InvalidRequest(f"not a valid application: {exc}") from None
         return _instance(state.deploy(account, iid(d), program))
+
+    async def logs(d: dict[str, Any], account: str) -> Any:
+        instance = state.instance(account, iid(d))
+        offset, limit = d.get("Offset", 0), d.get("Limit", 65536)
+        if not isinstance(offset, int) or not isinstance(limit, int) or offset < 0:
+            raise InvalidRequest("Offset and Limit must be integers, Offset >= 0")
+        if not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
+            raise InvalidRequest(f"Limit must be 0–{MAX_LOG_CHUNK_BYTES}")
+        chunk = state.box(instance).logs(offset, limit)
+        return {
+            "LogData": chunk.data_b64,
+            "Offset": chunk.offset,
+            "NextOffset": chunk.next_offset,
+            "TotalSize": chunk.size_bytes,
+            "Complete": chunk.complete,
+        }
+
+    async def outputs(d: dict[str, Any], account: str) -> Any:
+        instance = state.instance(account, iid(d))
+        files = state.box(instance).kept_outputs()
+        return {
+            "Complete": files is not None,
+            "OutputSet": [{"Path": f.path, "Size": f.size_bytes, "Sha256": f.sha256} for f in files or []],
+            "Endpoint": state.storage_url,
+            "Bucket": outputs_bucket(instance.id),
+            "AccessToken": state.storage_token,
+        }
+
+    async def runtimes(_d: dict[str, Any], _a: str) -> Any:
+        return {"FrameworkSet": sorted(state.sandbox.runtimes)}
 
     async def job_status(d: dict[str, Any], account: str) -> Any:
         op_id = jobs.get(str(d.get("JobId")))
         if op_id is None:
             raise InvalidRequest(f"unknown JobId {d.get('JobId')!r}")
-        op = state.operation(account, op_id)
+        op = await state.operation(account, op_id)
         status = "RUNNING" if not op.done else ("FAILED" if op.error else "SUCCESS")
         return {"Status": status, "ErrorMessage": op.error or "", "Result": op.result}
 
@@ -192,6 +276,9 @@ def install_beta(app: web.Application, state: CloudState) -> None:
         "CreateCheckpoint": lambda d, a: _job(state.checkpoint(a, iid(d)).id),
         "DescribeJob": job_status,
         "DescribeStorageEndpoint": storage,
+        "GetInstanceLogs": logs,
+        "DescribeInstanceOutputs": outputs,
+        "DescribeRuntimes": runtimes,
     }
 
     async def _job(op_id: str) -> Any:
@@ -217,7 +304,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:
                 raise InvalidRequest("body is not JSON") from None
             if not isinstance(data, dict):
                 raise InvalidRequest("body must be an object")
-            state.settle()
+            await state.settle()
             result = await actions[action](data, account)
         except ConnectorError as exc:
             return beta_error(exc.http_status, str(exc))

@@ -7,16 +7,24 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
+from connectors.chips import canonical_chip
 from connectors.cloudsim.adapter import CloudsimAdapter
-from connectors.cloudsim.beta_api import signature
+from connectors.cloudsim.beta_api import REASON_CODES, beta_program, program_from_beta, signature
 from connectors.contract import (
     Account,
+    Capabilities,
     Capacity,
     Checkpoint,
     DataSource,
     Flavor,
     Instance,
     InstanceSpec,
+    LogChunk,
+    OutputFile,
+    Outputs,
+    PluginInfo,
     Price,
     Program,
     Region,
@@ -32,9 +40,11 @@ _CODES = {
     "OperationDenied": "invalid_state",
     "ServiceUnavailable": "platform_error",
 }
+_REASONS = {code: reason for reason, code in REASON_CODES.items()}
 _STATES = {
     "PENDING": "creating",
     "STOPPED": "stopped",
+    "STARTING": "starting",
     "RUNNING": "running",
     "LAUNCH_FAILED": "failed",
     "TERMINATED": "deleted",
@@ -98,17 +108,32 @@ class BetaPlugin(CloudsimAdapter):
 
         return await self.poll(check, what)
 
-    @staticmethod
-    def _instance(row: dict[str, Any]) -> Instance:
-        program = row.get("Program")
-        return Instance(
-            id=row["InstanceId"],
-            name=row["InstanceName"],
-            region_id=row["Zone"],
-            flavor_id=row["InstanceType"],
-            state=_STATES[row["InstanceState"]],
-            created_ms=int(row["CreatedTime"]) * 1000,
-            program=Program(**{k: v for k, v in program.items() if v is not None}) if program else None,
+    def _instance(self, row: dict[str, Any]) -> Instance:
+        try:
+            program = row.get("Program")
+            reason = row.get("StateReason") or {}
+            return Instance(
+                id=row["InstanceId"],
+                name=row["InstanceName"],
+                region_id=row["Zone"],
+                flavor_id=row["InstanceType"],
+                state=_STATES[row["InstanceState"]],
+                created_ms=int(row["CreatedTime"]) * 1000,
+                program=program_from_beta(program) if program else None,
+                started_ms=row.get("StartedAt"),
+                ended_ms=row.get("StoppedAt"),
+                exit_code=row.get("ExitCode"),
+                reason=_REASONS[reason["Code"]] if reason else None,
+                detail=reason.get("Message", ""),
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected instance from the platform: {exc}") from None
+
+    async def info(self) -> PluginInfo:
+        frameworks = (await self._call("DescribeRuntimes"))["FrameworkSet"]
+        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
+        return PluginInfo(
+            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
         )
 
     async def ensure_account(self) -> Account:
@@ -127,7 +152,7 @@ class BetaPlugin(CloudsimAdapter):
                 flavors=[
                     Flavor(
                         id=t["InstanceType"],
-                        chip_model=t["GpuModel"].lower().replace("_", "-"),
+                        chip_model=canonical_chip(t["GpuModel"]),
                         chips=t["GpuCount"],
                         cpus=t["Cpu"],
                         memory_mib=t["MemoryGB"] * 1024,
@@ -192,14 +217,7 @@ class BetaPlugin(CloudsimAdapter):
         return await self.get_instance(instance_id)
 
     async def deploy(self, instance_id: str, program: Program) -> Instance:
-        body: dict[str, Any] = {
-            "InstanceId": instance_id,
-            "Env": [{"Name": k, "Value": v} for k, v in program.env.items()],
-        }
-        if program.command is not None:
-            body["Command"] = program.command
-        if program.image is not None:
-            body["ImageUri"] = program.image
+        body = {"InstanceId": instance_id, **beta_program(program)}
         return self._instance(await self._call("DeployApplication", body))
 
     async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
@@ -227,3 +245,35 @@ class BetaPlugin(CloudsimAdapter):
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         data = await self._call("DescribeStorageEndpoint", {"InstanceId": instance_id})
         return StorageEndpoint(url=data["Endpoint"], bucket=data["Bucket"], token=data["AccessToken"])
+
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        data = await self._call(
+            "GetInstanceLogs", {"InstanceId": instance_id, "Offset": offset, "Limit": limit}
+        )
+        try:
+            return LogChunk(
+                offset=data["Offset"],
+                next_offset=data["NextOffset"],
+                size_bytes=data["TotalSize"],
+                data_b64=data["LogData"],
+                complete=data["Complete"],
+            )
+        except (KeyError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected log answer from the platform: {exc}") from None
+
+    async def outputs(self, instance_id: str) -> Outputs:
+        data = await self._call("DescribeInstanceOutputs", {"InstanceId": instance_id})
+        try:
+            return Outputs(
+                instance_id=instance_id,
+                complete=data["Complete"],
+                files=[
+                    OutputFile(path=f["Path"], size_bytes=f["Size"], sha256=f["Sha256"])
+                    for f in data["OutputSet"]
+                ],
+                storage=StorageEndpoint(
+                    url=data["Endpoint"], bucket=data["Bucket"], token=data["AccessToken"]
+                ),
+            )
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise PlatformError(f"{self.name}: unexpected outputs from the platform: {exc}") from None

@@ -6,9 +6,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from connectors.errors import InvalidRequest
+from connectors.sandbox import InputPolicy, SandboxSettings
+
+Framework = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 
 
 class _Strict(BaseModel):
@@ -68,7 +71,9 @@ class Faults(_Strict):
 
 
 class Inventory(_Strict):
-    """Everything a simulator process serves."""
+    """Everything a simulator process serves. Programs run for real in the sandbox: `runtimes` maps
+    a framework to the local runtime its images run on (no containers), `sandbox_memory_mib` is each
+    program's address-space limit, `input_roots` the directories `file://` inputs may come from."""
 
     dialect: Literal["alpha", "beta"]
     name: str = "cloudsim"
@@ -79,6 +84,23 @@ class Inventory(_Strict):
     flavors: list[SimFlavor]
     stock: list[SimStock]
     faults: Faults = Faults()
+    runtimes: dict[Framework, list[Annotated[str, StringConstraints(min_length=1)]]] = {}
+    sandbox_memory_mib: Annotated[int, Field(ge=64, le=1 << 20)] = 4096
+    max_input_bytes: Annotated[int, Field(ge=0)] = 1 << 30
+    input_roots: list[str] = []
+    max_log_bytes: Annotated[int, Field(ge=1024)] = 64 << 20
+    checkpoint_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    def sandbox_settings(self) -> SandboxSettings:
+        """How this simulator's programs run."""
+        return SandboxSettings(
+            memory_bytes=self.sandbox_memory_mib << 20,
+            runtimes={name: tuple(argv) for name, argv in self.runtimes.items() if argv},
+            inputs=InputPolicy(
+                max_input_bytes=self.max_input_bytes, input_roots=tuple(Path(r) for r in self.input_roots)
+            ),
+            max_log_bytes=self.max_log_bytes,
+        )
 
     @model_validator(mode="after")
     def _references(self) -> Inventory:

@@ -1,5 +1,8 @@
 """The `cpnode-cloudsim` process: one dialect's API, its storage endpoint and the simulator's control plane.
 
+Its instances' programs run as sandboxed subprocesses of this process (`connectors.sandbox`) and
+are stopped with it.
+
 Failure injection applies to the dialect's API (never to `/_sim`): every call waits `latency_ms`,
 then fails if the simulator is `down`, inside an outage window (seconds since start), or by the
 seeded random `error_rate_permille`. A failed call changes nothing. `GET /_sim/faults` shows and
@@ -104,7 +107,11 @@ def cloudsim_app(
             }
         )
 
+    async def stop_programs(_app: web.Application) -> None:
+        await state.close()
+
     app = web.Application(middlewares=[faults], client_max_size=1 << 20)
+    app.on_cleanup.append(stop_programs)
     if inventory.dialect == "alpha":
         install_alpha(app, state)
     else:

@@ -1,46 +1,63 @@
 """The simulated cloud's state, shared by both dialects: instances, asynchronous operations, storage.
 
-No I/O except the checkpoint files written into the storage directory. Operations complete when
-the clock passes their due time; `settle()` applies every due completion, and each API request
-calls it first, so there is no background task to race with.
+The simulator stands in for a provider's control plane, not for the computation: an instance's
+program runs for real in `connectors.sandbox`, the same sandbox as the `local` pool's, under
+`<storage dir>/_runs/<instance id>/`, with its state files in its storage bucket
+`<storage dir>/<instance id>/`. Operations complete when the clock passes their due time (and, for a
+checkpoint, when the program has written it); `settle()` applies every due completion, and each API
+request awaits it first, so no background task races with a request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
-import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from connectors.cloudsim.inventory import Inventory, SimFlavor
-from connectors.errors import InvalidState, NoCapacity, NotFound
+from connectors.contract import Program
+from connectors.errors import ConnectorError, InvalidState, NoCapacity, NotFound
+from connectors.sandbox import RunStatus, Sandbox, check_program
+from connectors.storage import list_state_files
 
-SimState = Literal["creating", "stopped", "running", "failed", "deleted"]
+SimState = Literal["creating", "stopped", "starting", "running", "failed", "deleted"]
 OpKind = Literal["create", "delete", "start", "stop", "checkpoint"]
 Clock = Callable[[], float]
+RUNS = "_runs"
 
 
 @dataclass
 class SimInstance:
-    """One simulated instance, owned by one account."""
+    """One simulated instance, owned by one account; `run` is its program's latest run."""
 
     id: str
     account: str
     name: str
     region: str
     flavor: str
-    state: SimState
+    lifecycle: Literal["creating", "ready", "deleted"]
     created_s: float
-    program: dict[str, Any] | None = None
-    checkpoints: int = 0
+    program: Program | None = None
+    run: RunStatus | None = None
+    box: Sandbox | None = None
+
+    @property
+    def state(self) -> SimState:
+        """What the API reports: creating and deleted, else its run's state (`stopped` before any run)."""
+        if self.lifecycle != "ready":
+            return self.lifecycle
+        return "stopped" if self.run is None else self.run.state
 
 
 @dataclass
 class Operation:
-    """An asynchronous operation: done once the clock passes `due_s`; `result` or `error` then."""
+    """An asynchronous operation: done once the clock passes `due_s` (and `pending` has finished)."""
 
     id: str
     account: str
@@ -49,8 +66,9 @@ class Operation:
     due_s: float
     done: bool = False
     error: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, int] = field(default_factory=dict)
     restore: bool = False
+    pending: asyncio.Task[int] | None = None
 
 
 class CloudState:
@@ -62,6 +80,7 @@ class CloudState:
         self.clock = clock
         self.instances: dict[str, SimInstance] = {}
         self.operations: dict[str, Operation] = {}
+        self.sandbox = inventory.sandbox_settings()
         self._ids = itertools.count(1)
         self._flavors = {f.id: f for f in inventory.flavors}
         self._stock = {(s.region, s.flavor): s for s in inventory.stock}
@@ -78,11 +97,11 @@ class CloudState:
             raise NotFound(f"no flavor {flavor_id!r}") from None
 
     def used(self, region: str, flavor: str) -> int:
-        """How many instances of `flavor` in `region` hold capacity."""
+        """How many instances of `flavor` in `region` hold capacity (every one not deleted)."""
         return sum(
             1
             for i in self.instances.values()
-            if i.region == region and i.flavor == flavor and i.state not in ("deleted", "failed")
+            if i.region == region and i.flavor == flavor and i.lifecycle != "deleted"
         )
 
     def capacity(self) -> list[tuple[str, str, int, int]]:
@@ -102,9 +121,9 @@ class CloudState:
             raise NotFound(f"no instance {instance_id!r}")
         return found
 
-    def operation(self, account: str, op_id: str) -> Operation:
+    async def operation(self, account: str, op_id: str) -> Operation:
         """An operation of `account` (settled first), or NotFound."""
-        self.settle()
+        await self.settle()
         found = self.operations.get(op_id)
         if found is None or found.account != account:
             raise NotFound(f"no operation {op_id!r}")
@@ -112,7 +131,18 @@ class CloudState:
 
     def listing(self, account: str) -> list[SimInstance]:
         """The account's instances that are not deleted, oldest first."""
-        return [i for i in self.instances.values() if i.account == account and i.state != "deleted"]
+        return [i for i in self.instances.values() if i.account == account and i.lifecycle != "deleted"]
+
+    def box(self, instance: SimInstance) -> Sandbox:
+        """The instance's sandbox (its program's runs)."""
+        if instance.box is None:
+
+            def record(run: RunStatus) -> None:
+                instance.run = run
+
+            base = self.storage_dir / RUNS / instance.id
+            instance.box = Sandbox(base, self.storage_dir / instance.id, self.sandbox, record, instance.id)
+        return instance.box
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -142,7 +172,7 @@ class CloudState:
             name=name,
             region=region,
             flavor=flavor,
-            state="creating",
+            lifecycle="creating",
             created_s=time.time(),
         )
         self.instances[instance.id] = instance
@@ -152,69 +182,87 @@ class CloudState:
     def delete(self, account: str, instance_id: str) -> Operation:
         """Start deleting an instance."""
         instance = self.instance(account, instance_id)
-        if instance.state == "creating":
+        if instance.lifecycle == "creating":
             raise InvalidState(f"instance {instance_id} is still being created")
         return self._operation(account, "delete", instance_id)
 
-    def deploy(self, account: str, instance_id: str, program: dict[str, Any]) -> SimInstance:
-        """Record the program of a stopped instance (synchronous in both dialects)."""
+    def deploy(self, account: str, instance_id: str, program: Program) -> SimInstance:
+        """Record the program of an instance whose program is not running (synchronous in both dialects)."""
         instance = self.instance(account, instance_id)
-        if instance.state != "stopped":
-            raise InvalidState(f"instance {instance_id} is {instance.state}; deploy needs it stopped")
-        instance.program = program
+        if instance.state not in ("stopped", "failed"):
+            raise InvalidState(f"instance {instance_id} is {instance.state}; deploy needs its program ended")
+        check_program(program, self.sandbox)
+        instance.program, instance.run = program, None
         return instance
 
     def power(self, account: str, instance_id: str, on: bool, *, restore: bool = False) -> Operation:
-        """Start or stop the instance's program."""
+        """Start or stop the instance's program (stopping an ended run changes nothing)."""
         instance = self.instance(account, instance_id)
-        if on and (instance.state != "stopped" or instance.program is None):
+        if on and (instance.state not in ("stopped", "failed") or instance.program is None):
             raise InvalidState(f"instance {instance_id} is {instance.state} and needs a deployed program")
-        if not on and instance.state not in ("running", "stopped"):
+        if not on and instance.lifecycle != "ready":
             raise InvalidState(f"instance {instance_id} is {instance.state}")
         return self._operation(account, "start" if on else "stop", instance_id, restore=restore)
 
     def checkpoint(self, account: str, instance_id: str) -> Operation:
-        """Start a checkpoint of a running instance."""
+        """Ask a running program to checkpoint; the operation completes once it has."""
         instance = self.instance(account, instance_id)
         if instance.state != "running":
             raise InvalidState(
                 f"instance {instance_id} is {instance.state}; only running instances checkpoint"
             )
-        return self._operation(account, "checkpoint", instance_id)
+        op = self._operation(account, "checkpoint", instance_id)
+        op.pending = asyncio.create_task(self.box(instance).checkpoint(self.inventory.checkpoint_timeout_s))
+        return op
 
     def bucket(self, name: str) -> Path | None:
-        """The storage directory of a live instance (for the storage endpoint)."""
-        found = self.instances.get(name)
-        return None if found is None or found.state == "deleted" else self.storage_dir / name
+        """The storage directory of a live instance (for the storage endpoint): its state files, or
+        with the outputs suffix what its run kept."""
+        instance_id, _, kind = name.partition(".")
+        found = self.instances.get(instance_id)
+        if found is None or found.lifecycle == "deleted" or kind not in ("", "outputs"):
+            return None
+        return self.box(found).outputs_dir if kind else self.storage_dir / instance_id
 
-    def settle(self) -> None:
+    async def settle(self) -> None:
         """Complete every operation whose time has come."""
         now = self.clock()
-        for op in self.operations.values():
-            if not op.done and op.due_s <= now:
-                self._complete(op)
+        for op in list(self.operations.values()):
+            if not op.done and op.due_s <= now and (op.pending is None or op.pending.done()):
+                op.done = True
+                try:
+                    await self._complete(op)
+                except ConnectorError as exc:
+                    op.error = str(exc)
 
-    def _complete(self, op: Operation) -> None:
-        op.done = True
+    async def _complete(self, op: Operation) -> None:
         instance = self.instances[op.instance_id]
         if op.kind == "create":
-            instance.state = "stopped"
+            instance.lifecycle = "ready"
         elif op.kind == "delete":
-            instance.state = "deleted"
+            if instance.box is not None:
+                await instance.box.stop()
+            instance.lifecycle = "deleted"
+            shutil.rmtree(self.storage_dir / RUNS / instance.id, ignore_errors=True)
         elif op.kind == "stop":
-            instance.state = "stopped"
+            if instance.box is not None:
+                await instance.box.stop()
         elif op.kind == "start":
-            state_file = self.storage_dir / instance.id / "checkpoint.json"
-            if op.restore and not state_file.exists():
-                op.error = "restore requested but the instance's storage holds no checkpoint.json"
-                return
-            instance.state = "running"
+            if op.restore and not list_state_files(self.storage_dir / instance.id):
+                raise InvalidState("restore requested but the instance's storage holds no state files")
+            if instance.program is None or instance.state not in ("stopped", "failed"):
+                raise InvalidState(f"instance {instance.id} is {instance.state}; it cannot start")
+            await self.box(instance).start(instance.program, restore=op.restore)
         elif op.kind == "checkpoint":
-            if instance.state != "running":
-                op.error = f"instance stopped ({instance.state}) before the checkpoint completed"
-                return
-            instance.checkpoints += 1
-            body = {"instance": instance.id, "seq": instance.checkpoints, "program": instance.program}
-            target = self.storage_dir / instance.id / "checkpoint.json"
-            target.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
-            op.result = {"seq": instance.checkpoints}
+            assert op.pending is not None
+            try:
+                op.result = {"seq": op.pending.result()}
+            except ConnectorError as exc:
+                op.error = f"the checkpoint failed: {exc}"
+
+    async def close(self) -> None:
+        """Stop every program (the simulator is going away)."""
+        for instance in self.instances.values():
+            if instance.box is not None:
+                with contextlib.suppress(ConnectorError):
+                    await instance.box.stop("lost")

@@ -1,13 +1,18 @@
 """The `local` pool: instances are sandboxed working directories running real subprocesses.
 
 Capacity: the host's CPUs and memory are split into `slots` (default: one per CPU); flavor
-`local-<k>` takes k slots. Each instance lives in `<root>/instances/<id>/` with `work/` (the
-program's working directory), `state/` (its state files, served by the storage endpoint),
-`control/` (checkpoint files) and `instance.json` (metadata, so a restarted plugin finds it).
+`local-<k>` takes k slots, held from creation to deletion (a run that ended still holds them: its
+outputs and log stay readable). Each instance lives in `<root>/instances/<id>/`: the sandbox's
+`work/`, `control/`, `outputs/` and `program.log` (see `connectors.sandbox`), `state/` (its state
+files, served by the storage endpoint) and `instance.json` (so a restarted plugin finds it; a run
+that was going when the plugin stopped is reported `failed` with reason `lost`).
 
-Sandbox: the program runs in its own session (killed as a group), with `work/` as its working
-directory, an environment holding only PATH, HOME=work/ and what the deployment sets, and resource
-limits (address space = its slots' memory, no core files).
+Sandbox (`connectors.sandbox`): own session, clean environment, address space = its slots' memory,
+no core files, inputs fetched and verified, output captured, `max_duration_s` enforced, outputs
+kept. Images: this pool runs no containers. The `runtimes` option maps a framework to a local
+runtime, e.g. `runtimes = { pytorch = ["python3"] }`: a program with an image of framework
+`pytorch` runs as `python3 <command...>` in the sandbox, on the host's own Python (which must have
+what the program imports). An image whose framework is not mapped is refused at deploy.
 
 Checkpoint protocol (what a program must do to be migratable):
 - the program reads `CPNODE_STATE_DIR` (where its state lives) and `CPNODE_CONTROL_DIR`;
@@ -25,11 +30,13 @@ Checkpoint protocol (what a program must do to be migratable):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import json
 import os
+import re
 import secrets
+import shlex
 import shutil
-import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +44,7 @@ from typing import Any, ClassVar
 
 from connectors.contract import (
     Account,
+    Capabilities,
     Capacity,
     Checkpoint,
     ComputePlugin,
@@ -45,19 +53,51 @@ from connectors.contract import (
     Health,
     Instance,
     InstanceSpec,
+    LogChunk,
+    Outputs,
+    PluginInfo,
     Price,
     Program,
     Region,
     StorageEndpoint,
     Usage,
 )
-from connectors.errors import InvalidRequest, InvalidState, NoCapacity, NotFound, PluginTimeout
+from connectors.errors import InvalidRequest, InvalidState, NoCapacity, NotFound
 from connectors.microbench import cached_measurement
-from connectors.storage import StorageServer, StorageService, list_state_files
+from connectors.sandbox import InputPolicy, RunStatus, Sandbox, SandboxSettings, check_program, now_ms
+from connectors.storage import OUTPUTS_SUFFIX, StorageServer, StorageService, list_state_files, outputs_bucket
 
 MIB = 1 << 20
 COUNTER_PROGRAM = Path(__file__).with_name("counter_program.py")  # runs with any python3, stdlib only
-_STOP_GRACE_S = 5.0
+_FRAMEWORK = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_HOLDS_SLOTS = ("creating", "stopped", "starting", "running", "failed")
+
+
+def parse_runtimes(value: object) -> dict[str, tuple[str, ...]]:
+    """The `runtimes` option: a table framework → argv (a list, or one shell-quoted string), or the
+    same as JSON text (how `--option runtimes=...` passes it)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidRequest(
+                "option 'runtimes' must be a table (or its JSON) of framework → argv"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise InvalidRequest("option 'runtimes' must be a table of framework → argv")
+    runtimes: dict[str, tuple[str, ...]] = {}
+    for name, argv in value.items():
+        if not isinstance(name, str) or not _FRAMEWORK.fullmatch(name):
+            raise InvalidRequest(f"runtimes: {name!r} is not a framework name (a–z, 0–9, '.', '_', '-')")
+        parts = shlex.split(argv) if isinstance(argv, str) else argv
+        if (
+            not isinstance(parts, list | tuple)
+            or not parts
+            or not all(isinstance(p, str) and p for p in parts)
+        ):
+            raise InvalidRequest(f"runtimes.{name} must be a non-empty list of strings (the argv to run)")
+        runtimes[name] = tuple(parts)
+    return runtimes
 
 
 def host_memory_mib() -> int:
@@ -98,6 +138,9 @@ class LocalPool(ComputePlugin):
         price_minor_per_slot_hour: int = 100,
         storage_host: str = "127.0.0.1",
         storage_port: int = 0,
+        runtimes: Mapping[str, tuple[str, ...]] | None = None,
+        inputs: InputPolicy | None = None,
+        max_log_bytes: int = 64 << 20,
     ) -> None:
         super().__init__(name)
         self.root = root
@@ -110,15 +153,23 @@ class LocalPool(ComputePlugin):
         self.price = price_minor_per_slot_hour
         self._token = secrets.token_urlsafe(24)
         self._storage = StorageServer(StorageService(self._token, self._bucket), storage_host, storage_port)
-        self._processes: dict[str, asyncio.subprocess.Process] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self.sandbox = SandboxSettings(
+            runtimes=dict(runtimes or {}), inputs=inputs or InputPolicy(), max_log_bytes=max_log_bytes
+        )
+        self._boxes: dict[str, Sandbox] = {}
         self._lock = asyncio.Lock()
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> LocalPool:
-        """Build from `[[pools]]` options: root (required), slots, region, city, price, storage_port."""
+        """Build from `[[pools]]` options: root (required), slots, region, city, price, storage_port,
+        runtimes (framework → argv), input_roots (directories `file://` inputs may come from),
+        max_input_bytes, max_log_bytes."""
         if "root" not in options:
             raise InvalidRequest("the local pool needs option 'root' (a directory)")
+        roots = options.get("input_roots", [])
+        roots = [roots] if isinstance(roots, str) else roots
+        if not isinstance(roots, list | tuple) or not all(isinstance(r, str) for r in roots):
+            raise InvalidRequest("option 'input_roots' must be a list of directories")
         return cls(
             name,
             Path(str(options["root"])),
@@ -127,6 +178,12 @@ class LocalPool(ComputePlugin):
             city=str(options.get("city", "110000")),
             price_minor_per_slot_hour=int(options.get("price_minor_per_slot_hour", 100)),
             storage_port=int(options.get("storage_port", 0)),
+            runtimes=parse_runtimes(options.get("runtimes", {})),
+            inputs=InputPolicy(
+                max_input_bytes=int(options.get("max_input_bytes", 1 << 30)),
+                input_roots=tuple(Path(r) for r in roots),
+            ),
+            max_log_bytes=int(options.get("max_log_bytes", 64 << 20)),
         )
 
     # -- lifecycle of the plugin itself ---------------------------------------------------------
@@ -135,14 +192,23 @@ class LocalPool(ComputePlugin):
         (self.root / "instances").mkdir(parents=True, exist_ok=True)
         for meta in (self.root / "instances").glob("*/instance.json"):
             instance = Instance.model_validate_json(meta.read_text(encoding="utf-8"))
-            if instance.state == "running":  # its process did not survive our restart
-                self._save(instance.model_copy(update={"state": "stopped"}))
+            if instance.state in ("running", "starting"):  # its program did not survive our restart
+                update = {"state": "failed", "reason": "lost", "ended_ms": now_ms()}
+                detail = "the pool restarted while the program ran"
+                self._save(instance.model_copy(update={**update, "detail": detail}))
         await self._storage.start()
 
     async def close(self) -> None:
-        for instance_id in list(self._processes):
-            await self._terminate(instance_id)
+        for box in list(self._boxes.values()):
+            await box.stop("lost")
         await self._storage.close()
+
+    async def info(self) -> PluginInfo:
+        frameworks = sorted(self.sandbox.runtimes)
+        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
+        return PluginInfo(
+            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
+        )
 
     # -- contract -------------------------------------------------------------------------------
 
@@ -168,11 +234,7 @@ class LocalPool(ComputePlugin):
         ]
 
     def _used_slots(self) -> int:
-        return sum(
-            int(i.flavor_id.split("-")[1])
-            for i in self._all()
-            if i.state in ("creating", "stopped", "running")
-        )
+        return sum(int(i.flavor_id.split("-")[1]) for i in self._all() if i.state in _HOLDS_SLOTS)
 
     async def data_source(self) -> DataSource:
         measurement = await asyncio.to_thread(cached_measurement, self.root / "microbench.json")
@@ -240,95 +302,70 @@ class LocalPool(ComputePlugin):
         instance = self._load(instance_id)
         if instance.state == "deleted":
             return instance
-        await self._terminate(instance_id)
-        for sub in ("work", "state", "control"):
-            shutil.rmtree(self._dir(instance_id) / sub, ignore_errors=True)
+        box = self._boxes.pop(instance_id, None)
+        if box is not None:
+            await box.stop()
+        base = self._dir(instance_id)
+        for sub in ("work", "state", "control", "outputs"):
+            shutil.rmtree(base / sub, ignore_errors=True)
+        for leftover in ("program.log", "outputs.json"):
+            (base / leftover).unlink(missing_ok=True)
         return self._save(self._load(instance_id).model_copy(update={"state": "deleted"}))
 
     async def deploy(self, instance_id: str, program: Program) -> Instance:
         instance = self._load(instance_id)
-        if instance.state != "stopped":
-            raise InvalidState(f"instance {instance_id} is {instance.state}; deploy needs it stopped")
-        if not program.command:
-            raise InvalidRequest("the local pool runs commands; give 'command' (images are not supported)")
-        return self._save(instance.model_copy(update={"program": program, "exit_code": None}))
+        if instance.state not in ("stopped", "failed"):
+            raise InvalidState(f"instance {instance_id} is {instance.state}; deploy needs its program ended")
+        check_program(program, self.sandbox)
+        cleared = {"started_ms": None, "ended_ms": None, "exit_code": None, "reason": None, "detail": ""}
+        return self._save(instance.model_copy(update={"program": program, **cleared}))
 
     async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
         async with self._lock:
             instance = self._load(instance_id)
-            if instance.state != "stopped" or instance.program is None or not instance.program.command:
+            if instance.state not in ("stopped", "failed") or instance.program is None:
                 raise InvalidState(f"instance {instance_id} is {instance.state} and needs a deployed program")
-            base = self._dir(instance_id)
-            for stale in ("checkpoint.request", "checkpoint.done", "ready"):
-                (base / "control" / stale).unlink(missing_ok=True)
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(base / "work"),
-                **instance.program.env,
-                "CPNODE_STATE_DIR": str(base / "state"),
-                "CPNODE_CONTROL_DIR": str(base / "control"),
-                "CPNODE_INSTANCE_ID": instance_id,
-            }
-            if restore:
-                env["CPNODE_RESTORE"] = "1"
-            limit = self.slot_memory_mib * int(instance.flavor_id.split("-")[1]) * MIB
-            log = (base / "work" / "program.log").open("ab")
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *instance.program.command,
-                    cwd=base / "work",
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=lambda: _limit_resources(limit),
-                )
-            except OSError as exc:
-                raise InvalidRequest(
-                    f"cannot start {instance.program.command[0]!r}: {exc.strerror}"
-                ) from None
-            finally:
-                log.close()
-            self._processes[instance_id] = process
-            self._watchers[instance_id] = asyncio.create_task(self._watch(instance_id, process))
-            return self._save(instance.model_copy(update={"state": "running", "exit_code": None}))
+            await self._box(instance).start(instance.program, restore=restore)
+            return self._load(instance_id)
 
     async def stop_instance(self, instance_id: str) -> Instance:
         instance = self._load(instance_id)
-        if instance.state not in ("running", "stopped"):
+        if instance.state not in ("starting", "running", "stopped", "failed"):
             raise InvalidState(f"instance {instance_id} is {instance.state}")
-        await self._terminate(instance_id)
+        box = self._boxes.get(instance_id)
+        if box is not None:
+            await box.stop()
         return self._load(instance_id)
 
     async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:
         instance = self._load(instance_id)
-        process = self._processes.get(instance_id)
-        if instance.state != "running" or process is None:
+        box = self._boxes.get(instance_id)
+        if instance.state != "running" or box is None:
             raise InvalidState(
                 f"instance {instance_id} is {instance.state}; only a running program checkpoints"
             )
-        control = self._dir(instance_id) / "control"
-        done = control / "checkpoint.done"
-        seq = _read_int(done) + 1
-        request = control / "checkpoint.request.tmp"
-        request.write_text(str(seq), encoding="ascii")
-        os.replace(request, control / "checkpoint.request")
-        if (control / "ready").exists():
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + timeout_s
-        while _read_int(done) < seq:
-            if process.returncode is not None:
-                raise InvalidState(
-                    f"program of {instance_id} exited ({process.returncode}) before checkpointing"
-                )
-            if time.monotonic() > deadline:
-                raise PluginTimeout(f"program of {instance_id} did not checkpoint within {timeout_s} s")
-            await asyncio.sleep(0.02)
+        seq = await box.checkpoint(timeout_s)
         files = await asyncio.to_thread(list_state_files, self._dir(instance_id) / "state")
         return Checkpoint(
             instance_id=instance_id, seq=seq, files=files, storage=await self.storage_endpoint(instance_id)
+        )
+
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        instance = self._load(instance_id)
+        if offset < 0 or limit < 0:
+            raise InvalidRequest("offset and limit must not be negative")
+        return await asyncio.to_thread(self._box(instance).logs, offset, limit)
+
+    async def outputs(self, instance_id: str) -> Outputs:
+        instance = self._load(instance_id)
+        if instance.state == "deleted":
+            raise InvalidState(f"instance {instance_id} is deleted")
+        files = await asyncio.to_thread(self._box(instance).kept_outputs)
+        storage = StorageEndpoint(
+            url=self._storage.url, bucket=outputs_bucket(instance_id), token=self._token
+        )
+        return Outputs(
+            instance_id=instance_id, complete=files is not None, files=files or [], storage=storage
         )
 
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
@@ -345,11 +382,35 @@ class LocalPool(ComputePlugin):
         return self.root / "instances" / instance_id
 
     def _bucket(self, bucket: str) -> Path | None:
+        instance_id = bucket.removesuffix(OUTPUTS_SUFFIX)
         try:
-            instance = self._load(bucket)
+            instance = self._load(instance_id)
         except NotFound:
             return None
-        return None if instance.state == "deleted" else self._dir(bucket) / "state"
+        if instance.state == "deleted":
+            return None
+        return self._dir(instance_id) / ("outputs" if bucket.endswith(OUTPUTS_SUFFIX) else "state")
+
+    def _box(self, instance: Instance) -> Sandbox:
+        box = self._boxes.get(instance.id)
+        if box is None:
+            base = self._dir(instance.id)
+            memory = self.slot_memory_mib * int(instance.flavor_id.split("-")[1]) * MIB
+            settings = dataclasses.replace(self.sandbox, memory_bytes=memory)
+            box = Sandbox(
+                base, base / "state", settings, lambda run: self._record(instance.id, run), instance.id
+            )
+            self._boxes[instance.id] = box
+        return box
+
+    def _record(self, instance_id: str, run: RunStatus) -> None:
+        """Store a change of the instance's run (a deleted instance stays deleted)."""
+        try:
+            current = self._load(instance_id)
+        except NotFound:
+            return
+        if current.state != "deleted":
+            self._save(current.model_copy(update=dataclasses.asdict(run)))
 
     def _load(self, instance_id: str) -> Instance:
         try:
@@ -368,41 +429,3 @@ class LocalPool(ComputePlugin):
     def _all(self) -> list[Instance]:
         metas = sorted((self.root / "instances").glob("*/instance.json"))
         return [Instance.model_validate_json(m.read_text(encoding="utf-8")) for m in metas]
-
-    async def _watch(self, instance_id: str, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
-        if self._processes.get(instance_id) is process:
-            del self._processes[instance_id]
-            with contextlib.suppress(NotFound):
-                current = self._load(instance_id)
-                if current.state == "running":
-                    self._save(current.model_copy(update={"state": "stopped", "exit_code": code}))
-
-    async def _terminate(self, instance_id: str) -> None:
-        process = self._processes.get(instance_id)
-        watcher = self._watchers.pop(instance_id, None)
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        if watcher is not None:
-            await watcher
-
-
-def _limit_resources(address_space_bytes: int) -> None:
-    import resource  # only in the child, between fork and exec
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
-
-
-def _read_int(path: Path) -> int:
-    try:
-        return int(path.read_text(encoding="ascii").strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0

@@ -16,6 +16,8 @@ from connectors.contract import (
     Health,
     Instance,
     InstanceSpec,
+    LogChunk,
+    Outputs,
     PluginInfo,
     Program,
     StorageEndpoint,
@@ -135,6 +137,13 @@ class RemotePlugin(ComputePlugin):
 
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         return await self._model(StorageEndpoint, "GET", f"instances/{instance_id}/storage")
+
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        query = f"?offset={int(offset)}&limit={int(limit)}"
+        return await self._model(LogChunk, "GET", f"instances/{instance_id}/logs{query}")
+
+    async def outputs(self, instance_id: str) -> Outputs:
+        return await self._model(Outputs, "GET", f"instances/{instance_id}/outputs")
 
 
 __all__ = ["ConnectorError", "RemotePlugin"]

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from connectors.contract import ComputePlugin, InstanceSpec, Program
+from connectors.contract import MAX_LOG_CHUNK_BYTES, ComputePlugin, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest
 from connectors.serving import start_app
 
@@ -80,6 +80,15 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     async def deploy(r: web.Request) -> Any:
         return await plugin.deploy(iid(r), Program.model_validate(await _body(r)))
 
+    async def logs(r: web.Request) -> Any:
+        try:
+            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
+        except ValueError:
+            raise InvalidRequest("offset and limit must be integers") from None
+        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
+            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        return await plugin.logs(iid(r), offset, limit)
+
     app = web.Application(client_max_size=1 << 20)
     p = "/plugin/v1/"
     app.router.add_get(p + "info", route(lambda r: plugin.info()))
@@ -95,6 +104,8 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     app.router.add_post(p + "instances/{id}/stop", route(lambda r: plugin.stop_instance(iid(r))))
     app.router.add_post(p + "instances/{id}/checkpoint", route(checkpoint))
     app.router.add_get(p + "instances/{id}/storage", route(lambda r: plugin.storage_endpoint(iid(r))))
+    app.router.add_get(p + "instances/{id}/logs", route(logs))
+    app.router.add_get(p + "instances/{id}/outputs", route(lambda r: plugin.outputs(iid(r))))
     return app
 
 

@@ -1,9 +1,11 @@
-"""The cloud simulator as a real process: both dialects' adapters pass the contract; failures are injected."""
+"""The cloud simulator as a real process: both dialects' adapters pass the contract (their instances
+run their programs for real); failures are injected."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,17 +13,18 @@ import pytest
 from connectors.cloudsim.alpha_plugin import AlphaPlugin
 from connectors.cloudsim.beta_plugin import BetaPlugin, fen_from_yuan
 from connectors.contract import ComputePlugin, InstanceSpec, Program
-from connectors.errors import NotFound, PlatformError, PluginTimeout, Unauthorized
+from connectors.errors import InvalidRequest, NotFound, PlatformError, PluginTimeout, Unauthorized
 from connectors.host import HostSettings, PluginHost
+from connectors.pools.local import COUNTER_PROGRAM
 from connectors.testing import ComputePluginConformance
-from tests.connectors.conftest import SimProcess
+from tests.connectors.conftest import BIN, CONFIGS, SimProcess, eventually
 
-PROGRAM = Program(command=[sys.executable, "-c", "print('hello')"], env={"A": "1"})
+PROGRAM = Program(command=[sys.executable, str(COUNTER_PROGRAM)], env={"A": "1"})
 
 
 @pytest.fixture(name="program")
 def fixture_program() -> Program:
-    """Any program: the simulator records it and runs nothing."""
+    """The counter program: the simulator runs it and checkpoints it through its protocol."""
     return PROGRAM
 
 
@@ -192,3 +195,55 @@ async def test_accounts_do_not_see_each_others_instances(alpha_sim: SimProcess) 
         await plugin.get_instance("i-999999")
     await plugin.delete_instance(created.id)
     await plugin.close()
+
+
+async def test_simulated_images_run_on_the_inventory_runtimes(tmp_path: Path) -> None:
+    """An inventory's `runtimes` is what both dialects report as capabilities and how an image of a
+    mapped framework runs; an unmapped framework is refused at deploy through the dialect's error."""
+    runtimes = f'\n[runtimes]\npytorch = ["{sys.executable}"]\n'
+    for dialect, make in (("alpha", alpha), ("beta", beta)):
+        inventory = tmp_path / f"{dialect}.toml"
+        inventory.write_text((CONFIGS / "cloudsim" / f"{dialect}.toml").read_text() + runtimes)
+        (tmp_path / dialect).mkdir()
+        sim = SimProcess(
+            [
+                str(BIN / "cpnode-cloudsim"),
+                "--inventory",
+                str(inventory),
+                "--storage-dir",
+                str(tmp_path / dialect),
+            ]
+        )
+        sim.start()
+        plugin = make(sim)
+        try:
+            info = await plugin.info()
+            assert (info.capabilities.images, info.capabilities.frameworks) == ("mapped", ["pytorch"])
+            data = await plugin.data_source()
+            spec = InstanceSpec(
+                name="img", region_id=data.capacity[0].region_id, flavor_id=data.capacity[0].flavor_id
+            )
+            instance = await plugin.create_instance(spec)
+            with pytest.raises(InvalidRequest, match="maps no local runtime"):
+                await plugin.deploy(
+                    instance.id, Program(image="tensorflow/tensorflow:2.17.0", framework="tensorflow")
+                )
+            image = Program(
+                image="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+                framework="pytorch",
+                command=["-c", "print('on the runtime')"],
+            )
+            await plugin.deploy(instance.id, image)
+            await plugin.start_instance(instance.id)
+
+            async def ended(plugin: ComputePlugin = plugin, instance_id: str = instance.id) -> bool:
+                return (await plugin.get_instance(instance_id)).state in ("stopped", "failed")
+
+            await eventually(ended, timeout_s=20, what=f"{dialect} run end")
+            done = await plugin.get_instance(instance.id)
+            assert (done.state, done.exit_code, done.program) == ("stopped", 0, image)
+            assert b"on the runtime" in (await plugin.logs(instance.id)).data()
+            await plugin.delete_instance(instance.id)
+        finally:
+            await plugin.close()
+            sim.stop()

@@ -84,12 +84,11 @@ async def test_checkpoint_then_restore_continues_the_count(plugin: LocalPool) ->
     assert [f.path for f in checkpoint.files] == ["counter.json"]
     await plugin.stop_instance(instance.id)
     await plugin.start_instance(instance.id, restore=True)
-    log = plugin.root / "instances" / instance.id / "work" / "program.log"
 
     from tests.connectors.conftest import eventually
 
     async def restarted() -> bool:
-        return f"counter starting at {saved}" in log.read_text()
+        return f"counter starting at {saved}".encode() in (await plugin.logs(instance.id, 0, 1 << 20)).data()
 
     await eventually(restarted, what="restored start")
     await plugin.delete_instance(instance.id)
@@ -109,18 +108,22 @@ async def test_program_ignoring_the_protocol_times_out(plugin: LocalPool) -> Non
 
 
 async def test_bad_deployments_are_refused(plugin: LocalPool) -> None:
-    """Images and missing executables are clear errors and leave the instance stopped."""
+    """An image the pool maps no runtime to is refused at deploy; a missing executable fails the run
+    (`start_failed`) and the instance takes a new deployment."""
     instance = await plugin.create_instance(InstanceSpec(name="bad", region_id="local", flavor_id="local-1"))
-    with pytest.raises(InvalidRequest, match="command"):
-        await plugin.deploy(instance.id, Program(image="registry.example/x:1"))
+    with pytest.raises(InvalidRequest, match="maps no local runtime"):
+        await plugin.deploy(instance.id, Program(image="registry.example/x:1", framework="pytorch"))
+    assert (await plugin.get_instance(instance.id)).program is None
     await plugin.deploy(instance.id, Program(command=["/nonexistent/binary"]))
-    with pytest.raises(InvalidRequest, match="cannot start"):
-        await plugin.start_instance(instance.id)
-    assert (await plugin.get_instance(instance.id)).state == "stopped"
+    failed = await plugin.start_instance(instance.id)
+    assert (failed.state, failed.reason, failed.started_ms) == ("failed", "start_failed", None)
+    assert "cannot start '/nonexistent/binary'" in failed.detail
+    await plugin.deploy(instance.id, Program(command=[sys.executable, "-c", "pass"]))
+    assert (await plugin.start_instance(instance.id)).state in ("running", "stopped")
 
 
 async def test_restarted_pool_finds_its_instances(tmp_path: Path) -> None:
-    """Instances survive a plugin restart; a program that was running is reported stopped."""
+    """Instances survive a plugin restart; a program that was running is reported failed (`lost`)."""
     pool = LocalPool("p", tmp_path / "pool", slots=1)
     await pool.start()
     instance = await pool.create_instance(InstanceSpec(name="keep", region_id="local", flavor_id="local-1"))
@@ -130,7 +133,10 @@ async def test_restarted_pool_finds_its_instances(tmp_path: Path) -> None:
     again = LocalPool("p", tmp_path / "pool", slots=1)
     await again.start()
     try:
-        assert (await again.get_instance(instance.id)).state == "stopped"
+        lost = await again.get_instance(instance.id)
+        assert (lost.state, lost.reason) == ("failed", "lost")
+        assert lost.started_ms is not None
+        assert lost.ended_ms is not None
         assert [i.id for i in await again.list_instances()] == [instance.id]
     finally:
         await again.close()
