@@ -64,8 +64,13 @@ def test_catalogue_without_a_source_is_refused() -> None:
     """A value without a source URL makes the whole catalogue invalid."""
     data = {
         "chip": [
-            {"key": "nvidia-a100", **{n: 1.0 for n in WEIGHTS}, "sources": {n: "https://x" for n in WEIGHTS}},
-            {"key": "x", "fp16_tflops": 5.0, "sources": {}},
+            {
+                "key": "nvidia-a100",
+                "stack": "cuda",
+                **{n: 1.0 for n in WEIGHTS},
+                "sources": {n: "https://x" for n in WEIGHTS},
+            },
+            {"key": "x", "stack": "cuda", "fp16_tflops": 5.0, "sources": {}},
         ]
     }
     with pytest.raises(MetricError, match="no public source"):
