@@ -109,6 +109,50 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     return app
 
 
+class RegistrationRefused(ConnectorError):
+    """The node refused to register the plugin (wrong credentials, a used or expired code, ...)."""
+
+    code = "registration_refused"
+    http_status = 401
+    remote = False
+
+
+# Registers a plugin service with its node: given an HTTP session and the service's own facts
+# (name, url, call_token, version), answers the heartbeat token and interval.
+Registrar = Callable[[aiohttp.ClientSession, dict[str, Any]], Awaitable[tuple[str, float]]]
+
+
+async def post_registration(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """POST a registration to the node; its JSON answer, or RegistrationRefused saying why."""
+    async with session.post(url, json=body, headers=headers or {}) as response:
+        try:
+            data = await response.json()
+        except (aiohttp.ContentTypeError, ValueError):
+            data = {}
+        if response.status >= 400:
+            detail = data.get("message", "") if isinstance(data, dict) else ""
+            code = data.get("error", response.status) if isinstance(data, dict) else response.status
+            raise RegistrationRefused(f"registration refused ({response.status} {code}): {detail}")
+        if not isinstance(data, dict):
+            raise RegistrationRefused(
+                "the node answered the registration with something other than an object"
+            )
+        return data
+
+
+def admin_registrar(node_url: str, admin_token: str) -> Registrar:
+    """Registration with the node's admin token (`POST /api/v1/plugins`)."""
+
+    async def register(session: aiohttp.ClientSession, facts: dict[str, Any]) -> tuple[str, float]:
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        data = await post_registration(session, f"{node_url}/api/v1/plugins", facts, headers)
+        return str(data["heartbeat_token"]), float(data["heartbeat_interval_s"])
+
+    return register
+
+
 class PluginService:
     """Runs one plugin as an HTTP service that registers with a node and sends heartbeats."""
 
@@ -116,29 +160,39 @@ class PluginService:
         self,
         plugin: ComputePlugin,
         node_url: str,
-        admin_token: str,
+        admin_token: str = "",
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         public_url: str | None = None,
+        register: Registrar | None = None,
     ) -> None:
         self.plugin = plugin
         self.node_url = node_url.rstrip("/")
-        self._admin_token = admin_token
+        self._register = register or admin_registrar(self.node_url, admin_token)
         self._host, self._port, self._public_url = host, port, public_url
         self._call_token = secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
         self._beats: asyncio.Task[None] | None = None
+        self._heartbeat_token, self._interval_s = "", 1.0
         self.url = ""
         self.heartbeats_sent = 0
 
-    async def start(self) -> str:
-        """Start the plugin and its HTTP service, then register and heartbeat in the background."""
+    async def start(self, *, register_first: bool = False) -> str:
+        """Start the plugin and its HTTP service, then register and heartbeat in the background; with
+        `register_first`, register before returning (RegistrationRefused if the node says no)."""
         await self.plugin.start()
         self._runner, bound = await start_app(
             plugin_app(self.plugin, self._call_token), self._host, self._port
         )
         self.url = self._public_url or bound
+        if register_first:
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                    await self._registered(session)
+            except BaseException:
+                await self.close()
+                raise
         self._beats = asyncio.create_task(self._heartbeat_loop())
         return self.url
 
@@ -150,44 +204,40 @@ class PluginService:
                 await self._beats
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
         await self.plugin.close()
 
-    async def _register(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+    async def _registered(self, session: aiohttp.ClientSession) -> None:
         info = await self.plugin.info()
-        body = {
+        facts = {
             "name": self.plugin.name,
             "url": self.url,
             "call_token": self._call_token,
             "version": info.version,
         }
-        headers = {"Authorization": f"Bearer {self._admin_token}"}
-        async with session.post(f"{self.node_url}/api/v1/plugins", json=body, headers=headers) as response:
-            data = await response.json()
-            if response.status >= 400:
-                raise ConnectorError(f"registration refused ({response.status}): {data}")
-        return str(data["heartbeat_token"]), float(data["heartbeat_interval_s"])
+        self._heartbeat_token, self._interval_s = await self._register(session, facts)
+        log.info("plugin %s registered with %s", self.plugin.name, self.node_url)
 
     async def _heartbeat_loop(self) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
         version = (await self.plugin.info()).version
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            token, interval_s = "", 1.0
             while True:
                 try:
-                    if not token:
-                        token, interval_s = await self._register(session)
-                        log.info("plugin %s registered with %s", self.plugin.name, self.node_url)
+                    if not self._heartbeat_token:
+                        await self._registered(session)
                     url = f"{self.node_url}/api/v1/plugins/{self.plugin.name}/heartbeat"
-                    headers = {"Authorization": f"Bearer {token}"}
+                    headers = {"Authorization": f"Bearer {self._heartbeat_token}"}
                     async with session.post(url, json={"version": version}, headers=headers) as response:
                         if response.status in (
                             401,
                             404,
                         ):  # node forgot us (removed or new token): register again
-                            token = ""
+                            self._heartbeat_token = ""
                             continue
                         self.heartbeats_sent += 1
                 except (aiohttp.ClientError, TimeoutError, ConnectorError, ValueError, KeyError) as exc:
                     log.warning("plugin %s cannot reach the node: %s", self.plugin.name, exc)
-                    token = "" if isinstance(exc, ConnectorError) else token
-                await asyncio.sleep(interval_s)
+                    if isinstance(exc, ConnectorError):
+                        self._heartbeat_token = ""
+                await asyncio.sleep(self._interval_s)

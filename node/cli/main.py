@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "deploy": "node.cli.deploy_cmd",
     "plugins": "node.cli.plugins_cmd",
     "pools": "node.cli.pools_cmd",
+    "gateway": "node.cli.gateway_cmd",
     "keys": "node.cli.keys_cmd",
     "partners": "node.cli.partners_cmd",
     "catalog": "node.cli.catalog_cmd",

@@ -1,4 +1,5 @@
-"""`cpnode pools list|register`: the node's pools, their offers, and signed registration codes."""
+"""`cpnode pools list|register|gateway-code`: the node's pools, their offers, signed registration
+codes for compute identifiers, and single-use codes that let a gateway host join as a pool."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_config_argument(reg)
     add_json_argument(reg)
     reg.set_defaults(handler=run_register)
+
+    code = sub.add_parser(
+        "gateway-code", help="issue a short-lived, single-use code for `cpnode gateway` to join as pool NAME"
+    )
+    code.add_argument("name", help="the pool name the gateway registers under")
+    code.add_argument("--ttl-s", type=int, default=600, help="seconds the code may be used in (60–86400)")
+    add_config_argument(code)
+    add_json_argument(code)
+    code.set_defaults(handler=run_gateway_code)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -73,4 +83,18 @@ def run_register(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         print(f"pool       : {data['pool']}\nidentifier : {data['identifier']}\ncode       : {data['code']}")
+    return 0
+
+
+def run_gateway_code(args: argparse.Namespace) -> int:
+    """Print a gateway code and the command that uses it."""
+    body = {"pool": args.name, "ttl_s": args.ttl_s}
+    data = call(settings_from_args(args), "POST", "/api/v1/gateway/codes", body)
+    if args.json:
+        print_json(data)
+    else:
+        print(
+            f"pool    : {data['pool']}\nexpires : {data['expires_ts']} (epoch s, UTC)\ncode    : {data['code']}"
+        )
+        print(f"\non the host to add, run:\n  {data['command']}")
     return 0

@@ -24,7 +24,7 @@ from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
 from connectors.store import PluginStore
 from node.config import Settings
 from node.context import NodeContext
-from node.pools import routes
+from node.pools import gateway, routes
 from node.pools.rounds import ReplicaWork, Rounds
 
 log = logging.getLogger("cpnode.pools")
@@ -130,6 +130,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     app[HOST] = host
     app[WORK] = rounds.work
     routes.add_routes(app, host, rounds.work)
+    gateway.add_routes(app, host)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         try:

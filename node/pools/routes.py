@@ -8,6 +8,7 @@ removals and heartbeats go to the database, which every replica follows.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.conformance import run_checks
 from connectors.contract import ComputePlugin, Program
 from connectors.errors import InvalidRequest
+from connectors.gateway_store import GatewayStore
 from connectors.host import HostedPlugin, PluginHost
 from connectors.identifier import ComputeIdentifier, RegistrationClaim
 from connectors.pools.local import COUNTER_PROGRAM
@@ -117,8 +119,11 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
         )
 
     async def remove(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
+        ctx = request.app[CTX]
+        ctx.require_admin(request)
         hosted = await host.remove(request.match_info["name"])
+        # a gateway's standing token goes with its pool: it registers again only with a new code
+        await asyncio.to_thread(GatewayStore(ctx.engine).forget, hosted.name)
         return web.json_response({"name": hosted.name, "state": hosted.state})
 
     async def heartbeat(request: web.Request) -> web.Response:

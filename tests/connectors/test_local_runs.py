@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -213,3 +216,71 @@ async def test_the_log_is_capped(tmp_path: Path) -> None:
         assert b"[log truncated at 1000 bytes]" in chunk.data()
     finally:
         await pool.close()
+
+
+POOL_HOLDER = """
+import asyncio, sys, pathlib
+from connectors.contract import InstanceSpec, Program
+from connectors.pools.local import LocalPool
+
+async def main():
+    pool = LocalPool("held", pathlib.Path(sys.argv[1]), slots=1)
+    await pool.start()
+    instance = await pool.create_instance(InstanceSpec(name="held", region_id="local", flavor_id="local-1"))
+    script = "import os, pathlib, time; pathlib.Path('pid').write_text(str(os.getpid())); time.sleep(300)"
+    await pool.deploy(instance.id, Program(command=[sys.executable, "-c", script]))
+    await pool.start_instance(instance.id)
+    print(instance.id, flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+
+
+def start_holder(root: Path) -> subprocess.Popen[bytes]:
+    """A process holding a local pool with one running program; it prints the instance id."""
+    argv = [sys.executable, "-c", POOL_HOLDER, str(root)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+async def test_a_program_dies_with_its_pool_and_is_reported_lost(tmp_path: Path) -> None:
+    """When the pool's process is killed, its running program dies with it (parent-death signal, no
+    orphan), and the pool started again reports the run failed with reason `lost`."""
+    root = tmp_path / "pool"
+    holder = start_holder(root)
+    try:
+        assert holder.stdout is not None
+        instance_id = (await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 60)).decode().strip()
+        pid_file = root / "instances" / instance_id / "work" / "pid"
+
+        async def program_running() -> bool:
+            return pid_file.exists() and pid_file.read_text().isdigit()
+
+        await eventually(program_running, timeout_s=30, what="program started")
+        pid = int(pid_file.read_text())
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+
+        async def program_gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        await eventually(program_gone, timeout_s=10, what="program gone with its pool")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    again = LocalPool("held", root, slots=1)
+    await again.start()
+    try:
+        lost = await again.get_instance(instance_id)
+        assert (lost.state, lost.reason) == ("failed", "lost")
+        assert lost.started_ms is not None
+        assert lost.ended_ms is not None
+    finally:
+        await again.close()
