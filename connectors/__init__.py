@@ -8,15 +8,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from connectors.chips import canonical_chip
     from connectors.contract import (
         CONTRACT_VERSION,
+        Capabilities,
         ComputePlugin,
         DataSource,
+        InputFile,
         Instance,
         InstanceSpec,
+        LogChunk,
+        OutputFile,
+        Outputs,
         Program,
     )
     from connectors.errors import ConnectorError
+    from connectors.frameworks import Image, NoImage, resolve
     from connectors.host import PluginHost
     from connectors.hosted import HostedPlugin, HostSettings, RefreshReport
     from connectors.identifier import ComputeIdentifier, RegistrationClaim
@@ -29,6 +36,15 @@ if TYPE_CHECKING:
 # in the plugin host, the HTTP client and the database layer.
 _LAZY: dict[str, str] = {
     "CONTRACT_VERSION": "connectors.contract",
+    "Capabilities": "connectors.contract",
+    "Image": "connectors.frameworks",
+    "InputFile": "connectors.contract",
+    "LogChunk": "connectors.contract",
+    "NoImage": "connectors.frameworks",
+    "OutputFile": "connectors.contract",
+    "Outputs": "connectors.contract",
+    "canonical_chip": "connectors.chips",
+    "resolve": "connectors.frameworks",
     "ComputeIdentifier": "connectors.identifier",
     "ComputePlugin": "connectors.contract",
     "ConnectorError": "connectors.errors",
@@ -66,16 +82,23 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CONTRACT_VERSION",
+    "Capabilities",
     "ComputeIdentifier",
     "ComputePlugin",
     "ConnectorError",
     "DataSource",
     "HostSettings",
     "HostedPlugin",
+    "Image",
+    "InputFile",
     "Instance",
     "InstanceSpec",
+    "LogChunk",
     "NetworkPlugin",
+    "NoImage",
     "Offer",
+    "OutputFile",
+    "Outputs",
     "Path",
     "PathRequest",
     "PluginHost",
@@ -85,10 +108,12 @@ __all__ = [
     "RefreshReport",
     "RegistrationClaim",
     "Topology",
+    "canonical_chip",
     "chip_score",
     "composite_score",
     "dynamic_score",
     "load_chips",
     "offers_from_snapshots",
+    "resolve",
     "static_score",
 ]

@@ -1,4 +1,5 @@
-"""The local pool's self-measurement: matrix multiply throughput and memory bandwidth (numpy).
+"""The local pool's self-measurement: matrix multiply throughput and memory bandwidth (numpy), and
+what it reads of the host's state (memory, load).
 
 Short by design (about 0.3 s in total) and cached per host in a JSON file, so a pool measures
 itself once rather than on every data-source call. The numbers are what this host actually does
@@ -82,3 +83,28 @@ def cached_measurement(cache_file: Path, max_age_s: int = 7 * 24 * 3600) -> Meas
     )
     os.replace(temporary, cache_file)
     return result
+
+
+MIB = 1 << 20
+
+
+def host_memory_mib() -> int:
+    """Physical memory of this host in MiB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
+
+
+def load_permille() -> int:
+    """1-minute load average over CPU count, in thousandths (capped at 1000)."""
+    return min(1000, round(os.getloadavg()[0] / (os.cpu_count() or 1) * 1000))
+
+
+def available_memory_permille() -> int:
+    """Available memory over total, in thousandths (500 where /proc/meminfo is missing)."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines()
+        )
+        total = int(fields["MemTotal"].split()[0])
+        return round(int(fields["MemAvailable"].split()[0]) / total * 1000)
+    except (OSError, KeyError, ValueError):
+        return 500  # not Linux: report half free rather than guess either extreme

@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
-import re
 import secrets
-import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -63,62 +60,26 @@ from connectors.contract import (
     Usage,
 )
 from connectors.errors import InvalidRequest, InvalidState, NoCapacity, NotFound
-from connectors.microbench import cached_measurement
-from connectors.sandbox import InputPolicy, RunStatus, Sandbox, SandboxSettings, check_program, now_ms
+from connectors.microbench import (
+    available_memory_permille,
+    cached_measurement,
+    host_memory_mib,
+    load_permille,
+)
+from connectors.sandbox import (
+    InputPolicy,
+    RunStatus,
+    Sandbox,
+    SandboxSettings,
+    check_program,
+    now_ms,
+    parse_runtimes,
+)
 from connectors.storage import OUTPUTS_SUFFIX, StorageServer, StorageService, list_state_files, outputs_bucket
 
 MIB = 1 << 20
 COUNTER_PROGRAM = Path(__file__).with_name("counter_program.py")  # runs with any python3, stdlib only
-_FRAMEWORK = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _HOLDS_SLOTS = ("creating", "stopped", "starting", "running", "failed")
-
-
-def parse_runtimes(value: object) -> dict[str, tuple[str, ...]]:
-    """The `runtimes` option: a table framework → argv (a list, or one shell-quoted string), or the
-    same as JSON text (how `--option runtimes=...` passes it)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidRequest(
-                "option 'runtimes' must be a table (or its JSON) of framework → argv"
-            ) from None
-    if not isinstance(value, Mapping):
-        raise InvalidRequest("option 'runtimes' must be a table of framework → argv")
-    runtimes: dict[str, tuple[str, ...]] = {}
-    for name, argv in value.items():
-        if not isinstance(name, str) or not _FRAMEWORK.fullmatch(name):
-            raise InvalidRequest(f"runtimes: {name!r} is not a framework name (a–z, 0–9, '.', '_', '-')")
-        parts = shlex.split(argv) if isinstance(argv, str) else argv
-        if (
-            not isinstance(parts, list | tuple)
-            or not parts
-            or not all(isinstance(p, str) and p for p in parts)
-        ):
-            raise InvalidRequest(f"runtimes.{name} must be a non-empty list of strings (the argv to run)")
-        runtimes[name] = tuple(parts)
-    return runtimes
-
-
-def host_memory_mib() -> int:
-    """Physical memory of this host in MiB."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
-
-
-def load_permille() -> int:
-    """1-minute load average over CPU count, in thousandths (capped at 1000)."""
-    return min(1000, round(os.getloadavg()[0] / (os.cpu_count() or 1) * 1000))
-
-
-def _available_memory_permille() -> int:
-    try:
-        fields = dict(
-            line.split(":", 1) for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines()
-        )
-        total = int(fields["MemTotal"].split()[0])
-        return round(int(fields["MemAvailable"].split()[0]) / total * 1000)
-    except (OSError, KeyError, ValueError):
-        return 500  # not Linux: report half free rather than guess either extreme
 
 
 class LocalPool(ComputePlugin):
@@ -261,7 +222,7 @@ class LocalPool(ComputePlugin):
                 Usage(
                     region_id=self.region.id,
                     cpu_utilisation_permille=load_permille(),
-                    free_memory_permille=_available_memory_permille(),
+                    free_memory_permille=available_memory_permille(),
                     free_network_mbps=0,
                 )
             ],

@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
+import re
 import resource
+import shlex
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +35,7 @@ from connectors.sandbox.files import collect_outputs, forget_outputs, listed_out
 from connectors.sandbox.inputs import InputPolicy, InputProblem, check_inputs, fetch_inputs
 
 RunState = Literal["starting", "running", "stopped", "failed"]
+_FRAMEWORK = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _PR_SET_PDEATHSIG = 1
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -82,6 +86,33 @@ def command_for(program: Program, runtimes: Mapping[str, tuple[str, ...]]) -> li
             f" (configured runtimes: {known})"
         )
     return [*runtime, *(program.command or [])]
+
+
+def parse_runtimes(value: object) -> dict[str, tuple[str, ...]]:
+    """The `runtimes` option: a table framework → argv (a list, or one shell-quoted string), or the
+    same as JSON text (how `--option runtimes=...` passes it)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidRequest(
+                "option 'runtimes' must be a table (or its JSON) of framework → argv"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise InvalidRequest("option 'runtimes' must be a table of framework → argv")
+    runtimes: dict[str, tuple[str, ...]] = {}
+    for name, argv in value.items():
+        if not isinstance(name, str) or not _FRAMEWORK.fullmatch(name):
+            raise InvalidRequest(f"runtimes: {name!r} is not a framework name (a–z, 0–9, '.', '_', '-')")
+        parts = shlex.split(argv) if isinstance(argv, str) else argv
+        if (
+            not isinstance(parts, list | tuple)
+            or not parts
+            or not all(isinstance(p, str) and p for p in parts)
+        ):
+            raise InvalidRequest(f"runtimes.{name} must be a non-empty list of strings (the argv to run)")
+        runtimes[name] = tuple(parts)
+    return runtimes
 
 
 def check_program(program: Program, settings: SandboxSettings) -> None:

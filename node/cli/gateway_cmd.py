@@ -62,9 +62,9 @@ def run_gateway(args: argparse.Namespace) -> int:
     import logging
 
     from connectors.errors import ConnectorError
-    from connectors.pools.local import LocalPool, parse_runtimes
+    from connectors.pools.local import LocalPool
     from connectors.remote.gateway import GatewayState, gateway_registrar, load_state
-    from connectors.sandbox import InputPolicy
+    from connectors.sandbox import InputPolicy, parse_runtimes
 
     state_path = args.root / STATE_FILE
     state = _state(args, load_state(state_path))

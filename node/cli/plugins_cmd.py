@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--command", nargs=argparse.REMAINDER, help="program to deploy (default: counter program)"
     )
     check.add_argument("--timeout", type=float, default=30.0, help="seconds per checkpoint (default 30)")
+    check.add_argument(
+        "--python", help="the Python interpreter on the pool for the run checks (default: this one's path)"
+    )
     add_config_argument(check)
     add_json_argument(check)
     check.set_defaults(handler=run_check)
@@ -142,7 +145,8 @@ def run_check(args: argparse.Namespace) -> int:
             raise CliError("checking a plugin service by URL needs --call-token", exit_code=2)
         program = Program(command=command or [sys.executable, str(COUNTER_PROGRAM)])
         try:
-            results = asyncio.run(_check_url(args.target, args.call_token, program, args.timeout))
+            python = [args.python] if args.python else None
+            results = asyncio.run(_check_url(args.target, args.call_token, program, args.timeout, python))
         except ConnectorError as exc:
             raise CliError(f"cannot check the plugin service at {args.target}: {exc}") from None
         rows = [
@@ -157,6 +161,8 @@ def run_check(args: argparse.Namespace) -> int:
         body: dict[str, Any] = {"timeout_s": args.timeout}
         if command:
             body["command"] = command
+        if args.python:
+            body["python"] = [args.python]
         data = call(settings_from_args(args), "POST", f"/api/v1/plugins/{args.target}/check", body)
     if args.json:
         print_json(data)
@@ -166,12 +172,14 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if data["passed"] else 1
 
 
-async def _check_url(url: str, token: str, program: Program, timeout_s: float) -> list[CheckResult]:
+async def _check_url(
+    url: str, token: str, program: Program, timeout_s: float, python: list[str] | None = None
+) -> list[CheckResult]:
     plugin = RemotePlugin("checked", url, token, timeout_s=max(10.0, timeout_s))
     await plugin.start()
     try:
         info = await plugin.info()
         plugin.name = info.name
-        return await run_checks(plugin, program, timeout_s)
+        return await run_checks(plugin, program, timeout_s, python)
     finally:
         await plugin.close()

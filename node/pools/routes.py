@@ -58,9 +58,11 @@ class RegisterRemote(_Body):
 
 
 class CheckRequest(_Body):
-    """Which program the conformance run deploys (default: the reference counter program)."""
+    """Which program the conformance run deploys (default: the reference counter program), and the
+    Python interpreter on the pool that runs the run checks' scripts (default: the node's)."""
 
     command: list[str] | None = None
+    python: list[str] | None = Field(default=None, min_length=1, max_length=16)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
@@ -141,7 +143,7 @@ def add_routes(app: web.Application, host: PluginHost, work: ReplicaWork) -> Non
         if not isinstance(plugin, ComputePlugin):
             raise InvalidRequest("the conformance kit checks compute plugins")
         program = Program(command=body.command or [sys.executable, str(COUNTER_PROGRAM)])
-        results = await run_checks(plugin, program, body.timeout_s)
+        results = await run_checks(plugin, program, body.timeout_s, body.python)
         rows = [
             {"check": r.name, "passed": r.passed, "detail": r.detail, "ms": r.duration_ms} for r in results
         ]

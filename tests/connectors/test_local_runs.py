@@ -19,8 +19,8 @@ from aiohttp import web
 
 from connectors.contract import InputFile, Instance, InstanceSpec, Program
 from connectors.errors import InvalidRequest
-from connectors.pools.local import LocalPool, parse_runtimes
-from connectors.sandbox import InputPolicy
+from connectors.pools.local import LocalPool
+from connectors.sandbox import InputPolicy, parse_runtimes
 from connectors.serving import start_app
 from tests.connectors.conftest import eventually
 
