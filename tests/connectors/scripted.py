@@ -17,6 +17,8 @@ from connectors.contract import (
     Health,
     Instance,
     InstanceSpec,
+    LogChunk,
+    Outputs,
     Price,
     Program,
     Region,
@@ -105,6 +107,12 @@ class ScriptedPool(ComputePlugin):
         raise NotFound(instance_id)
 
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
+        raise NotFound(instance_id)
+
+    async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        raise NotFound(instance_id)
+
+    async def outputs(self, instance_id: str) -> Outputs:
         raise NotFound(instance_id)
 
 
