@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from node import reload
 from node.config import Settings
 from node.context import NodeContext
 from node.http import core_routes
@@ -43,6 +44,7 @@ class Component:
 
 COMPONENTS: tuple[Component, ...] = (
     Component("core", ALL_ROLES, install=core_routes.install),
+    Component("reload", ALL_ROLES, install=reload.install),
     Component(
         "federation",
         frozenset({"federation", "api", "scheduler"}),

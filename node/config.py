@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from node.peering.settings import FederationSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
+from node.runfile import DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME  # re-exported: where `cpnode init` writes
 from node.settlement.settings import LedgerSection
 from node.trading.settings import TradingSection
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
-DEFAULT_CONFIG_NAME = "node.toml"
 
 
 class ConfigError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +31,8 @@ from node.trading import tokens
 # A readiness check returns None when healthy, else a short reason.
 OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+# Called with the new settings after a config reload (node.reload) applied reloadable keys.
+ReloadHook = Callable[[Settings], Awaitable[None]]
 
 
 @dataclass
@@ -51,6 +54,11 @@ class NodeContext:
     # Where the node's own offers come from, by source name (config `[[offers]]`, connectors, ...).
     # Each returns catalog offers (federation.catalog.OFFER_FIELDS); a source replaces another by name.
     offer_sources: dict[str, OfferSource] = field(default_factory=dict)
+    # The config file the node was started from (None when built from settings alone, as in tests),
+    # what components re-read when it is reloaded, and changed keys that wait for a restart.
+    config_path: Path | None = None
+    reload_hooks: list[ReloadHook] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:

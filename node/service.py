@@ -28,7 +28,11 @@ from node.http.core_routes import scheduler_expected
 from node.http.middleware import make_middlewares
 from node.identity import IdentityError, load_identity
 from node.metrics import Metrics
+from node.reload import ReloadResult, reload_node
 from node.roles import ALL_ROLES
+from node.runfile import RunRecord, config_digest, run_file, write_run_record
+from node.runfile import read_admin_token as read_admin_token  # re-exported: callers of the service use it
+from node.runfile import running_url as running_url
 from node.scheduler import JobScheduler
 
 log = logging.getLogger("cpnode.service")
@@ -36,32 +40,6 @@ log = logging.getLogger("cpnode.service")
 
 class NodeStartError(RuntimeError):
     """The node cannot start; the message says why (database, key, port...)."""
-
-
-def run_file(settings: Settings) -> Path:
-    """`data/run.json`: the pid and URL of the process serving this node, while it runs."""
-    return settings.data_dir / "run.json"
-
-
-def running_url(settings: Settings) -> str | None:
-    """Where the node serves: the URL in `data/run.json`, else the configured address (None when
-    that is port 0, which only a running process can resolve)."""
-    try:
-        return str(json.loads(run_file(settings).read_text(encoding="utf-8"))["url"])
-    except (OSError, ValueError, KeyError):
-        if settings.http.port == 0 and not settings.http.public_url:
-            return None
-        return settings.url_for_port(settings.http.port)
-
-
-def read_admin_token(settings: Settings) -> str:
-    """The admin token from `keys.admin_token_path`, or "" (admin routes then refuse everyone)."""
-    path = settings.path(settings.keys.admin_token_path)
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        log.warning("admin token %s is missing; admin routes will refuse every request", path)
-        return ""
 
 
 def open_database(settings: Settings) -> Engine:
@@ -109,9 +87,12 @@ def build_app(ctx: NodeContext) -> web.Application:
 class NodeServer:
     """One node serving HTTP in the current event loop; `start()` then `stop()`."""
 
-    def __init__(self, settings: Settings, roles: frozenset[str] = ALL_ROLES) -> None:
+    def __init__(
+        self, settings: Settings, roles: frozenset[str] = ALL_ROLES, config_path: Path | None = None
+    ) -> None:
         self.settings = settings
         self.roles = roles
+        self.config_path = config_path
         self.ctx: NodeContext | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -141,6 +122,7 @@ class NodeServer:
             replica_id=replica_id,
             admin_token=read_admin_token(settings),
             started_ts=int(time.time()),
+            config_path=self.config_path,
         )
         app = build_app(ctx)
         runner = web.AppRunner(
@@ -163,13 +145,19 @@ class NodeServer:
         return self.url
 
     def _write_run_file(self) -> None:
-        """Record where this process listens, so `cpnode status` finds a node started on port 0."""
-        path = run_file(self.settings)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"pid": os.getpid(), "url": self.url}), encoding="utf-8")
-        except OSError as exc:
-            log.warning("cannot write %s: %s", path, exc)
+        """Record where this process listens (so `cpnode status` finds a node started on port 0) and
+        the digest of the config file it loaded (so status can tell when the file has changed)."""
+        path = self.config_path
+        record = RunRecord(
+            os.getpid(), self.url, str(path) if path else None, config_digest(path) if path else None
+        )
+        write_run_record(self.settings, record)
+
+    async def reload(self) -> ReloadResult:
+        """Apply the config file again (SIGHUP); see node.reload."""
+        if self.ctx is None:
+            raise RuntimeError("the node is not started")
+        return await reload_node(self.ctx)
 
     async def stop(self) -> None:
         """Finish in-flight requests (within the grace period), stop jobs, close the database."""

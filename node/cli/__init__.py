@@ -1,1 +1,1 @@
-"""The `cpnode` command line. `main.COMMAND_MODULES` lists the modules that add subcommands."""
+"""The `cpnode` command line. `commands.COMMANDS` lists the commands and the modules that add them."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from federation.service import FederationService
 from federation.sync import run_round
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -26,7 +27,7 @@ from node.peering.offers import config_offer_source, merged_view, own_offers
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode catalog`."""
-    parser = commands.add_parser("catalog", help="sync partner catalogs now; show the merged offer view")
+    parser = add_command(commands, "catalog")
     sub = parser.add_subparsers(title="catalog commands", metavar="ACTION", required=True)
     sync = sub.add_parser("sync", help="log in to every partner and fetch changed catalogs now")
     show = sub.add_parser("show", help="own and partner offers with their source and age")

@@ -11,13 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from node.config import DEFAULT_CONFIG_NAME, ConfigError, Settings, load_settings
+from node.runfile import CONFIG_ENV, DEFAULT_CONFIG_NAME
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy.engine import Engine
+
+    from node.config import Settings
+
+# Loaded by the functions that use them, not here: `cpnode --help` and every command's `--help`
+# import this module, and should not pay for pydantic, the config models or rich.
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -36,7 +39,7 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("CPNODE_CONFIG", DEFAULT_CONFIG_NAME)),
+        default=Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_NAME)),
         help="path to node.toml (default: $CPNODE_CONFIG or ./node.toml)",
     )
 
@@ -48,6 +51,8 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Load the config named by `--config`; a bad config becomes exit code 2 with the path named."""
+    from node.config import ConfigError, load_settings
+
     try:
         return load_settings(args.config)
     except ConfigError as exc:
@@ -78,11 +83,15 @@ def print_json(data: Any) -> None:
 
 def console() -> Console:
     """A console for human-readable output on stdout (no colour when not a terminal)."""
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print rows as a table with the given column headers."""
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column)

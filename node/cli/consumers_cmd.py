@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from node.cli.commands import add_command
 from node.cli.common import (
     add_config_argument,
     add_json_argument,
@@ -26,7 +27,7 @@ COLUMNS = ["consumer", "currency", "balance", "held", "available"]
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode consumers`."""
-    parser = commands.add_parser("consumers", help="consumer accounts and deposits")
+    parser = add_command(commands, "consumers")
     sub = parser.add_subparsers(title="consumers commands", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="open a consumer account (idempotent)")
     deposit = sub.add_parser("deposit", help="record money paid in by a consumer")

@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy.engine import Engine
 
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -21,9 +22,7 @@ from node.db.migrate import head_revisions
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode db`."""
-    parser = commands.add_parser(
-        "db", help="database schema migrations", description="Apply or inspect schema migrations."
-    )
+    parser = add_command(commands, "db", description="Apply or inspect schema migrations.")
     sub = parser.add_subparsers(title="db commands", metavar="COMMAND", required=True)
     up = sub.add_parser("upgrade", help="apply every pending migration (also done at start-up)")
     add_config_argument(up)

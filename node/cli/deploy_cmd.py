@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from node import __version__
+from node.cli.commands import add_command
 from node.cli.common import CliError, add_config_argument, add_json_argument, print_json, settings_from_args
 from node.deploy import DeployError, K8sOptions, config_toml, manifests, read_plan, secret_commands
 
@@ -30,7 +31,7 @@ _PlainDumper.add_representer(str, _text)
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode deploy k8s`."""
-    parser = commands.add_parser("deploy", help="write deployment manifests from an availability plan")
+    parser = add_command(commands, "deploy")
     targets = parser.add_subparsers(title="targets", metavar="TARGET")
     k8s = targets.add_parser(
         "k8s",

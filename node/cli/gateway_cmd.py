@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from node.cli.commands import add_command
 from node.cli.common import CliError
 
 if TYPE_CHECKING:  # the pool and its service load only when the command runs
@@ -26,9 +27,9 @@ STATE_FILE = "gateway.json"
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode gateway`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "gateway",
-        help="run this host's local pool as a managed pool of a node (compute gateway)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

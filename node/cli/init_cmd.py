@@ -6,21 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
+from node.cli.commands import add_command
 from node.cli.common import CliError, add_json_argument, print_fields, print_json
-from node.config import DEFAULT_CONFIG_NAME, ConfigError, parse_settings
-from node.http.auth import new_admin_token
-from node.identity import new_identity_files, write_files_together
+from node.runfile import DEFAULT_CONFIG_NAME
 
 HEADER = "# cpnode node configuration. Reference: README.md, section 'Configuration'.\n\n"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode init`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "init",
-        help="create a node: config, key and data folder",
         description="Create DIR/node.toml, a fresh Ed25519 key at DIR/keys/node.key (mode 0600), "
         "an admin token and DIR/data/. Refuses to overwrite an existing node without --force.",
     )
@@ -49,6 +46,12 @@ def config_data(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `cpnode init`."""
+    import tomli_w
+
+    from node.config import ConfigError, parse_settings
+    from node.http.auth import new_admin_token
+    from node.identity import new_identity_files, write_files_together
+
     directory: Path = args.dir
     data = config_data(args)
     try:

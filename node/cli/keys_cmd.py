@@ -7,6 +7,7 @@ import time
 
 from federation import store
 from federation.keys import KEY_ID_CHARS, PREFIX
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -23,9 +24,9 @@ from node.identity import Identity, IdentityError, load_identity, rotate_identit
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode keys`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "keys",
-        help="show or rotate the node's key; deny a compromised key",
         description="The node's Ed25519 keys and the deny-list.",
     )
     sub = parser.add_subparsers(title="keys commands", metavar="ACTION", required=True)

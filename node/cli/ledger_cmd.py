@@ -17,6 +17,7 @@ from federation.errors import KeyFormatError
 from federation.keys import parse_public_key
 from ledger import bundle, merkle
 from node.cli import ledger_reconcile_cmd
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -38,9 +39,9 @@ def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode ledger`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "ledger",
-        help="settlement ledger: accounts, transfers, audit exports, reconciliation",
         description="The node's double-entry settlement ledger.",
     )
     sub = parser.add_subparsers(title="ledger commands", metavar="COMMAND", required=True)

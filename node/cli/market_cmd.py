@@ -8,6 +8,7 @@ import argparse
 from collections import defaultdict
 from typing import Any
 
+from node.cli.commands import add_command
 from node.cli.common import (
     add_config_argument,
     add_json_argument,
@@ -87,9 +88,9 @@ def demand_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode market`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "market",
-        help="match a demand against this node's and its partners' offers",
         description="Match a demand against the running node's merged offer view.",
     )
     sub = parser.add_subparsers(title="market commands", metavar="ACTION", required=True)

@@ -9,11 +9,13 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.cli.common import CliError
-from node.config import Settings
-from node.service import read_admin_token, running_url
+from node.runfile import read_admin_token, running_url
+
+if TYPE_CHECKING:
+    from node.config import Settings
 
 TIMEOUT_S = 120.0
 CONSUMER_TOKEN_ENV = "CPNODE_CONSUMER_TOKEN"  # noqa: S105 - the variable's name, not a token

@@ -16,6 +16,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -34,9 +35,9 @@ COLUMNS = ["order", "consumer", "offer", "source", "units", "hours", "amount", "
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode orders`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "orders",
-        help="place, settle and cancel consumers' orders",
         description="Consumers' orders through the running node, with the admin token; with "
         f"--token-file PATH or ${CONSUMER_TOKEN_ENV}, place/list/show/settle/cancel act as that "
         "token's consumer on its own orders.",

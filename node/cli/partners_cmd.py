@@ -9,6 +9,7 @@ from federation import store
 from federation.errors import FederationError
 from federation.keys import fingerprint, parse_public_key
 from federation.partners import Partner
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -24,9 +25,9 @@ from node.peering.cli_support import add_agreement_arguments, agreement_from_arg
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode partners`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "partners",
-        help="pin, list and remove partners; trust discovered nodes",
         description="Partners are trusted only by an operator's decision.",
     )
     sub = parser.add_subparsers(title="partners commands", metavar="ACTION", required=True)

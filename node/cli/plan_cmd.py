@@ -25,6 +25,7 @@ from node.availability import (
 )
 from node.availability.grouping import DEFAULT_EXACT_LIMIT
 from node.availability.paper import PAPER_BACKUPS
+from node.cli.commands import add_command
 from node.cli.common import CliError, add_json_argument, print_fields, print_json, print_table
 from node.resources import config_file
 
@@ -65,9 +66,9 @@ def _backups(text: str) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode plan` and `cpnode plan sweep`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "plan",
-        help="plan microservices for an availability target",
         description="Group each module's sub-modules into microservices (each run as backups + 1 "
         "instances) so the platform meets the target availability with as few microservices as possible.",
     )

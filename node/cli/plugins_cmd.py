@@ -12,6 +12,7 @@ from connectors.contract import Program
 from connectors.errors import ConnectorError
 from connectors.pools.local import COUNTER_PROGRAM
 from connectors.remote.client import RemotePlugin
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -25,7 +26,7 @@ from node.cli.node_api import call
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode plugins ...`."""
-    parser = commands.add_parser("plugins", help="list, add, remove and check plugins of the running node")
+    parser = add_command(commands, "plugins")
     sub = parser.add_subparsers(title="plugin commands", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="plugins with their state, version and offers")

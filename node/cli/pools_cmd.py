@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from node.cli.commands import add_command
 from node.cli.common import (
     add_config_argument,
     add_json_argument,
@@ -18,9 +19,7 @@ from node.cli.node_api import call
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode pools ...`."""
-    parser = commands.add_parser(
-        "pools", help="pools of the running node, their offers and registration codes"
-    )
+    parser = add_command(commands, "pools")
     sub = parser.add_subparsers(title="pool commands", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="offers of every pool with scores and compute identifiers")

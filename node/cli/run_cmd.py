@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
+from node.cli.commands import add_command
 from node.cli.common import CliError, add_config_argument, settings_from_args
-from node.logs import configure_logging
 from node.roles import ROLES, parse_roles
-from node.service import NodeServer, NodeStartError
+
+if TYPE_CHECKING:
+    from node.service import NodeServer
+
+log = logging.getLogger("cpnode.reload")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode run`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "run",
-        help="serve the node until interrupted",
         description="Serve the node (HTTP API, federation, jobs) until SIGINT or SIGTERM.",
     )
     add_config_argument(parser)
@@ -41,6 +47,14 @@ async def serve(server: NodeServer) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(_reload(server))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     url = await server.start()
     sys.stdout.write(f"cpnode {server.settings.node.name} listening on {url}\n")
     sys.stdout.flush()
@@ -52,8 +66,22 @@ async def serve(server: NodeServer) -> None:
         sys.stdout.flush()
 
 
+async def _reload(server: NodeServer) -> None:
+    """SIGHUP: apply the config file again; a bad file is logged and changes nothing."""
+    from node.config import ConfigError
+
+    try:
+        await server.reload()
+    except (ConfigError, ValueError) as exc:
+        log.error("config not reloaded, nothing changed: %s", exc)
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of `cpnode run`."""
+    # The service (aiohttp, the database layer, every component) is loaded to run, not for --help.
+    from node.logs import configure_logging
+    from node.service import NodeServer, NodeStartError
+
     settings = settings_from_args(args)
     try:
         roles = parse_roles(args.roles)
@@ -61,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--roles: {exc}", exit_code=2) from None
     configure_logging(args.log_format or settings.logging.format, settings.logging.level)
     try:
-        asyncio.run(serve(NodeServer(settings, roles)))
+        asyncio.run(serve(NodeServer(settings, roles, config_path=args.config.resolve())))
     except NodeStartError as exc:
         raise CliError(f"cannot start: {exc}") from None
     return 0

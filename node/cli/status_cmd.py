@@ -6,8 +6,10 @@ import argparse
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -16,21 +18,19 @@ from node.cli.common import (
     print_json,
     settings_from_args,
 )
-from node.cli.db_cmd import version_rows
-from node.components import COMPONENTS
-from node.config import Settings
-from node.db import DatabaseError, check_database, make_engine
-from node.identity import IdentityError, load_identity
-from node.service import running_url
+from node.runfile import config_drift, running_url
+
+if TYPE_CHECKING:
+    from node.config import Settings
 
 PROBE_TIMEOUT_S = 1.0
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode status`."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "status",
-        help="show the node's identity, database, schema and parts",
         description="Show name, key id, database, schema version, whether the node is running, "
         "and what each component reports (partners, pools, ...).",
     )
@@ -52,8 +52,14 @@ def probe(settings: Settings) -> str:
     return f"running at {url}" if body.get("node") == settings.node.name else "not running"
 
 
-def collect(settings: Settings) -> tuple[dict[str, Any], bool]:
+def collect(settings: Settings, config_path: Path) -> tuple[dict[str, Any], bool]:
     """The status fields of the node, and whether everything needed is healthy."""
+    # The database layer and every component are loaded here, not for `cpnode status --help`.
+    from node.cli.db_cmd import version_rows
+    from node.components import COMPONENTS
+    from node.db import DatabaseError, check_database, make_engine
+    from node.identity import IdentityError, load_identity
+
     healthy = True
     data: dict[str, Any] = {
         "name": settings.node.name,
@@ -86,13 +92,17 @@ def collect(settings: Settings) -> tuple[dict[str, Any], bool]:
     finally:
         engine.dispose()
     data["process"] = probe(settings)
+    if data["process"].startswith("running"):
+        drift = config_drift(settings, config_path)
+        if drift is not None:
+            data["config"] = drift
     return data, healthy
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `cpnode status`."""
     settings = settings_from_args(args)
-    data, healthy = collect(settings)
+    data, healthy = collect(settings, args.config)
     if args.json:
         print_json(data)
     else:

@@ -69,8 +69,17 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     """Add the federation routes, job and lifecycle to a node."""
     settings = ctx.settings
 
-    if settings.offers:
-        ctx.offer_sources.setdefault("config", config_offer_source(o.offer() for o in settings.offers))
+    # Registered even when empty, so offers added by a config reload are served (and wrapped by
+    # trading's reservations like any source); pools, when configured, replace it.
+    config_offers = config_offer_source(o.offer() for o in settings.offers)
+    ctx.offer_sources.setdefault("config", config_offers)
+
+    async def reload_hook(new: Settings) -> None:
+        config_offers.replace(o.offer() for o in new.offers)
+        partners = [entry.partner() for entry in new.partners]
+        await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+
+    ctx.reload_hooks.append(reload_hook)
     service = FederationService(
         OwnKeysWatcher(ctx),
         ctx.engine,

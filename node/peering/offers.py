@@ -19,10 +19,14 @@ _MAX_CACHED = 256
 
 
 class ConfigOffers:
-    """An offer source serving the config's `[[offers]]`. They never change while the node runs, so
-    its `content_version()` (which lets catalog issuing skip calling it) is their hash."""
+    """An offer source serving the config's `[[offers]]`. They change only when the config is
+    reloaded, so its `content_version()` (which lets catalog issuing skip calling it) is their hash."""
 
     def __init__(self, offers: Iterable[Mapping[str, Any]]) -> None:
+        self.replace(offers)
+
+    def replace(self, offers: Iterable[Mapping[str, Any]]) -> None:
+        """Serve `offers` from now on (a config reload); the content version follows."""
         self._offers = [dict(offer) for offer in offers]
         self._version = content_hash(self._offers)
 
@@ -34,7 +38,7 @@ class ConfigOffers:
         return self._version
 
 
-def config_offer_source(offers: Iterable[Mapping[str, Any]]) -> OfferSource:
+def config_offer_source(offers: Iterable[Mapping[str, Any]]) -> ConfigOffers:
     """An offer source serving the config's `[[offers]]`."""
     return ConfigOffers(offers)
 

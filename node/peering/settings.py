@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from federation.catalog import CatalogLimits, check_offer
 from federation.errors import FederationError
-from federation.keys import parse_public_key
-from federation.partners import Agreement, Partner, check_node_name, parse_allow_list, split_url
 
-if TYPE_CHECKING:  # the service module pulls in the HTTP client; config loading should stay light
+# The federation modules that check values (keys, URLs, offers) load the crypto and HTTP-signature
+# libraries: they are imported by the validators that use them, so reading a config without
+# partners or offers (and every `--help`) stays light.
+if TYPE_CHECKING:
+    from federation.partners import Partner
     from federation.service import FederationSettings
 
 
@@ -45,6 +46,10 @@ class FederationSection(_Section):
     @field_validator("allow_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
+        if not value:
+            return value
+        from federation.partners import parse_allow_list
+
         try:
             parse_allow_list(value)
         except FederationError as exc:
@@ -53,6 +58,8 @@ class FederationSection(_Section):
 
     def protocol_settings(self) -> FederationSettings:
         """The plain settings object the federation package takes."""
+        from federation.catalog import CatalogLimits
+        from federation.partners import parse_allow_list
         from federation.service import FederationSettings
 
         return FederationSettings(
@@ -88,6 +95,8 @@ class PartnerSection(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
+        from federation.partners import check_node_name
+
         try:
             return check_node_name(value)
         except FederationError as exc:
@@ -96,6 +105,8 @@ class PartnerSection(_Section):
     @field_validator("urls")
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
+        from federation.partners import split_url
+
         try:
             for url in value:
                 split_url(url)
@@ -106,6 +117,8 @@ class PartnerSection(_Section):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
+        from federation.keys import parse_public_key
+
         try:
             parse_public_key(value)
         except FederationError as exc:
@@ -114,6 +127,8 @@ class PartnerSection(_Section):
 
     def partner(self) -> Partner:
         """The partner this entry pins (agreement checked; raises ValueError if inconsistent)."""
+        from federation.partners import Agreement, Partner
+
         try:
             agreement = Agreement.from_json(
                 self.model_dump(
@@ -149,6 +164,8 @@ class OfferSection(_Section):
 
     def offer(self) -> dict[str, Any]:
         """The offer as it appears in catalogs."""
+        from federation.catalog import check_offer
+
         data = self.model_dump(exclude_none=True)
         try:
             return check_offer(data)

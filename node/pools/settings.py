@@ -23,7 +23,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from connectors.health import MISSED_LIMIT
 from connectors.identifier import SERVICE_TYPES, USCC_CHARSET, uscc_check_char
-from connectors.offers import PoolIdentity
+
+if TYPE_CHECKING:  # connectors.offers loads the plugin contract's models: only `identity()` needs it
+    from connectors.offers import PoolIdentity
 
 if TYPE_CHECKING:  # the host module pulls in aiohttp and the plugin loader; config loading stays light
     from connectors.host import HostSettings
@@ -87,6 +89,8 @@ class PoolIdentitySection(_Section):
 
     def identity(self) -> PoolIdentity:
         """As the plain data the connectors package takes."""
+        from connectors.offers import PoolIdentity
+
         return PoolIdentity(self.industry, self.enterprise, self.datacenter, self.service)
 
 

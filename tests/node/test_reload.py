@@ -1,0 +1,131 @@
+"""Config reload of a running `cpnode run` process: SIGHUP and `cpnode reload` apply the reloadable
+keys at once, name the changed keys that need a restart, and `cpnode status` says when the file
+differs from what the running node loaded."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.launcher import NodeProcess
+from tests.nodes import make_node_dir
+
+DEADLINE_S = 20.0
+
+
+def offer_toml(price: int) -> str:
+    """One `[[offers]]` entry at `price` minor units per unit-hour."""
+    return f"""
+[[offers]]
+id = "gpu-a100"
+pool = "pool-a"
+region = "Testville"
+chip_vendor = "nvidia"
+chip_model = "A100"
+chips_per_unit = 8
+cpus = 64
+memory_mib = 524288
+storage_gib = 2000
+free_units = 4
+price_per_unit_hour = {price}
+"""
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `cpnode ARGS --config CONFIG` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def offers(url: str, config: Path) -> list[dict[str, Any]]:
+    """The running node's `GET /api/v1/offers`."""
+    token = (config.parent / "keys" / "admin.token").read_text().strip()
+    request = urllib.request.Request(f"{url}/api/v1/offers", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.loads(response.read())["offers"])
+
+
+def wait_for(check: Callable[[], bool]) -> None:
+    """Poll `check` until it holds, failing after the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture(name="node")
+def fixture_node(tmp_path: Path) -> Iterator[tuple[NodeProcess, Path]]:
+    """A node with one configured offer at 100 minor units, run as `cpnode run`."""
+    config = make_node_dir(tmp_path, "alpha", extra_toml="[scheduler]\nenabled = false\n" + offer_toml(100))
+    process = NodeProcess(config)
+    process.start()
+    try:
+        yield process, config
+    finally:
+        process.stop()
+
+
+def rewrite(config: Path, old: str, new: str) -> None:
+    """Replace `old` by `new` in the config file."""
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new))
+
+
+def test_reload_applies_offers_and_names_keys_that_need_a_restart(node: tuple[NodeProcess, Path]) -> None:
+    """`cpnode reload` serves the changed offers at once, lists a changed port-level setting as needing
+    a restart, and `cpnode status` reports the file changed before the reload and only the pending
+    restart after it."""
+    process, config = node
+    assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [100]
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert "config" not in status
+
+    rewrite(config, "price_per_unit_hour = 100", "price_per_unit_hour = 250")
+    rewrite(config, "[scheduler]", '[logging]\nlevel = "debug"\n\n[scheduler]')
+    rewrite(config, "[http]\n", "[http]\nshutdown_grace_s = 5\n")
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert "the config file changed since the running node loaded it" in status["config"]
+
+    done = cli(config, "reload", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["applied"] == ["logging.level", "offers"]
+    assert result["restart_needed"] == ["http.shutdown_grace_s"]
+    assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [250]
+
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert status["config"] == "changed keys that need a restart: http.shutdown_grace_s"
+
+
+def test_sighup_applies_the_file_and_a_bad_file_changes_nothing(node: tuple[NodeProcess, Path]) -> None:
+    """SIGHUP applies changed offers; a file that does not validate is refused by `cpnode reload`
+    (exit 2, the problem named) and by SIGHUP, and the node keeps serving what it had."""
+    process, config = node
+    assert process.proc is not None
+    rewrite(config, "price_per_unit_hour = 100", "price_per_unit_hour = 300")
+    process.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300])
+
+    rewrite(config, "price_per_unit_hour = 300", "price_per_unit_hour = -5")
+    done = cli(config, "reload")
+    assert done.returncode == 2
+    assert "offers.0.price_per_unit_hour" in done.stderr
+    process.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "config not reloaded, nothing changed" in process.log())
+    assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300]
+    assert process.running
