@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from federation.service import FederationService
-from federation.sync import run_round
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
@@ -19,10 +17,11 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.config import Settings
-from node.identity import IdentityError, load_identity
-from node.peering.component import static_keys
-from node.peering.offers import config_offer_source, merged_view, own_offers
+from node.cli.node_api import call
+from node.money import format_rate
+
+if TYPE_CHECKING:
+    from node.config import Settings
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +29,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = add_command(commands, "catalog")
     sub = parser.add_subparsers(title="catalog commands", metavar="ACTION", required=True)
     sync = sub.add_parser("sync", help="log in to every partner and fetch changed catalogs now")
-    show = sub.add_parser("show", help="own and partner offers with their source and age")
+    show = sub.add_parser(
+        "show",
+        help="own and partner offers with their source and age (asks the running node)",
+        description="The running node's merged offer view, as GET /api/v1/offers shows it: own offers "
+        "(config, pools) with free units net of open reservations, and every partner's accepted catalog.",
+    )
     show.add_argument("--partner", default=None, help="only this partner's offers")
     for parser_, handler in ((sync, run_sync), (show, run_show)):
         add_config_argument(parser_)
@@ -39,6 +43,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 async def _sync(settings: Settings) -> list[dict[str, Any]]:
+    # The federation client and the database are loaded to sync, not to show the view or for --help.
+    from federation.service import FederationService
+    from federation.sync import run_round
+    from node.identity import IdentityError, load_identity
+    from node.peering.component import static_keys
+
     try:
         identity = load_identity(settings)
     except IdentityError as exc:
@@ -72,29 +82,31 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    """Handler of `cpnode catalog show`."""
+    """Handler of `cpnode catalog show`: the running node's merged offer view (`GET /api/v1/offers`),
+    so pool offers and free units net of reservations show exactly as partners and consumers see them."""
     settings = settings_from_args(args)
-    sources = {"config": config_offer_source(o.offer() for o in settings.offers)} if settings.offers else {}
-    own = asyncio.run(own_offers(sources))
-    with node_database(settings) as engine:
-        rows = merged_view(own, engine, int(time.time()), args.partner)
+    query = "" if args.partner is None else "?" + urlencode({"partner": args.partner})
+    try:
+        rows = call(settings, "GET", f"/api/v1/offers{query}")["offers"]
+    except CliError as exc:
+        raise CliError(f"catalog show asks the running node for its offer view: {exc}") from None
     if args.json:
         print_json(rows)
-    else:
-        print_table(
-            f"offers seen by {settings.node.name}",
-            ["source", "offer", "pool", "chip", "free", "price/unit-h", "age s"],
+        return 0
+    print_table(
+        f"offers seen by {settings.node.name}",
+        ["source", "offer", "pool", "chip", "free units", "price per unit-hour", "catalog age (s)"],
+        [
             [
-                [
-                    r["source"],
-                    r["id"],
-                    r["pool"],
-                    f"{r['chip_vendor']} {r['chip_model']}",
-                    r["free_units"],
-                    f"{r['price_per_unit_hour']} {r['currency']}",
-                    r["age_s"],
-                ]
-                for r in rows
-            ],
-        )
+                r["source"],
+                r["id"],
+                r["pool"],
+                f"{r['chip_vendor']} {r['chip_model']}",
+                r["free_units"],
+                format_rate(r["price_per_unit_hour"], r["currency"], "unit-h"),
+                r["age_s"],
+            ]
+            for r in rows
+        ],
+    )
     return 0

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import ledger
-from federation.errors import KeyFormatError
 from federation.keys import parse_public_key
 from ledger import bundle, merkle
 from node.cli import ledger_reconcile_cmd
@@ -28,6 +27,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
+from node.peering.settings import check_public_key
 
 
 def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) -> None:
@@ -320,8 +320,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger verify` (no config, node, database or network)."""
     try:
-        key = parse_public_key(args.key)
-    except KeyFormatError as exc:
+        key = parse_public_key(check_public_key(args.key))
+    except ValueError as exc:
         raise CliError(f"--key: {exc}", 2) from None
     for directory in (args.directory, args.previous):
         if directory is not None and not directory.is_dir():

@@ -36,6 +36,7 @@ from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
 from node.config import Settings
 from node.identity import IdentityError, load_identity
 from node.peering.component import static_keys
+from node.peering.settings import check_public_key
 from node.trading.errors import TradingError
 from node.trading.peer import fetch_summary
 
@@ -104,8 +105,8 @@ def partner_keys(engine: Any, partner: str, given: str | None) -> dict[str, Veri
     """The partner's keys by key id: `--their-key`, else its pinned key and the keys it published."""
     if given is not None:
         try:
-            key = parse_public_key(given)
-        except FederationError as exc:
+            key = parse_public_key(check_public_key(given))
+        except ValueError as exc:
             raise CliError(f"--their-key: {exc}", 2) from None
         return {key_id(key): key}
     pinned = store.get_partner(engine, partner)

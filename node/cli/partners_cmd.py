@@ -21,6 +21,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url
+from node.peering.settings import check_public_key
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,8 +104,8 @@ def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: st
 def run_add(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners add`."""
     try:
-        parse_public_key(args.key)
-    except FederationError as exc:
+        check_public_key(args.key)
+    except ValueError as exc:
         raise CliError(f"--key: {exc}", exit_code=2) from None
     return _pin(args, args.url, args.key, "cli")
 

@@ -21,6 +21,7 @@ from federation.service import FederationService, OwnKeys
 from federation.sync import run_round
 from node.config import Settings
 from node.context import CTX, NodeContext
+from node.http.errors import ApiError
 from node.identity import Identity, reload_if_rotated
 from node.peering.offers import config_offer_source, merged_view, own_offers
 
@@ -56,10 +57,14 @@ def static_keys(identity: Identity) -> Callable[[], OwnKeys]:
 
 async def offers_api(request: web.Request) -> web.Response:
     """`GET /api/v1/offers[?partner=NAME]`: own and partner offers with source and age (the admin or
-    any consumer with its token)."""
+    any consumer with its token); 404 `unknown_partner` for a partner that is not pinned."""
     ctx = request.app[CTX]
     await ctx.authenticate(request)
     partner = request.query.get("partner") or None
+    if partner is not None and await asyncio.to_thread(store.get_partner, ctx.engine, partner) is None:
+        raise ApiError(
+            404, "unknown_partner", f"no partner named {partner!r} is pinned (see `cpnode partners list`)"
+        )
     own = await own_offers(ctx.offer_sources)
     rows = await asyncio.to_thread(merged_view, own, ctx.engine, int(time.time()), partner)
     return web.json_response({"node": ctx.name, "count": len(rows), "offers": rows})

@@ -20,6 +20,24 @@ if TYPE_CHECKING:
     from federation.service import FederationSettings
 
 
+def check_public_key(text: str) -> str:
+    """`text` if it is an Ed25519 public key (`ed25519:` and 43 base64url characters), else
+    ValueError; a key id given where the key belongs is named as such, with where to get the key."""
+    from federation.keys import KEY_ID_CHARS, PREFIX, parse_public_key
+
+    try:
+        parse_public_key(text)
+    except FederationError as exc:
+        if text.startswith(PREFIX) and len(text) - len(PREFIX) == KEY_ID_CHARS:
+            raise ValueError(
+                f"{text} is a key id, not a public key: the public key is 'ed25519:' and 43 characters. "
+                "Get it from the partner's operator (`cpnode keys show` on the partner prints it as "
+                "'public key') or from the partner's key document at URL/fed/v1/keys"
+            ) from None
+        raise ValueError(str(exc)) from None
+    return text
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -117,13 +135,7 @@ class PartnerSection(_Section):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
-        from federation.keys import parse_public_key
-
-        try:
-            parse_public_key(value)
-        except FederationError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return check_public_key(value)
 
     def partner(self) -> Partner:
         """The partner this entry pins (agreement checked; raises ValueError if inconsistent)."""
