@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.cpnode-installed
 DEV    := .cpnode-dev
 CONFIG ?= $(DEV)/node.toml
 
-.PHONY: venv demo run test lint bench clean
+.PHONY: venv demo run test lint docs bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy node federation connectors ledger
 
-test: lint
+# The documentation site: strict, so a broken link, a missing page or a page left out of the nav fails.
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
 	$(BIN)/pytest
 
 demo: venv
@@ -35,4 +39,4 @@ bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

@@ -10,7 +10,7 @@ from node.cli.commands import add_command
 from node.cli.common import CliError, add_json_argument, print_fields, print_json
 from node.runfile import DEFAULT_CONFIG_NAME
 
-HEADER = "# cpnode node configuration. Reference: README.md, section 'Configuration'.\n\n"
+HEADER = "# cpnode node configuration. Reference: docs/operating.md, section 'Configuration'.\n\n"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
