@@ -49,6 +49,16 @@ def format_rate(minor_per_hour: int, currency: str, unit: str = "h") -> str:
     return f"{format_money(minor_per_hour, currency)}/{unit}"
 
 
+def format_score(milli: int | None) -> str:
+    """A metric score for people: thousandths of an A100 shown as A100 equivalents with two
+    decimals (`format_score(8000) == "8.00"`), "-" when there is none. Scores are not money; they
+    sit here because they are shown beside prices, one way everywhere."""
+    if milli is None:
+        return "-"
+    whole, fraction = divmod(abs(milli), 1000)
+    return f"{'-' if milli < 0 else ''}{whole:,}.{fraction // 10:02d}"
+
+
 def parse_major(text: str, currency: str) -> int:
     """Major units typed by a person ('1,200.5') as exact minor units; ValueError if not exact."""
     places = exponent(currency)

@@ -21,8 +21,9 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.node_api import call
+from node.money import format_money
 
-COLUMNS = ["consumer", "currency", "balance", "held", "available"]
+COLUMNS = ["consumer", "balance", "held", "available"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +66,12 @@ def _print(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
         print_json(rows if len(rows) != 1 else rows[0])
         return
     print_table(
-        title, COLUMNS, [[r["id"], r["currency"], r["balance"], r["held"], r["available"]] for r in rows]
+        title,
+        COLUMNS,
+        [
+            [r["id"], *(format_money(r[key], r["currency"]) for key in ("balance", "held", "available"))]
+            for r in rows
+        ],
     )
 
 

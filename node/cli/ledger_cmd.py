@@ -27,6 +27,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
+from node.money import format_money
 from node.peering.settings import check_public_key
 
 
@@ -111,16 +112,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _print_accounts(title: str, accounts: list[ledger.Account]) -> None:
     closed = any(a.closed_seq is not None for a in accounts)
-    columns = ["account", "currency", "kind", "dr pending", "dr posted", "cr pending", "cr posted", "net"]
+    columns = ["account", "kind", "dr pending", "dr posted", "cr pending", "cr posted", "net posted"]
     rows = []
     for a in accounts:
         b = a.balance
+        currency = a.spec.currency
         row: list[Any] = [
             a.id,
-            a.spec.currency,
             a.spec.kind,
-            *b.as_tuple(),
-            b.credits_posted - b.debits_posted,
+            *(format_money(amount, currency) for amount in b.as_tuple()),
+            format_money(b.credits_posted - b.debits_posted, currency),
         ]
         if closed:
             row.append("closed" if a.closed_seq is not None else "")

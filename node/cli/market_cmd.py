@@ -17,6 +17,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.node_api import add_token_argument, call, consumer_token
+from node.money import format_money, format_rate, format_score
 
 # Flag → demand field, for the optional constraints (None: not stated).
 _INT_FLAGS = (
@@ -122,9 +123,9 @@ def print_result(result: dict[str, Any]) -> None:
             f"{m['chip_vendor']} {m['chip_model']} ×{m['chips_per_unit']}",
             m["region"],
             str(m["free_units"]),
-            "-" if m["metric_score"] is None else str(m["metric_score"]),
-            f"{m['price_per_unit_hour']:,}",
-            f"{m['total']:,}",
+            format_score(m["metric_score"]),
+            format_rate(m["price_per_unit_hour"], m["currency"], "unit-h"),
+            format_money(m["total"], m["currency"]),
         ]
         for rank, m in enumerate(result["matches"], 1)
     ]
@@ -134,10 +135,10 @@ def print_result(result: dict[str, Any]) -> None:
         "offer",
         "chips",
         "region",
-        "free",
-        "score",
-        "price/unit-h",
-        f"total {currency}",
+        "free units",
+        "score (A100 = 1.00)",
+        "price per unit-hour",
+        "total",
     ]
     demand = result["demand"]
     out = console()
@@ -151,7 +152,7 @@ def print_result(result: dict[str, Any]) -> None:
     if "plan" in result:
         if result["plan_covers"]:
             parts = ", ".join(f"{p['units']} × {p['offer_id']} ({p['source']})" for p in result["plan"])
-            out.print(f"plan: {parts}; total {result['plan_total']:,} {currency}", markup=False)
+            out.print(f"plan: {parts}; total {format_money(result['plan_total'], currency)}", markup=False)
         else:
             out.print("plan: the matching offers' free units cannot cover the demand", markup=False)
     by_reason: dict[str, list[str]] = defaultdict(list)

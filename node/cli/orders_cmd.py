@@ -29,8 +29,9 @@ from node.cli.common import (
 )
 from node.cli.market_cmd import SOURCE_HELP, add_demand_arguments, demand_from_args
 from node.cli.node_api import CONSUMER_TOKEN_ENV, add_token_argument, call, consumer_token
+from node.money import format_money, format_rate
 
-COLUMNS = ["order", "consumer", "offer", "source", "units", "hours", "amount", "state", "settled"]
+COLUMNS = ["order", "consumer", "offer", "source", "units", "hours (h)", "amount", "state", "settled"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +94,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         parser_.set_defaults(handler=handler)
 
 
+def _money_or_blank(minor: int | None, currency: str) -> str:
+    return "" if minor is None else format_money(minor, currency)
+
+
 def _print_order(order: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(order)
@@ -103,13 +108,17 @@ def _print_order(order: dict[str, Any], as_json: bool) -> None:
             ("state", order["state"] + (f" ({order['reason']})" if order.get("reason") else "")),
             ("consumer", order["consumer"]),
             ("offer", f"{order['offer_id']} from {order['source']}"),
-            ("units × hours", f"{order['units']} × {order['hours']} at {order['price_per_unit_hour']}"),
-            ("amount", f"{order['amount']} {order['currency']}"),
+            (
+                "units × hours",
+                f"{order['units']} × {order['hours']} h at "
+                f"{format_rate(order['price_per_unit_hour'], order['currency'], 'unit-h')}",
+            ),
+            ("amount", format_money(order["amount"], order["currency"])),
             (
                 "settled",
                 ""
                 if order.get("settled_amount") is None
-                else f"{order['settled_amount']} for {order['used_hours']} h",
+                else f"{format_money(order['settled_amount'], order['currency'])} for {order['used_hours']} h",
             ),
             ("receipt", order.get("receipt_sha256")),
             ("settlement", order.get("settlement_sha256")),
@@ -189,9 +198,9 @@ def run_list(args: argparse.Namespace) -> int:
                 o["source"],
                 o["units"],
                 o["hours"],
-                o["amount"],
+                format_money(o["amount"], o["currency"]),
                 o["state"],
-                o["settled_amount"],
+                _money_or_blank(o["settled_amount"], o["currency"]),
             ]
             for o in orders
         ]
@@ -244,13 +253,13 @@ def run_sales(args: argparse.Namespace) -> int:
                 s["offer_id"],
                 s["units"],
                 s["hours"],
-                s["amount"],
-                s["fee"],
+                format_money(s["amount"], s["currency"]),
+                format_money(s["fee"], s["currency"]),
                 s["state"],
-                s["settled_amount"],
+                _money_or_blank(s["settled_amount"], s["currency"]),
             ]
             for s in sales
         ]
-        columns = ["trade", "partner", "offer", "units", "hours", "amount", "fee", "state", "settled"]
+        columns = ["trade", "partner", "offer", "units", "hours (h)", "amount", "fee", "state", "settled"]
         print_table(f"sales of {settings.node.name}", columns, rows)
     return 0

@@ -20,6 +20,7 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
+from node.money import format_money
 from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url
 from node.peering.settings import check_public_key
 
@@ -142,7 +143,7 @@ def run_update(args: argparse.Namespace) -> int:
             [
                 ("partner", partner.name),
                 ("urls", ", ".join(urls)),
-                ("credit limit", f"{agreement.credit_limit} {agreement.currency} (minor units)"),
+                ("credit limit", format_money(agreement.credit_limit, agreement.currency)),
                 ("markup", f"{agreement.markup_bp} bp"),
                 ("pools", ", ".join(agreement.pools) or "all"),
                 ("tags", ", ".join(agreement.tags) or "all"),

@@ -15,6 +15,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.node_api import call
+from node.money import format_rate, format_score
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,15 +62,26 @@ def run_list(args: argparse.Namespace) -> int:
             o["chip_model"],
             o["chips"],
             o["free"],
-            o["price_minor_per_hour"],
-            f"{o['score_static_milli'] / 1000:.2f}",
-            f"{o['score_composite_milli'] / 1000:.2f}",
+            format_rate(o["price_minor_per_hour"], o["currency"], "unit-h"),
+            format_score(o["score_static_milli"]),
+            format_score(o["score_composite_milli"]),
             o["identifier"] or "",
         )
         for o in data["offers"]
     ]
     print_table(
-        "offers", ("offer", "chip", "chips", "free", "price/h", "static", "composite", "identifier"), rows
+        "offers",
+        (
+            "offer",
+            "chip",
+            "chips",
+            "free units",
+            "price per unit-hour",
+            "static score (A100 = 1.00)",
+            "composite score",
+            "identifier",
+        ),
+        rows,
     )
     return 0
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.money import format_money, format_rate, major_text, parse_major
+from node.money import format_money, format_rate, format_score, major_text, parse_major
 
 
 def test_known_amounts() -> None:
@@ -32,3 +32,12 @@ def test_parse_refuses_inexact_or_garbage() -> None:
 def test_round_trip(minor: int, currency: str) -> None:
     """Formatting then parsing gives back the same minor units, for any amount."""
     assert parse_major(major_text(minor, currency), currency) == minor
+
+
+def test_scores_read_as_a100_equivalents() -> None:
+    """A metric score in thousandths of an A100 reads with two decimals, one way: 8000 is 8.00."""
+    assert format_score(8000) == "8.00"
+    assert format_score(1000) == "1.00"
+    assert format_score(705) == "0.70"
+    assert format_score(25_200) == "25.20"
+    assert format_score(None) == "-"
