@@ -1,4 +1,4 @@
-"""`python -m bench [NAME ...]`: run every benchmark (or the named ones) one after another."""
+"""`python -m bench [NAME ...] [--json]`: run every benchmark (or the named ones) one after another."""
 
 from __future__ import annotations
 
@@ -23,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "names", nargs="*", choices=[[], *names], metavar="NAME", help=f"one of {', '.join(names)}"
     )
+    parser.add_argument(
+        "--json", action="store_true", help="each benchmark ends with one JSON line of its figures and ratios"
+    )
     args = parser.parse_args(argv)
     failed = []
     for name in args.names or names:
         print(f"\n=== bench {name} ===", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", f"bench.bench_{name}"], cwd=HERE.parent)
+        extra = ["--json"] if args.json else []
+        code = subprocess.call([sys.executable, "-m", f"bench.bench_{name}", *extra], cwd=HERE.parent)
         print(f"=== bench {name}: exit {code} after {time.monotonic() - started:.1f} s ===", flush=True)
         if code != 0:
             failed.append(name)

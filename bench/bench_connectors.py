@@ -19,6 +19,7 @@ Run: .venv/bin/python -m bench connectors   (PostgreSQL: CPNODE_BENCH_POSTGRES_U
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -31,11 +32,13 @@ import time
 import tomllib
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import tomli_w
 
 from bench.bench_ledger import postgres_schema
+from bench.report import bench_parser, emit_json
 from connectors.host import HostSettings, PluginHost
 from connectors.hosted import hosted_from_row, token_digest
 from connectors.pools.local import LocalPool
@@ -74,7 +77,7 @@ def start_cloudsim(tmp: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.strip().rsplit(" ", 1)[-1]
 
 
-async def bench_refresh(url: str) -> None:
+async def bench_refresh(url: str, figures: dict[str, Any]) -> None:
     """Refresh 200 pools' data sources at two concurrency bounds."""
     for bound in (32, POOLS):
         host = PluginHost(settings=HostSettings(call_timeout_s=60, refresh_concurrency=bound))
@@ -91,10 +94,16 @@ async def bench_refresh(url: str) -> None:
             f"{report.slowest_ms} ms (each call = 5 paged API requests × {LATENCY_MS} ms injected), "
             f"ratio {ratio:.2f}, {ok}/{POOLS} ok"
         )
+        figures[f"refresh_bound_{bound}"] = {
+            "wall_ms": round(report.wall_ms),
+            "slowest_ms": report.slowest_ms,
+            "ratio": round(ratio, 2),
+            "ok": ok,
+        }
         await host.close()
 
 
-async def bench_heartbeats(tmp: Path, db_url: str | None, label: str) -> None:
+async def bench_heartbeats(tmp: Path, db_url: str | None, label: str, figures: dict[str, Any]) -> None:
     """CPU per heartbeat for 500 remote plugins on a real node, vs /healthz."""
     folder = tmp / f"node-{label}"
     args = ["init", str(folder), "--name", "bench", "--operator", "Bench", "--region", "Local", "--port", "0"]
@@ -137,6 +146,11 @@ async def bench_heartbeats(tmp: Path, db_url: str | None, label: str) -> None:
             f"heartbeat (client and node in one process), /healthz baseline {healthz_us:.0f} µs, "
             f"ratio {heartbeat_us / healthz_us:.2f}"
         )
+        figures[f"http_heartbeat_{label.lower()}"] = {
+            "heartbeat_cpu_us": round(heartbeat_us),
+            "healthz_cpu_us": round(healthz_us),
+            "ratio": round(heartbeat_us / healthz_us, 2),
+        }
     finally:
         await runner.cleanup()
         await pool.close()
@@ -173,7 +187,7 @@ async def beat_all(host: PluginHost, tokens: dict[str, str], rounds: int) -> tup
     return (time.process_time() - cpu) / count * 1e6, (time.perf_counter() - wall) / count * 1e6
 
 
-async def bench_host_heartbeat(tmp: Path, postgres_url: str | None) -> None:
+async def bench_host_heartbeat(tmp: Path, postgres_url: str | None, figures: dict[str, Any]) -> None:
     """CPU per heartbeat inside the plugin host alone: stored (one UPDATE) vs kept in memory."""
     tokens = {f"rp-{index}": secrets.token_urlsafe(24) for index in range(PLUGINS)}
     memory = PluginHost()
@@ -183,6 +197,7 @@ async def bench_host_heartbeat(tmp: Path, postgres_url: str | None) -> None:
     print(
         f"heartbeats inside the host, {PLUGINS} plugins, kept in memory: {memory_cpu:.1f} µs CPU per heartbeat"
     )
+    figures["host_heartbeat_memory_cpu_us"] = round(memory_cpu, 1)
     urls = {"SQLite": f"sqlite:///{tmp / 'heartbeats.db'}"}
     with contextlib.ExitStack() as stack:
         if postgres_url:
@@ -199,6 +214,11 @@ async def bench_host_heartbeat(tmp: Path, postgres_url: str | None) -> None:
                 f"heartbeats inside the host, {PLUGINS} plugins, stored ({label}, one UPDATE each): "
                 f"{cpu:.0f} µs CPU, {wall:.0f} µs wall per heartbeat; ratio to memory {cpu / memory_cpu:.0f}× CPU"
             )
+            figures[f"host_heartbeat_{label.lower()}"] = {
+                "cpu_us": round(cpu),
+                "wall_us": round(wall),
+                "ratio_to_memory": round(cpu / memory_cpu, 1),
+            }
             await stored.sync()  # the first round loads every plugin here
             started, began = time.process_time(), time.perf_counter()
             for _ in range(ROUNDS):
@@ -213,24 +233,35 @@ async def bench_host_heartbeat(tmp: Path, postgres_url: str | None) -> None:
             engine.dispose()
 
 
-async def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser("Connectors: refresh of 200 simulated pools; heartbeats of 500 plugins.")
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Run every measurement; with --json end with their figures as one JSON line."""
+    args = build_parser().parse_args(argv)
+    figures: dict[str, Any] = {}
     postgres_url = os.environ.get("CPNODE_BENCH_POSTGRES_URL") or os.environ.get("CPNODE_TEST_POSTGRES_URL")
     tmp = Path(tempfile.mkdtemp(prefix="bench-connectors-"))
     proc, url = start_cloudsim(tmp)
     try:
-        await bench_refresh(url)
-        await bench_heartbeats(tmp, None, "SQLite")
+        await bench_refresh(url, figures)
+        await bench_heartbeats(tmp, None, "SQLite", figures)
         if postgres_url:
             with postgres_schema(postgres_url) as schema_url:
-                await bench_heartbeats(tmp, schema_url, "PostgreSQL")
+                await bench_heartbeats(tmp, schema_url, "PostgreSQL", figures)
         else:
             print("PostgreSQL skipped: set CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
-        await bench_host_heartbeat(tmp, postgres_url)
+        await bench_host_heartbeat(tmp, postgres_url, figures)
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        emit_json("connectors", figures)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    raise SystemExit(asyncio.run(main()))

@@ -22,6 +22,7 @@ Run: .venv/bin/python -m bench federation
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -40,6 +41,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
+from bench.report import bench_parser, emit_json
 from federation import canonical, store, tables
 from federation.catalog import accept_catalog, build_catalog, offers_for, sha256_hex
 from federation.httpsig import (
@@ -380,8 +382,16 @@ async def bench_head_poll(tmp: Path) -> dict[str, Any]:
     return figures
 
 
-async def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser(
+        "Federation: catalog ingest, a 50-partner sync round, head polls, signed round trips."
+    )
+
+
+async def main(argv: list[str] | None = None) -> int:
     """Run the four benchmarks and print their figures as JSON lines."""
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cpnode-bench-fed-") as tmp:
         ingest = await bench_ingest(Path(tmp) / "ingest")
         print("catalog ingest", json.dumps(ingest), flush=True)
@@ -394,6 +404,8 @@ async def main() -> int:
         print(f"round trip, replay check {variant}:", json.dumps(trip), flush=True)
     if ingest["ratio"] < ingest["target_ratio"]:
         print(f"ingest ratio {ingest['ratio']} is below the target {ingest['target_ratio']}")
+    if args.json:
+        emit_json("federation", {"ingest": ingest, "sync": sync, "head_poll": heads, "round_trip": trips})
     return 0
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.report import bench_parser, emit_json
 from ledger import AccountKind, AccountSpec, TransferKind, TransferRequest, create_accounts, submit
 from node.db import make_engine, upgrade
 
@@ -314,7 +315,17 @@ def check_targets(rows: Sequence[Row]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every scenario and print the table, the targets, and a JSON copy in bench/results/."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    args = build_parser().parse_args(argv)
+    backends = args.backend or ["sqlite", "postgresql"]
+    if "postgresql" in backends and not args.postgres:
+        print("PostgreSQL skipped: set CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
+        backends.remove("postgresql")
+    return run(args, backends)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument(
         "--postgres",
         default=os.environ.get("CPNODE_BENCH_POSTGRES_URL") or os.environ.get("CPNODE_TEST_POSTGRES_URL"),
@@ -330,11 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per scenario; the best of each side counts"
     )
-    args = parser.parse_args(argv)
-    backends = args.backend or ["sqlite", "postgresql"]
-    if "postgresql" in backends and not args.postgres:
-        print("PostgreSQL skipped: set CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
-        backends.remove("postgresql")
+    return parser
+
+
+def run(args: argparse.Namespace, backends: list[str]) -> int:
+    """Run every scenario on `backends`; print the table, the targets and (with --json) one JSON line."""
     rows: list[Row] = []
     header = f"{'backend':<10} {'choice':<9} {'mix':<9} {'batch':>5} {'transfers':>9} {'ledger/s':>10} {'plain/s':>10} {'ratio':>6}"
     print(f"{args.accounts} accounts, CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs")
@@ -369,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"ledger-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
     path.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in rows], indent=2))
     print(f"results: {path.relative_to(ROOT)}")
+    if args.json:
+        emit_json("ledger", {"rows": [{**asdict(r), "ratio": round(r.ratio, 3)} for r in rows]})
     return 0
 
 

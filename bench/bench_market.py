@@ -9,6 +9,7 @@ Run: .venv/bin/python -m bench market
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import random
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.report import bench_parser, emit_json
 from node.market import match, parse_demand
 
 OFFERS = 10_000
@@ -84,13 +86,21 @@ def timed(run: Callable[[], object]) -> float:
     return statistics.median(samples)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser("Matching over 10,000 own and partner offers against a price sort.")
+
+
+def main(argv: list[str] | None = None) -> int:
     """Time each demand against the price sort of the same offers; print JSON lines."""
+    args = build_parser().parse_args(argv)
+    collected: dict[str, Any] = {}
     rows = offers(OFFERS)
     baseline = timed(lambda: sorted(rows, key=lambda row: row["price_per_unit_hour"]))
     print(
         "baseline: sort by price", json.dumps({"offers": OFFERS, "ms": round(baseline * 1000, 2)}), flush=True
     )
+    collected["baseline_sort_ms"] = round(baseline * 1000, 2)
     for name, body in DEMANDS.items():
         demand = parse_demand(body)
         result = match(demand, rows, CURRENCY)
@@ -104,6 +114,9 @@ def main() -> int:
             "ratio": round(seconds / baseline, 1),
         }
         print(f"match: {name:<18}", json.dumps(figures), flush=True)
+        collected[name] = figures
+    if args.json:
+        emit_json("market", collected)
     return 0
 
 

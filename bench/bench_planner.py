@@ -12,12 +12,15 @@ Run: .venv/bin/python -m bench planner   (or: .venv/bin/python -m bench.bench_pl
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bench.report import bench_parser, emit_json
 from node.availability import (
     Architecture,
     Module,
@@ -46,7 +49,7 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> float:
     return best
 
 
-def paper_instance() -> None:
+def paper_instance() -> dict[str, Any]:
     """Table 1's 25 planned cells with both methods."""
     paper = load_architecture(ROOT / "configs" / "architecture" / "paper.toml")
     cells = [(with_availability(paper, a), t) for a in PAPER_AVAILABILITIES for t in PAPER_TARGETS]
@@ -71,6 +74,11 @@ def paper_instance() -> None:
     print(f"  exact planner        {exact_s * 1000:9.2f} ms")
     print(f"  paper's method       {paper_s * 1000:9.2f} ms")
     print(f"  ratio                {paper_s / exact_s:9.0f}x faster (target >= 100x)")
+    return {
+        "table1_exact_ms": round(exact_s * 1000, 3),
+        "table1_paper_ms": round(paper_s * 1000, 1),
+        "table1_ratio": round(paper_s / exact_s, 1),
+    }
 
 
 def national(seed: int = 2025) -> Architecture:
@@ -97,7 +105,7 @@ def enumerated_tables(architecture: Architecture, k: int) -> list[list[float]]:
     return tables
 
 
-def national_scale() -> None:
+def national_scale() -> dict[str, Any]:
     """The exact planner on 50 modules, cold, against per-module enumeration."""
     arch = national()
     targets = (0.99, 0.995, 0.999)
@@ -128,8 +136,26 @@ def national_scale() -> None:
             f"  target {target}: {plan.microservices} microservices, availability {plan.availability:.6f}, "
             f"met {plan.meets_target}, exact {plan.exact}"
         )
+    return {
+        "national_exact_ms": round(exact_s * 1000, 2),
+        "national_enumeration_ms": round(enum_s * 1000, 1),
+        "national_ratio": round(enum_s / exact_s, 2),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser("Planner: Table 1 grid against the paper's method; 50 modules against enumeration.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both measurements; with --json end with their figures as one JSON line."""
+    args = build_parser().parse_args(argv)
+    figures = {**paper_instance(), **national_scale()}
+    if args.json:
+        emit_json("planner", figures)
+    return 0
 
 
 if __name__ == "__main__":
-    paper_instance()
-    national_scale()
+    raise SystemExit(main())

@@ -14,6 +14,7 @@ Run: .venv/bin/python -m bench trading
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import bench_parser, emit_json
 from federation import store
 from federation.sync import ensure_session
 from ledger import TransferKind, TransferRequest, submit
@@ -122,13 +124,21 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     }
 
 
-async def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser("Trading: order and settlement latency between two nodes; concurrent local orders.")
+
+
+async def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print their figures as JSON lines."""
+    args = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cpnode-bench-trading-") as tmp:
         latency = await bench_latency(Path(tmp) / "latency")
         print("order latency     ", json.dumps(latency), flush=True)
         concurrent = await bench_concurrent(Path(tmp) / "concurrent")
         print("concurrent orders ", json.dumps(concurrent), flush=True)
+    if args.json:
+        emit_json("trading", {"latency": latency, "concurrent": concurrent})
     return 0
 
 
