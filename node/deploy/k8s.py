@@ -3,7 +3,9 @@
 For each microservice of the plan: a Deployment with replicas = k (the plan's instances) running
 `cpnode run --roles <its roles> --config /etc/cpnode/node.toml`, a Service on the node's HTTP
 port, and a PodDisruptionBudget allowing one voluntary disruption at a time. Shared by all:
-a ConfigMap holding node.toml. Two Secrets are referenced, never written: `<release>-database`
+a ConfigMap holding node.toml (production settings, see `config_toml`) and the way partners come in:
+an Ingress (`/fed` and `/api` on the public host) or a LoadBalancer Service in front of the
+microservice with the `federation` role. Two Secrets are referenced, never written: `<release>-database`
 (key `url`: the PostgreSQL URL, given to the process as CPNODE_DATABASE_URL) and
 `<release>-node-key` (files node.key, keyring.json, admin.token, mounted read-only).
 
@@ -16,10 +18,12 @@ writable path is the data folder (an emptyDir), since all state lives in Postgre
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -40,8 +44,17 @@ class K8sOptions:
     release: str  # prefix of every object name; usually the node's name
     image: str
     port: int
-    node_toml: str  # content of the ConfigMap's node.toml
+    node_toml: str  # content of the ConfigMap's node.toml (see production_toml)
+    public_url: str  # where partners reach the node: http.public_url in the ConfigMap
     namespace: str | None = None
+    expose: Literal["ingress", "loadbalancer"] = "ingress"
+    ingress_host: str | None = None
+    ingress_class: str | None = None
+    tls_secret: str | None = None
+    # Absolute paths of the node's key files on the operator's machine, for the Secret command.
+    key_file: str = "keys/node.key"
+    keyring_file: str = "keys/keyring.json"
+    admin_token_file: str = "keys/admin.token"  # noqa: S105 - a path, not a secret
 
     @property
     def database_secret(self) -> str:
@@ -73,13 +86,41 @@ def check_options(options: K8sOptions) -> None:
         raise DeployError(f"the node's HTTP port must be 1–65535 in Kubernetes, got {options.port}")
     if not options.image or any(ch.isspace() for ch in options.image):
         raise DeployError(f"image must be a non-empty reference without spaces, got {options.image!r}")
+    parts = urlsplit(options.public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or _is_loopback_host(parts.hostname):
+        raise DeployError(
+            f"the public URL must be an http(s) URL partners can reach, not loopback, got {options.public_url!r}"
+        )
+    if options.expose == "ingress" and not options.ingress_host:
+        raise DeployError("an Ingress needs a host (--ingress-host, or the host of --public-url)")
 
 
-def config_toml(raw: Mapping[str, Any]) -> str:
-    """node.toml for the ConfigMap: the operator's config without `database.url`.
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    The URL (which may hold a password) reaches the process only from the Secret, as
-    CPNODE_DATABASE_URL, so it never lands in a ConfigMap.
+
+def _is_loopback_network(cidr: str) -> bool:
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    return network.is_loopback or network.network_address.is_loopback
+
+
+def config_toml(raw: Mapping[str, Any], port: int, public_url: str) -> str:
+    """node.toml for the ConfigMap: the operator's config made fit for production.
+
+    - no `database.url`: the URL (which may hold a password) reaches the process only from the
+      Secret, as CPNODE_DATABASE_URL, so it never lands in a ConfigMap;
+    - `http.port` is the container port and `http.public_url` the address partners use; `http.host`
+      and the key paths come from the Deployment's environment;
+    - loopback networks leave `federation.allow_networks` (they let a partner's URL point at the pod
+      itself), and `federation.discovery` goes (it announces on 127.0.0.1 only: useless in a pod).
     """
     data = {key: (dict(value) if isinstance(value, Mapping) else value) for key, value in raw.items()}
     database = data.get("database")
@@ -87,9 +128,29 @@ def config_toml(raw: Mapping[str, Any]) -> str:
         database.pop("url", None)
         if not database:
             data.pop("database")
+    http = data.setdefault("http", {})
+    http.pop("host", None)
+    http.update(port=port, public_url=public_url)
+    keys = data.get("keys")
+    if isinstance(keys, dict):
+        for key in ("path", "admin_token_path"):
+            keys.pop(key, None)
+        if not keys:
+            data.pop("keys")
+    federation = data.get("federation")
+    if isinstance(federation, dict):
+        federation.pop("discovery", None)
+        networks = [cidr for cidr in federation.get("allow_networks", []) if not _is_loopback_network(cidr)]
+        if networks:
+            federation["allow_networks"] = networks
+        else:
+            federation.pop("allow_networks", None)
+        if not federation:
+            data.pop("federation")
     header = (
         "# node.toml for Kubernetes: database.url comes from a Secret; http.host and the key paths\n"
-        "# are set by the Deployment's environment (CPNODE_HTTP_HOST, CPNODE_KEYS_*).\n"
+        "# are set by the Deployment's environment (CPNODE_HTTP_HOST, CPNODE_KEYS_*). Loopback\n"
+        "# networks and discovery, which only make sense on one machine, are left out.\n"
     )
     return header + tomli_w.dumps(data)
 
@@ -189,6 +250,9 @@ def deployment_manifest(item: ServiceSpec, spec: DeploySpec, options: K8sOptions
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
+                    # Kubernetes would otherwise give the pod <SERVICE>_SERVICE_HOST variables for
+                    # every Service; ones named cpnode-* would read as CPNODE_* config overrides.
+                    "enableServiceLinks": False,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS_USER,
@@ -219,7 +283,8 @@ def deployment_manifest(item: ServiceSpec, spec: DeploySpec, options: K8sOptions
 
 
 def service_manifest(item: ServiceSpec, options: K8sOptions) -> dict[str, Any]:
-    """The ClusterIP Service in front of one microservice's instances."""
+    """The Service in front of one microservice's instances: ClusterIP, or LoadBalancer for the
+    microservice with the `federation` role when partners come in through a load balancer."""
     name = service_name(options.release, item)
     labels = _labels(options, "-".join(item.roles))
     selector = _selector(labels)
@@ -228,7 +293,9 @@ def service_manifest(item: ServiceSpec, options: K8sOptions) -> dict[str, Any]:
         "kind": "Service",
         "metadata": _metadata(name, options, labels),
         "spec": {
-            "type": "ClusterIP",
+            "type": "LoadBalancer"
+            if options.expose == "loadbalancer" and "federation" in item.roles
+            else "ClusterIP",
             "selector": selector,
             "ports": [{"name": "http", "port": options.port, "targetPort": "http", "protocol": "TCP"}],
         },
@@ -258,6 +325,28 @@ def config_map_manifest(options: K8sOptions) -> dict[str, Any]:
     }
 
 
+def ingress_manifest(spec: DeploySpec, options: K8sOptions) -> dict[str, Any]:
+    """The Ingress partners and consumers come in through: `/fed` to the microservice with the
+    `federation` role, `/api` to the one with `api`, on the public host."""
+    paths = []
+    for prefix, role in (("/fed", "federation"), ("/api", "api")):
+        item = next((s for s in spec.services if role in s.roles), None)
+        if item is not None:
+            backend = {"service": {"name": service_name(options.release, item), "port": {"name": "http"}}}
+            paths.append({"path": prefix, "pathType": "Prefix", "backend": backend})
+    ingress_spec: dict[str, Any] = {"rules": [{"host": options.ingress_host, "http": {"paths": paths}}]}
+    if options.ingress_class:
+        ingress_spec["ingressClassName"] = options.ingress_class
+    if options.tls_secret:
+        ingress_spec["tls"] = [{"hosts": [options.ingress_host], "secretName": options.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _metadata(options.release, options, _labels(options, "ingress")),
+        "spec": ingress_spec,
+    }
+
+
 def manifests(spec: DeploySpec, options: K8sOptions) -> dict[str, list[dict[str, Any]]]:
     """Every manifest, grouped by output file name (one file per microservice plus the ConfigMap)."""
     check_options(options)
@@ -268,6 +357,8 @@ def manifests(spec: DeploySpec, options: K8sOptions) -> dict[str, list[dict[str,
             service_manifest(item, options),
             disruption_budget_manifest(item, options),
         ]
+    if options.expose == "ingress":
+        files["ingress.yaml"] = [ingress_manifest(spec, options)]
     return files
 
 
@@ -277,6 +368,6 @@ def secret_commands(options: K8sOptions) -> list[str]:
     return [
         f"kubectl{ns} create secret generic {options.database_secret} "
         "--from-literal=url='postgresql+psycopg://USER:PASSWORD@HOST:5432/DB'",
-        f"kubectl{ns} create secret generic {options.key_secret} --from-file=node.key=keys/node.key "
-        "--from-file=keyring.json=keys/keyring.json --from-file=admin.token=keys/admin.token",
+        f"kubectl{ns} create secret generic {options.key_secret} --from-file=node.key={options.key_file} "
+        f"--from-file=keyring.json={options.keyring_file} --from-file=admin.token={options.admin_token_file}",
     ]

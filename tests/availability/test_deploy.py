@@ -33,9 +33,10 @@ def node_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -
 
 
 def deploy(
-    config: Path, plan: Path, out: Path, capsys: pytest.CaptureFixture[str]
+    config: Path, plan: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: str
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run `cpnode deploy k8s` and return the YAML documents of every file written."""
+    """Run `cpnode deploy k8s` (an Ingress on node.example.org unless `extra` says otherwise) and
+    return the YAML documents of every file written."""
     args = [
         "deploy",
         "k8s",
@@ -47,6 +48,7 @@ def deploy(
         str(config),
         "--port",
         "8700",
+        *(extra or ("--ingress-host", "node.example.org")),
     ]
     assert main(args) == 0
     capsys.readouterr()
@@ -103,7 +105,20 @@ def test_port_zero_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     config = make_node_dir(tmp_path, "node-z")
     plan = node_plan(tmp_path, capsys)
     assert (
-        main(["deploy", "k8s", "--plan", str(plan), "--out", str(tmp_path / "k8s"), "--config", str(config)])
+        main(
+            [
+                "deploy",
+                "k8s",
+                "--plan",
+                str(plan),
+                "--out",
+                str(tmp_path / "k8s"),
+                "--config",
+                str(config),
+                "--ingress-host",
+                "node.example.org",
+            ]
+        )
         == 2
     )
     assert "port must be 1–65535" in capsys.readouterr().err
@@ -173,7 +188,12 @@ def test_split_deployment_serves_over_one_database(
     secrets = tmp_path / "pod" / "secrets"
     (etc / "data").mkdir(parents=True)
     secrets.mkdir(parents=True)
-    (etc / "node.toml").write_text(by_kind(files, "ConfigMap")[0]["data"]["node.toml"], encoding="utf-8")
+    # The public URL is the Ingress's; these processes stay on loopback, so it is left out here.
+    pod_toml = by_kind(files, "ConfigMap")[0]["data"]["node.toml"]
+    (etc / "node.toml").write_text(
+        "\n".join(line for line in pod_toml.splitlines() if not line.startswith("public_url")),
+        encoding="utf-8",
+    )
     for name in ("node.key", "keyring.json", "admin.token"):
         if (source.parent / "keys" / name).exists():
             shutil.copy2(source.parent / "keys" / name, secrets / name)
@@ -200,3 +220,93 @@ def test_split_deployment_serves_over_one_database(
         for process in processes:
             process.stop()
     assert len(processes) == len(by_kind(files, "Deployment"))
+
+
+DEV_TOML = """
+[federation]
+allow_networks = ["127.0.0.0/8", "::1/128", "10.20.0.0/16"]
+discovery = true
+"""
+
+
+def test_production_settings_and_a_way_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """From a development config, the ConfigMap keeps no loopback network, discovery or dev port and
+    sets http.public_url; an Ingress routes /fed and /api to the microservices with those roles; pods
+    take no Service-link variables; the Secret command names the key files by absolute path."""
+    config = make_node_dir(tmp_path, "node-p", extra_toml=DEV_TOML)
+    plan = node_plan(tmp_path, capsys)
+    out = tmp_path / "k8s"
+    args = [
+        "deploy",
+        "k8s",
+        "--plan",
+        str(plan),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--port",
+        "8443",
+    ]
+    assert main([*args, "--ingress-host", "node.example.org", "--tls-secret", "node-tls", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    files = {
+        p.name: list(yaml.safe_load_all(p.read_text(encoding="utf-8"))) for p in sorted(out.glob("*.yaml"))
+    }
+    for docs in files.values():
+        for doc in docs:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    pod_toml = tomllib.loads(by_kind(files, "ConfigMap")[0]["data"]["node.toml"])
+    assert pod_toml["federation"] == {"allow_networks": ["10.20.0.0/16"]}
+    assert pod_toml["http"] == {"port": 8443, "public_url": "https://node.example.org"}
+    [ingress] = by_kind(files, "Ingress")
+    assert ingress["spec"]["tls"] == [{"hosts": ["node.example.org"], "secretName": "node-tls"}]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "node.example.org"
+    services = {s["metadata"]["name"]: s for s in by_kind(files, "Service")}
+    deployments = {d["metadata"]["name"]: d for d in by_kind(files, "Deployment")}
+    for path in rule["http"]["paths"]:
+        target = path["backend"]["service"]["name"]
+        roles = deployments[target]["spec"]["template"]["spec"]["containers"][0]["args"][2].split(",")
+        assert {"/fed": "federation", "/api": "api"}[path["path"]] in roles
+        assert services[target]["spec"]["type"] == "ClusterIP"
+    assert {path["path"] for path in rule["http"]["paths"]} == {"/fed", "/api"}
+    for item in deployments.values():
+        assert item["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    key_command = printed["secret_commands"][1]
+    for name in ("node.key", "keyring.json", "admin.token"):
+        path = str((config.parent / "keys" / name).resolve())
+        assert f"={path}" in key_command
+        assert Path(path).exists()
+    assert printed["public_url"] == "https://node.example.org"
+
+
+def test_load_balancer_needs_a_public_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --expose loadbalancer the federation microservice's Service is a LoadBalancer and there is
+    no Ingress; without --public-url (or any way in at all) the command exits 2 saying what to give."""
+    config = make_node_dir(tmp_path, "node-l", extra_toml=DEV_TOML)
+    plan = node_plan(tmp_path, capsys)
+    base = ["deploy", "k8s", "--plan", str(plan), "--config", str(config), "--port", "8700"]
+    assert main([*base, "--out", str(tmp_path / "none")]) == 2
+    assert "--public-url" in capsys.readouterr().err
+    assert (
+        main([*base, "--out", str(tmp_path / "lb0"), "--expose", "loadbalancer", "--ingress-host", "x.org"])
+        == 2
+    )
+    capsys.readouterr()
+    files = deploy(
+        config,
+        plan,
+        tmp_path / "lb",
+        capsys,
+        "--expose",
+        "loadbalancer",
+        "--public-url",
+        "https://203.0.113.7:8700",
+    )
+    assert not by_kind(files, "Ingress")
+    types = {s["metadata"]["name"]: s["spec"]["type"] for s in by_kind(files, "Service")}
+    assert sorted(types.values()).count("LoadBalancer") == 1
+    [balanced] = [name for name, kind in types.items() if kind == "LoadBalancer"]
+    assert "federation" in balanced
+    assert 'public_url = "https://203.0.113.7:8700"' in by_kind(files, "ConfigMap")[0]["data"]["node.toml"]
