@@ -11,12 +11,15 @@ import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.availability import AvailabilityError, load_architecture
 from node.availability.paper import PAPER_AVAILABILITIES, PAPER_BACKUPS, PAPER_TARGETS
 from node.availability.sweep import FIG10_TARGET, Cell, figure9, figure10, table1
 from node.cli.common import CliError, add_json_argument, print_json, print_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DEFAULT_OUT = Path("plan-sweep")
 FORMATS = ("png", "svg")
@@ -80,10 +83,45 @@ def write_csv(path: Path, cells: Sequence[Cell]) -> None:
         writer.writerows(rows)
 
 
+# One style per series: marker, dashes and size all differ, and each later series is drawn smaller
+# and on top, so series that coincide (targets 0.999 and 0.9995 need the same plans over most of
+# figure 9) stay visible as a small marker inside a larger one, on dashes over a solid line.
+SERIES_STYLES: tuple[tuple[str, str, float, float], ...] = (
+    ("o", "-", 11.0, 3.0),
+    ("s", "--", 8.5, 2.4),
+    ("^", "-.", 6.5, 1.9),
+    ("D", ":", 4.8, 1.5),
+    ("v", "--", 3.4, 1.1),
+)
+
+
+def series_style(index: int) -> dict[str, Any]:
+    """Matplotlib keywords of the `index`-th series (marker, line style, sizes, z-order)."""
+    marker, linestyle, markersize, linewidth = SERIES_STYLES[index % len(SERIES_STYLES)]
+    return {
+        "marker": marker,
+        "linestyle": linestyle,
+        "markersize": markersize,
+        "linewidth": linewidth,
+        "zorder": 3 + index,
+    }
+
+
 def draw(
     path_stem: Path, formats: Sequence[str], cells: Sequence[Cell], series: str, x: str, title: str
 ) -> list[Path]:
     """Plot microservices against `x` ("availability" or "backups"), one line per `series` value."""
+    figure = build_figure(cells, series, x, title)
+    written = []
+    for fmt in formats:
+        path = path_stem.with_suffix(f".{fmt}")
+        figure.savefig(path, format=fmt)
+        written.append(path)
+    return written
+
+
+def build_figure(cells: Sequence[Cell], series: str, x: str, title: str) -> Figure:
+    """The figure `draw` saves: microservices against `x`, one styled line per `series` value."""
     try:
         from matplotlib.figure import Figure  # the Agg canvas; never opens a window
     except ImportError:
@@ -106,24 +144,27 @@ def draw(
             linestyle="",
             label="target not met",
         )
-    for label, members in groups.items():
+    for index, (label, members) in enumerate(groups.items()):
         xs = [str(c.availability) if x == "availability" else str(c.backups) for c in members]
         ys = [c.microservices for c in members]
-        axes.plot(xs, ys, marker="o", label=label)
+        axes.plot(xs, ys, label=label, **series_style(index))
         for xv, c in zip(xs, members, strict=True):
             if not c.meets_target:  # hollow marker: target not reachable, highest availability shown
-                axes.plot([xv], [c.microservices], marker="o", markersize=10, fillstyle="none", color="grey")
+                axes.plot(
+                    [xv],
+                    [c.microservices],
+                    marker="o",
+                    markersize=13,
+                    fillstyle="none",
+                    color="grey",
+                    zorder=20,
+                )
     axes.set_xlabel("sub-module availability" if x == "availability" else "backup instances")
     axes.set_ylabel("microservices")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
-    written = []
-    for fmt in formats:
-        path = path_stem.with_suffix(f".{fmt}")
-        figure.savefig(path, format=fmt)
-        written.append(path)
-    return written
+    return figure
 
 
 def run_sweep(args: argparse.Namespace) -> int:

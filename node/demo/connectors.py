@@ -14,6 +14,7 @@ from typing import Any
 
 from node.demo.stage import DemoError, Stage
 from node.launcher import NodeProcess
+from node.money import format_rate, format_score
 from node.resources import config_file
 
 NODE = "chengdu"
@@ -124,7 +125,8 @@ def show_offers(stage: Stage) -> None:
     for offer in _pools(stage)["offers"]:
         stage.say(
             f"{offer['offer_id']:<34} {offer['chips']:>2} × {offer['chip_model']:<20} free {offer['free']:>3}  "
-            f"{offer['price_minor_per_hour'] / 100:>8.2f} CNY/h  score {offer['score_composite_milli'] / 1000:>6.2f}"
+            f"{format_rate(offer['price_minor_per_hour'], offer['currency'], 'unit-h'):>18}  "
+            f"score {format_score(offer['score_composite_milli']):>6}"
         )
         stage.say(f"    {offer['identifier']}")
     code = stage.cli(["pools", "register", "gy-beta", "--config", _config(stage)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from node.demo.stage import DemoError, Stage
+from node.money import format_money
 
 # Two units of an NVIDIA flavor with 8 chips, for one hour, cheapest first.
 DEMAND = ("--units", "2", "--hours", "1", "--chip-vendor", "nvidia", "--min-chips-per-unit", "8")
@@ -26,13 +27,15 @@ def match_and_buy(stage: Stage) -> None:
     best = result["matches"][0]
     answer = json.loads(
         stage.cli(
-            ["orders", "place", "--consumer", "alice", "--match", *DEMAND, "--json", *config], show=False
+            ["orders", "place", "--consumer", "alice", "--match", *DEMAND, "--json", *config],
+            show=False,
+            echo=True,
         )
     )
-    stage.say(f"$ cpnode orders place --consumer alice --match {' '.join(DEMAND)}")
     [order] = answer["orders"]
     stage.say(
-        f"order {order['id']}: {order['state']}, {order['offer_id']} from {order['source']}, {order['amount']:,} fen held"
+        f"order {order['id']}: {order['state']}, {order['offer_id']} from {order['source']}, "
+        f"{format_money(order['amount'], order['currency'])} held"
     )
     if (order["offer_id"], order["source"], order["state"]) != (best["offer_id"], best["source"], "accepted"):
         raise DemoError(f"the best match {best['offer_id']} was not the order accepted: {order}")

@@ -29,14 +29,12 @@ RUN_STEPS: tuple[Step, ...] = (
     connectors.show_offers,
     connectors.network,
     connectors.kill_and_restore_plugin,
-    settlement.settle_trade,
-    settlement.audit,
-    settlement.reconcile,
     trading.grant_credit,
     trading.buy,
     trading.settle,
     trading.reconcile,
     trading.audit,
+    settlement.audit,
     market.match_and_buy,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
@@ -55,14 +56,20 @@ class Stage:
         """Print a line of narration."""
         self.console.print(text, markup=False)
 
-    def cli(self, args: Sequence[str], *, show: bool = True) -> str:
-        """Run `cpnode ARGS` in this process, print its output, and return it; raise on failure."""
+    def echo(self, args: Sequence[str]) -> None:
+        """Print the command line `cpnode ARGS` as it can be pasted into a shell (quoted, every option)."""
+        self.console.print(f"$ cpnode {shlex.join(args)}", style="dim", markup=False, soft_wrap=True)
+
+    def cli(self, args: Sequence[str], *, show: bool = True, echo: bool | None = None) -> str:
+        """Run `cpnode ARGS` in this process and return its output; raise on failure. With `show` the
+        command line and the output are printed; `echo` prints the command line alone (default: show)."""
         buffer = StringIO()
         with redirect_stdout(buffer):
             code = cpnode(list(args))
         output = buffer.getvalue()
+        if show if echo is None else echo:
+            self.echo(args)
         if show:
-            self.console.print(f"$ cpnode {' '.join(args)}", style="dim", markup=False)
             self.console.print(output.rstrip(), markup=False, highlight=False)
         if code != 0:
             raise DemoError(f"cpnode {' '.join(args)} exited with {code}")

@@ -11,6 +11,7 @@ from typing import Any
 from node.config import load_settings
 from node.demo.stage import DemoError, Stage
 from node.identity import load_identity
+from node.money import format_money
 
 CREDIT_LIMIT = 100_000_000  # fen: the credit line Shanghai grants Beijing (¥1,000,000)
 DEPOSIT = 50_000_000  # fen: what alice pays in (¥500,000)
@@ -20,24 +21,24 @@ FEE_BP = 300  # Shanghai's platform fee
 TRADE: dict[str, Any] = {}
 
 
-def _cli(stage: Stage, node: str, *args: str, show: bool = True) -> str:
-    return stage.cli([*args, "--config", str(stage.nodes[node].config)], show=show)
+def _cli(stage: Stage, node: str, *args: str, show: bool = True, echo: bool | None = None) -> str:
+    return stage.cli([*args, "--config", str(stage.nodes[node].config)], show=show, echo=echo)
 
 
-def _json(stage: Stage, node: str, *args: str) -> Any:
-    return json.loads(_cli(stage, node, *args, "--json", show=False))
+def _json(stage: Stage, node: str, *args: str, echo: bool = True) -> Any:
+    """Run a command with --json (its command line echoed as run) and return what it printed."""
+    return json.loads(_cli(stage, node, *args, "--json", show=False, echo=echo))
 
 
 def _balances(stage: Stage, node: str, accounts: list[str]) -> dict[str, dict[str, int]]:
-    """Print the accounts' net held (pending) and posted amounts (credits − debits, fen); return them."""
+    """Print the accounts' net held (pending) and posted amounts (credits − debits); return them."""
     args = [part for account in accounts for part in ("--account", account)]
     rows = {row["id"]: row for row in _json(stage, node, "ledger", "balances", *args)}
-    stage.say(f"$ cpnode ledger balances {' '.join(args)}  ({node})")
     for account in accounts:
         row = rows[account]
-        held = row["credits_pending"] - row["debits_pending"]
-        posted = row["credits_posted"] - row["debits_posted"]
-        stage.say(f"  {account:<18} held {held:>+14,}   posted {posted:>+14,}")
+        held = format_money(row["credits_pending"] - row["debits_pending"], row["currency"])
+        posted = format_money(row["credits_posted"] - row["debits_posted"], row["currency"])
+        stage.say(f"  {account:<18} held {held:>18}   posted {posted:>18}")
     return rows
 
 
@@ -65,9 +66,9 @@ def buy(stage: Stage) -> None:
         stage, "beijing", "orders", "place", "--consumer", "alice", "--offer", OFFER,
         "--units", str(UNITS), "--hours", str(HOURS),
     )  # fmt: skip
-    stage.say(f"$ cpnode orders place --consumer alice --offer {OFFER} --units {UNITS} --hours {HOURS}")
     stage.say(
-        f"order {order['id']}: {order['state']}, {order['amount']} fen held; receipt {order['receipt_sha256'][:16]}…"
+        f"order {order['id']}: {order['state']}, {format_money(order['amount'], order['currency'])} held; "
+        f"receipt {order['receipt_sha256'][:16]}…"
     )
     if order["state"] != "accepted":
         raise DemoError(f"the order was not accepted: {order}")
@@ -90,10 +91,10 @@ def settle(stage: Stage) -> None:
     """The consumer used 3 of the 4 hours: both sides post that much and release the rest."""
     stage.title(f"Settle: {USED_HOURS} of {HOURS} hours used (cpnode orders settle)")
     order = _json(stage, "beijing", "orders", "settle", TRADE["id"], "--used-hours", str(USED_HOURS))
-    stage.say(f"$ cpnode orders settle {TRADE['id']} --used-hours {USED_HOURS}")
     used = UNITS * USED_HOURS * TRADE["price_per_unit_hour"]
     stage.say(
-        f"order {order['id']}: {order['state']}, {order['settled_amount']} fen paid; settlement {order['settlement_sha256'][:16]}…"
+        f"order {order['id']}: {order['state']}, {format_money(order['settled_amount'], order['currency'])} "
+        f"paid; settlement {order['settlement_sha256'][:16]}…"
     )
     if (order["state"], order["settled_amount"]) != ("settled", used):
         raise DemoError(f"the order was not settled for {used}: {order}")
