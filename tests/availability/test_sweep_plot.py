@@ -22,6 +22,8 @@ def test_coinciding_targets_stay_visible() -> None:
     assert high.get_markersize() < low.get_markersize()
     assert high.get_zorder() > low.get_zorder()
     styles = [
-        (line.get_marker(), line.get_linestyle()) for label, line in lines.items() if label.startswith("target ")
+        (line.get_marker(), line.get_linestyle())
+        for label, line in lines.items()
+        if label.startswith("target ")
     ]
     assert len(set(styles)) == len(styles)
