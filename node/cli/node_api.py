@@ -21,6 +21,16 @@ TIMEOUT_S = 120.0
 CONSUMER_TOKEN_ENV = "CPNODE_CONSUMER_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
+class NodeRefused(CliError):
+    """The node answered with an error: its HTTP status, code and the whole JSON body."""
+
+    def __init__(self, message: str, status: int, code: str | None, body: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.body = body
+
+
 def node_url(settings: Settings) -> str:
     """The running node's base URL, or a CliError saying it does not run."""
     url = running_url(settings)
@@ -69,9 +79,13 @@ def call(settings: Settings, method: str, path: str, body: Any = None, token: st
     except urllib.error.HTTPError as exc:
         try:
             detail = json.loads(exc.read())
-            message = f"{detail.get('error')}: {detail.get('message')}"
         except ValueError:
-            message = str(exc)
-        raise CliError(f"the node refused {method} {path}: {message}") from None
+            detail = None
+        if not isinstance(detail, dict):
+            raise NodeRefused(f"the node refused {method} {path}: {exc}", exc.code, None, {}) from None
+        message = f"{detail.get('error')}: {detail.get('message')}"
+        raise NodeRefused(
+            f"the node refused {method} {path}: {message}", exc.code, detail.get("error"), detail
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach the node at {url} (is `cpnode run` running?): {exc}") from None

@@ -28,7 +28,7 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.market_cmd import SOURCE_HELP, add_demand_arguments, demand_from_args
-from node.cli.node_api import CONSUMER_TOKEN_ENV, add_token_argument, call, consumer_token
+from node.cli.node_api import CONSUMER_TOKEN_ENV, NodeRefused, add_token_argument, call, consumer_token
 from node.money import format_money, format_rate
 
 COLUMNS = ["order", "consumer", "offer", "source", "units", "hours (h)", "amount", "state", "settled"]
@@ -156,8 +156,42 @@ def run_place(args: argparse.Namespace) -> int:
         body["consumer"] = args.consumer
     if args.id:
         body["id"] = args.id
-    _print_order(call(settings, "POST", "/api/v1/orders", body, token=token), args.json)
+    try:
+        order = call(settings, "POST", "/api/v1/orders", body, token=token)
+    except NodeRefused as exc:
+        hint = refusal_hint(settings, exc, token)
+        raise CliError(f"{exc}\n{hint}" if hint else str(exc)) from None
+    _print_order(order, args.json)
     return 0
+
+
+def refusal_hint(settings: Any, refused: NodeRefused, token: str | None) -> str | None:
+    """What to do about a refused order, in the operator's terms: the amounts involved in major
+    units, and the command that fixes it (None when there is nothing to add)."""
+    order = refused.body.get("order")
+    if not isinstance(order, dict):
+        return None
+    amount = format_money(order["amount"], order["currency"])
+    if refused.code == "credit_limit_exceeded":
+        seller = str(order["source"]).removeprefix("partner:")
+        return (
+            f"{seller} holds what this node owes it against the credit limit its agreement gives this "
+            f"node, and that limit defaults to 0: the order needs {amount} of credit. {seller}'s operator "
+            f"raises it with `cpnode partners update {settings.node.name} --credit-limit N` "
+            "(N in minor units) on their node."
+        )
+    if refused.code == "insufficient_funds":
+        path = f"/api/v1/consumers/{quote(order['consumer'], safe='')}"
+        try:
+            account = call(settings, "GET", path, token=token)
+        except CliError:
+            return f"the order needs {amount}."
+        available = format_money(account["available"], account["currency"])
+        return (
+            f"the order needs {amount}; {order['consumer']} has {available} available. Record a "
+            f"deposit with `cpnode consumers deposit {order['consumer']} --amount N` (N in minor units)."
+        )
+    return None
 
 
 def _place_match(settings: Any, args: argparse.Namespace, token: str | None) -> int:
