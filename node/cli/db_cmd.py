@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING
 
 from node.cli.commands import add_command
 from node.cli.common import (
@@ -15,9 +14,12 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.config import Settings
-from node.db import DatabaseError, check_database, make_engine, schema_versions, upgrade
-from node.db.migrate import head_revisions
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from node.config import Settings
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +38,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def connect(settings: Settings) -> Engine:
     """An engine for the configured database, or a CliError saying why it is unreachable."""
+    from node.db import DatabaseError, check_database, make_engine
+
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
     try:
         check_database(engine)
@@ -47,6 +51,9 @@ def connect(settings: Settings) -> Engine:
 
 def version_rows(engine: Engine) -> list[dict[str, str | None]]:
     """Per schema branch: current revision, latest revision, and whether it is up to date."""
+    from node.db import schema_versions
+    from node.db.migrate import head_revisions
+
     heads = head_revisions()
     current = schema_versions(engine)
     return [
@@ -74,6 +81,8 @@ def _show(args: argparse.Namespace, engine: Engine) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> int:
     """Handler of `cpnode db upgrade`."""
+    from node.db import upgrade
+
     engine = connect(settings_from_args(args))
     try:
         upgrade(engine)

@@ -13,7 +13,6 @@ from node import __version__
 from node.cli.commands import add_command
 from node.cli.common import CliError, add_config_argument, add_json_argument, print_json, settings_from_args
 from node.deploy import DeployError, K8sOptions, config_toml, manifests, read_plan, secret_commands
-from node.identity import keyring_path
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -113,6 +112,8 @@ def run_k8s(args: argparse.Namespace) -> int:
             )
         public_url = f"{'https' if args.tls_secret else 'http'}://{host}"
     port = args.port if args.port is not None else settings.http.port
+    from node.identity import keyring_path  # the identity layer is loaded to deploy, not for --help
+
     key_path = settings.path(settings.keys.path).resolve()
     options = K8sOptions(
         release=args.name or settings.node.name,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-from federation import store
-from federation.keys import KEY_ID_CHARS, PREFIX
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
@@ -18,8 +17,11 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.config import Settings
-from node.identity import Identity, IdentityError, load_identity, rotate_identity
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    from node.config import Settings
+    from node.identity import Identity
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +55,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _identity(args: argparse.Namespace) -> tuple[Settings, Identity]:
+    from node.identity import IdentityError, load_identity
+
     settings = settings_from_args(args)
     try:
         return settings, load_identity(settings)
@@ -62,6 +66,8 @@ def _identity(args: argparse.Namespace) -> tuple[Settings, Identity]:
 
 def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode keys show`."""
+    from federation import store
+
     settings, identity = _identity(args)
     with node_database(settings) as engine:
         denied = store.list_denied(engine)
@@ -99,6 +105,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_rotate(args: argparse.Namespace) -> int:
     """Handler of `cpnode keys rotate`."""
+    from node.identity import IdentityError, rotate_identity
+
     settings = settings_from_args(args)
     try:
         old, new = rotate_identity(settings, int(time.time()))
@@ -128,6 +136,9 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 def run_deny(args: argparse.Namespace) -> int:
     """Handler of `cpnode keys deny`."""
+    from federation import store
+    from federation.keys import KEY_ID_CHARS, PREFIX
+
     kid = str(args.kid)
     if not kid.startswith(PREFIX) or len(kid) != len(PREFIX) + KEY_ID_CHARS:
         raise CliError(f"key id must look like {PREFIX}<{KEY_ID_CHARS} chars>, got {kid!r}", exit_code=2)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ledger
-from federation.keys import parse_public_key
-from ledger import bundle, merkle
 from node.cli import ledger_reconcile_cmd
 from node.cli.commands import add_command
 from node.cli.common import (
@@ -26,9 +23,11 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
 from node.money import format_money
-from node.peering.settings import check_public_key
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    import ledger
 
 
 def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) -> None:
@@ -40,6 +39,8 @@ def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode ledger`."""
+    import ledger
+
     parser = add_command(
         commands,
         "ledger",
@@ -131,6 +132,9 @@ def _print_accounts(title: str, accounts: list[ledger.Account]) -> None:
 
 def run_accounts_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger accounts list`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         accounts = ledger.list_accounts(engine)
     if args.json:
@@ -142,6 +146,9 @@ def run_accounts_list(args: argparse.Namespace) -> int:
 
 def run_accounts_create(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger accounts create`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     spec = ledger.AccountSpec(
         args.id,
         args.currency,
@@ -161,6 +168,9 @@ def run_accounts_create(args: argparse.Namespace) -> int:
 
 def run_accounts_close(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger accounts close`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         account = ledger.close_account(engine, args.id)
     if args.json:
@@ -172,6 +182,9 @@ def run_accounts_close(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger transfer`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     request = ledger.TransferRequest(
         args.id,
         ledger.TransferKind(args.kind),
@@ -200,6 +213,9 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_balances(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger balances`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         accounts = ledger.list_accounts(engine, args.account)
     missing = sorted(set(args.account or ()) - {a.id for a in accounts})
@@ -214,6 +230,10 @@ def run_balances(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger show`."""
+    import ledger
+    from ledger import bundle, merkle
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         transfer = ledger.get_transfer(engine, args.transfer_id)
         if transfer is None:
@@ -247,6 +267,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_checkpoint(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger checkpoint`."""
+    import ledger
+    from ledger import bundle
+    from node.cli.ledger_common import ledger_database, node_key
+
     settings = settings_from_args(args)
     origin, key = node_key(settings)
     with ledger_database(settings) as engine:
@@ -261,6 +285,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger sweep`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         expired = ledger.expire_due(engine)
     if args.json:
@@ -272,6 +299,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_audit(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger audit`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         problems = ledger.audit_log(engine)
     if args.json:
@@ -284,6 +314,9 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger export`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
+
     settings = settings_from_args(args)
     origin, key = node_key(settings)
     since = None
@@ -320,6 +353,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger verify` (no config, node, database or network)."""
+    import ledger
+    from federation.keys import parse_public_key
+    from node.peering.settings import check_public_key
+
     try:
         key = parse_public_key(check_public_key(args.key))
     except ValueError as exc:

@@ -14,16 +14,8 @@ import asyncio
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nacl.signing import VerifyKey
-
-import ledger
-from federation import canonical, store
-from federation.documents import sign_document, verify_document
-from federation.errors import FederationError
-from federation.keys import key_id, parse_public_key
-from federation.service import FederationService
 from node.cli.common import (
     CliError,
     add_config_argument,
@@ -32,13 +24,13 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.cli.ledger_common import ledger_database, node_key, parse_time_ms
-from node.config import Settings
-from node.identity import IdentityError, load_identity
-from node.peering.component import static_keys
-from node.peering.settings import check_public_key
-from node.trading.errors import TradingError
-from node.trading.peer import fetch_summary
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    from nacl.signing import VerifyKey
+
+    import ledger
+    from node.config import Settings
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -88,6 +80,9 @@ def _window_arguments(parser: argparse.ArgumentParser) -> None:
 
 def window_from_args(args: argparse.Namespace) -> ledger.Window:
     """The reconciliation window named on the command line (yesterday UTC by default)."""
+    import ledger
+    from node.cli.ledger_common import parse_time_ms
+
     if args.window is None:
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         end = int(today.timestamp() * 1000)
@@ -103,6 +98,10 @@ def window_from_args(args: argparse.Namespace) -> ledger.Window:
 
 def partner_keys(engine: Any, partner: str, given: str | None) -> dict[str, VerifyKey]:
     """The partner's keys by key id: `--their-key`, else its pinned key and the keys it published."""
+    from federation import store
+    from federation.keys import key_id, parse_public_key
+    from node.peering.settings import check_public_key
+
     if given is not None:
         try:
             key = parse_public_key(check_public_key(given))
@@ -120,6 +119,11 @@ def partner_keys(engine: Any, partner: str, given: str | None) -> dict[str, Veri
 
 def run_summary(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger summary`."""
+    import ledger
+    from federation import canonical
+    from federation.documents import sign_document
+    from node.cli.ledger_common import ledger_database, node_key
+
     settings = settings_from_args(args)
     _, key = node_key(settings)
     window = window_from_args(args)
@@ -140,6 +144,14 @@ async def _fetch_theirs(
     settings: Settings, engine: Any, partner_name: str, window: ledger.Window, margin_ms: int
 ) -> Any:
     """The partner's signed summary over the peer API (signature checked against its trusted keys)."""
+    from federation import store
+    from federation.errors import FederationError
+    from federation.service import FederationService
+    from node.identity import IdentityError, load_identity
+    from node.peering.component import static_keys
+    from node.trading.errors import TradingError
+    from node.trading.peer import fetch_summary
+
     try:
         identity = load_identity(settings)
     except IdentityError as exc:
@@ -160,6 +172,10 @@ async def _fetch_theirs(
 
 def _read_theirs(args: argparse.Namespace, engine: Any) -> Any:
     """The partner's signed summary from `--their`, its signature checked."""
+    from federation import canonical
+    from federation.documents import verify_document
+    from federation.errors import FederationError
+
     try:
         theirs = canonical.decode(args.their.read_bytes())
     except OSError as exc:
@@ -178,6 +194,9 @@ def _read_theirs(args: argparse.Namespace, engine: Any) -> Any:
 
 def run_reconcile(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger reconcile`: 0 when both ledgers agree, 1 when discrepancies were found."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     settings = settings_from_args(args)
     window = window_from_args(args)
     with ledger_database(settings) as engine:
@@ -209,6 +228,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger discrepancies`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         found = ledger.list_discrepancies(engine, partner=args.partner, open_only=args.open)
     if args.json:
@@ -223,6 +245,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_correct(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger correct`."""
+    import ledger
+    from node.cli.ledger_common import ledger_database
+
     with ledger_database(settings_from_args(args)) as engine:
         found = {d.id: d for d in ledger.list_discrepancies(engine)}.get(args.discrepancy)
         if found is None:

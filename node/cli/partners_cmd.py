@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-from federation import store
-from federation.errors import FederationError
-from federation.keys import fingerprint, parse_public_key
-from federation.partners import Partner
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
@@ -23,6 +20,10 @@ from node.cli.common import (
 from node.money import format_money
 from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url
 from node.peering.settings import check_public_key
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    pass
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +75,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: str) -> int:
+    from federation import store
+    from federation.errors import FederationError
+    from federation.keys import fingerprint, parse_public_key
+    from federation.partners import Partner
+
     settings = settings_from_args(args)
     urls = tuple(checked_url(url, settings) for url in partner_urls)
     try:
@@ -113,6 +119,10 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_update(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners update`."""
+    from federation import store
+    from federation.errors import FederationError
+    from federation.partners import Partner
+
     settings = settings_from_args(args)
     with node_database(settings) as engine:
         current = store.get_partner(engine, args.name)
@@ -154,6 +164,9 @@ def run_update(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners list`."""
+    from federation import store
+    from federation.keys import fingerprint, parse_public_key
+
     settings = settings_from_args(args)
     with node_database(settings) as engine:
         partners = store.list_partners(engine)
@@ -201,6 +214,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners remove`."""
+    from federation import store
+    from federation.errors import FederationError
+
     settings = settings_from_args(args)
     with node_database(settings) as engine:
         try:
@@ -216,6 +232,8 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_discovered(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners discovered`."""
+    from federation import store
+
     settings = settings_from_args(args)
     with node_database(settings) as engine:
         rows = store.list_discovered(engine)
@@ -235,6 +253,8 @@ def run_discovered(args: argparse.Namespace) -> int:
 
 def run_trust(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners trust`."""
+    from federation import store
+
     settings = settings_from_args(args)
     with node_database(settings) as engine:
         candidate = next((r for r in store.list_discovered(engine) if r["name"] == args.name), None)

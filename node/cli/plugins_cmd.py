@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connectors.conformance import CheckResult, run_checks
-from connectors.contract import Program
-from connectors.errors import ConnectorError
-from connectors.pools.local import COUNTER_PROGRAM
-from connectors.remote.client import RemotePlugin
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
@@ -22,6 +17,11 @@ from node.cli.common import (
     settings_from_args,
 )
 from node.cli.node_api import call
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    from connectors.conformance import CheckResult
+    from connectors.contract import Program
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,6 +140,10 @@ def _print_checks(title: str, rows: list[dict[str, Any]]) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Run the conformance checks; exit 0 only if every check passed."""
+    from connectors.contract import Program
+    from connectors.errors import ConnectorError
+    from connectors.pools.local import COUNTER_PROGRAM
+
     command = args.command or None
     if args.target.startswith(("http://", "https://")):
         if not args.call_token:
@@ -176,6 +180,9 @@ def run_check(args: argparse.Namespace) -> int:
 async def _check_url(
     url: str, token: str, program: Program, timeout_s: float, python: list[str] | None = None
 ) -> list[CheckResult]:
+    from connectors.conformance import run_checks
+    from connectors.remote.client import RemotePlugin
+
     plugin = RemotePlugin("checked", url, token, timeout_s=max(10.0, timeout_s))
     await plugin.start()
     try:

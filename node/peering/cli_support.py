@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from federation.errors import FederationError
-from federation.partners import Agreement, check_url, parse_allow_list, split_url
 from node.cli.common import CliError
-from node.config import Settings
+
+# Loaded by the handlers that use them, so this command's `--help` stays light.
+if TYPE_CHECKING:
+    from federation.partners import Agreement
+    from node.config import Settings
 
 
 def checked_url(url: str, settings: Settings) -> str:
     """`url` if its host resolves only to allowed addresses (see federation.partners), else CliError."""
+    from federation.errors import FederationError
+    from federation.partners import check_url, parse_allow_list, split_url
+
     try:
         _, host, port = split_url(url)
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
@@ -54,6 +59,9 @@ def add_agreement_arguments(parser: argparse.ArgumentParser, *, keep_unset: bool
 
 def agreement_from_args(args: argparse.Namespace, base: Agreement | None = None) -> Agreement:
     """The agreement the options describe (options left unset keep `base`'s values); CliError naming a bad one."""
+    from federation.errors import FederationError
+    from federation.partners import Agreement
+
     data: dict[str, Any] = base.to_json() if base is not None else {}
     if args.price is not None:
         prices: dict[str, int] = {}

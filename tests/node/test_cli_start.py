@@ -35,7 +35,27 @@ def imported_by(*args: str) -> tuple[int, set[str]]:
     return int(result["code"] or 0), set(result["modules"])
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["orders", "--help"], ["reload", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        *(
+            [command, "--help"]
+            for command in (
+                "orders",
+                "reload",
+                "keys",
+                "partners",
+                "db",
+                "plugins",
+                "catalog",
+                "deploy",
+                "run",
+            )
+        ),
+    ],
+)
 def test_version_and_help_import_no_http_or_database(args: list[str]) -> None:
     """`cpnode --version`, `--help` and light commands' help load neither aiohttp nor SQLAlchemy."""
     code, modules = imported_by(*args)
