@@ -78,5 +78,9 @@ def test_first_hour_page_runs(tmp_path: Path) -> None:
     assert "partner:alpha" in shown
     assert "20.00 CNY/unit-h" in shown
     assert re.search(r"state\s+: settled", settled)
-    assert "480.00 CNY" in settled
-    assert "settled" in settled.rsplit("\n", 8)[-1] or "settled" in settled
+    assert re.search(r"settled\s+: 20\.00 CNY for 1 h", settled)
+    assert re.search(r"alice\s+│ 480\.00 CNY", settled)
+    [sale] = [line for line in settled.splitlines() if "first-order" in line and "│" in line]
+    assert "40.00 CNY" in sale
+    assert "settled" in sale
+    assert "20.00 CNY" in sale
