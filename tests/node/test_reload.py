@@ -129,3 +129,25 @@ def test_sighup_applies_the_file_and_a_bad_file_changes_nothing(node: tuple[Node
     wait_for(lambda: "config not reloaded, nothing changed" in process.log())
     assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300]
     assert process.running
+
+
+def test_changed_keys_and_what_a_reload_takes(tmp_path: Path) -> None:
+    """`changed_keys` names changed table keys as `section.key` and list sections by name; the
+    merged settings take only the reloadable ones from the new file."""
+    from node.config import load_settings
+    from node.reload import changed_keys, is_reloadable, merged_settings
+
+    config = make_node_dir(tmp_path, "alpha", extra_toml=offer_toml(100))
+    old = load_settings(config, environ={})
+    rewrite(config, "price_per_unit_hour = 100", "price_per_unit_hour = 200")
+    rewrite(config, "[http]\n", "[http]\nshutdown_grace_s = 3\n")
+    config.write_text(config.read_text() + '\n[logging]\nlevel = "warning"\n')
+    new = load_settings(config, environ={})
+    changed = changed_keys(old, new)
+    assert changed == ["http.shutdown_grace_s", "logging.level", "offers"]
+    assert [key for key in changed if is_reloadable(key)] == ["logging.level", "offers"]
+    merged = merged_settings(old, new)
+    assert merged.offers == new.offers
+    assert merged.logging.level == "warning"
+    assert merged.http == old.http
+    assert changed_keys(merged, new) == ["http.shutdown_grace_s"]
