@@ -14,6 +14,7 @@ Run: .venv/bin/python -m bench sandbox
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import statistics
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bench.report import bench_parser, emit_json
 from connectors.contract import InputFile, InstanceSpec, Program
 from connectors.pools.local import LocalPool
 from connectors.serving import start_app
@@ -60,7 +62,7 @@ async def _pooled(pool: LocalPool, program: Program) -> tuple[float, float]:
     return running_ms, total_ms
 
 
-async def _case(name: str, pool: LocalPool, plain_cwd: Path, program: Program) -> None:
+async def _case(name: str, pool: LocalPool, plain_cwd: Path, program: Program) -> dict[str, float]:
     assert program.command is not None
     plain, pooled, running = [], [], []
     for _ in range(ROUNDS):
@@ -74,10 +76,24 @@ async def _case(name: str, pool: LocalPool, plain_cwd: Path, program: Program) -
         f"local pool p50 {ours:.1f} ms (p90 {_p(pooled, 0.9):.1f}); ratio {ours / base:.2f}×, "
         f"overhead {ours - base:.1f} ms; start_instance answered in p50 {statistics.median(running):.1f} ms"
     )
+    return {
+        "plain_p50_ms": round(base, 1),
+        "pool_p50_ms": round(ours, 1),
+        "ratio": round(ours / base, 2),
+        "overhead_ms": round(ours - base, 1),
+        "start_p50_ms": round(statistics.median(running), 1),
+    }
 
 
-async def main() -> None:
-    """Run both cases and print their figures."""
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    return bench_parser("Sandbox: a program run through the local pool against a plain subprocess.")
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Run both cases and print their figures; with --json end with them as one JSON line."""
+    args = build_parser().parse_args(argv)
+    figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as temporary:
         tmp = Path(temporary)
         (tmp / "plain").mkdir()
@@ -92,7 +108,7 @@ async def main() -> None:
         pool = LocalPool("bench", tmp / "pool", slots=1)
         await pool.start()
         try:
-            await _case(
+            figures["python -c pass"] = await _case(
                 "python -c pass", pool, tmp / "plain", Program(command=[sys.executable, "-c", "pass"])
             )
             item = InputFile(
@@ -102,11 +118,16 @@ async def main() -> None:
                 sha256=hashlib.sha256(PAYLOAD).hexdigest(),
             )
             program = Program(command=[sys.executable, "-c", COPY], inputs=[item], outputs=["out.bin"])
-            await _case("1 MiB in, 1 MiB kept", pool, tmp / "plain", program)
+            figures["1 MiB in, 1 MiB kept"] = await _case(
+                "1 MiB in, 1 MiB kept", pool, tmp / "plain", program
+            )
         finally:
             await pool.close()
             await runner.cleanup()
+    if args.json:
+        emit_json("sandbox", figures)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    raise SystemExit(asyncio.run(main()))
