@@ -8,7 +8,7 @@ ever half-applied.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from federation.catalog import CatalogHead, ReceivedCatalog
 from federation.errors import ConflictError, NotFoundError
-from federation.keydoc import KeyRecord
+from federation.keydoc import KeyRecord, merge_records
 from federation.login import Challenge, transition
 from federation.partners import Agreement, Partner
 from federation.tables import (
@@ -158,18 +158,24 @@ def list_denied(engine: Engine) -> list[dict[str, Any]]:
 
 
 def peer_keys(engine: Engine, partner: str) -> tuple[dict[str, KeyRecord], int]:
-    """Keys learned from `partner`'s key document, and that document's expiry (0 if none)."""
+    """Keys learned from `partner`'s key documents, and the latest document's expiry (0 if none)."""
     with engine.connect() as conn:
         rows = list(conn.execute(sa.select(peer_keys_t).where(peer_keys_t.c.partner == partner)))
     records = {r.kid: KeyRecord(r.kid, r.public_key, r.status, r.valid_from_ts, r.retired_ts) for r in rows}
     return records, min((r.document_expires_ts for r in rows), default=0)
 
 
-def replace_peer_keys(engine: Engine, partner: str, records: Iterable[KeyRecord], expires_ts: int) -> None:
-    """Store the trusted keys of `partner`'s latest key document in place of the old ones."""
+def merge_peer_keys(
+    engine: Engine, partner: str, fresh: Mapping[str, KeyRecord], expires_ts: int, now_ts: int
+) -> dict[str, KeyRecord]:
+    """Merge the trusted keys of `partner`'s latest key document into what was learned before
+    (`keydoc.merge_records`: retired keys stay retired, unlisted keys are kept); return the result."""
     with writing(engine) as conn:
+        rows = conn.execute(sa.select(peer_keys_t).where(peer_keys_t.c.partner == partner))
+        known = {r.kid: KeyRecord(r.kid, r.public_key, r.status, r.valid_from_ts, r.retired_ts) for r in rows}
+        merged = merge_records(known, fresh, now_ts)
         conn.execute(peer_keys_t.delete().where(peer_keys_t.c.partner == partner))
-        for record in records:
+        for record in merged.values():
             conn.execute(
                 peer_keys_t.insert().values(
                     partner=partner,
@@ -181,6 +187,7 @@ def replace_peer_keys(engine: Engine, partner: str, records: Iterable[KeyRecord]
                     document_expires_ts=expires_ts,
                 )
             )
+    return merged
 
 
 # --- login challenges and outbound sessions -----------------------------------------------------
