@@ -70,6 +70,12 @@ class HttpSection(_Section):
     public_url: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
+    # A request's header must be complete this long after the connection opened or its previous
+    # response ended (also how long an idle kept-alive connection stays open); above the 15 s
+    # that aiohttp clients keep idle connections, so a client never reuses one being closed.
+    header_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
     @field_validator("port", mode="before")
     @classmethod

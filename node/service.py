@@ -25,8 +25,10 @@ from node.config import Settings
 from node.context import CTX, NodeContext
 from node.db import DatabaseError, check_database, make_engine, upgrade
 from node.http.core_routes import scheduler_expected
+from node.http.guard import GuardedSite, connection_cap
 from node.http.middleware import make_middlewares
 from node.identity import IdentityError, load_identity
+from node.logs import LoopErrorLog
 from node.metrics import Metrics
 from node.roles import ALL_ROLES
 from node.scheduler import JobScheduler
@@ -84,7 +86,9 @@ def build_app(ctx: NodeContext) -> web.Application:
     """The aiohttp application of a node with the components its roles include."""
     app = web.Application(
         client_max_size=ctx.settings.http.max_body_bytes,
-        middlewares=make_middlewares(ctx.metrics, ctx.settings.http.max_body_bytes),
+        middlewares=make_middlewares(
+            ctx.metrics, ctx.settings.http.max_body_bytes, ctx.settings.http.body_timeout_s
+        ),
     )
     app[CTX] = ctx
     components = active_components(ctx.roles)
@@ -114,7 +118,9 @@ class NodeServer:
         self.roles = roles
         self.ctx: NodeContext | None = None
         self.url = ""
+        self.site: GuardedSite | None = None
         self._runner: web.AppRunner | None = None
+        self._loop_errors: LoopErrorLog | None = None
 
     async def start(self) -> str:
         """Open everything and bind the socket; return the base URL (with the real port)."""
@@ -143,11 +149,16 @@ class NodeServer:
             started_ts=int(time.time()),
         )
         app = build_app(ctx)
+        http = settings.http
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=settings.http.shutdown_grace_s, lingering_time=1.0
+            app,
+            access_log=None,
+            shutdown_timeout=http.shutdown_grace_s,
+            lingering_time=1.0,
+            keepalive_timeout=http.header_timeout_s,  # the header deadline: see node.http.guard
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        self.site = site = GuardedSite(runner, http.host, http.port, connection_cap(http.max_connections))
         try:
             await site.start()
         except OSError as exc:
@@ -160,6 +171,10 @@ class NodeServer:
         self._runner = runner
         self.url = ctx.base_url = settings.url_for_port(int(runner.addresses[0][1]))
         self._write_run_file()
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            self._loop_errors = LoopErrorLog()
+            loop.set_exception_handler(self._loop_errors)
         return self.url
 
     def _write_run_file(self) -> None:
@@ -176,6 +191,9 @@ class NodeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            loop = asyncio.get_running_loop()
+            if self._loop_errors is not None and loop.get_exception_handler() is self._loop_errors:
+                loop.set_exception_handler(None)
             path = run_file(self.settings)
             try:
                 if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
