@@ -8,6 +8,7 @@ scheduler (releasing its leases), close the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -27,7 +28,7 @@ from node.db import DatabaseError, check_database, make_engine, upgrade
 from node.http.core_routes import scheduler_expected
 from node.http.guard import GuardedSite, connection_cap
 from node.http.middleware import make_middlewares
-from node.identity import IdentityError, load_identity
+from node.identity import IdentityError, check_secret_file, load_identity
 from node.logs import LoopErrorLog
 from node.metrics import Metrics
 from node.roles import ALL_ROLES
@@ -64,6 +65,15 @@ def read_admin_token(settings: Settings) -> str:
     except OSError:
         log.warning("admin token %s is missing; admin routes will refuse every request", path)
         return ""
+
+
+def load_admin_token(settings: Settings) -> str:
+    """The admin token for a starting node: its file checked like the node key's (IdentityError
+    when others could write or replace it, a warning when they can read it), then read."""
+    path = settings.path(settings.keys.admin_token_path)
+    with contextlib.suppress(FileNotFoundError):  # read_admin_token warns that admin routes refuse all
+        check_secret_file(path, "admin token file", settings.keys.allow_group_read)
+    return read_admin_token(settings)
 
 
 def open_database(settings: Settings) -> Engine:
@@ -131,6 +141,7 @@ class NodeServer:
             raise NodeStartError(str(exc)) from None
         try:
             identity = await asyncio.to_thread(load_identity, settings)
+            admin_token = await asyncio.to_thread(load_admin_token, settings)
         except IdentityError as exc:
             engine.dispose()
             raise NodeStartError(str(exc)) from None
@@ -145,7 +156,7 @@ class NodeServer:
             metrics=metrics,
             roles=self.roles,
             replica_id=replica_id,
-            admin_token=read_admin_token(settings),
+            admin_token=admin_token,
             started_ts=int(time.time()),
         )
         app = build_app(ctx)
