@@ -130,7 +130,6 @@ class NodeServer:
         self.url = ""
         self.site: GuardedSite | None = None
         self._runner: web.AppRunner | None = None
-        self._loop_errors: LoopErrorLog | None = None
 
     async def start(self) -> str:
         """Open everything and bind the socket; return the base URL (with the real port)."""
@@ -182,10 +181,11 @@ class NodeServer:
         self._runner = runner
         self.url = ctx.base_url = settings.url_for_port(int(runner.addresses[0][1]))
         self._write_run_file()
+        # Kept for the rest of the loop's life: after the listening socket closes, asyncio's accept
+        # retry timers left by an EMFILE storm still fire, each failing with "Invalid file descriptor".
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
-            self._loop_errors = LoopErrorLog()
-            loop.set_exception_handler(self._loop_errors)
+            loop.set_exception_handler(LoopErrorLog())
         return self.url
 
     def _write_run_file(self) -> None:
@@ -202,9 +202,6 @@ class NodeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-            loop = asyncio.get_running_loop()
-            if self._loop_errors is not None and loop.get_exception_handler() is self._loop_errors:
-                loop.set_exception_handler(None)
             path = run_file(self.settings)
             try:
                 if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
