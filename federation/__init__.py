@@ -5,7 +5,8 @@ login, catalogs and trades between nodes. Pure rules apart from thin HTTP edges;
 Public surface (the rest is private):
 - `service.FederationService`, `service.FederationSettings`, `service.OwnKeys`: what `node` builds;
 - `server.add_routes`: the `/fed/v1` peer API; `sync.run_round`: one catalog sync round;
-- `discovery.Discovery`; `store`: the federation tables; `partners.Partner` and `Agreement`;
+- `discovery.Discovery`; `store`: queries over the federation tables (a package, one module per
+  concern, everything re-exported); `partners.Partner` and `Agreement`;
 - state shared by a node's replicas through its database: `nonces` (replay check), `claims`
   (trades in progress), and the catalog issuing cache in `issuing`;
 - documents and keys: `canonical`, `documents`, `keys`, `keydoc`; errors in `errors`.

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from federation.errors import AuthError, ConflictError, RateLimitedError
-from federation.store import writing
+from federation.store.db import writing
 from federation.tables import claims_t, partners_t, trades_t
 
 TRANSITIONS: dict[tuple[str, str], str] = {

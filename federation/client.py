@@ -108,10 +108,18 @@ class PeerClient:
         self._clock = clock
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", token: str | None = None, signed: bool = True
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        token: str | None = None,
+        signed: bool = True,
+        max_bytes: int | None = None,
     ) -> PeerResponse:
-        """Send one request; PeerTimeoutError/PeerError on timeouts, oversize or connection faults."""
+        """Send one request; PeerTimeoutError/PeerError on timeouts, oversize (over `max_bytes` when
+        given, else the client's cap) or connection faults."""
         url = self.base_url + path
+        cap = self._max if max_bytes is None else min(max_bytes, self._max)
         headers = {"Accept": JSON}
         if body:
             headers["Content-Type"] = JSON
@@ -126,15 +134,13 @@ class PeerClient:
                 method, url, data=body or None, headers=headers, allow_redirects=False
             ) as response:
                 declared = response.content_length
-                if declared is not None and declared > self._max:
-                    raise PeerError(
-                        f"{url} answered {declared} bytes, cap {self._max}", code="response_too_large"
-                    )
+                if declared is not None and declared > cap:
+                    raise PeerError(f"{url} answered {declared} bytes, cap {cap}", code="response_too_large")
                 chunks, size = [], 0
                 async for chunk in response.content.iter_chunked(65536):
                     size += len(chunk)
-                    if size > self._max:
-                        raise PeerError(f"{url} sent more than {self._max} bytes", code="response_too_large")
+                    if size > cap:
+                        raise PeerError(f"{url} sent more than {cap} bytes", code="response_too_large")
                     chunks.append(chunk)
                 return PeerResponse(response.status, b"".join(chunks))
         except TimeoutError:
@@ -145,10 +151,16 @@ class PeerClient:
             raise PeerError(f"{method} {url} failed: {exc}", code="unreachable") from None
 
     async def expect(
-        self, method: str, path: str, body: bytes = b"", token: str | None = None, signed: bool = True
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        token: str | None = None,
+        signed: bool = True,
+        max_bytes: int | None = None,
     ) -> PeerResponse:
         """Like `request`, but a non-2xx answer raises PeerError carrying the peer's error code."""
-        response = await self.request(method, path, body, token, signed)
+        response = await self.request(method, path, body, token, signed, max_bytes)
         if not 200 <= response.status < 300:
             code, message = response.error()
             raise PeerError(

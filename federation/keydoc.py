@@ -12,12 +12,18 @@ replaced another carries an `endorsement` {"kid": OLD_KID, "sig": SIG}: the old 
 over the canonical statement {"type": "cpnode.key-endorsement.v1", "node", "kid", "public_key",
 "valid_from_ts"}. Partners that pinned the old key follow the chain to trust the new one; an
 endorsement by a key on their deny-list is not followed.
+
+A key document comes from outside, so it is bounded before it costs anything: at most
+`DEFAULT_MAX_KEYS` keys (configurable), each endorsement signature checked at most once (the chain
+is followed from the trusted keys through an index by endorsing key id, so a document costs time
+linear in its size). What a reader has learned is merged with what it knew (`merge_records`):
+a retired key stays retired whatever a later document says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from nacl.exceptions import BadSignatureError
@@ -30,6 +36,10 @@ from federation.keys import b64url, b64url_decode, key_id, parse_public_key, pub
 
 KEY_DOCUMENT_TYPE = "cpnode.keys.v1"
 ENDORSEMENT_TYPE = "cpnode.key-endorsement.v1"
+DEFAULT_MAX_KEYS = 64
+"""Keys one key document may list; a node rotating yearly lists a handful."""
+KEY_DOCUMENT_MAX_BYTES = 1024 * 1024
+"""Bytes a partner's key document may have (1,024 keys with endorsements fit in half of it)."""
 
 
 @dataclass(frozen=True)
@@ -92,30 +102,69 @@ def endorse(node: str, new_key: VerifyKey, valid_from_ts: int, old_key: SigningK
 
 
 def trusted_records(
-    node: str, records: Mapping[str, KeyRecord], pinned: Mapping[str, VerifyKey], denied: Collection[str]
+    node: str,
+    records: Mapping[str, KeyRecord],
+    anchors: Mapping[str, VerifyKey],
+    denied: Collection[str],
 ) -> dict[str, KeyRecord]:
-    """The records of `node`'s key document reachable from `pinned` keys by endorsements.
+    """The records of `node`'s key document reachable from the `anchors` (keys already trusted:
+    the pinned one and those learned before) by endorsements.
 
-    A denied key is neither trusted nor followed, so a compromised key cannot vouch for another.
+    Each endorsement signature is verified at most once: records are indexed by the key that
+    endorses them and visited when that key becomes trusted. A denied key is neither trusted nor
+    followed, so a compromised key cannot vouch for another.
     """
-    trusted = {kid: records[kid] for kid in pinned if kid in records and kid not in denied}
-    changed = True
-    while changed:
-        changed = False
-        for kid, record in records.items():
-            if kid in trusted or kid in denied or record.endorsement is None:
+    keys = {kid: key for kid, key in anchors.items() if kid not in denied}
+    trusted = {kid: records[kid] for kid in keys if kid in records}
+    endorsed: dict[str, list[KeyRecord]] = {}
+    for kid, record in records.items():
+        if kid not in trusted and kid not in denied and record.endorsement is not None:
+            endorsed.setdefault(record.endorsement["kid"], []).append(record)
+    queue = list(keys)
+    while queue:
+        by = queue.pop()
+        for record in endorsed.pop(by, ()):
+            if record.kid in trusted or record.endorsement is None:
                 continue
-            by = record.endorsement.get("kid")
-            if by not in trusted:
-                continue
-            statement = _endorsement_statement(node, kid, record.public_key, record.valid_from_ts)
+            statement = _endorsement_statement(node, record.kid, record.public_key, record.valid_from_ts)
             try:
-                trusted[by].verify_key().verify(statement, b64url_decode(record.endorsement.get("sig", "")))
+                keys[by].verify(statement, b64url_decode(record.endorsement["sig"]))
             except (BadSignatureError, ValueError):
                 continue
-            trusted[kid] = record
-            changed = True
+            trusted[record.kid] = record
+            keys[record.kid] = record.verify_key()
+            queue.append(record.kid)
     return trusted
+
+
+def merge_records(
+    known: Mapping[str, KeyRecord], fresh: Mapping[str, KeyRecord], now_ts: int
+) -> dict[str, KeyRecord]:
+    """What a reader knows of a partner's keys after trusting `fresh` records, given what it `known`.
+
+    Retirement is for ever: a key known as retired stays retired (at the earliest time any
+    document said), even if a later document lists it as active or not at all. A key known as
+    active that a later document no longer lists has been replaced: it is retired from when the
+    new active key begins. Keys no document lists any more are kept, so their state survives.
+    """
+    merged: dict[str, KeyRecord] = {}
+    successor_ts = min((r.valid_from_ts for r in fresh.values() if r.status == "active"), default=now_ts)
+    for kid in known.keys() | fresh.keys():
+        old, new = known.get(kid), fresh.get(kid)
+        retired_at = [
+            r.retired_ts if r.retired_ts is not None else now_ts
+            for r in (old, new)
+            if r is not None and (r.status == "retired" or r.retired_ts is not None)
+        ]
+        if new is None and old is not None and not retired_at:
+            retired_at = [successor_ts]
+        base = new if new is not None else old
+        if base is None:  # every kid comes from one of the two
+            continue
+        if retired_at:
+            base = replace(base, status="retired", retired_ts=min(retired_at))
+        merged[kid] = base
+    return merged
 
 
 def build_key_document(
@@ -170,8 +219,11 @@ def _record(raw: Any) -> KeyRecord:
     return record
 
 
-def verify_key_document(document: Mapping[str, Any], expected_node: str, now_ts: int) -> dict[str, KeyRecord]:
-    """Check a key document is `expected_node`'s, unexpired and self-signed; return its keys by id."""
+def verify_key_document(
+    document: Mapping[str, Any], expected_node: str, now_ts: int, max_keys: int = DEFAULT_MAX_KEYS
+) -> dict[str, KeyRecord]:
+    """Check a key document is `expected_node`'s, unexpired, within `max_keys` and self-signed;
+    return its keys by id."""
     if document.get("type") != KEY_DOCUMENT_TYPE:
         raise DocumentError("not a key document", code="wrong_type")
     if document.get("issuer") != expected_node:
@@ -184,7 +236,14 @@ def verify_key_document(document: Mapping[str, Any], expected_node: str, now_ts:
     keys_raw = document.get("keys")
     if not isinstance(keys_raw, list) or not keys_raw:
         raise DocumentError("key document lists no keys")
+    if len(keys_raw) > max_keys:
+        raise DocumentError(
+            f"key document lists {len(keys_raw)} keys, more than the limit of {max_keys}",
+            code="too_many_keys",
+        )
     records = {record.kid: record for record in map(_record, keys_raw)}
+    if len(records) != len(keys_raw):
+        raise DocumentError("key document lists a key twice", code="duplicate_key")
     active = [r for r in records.values() if r.status == "active"]
     if len(active) != 1:
         raise DocumentError("key document must have exactly one active key")

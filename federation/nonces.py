@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from federation.store import writing
+from federation.store.db import writing
 from federation.tables import seen_nonces_t
 
 

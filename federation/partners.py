@@ -5,6 +5,8 @@ pools and offer tags it sees (empty = all), what it pays (an explicit price list
 pool, else the own price plus a markup in basis points), and its credit limit in minor units.
 Partner URLs are checked here: link-local and cloud-metadata addresses are always refused;
 loopback and other special ranges only when the operator lists them in an explicit allow-list.
+An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, NAT64, 6to4, Teredo)
+reaches that IPv4 address, so the carried address is checked by the same rules.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NODE_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # Never a partner, whatever the allow-list says: link-local (cloud metadata lives at
-# 169.254.169.254 and fd00:ec2::254), unspecified, multicast, broadcast.
+# 169.254.169.254 and fd00:ec2::254), other clouds' metadata addresses (Alibaba 100.100.100.200,
+# Oracle 192.0.0.192 in the IETF protocol block), unspecified, multicast, broadcast.
 ALWAYS_REFUSED: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(net)
     for net in (
         "169.254.0.0/16",
         "fe80::/10",
         "fd00:ec2::254/128",
+        "100.100.100.200/32",
+        "192.0.0.0/24",
         "0.0.0.0/8",
         "::/128",
         "224.0.0.0/4",
@@ -41,6 +46,8 @@ ALWAYS_REFUSED: tuple[IPNetwork, ...] = tuple(
 REFUSED_UNLESS_ALLOWED: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(net) for net in ("127.0.0.0/8", "::1/128")
 )
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def check_node_name(name: Any) -> str:
@@ -155,10 +162,38 @@ def parse_allow_list(networks: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(result)
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped and -compatible, NAT64 (RFC 6052,
+    well-known /96 and the local-use /48 at its /48 and /96 positions), 6to4 and Teredo's client."""
+    value = int(address)
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if value >> 32 == 0 and value > 1:  # ::a.b.c.d, the deprecated IPv4-compatible form
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if address in NAT64_WELL_KNOWN or address in NAT64_LOCAL_USE:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if address in NAT64_LOCAL_USE:
+        found.append(ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | (value >> 40) & 0xFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.append(address.teredo[1])
+    return found
+
+
 def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
-    """Refuse an address a partner must never resolve to (see module rules)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Refuse an address a partner must never resolve to (see module rules), also when it is an
+    IPv6 address carrying such an IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        for carried in embedded_ipv4(address):
+            _check_one(carried, allowed)
+        if address.ipv4_mapped is not None:
+            return
+    _check_one(address, allowed)
+
+
+def _check_one(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
     for network in ALWAYS_REFUSED:
         if address.version == network.version and address in network:
             raise UnsafeURLError(f"address {address} is link-local, metadata or not unicast; refused")

@@ -43,13 +43,22 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over `limit` bytes before parsing it."""
+    """The whole request body, refusing (413) anything over `limit` bytes before parsing it.
+
+    A declared Content-Length over the limit is refused before reading; a chunked body is refused
+    as soon as what has arrived passes the limit. The body is read to its end, however many
+    writes the peer split it into, so a signed body is never checked against a prefix of itself.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise TooLargeError(f"request body exceeds {limit} bytes")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise TooLargeError(f"request body exceeds {limit} bytes")
-    return data
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _caller(request: web.Request, body: bytes, require_session: bool) -> Caller:

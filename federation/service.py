@@ -12,10 +12,10 @@ may refetch a partner's key document once per interval on its own). The aiohttp 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +36,20 @@ from federation.httpsig import (
     verify_request,
 )
 from federation.issuing import CatalogIssuer, OfferSource
-from federation.keydoc import KeyRecord, trusted_records, verify_key_document
+from federation.keydoc import (
+    DEFAULT_MAX_KEYS,
+    KEY_DOCUMENT_MAX_BYTES,
+    KeyRecord,
+    trusted_records,
+    verify_key_document,
+)
 from federation.keys import key_id, parse_public_key
 from federation.partners import IPNetwork, Partner, check_node_name
 from federation.tokens import SessionClaims, bearer, verify_token
 
 # An offer source may also declare `content_version()` (see federation.issuing) to make polls cheap.
 TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+log = logging.getLogger("cpnode.federation.keys")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class FederationSettings:
     request_timeout_s: float = 10.0
     partner_timeout_s: float = 30.0
     key_refetch_interval_s: int = 60
+    key_document_max_keys: int = DEFAULT_MAX_KEYS
     max_trades_in_flight: int = 1
     trade_claim_ttl_s: int = 30
     max_trade_items: int = 100
@@ -157,47 +165,62 @@ class FederationService:
     # --- peer keys -------------------------------------------------------------------------------
 
     async def partner_keys(self, partner: Partner) -> dict[str, KeyRecord]:
-        """Trusted keys of `partner`: the pinned one plus those learned through endorsements."""
-        pinned = parse_public_key(partner.public_key)
-        pinned_kid = key_id(pinned)
+        """Trusted keys of `partner`: the pinned one plus those learned through endorsements.
+
+        When the key document they were learned from has expired it is refetched (at most once per
+        refetch interval); whether or not that succeeds, what was learned is kept, so a key the
+        partner retired stays retired and is never taken for the pinned key again.
+        """
         learned, doc_expires_ts = await self.db(store.peer_keys, partner.name)
-        if learned and doc_expires_ts <= self.clock():
-            learned = {}  # the key document lapsed: only the pinned key is still known
+        if learned and doc_expires_ts <= self.clock() and await self.refresh_keys_quietly(partner):
+            learned, _ = await self.db(store.peer_keys, partner.name)
+        pinned_kid = key_id(parse_public_key(partner.public_key))
         keys = {pinned_kid: KeyRecord(pinned_kid, partner.public_key, "active", 0)}
         keys.update(learned)
         return keys
 
     async def refresh_keys(self, partner: Partner, force: bool = False) -> bool:
-        """Fetch `partner`'s key document (at most once per refetch interval) and store its trusted keys."""
+        """Fetch `partner`'s key document (at most once per refetch interval) and merge its trusted
+        keys into what was learned before; False when the interval has not passed.
+
+        The document is capped in size and keys, and checked in a worker thread (its endorsement
+        signatures cost CPU time), so the event loop keeps serving meanwhile. A refused document
+        raises its FederationError and is logged with the reason.
+        """
         now = self.clock()
         last = self._key_fetch_ts.get(partner.name)
         if not force and last is not None and now - last < self.settings.key_refetch_interval_s:
             return False
         self._key_fetch_ts[partner.name] = now
-        response = await self.client(partner).expect("GET", "/fed/v1/keys", signed=False)
-        document, _ = load_document(response.body)
-        records = verify_key_document(document, partner.name, now)
-        pinned = parse_public_key(partner.public_key)
-        denied = await self.db(store.denied_keys)
-        trusted = trusted_records(partner.name, records, {key_id(pinned): pinned}, denied)
-        active = next(r for r in records.values() if r.status == "active")
-        if active.kid not in trusted:
-            raise PeerError(
-                f"{partner.name}'s active key {active.kid} is not endorsed by a key we trust",
-                code="untrusted_key",
+        try:
+            response = await self.client(partner).expect(
+                "GET", "/fed/v1/keys", signed=False, max_bytes=KEY_DOCUMENT_MAX_BYTES
             )
-        await self.db(store.replace_peer_keys, partner.name, trusted.values(), document["expires_ts"])
+            known, _ = await self.db(store.peer_keys, partner.name)
+            denied = await self.db(store.denied_keys)
+            trusted, expires_ts = await asyncio.to_thread(
+                _trusted_keys, response.body, partner, known, denied, now, self.settings.key_document_max_keys
+            )
+            await self.db(store.merge_peer_keys, partner.name, trusted, expires_ts, now)
+        except FederationError as exc:
+            log.warning("key document of %s refused (%s): %s", partner.name, exc.code, exc)
+            raise
         return True
+
+    async def refresh_keys_quietly(self, partner: Partner) -> bool:
+        """`refresh_keys`, with a refused or unreachable document (already logged) as False."""
+        try:
+            return await self.refresh_keys(partner)
+        except FederationError:
+            return False
 
     async def _request_key(self, partner: Partner, kid: str) -> VerifyKey:
         denied = await self.db(store.denied_keys)
         if kid in denied:
             raise AuthError(f"key {kid} is on the deny-list", code="key_denied")
         keys = await self.partner_keys(partner)
-        if kid not in keys:
+        if kid not in keys and await self.refresh_keys_quietly(partner):
             # When the peer's key document is unavailable the key simply stays unknown.
-            with contextlib.suppress(FederationError):
-                await self.refresh_keys(partner)
             keys = await self.partner_keys(partner)
         record = keys.get(kid)
         if record is None:
@@ -275,6 +298,31 @@ class FederationService:
     async def catalog_for(self, partner: Partner) -> store.IssuedCatalog:
         """The current catalog for `partner`, issuing a new version when offers changed or it aged."""
         return await self.issuer.catalog_for(partner)
+
+
+def _trusted_keys(
+    body: bytes,
+    partner: Partner,
+    known: Mapping[str, KeyRecord],
+    denied: Collection[str],
+    now_ts: int,
+    max_keys: int,
+) -> tuple[dict[str, KeyRecord], int]:
+    """The records of `partner`'s key document `body` that its pinned key or a key learned before
+    endorses (directly or by a chain), and the document's expiry; FederationError if refused."""
+    document, _ = load_document(body)
+    records = verify_key_document(document, partner.name, now_ts, max_keys)
+    pinned = parse_public_key(partner.public_key)
+    anchors = {kid: record.verify_key() for kid, record in known.items()}
+    anchors[key_id(pinned)] = pinned
+    trusted = trusted_records(partner.name, records, anchors, denied)
+    active = next(r for r in records.values() if r.status == "active")
+    if active.kid not in trusted:
+        raise PeerError(
+            f"{partner.name}'s active key {active.kid} is not endorsed by a key we trust",
+            code="untrusted_key",
+        )
+    return trusted, int(document["expires_ts"])
 
 
 def _verify_keys(records: Mapping[str, KeyRecord]) -> dict[str, VerifyKey]:

@@ -96,7 +96,7 @@ async def _sync_one(service: FederationService, partner: Partner) -> PartnerResu
             body, partner.name, service.name, keys, denied, previous, now, service.settings.limits
         )
     except CatalogRejected as exc:
-        if exc.code != "unknown_key" or not await _refreshed(service, partner):
+        if exc.code != "unknown_key" or not await service.refresh_keys_quietly(partner):
             raise
         keys = await service.partner_keys(partner)
         received = accept_catalog(
@@ -107,13 +107,6 @@ async def _sync_one(service: FederationService, partner: Partner) -> PartnerResu
     if not await service.db(store.store_received, partner.name, received, body, now):
         return PartnerResult(partner.name, "unchanged", previous.version if previous else None)
     return PartnerResult(partner.name, "ok", received.head.version)
-
-
-async def _refreshed(service: FederationService, partner: Partner) -> bool:
-    try:
-        return await service.refresh_keys(partner)
-    except FederationError:
-        return False
 
 
 async def sync_partner(service: FederationService, partner: Partner) -> PartnerResult:

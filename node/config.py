@@ -3,6 +3,8 @@
 Rules:
 - Unknown keys are errors that name them; nothing is silently ignored.
 - `CPNODE_<SECTION>_<KEY>` overrides `[section] key` (values parsed as TOML scalars, else strings).
+  Kubernetes service links of Services named cpnode-* (`CPNODE_LEDGER_SERVICE_HOST`,
+  `CPNODE_HTTP_PORT=tcp://10.0.0.1:8700`, ...) are not overrides and are ignored.
 - Relative paths are resolved against the directory that holds the config file.
 - Every error names its path: ``Error in configuration at 'http.port': must be 1–65535, got 70000``.
 """
@@ -26,6 +28,14 @@ from node.trading.settings import TradingSection
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
+# The variables Kubernetes derives from a Service's name (docs: "Environment variables" under
+# Services): NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], NAME_PORT_N_PROTO[_PROTO|_PORT|_ADDR]
+# are recognised by name alone; NAME_PORT only when its value is an address like tcp://IP:PORT.
+SERVICE_LINK_KEY_RE = re.compile(
+    r"(.*_)?(service_host|service_port(_[a-z0-9_]+)?|port_[0-9]+_(tcp|udp|sctp)(_(proto|port|addr))?)"
+)
+SERVICE_LINK_PORT_RE = re.compile(r"(.*_)?port")
+SERVICE_LINK_VALUE_RE = re.compile(r"(tcp|udp|sctp)://[^\s/]+:[0-9]+")
 
 
 class ConfigError(ValueError):
@@ -70,6 +80,12 @@ class HttpSection(_Section):
     public_url: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
+    # A request's header must be complete this long after the connection opened or its previous
+    # response ended (also how long an idle kept-alive connection stays open); above the 15 s
+    # that aiohttp clients keep idle connections, so a client never reuses one being closed.
+    header_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
 
     @field_validator("port", mode="before")
     @classmethod
@@ -192,6 +208,19 @@ def _env_scalar(raw: str) -> Any:
         return raw
 
 
+def is_service_link(section: str, key: str, value: str) -> bool:
+    """Whether `CPNODE_<SECTION>_<KEY>=value` is a Kubernetes service link rather than an override:
+    shaped like one, and (unless its value is a link address) naming no key of `section`."""
+    link_value = SERVICE_LINK_VALUE_RE.fullmatch(value.strip()) is not None
+    if link_value and SERVICE_LINK_PORT_RE.fullmatch(key):
+        return True  # NAME_PORT=tcp://IP:PORT, also over a real key (a Service named cpnode-http)
+    annotation = Settings.model_fields[section].annotation
+    known = (
+        key in annotation.model_fields if isinstance(annotation, type) and _is_table(annotation) else False
+    )
+    return not known and SERVICE_LINK_KEY_RE.fullmatch(key) is not None
+
+
 def apply_env_overrides(
     data: dict[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
@@ -203,7 +232,7 @@ def apply_env_overrides(
         if not var.startswith(ENV_PREFIX):
             continue
         section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
-        if section not in table_sections or not key:
+        if section not in table_sections or not key or is_service_link(section, key, raw):
             continue
         table = merged.setdefault(section, {})
         if not isinstance(table, dict):

@@ -2,8 +2,9 @@
 
 `keys/node.key` holds the active Ed25519 key as PKCS#8 PEM (mode 0600). `keys/keyring.json` holds
 only public facts: when the active key became valid, and the retired keys (kept so documents they
-signed still verify). A key file that group or others can write is refused; one they can read is
-used with a warning.
+signed still verify). A secret file (the key, the admin token) that group or others can write, or
+that sits in a folder others can write without the sticky bit (so anyone could replace it), is
+refused; one they can read is used with a warning (`check_secret_file`).
 """
 
 from __future__ import annotations
@@ -84,16 +85,30 @@ def keyring_path(key_path: Path) -> Path:
     return key_path.with_name(KEYRING_NAME)
 
 
-def _check_permissions(path: Path, allow_group_read: bool = False) -> None:
+def check_secret_file(path: Path, what: str = "key file", allow_group_read: bool = False) -> None:
+    """Refuse (IdentityError) a secret file others could write or replace; warn if others can read it.
+
+    Raises FileNotFoundError when the file does not exist.
+    """
     mode = path.stat().st_mode
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise IdentityError(
-            f"key file {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"{what} {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}); "
             f"run: chmod 600 {path}"
         )
+    # The folder of the name given and of the file it leads to (a secret volume links one to the other).
+    for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
+        folder_mode = folder.stat().st_mode
+        if folder_mode & stat.S_IWOTH and not folder_mode & stat.S_ISVTX:
+            raise IdentityError(
+                f"{what} {path} is in folder {folder}, which is writable by others without the sticky "
+                f"bit (mode {stat.S_IMODE(folder_mode):04o}), so anyone may replace it; "
+                f"run: chmod o-w {folder}"
+            )
     if mode & (stat.S_IROTH | (0 if allow_group_read else stat.S_IRGRP)):
         log.warning(
-            "key file %s is readable by group or others (mode %04o); run: chmod 600 %s",
+            "%s %s is readable by group or others (mode %04o); run: chmod 600 %s",
+            what,
             path,
             stat.S_IMODE(mode),
             path,
@@ -116,7 +131,7 @@ def load_identity(settings: Settings) -> Identity:
     """Load the node's key and keyring named by the config, or raise IdentityError."""
     path = settings.path(settings.keys.path)
     try:
-        _check_permissions(path, settings.keys.allow_group_read)
+        check_secret_file(path, "key file", settings.keys.allow_group_read)
         data = path.read_bytes()
     except FileNotFoundError:
         raise IdentityError(f"key file {path} not found (create a node with `cpnode init DIR`)") from None

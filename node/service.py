@@ -8,6 +8,7 @@ scheduler (releasing its leases), close the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -25,8 +26,10 @@ from node.config import Settings
 from node.context import CTX, NodeContext
 from node.db import DatabaseError, check_database, make_engine, upgrade
 from node.http.core_routes import scheduler_expected
+from node.http.guard import GuardedSite, connection_cap
 from node.http.middleware import make_middlewares
-from node.identity import IdentityError, load_identity
+from node.identity import IdentityError, check_secret_file, load_identity
+from node.logs import LoopErrorLog
 from node.metrics import Metrics
 from node.reload import ReloadResult, reload_node
 from node.roles import ALL_ROLES
@@ -40,6 +43,15 @@ log = logging.getLogger("cpnode.service")
 
 class NodeStartError(RuntimeError):
     """The node cannot start; the message says why (database, key, port...)."""
+
+
+def load_admin_token(settings: Settings) -> str:
+    """The admin token for a starting node: its file checked like the node key's (IdentityError
+    when others could write or replace it, a warning when they can read it), then read."""
+    path = settings.path(settings.keys.admin_token_path)
+    with contextlib.suppress(FileNotFoundError):  # read_admin_token warns that admin routes refuse all
+        check_secret_file(path, "admin token file", settings.keys.allow_group_read)
+    return read_admin_token(settings)
 
 
 def open_database(settings: Settings) -> Engine:
@@ -62,7 +74,9 @@ def build_app(ctx: NodeContext) -> web.Application:
     """The aiohttp application of a node with the components its roles include."""
     app = web.Application(
         client_max_size=ctx.settings.http.max_body_bytes,
-        middlewares=make_middlewares(ctx.metrics, ctx.settings.http.max_body_bytes),
+        middlewares=make_middlewares(
+            ctx.metrics, ctx.settings.http.max_body_bytes, ctx.settings.http.body_timeout_s
+        ),
     )
     app[CTX] = ctx
     components = active_components(ctx.roles)
@@ -95,6 +109,7 @@ class NodeServer:
         self.config_path = config_path
         self.ctx: NodeContext | None = None
         self.url = ""
+        self.site: GuardedSite | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> str:
@@ -106,6 +121,7 @@ class NodeServer:
             raise NodeStartError(str(exc)) from None
         try:
             identity = await asyncio.to_thread(load_identity, settings)
+            admin_token = await asyncio.to_thread(load_admin_token, settings)
         except IdentityError as exc:
             engine.dispose()
             raise NodeStartError(str(exc)) from None
@@ -120,16 +136,21 @@ class NodeServer:
             metrics=metrics,
             roles=self.roles,
             replica_id=replica_id,
-            admin_token=read_admin_token(settings),
+            admin_token=admin_token,
             started_ts=int(time.time()),
             config_path=self.config_path,
         )
         app = build_app(ctx)
+        http = settings.http
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=settings.http.shutdown_grace_s, lingering_time=1.0
+            app,
+            access_log=None,
+            shutdown_timeout=http.shutdown_grace_s,
+            lingering_time=1.0,
+            keepalive_timeout=http.header_timeout_s,  # the header deadline: see node.http.guard
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        self.site = site = GuardedSite(runner, http.host, http.port, connection_cap(http.max_connections))
         try:
             await site.start()
         except OSError as exc:
@@ -142,6 +163,11 @@ class NodeServer:
         self._runner = runner
         self.url = ctx.base_url = settings.url_for_port(int(runner.addresses[0][1]))
         self._write_run_file()
+        # Kept for the rest of the loop's life: after the listening socket closes, asyncio's accept
+        # retry timers left by an EMFILE storm still fire, each failing with "Invalid file descriptor".
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(LoopErrorLog())
         return self.url
 
     def _write_run_file(self) -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from node.http.errors import HTTP_STATUS_CODES, error_response
+from node.http.guard import BodyTimeoutError, body_deadline
 from node.metrics import Metrics
 
 access_log = logging.getLogger("cpnode.access")
@@ -36,7 +37,7 @@ def _render_exception(exc: BaseException, request_id: str) -> web.Response:
     return error_response(500, "internal", f"internal error; see the node log for request {request_id}")
 
 
-def make_middlewares(metrics: Metrics, max_body_bytes: int) -> list[Middleware]:
+def make_middlewares(metrics: Metrics, max_body_bytes: int, body_timeout_s: float = 60.0) -> list[Middleware]:
     """The node's middleware chain, outermost first."""
 
     @web.middleware
@@ -59,8 +60,13 @@ def make_middlewares(metrics: Metrics, max_body_bytes: int) -> list[Middleware]:
             response = error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
             response.force_close()  # do not read the rest of an oversized body
             return response
+        deadline = body_deadline(request, body_timeout_s)
         try:
             return await handler(request)
+        except BodyTimeoutError as exc:
+            response = _render_exception(exc, request_id)
+            response.force_close()  # the rest of the body is not worth waiting for
+            return response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -73,6 +79,9 @@ def make_middlewares(metrics: Metrics, max_body_bytes: int) -> list[Middleware]:
             return response
         except Exception as exc:
             return _render_exception(exc, request_id)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
 
     return [observe]
 

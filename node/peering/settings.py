@@ -56,6 +56,7 @@ class FederationSection(_Section):
     trade_claim_ttl_s: int = Field(default=30, ge=3, le=3600)
     max_trade_items: int = Field(default=100, ge=1, le=10_000)
     key_refetch_interval_s: int = Field(default=60, ge=1, le=86_400)
+    key_document_max_keys: int = Field(default=64, ge=1, le=1024)
     backoff_base_s: int = Field(default=5, ge=1, le=3600)
     backoff_max_s: int = Field(default=900, ge=1, le=86_400)
     discovery: bool = False
@@ -88,6 +89,7 @@ class FederationSection(_Section):
             request_timeout_s=self.request_timeout_s,
             partner_timeout_s=self.partner_timeout_s,
             key_refetch_interval_s=self.key_refetch_interval_s,
+            key_document_max_keys=self.key_document_max_keys,
             max_trades_in_flight=self.max_trades_in_flight,
             trade_claim_ttl_s=self.trade_claim_ttl_s,
             max_trade_items=self.max_trade_items,

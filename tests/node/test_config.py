@@ -92,3 +92,42 @@ def test_cli_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     """Running against a config that does not exist exits 2 and says how to make one."""
     assert cpnode(["run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "cpnode init" in capsys.readouterr().err
+
+
+SERVICE_LINKS = {
+    # What Kubernetes injects for Services named cpnode-ledger, cpnode-federation-scheduler and
+    # cpnode-http in the same namespace (enableServiceLinks defaults to true).
+    "CPNODE_LEDGER_SERVICE_HOST": "10.96.0.12",
+    "CPNODE_LEDGER_SERVICE_PORT": "8700",
+    "CPNODE_LEDGER_SERVICE_PORT_HTTP": "8700",
+    "CPNODE_LEDGER_PORT": "tcp://10.96.0.12:8700",
+    "CPNODE_LEDGER_PORT_8700_TCP": "tcp://10.96.0.12:8700",
+    "CPNODE_LEDGER_PORT_8700_TCP_PROTO": "tcp",
+    "CPNODE_LEDGER_PORT_8700_TCP_PORT": "8700",
+    "CPNODE_LEDGER_PORT_8700_TCP_ADDR": "10.96.0.12",
+    "CPNODE_FEDERATION_SCHEDULER_SERVICE_HOST": "10.96.0.13",
+    "CPNODE_FEDERATION_SCHEDULER_PORT": "tcp://10.96.0.13:8700",
+    "CPNODE_FEDERATION_SCHEDULER_PORT_8700_UDP_ADDR": "10.96.0.13",
+    "CPNODE_HTTP_SERVICE_HOST": "10.96.0.14",
+    "CPNODE_HTTP_PORT": "tcp://10.96.0.14:8700",
+    "CPNODE_HTTP_PORT_8700_TCP": "tcp://10.96.0.14:8700",
+}
+
+
+def test_kubernetes_service_links_are_not_config() -> None:
+    """Service-link variables (CPNODE_LEDGER_SERVICE_HOST, CPNODE_HTTP_PORT=tcp://...) are ignored,
+    not errors or values, while real overrides next to them still apply."""
+    environ = {**SERVICE_LINKS, "CPNODE_HTTP_HOST": "0.0.0.0", "CPNODE_DATABASE_POOL_SIZE": "7"}
+    settings = parse_settings({"node": NODE, "http": {"port": 8701}}, Path("/srv"), environ)
+    assert settings.http.port == 8701
+    assert settings.http.host == "0.0.0.0"
+    assert settings.database.pool_size == 7
+
+
+def test_unknown_override_is_still_an_error() -> None:
+    """A CPNODE_<SECTION>_<KEY> variable naming no key of ours, and not shaped like a service link,
+    is an error naming the variable; so is a bad value for a real port."""
+    problems = _problems({"node": NODE}, {**SERVICE_LINKS, "CPNODE_HTTP_BOGUS": "1"})
+    assert problems == ["Error in configuration at 'http.bogus' (from CPNODE_HTTP_BOGUS): unknown key"]
+    problems = _problems({"node": NODE}, {"CPNODE_HTTP_PORT": "many"})
+    assert problems[0].startswith("Error in configuration at 'http.port' (from CPNODE_HTTP_PORT)")

@@ -1,0 +1,88 @@
+"""Queries over the federation tables (defined in `federation.tables`, created by
+migrations/versions/), one module per concern:
+
+- `partners`: pinned partners and their agreements;
+- `keys`: the deny-list and the keys learned from partners' key documents;
+- `sessions`: login challenges issued here, and this node's sessions at partners;
+- `catalogs`: catalogs issued and received, and the events of receiving them;
+- `peers`: sync state per partner, discovered nodes, stored answers to trade requests;
+- `db`: `writing`, the write transaction every write runs in (also used by `claims` and `nonces`).
+
+Synchronous SQLAlchemy Core; the aiohttp edges call these through `asyncio.to_thread`. Writes run
+in one write transaction each (`cpnode_write` makes SQLite take its lock up front), so nothing is
+ever half-applied. Everything is re-exported here: callers write `store.get_partner(...)`.
+"""
+
+from __future__ import annotations
+
+from federation.store.catalogs import (
+    IssuedCatalog,
+    catalog_events,
+    insert_issued,
+    latest_issued,
+    latest_issued_head,
+    received_catalogs,
+    received_head,
+    record_event,
+    store_received,
+)
+from federation.store.db import writing
+from federation.store.keys import denied_keys, deny_key, list_denied, merge_peer_keys, peer_keys
+from federation.store.partners import (
+    add_partner,
+    get_partner,
+    list_partners,
+    remove_partner,
+    sync_config_partners,
+)
+from federation.store.peers import (
+    get_trade,
+    list_discovered,
+    put_sync_state,
+    put_trade,
+    sync_states,
+    upsert_discovered,
+)
+from federation.store.sessions import (
+    consume_challenge,
+    drop_session,
+    get_session,
+    load_challenge,
+    save_session,
+    store_challenge,
+)
+
+__all__ = [
+    "IssuedCatalog",
+    "add_partner",
+    "catalog_events",
+    "consume_challenge",
+    "denied_keys",
+    "deny_key",
+    "drop_session",
+    "get_partner",
+    "get_session",
+    "get_trade",
+    "insert_issued",
+    "latest_issued",
+    "latest_issued_head",
+    "list_denied",
+    "list_discovered",
+    "list_partners",
+    "load_challenge",
+    "merge_peer_keys",
+    "peer_keys",
+    "put_sync_state",
+    "put_trade",
+    "received_catalogs",
+    "received_head",
+    "record_event",
+    "remove_partner",
+    "save_session",
+    "store_challenge",
+    "store_received",
+    "sync_config_partners",
+    "sync_states",
+    "upsert_discovered",
+    "writing",
+]

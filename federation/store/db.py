@@ -1,0 +1,15 @@
+"""The federation store's one write transaction helper (shared by `claims` and `nonces` too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection, Engine
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (SQLite BEGIN IMMEDIATE), committed when the block ends without error."""
+    with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+        yield conn

@@ -1,0 +1,99 @@
+"""Pinned partners and their agreements: list, get, add, remove, and the config's partners."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from federation.errors import ConflictError, NotFoundError
+from federation.partners import Agreement, Partner
+from federation.store.db import writing
+from federation.tables import partners_t, peer_keys_t, received_t, sessions_t, sync_t
+
+
+def _partner(row: Any) -> Partner:
+    return Partner(
+        row.name,
+        tuple(json.loads(row.urls_json)),
+        row.public_key,
+        Agreement.from_json(json.loads(row.agreement_json)),
+        row.source,
+    )
+
+
+def _partner_values(partner: Partner) -> dict[str, Any]:
+    return {
+        "urls_json": json.dumps(list(partner.urls)),
+        "public_key": partner.public_key,
+        "agreement_json": json.dumps(partner.agreement.to_json(), sort_keys=True),
+        "source": partner.source,
+    }
+
+
+def list_partners(engine: Engine) -> list[Partner]:
+    """Every trusted partner, by name."""
+    with engine.connect() as conn:
+        return [_partner(row) for row in conn.execute(sa.select(partners_t).order_by(partners_t.c.name))]
+
+
+def get_partner(engine: Engine, name: str) -> Partner | None:
+    """The partner called `name`, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(partners_t).where(partners_t.c.name == name)).first()
+    return _partner(row) if row is not None else None
+
+
+def add_partner(engine: Engine, partner: Partner, now_ts: int, replace: bool = False) -> None:
+    """Pin a new partner; ConflictError if the name is taken (unless `replace`)."""
+    with writing(engine) as conn:
+        exists = conn.execute(sa.select(partners_t.c.source).where(partners_t.c.name == partner.name)).first()
+        if exists is not None and not replace:
+            raise ConflictError(f"partner {partner.name!r} already exists; remove it first")
+        if exists is not None:
+            conn.execute(
+                partners_t.update().where(partners_t.c.name == partner.name).values(_partner_values(partner))
+            )
+        else:
+            conn.execute(
+                partners_t.insert().values(name=partner.name, added_ts=now_ts, **_partner_values(partner))
+            )
+
+
+def remove_partner(engine: Engine, name: str) -> None:
+    """Forget a partner added from the CLI (with its keys, session and catalog)."""
+    with writing(engine) as conn:
+        row = conn.execute(sa.select(partners_t.c.source).where(partners_t.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no partner called {name!r}")
+        if row.source == "config":
+            raise ConflictError(f"partner {name!r} comes from the config file; remove it there")
+        for table in (peer_keys_t, sessions_t, received_t, sync_t):
+            conn.execute(table.delete().where(table.c.partner == name))
+        conn.execute(partners_t.delete().where(partners_t.c.name == name))
+
+
+def sync_config_partners(engine: Engine, partners: Iterable[Partner], now_ts: int) -> None:
+    """Make the `config` partners in the database equal `partners` (CLI-added ones are kept)."""
+    wanted = {p.name: p for p in partners}
+    with writing(engine) as conn:
+        rows = {row.name: row for row in conn.execute(sa.select(partners_t))}
+        for name, row in rows.items():
+            if row.source == "config" and name not in wanted:
+                for table in (peer_keys_t, sessions_t, received_t, sync_t):
+                    conn.execute(table.delete().where(table.c.partner == name))
+                conn.execute(partners_t.delete().where(partners_t.c.name == name))
+        for name, partner in wanted.items():
+            if name in rows:
+                if rows[name].public_key != partner.public_key:
+                    conn.execute(peer_keys_t.delete().where(peer_keys_t.c.partner == name))
+                conn.execute(
+                    partners_t.update().where(partners_t.c.name == name).values(_partner_values(partner))
+                )
+            else:
+                conn.execute(
+                    partners_t.insert().values(name=name, added_ts=now_ts, **_partner_values(partner))
+                )

@@ -1,0 +1,65 @@
+"""Login: the challenges this node issues to partners, and its own sessions at partners."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from federation.login import Challenge, transition
+from federation.store.db import writing
+from federation.tables import challenges_t, sessions_t
+
+
+def store_challenge(engine: Engine, challenge: Challenge, now_ts: int) -> None:
+    """Store a new challenge (and drop long-dead ones so the table stays small)."""
+    with writing(engine) as conn:
+        conn.execute(challenges_t.delete().where(challenges_t.c.expires_ts < now_ts - 3600))
+        conn.execute(
+            challenges_t.insert().values(
+                challenge=challenge.value,
+                partner=challenge.partner,
+                node=challenge.node,
+                state=challenge.state,
+                expires_ts=challenge.expires_ts,
+            )
+        )
+
+
+def load_challenge(engine: Engine, value: str) -> Challenge | None:
+    """The stored challenge `value`, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(challenges_t).where(challenges_t.c.challenge == value)).first()
+    return Challenge(row.challenge, row.node, row.partner, row.expires_ts, row.state) if row else None
+
+
+def consume_challenge(engine: Engine, challenge: Challenge) -> None:
+    """Mark `challenge` used; AuthError if another request consumed it first."""
+    new_state = transition(challenge.state, "consume")
+    with writing(engine) as conn:
+        done = conn.execute(
+            challenges_t.update()
+            .where(challenges_t.c.challenge == challenge.value, challenges_t.c.state == challenge.state)
+            .values(state=new_state)
+        ).rowcount
+    if done != 1:
+        transition("used", "consume")  # raises: someone else consumed it between read and write
+
+
+def get_session(engine: Engine, partner: str) -> tuple[str, str, int] | None:
+    """Our session token at `partner`: (token, the key id it is bound to, expiry), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sessions_t).where(sessions_t.c.partner == partner)).first()
+    return (row.token, row.kid, row.expires_ts) if row else None
+
+
+def save_session(engine: Engine, partner: str, token: str, kid: str, expires_ts: int) -> None:
+    """Remember our session token at `partner`."""
+    with writing(engine) as conn:
+        conn.execute(sessions_t.delete().where(sessions_t.c.partner == partner))
+        conn.execute(sessions_t.insert().values(partner=partner, token=token, kid=kid, expires_ts=expires_ts))
+
+
+def drop_session(engine: Engine, partner: str) -> None:
+    """Forget our session at `partner` (it was refused)."""
+    with writing(engine) as conn:
+        conn.execute(sessions_t.delete().where(sessions_t.c.partner == partner))
