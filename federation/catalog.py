@@ -28,6 +28,8 @@ from federation.partners import Agreement
 CATALOG_TYPE = "cpnode.catalog.v1"
 MAX_CATALOG_VALIDITY_S = 24 * 3600
 # Offer fields: name → (type, required). Integers are non-negative; unknown fields are kept (signed).
+# The optional capacity_* fields say that offers of one pool region share its capacity: the group's
+# name and unit, what one unit of the offer costs in that unit, and how much of it is free.
 OFFER_FIELDS: dict[str, tuple[type, bool]] = {
     "id": (str, True),
     "pool": (str, True),
@@ -45,6 +47,10 @@ OFFER_FIELDS: dict[str, tuple[type, bool]] = {
     "tags": (list, True),
     "compute_id": (str, False),
     "metric_score": (int, False),
+    "capacity_group": (str, False),
+    "capacity_unit": (str, False),
+    "capacity_cost": (int, False),
+    "capacity_free": (int, False),
 }
 _REQUIRED_SET = frozenset(name for name, (_, required) in OFFER_FIELDS.items() if required)
 _OPTIONAL = frozenset(OFFER_FIELDS) - _REQUIRED_SET

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
@@ -25,11 +24,11 @@ from node.http.auth import (
 from node.http.errors import ApiError
 from node.identity import Identity
 from node.metrics import Metrics
+from node.offers import OfferSource
 from node.scheduler import JobScheduler
 from node.trading import tokens
 
 # A readiness check returns None when healthy, else a short reason.
-OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 # Called with the new settings after a config reload (node.reload) applied reloadable keys.
 ReloadHook = Callable[[Settings], Awaitable[None]]
@@ -52,7 +51,7 @@ class NodeContext:
     version: str = __version__
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     # Where the node's own offers come from, by source name (config `[[offers]]`, connectors, ...).
-    # Each returns catalog offers (federation.catalog.OFFER_FIELDS); a source replaces another by name.
+    # Each returns catalog offers (node.offers.CatalogOffer); a source replaces another by name.
     offer_sources: dict[str, OfferSource] = field(default_factory=dict)
     # The config file the node was started from (None when built from settings alone, as in tests),
     # what components re-read when it is reloaded, and changed keys that wait for a restart.

@@ -16,12 +16,13 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ledger.records import MAX_AMOUNT
 from node.market.demand import Demand
+from node.offers import OfferRow
 
 # Reason codes in the order they are checked.
 REASONS: tuple[str, ...] = (
@@ -44,7 +45,8 @@ REASONS: tuple[str, ...] = (
 # (its total is), so two different ratios differ by at least 1/MAX_AMOUNT², i.e. by 2 once scaled.
 _SCALE = 2 * MAX_AMOUNT**2
 _INT_FIELDS = ("chips_per_unit", "cpus", "memory_mib", "storage_gib", "free_units", "price_per_unit_hour")
-_FLOORS = (
+FloorField = Literal["chips_per_unit", "cpus", "memory_mib", "storage_gib"]
+_FLOORS: tuple[tuple[str, FloorField, str], ...] = (
     ("min_chips_per_unit", "chips_per_unit", "chips per unit"),
     ("min_cpus", "cpus", "CPUs"),
     ("min_memory_mib", "memory_mib", "MiB of memory"),
@@ -63,7 +65,7 @@ class Match:
     free_units: int
     metric_score: int | None
     age_s: int
-    offer: Mapping[str, Any]
+    offer: OfferRow
 
     def view(self) -> dict[str, Any]:
         """The match as the API shows it."""
@@ -153,7 +155,7 @@ class MatchResult:
         return body
 
 
-def _score(offer: Mapping[str, Any]) -> int | None:
+def _score(offer: OfferRow) -> int | None:
     score = offer.get("metric_score")
     return score if type(score) is int and score >= 0 else None
 
@@ -179,7 +181,7 @@ class _Rules:
         self.needed = 1 if demand.split else demand.units
         self.size = demand.units * demand.hours
 
-    def reason(self, offer: Mapping[str, Any]) -> tuple[str, str] | None:
+    def reason(self, offer: OfferRow) -> tuple[str, str] | None:
         """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
         d = self.demand
         for name in _INT_FIELDS:
@@ -234,7 +236,7 @@ class _Rules:
         return None
 
 
-def exclusion_reason(demand: Demand, offer: Mapping[str, Any], currency: str) -> tuple[str, str] | None:
+def exclusion_reason(demand: Demand, offer: OfferRow, currency: str) -> tuple[str, str] | None:
     """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
     return _Rules(demand, currency).reason(offer)
 
@@ -270,7 +272,7 @@ def _plan(demand: Demand, ranked: list[Match]) -> tuple[Part, ...]:
     )
 
 
-def match(demand: Demand, offers: Iterable[Mapping[str, Any]], currency: str) -> MatchResult:
+def match(demand: Demand, offers: Iterable[OfferRow], currency: str) -> MatchResult:
     """Rank the offers that satisfy `demand`, say why each other one does not, and plan a split.
 
     `offers` are rows of the merged offer view (`source`, `partner`, `age_s` and the catalog offer

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from federation import store
 from federation.discovery import Candidate, Discovery
 from federation.httpsig import Identity as SigningIdentity
+from federation.issuing import OfferSource as FederationOfferSource
 from federation.server import SERVICE, add_routes
 from federation.service import FederationService, OwnKeys
 from federation.sync import run_round
@@ -90,7 +92,8 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         ctx.engine,
         settings.federation.protocol_settings(),
         lambda: ctx.base_url,
-        ctx.offer_sources,
+        # The same dict, read by federation as plain mappings (it cannot import node's offer type).
+        cast(dict[str, FederationOfferSource], ctx.offer_sources),
     )
     if "federation" in ctx.roles:
         add_routes(app, service)

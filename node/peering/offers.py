@@ -3,18 +3,26 @@ tagged with its source and age. Served at `GET /api/v1/offers` and shown by `cpn
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from sqlalchemy.engine import Engine
 
 from federation import store
 from federation.documents import load_document
 from federation.issuing import content_hash
+from node.offers import CatalogOffer, OfferRow, OfferSource, as_offer, offer_row
 
-OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
+__all__ = [
+    "ConfigOffers",
+    "OfferSource",
+    "config_offer_source",
+    "merged_view",
+    "own_offers",
+    "partner_offers",
+]
 # Parsed partner catalogs by body hash: bodies never change under a hash, so parsing once is enough.
-_parsed: dict[str, list[dict[str, Any]]] = {}
+_parsed: dict[str, list[CatalogOffer]] = {}
 _MAX_CACHED = 256
 
 
@@ -27,11 +35,11 @@ class ConfigOffers:
 
     def replace(self, offers: Iterable[Mapping[str, Any]]) -> None:
         """Serve `offers` from now on (a config reload); the content version follows."""
-        self._offers = [dict(offer) for offer in offers]
+        self._offers = [as_offer(offer) for offer in offers]
         self._version = content_hash(self._offers)
 
-    async def __call__(self) -> list[dict[str, Any]]:
-        return [dict(offer) for offer in self._offers]
+    async def __call__(self) -> list[CatalogOffer]:
+        return [cast(CatalogOffer, dict(offer)) for offer in self._offers]
 
     def content_version(self) -> str:
         """Changes only with the offers (hash of their canonical bytes)."""
@@ -43,29 +51,30 @@ def config_offer_source(offers: Iterable[Mapping[str, Any]]) -> ConfigOffers:
     return ConfigOffers(offers)
 
 
-async def own_offers(sources: Mapping[str, OfferSource]) -> list[tuple[str, dict[str, Any]]]:
+async def own_offers(sources: Mapping[str, OfferSource]) -> list[tuple[str, CatalogOffer]]:
     """(source name, offer) for every own offer, in source order."""
-    result: list[tuple[str, dict[str, Any]]] = []
+    result: list[tuple[str, CatalogOffer]] = []
     for name, source in sources.items():
         result.extend((name, offer) for offer in await source())
     return result
 
 
-def _catalog_offers(sha256: str, body: bytes) -> list[dict[str, Any]]:
+def _catalog_offers(sha256: str, body: bytes) -> list[CatalogOffer]:
     offers = _parsed.get(sha256)
     if offers is None:
         document, _ = load_document(body)
-        offers = list(document.get("offers", []))
+        # Stored catalogs passed federation.catalog.accept_catalog, which checks every offer.
+        offers = cast(list[CatalogOffer], list(document.get("offers", [])))
         if len(_parsed) >= _MAX_CACHED:
             _parsed.clear()
         _parsed[sha256] = offers
     return offers
 
 
-def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> list[dict[str, Any]]:
+def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> list[OfferRow]:
     """Offers of every partner's unexpired accepted catalog, with source `partner:NAME`, age (since
     the catalog was received) and confirmed age (since a sync round last found it current)."""
-    rows = []
+    rows: list[OfferRow] = []
     states = store.sync_states(engine)
     for catalog in store.received_catalogs(engine, partner):
         if catalog["expires_ts"] <= now_ts:
@@ -73,28 +82,24 @@ def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> l
         synced = states.get(catalog["partner"], {}).get("last_success_ts") or 0
         confirmed_ts = max(int(catalog["received_ts"]), int(synced))
         for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
-            rows.append(
-                {
-                    **offer,
-                    "source": f"partner:{catalog['partner']}",
-                    "partner": catalog["partner"],
-                    "catalog_version": catalog["version"],
-                    "age_s": max(0, now_ts - int(catalog["received_ts"])),
-                    "confirmed_age_s": max(0, now_ts - confirmed_ts),
-                }
+            row = offer_row(
+                offer,
+                f"partner:{catalog['partner']}",
+                catalog["partner"],
+                max(0, now_ts - int(catalog["received_ts"])),
+                max(0, now_ts - confirmed_ts),
             )
+            row["catalog_version"] = catalog["version"]
+            rows.append(row)
     return rows
 
 
 def merged_view(
-    own: list[tuple[str, dict[str, Any]]], engine: Engine, now_ts: int, partner: str | None = None
-) -> list[dict[str, Any]]:
+    own: list[tuple[str, CatalogOffer]], engine: Engine, now_ts: int, partner: str | None = None
+) -> list[OfferRow]:
     """Own offers (unless one partner is asked for) followed by partner offers."""
-    rows: list[dict[str, Any]] = []
+    rows: list[OfferRow] = []
     if partner is None:
-        rows.extend(
-            {**offer, "source": f"own:{name}", "partner": None, "age_s": 0, "confirmed_age_s": 0}
-            for name, offer in own
-        )
+        rows.extend(offer_row(offer, f"own:{name}", None, 0, 0) for name, offer in own)
     rows.extend(partner_offers(engine, now_ts, partner))
     return rows

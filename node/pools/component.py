@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +24,7 @@ from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
 from connectors.store import PluginStore
 from node.config import Settings
 from node.context import NodeContext
+from node.offers import CatalogOffer, OfferSource
 from node.pools import gateway, routes
 from node.pools.rounds import ReplicaWork, Rounds
 
@@ -45,9 +46,9 @@ def pool_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def catalog_offer(offer: Offer, site: str | None) -> dict[str, Any]:
+def catalog_offer(offer: Offer, site: str | None) -> CatalogOffer:
     """A connectors offer in the catalog's offer shape (federation.catalog.OFFER_FIELDS)."""
-    entry: dict[str, Any] = {
+    entry: CatalogOffer = {
         "id": offer.offer_id,
         "pool": offer.pool,
         "region": offer.region_id,
@@ -79,7 +80,7 @@ class HostOffers:
         self._host = host
         self._sites = sites
 
-    async def __call__(self) -> list[dict[str, Any]]:
+    async def __call__(self) -> list[CatalogOffer]:
         return [catalog_offer(offer, self._sites.get(offer.pool)) for offer in self._host.offers()]
 
     def content_version(self) -> Hashable:
@@ -87,14 +88,14 @@ class HostOffers:
         return tuple((p.name, p.generation, p.state, p.snapshot_ms) for p in self._host.plugins())
 
 
-def offer_source(ctx: NodeContext, host: PluginHost | None) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+def offer_source(ctx: NodeContext, host: PluginHost | None) -> OfferSource:
     """The node's offers from the connectors: the live host if here, else the stored snapshots."""
     sites = {pool.name: pool.site for pool in ctx.settings.pools}
     if host is not None:
         return HostOffers(host, sites)
     known = identities(ctx.settings)
 
-    async def stored() -> list[dict[str, Any]]:
+    async def stored() -> list[CatalogOffer]:
         snapshots = await asyncio.to_thread(PluginStore(ctx.engine).online_snapshots)
         offers = offers_from_snapshots(snapshots, known)
         return [catalog_offer(offer, sites.get(offer.pool)) for offer in offers]

@@ -297,6 +297,15 @@ def submit(engine: Engine, requests: Sequence[TransferRequest]) -> Status | None
     return failure(engine, ledger.submit(engine, list(requests))) if requests else None
 
 
+def available(engine: Engine, account_id: str) -> int:
+    """What an account can still pay: credits posted − debits posted − debits pending (0 if missing)."""
+    try:
+        b = ledger.get_account(engine, account_id).balance
+    except ledger.NotFoundError:
+        return 0
+    return b.credits_posted - b.debits_posted - b.debits_pending
+
+
 def hold_exists(engine: Engine, transfer_id: str) -> bool:
     """Whether a transfer with this id is stored."""
     return ledger.get_transfer(engine, transfer_id) is not None

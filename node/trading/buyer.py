@@ -18,6 +18,7 @@ import ledger
 from federation import canonical
 from federation.catalog import sha256_hex
 from federation.partners import Partner
+from node.offers import CatalogOffer
 from node.peering.offers import partner_offers
 from node.trading import books, documents, rules, store
 from node.trading.core import Trading
@@ -45,20 +46,20 @@ class Buyer:
 
     # --- placing -------------------------------------------------------------------------------
 
-    async def _offer(self, offer_id: str, source: str) -> tuple[dict[str, Any], Partner | None]:
+    async def _offer(self, offer_id: str, source: str) -> tuple[CatalogOffer, Partner | None]:
         t = self.trading
         if source.startswith("partner:"):
             partner = await t.partner(source.removeprefix("partner:"))
             offers = await t.db(partner_offers, t.clock(), partner.name)
-            found = next((o for o in offers if o.get("id") == offer_id), None)
-            if found is None:
+            row = next((o for o in offers if o["id"] == offer_id), None)
+            if row is None:
                 raise UnknownError(
                     f"{partner.name}'s current catalog has no offer {offer_id!r}", code="unknown_offer"
                 )
-            return found, partner
-        if source.startswith("own:") and source.removeprefix("own:") in t.capacity.raw_sources:
-            view = t.service.offer_sources[source.removeprefix("own:")]
-            found = next((o for o in await view() if o.get("id") == offer_id), None)
+            return row, partner
+        view = t.capacity.views.get(source.removeprefix("own:")) if source.startswith("own:") else None
+        if view is not None:
+            found = next((o for o in await view() if o["id"] == offer_id), None)
             if found is not None:
                 return found, None
         raise UnknownError(
@@ -138,7 +139,6 @@ class Buyer:
             "currency": t.settings.currency,
             "amount": amount,
             "fee": 0 if partner else rules.fee_of(amount, t.settings.platform_fee_bp),
-            "state": "new",
             "request_sha256": request_sha,
             "notify_partner": False,
             "hold_expires_ts": now + timeout_s,

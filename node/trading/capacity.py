@@ -20,15 +20,16 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, MutableMapping
+from typing import cast
 
 from sqlalchemy.engine import Engine
 
+from federation.issuing import OfferSource as FederationOfferSource
 from federation.issuing import source_version
+from node.offers import CatalogOffer, OfferSource
 from node.trading import store
 
-OfferSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 REFRESH_S = 1.0
 log = logging.getLogger("cpnode.trading")
 
@@ -42,20 +43,21 @@ class ReservedView:
 
     def content_version(self) -> Hashable | None:
         """The inner source's version with the reservations' (None when the inner one has none)."""
-        inner = source_version(self.inner)
+        inner = source_version(cast(FederationOfferSource, self.inner))
         return None if inner is None else (inner, self._capacity.version)
 
-    async def __call__(self) -> list[dict[str, Any]]:
+    async def __call__(self) -> list[CatalogOffer]:
         offers = await self.inner()
         reserved = await self._capacity.reserved()
         if not reserved:
             return offers
-        return [
-            {**offer, "free_units": max(0, int(offer["free_units"]) - reserved[offer["id"]])}
-            if offer.get("id") in reserved
-            else offer
-            for offer in offers
-        ]
+        result = []
+        for offer in offers:
+            if offer["id"] in reserved:
+                offer = cast(CatalogOffer, dict(offer))
+                offer["free_units"] = max(0, offer["free_units"] - reserved[offer["id"]])
+            result.append(offer)
+        return result
 
 
 class Capacity:
@@ -65,6 +67,7 @@ class Capacity:
         self._engine = engine
         self._clock = clock
         self._raw: dict[str, OfferSource] = {}
+        self._views: dict[str, ReservedView] = {}
         self._reserved: dict[str, int] = {}
         self.version = ""  # changes whenever the reservations read last differ from those before
 
@@ -73,21 +76,26 @@ class Capacity:
         for name, source in list(sources.items()):
             inner = source.inner if isinstance(source, ReservedView) else source
             self._raw[name] = inner
-            sources[name] = ReservedView(inner, self)
+            sources[name] = self._views[name] = ReservedView(inner, self)
 
     @property
     def raw_sources(self) -> Mapping[str, OfferSource]:
         """The unwrapped sources, by name."""
         return self._raw
 
-    async def raw_offers(self) -> list[tuple[str, dict[str, Any]]]:
+    @property
+    def views(self) -> Mapping[str, OfferSource]:
+        """The sources with reservations taken off (as partners and consumers see them), by name."""
+        return self._views
+
+    async def raw_offers(self) -> list[tuple[str, CatalogOffer]]:
         """(source name, offer) for every offer as the pools report it."""
-        result: list[tuple[str, dict[str, Any]]] = []
+        result: list[tuple[str, CatalogOffer]] = []
         for name, source in self._raw.items():
             result.extend((name, offer) for offer in await source())
         return result
 
-    async def find(self, offer_id: str) -> tuple[str, dict[str, Any]] | None:
+    async def find(self, offer_id: str) -> tuple[str, CatalogOffer] | None:
         """(source name, raw offer) of one offer id, or None."""
         return next(
             ((name, offer) for name, offer in await self.raw_offers() if offer.get("id") == offer_id), None

@@ -2,8 +2,11 @@
 
 Errors about what a caller asked (`OrderRequestError`, `UnknownError`, `StateError`) are 4xx and
 change nothing. `RefusedError` says the order ended without a sale (insufficient funds, no
-capacity, the seller refused) and carries the order. `PartnerUnavailableError` is the seller's
-fault or the network's: the order keeps its state and is picked up again later.
+capacity, the seller refused) and carries the order; `PartnerFaultError` (502) is the same when
+the seller's answer could not be read or trusted. `PartnerUnavailableError` is the seller's fault
+or the network's: the order keeps its state and is picked up again later. `ProtocolError` is a
+partner's answer that breaks the protocol. `Refusal` is the seller's side: a decision not to
+trade or settle, answered to the partner as a signed refusal.
 """
 
 from __future__ import annotations
@@ -60,6 +63,23 @@ class PartnerUnavailableError(TradingError, TimeoutError):
 
 class ProtocolError(TradingError):
     """A partner answered with a document that breaks the trade protocol (remote fault)."""
+
+    http_status = 502
+    code = "bad_partner_answer"
+
+
+class Refusal(TradingError):
+    """The seller's decision not to do what a partner asked; the seller answers it as a signed
+    refusal document (node.trading.seller), with this status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.http_status = status
+
+
+class PartnerFaultError(RefusedError):
+    """The order ended without a sale because the partner answered what we cannot read or trust;
+    `details['order']` shows it (cancelled, the consumer's money released)."""
 
     http_status = 502
     code = "bad_partner_answer"

@@ -1,22 +1,30 @@
 """The seller side: a partner buys one of this node's offers, settles it, and asks for summaries.
 
-Trade request (through the federation frame, which makes it idempotent per partner and trade id):
-check the trade id is the partner's, the offer is visible to it under its agreement and priced as
-its catalog says, in this node's currency; sign the acceptance; record the sale with a capacity
-reservation (refused when too few units are free); sync the partner's credit line with the
-agreement; record the linked holds partner → provider and partner → platform fees under the trade
-id and the receipt's digest. The ledger refuses them when the credit line would be exceeded: the
-answer is then a signed refusal (409 `credit_limit_exceeded`), and nothing stays reserved.
+What is decided is pure (node.trading.decisions); this module does the I/O around it, and turns
+every `Refusal` into the signed refusal document in one place (`_refused`).
 
-Settlement: a signed settlement for an accepted trade posts the holds for the used amount (the
-rest released) or, with 0 used hours, voids them, and answers a signed settlement receipt. The
-receipt is stored with the sale before the ledger is touched, so a repeated settlement (same
-bytes) gets the same receipt and a different one is refused (409 `already_settled`).
+Trade request (through the federation frame, which makes it idempotent per partner and trade id):
+`check_trade` (the trade id is the partner's, the offer is visible to it under its agreement and
+priced as its catalog says, in this node's currency); sign the acceptance; record the sale with a
+capacity reservation (refused when its pool has too few units free); sync the partner's credit
+line with the agreement; record the linked holds partner → provider and partner → platform fees
+under the trade id and the receipt's digest. The ledger refuses them when the credit line would be
+exceeded: the answer is then a signed refusal (409 `credit_limit_exceeded`, saying the line and
+how to raise it), and nothing stays reserved.
+
+Settlement: `check_settlement` decides; a signed settlement for an accepted trade posts the holds
+for the used amount (the rest released) or, with 0 used hours, voids them, and answers a signed
+settlement receipt. The receipt is stored with the sale before the ledger is touched, so a repeated
+settlement (same bytes) gets the same receipt and a different one is refused (409
+`already_settled`). A cancel of a trade never seen is recorded (`cancelled`) only when its id is
+the partner's and its currency this node's. Holds that expire before their settlement posted them
+end the sale `expired` (409 `hold_expired`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ledger
@@ -25,9 +33,10 @@ from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
 from ledger import Status
-from node.trading import books, documents, rules, store
+from node.trading import books, decisions, documents, rules, store
 from node.trading.core import Trading
-from node.trading.errors import OrderRequestError, StateError
+from node.trading.errors import Refusal, StateError
+from node.trading.machine import SaleState
 from node.trading.store import Sale
 
 log = logging.getLogger("cpnode.trading.seller")
@@ -43,6 +52,7 @@ DONE_VOIDING = frozenset(
 EXPIRED = frozenset({Status.PENDING_TRANSFER_EXPIRED, Status.PENDING_TRANSFER_ALREADY_EXPIRED})
 
 Answer = tuple[int, dict[str, Any]]
+SaleAction = Callable[[Partner, Sale], Awaitable[Answer]]
 
 
 class Seller:
@@ -50,71 +60,44 @@ class Seller:
 
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
+        # What finishes a sale left in each state that is not resting (node.trading.machine).
+        self.actions: dict[SaleState, SaleAction] = {
+            "open": self._hold,
+            "settling": self._finish,
+            "voiding": self._finish,
+        }
 
-    def _refusal(
-        self, partner: Partner, trade_id: str, request_sha: str | None, status: int, code: str, message: str
-    ) -> Answer:
+    def _refused(self, partner: Partner, trade_id: str, request_sha: str | None, refusal: Refusal) -> Answer:
+        """The one place a Refusal becomes the signed refusal document answered to the partner."""
         t = self.trading
-        return status, documents.refusal(
-            t.identity(), partner.name, trade_id, request_sha, code, message, t.clock()
+        document = documents.refusal(
+            t.identity(), partner.name, trade_id, request_sha, refusal.code, str(refusal), t.clock()
         )
+        return refusal.http_status, document
 
     # --- trade requests ------------------------------------------------------------------------
 
     async def handle_trade(self, partner: Partner, document: dict[str, Any]) -> Answer:
         """Accept or refuse a trade request (see the module docstring)."""
+        request_sha = documents.sha256_of(document)
         try:
-            return await self._trade(partner, document)
+            return await self._trade(partner, document, request_sha)
+        except Refusal as refusal:
+            return self._refused(partner, str(document["trade_id"]), request_sha, refusal)
         finally:
             await self.trading.capacity.refresh()
 
-    async def _trade(self, partner: Partner, document: dict[str, Any]) -> Answer:
+    async def _trade(self, partner: Partner, document: dict[str, Any], request_sha: str) -> Answer:
         t = self.trading
-        trade_id = str(document["trade_id"])
-        request_sha = documents.sha256_of(document)
-        try:
-            rules.check_trade_id(trade_id, partner.name)
-            terms = documents.request_terms(document)
-            rules.positive("units", terms.units, rules.MAX_UNITS)
-            rules.positive("hours", terms.hours, rules.MAX_HOURS)
-        except OrderRequestError as exc:
-            return self._refusal(partner, trade_id, request_sha, 422, exc.code, str(exc))
-        stored = await t.db(store.get_sale, partner.name, trade_id)
+        stored = await t.db(store.get_sale, partner.name, str(document["trade_id"]))
         if stored is not None:
             return await self._resume(partner, stored, request_sha)
-        found = await t.capacity.find(terms.offer_id)
-        if found is None or not partner.agreement.allows(found[1]):
-            return self._refusal(
-                partner,
-                trade_id,
-                request_sha,
-                422,
-                "unknown_offer",
-                f"no offer {terms.offer_id!r} for {partner.name}",
-            )
-        offer = found[1]
-        currency = t.settings.currency
-        if not terms.currency == offer["currency"] == partner.agreement.currency == currency:
-            return self._refusal(
-                partner,
-                trade_id,
-                request_sha,
-                422,
-                "currency_mismatch",
-                f"this node trades in {currency} only",
-            )
-        price = partner.agreement.price(offer)
-        if terms.price_per_unit_hour != price:
-            return self._refusal(
-                partner,
-                trade_id,
-                request_sha,
-                422,
-                "price_changed",
-                f"{terms.offer_id} costs {price} per unit-hour for {partner.name} now, not {terms.price_per_unit_hour}",
-            )
+        offers = {offer["id"]: offer for _, offer in await t.capacity.raw_offers()}
+        sold = decisions.check_trade(document, partner, offers, t.settings.currency)
+        terms = sold.terms
         now = t.clock()
         expires = now + rules.hold_timeout_s(terms.hours, t.settings.settle_grace_s)
+        trade_id = str(document["trade_id"])
         accepted = documents.acceptance(
             t.identity(), partner.name, trade_id, request_sha, terms, expires, now
         )
@@ -122,11 +105,11 @@ class Seller:
             "partner": partner.name,
             "trade_id": trade_id,
             "offer_id": terms.offer_id,
-            "pool": offer["pool"],
+            "pool": sold.offer["pool"],
             "units": terms.units,
             "hours": terms.hours,
-            "price_per_unit_hour": price,
-            "currency": currency,
+            "price_per_unit_hour": sold.price,
+            "currency": terms.currency,
             "amount": terms.amount,
             "fee": rules.fee_of(terms.amount, t.settings.platform_fee_bp),
             "request_sha256": request_sha,
@@ -136,16 +119,9 @@ class Seller:
             "created_ts": now,
             "updated_ts": now,
         }
-        outcome, sale = await t.db(store.open_sale, values, int(offer["free_units"]), now)
+        outcome, sale = await t.db(store.open_sale, values, sold.offer, now)
         if outcome == "no_capacity":
-            return self._refusal(
-                partner,
-                trade_id,
-                request_sha,
-                409,
-                "not_enough_free_units",
-                f"{terms.offer_id} has fewer than {terms.units} free units",
-            )
+            raise decisions.no_capacity_refusal(terms.offer_id, terms.units)
         if outcome == "exists":
             return await self._resume(partner, sale, request_sha)
         return await self._hold(partner, sale)
@@ -153,15 +129,11 @@ class Seller:
     async def _resume(self, partner: Partner, sale: Sale, request_sha: str) -> Answer:
         """Answer a trade request for a sale already recorded (a re-run after a lapsed claim)."""
         if sale.state == "cancelled" or sale.request_sha256 != request_sha:
-            return self._refusal(
-                partner, sale.trade_id, request_sha, 409, "trade_cancelled", "the buyer cancelled this trade"
-            )
+            raise Refusal(409, "trade_cancelled", "the buyer cancelled this trade")
         if sale.state == "open":
             return await self._hold(partner, sale)
         if sale.state == "refused":
-            return self._refusal(
-                partner, sale.trade_id, request_sha, 409, sale.reason or "refused", "the trade was refused"
-            )
+            raise Refusal(409, sale.reason or "refused", "the trade was refused")
         assert sale.acceptance is not None
         return 201, canonical.decode(sale.acceptance)
 
@@ -175,7 +147,8 @@ class Seller:
             books.ensure_accounts,
             [*books.partner_specs(partner.name, currency), *books.house_specs(currency, [sale.pool])],
         )
-        await t.db(books.sync_credit_line, partner.name, partner.agreement.credit_limit, currency)
+        limit = partner.agreement.credit_limit
+        await t.db(books.sync_credit_line, partner.name, limit, currency)
         legs = books.sale_holds(
             sale.trade_id,
             rules.partner_account(partner.name),
@@ -195,112 +168,92 @@ class Seller:
             return 201, canonical.decode(sale.acceptance)
         code = "credit_limit_exceeded" if cause is Status.EXCEEDS_CREDITS else f"ledger_{cause}"
         await t.db(store.move_sale, sale, "refused", now, reason=code)
-        message = (
-            f"{sale.amount} {currency} would exceed the credit limit of {partner.name}"
-            if cause is Status.EXCEEDS_CREDITS
-            else f"the ledger refused the sale: {cause}"
-        )
-        return self._refusal(partner, sale.trade_id, sale.request_sha256, 409, code, message)
+        if cause is Status.EXCEEDS_CREDITS:
+            unused = await t.db(books.available, rules.partner_account(partner.name))
+            raise decisions.credit_refusal(partner.name, t.name, sale.amount, limit, unused, currency)
+        raise Refusal(409, code, f"the ledger refused the sale: {cause}")
 
     # --- settlements ---------------------------------------------------------------------------
 
     async def handle_settlement(self, partner: Partner, document: dict[str, Any]) -> Answer:
         """Settle or cancel a trade this partner bought (see the module docstring)."""
+        settle_sha = documents.sha256_of(document)
         try:
-            return await self._settle(partner, document, retry=True)
+            return await self._settle(partner, document, settle_sha, retry=True)
+        except Refusal as refusal:
+            return self._refused(partner, str(document["trade_id"]), settle_sha, refusal)
         finally:
             await self.trading.capacity.refresh()
 
-    async def _settle(self, partner: Partner, document: dict[str, Any], retry: bool) -> Answer:
+    async def _settle(
+        self, partner: Partner, document: dict[str, Any], settle_sha: str, retry: bool
+    ) -> Answer:
         t = self.trading
         trade_id = str(document["trade_id"])
-        settle_sha = documents.sha256_of(document)
-        used_hours, amount = int(document["used_hours"]), int(document["amount"])
         now = t.clock()
-
-        def refuse(status: int, code: str, message: str) -> Answer:
-            return self._refusal(partner, trade_id, settle_sha, status, code, message)
-
         sale = await t.db(store.get_sale, partner.name, trade_id)
-        if sale is None:
-            if used_hours != 0:
-                return refuse(404, "unknown_trade", f"no trade {trade_id!r} of {partner.name}")
-            answer = documents.settlement_receipt(
-                t.identity(),
-                partner.name,
-                trade_id,
-                settle_sha,
-                "cancelled",
-                0,
-                str(document["currency"]),
-                None,
-                now,
+        if sale is not None and sale.state == "accepted" and now >= sale.hold_expires_ts:
+            sale = await t.db(store.move_sale, sale, "expire", now) or await t.db(
+                store.get_sale, partner.name, trade_id
             )
-            values = {
-                "partner": partner.name,
-                "trade_id": trade_id,
-                "units": 0,
-                "hours": 0,
-                "price_per_unit_hour": 0,
-                "currency": str(document["currency"]),
-                "amount": 0,
-                "fee": 0,
-                "settlement_sha256": settle_sha,
-                "settlement_receipt": canonical.encode(answer),
-                "used_hours": 0,
-                "settled_amount": 0,
-                "hold_expires_ts": now,
-                "created_ts": now,
-                "updated_ts": now,
-            }
-            sale = await t.db(store.cancel_unknown_sale, values)
-        if sale.state == "expired":
-            return refuse(409, "hold_expired", f"the holds of {trade_id} expired before it was settled")
-        if sale.settlement_sha256 is not None:
-            if sale.settlement_sha256 != settle_sha:
-                if sale.state == "cancelled" and used_hours == 0:
-                    return 200, self._receipt(partner, sale, settle_sha, "cancelled", 0, now)
-                return refuse(409, "already_settled", f"trade {trade_id} was settled by another settlement")
+        step = decisions.check_settlement(document, partner.name, sale, settle_sha, t.settings.currency)
+        if isinstance(step, decisions.CancelUnseen):
+            await t.db(store.cancel_unknown_sale, self._unseen_cancel(partner, document, settle_sha, now))
+            return await self._again(partner, document, settle_sha, retry)
+        assert sale is not None
+        if isinstance(step, decisions.AnswerReceipt):
+            return 200, self._receipt(partner, sale, settle_sha, step.state, 0, now)
+        if isinstance(step, decisions.FinishStored):
             return await self._finish(partner, sale)
-        if sale.state == "open":
-            return refuse(429, "trade_in_progress", f"trade {trade_id} is being recorded; retry")
-        if sale.state == "refused":
-            return 200, self._receipt(partner, sale, settle_sha, "refused", 0, now)
-        if sale.state != "accepted":
-            raise StateError(f"sale {trade_id} is {sale.state}")
-        given = document.get("receipt_sha256")
-        if given not in (None, sale.receipt_sha256):
-            return refuse(409, "receipt_mismatch", "the settlement names another trade receipt")
-        if used_hours > 0 and given is None:
-            return refuse(422, "receipt_required", "settling used hours needs the trade receipt's digest")
-        if used_hours > sale.hours:
-            return refuse(422, "too_many_hours", f"{used_hours} used hours exceed the {sale.hours} ordered")
-        used = sale.units * used_hours * sale.price_per_unit_hour
-        if amount != used or document.get("currency") != sale.currency:
-            return refuse(
-                422, "amount_mismatch", f"{used_hours} hours cost {used} {sale.currency}, not {amount}"
-            )
-        if now >= sale.hold_expires_ts:
-            await t.db(store.move_sale, sale, "expire", now)
-            return refuse(409, "hold_expired", f"the holds of {trade_id} expired before it was settled")
-        answer = self._receipt(partner, sale, settle_sha, "settled" if used else "voided", used, now)
-        record = documents.digest(documents.settlement_record(document, answer))
+        answer = self._receipt(partner, sale, settle_sha, step.state, step.used, now)
         moved = await t.db(
             store.move_sale,
             sale,
-            "settle" if used else "cancel",
+            step.event,
             now,
             settlement_sha256=settle_sha,
             settlement_receipt=canonical.encode(answer),
-            record_sha256=record,
-            used_hours=used_hours,
-            settled_amount=used,
+            record_sha256=documents.digest(documents.settlement_record(document, answer)),
+            used_hours=step.used_hours,
+            settled_amount=step.used,
         )
         if moved is None:  # another request moved it first: answer from what it stored
-            if not retry:
-                raise StateError(f"sale {trade_id} keeps changing; retry")
-            return await self._settle(partner, document, retry=False)
+            return await self._again(partner, document, settle_sha, retry)
         return await self._finish(partner, moved)
+
+    async def _again(
+        self, partner: Partner, document: dict[str, Any], settle_sha: str, retry: bool
+    ) -> Answer:
+        """Decide once more on the sale as it is stored now (it changed under us)."""
+        if not retry:
+            raise StateError(f"sale {document['trade_id']} keeps changing; retry", code="bad_sale_state")
+        return await self._settle(partner, document, settle_sha, retry=False)
+
+    def _unseen_cancel(
+        self, partner: Partner, document: dict[str, Any], settle_sha: str, now: int
+    ) -> dict[str, Any]:
+        """The sale row recording a cancel of a trade never seen, with its signed receipt."""
+        trade_id, currency = str(document["trade_id"]), self.trading.settings.currency
+        answer = documents.settlement_receipt(
+            self.trading.identity(), partner.name, trade_id, settle_sha, "cancelled", 0, currency, None, now
+        )
+        return {
+            "partner": partner.name,
+            "trade_id": trade_id,
+            "units": 0,
+            "hours": 0,
+            "price_per_unit_hour": 0,
+            "currency": currency,
+            "amount": 0,
+            "fee": 0,
+            "settlement_sha256": settle_sha,
+            "settlement_receipt": canonical.encode(answer),
+            "used_hours": 0,
+            "settled_amount": 0,
+            "hold_expires_ts": now,
+            "created_ts": now,
+            "updated_ts": now,
+        }
 
     def _receipt(
         self, partner: Partner, sale: Sale, settle_sha: str, state: str, amount: int, now: int
@@ -319,7 +272,8 @@ class Seller:
         )
 
     async def _finish(self, partner: Partner, sale: Sale) -> Answer:
-        """Post or void the holds of a sale whose settlement is stored; answer its stored receipt."""
+        """Post or void the holds of a sale whose settlement is stored; answer its stored receipt.
+        Holds that expired before they were posted end the sale `expired` (Refusal hold_expired)."""
         t = self.trading
         assert sale.settlement_receipt is not None
         if sale.state in ("settling", "voiding"):
@@ -331,14 +285,7 @@ class Seller:
                 if cause in EXPIRED:
                     log.error("sale %s of %s: its holds expired while settling", sale.trade_id, partner.name)
                     await t.db(store.move_sale, sale, "expire", t.clock(), reason="expired_while_settling")
-                    return self._refusal(
-                        partner,
-                        sale.trade_id,
-                        sale.settlement_sha256,
-                        409,
-                        "hold_expired",
-                        "the holds expired while settling",
-                    )
+                    raise Refusal(409, "hold_expired", f"the holds of {sale.trade_id} expired while settling")
                 raise StateError(
                     f"the ledger refused to settle {sale.trade_id}: {cause}", code="ledger_refused"
                 )
@@ -371,16 +318,17 @@ class Seller:
         stale = now - 2 * int(t.service.settings.trade_claim_ttl_s)
         for sale in await t.db(store.unfinished_sales, stale):
             partner = await t.db(federation_store.get_partner, sale.partner)
-            if partner is None:
+            action = self.actions.get(sale.state)
+            if partner is None or action is None:
                 continue
             try:
-                if sale.state == "open":
-                    await self._hold(partner, sale)
-                else:
-                    await self._finish(partner, sale)
-                touched += 1
+                await action(partner, sale)
+            except Refusal as refusal:  # the sale ended refused or expired: it is finished too
+                log.info("sale %s of %s: %s: %s", sale.trade_id, sale.partner, refusal.code, refusal)
             except Exception:  # one sale's trouble must not stop the others
                 log.exception("could not finish sale %s of %s", sale.trade_id, sale.partner)
+                continue
+            touched += 1
         if touched:
             await t.capacity.refresh()
         return touched

@@ -5,15 +5,18 @@ the action of the state an order was left in finishes it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from federation import canonical
 from ledger import Status
+from node.money import format_money
 from node.trading import books, documents, peer, rules, store
 from node.trading.core import Trading
 from node.trading.documents import Terms
 from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
+from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
@@ -27,11 +30,25 @@ VOID_DONE = frozenset(
 )
 
 
+OrderAction = Callable[[Order], Awaitable[Order | None]]
+
+
 class OrderSteps:
     """What each order state does."""
 
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
+        # The action of every state that is not resting (node.trading.machine); a table test checks
+        # that the keys are exactly those states.
+        self.actions: dict[OrderState, OrderAction] = {
+            "new": self._on_new,
+            "held": self._on_held,
+            "requested": self._on_requested,
+            "settling": self._on_settling,
+            "posting": self._on_posting,
+            "cancelling": self._on_cancelling,
+            "voiding": self._on_voiding,
+        }
 
     async def get(self, order_id: str) -> Order:
         """One order, or UnknownError."""
@@ -50,7 +67,7 @@ class OrderSteps:
         )
         return {"settlement": canonical.encode(doc)}
 
-    async def move(self, order: Order, event: str, **values: Any) -> Order | None:
+    async def move(self, order: Order, event: OrderEvent, **values: Any) -> Order | None:
         """Move the order from its current state by `event` (None if it moved meanwhile)."""
         return await self.trading.db(
             store.move_order, order.id, order.state, event, self.trading.clock(), **values
@@ -64,9 +81,10 @@ class OrderSteps:
 
     async def step(self, order: Order) -> Order | None:
         """Run the action of the order's state; the order as moved (None if it moved meanwhile)."""
-        step = getattr(self, f"_on_{order.state}")
-        result: Order | None = await step(order)
-        return result
+        action = self.actions.get(order.state)
+        if action is None:
+            raise StateError(f"order {order.id} is {order.state}: it waits for the consumer")
+        return await action(order)
 
     async def _on_new(self, order: Order) -> Order | None:
         t = self.trading
@@ -92,7 +110,13 @@ class OrderSteps:
         cause = await t.db(books.submit, legs)
         if cause is None:
             return await self.move(order, "held")
-        reason = "insufficient_funds" if cause is Status.EXCEEDS_CREDITS else f"ledger_{cause}"
+        reason = f"ledger_{cause}"
+        if cause is Status.EXCEEDS_CREDITS:
+            available = await t.db(books.available, rules.consumer_account(order.consumer))
+            reason = (
+                f"insufficient_funds: {order.consumer} needs {format_money(order.amount, order.currency)} "
+                f"for this order and has {format_money(available, order.currency)} available"
+            )
         return await self.move(order, "rejected", reason=reason)
 
     async def _on_held(self, order: Order) -> Order | None:

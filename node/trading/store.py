@@ -15,19 +15,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from node.db import write_transaction
-from node.trading.machine import ORDER_FINAL, ORDER_RESTING, SALE_OPEN, order_transition, sale_transition
-from node.trading.tables import (
-    ORDER_DOCUMENTS,
-    Order,
-    Sale,
-    order_from_row,
-    order_reservation,
-    orders_t,
-    reservations_t,
-    sale_from_row,
-    sale_reservation,
-    sales_t,
+from node.offers import CatalogOffer
+from node.trading.machine import (
+    ORDER_FINAL,
+    ORDER_RESTING,
+    ORDER_START,
+    SALE_OPEN,
+    SALE_START,
+    OrderEvent,
+    OrderState,
+    SaleEvent,
+    order_transition,
+    sale_transition,
 )
+from node.trading.records import ORDER_DOCUMENTS, Order, Sale, order_reservation, sale_reservation
+from node.trading.tables import order_from_row, orders_t, reservations_t, sale_from_row, sales_t
 
 __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
 
@@ -36,12 +38,12 @@ __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reserv
 
 
 def insert_order(engine: Engine, values: dict[str, Any]) -> tuple[bool, Order]:
-    """Insert a new order; (False, the stored one) when its id exists already."""
+    """Insert a new order (state: where `place` leads); (False, the stored one) when its id exists."""
     with write_transaction(engine) as conn:
         row = conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).first()
         if row is not None:
             return False, order_from_row(row)
-        conn.execute(sa.insert(orders_t).values(**values))
+        conn.execute(sa.insert(orders_t).values(**values, state=order_transition(ORDER_START, "place")))
         return True, order_from_row(
             conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).one()
         )
@@ -73,17 +75,10 @@ def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
 
 
 def move_order(
-    engine: Engine,
-    order_id: str,
-    state: str,
-    event: str,
-    now_ts: int,
-    *,
-    release_capacity: bool = False,
-    **values: Any,
+    engine: Engine, order_id: str, state: OrderState, event: OrderEvent, now_ts: int, **values: Any
 ) -> Order | None:
     """Move an order that is in `state` by `event` (writing `values` with it); None if it was not in
-    `state` any more (someone else moved it first)."""
+    `state` any more (someone else moved it first). Reaching a final state releases its capacity."""
     after = order_transition(state, event)
     with write_transaction(engine) as conn:
         moved = conn.execute(
@@ -93,7 +88,7 @@ def move_order(
         )
         if moved.rowcount != 1:
             return None
-        if release_capacity or after in ORDER_FINAL:
+        if after in ORDER_FINAL:
             release(conn, order_reservation(order_id), now_ts)
         return order_from_row(conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).one())
 
@@ -216,7 +211,7 @@ def get_sale(engine: Engine, partner: str, trade_id: str) -> Sale | None:
         return _get_sale(conn, partner, trade_id)
 
 
-def open_sale(engine: Engine, values: dict[str, Any], free_units: int, now_ts: int) -> tuple[str, Sale]:
+def open_sale(engine: Engine, values: dict[str, Any], offer: CatalogOffer, now_ts: int) -> tuple[str, Sale]:
     """Record a new sale with its capacity reservation in one transaction.
 
     ("opened", sale) when reserved; ("exists", stored sale) when the trade id is known already;
@@ -230,11 +225,11 @@ def open_sale(engine: Engine, values: dict[str, Any], free_units: int, now_ts: i
             sale_reservation(values["partner"], values["trade_id"]),
             values["offer_id"],
             values["units"],
-            free_units,
+            int(offer["free_units"]),
             values["hold_expires_ts"],
             now_ts,
         )
-        state = "open" if reserved else "refused"
+        state = sale_transition(SALE_START, "request" if reserved else "no_capacity")
         reason = None if reserved else "not_enough_free_units"
         conn.execute(sa.insert(sales_t).values(**values, state=state, reason=reason))
         sale = _get_sale(conn, values["partner"], values["trade_id"])
@@ -247,13 +242,14 @@ def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:
     with write_transaction(engine) as conn:
         stored = _get_sale(conn, values["partner"], values["trade_id"])
         if stored is None:
-            conn.execute(sa.insert(sales_t).values(**values, state="cancelled"))
+            state = sale_transition(SALE_START, "cancel")
+            conn.execute(sa.insert(sales_t).values(**values, state=state))
             stored = _get_sale(conn, values["partner"], values["trade_id"])
             assert stored is not None
         return stored
 
 
-def move_sale(engine: Engine, sale: Sale, event: str, now_ts: int, **values: Any) -> Sale | None:
+def move_sale(engine: Engine, sale: Sale, event: SaleEvent, now_ts: int, **values: Any) -> Sale | None:
     """Move a sale from its current state by `event`; None if it moved meanwhile. Leaving the open
     states releases its capacity reservation in the same transaction."""
     after = sale_transition(sale.state, event)

@@ -1,12 +1,15 @@
-"""Trading tables (migrations node_0002 and node_0003) and their rows: orders placed here, sales to
-partners, capacity reservations, and consumers' API tokens."""
+"""Trading tables (migrations node_0002 to node_0004): orders placed here, sales to partners,
+capacity reservations and consumers' API tokens, and their rows as records (node.trading.records)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
+
+from node.trading.machine import ORDER_STATES, SALE_STATES
+from node.trading.records import Order, Sale
 
 _md = sa.MetaData()
 _BIG, _TEXT, _BYTES = sa.BigInteger, sa.Text, sa.LargeBinary
@@ -83,93 +86,6 @@ consumer_tokens_t = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class Order:
-    """A row of `trading_orders`."""
-
-    id: str
-    consumer: str
-    offer_id: str
-    source: str
-    partner: str | None
-    pool: str
-    units: int
-    hours: int
-    price_per_unit_hour: int
-    currency: str
-    amount: int
-    fee: int
-    state: str
-    reason: str | None
-    request_sha256: str
-    trade_request: bytes | None
-    receipt: bytes | None
-    receipt_sha256: str | None
-    partner_hold_expires_ts: int | None
-    used_hours: int | None
-    settled_amount: int | None
-    settlement: bytes | None
-    settlement_record: bytes | None
-    settlement_sha256: str | None
-    notify_partner: bool
-    hold_expires_ts: int
-    created_ts: int
-    updated_ts: int
-
-    def view(self) -> dict[str, Any]:
-        """What the API shows of an order (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ORDER_DOCUMENTS}
-
-
-@dataclass(frozen=True)
-class Sale:
-    """A row of `trading_sales`."""
-
-    partner: str
-    trade_id: str
-    offer_id: str | None
-    pool: str | None
-    units: int
-    hours: int
-    price_per_unit_hour: int
-    currency: str
-    amount: int
-    fee: int
-    state: str
-    reason: str | None
-    request_sha256: str | None
-    acceptance: bytes | None
-    receipt_sha256: str | None
-    settlement_sha256: str | None
-    settlement_receipt: bytes | None
-    record_sha256: str | None
-    used_hours: int | None
-    settled_amount: int | None
-    hold_expires_ts: int
-    created_ts: int
-    updated_ts: int
-
-    @property
-    def reservation_id(self) -> str:
-        """The id of this sale's capacity reservation."""
-        return sale_reservation(self.partner, self.trade_id)
-
-    def view(self) -> dict[str, Any]:
-        """What the API shows of a sale (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("acceptance", "settlement_receipt")}
-
-
-def order_reservation(order_id: str) -> str:
-    """The reservation id of a local order."""
-    return f"order:{order_id}"
-
-
-def sale_reservation(partner: str, trade_id: str) -> str:
-    """The reservation id of a sale."""
-    return f"sale:{partner}:{trade_id}"
-
-
-ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record")
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _SALE_FIELDS = tuple(f.name for f in fields(Sale))
 
@@ -182,10 +98,16 @@ def row_values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def order_from_row(row: Any) -> Order:
-    """An order from a `trading_orders` row."""
-    return Order(**row_values(row, _ORDER_FIELDS))
+    """An order from a `trading_orders` row (ValueError for a state the order machine lacks)."""
+    values = row_values(row, _ORDER_FIELDS)
+    if values["state"] not in ORDER_STATES:
+        raise ValueError(f"order {values['id']} has unknown state {values['state']!r}")
+    return Order(**values)
 
 
 def sale_from_row(row: Any) -> Sale:
-    """A sale from a `trading_sales` row."""
-    return Sale(**row_values(row, _SALE_FIELDS))
+    """A sale from a `trading_sales` row (ValueError for a state the sale machine lacks)."""
+    values = row_values(row, _SALE_FIELDS)
+    if values["state"] not in SALE_STATES:
+        raise ValueError(f"sale {values['trade_id']} has unknown state {values['state']!r}")
+    return Sale(**values)

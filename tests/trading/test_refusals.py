@@ -20,6 +20,9 @@ async def test_credit_limit_refusal_is_the_ledgers_doing(
         status, body = await m.order(1, 3)  # another 30,000: over the line
         assert status == 409, body
         assert body["error"] == "credit_limit_exceeded"
+        assert "300.00 CNY exceeds the credit shanghai gives beijing" in body["message"]
+        assert "a limit of 500.00 CNY, 200.00 CNY of it unused" in body["message"]
+        assert "`cpnode partners update beijing --credit-limit MINOR_UNITS`" in body["message"]
         assert body["order"]["state"] == "cancelled"
         refused = body["order"]["id"]
         assert [kind for _, kind, _ in legs(m.buyer, refused)] == ["pending", "void"]
@@ -39,11 +42,23 @@ async def test_credit_limit_refusal_is_the_ledgers_doing(
         assert balances(m.seller)["creditline:beijing"] == (0, 100_000, 0, 0)
 
 
+async def test_the_default_credit_limit_is_zero_and_the_refusal_says_so(tmp_path: Path) -> None:
+    """With no credit limit agreed (0, the default) the seller refuses every trade, and its message
+    says the limit is the default and which command raises it."""
+    async with market(tmp_path, credit_limit=0) as m:
+        status, body = await m.order(1, 1)
+        assert (status, body["error"]) == (409, "credit_limit_exceeded")
+        assert "a limit of 0.00 CNY (the default for a partner)" in body["message"]
+        assert "cpnode partners update beijing --credit-limit" in body["message"]
+        assert (await m.consumer())["available"] == 500_000
+
+
 async def test_insufficient_funds_never_reach_the_seller(tmp_path: Path) -> None:
     """A consumer without enough money is rejected by the buyer's ledger before any request is sent."""
     async with market(tmp_path, deposit=10_000) as m:
         status, body = await m.order(1, 2)  # 20,000 > 10,000
         assert (status, body["error"], body["order"]["state"]) == (409, "insufficient_funds", "rejected")
+        assert "alice needs 200.00 CNY for this order and has 100.00 CNY available" in body["message"]
         assert legs(m.buyer, body["order"]["id"]) == []
         assert (await m.get("/api/v1/sales", "seller"))[1]["sales"] == []
         assert (await m.consumer())["available"] == 10_000
