@@ -11,6 +11,7 @@ has not acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,13 +25,15 @@ from node.trading import books, documents, rules, store
 from node.trading.core import Trading
 from node.trading.errors import (
     OrderRequestError,
+    PartnerFaultError,
+    ProtocolError,
     RefusedError,
     StateError,
     TradingError,
     UnknownError,
 )
 from node.trading.machine import ORDER_RESTING
-from node.trading.steps import VOID_DONE, OrderSteps
+from node.trading.steps import BAD_ANSWER, VOID_DONE, OrderSteps, bad_answer
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
@@ -86,11 +89,17 @@ class Buyer:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
         order = await self.drive(stored)
         if order.state in ("rejected", "cancelled"):
-            code = (order.reason or "refused").split(":", 1)[0]
-            raise RefusedError(
-                f"order {order.id} was not accepted: {order.reason}", code=code, order=order.view()
-            )
+            raise self._refused(order, "was not accepted")
         return order
+
+    def _refused(self, order: Order, what: str) -> RefusedError:
+        """The error for an order that ended without a sale: 502 when the partner's answer could not
+        be read or trusted, else 409 with the reason's code."""
+        code = (order.reason or "refused").split(":", 1)[0]
+        message = f"order {order.id} {what}: {order.reason}"
+        if code == BAD_ANSWER:
+            return PartnerFaultError(message, order=order.view())
+        return RefusedError(message, code=code, order=order.view())
 
     async def _create(
         self,
@@ -189,7 +198,10 @@ class Buyer:
             raise StateError(
                 f"order {order.id} is {order.state}; it cannot be settled for {used_hours} hours now"
             )
-        return await self.drive(order)
+        order = await self.drive(order)
+        if order.state == "cancelled" and (order.reason or "").startswith(BAD_ANSWER):
+            raise self._refused(order, "was not settled")
+        return order
 
     async def cancel(self, order_id: str) -> Order:
         """Cancel an accepted order: the seller voids its holds, then we void ours."""
@@ -228,34 +240,72 @@ class Buyer:
     # --- upkeep ----------------------------------------------------------------------------------
 
     async def upkeep(self) -> int:
-        """Finish orders left between states and re-deliver unacknowledged cancels; return how many."""
+        """Finish orders left between states and re-deliver unacknowledged cancels; return how many.
+
+        Each partner's orders run in turn, the partners side by side, each within `upkeep_budget_s`:
+        one partner that answers slowly or badly never holds up the orders of another (what a
+        partner leaves undone waits for the next round). One order's trouble never stops the rest."""
         t = self.trading
         now = t.clock()
-        touched = 0
+        work: dict[str | None, list[tuple[str, Order]]] = {}
         for order in await t.db(store.unfinished_orders, now - int(3 * t.settings.trade_timeout_s)):
-            try:
-                await self.drive(order)
-                touched += 1
-            except (TradingError, ledger.LedgerError) as exc:
-                log.warning("order %s stays %s: %s", order.id, order.state, exc)
+            work.setdefault(order.partner, []).append(("finish", order))
         for order in await t.db(store.orders_to_notify):
-            if now > order.hold_expires_ts:
-                await t.db(store.update_order, order.id, now, notify_partner=False)
-                continue
-            try:
-                fields = await self.steps.deliver_cancel(order, t.settings.trade_timeout_s / 4)
-            except TradingError as exc:
-                log.warning("cancel of order %s not delivered: %s", order.id, exc)
-                continue
-            if fields is not None:
-                if "receipt_sha256" in fields:
-                    # Mirror the seller's void of the trade we just learned it accepted.
-                    cause = await t.db(
-                        books.submit,
-                        books.order_resolutions(order.id, 0, fields["settlement_sha256"], ("escrow",)),
-                    )
-                    if cause is not None and cause not in VOID_DONE:
-                        log.warning("could not void the partner hold of order %s: %s", order.id, cause)
-                await t.db(store.update_order, order.id, now, notify_partner=False, **fields)
-                touched += 1
+            work.setdefault(order.partner, []).append(("notify", order))
+        done = await asyncio.gather(*(self._upkeep_partner(partner, jobs) for partner, jobs in work.items()))
+        return sum(done)
+
+    def upkeep_budget_s(self) -> float:
+        """How long one round may spend on one partner's orders."""
+        return max(2 * self.trading.settings.trade_timeout_s, self.trading.settings.recover_every_s)
+
+    async def _upkeep_partner(self, partner: str | None, jobs: list[tuple[str, Order]]) -> int:
+        touched = 0
+        try:
+            async with asyncio.timeout(self.upkeep_budget_s()):
+                for job, order in jobs:
+                    try:
+                        touched += await (
+                            self._finish_left(order) if job == "finish" else self._notify(order)
+                        )
+                    except (TradingError, ledger.LedgerError) as exc:
+                        log.warning("order %s stays %s: %s", order.id, order.state, exc)
+                    except Exception:  # an order's trouble must not stop the others
+                        log.exception("upkeep of order %s failed", order.id)
+        except TimeoutError:
+            log.warning("upkeep of %s's orders ran out of time; the rest wait for the next round", partner)
         return touched
+
+    async def _finish_left(self, order: Order) -> int:
+        """Drive an order left between states until it rests."""
+        await self.drive(order)
+        return 1
+
+    async def _notify(self, order: Order) -> int:
+        """Deliver the cancel an order owes its seller (once its hold has lapsed, stop trying)."""
+        t = self.trading
+        now = t.clock()
+        if now > order.hold_expires_ts:
+            await t.db(store.update_order, order.id, now, notify_partner=False)
+            return 0
+        try:
+            fields = await self.steps.deliver_cancel(order, t.settings.trade_timeout_s / 4)
+        except ProtocolError as exc:
+            # Delivered, answered with what we cannot read or trust: nothing more to tell it.
+            reason = f"{order.reason or 'cancelled'}; {bad_answer(exc)}"
+            await t.db(store.update_order, order.id, now, notify_partner=False, reason=reason)
+            return 1
+        except TradingError as exc:
+            log.warning("cancel of order %s not delivered: %s", order.id, exc)
+            return 0
+        if fields is None:
+            return 0
+        if "receipt_sha256" in fields:
+            # Mirror the seller's void of the trade we just learned it accepted.
+            cause = await t.db(
+                books.submit, books.order_resolutions(order.id, 0, fields["settlement_sha256"], ("escrow",))
+            )
+            if cause is not None and cause not in VOID_DONE:
+                log.warning("could not void the partner hold of order %s: %s", order.id, cause)
+        await t.db(store.update_order, order.id, now, notify_partner=False, **fields)
+        return 1

@@ -63,9 +63,13 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     if "scheduler" in ctx.roles:
 
         async def upkeep() -> None:
-            touched = await buyer.upkeep() + await seller.upkeep()
+            results = await asyncio.gather(buyer.upkeep(), seller.upkeep(), return_exceptions=True)
+            touched = sum(r for r in results if isinstance(r, int))
             if touched:
                 log.info("trading upkeep finished %d order(s) and sale(s)", touched)
+            for result in results:  # one side's failure did not stop the other; the job reports it
+                if isinstance(result, BaseException):
+                    raise result
 
         ctx.scheduler.add_interval_job(UPKEEP_JOB, upkeep, ctx.settings.trading.recover_every_s)
 

@@ -2,9 +2,14 @@
 the partner's signed answers checked against the keys we trust for it.
 
 A request is retried while the partner does not answer, answers 429 (its limit of trades in
-flight) or a 5xx (it failed before giving a final answer), until the deadline; a 401 logs in again once (the partner may have dropped our
-session). Every retry is a new signed HTTP request with the same body, so the partner's
-idempotency (same trade id, same content) gives the stored answer after a lost response.
+flight) or a 5xx (it failed before giving a final answer), until the deadline; a 401 logs in again
+once (the partner may have dropped our session). Every retry is a new signed HTTP request with the
+same body, so the partner's idempotency (same trade id, same content) gives the stored answer after
+a lost response.
+
+An answer we cannot read or trust — larger than the response cap, not canonical JSON (nested too
+deep, bad UTF-8, ...), not an object, or not signed by the partner — is a `ProtocolError` at once,
+never retried: the flows treat it as a definite outcome (node.trading.machine).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from federation import canonical, store
 from federation.client import PeerResponse
 from federation.documents import verify_document
-from federation.errors import FederationError, PeerError, SignatureError, UnsafeURLError
+from federation.errors import FederationError, PeerError, UnsafeURLError
 from federation.partners import Partner
 from federation.service import FederationService
 from federation.sync import ensure_session
@@ -61,9 +66,13 @@ async def post(
                 return response
             code, message = response.error()
             last = f"{response.status} {code}: {message}"
-        except UnsafeURLError:
-            raise
-        except (PeerError, TimeoutError) as exc:
+        except UnsafeURLError as exc:
+            raise PartnerUnavailableError(f"{partner.name} may not be called: {exc}") from None
+        except PeerError as exc:
+            if exc.code == "response_too_large":
+                raise ProtocolError(f"{partner.name} answered {path} with too much data: {exc}") from None
+            last = str(exc) or type(exc).__name__
+        except (FederationError, TimeoutError) as exc:  # a failed login is retried like a lost answer
             last = str(exc) or type(exc).__name__
         log.debug("%s %s: %s; retrying", partner.name, path, last)
         await asyncio.sleep(min(backoff_s, max(0.0, deadline - loop.time())))
@@ -92,7 +101,7 @@ async def verify_from(service: FederationService, partner: Partner, document: di
                 document, partner.name, {kid: r.verify_key() for kid, r in keys.items() if kid not in denied}
             )
             return
-        except SignatureError as exc:
+        except FederationError as exc:  # a bad signature, or signatures that are not even well-formed
             if exc.code != "unknown_key" or attempt == 1:
                 raise ProtocolError(
                     f"{partner.name}'s {document.get('type')} document: {exc}", code="bad_signature"

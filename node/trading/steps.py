@@ -5,6 +5,7 @@ the action of the state an order was left in finishes it."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -20,6 +21,9 @@ from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
+BAD_ANSWER = "bad_partner_answer"
+CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_REASON = 500  # a reason quotes a partner's message: bounded
 PARTNER_HOLD_MARGIN_S = 300  # our partner hold outlives the seller's by this much
 VOID_DONE = frozenset(
     {
@@ -155,11 +159,14 @@ class OrderSteps:
             return await self.move(
                 order, "abandon", reason=f"partner_unavailable: {exc}", **self.cancel_document(order)
             )
+        except ProtocolError as exc:
+            return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
         try:
             answer = peer.answer_document(response, partner)
             if response.status not in (200, 201):
-                code, message = answer.get("error", "refused"), answer.get("message", "")
-                return await self.move(order, "refused", reason=f"{code}: {partner.name} refused: {message}")
+                return await self.move(
+                    order, "refused", reason=refusal_reason(answer, partner.name, "refused")
+                )
             await peer.verify_from(t.service, partner, answer)
             request = canonical.decode(order.trade_request)
             expires = documents.check_acceptance(
@@ -167,9 +174,7 @@ class OrderSteps:
             )
         except ProtocolError as exc:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
-            return await self.move(
-                order, "abandon", reason=f"{exc.code}: {exc}", **self.cancel_document(order)
-            )
+            return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
         record = documents.receipt(request, answer)
         moved = await self.move(
             order,
@@ -203,24 +208,26 @@ class OrderSteps:
         assert order.settlement is not None
         partner = await t.partner(order.partner)
         path = f"/fed/v1/trades/{order.id}/settlement"
-        response = await peer.post(t.service, partner, path, order.settlement, t.settings.trade_timeout_s)
-        answer = peer.answer_document(response, partner)
-        if response.status != 200:
-            return await self.move(
-                order,
-                "refused",
-                reason=f"{answer.get('error')}: {partner.name} refused the settlement: {answer.get('message')}",
-            )
-        await peer.verify_from(t.service, partner, answer)
         settled = canonical.decode(order.settlement)
-        state = documents.check_settlement_receipt(
-            answer, partner.name, t.name, order.id, documents.sha256_of(settled)
-        )
-        expected = "settled" if order.settled_amount else "voided"
-        if state != expected or answer["amount"] != order.settled_amount:
-            return await self.move(
-                order, "refused", reason=f"bad_receipt: {partner.name} answered {state} {answer['amount']}"
+        try:
+            response = await peer.post(t.service, partner, path, order.settlement, t.settings.trade_timeout_s)
+            answer = peer.answer_document(response, partner)
+            if response.status != 200:
+                reason = refusal_reason(answer, partner.name, "refused the settlement")
+                return await self.move(order, "refused", reason=reason)
+            await peer.verify_from(t.service, partner, answer)
+            state = documents.check_settlement_receipt(
+                answer, partner.name, t.name, order.id, documents.sha256_of(settled)
             )
+            expected = "settled" if order.settled_amount else "voided"
+            if state != expected or answer["amount"] != order.settled_amount:
+                raise ProtocolError(
+                    f"{partner.name} answered {state} {answer['amount']}, not {expected} {order.settled_amount}",
+                    code="bad_receipt",
+                )
+        except ProtocolError as exc:
+            # Nobody is paid on an answer we cannot trust; the difference shows in reconciliation.
+            return await self.move(order, "bad_answer", reason=bad_answer(exc))
         record = documents.settlement_record(settled, answer)
         return await self.move(
             order,
@@ -246,13 +253,20 @@ class OrderSteps:
         t = self.trading
         if order.partner is None:
             return await self.move(order, "acknowledged")
-        outcome = await self.deliver_cancel(order, t.settings.trade_timeout_s / 4)
+        try:
+            outcome = await self.deliver_cancel(order, t.settings.trade_timeout_s / 4)
+        except ProtocolError as exc:
+            # Delivered, but answered with what we cannot read or trust: nothing more to tell it.
+            return await self.move(
+                order, "bad_answer", reason=f"{order.reason or 'cancelled'}; {bad_answer(exc)}"
+            )
         if outcome is None:
             return await self.move(order, "unreachable", notify_partner=True)
         return await self.move(order, "acknowledged", **outcome)
 
     async def deliver_cancel(self, order: Order, deadline_s: float) -> dict[str, Any] | None:
-        """Send the stored cancel to the seller; the order fields to store, or None if it did not answer."""
+        """Send the stored cancel to the seller; the order fields to store, None if it did not answer,
+        ProtocolError if its answer cannot be read or trusted."""
         t = self.trading
         assert order.partner is not None
         assert order.settlement is not None
@@ -266,7 +280,8 @@ class OrderSteps:
         answer = peer.answer_document(response, partner)
         if response.status != 200:
             # The seller keeps nothing open for this trade (expired, refused, unknown): nothing to undo.
-            return {"reason": f"{order.reason or 'cancelled'}; {partner.name}: {answer.get('error')}"}
+            code = refusal_reason(answer, partner.name, "").split(":", 1)[0]
+            return {"reason": f"{order.reason or 'cancelled'}; {partner.name}: {code}"}
         await peer.verify_from(t.service, partner, answer)
         settled = canonical.decode(order.settlement)
         documents.check_settlement_receipt(
@@ -307,6 +322,19 @@ class OrderSteps:
         if cause is not None and cause not in VOID_DONE:
             raise StateError(f"the ledger refused to void order {order.id}: {cause}", code="ledger_refused")
         return await self.move(order, "voided")
+
+
+def bad_answer(exc: ProtocolError) -> str:
+    """The reason an order records for a partner's answer it cannot read or trust."""
+    return f"{BAD_ANSWER}: {exc.code}: {exc}"[:MAX_REASON]
+
+
+def refusal_reason(answer: dict[str, Any], partner: str, what: str) -> str:
+    """The reason an order records for a partner's refusal: its code (when it looks like one) and message."""
+    code, message = answer.get("error"), answer.get("message")
+    code = code if isinstance(code, str) and CODE_RE.fullmatch(code) else "refused"
+    message = message if isinstance(message, str) else ""
+    return f"{code}: {partner} {what}: {message}"[:MAX_REASON]
 
 
 def _with(order: Order, **fields: Any) -> Order:

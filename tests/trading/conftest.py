@@ -198,9 +198,11 @@ async def market(
     seller_free: int = 4,
     seller_extra: str = "",
     buyer_extra: str = "",
+    buyer_federation: str = "",
     timeout_s: float = 3.0,
 ) -> AsyncIterator[Market]:
-    """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog."""
+    """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog.
+    `buyer_federation` adds lines to the buyer's `[federation]` section."""
     async with AsyncExitStack() as stack:
         seller_config = make_node_dir(
             tmp_path,
@@ -216,7 +218,7 @@ async def market(
             tmp_path,
             "beijing",
             db_url=db_urls[1],
-            extra_toml=BASE_TOML
+            extra_toml=BASE_TOML.replace("[federation]\n", "[federation]\n" + buyer_federation)
             + trading_toml(timeout_s=timeout_s)
             + buyer_extra
             + offer("beijing", "local", 3, 2_000, pool="local-a"),

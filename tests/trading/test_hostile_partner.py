@@ -1,0 +1,124 @@
+"""A hostile seller (a real node behind a proxy that corrupts its trade answers) next to an honest
+one: every bad answer is a definite outcome for the buyer (502 bad_partner_answer, the order
+cancelled, the consumer's money released, no retries), and upkeep finishes the hostile partner's
+orders and still delivers the cancel owed to the honest partner in the same round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from federation import store
+from federation.partners import Agreement, Partner
+from node.service import NodeServer
+from node.trading import store as trading_store
+from tests.nodes import make_node_dir, running_node
+from tests.trading.conftest import (
+    BASE_TOML,
+    PRICE,
+    buyer_of,
+    engine_of,
+    market,
+    offer,
+    pin,
+    trading_toml,
+)
+from tests.trading.hostile import HostileProxy
+
+BAD_MODES = ("deep", "forged", "huge", "garbage")
+
+
+def pin_at(node: NodeServer, other: NodeServer, url: str) -> None:
+    """Make `node` pin `other` as a partner reached at `url` (its proxy)."""
+    assert node.ctx is not None
+    assert other.ctx is not None
+    partner = Partner(other.ctx.name, (url,), other.ctx.identity.public_key, Agreement())
+    store.add_partner(node.ctx.engine, partner, int(time.time()), replace=True)
+
+
+@asynccontextmanager
+async def proxied(node: NodeServer) -> AsyncIterator[HostileProxy]:
+    """A proxy in front of `node`, which takes the proxy's origin as its own while it runs."""
+    assert node.ctx is not None
+    proxy = HostileProxy(node.url)
+    await proxy.start()
+    node.ctx.base_url = proxy.url
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: Path) -> None:
+    """Deep, forged, oversized and garbage answers each give the consumer a 502 bad_partner_answer
+    with the order cancelled and the money back, after one request each (trade, then cancel); an
+    order of the hostile partner left `requested` and a cancel owed to the honest partner are both
+    finished by one upkeep round."""
+    async with (
+        market(tmp_path, timeout_s=1.0, buyer_federation="max_catalog_bytes = 65536\n") as m,
+        AsyncExitStack() as stack,
+    ):
+        honest = await stack.enter_async_context(proxied(m.seller))
+        pin_at(m.buyer, m.seller, honest.url)
+        config = make_node_dir(
+            tmp_path,
+            "hangzhou",
+            extra_toml=BASE_TOML + trading_toml(timeout_s=1.0) + offer("hangzhou", "gpu", 10, PRICE),
+        )
+        hangzhou = await stack.enter_async_context(running_node(config))
+        hostile = await stack.enter_async_context(proxied(hangzhou))
+        pin(hangzhou, m.buyer, Agreement(credit_limit=1_000_000))
+        pin_at(m.buyer, hangzhou, hostile.url)
+        await m.sync()
+
+        honest.mode = "down"
+        status, body = await m.order(1, 1)
+        assert (status, body["error"]) == (409, "partner_unavailable"), body
+        owed = body["order"]["id"]
+        assert body["order"]["notify_partner"] is True
+        honest.mode = "pass"
+        full = (await m.consumer())["available"]
+
+        for number, mode in enumerate(BAD_MODES, 1):
+            hostile.mode = mode
+            status, body = await m.order(1, 1, offer_id="hangzhou-gpu", source="partner:hangzhou")
+            assert (status, body["error"]) == (502, "bad_partner_answer"), (mode, body)
+            order = body["order"]
+            assert (order["state"], order["notify_partner"]) == ("cancelled", False), (mode, order)
+            assert order["reason"].startswith("bad_partner_answer:"), order["reason"]
+            assert (await m.consumer())["available"] == full, mode
+            assert hostile.corrupted == 2 * number, mode  # the trade and the cancel, never retried
+
+        buyer = buyer_of(m.buyer)
+        left = await buyer._create(
+            "beijing.leftover0000", "sha", "alice", "hangzhou-gpu", "partner:hangzhou", 1, 1
+        )
+        for expected in ("held", "requested"):
+            moved = await buyer.steps.step(left)
+            assert moved is not None
+            left = moved
+            assert left.state == expected
+        hostile.mode = "deep"
+        real_clock = buyer.trading.clock
+        buyer.trading.clock = lambda: real_clock() + 3600
+        try:
+            assert await buyer.upkeep() == 2
+        finally:
+            buyer.trading.clock = real_clock
+        left = await buyer.get(left.id)
+        assert (left.state, left.notify_partner) == ("cancelled", False)
+        assert left.reason is not None
+        assert left.reason.startswith("bad_partner_answer:")
+        delivered = await buyer.get(owed)
+        assert delivered.notify_partner is False
+        sale = trading_store.get_sale(engine_of(m.seller), "beijing", owed)
+        assert sale is not None
+        assert sale.state == "cancelled"
+        assert (await m.consumer())["available"] == full == 500_000
+        # The hostile seller acted on every request it got: each trade it accepted was then voided.
+        sales = trading_store.list_sales(engine_of(hangzhou), "beijing")
+        assert len(sales) == len(BAD_MODES) + 1
+        assert {s.state for s in sales} == {"voided"}
+        assert trading_store.reserved_units(engine_of(hangzhou), int(time.time())) == {}
