@@ -22,8 +22,8 @@ from node.market.matching import MatchResult
 from node.trading import rules, store
 from node.trading.buyer import Buyer
 from node.trading.errors import RefusedError, TradingError, UnknownError
-from node.trading.routes import order_view
 from node.trading.store import Order
+from node.trading.views import order_view
 
 MAX_ATTEMPTS = 3
 RETRY_CODES = frozenset({"price_changed", "not_enough_free_units", "unknown_offer"})

@@ -28,12 +28,13 @@ from node.trading import routes
 from node.trading.buyer import Buyer
 from node.trading.capacity import Capacity
 from node.trading.core import Trading
+from node.trading.routes import BUYER
 from node.trading.seller import Seller
 from node.trading.tables import orders_t, sales_t
 
+__all__ = ["BUYER", "SELLER", "UPKEEP_JOB", "install", "status_lines"]
 log = logging.getLogger("cpnode.trading")
 UPKEEP_JOB = "trading.upkeep"
-BUYER = web.AppKey("trading_buyer", Buyer)
 SELLER = web.AppKey("trading_seller", Seller)
 
 
@@ -45,7 +46,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     capacity.wrap(ctx.offer_sources)
     trading = Trading(ctx.name, ctx.engine, service, capacity, ctx.settings.trading)
     buyer, seller = Buyer(trading), Seller(trading)
-    app[BUYER], app[SELLER] = buyer, seller
+    app[BUYER], app[SELLER] = buyer, seller  # the buyer also for processes without the API
     if "federation" in ctx.roles:
         service.trade_handler = seller.handle_trade
         app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)

@@ -21,9 +21,12 @@ consumer: another consumer's order or account answers 404 exactly as one that do
 ids cannot be probed), ordering or listing for another consumer is 403 `forbidden`. Every other
 route answers a consumer token with 403 `admin_only`.
 
-Bodies are checked whole before anything changes (400 `bad_request` naming the field); an order
-that ends without a sale answers 409 with the reason's code and the order; a seller that does not
-answer in time 504 `partner_unavailable` (the order keeps its state and is retried).
+Handlers live at module level and find the buyer through the app (`BUYER`), as the peer API does.
+Bodies are read by node.http.body (bounded size and depth) and checked whole before anything
+changes (400 `bad_request` naming the field); an order that ends without a sale answers 409 with
+the reason's code and the order, or 502 `bad_partner_answer` when the seller's answer could not be
+read or trusted; a seller that does not answer in time 504 `partner_unavailable` (the order keeps
+its state and is retried).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import ledger
-from federation import canonical
 from ledger import Account, AccountKind
 from ledger.records import MAX_AMOUNT
 from node.context import CTX
@@ -45,7 +47,9 @@ from node.http.body import json_object, parse_body, validate
 from node.http.errors import ApiError, bad_request
 from node.trading import books, rules, store, tokens
 from node.trading.buyer import Buyer
+from node.trading.core import Trading
 from node.trading.errors import StateError, UnknownError
+from node.trading.views import consumer_view, order_view
 
 MAX_LISTED = 500
 
@@ -96,6 +100,7 @@ class DemandOrders(Protocol):
 
 
 DEMAND_ORDERS: web.AppKey[DemandOrders] = web.AppKey("trading_demand_orders")
+BUYER = web.AppKey("trading_buyer", Buyer)
 
 
 class Settlement(_Body):
@@ -104,28 +109,8 @@ class Settlement(_Body):
     used_hours: StrictInt = Field(ge=0, le=rules.MAX_HOURS)
 
 
-def consumer_view(account: Account) -> dict[str, Any]:
-    """A consumer's balances: deposited and spent (posted), held (pending), available to order."""
-    b = account.balance
-    return {
-        "id": account.id.removeprefix(rules.CONSUMER_PREFIX),
-        "account": account.id,
-        "currency": account.spec.currency,
-        "balance": b.credits_posted - b.debits_posted,
-        "held": b.debits_pending,
-        "available": b.credits_posted - b.debits_posted - b.debits_pending,
-        "closed": account.closed_seq is not None,
-    }
-
-
-def order_view(order: store.Order, documents: bool = False) -> dict[str, Any]:
-    """An order as the API shows it, optionally with its stored documents."""
-    view = order.view()
-    if documents:
-        for name in store.ORDER_DOCUMENTS:
-            raw = getattr(order, name)
-            view[name] = None if raw is None else canonical.decode(raw)
-    return view
+class NoBody(_Body):
+    """A request that takes no fields (an empty body or `{}`)."""
 
 
 def _forbidden(what: str) -> ApiError:
@@ -141,161 +126,202 @@ def _unknown_order(order_id: str) -> UnknownError:
     return UnknownError(f"no order {order_id!r}", code="unknown_order")
 
 
+def _trading(request: web.Request) -> Trading:
+    return request.app[BUYER].trading
+
+
+async def _consumer(request: web.Request, caller: Principal) -> Account:
+    """The consumer of the URL: any for the admin, only its own for a consumer token (else 404)."""
+    name = rules.check_consumer_id(request.match_info["id"])
+    if not caller.is_admin and name != caller.consumer:
+        raise _unknown_consumer(name)
+    try:
+        return await asyncio.to_thread(
+            ledger.get_account, _trading(request).engine, rules.consumer_account(name)
+        )
+    except ledger.NotFoundError:
+        raise _unknown_consumer(name) from None
+
+
+async def _admin_consumer(request: web.Request) -> Account:
+    request.app[CTX].require_admin(request)
+    return await _consumer(request, ADMIN)
+
+
+async def _own_order(request: web.Request, caller: Principal) -> store.Order:
+    """The order of the URL, if the caller may see it (another consumer's answers 404)."""
+    order_id = request.match_info["id"]
+    order = await request.app[BUYER].get(order_id)
+    if not caller.is_admin and order.consumer != caller.consumer:
+        raise _unknown_order(order_id)
+    return order
+
+
+async def create_consumer(request: web.Request) -> web.Response:
+    """`POST /api/v1/consumers`: a consumer account (idempotent)."""
+    request.app[CTX].require_admin(request)
+    trading = _trading(request)
+    body = await parse_body(request, NewConsumer)
+    spec = books.consumer_spec(body.id, trading.settings.currency)
+    [result] = await asyncio.to_thread(ledger.create_accounts, trading.engine, [spec])
+    if not result.ok:
+        raise StateError(f"consumer {body.id}: {result.message or result.status}", code=str(result.status))
+    account = await asyncio.to_thread(ledger.get_account, trading.engine, spec.id)
+    status = 201 if result.status is ledger.Status.CREATED else 200
+    return web.json_response(consumer_view(account), status=status)
+
+
+async def show_consumer(request: web.Request) -> web.Response:
+    """`GET /api/v1/consumers/{id}`: one consumer's balances."""
+    caller = await request.app[CTX].authenticate(request)
+    return web.json_response(consumer_view(await _consumer(request, caller)))
+
+
+async def list_consumers(request: web.Request) -> web.Response:
+    """`GET /api/v1/consumers`: every consumer with its balances."""
+    request.app[CTX].require_admin(request)
+    accounts = await asyncio.to_thread(ledger.list_accounts, _trading(request).engine)
+    rows = [
+        consumer_view(a)
+        for a in accounts
+        if a.spec.kind is AccountKind.CONSUMER and a.id.startswith(rules.CONSUMER_PREFIX)
+    ]
+    return web.json_response({"consumers": rows})
+
+
+async def deposit(request: web.Request) -> web.Response:
+    """`POST /api/v1/consumers/{id}/deposits`: money in (idempotent by id)."""
+    account = await _admin_consumer(request)
+    trading = _trading(request)
+    body = await parse_body(request, NewDeposit)
+    deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
+    name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+    result = await asyncio.to_thread(
+        books.deposit, trading.engine, name, deposit_id, body.amount, account.spec.currency
+    )
+    if not result.ok:
+        raise StateError(
+            f"deposit {deposit_id}: {result.status}{f' ({result.field})' if result.field else ''}",
+            code=str(result.status),
+        )
+    account = await asyncio.to_thread(ledger.get_account, trading.engine, account.id)
+    status = 201 if result.status is ledger.Status.CREATED else 200
+    return web.json_response(
+        {"deposit": deposit_id, "status": str(result.status), **consumer_view(account)}, status=status
+    )
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """`POST /api/v1/consumers/{id}/tokens`: a new consumer token, shown this once."""
+    account = await _admin_consumer(request)
+    name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+    token, row = await asyncio.to_thread(tokens.issue, _trading(request).engine, name, tokens.now_ms())
+    return web.json_response({**row.view(), "token": token}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    """`GET /api/v1/consumers/{id}/tokens`: the consumer's tokens (never a secret)."""
+    account = await _admin_consumer(request)
+    name = account.id.removeprefix(rules.CONSUMER_PREFIX)
+    rows = await asyncio.to_thread(tokens.list_tokens, _trading(request).engine, name)
+    return web.json_response({"consumer": name, "tokens": [row.view() for row in rows]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """`POST /api/v1/consumers/{id}/tokens/{token_id}/revoke`."""
+    request.app[CTX].require_admin(request)
+    name = rules.check_consumer_id(request.match_info["id"])
+    token_id = request.match_info["token_id"]
+    row = None
+    if TOKEN_ID_RE.fullmatch(token_id):
+        row = await asyncio.to_thread(
+            tokens.revoke, _trading(request).engine, name, token_id, tokens.now_ms()
+        )
+    if row is None:
+        raise UnknownError(f"consumer {name!r} has no token {token_id!r}", code="unknown_token")
+    return web.json_response(row.view())
+
+
+async def place(request: web.Request) -> web.Response:
+    """`POST /api/v1/orders`: an order for one offer, or for the best match of a demand."""
+    caller = await request.app[CTX].authenticate(request)
+    data = await json_object(request)
+    by_demand = "demand" in data
+    if by_demand == ("offer_id" in data or "source" in data):
+        # Neither form stays the 400 a missing field always was; both is the demand form's 422.
+        raise ApiError(
+            422 if by_demand else 400,
+            "bad_request",
+            "offer_id, source, demand: give either offer_id and source, or a demand, "
+            + ("not both" if by_demand else "one of them"),
+            field="offer_id, source, demand",
+        )
+    body: DemandOrder | NewOrder = validate(DemandOrder, data) if by_demand else validate(NewOrder, data)
+    consumer_id = body.consumer if body.consumer is not None else caller.consumer
+    if consumer_id is None:
+        raise bad_request("consumer: Field required", field="consumer")
+    if not caller.is_admin and consumer_id != caller.consumer:
+        raise _forbidden("place orders")
+    if isinstance(body, DemandOrder):
+        place_by_demand = request.app.get(DEMAND_ORDERS)
+        if place_by_demand is None:
+            raise ApiError(503, "market_unavailable", "this process does not match demands")
+        status, answer = await place_by_demand(consumer_id, body.demand, body.id)
+        return web.json_response(answer, status=status)
+    order = await request.app[BUYER].place(
+        consumer_id, body.offer_id, body.source, body.units, body.hours, body.id
+    )
+    return web.json_response(order_view(order), status=201)
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """`GET /api/v1/orders[?consumer=C]`: newest first."""
+    caller = await request.app[CTX].authenticate(request)
+    consumer_id = request.query.get("consumer")
+    if not caller.is_admin:
+        if consumer_id is not None and consumer_id != caller.consumer:
+            raise _forbidden("list the orders")
+        consumer_id = caller.consumer
+    orders = await asyncio.to_thread(store.list_orders, _trading(request).engine, consumer_id, MAX_LISTED)
+    return web.json_response({"orders": [order_view(o) for o in orders]})
+
+
+async def show_order(request: web.Request) -> web.Response:
+    """`GET /api/v1/orders/{id}`: one order with its documents."""
+    caller = await request.app[CTX].authenticate(request)
+    order = await _own_order(request, caller)
+    return web.json_response(order_view(order, documents=True))
+
+
+async def settle(request: web.Request) -> web.Response:
+    """`POST /api/v1/orders/{id}/settle`: settle an accepted order for the hours used."""
+    caller = await request.app[CTX].authenticate(request)
+    body = await parse_body(request, Settlement)
+    order = await _own_order(request, caller)
+    order = await request.app[BUYER].settle(order.id, body.used_hours)
+    return web.json_response(order_view(order))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """`POST /api/v1/orders/{id}/cancel`: cancel an accepted order."""
+    caller = await request.app[CTX].authenticate(request)
+    await parse_body(request, NoBody)
+    order = await _own_order(request, caller)
+    order = await request.app[BUYER].cancel(order.id)
+    return web.json_response(order_view(order))
+
+
+async def list_sales(request: web.Request) -> web.Response:
+    """`GET /api/v1/sales[?partner=P]`: trades partners bought here, newest first."""
+    request.app[CTX].require_admin(request)
+    partner = request.query.get("partner")
+    sales = await asyncio.to_thread(store.list_sales, _trading(request).engine, partner, MAX_LISTED)
+    return web.json_response({"sales": [s.view() for s in sales]})
+
+
 def add_routes(app: web.Application, buyer: Buyer) -> None:
-    """Mount the trading API."""
-    trading = buyer.trading
-
-    async def create_consumer(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        body = await parse_body(request, NewConsumer)
-        spec = books.consumer_spec(body.id, trading.settings.currency)
-        [result] = await asyncio.to_thread(ledger.create_accounts, trading.engine, [spec])
-        if not result.ok:
-            raise StateError(
-                f"consumer {body.id}: {result.message or result.status}", code=str(result.status)
-            )
-        account = await asyncio.to_thread(ledger.get_account, trading.engine, spec.id)
-        status = 201 if result.status is ledger.Status.CREATED else 200
-        return web.json_response(consumer_view(account), status=status)
-
-    async def consumer(request: web.Request, caller: Principal) -> Account:
-        name = rules.check_consumer_id(request.match_info["id"])
-        if not caller.is_admin and name != caller.consumer:
-            raise _unknown_consumer(name)
-        try:
-            return await asyncio.to_thread(ledger.get_account, trading.engine, rules.consumer_account(name))
-        except ledger.NotFoundError:
-            raise _unknown_consumer(name) from None
-
-    async def admin_consumer(request: web.Request) -> Account:
-        request.app[CTX].require_admin(request)
-        return await consumer(request, ADMIN)
-
-    async def show_consumer(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        return web.json_response(consumer_view(await consumer(request, caller)))
-
-    async def list_consumers(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        accounts = await asyncio.to_thread(ledger.list_accounts, trading.engine)
-        rows = [
-            consumer_view(a)
-            for a in accounts
-            if a.spec.kind is AccountKind.CONSUMER and a.id.startswith(rules.CONSUMER_PREFIX)
-        ]
-        return web.json_response({"consumers": rows})
-
-    async def deposit(request: web.Request) -> web.Response:
-        account = await admin_consumer(request)
-        body = await parse_body(request, NewDeposit)
-        deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
-        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-        result = await asyncio.to_thread(
-            books.deposit, trading.engine, name, deposit_id, body.amount, account.spec.currency
-        )
-        if not result.ok:
-            raise StateError(
-                f"deposit {deposit_id}: {result.status}{f' ({result.field})' if result.field else ''}",
-                code=str(result.status),
-            )
-        account = await asyncio.to_thread(ledger.get_account, trading.engine, account.id)
-        status = 201 if result.status is ledger.Status.CREATED else 200
-        return web.json_response(
-            {"deposit": deposit_id, "status": str(result.status), **consumer_view(account)}, status=status
-        )
-
-    async def issue_token(request: web.Request) -> web.Response:
-        account = await admin_consumer(request)
-        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-        token, row = await asyncio.to_thread(tokens.issue, trading.engine, name, tokens.now_ms())
-        return web.json_response({**row.view(), "token": token}, status=201)
-
-    async def list_tokens(request: web.Request) -> web.Response:
-        account = await admin_consumer(request)
-        name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-        rows = await asyncio.to_thread(tokens.list_tokens, trading.engine, name)
-        return web.json_response({"consumer": name, "tokens": [row.view() for row in rows]})
-
-    async def revoke_token(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        name = rules.check_consumer_id(request.match_info["id"])
-        token_id = request.match_info["token_id"]
-        row = None
-        if TOKEN_ID_RE.fullmatch(token_id):
-            row = await asyncio.to_thread(tokens.revoke, trading.engine, name, token_id, tokens.now_ms())
-        if row is None:
-            raise UnknownError(f"consumer {name!r} has no token {token_id!r}", code="unknown_token")
-        return web.json_response(row.view())
-
-    async def own_order(request: web.Request, caller: Principal) -> store.Order:
-        order_id = request.match_info["id"]
-        order = await buyer.get(order_id)
-        if not caller.is_admin and order.consumer != caller.consumer:
-            raise _unknown_order(order_id)
-        return order
-
-    async def place(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        data = await json_object(request)
-        by_demand = "demand" in data
-        if by_demand == ("offer_id" in data or "source" in data):
-            # Neither form stays the 400 a missing field always was; both is the demand form's 422.
-            raise ApiError(
-                422 if by_demand else 400,
-                "bad_request",
-                "offer_id, source, demand: give either offer_id and source, or a demand, "
-                + ("not both" if by_demand else "one of them"),
-                field="offer_id, source, demand",
-            )
-        body: DemandOrder | NewOrder = validate(DemandOrder, data) if by_demand else validate(NewOrder, data)
-        consumer_id = body.consumer if body.consumer is not None else caller.consumer
-        if consumer_id is None:
-            raise bad_request("consumer: Field required", field="consumer")
-        if not caller.is_admin and consumer_id != caller.consumer:
-            raise _forbidden("place orders")
-        if isinstance(body, DemandOrder):
-            place_by_demand = request.app.get(DEMAND_ORDERS)
-            if place_by_demand is None:
-                raise ApiError(503, "market_unavailable", "this process does not match demands")
-            status, answer = await place_by_demand(consumer_id, body.demand, body.id)
-            return web.json_response(answer, status=status)
-        order = await buyer.place(consumer_id, body.offer_id, body.source, body.units, body.hours, body.id)
-        return web.json_response(order_view(order), status=201)
-
-    async def list_orders(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        consumer_id = request.query.get("consumer")
-        if not caller.is_admin:
-            if consumer_id is not None and consumer_id != caller.consumer:
-                raise _forbidden("list the orders")
-            consumer_id = caller.consumer
-        orders = await asyncio.to_thread(store.list_orders, trading.engine, consumer_id, MAX_LISTED)
-        return web.json_response({"orders": [order_view(o) for o in orders]})
-
-    async def show_order(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        order = await own_order(request, caller)
-        return web.json_response(order_view(order, documents=True))
-
-    async def settle(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        body = await parse_body(request, Settlement)
-        order = await own_order(request, caller)
-        order = await buyer.settle(order.id, body.used_hours)
-        return web.json_response(order_view(order))
-
-    async def cancel(request: web.Request) -> web.Response:
-        caller = await request.app[CTX].authenticate(request)
-        order = await own_order(request, caller)
-        order = await buyer.cancel(order.id)
-        return web.json_response(order_view(order))
-
-    async def list_sales(request: web.Request) -> web.Response:
-        request.app[CTX].require_admin(request)
-        partner = request.query.get("partner")
-        sales = await asyncio.to_thread(store.list_sales, trading.engine, partner, MAX_LISTED)
-        return web.json_response({"sales": [s.view() for s in sales]})
-
+    """Mount the trading API for `buyer`."""
+    app[BUYER] = buyer
     app.router.add_post("/api/v1/consumers", create_consumer)
     app.router.add_get("/api/v1/consumers", list_consumers)
     app.router.add_get("/api/v1/consumers/{id}", show_consumer)

@@ -197,6 +197,9 @@ async def test_bad_requests_change_nothing(tmp_path: Path) -> None:
         for used, code in ((3, "bad_used_hours"), (-1, "bad_request")):
             got_status, got = await m.post(f"/api/v1/orders/{order['id']}/settle", {"used_hours": used})
             assert (got_status, got["error"]) == (400, code)
+        got_status, got = await m.post(f"/api/v1/orders/{order['id']}/cancel", {"now": True})
+        assert (got_status, got["error"], got["field"]) == (400, "bad_request", "now")
+        assert (await m.get(f"/api/v1/orders/{order['id']}"))[1]["state"] == "accepted"
         # The same deposit id again is idempotent; with another amount it is refused.
         assert (await m.post("/api/v1/consumers/alice/deposits", {"amount": 500_000, "id": "dep-alice-1"}))[
             0
