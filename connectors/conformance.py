@@ -74,6 +74,18 @@ async def check_data_source(ctx: CheckContext) -> str:
         )
     for cap in data.capacity:
         _require(cap.free <= cap.total, f"capacity of {cap.flavor_id} has free > total")
+    shared = {s.region_id: s for s in data.shared}
+    for pool in data.shared:
+        _require(
+            pool.region_id in regions and pool.free <= pool.total, f"shared capacity of {pool.region_id}"
+        )
+    for cap in data.capacity:
+        room = shared.get(cap.region_id)
+        _require(
+            not cap.cost or (room is not None and cap.free * cap.cost <= room.free),
+            f"{cap.flavor_id} costs {cap.cost} of {cap.region_id}'s shared capacity, which must be declared "
+            "with room for its free instances",
+        )
     if any(f.chip_model == CPU_CHIP for f in data.flavors):
         _require(data.measurement is not None, "CPU-only flavors need the pool's measurement")
     return f"{len(regions)} regions, {len(flavors)} flavors, {len(data.prices)} prices"

@@ -139,10 +139,24 @@ class Price(Model):
 
 
 class Capacity(Model):
-    """Free capacity ("water level"): how many more instances of the flavor fit in the region."""
+    """Free capacity ("water level"): how many more instances of the flavor fit in the region.
+
+    `cost` > 0 says the flavor draws on the region's shared capacity (`DataSource.shared`): one
+    instance takes `cost` of its units, so instances of one flavor leave less room for the others."""
 
     region_id: Name
     flavor_id: Name
+    free: Count
+    total: Count
+    cost: Count = 0
+
+
+class SharedCapacity(Model):
+    """What the flavors of one region share, in the pool's own unit (the `local` pool's slots, a
+    cloud's vCPU quota): how many units are free and how many there are."""
+
+    region_id: Name
+    unit: Name
     free: Count
     total: Count
 
@@ -173,6 +187,7 @@ class DataSource(Model):
     flavors: list[Flavor]
     prices: list[Price]
     capacity: list[Capacity]
+    shared: list[SharedCapacity] = []
     usage: list[Usage] = []
     measurement: Measurement | None = None
 

@@ -1,6 +1,7 @@
 """Offers from data sources (pure): one offer per priced (region, flavor), with identifier and scores.
 
-An offer joins a snapshot's region, flavor, price and free capacity; it carries the compute
+An offer joins a snapshot's region, flavor, price and free capacity (with the region's shared
+capacity when its flavors share one, e.g. the `local` pool's slots); it carries the compute
 identifier (when the pool's identity is configured) and the metric's static, dynamic and
 composite scores in thousandths. A flavor without a price is not for sale and yields no offer.
 """
@@ -46,6 +47,11 @@ class Offer(Model):
     price_minor_per_hour: int
     free: int
     total: int
+    # When the flavor draws on its region's shared capacity: the unit, the cost of one instance in
+    # it, and how many units are free (else cost 0 and None).
+    capacity_unit: str | None = None
+    capacity_cost: int = 0
+    capacity_free: int | None = None
     identifier: str | None
     score_static_milli: int
     score_dynamic_milli: int
@@ -87,6 +93,7 @@ def build_offers(
     regions = {r.id: r for r in data.regions}
     flavors = {f.id: f for f in data.flavors}
     capacity = {(c.region_id, c.flavor_id): c for c in data.capacity}
+    shared = {s.region_id: s for s in data.shared}
     usage = {u.region_id: u for u in data.usage}
     chips = load_chips()
     offers: list[Offer] = []
@@ -100,6 +107,7 @@ def build_offers(
             continue
         dynamic = dynamic_score(usage.get(region.id))
         room = capacity.get((region.id, flavor.id))
+        pool_room = shared.get(region.id) if room is not None and room.cost else None
         spec = chips.get(flavor.chip_model)
         offers.append(
             Offer(
@@ -119,6 +127,9 @@ def build_offers(
                 price_minor_per_hour=price.minor_per_hour,
                 free=room.free if room else 0,
                 total=room.total if room else 0,
+                capacity_unit=pool_room.unit if pool_room else None,
+                capacity_cost=room.cost if room and pool_room else 0,
+                capacity_free=pool_room.free if pool_room else None,
                 identifier=_identifier(pool, flavor, region.city, identity, static) if identity else None,
                 score_static_milli=milli(static),
                 score_dynamic_milli=milli(dynamic),

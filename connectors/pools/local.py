@@ -1,11 +1,12 @@
 """The `local` pool: instances are sandboxed working directories running real subprocesses.
 
 Capacity: the host's CPUs and memory are split into `slots` (default: one per CPU); flavor
-`local-<k>` takes k slots, held from creation to deletion (a run that ended still holds them: its
-outputs and log stay readable). Each instance lives in `<root>/instances/<id>/`: the sandbox's
-`work/`, `control/`, `outputs/` and `program.log` (see `connectors.sandbox`), `state/` (its state
-files, served by the storage endpoint) and `instance.json` (so a restarted plugin finds it; a run
-that was going when the plugin stopped is reported `failed` with reason `lost`).
+`local-<k>` takes k slots of the same slots (declared as the region's shared capacity, cost k), held
+from creation to deletion (a run that ended still holds them: its outputs and log stay readable).
+Each instance lives in `<root>/instances/<id>/`: the sandbox's `work/`, `control/`, `outputs/` and
+`program.log` (see `connectors.sandbox`), `state/` (its state files, served by the storage
+endpoint) and `instance.json` (so a restarted plugin finds it; a run that was going when the
+plugin stopped is reported `failed` with reason `lost`).
 
 Sandbox (`connectors.sandbox`): own session, clean environment, address space = its slots' memory,
 no core files, inputs fetched and verified, output captured, `max_duration_s` enforced, outputs
@@ -56,6 +57,7 @@ from connectors.contract import (
     Price,
     Program,
     Region,
+    SharedCapacity,
     StorageEndpoint,
     Usage,
 )
@@ -215,8 +217,14 @@ class LocalPool(ComputePlugin):
                     flavor_id=f.id,
                     free=max(0, free_slots // k_of[f.id]),
                     total=self.slots // k_of[f.id],
+                    cost=k_of[f.id],
                 )
                 for f in flavors
+            ],
+            shared=[
+                SharedCapacity(
+                    region_id=self.region.id, unit="slots", free=max(0, free_slots), total=self.slots
+                )
             ],
             usage=[
                 Usage(

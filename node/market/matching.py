@@ -10,7 +10,9 @@ Rules:
   score rank after those with one. Ties fall to price, then age, then source, then offer id.
 - With `split` the plan is the best match that takes every unit alone, if there is one; otherwise
   the ranked candidates are taken greedily, each for as many units as it has free, until the units
-  are covered (for `cost` that is the cheapest cover, since every part costs price × units × hours).
+  are covered (for `cost`, and offers that share no capacity, that is the cheapest cover, since every
+  part costs price × units × hours). Offers of one source that share a capacity group (node.offers) draw on one budget: the parts
+  never take more of the group than its `capacity_free`.
 - Money is integer minor units: total = units × hours × price per unit-hour; never a float.
 """
 
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from ledger.records import MAX_AMOUNT
 from node.market.demand import Demand
-from node.offers import OfferRow
+from node.offers import OfferRow, group_of
 
 # Reason codes in the order they are checked.
 REASONS: tuple[str, ...] = (
@@ -258,12 +260,20 @@ def _plan(demand: Demand, ranked: list[Match]) -> tuple[Part, ...]:
         takes = [(whole, demand.units)]
     else:
         takes, left = [], demand.units
+        budgets: dict[tuple[str, str], int] = {}  # capacity left in each (source, group) by the plan
         for candidate in ranked:
             if left == 0:
                 break
             units = min(left, candidate.free_units)
-            takes.append((candidate, units))
-            left -= units
+            group = group_of(candidate.offer)
+            if group is not None:
+                key = (candidate.source, group[0])
+                budget = budgets.setdefault(key, group[2])
+                units = min(units, budget // group[1])
+                budgets[key] = budget - units * group[1]
+            if units:
+                takes.append((candidate, units))
+                left -= units
         if left:
             return ()
     return tuple(

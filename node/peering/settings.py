@@ -175,6 +175,12 @@ class OfferSection(_Section):
     tags: list[str] = Field(default_factory=list)
     compute_id: str | None = None
     metric_score: int | None = Field(default=None, ge=0)
+    # Offers naming one capacity_group share its capacity_free (in capacity_unit); each unit of this
+    # offer takes capacity_cost of it (node.offers).
+    capacity_group: str | None = None
+    capacity_unit: str | None = None
+    capacity_cost: int | None = Field(default=None, ge=1)
+    capacity_free: int | None = Field(default=None, ge=0)
 
     def offer(self) -> dict[str, Any]:
         """The offer as it appears in catalogs."""

@@ -67,6 +67,12 @@ def catalog_offer(offer: Offer, site: str | None) -> CatalogOffer:
     }
     if offer.identifier:
         entry["compute_id"] = offer.identifier
+    if offer.capacity_cost and offer.capacity_free is not None:
+        # Flavors of one pool region share its capacity (node.trading.capacity counts it per group).
+        entry["capacity_group"] = f"{offer.pool}/{offer.region_id}"
+        entry["capacity_unit"] = offer.capacity_unit
+        entry["capacity_cost"] = offer.capacity_cost
+        entry["capacity_free"] = offer.capacity_free
     return entry
 
 

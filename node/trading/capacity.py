@@ -1,11 +1,15 @@
 """Capacity: the node's own offers as its pools report them, and as partners and consumers see them.
 
 An open trade (a sale to a partner, or a local order) reserves units of its offer in
-`trading_reservations` until it is settled, voided or its hold's deadline passes. Every offer
-source of the node is wrapped so that the offers it yields — in catalogs issued to partners and
-in `/api/v1/offers` — show free units minus the units reserved; a catalog whose free units changed
-gets a new version on the partner's next poll. Reserving checks the pools' own free units (the raw
-sources) against open reservations under a per-offer lock (node.trading.store), so two trades can
+`trading_reservations` until it is settled, voided or its hold's deadline passes. Capacity is
+counted per pool region, not per offer: offers whose pool says its flavors share one capacity
+(`capacity_group`, e.g. the `local` pool's slots, node.offers) take `units × capacity_cost` of the
+group, so reserving a `local-4` lowers the free units of `local-1` and `local-2` too. Every offer
+source of the node is wrapped so that the offers it yields — in catalogs issued to partners, in
+`/api/v1/offers` and so in matching — show what open reservations leave (`free_after`); a catalog
+whose free units changed gets a new version on the partner's next poll. Reserving checks the
+pools' own free units (the raw sources) against open reservations of the offer and of its group
+under a lock in the database (node.trading.store), so two trades — on one replica or several —
 never both take the last free units; the free units a catalog shows are a snapshot, as ever.
 
 A wrapped source that declares `content_version()` (federation.issuing: the catalog issuer then
@@ -27,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from federation.issuing import OfferSource as FederationOfferSource
 from federation.issuing import source_version
-from node.offers import CatalogOffer, OfferSource
+from node.offers import CatalogOffer, OfferSource, group_of
 from node.trading import store
 
 REFRESH_S = 1.0
@@ -49,15 +53,28 @@ class ReservedView:
     async def __call__(self) -> list[CatalogOffer]:
         offers = await self.inner()
         reserved = await self._capacity.reserved()
-        if not reserved:
+        if not reserved.by_offer:
             return offers
-        result = []
-        for offer in offers:
-            if offer["id"] in reserved:
-                offer = cast(CatalogOffer, dict(offer))
-                offer["free_units"] = max(0, offer["free_units"] - reserved[offer["id"]])
-            result.append(offer)
-        return result
+        return [free_after(offer, reserved) for offer in offers]
+
+
+def free_after(offer: CatalogOffer, reserved: store.Reserved) -> CatalogOffer:
+    """`offer` with what open reservations leave: its own reserved units taken off its free units
+    and, when it shares a capacity group, no more free units than the group's free units left
+    (`capacity_free`, lowered by every reservation in the group) can pay for."""
+    taken = reserved.by_offer.get(offer["id"], 0)
+    group = group_of(offer)
+    if not taken and (group is None or group[0] not in reserved.by_group):
+        return offer
+    result = cast(CatalogOffer, dict(offer))
+    free = offer["free_units"] - taken
+    if group is not None:
+        name, cost, group_free = group
+        left = max(0, group_free - reserved.by_group.get(name, 0))
+        result["capacity_free"] = left
+        free = min(free, left // cost)
+    result["free_units"] = max(0, free)
+    return result
 
 
 class Capacity:
@@ -68,7 +85,7 @@ class Capacity:
         self._clock = clock
         self._raw: dict[str, OfferSource] = {}
         self._views: dict[str, ReservedView] = {}
-        self._reserved: dict[str, int] = {}
+        self._reserved = store.Reserved({}, {})
         self.version = ""  # changes whenever the reservations read last differ from those before
 
     def wrap(self, sources: MutableMapping[str, OfferSource]) -> None:
@@ -101,12 +118,13 @@ class Capacity:
             ((name, offer) for name, offer in await self.raw_offers() if offer.get("id") == offer_id), None
         )
 
-    async def reserved(self) -> dict[str, int]:
-        """Units held by open reservations, by offer id (read now)."""
-        reserved = await asyncio.to_thread(store.reserved_units, self._engine, self._clock())
+    async def reserved(self) -> store.Reserved:
+        """What open reservations hold, by offer id and by capacity group (read now)."""
+        reserved = await asyncio.to_thread(store.reserved, self._engine, self._clock())
         if reserved != self._reserved:
             self._reserved = reserved
-            self.version = hashlib.sha256(repr(sorted(reserved.items())).encode()).hexdigest()[:16]
+            state = (sorted(reserved.by_offer.items()), sorted(reserved.by_group.items()))
+            self.version = hashlib.sha256(repr(state).encode()).hexdigest()[:16]
         return reserved
 
     async def keep_fresh(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -19,6 +19,7 @@ from node.trading.errors import UnknownError
 from node.trading.settings import TradingSection
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Trading:
         """The node's current signing identity (follows key rotation)."""
         return self.service.identity()
 
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking database call off the event loop."""
+    async def db(self, fn: Callable[Concatenate[Engine, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking database call `fn(engine, ...)` off the event loop (arguments type-checked)."""
         return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
 
     async def partner(self, name: str) -> Partner:

@@ -127,13 +127,11 @@ class OrderSteps:
         t = self.trading
         if order.partner is None:
             found = await t.capacity.find(order.offer_id)
-            free = int(found[1]["free_units"]) if found is not None else 0
-            reserved = await t.db(
+            reserved = found is not None and await t.db(
                 store.reserve,
                 store.order_reservation(order.id),
-                order.offer_id,
+                found[1],
                 order.units,
-                free,
                 order.hold_expires_ts,
                 t.clock(),
             )

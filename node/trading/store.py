@@ -2,20 +2,23 @@
 
 State changes are compare-and-set on the current state (`move_order`, `move_sale`), so of two
 replicas or two requests acting on one order, exactly one moves it. Capacity is reserved under a
-per-offer lock (SQLite: the write transaction's `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped
-advisory lock on the offer id), so two trades never both take the last free units.
+lock on the offer's capacity group, or on the offer when it shares none (SQLite: the write
+transaction's `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so two trades
+never both take the last free units: not of one offer, and not of one pool region whose flavors
+share its capacity (a reservation of k units of an offer costing c takes k·c of its group).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from node.db import write_transaction
-from node.offers import CatalogOffer
+from node.offers import CatalogOffer, group_of
 from node.trading.machine import (
     ORDER_FINAL,
     ORDER_RESTING,
@@ -75,7 +78,7 @@ def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
 
 
 def move_order(
-    engine: Engine, order_id: str, state: OrderState, event: OrderEvent, now_ts: int, **values: Any
+    engine: Engine, /, order_id: str, state: OrderState, event: OrderEvent, now_ts: int, **values: Any
 ) -> Order | None:
     """Move an order that is in `state` by `event` (writing `values` with it); None if it was not in
     `state` any more (someone else moved it first). Reaching a final state releases its capacity."""
@@ -93,7 +96,7 @@ def move_order(
         return order_from_row(conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).one())
 
 
-def update_order(engine: Engine, order_id: str, now_ts: int, **values: Any) -> None:
+def update_order(engine: Engine, /, order_id: str, now_ts: int, **values: Any) -> None:
     """Write fields of an order that are not its state."""
     with write_transaction(engine) as conn:
         conn.execute(sa.update(orders_t).where(orders_t.c.id == order_id).values(updated_ts=now_ts, **values))
@@ -126,36 +129,54 @@ def orders_to_notify(engine: Engine, limit: int = 100) -> list[Order]:
 # --- capacity --------------------------------------------------------------------------------------
 
 
-def _lock_offer(conn: Connection, offer_id: str) -> None:
+@dataclass(frozen=True)
+class Reserved:
+    """What open, unexpired reservations hold: units by offer id, and units of each capacity group
+    (in the group's own unit)."""
+
+    by_offer: dict[str, int]
+    by_group: dict[str, int]
+
+
+def _lock(conn: Connection, key: str) -> None:
+    """Serialise reservations of one offer or capacity group (SQLite: the write transaction does)."""
     if conn.dialect.name == "postgresql":
-        key = int.from_bytes(
-            hashlib.sha256(b"cpnode-offer:" + offer_id.encode()).digest()[:8], "big", signed=True
+        digest = hashlib.sha256(b"cpnode-capacity:" + key.encode()).digest()[:8]
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest, "big", signed=True)}
         )
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _open(now_ts: int) -> sa.ColumnElement[bool]:
+    return sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > now_ts)
 
 
 def _reserve(
-    conn: Connection,
-    reservation_id: str,
-    offer_id: str,
-    units: int,
-    free_units: int,
-    expires_ts: int,
-    now_ts: int,
+    conn: Connection, reservation_id: str, offer: CatalogOffer, units: int, expires_ts: int, now_ts: int
 ) -> bool:
-    _lock_offer(conn, offer_id)
+    offer_id, group = offer["id"], group_of(offer)
+    _lock(conn, f"group:{group[0]}" if group is not None else f"offer:{offer_id}")
     existing = conn.execute(sa.select(reservations_t).where(reservations_t.c.id == reservation_id)).first()
     if existing is not None:
         return existing.released_ts is None
     taken = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
-            reservations_t.c.offer_id == offer_id,
-            reservations_t.c.released_ts.is_(None),
-            reservations_t.c.expires_ts > now_ts,
+            reservations_t.c.offer_id == offer_id, _open(now_ts)
         )
     ).scalar_one()
-    if int(taken) + units > free_units:
+    if int(taken) + units > offer["free_units"]:
         return False
+    group_units = None
+    if group is not None:
+        name, cost, free = group
+        group_units = units * cost
+        used = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
+                reservations_t.c.capacity_group == name, _open(now_ts)
+            )
+        ).scalar_one()
+        if int(used) + group_units > free:
+            return False
     conn.execute(
         sa.insert(reservations_t).values(
             id=reservation_id,
@@ -164,35 +185,42 @@ def _reserve(
             expires_ts=expires_ts,
             released_ts=None,
             created_ts=now_ts,
+            capacity_group=group[0] if group is not None else None,
+            group_units=group_units,
         )
     )
     return True
 
 
 def reserve(
-    engine: Engine,
-    reservation_id: str,
-    offer_id: str,
-    units: int,
-    free_units: int,
-    expires_ts: int,
-    now_ts: int,
+    engine: Engine, reservation_id: str, offer: CatalogOffer, units: int, expires_ts: int, now_ts: int
 ) -> bool:
-    """Reserve `units` of an offer whose pools report `free_units`, unless other open reservations
-    leave fewer; idempotent by `reservation_id` (True again while it is held)."""
+    """Reserve `units` of an offer as its pool reports it (`offer`: raw free units, and its capacity
+    group when it shares one), unless open reservations of the offer or of its group leave too few;
+    idempotent by `reservation_id` (True again while it is held)."""
     with write_transaction(engine) as conn:
-        return _reserve(conn, reservation_id, offer_id, units, free_units, expires_ts, now_ts)
+        return _reserve(conn, reservation_id, offer, units, expires_ts, now_ts)
+
+
+def reserved(engine: Engine, now_ts: int) -> Reserved:
+    """What open, unexpired reservations hold, by offer and by capacity group."""
+    by_offer = sa.select(reservations_t.c.offer_id, sa.func.sum(reservations_t.c.units)).where(_open(now_ts))
+    by_group = (
+        sa.select(reservations_t.c.capacity_group, sa.func.sum(reservations_t.c.group_units))
+        .where(_open(now_ts), reservations_t.c.capacity_group.is_not(None))
+        .group_by(reservations_t.c.capacity_group)
+    )
+    with engine.connect() as conn:
+        offers = {
+            key: int(units) for key, units in conn.execute(by_offer.group_by(reservations_t.c.offer_id))
+        }
+        groups = {key: int(units) for key, units in conn.execute(by_group)}
+    return Reserved(offers, groups)
 
 
 def reserved_units(engine: Engine, now_ts: int) -> dict[str, int]:
     """Units held by open, unexpired reservations, by offer id."""
-    query = (
-        sa.select(reservations_t.c.offer_id, sa.func.sum(reservations_t.c.units))
-        .where(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > now_ts)
-        .group_by(reservations_t.c.offer_id)
-    )
-    with engine.connect() as conn:
-        return {offer_id: int(units) for offer_id, units in conn.execute(query)}
+    return reserved(engine, now_ts).by_offer
 
 
 # --- sales -----------------------------------------------------------------------------------------
@@ -223,9 +251,8 @@ def open_sale(engine: Engine, values: dict[str, Any], offer: CatalogOffer, now_t
         reserved = _reserve(
             conn,
             sale_reservation(values["partner"], values["trade_id"]),
-            values["offer_id"],
+            offer,
             values["units"],
-            int(offer["free_units"]),
             values["hold_expires_ts"],
             now_ts,
         )
@@ -249,7 +276,7 @@ def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:
         return stored
 
 
-def move_sale(engine: Engine, sale: Sale, event: SaleEvent, now_ts: int, **values: Any) -> Sale | None:
+def move_sale(engine: Engine, /, sale: Sale, event: SaleEvent, now_ts: int, **values: Any) -> Sale | None:
     """Move a sale from its current state by `event`; None if it moved meanwhile. Leaving the open
     states releases its capacity reservation in the same transaction."""
     after = sale_transition(sale.state, event)

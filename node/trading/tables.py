@@ -73,6 +73,9 @@ reservations_t = sa.Table(
     sa.Column("expires_ts", _BIG),
     sa.Column("released_ts", _BIG),
     sa.Column("created_ts", _BIG),
+    # The pool region whose shared capacity the offer draws on, and how much of it (node_0004).
+    sa.Column("capacity_group", sa.String(200)),
+    sa.Column("group_units", _BIG),
 )
 # A consumer's API tokens: only the SHA-256 of each secret is stored. Times are UTC milliseconds.
 consumer_tokens_t = sa.Table(

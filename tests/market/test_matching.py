@@ -207,6 +207,22 @@ def test_split_that_cannot_cover_gives_an_empty_plan() -> None:
     assert result.view()["plan_covers"] is False
 
 
+def test_split_parts_share_their_pools_capacity() -> None:
+    """Offers of one source sharing a capacity group draw on one budget: a split never plans more
+    of a pool's slots than it has free, while the same group name from another source is another pool."""
+    group = {"capacity_group": "cpu-1/local", "capacity_unit": "slots", "capacity_free": 4}
+    rows = [
+        offer("local-1", free_units=4, price_per_unit_hour=100, capacity_cost=1, **group),
+        offer("local-2", free_units=2, price_per_unit_hour=200, capacity_cost=2, **group),
+        offer("other-1", "partner:shanghai", free_units=4, price_per_unit_hour=150, capacity_cost=1, **group),
+        offer("dear", free_units=10, price_per_unit_hour=900),
+    ]
+    result = match(demand(units=11, hours=1, split=True), rows, CNY)
+    assert result.plan is not None
+    assert [(p.offer_id, p.units) for p in result.plan] == [("local-1", 4), ("other-1", 4), ("dear", 3)]
+    assert result.view()["plan_covers"] is True
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
