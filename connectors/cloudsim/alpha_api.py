@@ -209,6 +209,13 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
         ]
         return _page(r, rows, "capacity")
 
+    async def quotas(r: web.Request, _a: str) -> Any:
+        rows = [
+            {"regionId": rg, "resource": "vcpus", "limit": limit, "used": used}
+            for rg, limit, used in state.quotas()
+        ]
+        return _page(r, rows, "quotas")
+
     async def metrics(r: web.Request, _a: str) -> Any:
         rows = [
             {
@@ -297,6 +304,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
     app.router.add_get(PREFIX + "/flavors", authed(flavors))
     app.router.add_get(PREFIX + "/prices", authed(prices))
     app.router.add_get(PREFIX + "/capacity", authed(capacity))
+    app.router.add_get(PREFIX + "/quotas", authed(quotas))
     app.router.add_get(PREFIX + "/metrics", authed(metrics))
     app.router.add_post(PREFIX + "/servers", authed(create, 202))
     app.router.add_get(PREFIX + "/servers", authed(servers))

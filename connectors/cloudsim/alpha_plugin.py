@@ -25,6 +25,7 @@ from connectors.contract import (
     Price,
     Program,
     Region,
+    SharedCapacity,
     StorageEndpoint,
     Usage,
 )
@@ -144,8 +145,11 @@ class AlphaPlugin(CloudsimAdapter):
         flavors = await self._pages("flavors", "flavors")
         prices = await self._pages("prices", "prices")
         capacity = await self._pages("capacity", "capacity")
+        quotas = await self._pages("quotas", "quotas")
         metrics = (await self._call("GET", "metrics"))["metrics"]
         try:
+            cpus = {f["flavorId"]: int(f["vcpus"]) for f in flavors}
+            limited = {q["regionId"] for q in quotas if q["resource"] == "vcpus"}
             return DataSource(
                 regions=[
                     Region(id=r["regionId"], name=r["displayName"], city=r["cityCode"]) for r in regions
@@ -178,8 +182,19 @@ class AlphaPlugin(CloudsimAdapter):
                         flavor_id=c["flavorId"],
                         free=c["available"],
                         total=c["total"],
+                        cost=cpus[c["flavorId"]] if c["regionId"] in limited else 0,
                     )
                     for c in capacity
+                ],
+                shared=[
+                    SharedCapacity(
+                        region_id=q["regionId"],
+                        unit="vcpus",
+                        free=max(0, q["limit"] - q["used"]),
+                        total=q["limit"],
+                    )
+                    for q in quotas
+                    if q["resource"] == "vcpus"
                 ],
                 usage=[
                     Usage(

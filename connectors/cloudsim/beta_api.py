@@ -185,6 +185,13 @@ def install_beta(app: web.Application, state: CloudState) -> None:
         ]
         return _page(d, rows, "CapacitySet")
 
+    async def describe_quota(d: dict[str, Any], _a: str) -> Any:
+        rows = [
+            {"Zone": r, "Resource": "vcpus", "Limit": limit, "Used": used}
+            for r, limit, used in state.quotas()
+        ]
+        return _page(d, rows, "QuotaSet")
+
     async def describe_usage(_d: dict[str, Any], _a: str) -> Any:
         rows = [
             {
@@ -266,6 +273,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:
         "DescribeInstanceTypes": describe_types,
         "DescribePrice": describe_price,
         "DescribeZoneCapacity": describe_capacity,
+        "DescribeZoneQuota": describe_quota,
         "DescribeZoneUsage": describe_usage,
         "RunInstances": run_instances,
         "DescribeInstances": describe_instances,

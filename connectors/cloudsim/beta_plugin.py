@@ -28,6 +28,7 @@ from connectors.contract import (
     Price,
     Program,
     Region,
+    SharedCapacity,
     StorageEndpoint,
     Usage,
 )
@@ -145,8 +146,11 @@ class BetaPlugin(CloudsimAdapter):
         types = await self._all("DescribeInstanceTypes", "InstanceTypeSet")
         prices = await self._all("DescribePrice", "PriceSet")
         capacity = await self._all("DescribeZoneCapacity", "CapacitySet")
+        quotas = await self._all("DescribeZoneQuota", "QuotaSet")
         usage = (await self._call("DescribeZoneUsage"))["UsageSet"]
         try:
+            cpus = {t["InstanceType"]: int(t["Cpu"]) for t in types}
+            limited = {q["Zone"] for q in quotas if q["Resource"] == "vcpus"}
             return DataSource(
                 regions=[Region(id=z["Zone"], name=z["ZoneName"], city=z["CityCode"]) for z in zones],
                 flavors=[
@@ -176,8 +180,19 @@ class BetaPlugin(CloudsimAdapter):
                         flavor_id=c["InstanceType"],
                         free=c["Remaining"],
                         total=c["Total"],
+                        cost=cpus[c["InstanceType"]] if c["Zone"] in limited else 0,
                     )
                     for c in capacity
+                ],
+                shared=[
+                    SharedCapacity(
+                        region_id=q["Zone"],
+                        unit="vcpus",
+                        free=max(0, q["Limit"] - q["Used"]),
+                        total=q["Limit"],
+                    )
+                    for q in quotas
+                    if q["Resource"] == "vcpus"
                 ],
                 usage=[
                     Usage(

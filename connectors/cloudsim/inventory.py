@@ -54,6 +54,14 @@ class SimStock(_Strict):
     total: int = Field(ge=0)
 
 
+class SimQuota(_Strict):
+    """A region's limit on the vCPUs of all instances together, as clouds set per-region quotas:
+    every flavor sold there draws on it."""
+
+    region: str
+    vcpus: int = Field(ge=0)
+
+
 class Outage(_Strict):
     """A window, in seconds since the simulator started, when every API call fails."""
 
@@ -83,6 +91,7 @@ class Inventory(_Strict):
     regions: list[SimRegion]
     flavors: list[SimFlavor]
     stock: list[SimStock]
+    quotas: list[SimQuota] = []
     faults: Faults = Faults()
     runtimes: dict[Framework, list[Annotated[str, StringConstraints(min_length=1)]]] = {}
     sandbox_memory_mib: Annotated[int, Field(ge=64, le=1 << 20)] = 4096
@@ -109,6 +118,9 @@ class Inventory(_Strict):
         for item in self.stock:
             if item.region not in regions or item.flavor not in flavors:
                 raise ValueError(f"stock names unknown region/flavor {item.region}/{item.flavor}")
+        for quota in self.quotas:
+            if quota.region not in regions:
+                raise ValueError(f"quota names unknown region {quota.region}")
         return self
 
 

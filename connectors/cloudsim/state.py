@@ -84,6 +84,7 @@ class CloudState:
         self._ids = itertools.count(1)
         self._flavors = {f.id: f for f in inventory.flavors}
         self._stock = {(s.region, s.flavor): s for s in inventory.stock}
+        self._quotas = {q.region: q.vcpus for q in inventory.quotas}
         self.storage_url = ""  # set by the server once its storage endpoint listens
         self.storage_token = ""
 
@@ -104,9 +105,27 @@ class CloudState:
             if i.region == region and i.flavor == flavor and i.lifecycle != "deleted"
         )
 
+    def vcpus_used(self, region: str) -> int:
+        """vCPUs of the instances in `region` that hold capacity (what its quota counts)."""
+        return sum(
+            self._flavors[i.flavor].cpus
+            for i in self.instances.values()
+            if i.region == region and i.state not in ("deleted", "failed")
+        )
+
+    def quotas(self) -> list[tuple[str, int, int]]:
+        """(region, vCPU limit, vCPUs used) for every region with a quota."""
+        return [(region, limit, self.vcpus_used(region)) for region, limit in self._quotas.items()]
+
     def capacity(self) -> list[tuple[str, str, int, int]]:
-        """(region, flavor, free, total) for every stocked pair."""
-        return [(r, f, max(0, s.total - self.used(r, f)), s.total) for (r, f), s in self._stock.items()]
+        """(region, flavor, free, total) for every stocked pair; a region's quota bounds what is free."""
+        rows = []
+        for (r, f), s in self._stock.items():
+            free = max(0, s.total - self.used(r, f))
+            if r in self._quotas:
+                free = min(free, max(0, self._quotas[r] - self.vcpus_used(r)) // self._flavors[f].cpus)
+            rows.append((r, f, free, s.total))
+        return rows
 
     def utilisation_permille(self, region: str) -> int:
         """Share of the region's stock in use, in thousandths."""
@@ -166,6 +185,11 @@ class CloudState:
             raise NotFound(f"flavor {flavor!r} is not sold in region {region!r}")
         if self.used(region, flavor) >= stock.total:
             raise NoCapacity(f"no capacity left for {flavor} in {region}")
+        if (
+            region in self._quotas
+            and self.vcpus_used(region) + self._flavors[flavor].cpus > self._quotas[region]
+        ):
+            raise NoCapacity(f"the vCPU quota of {region} ({self._quotas[region]}) is reached")
         instance = SimInstance(
             id=f"i-{next(self._ids):06d}",
             account=account,

@@ -3,6 +3,7 @@ run their programs for real); failures are injected."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,11 +14,18 @@ import pytest
 from connectors.cloudsim.alpha_plugin import AlphaPlugin
 from connectors.cloudsim.beta_plugin import BetaPlugin, fen_from_yuan
 from connectors.contract import ComputePlugin, InstanceSpec, Program
-from connectors.errors import InvalidRequest, NotFound, PlatformError, PluginTimeout, Unauthorized
+from connectors.errors import (
+    ConnectorError,
+    InvalidRequest,
+    NotFound,
+    PlatformError,
+    PluginTimeout,
+    Unauthorized,
+)
 from connectors.host import HostSettings, PluginHost
 from connectors.pools.local import COUNTER_PROGRAM
 from connectors.testing import ComputePluginConformance
-from tests.connectors.conftest import BIN, CONFIGS, SimProcess, eventually
+from tests.connectors.conftest import BIN, CONFIGS, SimProcess, cloudsim, eventually
 
 PROGRAM = Program(command=[sys.executable, str(COUNTER_PROGRAM)], env={"A": "1"})
 
@@ -247,3 +255,52 @@ async def test_simulated_images_run_on_the_inventory_runtimes(tmp_path: Path) ->
         finally:
             await plugin.close()
             sim.stop()
+
+
+@pytest.mark.parametrize(
+    ("dialect", "region", "quota", "big", "small"),
+    [
+        ("alpha", "cn-north-1", 448, "gpu-h100-8", "gpu-a100-8"),
+        ("beta", "gy-a", 256, "npu-910b-8", "mlu-370-4"),
+    ],
+)
+async def test_a_regions_vcpu_quota_is_shared_by_its_flavors(
+    tmp_path: Path, dialect: str, region: str, quota: int, big: str, small: str
+) -> None:
+    """With a per-region vCPU quota every flavor of the region draws on it: both dialects report it
+    as shared capacity with each flavor's vCPUs as its cost, an instance of one flavor lowers the
+    free count of the others, and the quota refuses an instance its stock would still allow."""
+    sim = cloudsim(dialect, tmp_path)
+    inventory = tmp_path / f"{dialect}.toml"
+    text = inventory.read_text(encoding="utf-8")
+    inventory.write_text(re.sub(r"vcpus = \d+", f"vcpus = {quota}", text), encoding="utf-8")
+    sim.start()
+    plugin = alpha(sim) if dialect == "alpha" else beta(sim)
+    try:
+
+        async def room() -> tuple[int, dict[str, tuple[int, int]]]:
+            data = await plugin.data_source()
+            [shared] = [s for s in data.shared if s.region_id == region]
+            assert (shared.unit, shared.total) == ("vcpus", quota)
+            cpus = {f.id: f.cpus for f in data.flavors}
+            rows = {c.flavor_id: (c.free, c.cost) for c in data.capacity if c.region_id == region}
+            assert all(cost == cpus[flavor] for flavor, (_, cost) in rows.items())
+            return shared.free, {flavor: free for flavor, (free, _) in rows.items()}
+
+        cpus = {f.id: f.cpus for f in (await plugin.data_source()).flavors}
+        left, free = await room()
+        assert left == quota
+        assert free == {big: quota // cpus[big], small: quota // cpus[small]}
+        await plugin.create_instance(InstanceSpec(name="first", region_id=region, flavor_id=big))
+        left, free = await room()
+        assert left == quota - cpus[big]
+        assert free == {big: left // cpus[big], small: left // cpus[small]}
+        while free[small]:
+            await plugin.create_instance(InstanceSpec(name="more", region_id=region, flavor_id=small))
+            left, free = await room()
+        assert free[big] == 0
+        with pytest.raises(ConnectorError, match="quota"):  # each dialect maps the refusal its own way
+            await plugin.create_instance(InstanceSpec(name="over", region_id=region, flavor_id=small))
+    finally:
+        await plugin.close()
+        sim.stop()
