@@ -24,7 +24,7 @@ the node's trade handler must be idempotent on the trade id (ledger transfer ids
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,7 +33,9 @@ from federation.errors import AuthError, ConflictError, RateLimitedError
 from federation.store.db import writing
 from federation.tables import claims_t, partners_t, trades_t
 
-TRANSITIONS: dict[tuple[str, str], str] = {
+ClaimState = Literal["free", "lapsed", "in_progress", "refused", "answered"]
+ClaimEvent = Literal["claim", "renew", "finish", "release"]
+TRANSITIONS: dict[tuple[ClaimState, ClaimEvent], ClaimState] = {
     ("free", "claim"): "in_progress",
     ("lapsed", "claim"): "in_progress",
     ("in_progress", "claim"): "refused",
@@ -44,7 +46,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 
-def transition(state: str, event: str) -> str:
+def transition(state: ClaimState, event: ClaimEvent) -> ClaimState:
     """The state after `event`; ConflictError when the table has no such move."""
     try:
         return TRANSITIONS[(state, event)]
@@ -52,7 +54,7 @@ def transition(state: str, event: str) -> str:
         raise ConflictError(f"a trade that is {state} cannot be {event}ed", code="bad_trade_state") from None
 
 
-def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[str, Any]:
+def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[ClaimState, Any]:
     """The trade's state and the row behind it (stored answer or claim)."""
     answer = conn.execute(
         sa.select(trades_t).where(trades_t.c.partner == partner, trades_t.c.trade_id == trade_id)

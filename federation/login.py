@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from nacl.signing import VerifyKey
 
@@ -27,8 +27,11 @@ from federation.httpsig import CLOCK_SKEW_S, Identity
 LOGIN_TYPE = "cpnode.login.v1"
 CHALLENGE_TTL_S = 120
 
-# Challenge states: (state, event) → next state. Anything absent is refused.
-CHALLENGE_TRANSITIONS: dict[tuple[str, str], str] = {
+ChallengeState = Literal["issued", "used", "expired"]
+ChallengeEvent = Literal["consume", "expire"]
+# Challenge states: (state, event) → next state. Anything absent is refused. A challenge nobody
+# consumes simply lapses at `expires_ts` (checked on use; old rows are deleted when new ones are stored).
+CHALLENGE_TRANSITIONS: dict[tuple[ChallengeState, ChallengeEvent], ChallengeState] = {
     ("issued", "consume"): "used",
     ("issued", "expire"): "expired",
 }
@@ -42,14 +45,14 @@ class Challenge:
     node: str
     partner: str
     expires_ts: int
-    state: str = "issued"
+    state: ChallengeState = "issued"
 
     def to_json(self) -> dict[str, Any]:
         """The challenge as sent to the caller."""
         return {"challenge": self.value, "node": self.node, "expires_ts": self.expires_ts}
 
 
-def transition(state: str, event: str) -> str:
+def transition(state: ChallengeState, event: ChallengeEvent) -> ChallengeState:
     """The next challenge state, or AuthError if `event` is not allowed in `state`."""
     try:
         return CHALLENGE_TRANSITIONS[(state, event)]
