@@ -17,8 +17,8 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
+from node.cli.partners_args import add_agreement_arguments, agreement_from_args, checked_url
 from node.money import format_money
-from node.peering.cli_support import add_agreement_arguments, agreement_from_args, checked_url
 from node.peering.settings import check_public_key
 
 # Loaded by the handlers that use them, so this command's `--help` stays light.

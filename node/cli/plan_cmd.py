@@ -27,21 +27,11 @@ from node.availability.grouping import DEFAULT_EXACT_LIMIT
 from node.availability.paper import PAPER_BACKUPS
 from node.cli.commands import add_command
 from node.cli.common import CliError, add_json_argument, print_fields, print_json, print_table
-from node.resources import config_file
+from node.cli.plan_files import shipped_architecture
 
-# Shipped architecture files: the paper's platform and the node's own roles.
-ARCHITECTURE_DIR = config_file("architecture")
 DEFAULT_BACKUPS = PAPER_BACKUPS
 DEFAULT_TARGET = 0.9999
 _T = TypeVar("_T")
-
-
-def shipped_architecture(name: str) -> Path:
-    """Path of a shipped architecture file (`paper` or `node`), or CliError when it is not installed."""
-    path = ARCHITECTURE_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise CliError(f"shipped architecture {path} not found; pass --architecture FILE", exit_code=2)
-    return path
 
 
 def _probability(text: str) -> float:

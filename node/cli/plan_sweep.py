@@ -17,6 +17,7 @@ from node.availability import AvailabilityError, load_architecture
 from node.availability.paper import PAPER_AVAILABILITIES, PAPER_BACKUPS, PAPER_TARGETS
 from node.availability.sweep import FIG10_TARGET, Cell, figure9, figure10, table1
 from node.cli.common import CliError, add_json_argument, print_json, print_table
+from node.cli.plan_files import shipped_architecture
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -169,8 +170,6 @@ def build_figure(cells: Sequence[Cell], series: str, x: str, title: str) -> Figu
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Handler of `cpnode plan sweep`."""
-    from node.cli.plan_cmd import shipped_architecture
-
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:

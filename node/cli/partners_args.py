@@ -1,4 +1,4 @@
-"""What the `keys`, `partners` and `catalog` commands share: database access, URL checks, agreement options."""
+"""Argument handling the `partners` command needs: partner URL checks and the options that make up an agreement."""
 
 from __future__ import annotations
 
