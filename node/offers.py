@@ -12,8 +12,8 @@ slots): `capacity_group` names the capacity (pool and region), `capacity_unit` i
 are free. Reserving units of one offer lowers the free units of every offer of its group.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Python 3.11 computes a TypedDict's required and
+# optional keys only from evaluated annotations, and tests read them against OFFER_FIELDS.
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NotRequired, TypedDict, cast
 

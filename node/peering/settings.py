@@ -6,7 +6,7 @@ fields of a catalog offer (federation.catalog.OFFER_FIELDS).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,7 @@ from federation.errors import FederationError
 if TYPE_CHECKING:
     from federation.partners import Partner
     from federation.service import FederationSettings
+    from node.offers import CatalogOffer
 
 
 def check_public_key(text: str) -> str:
@@ -182,12 +183,11 @@ class OfferSection(_Section):
     capacity_cost: int | None = Field(default=None, ge=1)
     capacity_free: int | None = Field(default=None, ge=0)
 
-    def offer(self) -> dict[str, Any]:
+    def offer(self) -> CatalogOffer:
         """The offer as it appears in catalogs."""
-        from federation.catalog import check_offer
+        from node.offers import as_offer
 
-        data = self.model_dump(exclude_none=True)
         try:
-            return check_offer(data)
+            return as_offer(self.model_dump(exclude_none=True))
         except FederationError as exc:
             raise ValueError(str(exc)) from None
