@@ -26,7 +26,8 @@ from node.trading.store import Order
 from node.trading.views import order_view
 
 MAX_ATTEMPTS = 3
-RETRY_CODES = frozenset({"price_changed", "not_enough_free_units", "unknown_offer"})
+# Refusals another offer could avoid; the refused order is over and its money released.
+RETRY_CODES = frozenset({"price_changed", "not_enough_free_units", "unknown_offer", "bad_partner_answer"})
 
 
 def order_id_for(node: str, consumer: str, request_id: str | None, n: int) -> str:

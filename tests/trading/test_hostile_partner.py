@@ -17,7 +17,6 @@ from node.trading import store as trading_store
 from tests.nodes import make_node_dir, running_node
 from tests.trading.conftest import (
     BASE_TOML,
-    PRICE,
     buyer_of,
     engine_of,
     market,
@@ -28,6 +27,7 @@ from tests.trading.conftest import (
 from tests.trading.hostile import HostileProxy
 
 BAD_MODES = ("deep", "forged", "huge", "garbage")
+CHEAP = 100  # the hostile partner's offer ranks first in matching
 
 
 def pin_at(node: NodeServer, other: NodeServer, url: str) -> None:
@@ -65,7 +65,7 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
         config = make_node_dir(
             tmp_path,
             "hangzhou",
-            extra_toml=BASE_TOML + trading_toml(timeout_s=1.0) + offer("hangzhou", "gpu", 10, PRICE),
+            extra_toml=BASE_TOML + trading_toml(timeout_s=1.0) + offer("hangzhou", "gpu", 10, CHEAP),
         )
         hangzhou = await stack.enter_async_context(running_node(config))
         hostile = await stack.enter_async_context(proxied(hangzhou))
@@ -90,6 +90,17 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
             assert order["reason"].startswith("bad_partner_answer:"), order["reason"]
             assert (await m.consumer())["available"] == full, mode
             assert hostile.corrupted == 2 * number, mode  # the trade and the cancel, never retried
+
+        # Ordering by demand moves on from the hostile partner's best match to the next offer.
+        demand = {"units": 1, "hours": 1, "sources": ["partner"]}
+        status, body = await m.post("/api/v1/orders", {"consumer": "alice", "demand": demand})
+        assert status == 201, body
+        assert [(t["offer_id"], t["outcome"]) for t in body["tried"]] == [
+            ("hangzhou-gpu", "bad_partner_answer"),
+            ("shanghai-cpu", "accepted"),
+        ]
+        status, cancelled = await m.post(f"/api/v1/orders/{body['orders'][0]['id']}/cancel", {})
+        assert (status, cancelled["state"]) == (200, "cancelled")
 
         buyer = buyer_of(m.buyer)
         left = await buyer._create(
@@ -119,6 +130,6 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
         assert (await m.consumer())["available"] == full == 500_000
         # The hostile seller acted on every request it got: each trade it accepted was then voided.
         sales = trading_store.list_sales(engine_of(hangzhou), "beijing")
-        assert len(sales) == len(BAD_MODES) + 1
+        assert len(sales) == len(BAD_MODES) + 2  # and the demand order, and the one left requested
         assert {s.state for s in sales} == {"voided"}
         assert trading_store.reserved_units(engine_of(hangzhou), int(time.time())) == {}
