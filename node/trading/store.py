@@ -203,19 +203,21 @@ def reserve(
 
 
 def reserved(engine: Engine, now_ts: int) -> Reserved:
-    """What open, unexpired reservations hold, by offer and by capacity group."""
-    by_offer = sa.select(reservations_t.c.offer_id, sa.func.sum(reservations_t.c.units)).where(_open(now_ts))
-    by_group = (
-        sa.select(reservations_t.c.capacity_group, sa.func.sum(reservations_t.c.group_units))
-        .where(_open(now_ts), reservations_t.c.capacity_group.is_not(None))
-        .group_by(reservations_t.c.capacity_group)
+    """What open, unexpired reservations hold, by offer and by capacity group (one query)."""
+    r = reservations_t.c
+    query = (
+        sa.select(r.offer_id, r.capacity_group, sa.func.sum(r.units), sa.func.sum(r.group_units))
+        .where(_open(now_ts))
+        .group_by(r.offer_id, r.capacity_group)
     )
+    by_offer: dict[str, int] = {}
+    by_group: dict[str, int] = {}
     with engine.connect() as conn:
-        offers = {
-            key: int(units) for key, units in conn.execute(by_offer.group_by(reservations_t.c.offer_id))
-        }
-        groups = {key: int(units) for key, units in conn.execute(by_group)}
-    return Reserved(offers, groups)
+        for offer_id, group, units, group_units in conn.execute(query):
+            by_offer[offer_id] = by_offer.get(offer_id, 0) + int(units)
+            if group is not None:
+                by_group[group] = by_group.get(group, 0) + int(group_units or 0)
+    return Reserved(by_offer, by_group)
 
 
 def reserved_units(engine: Engine, now_ts: int) -> dict[str, int]:
