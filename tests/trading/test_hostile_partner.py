@@ -14,6 +14,7 @@ from federation import store
 from federation.partners import Agreement, Partner
 from node.service import NodeServer
 from node.trading import store as trading_store
+from node.trading.component import UPKEEP_JOB
 from tests.nodes import make_node_dir, running_node
 from tests.trading.conftest import (
     BASE_TOML,
@@ -22,6 +23,7 @@ from tests.trading.conftest import (
     market,
     offer,
     pin,
+    seller_of,
     trading_toml,
 )
 from tests.trading.hostile import HostileProxy
@@ -133,3 +135,25 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
         assert len(sales) == len(BAD_MODES) + 2  # and the demand order, and the one left requested
         assert {s.state for s in sales} == {"voided"}
         assert trading_store.reserved_units(engine_of(hangzhou), int(time.time())) == {}
+
+
+async def test_the_upkeep_job_runs_the_seller_side_when_the_buyer_side_fails(tmp_path: Path) -> None:
+    """One side of `trading.upkeep` failing neither skips the other nor hides the failure: the job
+    reports an error after both ran."""
+    async with market(tmp_path) as m:
+        assert m.buyer.ctx is not None
+        buyer, seller = buyer_of(m.buyer), seller_of(m.buyer)
+        ran: list[str] = []
+
+        async def failing() -> int:
+            ran.append("buyer")
+            raise RuntimeError("the buyer side broke")
+
+        async def counting() -> int:
+            ran.append("seller")
+            return 0
+
+        buyer.upkeep = failing  # type: ignore[method-assign]
+        seller.upkeep = counting  # type: ignore[method-assign]
+        assert await m.buyer.ctx.scheduler.run_job(UPKEEP_JOB) == "error"
+        assert sorted(ran) == ["buyer", "seller"]
