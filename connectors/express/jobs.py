@@ -147,9 +147,10 @@ class Place(Model):
 
 
 class ProgressView(Model):
-    """A job's progress: bytes and chunks done of the total, rate (bytes/s over the last seconds),
-    ETA (ms, None while unknown), retries, chunks the destination refused, chunk writes of the
-    committed files, and the last error (None until one happened)."""
+    """A job's progress: bytes and chunks done of the total (`held`: what the destination already
+    had when this run started), rate (bytes/s over the last seconds), ETA (ms, None while unknown),
+    retries, chunks the destination refused, chunk writes of the committed files, and the last
+    error (None until one happened)."""
 
     bytes_done: int
     bytes_total: int
@@ -157,6 +158,8 @@ class ProgressView(Model):
     chunks_total: int
     files_done: int
     files_total: int
+    bytes_held: int
+    chunks_held: int
     rate_bytes_per_s: int
     eta_ms: int | None
     retries: int

@@ -1,8 +1,8 @@
 """A job's progress: bytes and chunks done of the total, rate over the last seconds, ETA, retries,
 the last error. Pure bookkeeping: the relay reports, the control API shows `snapshot()`.
 
-Bytes the destination already held when the job (re)started count as done; the rate counts only
-what this run moved, over a sliding window of `window_s`.
+Bytes the destination already held when the job (re)started count as done (and as `held`); the
+rate counts only what this run moved, over a sliding window of `window_s`.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Progress:
     bytes_done: int = 0
     chunks_done: int = 0
     files_done: int = 0
+    bytes_held: int = 0
+    chunks_held: int = 0
     retries: int = 0
     rejected_chunks: int = 0
     chunk_writes: int = 0
@@ -72,7 +74,7 @@ class Progress:
     def plan(self, bytes_total: int, chunks_total: int, files_total: int) -> None:
         """Set the totals and start from zero done."""
         self.bytes_total, self.chunks_total, self.files_total = bytes_total, chunks_total, files_total
-        self.bytes_done = self.chunks_done = self.files_done = 0
+        self.bytes_done = self.chunks_done = self.files_done = self.bytes_held = self.chunks_held = 0
         self.meter.start()
         self.changed()
 
@@ -80,6 +82,8 @@ class Progress:
         """Chunks the destination already held: done, but not moved by this run."""
         self.bytes_done += nbytes
         self.chunks_done += chunks
+        self.bytes_held += nbytes
+        self.chunks_held += chunks
         self.changed()
 
     def chunk_done(self, nbytes: int) -> None:
@@ -120,6 +124,8 @@ class Progress:
             "chunks_total": self.chunks_total,
             "files_done": self.files_done,
             "files_total": self.files_total,
+            "bytes_held": self.bytes_held,
+            "chunks_held": self.chunks_held,
             "rate_bytes_per_s": rate,
             "eta_ms": eta_ms,
             "retries": self.retries,
