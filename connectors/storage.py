@@ -141,6 +141,16 @@ def build_manifest(root: Path, chunk_bytes: int) -> Manifest:
     return Manifest(chunk_bytes=chunk_bytes, files=entries)
 
 
+class _FileAsItIs(web.FileResponse):
+    """A file's own bytes. aiohttp's FileResponse answers a client that accepts gzip or brotli with a
+    sibling `NAME.gz`/`NAME.br` when one exists; in a bucket that sibling is another state file."""
+
+    def _get_file_path_stat_encoding(
+        self, accept_encoding: str
+    ) -> tuple[Path | None, os.stat_result, str | None]:
+        return super()._get_file_path_stat_encoding("")
+
+
 class StorageService:
     """The HTTP handlers, bound to a token and a bucket → directory resolver."""
 
@@ -218,7 +228,7 @@ class StorageService:
                 return web.json_response({"received": part.stat().st_size if part.exists() else 0})
             if not target.is_file():
                 return _error(404, "not_found", f"no object {rel.as_posix()!r}")
-            return web.FileResponse(target)  # aiohttp answers Range with 206/416 itself
+            return _FileAsItIs(target)  # aiohttp answers Range with 206/416 itself
         if request.method == "PUT":
             return await self._put(request, target)
         if request.method == "DELETE":
