@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from connectors.serving import read_or_create_token, serve_until_signal
-from connectors.storage import BucketResolver, StorageService
+from connectors.storage import HANDLER_ARGS, BucketResolver, StorageService
 
 _BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,120}$")
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     service = StorageService(token, resolve, args.max_object_bytes)
-    app = web.Application()
+    app = web.Application(handler_args=HANDLER_ARGS)
     service.add_routes(app)
 
     async def close_uploads(_app: web.Application) -> None:

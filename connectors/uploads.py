@@ -1,21 +1,18 @@
 """Chunked uploads at the destination: chunks in any order, each verified, a durable committed-chunk map.
 
-For a target file `NAME`, an open upload is three files beside it (hidden from listings and
-unreachable by path):
-- `NAME.cpnode-chunks`    the data, written at each chunk's offset;
-- `NAME.cpnode-chunkmeta` the manifest entry the upload was opened with (JSON, written atomically);
-- `NAME.cpnode-chunkmap`  the committed-chunk map: one line `i` appended per chunk once its bytes
-  matched the entry's SHA-256 and were written. A torn last line (a crash mid-append) is ignored.
+A chunk is written only if its bytes match the entry's SHA-256 (else `bad_chunk`, recorded
+nowhere), and recorded in the map (`connectors.upload_files`) once written, so a restarted server
+knows which chunks it holds and a chunk already in the map is never written again.
 
-So a restarted server knows which chunks it holds, a chunk already in the map is never written
-again, and a chunk whose bytes do not match is refused (`bad_chunk`) and recorded nowhere.
-Committing re-reads the data, checks the whole-file SHA-256, fsyncs and renames it onto `NAME`
-(then fsyncs the directory). If the whole file does not match, the chunks that no longer match
-their hash are dropped from the map and reported missing, so only they are sent again.
+The whole-file SHA-256 is computed from the data file as the contiguous prefix of committed chunks
+grows (a background task reads them back while later chunks arrive), so committing only hashes
+what is left before it fsyncs and renames the data onto the target (and fsyncs the directory).
+After a restart the prefix is read and hashed again from disk, so a write lost in a crash is
+caught. If the whole file does not match, the chunks that no longer match their hash are dropped
+from the map and reported missing, so only they are sent again.
 
-Errors are `UploadError(status, code, message)`; disk full (ENOSPC, EDQUOT, EFBIG) is 507
-`disk_full` and permission errors (EACCES, EPERM, EROFS) 403 `permission_denied`, both fatal for
-the sender. Blocking file work runs in threads; the event loop only keeps the bookkeeping.
+Blocking file work runs in threads; the event loop keeps the bookkeeping. Chunk bodies are read
+into reused buffers, and the bytes of bodies being received are bounded (`reserve`, 503 `busy`).
 """
 
 from __future__ import annotations
@@ -26,42 +23,21 @@ import errno
 import hashlib
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from connectors.manifest import UploadEntry, from_ranges, to_ranges
+from connectors import upload_files as files
+from connectors.manifest import UploadEntry, to_ranges
+from connectors.upload_files import DATA_SUFFIX, MAP_SUFFIX, META_SUFFIX, UploadError, os_error, side
 
-DATA_SUFFIX = ".cpnode-chunks"
-META_SUFFIX = ".cpnode-chunkmeta"
-MAP_SUFFIX = ".cpnode-chunkmap"
-UPLOAD_SUFFIXES = (DATA_SUFFIX, META_SUFFIX, MAP_SUFFIX)
-_READ_BYTES = 4 << 20
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_FORBIDDEN = {errno.EACCES, errno.EPERM, errno.EROFS}
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
-
-class UploadError(Exception):
-    """A refused upload call: HTTP status, stable code, message and extra JSON fields."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.extra = status, code, extra
-
-
-def os_error(exc: OSError, doing: str) -> UploadError:
-    """Translate a filesystem error: disk full and permission errors are fatal codes."""
-    if exc.errno in _DISK_FULL:
-        return UploadError(507, "disk_full", f"no space left while {doing}: {exc.strerror}")
-    if exc.errno in _FORBIDDEN:
-        return UploadError(403, "permission_denied", f"not permitted while {doing}: {exc.strerror}")
-    return UploadError(503, "io_error", f"I/O error while {doing}: {exc.strerror}")
-
-
-def _side(target: Path, suffix: str) -> Path:
-    return target.with_name(target.name + suffix)
+__all__ = ["UploadError", "UploadStatus", "Uploads"]
 
 
 @dataclass
@@ -74,7 +50,13 @@ class _Upload:
     writes: int
     in_flight: set[int] = field(default_factory=set)
     committing: bool = False
-    closing: bool = False  # forgotten while a thread still used its files: the last user closes them
+    closing: bool = False  # forgotten while threads still used its files: the last one closes them
+    users: int = 0  # threads working on its descriptors
+    whole: _Hash = field(default_factory=hashlib.sha256)
+    hashed: int = 0  # chunks [0, hashed) are in `whole`
+    hasher: asyncio.Task[None] | None = None
+    read_buffer: bytearray = field(default_factory=lambda: bytearray(files.READ_BYTES))
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -96,25 +78,6 @@ class UploadStatus:
         }
 
 
-def _read_map(path: Path, limit: int) -> tuple[set[int], int]:
-    """The committed chunks of a map file and how many lines it has (a torn last line ignored)."""
-    text = path.read_bytes().decode("ascii", "replace")
-    lines = text.split("\n")[:-1]  # everything after the last newline is a torn append
-    indices = [int(line) for line in lines if line.isdigit() and int(line) < limit]
-    return set(indices), len(indices)
-
-
-def _holds(path: Path, sha256: str, size_bytes: int = -1) -> bool:
-    """Whether `path` is a file (of `size_bytes`, if not -1) whose SHA-256 is `sha256`."""
-    if not path.is_file() or size_bytes not in (-1, path.stat().st_size):
-        return False
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_READ_BYTES):
-            digest.update(block)
-    return digest.hexdigest() == sha256
-
-
 class Uploads:
     """Every open chunked upload of one storage service, loaded from disk on first use."""
 
@@ -123,24 +86,23 @@ class Uploads:
         self._lock = asyncio.Lock()
         self.max_in_flight_bytes = max_in_flight_bytes
         self._in_flight_bytes = 0
+        self._buffers: list[bytearray] = []
 
     async def _get(self, target: Path) -> _Upload | None:
         upload = self._open.get(target)
         if upload is not None:
             return upload
-        meta = _side(target, META_SUFFIX)
-        if not meta.is_file():
+        if not side(target, META_SUFFIX).is_file():
             return None
         try:
-            entry = UploadEntry.model_validate_json(meta.read_bytes())
-            committed, writes = _read_map(_side(target, MAP_SUFFIX), len(entry.chunks))
-            fd = os.open(_side(target, DATA_SUFFIX), os.O_RDWR | os.O_CREAT, 0o600)
-            map_fd = os.open(_side(target, MAP_SUFFIX), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            entry = UploadEntry.model_validate_json(side(target, META_SUFFIX).read_bytes())
+            committed, writes = files.read_map(side(target, MAP_SUFFIX), len(entry.chunks))
+            fd = os.open(side(target, DATA_SUFFIX), os.O_RDWR | os.O_CREAT, 0o600)
+            map_fd = os.open(side(target, MAP_SUFFIX), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except (OSError, ValidationError, ValueError):
-            self._remove_files(target)  # an unreadable upload is started again by its sender
+            files.remove_files(target)  # an unreadable upload is started again by its sender
             return None
-        upload = _Upload(target, entry, fd, map_fd, committed, writes)
-        self._open[target] = upload
+        upload = self._open[target] = _Upload(target, entry, fd, map_fd, committed, writes)
         return upload
 
     def _status(self, upload: _Upload) -> UploadStatus:
@@ -161,47 +123,49 @@ class Uploads:
                 return self._status(upload)
             if upload is not None:
                 self._close(upload)
-                self._remove_files(target)
-            if await asyncio.to_thread(_holds, target, entry.sha256, entry.size_bytes):
+                files.remove_files(target)
+            if await asyncio.to_thread(files.holds, target, entry.sha256, entry.size_bytes):
                 return UploadStatus(len(entry.chunks), to_ranges(range(len(entry.chunks))), True, 0)
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if shutil.disk_usage(target.parent).free < entry.size_bytes:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                meta = _side(target, META_SUFFIX)
-                temporary = meta.with_name(meta.name + ".tmp")
-                temporary.write_text(entry.model_dump_json(), encoding="utf-8")
-                os.replace(temporary, meta)
-                fd = os.open(_side(target, DATA_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                files.write_meta(target, entry)
+                fd = os.open(side(target, DATA_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-                map_fd = os.open(_side(target, MAP_SUFFIX), flags, 0o600)
+                map_fd = os.open(side(target, MAP_SUFFIX), flags, 0o600)
             except OSError as exc:
-                self._remove_files(target)
+                files.remove_files(target)
                 raise os_error(exc, "opening the upload") from None
-            upload = _Upload(target, entry, fd, map_fd, set(), 0)
-            self._open[target] = upload
+            upload = self._open[target] = _Upload(target, entry, fd, map_fd, set(), 0)
             return self._status(upload)
 
-    async def write_chunk(self, target: Path, index: int, data: bytes) -> bool:
-        """Verify and write chunk `index`; False if it was already committed (nothing written)."""
+    async def chunk_length(self, target: Path, index: int) -> int:
+        """The byte length of chunk `index` of the open upload of `target` (404 `no_upload`, 400)."""
         upload = await self._require(target)
         if not 0 <= index < len(upload.entry.chunks):
-            raise UploadError(
-                400, "invalid_request", f"chunk {index} is outside 0–{len(upload.entry.chunks) - 1}"
-            )
+            last = len(upload.entry.chunks) - 1
+            raise UploadError(400, "invalid_request", f"chunk {index} is outside 0–{last}")
+        return upload.entry.span(index)[1]
+
+    async def write_chunk(self, target: Path, index: int, data: memoryview) -> bool:
+        """Verify and write chunk `index`; False if it was already committed (nothing written)."""
+        upload = await self._require(target)
+        length = await self.chunk_length(target, index)
+        if len(data) != length:
+            raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {len(data)}")
         if index in upload.committed:
             return False
         if upload.committing or index in upload.in_flight:
             raise UploadError(409, "chunk_in_flight", f"chunk {index} is being written or committed; retry")
-        offset, length = upload.entry.span(index)
-        if len(data) != length:
-            raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, got {len(data)}")
         upload.in_flight.add(index)
+        upload.users += 1
         try:
-            matches = await asyncio.to_thread(
-                _verify_and_write, upload.fd, data, offset, upload.entry.chunks[index]
+            offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
+            written = await asyncio.to_thread(
+                files.verify_and_write, upload.fd, data, offset, expected, upload.write_lock
             )
-            if not matches:
+            if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
                 )
@@ -212,36 +176,73 @@ class Uploads:
             raise os_error(exc, f"writing chunk {index}") from None
         finally:
             upload.in_flight.discard(index)
+            upload.users -= 1
             self._close_if_idle(upload)
         upload.committed.add(index)
         upload.writes += 1
+        if upload.hasher is None or upload.hasher.done():
+            upload.hasher = asyncio.create_task(self._hash_prefix(upload))
         return True
 
-    def reserve(self, length: int) -> None:
-        """Count `length` bytes of a chunk body being received; 503 `busy` past the service's budget."""
+    async def _hash_prefix(self, upload: _Upload) -> None:
+        """Feed the whole-file hash with the committed chunks that extend its prefix, read from disk."""
+        while not upload.closing and not upload.committing:
+            end = upload.hashed
+            while end in upload.committed:
+                end += 1
+            if end == upload.hashed:
+                return
+            upload.users += 1
+            try:
+                complete = await asyncio.to_thread(
+                    files.hash_chunks_into,
+                    upload.whole,
+                    upload.fd,
+                    upload.entry,
+                    upload.hashed,
+                    end,
+                    upload.read_buffer,
+                )
+            except OSError:
+                complete = False
+            finally:
+                upload.users -= 1
+                self._close_if_idle(upload)
+            if not complete:  # the commit reads everything again
+                upload.whole, upload.hashed = hashlib.sha256(), 0
+                return
+            upload.hashed = end
+
+    def buffer(self, length: int) -> memoryview:
+        """A buffer of `length` bytes for a chunk's body; 503 `busy` past the bytes-in-flight budget.
+        Give it back with `release`."""
         if self._in_flight_bytes + length > self.max_in_flight_bytes:
             raise UploadError(503, "busy", "too many chunk bytes in flight; retry shortly")
         self._in_flight_bytes += length
+        spare = next((b for b in self._buffers if len(b) >= length), None)
+        if spare is not None:
+            self._buffers.remove(spare)
+        return memoryview(spare if spare is not None else bytearray(length))[:length]
 
-    def release(self, length: int) -> None:
-        """Give back what `reserve` counted."""
-        self._in_flight_bytes -= length
-
-    async def expected_length(self, target: Path, index: int) -> int:
-        """The byte length of chunk `index` of the open upload of `target`."""
-        upload = await self._require(target)
-        if not 0 <= index < len(upload.entry.chunks):
-            raise UploadError(
-                400, "invalid_request", f"chunk {index} is outside 0–{len(upload.entry.chunks) - 1}"
-            )
-        return upload.entry.span(index)[1]
+    def release(self, view: memoryview) -> None:
+        """Give back a buffer from `buffer` (kept for reuse while the kept ones fit the budget)."""
+        self._in_flight_bytes -= len(view)
+        buffer = view.obj
+        view.release()
+        if (
+            isinstance(buffer, bytearray)
+            and sum(map(len, self._buffers)) + len(buffer) <= self.max_in_flight_bytes
+        ):
+            self._buffers.append(buffer)
 
     async def commit(self, target: Path, expected_sha256: str | None) -> tuple[bool, int]:
         """Verify the whole file, fsync and rename it onto `target`: (committed now, chunk writes).
         An upload already committed (none open, the target matching `expected_sha256`) is (False, 0)."""
         upload = await self._get(target)
         if upload is None:
-            held = expected_sha256 is not None and await asyncio.to_thread(_holds, target, expected_sha256)
+            held = expected_sha256 is not None and await asyncio.to_thread(
+                files.holds, target, expected_sha256
+            )
             if held:
                 return False, 0
             raise UploadError(404, "no_upload", f"no upload of {target.name!r} is open")
@@ -253,25 +254,31 @@ class Uploads:
         if upload.committing:
             raise UploadError(409, "chunk_in_flight", "the upload is being committed; retry")
         upload.committing = True
+        if upload.hasher is not None:
+            await upload.hasher
+        upload.users += 1
         try:
-            bad = await asyncio.to_thread(_verify_file, upload)
-            if bad is None:
-                await asyncio.to_thread(_install, upload)
+            bad = await asyncio.to_thread(_verify_and_install, upload)
         except OSError as exc:
             raise os_error(exc, "committing") from None
         finally:
             upload.committing = False
+            upload.users -= 1
             self._close_if_idle(upload)
         if upload.closing:
             raise UploadError(409, "upload_aborted", "the upload was aborted while it was committed")
         if bad:
             upload.committed -= bad
-            _rewrite_map(upload)
+            upload.whole, upload.hashed = hashlib.sha256(), 0
+            files.rewrite_map(side(target, MAP_SUFFIX), upload.committed)
+            os.close(upload.map_fd)
+            upload.map_fd = os.open(side(target, MAP_SUFFIX), os.O_WRONLY | os.O_APPEND)
+            upload.writes = len(upload.committed)
             raise UploadError(
                 409, "chunks_missing", f"{len(bad)} chunks changed on disk", missing=to_ranges(bad)
             )
         self._close(upload)
-        self._remove_files(target)
+        files.remove_files(target)
         return True, upload.writes
 
     async def abort(self, target: Path) -> bool:
@@ -280,13 +287,15 @@ class Uploads:
             upload = await self._get(target)
             if upload is not None:
                 self._close(upload)
-            self._remove_files(target)
+            files.remove_files(target)
         return upload is not None
 
     async def close(self) -> None:
         """Close every open file (the uploads stay on disk for the next start)."""
         for upload in list(self._open.values()):
             self._close(upload)
+            if upload.hasher is not None:
+                await upload.hasher
 
     async def _require(self, target: Path) -> _Upload:
         upload = await self._get(target)
@@ -301,80 +310,29 @@ class Uploads:
 
     @staticmethod
     def _close_if_idle(upload: _Upload) -> None:
-        # A thread may still be writing through these descriptors; closing them under it could
+        # A thread may still be working through these descriptors; closing them under it could
         # let a reused descriptor number receive its bytes.
-        if upload.closing and not upload.in_flight and not upload.committing and upload.fd >= 0:
+        if upload.closing and not upload.users and upload.fd >= 0:
             for fd in (upload.fd, upload.map_fd):
                 with contextlib.suppress(OSError):
                     os.close(fd)
             upload.fd = upload.map_fd = -1
 
-    @staticmethod
-    def _remove_files(target: Path) -> None:
-        for suffix in UPLOAD_SUFFIXES:
-            _side(target, suffix).unlink(missing_ok=True)
 
-
-def _verify_and_write(fd: int, data: bytes, offset: int, expected: str) -> bool:
-    """Write `data` at `offset` if its SHA-256 is `expected` (runs in a thread)."""
-    if hashlib.sha256(data).hexdigest() != expected:
-        return False
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-    return True
-
-
-def _verify_file(upload: _Upload) -> set[int] | None:
-    """None if the data matches the whole-file SHA-256, else the chunks that no longer match theirs
-    (read a second time only then: a mismatch after every chunk was checked on arrival is rare)."""
+def _verify_and_install(upload: _Upload) -> set[int]:
+    """Finish the whole-file hash from disk; if it matches, install the file and return no chunks,
+    else return the chunks that no longer match theirs (read a second time only then)."""
     entry = upload.entry
-    whole = hashlib.sha256()
-    offset = 0
-    while offset < entry.size_bytes:
-        data = os.pread(upload.fd, min(_READ_BYTES, entry.size_bytes - offset), offset)
-        if not data:
-            break
-        whole.update(data)
-        offset += len(data)
-    if offset == entry.size_bytes and whole.hexdigest() == entry.sha256:
-        return None
-    bad: set[int] = set()
-    for index, expected in enumerate(entry.chunks):
-        start, length = entry.span(index)
-        data = os.pread(upload.fd, length, start)
-        if len(data) != length or hashlib.sha256(data).hexdigest() != expected:
-            bad.add(index)
+    if files.hash_chunks_into(
+        upload.whole, upload.fd, entry, upload.hashed, len(entry.chunks), upload.read_buffer
+    ):
+        upload.hashed = len(entry.chunks)
+        if upload.whole.hexdigest() == entry.sha256:
+            files.install(upload.fd, upload.target, entry.size_bytes)
+            return set()
+    bad = files.changed_chunks(upload.fd, entry)
     if not bad:  # every chunk matches but the whole does not: the entry contradicts itself
         raise UploadError(
             422, "manifest_mismatch", "the chunks match their hashes but not the file's SHA-256"
         )
     return bad
-
-
-def _install(upload: _Upload) -> None:
-    """fsync the data, rename it onto the target and fsync the directory."""
-    os.ftruncate(upload.fd, upload.entry.size_bytes)
-    os.fsync(upload.fd)
-    os.replace(_side(upload.target, DATA_SUFFIX), upload.target)
-    directory = os.open(upload.target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _rewrite_map(upload: _Upload) -> None:
-    path = _side(upload.target, MAP_SUFFIX)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(f"{i}\n" for i in sorted(upload.committed)), encoding="ascii")
-    os.replace(temporary, path)
-    os.close(upload.map_fd)
-    upload.map_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    upload.writes = len(upload.committed)
-
-
-def parse_missing(body: dict[str, Any], limit: int) -> set[int]:
-    """The chunk indices a `chunks_missing` answer lists."""
-    return from_ranges(body.get("missing", []), limit)

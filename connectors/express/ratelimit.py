@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 MAX_SLICE_BYTES = 256 << 10
 MIN_SLICE_BYTES = 4 << 10
+UNCAPPED_SLICE_BYTES = 1 << 20  # no pacing to smooth: fewer, larger writes
 BURST_S = 0.1
 _POLL_S = 0.05  # a waiting sender looks again at least this often, so a raised cap applies at once
 
@@ -30,14 +31,17 @@ class TokenBucket:
 
     @property
     def slice_bytes(self) -> int:
-        """How many bytes a sender takes at a time: about 1/20 s at the current rate, 4–256 KiB."""
+        """How many bytes a sender takes at a time: about 1/20 s at the current rate, 4–256 KiB (1 MiB
+        without a cap)."""
         if not self.rate_bytes_per_s:
-            return MAX_SLICE_BYTES
+            return UNCAPPED_SLICE_BYTES
         return max(MIN_SLICE_BYTES, min(MAX_SLICE_BYTES, self.rate_bytes_per_s // 20))
 
     @property
     def burst_bytes(self) -> int:
         """The most tokens the bucket holds."""
+        if not self.rate_bytes_per_s:
+            return 0
         return max(self.slice_bytes, int(self.rate_bytes_per_s * BURST_S))
 
     def set_rate(self, rate_bytes_per_s: int) -> None:

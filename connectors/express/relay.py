@@ -5,8 +5,10 @@ One run of a job (`Transfer.run`):
    committed-chunk map), so a run after any interruption sends only the missing chunks;
 2. K workers take missing chunks from a queue; each owns one buffer of `chunk_bytes`, so the
    relay's chunk memory is K × chunk size whatever the files' sizes. A worker reads its chunk with a
-   ranged GET, checks it against the manifest's SHA-256 (a mismatch is read again, then the job
-   fails `manifest_mismatch`), and sends it in slices paced by the token bucket;
+   ranged GET and sends it in slices paced by the token bucket. The destination checks every chunk
+   against the manifest; when it refuses one (`bad_chunk`), the worker hashes its buffer: if the
+   bytes were already wrong when read, it reads them again (three wrong reads: the job fails
+   `manifest_mismatch`), else they were spoilt on the way and it sends the buffer again;
 3. the worker that lands a file's last chunk commits the file (whole-file hash, fsync, rename at
    the destination); chunks the commit reports missing go back to the queue.
 
@@ -178,25 +180,28 @@ class Transfer:
             try:
                 if not loaded:
                     await self.source.read_chunk(item.path, offset, view, item.size_bytes)
-                    if await asyncio.to_thread(_sha256, view) != item.chunks[chunk]:
-                        mismatches += 1
-                        message = (
-                            f"{item.path} chunk {chunk} read from the source does not match the manifest"
-                        )
-                        raise TransferError(
-                            "manifest_mismatch", message, fatal=mismatches >= _SOURCE_MISMATCHES
-                        )
                     loaded = True
                 await self.destination.put_chunk(
                     item.path, chunk, view, self.bucket.take, self.bucket.slice_bytes
                 )
                 break
+            except BadChunk as exc:
+                # Refused by the destination: were the bytes wrong when read, or spoilt on the way?
+                if await asyncio.to_thread(_sha256, view) != item.chunks[chunk]:
+                    loaded, mismatches = False, mismatches + 1
+                    message = f"{item.path} chunk {chunk} read from the source does not match the manifest"
+                    if mismatches >= _SOURCE_MISMATCHES:
+                        raise TransferError("manifest_mismatch", message, fatal=True) from None
+                if attempt >= self.backoff.max_attempts:
+                    raise Stalled(exc, attempt) from None
+                self.progress.retry(exc.as_json(), rejected=True)
+                await asyncio.sleep(self.backoff.delay_s(attempt))
             except TransferError as exc:
                 if exc.fatal or isinstance(exc, UploadLost):
                     raise
                 if attempt >= self.backoff.max_attempts:
                     raise Stalled(exc, attempt) from None
-                self.progress.retry(exc.as_json(), rejected=isinstance(exc, BadChunk))
+                self.progress.retry(exc.as_json())
                 await asyncio.sleep(self.backoff.delay_s(attempt))
         self.progress.chunk_done(length)
         pending = self._pending[index]

@@ -70,7 +70,8 @@ def _session(spec: JobSpec) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(10, spec.request_timeout_s), sock_read=spec.request_timeout_s
     )
-    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2 * spec.workers + 2))
+    connector = aiohttp.TCPConnector(limit=2 * spec.workers + 2)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, read_bufsize=1 << 20)
 
 
 class Express:

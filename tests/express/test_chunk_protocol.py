@@ -133,15 +133,17 @@ async def test_committed_chunk_map_survives_a_restart(endpoint: Endpoint, destin
 
 
 async def test_commit_finds_chunks_changed_on_disk(endpoint: Endpoint, destination: Storage) -> None:
-    """A chunk recorded but damaged on disk before the commit is dropped from the map and reported
-    missing; sent again, the file commits correctly."""
+    """A chunk recorded but damaged on disk while the server was down (a write a crash lost) is
+    found at commit, dropped from the map and reported missing; sent again, the file commits correctly."""
     data = os.urandom(3 * CHUNK)
     await endpoint.open("f.bin", entry_for(data))
     for index in range(3):
         await endpoint.put("f.bin", index, piece(data, index))
+    destination.kill()
     with (destination.bucket / "f.bin.cpnode-chunks").open("r+b") as handle:
         handle.seek(CHUNK + 10)
         handle.write(b"\x00\x01\x02")
+    destination.start()
     status, body = await endpoint.commit("f.bin")
     assert (status, body["missing"]) == (409, [[1, 2]])
     assert (await endpoint.put("f.bin", 1, piece(data, 1)))[0] == 201

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connectors.express import ExpressClient, ExpressRefused
+from connectors.storage import build_manifest
 from tests.connectors.conftest import eventually
 from tests.express.conftest import (
     MIB,
@@ -212,3 +213,20 @@ async def test_express_killed_and_restarted_resumes_the_job(
     assert done.progress.chunk_writes == CHUNKS
     assert done.progress.chunks_held >= 8
     assert chunk_puts(to_destination) - puts_before == CHUNKS - done.progress.chunks_held
+
+
+async def test_source_changed_after_its_manifest_is_fatal(
+    source: Storage, destination: Storage, client: ExpressClient
+) -> None:
+    """A source file rewritten after its manifest was built (same size, other bytes) is refused chunk by
+    chunk at the destination; the relay finds its reads disagree with the manifest and the job fails
+    at once with manifest_mismatch, fatal, leaving nothing at the destination."""
+    random_file(source.bucket / "state.bin", 1 * MIB)
+    manifest = build_manifest(source.bucket, 256 << 10)
+    random_file(source.bucket / "state.bin", 1 * MIB)
+    job = await client.create(spec(source.endpoint(), destination.endpoint(), manifest=manifest, workers=1))
+    failed = await wait_state(client, job.id, {"failed"})
+    assert failed.error is not None
+    assert (failed.error.code, failed.error.fatal) == ("manifest_mismatch", True)
+    assert failed.progress.rejected_chunks == 2  # two refusals, then the third wrong read is fatal
+    assert destination.files() == []
