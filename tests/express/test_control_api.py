@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -168,3 +169,18 @@ async def test_control_connection_carries_no_state_bytes(
     finally:
         await control.close()
         await to_destination.close()
+
+
+def test_express_command_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cpnode express` with a malformed --listen or a too-short token exits 2 with the reason and
+    creates nothing."""
+    from node.cli.main import main as cpnode
+
+    assert cpnode(["express", "--listen", "nowhere", "--token-file", str(tmp_path / "t")]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+    (tmp_path / "short").write_text("abc\n")
+    state = tmp_path / "jobs.json"
+    assert cpnode(["express", "--token-file", str(tmp_path / "short"), "--state-file", str(state)]) == 2
+    assert "shorter than 16" in capsys.readouterr().err
+    assert not state.exists()
