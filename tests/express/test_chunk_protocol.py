@@ -25,18 +25,22 @@ class Endpoint:
         self.base = f"{storage.url}/storage/v1/{BUCKET}"
 
     async def call(self, method: str, tail: str, **kwargs: Any) -> tuple[int, Any]:
+        """One call with the bucket's token: (status, JSON body or None)."""
         headers = {"Authorization": f"Bearer {self.storage.token}", **kwargs.pop("headers", {})}
         async with self.session.request(method, self.base + tail, headers=headers, **kwargs) as response:
             body = await response.read()
             return response.status, (await response.json(content_type=None)) if body else None
 
     async def open(self, path: str, entry: UploadEntry) -> tuple[int, Any]:
+        """Open (or resume) the chunked upload of `path`."""
         return await self.call("POST", f"/{path}?chunked", json=entry.model_dump())
 
     async def put(self, path: str, index: int, data: bytes) -> tuple[int, Any]:
+        """Send chunk `index` of `path`."""
         return await self.call("PUT", f"/{path}?chunk={index}", data=data)
 
     async def commit(self, path: str) -> tuple[int, Any]:
+        """Commit the upload of `path`."""
         return await self.call("POST", f"/{path}?commit")
 
 
@@ -56,6 +60,7 @@ def entry_for(data: bytes, chunk: int = CHUNK) -> UploadEntry:
 
 
 def piece(data: bytes, index: int) -> bytes:
+    """Chunk `index` of `data`."""
     return data[index * CHUNK : (index + 1) * CHUNK]
 
 

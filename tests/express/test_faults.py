@@ -52,6 +52,7 @@ async def fixture_to_source(source: Storage) -> AsyncIterator[FaultProxy]:
 
 
 def chunk_puts(proxy: FaultProxy) -> int:
+    """How many chunk PUTs went through `proxy`."""
     return proxy.count("PUT", "chunk=")
 
 
