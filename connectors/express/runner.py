@@ -2,7 +2,7 @@
 change stored first (`JobStore`), and the relay memory they hold kept within a budget.
 
 A job holds workers × chunk bytes of the budget while it runs; a job that does not fit waits
-`queued` (in creation order). Stopping the express (`close`) leaves every job's stored state as it
+`queued` (in creation order). At most `max_open_jobs` jobs are unfinished at once. Stopping the express (`close`) leaves every job's stored state as it
 is, so the next start runs `queued`/`running` jobs again from the destination's committed-chunk
 maps and finishes the clean-up of `failing`/`cancelling` ones. Clean-up removes every path of the
 manifest at the destination (open uploads and committed files).
@@ -22,7 +22,7 @@ import aiohttp
 
 from connectors.express.endpoints import StorageClient
 from connectors.express.errors import JobConflict, JobNotFound, Stalled, TransferError, UploadLost
-from connectors.express.jobs import JobError, JobEvent, JobRecord, JobSpec, JobView, same_request
+from connectors.express.jobs import TERMINAL, JobError, JobEvent, JobRecord, JobSpec, JobView, same_request
 from connectors.express.progress import Progress
 from connectors.express.ratelimit import TokenBucket
 from connectors.express.relay import Backoff, Transfer, with_retries
@@ -77,9 +77,10 @@ def _session(spec: JobSpec) -> aiohttp.ClientSession:
 class Express:
     """Every job of one express process."""
 
-    def __init__(self, store: JobStore, max_buffer_bytes: int = 1 << 30) -> None:
+    def __init__(self, store: JobStore, max_buffer_bytes: int = 1 << 30, max_open_jobs: int = 256) -> None:
         self.store = store
         self.max_buffer_bytes = max_buffer_bytes
+        self.max_open_jobs = max_open_jobs
         self.jobs: dict[str, Job] = {}
         self.buffer_bytes_used = 0
         self.closing = False
@@ -122,6 +123,8 @@ class Express:
             if same_request(existing.record.spec, spec.model_copy(update={"id": job_id})):
                 return existing, False
             raise JobConflict(f"job {job_id!r} exists with a different request")
+        if sum(job.record.state not in TERMINAL for job in self.jobs.values()) >= self.max_open_jobs:
+            raise JobConflict(f"{self.max_open_jobs} jobs are not finished yet; finish or cancel some first")
         if spec.buffer_bytes > self.max_buffer_bytes:
             raise JobConflict(
                 f"workers × chunk_bytes = {spec.buffer_bytes} bytes exceeds this express's buffer budget "

@@ -1,4 +1,5 @@
-"""The data express's pure core: manifests, chunk ranges, the token bucket, the job table, backoff, progress."""
+"""The data express's pure core (manifests, chunk ranges, the token bucket, the job table, backoff,
+progress) and the bounds on its jobs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.contract import StorageEndpoint
+from connectors.express.errors import JobConflict
 from connectors.express.jobs import TRANSITIONS, InvalidTransition, JobError, JobSpec, next_state
 from connectors.express.progress import Progress, RateMeter
 from connectors.express.ratelimit import TokenBucket
 from connectors.express.relay import Backoff
+from connectors.express.runner import Express
+from connectors.express.store import JobStore
 from connectors.manifest import Manifest, ManifestFile, chunk_count, from_ranges, hash_chunks, to_ranges
 
 H = "0" * 64
@@ -130,3 +134,24 @@ def test_progress_rate_and_eta() -> None:
     clock.now += 10
     progress.chunk_done(1_000_000)
     assert progress.snapshot()["rate_bytes_per_s"] < 2_000_000
+
+
+async def test_open_jobs_are_bounded(tmp_path: Path) -> None:
+    """Past `max_open_jobs` unfinished jobs a new one is refused; a job beyond the buffer budget too;
+    the refused ones are not stored."""
+    endpoint = StorageEndpoint(url="http://127.0.0.1:9", bucket="b", token="t")
+    store = JobStore(tmp_path / "jobs.json")
+    express = Express(store, max_buffer_bytes=4 << 20, max_open_jobs=2)
+    try:
+        for _ in range(2):  # the first runs (against a closed port), the second waits for the budget
+            express.create(JobSpec(source=endpoint, destination=endpoint, workers=1, backoff_base_ms=1000))
+        with pytest.raises(JobConflict, match="not finished"):
+            express.create(JobSpec(source=endpoint, destination=endpoint, workers=1))
+        assert len(store.load()) == 2
+        assert [job.record.state for job in express.ordered()][1] == "queued"
+    finally:
+        await express.close()
+    wide = Express(JobStore(tmp_path / "other.json"), max_buffer_bytes=4 << 20)
+    with pytest.raises(JobConflict, match="buffer budget"):
+        wide.create(JobSpec(source=endpoint, destination=endpoint, workers=2))
+    assert wide.store.load() == []
