@@ -132,8 +132,8 @@ async def test_events_come_on_every_change_and_at_least_every_second(
             source.endpoint(),
             destination.endpoint(closed.url),
             max_attempts=2,
-            backoff_base_ms=3000,
-            backoff_max_ms=3000,
+            backoff_base_ms=4000,
+            backoff_max_ms=4000,
         )
     )
     stamps: list[float] = []
@@ -144,7 +144,9 @@ async def test_events_come_on_every_change_and_at_least_every_second(
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert states[-1] == "failed"
     assert len(stamps) >= 3
-    assert max(gaps) < 1.5  # sent every 0.9 s at the latest; the margin is for a loaded machine
+    # Sent every 0.9 s at the latest; the backoff alone would leave 2–4 s without an event. The
+    # margin is for a loaded machine.
+    assert max(gaps) < 1.8
 
 
 async def test_control_connection_carries_no_state_bytes(
