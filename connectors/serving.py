@@ -1,11 +1,14 @@
-"""Running an aiohttp app on a socket, shared by the storage endpoint, simulators and plugin services."""
+"""Running an aiohttp app on a socket, shared by the storage endpoint, simulators, plugin services and
+the data express."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -44,3 +47,16 @@ async def serve_until_signal(
         await wait_for_signal()
     finally:
         await runner.cleanup()
+
+
+def read_or_create_token(path: Path, what: str) -> str:
+    """The bearer token in `path`, or a new one written there (mode 0600) if the file does not exist.
+    Raises ValueError if the token is shorter than 16 characters."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < 16:
+        raise ValueError(f"{what}: the token in {path} is shorter than 16 characters")
+    return token

@@ -12,7 +12,26 @@ Protocol (all under `/storage/v1`, `Authorization: Bearer <token>` on every requ
   the commit; a mismatch discards the upload (422).
 - `GET  /{bucket}/{path}?upload` JSON `{"received": n}` for resuming.
 - `DELETE /{bucket}/{path}`    removes the file.
-Errors are `{"error": code, "message": ...}` with a 4xx status.
+
+Manifests and verified chunks (the data express, `connectors.manifest`, `connectors.uploads`):
+- `GET  /{bucket}?manifest&chunk_bytes=N` the bucket's manifest: every file read once, hashed
+  whole and per chunk.
+- `POST /{bucket}/{path}?chunked` with the file's manifest entry (`UploadEntry`) opens a chunked
+  upload, or resumes the one opened with the same entry; answers `{"chunks", "committed": [[a, b),
+  ...], "complete", "chunk_writes"}` (`complete` if the file is already there). `GET ...?chunked`
+  answers the same for an open upload.
+- `PUT  /{bucket}/{path}?chunk=I` chunk I, in any order, concurrently: 201 once its SHA-256
+  matched the entry and it was written and recorded, 200 `{"written": false}` if it was already
+  recorded (nothing written), 422 `bad_chunk` if it does not match (send it again), 409
+  `chunk_in_flight` while the same chunk is being written, 503 `busy` past the bytes-in-flight budget.
+- `POST /{bucket}/{path}?commit` checks the whole file, fsyncs and renames it: 201
+  `{"chunk_writes", "committed_now": true}`; 200 if already committed (`X-Content-SHA256` given and
+  matching); 409 `chunks_missing` with `missing` ranges to send (again).
+- `DELETE /{bucket}/{path}?chunked` forgets the upload and its partial data (204 even if none).
+Disk full is 507 `disk_full`, a permission error 403 `permission_denied`.
+
+Errors are `{"error": code, "message": ...}` with a 4xx (or 5xx for the server's own trouble)
+status. Names containing `.cpnode-` are the protocol's own files: never listed nor addressable.
 
 A bucket named `<instance id>.outputs` holds what an instance's run kept (`outputs_bucket`); it is
 read-only (PUT and DELETE answer 403 `read_only`). A path that leads through a symlink out of its
@@ -21,6 +40,7 @@ bucket is not served.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -28,14 +48,31 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from connectors.contract import StateFile
+from connectors.manifest import (
+    MAX_CHUNK_BYTES,
+    MAX_FILES,
+    MIN_CHUNK_BYTES,
+    Manifest,
+    ManifestFile,
+    UploadEntry,
+    hash_chunks,
+)
 from connectors.serving import start_app
+from connectors.uploads import UploadError, Uploads
 
 PREFIX = "/storage/v1"
+INTERNAL_MARK = ".cpnode-"  # names holding it are the protocol's own files
 PART_SUFFIX = ".cpnode-part"
+MAX_ENTRY_BYTES = 10 << 20
+# Read request bodies in pieces of up to 1 MiB (aiohttp's default is 256 KiB): fewer, larger reads
+# of chunk bodies. For `web.Application(handler_args=...)` of an app serving this protocol.
+HANDLER_ARGS = {"read_bufsize": 1 << 20}
 OUTPUTS_SUFFIX = ".outputs"
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -53,7 +90,7 @@ def safe_relative(path: str) -> PurePosixPath | None:
     pure = PurePosixPath(path)
     if pure.is_absolute() or any(part in ("..", ".", "") for part in pure.parts):
         return None
-    if pure.name.endswith(PART_SUFFIX):
+    if INTERNAL_MARK in pure.name:
         return None
     return pure
 
@@ -72,25 +109,65 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def committed_files(root: Path) -> list[Path]:
+    """Every committed file under `root` (no symlinks, no upload machinery), sorted by path."""
+    if not root.is_dir():
+        return []
+    return [
+        item
+        for item in sorted(root.rglob("*"))
+        if item.is_file() and not item.is_symlink() and INTERNAL_MARK not in item.name
+    ]
+
+
 def list_state_files(root: Path) -> list[StateFile]:
     """Every committed file under `root`, sorted by path, with size and SHA-256."""
-    files: list[StateFile] = []
-    if not root.is_dir():
-        return files
-    for item in sorted(root.rglob("*")):
-        if item.is_file() and not item.is_symlink() and not item.name.endswith(PART_SUFFIX):
-            rel = item.relative_to(root).as_posix()
-            files.append(StateFile(path=rel, size_bytes=item.stat().st_size, sha256=file_digest(item)))
-    return files
+    return [
+        StateFile(
+            path=item.relative_to(root).as_posix(), size_bytes=item.stat().st_size, sha256=file_digest(item)
+        )
+        for item in committed_files(root)
+    ]
+
+
+def build_manifest(root: Path, chunk_bytes: int) -> Manifest:
+    """The manifest of every committed file under `root`, each file read once."""
+    files = committed_files(root)
+    if len(files) > MAX_FILES:
+        raise ValueError(f"{len(files)} files; a manifest holds at most {MAX_FILES}")
+    entries = []
+    for item in files:
+        size, whole, chunks = hash_chunks(item, chunk_bytes)
+        entries.append(
+            ManifestFile(path=item.relative_to(root).as_posix(), size_bytes=size, sha256=whole, chunks=chunks)
+        )
+    return Manifest(chunk_bytes=chunk_bytes, files=entries)
+
+
+class _FileAsItIs(web.FileResponse):
+    """A file's own bytes. aiohttp's FileResponse answers a client that accepts gzip or brotli with a
+    sibling `NAME.gz`/`NAME.br` when one exists; in a bucket that sibling is another state file."""
+
+    def _get_file_path_stat_encoding(
+        self, accept_encoding: str
+    ) -> tuple[Path | None, os.stat_result, str | None]:
+        return super()._get_file_path_stat_encoding("")
 
 
 class StorageService:
     """The HTTP handlers, bound to a token and a bucket → directory resolver."""
 
-    def __init__(self, token: str, resolve: BucketResolver, max_object_bytes: int = 64 << 30) -> None:
+    def __init__(
+        self,
+        token: str,
+        resolve: BucketResolver,
+        max_object_bytes: int = 64 << 30,
+        max_in_flight_bytes: int = 256 << 20,
+    ) -> None:
         self._token = token
         self._resolve = resolve
         self.max_object_bytes = max_object_bytes
+        self.uploads = Uploads(max_in_flight_bytes)
 
     def add_routes(self, app: web.Application) -> None:
         """Mount the protocol's routes on `app`."""
@@ -116,7 +193,17 @@ class StorageService:
         located = self._locate(request)
         if isinstance(located, web.Response):
             return located
-        files = list_state_files(located[0])
+        if "manifest" in request.query:
+            raw = request.query.get("chunk_bytes", "")
+            if not raw.isdigit() or not MIN_CHUNK_BYTES <= int(raw) <= MAX_CHUNK_BYTES:
+                message = f"chunk_bytes must be an integer from {MIN_CHUNK_BYTES} to {MAX_CHUNK_BYTES}"
+                return _error(400, "invalid_request", message)
+            try:
+                manifest = await asyncio.to_thread(build_manifest, located[0], int(raw))
+            except ValueError as exc:
+                return _error(413, "too_large", str(exc))
+            return web.json_response(manifest.model_dump())
+        files = await asyncio.to_thread(list_state_files, located[0])
         return web.json_response({"files": [f.model_dump() for f in files]})
 
     async def _object(self, request: web.Request) -> web.StreamResponse:
@@ -127,15 +214,24 @@ class StorageService:
         target = root / Path(*rel.parts)
         if not target.resolve().is_relative_to(root.resolve()):
             return _error(404, "not_found", f"no object {rel.as_posix()!r}")
-        if request.method in ("PUT", "DELETE") and request.match_info["bucket"].endswith(OUTPUTS_SUFFIX):
+        if request.method in ("PUT", "POST", "DELETE") and request.match_info["bucket"].endswith(
+            OUTPUTS_SUFFIX
+        ):
             return _error(403, "read_only", "an outputs bucket is read-only")
+        if {"chunked", "chunk", "commit"} & request.query.keys():
+            try:
+                return await self._chunked(request, target)
+            except UploadError as exc:
+                return web.json_response(
+                    {"error": exc.code, "message": str(exc), **exc.extra}, status=exc.status
+                )
         if request.method in ("GET", "HEAD"):
             if "upload" in request.query:
                 part = target.with_name(target.name + PART_SUFFIX)
                 return web.json_response({"received": part.stat().st_size if part.exists() else 0})
             if not target.is_file():
                 return _error(404, "not_found", f"no object {rel.as_posix()!r}")
-            return web.FileResponse(target)  # aiohttp answers Range with 206/416 itself
+            return _FileAsItIs(target)  # aiohttp answers Range with 206/416 itself
         if request.method == "PUT":
             return await self._put(request, target)
         if request.method == "DELETE":
@@ -144,6 +240,60 @@ class StorageService:
             target.unlink()
             return web.Response(status=204)
         return _error(405, "method_not_allowed", f"{request.method} is not supported here")
+
+    async def _chunked(self, request: web.Request, target: Path) -> web.Response:
+        """The chunked-upload calls (see the module's docstring)."""
+        uploads, method, query = self.uploads, request.method, request.query
+        if method == "PUT" and "chunk" in query:
+            raw = query["chunk"]
+            if not raw.isdigit() or len(raw) > 9:
+                raise UploadError(400, "invalid_request", "chunk must be a chunk index")
+            return await self._put_chunk(request, target, int(raw))
+        if method == "POST" and "chunked" in query:
+            entry = await _read_entry(request)
+            if entry.size_bytes > self.max_object_bytes:
+                raise UploadError(413, "too_large", f"objects are limited to {self.max_object_bytes} bytes")
+            return web.json_response((await uploads.open(target, entry)).as_json())
+        if method == "GET" and "chunked" in query:
+            status = await uploads.status(target)
+            if status is None:
+                raise UploadError(404, "no_upload", "no upload of this path is open")
+            return web.json_response(status.as_json())
+        if method == "POST" and "commit" in query:
+            expected = request.headers.get("X-Content-SHA256", "").lower() or None
+            committed, writes = await uploads.commit(target, expected)
+            body: dict[str, Any] = {"chunk_writes": writes, "committed_now": committed}
+            return web.json_response(body, status=201 if committed else 200)
+        if method == "DELETE" and "chunked" in query:
+            await uploads.abort(target)
+            return web.Response(status=204)
+        raise UploadError(405, "method_not_allowed", f"{method} with {sorted(query)} is not supported")
+
+    async def _put_chunk(self, request: web.Request, target: Path, index: int) -> web.Response:
+        length = await self.uploads.chunk_length(target, index)
+        if request.content_length is not None and request.content_length != length:
+            raise UploadError(
+                400, "bad_length", f"chunk {index} has {length} bytes, not {request.content_length}"
+            )
+        view = self.uploads.buffer(length)
+        try:
+            filled = 0
+            try:
+                async for block in request.content.iter_any():
+                    if filled + len(block) > length:
+                        raise UploadError(
+                            400, "bad_length", f"chunk {index} is longer than its {length} bytes"
+                        )
+                    view[filled : filled + len(block)] = block
+                    filled += len(block)
+            except ConnectionError:
+                raise UploadError(400, "bad_length", f"chunk {index} was cut off by the sender") from None
+            if filled != length:
+                raise UploadError(400, "bad_length", f"chunk {index} ended before its {length} bytes")
+            written = await self.uploads.write_chunk(target, index, view)
+        finally:
+            self.uploads.release(view)
+        return web.json_response({"chunk": index, "written": written}, status=201 if written else 200)
 
     async def _put(self, request: web.Request, target: Path) -> web.Response:
         part = target.with_name(target.name + PART_SUFFIX)
@@ -193,6 +343,20 @@ class StorageService:
         return web.Response(status=201, text=body, content_type="application/json")
 
 
+async def _read_entry(request: web.Request) -> UploadEntry:
+    if (request.content_length or 0) > MAX_ENTRY_BYTES:
+        raise UploadError(413, "too_large", f"a manifest entry is limited to {MAX_ENTRY_BYTES} bytes")
+    body = await request.content.read(MAX_ENTRY_BYTES + 1)
+    if len(body) > MAX_ENTRY_BYTES:
+        raise UploadError(413, "too_large", f"a manifest entry is limited to {MAX_ENTRY_BYTES} bytes")
+    try:
+        return UploadEntry.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise UploadError(400, "invalid_request", f"{where}: {first['msg']}") from None
+
+
 class StorageServer:
     """A standalone storage endpoint on `host:port` (port 0 picks a free one)."""
 
@@ -204,7 +368,7 @@ class StorageServer:
 
     async def start(self) -> str:
         """Start serving and return the base URL (`http://host:port`)."""
-        app = web.Application()
+        app = web.Application(handler_args=HANDLER_ARGS)
         self.service.add_routes(app)
         self._runner, self.url = await start_app(app, self._host, self._port)
         return self.url
@@ -214,3 +378,4 @@ class StorageServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.service.uploads.close()

@@ -37,6 +37,9 @@ COMMANDS: dict[str, Command] = {
     "gateway": Command(
         "node.cli.gateway_cmd", "run this host's local pool as a managed pool of a node (compute gateway)"
     ),
+    "express": Command(
+        "node.cli.express_cmd", "run the data express: moves state files between pools' storage endpoints"
+    ),
     "keys": Command("node.cli.keys_cmd", "show or rotate the node's key; deny a compromised key"),
     "partners": Command("node.cli.partners_cmd", "pin, list and remove partners; trust discovered nodes"),
     "catalog": Command("node.cli.catalog_cmd", "sync partner catalogs now; show the merged offer view"),

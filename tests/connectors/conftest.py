@@ -47,6 +47,14 @@ class SimProcess:
         self.url = line.strip().rsplit(" ", 1)[-1]
         return self.url
 
+    def kill(self) -> None:
+        """SIGKILL the process (no clean-up of its own) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
     def stop(self) -> None:
         """Terminate (then kill) the process."""
         if self.proc is not None and self.proc.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import secrets
 import sys
@@ -75,6 +76,20 @@ async def test_paths_sizes_and_ranges(storage: tuple[str, dict[str, str], Path])
         async with session.get(base.replace("/b", "/other")) as r:
             assert r.status == 404
     assert (bucket / "dir" / "ok.bin").read_bytes() == b"0123456789"
+
+
+async def test_a_file_is_served_as_itself_beside_a_compressed_sibling(
+    storage: tuple[str, dict[str, str], Path],
+) -> None:
+    """GET of `x` answers x's bytes, never `x.gz` in its place, to a client that accepts gzip."""
+    base, auth, bucket = storage
+    (bucket / "x").write_bytes(b"REAL" * 10)
+    (bucket / "x.gz").write_bytes(gzip.compress(b"FAKE" * 10))
+    async with aiohttp.ClientSession(headers={**auth, "Accept-Encoding": "gzip, br"}) as session:
+        async with session.get(f"{base}/x") as r:
+            assert (r.headers.get("Content-Encoding"), await r.read()) == (None, b"REAL" * 10)
+        async with session.get(f"{base}/x", headers={"Range": "bytes=4-7"}) as r:
+            assert (r.status, await r.read()) == (206, b"REAL")
 
 
 class TestRemoteLocalPoolConformance(ComputePluginConformance):

@@ -1,0 +1,311 @@
+"""Data express benchmark: moving a 512 MiB file of random bytes through the express, against a raw
+two-hop socket relay of the same bytes, plus the relay's memory, the cap's accuracy and the downtime
+of moving the training program's state.
+
+- express: source `cpnode-storage`, `cpnode express` and destination `cpnode-storage`, three
+  processes on loopback; a job with the source's manifest (built once beforehand, as a checkpoint
+  does, and timed on its own) moves the file in verified chunks and commits it (whole-file hash,
+  fsync, rename). Timed from the job's creation to `completed`.
+- baseline: `bench.express_raw`, source → relay → destination as three processes with plain
+  sockets, no hashing, no fsync. Timed from the first byte sent to the last byte written.
+- rounds alternate (baseline, express, ...) after one warm-up round of each; the median of each
+  counts, and their ratio.
+- the express process's peak RSS (VmHWM) after all rounds, against workers × chunk + 64 MiB;
+- a job capped at 40 MiB/s: bytes done over a 10 s window against the cap;
+- the training program (128 MiB of state) on one local pool, destination deployed on another:
+  checkpoint → stop → express job → start with restore → the program says it resumed.
+
+Run: .venv/bin/python -m bench express [--rounds N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench.report import bench_parser, emit_json
+from connectors.contract import InstanceSpec, Program, StorageEndpoint
+from connectors.express import ExpressClient, JobSpec
+from connectors.pools.local import LocalPool
+from connectors.storage import build_manifest
+
+MIB = 1 << 20
+FILE_BYTES = 512 * MIB
+WORKERS = 4
+CHUNK_BYTES = 4 * MIB
+CAP = 40 * MIB
+TASKS = Path(__file__).resolve().parent.parent / "configs" / "tasks"
+TRAIN_ARGS = ("--steps", "400", "--hidden", "8192", "--features", "2048", "--samples", "256", "--batch", "8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments."""
+    parser = bench_parser("Data express: a 512 MiB move against a raw two-hop socket relay.")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of each, alternating (default 5)")
+    return parser
+
+
+def _spawn(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a process; return it and its first line of output."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _random_file(path: Path, size: int) -> None:
+    with path.open("wb") as handle:
+        for _ in range(size // (8 * MIB)):
+            handle.write(os.urandom(8 * MIB))
+
+
+def raw_round(file: Path, out: Path) -> float:
+    """One baseline move; seconds from the first byte sent to the last byte written."""
+    raw = [sys.executable, "-m", "bench.express_raw"]
+    destination, port = _spawn([*raw, "destination", str(out)])
+    relay, relay_port = _spawn([*raw, "relay", port])
+    source, started = _spawn([*raw, "source", relay_port, str(file)])
+    assert destination.stdout is not None
+    done = destination.stdout.readline().split()
+    for process in (source, relay, destination):
+        process.wait(120)
+        _stop(process)
+    assert int(done[1]) == file.stat().st_size, done
+    out.unlink()
+    return float(done[2]) - float(started.split()[1])
+
+
+async def _until(
+    check: Callable[[], Awaitable[bool]], interval_s: float = 0.05, timeout_s: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Setup:
+    """Source and destination storage processes and an express process under `base`."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.processes: list[subprocess.Popen[str]] = []
+        self.urls: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Start the three processes."""
+        for name in ("source", "destination"):
+            (self.base / name / "state").mkdir(parents=True)
+            argv = [sys.executable, "-m", "connectors.storage_main", "--root", str(self.base / name)]
+            process, line = _spawn([*argv, "--token-file", str(self.base / f"{name}.token")])
+            self.processes.append(process)
+            self.urls[name] = line.rsplit(" ", 1)[-1]
+        express = [sys.executable, "-m", "node", "express", "--token-file", str(self.base / "express.token")]
+        process, line = _spawn([*express, "--state-file", str(self.base / "express-jobs.json")])
+        self.processes.append(process)
+        self.urls["express"] = line.rsplit(" ", 1)[-1]
+
+    @property
+    def express_pid(self) -> int:
+        """The express process's id."""
+        return self.processes[2].pid
+
+    def token(self, name: str) -> str:
+        """A process's bearer token."""
+        return (self.base / f"{name}.token").read_text(encoding="utf-8").strip()
+
+    def endpoint(self, name: str) -> StorageEndpoint:
+        """Bucket `state` of the source or the destination."""
+        return StorageEndpoint(url=self.urls[name], bucket="state", token=self.token(name))
+
+    def client(self) -> ExpressClient:
+        """A client of the express's control API."""
+        return ExpressClient(self.urls["express"], self.token("express"))
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for process in self.processes:
+            _stop(process)
+
+
+async def express_round(setup: Setup, spec: JobSpec) -> float:
+    """One express move; seconds from creating the job to its completion (commit included)."""
+    async with setup.client() as client:
+        started = time.monotonic()
+        job = await client.create(spec)
+        done = await client.wait(job.id, timeout_s=600)
+        elapsed = time.monotonic() - started
+    assert done.state == "completed", done.error
+    (setup.base / "destination" / "state" / "big.bin").unlink()
+    return elapsed
+
+
+async def cap_accuracy(setup: Setup, spec: JobSpec) -> float:
+    """Bytes per second over 10 s of a job capped at CAP, as a fraction of the cap."""
+    async with setup.client() as client:
+        job = await client.create(spec.model_copy(update={"rate_cap_bytes_per_s": CAP}))
+
+        async def started_moving() -> bool:
+            return (await client.job(job.id)).progress.bytes_done >= 8 * MIB
+
+        await _until(started_moving)
+        first, started = (await client.job(job.id)).progress.bytes_done, time.monotonic()
+        await asyncio.sleep(10)
+        last, ended = (await client.job(job.id)).progress.bytes_done, time.monotonic()
+        await client.cancel(job.id)
+        await client.wait(job.id, timeout_s=60)
+    return (last - first) / (ended - started) / CAP
+
+
+async def training_downtime(base: Path, setup: Setup) -> dict[str, float]:
+    """Seconds of each step of moving the training program's state between two local pools."""
+    pools = (LocalPool("a", base / "pool-a", slots=1), LocalPool("b", base / "pool-b", slots=1))
+    for pool in pools:
+        await pool.start()
+    program = Program(
+        command=[sys.executable, str(TASKS / "train_numpy.py"), *TRAIN_ARGS],
+        env={"OPENBLAS_NUM_THREADS": "1", "TRAIN_SEED": "7"},
+        outputs=["out"],
+    )
+    instance_spec = InstanceSpec(name="train", region_id="local", flavor_id="local-1")
+    try:
+        source = await pools[0].create_instance(instance_spec)
+        await pools[0].deploy(source.id, program)
+        await pools[0].start_instance(source.id)
+
+        async def trained_a_while() -> bool:
+            return b"step 50 " in (await pools[0].logs(source.id, 0, 1 << 20)).data()
+
+        await _until(trained_a_while)
+        target = await pools[1].create_instance(instance_spec)
+        await pools[1].deploy(target.id, program)
+        destination = await pools[1].storage_endpoint(target.id)
+        marks = [time.monotonic()]
+        checkpoint = await pools[0].checkpoint(source.id, timeout_s=120)
+        await pools[0].stop_instance(source.id)
+        marks.append(time.monotonic())
+        async with setup.client() as client:
+            job = await client.create(
+                JobSpec(
+                    source=checkpoint.storage,
+                    destination=destination,
+                    workers=WORKERS,
+                    chunk_bytes=CHUNK_BYTES,
+                )
+            )
+            done = await client.wait(job.id, timeout_s=600)
+        assert done.state == "completed", done.error
+        marks.append(time.monotonic())
+        await pools[1].start_instance(target.id, restore=True)
+
+        async def resumed() -> bool:
+            return b"resumed at step" in (await pools[1].logs(target.id, 0, 1 << 20)).data()
+
+        await _until(resumed, interval_s=0.01)
+        marks.append(time.monotonic())
+        await pools[1].stop_instance(target.id)
+        return {
+            "state_mib": round(sum(f.size_bytes for f in checkpoint.files) / MIB, 1),
+            "checkpoint_and_stop_s": round(marks[1] - marks[0], 2),
+            "transfer_s": round(marks[2] - marks[1], 2),
+            "restore_to_running_s": round(marks[3] - marks[2], 2),
+            "downtime_s": round(marks[3] - marks[0], 2),
+        }
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the figures; with --json end with them as one JSON line."""
+    args = build_parser().parse_args(argv)
+    figures: dict[str, Any] = {}
+    base = Path(tempfile.mkdtemp(prefix="bench-express-"))
+    setup = Setup(base)
+    try:
+        setup.start()
+        big = base / "source" / "state" / "big.bin"
+        _random_file(big, FILE_BYTES)
+        started = time.monotonic()
+        manifest = build_manifest(base / "source" / "state", CHUNK_BYTES)
+        figures["manifest_s"] = round(time.monotonic() - started, 2)
+        spec = JobSpec(
+            source=setup.endpoint("source"),
+            destination=setup.endpoint("destination"),
+            manifest=manifest,
+            workers=WORKERS,
+        )
+        raw_round(big, base / "raw-out.bin")  # warm-up of each, not counted: the first writes of a
+        await express_round(setup, spec)  # run touch memory the VM has not backed yet
+        raw_s: list[float] = []
+        express_s: list[float] = []
+        for _ in range(args.rounds):
+            raw_s.append(raw_round(big, base / "raw-out.bin"))
+            express_s.append(await express_round(setup, spec))
+        raw_rate, express_rate = (
+            FILE_BYTES / statistics.median(raw_s),
+            FILE_BYTES / statistics.median(express_s),
+        )
+        figures.update(
+            raw_mib_per_s=round(raw_rate / MIB),
+            express_mib_per_s=round(express_rate / MIB),
+            ratio=round(express_rate / raw_rate, 2),
+            raw_rounds_s=[round(s, 2) for s in raw_s],
+            express_rounds_s=[round(s, 2) for s in express_s],
+        )
+        print(
+            f"512 MiB, {WORKERS} workers × {CHUNK_BYTES // MIB} MiB chunks: express median "
+            f"{statistics.median(express_s):.2f} s ({express_rate / MIB:.0f} MiB/s) vs raw two-hop relay "
+            f"{statistics.median(raw_s):.2f} s ({raw_rate / MIB:.0f} MiB/s): ratio {express_rate / raw_rate:.2f} "
+            f"(target ≥ 0.5); manifest built in {figures['manifest_s']} s beforehand"
+        )
+        peak, bound = _peak_rss(setup.express_pid), WORKERS * CHUNK_BYTES + 64 * MIB
+        figures.update(peak_rss_mib=round(peak / MIB, 1), rss_bound_mib=bound // MIB)
+        print(f"express peak RSS {peak / MIB:.1f} MiB (bound workers × chunk + 64 MiB = {bound // MIB} MiB)")
+        accuracy = await cap_accuracy(setup, spec)
+        figures["cap_accuracy"] = round(accuracy, 3)
+        print(
+            f"cap {CAP // MIB} MiB/s over 10 s: {accuracy * CAP / MIB:.2f} MiB/s ({(accuracy - 1) * 100:+.1f} %)"
+        )
+        big.unlink()
+        figures["training"] = await training_downtime(base, setup)
+        print(f"training program state move: {figures['training']}")
+    finally:
+        setup.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    if args.json:
+        emit_json("express", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

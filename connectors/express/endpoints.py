@@ -1,0 +1,176 @@
+"""The relay's side of the storage protocol (`connectors.storage`): ranged reads from the source,
+verified chunk writes, commits and clean-up at the destination. Every failure becomes a
+`TransferError`, fatal or not, here at the edge.
+
+Transient: connection errors, timeouts, 5xx other than 507, 408, 429, and the destination's
+`chunk_in_flight`/`busy`/`upload_aborted`. Fatal: 507 (`disk_full`), 401, 403, 413, 416 and a
+source whose size differs from the manifest (`manifest_mismatch`), and any other 4xx.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from connectors.contract import StorageEndpoint
+from connectors.express.errors import BadChunk, ChunksMissing, TransferError, UploadLost
+from connectors.manifest import Manifest, UploadEntry, from_ranges
+
+PREFIX = "/storage/v1"
+_TRANSIENT_CODES = {"chunk_in_flight", "busy", "upload_aborted", "io_error"}
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+Pace = Callable[[int], Awaitable[None]]
+
+
+async def _body(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def refusal(response: aiohttp.ClientResponse, side: str) -> TransferError:
+    """The TransferError for an error answer from the `side` endpoint."""
+    body = await _body(response)
+    status = response.status
+    code = str(body.get("error") or f"http_{status}")
+    message = f"{side} answered {status}: {body.get('message') or response.reason}"
+    if status == 422 and code == "bad_chunk":
+        return BadChunk(message)
+    if status == 404 and code == "no_upload":
+        return UploadLost(message)
+    if status == 409 and code == "chunks_missing":
+        missing = {i for start, end in body.get("missing", []) for i in range(int(start), int(end))}
+        return ChunksMissing(message, missing)
+    if status == 416:
+        return TransferError(
+            "manifest_mismatch", f"{side} file is shorter than the manifest says", fatal=True
+        )
+    transient = (status >= 500 and status != 507) or status in (408, 429) or code in _TRANSIENT_CODES
+    return TransferError(code, message, fatal=not transient)
+
+
+def connection_error(exc: BaseException, side: str) -> TransferError:
+    """A transient TransferError for a failed connection or a timeout."""
+    if isinstance(exc, TimeoutError):
+        return TransferError("timeout", f"{side} did not answer in time", fatal=False)
+    return TransferError("connection_failed", f"{side}: {type(exc).__name__}: {exc}", fatal=False)
+
+
+class StorageClient:
+    """Calls to one storage endpoint (a bucket) through a shared session."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: StorageEndpoint, side: str) -> None:
+        self._session = session
+        self._base = endpoint.url.rstrip("/") + PREFIX + "/" + quote(endpoint.bucket, safe="")
+        self._auth = {"Authorization": f"Bearer {endpoint.token}"}
+        self.side = side
+
+    def _url(self, path: str = "", query: str = "") -> URL:
+        tail = ("/" + quote(path, safe="/")) if path else ""
+        return URL(self._base + tail + (f"?{query}" if query else ""), encoded=True)
+
+    async def _call(self, method: str, url: URL, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        try:
+            async with self._session.request(method, url, headers=headers, **kwargs) as response:
+                if response.status >= 400:
+                    raise await refusal(response, self.side)
+                return response.status, await _body(response)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise connection_error(exc, self.side) from None
+
+    async def manifest(self, chunk_bytes: int) -> Manifest:
+        """The bucket's manifest, built by the endpoint in chunks of `chunk_bytes`."""
+        _, body = await self._call("GET", self._url(query=f"manifest&chunk_bytes={chunk_bytes}"))
+        try:
+            return Manifest.model_validate(body)
+        except ValueError as exc:
+            raise TransferError(
+                "bad_manifest", f"{self.side} sent an invalid manifest: {exc}", fatal=True
+            ) from None
+
+    async def read_chunk(self, path: str, offset: int, into: memoryview, file_bytes: int) -> None:
+        """Fill `into` with bytes [offset, offset + len(into)) of `path` (a ranged GET)."""
+        length = len(into)
+        # identity: a file server may answer a compressed sibling (`NAME.gz`) to a client that accepts gzip
+        headers = {
+            **self._auth,
+            "Range": f"bytes={offset}-{offset + length - 1}",
+            "Accept-Encoding": "identity",
+        }
+        try:
+            async with self._session.get(self._url(path), headers=headers) as response:
+                if response.status >= 400:
+                    raise await refusal(response, self.side)
+                _check_range(response, offset, length, file_bytes, self.side)
+                filled = 0
+                async for block in response.content.iter_any():
+                    if filled + len(block) > length:
+                        raise TransferError("bad_response", f"{self.side} sent more than asked", fatal=False)
+                    into[filled : filled + len(block)] = block
+                    filled += len(block)
+                if filled != length:
+                    raise TransferError(
+                        "short_read", f"{self.side} sent {filled} of {length} bytes", fatal=False
+                    )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise connection_error(exc, self.side) from None
+
+    async def open_upload(self, path: str, entry: UploadEntry) -> tuple[set[int], bool]:
+        """Open (or resume) the upload of `path`: (chunks already committed, file already complete)."""
+        _, body = await self._call("POST", self._url(path, "chunked"), json=entry.model_dump())
+        try:
+            committed = from_ranges(body.get("committed", []), len(entry.chunks))
+        except (TypeError, ValueError) as exc:
+            raise TransferError("bad_response", f"{self.side}: {exc}", fatal=False) from None
+        return committed, bool(body.get("complete"))
+
+    async def put_chunk(self, path: str, index: int, data: memoryview, pace: Pace, slice_bytes: int) -> bool:
+        """Send chunk `index`, taking `pace(n)` before each slice: True if written, False if it was held."""
+
+        async def body() -> AsyncIterator[memoryview]:
+            for start in range(0, len(data), slice_bytes):
+                piece = data[start : start + slice_bytes]
+                await pace(len(piece))
+                yield piece
+
+        headers = {"Content-Length": str(len(data)), "Content-Type": "application/octet-stream"}
+        status, _ = await self._call("PUT", self._url(path, f"chunk={index}"), data=body(), headers=headers)
+        return status == 201
+
+    async def commit(self, path: str, sha256: str) -> int:
+        """Verify and commit `path`: how many chunk writes it took (0 if it was committed before)."""
+        _, body = await self._call("POST", self._url(path, "commit"), headers={"X-Content-SHA256": sha256})
+        return int(body.get("chunk_writes", 0))
+
+    async def remove(self, path: str) -> None:
+        """Forget the upload of `path` and delete the file if it is there."""
+        await self._call("DELETE", self._url(path, "chunked"))
+        try:
+            await self._call("DELETE", self._url(path))
+        except TransferError as exc:
+            if exc.code != "not_found":
+                raise
+
+
+def _check_range(
+    response: aiohttp.ClientResponse, offset: int, length: int, file_bytes: int, side: str
+) -> None:
+    if response.status == 200 and offset == 0 and response.content_length == length == file_bytes:
+        return  # a whole small file answered without a range
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+    if response.status != 206 or match is None:
+        raise TransferError("bad_response", f"{side} did not answer the range request", fatal=False)
+    start, end, total = (int(g) for g in match.groups())
+    if total != file_bytes:
+        message = f"{side} file has {total} bytes, the manifest says {file_bytes}"
+        raise TransferError("manifest_mismatch", message, fatal=True)
+    if (start, end) != (offset, offset + length - 1):
+        raise TransferError("bad_response", f"{side} answered range {start}-{end}", fatal=False)

@@ -1,0 +1,191 @@
+"""The storage endpoint's manifest and verified-chunk calls, against a real `cpnode-storage` process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from connectors.manifest import Manifest, UploadEntry, hash_chunks
+from tests.express.conftest import BUCKET, MIB, Storage, random_file
+
+CHUNK = 64 << 10
+
+
+class Endpoint:
+    """Raw calls to one bucket of a storage process."""
+
+    def __init__(self, session: aiohttp.ClientSession, storage: Storage) -> None:
+        self.session, self.storage = session, storage
+        self.base = f"{storage.url}/storage/v1/{BUCKET}"
+
+    async def call(self, method: str, tail: str, **kwargs: Any) -> tuple[int, Any]:
+        """One call with the bucket's token: (status, JSON body or None)."""
+        headers = {"Authorization": f"Bearer {self.storage.token}", **kwargs.pop("headers", {})}
+        async with self.session.request(method, self.base + tail, headers=headers, **kwargs) as response:
+            body = await response.read()
+            return response.status, (await response.json(content_type=None)) if body else None
+
+    async def open(self, path: str, entry: UploadEntry) -> tuple[int, Any]:
+        """Open (or resume) the chunked upload of `path`."""
+        return await self.call("POST", f"/{path}?chunked", json=entry.model_dump())
+
+    async def put(self, path: str, index: int, data: bytes) -> tuple[int, Any]:
+        """Send chunk `index` of `path`."""
+        return await self.call("PUT", f"/{path}?chunk={index}", data=data)
+
+    async def commit(self, path: str) -> tuple[int, Any]:
+        """Commit the upload of `path`."""
+        return await self.call("POST", f"/{path}?commit")
+
+
+@pytest.fixture(name="endpoint")
+async def fixture_endpoint(destination: Storage) -> AsyncIterator[Endpoint]:
+    """Raw calls to the destination process's bucket (a connection per call: it may be restarted)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        yield Endpoint(session, destination)
+
+
+def entry_for(data: bytes, chunk: int = CHUNK) -> UploadEntry:
+    """The manifest entry of `data` in chunks of `chunk`."""
+    chunks = [hashlib.sha256(data[i : i + chunk]).hexdigest() for i in range(0, len(data), chunk)]
+    return UploadEntry(
+        chunk_bytes=chunk, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), chunks=chunks
+    )
+
+
+def piece(data: bytes, index: int) -> bytes:
+    """Chunk `index` of `data`."""
+    return data[index * CHUNK : (index + 1) * CHUNK]
+
+
+async def test_manifest_is_built_by_the_source_in_one_read(source: Storage) -> None:
+    """GET ?manifest answers every file with whole and per-chunk SHA-256, equal to hashing it here;
+    a chunk size out of bounds is 400."""
+    whole = random_file(source.bucket / "a" / "big.bin", 300_000)
+    (source.bucket / "empty").write_bytes(b"")
+    async with aiohttp.ClientSession() as session:
+        endpoint = Endpoint(session, source)
+        status, body = await endpoint.call("GET", f"?manifest&chunk_bytes={CHUNK}")
+        assert status == 200
+        manifest = Manifest.model_validate(body)
+        assert [f.path for f in manifest.files] == ["a/big.bin", "empty"]
+        big = manifest.files[0]
+        assert (big.size_bytes, big.sha256) == (300_000, whole)
+        assert big.chunks == hash_chunks(source.bucket / "a" / "big.bin", CHUNK)[2]
+        assert len(big.chunks) == 5
+        assert manifest.files[1].chunks == []
+        assert manifest.canonical() == Manifest.model_validate_json(manifest.canonical()).canonical()
+        assert (await endpoint.call("GET", "?manifest&chunk_bytes=12"))[0] == 400
+
+
+async def test_chunks_in_any_order_are_verified_recorded_and_committed(
+    endpoint: Endpoint, destination: Storage
+) -> None:
+    """Chunks arrive in any order; a bad chunk is 422 and recorded nowhere; a chunk already held is
+    not written again; commit checks the whole file, renames it and leaves no machinery behind."""
+    data = os.urandom(5 * CHUNK + 123)
+    entry = entry_for(data)
+    status, body = await endpoint.open("dir/f.bin", entry)
+    assert (status, body["committed"], body["complete"]) == (200, [], False)
+    for index in (5, 0, 3):
+        assert (await endpoint.put("dir/f.bin", index, piece(data, index)))[0] == 201
+    bad = bytearray(piece(data, 1))
+    bad[7] ^= 1
+    status, body = await endpoint.put("dir/f.bin", 1, bytes(bad))
+    assert (status, body["error"]) == (422, "bad_chunk")
+    status, body = await endpoint.put("dir/f.bin", 3, piece(data, 3))
+    assert (status, body["written"]) == (200, False)
+    status, body = await endpoint.commit("dir/f.bin")
+    assert (status, body["error"], body["missing"]) == (409, "chunks_missing", [[1, 3], [4, 5]])
+    for index in (4, 1, 2):
+        assert (await endpoint.put("dir/f.bin", index, piece(data, index)))[0] == 201
+    status, body = await endpoint.call("GET", "/dir/f.bin?chunked")
+    assert (body["committed"], body["chunk_writes"]) == ([[0, 6]], 6)
+    status, body = await endpoint.commit("dir/f.bin")
+    assert (status, body["chunk_writes"]) == (201, 6)
+    assert (destination.bucket / "dir" / "f.bin").read_bytes() == data
+    assert destination.files() == ["dir/f.bin"]
+    again = await endpoint.call("POST", "/dir/f.bin?commit", headers={"X-Content-SHA256": entry.sha256})
+    assert again[0] == 200
+    status, body = await endpoint.open("dir/f.bin", entry)
+    assert body["complete"] is True
+
+
+async def test_committed_chunk_map_survives_a_restart(endpoint: Endpoint, destination: Storage) -> None:
+    """After the storage process is killed and started again, the upload holds the same chunks: a
+    held chunk is not written again, the rest complete the file."""
+    data = os.urandom(4 * CHUNK)
+    entry = entry_for(data)
+    await endpoint.open("f.bin", entry)
+    for index in (0, 2):
+        assert (await endpoint.put("f.bin", index, piece(data, index)))[0] == 201
+    destination.kill()
+    destination.start()
+    status, body = await endpoint.open("f.bin", entry)
+    assert (status, body["committed"], body["chunk_writes"]) == (200, [[0, 1], [2, 3]], 2)
+    assert (await endpoint.put("f.bin", 2, piece(data, 2)))[1]["written"] is False
+    for index in (1, 3):
+        assert (await endpoint.put("f.bin", index, piece(data, index)))[0] == 201
+    status, body = await endpoint.commit("f.bin")
+    assert (status, body["chunk_writes"]) == (201, 4)
+    assert (destination.bucket / "f.bin").read_bytes() == data
+
+
+async def test_commit_finds_chunks_changed_on_disk(endpoint: Endpoint, destination: Storage) -> None:
+    """A chunk recorded but damaged on disk while the server was down (a write a crash lost) is
+    found at commit, dropped from the map and reported missing; sent again, the file commits correctly."""
+    data = os.urandom(3 * CHUNK)
+    await endpoint.open("f.bin", entry_for(data))
+    for index in range(3):
+        await endpoint.put("f.bin", index, piece(data, index))
+    destination.kill()
+    with (destination.bucket / "f.bin.cpnode-chunks").open("r+b") as handle:
+        handle.seek(CHUNK + 10)
+        handle.write(b"\x00\x01\x02")
+    destination.start()
+    status, body = await endpoint.commit("f.bin")
+    assert (status, body["missing"]) == (409, [[1, 2]])
+    assert (await endpoint.put("f.bin", 1, piece(data, 1)))[0] == 201
+    assert (await endpoint.commit("f.bin"))[0] == 201
+    assert (destination.bucket / "f.bin").read_bytes() == data
+
+
+async def test_bad_requests_are_refused_and_change_nothing(endpoint: Endpoint, destination: Storage) -> None:
+    """Escaping and reserved paths, a malformed entry, a wrong length, an unknown chunk and a chunk
+    for no upload are 4xx and leave the bucket empty."""
+    data = os.urandom(2 * CHUNK)
+    entry = entry_for(data)
+    assert (await endpoint.open("a%2F..%2F..%2Fx", entry))[0] == 400
+    assert (await endpoint.open("f.cpnode-chunkmap", entry))[0] == 400
+    bad_entry = {**entry.model_dump(), "chunks": entry.chunks[:1]}
+    status, body = await endpoint.call("POST", "/f.bin?chunked", json=bad_entry)
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert (await endpoint.call("POST", "/f.bin?chunked", data=b"{not json"))[0] == 400
+    assert (await endpoint.put("f.bin", 0, piece(data, 0)))[1]["error"] == "no_upload"
+    assert destination.files() == []
+    await endpoint.open("f.bin", entry)
+    assert (await endpoint.put("f.bin", 0, piece(data, 0)[:-1]))[1]["error"] == "bad_length"
+    assert (await endpoint.put("f.bin", 2, b"x"))[0] == 400
+    assert (await endpoint.call("PUT", "/f.bin?chunk=-1", data=b"x"))[0] == 400
+    assert (await endpoint.call("GET", "/f.bin?chunked"))[1]["committed"] == []
+    assert (await endpoint.call("DELETE", "/f.bin?chunked"))[0] == 204
+    assert destination.files() == []
+
+
+async def test_a_full_disk_is_a_fatal_code(endpoint: Endpoint, destination: Storage) -> None:
+    """With the process's file size limited (RLIMIT_FSIZE), a chunk past the limit is 507 disk_full
+    and is not recorded; the chunks below it are."""
+    data = os.urandom(2 * MIB)
+    entry = entry_for(data)
+    await endpoint.open("f.bin", entry)
+    resource.prlimit(destination.pid, resource.RLIMIT_FSIZE, (MIB, MIB))
+    assert (await endpoint.put("f.bin", 0, piece(data, 0)))[0] == 201
+    status, body = await endpoint.put("f.bin", 20, piece(data, 20))
+    assert (status, body["error"]) == (507, "disk_full")
+    assert (await endpoint.call("GET", "/f.bin?chunked"))[1]["committed"] == [[0, 1]]
