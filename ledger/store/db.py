@@ -241,6 +241,14 @@ def _encodable(keys: Sequence[str]) -> list[str]:
     return [key for key in keys if not any("\ud800" <= ch <= "\udfff" for ch in key)]
 
 
+def _pg_keys(keys: list[str]) -> list[str]:
+    """The keys PostgreSQL text can hold: one with a NUL cannot name anything stored, and sending it
+    would fail the whole transaction (and with it every batch sharing it), so it is left out."""
+    if "\x00" in "".join(keys):
+        return [key for key in keys if "\x00" not in key]
+    return keys
+
+
 class Cursor:
     """The driver cursor of a SQLAlchemy connection, with the dialect's placeholders and key sets."""
 
@@ -270,6 +278,7 @@ class Cursor:
             return []
         if self.postgres:
             sql = sql.replace("{in}", "= ANY(?)")
+            ordered = _pg_keys(ordered)
             try:
                 return self.execute(sql, [ordered] * sql.count("?"))
             except UnicodeEncodeError:  # raised before anything is sent: the transaction is intact
@@ -285,6 +294,7 @@ class Cursor:
         if not ordered:
             return []
         if self.postgres:
+            ordered = _pg_keys(ordered)
             try:
                 return self.execute(sql, [ordered] * sql.count("?"))
             except UnicodeEncodeError:  # raised before anything is sent: the transaction is intact

@@ -294,19 +294,47 @@ def submit(
     engine: Engine, requests: Sequence[TransferRequest], *, now: int | None = None
 ) -> list[TransferResult]:
     """Apply a batch of transfer requests in one transaction; one result per request, in order."""
+    return submit_batches(engine, [requests], now=now)[0]
+
+
+def check_size(requests: Sequence[TransferRequest]) -> None:
+    """Refuse a batch larger than one transaction may hold (RequestError)."""
     if len(requests) > MAX_BATCH:
         raise RequestError(f"a batch holds at most {MAX_BATCH} transfers, got {len(requests)}")
-    if not requests:
-        return []
 
-    def attempt() -> list[TransferResult]:
+
+def submit_batches(
+    engine: Engine, batches: Sequence[Sequence[TransferRequest]], *, now: int | None = None
+) -> list[list[TransferResult]]:
+    """Apply several batches in one transaction, each exactly as if submitted on its own, in order.
+
+    Each batch gets its own results (indexes from 0) and its own linked chains (a chain open at
+    the end of a batch fails there; it never joins the next batch's requests); a later batch sees
+    what earlier ones created or refused. The transaction holds at most MAX_BATCH requests."""
+    for batch in batches:
+        check_size(batch)
+    combined = [request for batch in batches for request in batch]
+    check_size(combined)
+    if not combined:
+        return [[] for _ in batches]
+
+    def attempt() -> list[list[TransferResult]]:
         with write_transaction(engine) as conn:
             cur = Cursor(conn)
             head = lock_head(cur)
             cache = take(engine, head.version)  # taken out: a failure below leaves no cache behind
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            view = load_view(cur, requests, cache)
-            outcome = apply_batch(view, requests, ts_ms, head.next_seq)
+            view = load_view(cur, combined, cache)
+            if len(batches) == 1:
+                outcome = apply_batch(view, batches[0], ts_ms, head.next_seq)
+                outcomes = [outcome]
+            else:  # each batch on the view the earlier ones left, numbered after what they created
+                outcomes = []
+                next_seq = head.next_seq
+                for batch in batches:
+                    outcomes.append(apply_batch(view, batch, ts_ms, next_seq))
+                    next_seq += len(outcomes[-1].created)
+                outcome = merged(outcomes)
             persist(cur, cache, outcome, head.next_seq, ts_ms)
         # Committed: the cache now holds version + 1 (or the same version if nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
@@ -315,10 +343,20 @@ def submit(
             if transfer.kind is not _PENDING:
                 del transfers[transfer.id]
         keep(engine, cache)
-        return outcome.results
+        return [each.results for each in outcomes]
 
     with gc_paused():
-        return with_retries(attempt, f"batch of {len(requests)} transfer(s)")
+        return with_retries(attempt, f"batch of {len(combined)} transfer(s)")
+
+
+def merged(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
+    """One outcome writing what each of `outcomes` (applied in turn to one view) wrote."""
+    return BatchOutcome(
+        [result for outcome in outcomes for result in outcome.results],
+        [transfer for outcome in outcomes for transfer in outcome.created],
+        [failure for outcome in outcomes for failure in outcome.failures],
+        set().union(*(outcome.touched for outcome in outcomes)),
+    )
 
 
 def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) -> list[Transfer]:
