@@ -145,7 +145,7 @@ class GroupCommitter:
         if not lead:
             return self.enqueue(requests).result()
         try:
-            return self._write((requests,))
+            return self._write((requests,))[0]
         finally:
             with self._lock:
                 self._busy = False
