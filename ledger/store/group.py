@@ -103,6 +103,7 @@ class GroupCommitter:
         self._queued = 0  # requests waiting in the queue
         self._thread: threading.Thread | None = None
         self._busy = False  # a transaction of this committer is being written
+        self._writing = 0  # the callers it holds
         self._closed = False
 
     @property
@@ -110,6 +111,12 @@ class GroupCommitter:
         """How many callers are queued for the next transaction."""
         with self._lock:
             return len(self._queue)
+
+    @property
+    def writing(self) -> int:
+        """How many callers' batches the transaction being written holds (0 when idle)."""
+        with self._lock:
+            return self._writing
 
     def enqueue(self, requests: Sequence[TransferRequest]) -> Future[list[TransferResult]]:
         """Queue a batch; the future resolves to its results (or the error that stopped it)."""
@@ -120,7 +127,8 @@ class GroupCommitter:
             return future
         with self._lock:
             self._admit(requests)
-            self._queue.append(_Waiting(requests, future))
+            waiting = _Waiting(requests, future)
+            self._queue.append(waiting)
             self._queued += len(requests)
             try:
                 self._wake_committer()
@@ -128,6 +136,7 @@ class GroupCommitter:
                 self._queue.pop()
                 self._queued -= len(requests)
                 raise
+        future.add_done_callback(lambda _: self._forget(waiting))
         return future
 
     def submit(self, requests: Sequence[TransferRequest]) -> list[TransferResult]:
@@ -142,6 +151,7 @@ class GroupCommitter:
             lead = not self._busy and not self._queue and not self._closed
             if lead:
                 self._busy = True
+                self._writing = 1
         if not lead:
             return self.enqueue(requests).result()
         try:
@@ -149,6 +159,7 @@ class GroupCommitter:
         finally:
             with self._lock:
                 self._busy = False
+                self._writing = 0
                 if self._queue:  # callers that came while this one wrote
                     self._wake_committer()
 
@@ -190,6 +201,18 @@ class GroupCommitter:
             raise StorageError(f"cannot start the ledger's group committer: {exc}") from exc
         self._thread = thread
 
+    def _forget(self, waiting: _Waiting) -> None:
+        """A caller's future is done: if it was cancelled while queued, it leaves the queue now."""
+        if not waiting.future.cancelled():
+            return
+        with self._lock:
+            try:
+                self._queue.remove(waiting)
+            except ValueError:  # already taken (and dropped) by the committer
+                return
+            self._queued -= len(waiting.requests)
+            self.stats.cancelled += 1
+
     def _take(self) -> list[_Waiting]:
         """Under the lock: the callers of the next transaction, oldest first, up to max_batch requests."""
         queue, size = self._queue, 0
@@ -217,12 +240,14 @@ class GroupCommitter:
                         return
                 self._busy = True
                 taken = self._take()
+                self._writing = len(taken)
             try:
                 if taken:
                     self._commit(taken)
             finally:
                 with self._lock:
                     self._busy = False
+                    self._writing = 0
 
     def _commit(self, taken: list[_Waiting]) -> None:
         """Write the taken callers' batches and hand each its results or the error."""
