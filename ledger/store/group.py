@@ -73,8 +73,26 @@ class GroupStats:
 
 @dataclass(slots=True, eq=False)
 class _Waiting:
+    """A queued caller: its batch, and where its answer goes: a thread's future, or an asyncio
+    future with its event loop (answered in one call per loop and transaction)."""
+
     requests: Sequence[TransferRequest]
-    future: Future[list[TransferResult]]
+    future: Future[list[TransferResult]] | asyncio.Future[list[TransferResult]]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_Outcome = list[TransferResult] | BaseException
+
+
+def _settle(answers: list[tuple[asyncio.Future[list[TransferResult]], _Outcome]]) -> None:
+    """In an event loop: give each waiting task its outcome (a task cancelled meanwhile has none)."""
+    for future, outcome in answers:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class GroupCommitter:
@@ -125,18 +143,9 @@ class GroupCommitter:
         if not requests:
             future.set_result([])
             return future
-        with self._lock:
-            self._admit(requests)
-            waiting = _Waiting(requests, future)
-            self._queue.append(waiting)
-            self._queued += len(requests)
-            try:
-                self._wake_committer()
-            except StorageError:
-                self._queue.pop()
-                self._queued -= len(requests)
-                raise
-        future.add_done_callback(lambda _: self._forget(waiting))
+        waiting = _Waiting(requests, future)
+        self._put(waiting)
+        future.add_done_callback(lambda done: self._forget(waiting) if done.cancelled() else None)
         return future
 
     def submit(self, requests: Sequence[TransferRequest]) -> list[TransferResult]:
@@ -165,7 +174,18 @@ class GroupCommitter:
 
     async def submit_async(self, requests: Sequence[TransferRequest]) -> list[TransferResult]:
         """Like `ledger.submit`, from an event loop, without holding a thread while waiting."""
-        return await asyncio.wrap_future(self.enqueue(requests))
+        check_size(requests)
+        if not requests:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[TransferResult]] = loop.create_future()
+        waiting = _Waiting(requests, future, loop)
+        self._put(waiting)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._forget(waiting)  # still queued: it leaves now and is never written
+            raise
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Refuse new callers, let the queued ones be committed, and stop the committer thread."""
@@ -180,14 +200,24 @@ class GroupCommitter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
-    def _admit(self, requests: Sequence[TransferRequest]) -> None:
-        """Under the lock: refuse a caller when closed or when its batch would overfill the queue."""
-        if self._closed:
-            raise StorageError("the ledger's group committer is closed")
-        # A batch always fits an empty queue; otherwise the queue holds at most max_queued.
-        if self._queue and self._queued + len(requests) > self.max_queued:
-            self.stats.refused += 1
-            raise LedgerBusy(f"the ledger is busy: {self._queued} transfers are waiting; retry shortly")
+    def _put(self, waiting: _Waiting) -> None:
+        """Queue a caller and wake the committer, or refuse it (closed; LedgerBusy when the queue is
+        full: a batch always fits an empty queue, otherwise it holds at most max_queued requests)."""
+        size = len(waiting.requests)
+        with self._lock:
+            if self._closed:
+                raise StorageError("the ledger's group committer is closed")
+            if self._queue and self._queued + size > self.max_queued:
+                self.stats.refused += 1
+                raise LedgerBusy(f"the ledger is busy: {self._queued} transfers are waiting; retry shortly")
+            self._queue.append(waiting)
+            self._queued += size
+            try:
+                self._wake_committer()
+            except StorageError:
+                self._queue.pop()
+                self._queued -= size
+                raise
 
     def _wake_committer(self) -> None:
         """Under the lock: make sure the committer thread runs and sees the queue."""
@@ -202,9 +232,7 @@ class GroupCommitter:
         self._thread = thread
 
     def _forget(self, waiting: _Waiting) -> None:
-        """A caller's future is done: if it was cancelled while queued, it leaves the queue now."""
-        if not waiting.future.cancelled():
-            return
+        """A caller was cancelled: if it is still queued, it leaves the queue now."""
         with self._lock:
             try:
                 self._queue.remove(waiting)
@@ -220,8 +248,12 @@ class GroupCommitter:
         while queue and (not taken or size + len(queue[0].requests) <= self.max_batch):
             waiting = queue.popleft()
             self._queued -= len(waiting.requests)
-            # From here a cancel() no longer succeeds: the batch is written and the caller told.
-            if waiting.future.set_running_or_notify_cancel():
+            # Taken: a later cancel no longer keeps the batch from being written.
+            if isinstance(waiting.future, Future):
+                wanted = waiting.future.set_running_or_notify_cancel()
+            else:
+                wanted = not waiting.future.cancelled()
+            if wanted:
                 taken.append(waiting)
                 size += len(waiting.requests)
             else:
@@ -251,22 +283,43 @@ class GroupCommitter:
 
     def _commit(self, taken: list[_Waiting]) -> None:
         """Write the taken callers' batches and hand each its results or the error."""
+        outcomes: list[_Outcome]
         try:
-            results = self._write(tuple(waiting.requests for waiting in taken))
+            outcomes = list(self._write(tuple(waiting.requests for waiting in taken)))
         except StorageError as exc:
-            for waiting in taken:  # each caller its own exception object (tracebacks are per raise)
+            outcomes = []
+            for _ in taken:  # each caller its own exception object (tracebacks are per raise)
                 error = StorageError(str(exc))
                 error.__cause__ = exc
-                waiting.future.set_exception(error)
+                outcomes.append(error)
         except BaseException as exc:  # a bug must not leave callers waiting forever
             log.exception("group commit of %d caller(s) failed", len(taken))
-            for waiting in taken:
-                waiting.future.set_exception(exc)
+            self._answer(taken, [exc] * len(taken))
             if not isinstance(exc, Exception):
                 raise
-        else:
-            for waiting, result in zip(taken, results, strict=True):
-                waiting.future.set_result(result)
+            return
+        self._answer(taken, outcomes)
+
+    @staticmethod
+    def _answer(taken: list[_Waiting], outcomes: list[_Outcome]) -> None:
+        """Hand each caller its outcome: threads directly, each event loop in one call."""
+        loops: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[TransferResult]], _Outcome]]
+        ] = {}
+        for waiting, outcome in zip(taken, outcomes, strict=True):
+            future = waiting.future
+            if isinstance(future, Future):
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+            elif waiting.loop is not None:
+                loops.setdefault(waiting.loop, []).append((future, outcome))
+        for loop, answers in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, answers)
+            except RuntimeError:  # the loop was closed: nobody waits for these any more
+                log.debug("group commit: %d answer(s) for a closed event loop dropped", len(answers))
 
     def _write(self, batches: tuple[Sequence[TransferRequest], ...]) -> list[list[TransferResult]]:
         """One transaction for `batches` through the writer, counted and reported."""
