@@ -3,8 +3,10 @@
 Per batch: lock the head row (dense sequence numbers, monotonic time), load what the batch touches
 with a few key-set queries (its ids, the holds it resolves, its accounts, which PostgreSQL locks in
 id order), run the pure rules, then write new transfers, remembered failures and account balances
-with executemany (PostgreSQL: one `unnest` statement each), and advance the head. The expiry
-sweeper goes through the same path.
+with executemany, and advance the head (PostgreSQL: transfers, balances and head in one statement,
+the rows as one JSONB parameter; ledger/store/statements.py). The expiry sweeper goes through the
+same path, and so does group commit (`submit_batches`: several callers' batches in one transaction,
+each applied as if on its own).
 
 What the rules need and an earlier batch of this engine already read comes from the writer cache
 (ledger/store/cache.py), trusted only while the head's version is the one it was left at.
@@ -32,89 +34,25 @@ from ledger.records import (
 )
 from ledger.rules import apply_batch, expire_holds
 from ledger.store.cache import WriterCache, keep, specs_of, take
-from ledger.store.db import PG_IN_JSON, Cursor, StaleRead, gc_paused, now_ms, with_retries, write_transaction
+from ledger.store.db import Cursor, StaleRead, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
+from ledger.store.statements import (
+    ADVANCE_HEAD,
+    INSERT_TRANSFER,
+    INSERT_TRANSFERS_PG,
+    SELECT_ACCOUNTS,
+    SELECT_ACCOUNTS_PG,
+    SELECT_BALANCES,
+    SELECT_DUE_HOLDS,
+    SELECT_KNOWN_IDS,
+    SELECT_KNOWN_IDS_PG,
+    SELECT_TRANSFERS,
+    UPDATE_BALANCES,
+    UPDATE_BALANCES_PG,
+)
 from ledger.view import AccountState, BatchOutcome, LedgerView
 
 MAX_BATCH = 10_000
-_COLUMNS = ", ".join(TRANSFER_COLUMNS)
-_ACCOUNT_COLUMNS = (
-    "a.id, a.currency, a.kind, a.debits_must_not_exceed_credits, a.credits_must_not_exceed_debits, "
-    "a.partner, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, b.num"
-)
-# SQL assembled once from the column constants above (no outside input reaches these strings).
-# Stored transfers by id, each with the kind of the transfer that resolved it (when it is a resolved hold).
-_SELECT_TRANSFERS = (
-    f"SELECT {_COLUMNS}, (SELECT r.kind FROM ledger_transfers AS r WHERE r.pending_id = t.id) "  # noqa: S608
-    "FROM ledger_transfers AS t WHERE t.id {in}"
-)
-# Accounts with their balances (PostgreSQL locks both rows, in id order).
-_SELECT_ACCOUNTS = (
-    f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts AS a "  # noqa: S608
-    "JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
-)
-_SELECT_ACCOUNTS_PG = _SELECT_ACCOUNTS + " ORDER BY a.id FOR UPDATE"
-# For accounts whose spec is cached (SQLite), only what changes.
-_SELECT_BALANCES = (
-    "SELECT a.id, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, "
-    "b.num FROM ledger_accounts AS a JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
-)
-# Which of a batch's ids are stored or remembered as failed, in one statement.
-_SELECT_KNOWN_IDS = (
-    "SELECT t.id, NULL FROM json_each(?1) AS k JOIN ledger_transfers AS t ON t.id = k.value UNION ALL "
-    "SELECT f.id, f.status FROM json_each(?1) AS k JOIN ledger_failures AS f ON f.id = k.value"
-)
-_SELECT_KNOWN_IDS_PG = (
-    f"SELECT id, NULL FROM ledger_transfers WHERE id {PG_IN_JSON} "  # noqa: S608 - constants
-    f"UNION ALL SELECT id, status FROM ledger_failures WHERE id {PG_IN_JSON}"
-)
-_INSERT_TRANSFER = (
-    f"INSERT INTO ledger_transfers ({_COLUMNS}) VALUES ({', '.join('?' * len(TRANSFER_COLUMNS))})"  # noqa: S608
-)
-_UPDATE_BALANCES = (
-    "UPDATE ledger_balances SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-    "credits_posted = ? WHERE num = ?"
-)
-_SELECT_DUE_HOLDS = (
-    f"SELECT {_COLUMNS} FROM ledger_transfers AS h WHERE h.kind = 'pending' "  # noqa: S608
-    "AND h.expires_ms IS NOT NULL AND h.expires_ms > ? AND h.expires_ms <= ? "
-    "AND NOT EXISTS (SELECT 1 FROM ledger_transfers AS r WHERE r.pending_id = h.id) "
-    "ORDER BY h.expires_ms, h.seq LIMIT ?"
-)
-_PG_COLUMN_TYPES = (
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "bigint",
-    "text",
-    "bigint",
-    "bigint",
-    "bigint",
-    "integer",
-    "boolean",
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "text",
-)
-# PostgreSQL gets a batch's rows as one JSON parameter (orjson encodes it in C): psycopg dumps
-# arrays element by element in Python, which at group-commit batch sizes cost more than the rules.
-_INSERT_TRANSFERS_PG = (
-    f"INSERT INTO ledger_transfers ({_COLUMNS}) SELECT "  # noqa: S608 - constants
-    + ", ".join(f"(r->>{n})::{kind}" for n, kind in enumerate(_PG_COLUMN_TYPES))
-    + " FROM jsonb_array_elements(?::jsonb) AS r"
-)
-_UPDATE_BALANCES_PG = (
-    "UPDATE ledger_balances AS b SET debits_pending = v.dp, debits_posted = v.dpo, "
-    "credits_pending = v.cp, credits_posted = v.cpo FROM ("
-    "SELECT (u->>0)::bigint AS num, (u->>1)::bigint AS dp, (u->>2)::bigint AS dpo, "
-    "(u->>3)::bigint AS cp, (u->>4)::bigint AS cpo FROM jsonb_array_elements(?::jsonb) AS u "
-    "ORDER BY 1) AS v WHERE b.num = v.num"
-)
 _PENDING = TransferKind.PENDING
 _KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on sqlite3's fast path
 _ACCOUNT_KINDS = {kind.value: kind for kind in AccountKind}
@@ -161,10 +99,10 @@ def load_accounts(cur: Cursor, cache: WriterCache, ids: Iterable[str]) -> None:
     else:  # SQLite: the file lock is held; read only balances of accounts whose spec is cached
         known = [account_id for account_id in wanted if account_id in specs]
         unknown = wanted.difference(known)
-    for account_id, closed, dp, dpo, cp, cpo, num in cur.select_in(_SELECT_BALANCES, known):
+    for account_id, closed, dp, dpo, cp, cpo, num in cur.select_in(SELECT_BALANCES, known):
         states[account_id] = AccountState(specs[account_id], Balance(dp, dpo, cp, cpo), closed)
         nums[account_id] = num
-    sql = _SELECT_ACCOUNTS_PG if cur.postgres else _SELECT_ACCOUNTS
+    sql = SELECT_ACCOUNTS_PG if cur.postgres else SELECT_ACCOUNTS
     for row in cur.select_in(sql, unknown):
         account_id, currency, kind, limit_debits, limit_credits, partner, closed, dp, dpo, cp, cpo, num = row
         spec = specs.get(account_id)
@@ -199,13 +137,13 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCac
     account_ids = {d for r in requests if type(d := r.debit_account) is str}
     account_ids.update(c for r in requests if type(c := r.credit_account) is str)
     stored = pending_ids.difference(transfers)
-    sql = _SELECT_KNOWN_IDS_PG if cur.postgres else _SELECT_KNOWN_IDS
+    sql = SELECT_KNOWN_IDS_PG if cur.postgres else SELECT_KNOWN_IDS
     for known_id, status in cur.with_keys(sql, ids.difference(transfers)):
         if status is None:
             stored.add(known_id)
         else:
             view.failed[known_id] = Status(status)
-    for row in cur.select_in(_SELECT_TRANSFERS, stored):
+    for row in cur.select_in(SELECT_TRANSFERS, stored):
         transfer = transfer_from_tuple(row)
         transfers[transfer.id] = transfer
         if transfer.kind is _PENDING:
@@ -224,67 +162,75 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCac
 
 def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
     """Write a batch's outcome: transfers, failures, balances, and the new head."""
-    created = outcome.created
-    kinds = _KIND_VALUE
-    if created:
-        # Plain values bind on the drivers' fast paths (a StrEnum or a bool makes sqlite3 search for an
-        # adapter on every row).
-        if cur.postgres:  # one statement: the rows as one JSON array of arrays
-            cur.execute(_INSERT_TRANSFERS_PG, (orjson.dumps([tuple(row) for row in created]).decode(),))
-        else:
-            cur.executemany(
-                _INSERT_TRANSFER,
-                [
-                    (
-                        sq,
-                        id_,
-                        kinds[kd],
-                        dr,
-                        cr,
-                        cy,
-                        am,
-                        pi,
-                        pa,
-                        to,
-                        ex,
-                        co,
-                        1 if ln else 0,
-                        ts,
-                        oi,
-                        ti,
-                        pt,
-                        dg,
-                    )
-                    for (sq, id_, kd, dr, cr, cy, am, pi, pa, to, ex, co, ln, ts, oi, ti, pt, dg) in created
-                ],
-            )
     if outcome.failures:
         cur.executemany(
             "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)",
             [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures],
         )
-    accounts = cache.accounts
     if cur.postgres:
-        # One statement for every balance (arrays unnested), rows locked in id order.
-        touched = sorted(outcome.touched)
-        if touched:
-            nums = cache.nums
-            rows = [(nums[account_id], *accounts[account_id].balance.as_tuple()) for account_id in touched]
-            cur.execute(_UPDATE_BALANCES_PG, (orjson.dumps(rows).decode(),))
-    elif outcome.touched:
-        nums = cache.nums
+        _persist_pg(cur, cache, outcome, next_seq, ts_ms)
+        return
+    created = outcome.created
+    kinds = _KIND_VALUE
+    if created:
+        # Plain values bind on the driver's fast path (a StrEnum or a bool makes sqlite3 search for an
+        # adapter on every row).
+        cur.executemany(
+            INSERT_TRANSFER,
+            [
+                (
+                    sq,
+                    id_,
+                    kinds[kd],
+                    dr,
+                    cr,
+                    cy,
+                    am,
+                    pi,
+                    pa,
+                    to,
+                    ex,
+                    co,
+                    1 if ln else 0,
+                    ts,
+                    oi,
+                    ti,
+                    pt,
+                    dg,
+                )
+                for (sq, id_, kd, dr, cr, cy, am, pi, pa, to, ex, co, ln, ts, oi, ti, pt, dg) in created
+            ],
+        )
+    if outcome.touched:
+        accounts, nums = cache.accounts, cache.nums
         balances = [
             (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, nums[account_id])
             for account_id in outcome.touched
             for b in (accounts[account_id].balance,)
         ]
-        if cur.executemany(_UPDATE_BALANCES, balances) != len(balances):
+        if cur.executemany(UPDATE_BALANCES, balances) != len(balances):
             raise StaleRead("a cached balance row was not found; reading accounts again")
     if created:
-        cur.execute(
-            "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1",
-            (next_seq + len(created), ts_ms),
-        )
+        cur.execute(ADVANCE_HEAD, (next_seq + len(created), ts_ms))
+
+
+def _persist_pg(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
+    """PostgreSQL: the new transfers, every balance (rows locked in id order) and the head in one
+    statement (data-modifying CTEs), so writing a batch is one round trip."""
+    parts: list[str] = []
+    params: list[Any] = []
+    touched = sorted(outcome.touched)
+    if touched:
+        accounts, nums = cache.accounts, cache.nums
+        rows = [(nums[account_id], *accounts[account_id].balance.as_tuple()) for account_id in touched]
+        parts.append(f"balances AS ({UPDATE_BALANCES_PG} RETURNING 1)")
+        params.append(orjson.dumps(rows).decode())
+    created = outcome.created
+    if created:
+        parts.append(f"head AS ({ADVANCE_HEAD} RETURNING 1)")
+        params += [next_seq + len(created), ts_ms, orjson.dumps([tuple(row) for row in created]).decode()]
+    if parts:
+        cur.execute(f"WITH {', '.join(parts)} {INSERT_TRANSFERS_PG if created else 'SELECT 1'}", params)
 
 
 def submit(
@@ -368,7 +314,7 @@ def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) ->
             cur = Cursor(conn)
             head = lock_head(cur)
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            rows = cur.execute(_SELECT_DUE_HOLDS, (head.swept_ms, ts_ms, limit))
+            rows = cur.execute(SELECT_DUE_HOLDS, (head.swept_ms, ts_ms, limit))
             holds = [transfer_from_tuple(row) for row in rows]
             last_deadline = holds[-1].expires_ms if holds else None
             watermark = (
