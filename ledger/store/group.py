@@ -4,9 +4,11 @@ Callers (threads, or asyncio tasks through `submit_async`) put their batch in a 
 future. One committer thread per engine takes whatever is queued, in arrival order and up to
 MAX_BATCH requests, and writes it through `ledger.store.writer.submit_batches`: one transaction in
 which each caller's batch is applied exactly as if it had been submitted on its own, in turn. The
-committer never waits for company: a caller that finds it idle is committed at once (the cost is
-the hand-off to the committer thread); callers that arrive while a commit runs are gathered for the
-next one, like a database's group commit, so the batch size follows the load.
+committer never waits for company: a caller that finds it idle is committed at once, and callers
+that arrive while a commit runs are gathered for the next one, like a database's group commit, so
+the batch size follows the load. A lone thread writes its own batch (no hand-off) when the last
+transaction had one caller; an asyncio task always hands off to the committer thread (its event
+loop must not block), and all tasks of one loop answered by a transaction are woken in one call.
 
 What each caller gets is what a separate `submit` in the same order would have given it: its own
 results (indexes from 0), its own linked chains (never joined to another caller's), the same
@@ -122,6 +124,7 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._busy = False  # a transaction of this committer is being written
         self._writing = 0  # the callers it holds
+        self._last_callers = 0  # how many callers the last transaction held
         self._closed = False
 
     @property
@@ -151,13 +154,15 @@ class GroupCommitter:
     def submit(self, requests: Sequence[TransferRequest]) -> list[TransferResult]:
         """Like `ledger.submit`, from any thread: the caller's batch in the next shared transaction.
 
-        When nothing is being written and nobody waits, the calling thread writes its batch itself
-        (no hand-off); otherwise it queues for the committer thread."""
+        When nothing is being written, nobody waits and the last transaction had one caller, the
+        calling thread writes its batch itself (no hand-off); otherwise it queues for the committer."""
         check_size(requests)
         if not requests:
             return []
         with self._lock:
-            lead = not self._busy and not self._queue and not self._closed
+            # Lead when the committer is idle and the last transaction had one caller (no sign of
+            # company); after a shared one, callers queue, so those released together are gathered.
+            lead = not self._busy and not self._queue and not self._closed and self._last_callers <= 1
             if lead:
                 self._busy = True
                 self._writing = 1
@@ -336,6 +341,7 @@ class GroupCommitter:
             self._count(batches, time.perf_counter() - started, failed)
 
     def _count(self, batches: tuple[Sequence[TransferRequest], ...], seconds: float, failed: bool) -> None:
+        self._last_callers = len(batches)
         stats = self.stats
         stats.transactions += 1
         stats.callers += len(batches)
