@@ -1,0 +1,395 @@
+"""Group commit benchmark (`python -m bench ledger --group`): 32 concurrent clients each posting one
+transfer at a time to cpnode's ledger, against a pgledger-equivalent ledger with 8 clients (one
+transfer per transaction; bench/pgledger_equivalent.py says what it reproduces and how), in the same
+run, in alternating rounds.
+
+Per backend (PostgreSQL when a URL is given; SQLite with WAL and synchronous=FULL, whose baseline is
+the same design on plain sqlite3) and account count (uniform random pairs, amounts 1..1,000,000,
+accounts without limits on both sides), each round runs, in an order rotated every round:
+- baseline: 8 threads, each its own connection, one transfer per transaction;
+- tasks: cpnode in process, 32 asyncio tasks awaiting `GroupCommitter.submit_async` in a loop;
+- threads: cpnode in process, 32 threads calling `GroupCommitter.submit`;
+- http: a real node (`cpnode run`, its own process and database), 32 aiohttp clients posting
+  `POST /api/v1/ledger/transfers` with one transfer each;
+- direct: 32 threads calling `ledger.submit` (a transaction each, no group commit), for reference.
+Every cpnode answer is checked `created`. The ratio is a variant's rate over the baseline's rate
+in the same round; the target is tasks ≥ 5× on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+
+from bench.bench_ledger import postgres_schema, sqlite_database
+from bench.pgledger_equivalent import (
+    account_ids,
+    pg_setup,
+    pg_transfer,
+    run_clients,
+    sqlite_setup,
+    sqlite_transfer,
+)
+from bench.report import bench_parser, emit_json
+from ledger import (
+    AccountKind,
+    AccountSpec,
+    GroupCommitter,
+    TransferKind,
+    TransferRequest,
+    create_accounts,
+    submit,
+)
+from node.config import load_settings
+from node.db import make_engine, upgrade
+from node.service import read_admin_token
+from tests.nodes import NodeProcess, make_node_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("baseline", "tasks", "threads", "http", "direct")
+LABELS = {
+    "baseline": "pgledger-equivalent, 8 clients, a transaction each",
+    "tasks": "cpnode group commit, 32 asyncio tasks",
+    "threads": "cpnode group commit, 32 threads",
+    "http": "cpnode node over HTTP, 32 clients",
+    "direct": "cpnode, 32 threads, a transaction each",
+}
+CLIENTS, BASELINE_CLIENTS = 32, 8
+
+
+class Side:
+    """One backend and account count: the databases, the node, and how to run each variant."""
+
+    def __init__(
+        self,
+        backend: str,
+        accounts: int,
+        ledger_url: str,
+        baseline: Callable[[], Any],
+        node: tuple[str, str, int],
+    ) -> None:
+        self.backend, self.accounts = backend, accounts
+        self.node_url, self.token, self.node_pid = node
+        self.node_cpu_per_request: list[float] = []
+        self.connect_baseline = baseline
+        self.engine = make_engine(ledger_url, pool_size=CLIENTS)
+        upgrade(self.engine)
+        self.ids = account_ids(accounts)
+        specs = [AccountSpec(a, "CNY", AccountKind.PROVIDER) for a in self.ids]
+        for start in range(0, len(specs), 1000):
+            create_accounts(self.engine, specs[start : start + 1000])
+        self.groups: list[float] = []
+
+    def run(self, variant: str, tag: str, duration_s: float, seed: int) -> tuple[int, float]:
+        """Run one variant for `duration_s`: (transfers, seconds)."""
+        if variant == "baseline":
+            return self.run_baseline(duration_s, seed)
+        if variant == "http":
+            return asyncio.run(self.run_http(tag, duration_s, seed))
+        if variant == "direct":
+            return self.run_threads(lambda batch: submit(self.engine, batch), tag, duration_s, seed)
+        committer = GroupCommitter(self.engine)
+        try:
+            if variant == "tasks":
+                result = asyncio.run(self.run_tasks(committer, tag, duration_s, seed))
+            else:
+                result = self.run_threads(committer.submit, tag, duration_s, seed)
+        finally:
+            committer.close()
+        self.groups.append(committer.stats.callers / max(1, committer.stats.transactions))
+        return result
+
+    def request(self, rnd: random.Random, transfer_id: str) -> list[TransferRequest]:
+        """One single-phase transfer between two random accounts."""
+        debit, credit = rnd.sample(self.ids, 2)
+        return [
+            TransferRequest(transfer_id, TransferKind.SINGLE, debit, credit, "CNY", rnd.randint(1, 1_000_000))
+        ]
+
+    def run_baseline(self, duration_s: float, seed: int) -> tuple[int, float]:
+        """The baseline's 8 clients."""
+        transfer = sqlite_transfer if self.backend == "sqlite" else pg_transfer
+        return run_clients(BASELINE_CLIENTS, duration_s, self.connect_baseline, transfer, self.ids, seed)
+
+    async def run_tasks(
+        self, committer: GroupCommitter, tag: str, duration_s: float, seed: int
+    ) -> tuple[int, float]:
+        """32 asyncio tasks through the committer."""
+        end = time.monotonic() + duration_s
+
+        async def client(number: int) -> int:
+            rnd, done = random.Random(seed * 1000 + number), 0
+            while time.monotonic() < end:
+                [result] = await committer.submit_async(self.request(rnd, f"{tag}-{number}-{done}"))
+                _check(result.status)
+                done += 1
+            return done
+
+        started = time.monotonic()
+        counts = await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+        return sum(counts), time.monotonic() - started
+
+    def run_threads(
+        self, send: Callable[[list[TransferRequest]], list[Any]], tag: str, duration_s: float, seed: int
+    ) -> tuple[int, float]:
+        """32 threads calling `send` with one transfer at a time."""
+        counts = [0] * CLIENTS
+        ready = threading.Barrier(CLIENTS + 1)
+        end = [time.monotonic() + 1e9]
+
+        def client(number: int) -> None:
+            rnd = random.Random(seed * 1000 + number)
+            ready.wait(timeout=60)
+            while time.monotonic() < end[0]:
+                [result] = send(self.request(rnd, f"{tag}-{number}-{counts[number]}"))
+                _check(result.status)
+                counts[number] += 1
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        ready.wait(timeout=60)
+        started = time.monotonic()
+        end[0] = started + duration_s
+        for thread in threads:
+            thread.join()
+        return sum(counts), time.monotonic() - started
+
+    async def run_http(self, tag: str, duration_s: float, seed: int) -> tuple[int, float]:
+        """32 HTTP clients posting one transfer per request to the node."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        connector = aiohttp.TCPConnector(limit=CLIENTS)
+        async with aiohttp.ClientSession(self.node_url, connector=connector, headers=headers) as http:
+            end = time.monotonic() + duration_s
+
+            async def client(number: int) -> int:
+                rnd, done = random.Random(seed * 1000 + number), 0
+                while time.monotonic() < end:
+                    [request] = self.request(rnd, f"{tag}-{number}-{done}")
+                    body = {"transfers": [{k: v for k, v in asdict(request).items() if v is not None}]}
+                    async with http.post("/api/v1/ledger/transfers", json=body) as response:
+                        [result] = (await response.json())["results"]
+                    _check(result["status"])
+                    done += 1
+                return done
+
+            started, cpu = time.monotonic(), process_cpu_s(self.node_pid)
+            counts = await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+            elapsed = time.monotonic() - started
+            if cpu is not None and (after := process_cpu_s(self.node_pid)) is not None:
+                self.node_cpu_per_request.append((after - cpu) / max(1, sum(counts)))
+            return sum(counts), elapsed
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _check(status: str) -> None:
+    if status != "created":
+        raise SystemExit(f"benchmark transfer answered {status}, not created")
+
+
+@contextmanager
+def node_for(
+    directory: Path, name: str, db_url: str | None, accounts: list[str]
+) -> Iterator[tuple[str, str, int]]:
+    """A real node process (its own database) with the benchmark's accounts: (URL, admin token, pid)."""
+    config = make_node_dir(directory, name, db_url=db_url)
+    token = read_admin_token(load_settings(config, environ={}))
+    node = NodeProcess(config)
+    url = node.start()
+    try:
+        body = json.dumps(
+            {"accounts": [{"id": a, "currency": "CNY", "kind": "provider"} for a in accounts]}
+        ).encode()
+
+        async def create() -> None:
+            async with aiohttp.ClientSession(url) as http:
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                async with http.post("/api/v1/ledger/accounts", data=body, headers=headers) as response:
+                    assert response.status == 200, await response.text()
+
+        asyncio.run(create())
+        assert node.proc is not None
+        yield url, token, node.proc.pid
+    finally:
+        node.stop()
+
+
+def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
+    """Every round of every variant on one backend and account count."""
+    variants = [v for v in VARIANTS if not (v == "http" and args.no_http)]
+    rows: list[dict[str, Any]] = []
+    with _databases(backend, directory, args.postgres) as (ledger_url, connect, node_db):
+        if backend == "sqlite":
+            conn = connect()
+            sqlite_setup(conn, accounts)
+        else:
+            with connect() as conn:
+                pg_setup(conn, accounts)
+        name = f"bench-{backend[:2]}-{accounts}"
+        with node_for(directory, name, node_db, account_ids(accounts)) as node:
+            side = Side(backend, accounts, ledger_url, connect, node)
+            for variant in variants:  # warm-up: connections, caches, compiled functions
+                side.run(variant, f"warm-{variant}", args.warmup_s, seed=0)
+            for round_ in range(args.rounds):
+                shift = round_ % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    count, seconds = side.run(variant, f"{variant}{round_}", args.duration_s, seed=round_ + 1)
+                    rows.append(
+                        {
+                            "backend": backend,
+                            "accounts": accounts,
+                            "variant": variant,
+                            "round": round_,
+                            "transfers": count,
+                            "seconds": round(seconds, 3),
+                            "per_s": count / seconds,
+                        }
+                    )
+                line = "  ".join(
+                    f"{r['variant']} {r['per_s']:,.0f}/s"
+                    for r in rows
+                    if r["round"] == round_ and r["accounts"] == accounts and r["backend"] == backend
+                )
+                print(f"{backend} {accounts} accounts, round {round_ + 1}: {line}", flush=True)
+            print(f"  callers per transaction (group commit runs): {statistics.mean(side.groups):.1f}")
+            if side.node_cpu_per_request:
+                print(
+                    f"  node CPU per HTTP request: {statistics.median(side.node_cpu_per_request) * 1e6:.0f} µs"
+                )
+            side.engine.dispose()
+    return rows
+
+
+@contextmanager
+def _databases(
+    backend: str, directory: Path, postgres: str | None
+) -> Iterator[tuple[str, Callable[[], Any], str | None]]:
+    """(ledger URL, a connection to the baseline's database, the node's database URL or None for its
+    own SQLite file). The baseline's database is the ledger's: its tables are all named bl_*."""
+    if backend == "sqlite":
+        with sqlite_database(directory) as url:
+            path = str(directory / f"baseline-{time.monotonic_ns()}.db")
+
+            def connect_sqlite() -> sqlite3.Connection:
+                conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                return conn
+
+            yield url, connect_sqlite, None
+        return
+    import psycopg
+
+    assert postgres is not None
+    with postgres_schema(postgres) as ledger_url, postgres_schema(postgres) as node_url:
+        parsed = sa.make_url(ledger_url)
+        options = str(parsed.query.get("options", ""))
+        dsn = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+        yield ledger_url, lambda: psycopg.connect(dsn, options=options, autocommit=True), node_url
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per backend, account count and variant: rate range and ratio range to the baseline."""
+    lines = []
+    keys = sorted({(r["backend"], r["accounts"]) for r in rows}, key=lambda k: (k[0] != "postgresql", -k[1]))
+    for backend, accounts in keys:
+        mine = [r for r in rows if r["backend"] == backend and r["accounts"] == accounts]
+        base = {r["round"]: r["per_s"] for r in mine if r["variant"] == "baseline"}
+        for variant in VARIANTS:
+            these = [r for r in mine if r["variant"] == variant]
+            if not these:
+                continue
+            rates = [r["per_s"] for r in these]
+            ratios = [r["per_s"] / base[r["round"]] for r in these]
+            label = (
+                LABELS[variant]
+                if backend == "postgresql" or variant != "baseline"
+                else "plain sqlite3, 8 clients, a transaction each"
+            )
+            lines.append(
+                f"{backend:<10} {accounts:>5}  {label:<52} {min(rates):>8,.0f}–{max(rates):>8,.0f}/s  "
+                f"×{min(ratios):.1f}–{max(ratios):.1f} (median ×{statistics.median(ratios):.1f})"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the group-commit scenario and print rates, ratios and the target."""
+    parser = bench_parser(__doc__.split("\n\n")[0])
+    parser.prog = "python -m bench ledger --group"
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("CPNODE_BENCH_POSTGRES_URL") or os.environ.get("CPNODE_TEST_POSTGRES_URL"),
+    )
+    parser.add_argument("--backend", action="append", choices=("postgresql", "sqlite"))
+    parser.add_argument("--accounts", type=int, action="append", help="account counts (default 1000 and 10)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=4.0, help="seconds per variant per round")
+    parser.add_argument("--warmup-s", type=float, default=1.0)
+    parser.add_argument("--no-http", action="store_true", help="leave out the node over HTTP")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["postgresql", "sqlite"]
+    if "postgresql" in backends and not args.postgres:
+        print("PostgreSQL skipped: set CPNODE_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
+        backends.remove("postgresql")
+    print(
+        f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.rounds} rounds of {args.duration_s} s"
+    )
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="cpnode-bench-group-") as tmp:
+        for backend in backends:
+            for accounts in args.accounts or [1000, 10]:
+                rows += measure(backend, accounts, args, Path(tmp))
+    print()
+    for line in summarize(rows):
+        print(line)
+    pg_tasks = [r for r in rows if r["backend"] == "postgresql" and r["variant"] == "tasks"]
+    if pg_tasks:
+        base = {
+            (r["accounts"], r["round"]): r["per_s"]
+            for r in rows
+            if r["backend"] == "postgresql" and r["variant"] == "baseline"
+        }
+        worst = min(r["per_s"] / base[(r["accounts"], r["round"])] for r in pg_tasks)
+        print(
+            f"\nPostgreSQL, 32 clients with group commit ≥ 5× pgledger-equivalent with 8: "
+            f"{'met' if worst >= 5 else 'NOT met'} (lowest ×{worst:.1f})"
+        )
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"ledger-group-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(rows, indent=2))
+    print(f"results: {path.relative_to(ROOT)}")
+    if args.json:
+        emit_json("ledger-group", {"rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
