@@ -256,10 +256,11 @@ def submit_batches(
     what earlier ones created or refused. The transaction holds at most MAX_BATCH requests."""
     for batch in batches:
         check_size(batch)
-    combined = [request for batch in batches for request in batch]
+    combined = combined_of(batches)
     check_size(combined)
     if not combined:
         return [[] for _ in batches]
+    runs = chain_free_runs(batches)
 
     def attempt() -> list[list[TransferResult]]:
         with write_transaction(engine) as conn:
@@ -268,16 +269,15 @@ def submit_batches(
             cache = take(engine, head.version)  # taken out: a failure below leaves no cache behind
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
             view = load_view(cur, combined, cache)
-            if len(batches) == 1:
-                outcome = apply_batch(view, batches[0], ts_ms, head.next_seq)
-                outcomes = [outcome]
-            else:  # each batch on the view the earlier ones left, numbered after what they created
-                outcomes = []
-                next_seq = head.next_seq
-                for batch in batches:
-                    outcomes.append(apply_batch(view, batch, ts_ms, next_seq))
-                    next_seq += len(outcomes[-1].created)
-                outcome = merged(outcomes)
+            results: list[list[TransferResult]] = []
+            outcomes: list[BatchOutcome] = []
+            next_seq = head.next_seq  # each run on the view the earlier ones left, numbered after them
+            for run in runs:
+                outcome = apply_batch(view, run[0] if len(run) == 1 else combined_of(run), ts_ms, next_seq)
+                next_seq += len(outcome.created)
+                outcomes.append(outcome)
+                results += split(outcome.results, run)
+            outcome = outcomes[0] if len(outcomes) == 1 else merged(outcomes)
             persist(cur, cache, outcome, head.next_seq, ts_ms)
         # Committed: the cache now holds version + 1 (or the same version if nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
@@ -286,10 +286,50 @@ def submit_batches(
             if transfer.kind is not _PENDING:
                 del transfers[transfer.id]
         keep(engine, cache)
-        return [each.results for each in outcomes]
+        return results
 
     with gc_paused():
         return with_retries(attempt, f"batch of {len(combined)} transfer(s)")
+
+
+def combined_of(batches: Sequence[Sequence[TransferRequest]]) -> list[TransferRequest]:
+    """The requests of `batches`, one after another."""
+    return [request for batch in batches for request in batch]
+
+
+def chain_free_runs(batches: Sequence[Sequence[TransferRequest]]) -> list[list[Sequence[TransferRequest]]]:
+    """`batches` in order, consecutive ones without a linked request joined into one run: no chain
+    can cross their boundaries, so applying them as one batch is applying them one after another
+    (a batch with a chain is a run of its own, so a chain it leaves open fails there)."""
+    runs: list[list[Sequence[TransferRequest]]] = []
+    joined: list[Sequence[TransferRequest]] = []
+    for batch in batches:
+        if any(request.linked is True for request in batch):
+            if joined:
+                runs.append(joined)
+                joined = []
+            runs.append([batch])
+        else:
+            joined.append(batch)
+    if joined:
+        runs.append(joined)
+    return runs
+
+
+def split(
+    results: list[TransferResult], run: Sequence[Sequence[TransferRequest]]
+) -> list[list[TransferResult]]:
+    """A run's results cut back into its batches' results, each indexed from 0."""
+    if len(run) == 1:
+        return [results]
+    parts, start = [], 0
+    for batch in run:
+        part = results[start : start + len(batch)]
+        for result in part:
+            result.index -= start
+        parts.append(part)
+        start += len(batch)
+    return parts
 
 
 def merged(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
