@@ -88,7 +88,8 @@ def node_for(
 
 def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
     """Every round of every variant on one backend and account count."""
-    variants = [v for v in VARIANTS if not (v == "http" and args.no_http)]
+    chosen = {"baseline", *(args.variant or VARIANTS)}
+    variants = [v for v in VARIANTS if v in chosen and not (v == "http" and args.no_http)]
     rows: list[dict[str, Any]] = []
     with _databases(backend, directory, args.postgres) as (ledger_url, connect, node_db):
         if backend == "sqlite":
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=4.0, help="seconds per variant per round")
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--no-http", action="store_true", help="leave out the node over HTTP")
+    parser.add_argument(
+        "--variant", action="append", choices=VARIANTS, help="only these variants (the baseline always runs)"
+    )
     args = parser.parse_args(argv)
     backends = args.backend or ["postgresql", "sqlite"]
     if "postgresql" in backends and not args.postgres:
