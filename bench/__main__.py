@@ -1,4 +1,5 @@
-"""`python -m bench [NAME ...] [--json]`: run every benchmark (or the named ones) one after another."""
+"""`python -m bench [NAME ...] [--json] [OPTIONS]`: run every benchmark (or the named ones) one after
+another; other options are passed on to each benchmark (`python -m bench ledger --group`)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="each benchmark ends with one JSON line of its figures and ratios"
     )
-    args = parser.parse_args(argv)
+    args, passed_on = parser.parse_known_args(argv)
     failed = []
     for name in args.names or names:
         print(f"\n=== bench {name} ===", flush=True)
         started = time.monotonic()
-        extra = ["--json"] if args.json else []
+        extra = (["--json"] if args.json else []) + passed_on
         code = subprocess.call([sys.executable, "-m", f"bench.bench_{name}", *extra], cwd=HERE.parent)
         print(f"=== bench {name}: exit {code} after {time.monotonic() - started:.1f} s ===", flush=True)
         if code != 0:

@@ -15,6 +15,8 @@ batched and ≥ 2,000/s under Zipf s=2.0.
 
 Run: .venv/bin/python -m bench ledger   (PostgreSQL: set CPNODE_BENCH_POSTGRES_URL or
 CPNODE_TEST_POSTGRES_URL to a postgresql+psycopg:// URL; a fresh schema is made and dropped.)
+`python -m bench ledger --group [OPTIONS]` runs the group-commit scenario instead: 32 concurrent
+single-transfer clients against a pgledger-equivalent baseline with 8 (bench/ledger_group.py).
 """
 
 from __future__ import annotations
@@ -315,6 +317,11 @@ def check_targets(rows: Sequence[Row]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every scenario and print the table, the targets, and a JSON copy in bench/results/."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--group" in argv:  # the group-commit scenario has options of its own
+        from bench import ledger_group
+
+        return ledger_group.main([arg for arg in argv if arg != "--group"])
     args = build_parser().parse_args(argv)
     backends = args.backend or ["sqlite", "postgresql"]
     if "postgresql" in backends and not args.postgres:
@@ -326,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """This benchmark's arguments."""
     parser = bench_parser(__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--group",
+        action="store_true",
+        help="run the group-commit scenario instead (its options: python -m bench ledger --group --help)",
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get("CPNODE_BENCH_POSTGRES_URL") or os.environ.get("CPNODE_TEST_POSTGRES_URL"),

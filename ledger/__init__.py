@@ -43,6 +43,15 @@ from ledger.records import (
 )
 from ledger.store.accounts import close_account, create_accounts, get_account, list_accounts
 from ledger.store.export import ExportResult, export_bundle
+from ledger.store.group import (
+    Group,
+    GroupCommitter,
+    GroupStats,
+    LedgerBusy,
+    committer_for,
+    submit_grouped,
+    submit_grouped_async,
+)
 from ledger.store.log import (
     StoredCheckpoint,
     audit_log,
@@ -62,7 +71,7 @@ from ledger.store.reconcile import (
     summary_for_partner,
     transfers_of_trade,
 )
-from ledger.store.writer import expire_due, submit
+from ledger.store.writer import expire_due, submit, submit_batches
 from ledger.verify import VerifyReport, verify_bundle, verify_chain
 
 __all__ = [
@@ -78,6 +87,10 @@ __all__ = [
     "Discrepancy",
     "DiscrepancyKind",
     "ExportResult",
+    "Group",
+    "GroupCommitter",
+    "GroupStats",
+    "LedgerBusy",
     "LedgerError",
     "NotFoundError",
     "ProofError",
@@ -99,6 +112,7 @@ __all__ = [
     "build_summary",
     "checkpoint_job",
     "close_account",
+    "committer_for",
     "correct_discrepancy",
     "create_accounts",
     "current_checkpoint",
@@ -122,6 +136,9 @@ __all__ = [
     "render_report",
     "sign_checkpoint",
     "submit",
+    "submit_batches",
+    "submit_grouped",
+    "submit_grouped_async",
     "summary_for_partner",
     "sweep_job",
     "transfers_of_trade",

@@ -10,8 +10,9 @@ whose answer was lost returns `exists`.
 
 The write path speaks to the driver's cursor directly (`Cursor`: qmark for sqlite3, format for
 psycopg) rather than building SQLAlchemy statements per batch; the transaction stays the SQLAlchemy
-connection's. A set of keys travels as one parameter: a PostgreSQL array (`= ANY(%s)`), or on
-SQLite a JSON array read with `json_each`, so a lookup is one cached statement whatever the number
+connection's. A set of keys travels as one parameter, a JSON array (encoded by orjson in C): read
+with `json_each` on SQLite, turned into an array for `= ANY(...)` on PostgreSQL (psycopg would dump
+a Python list element by element in Python), so a lookup is one cached statement whatever the number
 of keys (an `IN (?, ?, ...)` list is a new statement per length, and SQLite builds a temporary
 index of its values before probing).
 """
@@ -241,6 +242,23 @@ def _encodable(keys: Sequence[str]) -> list[str]:
     return [key for key in keys if not any("\ud800" <= ch <= "\udfff" for ch in key)]
 
 
+# Membership in a key set sent as one JSON array, for PostgreSQL (see pg_json_keys).
+PG_IN_JSON = "= ANY(ARRAY(SELECT jsonb_array_elements_text(?::jsonb)))"
+
+
+def pg_json_keys(keys: list[str]) -> str:
+    """`keys` as one JSON array parameter for PostgreSQL (encoded in C by orjson; psycopg dumps a list
+    element by element in Python). Keys PostgreSQL text cannot hold (a NUL, a lone surrogate) are left
+    out: they cannot name anything stored, and sending one would fail the whole transaction, and
+    with it every caller's batch sharing it."""
+    if "\x00" in "".join(keys):
+        keys = [key for key in keys if "\x00" not in key]
+    try:
+        return orjson.dumps(keys).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_encodable(keys)).decode()
+
+
 class Cursor:
     """The driver cursor of a SQLAlchemy connection, with the dialect's placeholders and key sets."""
 
@@ -269,24 +287,19 @@ class Cursor:
         if not ordered:
             return []
         if self.postgres:
-            sql = sql.replace("{in}", "= ANY(?)")
-            try:
-                return self.execute(sql, [ordered] * sql.count("?"))
-            except UnicodeEncodeError:  # raised before anything is sent: the transaction is intact
-                return self.select_in(sql, _encodable(ordered))
+            sql = sql.replace("{in}", PG_IN_JSON)
+            return self.execute(sql, [pg_json_keys(ordered)] * sql.count("?"))
         return self.execute(
             sql.replace("{in}", "IN (SELECT value FROM json_each(?1))"), (json_keys(ordered),)
         )
 
     def with_keys(self, sql: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         """Run a dialect's own statement with the key set as its parameter: on SQLite one JSON array
-        (`?1`, joined through `json_each`: one index probe per key), on PostgreSQL an array per `?`."""
+        (`?1`, joined through `json_each`: one index probe per key), on PostgreSQL the same JSON array
+        for each `?` (written `PG_IN_JSON`)."""
         ordered = list(keys)
         if not ordered:
             return []
         if self.postgres:
-            try:
-                return self.execute(sql, [ordered] * sql.count("?"))
-            except UnicodeEncodeError:  # raised before anything is sent: the transaction is intact
-                return self.with_keys(sql, _encodable(ordered))
+            return self.execute(sql, [pg_json_keys(ordered)] * sql.count("?"))
         return self.execute(sql, (json_keys(ordered),))

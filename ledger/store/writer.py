@@ -3,8 +3,10 @@
 Per batch: lock the head row (dense sequence numbers, monotonic time), load what the batch touches
 with a few key-set queries (its ids, the holds it resolves, its accounts, which PostgreSQL locks in
 id order), run the pure rules, then write new transfers, remembered failures and account balances
-with executemany (PostgreSQL: one `unnest` statement each), and advance the head. The expiry
-sweeper goes through the same path.
+with executemany, and advance the head (PostgreSQL: transfers, balances and head in one statement,
+the rows as one JSONB parameter; ledger/store/statements.py). The expiry sweeper goes through the
+same path, and so does group commit (`submit_batches`: several callers' batches in one transaction,
+each applied as if on its own).
 
 What the rules need and an earlier batch of this engine already read comes from the writer cache
 (ledger/store/cache.py), trusted only while the head's version is the one it was left at.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy.engine import Engine
 
 from ledger.errors import RequestError
@@ -33,84 +36,23 @@ from ledger.rules import apply_batch, expire_holds
 from ledger.store.cache import WriterCache, keep, specs_of, take
 from ledger.store.db import Cursor, StaleRead, gc_paused, now_ms, with_retries, write_transaction
 from ledger.store.schema import TRANSFER_COLUMNS
+from ledger.store.statements import (
+    ADVANCE_HEAD,
+    INSERT_TRANSFER,
+    INSERT_TRANSFERS_PG,
+    SELECT_ACCOUNTS,
+    SELECT_ACCOUNTS_PG,
+    SELECT_BALANCES,
+    SELECT_DUE_HOLDS,
+    SELECT_KNOWN_IDS,
+    SELECT_KNOWN_IDS_PG,
+    SELECT_TRANSFERS,
+    UPDATE_BALANCES,
+    UPDATE_BALANCES_PG,
+)
 from ledger.view import AccountState, BatchOutcome, LedgerView
 
 MAX_BATCH = 10_000
-_COLUMNS = ", ".join(TRANSFER_COLUMNS)
-_ACCOUNT_COLUMNS = (
-    "a.id, a.currency, a.kind, a.debits_must_not_exceed_credits, a.credits_must_not_exceed_debits, "
-    "a.partner, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, b.num"
-)
-# SQL assembled once from the column constants above (no outside input reaches these strings).
-# Stored transfers by id, each with the kind of the transfer that resolved it (when it is a resolved hold).
-_SELECT_TRANSFERS = (
-    f"SELECT {_COLUMNS}, (SELECT r.kind FROM ledger_transfers AS r WHERE r.pending_id = t.id) "  # noqa: S608
-    "FROM ledger_transfers AS t WHERE t.id {in}"
-)
-# Accounts with their balances (PostgreSQL locks both rows, in id order).
-_SELECT_ACCOUNTS = (
-    f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts AS a "  # noqa: S608
-    "JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
-)
-_SELECT_ACCOUNTS_PG = _SELECT_ACCOUNTS + " ORDER BY a.id FOR UPDATE"
-# For accounts whose spec is cached (SQLite), only what changes.
-_SELECT_BALANCES = (
-    "SELECT a.id, a.closed_seq, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, "
-    "b.num FROM ledger_accounts AS a JOIN ledger_balances AS b ON b.num = a.num WHERE a.id {in}"
-)
-# Which of a batch's ids are stored or remembered as failed, in one statement.
-_SELECT_KNOWN_IDS = (
-    "SELECT t.id, NULL FROM json_each(?1) AS k JOIN ledger_transfers AS t ON t.id = k.value UNION ALL "
-    "SELECT f.id, f.status FROM json_each(?1) AS k JOIN ledger_failures AS f ON f.id = k.value"
-)
-_SELECT_KNOWN_IDS_PG = (
-    "SELECT id, NULL FROM ledger_transfers WHERE id = ANY(?) "
-    "UNION ALL SELECT id, status FROM ledger_failures WHERE id = ANY(?)"
-)
-_INSERT_TRANSFER = (
-    f"INSERT INTO ledger_transfers ({_COLUMNS}) VALUES ({', '.join('?' * len(TRANSFER_COLUMNS))})"  # noqa: S608
-)
-_UPDATE_BALANCES = (
-    "UPDATE ledger_balances SET debits_pending = ?, debits_posted = ?, credits_pending = ?, "
-    "credits_posted = ? WHERE num = ?"
-)
-_SELECT_DUE_HOLDS = (
-    f"SELECT {_COLUMNS} FROM ledger_transfers AS h WHERE h.kind = 'pending' "  # noqa: S608
-    "AND h.expires_ms IS NOT NULL AND h.expires_ms > ? AND h.expires_ms <= ? "
-    "AND NOT EXISTS (SELECT 1 FROM ledger_transfers AS r WHERE r.pending_id = h.id) "
-    "ORDER BY h.expires_ms, h.seq LIMIT ?"
-)
-_PG_COLUMN_TYPES = (
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "bigint",
-    "text",
-    "bigint",
-    "bigint",
-    "bigint",
-    "integer",
-    "boolean",
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "text",
-)
-_INSERT_TRANSFERS_PG = (
-    f"INSERT INTO ledger_transfers ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608 - constants
-    + ", ".join(f"?::{kind}[]" for kind in _PG_COLUMN_TYPES)
-    + ")"
-)
-_UPDATE_BALANCES_PG = (
-    "UPDATE ledger_balances AS b SET debits_pending = v.dp, debits_posted = v.dpo, "
-    "credits_pending = v.cp, credits_posted = v.cpo FROM ("
-    "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
-    "AS u(num, dp, dpo, cp, cpo) ORDER BY num) AS v WHERE b.num = v.num"
-)
 _PENDING = TransferKind.PENDING
 _KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on sqlite3's fast path
 _ACCOUNT_KINDS = {kind.value: kind for kind in AccountKind}
@@ -157,10 +99,10 @@ def load_accounts(cur: Cursor, cache: WriterCache, ids: Iterable[str]) -> None:
     else:  # SQLite: the file lock is held; read only balances of accounts whose spec is cached
         known = [account_id for account_id in wanted if account_id in specs]
         unknown = wanted.difference(known)
-    for account_id, closed, dp, dpo, cp, cpo, num in cur.select_in(_SELECT_BALANCES, known):
+    for account_id, closed, dp, dpo, cp, cpo, num in cur.select_in(SELECT_BALANCES, known):
         states[account_id] = AccountState(specs[account_id], Balance(dp, dpo, cp, cpo), closed)
         nums[account_id] = num
-    sql = _SELECT_ACCOUNTS_PG if cur.postgres else _SELECT_ACCOUNTS
+    sql = SELECT_ACCOUNTS_PG if cur.postgres else SELECT_ACCOUNTS
     for row in cur.select_in(sql, unknown):
         account_id, currency, kind, limit_debits, limit_credits, partner, closed, dp, dpo, cp, cpo, num = row
         spec = specs.get(account_id)
@@ -195,13 +137,13 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCac
     account_ids = {d for r in requests if type(d := r.debit_account) is str}
     account_ids.update(c for r in requests if type(c := r.credit_account) is str)
     stored = pending_ids.difference(transfers)
-    sql = _SELECT_KNOWN_IDS_PG if cur.postgres else _SELECT_KNOWN_IDS
+    sql = SELECT_KNOWN_IDS_PG if cur.postgres else SELECT_KNOWN_IDS
     for known_id, status in cur.with_keys(sql, ids.difference(transfers)):
         if status is None:
             stored.add(known_id)
         else:
             view.failed[known_id] = Status(status)
-    for row in cur.select_in(_SELECT_TRANSFERS, stored):
+    for row in cur.select_in(SELECT_TRANSFERS, stored):
         transfer = transfer_from_tuple(row)
         transfers[transfer.id] = transfer
         if transfer.kind is _PENDING:
@@ -220,93 +162,122 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCac
 
 def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
     """Write a batch's outcome: transfers, failures, balances, and the new head."""
-    created = outcome.created
-    kinds = _KIND_VALUE
-    if created:
-        # Plain values bind on the drivers' fast paths (a StrEnum or a bool makes sqlite3 search for an
-        # adapter on every row).
-        if cur.postgres:  # one statement: the rows as columns of arrays, unnested
-            arrays = [list(column) for column in zip(*created, strict=True)]
-            arrays[2] = [kind.value for kind in arrays[2]]
-            cur.execute(_INSERT_TRANSFERS_PG, arrays)
-        else:
-            cur.executemany(
-                _INSERT_TRANSFER,
-                [
-                    (
-                        sq,
-                        id_,
-                        kinds[kd],
-                        dr,
-                        cr,
-                        cy,
-                        am,
-                        pi,
-                        pa,
-                        to,
-                        ex,
-                        co,
-                        1 if ln else 0,
-                        ts,
-                        oi,
-                        ti,
-                        pt,
-                        dg,
-                    )
-                    for (sq, id_, kd, dr, cr, cy, am, pi, pa, to, ex, co, ln, ts, oi, ti, pt, dg) in created
-                ],
-            )
     if outcome.failures:
         cur.executemany(
             "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)",
             [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures],
         )
-    accounts = cache.accounts
     if cur.postgres:
-        # One statement for every balance (arrays unnested), rows locked in id order.
-        touched = sorted(outcome.touched)
-        if touched:
-            columns: list[list[Any]] = [[cache.nums[account_id] for account_id in touched], [], [], [], []]
-            for account_id in touched:
-                b = accounts[account_id].balance
-                columns[1].append(b.debits_pending)
-                columns[2].append(b.debits_posted)
-                columns[3].append(b.credits_pending)
-                columns[4].append(b.credits_posted)
-            cur.execute(_UPDATE_BALANCES_PG, columns)
-    elif outcome.touched:
-        nums = cache.nums
+        _persist_pg(cur, cache, outcome, next_seq, ts_ms)
+        return
+    created = outcome.created
+    kinds = _KIND_VALUE
+    if created:
+        # Plain values bind on the driver's fast path (a StrEnum or a bool makes sqlite3 search for an
+        # adapter on every row).
+        cur.executemany(
+            INSERT_TRANSFER,
+            [
+                (
+                    sq,
+                    id_,
+                    kinds[kd],
+                    dr,
+                    cr,
+                    cy,
+                    am,
+                    pi,
+                    pa,
+                    to,
+                    ex,
+                    co,
+                    1 if ln else 0,
+                    ts,
+                    oi,
+                    ti,
+                    pt,
+                    dg,
+                )
+                for (sq, id_, kd, dr, cr, cy, am, pi, pa, to, ex, co, ln, ts, oi, ti, pt, dg) in created
+            ],
+        )
+    if outcome.touched:
+        accounts, nums = cache.accounts, cache.nums
         balances = [
             (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted, nums[account_id])
             for account_id in outcome.touched
             for b in (accounts[account_id].balance,)
         ]
-        if cur.executemany(_UPDATE_BALANCES, balances) != len(balances):
+        if cur.executemany(UPDATE_BALANCES, balances) != len(balances):
             raise StaleRead("a cached balance row was not found; reading accounts again")
     if created:
-        cur.execute(
-            "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1",
-            (next_seq + len(created), ts_ms),
-        )
+        cur.execute(ADVANCE_HEAD, (next_seq + len(created), ts_ms))
+
+
+def _persist_pg(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
+    """PostgreSQL: the new transfers, every balance (rows locked in id order) and the head in one
+    statement (data-modifying CTEs), so writing a batch is one round trip."""
+    parts: list[str] = []
+    params: list[Any] = []
+    touched = sorted(outcome.touched)
+    if touched:
+        accounts, nums = cache.accounts, cache.nums
+        rows = [(nums[account_id], *accounts[account_id].balance.as_tuple()) for account_id in touched]
+        parts.append(f"balances AS ({UPDATE_BALANCES_PG} RETURNING 1)")
+        params.append(orjson.dumps(rows).decode())
+    created = outcome.created
+    if created:
+        parts.append(f"head AS ({ADVANCE_HEAD} RETURNING 1)")
+        params += [next_seq + len(created), ts_ms, orjson.dumps([tuple(row) for row in created]).decode()]
+    if parts:
+        cur.execute(f"WITH {', '.join(parts)} {INSERT_TRANSFERS_PG if created else 'SELECT 1'}", params)
 
 
 def submit(
     engine: Engine, requests: Sequence[TransferRequest], *, now: int | None = None
 ) -> list[TransferResult]:
     """Apply a batch of transfer requests in one transaction; one result per request, in order."""
+    return submit_batches(engine, [requests], now=now)[0]
+
+
+def check_size(requests: Sequence[TransferRequest]) -> None:
+    """Refuse a batch larger than one transaction may hold (RequestError)."""
     if len(requests) > MAX_BATCH:
         raise RequestError(f"a batch holds at most {MAX_BATCH} transfers, got {len(requests)}")
-    if not requests:
-        return []
 
-    def attempt() -> list[TransferResult]:
+
+def submit_batches(
+    engine: Engine, batches: Sequence[Sequence[TransferRequest]], *, now: int | None = None
+) -> list[list[TransferResult]]:
+    """Apply several batches in one transaction, each exactly as if submitted on its own, in order.
+
+    Each batch gets its own results (indexes from 0) and its own linked chains (a chain open at
+    the end of a batch fails there; it never joins the next batch's requests); a later batch sees
+    what earlier ones created or refused. The transaction holds at most MAX_BATCH requests."""
+    for batch in batches:
+        check_size(batch)
+    combined = combined_of(batches)
+    check_size(combined)
+    if not combined:
+        return [[] for _ in batches]
+    runs = chain_free_runs(batches)
+
+    def attempt() -> list[list[TransferResult]]:
         with write_transaction(engine) as conn:
             cur = Cursor(conn)
             head = lock_head(cur)
             cache = take(engine, head.version)  # taken out: a failure below leaves no cache behind
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            view = load_view(cur, requests, cache)
-            outcome = apply_batch(view, requests, ts_ms, head.next_seq)
+            view = load_view(cur, combined, cache)
+            results: list[list[TransferResult]] = []
+            outcomes: list[BatchOutcome] = []
+            next_seq = head.next_seq  # each run on the view the earlier ones left, numbered after them
+            for run in runs:
+                outcome = apply_batch(view, run[0] if len(run) == 1 else combined_of(run), ts_ms, next_seq)
+                next_seq += len(outcome.created)
+                outcomes.append(outcome)
+                results += split(outcome.results, run)
+            outcome = outcomes[0] if len(outcomes) == 1 else merged(outcomes)
             persist(cur, cache, outcome, head.next_seq, ts_ms)
         # Committed: the cache now holds version + 1 (or the same version if nothing was created).
         cache.version = head.version + (1 if outcome.created else 0)
@@ -315,10 +286,60 @@ def submit(
             if transfer.kind is not _PENDING:
                 del transfers[transfer.id]
         keep(engine, cache)
-        return outcome.results
+        return results
 
     with gc_paused():
-        return with_retries(attempt, f"batch of {len(requests)} transfer(s)")
+        return with_retries(attempt, f"batch of {len(combined)} transfer(s)")
+
+
+def combined_of(batches: Sequence[Sequence[TransferRequest]]) -> list[TransferRequest]:
+    """The requests of `batches`, one after another."""
+    return [request for batch in batches for request in batch]
+
+
+def chain_free_runs(batches: Sequence[Sequence[TransferRequest]]) -> list[list[Sequence[TransferRequest]]]:
+    """`batches` in order, consecutive ones without a linked request joined into one run: no chain
+    can cross their boundaries, so applying them as one batch is applying them one after another
+    (a batch with a chain is a run of its own, so a chain it leaves open fails there)."""
+    runs: list[list[Sequence[TransferRequest]]] = []
+    joined: list[Sequence[TransferRequest]] = []
+    for batch in batches:
+        if any(request.linked is True for request in batch):
+            if joined:
+                runs.append(joined)
+                joined = []
+            runs.append([batch])
+        else:
+            joined.append(batch)
+    if joined:
+        runs.append(joined)
+    return runs
+
+
+def split(
+    results: list[TransferResult], run: Sequence[Sequence[TransferRequest]]
+) -> list[list[TransferResult]]:
+    """A run's results cut back into its batches' results, each indexed from 0."""
+    if len(run) == 1:
+        return [results]
+    parts, start = [], 0
+    for batch in run:
+        part = results[start : start + len(batch)]
+        for result in part:
+            result.index -= start
+        parts.append(part)
+        start += len(batch)
+    return parts
+
+
+def merged(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
+    """One outcome writing what each of `outcomes` (applied in turn to one view) wrote."""
+    return BatchOutcome(
+        [result for outcome in outcomes for result in outcome.results],
+        [transfer for outcome in outcomes for transfer in outcome.created],
+        [failure for outcome in outcomes for failure in outcome.failures],
+        set().union(*(outcome.touched for outcome in outcomes)),
+    )
 
 
 def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) -> list[Transfer]:
@@ -333,7 +354,7 @@ def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) ->
             cur = Cursor(conn)
             head = lock_head(cur)
             ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            rows = cur.execute(_SELECT_DUE_HOLDS, (head.swept_ms, ts_ms, limit))
+            rows = cur.execute(SELECT_DUE_HOLDS, (head.swept_ms, ts_ms, limit))
             holds = [transfer_from_tuple(row) for row in rows]
             last_deadline = holds[-1].expires_ms if holds else None
             watermark = (

@@ -294,7 +294,7 @@ def order_resolutions(
 
 def submit(engine: Engine, requests: Sequence[TransferRequest]) -> Status | None:
     """Submit a batch; None when every transfer is stored, else the failure's cause."""
-    return failure(engine, ledger.submit(engine, list(requests))) if requests else None
+    return failure(engine, ledger.submit_grouped(engine, list(requests))) if requests else None
 
 
 def available(engine: Engine, account_id: str) -> int:
