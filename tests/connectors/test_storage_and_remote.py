@@ -172,7 +172,7 @@ def test_cli_checks_a_plugin_service_by_url(tmp_path: Path, capsys: pytest.Captu
     assert ready.wait(timeout=30)
     url = str(served["url"])
     try:
-        assert cpnode(["plugins", "check", url, "--call-token", token, "--json", "--timeout", "20"]) == 0
+        assert cpnode(["plugins", "check", url, f"--call-token={token}", "--json", "--timeout", "20"]) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["passed"] is True
         assert len(report["checks"]) >= 5
