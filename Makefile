@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cpnode-installed
 DEV    := .cpnode-dev
 CONFIG ?= $(DEV)/node.toml
+# Test workers: most tests wait on real node processes, so more workers than cores pays off.
+TEST_WORKERS ?= 4
 
 .PHONY: venv demo run test lint docs bench clean
 
@@ -26,7 +28,7 @@ docs: venv
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 test: lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20
 
 demo: venv
 	$(BIN)/python -m node.demo
