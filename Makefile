@@ -20,6 +20,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy node federation connectors ledger
+	$(BIN)/lint-imports --no-cache
 
 # The documentation site: strict, so a broken link, a missing page or a page left out of the nav fails.
 docs: venv
