@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from connectors.cloudsim.state import CloudState, Operation, SimInstance
 from connectors.contract import MAX_LOG_CHUNK_BYTES, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
 _STATUS = {
@@ -145,7 +146,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
                 await state.settle()
                 return web.json_response(await fn(request, account), status=status)
             except ConnectorError as exc:
-                return alpha_error(exc.http_status, str(exc))
+                return alpha_error(status_of(exc), str(exc))
 
         return handler
 
@@ -164,7 +165,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
             if secrets_by_key.get(str(data.get("accessKey"))) != data.get("secretKey"):
                 raise Unauthorized("unknown access key or wrong secret")
         except ConnectorError as exc:
-            return alpha_error(exc.http_status, str(exc))
+            return alpha_error(status_of(exc), str(exc))
         issued = secrets.token_urlsafe(16)
         tokens[issued] = str(data["accessKey"])
         return web.json_response({"token": issued, "expiresIn": 3600})

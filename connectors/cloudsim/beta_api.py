@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from connectors.cloudsim.state import CloudState, SimInstance
 from connectors.contract import MAX_LOG_CHUNK_BYTES, EndReason, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
 PATH = "/beta/api"
@@ -315,7 +316,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:
             await state.settle()
             result = await actions[action](data, account)
         except ConnectorError as exc:
-            return beta_error(exc.http_status, str(exc))
+            return beta_error(status_of(exc), str(exc))
         return web.json_response({"Response": {**result, "RequestId": uuid.uuid4().hex}})
 
     app.router.add_post(PATH, handle)

@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from connectors.contract import MAX_LOG_CHUNK_BYTES, ComputePlugin, InstanceSpec, Program
-from connectors.errors import ConnectorError, InvalidRequest
+from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
 from connectors.serving import start_app
+from connectors.statuses import status_of
 
 log = logging.getLogger("cpnode.connectors.remote")
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -55,7 +56,7 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
             except ValidationError as exc:
                 return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
             except ConnectorError as exc:
-                return web.json_response({"error": exc.code, "message": str(exc)}, status=exc.http_status)
+                return web.json_response({"error": exc.code, "message": str(exc)}, status=status_of(exc))
             except Exception as exc:  # report, never crash the service
                 log.exception("plugin %s failed", plugin.name)
                 return web.json_response({"error": "platform_error", "message": repr(exc)}, status=502)
@@ -109,12 +110,10 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     return app
 
 
-class RegistrationRefused(ConnectorError):
+class RegistrationRefused(Unauthorized):
     """The node refused to register the plugin (wrong credentials, a used or expired code, ...)."""
 
     code = "registration_refused"
-    http_status = 401
-    remote = False
 
 
 # Registers a plugin service with its node: given an HTTP session and the service's own facts

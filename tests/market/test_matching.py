@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.records import MAX_AMOUNT
+from node.http.statuses import status_for
 from node.market import Demand, DemandError, match, parse_demand
 
 CNY = "CNY"
@@ -243,7 +244,7 @@ def test_bad_demand_names_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(DemandError) as caught:
         parse_demand(body)
     assert caught.value.field == field
-    assert caught.value.http_status == 422
+    assert status_for(caught.value) == 422
 
 
 def satisfies(d: Demand, row: dict[str, Any]) -> bool:
