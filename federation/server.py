@@ -72,7 +72,7 @@ async def _caller(request: web.Request, body: bytes, require_session: bool) -> C
     )
 
 
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(_request: web.Request) -> web.Response:
     """The OpenAPI document of `/fed/v1`."""
     return json_response(openapi_document())
 

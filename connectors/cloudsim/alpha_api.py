@@ -131,7 +131,8 @@ def _page(request: web.Request, items: Sequence[dict[str, Any]], key: str) -> di
     return {key: list(chunk), "nextPageToken": str(start + size) if start + size < len(items) else ""}
 
 
-def install_alpha(app: web.Application, state: CloudState) -> None:
+# One closure per route of the simulated platform, over its state: read as the platform's API.
+def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C901, PLR0915
     """Mount the alpha dialect's routes over `state`."""
     tokens: dict[str, str] = {}
     secrets_by_key = {a.access_key: a.secret_key for a in state.inventory.accounts}
@@ -217,7 +218,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
         ]
         return _page(r, rows, "quotas")
 
-    async def metrics(r: web.Request, _a: str) -> Any:
+    async def metrics(_request: web.Request, _a: str) -> Any:
         rows = [
             {
                 "regionId": x.id,

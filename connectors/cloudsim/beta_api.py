@@ -132,7 +132,8 @@ def _page(data: dict[str, Any], rows: Sequence[dict[str, Any]], key: str) -> dic
     return {"TotalCount": len(rows), key: list(rows[offset : offset + limit])}
 
 
-def install_beta(app: web.Application, state: CloudState) -> None:
+# One closure per action of the simulated platform, over its state: read as the platform's API.
+def install_beta(app: web.Application, state: CloudState) -> None:  # noqa: C901, PLR0915
     """Mount the beta dialect's single RPC route over `state`."""
     secrets_by_key = {a.access_key: a.secret_key for a in state.inventory.accounts}
     jobs: dict[str, str] = {}  # beta job id → operation id
