@@ -72,7 +72,7 @@ async def test_token_algorithms_refused(alpha: NodeServer, fake_peer: FakePeer) 
     assert alpha.ctx is not None
     claims = _claims(fake_peer)
     public_raw = alpha.ctx.identity.signing_key.verify_key.encode()
-    none_token = jwt.encode(claims, None, algorithm="none", headers={"typ": TOKEN_TYPE})
+    none_token = jwt.encode(claims, None, algorithm="none", headers={"typ": TOKEN_TYPE})  # type: ignore[arg-type]  # alg none takes no key
     hs_token = jwt.api_jws.PyJWS(options={"enforce_minimum_key_length": False}).encode(
         canonical.encode(claims), public_raw, algorithm="HS256", headers={"typ": TOKEN_TYPE}
     )

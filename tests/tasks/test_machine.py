@@ -104,7 +104,7 @@ def test_an_event_out_of_place_is_refused() -> None:
 
 
 def _instance(state: str, **run: Any) -> Instance:
-    return Instance(id="i-1", name="t", region_id="r", flavor_id="f", state=state, created_ms=0, **run)  # type: ignore[arg-type]
+    return Instance(id="i-1", name="t", region_id="r", flavor_id="f", state=state, created_ms=0, **run)
 
 
 @pytest.mark.parametrize(
