@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--version": [*base, "--version"],
                 "--help": [*base, "--help"],
                 "orders --help": [*base, "orders", "--help"],
+                "ledger --help": [*base, "ledger", "--help"],
                 "orders list (running node)": [*base, "orders", "list", "--config", config],
                 "catalog show (running node)": [*base, "catalog", "show", "--config", config],
                 "consumers list (running node)": [*base, "consumers", "list", "--config", config],

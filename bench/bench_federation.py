@@ -33,7 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import sqlalchemy as sa
@@ -60,6 +60,7 @@ from federation.server import SERVICE
 from federation.service import FederationService, FederationSettings, OwnKeys
 from federation.sync import _fetch, ensure_session, run_round
 from node.db import make_engine, upgrade
+from node.offers import CatalogOffer
 from node.service import NodeServer
 from tests.nodes import make_node_dir, running_node
 
@@ -71,7 +72,7 @@ HEAD_OFFERS, HEAD_POLLS = 10_000, 40
 POSTGRES_URL = os.environ.get("CPNODE_TEST_POSTGRES_URL", "")
 
 
-def make_offers(count: int, prefix: str) -> list[dict[str, Any]]:
+def make_offers(count: int, prefix: str) -> list[CatalogOffer]:
     """Realistic offers (every catalog field set)."""
     return [
         {
@@ -115,7 +116,7 @@ async def bench_ingest(tmp: Path) -> dict[str, Any]:
         assert beta.ctx is not None
         offers = make_offers(INGEST_OFFERS, "beta")
 
-        async def source() -> list[dict[str, Any]]:
+        async def source() -> list[CatalogOffer]:
             return offers
 
         beta.ctx.offer_sources["bench"] = source
@@ -328,11 +329,11 @@ async def bench_head_poll(tmp: Path) -> dict[str, Any]:
         assert beta.ctx is not None
         offers = make_offers(HEAD_OFFERS, "beta")
 
-        async def plain() -> list[dict[str, Any]]:
-            return [dict(offer) for offer in offers]
+        async def plain() -> list[CatalogOffer]:
+            return [cast(CatalogOffer, dict(offer)) for offer in offers]
 
         class Versioned:
-            async def __call__(self) -> list[dict[str, Any]]:
+            async def __call__(self) -> list[CatalogOffer]:
                 return await plain()
 
             def content_version(self) -> int:

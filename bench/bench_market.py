@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.report import bench_parser, emit_json
 from node.market import match, parse_demand
+from node.offers import OfferRow
 
 OFFERS = 10_000
 ROUNDS = 15
@@ -41,15 +42,16 @@ DEMANDS: dict[str, dict[str, Any]] = {
 }
 
 
-def offers(count: int, seed: int = 7) -> list[dict[str, Any]]:
+def offers(count: int, seed: int = 7) -> list[OfferRow]:
     """`count` merged-view rows: half own, half from four partners, of mixed chips, prices, scores."""
     rng = random.Random(seed)
     chips = [("nvidia", "A100"), ("nvidia", "H800"), ("huawei", "Ascend-910B"), ("nvidia", "L40S")]
     regions = ["beijing", "shanghai", "guangzhou", "chengdu", "wuhan"]
-    rows = []
+    rows: list[OfferRow] = []
     for index in range(count):
         source = "own:connectors" if index % 2 == 0 else f"partner:p{index % 4}"
         vendor, model = rng.choice(chips)
+        age = 0 if source.startswith("own") else rng.randint(0, 600)
         rows.append(
             {
                 "id": f"offer-{index}",
@@ -69,7 +71,8 @@ def offers(count: int, seed: int = 7) -> list[dict[str, Any]]:
                 "metric_score": rng.choice([None, rng.randint(100, 3_000)]),
                 "source": source,
                 "partner": None if source.startswith("own") else source.removeprefix("partner:"),
-                "age_s": 0 if source.startswith("own") else rng.randint(0, 600),
+                "age_s": age,
+                "confirmed_age_s": age,
             }
         )
     return rows

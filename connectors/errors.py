@@ -1,8 +1,8 @@
 """One error tree for connectors, rooted in `ConnectorError`.
 
-Every error carries `code` (machine-readable, stable) and `http_status`, so the node's error
-middleware renders it as `{"error": code, "message": ...}` and a remote plugin's answer maps back
-to the same class (`error_from_code`). `remote` says whose fault it is: True when the platform or
+Every error carries `code` (machine-readable, stable): an HTTP server answers it as
+`{"error": code, "message": ...}` with the status `connectors.statuses` gives its class, and a
+remote plugin's answer maps back to the same class by its code (`error_from_code`). `remote` says whose fault it is: True when the platform or
 plugin on the other side failed, False when the caller's request was wrong.
 """
 
@@ -13,7 +13,6 @@ class ConnectorError(Exception):
     """Root of every connectors error."""
 
     code = "connector_error"
-    http_status = 502
     remote = True
 
 
@@ -21,7 +20,6 @@ class InvalidRequest(ConnectorError, ValueError):
     """The request to a plugin is malformed or names something that cannot exist."""
 
     code = "invalid_request"
-    http_status = 400
     remote = False
 
 
@@ -47,7 +45,6 @@ class NotFound(ConnectorError, LookupError):
     """A plugin, instance, bucket, object or path does not exist."""
 
     code = "not_found"
-    http_status = 404
     remote = False
 
 
@@ -61,7 +58,6 @@ class InvalidState(ConnectorError):
     """The operation is not allowed in the resource's current state."""
 
     code = "invalid_state"
-    http_status = 409
     remote = False
 
 
@@ -69,7 +65,6 @@ class NoCapacity(ConnectorError):
     """The pool has no free capacity for the requested flavor."""
 
     code = "no_capacity"
-    http_status = 409
     remote = False
 
 
@@ -77,7 +72,6 @@ class NoPath(ConnectorError):
     """No network path with enough free bandwidth joins the two sites."""
 
     code = "no_path"
-    http_status = 409
     remote = False
 
 
@@ -85,7 +79,6 @@ class PluginLoadError(ConnectorError):
     """A plugin could not be imported or constructed; the node logs it and skips the plugin."""
 
     code = "plugin_load_failed"
-    http_status = 422
     remote = False
 
 
@@ -93,28 +86,24 @@ class PluginOffline(ConnectorError):
     """The plugin missed its heartbeats or health probes and is treated as absent."""
 
     code = "plugin_offline"
-    http_status = 503
 
 
 class PluginTimeout(ConnectorError, TimeoutError):
     """A plugin call did not finish within its timeout."""
 
     code = "plugin_timeout"
-    http_status = 504
 
 
 class PlatformError(ConnectorError):
     """The platform behind a plugin answered with an error or could not be reached."""
 
     code = "platform_error"
-    http_status = 502
 
 
 class Unauthorized(ConnectorError, PermissionError):
     """Credentials or tokens were missing or wrong."""
 
     code = "unauthorized"
-    http_status = 401
     remote = False
 
 

@@ -149,7 +149,8 @@ class _FileAsItIs(web.FileResponse):
     sibling `NAME.gz`/`NAME.br` when one exists; in a bucket that sibling is another state file."""
 
     def _get_file_path_stat_encoding(
-        self, accept_encoding: str
+        self,
+        accept_encoding: str,  # noqa: ARG002 (aiohttp's signature; NAME is served, never NAME.gz)
     ) -> tuple[Path | None, os.stat_result, str | None]:
         return super()._get_file_path_stat_encoding("")
 

@@ -160,6 +160,47 @@ def _int(document: Mapping[str, Any], name: str) -> int:
     return value
 
 
+def _check_addressing(document: Mapping[str, Any], partner: str, audience: str) -> None:
+    """A catalog, issued by `partner`, made for `audience`; else CatalogRejected."""
+    if document.get("type") != CATALOG_TYPE:
+        raise CatalogRejected("not a catalog document", code="wrong_type")
+    if document.get("issuer") != partner:
+        raise CatalogRejected(
+            f"catalog issuer is {document.get('issuer')!r}, not {partner!r}", "wrong_issuer"
+        )
+    if document.get("audience") != audience:
+        raise CatalogRejected(f"catalog is made for {document.get('audience')!r}, not us", "wrong_audience")
+
+
+def _check_times(issued: int, expires: int, now_ts: int, limits: CatalogLimits) -> None:
+    """Issued not in the future, not expired, valid no longer than the limit; else CatalogRejected."""
+    if issued > now_ts + CLOCK_SKEW_S:
+        raise CatalogRejected("catalog is issued in the future", code="issued_in_future")
+    if expires <= now_ts:
+        raise CatalogRejected("catalog has expired", code="expired")
+    if expires - issued > limits.max_validity_s:
+        raise CatalogRejected(
+            f"catalog expiry is more than {limits.max_validity_s} s after issue", code="validity_too_long"
+        )
+
+
+def _checked_offers(document: Mapping[str, Any], limits: CatalogLimits) -> list[Any]:
+    """The catalog's offers, a list within the limit of well-formed offers; else CatalogRejected."""
+    offers = document.get("offers")
+    if not isinstance(offers, list):
+        raise CatalogRejected("catalog offers must be a list", code="bad_document")
+    if len(offers) > limits.max_offers:
+        raise CatalogRejected(
+            f"catalog has {len(offers)} offers, limit {limits.max_offers}", "too_many_items"
+        )
+    try:
+        for index, offer in enumerate(offers):
+            check_offer(offer, index)
+    except DocumentError as exc:
+        raise CatalogRejected(str(exc), code=exc.code) from None
+    return offers
+
+
 def accept_catalog(
     data: bytes,
     partner: str,
@@ -183,14 +224,7 @@ def accept_catalog(
         document, payload = load_document(data)
     except DocumentError as exc:
         raise CatalogRejected(f"catalog is not canonical JSON: {exc}", code=exc.code) from None
-    if document.get("type") != CATALOG_TYPE:
-        raise CatalogRejected("not a catalog document", code="wrong_type")
-    if document.get("issuer") != partner:
-        raise CatalogRejected(
-            f"catalog issuer is {document.get('issuer')!r}, not {partner!r}", "wrong_issuer"
-        )
-    if document.get("audience") != audience:
-        raise CatalogRejected(f"catalog is made for {document.get('audience')!r}, not us", "wrong_audience")
+    _check_addressing(document, partner, audience)
     version, issued, expires = (_int(document, name) for name in ("version", "issued_ts", "expires_ts"))
     valid_keys = {
         kid: record.verify_key()
@@ -201,26 +235,8 @@ def accept_catalog(
         kid = verify_document(document, partner, valid_keys, payload)
     except FederationError as exc:
         raise CatalogRejected(f"catalog signature: {exc}", code=exc.code) from None
-    if issued > now_ts + CLOCK_SKEW_S:
-        raise CatalogRejected("catalog is issued in the future", code="issued_in_future")
-    if expires <= now_ts:
-        raise CatalogRejected("catalog has expired", code="expired")
-    if expires - issued > limits.max_validity_s:
-        raise CatalogRejected(
-            f"catalog expiry is more than {limits.max_validity_s} s after issue", code="validity_too_long"
-        )
-    offers = document.get("offers")
-    if not isinstance(offers, list):
-        raise CatalogRejected("catalog offers must be a list", code="bad_document")
-    if len(offers) > limits.max_offers:
-        raise CatalogRejected(
-            f"catalog has {len(offers)} offers, limit {limits.max_offers}", "too_many_items"
-        )
-    try:
-        for index, offer in enumerate(offers):
-            check_offer(offer, index)
-    except DocumentError as exc:
-        raise CatalogRejected(str(exc), code=exc.code) from None
+    _check_times(issued, expires, now_ts, limits)
+    offers = _checked_offers(document, limits)
     if previous is not None:
         if version < previous.version:
             raise CatalogRejected(

@@ -83,7 +83,13 @@ class Discovery:
         await self._zc.async_register_service(self._info, allow_name_change=False)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, [SERVICE_TYPE], handlers=[self._changed])
 
-    def _changed(self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+    def _changed(  # zeroconf calls handlers with these keyword arguments
+        self,
+        zeroconf: Any,  # noqa: ARG002
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
         if state_change is ServiceStateChange.Removed or name == self._info.name:
             return
         task = asyncio.ensure_future(self._resolve(service_type, name))

@@ -1,6 +1,6 @@
 """The peer API under `/fed/v1` (aiohttp handlers). Each handler reads the body within limits,
 authenticates the caller through the service and translates its answer; errors carry
-`http_status` and `code` and are rendered by the node's error middleware.
+a `code` and are rendered by the node's error middleware with the status its table gives.
 
 Routes (the key document `/fed/v1/keys` is served by the node's core routes):
 - `GET  /fed/v1/openapi.json`   this API's OpenAPI document (unsigned)
@@ -72,7 +72,7 @@ async def _caller(request: web.Request, body: bytes, require_session: bool) -> C
     )
 
 
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(_request: web.Request) -> web.Response:
     """The OpenAPI document of `/fed/v1`."""
     return json_response(openapi_document())
 

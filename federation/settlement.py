@@ -46,7 +46,6 @@ class SettlementUnavailable(FederationError):
     """This node has no settlement or reconciliation handler wired in."""
 
     code = "settlement_unavailable"
-    http_status = 503
 
 
 @dataclass

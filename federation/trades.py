@@ -35,7 +35,6 @@ class TradingUnavailable(FederationError):
     """This node has no trade handler wired in."""
 
     code = "trading_unavailable"
-    http_status = 503
 
 
 def check_trade_request(document: dict[str, Any], node: str, partner: str, max_items: int) -> str:

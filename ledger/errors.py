@@ -1,4 +1,5 @@
-"""The ledger's error tree: one root, stdlib bases where they fit, an HTTP status and code on each.
+"""The ledger's error tree: one root, stdlib bases where they fit, a machine-readable code on each
+(the node's HTTP edge maps the classes to statuses).
 
 Per-transfer outcomes (`exceeds_credits`, `exists_with_different_field`, ...) are not exceptions:
 they come back as `TransferResult`s, one per request, because a batch mixes successes and failures.
@@ -12,14 +13,12 @@ from __future__ import annotations
 class LedgerError(Exception):
     """Root of every error the ledger raises."""
 
-    http_status = 500
     code = "ledger_error"
 
 
 class RequestError(LedgerError, ValueError):
     """A request is malformed; nothing was changed. `field` names the offending field."""
 
-    http_status = 400
     code = "invalid_request"
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -30,28 +29,24 @@ class RequestError(LedgerError, ValueError):
 class NotFoundError(LedgerError, LookupError):
     """An account, transfer, checkpoint or discrepancy does not exist."""
 
-    http_status = 404
     code = "not_found"
 
 
 class ConflictError(LedgerError):
     """The request is well formed but the ledger's state refuses it (e.g. closing an account with holds)."""
 
-    http_status = 409
     code = "conflict"
 
 
 class StorageError(LedgerError, RuntimeError):
     """The database failed or stayed busy after retries; the batch was not applied."""
 
-    http_status = 503
     code = "storage_unavailable"
 
 
 class AuditError(LedgerError, ValueError):
     """An audit bundle or checkpoint does not verify. `where` names the file and, if known, the sequence."""
 
-    http_status = 422
     code = "audit_failed"
 
     def __init__(self, where: str, message: str, seq: int | None = None) -> None:
@@ -65,12 +60,10 @@ class AuditError(LedgerError, ValueError):
 class ProofError(LedgerError, ValueError):
     """A Merkle inclusion or consistency proof does not verify, or its parameters are invalid."""
 
-    http_status = 422
     code = "bad_proof"
 
 
 class ReconcileError(LedgerError, ValueError):
     """A reconciliation summary is malformed, for another pair of nodes, or for another window."""
 
-    http_status = 422
     code = "bad_summary"

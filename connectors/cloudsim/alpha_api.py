@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from connectors.cloudsim.state import CloudState, Operation, SimInstance
 from connectors.contract import MAX_LOG_CHUNK_BYTES, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
 _STATUS = {
@@ -130,7 +131,8 @@ def _page(request: web.Request, items: Sequence[dict[str, Any]], key: str) -> di
     return {key: list(chunk), "nextPageToken": str(start + size) if start + size < len(items) else ""}
 
 
-def install_alpha(app: web.Application, state: CloudState) -> None:
+# One closure per route of the simulated platform, over its state: read as the platform's API.
+def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C901, PLR0915
     """Mount the alpha dialect's routes over `state`."""
     tokens: dict[str, str] = {}
     secrets_by_key = {a.access_key: a.secret_key for a in state.inventory.accounts}
@@ -145,7 +147,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
                 await state.settle()
                 return web.json_response(await fn(request, account), status=status)
             except ConnectorError as exc:
-                return alpha_error(exc.http_status, str(exc))
+                return alpha_error(status_of(exc), str(exc))
 
         return handler
 
@@ -164,7 +166,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
             if secrets_by_key.get(str(data.get("accessKey"))) != data.get("secretKey"):
                 raise Unauthorized("unknown access key or wrong secret")
         except ConnectorError as exc:
-            return alpha_error(exc.http_status, str(exc))
+            return alpha_error(status_of(exc), str(exc))
         issued = secrets.token_urlsafe(16)
         tokens[issued] = str(data["accessKey"])
         return web.json_response({"token": issued, "expiresIn": 3600})
@@ -216,7 +218,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:
         ]
         return _page(r, rows, "quotas")
 
-    async def metrics(r: web.Request, _a: str) -> Any:
+    async def metrics(_request: web.Request, _a: str) -> Any:
         rows = [
             {
                 "regionId": x.id,

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from connectors.cloudsim.state import CloudState, SimInstance
 from connectors.contract import MAX_LOG_CHUNK_BYTES, EndReason, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
 PATH = "/beta/api"
@@ -131,7 +132,8 @@ def _page(data: dict[str, Any], rows: Sequence[dict[str, Any]], key: str) -> dic
     return {"TotalCount": len(rows), key: list(rows[offset : offset + limit])}
 
 
-def install_beta(app: web.Application, state: CloudState) -> None:
+# One closure per action of the simulated platform, over its state: read as the platform's API.
+def install_beta(app: web.Application, state: CloudState) -> None:  # noqa: C901, PLR0915
     """Mount the beta dialect's single RPC route over `state`."""
     secrets_by_key = {a.access_key: a.secret_key for a in state.inventory.accounts}
     jobs: dict[str, str] = {}  # beta job id → operation id
@@ -315,7 +317,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:
             await state.settle()
             result = await actions[action](data, account)
         except ConnectorError as exc:
-            return beta_error(exc.http_status, str(exc))
+            return beta_error(status_of(exc), str(exc))
         return web.json_response({"Response": {**result, "RequestId": uuid.uuid4().hex}})
 
     app.router.add_post(PATH, handle)

@@ -27,6 +27,7 @@ from connectors.errors import ConnectorError, InvalidRequest, NotFound
 from connectors.network.contract import Link, Path, PathRequest, Topology
 from connectors.network.routing import compute_route, hops_of
 from connectors.serving import serve_until_signal
+from connectors.statuses import status_of
 
 
 class NetworkState:
@@ -121,7 +122,7 @@ def netsim_app(state: NetworkState, token: str) -> web.Application:
             except ValidationError as exc:
                 return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
             except ConnectorError as exc:
-                return web.json_response({"error": exc.code, "message": str(exc)}, status=exc.http_status)
+                return web.json_response({"error": exc.code, "message": str(exc)}, status=status_of(exc))
             status = 201 if request.method == "POST" and request.path == "/v1/paths" else 200
             return web.json_response(result.model_dump(), status=status)
 

@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from connectors.contract import MAX_LOG_CHUNK_BYTES, ComputePlugin, InstanceSpec, Program
-from connectors.errors import ConnectorError, InvalidRequest
+from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
 from connectors.serving import start_app
+from connectors.statuses import status_of
 
 log = logging.getLogger("cpnode.connectors.remote")
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -42,25 +43,31 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _guarded(plugin: ComputePlugin, call_token: str, fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
+    """A handler that checks the call token, runs `fn` and answers its result or its error as JSON."""
+
+    async def handler(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {call_token}".encode()):
+            return web.json_response({"error": "unauthorized", "message": "wrong call token"}, status=401)
+        try:
+            return web.json_response(_dump(await fn(request)))
+        except ValidationError as exc:
+            return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
+        except ConnectorError as exc:
+            return web.json_response({"error": exc.code, "message": str(exc)}, status=status_of(exc))
+        except Exception as exc:  # report, never crash the service
+            log.exception("plugin %s failed", plugin.name)
+            return web.json_response({"error": "platform_error", "message": repr(exc)}, status=502)
+
+    return handler
+
+
 def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     """An aiohttp app exposing `plugin` under `/plugin/v1`, callable only with `call_token`."""
 
     def route(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {call_token}".encode()):
-                return web.json_response({"error": "unauthorized", "message": "wrong call token"}, status=401)
-            try:
-                return web.json_response(_dump(await fn(request)))
-            except ValidationError as exc:
-                return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
-            except ConnectorError as exc:
-                return web.json_response({"error": exc.code, "message": str(exc)}, status=exc.http_status)
-            except Exception as exc:  # report, never crash the service
-                log.exception("plugin %s failed", plugin.name)
-                return web.json_response({"error": "platform_error", "message": repr(exc)}, status=502)
-
-        return handler
+        return _guarded(plugin, call_token, fn)
 
     def iid(request: web.Request) -> str:
         return request.match_info["id"]
@@ -91,11 +98,11 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
 
     app = web.Application(client_max_size=1 << 20)
     p = "/plugin/v1/"
-    app.router.add_get(p + "info", route(lambda r: plugin.info()))
-    app.router.add_get(p + "health", route(lambda r: plugin.health()))
-    app.router.add_post(p + "account", route(lambda r: plugin.ensure_account()))
-    app.router.add_get(p + "datasource", route(lambda r: plugin.data_source()))
-    app.router.add_get(p + "instances", route(lambda r: plugin.list_instances()))
+    app.router.add_get(p + "info", route(lambda _request: plugin.info()))
+    app.router.add_get(p + "health", route(lambda _request: plugin.health()))
+    app.router.add_post(p + "account", route(lambda _request: plugin.ensure_account()))
+    app.router.add_get(p + "datasource", route(lambda _request: plugin.data_source()))
+    app.router.add_get(p + "instances", route(lambda _request: plugin.list_instances()))
     app.router.add_post(p + "instances", route(create))
     app.router.add_get(p + "instances/{id}", route(lambda r: plugin.get_instance(iid(r))))
     app.router.add_delete(p + "instances/{id}", route(lambda r: plugin.delete_instance(iid(r))))
@@ -109,12 +116,10 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     return app
 
 
-class RegistrationRefused(ConnectorError):
+class RegistrationRefused(Unauthorized):
     """The node refused to register the plugin (wrong credentials, a used or expired code, ...)."""
 
     code = "registration_refused"
-    http_status = 401
-    remote = False
 
 
 # Registers a plugin service with its node: given an HTTP session and the service's own facts

@@ -18,7 +18,7 @@ from node.deploy import DeployError, K8sOptions, config_toml, manifests, read_pl
 class _PlainDumper(yaml.SafeDumper):
     """Writes repeated label maps in full: anchors and aliases confuse people reading manifests."""
 
-    def ignore_aliases(self, data: object) -> bool:
+    def ignore_aliases(self, data: object) -> bool:  # noqa: ARG002 (PyYAML's signature)
         return True
 
 

@@ -39,14 +39,21 @@ def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `cpnode ledger`."""
-    import ledger
-
     parser = add_command(
         commands,
         "ledger",
         description="The node's double-entry settlement ledger.",
     )
     sub = parser.add_subparsers(title="ledger commands", metavar="COMMAND", required=True)
+    _register_accounts(sub)
+    _register_records(sub)
+    ledger_reconcile_cmd.register(sub)
+
+
+def _register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`cpnode ledger accounts list|create|close`."""
+    import ledger
+
     accounts = sub.add_parser("accounts", help="list, create or close accounts")
     accounts_sub = accounts.add_subparsers(title="accounts commands", metavar="ACTION", required=True)
     _common(accounts_sub.add_parser("list", help="every account with its balances"), run_accounts_list)
@@ -66,6 +73,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     close.add_argument("id", metavar="ID")
     _common(close, run_accounts_close)
 
+
+def _register_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`cpnode ledger transfer|balances|show|checkpoint|sweep|audit|export|verify`."""
     transfer = sub.add_parser("transfer", help="record one transfer, hold, post or void")
     transfer.add_argument("--id", required=True, help="client-chosen id: a retry with the same id is safe")
     transfer.add_argument("--kind", default="single", choices=["single", "pending", "post", "void"])
@@ -108,7 +118,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "where that one closed (balances, open holds, accounts, no gap)",
     )
     _common(verify, run_verify, config=False)
-    ledger_reconcile_cmd.register(sub)
 
 
 def _print_accounts(title: str, accounts: list[ledger.Account]) -> None:

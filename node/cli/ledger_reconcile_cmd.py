@@ -10,7 +10,6 @@ records the discrepancies; `correct` settles one with a new correcting transfer.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 from pathlib import Path
@@ -203,6 +202,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
         if args.their is not None:
             theirs = _read_theirs(args, engine)
         else:
+            import asyncio  # only a reconcile that fetches over the network runs a loop
+
             theirs = asyncio.run(_fetch_theirs(settings, engine, args.partner, window, args.margin_s * 1000))
         try:
             outcome = ledger.reconcile_with_partner(

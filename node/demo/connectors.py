@@ -152,19 +152,19 @@ def network(stage: Stage) -> None:
         ]
     )
     request = json.dumps({"src": "chengdu", "dst": "guangzhou", "bandwidth_mbps": 3000}).encode()
-    path = _netsim(stage, "POST", "/v1/paths", request)
+    path = _netsim("POST", "/v1/paths", request)
     stage.say(
         f"path {path['id']}: {' → '.join(path['hops'])}, {path['bandwidth_mbps']} Mbit/s reserved, "
         f"{path['latency_us'] / 1000:.1f} ms"
     )
-    _netsim(stage, "POST", f"/_sim/links/{path['links'][0]}/fail", b"")
-    status = _netsim(stage, "GET", f"/v1/paths/{path['id']}", None)
+    _netsim("POST", f"/_sim/links/{path['links'][0]}/fail", b"")
+    status = _netsim("GET", f"/v1/paths/{path['id']}", None)
     stage.say(f"link {path['links'][0]} failed (injected): path {path['id']} is {status['state']}")
     if status["state"] != "broken":
         raise DemoError("a failed link did not break the path")
 
 
-def _netsim(stage: Stage, method: str, path: str, body: bytes | None) -> Any:
+def _netsim(method: str, path: str, body: bytes | None) -> Any:
     import urllib.request
 
     request = urllib.request.Request(SIMS["network"] + path, data=body, method=method)  # noqa: S310 — loopback

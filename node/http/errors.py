@@ -1,7 +1,7 @@
 """HTTP errors as JSON: `{"error": code, "message": text}` with the right status, never a trace.
 
-Handlers raise `ApiError`; packages under `node` raise their own errors carrying `http_status`
-and `code` attributes, and the error middleware renders both the same way.
+Handlers raise `ApiError` with a status; the packages raise their own coded errors, whose status
+the error middleware finds in one table (`node.http.statuses`), and renders both the same way.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from typing import Any
 
 from aiohttp import web
 
+from node.errors import CodedError
 
-class ApiError(Exception):
-    """An error response: HTTP status, machine-readable code, human message."""
+
+class ApiError(CodedError):
+    """An error response raised by a handler: its own HTTP status, machine-readable code, message."""
 
     def __init__(self, http_status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
+        super().__init__(message, code, **details)
         self.http_status = http_status
-        self.code = code
-        self.details = details
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.errors import CodedError
 from node.logs import RateLimiter
 
 log = logging.getLogger("cpnode.http")
@@ -35,11 +36,10 @@ REFUSED_RESPONSE = (
 """What a connection over the cap is told before it is closed."""
 
 
-class BodyTimeoutError(TimeoutError):
+class BodyTimeoutError(CodedError, TimeoutError):
     """The request body did not arrive within the body timeout (408; the connection is closed)."""
 
     code = "body_timeout"
-    http_status = 408
 
 
 def body_deadline(request: web.Request, timeout_s: float) -> asyncio.TimerHandle | None:

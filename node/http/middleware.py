@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from node.http.errors import HTTP_STATUS_CODES, error_response
 from node.http.guard import BodyTimeoutError, body_deadline
+from node.http.statuses import status_for
 from node.metrics import Metrics
 
 access_log = logging.getLogger("cpnode.access")
@@ -24,7 +25,7 @@ def _route_name(request: web.Request) -> str:
 
 
 def _render_exception(exc: BaseException, request_id: str) -> web.Response:
-    status = getattr(exc, "http_status", None)
+    status = status_for(exc)
     code = getattr(exc, "code", None)
     if isinstance(status, int) and isinstance(code, str) and 400 <= status < 600:
         details = getattr(exc, "details", None) or {}

@@ -1,4 +1,4 @@
-"""The market's error tree: one root, an HTTP status and a machine-readable code on each.
+"""The market's error tree: one root and a machine-readable code on each (statuses: node.http.statuses).
 
 `DemandError` is the caller's fault and changes nothing; `NoMatchError` says no offer satisfies
 the demand (with the exclusions counted by reason); `PlanFailedError` says a split order could
@@ -8,26 +8,18 @@ are the trading package's own errors (node.trading.errors), passed on with the o
 
 from __future__ import annotations
 
-from typing import Any
+from node.errors import CodedError
 
 
-class MarketError(Exception):
+class MarketError(CodedError):
     """Root of every market error; `details` are added to the JSON error body."""
 
-    http_status = 400
     code = "market_error"
-
-    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.details = details
 
 
 class DemandError(MarketError, ValueError):
     """A demand that cannot be matched as stated; `field` names where."""
 
-    http_status = 422
     code = "bad_demand"
 
     def __init__(self, field: str, message: str) -> None:
@@ -39,12 +31,10 @@ class DemandError(MarketError, ValueError):
 class NoMatchError(MarketError, LookupError):
     """No offer satisfies the demand (or, with `split`, their free units cannot cover it)."""
 
-    http_status = 409
     code = "no_match"
 
 
 class PlanFailedError(MarketError):
     """A part of a split order was refused; the parts placed before it were cancelled."""
 
-    http_status = 409
     code = "plan_failed"

@@ -185,6 +185,10 @@ class _Rules:
 
     def reason(self, offer: OfferRow) -> tuple[str, str] | None:
         """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
+        return self._where(offer) or self._what(offer) or self._terms(offer)
+
+    def _where(self, offer: OfferRow) -> tuple[str, str] | None:
+        """The offer's shape, its source and how fresh its catalog is."""
         d = self.demand
         for name in _INT_FIELDS:
             value = offer.get(name)
@@ -204,6 +208,11 @@ class _Rules:
                     "catalog_stale",
                     f"{offer.get('partner')} last confirmed its catalog {age} s ago, more than {d.max_age_s} s",
                 )
+        return None
+
+    def _what(self, offer: OfferRow) -> tuple[str, str] | None:
+        """The currency, chips, sizes, region and tags the demand asks for."""
+        d = self.demand
         if offer["currency"] != self.currency or not self.currency_ok:
             return "currency", f"the offer is in {offer['currency']}; this node trades in {self.currency}"
         for field, asked, folded in self.chips:
@@ -218,6 +227,11 @@ class _Rules:
             missing = [tag for tag in d.tags if tag not in (offer.get("tags") or ())]
             if missing:
                 return "tags", f"lacks tag(s) {', '.join(missing)}"
+        return None
+
+    def _terms(self, offer: OfferRow) -> tuple[str, str] | None:
+        """The price, metric score, total amount and free units."""
+        d = self.demand
         price = offer["price_per_unit_hour"]
         if d.max_price_per_unit_hour is not None and price > d.max_price_per_unit_hour:
             return "price_above_max", f"{price} per unit-hour is above {d.max_price_per_unit_hour}"

@@ -160,7 +160,7 @@ async def _run_discovery(ctx: NodeContext) -> None:
         await discovery.stop()
 
 
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
     """Lines for `cpnode status`: partners, their link state and catalogs."""
     partners = store.list_partners(engine)
     states = store.sync_states(engine)

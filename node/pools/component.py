@@ -26,11 +26,9 @@ from node.config import Settings
 from node.context import NodeContext
 from node.offers import CatalogOffer, OfferSource
 from node.pools import gateway, routes
-from node.pools.rounds import ReplicaWork, Rounds
+from node.pools.rounds import Rounds
 
 log = logging.getLogger("cpnode.pools")
-HOST = web.AppKey("connectors_host", PluginHost)
-WORK = web.AppKey("connectors_work", ReplicaWork)
 
 
 def identities(settings: Settings) -> dict[str, PoolIdentity]:
@@ -134,8 +132,6 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         return
     host.identities = identities(settings)
     rounds = Rounds(host, ctx.engine, ctx.replica_id, settings.connectors)
-    app[HOST] = host
-    app[WORK] = rounds.work
     routes.add_routes(app, host, rounds.work)
     gateway.add_routes(app, host)
 

@@ -56,7 +56,7 @@ def schedule(ctx: NodeContext) -> None:
     ctx.scheduler.add_interval_job(SWEEP_JOB, sweep_job, settings.sweep_every_s)
 
 
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
     """Lines for `cpnode status`: accounts, log size, latest checkpoint, open discrepancies."""
     try:
         stored = ledger.current_checkpoint(engine)

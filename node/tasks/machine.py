@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from connectors.contract import Instance
+from node.errors import CodedError
 
 TaskState = Literal[
     "submitted",
@@ -95,10 +96,9 @@ TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
 }
 
 
-class TaskTransitionError(ValueError):
+class TaskTransitionError(CodedError, ValueError):
     """An event the task's current state does not take."""
 
-    http_status = 409
     code = "invalid_task_transition"
 
 

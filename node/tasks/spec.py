@@ -43,6 +43,7 @@ from pydantic import (
 
 from connectors.contract import InputFile, Program, RelativePath
 from connectors.frameworks import Image, parse_framework
+from node.errors import CodedError
 from node.market.demand import Demand, parse_demand
 from node.market.errors import DemandError
 from node.trading.rules import MAX_HOURS, MAX_UNITS
@@ -51,10 +52,9 @@ MAX_SPEC_BYTES = 1 << 20
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
-class TaskSpecError(ValueError):
+class TaskSpecError(CodedError, ValueError):
     """A task spec that cannot run as written; `field` is the path of the first bad field."""
 
-    http_status = 422
     code = "bad_task_spec"
 
     def __init__(self, field: str, message: str) -> None:

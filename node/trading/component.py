@@ -75,7 +75,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         ctx.scheduler.add_interval_job(UPKEEP_JOB, upkeep, ctx.settings.trading.recover_every_s)
 
 
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
     """Lines for `cpnode status`: orders and sales by state."""
     lines: list[tuple[str, object]] = []
     try:

@@ -144,6 +144,25 @@ class Apply:
 SettleStep = CancelUnseen | AnswerReceipt | FinishStored | Apply
 
 
+def _check_unseen_cancel(document: Mapping[str, Any], partner: str, currency: str) -> CancelUnseen:
+    """A settlement of a trade this node never saw: only a cancel for 0 of a well-formed id passes."""
+    trade_id, used_hours, amount = document["trade_id"], int(document["used_hours"]), int(document["amount"])
+    given_currency = str(document["currency"])
+    if used_hours != 0:
+        raise Refusal(404, "unknown_trade", f"no trade {shown_id(trade_id)} of {partner}")
+    try:
+        rules.check_trade_id(trade_id, partner)
+    except OrderRequestError as exc:
+        raise Refusal(422, exc.code, f"cannot cancel trade {shown_id(trade_id)}: {exc}") from None
+    if given_currency != currency or amount != 0:
+        raise Refusal(
+            422,
+            "bad_cancel",
+            f"a cancel is for 0 {currency} (this node's currency), not {amount} {given_currency}",
+        )
+    return CancelUnseen()
+
+
 def check_settlement(
     document: Mapping[str, Any], partner: str, sale: Sale | None, settle_sha: str, currency: str
 ) -> SettleStep:
@@ -151,19 +170,7 @@ def check_settlement(
     trade_id, used_hours, amount = document["trade_id"], int(document["used_hours"]), int(document["amount"])
     given_currency = str(document["currency"])
     if sale is None:
-        if used_hours != 0:
-            raise Refusal(404, "unknown_trade", f"no trade {shown_id(trade_id)} of {partner}")
-        try:
-            rules.check_trade_id(trade_id, partner)
-        except OrderRequestError as exc:
-            raise Refusal(422, exc.code, f"cannot cancel trade {shown_id(trade_id)}: {exc}") from None
-        if given_currency != currency or amount != 0:
-            raise Refusal(
-                422,
-                "bad_cancel",
-                f"a cancel is for 0 {currency} (this node's currency), not {amount} {given_currency}",
-            )
-        return CancelUnseen()
+        return _check_unseen_cancel(document, partner, currency)
     if sale.state == "expired":
         raise Refusal(409, "hold_expired", f"the holds of {trade_id} expired before it was settled")
     if sale.settlement_sha256 is not None:

@@ -1,4 +1,5 @@
-"""The trading error tree: one root, an HTTP status and a machine-readable code on each.
+"""The trading error tree: one root and a machine-readable code on each (the HTTP edge maps the
+classes to statuses in node.http.statuses; a `Refusal` carries the status its decision chose).
 
 Errors about what a caller asked (`OrderRequestError`, `UnknownError`, `StateError`) are 4xx and
 change nothing. `RefusedError` says the order ended without a sale (insufficient funds, no
@@ -11,20 +12,13 @@ trade or settle, answered to the partner as a signed refusal.
 
 from __future__ import annotations
 
-from typing import Any
+from node.errors import CodedError
 
 
-class TradingError(Exception):
+class TradingError(CodedError):
     """Root of every trading error; `details` are added to the JSON error body."""
 
-    http_status = 400
     code = "trading_error"
-
-    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.details = details
 
 
 class OrderRequestError(TradingError, ValueError):
@@ -36,35 +30,30 @@ class OrderRequestError(TradingError, ValueError):
 class UnknownError(TradingError, LookupError):
     """The consumer, offer or order does not exist."""
 
-    http_status = 404
     code = "not_found"
 
 
 class StateError(TradingError):
     """The order's state does not allow this (settling a cancelled order, a different settlement...)."""
 
-    http_status = 409
     code = "bad_order_state"
 
 
 class RefusedError(TradingError):
     """The order ended without a sale; `details['order']` shows it."""
 
-    http_status = 409
     code = "refused"
 
 
 class PartnerUnavailableError(TradingError, TimeoutError):
     """The seller did not answer in time; the order stays as it is and is retried."""
 
-    http_status = 504
     code = "partner_unavailable"
 
 
 class ProtocolError(TradingError):
     """A partner answered with a document that breaks the trade protocol (remote fault)."""
 
-    http_status = 502
     code = "bad_partner_answer"
 
 
@@ -74,12 +63,11 @@ class Refusal(TradingError):
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, code=code)
-        self.http_status = status
+        self.http_status = status  # the decision's own status (node.trading.decisions)
 
 
 class PartnerFaultError(RefusedError):
     """The order ended without a sale because the partner answered what we cannot read or trust;
     `details['order']` shows it (cancelled, the consumer's money released)."""
 
-    http_status = 502
     code = "bad_partner_answer"

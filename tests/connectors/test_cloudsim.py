@@ -278,7 +278,7 @@ async def test_a_regions_vcpu_quota_is_shared_by_its_flavors(
     plugin = alpha(sim) if dialect == "alpha" else beta(sim)
     try:
 
-        async def room() -> tuple[int, dict[str, tuple[int, int]]]:
+        async def room() -> tuple[int, dict[str, int]]:
             data = await plugin.data_source()
             [shared] = [s for s in data.shared if s.region_id == region]
             assert (shared.unit, shared.total) == ("vcpus", quota)

@@ -13,6 +13,7 @@ from connectors.cloudsim.beta_api import chip_name
 from connectors.errors import MetricError, UnknownChip
 from connectors.frameworks import IMAGES_FILE, Image, NoImage, load_images, parse_images, resolve
 from connectors.metric import STACKS, ChipSpec, load_chips
+from node.http.statuses import status_for
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_unknown_chip_names_are_refused_not_guessed(name: str) -> None:
     """A name no chip answers to (no prefix matching: A10 is not A100) is UnknownChip, a 400."""
     with pytest.raises(UnknownChip) as caught:
         canonical_chip(name)
-    assert caught.value.http_status == 400
+    assert status_for(caught.value) == 400
     assert caught.value.code == "unknown_chip"
 
 

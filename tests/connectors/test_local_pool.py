@@ -36,7 +36,7 @@ class TestLocalPoolConformance(ComputePluginConformance):
     """The local pool passes the compute plugin contract."""
 
 
-async def test_program_runs_sandboxed(plugin: LocalPool, tmp_path: Path) -> None:
+async def test_program_runs_sandboxed(plugin: LocalPool) -> None:
     """The program runs in its work directory with only the pool's and the deployment's environment."""
     instance = await plugin.create_instance(InstanceSpec(name="env", region_id="local", flavor_id="local-1"))
     script = "import json,os,pathlib; pathlib.Path('env.json').write_text(json.dumps(dict(os.environ)))"

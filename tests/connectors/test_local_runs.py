@@ -98,6 +98,7 @@ def test_runtimes_option_reads_tables_json_and_refuses_bad_ones() -> None:
     """`runtimes` is a table or its JSON (as `--option` passes it); bad names and argv are refused."""
     assert parse_runtimes({"pytorch": "python3 -u"}) == {"pytorch": ("python3", "-u")}
     assert parse_runtimes(json.dumps({"paddle": ["python3"]})) == {"paddle": ("python3",)}
+    bad: object
     for bad in ({"Py Torch": ["python3"]}, {"pytorch": []}, {"pytorch": [1]}, "not json", ["pytorch"]):
         with pytest.raises(InvalidRequest):
             parse_runtimes(bad)

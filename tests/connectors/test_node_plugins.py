@@ -122,7 +122,7 @@ async def test_bad_requests_are_4xx_and_change_nothing(node: tuple[NodeServer, A
 
 
 @pytest.fixture(name="plugin_process")
-def fixture_plugin_process(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def fixture_plugin_process() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Plugin service processes started by a test; all are killed at the end."""
     started: list[subprocess.Popen[bytes]] = []
     yield started

@@ -267,7 +267,7 @@ async def test_without_a_store_heartbeats_are_checked_in_memory(remote_url: str,
     await host.close()
 
 
-def test_registrations_keep_through_the_generation_migration(db_url: str, clock: FakeClock) -> None:
+def test_registrations_keep_through_the_generation_migration(db_url: str) -> None:
     """A plugin stored before connectors_0002 gets the empty generation (hosted alike by every
     replica), and a downgrade keeps the registration without the new columns."""
     engine = make_engine(db_url)

@@ -233,7 +233,11 @@ class Recorder:
         self.release.set()
         self.entered = asyncio.Event()
 
-    async def __call__(self, partner: Partner, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def __call__(  # the settlement handler's signature
+        self,
+        partner: Partner,  # noqa: ARG002
+        document: dict[str, Any],
+    ) -> tuple[int, dict[str, Any]]:
         self.calls += 1
         self.entered.set()
         await self.release.wait()

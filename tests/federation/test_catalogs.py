@@ -276,8 +276,8 @@ async def test_slow_and_endless_peers_do_not_stall_sync(tmp_path: Path, fake_pee
         assert states["mallory"]["next_attempt_ts"] > int(time.time())
         assert states["beta"]["status"] == "ok"
         # Backoff: a normal (not forced) round skips the failing partner until its next attempt.
-        results = {r.partner: r.outcome for r in await run_round(service_of(alpha))}
-        assert results["mallory"] == "backoff"
+        outcomes = {r.partner: r.outcome for r in await run_round(service_of(alpha))}
+        assert outcomes["mallory"] == "backoff"
 
 
 async def test_trade_replay_and_concurrency(alpha: NodeServer, fake_peer: FakePeer) -> None:

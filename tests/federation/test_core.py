@@ -22,7 +22,7 @@ from federation.partners import Agreement
 
 KEY = SigningKey.generate()
 SAFE = 2**53 - 1
-text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20)
+text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
 scalars = st.none() | st.booleans() | st.integers(-SAFE, SAFE) | text
 values = st.recursive(
     scalars,

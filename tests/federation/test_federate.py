@@ -9,6 +9,7 @@ import aiohttp
 
 from federation.partners import Agreement
 from federation.sync import run_round
+from node.offers import CatalogOffer
 from tests.federation.conftest import nodes, service_of, trust
 
 
@@ -47,7 +48,7 @@ async def test_changed_offers_issue_a_new_version(tmp_path: Path) -> None:
         assert [r.version for r in await run_round(service_of(alpha), force=True)] == [1]
         assert beta.ctx is not None
 
-        async def fewer() -> list[dict[str, object]]:
+        async def fewer() -> list[CatalogOffer]:
             return []
 
         beta.ctx.offer_sources["config"] = fewer

@@ -74,7 +74,8 @@ def fixture_node_process(tmp_path: Path) -> Iterator[str]:
 def test_schemathesis_finds_no_server_errors(node_process: str) -> None:
     """Generated requests to every /fed/v1 operation get documented answers, never a 5xx (bounded run)."""
     schema = schemathesis.openapi.from_dict(DOCUMENT)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # An operation the schema cannot describe is an Err, which has no .ok(): the test fails there.
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) == 9
     for operation in operations:
 

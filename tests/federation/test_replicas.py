@@ -10,7 +10,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from federation import claims, nonces, store
 from federation.catalog import offers_for
 from federation.nonces import RecentNonces
+from federation.tables import claims_t
 from node.config import load_settings
 from node.db import make_engine, upgrade
+from node.offers import CatalogOffer
 from node.peering.component import PURGE_JOB
 from tests.federation.conftest import FakePeer, Recorder, trade_body
 from tests.federation.replicas import Replicas, free_port, replica_config, replica_pair
@@ -180,7 +182,7 @@ async def test_running_trade_keeps_its_claim(pair: Replicas, fake_peer: FakePeer
 
     def expiry() -> int:
         with engine.connect() as conn:
-            return int(conn.execute(sa.select(claims.claims_t.c.expires_ts)).scalar_one())
+            return int(conn.execute(sa.select(claims_t.c.expires_ts)).scalar_one())
 
     first = expiry()
     deadline = time.monotonic() + DEADLINE_S
@@ -212,12 +214,12 @@ async def test_catalog_versions_are_cached_and_only_rise(
     assert pair.a.ctx is not None
     assert pair.b.ctx is not None
     base = await pair.a.ctx.offer_sources["config"]()
-    views = {"a": [dict(o) for o in base], "b": [dict(o) for o in base]}
+    views: dict[str, list[dict[str, Any]]] = {"a": [dict(o) for o in base], "b": [dict(o) for o in base]}
     for which, server in (("a", pair.a), ("b", pair.b)):
         assert server.ctx is not None
 
-        async def source(which: str = which) -> list[dict[str, Any]]:
-            return [dict(offer) for offer in views[which]]
+        async def source(which: str = which) -> list[CatalogOffer]:
+            return [cast(CatalogOffer, dict(offer)) for offer in views[which]]
 
         server.ctx.offer_sources["config"] = source  # no content version: the fingerprint path
     filtered = []
@@ -266,7 +268,7 @@ async def test_versioned_offer_source_is_not_called_on_unchanged_polls(
     class Counted(ConfigOffers):
         calls = 0
 
-        async def __call__(self) -> list[dict[str, Any]]:
+        async def __call__(self) -> list[CatalogOffer]:
             Counted.calls += 1
             return await super().__call__()
 

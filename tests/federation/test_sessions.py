@@ -36,7 +36,7 @@ def _node_private(alpha: NodeServer) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes(alpha.ctx.identity.signing_key))
 
 
-def _claims(alpha: NodeServer, peer: FakePeer, **changes: Any) -> dict[str, Any]:
+def _claims(peer: FakePeer, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": "alpha",
@@ -70,9 +70,9 @@ async def test_honest_login_gives_a_working_token(alpha: NodeServer, fake_peer: 
 async def test_token_algorithms_refused(alpha: NodeServer, fake_peer: FakePeer) -> None:
     """12. Tokens with alg none, HS256 keyed with the node's public key, or RS256 are refused."""
     assert alpha.ctx is not None
-    claims = _claims(alpha, fake_peer)
+    claims = _claims(fake_peer)
     public_raw = alpha.ctx.identity.signing_key.verify_key.encode()
-    none_token = jwt.encode(claims, None, algorithm="none", headers={"typ": TOKEN_TYPE})
+    none_token = jwt.encode(claims, None, algorithm="none", headers={"typ": TOKEN_TYPE})  # type: ignore[arg-type]  # alg none takes no key
     hs_token = jwt.api_jws.PyJWS(options={"enforce_minimum_key_length": False}).encode(
         canonical.encode(claims), public_raw, algorithm="HS256", headers={"typ": TOKEN_TYPE}
     )
@@ -103,15 +103,13 @@ async def test_token_claims_refused(
     """13. Wrong aud/iss/typ, missing exp or jti, expired beyond leeway, or an unknown crit are refused."""
     assert alpha.ctx is not None
     header = {"typ": TOKEN_TYPE, "kid": alpha.ctx.identity.key_id, **headers}
-    token = jwt.encode(
-        _claims(alpha, fake_peer, **changes), _node_private(alpha), algorithm="EdDSA", headers=header
-    )
+    token = jwt.encode(_claims(fake_peer, **changes), _node_private(alpha), algorithm="EdDSA", headers=header)
     status, answer = await _head_with(alpha, fake_peer, token)
     assert status == 401
     assert answer["error"] in ("bad_token", "token_expired")
 
 
-async def test_token_bound_to_the_key(tmp_path: Path, alpha: NodeServer, fake_peer: FakePeer) -> None:
+async def test_token_bound_to_the_key(alpha: NodeServer, fake_peer: FakePeer) -> None:
     """14. A's token presented on a request signed by C is refused."""
     other = FakePeer("carol")
     await other.start()

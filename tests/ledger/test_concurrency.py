@@ -45,8 +45,8 @@ def together(tasks: list[Callable[[], Any]]) -> list[Any]:
 
 
 @pytest.fixture(name="wide_engine")
-def fixture_wide_engine(engine: Engine, db_url: str) -> Iterator[Engine]:
-    """An engine on the same database with room for many simultaneous connections."""
+def fixture_wide_engine(engine: Engine, db_url: str) -> Iterator[Engine]:  # noqa: ARG001 (`engine` migrates first)
+    """An engine on the same (migrated) database with room for many simultaneous connections."""
     wide = make_engine(db_url, pool_size=16)
     yield wide
     wide.dispose()

@@ -26,6 +26,7 @@ from ledger import (
     get_transfer,
 )
 from node.db import make_engine, upgrade
+from node.http.statuses import status_for
 from node.trading import books
 from tests.ledger.grouping import gathered, until, until_async, write_lock_held
 from tests.ledger.support import all_transfers, balances, open_accounts, replayed, single
@@ -152,7 +153,7 @@ def test_queue_is_bounded(engine: Engine) -> None:
             until(lambda: committer.waiting == 1, "the large batch queued")
             with pytest.raises(LedgerBusy) as refused:
                 committer.submit([single("refused", "a", "b", 1)])
-        assert refused.value.http_status == 503
+        assert status_for(refused.value) == 503
         assert refused.value.code == "ledger_busy"
         assert [r.status for r in first.result(timeout=60) + big.result(timeout=60)] == [Status.CREATED] * 6
     finally:

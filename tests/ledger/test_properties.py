@@ -58,7 +58,8 @@ KINDS = [
 ]
 
 
-def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:
+# A Hypothesis state machine is one class of rules closed over the engine under test.
+def machine_for(engine: Engine, key: SigningKey) -> type[RuleBasedStateMachine]:  # noqa: C901
     """A state machine class bound to one database and one node key."""
 
     class LedgerMachine(RuleBasedStateMachine):

@@ -116,7 +116,7 @@ def test_nodes_fill_in_on_the_first_checkpoint_after_upgrade(engine: Engine, key
     assert prove_consistency(engine, 300, 800) == consistency_proof(leaves, 300, 800)
 
 
-def test_a_wrong_stored_node_is_caught(books: Engine, key: SigningKey, db_url: str) -> None:
+def test_a_wrong_stored_node_is_caught(books: Engine, db_url: str) -> None:
     """Nodes are append-only like the log; one stored wrongly anyway (here past the append-only guard,
     on SQLite) is named by the audit, and a proof built from it fails against the signed checkpoint."""
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), books.begin() as conn:

@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     if scenario in ("hang-in-commit", "hang-in-sweep"):
 
         @event.listens_for(engine, "commit")
-        def _in_commit(conn: Connection) -> None:
+        def _in_commit(conn: Connection) -> None:  # noqa: ARG001 (the event's signature)
             hang("in-commit")
 
         if scenario == "hang-in-commit":

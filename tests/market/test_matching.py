@@ -3,19 +3,21 @@ its ties, splitting, integer money, and a property: matches satisfy the demand, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.records import MAX_AMOUNT
+from node.http.statuses import status_for
 from node.market import Demand, DemandError, match, parse_demand
+from node.offers import OfferRow
 
 CNY = "CNY"
 
 
-def offer(offer_id: str, source: str = "own:config", **fields: Any) -> dict[str, Any]:
+def offer(offer_id: str, source: str = "own:config", **fields: Any) -> OfferRow:
     """A merged-view row: an A100 ×8 offer with 10 free units at 1,000 per unit-hour, unless overridden."""
     row: dict[str, Any] = {
         "id": offer_id,
@@ -38,7 +40,7 @@ def offer(offer_id: str, source: str = "own:config", **fields: Any) -> dict[str,
         "confirmed_age_s": 0,
     }
     row.update(fields)
-    return row
+    return cast(OfferRow, row)  # bad values on purpose too: matching must refuse them
 
 
 def demand(**fields: Any) -> Demand:
@@ -210,7 +212,7 @@ def test_split_that_cannot_cover_gives_an_empty_plan() -> None:
 def test_split_parts_share_their_pools_capacity() -> None:
     """Offers of one source sharing a capacity group draw on one budget: a split never plans more
     of a pool's slots than it has free, while the same group name from another source is another pool."""
-    group = {"capacity_group": "cpu-1/local", "capacity_unit": "slots", "capacity_free": 4}
+    group: dict[str, Any] = {"capacity_group": "cpu-1/local", "capacity_unit": "slots", "capacity_free": 4}
     rows = [
         offer("local-1", free_units=4, price_per_unit_hour=100, capacity_cost=1, **group),
         offer("local-2", free_units=2, price_per_unit_hour=200, capacity_cost=2, **group),
@@ -243,10 +245,10 @@ def test_bad_demand_names_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(DemandError) as caught:
         parse_demand(body)
     assert caught.value.field == field
-    assert caught.value.http_status == 422
+    assert status_for(caught.value) == 422
 
 
-def satisfies(d: Demand, row: dict[str, Any]) -> bool:
+def satisfies(d: Demand, row: OfferRow) -> bool:
     """The demand's constraints stated independently of the matcher."""
     score = row.get("metric_score")
     partner = row["partner"]
@@ -334,7 +336,7 @@ demands_st = st.builds(
 
 @settings(max_examples=300, deadline=None)
 @given(d=demands_st, rows=offers_st)
-def test_matches_satisfy_every_constraint_and_exclusions_none(d: Demand, rows: list[dict[str, Any]]) -> None:
+def test_matches_satisfy_every_constraint_and_exclusions_none(d: Demand, rows: list[OfferRow]) -> None:
     """Every match satisfies every constraint of the demand; no excluded offer would have; a plan
     covers exactly the units within each offer's free units, or is empty when they cannot be covered."""
     result = match(d, rows, CNY)

@@ -103,7 +103,7 @@ def test_status_on_a_never_started_node(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_command_table_matches_what_modules_register() -> None:
     """Every command in the dispatch table is registered by the module it names, and nothing else is."""
-    from node.cli.main import COMMANDS
+    from node.cli.commands import COMMANDS
 
     for command, module in COMMANDS.items():
         parser = build_parser(command)

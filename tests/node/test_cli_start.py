@@ -4,6 +4,7 @@ exactly as the full parser does."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -52,8 +53,10 @@ def imported_by(*args: str) -> tuple[int, set[str]]:
                 "catalog",
                 "deploy",
                 "run",
+                "ledger",
             )
         ),
+        ["ledger", "accounts", "--help"],
     ],
 )
 def test_version_and_help_import_no_http_or_database(args: list[str]) -> None:
@@ -76,3 +79,26 @@ def test_light_table_help_equals_the_full_parsers() -> None:
     """`cpnode --help` from the command table alone is identical to the help of the parser built
     from every command's module."""
     assert build_parser("").format_help() == build_parser(None).format_help()
+
+
+def test_the_ledger_package_loads_its_parts_on_first_use() -> None:
+    """`import ledger` imports no submodule; a public name loads the one that defines it, and every
+    name in `ledger.__all__` is found where the package's table says."""
+    probe = (
+        "import json, sys, ledger\n"
+        "before = sorted(m for m in sys.modules if m.startswith('ledger.'))\n"
+        "kind = ledger.AccountKind\n"
+        "print(json.dumps({'before': before, 'sqlalchemy': 'sqlalchemy' in sys.modules}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(done.stdout) == {"before": [], "sqlalchemy": False}
+    import ledger
+
+    assert sorted(ledger.__all__) == sorted(ledger._EXPORTS)
+    for name in ledger.__all__:
+        module = importlib.import_module(ledger._EXPORTS[name])
+        assert getattr(ledger, name) is getattr(module, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = ledger.nothing

@@ -91,7 +91,8 @@ async def test_started_scheduler_runs_jobs_and_stop_releases(engine: Engine) -> 
 
     scheduler.add_interval_job("tick", job, 0.05)
     scheduler.start()
-    assert scheduler.running
+    started = scheduler.running
+    assert started
     await asyncio.wait_for(ran.wait(), timeout=10)
     await scheduler.stop()
     assert not scheduler.running

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from connectors.frameworks import Image, resolve
+from node.http.statuses import status_for
 from node.tasks.spec import TaskSpec, TaskSpecError, loads_task_spec, parse_task_spec, read_task_spec
 
 TASKS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
@@ -98,7 +99,7 @@ def test_every_bad_field_is_named_by_its_path(path: str, value: Any, field: str)
     with pytest.raises(TaskSpecError) as caught:
         parse_task_spec(_with(path, value))
     assert caught.value.field.startswith(field), caught.value
-    assert (caught.value.http_status, caught.value.code) == (422, "bad_task_spec")
+    assert (status_for(caught.value), caught.value.code) == (422, "bad_task_spec")
 
 
 def test_whole_spec_shapes_and_rules_are_refused() -> None:

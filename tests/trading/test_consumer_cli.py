@@ -22,7 +22,7 @@ async def run_json(m: Market, *args: str) -> Any:
     return json.loads(out)
 
 
-async def test_consumer_drives_its_own_orders_through_the_cli(
+async def test_consumer_drives_its_own_orders_through_the_cli(  # noqa: PLR0915 (one scenario, in order)
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`consumers token` prints a token once; with it in a file (or the environment) `orders place`

@@ -38,7 +38,13 @@ SHA = "a" * 64
 
 def request(**item: Any) -> dict[str, Any]:
     """A trade request document as the federation frame hands it over (signature checked)."""
-    terms = {"offer_id": "gpu", "units": 2, "hours": 3, "price_per_unit_hour": 10_000, "currency": "CNY"}
+    terms: dict[str, Any] = {
+        "offer_id": "gpu",
+        "units": 2,
+        "hours": 3,
+        "price_per_unit_hour": 10_000,
+        "currency": "CNY",
+    }
     terms.update(item)
     terms.setdefault("amount", terms["units"] * terms["hours"] * terms["price_per_unit_hour"])
     return {

@@ -315,7 +315,7 @@ async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
         seller = seller_of(m.seller)
         real_hold = seller._hold
 
-        async def failing(partner: Any, sale: Any) -> Any:
+        async def failing(partner: Any, sale: Any) -> Any:  # noqa: ARG001 (Seller._hold's signature)
             raise RuntimeError("the seller stopped here")
 
         seller._hold = failing  # type: ignore[method-assign]

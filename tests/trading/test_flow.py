@@ -16,7 +16,7 @@ AMOUNT = UNITS * HOURS * PRICE  # 60,000
 FEE = AMOUNT * 500 // 10_000  # 3,000 held for shanghai's platform fee
 
 
-async def test_partner_order_held_accepted_and_settled_in_both_ledgers(
+async def test_partner_order_held_accepted_and_settled_in_both_ledgers(  # noqa: PLR0915 (one scenario, in order)
     tmp_path: Path, db_urls: tuple[str | None, str | None]
 ) -> None:
     """Both ledgers hold, then settle, the same trade id with the same amounts, states and digests."""

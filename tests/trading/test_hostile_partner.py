@@ -53,7 +53,7 @@ async def proxied(node: NodeServer) -> AsyncIterator[HostileProxy]:
         await proxy.stop()
 
 
-async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: Path) -> None:
+async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: Path) -> None:  # noqa: PLR0915 (one scenario)
     """Deep, forged, oversized and garbage answers each give the consumer a 502 bad_partner_answer
     with the order cancelled and the money back, after one request each (trade, then cancel); an
     order of the hostile partner left `requested` and a cancel owed to the honest partner are both
