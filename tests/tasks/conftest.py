@@ -122,7 +122,7 @@ async def pool_node(
         node = Node(server, http)
         try:
             await node.call("POST", "/api/v1/consumers", {"id": "alice"})
-            await node.call("POST", f"/api/v1/consumers/alice/deposits", {"amount": DEPOSIT, "id": "d1"})
+            await node.call("POST", "/api/v1/consumers/alice/deposits", {"amount": DEPOSIT, "id": "d1"})
             yield node
         finally:
             await http.close()

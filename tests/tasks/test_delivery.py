@@ -45,7 +45,7 @@ async def test_a_failing_program_fails_its_task_and_the_order_is_settled(tmp_pat
         assert done["history"][-2]["state"] == "failed"
         assert done["exit_code"] == 3
         assert done["reason"].startswith("exit_nonzero")
-        status, order = await node.call("GET", f"/api/v1/orders/{done['order_id']}")
+        _status, order = await node.call("GET", f"/api/v1/orders/{done['order_id']}")
         assert order["state"] == "settled", order
 
 
@@ -65,7 +65,8 @@ async def test_stop_a_running_task_twice(tmp_path: Path) -> None:
         await node.wait(task["id"], ("running",))
         first = await node.call("POST", f"/api/v1/tasks/{task['id']}/stop", {})
         second = await node.call("POST", f"/api/v1/tasks/{task['id']}/stop", {})
-        assert first[0] == 200 and second[0] == 200
+        assert first[0] == 200
+        assert second[0] == 200
         assert second[1]["state"] in ("stopping", "stopped", "released")
         done = await node.wait(task["id"])
         assert done["history"][-2]["state"] == "stopped"
