@@ -44,6 +44,11 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         data_dir=ctx.settings.data_dir,
     )
     app[TASKS] = tasks
+
+    async def metered_by(order_id: str) -> str | None:
+        return await tasks.db(store.task_of_order, order_id)
+
+    tasks.buyer.metered_by = metered_by
     driver: Driver | None = None
     if host is not None:
         driver = Driver(tasks, TaskSteps(tasks), ctx.replica_id, ("own",))

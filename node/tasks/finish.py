@@ -20,9 +20,10 @@ from node.market.ordering import MAX_ATTEMPTS, order_id_for
 from node.tasks import keep
 from node.tasks.core import Tasks
 from node.tasks.delivery import Delivery
-from node.tasks.metering import Run, hours_covering, metered_amount, run_limit_s, used_seconds
+from node.tasks.metering import Run, run_limit_s, used_seconds
 from node.tasks.records import Task
 from node.tasks.spec import parse_task_spec
+from node.trading import rules
 from node.trading import store as trading_store
 from node.trading.machine import ORDER_FINAL
 from node.trading.records import Order
@@ -36,7 +37,7 @@ def metered(task: Task) -> tuple[int, int]:
     hours = task.hours or 1
     run = Run(task.started_ms, task.ended_ms, task.end_reason, task.seen_running_ms)
     used_s = used_seconds(run, run_limit_s(spec.max_duration_s, hours))
-    return used_s, metered_amount(task.units or 1, task.price_per_unit_hour or 0, used_s, hours)
+    return used_s, rules.usage_amount(task.units or 1, hours, task.price_per_unit_hour or 0, used_s)
 
 
 class Finish:
@@ -107,7 +108,7 @@ class Finish:
             buyer = self.tasks.buyer
             if order.id == task.order_id and task.started_ms is not None:
                 if order.state == "accepted":
-                    await buyer.settle(order.id, hours_covering(used_s))
+                    await buyer.settle_metered(order.id, used_s)
                 else:
                     await buyer.drive(order)
             elif order.state == "accepted":

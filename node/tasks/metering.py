@@ -7,8 +7,8 @@ Rules:
   command could not run, the task was stopped first) used nothing.
 - A run the pool lost (the pool restarted under it) is counted up to the last time the node saw it
   running, not up to when the pool noticed: the time in between nobody can say it ran.
-- Its cost is prorated to the second: units × price per unit-hour × seconds / 3600, rounded up to
-  the minor unit, and never more than the order's amount (units × hours × price).
+- Its cost is prorated to the second (node.trading.rules.usage_amount): units × price per
+  unit-hour × seconds / 3600, rounded up to the minor unit, never more than the hours bought.
 """
 
 from __future__ import annotations
@@ -45,17 +45,3 @@ def used_seconds(run: Run, limit_s: int) -> int:
         return 0
     ran_ms = max(0, end - run.started_ms)
     return min(-(-ran_ms // 1000), limit_s)
-
-
-def metered_amount(units: int, price_per_unit_hour: int, used_s: int, hours: int) -> int:
-    """The cost of `used_s` seconds of `units` at `price_per_unit_hour`, prorated to the second and
-    rounded up, at most the amount of the hours bought."""
-    if used_s < 0 or units < 1 or price_per_unit_hour < 0:
-        raise ValueError("usage, units and price must not be negative (and units at least 1)")
-    prorated = -(-(units * price_per_unit_hour * used_s) // SECONDS_PER_HOUR)
-    return min(prorated, units * price_per_unit_hour * hours)
-
-
-def hours_covering(used_s: int) -> int:
-    """The whole hours that cover `used_s` seconds (what settlements in hours say)."""
-    return -(-used_s // SECONDS_PER_HOUR)

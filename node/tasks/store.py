@@ -52,6 +52,14 @@ def get_task(engine: Engine, task_id: str) -> Task | None:
         return _get(conn, task_id)
 
 
+def task_of_order(engine: Engine, order_id: str) -> str | None:
+    """The id of the consumer's task an order of this node was placed for, if any."""
+    query = sa.select(tasks_t.c.id).where(tasks_t.c.order_id == order_id, tasks_t.c.kind != "sold")
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else str(row.id)
+
+
 def list_tasks(
     engine: Engine, consumer: str | None = None, kind: TaskKind | None = None, limit: int = 100
 ) -> list[Task]:

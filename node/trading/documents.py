@@ -11,7 +11,7 @@ of a document's signing bytes (`sha256_of`, signatures excluded) or of a whole c
     receipt (both)          cpnode.trade-receipt.v1 {trade_id, request, acceptance}: the co-signed
                             record; its digest is the `trade_digest` of both ledgers' holds
     settlement (buyer)      cpnode.trade-settlement.v1 (federation.settlement): used_hours, amount,
-                            receipt_sha256
+                            receipt_sha256; for metered usage also used_s and usage_sha256
     settlement receipt      cpnode.settlement-receipt.v1: trade_id, settlement_sha256, state
       (seller)              (settled | voided | cancelled | refused), amount, currency, acceptance
     settlement record       cpnode.settlement-record.v1 {trade_id, settlement, receipt}: its digest
@@ -209,21 +209,23 @@ def settlement(
     currency: str,
     receipt_sha256: str | None,
     now_ts: int,
+    metered: tuple[int, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The buyer's signed settlement (used_hours 0 cancels)."""
-    return _signed(
-        identity,
-        {
-            "type": SETTLEMENT_TYPE,
-            "audience": seller,
-            "trade_id": trade_id,
-            "issued_ts": now_ts,
-            "used_hours": used_hours,
-            "amount": amount,
-            "currency": currency,
-            "receipt_sha256": receipt_sha256,
-        },
-    )
+    """The buyer's signed settlement (used_hours 0 cancels); `metered` (used_s, usage_sha256) for
+    usage metered to the second, None for hours typed by hand."""
+    body: dict[str, Any] = {
+        "type": SETTLEMENT_TYPE,
+        "audience": seller,
+        "trade_id": trade_id,
+        "issued_ts": now_ts,
+        "used_hours": used_hours,
+        "amount": amount,
+        "currency": currency,
+        "receipt_sha256": receipt_sha256,
+    }
+    if metered is not None:
+        body["used_s"], body["usage_sha256"] = metered
+    return _signed(identity, body)
 
 
 def settlement_receipt(

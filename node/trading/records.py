@@ -35,6 +35,7 @@ class Order:
     receipt_sha256: str | None
     partner_hold_expires_ts: int | None
     used_hours: int | None
+    used_s: int | None  # metered seconds; None when settled by hand in hours (an operator's correction)
     settled_amount: int | None
     settlement: bytes | None
     settlement_record: bytes | None
@@ -72,6 +73,7 @@ class Sale:
     settlement_receipt: bytes | None
     record_sha256: str | None
     used_hours: int | None
+    used_s: int | None
     settled_amount: int | None
     hold_expires_ts: int
     created_ts: int

@@ -215,6 +215,7 @@ class Seller:
             settlement_receipt=canonical.encode(answer),
             record_sha256=documents.digest(documents.settlement_record(document, answer)),
             used_hours=step.used_hours,
+            used_s=step.used_s,
             settled_amount=step.used,
         )
         if moved is None:  # another request moved it first: answer from what it stored
@@ -278,7 +279,10 @@ class Seller:
         assert sale.settlement_receipt is not None
         if sale.state in ("settling", "voiding"):
             used = int(sale.settled_amount or 0) if sale.state == "settling" else 0
-            requests = books.sale_resolutions(sale.trade_id, sale.amount, sale.fee, used, sale.record_sha256)
+            code = rules.CODE_SALE if sale.used_s is not None else rules.CODE_OPERATOR_USAGE
+            requests = books.sale_resolutions(
+                sale.trade_id, sale.amount, sale.fee, used, sale.record_sha256, post_code=code
+            )
             cause = await t.db(books.submit, requests)
             done = DONE_POSTING if used else DONE_VOIDING
             if cause is not None and cause not in done:

@@ -1,4 +1,4 @@
-"""Trading tables (migrations node_0002 to node_0004): orders placed here, sales to partners,
+"""Trading tables (migrations node_0002 to node_0004, node_0006): orders placed here, sales to partners,
 capacity reservations and consumers' API tokens, and their rows as records (node.trading.records)."""
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ orders_t = sa.Table(
     sa.Column("receipt_sha256", sa.String(64)),
     sa.Column("partner_hold_expires_ts", _BIG),
     sa.Column("used_hours", _BIG),
+    sa.Column("used_s", _BIG),
     sa.Column("settled_amount", _BIG),
     sa.Column("settlement", _BYTES),
     sa.Column("settlement_record", _BYTES),
@@ -61,6 +62,7 @@ sales_t = sa.Table(
     sa.Column("settlement_receipt", _BYTES),
     sa.Column("record_sha256", sa.String(64)),
     sa.Column("used_hours", _BIG),
+    sa.Column("used_s", _BIG),
     sa.Column("settled_amount", _BIG),
     *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
 )

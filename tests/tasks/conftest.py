@@ -108,11 +108,20 @@ class Node:
 
 @asynccontextmanager
 async def pool_node(
-    tmp_path: Path, name: str = "a", *, db_url: str | None = None, extra_toml: str = "", slots: int = 2
+    tmp_path: Path,
+    name: str = "a",
+    *,
+    db_url: str | None = None,
+    extra_toml: str = "",
+    slots: int = 2,
+    pool_extra: str = "",
 ) -> AsyncIterator[Node]:
     """A running node with a local pool of `slots` slots and alice funded with DEPOSIT."""
     config = make_node_dir(
-        tmp_path, name, db_url=db_url, extra_toml=NODE_TOML + pool_toml(slots=slots) + extra_toml
+        tmp_path,
+        name,
+        db_url=db_url,
+        extra_toml=NODE_TOML + pool_toml(slots=slots, extra=pool_extra) + extra_toml,
     )
     async with running_node(config) as server:
         assert server.ctx is not None
