@@ -34,6 +34,7 @@ class Task:
     name: str | None
     spec: str
     state: TaskState
+    outcome: str | None  # how the run ended (succeeded, failed, stopped), kept after release
     reason: str | None
     detail: str | None
     order_id: str | None

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from node.db import write_transaction
-from node.tasks.machine import FINAL, INITIAL, TaskEvent, TaskState, next_state
+from node.tasks.machine import ENDED, FINAL, INITIAL, TaskEvent, TaskState, next_state
 from node.tasks.records import Task, TaskEntry, TaskKind
 from node.tasks.tables import entry_from_row, task_events_t, task_from_row, tasks_t
 
@@ -87,6 +87,8 @@ def move_task(
     `entry`, with it);
     None if it was not in `state` any more (someone else moved it first)."""
     after = next_state(state, event)
+    if after in ENDED:
+        values["outcome"] = after
     with write_transaction(engine) as conn:
         moved = conn.execute(
             sa.update(tasks_t)

@@ -1,4 +1,4 @@
-"""Tasks tables (migration node_0005): tasks and their history, and their rows as records."""
+"""Tasks tables (migrations node_0005, node_0007): tasks and their history, and their rows as records."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ tasks_t = sa.Table(
     sa.Column("name", sa.String(63)),
     sa.Column("spec", _TEXT),
     sa.Column("state", sa.String(20)),
+    sa.Column("outcome", sa.String(20)),
     sa.Column("reason", _TEXT),
     sa.Column("detail", _TEXT),
     sa.Column("order_id", sa.String(100)),
