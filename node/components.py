@@ -79,7 +79,7 @@ COMPONENTS: tuple[Component, ...] = (
     # After connectors, trading and market: it drives tasks on the hosted pools through the buyer.
     Component(
         "tasks",
-        frozenset({"api", "connectors"}),
+        frozenset({"api", "connectors", "federation"}),
         install=tasks.install,
         status=tasks.status_lines,
     ),

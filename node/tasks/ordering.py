@@ -1,8 +1,9 @@
 """The `submitted` action of a consumer's task: choose the offer and place the order.
 
 The task names an offer, or states a demand that is matched like any other (node.market), with
-two more rules: the offer must be one this node can deliver on (an offer of one of its own pools,
-hosted here; a partner's offer when the partner delivers), and, for a task that names a framework,
+two more rules: the offer must be one a task can run on (an offer of one of this node's pools,
+hosted here, or a partner's offer: the trade then carries the task document and the partner runs
+it, node.tasks.sold), and, for a task that names a framework,
 the offer's chip must have an image of it (`no_framework_image`). The order goes through the
 trading buyer as every order does (the consumer's hold, the reservation or the partner's trade).
 
@@ -74,6 +75,12 @@ def image_for(spec: TaskSpec, chip: str) -> Image | None:
     return found
 
 
+def task_document(task: Task) -> dict[str, Any]:
+    """The task document a partner's trade carries (node.tasks.sold): the spec without resources."""
+    spec = {k: v for k, v in task.spec_data().items() if k != "resources"}
+    return {"task_id": task.id, "spec": spec}
+
+
 def flavor_of(offer: OfferRow) -> tuple[str, str]:
     """(region, flavor) of an own offer of a pool (its id is `pool/region/flavor`)."""
     parts = str(offer["id"]).split("/")
@@ -89,9 +96,10 @@ class Ordering:
         self.tasks = tasks
 
     def deliverable(self, offer: OfferRow) -> str | None:
-        """Why a task cannot run on `offer` (None if it can)."""
+        """Why a task cannot run on `offer` (None if it can): a partner's offer is delivered by the
+        partner; an own one needs a pool hosted here."""
         if offer.get("partner") is not None:
-            return "tasks run on this node's own pools"
+            return None
         host = self.tasks.host
         pool = str(offer.get("pool", ""))
         if host is None or pool not in {p.name for p in host.plugins() if p.kind == "compute"}:
@@ -121,7 +129,7 @@ class Ordering:
             return await self._found_again(spec, rows, before)
         result = self._match(demand, rows)
         try:
-            answer = await place_best(self.tasks.buyer, result, consumer, request_id)
+            answer = await place_best(self.tasks.buyer, result, consumer, request_id, task_document(task))
         except NoMatchError as exc:
             reasons = {e.reason for e in result.excluded}
             if reasons and reasons <= {"not_enough_free_units"}:
@@ -184,9 +192,10 @@ class Ordering:
             raise Refused("not_deliverable", why)
         image = image_for(spec, str(offer.get("chip_model", "")))
         order_id = order_id_for(self.tasks.name, task.consumer, request_id, 0)
+        carried = task_document(task) if offer.get("partner") is not None else None
         try:
             order = await self.tasks.buyer.place(
-                task.consumer, offer["id"], offer["source"], wanted.units, wanted.hours, order_id
+                task.consumer, offer["id"], offer["source"], wanted.units, wanted.hours, order_id, carried
             )
         except RefusedError as exc:
             raise self._refusal(exc) from None

@@ -31,8 +31,7 @@ from connectors.errors import ConnectorError
 from node.context import CTX
 from node.http.body import parse_body
 from node.http.errors import ApiError
-from node.tasks.errors import TaskError, UnknownTaskError
-from node.tasks.keep import kept_file
+from node.tasks.errors import TaskError
 from node.tasks.records import Task
 from node.tasks.service import TaskService
 from node.tasks.spec import TaskSpecError
@@ -123,19 +122,20 @@ async def outputs(request: web.Request) -> web.Response:
 
 
 async def output_file(request: web.Request) -> web.StreamResponse:
-    """`GET /api/v1/tasks/{id}/outputs/{path}`: one kept file."""
+    """`GET /api/v1/tasks/{id}/outputs/{path}`: one kept file (read at the partner for its tasks)."""
     service, task = await _task(request)
-    path = request.match_info["path"]
-    try:
-        target, entry = kept_file(service.tasks, task, path)
-    except FileNotFoundError:
-        raise UnknownTaskError(f"task {task.id} kept no output {path!r}", code="unknown_output") from None
-    if not target.is_file():
-        raise UnknownTaskError(
-            f"task {task.id}'s output {path!r} is gone from this node", code="unknown_output"
-        )
-    headers = {"X-Content-SHA256": entry["sha256"], "Content-Type": "application/octet-stream"}
-    return web.FileResponse(target, headers=headers)
+    entry, slices = await service.output_slices(task, request.match_info["path"])
+    response = web.StreamResponse(
+        headers={"X-Content-SHA256": entry["sha256"], "Content-Type": "application/octet-stream"}
+    )
+    response.content_length = int(entry["size_bytes"])
+    first = await anext(slices, b"")  # a partner's refusal is still an error answer, not a cut stream
+    await response.prepare(request)
+    await response.write(first)
+    async for block in slices:
+        await response.write(block)
+    await response.write_eof()
+    return response
 
 
 async def stop(request: web.Request) -> web.Response:
@@ -199,8 +199,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application, service: TaskService) -> None:
-    """Mount the tasks API for `service`."""
-    app[SERVICE] = service
+    """Mount the tasks API for `service` (already set as the app's SERVICE)."""
     app.router.add_post("/api/v1/tasks", submit)
     app.router.add_get("/api/v1/tasks", list_tasks)
     app.router.add_get("/api/v1/tasks/{id}", show)

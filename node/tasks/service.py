@@ -13,7 +13,7 @@ stopping; stopping it again changes nothing; stopping a task whose run is over i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import ledger
@@ -23,14 +23,16 @@ from connectors.frameworks import NoImage, resolve
 from node.http.auth import Principal
 from node.tasks import keep, store
 from node.tasks.core import Tasks
-from node.tasks.errors import TaskStateError, TasksUnavailableError, UnknownTaskError
+from node.tasks.errors import PartnerTaskError, TaskStateError, TasksUnavailableError, UnknownTaskError
 from node.tasks.machine import ENDED
 from node.tasks.records import Task, TaskEntry
+from node.tasks.remote import Remote
 from node.tasks.spec import TaskSpec, TaskSpecError, parse_task_spec
 from node.trading import rules
 from node.trading.errors import OrderRequestError
 
 MAX_LISTED = 500
+SLICE = 4 << 20  # bytes of an output file read (or asked of a partner) at once
 
 
 def check_runnable(spec: TaskSpec) -> None:
@@ -60,8 +62,9 @@ def spec_document(data: Any) -> tuple[TaskSpec, str]:
 class TaskService:
     """The tasks API's operations for one node."""
 
-    def __init__(self, tasks: Tasks, nudge: Callable[[str], None]) -> None:
+    def __init__(self, tasks: Tasks, remote: Remote, nudge: Callable[[str], None]) -> None:
         self.tasks = tasks
+        self.remote = remote
         self.nudge = nudge
 
     async def submit(self, consumer: str, data: Any, task_id: str | None) -> tuple[bool, Task]:
@@ -131,6 +134,8 @@ class TaskService:
         t = self.tasks
         if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
             raise TaskStateError(f"offset must be ≥ 0 and limit 0–{MAX_LOG_CHUNK_BYTES}", code="bad_request")
+        if task.kind == "remote":
+            return await self.remote.logs(task, offset, limit)
         if task.outputs is not None or task.pool is None or task.instance_id is None:
             return keep.read_kept_log(t, task, offset, limit)
         if t.host is None:
@@ -150,6 +155,33 @@ class TaskService:
             # state change (nothing more from this run, but say it is not over).
             return chunk.model_copy(update={"complete": False})
         return chunk
+
+    async def output_slices(self, task: Task, path: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
+        """A kept output file by its path (its listing, and its bytes in slices): read here, or at
+        the partner for a task a partner ran; UnknownTaskError when it kept no such file."""
+        kept = task.kept_outputs()
+        if kept is None:
+            raise TaskStateError(
+                f"task {task.id} has no kept outputs yet (it is {task.state})", code="outputs_not_ready"
+            )
+        entry = next((f for f in kept if f.get("path") == path), None)
+        if entry is None:
+            raise UnknownTaskError(f"task {task.id} kept no output {path!r}", code="unknown_output")
+        return entry, self._slices(task, entry)
+
+    async def _slices(self, task: Task, entry: dict[str, Any]) -> AsyncIterator[bytes]:
+        size, offset = int(entry["size_bytes"]), 0
+        if task.kind != "remote":
+            with keep.outputs_dir(self.tasks, task.id).joinpath(entry["path"]).open("rb") as handle:
+                while block := handle.read(SLICE):
+                    yield block
+            return
+        while offset < size:
+            block = await self.remote.output_slice(task, entry["path"], offset, SLICE)
+            if not block:
+                raise PartnerTaskError(f"{task.partner} sent no bytes of {entry['path']} at {offset}")
+            offset += len(block)
+            yield block
 
     def outputs(self, task: Task) -> dict[str, Any]:
         """The task's kept output files (`complete` False until its run ended and they were kept)."""

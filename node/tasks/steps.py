@@ -15,6 +15,8 @@ from node.tasks.finish import Finish
 from node.tasks.machine import TaskState
 from node.tasks.ordering import WAITING, Busy, Ordering, Refused, flavor_of
 from node.tasks.records import Task, TaskKind
+from node.tasks.remote import Remote
+from node.tasks.sold import SoldTasks
 
 log = logging.getLogger("cpnode.tasks")
 Action = Callable[[Task], Awaitable[bool]]
@@ -23,11 +25,13 @@ Action = Callable[[Task], Awaitable[bool]]
 class TaskSteps:
     """What each state does for each kind of task."""
 
-    def __init__(self, tasks: Tasks) -> None:
+    def __init__(self, tasks: Tasks, nudge: Callable[[str], None] = lambda _id: None) -> None:
         self.tasks = tasks
         self.ordering = Ordering(tasks)
         self.delivery = Delivery(tasks)
         self.finish = Finish(tasks, self.delivery)
+        self.remote = Remote(tasks)
+        self.sold = SoldTasks(tasks, self.delivery, self.finish, nudge)
         # One placement at a time: each sees the free units the one before left (fewer refusals).
         self._ordering = asyncio.Lock()
         d, f = self.delivery, self.finish
@@ -41,8 +45,20 @@ class TaskSteps:
             "failed": f.on_ended,
             "stopped": f.on_ended,
         }
+        following = self.remote.on_following
         self.actions: dict[TaskKind, dict[TaskState, Action]] = {
             "own": {"submitted": self.on_submitted, **pool},
+            "remote": {
+                "submitted": self.on_submitted,  # never stored so: an own task becomes remote once ordered
+                **dict.fromkeys(("ordered", "provisioning", "deploying", "running", "stopping"), following),
+                **dict.fromkeys(("succeeded", "failed", "stopped"), self.remote.on_ended),
+            },
+            "sold": {
+                "submitted": self._never_submitted,
+                **pool,
+                "ordered": self.sold.on_ordered,
+                **dict.fromkeys(("succeeded", "failed", "stopped"), self.sold.on_ended),
+            },
         }
 
     async def step(self, task: Task) -> bool:
@@ -51,6 +67,10 @@ class TaskSteps:
         if action is None:
             return False
         return await action(task)
+
+    async def _never_submitted(self, task: Task) -> bool:
+        """A partner's task is stored `ordered` with its sale; nothing to do in `submitted`."""
+        return False
 
     async def on_submitted(self, task: Task) -> bool:
         """Order the task (see node.tasks.ordering); wait while capacity is busy."""
@@ -75,8 +95,10 @@ class TaskSteps:
         moved = await t.move(
             task,
             "order_placed",
-            f"order {order.id}",
+            f"order {order.id}" + (f" from {order.partner}" if order.partner else ""),
             detail=None,
+            kind="own" if order.partner is None else "remote",
+            partner=order.partner,
             order_id=order.id,
             offer_id=order.offer_id,
             source=order.source,

@@ -73,9 +73,17 @@ class Buyer:
         )
 
     async def place(
-        self, consumer: str, offer_id: str, source: str, units: int, hours: int, order_id: str | None
+        self,
+        consumer: str,
+        offer_id: str,
+        source: str,
+        units: int,
+        hours: int,
+        order_id: str | None,
+        task: dict[str, Any] | None = None,
     ) -> Order:
-        """Place and drive an order; RefusedError when it ends without a sale."""
+        """Place and drive an order; RefusedError when it ends without a sale. `task` is the task
+        document a partner's trade carries (the partner runs it); an own offer's order takes none."""
         t = self.trading
         rules.check_consumer_id(consumer)
         rules.positive("units", units, rules.MAX_UNITS)
@@ -84,10 +92,12 @@ class Buyer:
             rules.check_trade_id(order_id, t.name) if order_id is not None else rules.new_trade_id(t.name)
         )
         asked = {"consumer": consumer, "offer_id": offer_id, "source": source, "units": units, "hours": hours}
+        if task is not None:
+            asked["task"] = task
         request_sha = sha256_hex(canonical.encode(asked))
         stored = await t.db(store.get_order, order_id)
         if stored is None:
-            stored = await self._create(order_id, request_sha, consumer, offer_id, source, units, hours)
+            stored = await self._create(order_id, request_sha, consumer, offer_id, source, units, hours, task)
         elif stored.request_sha256 != request_sha:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
         order = await self.drive(stored)
@@ -113,6 +123,7 @@ class Buyer:
         source: str,
         units: int,
         hours: int,
+        task: dict[str, Any] | None = None,
     ) -> Order:
         t = self.trading
         try:
@@ -122,6 +133,8 @@ class Buyer:
                 f"no consumer {consumer!r} (create it first)", code="unknown_consumer"
             ) from None
         offer, partner = await self._offer(offer_id, source)
+        if task is not None and partner is None:
+            raise OrderRequestError("only a partner's trade carries a task document", code="bad_request")
         if offer["currency"] != t.settings.currency:
             raise OrderRequestError(
                 f"this node trades in {t.settings.currency}, the offer is in {offer['currency']}",
@@ -153,6 +166,7 @@ class Buyer:
             "fee": 0 if partner else rules.fee_of(amount, t.settings.platform_fee_bp),
             "request_sha256": request_sha,
             "notify_partner": False,
+            "task": None if task is None else canonical.encode(task),
             "hold_expires_ts": now + timeout_s,
             "created_ts": now,
             "updated_ts": now,

@@ -4,7 +4,8 @@ Every document is canonical JSON signed by its issuer (federation.documents); ha
 of a document's signing bytes (`sha256_of`, signatures excluded) or of a whole container (`digest`).
 
     trade request (buyer)   cpnode.trade-request.v1: trade_id, items [{offer_id, units, hours,
-                            price_per_unit_hour, currency, amount}], amount, currency
+                            price_per_unit_hour, currency, amount}], amount, currency, and for an
+                            order that runs a task, `task` (the task document, node.tasks.sold)
     acceptance (seller)     cpnode.trade-acceptance.v1: trade_id, request_sha256, items, amount,
                             currency, hold_expires_ts
     refusal (seller)        cpnode.trade-refusal.v1: trade_id, request_sha256, error, message
@@ -78,21 +79,26 @@ def _signed(identity: Identity, document: dict[str, Any]) -> dict[str, Any]:
 
 
 def trade_request(
-    identity: Identity, seller: str, trade_id: str, terms: Terms, now_ts: int
+    identity: Identity,
+    seller: str,
+    trade_id: str,
+    terms: Terms,
+    now_ts: int,
+    task: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The buyer's signed trade request."""
-    return _signed(
-        identity,
-        {
-            "type": TRADE_REQUEST_TYPE,
-            "audience": seller,
-            "trade_id": trade_id,
-            "issued_ts": now_ts,
-            "items": [terms.item()],
-            "amount": terms.amount,
-            "currency": terms.currency,
-        },
-    )
+    """The buyer's signed trade request (carrying the task document the seller is to run, if any)."""
+    body: dict[str, Any] = {
+        "type": TRADE_REQUEST_TYPE,
+        "audience": seller,
+        "trade_id": trade_id,
+        "issued_ts": now_ts,
+        "items": [terms.item()],
+        "amount": terms.amount,
+        "currency": terms.currency,
+    }
+    if task is not None:
+        body["task"] = dict(task)
+    return _signed(identity, body)
 
 
 def request_terms(document: Mapping[str, Any]) -> Terms:

@@ -8,7 +8,7 @@ from typing import Any
 
 from node.trading.machine import OrderState, SaleState
 
-ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record")
+ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record", "task")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Order:
     settlement_record: bytes | None
     settlement_sha256: str | None
     notify_partner: bool
+    task: bytes | None  # the task document the trade request carries to the partner that runs it
     hold_expires_ts: int
     created_ts: int
     updated_ts: int

@@ -138,7 +138,10 @@ class OrderSteps:
             if reserved:
                 return await self.move(order, "reserved")
             return await self.move(order, "refused", reason="not_enough_free_units")
-        request = documents.trade_request(t.identity(), order.partner, order.id, self.terms(order), t.clock())
+        task = None if order.task is None else canonical.decode(order.task)
+        request = documents.trade_request(
+            t.identity(), order.partner, order.id, self.terms(order), t.clock(), task=task
+        )
         return await self.move(order, "requested", trade_request=canonical.encode(request))
 
     async def _on_requested(self, order: Order) -> Order | None:

@@ -135,3 +135,68 @@ async def pool_node(
             yield node
         finally:
             await http.close()
+
+
+@dataclass
+class Pair:
+    """A buyer node (no pools) and a seller node with a local pool that pin each other."""
+
+    buyer: Node
+    seller: Node
+
+    async def sync(self) -> None:
+        """The buyer fetches the seller's current catalog now."""
+        from federation.sync import run_round
+        from tests.trading.conftest import service_of
+
+        results = await run_round(service_of(self.buyer.server), force=True)
+        assert all(r.outcome in ("ok", "unchanged") for r in results), results
+
+
+PAIR_TOML = """
+[federation]
+allow_networks = ["127.0.0.0/8"]
+sync_interval_s = 3600
+
+[trading]
+trade_timeout_s = 5
+"""
+
+
+@asynccontextmanager
+async def pair(
+    tmp_path: Path, *, seller_slots: int = 2, credit_limit: int = 10_000_000, buyer_toml: str = ""
+) -> AsyncIterator[Pair]:
+    """Start seller `b` (a local pool) and buyer `a` (none), pin each other, fund alice on `a`,
+    and let `a` fetch `b`'s catalog."""
+    from federation.partners import Agreement
+    from tests.trading.conftest import pin
+
+    base = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
+    seller_config = make_node_dir(tmp_path, "b", extra_toml=base + PAIR_TOML + pool_toml(slots=seller_slots))
+    buyer_config = make_node_dir(tmp_path, "a", extra_toml=base + PAIR_TOML + buyer_toml)
+    async with running_node(seller_config) as seller, running_node(buyer_config) as buyer:
+        pin(seller, buyer, Agreement(credit_limit=credit_limit))
+        pin(buyer, seller, Agreement())
+        nodes = []
+        for server in (buyer, seller):
+            assert server.ctx is not None
+            nodes.append(
+                Node(
+                    server,
+                    aiohttp.ClientSession(
+                        server.url, headers={"Authorization": f"Bearer {server.ctx.admin_token}"}
+                    ),
+                )
+            )
+        try:
+            found = Pair(*nodes)
+            await found.buyer.call("POST", "/api/v1/consumers", {"id": "alice"})
+            await found.buyer.call(
+                "POST", "/api/v1/consumers/alice/deposits", {"amount": DEPOSIT, "id": "d1"}
+            )
+            await found.sync()
+            yield found
+        finally:
+            for node in nodes:
+                await node.http.close()
