@@ -11,13 +11,15 @@ the field), an offer this node cannot run tasks on (`not_deliverable`), or a fra
 image for the offer's chip (`no_framework_image`) refuse the trade and nothing is recorded. Once the
 sale is opened the task is stored (`opened`, idempotent, id = the trade id) in state `ordered`;
 it waits there until the sale is accepted (and fails `provision_failed` if the sale is refused or
-cancelled instead). From then on it is delivered like an own task. When its run is over, the run
+cancelled instead). From then on it is delivered like an own task, as long as the sale stands
+(a sale the buyer cancelled meanwhile stops it). When its run is over, the run
 is metered and the signed usage record stored with it; the buyer settles the trade from it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation import canonical
@@ -36,7 +38,8 @@ from node.trading import store as trading_store
 from node.trading.errors import Refusal
 from node.trading.records import Sale
 
-# Sale states in which its task runs; the others end it before it ran.
+Action = Callable[[Task], Awaitable[bool]]
+# Sale states in which its task runs; the others end it before it ran (or stop it).
 SALE_RUNS = frozenset({"accepted", "settling", "settled"})
 
 
@@ -128,6 +131,20 @@ class SoldTasks:
             return await self.delivery.on_ordered(task)
         reason = f"provision_failed: the sale is {sale.state}" + (f" ({sale.reason})" if sale.reason else "")
         return await t.move(task, "provision_failed", reason, reason=reason) is not None
+
+    def while_sold(self, action: Action) -> Action:
+        """`action`, for as long as the sale stands: a sale cancelled or expired meanwhile (the buyer
+        gave the trade up) stops the task instead, so nothing runs that nobody pays for."""
+
+        async def guarded(task: Task) -> bool:
+            assert task.partner is not None
+            assert task.order_id is not None
+            sale = await self.tasks.db(trading_store.get_sale, task.partner, task.order_id)
+            if sale is not None and sale.state not in SALE_RUNS:
+                return await self.tasks.move(task, "stop", f"the sale is {sale.state}") is not None
+            return await action(task)
+
+        return guarded
 
     async def on_ended(self, task: Task) -> bool:
         """Keep outputs and log, sign the usage record, delete the instance, release."""

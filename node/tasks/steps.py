@@ -56,6 +56,10 @@ class TaskSteps:
             "sold": {
                 "submitted": self._never_submitted,
                 **pool,
+                **{
+                    state: self.sold.while_sold(pool[state])
+                    for state in ("provisioning", "deploying", "running")
+                },
                 "ordered": self.sold.on_ordered,
                 **dict.fromkeys(("succeeded", "failed", "stopped"), self.sold.on_ended),
             },
