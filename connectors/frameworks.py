@@ -138,6 +138,12 @@ def parse_framework(spec: str) -> tuple[str, Requirement]:
     return canonicalize_name(requirement.name), requirement
 
 
+def check_framework(spec: str) -> str:
+    """`spec` if it is a framework spec (`pytorch>=2.4`); ValueError naming what is wrong (for validators)."""
+    parse_framework(spec)
+    return spec
+
+
 def chip_stack(chip: str) -> str:
     """The software stack images must target for a chip (its canonical key's `stack`, or `cpu`)."""
     key = canonical_chip(chip)

@@ -5,7 +5,9 @@ A settlement closes a trade the partner bought here; the partner signs::
     {"type": "cpnode.trade-settlement.v1", "issuer": PARTNER, "audience": US, "trade_id": ID,
      "issued_ts": T, "used_hours": H, "amount": N, "currency": C, "receipt_sha256": HEX|null}
 
-(`used_hours` 0 cancels the trade) and posts it to `POST /fed/v1/trades/{trade_id}/settlement`.
+(`used_hours` 0 cancels the trade); a settlement of metered usage adds `"used_s": S` (the seconds
+used, `used_hours` then being the whole hours that cover them) and `"usage_sha256": HEX|null`
+(the digest of the seller's signed usage record it settles, when there is one). It posts it to `POST /fed/v1/trades/{trade_id}/settlement`.
 A summary request asks for this node's signed reconciliation summary of the trades it shares
 with the caller over a time window; the partner signs::
 
@@ -84,9 +86,16 @@ def check_settlement(document: dict[str, Any], node: str, partner: str, trade_id
     currency = document.get("currency")
     if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
         raise DocumentError("currency must be a code like CNY")
-    receipt = document.get("receipt_sha256")
-    if receipt is not None and (not isinstance(receipt, str) or not _SHA256_RE.fullmatch(receipt)):
-        raise DocumentError("receipt_sha256 must be 64 lower-case hex digits or null")
+    for name in ("receipt_sha256", "usage_sha256"):
+        value = document.get(name)
+        if value is not None and (not isinstance(value, str) or not _SHA256_RE.fullmatch(value)):
+            raise DocumentError(f"{name} must be 64 lower-case hex digits or null")
+    if "used_s" in document:
+        used_s = _non_negative(document, "used_s")
+        if document["used_hours"] != -(-used_s // 3600):
+            raise DocumentError("used_hours must be the whole hours that cover used_s")
+    elif document.get("usage_sha256") is not None:
+        raise DocumentError("usage_sha256 goes with used_s (a settlement of metered usage)")
 
 
 def check_summary_request(document: dict[str, Any], node: str, partner: str) -> None:

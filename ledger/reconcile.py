@@ -50,6 +50,7 @@ class DiscrepancyKind(enum.StrEnum):
     AMOUNT = "amount"
     STATE = "state"
     DIGEST = "digest"
+    USAGE = "usage"  # the seller's metered usage lies outside what the buyer saw of the run
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from node.peering import component as peering
 from node.pools import component as pools
 from node.roles import ALL_ROLES
 from node.settlement import component as settlement
+from node.tasks import component as tasks
 from node.trading import component as trading
 
 Installer = Callable[[web.Application, NodeContext], None]
@@ -75,6 +76,13 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     # After trading: matching a demand places its orders through trading's buyer.
     Component("market", frozenset({"api"}), install=market.install),
+    # After connectors, trading and market: it drives tasks on the hosted pools through the buyer.
+    Component(
+        "tasks",
+        frozenset({"api", "connectors", "federation"}),
+        install=tasks.install,
+        status=tasks.status_lines,
+    ),
 )
 
 

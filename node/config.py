@@ -24,6 +24,7 @@ from node.peering.settings import FederationSection, OfferSection, PartnerSectio
 from node.pools.settings import ConnectorsSection, PoolList
 from node.runfile import DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME  # re-exported: where `cpnode init` writes
 from node.settlement.settings import LedgerSection
+from node.tasks.settings import TasksSection
 from node.trading.settings import TradingSection
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -160,6 +161,7 @@ class Settings(BaseModel):
     connectors: ConnectorsSection = ConnectorsSection()
     ledger: LedgerSection = LedgerSection()
     trading: TradingSection = TradingSection()
+    tasks: TasksSection = TasksSection()
     pools: PoolList = Field(default_factory=list)
     base_dir: Path = Path()
 

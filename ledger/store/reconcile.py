@@ -22,6 +22,7 @@ from ledger.holds import HoldState
 from ledger.reconcile import (
     DEFAULT_MARGIN_MS,
     Discrepancy,
+    DiscrepancyKind,
     Summary,
     Window,
     build_summary,
@@ -181,6 +182,40 @@ def record_reconciliation(
             return new
 
     return with_retries(attempt, "recording a reconciliation")
+
+
+def record_dispute(
+    engine: Engine,
+    partner: str,
+    trade_id: str,
+    kind: DiscrepancyKind,
+    ours: dict[str, Any],
+    theirs: dict[str, Any],
+    window: Window,
+    *,
+    now: int | None = None,
+) -> bool:
+    """Record a discrepancy one side found on its own (a usage record it disputes), outside a summary
+    exchange, so reconciliation lists it with the others; idempotent (True when it is new)."""
+    found_ms = now_ms() if now is None else now
+
+    def attempt() -> bool:
+        with write_transaction(engine) as conn:
+            row = {
+                "partner": partner,
+                "window_from_ms": window.from_ms,
+                "window_to_ms": window.to_ms,
+                "trade_id": trade_id,
+                "kind": str(kind),
+                "ours": json.dumps(ours, sort_keys=True),
+                "theirs": json.dumps(theirs, sort_keys=True),
+                "found_ms": found_ms,
+                "correction_id": None,
+            }
+            statement = _insert(conn, discrepancies).values(**row).on_conflict_do_nothing()
+            return len(conn.execute(statement.returning(discrepancies.c.id)).all()) > 0
+
+    return with_retries(attempt, "recording a dispute")
 
 
 def _stored(row: Any) -> StoredDiscrepancy:

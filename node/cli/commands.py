@@ -49,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "consumers": Command("node.cli.consumers_cmd", "consumer accounts and deposits"),
     "orders": Command("node.cli.orders_cmd", "place, settle and cancel consumers' orders"),
     "market": Command("node.cli.market_cmd", "match a demand against this node's and its partners' offers"),
+    "tasks": Command("node.cli.tasks_cmd", "submit tasks, follow their state and log, fetch their outputs"),
 }
 
 

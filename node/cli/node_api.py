@@ -64,28 +64,49 @@ def consumer_token(args: argparse.Namespace) -> str | None:
     return os.environ.get(CONSUMER_TOKEN_ENV, "").strip() or None
 
 
-def call(settings: Settings, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-    """One API call with the admin token, or with `token` when given; a refusal becomes a CliError
-    with the node's error code and message."""
+def _refusal(method: str, path: str, exc: urllib.error.HTTPError) -> NodeRefused:
+    try:
+        detail = json.loads(exc.read())
+    except ValueError:
+        detail = None
+    if not isinstance(detail, dict):
+        return NodeRefused(f"the node refused {method} {path}: {exc}", exc.code, None, {})
+    message = f"{detail.get('error')}: {detail.get('message')}"
+    return NodeRefused(f"the node refused {method} {path}: {message}", exc.code, detail.get("error"), detail)
+
+
+def open_url(
+    settings: Settings,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float | None = TIMEOUT_S,
+) -> Any:
+    """One API call whose answer the caller reads itself (a file, an event stream): the open
+    response; a refusal becomes a NodeRefused, an unreachable node a CliError."""
     url = node_url(settings) + path
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 — the node's own URL
     request.add_header("Authorization", f"Bearer {token or read_admin_token(settings)}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
-            return json.loads(response.read() or b"null")
+        return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310
     except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read())
-        except ValueError:
-            detail = None
-        if not isinstance(detail, dict):
-            raise NodeRefused(f"the node refused {method} {path}: {exc}", exc.code, None, {}) from None
-        message = f"{detail.get('error')}: {detail.get('message')}"
-        raise NodeRefused(
-            f"the node refused {method} {path}: {message}", exc.code, detail.get("error"), detail
-        ) from None
+        raise _refusal(method, path, exc) from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach the node at {url} (is `cpnode run` running?): {exc}") from None
+
+
+def call(settings: Settings, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One API call with the admin token, or with `token` when given; a refusal becomes a CliError
+    with the node's error code and message."""
+    with open_url(settings, method, path, body, token) as response:
+        try:
+            return json.loads(response.read() or b"null")
+        except OSError as exc:
+            raise CliError(f"the node's answer to {method} {path} was cut short: {exc}") from None

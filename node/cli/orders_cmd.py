@@ -5,8 +5,9 @@
 
 Orders are driven by the node (it holds the federation sessions and talks to the seller), so these
 commands call its API, with the admin token by default. With `--token-file PATH` (or
-$CPNODE_CONSUMER_TOKEN) `place`, `list`, `show`, `settle` and `cancel` act as the consumer whose token
-it is, on its own orders only. A refused order exits 1 naming the reason (`insufficient_funds`,
+$CPNODE_CONSUMER_TOKEN) `place`, `list`, `show` and `cancel` act as the consumer whose token it is,
+on its own orders only. `settle --used-hours` is the operator's correction (admin token): usage typed
+by hand, recorded as such in the ledger; what a task runs is metered and settled by the node. A refused order exits 1 naming the reason (`insufficient_funds`,
 `not_enough_free_units`, `credit_limit_exceeded`, `price_changed`, `partner_unavailable`, ...).
 """
 
@@ -40,7 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         commands,
         "orders",
         description="Consumers' orders through the running node, with the admin token; with "
-        f"--token-file PATH or ${CONSUMER_TOKEN_ENV}, place/list/show/settle/cancel act as that "
+        f"--token-file PATH or ${CONSUMER_TOKEN_ENV}, place/list/show/cancel act as that "
         "token's consumer on its own orders.",
     )
     sub = parser.add_subparsers(title="orders commands", metavar="ACTION", required=True)
@@ -72,7 +73,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing = sub.add_parser("list", help="orders, newest first")
     listing.add_argument("--consumer")
     show = sub.add_parser("show", help="one order with its receipt and settlement documents")
-    settle = sub.add_parser("settle", help="settle an accepted order for the hours used")
+    settle = sub.add_parser(
+        "settle", help="operator's correction: settle an accepted order for hours typed by hand"
+    )
     settle.add_argument("--used-hours", type=int, required=True)
     cancel = sub.add_parser("cancel", help="cancel an accepted order (nothing is charged)")
     for parser_ in (show, settle, cancel):
@@ -89,7 +92,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ):
         add_config_argument(parser_)
         add_json_argument(parser_)
-        if parser_ is not sales:
+        if parser_ not in (sales, settle):
             add_token_argument(parser_)
         parser_.set_defaults(handler=handler)
 
@@ -259,7 +262,7 @@ def run_settle(args: argparse.Namespace) -> int:
     """Handler of `cpnode orders settle`."""
     settings = settings_from_args(args)
     path = f"/api/v1/orders/{quote(args.order_id, safe='')}/settle"
-    order = call(settings, "POST", path, {"used_hours": args.used_hours}, token=consumer_token(args))
+    order = call(settings, "POST", path, {"used_hours": args.used_hours})
     _print_order(order, args.json)
     return 0
 

@@ -69,6 +69,10 @@ def start_pool_node(stage: Stage) -> None:
     """A fourth platform's node whose offers come from its pools, not from its config."""
     stage.title(f"{NODE}: a node with a local pool and two simulated-cloud pools")
     pools = f"""
+[federation]
+allow_networks = ["127.0.0.0/8"]
+sync_interval_s = 2
+
 [connectors]
 heartbeat_interval_s = 0.5
 refresh_interval_s = 1
@@ -77,7 +81,7 @@ refresh_interval_s = 1
 name = "cd-local"
 plugin = "local"
 site = "chengdu"
-options = {{ root = "pools/local", slots = 2 }}
+options = {{ root = "pools/local", slots = 2, price_minor_per_slot_hour = 36000 }}
 identity = {IDENTITY % "CD01"}
 
 [[pools]]

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import connectors, federation, foundation, market, trading
+from node.demo import connectors, federation, foundation, market, tasks, trading
 from node.demo import ledger as settlement
 from node.demo.stage import DemoError, Stage
 
@@ -36,6 +36,10 @@ RUN_STEPS: tuple[Step, ...] = (
     trading.audit,
     settlement.audit,
     market.match_and_buy,
+    tasks.pin_pool_node,
+    tasks.run_task,
+    tasks.fetch_outputs,
+    tasks.settle_and_reconcile,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from connectors.frameworks import check_framework
 from node.market.errors import DemandError
 from node.trading.rules import MAX_HOURS, MAX_UNITS
 
@@ -47,6 +48,9 @@ class Demand(BaseModel):
     sources: tuple[SourceEntry, ...] | None = Field(default=None, min_length=1, max_length=MAX_LIST)
     objective: Objective = "cost"
     split: StrictBool = False
+    # A framework the demand's program needs (`pytorch>=2.4`): offers whose chip has no image of it
+    # are left out (`no_framework_image`).
+    framework: Annotated[Text, AfterValidator(check_framework)] | None = None
 
     def allows_source(self, source: str, partner: str | None) -> bool:
         """Whether an offer from `source` (`own:NAME` / `partner:NAME`) is one the demand accepts."""

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from connectors.frameworks import NoImage, resolve
 from ledger.records import MAX_AMOUNT
 from node.market.demand import Demand
 from node.offers import OfferRow, group_of
@@ -34,6 +35,7 @@ REASONS: tuple[str, ...] = (
     "catalog_stale",
     "currency",
     "chip_mismatch",
+    "no_framework_image",
     "too_small",
     "region",
     "tags",
@@ -182,6 +184,17 @@ class _Rules:
         self.regions = None if demand.regions is None else frozenset(demand.regions)
         self.needed = 1 if demand.split else demand.units
         self.size = demand.units * demand.hours
+        self._images: dict[str, str | None] = {}  # chip → why it has no image (None: it has one)
+
+    def no_image(self, chip: str) -> str | None:
+        """Why the demand's framework has no image for `chip` (None when it has one, or none is asked)."""
+        framework = self.demand.framework
+        if framework is None:
+            return None
+        if chip not in self._images:
+            found = resolve(framework, chip)
+            self._images[chip] = found.message if isinstance(found, NoImage) else None
+        return self._images[chip]
 
     def reason(self, offer: OfferRow) -> tuple[str, str] | None:
         """(reason, message) for the first rule `offer` breaks, None if it satisfies the demand."""
@@ -218,6 +231,9 @@ class _Rules:
         for field, asked, folded in self.chips:
             if str(offer.get(field, "")).casefold() != folded:
                 return "chip_mismatch", f"{field} is {offer.get(field)!r}, the demand asks for {asked!r}"
+        missing_image = self.no_image(str(offer.get("chip_model", "")))
+        if missing_image is not None:
+            return "no_framework_image", missing_image
         for field, least, what in self.floors:
             if offer[field] < least:
                 return "too_small", f"{offer[field]} {what}, fewer than {least}"

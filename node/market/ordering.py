@@ -80,9 +80,14 @@ def no_match(result: MatchResult) -> NoMatchError:
 
 
 async def place_best(
-    buyer: Buyer, result: MatchResult, consumer: str, request_id: str | None
+    buyer: Buyer,
+    result: MatchResult,
+    consumer: str,
+    request_id: str | None,
+    task: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Order the demand on its best match (or its split plan); the orders and every offer tried."""
+    """Order the demand on its best match (or its split plan); the orders and every offer tried.
+    `task`: the task document a partner's trade carries (orders of own offers carry none)."""
     if result.demand.split:
         return await _place_plan(buyer, result, consumer, request_id)
     demand, node = result.demand, buyer.trading.name
@@ -91,8 +96,9 @@ async def place_best(
     for n, candidate in enumerate(result.matches[:MAX_ATTEMPTS]):
         order_id = order_id_for(node, consumer, request_id, n)
         try:
+            carried = task if candidate.source.startswith("partner:") else None
             order = await buyer.place(
-                consumer, candidate.offer_id, candidate.source, demand.units, demand.hours, order_id
+                consumer, candidate.offer_id, candidate.source, demand.units, demand.hours, order_id, carried
             )
         except (RefusedError, UnknownError) as exc:
             tried.append(_tried(candidate.source, candidate.offer_id, order_id, exc.code, str(exc)))

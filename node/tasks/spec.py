@@ -32,17 +32,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictInt,
     StringConstraints,
     ValidationError,
-    field_validator,
 )
 
 from connectors.contract import InputFile, Program, RelativePath
-from connectors.frameworks import Image, parse_framework
+from connectors.frameworks import Image, check_framework, parse_framework
 from node.errors import CodedError
 from node.market.demand import Demand, parse_demand
 from node.market.errors import DemandError
@@ -74,18 +74,14 @@ class ProgramSpec(_Strict):
     command: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] | None = Field(
         default=None, min_length=1, max_length=4096
     )
-    framework: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    framework: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_framework)]
+        | None
+    ) = None
     image: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=32_768)]] = Field(
         default={}, max_length=256
     )
-
-    @field_validator("framework")
-    @classmethod
-    def _framework(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_framework(value)  # ValueError names what is wrong
-        return value
 
 
 class OfferResources(_Strict):

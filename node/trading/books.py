@@ -187,9 +187,10 @@ def sale_holds(
 
 
 def sale_resolutions(
-    prefix: str, amount: int, fee: int, used: int, digest: str | None
+    prefix: str, amount: int, fee: int, used: int, digest: str | None, post_code: int = rules.CODE_SALE
 ) -> list[TransferRequest]:
-    """Post each sale hold for its share of `used` (void it when its share is 0), as one chain."""
+    """Post each sale hold for its share of `used` (void it when its share is 0), as one chain; the
+    posts carry `post_code` (`CODE_OPERATOR_USAGE` for usage typed by hand)."""
     provider_used, fee_used = rules.split_used(used, amount, fee)
     legs = []
     for leg, held, part in (("provider", amount - fee, provider_used), ("fee", fee, fee_used)):
@@ -203,7 +204,7 @@ def sale_resolutions(
                     TransferKind.POST,
                     amount=part,
                     pending_id=hold_id,
-                    code=rules.CODE_SALE,
+                    code=post_code,
                     trade_digest=digest,
                 )
             )
@@ -261,10 +262,14 @@ def partner_hold(
 
 
 def order_resolutions(
-    order_id: str, used: int, digest: str | None, legs: Sequence[str] = ("hold", "escrow")
+    order_id: str,
+    used: int,
+    digest: str | None,
+    legs: Sequence[str] = ("hold", "escrow"),
+    post_code: int = rules.CODE_ORDER,
 ) -> list[TransferRequest]:
     """Post the order's holds (`hold`: the consumer's, `escrow`: the partner hold) for `used`, or
-    void them when it is 0, as one chain."""
+    void them when it is 0, as one chain; the posts carry `post_code`."""
     requests = []
     for leg in legs:
         hold_id = f"{order_id}:{leg}"
@@ -275,7 +280,7 @@ def order_resolutions(
                     TransferKind.POST,
                     amount=used,
                     pending_id=hold_id,
-                    code=rules.CODE_ORDER,
+                    code=post_code,
                     trade_digest=digest,
                 )
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ledger
@@ -46,6 +47,8 @@ class Buyer:
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
         self.steps = OrderSteps(trading)
+        # Which task (if any) meters an order: its usage is settled from what ran, never by hand.
+        self.metered_by: Callable[[str], Awaitable[str | None]] | None = None
 
     # --- placing -------------------------------------------------------------------------------
 
@@ -70,9 +73,17 @@ class Buyer:
         )
 
     async def place(
-        self, consumer: str, offer_id: str, source: str, units: int, hours: int, order_id: str | None
+        self,
+        consumer: str,
+        offer_id: str,
+        source: str,
+        units: int,
+        hours: int,
+        order_id: str | None,
+        task: dict[str, Any] | None = None,
     ) -> Order:
-        """Place and drive an order; RefusedError when it ends without a sale."""
+        """Place and drive an order; RefusedError when it ends without a sale. `task` is the task
+        document a partner's trade carries (the partner runs it); an own offer's order takes none."""
         t = self.trading
         rules.check_consumer_id(consumer)
         rules.positive("units", units, rules.MAX_UNITS)
@@ -81,10 +92,12 @@ class Buyer:
             rules.check_trade_id(order_id, t.name) if order_id is not None else rules.new_trade_id(t.name)
         )
         asked = {"consumer": consumer, "offer_id": offer_id, "source": source, "units": units, "hours": hours}
+        if task is not None:
+            asked["task"] = task
         request_sha = sha256_hex(canonical.encode(asked))
         stored = await t.db(store.get_order, order_id)
         if stored is None:
-            stored = await self._create(order_id, request_sha, consumer, offer_id, source, units, hours)
+            stored = await self._create(order_id, request_sha, consumer, offer_id, source, units, hours, task)
         elif stored.request_sha256 != request_sha:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
         order = await self.drive(stored)
@@ -110,6 +123,7 @@ class Buyer:
         source: str,
         units: int,
         hours: int,
+        task: dict[str, Any] | None = None,
     ) -> Order:
         t = self.trading
         try:
@@ -119,6 +133,8 @@ class Buyer:
                 f"no consumer {consumer!r} (create it first)", code="unknown_consumer"
             ) from None
         offer, partner = await self._offer(offer_id, source)
+        if task is not None and partner is None:
+            raise OrderRequestError("only a partner's trade carries a task document", code="bad_request")
         if offer["currency"] != t.settings.currency:
             raise OrderRequestError(
                 f"this node trades in {t.settings.currency}, the offer is in {offer['currency']}",
@@ -150,6 +166,7 @@ class Buyer:
             "fee": 0 if partner else rules.fee_of(amount, t.settings.platform_fee_bp),
             "request_sha256": request_sha,
             "notify_partner": False,
+            "task": None if task is None else canonical.encode(task),
             "hold_expires_ts": now + timeout_s,
             "created_ts": now,
             "updated_ts": now,
@@ -160,15 +177,36 @@ class Buyer:
     # --- acting on a placed order ----------------------------------------------------------------
 
     async def settle(self, order_id: str, used_hours: int) -> Order:
-        """Settle an accepted order for the hours used (0: nothing is charged)."""
-        t = self.trading
+        """Settle an accepted order for hours typed by hand (0: nothing is charged): an operator's
+        correction, whose posts the ledger records as such (`CODE_OPERATOR_USAGE`)."""
         order = await self.get(order_id)
+        task_id = None if self.metered_by is None else await self.metered_by(order.id)
+        if task_id is not None:
+            raise StateError(
+                f"order {order.id} is metered by task {task_id}: it is settled for what ran when the task ends",
+                code="metered_order",
+            )
         if type(used_hours) is not int or not 0 <= used_hours <= order.hours:
             raise OrderRequestError(
                 f"used_hours must be an integer from 0 to {order.hours}", code="bad_used_hours"
             )
+        used = order.units * used_hours * order.price_per_unit_hour
+        return await self._settle(order, used_hours, None, used, None)
+
+    async def settle_metered(self, order_id: str, used_s: int, usage_sha256: str | None = None) -> Order:
+        """Settle an accepted order for `used_s` metered seconds, prorated to the second (0: nothing
+        is charged); `usage_sha256` names the seller's signed usage record it settles, if any."""
+        order = await self.get(order_id)
+        if type(used_s) is not int:
+            raise OrderRequestError("used_s must be an integer", code="bad_used_s")
+        used = rules.usage_amount(order.units, order.hours, order.price_per_unit_hour, used_s)
+        return await self._settle(order, rules.hours_covering(used_s), used_s, used, usage_sha256)
+
+    async def _settle(
+        self, order: Order, used_hours: int, used_s: int | None, used: int, usage_sha256: str | None
+    ) -> Order:
+        t = self.trading
         if order.state == "accepted":
-            used = order.units * used_hours * order.price_per_unit_hour
             extra: dict[str, Any] = {}
             if order.partner is not None:
                 await self.steps.ensure_partner_hold(order)
@@ -181,6 +219,7 @@ class Buyer:
                     order.currency,
                     order.receipt_sha256,
                     t.clock(),
+                    metered=None if used_s is None else (used_s, usage_sha256),
                 )
                 extra["settlement"] = canonical.encode(doc)
             moved = await t.db(
@@ -190,14 +229,18 @@ class Buyer:
                 "settle",
                 t.clock(),
                 used_hours=used_hours,
+                used_s=used_s,
                 settled_amount=used,
                 **extra,
             )
-            order = moved or await self.get(order_id)
-        if order.state not in ("settling", "posting", "settled") or order.used_hours != used_hours:
-            raise StateError(
-                f"order {order.id} is {order.state}; it cannot be settled for {used_hours} hours now"
-            )
+            order = moved or await self.get(order.id)
+        if (
+            order.state not in ("settling", "posting", "settled")
+            or order.used_hours != used_hours
+            or order.used_s != used_s
+        ):
+            what = f"{used_hours} hours" if used_s is None else f"{used_s} metered seconds"
+            raise StateError(f"order {order.id} is {order.state}; it cannot be settled for {what} now")
         order = await self.drive(order)
         if order.state == "cancelled" and (order.reason or "").startswith(BAD_ANSWER):
             raise self._refused(order, "was not settled")

@@ -14,8 +14,9 @@ under a lock, the ledger), and refused with `no_capacity_refusal` and `credit_re
 Settlement rules: a cancel (0 hours) of a trade never seen is recorded once, if its id is the
 buyer's and its currency this node's; a sale whose holds expired refuses; a stored settlement is
 finished again (same bytes) or refused (others), except that a cancelled trade answers any cancel;
-a refused trade answers a `refused` receipt; an accepted one is settled for the used hours when
-the receipt digest, the hours and the amount agree with the sale.
+a refused trade answers a `refused` receipt; an accepted one is settled for the used hours (or,
+metered, the used seconds, prorated) when the receipt digest, the usage and the amount agree with
+the sale.
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ class FinishStored:
 
 @dataclass(frozen=True)
 class Apply:
-    """Settle (`used` > 0) or cancel an accepted sale for `used_hours`."""
+    """Settle (`used` > 0) or cancel an accepted sale for `used_hours` (metered: `used_s` seconds)."""
 
     used_hours: int
     used: int
+    used_s: int | None = None
 
     @property
     def event(self) -> Literal["settle", "cancel"]:
@@ -194,6 +196,8 @@ def check_settlement(
         raise Refusal(
             422, "too_many_hours", f"{plural(used_hours, 'used hour')} exceed the {sale.hours} ordered"
         )
+    if "used_s" in document:
+        return _metered(document, sale, used_hours, amount, given_currency)
     used = sale.units * used_hours * sale.price_per_unit_hour
     if amount != used or given_currency != sale.currency:
         hours = plural(used_hours, "hour")
@@ -205,3 +209,20 @@ def check_settlement(
             f"not {format_money(amount, given_currency)}",
         )
     return Apply(used_hours, used)
+
+
+def _metered(document: Mapping[str, Any], sale: Sale, used_hours: int, amount: int, currency: str) -> Apply:
+    """A settlement of usage metered to the second: its amount must be the seconds' prorated cost."""
+    used_s = int(document["used_s"])
+    try:
+        used = rules.usage_amount(sale.units, sale.hours, sale.price_per_unit_hour, used_s)
+    except OrderRequestError as exc:
+        raise Refusal(422, "too_many_hours", str(exc)) from None
+    if amount != used or currency != sale.currency:
+        raise Refusal(
+            422,
+            "amount_mismatch",
+            f"{plural(used_s, 'second')} of {plural(sale.units, 'unit')} cost "
+            f"{format_money(used, sale.currency)}, not {format_money(amount, currency)}",
+        )
+    return Apply(used_hours, used, used_s)

@@ -4,14 +4,15 @@ Every document is canonical JSON signed by its issuer (federation.documents); ha
 of a document's signing bytes (`sha256_of`, signatures excluded) or of a whole container (`digest`).
 
     trade request (buyer)   cpnode.trade-request.v1: trade_id, items [{offer_id, units, hours,
-                            price_per_unit_hour, currency, amount}], amount, currency
+                            price_per_unit_hour, currency, amount}], amount, currency, and for an
+                            order that runs a task, `task` (the task document, node.tasks.sold)
     acceptance (seller)     cpnode.trade-acceptance.v1: trade_id, request_sha256, items, amount,
                             currency, hold_expires_ts
     refusal (seller)        cpnode.trade-refusal.v1: trade_id, request_sha256, error, message
     receipt (both)          cpnode.trade-receipt.v1 {trade_id, request, acceptance}: the co-signed
                             record; its digest is the `trade_digest` of both ledgers' holds
     settlement (buyer)      cpnode.trade-settlement.v1 (federation.settlement): used_hours, amount,
-                            receipt_sha256
+                            receipt_sha256; for metered usage also used_s and usage_sha256
     settlement receipt      cpnode.settlement-receipt.v1: trade_id, settlement_sha256, state
       (seller)              (settled | voided | cancelled | refused), amount, currency, acceptance
     settlement record       cpnode.settlement-record.v1 {trade_id, settlement, receipt}: its digest
@@ -78,21 +79,26 @@ def _signed(identity: Identity, document: dict[str, Any]) -> dict[str, Any]:
 
 
 def trade_request(
-    identity: Identity, seller: str, trade_id: str, terms: Terms, now_ts: int
+    identity: Identity,
+    seller: str,
+    trade_id: str,
+    terms: Terms,
+    now_ts: int,
+    task: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The buyer's signed trade request."""
-    return _signed(
-        identity,
-        {
-            "type": TRADE_REQUEST_TYPE,
-            "audience": seller,
-            "trade_id": trade_id,
-            "issued_ts": now_ts,
-            "items": [terms.item()],
-            "amount": terms.amount,
-            "currency": terms.currency,
-        },
-    )
+    """The buyer's signed trade request (carrying the task document the seller is to run, if any)."""
+    body: dict[str, Any] = {
+        "type": TRADE_REQUEST_TYPE,
+        "audience": seller,
+        "trade_id": trade_id,
+        "issued_ts": now_ts,
+        "items": [terms.item()],
+        "amount": terms.amount,
+        "currency": terms.currency,
+    }
+    if task is not None:
+        body["task"] = dict(task)
+    return _signed(identity, body)
 
 
 def request_terms(document: Mapping[str, Any]) -> Terms:
@@ -209,21 +215,23 @@ def settlement(
     currency: str,
     receipt_sha256: str | None,
     now_ts: int,
+    metered: tuple[int, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The buyer's signed settlement (used_hours 0 cancels)."""
-    return _signed(
-        identity,
-        {
-            "type": SETTLEMENT_TYPE,
-            "audience": seller,
-            "trade_id": trade_id,
-            "issued_ts": now_ts,
-            "used_hours": used_hours,
-            "amount": amount,
-            "currency": currency,
-            "receipt_sha256": receipt_sha256,
-        },
-    )
+    """The buyer's signed settlement (used_hours 0 cancels); `metered` (used_s, usage_sha256) for
+    usage metered to the second, None for hours typed by hand."""
+    body: dict[str, Any] = {
+        "type": SETTLEMENT_TYPE,
+        "audience": seller,
+        "trade_id": trade_id,
+        "issued_ts": now_ts,
+        "used_hours": used_hours,
+        "amount": amount,
+        "currency": currency,
+        "receipt_sha256": receipt_sha256,
+    }
+    if metered is not None:
+        body["used_s"], body["usage_sha256"] = metered
+    return _signed(identity, body)
 
 
 def settlement_receipt(

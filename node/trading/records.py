@@ -8,7 +8,7 @@ from typing import Any
 
 from node.trading.machine import OrderState, SaleState
 
-ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record")
+ORDER_DOCUMENTS = ("trade_request", "receipt", "settlement", "settlement_record", "task")
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,13 @@ class Order:
     receipt_sha256: str | None
     partner_hold_expires_ts: int | None
     used_hours: int | None
+    used_s: int | None  # metered seconds; None when settled by hand in hours (an operator's correction)
     settled_amount: int | None
     settlement: bytes | None
     settlement_record: bytes | None
     settlement_sha256: str | None
     notify_partner: bool
+    task: bytes | None  # the task document the trade request carries to the partner that runs it
     hold_expires_ts: int
     created_ts: int
     updated_ts: int
@@ -72,6 +74,7 @@ class Sale:
     settlement_receipt: bytes | None
     record_sha256: str | None
     used_hours: int | None
+    used_s: int | None
     settled_amount: int | None
     hold_expires_ts: int
     created_ts: int

@@ -12,8 +12,9 @@
                                                                                            (consumer: own)
     GET  /api/v1/orders[?consumer=C]          newest first                                 (consumer: own)
     GET  /api/v1/orders/{id}                  one order with its receipt and settlement documents
-    POST /api/v1/orders/{id}/settle           {"used_hours"}
-    POST /api/v1/orders/{id}/cancel                               (these three, consumer: own orders)
+    POST /api/v1/orders/{id}/settle           {"used_hours"}: usage typed by hand, an operator's
+                                              correction (admin only; a task's order is metered)
+    POST /api/v1/orders/{id}/cancel                               (consumer: own orders)
     GET  /api/v1/sales[?partner=P]            trades partners bought here
 
 Routes marked `consumer` also take a consumer token (node.http.auth) and then act only for that
@@ -294,10 +295,11 @@ async def show_order(request: web.Request) -> web.Response:
 
 
 async def settle(request: web.Request) -> web.Response:
-    """`POST /api/v1/orders/{id}/settle`: settle an accepted order for the hours used."""
-    caller = await request.app[CTX].authenticate(request)
+    """`POST /api/v1/orders/{id}/settle`: the operator settles an accepted order for hours typed by
+    hand (a correction, recorded as such; what a task runs is metered and settled by the node)."""
+    request.app[CTX].require_admin(request)
     body = await parse_body(request, Settlement)
-    order = await _own_order(request, caller)
+    order = await _own_order(request, ADMIN)
     order = await request.app[BUYER].settle(order.id, body.used_hours)
     return web.json_response(order_view(order))
 

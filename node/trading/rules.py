@@ -13,7 +13,9 @@ Chart of accounts (ledger account ids; one currency per node, `trading.currency`
 | `fees:platform` | fees | | this node's platform fee |
 
 Amounts are integer minor units; `units × hours × price per unit-hour` is checked against the
-ledger's largest amount before anything is recorded.
+ledger's largest amount before anything is recorded. What an order costs in the end is its metered
+usage, prorated to the second and rounded up to the minor unit (`usage_amount`); usage typed by hand
+in whole hours is an operator's correction, and its posts carry `CODE_OPERATOR_USAGE`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ CODE_DEPOSIT = 100
 CODE_ORDER = 200
 CODE_SALE = 300
 CODE_CREDIT_LINE = 400
+CODE_OPERATOR_USAGE = 500  # posts of usage an operator typed by hand (not metered)
+SECONDS_PER_HOUR = 3600
 
 
 def consumer_account(consumer: str) -> str:
@@ -102,6 +106,23 @@ def order_amount(units: int, hours: int, price_per_unit_hour: int) -> int:
             code="bad_amount",
         )
     return amount
+
+
+def usage_amount(units: int, hours: int, price_per_unit_hour: int, used_s: int) -> int:
+    """What `used_s` seconds of `units` cost at `price_per_unit_hour`: prorated to the second, rounded
+    up to the minor unit, never more than the `hours` bought."""
+    if not 0 <= used_s <= hours * SECONDS_PER_HOUR:
+        raise OrderRequestError(
+            f"used_s must be an integer from 0 to {hours * SECONDS_PER_HOUR} (the {hours} hours bought)",
+            code="bad_used_s",
+        )
+    prorated = -(-(units * price_per_unit_hour * used_s) // SECONDS_PER_HOUR)
+    return min(prorated, units * hours * price_per_unit_hour)
+
+
+def hours_covering(used_s: int) -> int:
+    """The whole hours that cover `used_s` seconds (what a settlement's `used_hours` says)."""
+    return -(-used_s // SECONDS_PER_HOUR)
 
 
 def fee_of(amount: int, fee_bp: int) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import ledger
 from federation import canonical
@@ -33,6 +33,7 @@ from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
 from ledger import Status
+from node.offers import CatalogOffer
 from node.trading import books, decisions, documents, rules, store
 from node.trading.core import Trading
 from node.trading.errors import Refusal, StateError
@@ -55,6 +56,16 @@ Answer = tuple[int, dict[str, Any]]
 SaleAction = Callable[[Partner, Sale], Awaitable[Answer]]
 
 
+class TaskDelivery(Protocol):
+    """What runs the task a trade request carries (node.tasks, set on the seller when it is wired)."""
+
+    async def check(self, partner: Partner, task: Any, offer: CatalogOffer) -> None:
+        """Refuse (Refusal) a task this node cannot run on `offer`; before anything is recorded."""
+
+    async def opened(self, partner: Partner, sale: Sale, task: dict[str, Any]) -> None:
+        """Record the task of a sale just opened (idempotent); it runs once the sale is accepted."""
+
+
 class Seller:
     """The handlers the federation frames call for trades, settlements and summaries."""
 
@@ -66,6 +77,7 @@ class Seller:
             "settling": self._finish,
             "voiding": self._finish,
         }
+        self.tasks: TaskDelivery | None = None
 
     def _refused(self, partner: Partner, trade_id: str, request_sha: str | None, refusal: Refusal) -> Answer:
         """The one place a Refusal becomes the signed refusal document answered to the partner."""
@@ -91,9 +103,14 @@ class Seller:
         t = self.trading
         stored = await t.db(store.get_sale, partner.name, str(document["trade_id"]))
         if stored is not None:
-            return await self._resume(partner, stored, request_sha)
+            return await self._resume(partner, stored, request_sha, document)
         offers = {offer["id"]: offer for _, offer in await t.capacity.raw_offers()}
         sold = decisions.check_trade(document, partner, offers, t.settings.currency)
+        task = document.get("task")
+        if task is not None:
+            if self.tasks is None:
+                raise Refusal(422, "tasks_unavailable", f"{t.name} runs no tasks for its partners")
+            await self.tasks.check(partner, task, sold.offer)
         terms = sold.terms
         now = t.clock()
         expires = now + rules.hold_timeout_s(terms.hours, t.settings.settle_grace_s)
@@ -123,15 +140,24 @@ class Seller:
         if outcome == "no_capacity":
             raise decisions.no_capacity_refusal(terms.offer_id, terms.units)
         if outcome == "exists":
-            return await self._resume(partner, sale, request_sha)
+            return await self._resume(partner, sale, request_sha, document)
+        return await self._open(partner, sale, document)
+
+    async def _open(self, partner: Partner, sale: Sale, document: dict[str, Any]) -> Answer:
+        """Record the task the trade carries (if any), then the sale's holds."""
+        task = document.get("task")
+        if task is not None and self.tasks is not None:
+            await self.tasks.opened(partner, sale, task)
         return await self._hold(partner, sale)
 
-    async def _resume(self, partner: Partner, sale: Sale, request_sha: str) -> Answer:
+    async def _resume(
+        self, partner: Partner, sale: Sale, request_sha: str, document: dict[str, Any]
+    ) -> Answer:
         """Answer a trade request for a sale already recorded (a re-run after a lapsed claim)."""
         if sale.state == "cancelled" or sale.request_sha256 != request_sha:
             raise Refusal(409, "trade_cancelled", "the buyer cancelled this trade")
         if sale.state == "open":
-            return await self._hold(partner, sale)
+            return await self._open(partner, sale, document)
         if sale.state == "refused":
             raise Refusal(409, sale.reason or "refused", "the trade was refused")
         assert sale.acceptance is not None
@@ -215,6 +241,7 @@ class Seller:
             settlement_receipt=canonical.encode(answer),
             record_sha256=documents.digest(documents.settlement_record(document, answer)),
             used_hours=step.used_hours,
+            used_s=step.used_s,
             settled_amount=step.used,
         )
         if moved is None:  # another request moved it first: answer from what it stored
@@ -278,7 +305,10 @@ class Seller:
         assert sale.settlement_receipt is not None
         if sale.state in ("settling", "voiding"):
             used = int(sale.settled_amount or 0) if sale.state == "settling" else 0
-            requests = books.sale_resolutions(sale.trade_id, sale.amount, sale.fee, used, sale.record_sha256)
+            code = rules.CODE_SALE if sale.used_s is not None else rules.CODE_OPERATOR_USAGE
+            requests = books.sale_resolutions(
+                sale.trade_id, sale.amount, sale.fee, used, sale.record_sha256, post_code=code
+            )
             cause = await t.db(books.submit, requests)
             done = DONE_POSTING if used else DONE_VOIDING
             if cause is not None and cause not in done:

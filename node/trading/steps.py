@@ -138,7 +138,10 @@ class OrderSteps:
             if reserved:
                 return await self.move(order, "reserved")
             return await self.move(order, "refused", reason="not_enough_free_units")
-        request = documents.trade_request(t.identity(), order.partner, order.id, self.terms(order), t.clock())
+        task = None if order.task is None else canonical.decode(order.task)
+        request = documents.trade_request(
+            t.identity(), order.partner, order.id, self.terms(order), t.clock(), task=task
+        )
         return await self.move(order, "requested", trade_request=canonical.encode(request))
 
     async def _on_requested(self, order: Order) -> Order | None:
@@ -237,11 +240,13 @@ class OrderSteps:
     async def _on_posting(self, order: Order) -> Order | None:
         t = self.trading
         used = int(order.settled_amount or 0)
+        code = rules.CODE_SALE if order.partner is None else rules.CODE_ORDER
+        code = code if order.used_s is not None else rules.CODE_OPERATOR_USAGE
         if order.partner is None:
-            requests = books.sale_resolutions(order.id, order.amount, order.fee, used, None)
+            requests = books.sale_resolutions(order.id, order.amount, order.fee, used, None, post_code=code)
         else:
             await self.ensure_partner_hold(order)
-            requests = books.order_resolutions(order.id, used, order.settlement_sha256)
+            requests = books.order_resolutions(order.id, used, order.settlement_sha256, post_code=code)
         cause = await t.db(books.submit, requests)
         if cause is not None and not (used == 0 and cause in VOID_DONE):
             raise StateError(f"the ledger refused to settle order {order.id}: {cause}", code="ledger_refused")

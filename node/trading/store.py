@@ -77,6 +77,13 @@ def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
     )
 
 
+def release_reservation(engine: Engine, reservation_id: str, now_ts: int) -> None:
+    """Release a capacity reservation on its own (its units are held some other way now, e.g. by
+    the instance a task created on the pool); a no-op if it is gone or released."""
+    with write_transaction(engine) as conn:
+        release(conn, reservation_id, now_ts)
+
+
 def move_order(
     engine: Engine, /, order_id: str, state: OrderState, event: OrderEvent, now_ts: int, **values: Any
 ) -> Order | None:

@@ -1,4 +1,4 @@
-"""Trading tables (migrations node_0002 to node_0004): orders placed here, sales to partners,
+"""Trading tables (migrations node_0002 to node_0004, node_0006, node_0008): orders placed here, sales to partners,
 capacity reservations and consumers' API tokens, and their rows as records (node.trading.records)."""
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ orders_t = sa.Table(
     sa.Column("receipt_sha256", sa.String(64)),
     sa.Column("partner_hold_expires_ts", _BIG),
     sa.Column("used_hours", _BIG),
+    sa.Column("used_s", _BIG),
     sa.Column("settled_amount", _BIG),
     sa.Column("settlement", _BYTES),
     sa.Column("settlement_record", _BYTES),
     sa.Column("settlement_sha256", sa.String(64)),
     sa.Column("notify_partner", sa.Boolean),
+    sa.Column("task", _BYTES),
     *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
 )
 sales_t = sa.Table(
@@ -61,6 +63,7 @@ sales_t = sa.Table(
     sa.Column("settlement_receipt", _BYTES),
     sa.Column("record_sha256", sa.String(64)),
     sa.Column("used_hours", _BIG),
+    sa.Column("used_s", _BIG),
     sa.Column("settled_amount", _BIG),
     *(sa.Column(name, _BIG) for name in ("hold_expires_ts", "created_ts", "updated_ts")),
 )

@@ -25,3 +25,7 @@ def test_demo_scenario_completes(tmp_path: Path) -> None:
         if line.startswith("process ") and " : running at " in line
     ]
     assert len(running) >= 3
+    # Delivery: alice's training task ran on chengdu's pool and both ledgers agree.
+    assert "done: final loss 0.474973" in result.stdout
+    assert "no usage dispute" in result.stdout
+    assert "none: both ledgers agree on every trade in the window" in result.stdout

@@ -26,7 +26,7 @@ async def test_consumer_drives_its_own_orders_through_the_cli(  # noqa: PLR0915 
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`consumers token` prints a token once; with it in a file (or the environment) `orders place`
-    (no --consumer, source found through the offers), `list`, `show`, `settle` and `cancel` act for
+    (no --consumer, source found through the offers), `list`, `show` and `cancel` act for
     its consumer only; after `consumers revoke-token` the same commands are refused, and the admin's
     own commands never changed."""
     monkeypatch.delenv("CPNODE_CONSUMER_TOKEN", raising=False)
@@ -70,7 +70,7 @@ async def test_consumer_drives_its_own_orders_through_the_cli(  # noqa: PLR0915 
         assert [o["id"] for o in listed] == [placed["id"]]
         shown = await run_json(m, "orders", "show", placed["id"], *mine)
         assert shown["id"] == placed["id"]
-        settled = await run_json(m, "orders", "settle", placed["id"], "--used-hours", "1", *mine)
+        settled = await run_json(m, "orders", "settle", placed["id"], "--used-hours", "1")
         assert (settled["state"], settled["settled_amount"]) == ("settled", 2_000)
         code, out, err = await run(m, "orders", "show", bobs["id"], *mine)
         assert (code, "unknown_order" in err) == (1, True)

@@ -138,6 +138,7 @@ def sale(**fields: Any) -> Sale:
         "settlement_receipt": None,
         "record_sha256": None,
         "used_hours": None,
+        "used_s": None,
         "settled_amount": None,
         "hold_expires_ts": 10_000,
         "created_ts": 1,
@@ -162,6 +163,18 @@ def settlement(used_hours: int, amount: int, **fields: Any) -> dict[str, Any]:
 def settle(document: dict[str, Any], stored: Sale | None, sha: str = "c" * 64) -> decisions.SettleStep:
     """check_settlement for beijing in CNY."""
     return decisions.check_settlement(document, "beijing", stored, sha, "CNY")
+
+
+def test_metered_settlements_are_prorated_to_the_second() -> None:
+    """90 s of 2 units at 100.00 CNY per unit-hour cost 2 × 10000 × 90 / 3600 = 500 minor units;
+    another amount, or more seconds than the hours bought, is refused."""
+    assert settle(settlement(1, 500, used_s=90), sale()) == decisions.Apply(1, 500, 90)
+    with pytest.raises(Refusal) as wrong:
+        settle(settlement(1, 501, used_s=90), sale())
+    assert (wrong.value.code, "90 seconds" in str(wrong.value)) == ("amount_mismatch", True)
+    with pytest.raises(Refusal) as beyond:
+        settle(settlement(3, 60_001, used_s=3 * 3600 + 1), sale())
+    assert beyond.value.code == "too_many_hours"
 
 
 def test_settlements_of_an_accepted_sale() -> None:

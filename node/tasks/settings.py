@@ -1,0 +1,27 @@
+"""Config section of tasks: `[tasks]` (see node.config).
+
+[tasks]
+poll_s = 0.25                 # how often a task's pool (or partner) is asked how its run goes
+queue_timeout_s = 3600        # how long a task waits for free capacity before it fails (no_capacity)
+provision_retry_s = 60        # how long a pool that is full or unreachable is retried at provisioning
+max_output_bytes = 1073741824 # the most a task's kept outputs may take on this node
+partner_timeout_s = 10        # how long one call to a partner about a task may take
+usage_tolerance_s = 2         # how far a partner's metered seconds may lie outside our observation
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TasksSection(BaseModel):
+    """`[tasks]`: how tasks are followed, queued and kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    poll_s: float = Field(default=0.25, ge=0.01, le=60)
+    queue_timeout_s: int = Field(default=3600, ge=0, le=30 * 86_400)
+    provision_retry_s: float = Field(default=60.0, ge=0, le=86_400)
+    max_output_bytes: int = Field(default=1 << 30, ge=0, le=1 << 40)
+    partner_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    usage_tolerance_s: int = Field(default=2, ge=0, le=3600)

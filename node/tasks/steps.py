@@ -1,0 +1,118 @@
+"""The action of each task state, by kind: one table, so every state that is not final has exactly
+one action for each kind of task (a table test checks it). Each action runs after its state is
+stored, is idempotent, and says whether it moved the task on (False: nothing new, ask again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from node.tasks.core import Tasks
+from node.tasks.delivery import Delivery, image_json
+from node.tasks.finish import Finish
+from node.tasks.machine import TaskState
+from node.tasks.ordering import WAITING, Busy, Ordering, Refused, flavor_of
+from node.tasks.records import Task, TaskKind
+from node.tasks.remote import Remote
+from node.tasks.sold import SoldTasks
+
+log = logging.getLogger("cpnode.tasks")
+Action = Callable[[Task], Awaitable[bool]]
+
+
+class TaskSteps:
+    """What each state does for each kind of task."""
+
+    def __init__(self, tasks: Tasks, nudge: Callable[[str], None] = lambda _id: None) -> None:
+        self.tasks = tasks
+        self.ordering = Ordering(tasks)
+        self.delivery = Delivery(tasks)
+        self.finish = Finish(tasks, self.delivery)
+        self.remote = Remote(tasks)
+        self.sold = SoldTasks(tasks, self.delivery, self.finish, nudge)
+        # One placement at a time: each sees the free units the one before left (fewer refusals).
+        self._ordering = asyncio.Lock()
+        d, f = self.delivery, self.finish
+        pool: dict[TaskState, Action] = {
+            "ordered": d.on_ordered,
+            "provisioning": d.on_provisioning,
+            "deploying": d.on_deploying,
+            "running": d.on_running,
+            "stopping": d.on_stopping,
+            "succeeded": f.on_ended,
+            "failed": f.on_ended,
+            "stopped": f.on_ended,
+        }
+        following = self.remote.on_following
+        self.actions: dict[TaskKind, dict[TaskState, Action]] = {
+            "own": {"submitted": self.on_submitted, **pool},
+            "remote": {
+                "submitted": self.on_submitted,  # never stored so: an own task becomes remote once ordered
+                **dict.fromkeys(("ordered", "provisioning", "deploying", "running", "stopping"), following),
+                **dict.fromkeys(("succeeded", "failed", "stopped"), self.remote.on_ended),
+            },
+            "sold": {
+                "submitted": self._never_submitted,
+                **pool,
+                **{
+                    state: self.sold.while_sold(pool[state])
+                    for state in ("provisioning", "deploying", "running")
+                },
+                "ordered": self.sold.on_ordered,
+                **dict.fromkeys(("succeeded", "failed", "stopped"), self.sold.on_ended),
+            },
+        }
+
+    async def step(self, task: Task) -> bool:
+        """Run the action of the task's state (True if it moved on or changed)."""
+        action = self.actions.get(task.kind, {}).get(task.state)
+        if action is None:
+            return False
+        return await action(task)
+
+    async def _never_submitted(self, task: Task) -> bool:  # noqa: ARG002 (an action takes its task)
+        """A partner's task is stored `ordered` with its sale; nothing to do in `submitted`."""
+        return False
+
+    async def on_submitted(self, task: Task) -> bool:
+        """Order the task (see node.tasks.ordering); wait while capacity is busy."""
+        t = self.tasks
+        try:
+            async with self._ordering:
+                placed = await self.ordering.place(task)
+        except Busy as exc:
+            waited_s = (t.clock_ms() - task.created_ms) / 1000
+            if waited_s > t.settings.queue_timeout_s:
+                reason = f"no_capacity: waited {waited_s:.0f} s for free capacity: {exc}"[:500]
+                return await t.move(task, "order_refused", reason, reason=reason) is not None
+            if exc.ordered:
+                await t.update(task, order_round=task.order_round + 1)
+            await t.note(task, f"{WAITING}: {exc}"[:500])
+            return False
+        except Refused as exc:
+            reason = f"{exc.code}: {exc}"[:500]
+            return await t.move(task, "order_refused", reason, reason=reason) is not None
+        order, offer = placed.order, placed.offer
+        region, flavor = flavor_of(offer) if order.partner is None else (None, None)
+        moved = await t.move(
+            task,
+            "order_placed",
+            f"order {order.id}" + (f" from {order.partner}" if order.partner else ""),
+            detail=None,
+            kind="own" if order.partner is None else "remote",
+            partner=order.partner,
+            order_id=order.id,
+            offer_id=order.offer_id,
+            source=order.source,
+            pool=order.pool if order.partner is None else None,
+            region_id=region,
+            flavor_id=flavor,
+            units=order.units,
+            hours=order.hours,
+            price_per_unit_hour=order.price_per_unit_hour,
+            currency=order.currency,
+            image=image_json(placed.image),
+        )
+        return moved is not None
