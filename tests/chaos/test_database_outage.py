@@ -17,13 +17,19 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from federation import store as federation_store
+from federation.sync import sync_partner
+from node import service as service_module
+from node.config import load_settings
 from node.db import database_unavailable
 from node.metrics import Metrics
 from node.scheduler import JobScheduler
-from node.service import NodeServer
+from node.service import NodeServer, NodeStartError
 from tests.chaos.cluster import via_proxy
 from tests.chaos.proxy import TcpProxy
+from tests.federation.conftest import nodes, service_of, trust
 from tests.nodes import make_node_dir, running_node
+from tests.trading.conftest import engine_of
 
 
 def _wrapped(orig: BaseException, kind: type[sa.exc.DBAPIError] = sa.exc.OperationalError) -> BaseException:
@@ -120,3 +126,39 @@ async def test_requests_during_a_database_outage_answer_503(
                         break
                 await asyncio.sleep(0.05)
             assert response.status == 200
+
+
+async def test_a_node_losing_its_database_while_starting_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that goes away during the migrations at start-up is a NodeStartError naming it
+    (`cpnode run` prints one line and exits 1), as an unreachable one always was; not a traceback."""
+    config = make_node_dir(tmp_path, "alpha")
+
+    def upgrade(_engine: sa.Engine) -> None:
+        raise _wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(service_module, "upgrade", upgrade)
+    server = NodeServer(load_settings(config, environ={}))
+    with pytest.raises(NodeStartError, match="database became unavailable while migrating its schema"):
+        await server.start()
+
+
+async def test_a_catalog_sync_meeting_a_database_outage_leaves_it_to_the_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync that loses our own database half-way raises the database's error to the round's caller
+    (whose job logs one line) instead of logging a traceback as the partner's surprise."""
+    async with nodes(tmp_path, ["alpha", "beta"]) as (alpha, beta):
+        trust(alpha, beta)
+        trust(beta, alpha)
+
+        def store_received(*_args: object) -> bool:
+            raise _wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
+
+        monkeypatch.setattr(federation_store, "store_received", store_received)
+        partner = federation_store.get_partner(engine_of(alpha), "beta")
+        assert partner is not None
+        with caplog.at_level(logging.WARNING), pytest.raises(sa.exc.OperationalError):
+            await sync_partner(service_of(alpha), partner)
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
