@@ -32,6 +32,7 @@ class ChaosSettings:
     consumers: int = 6
     seed: int = 1
     faults: bool = True
+    fault_every_s: tuple[float, float] = (1.5, 4.0)  # the pause between two faults, drawn uniformly
 
 
 @dataclass
@@ -92,7 +93,7 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
         offers,
         settings.seed,
     )
-    faults = Faults(cluster, settings.seed)
+    faults = Faults(cluster, settings.seed, every_s=settings.fault_every_s)
     started = time.monotonic()
     until = started + settings.duration_s
     running = asyncio.create_task(load.run(until))
