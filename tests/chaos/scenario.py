@@ -47,6 +47,7 @@ class ChaosReport:
     database_cuts: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
+    slowest: list[str] = field(default_factory=list)  # the five slowest operations, for diagnosis
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -109,6 +110,14 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
     report.database_cuts = cluster.db_proxy.counts.cut
     durations = sorted(op.finished - op.started for op in load.ops if op.status is not None)
     within = [op for op in load.ops if op.started < until]
+    slowest = sorted(
+        (op for op in load.ops if op.status is not None), key=lambda op: op.started - op.finished
+    )
+    report.slowest = [
+        f"{op.finished - op.started:6.1f} s {op.kind} {op.order_id} -> {op.status} after {op.attempts} "
+        f"attempt(s) {op.transient}"
+        for op in slowest[:5]
+    ]
     report.figures.update(
         operations_per_s=round(len(within) / settings.duration_s, 1),
         median_operation_s=round(statistics.median(durations), 3) if durations else None,
