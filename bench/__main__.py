@@ -13,8 +13,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def available() -> list[str]:
-    """Names of the benchmark modules in bench/ (`bench_<name>.py`)."""
-    return sorted(path.stem.removeprefix("bench_") for path in HERE.glob("bench_*.py"))
+    """Names of the benchmark modules in bench/ (`bench_<name>.py`, with `-` for `_` in NAME)."""
+    return sorted(path.stem.removeprefix("bench_").replace("_", "-") for path in HERE.glob("bench_*.py"))
+
+
+def module_of(name: str) -> str:
+    """The module that runs benchmark `name`."""
+    return f"bench.bench_{name.replace('-', '_')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== bench {name} ===", flush=True)
         started = time.monotonic()
         extra = (["--json"] if args.json else []) + passed_on
-        code = subprocess.call([sys.executable, "-m", f"bench.bench_{name}", *extra], cwd=HERE.parent)
+        code = subprocess.call([sys.executable, "-m", module_of(name), *extra], cwd=HERE.parent)
         print(f"=== bench {name}: exit {code} after {time.monotonic() - started:.1f} s ===", flush=True)
         if code != 0:
             failed.append(name)

@@ -12,6 +12,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from federation import canonical, store
 from federation.catalog import accept_catalog
 from federation.errors import CatalogRejected, FederationError, PeerError
@@ -129,6 +131,8 @@ async def sync_partner(service: FederationService, partner: Partner) -> PartnerR
         result = PartnerResult(partner.name, "unreachable", error="timeout: partner sync took too long")
     except FederationError as exc:
         result = PartnerResult(partner.name, "rejected", error=f"{exc.code}: {exc}")
+    except sa.exc.SQLAlchemyError:
+        raise  # our database's failure, not the partner's: the round's caller reports it
     except Exception as exc:  # one partner's surprise must not end the round for the others
         log.exception("sync of %s failed unexpectedly", partner.name)
         result = PartnerResult(partner.name, "rejected", error=f"internal: {type(exc).__name__}: {exc}")

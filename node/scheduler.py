@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from node import leases
+from node.db import log_failure
 from node.metrics import Metrics
 
 log = logging.getLogger("cpnode.scheduler")
@@ -129,7 +130,7 @@ class JobScheduler:
             await job.func()
         except Exception as exc:  # a failing job must not stop the scheduler
             job.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("job %s failed", job.job_id)
+            log_failure(log, exc, "job %s failed", job.job_id)
             return "error"
         job.last_error = None
         return "ok"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from node.components import active_components
 from node.config import Settings
 from node.context import CTX, NodeContext
-from node.db import DatabaseError, check_database, make_engine, upgrade
+from node.db import DatabaseError, check_database, database_unavailable, make_engine, upgrade
 from node.http.core_routes import scheduler_expected
 from node.http.guard import GuardedSite, connection_cap
 from node.http.middleware import make_middlewares
@@ -43,6 +43,15 @@ log = logging.getLogger("cpnode.service")
 
 class NodeStartError(RuntimeError):
     """The node cannot start; the message says why (database, key, port...)."""
+
+
+def _lost_database(exc: Exception, doing: str) -> NodeStartError | None:
+    """A NodeStartError when `exc` says the database went away while the node was `doing` something
+    (a clear one-line exit, as when it is unreachable from the start); None for any other error."""
+    reason = database_unavailable(exc)
+    if reason is None:
+        return None
+    return NodeStartError(f"the database became unavailable while {doing}: {reason}")
 
 
 def load_admin_token(settings: Settings) -> str:
@@ -119,6 +128,10 @@ class NodeServer:
             engine = await asyncio.to_thread(open_database, settings)
         except DatabaseError as exc:
             raise NodeStartError(str(exc)) from None
+        except Exception as exc:
+            if (error := _lost_database(exc, "migrating its schema")) is not None:
+                raise error from None
+            raise
         try:
             identity = await asyncio.to_thread(load_identity, settings)
             admin_token = await asyncio.to_thread(load_admin_token, settings)
@@ -149,7 +162,13 @@ class NodeServer:
             lingering_time=1.0,
             keepalive_timeout=http.header_timeout_s,  # the header deadline: see node.http.guard
         )
-        await runner.setup()
+        try:
+            await runner.setup()
+        except Exception as exc:
+            engine.dispose()
+            if (error := _lost_database(exc, "starting its components")) is not None:
+                raise error from None
+            raise
         self.site = site = GuardedSite(runner, http.host, http.port, connection_cap(http.max_connections))
         try:
             await site.start()

@@ -7,14 +7,14 @@ import importlib
 
 import pytest
 
-from bench.__main__ import available
+from bench.__main__ import available, module_of
 from bench.__main__ import main as run_benches
 
 
 @pytest.mark.parametrize("name", available())
 def test_bench_parser_accepts_json(name: str) -> None:
     """`python -m bench NAME --json` parses: the module's parser has `--json`, off by default."""
-    module = importlib.import_module(f"bench.bench_{name}")
+    module = importlib.import_module(module_of(name))
     parser = module.build_parser()
     assert parser.parse_args(["--json"]).json is True
     assert parser.parse_args([]).json is False

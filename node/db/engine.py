@@ -9,6 +9,8 @@ PostgreSQL (psycopg 3): pre-ping, bounded pool used last-in first-out, short con
 
 from __future__ import annotations
 
+import functools
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,6 +91,55 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection inside a write transaction (SQLite `BEGIN IMMEDIATE`), committed on success."""
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
         yield conn
+
+
+@functools.cache
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """PostgreSQL driver errors that mean the server is unreachable or the connection is gone
+    (imported on first use, so commands that never meet a database error do not load psycopg)."""
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional at import time
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+_SQLITE_BUSY = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """The reason's first line when `exc`, or an error it was raised from, says the database cannot
+    be used right now (unreachable, connection dropped, locked, no pooled connection free); else None.
+
+    Such a failure is the database's, not the request's: callers answer 503 and log one line."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return _first_line(current.orig or current)
+        if isinstance(current, (sa.exc.TimeoutError, *_connection_errors())):
+            return _first_line(current)
+        if isinstance(current, sqlite3.OperationalError) and any(
+            word in str(current).lower() for word in _SQLITE_BUSY
+        ):
+            return _first_line(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a failure of background work: one warning line naming the reason when the database is
+    unavailable (it will be retried; a traceback says nothing more), else the traceback."""
+    reason = database_unavailable(exc)
+    if reason is None:
+        logger.error(message, *args, exc_info=exc)
+    else:
+        logger.warning(message + ": the database is unavailable: %s", *args, reason)
 
 
 def check_database(engine: Engine) -> None:

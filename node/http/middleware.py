@@ -1,4 +1,8 @@
-"""Middleware wrapped around every route: body-size limit, errors as JSON, access log, metrics."""
+"""Middleware wrapped around every route: body-size limit, errors as JSON, access log, metrics.
+
+An error with `http_status` and `code` is answered as such; a database that cannot be used right
+now (node.db.database_unavailable) is 503 `database_unavailable` with Retry-After, logged as one
+line at most once a second; anything else is a 500 with its traceback in the log."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from node.db import database_unavailable
 from node.http.errors import HTTP_STATUS_CODES, error_response
 from node.http.guard import BodyTimeoutError, body_deadline
 from node.http.statuses import status_for
+from node.logs import RateLimiter
 from node.metrics import Metrics
 
 access_log = logging.getLogger("cpnode.access")
 log = logging.getLogger("cpnode.http")
+_database_log = RateLimiter(interval_s=1.0)
 
 
 def _route_name(request: web.Request) -> str:
@@ -33,6 +40,16 @@ def _render_exception(exc: BaseException, request_id: str) -> web.Response:
         response = error_response(status, code, str(exc), **details)
         if isinstance(headers, dict):
             response.headers.update(headers)
+        return response
+    reason = database_unavailable(exc)
+    if reason is not None:
+        # The database's failure, not the request's: a clear 503 the client retries, one log line.
+        held = _database_log.admit("database_unavailable")
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            log.warning("request %s: the database is unavailable: %s%s", request_id, reason, more)
+        response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+        response.headers["Retry-After"] = "1"
         return response
     log.error("unhandled error in request %s", request_id, exc_info=exc)
     return error_response(500, "internal", f"internal error; see the node log for request {request_id}")

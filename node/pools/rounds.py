@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.host import PluginHost
 from node import leases
+from node.db import log_failure
 from node.pools.settings import ConnectorsSection
 
 log = logging.getLogger("cpnode.pools")
@@ -139,5 +140,5 @@ async def _every(interval_s: float, what: str, fn: Callable[[], Awaitable[object
         await asyncio.sleep(interval_s)
         try:
             await fn()
-        except Exception:  # one bad round must not stop the loop
-            log.exception("connectors %s round failed", what)
+        except Exception as exc:  # one bad round must not stop the loop
+            log_failure(log, exc, "connectors %s round failed", what)

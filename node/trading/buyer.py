@@ -20,6 +20,7 @@ import ledger
 from federation import canonical
 from federation.catalog import sha256_hex
 from federation.partners import Partner
+from node.db import log_failure
 from node.offers import CatalogOffer
 from node.peering.offers import partner_offers
 from node.trading import books, documents, rules, store
@@ -313,8 +314,8 @@ class Buyer:
                         )
                     except (TradingError, ledger.LedgerError) as exc:
                         log.warning("order %s stays %s: %s", order.id, order.state, exc)
-                    except Exception:  # an order's trouble must not stop the others
-                        log.exception("upkeep of order %s failed", order.id)
+                    except Exception as exc:  # an order's trouble must not stop the others
+                        log_failure(log, exc, "upkeep of order %s failed", order.id)
         except TimeoutError:
             log.warning("upkeep of %s's orders ran out of time; the rest wait for the next round", partner)
         return touched

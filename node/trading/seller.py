@@ -33,6 +33,7 @@ from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
 from ledger import Status
+from node.db import log_failure
 from node.offers import CatalogOffer
 from node.trading import books, decisions, documents, rules, store
 from node.trading.core import Trading
@@ -355,8 +356,8 @@ class Seller:
                 await action(partner, sale)
             except Refusal as refusal:  # the sale ended refused or expired: it is finished too
                 log.info("sale %s of %s: %s: %s", sale.trade_id, sale.partner, refusal.code, refusal)
-            except Exception:  # one sale's trouble must not stop the others
-                log.exception("could not finish sale %s of %s", sale.trade_id, sale.partner)
+            except Exception as exc:  # one sale's trouble must not stop the others
+                log_failure(log, exc, "could not finish sale %s of %s", sale.trade_id, sale.partner)
                 continue
             touched += 1
         if touched:
