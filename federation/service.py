@@ -261,7 +261,7 @@ class FederationService:
         if partner is None:
             raise AuthError(f"{params.node!r} is not a partner of this node", code="unknown_partner")
         key = await self._request_key(partner, params.key_id)
-        verify_request(method, self.target_uri(path_qs), header_lines, body, key)
+        verify_request(method, self.target_uri(path_qs), header_lines, body, key, params)
         session = None
         token = bearer(next((v for k, v in header_lines if k.lower() == "authorization"), None))
         if token is not None:
