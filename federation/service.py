@@ -207,6 +207,15 @@ class FederationService:
             raise
         return True
 
+    async def issuer_keys(self, issuer: str) -> dict[str, KeyRecord] | None:
+        """Trusted keys of `issuer` for catalogs relayed by an aggregator: those of the partner of
+        that name (pinned and learned), else its pinned issuer key; None if it is neither."""
+        partner = await self.db(store.get_partner, issuer)
+        if partner is not None:
+            return await self.partner_keys(partner)
+        pinned = await self.db(store.get_issuer, issuer)
+        return pinned.keys() if pinned is not None else None
+
     async def refresh_keys_quietly(self, partner: Partner) -> bool:
         """`refresh_keys`, with a refused or unreachable document (already logged) as False."""
         try:

@@ -75,7 +75,7 @@ def test_schemathesis_finds_no_server_errors(node_process: str) -> None:
     """Generated requests to every /fed/v1 operation get documented answers, never a 5xx (bounded run)."""
     schema = schemathesis.openapi.from_dict(DOCUMENT)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 11
     for operation in operations:
 
         @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
