@@ -268,7 +268,9 @@ async def round_trips(replay: Callable[[SignatureParams, int], Awaitable[None]])
             params = read_signature_params(lines)
             now = int(time.time())
             check_times(params, now)
-            verify_request(request.method, base + request.raw_path, lines, body, caller.key.verify_key)
+            verify_request(
+                request.method, base + request.raw_path, lines, body, caller.key.verify_key, params
+            )
             await replay(params, now)
         return web.Response(body=b'{"ok":true}', content_type="application/json")
 

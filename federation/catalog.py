@@ -5,6 +5,9 @@ Document (canonical JSON, signed by the issuer)::
     {"type": "cpnode.catalog.v1", "issuer": A, "audience": B, "version": N, "issued_ts": T,
      "expires_ts": T2, "prev_sha256": HEX|null, "offers": [OFFER, ...], "signatures": {...}}
 
+plus `"republishable": true` when the issuer lets the audience re-publish the catalog, byte for
+byte, to the audience's own partners (an aggregator; see `federation.relay`).
+
 Acceptance rules, in order (the first broken one is the reason recorded): size within the limit;
 strict canonical JSON; type; issuer is the partner it was fetched from; audience is us; a key of
 the issuer that was valid at `issued_ts` signed it; not issued in the future; not expired; expiry
@@ -83,6 +86,7 @@ class ReceivedCatalog:
     head: CatalogHead
     offers: list[dict[str, Any]]
     key_id: str
+    republishable: bool = False
 
 
 def sha256_hex(data: bytes) -> str:
@@ -136,8 +140,10 @@ def build_catalog(
     now_ts: int,
     validity_s: int,
     prev_sha256: str | None,
+    republishable: bool = False,
 ) -> dict[str, Any]:
-    """The signed catalog document for `audience` (offers already filtered and priced)."""
+    """The signed catalog document for `audience` (offers already filtered and priced); marked
+    re-publishable when the audience may pass it on to its own partners."""
     if not 0 < validity_s <= MAX_CATALOG_VALIDITY_S:
         raise DocumentError(f"catalog validity must be 1–{MAX_CATALOG_VALIDITY_S} s")
     document = {
@@ -150,6 +156,8 @@ def build_catalog(
         "prev_sha256": prev_sha256,
         "offers": [dict(offer) for offer in offers],
     }
+    if republishable:
+        document["republishable"] = True
     return sign_document(document, issuer.key)
 
 
@@ -160,8 +168,9 @@ def _int(document: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def _check_addressing(document: Mapping[str, Any], partner: str, audience: str) -> None:
-    """A catalog, issued by `partner`, made for `audience`; else CatalogRejected."""
+def _check_addressing(document: Mapping[str, Any], partner: str, audience: str, relayed: bool) -> bool:
+    """A catalog, issued by `partner`, made for `audience` (re-publishable if `relayed`); else
+    CatalogRejected. Answers whether the issuer lets the catalog be re-published."""
     if document.get("type") != CATALOG_TYPE:
         raise CatalogRejected("not a catalog document", code="wrong_type")
     if document.get("issuer") != partner:
@@ -169,7 +178,18 @@ def _check_addressing(document: Mapping[str, Any], partner: str, audience: str) 
             f"catalog issuer is {document.get('issuer')!r}, not {partner!r}", "wrong_issuer"
         )
     if document.get("audience") != audience:
-        raise CatalogRejected(f"catalog is made for {document.get('audience')!r}, not us", "wrong_audience")
+        made_for = "the node that relayed it" if relayed else "us"
+        raise CatalogRejected(
+            f"catalog is made for {document.get('audience')!r}, not {made_for}", "wrong_audience"
+        )
+    republishable = document.get("republishable", False)
+    if type(republishable) is not bool:
+        raise CatalogRejected("catalog republishable must be a boolean", code="bad_document")
+    if relayed and not republishable:
+        raise CatalogRejected(
+            f"{partner} did not mark this catalog re-publishable by {audience}", code="not_republishable"
+        )
+    return republishable
 
 
 def _check_times(issued: int, expires: int, now_ts: int, limits: CatalogLimits) -> None:
@@ -210,8 +230,11 @@ def accept_catalog(
     previous: CatalogHead | None,
     now_ts: int,
     limits: CatalogLimits,
+    relayed: bool = False,
 ) -> ReceivedCatalog | None:
-    """Apply every acceptance rule to catalog bytes from `partner`; None if it equals `previous`.
+    """Apply every acceptance rule to catalog bytes issued by `partner` for `audience`; None if it
+    equals `previous`. `relayed`: the bytes came through `audience` (an aggregator), so the issuer
+    must have marked them re-publishable.
 
     Raises CatalogRejected whose `code` says which rule failed; nothing is to be stored then.
     """
@@ -224,7 +247,7 @@ def accept_catalog(
         document, payload = load_document(data)
     except DocumentError as exc:
         raise CatalogRejected(f"catalog is not canonical JSON: {exc}", code=exc.code) from None
-    _check_addressing(document, partner, audience)
+    republishable = _check_addressing(document, partner, audience, relayed)
     version, issued, expires = (_int(document, name) for name in ("version", "issued_ts", "expires_ts"))
     valid_keys = {
         kid: record.verify_key()
@@ -247,4 +270,4 @@ def accept_catalog(
             raise CatalogRejected(
                 f"catalog version {version} differs from the stored one with the same version", "equivocation"
             )
-    return ReceivedCatalog(CatalogHead(version, sha, issued, expires), offers, kid)
+    return ReceivedCatalog(CatalogHead(version, sha, issued, expires), offers, kid, republishable)

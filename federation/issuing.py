@@ -45,6 +45,14 @@ def content_hash(offers: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(canonical.fingerprint_bytes(offers)).hexdigest()
 
 
+def catalog_content_hash(visible: Sequence[Mapping[str, Any]], republishable: bool) -> str:
+    """What decides whether a partner's catalog changed: its offers, and its re-publishable mark."""
+    offers_sha = content_hash(visible)
+    return (
+        hashlib.sha256(b"republishable:" + offers_sha.encode()).hexdigest() if republishable else offers_sha
+    )
+
+
 def reusable(
     head: CatalogHead, head_content_sha256: str, content_sha256: str, now_ts: int, validity_s: int
 ) -> bool:
@@ -108,7 +116,7 @@ class CatalogIssuer:
             content_sha = entry.content_sha256
         else:
             visible = offers_for(await self.own_offers(fetched), partner.agreement)
-            content_sha = content_hash(visible)
+            content_sha = catalog_content_hash(visible, partner.agreement.republish)
         for _ in range(ISSUE_ATTEMPTS):
             latest = await asyncio.to_thread(store.latest_issued_head, self._engine, partner.name)
             now = self._clock()
@@ -125,8 +133,9 @@ class CatalogIssuer:
                 return issued
             if visible is None:
                 visible = offers_for(await self.own_offers(fetched), partner.agreement)
-                content_sha = content_hash(visible)
-            issued = self._issue(partner.name, visible, content_sha, latest[0] if latest else None, now)
+                content_sha = catalog_content_hash(visible, partner.agreement.republish)
+            previous = latest[0] if latest else None
+            issued = self._issue(partner, visible, content_sha, previous, now)
             if await asyncio.to_thread(store.insert_issued, self._engine, issued):
                 self._entries[partner.name] = _Entry(key, content_sha, issued)
                 return issued
@@ -135,7 +144,7 @@ class CatalogIssuer:
 
     def _issue(
         self,
-        partner: str,
+        partner: Partner,
         visible: list[dict[str, Any]],
         content_sha: str,
         previous: CatalogHead | None,
@@ -144,8 +153,15 @@ class CatalogIssuer:
         version = previous.version + 1 if previous is not None else 1
         prev_sha = previous.sha256 if previous is not None else None
         document = build_catalog(
-            self._identity(), partner, visible, version, now_ts, self._validity_s, prev_sha
+            self._identity(),
+            partner.name,
+            visible,
+            version,
+            now_ts,
+            self._validity_s,
+            prev_sha,
+            partner.agreement.republish,
         )
         body = canonical.encode(document, max_depth=canonical.DEFAULT_MAX_DEPTH)
         head = CatalogHead(version, sha256_hex(body), now_ts, now_ts + self._validity_s)
-        return store.IssuedCatalog(partner, head, content_sha, len(visible), body)
+        return store.IssuedCatalog(partner.name, head, content_sha, len(visible), body)

@@ -3,6 +3,9 @@
 A partner is pinned by an operator: name, base URL(s) and public key. Its agreement says which
 pools and offer tags it sees (empty = all), what it pays (an explicit price list per offer id or
 pool, else the own price plus a markup in basis points), and its credit limit in minor units.
+For the star case (an aggregator, see `federation.relay`) it also says whether the partner may
+re-publish the catalog we make for it (`republish`), and which other partners' re-publishable
+catalogs the partner may fetch through us (`relay`: names, or `*` for all).
 Partner URLs are checked here: link-local and cloud-metadata addresses are always refused;
 loopback and other special ranges only when the operator lists them in an explicit allow-list.
 An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, NAT64, 6to4, Teredo)
@@ -78,6 +81,8 @@ class Agreement:
     markup_bp: int = 0
     credit_limit: int = 0
     currency: str = "CNY"
+    republish: bool = False
+    relay: tuple[str, ...] = ()
 
     def allows(self, offer: Mapping[str, Any]) -> bool:
         """Whether the partner may see `offer` (pool allowed and, when tags are set, one tag shared)."""
@@ -94,6 +99,10 @@ class Agreement:
         # Round half up in integer arithmetic; basis points keep markups exact.
         return (base * (10_000 + self.markup_bp) + 5_000) // 10_000
 
+    def relays(self, issuer: str) -> bool:
+        """Whether the partner may fetch `issuer`'s re-publishable catalog through us."""
+        return "*" in self.relay or issuer in self.relay
+
     def to_json(self) -> dict[str, Any]:
         """The agreement as stored and shown."""
         return {
@@ -103,6 +112,8 @@ class Agreement:
             "markup_bp": self.markup_bp,
             "credit_limit": self.credit_limit,
             "currency": self.currency,
+            "republish": self.republish,
+            "relay": list(self.relay),
         }
 
     @classmethod
@@ -131,7 +142,16 @@ class Agreement:
             raise DocumentError("agreement.credit_limit must be a non-negative integer (minor units)")
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
             raise DocumentError("agreement.currency must be a three-letter code like CNY")
-        return cls(strings("pools"), strings("tags"), dict(prices), markup, credit, currency)
+        republish = data.get("republish", False)
+        if type(republish) is not bool:
+            raise DocumentError("agreement.republish must be true or false")
+        relay = strings("relay")
+        for name in relay:
+            if name != "*":
+                check_node_name(name)
+        return cls(
+            strings("pools"), strings("tags"), dict(prices), markup, credit, currency, republish, relay
+        )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ Routes (the key document `/fed/v1/keys` is served by the node's core routes):
 - `POST /fed/v1/login`           signed; login document in, session token out
 - `GET  /fed/v1/catalog/head`    signed + session; version, hash and expiry of the caller's catalog
 - `GET  /fed/v1/catalog`         signed + session; the caller's signed catalog
+- `GET  /fed/v1/relayed?since=N` signed + session; the feed of partners' re-publishable catalogs
+  the caller may fetch through us (`federation.relay`)
+- `GET  /fed/v1/relayed/{issuer}` signed + session; one of them, byte for byte as its issuer signed it
 - `POST /fed/v1/trades`          signed + session; an idempotent trade request
 - `POST /fed/v1/trades/{trade_id}/settlement` signed + session; settle or cancel a trade
 - `POST /fed/v1/ledger/summary`  signed + session; this node's signed reconciliation summary
@@ -24,9 +27,11 @@ from aiohttp import web
 
 from federation import canonical, store
 from federation.documents import load_document
-from federation.errors import AuthError, TooLargeError
+from federation.errors import AuthError, DocumentError, NotFoundError, TooLargeError
 from federation.login import check_login, new_challenge
 from federation.openapi import openapi_document
+from federation.partners import Agreement, check_node_name
+from federation.relay import FEED_PAGE, feed_json
 from federation.service import Caller, FederationService
 from federation.settlement import PeerHandlers, handle_settlement, handle_summary
 from federation.tokens import issue_token
@@ -108,22 +113,62 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def catalog_head(request: web.Request) -> web.Response:
-    """Version, hash and expiry of the catalog made for the caller."""
+    """Version, hash and expiry of the catalog made for the caller (and the relay feed's newest
+    position when the caller may fetch partners' catalogs through us)."""
     service = request.app[SERVICE]
     caller = await _caller(request, await read_body(request, 0), require_session=True)
     issued = await service.catalog_for(caller.partner)
     head = issued.head
-    return json_response(
-        {
-            "issuer": service.name,
-            "audience": caller.partner.name,
-            "version": head.version,
-            "sha256": head.sha256,
-            "issued_ts": head.issued_ts,
-            "expires_ts": head.expires_ts,
-            "offer_count": issued.offer_count,
-        }
-    )
+    answer = {
+        "issuer": service.name,
+        "audience": caller.partner.name,
+        "version": head.version,
+        "sha256": head.sha256,
+        "issued_ts": head.issued_ts,
+        "expires_ts": head.expires_ts,
+        "offer_count": issued.offer_count,
+    }
+    agreement = caller.partner.agreement
+    if agreement.relay:
+        answer["relay_seq"] = await service.db(
+            store.relay_position, _relay_scope(agreement), caller.partner.name, service.clock()
+        )
+    return json_response(answer)
+
+
+def _relay_scope(agreement: Agreement) -> tuple[str, ...] | None:
+    """The issuers a partner may fetch through us: None for all."""
+    if not agreement.relay:
+        raise NotFoundError("this node relays no catalogs to you", code="relay_not_allowed")
+    return None if "*" in agreement.relay else agreement.relay
+
+
+async def relayed_feed(request: web.Request) -> web.Response:
+    """The feed of re-publishable partner catalogs the caller may fetch, after position `since`."""
+    service = request.app[SERVICE]
+    caller = await _caller(request, await read_body(request, 0), require_session=True)
+    text = request.query.get("since", "0")
+    if not text.isdigit() or len(text) > 15:
+        raise DocumentError("since must be a non-negative integer", code="bad_query")
+    scope, audience, now = _relay_scope(caller.partner.agreement), caller.partner.name, service.clock()
+    entries = await service.db(store.relay_feed, scope, audience, int(text), now, FEED_PAGE)
+    position = await service.db(store.relay_position, scope, audience, now)
+    return json_response(feed_json(service.name, audience, entries, position))
+
+
+async def relayed_catalog(request: web.Request) -> web.Response:
+    """One partner's re-publishable catalog, byte for byte as its issuer signed it for us."""
+    service = request.app[SERVICE]
+    caller = await _caller(request, await read_body(request, 0), require_session=True)
+    issuer = check_node_name(request.match_info["issuer"])
+    agreement = caller.partner.agreement
+    scope = _relay_scope(agreement)
+    body = None
+    if scope is None or issuer in scope:
+        body = await service.db(store.relayable_body, issuer, caller.partner.name, service.clock())
+    if body is None:
+        raise NotFoundError(f"no catalog of {issuer!r} to relay to you", code="not_found")
+    return web.Response(body=body, content_type=JSON)
 
 
 async def catalog(request: web.Request) -> web.Response:
@@ -171,6 +216,8 @@ def add_routes(app: web.Application, service: FederationService) -> None:
     app.router.add_post("/fed/v1/login", login)
     app.router.add_get("/fed/v1/catalog/head", catalog_head)
     app.router.add_get("/fed/v1/catalog", catalog)
+    app.router.add_get("/fed/v1/relayed", relayed_feed)
+    app.router.add_get("/fed/v1/relayed/{issuer}", relayed_catalog)
     app.router.add_post("/fed/v1/trades", trades)
     app.router.add_post("/fed/v1/trades/{trade_id}/settlement", settlement)
     app.router.add_post("/fed/v1/ledger/summary", summary)

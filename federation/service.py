@@ -207,6 +207,15 @@ class FederationService:
             raise
         return True
 
+    async def issuer_keys(self, issuer: str) -> dict[str, KeyRecord] | None:
+        """Trusted keys of `issuer` for catalogs relayed by an aggregator: those of the partner of
+        that name (pinned and learned), else its pinned issuer key; None if it is neither."""
+        partner = await self.db(store.get_partner, issuer)
+        if partner is not None:
+            return await self.partner_keys(partner)
+        pinned = await self.db(store.get_issuer, issuer)
+        return pinned.keys() if pinned is not None else None
+
     async def refresh_keys_quietly(self, partner: Partner) -> bool:
         """`refresh_keys`, with a refused or unreachable document (already logged) as False."""
         try:
@@ -261,7 +270,7 @@ class FederationService:
         if partner is None:
             raise AuthError(f"{params.node!r} is not a partner of this node", code="unknown_partner")
         key = await self._request_key(partner, params.key_id)
-        verify_request(method, self.target_uri(path_qs), header_lines, body, key)
+        verify_request(method, self.target_uri(path_qs), header_lines, body, key, params)
         session = None
         token = bearer(next((v for k, v in header_lines if k.lower() == "authorization"), None))
         if token is not None:

@@ -4,6 +4,12 @@ changed catalogs, and keep the last good one when a new one breaks a rule.
 Partners are synced concurrently (bounded), each within its own time limit, so a slow or dead
 partner never stalls the others. A failing partner is retried with exponential backoff and shown
 as `unreachable` (could not talk to it) or `rejected` (it answered with something we refuse).
+
+When a partner's head shows a relay feed position past the one we hold (it is an aggregator that
+relays other nodes' catalogs to us, `federation.relay`), the new feed entries are read and the
+changed catalogs fetched and checked against their issuers' keys. A relayed catalog we refuse is
+recorded as an event of the aggregator and skipped; one we could not fetch is tried again next
+round (the feed position is kept before it).
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from federation import canonical, store
-from federation.catalog import accept_catalog
+from federation.catalog import CatalogHead, accept_catalog
 from federation.errors import CatalogRejected, FederationError, PeerError
 from federation.login import login_document
 from federation.partners import Partner
+from federation.relay import RelayEntry, accept_relayed, parse_feed
 from federation.service import FederationService
 
 log = logging.getLogger("cpnode.federation.sync")
 SESSION_RENEW_MARGIN_S = 60
+RELAY_PAGES_PER_ROUND = 10
+RELAY_FETCH_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,16 @@ async def _fetch(service: FederationService, partner: Partner, path: str) -> byt
 async def _sync_one(service: FederationService, partner: Partner) -> PartnerResult:
     previous = await service.db(store.received_head, partner.name)
     head = canonical.decode(await _fetch(service, partner, "/fed/v1/catalog/head"))
+    result = await _sync_catalog(service, partner, previous, head)
+    relay_seq = head.get("relay_seq") if isinstance(head, dict) else None
+    if type(relay_seq) is int and relay_seq > 0:
+        await _sync_relayed(service, partner, relay_seq)
+    return result
+
+
+async def _sync_catalog(
+    service: FederationService, partner: Partner, previous: CatalogHead | None, head: object
+) -> PartnerResult:
     if previous is not None and isinstance(head, dict) and head.get("sha256") == previous.sha256:
         return PartnerResult(partner.name, "unchanged", previous.version)
     body = await _fetch(service, partner, "/fed/v1/catalog")
@@ -109,6 +128,63 @@ async def _sync_one(service: FederationService, partner: Partner) -> PartnerResu
     if not await service.db(store.store_received, partner.name, received, body, now):
         return PartnerResult(partner.name, "unchanged", previous.version if previous else None)
     return PartnerResult(partner.name, "ok", received.head.version)
+
+
+async def _sync_relayed(service: FederationService, via: Partner, relay_seq: int) -> None:
+    """Read `via`'s relay feed from our cursor up to `relay_seq` and take the changed catalogs."""
+    cursor = await service.db(store.relay_cursor, via.name)
+    if relay_seq < cursor:  # the feed went back (its newest entries expired, or it was reset): reread
+        cursor = 0
+    gate = asyncio.Semaphore(RELAY_FETCH_CONCURRENCY)
+
+    async def bounded(entry: RelayEntry) -> bool:
+        async with gate:
+            return await _take_relayed(service, via, entry)
+
+    for _ in range(RELAY_PAGES_PER_ROUND):
+        if cursor >= relay_seq:
+            break
+        feed = await _fetch(service, via, f"/fed/v1/relayed?since={cursor}")
+        entries, position, more = parse_feed(feed, via.name, cursor)
+        taken = await asyncio.gather(*(bounded(entry) for entry in entries))
+        done = next((i for i, ok in enumerate(taken) if not ok), None)
+        if done is not None:  # keep the position before the first catalog we could not fetch
+            cursor = entries[done - 1].seq if done else cursor
+            break
+        cursor = entries[-1].seq if more and entries else position
+        relay_seq = max(relay_seq, position)
+        if not more:
+            break
+    await service.db(store.set_relay_cursor, via.name, cursor)
+
+
+async def _take_relayed(service: FederationService, via: Partner, entry: RelayEntry) -> bool:
+    """Fetch, check and store one relayed catalog; False only if it could not be fetched (retry)."""
+    previous = await service.db(store.relayed_head, via.name, entry.issuer)
+    if previous is not None and previous.sha256 == entry.sha256:
+        return True
+    now = service.clock()
+    try:
+        body = await _fetch(service, via, f"/fed/v1/relayed/{entry.issuer}")
+        keys = await service.issuer_keys(entry.issuer)
+        denied = await service.db(store.denied_keys)
+        received = accept_relayed(
+            body, entry.issuer, via.name, service.name, keys, denied, previous, now, service.settings.limits
+        )
+    except CatalogRejected as exc:
+        kind = "alert" if exc.code == "equivocation" else "rejected"
+        message = f"relayed catalog of {entry.issuer}: {exc}"
+        await service.db(store.record_event, via.name, kind, exc.code, message, now)
+        log.warning("relayed catalog of %s from %s rejected (%s): %s", entry.issuer, via.name, exc.code, exc)
+        return True
+    except PeerError as exc:
+        if exc.status == 404:  # no longer relayed: nothing to take
+            return True
+        log.info("relayed catalog of %s from %s not fetched: %s", entry.issuer, via.name, exc)
+        return False
+    if received is not None:
+        await service.db(store.store_relayed, via.name, entry.issuer, received, body, now)
+    return True
 
 
 async def sync_partner(service: FederationService, partner: Partner) -> PartnerResult:

@@ -75,6 +75,36 @@ received_t = sa.Table(
     sa.Column("offer_count", sa.BigInteger),
     sa.Column("key_id", sa.String),
     sa.Column("body", sa.LargeBinary),
+    sa.Column("republishable", sa.Boolean),
+    sa.Column("relay_seq", sa.BigInteger),
+)
+issuers_t = sa.Table(
+    "fed_issuers",
+    _md,
+    sa.Column("name", sa.String),
+    sa.Column("public_key", sa.String),
+    sa.Column("source", sa.String),
+    sa.Column("added_ts", sa.BigInteger),
+)
+relayed_t = sa.Table(
+    "fed_relayed_catalogs",
+    _md,
+    sa.Column("via", sa.String),
+    sa.Column("issuer", sa.String),
+    sa.Column("version", sa.BigInteger),
+    sa.Column("sha256", sa.String),
+    sa.Column("issued_ts", sa.BigInteger),
+    sa.Column("expires_ts", sa.BigInteger),
+    sa.Column("received_ts", sa.BigInteger),
+    sa.Column("offer_count", sa.BigInteger),
+    sa.Column("key_id", sa.String),
+    sa.Column("body", sa.LargeBinary),
+)
+relay_cursors_t = sa.Table(
+    "fed_relay_cursors",
+    _md,
+    sa.Column("via", sa.String),
+    sa.Column("seq", sa.BigInteger),
 )
 events_t = sa.Table(
     "fed_catalog_events",

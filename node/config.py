@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from node.peering.settings import FederationSection, OfferSection, PartnerSection
+from node.peering.settings import FederationSection, IssuerSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
 from node.runfile import DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME  # re-exported: where `cpnode init` writes
 from node.settlement.settings import LedgerSection
@@ -157,6 +157,7 @@ class Settings(BaseModel):
     logging: LoggingSection = LoggingSection()
     federation: FederationSection = FederationSection()
     partners: list[PartnerSection] = Field(default_factory=list)
+    issuers: list[IssuerSection] = Field(default_factory=list)
     offers: list[OfferSection] = Field(default_factory=list)
     connectors: ConnectorsSection = ConnectorsSection()
     ledger: LedgerSection = LedgerSection()

@@ -46,8 +46,9 @@ class CatalogOffer(TypedDict):
 
 
 class OfferRow(CatalogOffer):
-    """A row of the merged offer view: `source` is `own:NAME` or `partner:NAME`; ages in seconds
-    (since the catalog was received, and since a sync round last confirmed it)."""
+    """A row of the merged offer view: `source` is `own:NAME` or `partner:NAME` (or, shown on
+    request only, `relayed:AGGREGATOR:ISSUER` with the issuer and its signing key); ages in
+    seconds (since the catalog was received, and since a sync round last confirmed it)."""
 
     source: str
     partner: str | None
@@ -55,6 +56,8 @@ class OfferRow(CatalogOffer):
     confirmed_age_s: int
     catalog_version: NotRequired[int]
     catalog_expired: NotRequired[bool]
+    issuer: NotRequired[str]
+    issuer_key_id: NotRequired[str]
 
 
 OfferSource = Callable[[], Awaitable[list[CatalogOffer]]]

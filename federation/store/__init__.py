@@ -6,6 +6,8 @@ migrations/versions/), one module per concern:
 - `sessions`: login challenges issued here, and this node's sessions at partners;
 - `catalogs`: catalogs issued and received, and the events of receiving them;
 - `peers`: sync state per partner, discovered nodes, stored answers to trade requests;
+- `relay`: the star case: an aggregator's feed of re-publishable catalogs; a receiver's trusted
+  issuers, relayed catalogs and feed cursors;
 - `db`: `writing`, the write transaction every write runs in (also used by `claims` and `nonces`).
 
 Synchronous SQLAlchemy Core; the aiohttp edges call these through `asyncio.to_thread`. Writes run
@@ -43,6 +45,21 @@ from federation.store.peers import (
     sync_states,
     upsert_discovered,
 )
+from federation.store.relay import (
+    add_issuer,
+    get_issuer,
+    list_issuers,
+    relay_cursor,
+    relay_feed,
+    relay_position,
+    relayable_body,
+    relayed_catalogs,
+    relayed_head,
+    remove_issuer,
+    set_relay_cursor,
+    store_relayed,
+    sync_config_issuers,
+)
 from federation.store.sessions import (
     consume_challenge,
     drop_session,
@@ -54,12 +71,14 @@ from federation.store.sessions import (
 
 __all__ = [
     "IssuedCatalog",
+    "add_issuer",
     "add_partner",
     "catalog_events",
     "consume_challenge",
     "denied_keys",
     "deny_key",
     "drop_session",
+    "get_issuer",
     "get_partner",
     "get_session",
     "get_trade",
@@ -68,6 +87,7 @@ __all__ = [
     "latest_issued_head",
     "list_denied",
     "list_discovered",
+    "list_issuers",
     "list_partners",
     "load_challenge",
     "merge_peer_keys",
@@ -77,10 +97,20 @@ __all__ = [
     "received_catalogs",
     "received_head",
     "record_event",
+    "relay_cursor",
+    "relay_feed",
+    "relay_position",
+    "relayable_body",
+    "relayed_catalogs",
+    "relayed_head",
+    "remove_issuer",
     "remove_partner",
     "save_session",
+    "set_relay_cursor",
     "store_challenge",
     "store_received",
+    "store_relayed",
+    "sync_config_issuers",
     "sync_config_partners",
     "sync_states",
     "upsert_discovered",

@@ -108,9 +108,16 @@ def store_received(engine: Engine, partner: str, catalog: ReceivedCatalog, body:
         row = conn.execute(sa.select(received_t.c.version).where(received_t.c.partner == partner)).first()
         if row is not None and row.version >= head.version:
             return False
+        if engine.dialect.name == "postgresql":
+            # Feed positions must be given in commit order, or a receiver reading the relay feed
+            # could pass a position another replica has not committed yet.
+            conn.execute(sa.text("LOCK TABLE fed_received_catalogs IN SHARE ROW EXCLUSIVE MODE"))
+        last = conn.execute(sa.select(sa.func.max(received_t.c.relay_seq))).scalar()
         conn.execute(received_t.delete().where(received_t.c.partner == partner))
         conn.execute(
             received_t.insert().values(
+                republishable=catalog.republishable,
+                relay_seq=int(last or 0) + 1,
                 partner=partner,
                 version=head.version,
                 sha256=head.sha256,

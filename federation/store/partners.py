@@ -12,7 +12,15 @@ from sqlalchemy.engine import Engine
 from federation.errors import ConflictError, NotFoundError
 from federation.partners import Agreement, Partner
 from federation.store.db import writing
-from federation.tables import partners_t, peer_keys_t, received_t, sessions_t, sync_t
+from federation.tables import (
+    partners_t,
+    peer_keys_t,
+    received_t,
+    relay_cursors_t,
+    relayed_t,
+    sessions_t,
+    sync_t,
+)
 
 
 def _partner(row: Any) -> Partner:
@@ -71,9 +79,15 @@ def remove_partner(engine: Engine, name: str) -> None:
             raise NotFoundError(f"no partner called {name!r}")
         if row.source == "config":
             raise ConflictError(f"partner {name!r} comes from the config file; remove it there")
-        for table in (peer_keys_t, sessions_t, received_t, sync_t):
-            conn.execute(table.delete().where(table.c.partner == name))
-        conn.execute(partners_t.delete().where(partners_t.c.name == name))
+        _forget(conn, name)
+
+
+def _forget(conn: sa.Connection, name: str) -> None:
+    for table in (peer_keys_t, sessions_t, received_t, sync_t):
+        conn.execute(table.delete().where(table.c.partner == name))
+    for table in (relayed_t, relay_cursors_t):
+        conn.execute(table.delete().where(table.c.via == name))
+    conn.execute(partners_t.delete().where(partners_t.c.name == name))
 
 
 def sync_config_partners(engine: Engine, partners: Iterable[Partner], now_ts: int) -> None:
@@ -83,9 +97,7 @@ def sync_config_partners(engine: Engine, partners: Iterable[Partner], now_ts: in
         rows = {row.name: row for row in conn.execute(sa.select(partners_t))}
         for name, row in rows.items():
             if row.source == "config" and name not in wanted:
-                for table in (peer_keys_t, sessions_t, received_t, sync_t):
-                    conn.execute(table.delete().where(table.c.partner == name))
-                conn.execute(partners_t.delete().where(partners_t.c.name == name))
+                _forget(conn, name)
         for name, partner in wanted.items():
             if name in rows:
                 if rows[name].public_key != partner.public_key:

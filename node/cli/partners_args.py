@@ -55,6 +55,18 @@ def add_agreement_arguments(parser: argparse.ArgumentParser, *, keep_unset: bool
     )
     parser.add_argument("--credit-limit", type=int, default=default(0), help="credit limit in minor units")
     parser.add_argument("--currency", default=default("CNY"), help="agreement currency (default CNY)")
+    parser.add_argument(
+        "--republish",
+        choices=["yes", "no"],
+        default=default("no"),
+        help="may the partner re-publish our catalog to its own partners (an aggregator; default no)",
+    )
+    parser.add_argument(
+        "--relay",
+        default=default(""),
+        metavar="NAME,..",
+        help="partners whose re-publishable catalogs this partner may fetch through us ('*': all; empty: none)",
+    )
 
 
 def agreement_from_args(args: argparse.Namespace, base: Agreement | None = None) -> Agreement:
@@ -75,6 +87,10 @@ def agreement_from_args(args: argparse.Namespace, base: Agreement | None = None)
         data["pools"] = [p for p in args.pools.split(",") if p]
     if args.tags is not None:
         data["tags"] = [t for t in args.tags.split(",") if t]
+    if args.relay is not None:
+        data["relay"] = [name for name in args.relay.split(",") if name]
+    if args.republish is not None:
+        data["republish"] = args.republish == "yes"
     for option, key in (
         ("markup_bp", "markup_bp"),
         ("credit_limit", "credit_limit"),

@@ -25,7 +25,7 @@ from node.config import Settings
 from node.context import CTX, NodeContext
 from node.http.errors import ApiError
 from node.identity import Identity, reload_if_rotated
-from node.peering.offers import config_offer_source, merged_view, own_offers
+from node.peering.offers import config_offer_source, merged_view, own_offers, relayed_offers
 
 log = logging.getLogger("cpnode.federation")
 SYNC_JOB = "federation.sync"
@@ -58,8 +58,9 @@ def static_keys(identity: Identity) -> Callable[[], OwnKeys]:
 
 
 async def offers_api(request: web.Request) -> web.Response:
-    """`GET /api/v1/offers[?partner=NAME]`: own and partner offers with source and age (the admin or
-    any consumer with its token); 404 `unknown_partner` for a partner that is not pinned."""
+    """`GET /api/v1/offers[?partner=NAME][&relayed=1]`: own and partner offers with source and age
+    (the admin or any consumer with its token), and with `relayed=1` the offers aggregator partners
+    relayed; 404 `unknown_partner` for a partner that is not pinned."""
     ctx = request.app[CTX]
     await ctx.authenticate(request)
     partner = request.query.get("partner") or None
@@ -68,7 +69,11 @@ async def offers_api(request: web.Request) -> web.Response:
             404, "unknown_partner", f"no partner named {partner!r} is pinned (see `cpnode partners list`)"
         )
     own = await own_offers(ctx.offer_sources)
-    rows = await asyncio.to_thread(merged_view, own, ctx.engine, int(time.time()), partner)
+    now = int(time.time())
+    rows = await asyncio.to_thread(merged_view, own, ctx.engine, now, partner)
+    if request.query.get("relayed") in ("1", "true"):
+        relayed = await asyncio.to_thread(relayed_offers, ctx.engine, now)
+        rows.extend(row for row in relayed if partner is None or row["partner"] == partner)
     return web.json_response({"node": ctx.name, "count": len(rows), "offers": rows})
 
 
@@ -85,6 +90,8 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         config_offers.replace(o.offer() for o in new.offers)
         partners = [entry.partner() for entry in new.partners]
         await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+        issuers = [entry.issuer() for entry in new.issuers]
+        await asyncio.to_thread(store.sync_config_issuers, ctx.engine, issuers, int(time.time()))
 
     ctx.reload_hooks.append(reload_hook)
     service = FederationService(
@@ -118,6 +125,8 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         partners = [entry.partner() for entry in settings.partners]
         await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+        issuers = [entry.issuer() for entry in settings.issuers]
+        await asyncio.to_thread(store.sync_config_issuers, ctx.engine, issuers, int(time.time()))
         discovery_task = None
         if settings.federation.discovery and "federation" in ctx.roles:
             discovery_task = asyncio.ensure_future(_run_discovery(ctx))
@@ -165,10 +174,15 @@ def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]
     partners = store.list_partners(engine)
     states = store.sync_states(engine)
     catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
+    relayed: dict[str, int] = {}
+    for row in store.relayed_catalogs(engine):
+        relayed[row["via"]] = relayed.get(row["via"], 0) + 1
     lines: list[tuple[str, object]] = [("partners", len(partners))]
     for partner in partners:
         state = states.get(partner.name, {}).get("status", "never")
         catalog = catalogs.get(partner.name)
         held = f"catalog v{catalog['version']}, {catalog['offer_count']} offers" if catalog else "no catalog"
+        if partner.name in relayed:
+            held += f"; relays {relayed[partner.name]} issuers' catalogs"
         lines.append((f"  {partner.name}", f"{state}; {held}"))
     return lines

@@ -1,5 +1,7 @@
 """The merged offer view: this node's own offers and every partner's accepted catalog, each offer
-tagged with its source and age. Served at `GET /api/v1/offers` and shown by `cpnode catalog show`."""
+tagged with its source and age. Served at `GET /api/v1/offers` and shown by `cpnode catalog show`.
+Catalogs relayed by aggregator partners (federation.relay) are listed on request only
+(`relayed_offers`): they carry provenance, but no agreement of ours to trade on them."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ __all__ = [
     "merged_view",
     "own_offers",
     "partner_offers",
+    "relayed_offers",
 ]
 # Parsed partner catalogs by body hash: bodies never change under a hash, so parsing once is enough.
 _parsed: dict[str, list[CatalogOffer]] = {}
@@ -90,6 +93,22 @@ def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> l
                 max(0, now_ts - confirmed_ts),
             )
             row["catalog_version"] = catalog["version"]
+            rows.append(row)
+    return rows
+
+
+def relayed_offers(engine: Engine, now_ts: int) -> list[OfferRow]:
+    """Offers of the unexpired catalogs aggregator partners relayed, with source
+    `relayed:AGGREGATOR:ISSUER`, the issuer and the key id its signature was checked with."""
+    rows: list[OfferRow] = []
+    for catalog in store.relayed_catalogs(engine):
+        if catalog["expires_ts"] <= now_ts:
+            continue
+        age = max(0, now_ts - int(catalog["received_ts"]))
+        for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
+            row = offer_row(offer, f"relayed:{catalog['via']}:{catalog['issuer']}", catalog["via"], age, age)
+            row["catalog_version"] = catalog["version"]
+            row["issuer"], row["issuer_key_id"] = catalog["issuer"], catalog["key_id"]
             rows.append(row)
     return rows
 

@@ -1,4 +1,6 @@
-"""Config sections of federation: `[federation]`, `[[partners]]` and `[[offers]]` (see node.config).
+"""Config sections of federation: `[federation]`, `[[partners]]`, `[[issuers]]` and `[[offers]]`
+(see node.config). `[[issuers]]` are nodes whose catalogs this node accepts when an aggregator
+partner relays them (federation.relay), each pinned by name and public key.
 
 `[[offers]]` are the node's own offers until the connectors provide them; each entry has the
 fields of a catalog offer (federation.catalog.OFFER_FIELDS).
@@ -17,6 +19,7 @@ from federation.errors import FederationError
 # partners or offers (and every `--help`) stays light.
 if TYPE_CHECKING:
     from federation.partners import Partner
+    from federation.relay import Issuer
     from federation.service import FederationSettings
     from node.offers import CatalogOffer
 
@@ -112,6 +115,10 @@ class PartnerSection(_Section):
     markup_bp: int = 0
     credit_limit: int = Field(default=0, ge=0)
     currency: str = "CNY"
+    # The star case (federation.relay): may the partner re-publish our catalog; which partners'
+    # re-publishable catalogs it may fetch through us (`*`: all).
+    republish: bool = False
+    relay: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -147,12 +154,49 @@ class PartnerSection(_Section):
         try:
             agreement = Agreement.from_json(
                 self.model_dump(
-                    include={"pools", "tags", "price_list", "markup_bp", "credit_limit", "currency"}
+                    include={
+                        "pools",
+                        "tags",
+                        "price_list",
+                        "markup_bp",
+                        "credit_limit",
+                        "currency",
+                        "republish",
+                        "relay",
+                    }
                 )
             )
         except FederationError as exc:
             raise ValueError(str(exc)) from None
         return Partner(self.name, tuple(self.urls), self.key, agreement, source="config")
+
+
+class IssuerSection(_Section):
+    """One `[[issuers]]` entry: a node whose catalogs are accepted when an aggregator relays them."""
+
+    name: str
+    key: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        from federation.partners import check_node_name
+
+        try:
+            return check_node_name(value)
+        except FederationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return check_public_key(value)
+
+    def issuer(self) -> Issuer:
+        """The trusted issuer this entry pins."""
+        from federation.relay import Issuer
+
+        return Issuer(self.name, self.key, source="config")
 
 
 class OfferSection(_Section):
