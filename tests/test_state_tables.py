@@ -23,6 +23,8 @@ from federation import claims, login
 from ledger import holds
 from ledger.records import TransferKind
 from node.migration import machine as migration
+from node.migration.core import MigrationCore
+from node.migration.steps import Steps
 from node.trading import machine
 from node.trading.core import Trading
 from node.trading.seller import Seller
@@ -231,6 +233,21 @@ def test_migration_machine() -> None:
         migration.cancel_target("cutover")
     with pytest.raises(migration.MigrationTransitionError):
         migration.next_state("completed", "fail")
+    steps = Steps(cast(MigrationCore, None))
+    assert set(steps.actions) == migration.STATES - migration.RESTING
+
+
+def test_every_migration_event_the_code_uses_is_in_its_table() -> None:
+    """Each literal event passed to a migration move in node/migration exists in the table, and every
+    event but the forward steps' (taken through `forward_event`) is used by name somewhere."""
+    files = sorted((ROOT / "node" / "migration").glob("*.py"))
+    used = literal_events(files, {"move": 1, "move_migration": 2})
+    assert len(used) >= 12
+    assert [e for e in used if e[2] not in get_args(migration.MigrationEvent)] == []
+    by_forward_event = {"path_ready", "deploy", "quiesce"}
+    by_undo_event = {"rolled_back", "cancelled"}  # undo.run ends with undo_event(state)
+    named = {e[2] for e in used} | by_forward_event | by_undo_event
+    assert named == set(get_args(migration.MigrationEvent))
 
 
 @pytest.mark.parametrize(
