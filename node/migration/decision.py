@@ -27,8 +27,8 @@ from connectors.offers import Offer
 
 Objective = Literal["cost", "time"]
 REASONS: tuple[str, ...] = (
-    "same_place",
     "not_requested",
+    "same_place",
     "chip_mismatch",
     "too_small",
     "no_free_units",
@@ -148,12 +148,12 @@ def _route(
 
 
 def _misfit(source: Offer | None, offer: Offer, request: Request) -> tuple[str, str] | None:
-    if offer.pool == request.source_pool and offer.region_id == request.source_region:
-        return "same_place", "the source's own pool and region"
     if request.offer_id is not None and offer.offer_id != request.offer_id:
         return "not_requested", f"the request names offer {request.offer_id}"
     if request.to_pool is not None and offer.pool != request.to_pool:
         return "not_requested", f"the request names pool {request.to_pool}"
+    if offer.pool == request.source_pool and offer.region_id == request.source_region:
+        return "same_place", "the source's own pool and region"
     if source is not None:
         if offer.chip_model != source.chip_model:
             return "chip_mismatch", f"{offer.chip_model}, the source runs on {source.chip_model}"
