@@ -239,13 +239,31 @@ class World:
         url = self.node.start()
         self.api.url = url
 
+    async def api_wait(self, check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+        """Poll `check` until true; AssertionError naming `what` after `timeout_s`."""
+        await eventually(check, timeout_s, what)
+
     async def start(self, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
         """Ask for a migration."""
         return dict(await self.api.ok("POST", "/api/v1/migrations", body, status))
 
 
+MIGRATION_SETTINGS: dict[str, Any] = {
+    "network": "net",
+    "workers": 4,
+    "chunk_mib": 1,
+    "checkpoint_timeout_s": 30,
+    "start_timeout_s": 30,
+    "step_attempts": 3,
+    "retry_delay_s": 0.2,
+    "poll_interval_s": 0.1,
+    "supervise_every_s": 0.2,
+    "lease_ttl_s": 5,
+}
+
+
 def node_toml(
-    world_base: Path, express: ExpressProcess, clouds: dict[str, Cloud], netsim_url: str, extra: str
+    express: ExpressProcess, clouds: dict[str, Cloud], netsim_url: str, migration: dict[str, Any]
 ) -> str:
     """The node's pools (the two clouds, the network plugin) and its [migration] section."""
     pools = "".join(
@@ -258,6 +276,8 @@ options = {{ url = "{cloud.url}", access_key = "{ALPHA_KEYS["access_key"]}", sec
 """
         for (name, cloud), site in zip(clouds.items(), ("beijing", "shanghai"), strict=True)
     )
+    settings = {**MIGRATION_SETTINGS, **migration}
+    migration_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
     return f"""
 [connectors]
 heartbeat_interval_s = 0.5
@@ -272,24 +292,14 @@ options = {{ url = "{netsim_url}", token = "{NETSIM_TOKEN}" }}
 [migration]
 express_url = "{express.url}"
 express_token_path = "{express.token_file}"
-network = "net"
-workers = 4
-chunk_mib = 1
-checkpoint_timeout_s = 30
-start_timeout_s = 30
-step_attempts = 3
-retry_delay_s = 0.2
-poll_interval_s = 0.1
-supervise_every_s = 0.2
-lease_ttl_s = 5
-{extra}
+{migration_lines}
 """
 
 
 @pytest.fixture(name="world_options")
 def fixture_world_options() -> dict[str, Any]:
-    """Options of the world fixture a test may override: extra [migration] lines, cloud op delays."""
-    return {"migration": "", "op_delay_ms": {"bj": 150, "sh": 150}}
+    """Options of the world fixture a test may override: [migration] settings, cloud op delays."""
+    return {"migration": {}, "op_delay_ms": {"bj": 150, "sh": 150}}
 
 
 @pytest.fixture(name="world")
@@ -310,7 +320,7 @@ async def fixture_world(tmp_path: Path, world_options: dict[str, Any]) -> AsyncI
         config = make_node_dir(
             tmp_path,
             "node-a",
-            extra_toml=node_toml(tmp_path, express, clouds, netsim.url, world_options["migration"]),
+            extra_toml=node_toml(express, clouds, netsim.url, world_options["migration"]),
         )
         node = NodeProcess(config)
         try:
@@ -339,8 +349,3 @@ async def fixture_world(tmp_path: Path, world_options: dict[str, Any]) -> AsyncI
         await asyncio.to_thread(express.stop)
         await asyncio.to_thread(netsim.stop)
         shutil.rmtree(tmp_path / "clouds", ignore_errors=True)
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    """Poll `check` until true (a shorter name for the connectors tests' `eventually`)."""
-    await eventually(check, timeout_s, what)
