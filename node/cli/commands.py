@@ -49,6 +49,9 @@ COMMANDS: dict[str, Command] = {
     "consumers": Command("node.cli.consumers_cmd", "consumer accounts and deposits"),
     "orders": Command("node.cli.orders_cmd", "place, settle and cancel consumers' orders"),
     "market": Command("node.cli.market_cmd", "match a demand against this node's and its partners' offers"),
+    "migrations": Command(
+        "node.cli.migrations_cmd", "move running pool instances to another pool: plan, start, follow, cancel"
+    ),
 }
 
 

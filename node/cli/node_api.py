@@ -8,6 +8,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,3 +90,34 @@ def call(settings: Settings, method: str, path: str, body: Any = None, token: st
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach the node at {url} (is `cpnode run` running?): {exc}") from None
+
+
+def events(settings: Settings, path: str, token: str | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON data of each Server-Sent Event of a node's event stream at `path`, until it ends; a
+    refusal becomes a NodeRefused as with `call`."""
+    url = node_url(settings) + path
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 — the node's own URL
+    request.add_header("Authorization", f"Bearer {token or read_admin_token(settings)}")
+    request.add_header("Accept", "text/event-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            data: list[str] = []
+            for raw in response:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+                elif not line and data:
+                    yield json.loads("\n".join(data))
+                    data = []
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read())
+        except ValueError:
+            detail = {}
+        detail = detail if isinstance(detail, dict) else {}
+        message = f"{detail.get('error')}: {detail.get('message')}" if detail else str(exc)
+        raise NodeRefused(
+            f"the node refused GET {path}: {message}", exc.code, detail.get("error"), detail
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"lost the node's event stream at {url}: {exc}") from None

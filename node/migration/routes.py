@@ -9,9 +9,11 @@
     GET  /api/v1/migrations/{id}        one migration with its history
     POST /api/v1/migrations/{id}/cancel 202; a second cancel changes nothing; 409 once the cutover began
     POST /api/v1/migrations/{id}/retry  run the undo of a migration that needs attention again
-    GET  /api/v1/migrations/{id}/events Server-Sent Events `migration` (state, bytes and chunks done of
-                                        the total, rate, ETA, retries, last error) on every change and
-                                        at least every second; the stream ends once the migration rests
+    GET  /api/v1/migrations/{id}/events Server-Sent Events: `transition` for every line of its history
+                                        (from the start: every change of state, and notes such as retries
+                                        and a re-provisioned path), and `progress` (state, bytes and chunks
+                                        done of the total, rate, ETA, retries, last error) on every change
+                                        and at least every second; the stream ends once the migration rests
 
 Bodies are checked whole before anything is stored (400 naming the field). A process that hosts
 the plugins decides the destination at once (422 `no_destination` saying why each offer was left
@@ -230,24 +232,32 @@ async def events_route(request: web.Request) -> web.StreamResponse:
     migration = await _get(core, request.match_info["id"])
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    sent_version, sent_at = -1, 0.0
+    sent_version, sent_at, seen_seq = -1, 0.0, 0
     while not closing.is_set():
-        now = time.monotonic()
-        if migration.version != sent_version or now - sent_at >= HEARTBEAT_S:
-            data = json.dumps(event_view(migration), separators=(",", ":"))
-            try:
-                await response.write(f"id: {migration.version}\nevent: migration\ndata: {data}\n\n".encode())
-            except ConnectionError:
-                break
-            sent_version, sent_at = migration.version, now
-            if migration.state in RESTING:
-                break
+        lines = await core.db(store.history, migration.id, seen_seq)
+        try:
+            for line in lines:
+                await _send(response, "transition", {"kind": "transition", "id": migration.id, **line})
+                seen_seq = line["seq"]
+            now = time.monotonic()
+            if migration.version != sent_version or now - sent_at >= HEARTBEAT_S:
+                await _send(response, "progress", {"kind": "progress", **event_view(migration)})
+                sent_version, sent_at = migration.version, now
+        except ConnectionError:
+            break
+        if migration.state in RESTING and not lines:
+            break
         await asyncio.sleep(STREAM_POLL_S)
         found = await core.db(store.get_migration, migration.id)
         if found is None:
             break
         migration = found
     return response
+
+
+async def _send(response: web.StreamResponse, kind: str, data: dict[str, Any]) -> None:
+    body = json.dumps(data, separators=(",", ":"))
+    await response.write(f"event: {kind}\ndata: {body}\n\n".encode())
 
 
 def add_routes(app: web.Application) -> None:

@@ -164,17 +164,18 @@ def note(engine: Engine, /, migration_id: str, state: MigrationState, now_ms: in
         )
 
 
-def history(engine: Engine, migration_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """A migration's transitions and notes, oldest first."""
+def history(engine: Engine, migration_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    """A migration's transitions and notes (after line `after_seq`), oldest first."""
     query = (
         sa.select(migration_events_t)
-        .where(migration_events_t.c.migration_id == migration_id)
+        .where(migration_events_t.c.migration_id == migration_id, migration_events_t.c.seq > after_seq)
         .order_by(migration_events_t.c.seq)
         .limit(limit)
     )
     with engine.connect() as conn:
         return [
             {
+                "seq": row.seq,
                 "at_ms": row.at_ms,
                 "from": row.from_state,
                 "event": row.event,
