@@ -138,8 +138,10 @@ async def run(steps: Steps, m: Migration) -> Migration | None:
     next_path_check = 0.0
     while True:
         view = await express.job(job_id(m))
+        # A transfer that answers again starts its tries afresh: hiccups hours apart do not add up.
+        fresh = {"attempts": 0} if m.attempts else {}
         written = await core.db(
-            store.update_migration, m.id, core.clock(), "transferring", progress=progress_of(view)
+            store.update_migration, m.id, core.clock(), "transferring", progress=progress_of(view), **fresh
         )
         if written is None:
             return None  # cancelled meanwhile: the undo cancels the job
