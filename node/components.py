@@ -20,6 +20,7 @@ from node.config import Settings
 from node.context import NodeContext
 from node.http import core_routes
 from node.market import component as market
+from node.migration import component as migration
 from node.peering import component as peering
 from node.pools import component as pools
 from node.roles import ALL_ROLES
@@ -82,6 +83,13 @@ COMPONENTS: tuple[Component, ...] = (
         frozenset({"api", "connectors", "federation"}),
         install=tasks.install,
         status=tasks.status_lines,
+    ),
+    # After connectors: its driver calls the plugin host (where the `connectors` role runs).
+    Component(
+        "migration",
+        frozenset({"api", "connectors"}),
+        install=migration.install,
+        status=migration.status_lines,
     ),
 )
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node.migration.settings import MigrationSection
 from node.peering.settings import FederationSection, IssuerSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
 from node.runfile import DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME  # re-exported: where `cpnode init` writes
@@ -163,6 +164,7 @@ class Settings(BaseModel):
     ledger: LedgerSection = LedgerSection()
     trading: TradingSection = TradingSection()
     tasks: TasksSection = TasksSection()
+    migration: MigrationSection = MigrationSection()
     pools: PoolList = Field(default_factory=list)
     base_dir: Path = Path()
 

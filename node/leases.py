@@ -53,3 +53,10 @@ def holder_of(engine: Engine, job_id: str, now_ms: int) -> str | None:
             sa.select(leases.c.holder).where(leases.c.job_id == job_id, leases.c.expires_ms >= now_ms)
         ).first()
     return None if row is None else str(row.holder)
+
+
+def release(engine: Engine, job_id: str, holder: str) -> bool:
+    """Give up `holder`'s lease on `job_id` (True if it held it), so another replica may take it at once."""
+    with write_transaction(engine) as conn:
+        gone = conn.execute(sa.delete(leases).where(leases.c.job_id == job_id, leases.c.holder == holder))
+        return gone.rowcount == 1

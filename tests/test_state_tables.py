@@ -1,6 +1,6 @@
 """Every state machine of the node checked as data: orders and sales (node.trading.machine), ledger
-holds (ledger.holds), trade claims (federation.claims), plugin health (connectors.health) and login
-challenges (federation.login).
+holds (ledger.holds), trade claims (federation.claims), plugin health (connectors.health), login
+challenges (federation.login) and migrations (node.migration.machine).
 
 For each: the typed states and events are exactly those of its table; every state is reachable
 from the start; final states lead nowhere else; every state that is not resting has a way out (for
@@ -11,6 +11,7 @@ literal to the machine's moves is in the table (a scan of the source, beside myp
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -21,6 +22,9 @@ from connectors import health
 from federation import claims, login
 from ledger import holds
 from ledger.records import TransferKind
+from node.migration import machine as migration
+from node.migration.core import MigrationCore
+from node.migration.steps import Steps
 from node.trading import machine
 from node.trading.core import Trading
 from node.trading.seller import Seller
@@ -201,6 +205,49 @@ def test_login_challenge_machine() -> None:
     files = [ROOT / "federation" / "login.py", *sorted((ROOT / "federation" / "store").glob("*.py"))]
     used = literal_events(files, {"transition": 1})
     assert {e[2] for e in used} == {"consume"}
+
+
+def test_migration_machine() -> None:
+    """Migrations: typed states and events are the table's; every state is reachable from planned;
+    the final states lead nowhere; every state before the cutover can fail into a rollback, and all
+    but the cutover can be cancelled; every undo ends rolled back, cancelled or needing attention;
+    each forward state steps to the next one of figure 6."""
+    table = migration.TRANSITIONS
+    states = set(get_args(migration.MigrationState))
+    assert {key[0] for key in table} | set(table.values()) == states
+    assert {event for _, event in table} == set(get_args(migration.MigrationEvent))
+    assert reachable(table, migration.START) == states
+    assert all(not exits(table, state) for state in migration.FINAL)
+    assert all(exits(table, state) for state in states - migration.FINAL)
+    for state in migration.UNDOABLE:
+        assert table[(state, "fail")] == "rolling_back"
+        assert table.get((state, "cancel")) == (None if state == "cutover" else "cancelling")
+    assert exits(table, "rolling_back") == {"rolled_back", "needs_attention"}
+    assert exits(table, "cancelling") == {"cancelled", "needs_attention"}
+    assert exits(table, "needs_attention") == {"rolling_back"}
+    for before, after in itertools.pairwise(migration.FORWARD):
+        assert table[(before, migration.forward_event(before))] == after
+    assert migration.cancel_target("cancelling") is None
+    assert migration.cancel_target("cancelled") is None
+    with pytest.raises(migration.MigrationTransitionError):
+        migration.cancel_target("cutover")
+    with pytest.raises(migration.MigrationTransitionError):
+        migration.next_state("completed", "fail")
+    steps = Steps(cast(MigrationCore, None))
+    assert set(steps.actions) == migration.STATES - migration.RESTING
+
+
+def test_every_migration_event_the_code_uses_is_in_its_table() -> None:
+    """Each literal event passed to a migration move in node/migration exists in the table, and every
+    event but the forward steps' (taken through `forward_event`) is used by name somewhere."""
+    files = sorted((ROOT / "node" / "migration").glob("*.py"))
+    used = literal_events(files, {"move": 1, "move_migration": 2})
+    assert len(used) >= 12
+    assert [e for e in used if e[2] not in get_args(migration.MigrationEvent)] == []
+    by_forward_event = {"path_ready", "deploy", "quiesce"}
+    by_undo_event = {"rolled_back", "cancelled"}  # undo.run ends with undo_event(state)
+    named = {e[2] for e in used} | by_forward_event | by_undo_event
+    assert named == set(get_args(migration.MigrationEvent))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import secrets
+import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -124,31 +126,41 @@ def cloudsim_app(
     return app, state
 
 
-async def _serve(inventory: Inventory, host: str, port: int, storage_dir: Path) -> None:
-    app, state = cloudsim_app(inventory, storage_dir)
+async def _serve(inventory: Inventory, host: str, port: int, storage_dir: Path, storage_url: str) -> None:
+    app, state = cloudsim_app(inventory, storage_dir, storage_url)
 
     def bound(url: str) -> None:
-        state.storage_url = url
+        state.storage_url = storage_url or url
 
     announce = f"cpnode-cloudsim ({inventory.dialect} dialect, simulator) listening at {{url}}"
     await serve_until_signal(app, host, port, announce, on_bound=bound)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`cpnode-cloudsim --inventory FILE [--host H] [--port P] [--storage-dir D]`: serve until a signal."""
+    """`cpnode-cloudsim --inventory FILE [--host H] [--port P] [--storage-dir D] [--storage-url URL]`:
+    serve until a signal. SIGXFSZ is ignored, so a file-size limit (RLIMIT_FSIZE) makes storage writes
+    fail as `disk_full` instead of killing the simulator."""
     parser = argparse.ArgumentParser(prog="cpnode-cloudsim", description="Cloud platform SIMULATOR.")
     parser.add_argument("--inventory", type=Path, required=True, help="inventory TOML (configs/cloudsim/)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--storage-dir", type=Path, default=None, help="state files (default: a temp dir)")
+    parser.add_argument(
+        "--storage-url",
+        default="",
+        help="where clients reach the storage endpoint, e.g. a proxy in front of this process (default: its own URL)",
+    )
     args = parser.parse_args(argv)
+    if args.storage_url and not re.fullmatch(r"https?://[^/\s]+", args.storage_url):
+        parser.error(f"--storage-url must be http(s)://HOST:PORT, got {args.storage_url!r}")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         inventory = load_inventory(args.inventory)
     except ConnectorError as exc:
         parser.error(str(exc))
     if args.storage_dir is None:
         with tempfile.TemporaryDirectory(prefix="cloudsim-") as temporary:
-            asyncio.run(_serve(inventory, args.host, args.port, Path(temporary)))
+            asyncio.run(_serve(inventory, args.host, args.port, Path(temporary), args.storage_url))
     else:
-        asyncio.run(_serve(inventory, args.host, args.port, args.storage_dir))
+        asyncio.run(_serve(inventory, args.host, args.port, args.storage_dir, args.storage_url))
     return 0

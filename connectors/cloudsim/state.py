@@ -268,6 +268,7 @@ class CloudState:
                 await instance.box.stop()
             instance.lifecycle = "deleted"
             shutil.rmtree(self.storage_dir / RUNS / instance.id, ignore_errors=True)
+            shutil.rmtree(self.storage_dir / instance.id, ignore_errors=True)  # its disk goes with it
         elif op.kind == "stop":
             if instance.box is not None:
                 await instance.box.stop()

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from connectors.contract import StorageEndpoint
+from connectors.contract import StateFile, StorageEndpoint
 from connectors.express.errors import BadChunk, ChunksMissing, TransferError, UploadLost
 from connectors.manifest import Manifest, UploadEntry, from_ranges
 
@@ -94,6 +94,16 @@ class StorageClient:
         except ValueError as exc:
             raise TransferError(
                 "bad_manifest", f"{self.side} sent an invalid manifest: {exc}", fatal=True
+            ) from None
+
+    async def files(self) -> list[StateFile]:
+        """The bucket's committed files with their sizes and SHA-256 (the endpoint's listing)."""
+        _, body = await self._call("GET", self._url())
+        try:
+            return [StateFile.model_validate(item) for item in body.get("files", [])]
+        except (TypeError, ValueError) as exc:
+            raise TransferError(
+                "bad_response", f"{self.side} sent an invalid listing: {exc}", fatal=False
             ) from None
 
     async def read_chunk(self, path: str, offset: int, into: memoryview, file_bytes: int) -> None:

@@ -50,6 +50,9 @@ COMMANDS: dict[str, Command] = {
     "orders": Command("node.cli.orders_cmd", "place, settle and cancel consumers' orders"),
     "market": Command("node.cli.market_cmd", "match a demand against this node's and its partners' offers"),
     "tasks": Command("node.cli.tasks_cmd", "submit tasks, follow their state and log, fetch their outputs"),
+    "migrations": Command(
+        "node.cli.migrations_cmd", "move running pool instances to another pool: plan, start, follow, cancel"
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,3 +111,31 @@ def call(settings: Settings, method: str, path: str, body: Any = None, token: st
             return json.loads(response.read() or b"null")
         except OSError as exc:
             raise CliError(f"the node's answer to {method} {path} was cut short: {exc}") from None
+
+
+def event_stream(
+    settings: Settings, path: str, token: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each Server-Sent Event of the node's stream at `path` as (event name, JSON data), until the
+    stream ends; a refusal becomes a NodeRefused, an unreachable node a CliError."""
+    headers = {"Accept": "text/event-stream"}
+    with open_url(settings, "GET", path, token=token, headers=headers, timeout_s=None) as response:
+        event, data = "", []
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+            elif not line and data:
+                yield event or "message", json.loads("\n".join(data))
+                event, data = "", []
+
+
+def events(settings: Settings, path: str, token: str | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON data of each event of the node's stream at `path` (see `event_stream`)."""
+    try:
+        for _, data in event_stream(settings, path, token):
+            yield data
+    except OSError as exc:
+        raise CliError(f"lost the node's event stream at {path}: {exc}") from None

@@ -40,7 +40,7 @@ from node.cli.common import (
     print_table,
     settings_from_args,
 )
-from node.cli.node_api import add_token_argument, call, consumer_token, open_url
+from node.cli.node_api import add_token_argument, call, consumer_token, event_stream, open_url
 from node.money import format_money
 
 COLUMNS = ["task", "consumer", "name", "state", "outcome", "offer", "used (s)", "cost"]
@@ -235,39 +235,21 @@ def run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events(settings: Any, task_id: str, token: str | None, after: int, log_offset: int) -> Any:
-    """The task's event stream from entry `after` and log offset `log_offset` (an open response)."""
-    query = urlencode({"after": after, "log_offset": log_offset})
-    return open_url(
-        settings, "GET", _path(task_id, f"/events?{query}"), token=token,
-        headers={"Accept": "text/event-stream"}, timeout_s=None,
-    )  # fmt: skip
-
-
 def follow(settings: Any, task_id: str, token: str | None, as_json: bool, states: bool = True) -> int:
     """Show the task's state changes and log until it is released (reconnecting if the stream is
     cut); 0 if it succeeded, else 1."""
     after, log_offset = 0, 0
     while True:
+        query = urlencode({"after": after, "log_offset": log_offset})
         try:
-            with _events(settings, task_id, token, after, log_offset) as stream:
-                event, data = "", ""
-                for raw in stream:
-                    line = raw.decode("utf-8").rstrip("\n")
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                    elif line == "" and event:
-                        payload = json.loads(data)
-                        if event == "state":
-                            after = payload["id"]
-                        elif event == "log":
-                            log_offset = payload["offset"] + len(payload["text"].encode("utf-8"))
-                        _show_event(event, payload, as_json, states)
-                        if event == "end":
-                            return 0 if payload.get("outcome") == "succeeded" else 1
-                        event, data = "", ""
+            for event, payload in event_stream(settings, _path(task_id, f"/events?{query}"), token):
+                if event == "state":
+                    after = payload["id"]
+                elif event == "log":
+                    log_offset = payload["offset"] + len(payload["text"].encode("utf-8"))
+                _show_event(event, payload, as_json, states)
+                if event == "end":
+                    return 0 if payload.get("outcome") == "succeeded" else 1
         except (OSError, ValueError) as exc:
             if not as_json:
                 console().print(f"[stream cut: {exc}; reconnecting]", markup=False)

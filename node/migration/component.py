@@ -1,0 +1,83 @@
+"""The migration component: task migration wired into a running node.
+
+- role `api`: the migration routes under `/api/v1/migrations` (node.migration.routes);
+- role `connectors` (the process that hosts the plugins): the driver of unfinished migrations
+  (node.migration.driver), started and stopped with the app.
+
+Installed after the connectors component, whose plugin host it uses. Another component that
+needs to know when a migration's cutover commits (the tasks service: a task record gets its new
+instance) adds a hook: `app[CORE].hooks.append(hook)` (node.migration.core.CutoverHook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from node.config import Settings
+from node.context import NodeContext
+from node.migration import routes
+from node.migration.core import MigrationCore
+from node.migration.driver import Driver
+from node.migration.routes import CLOSING, CORE, KICK
+from node.migration.steps import Steps
+from node.migration.tables import migrations_t
+from node.pools.routes import HOST
+
+__all__ = ["CORE", "install", "sites", "status_lines"]
+
+
+def sites(settings: Settings) -> dict[str, str]:
+    """The network site of each pool: `[[pools]] site`, then `[migration] sites` for the others."""
+    known = {pool.name: pool.site for pool in settings.pools if pool.site is not None}
+    return {**known, **settings.migration.sites}
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the migration routes (role `api`) and the driver (where the plugins are hosted)."""
+    settings = ctx.settings.migration
+    host = app.get(HOST)
+    core = MigrationCore(
+        ctx.engine, settings, host, sites(ctx.settings), ctx.settings.path(settings.express_token_path)
+    )
+    app[CORE] = core
+    closing = app[CLOSING] = asyncio.Event()
+
+    async def end_streams(_app: web.Application) -> None:
+        closing.set()  # event streams end now instead of holding the shutdown
+
+    app.on_shutdown.append(end_streams)
+    if "api" in ctx.roles:
+        routes.add_routes(app)
+    if host is None:
+        return
+    driver = Driver(Steps(core), ctx.replica_id)
+    app[KICK] = driver.kick
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        supervisor = asyncio.create_task(driver.supervise())
+        yield
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        await driver.close()
+        await core.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+
+def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:  # noqa: ARG001 (the components' status signature)
+    """Lines for `cpnode status`: migrations by state."""
+    try:
+        with engine.connect() as conn:
+            counts = conn.execute(
+                select(migrations_t.c.state, func.count()).group_by(migrations_t.c.state)
+            ).all()
+    except Exception as exc:  # status must answer even before the tables exist
+        return [("migrations", f"unknown ({type(exc).__name__})")]
+    return [("migrations", ", ".join(f"{count} {state}" for state, count in sorted(counts)) or "none")]

@@ -1,0 +1,83 @@
+"""The migration error tree: one root, an HTTP status and a machine-readable code on each.
+
+`MigrationRequestError` (400/422) and `UnknownMigration` (404) are about what a caller asked and
+change nothing; `MigrationConflict` (409) is a request the migration's state forbids;
+`MigrationUnavailable` (503) says this process cannot do it (no plugin host, no data express).
+`StepFailed` is a step that cannot succeed by trying again (a pool refused, the path broke twice,
+the destination's files differ): the migration rolls back. Anything else a step raises is judged
+by `is_transient`: a platform, plugin, express or database that may answer next time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from connectors.errors import ConnectorError
+from connectors.express import ExpressUnavailable
+from connectors.express.errors import TransferError
+
+
+class MigrationError(Exception):
+    """Root of every migration error; `details` are added to the JSON error body."""
+
+    http_status = 400
+    code = "migration_error"
+
+    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class MigrationRequestError(MigrationError, ValueError):
+    """A migration request that cannot be carried out as written (nothing is stored)."""
+
+    http_status = 422
+    code = "bad_migration_request"
+
+
+class UnknownMigration(MigrationError, LookupError):
+    """No migration with that id."""
+
+    http_status = 404
+    code = "unknown_migration"
+
+
+class MigrationConflict(MigrationError):
+    """The migration's state, or an existing migration with the same id, forbids the request."""
+
+    http_status = 409
+    code = "migration_conflict"
+
+
+class MigrationUnavailable(MigrationError):
+    """This process cannot do it: it hosts no plugins, or no data express is configured."""
+
+    http_status = 503
+    code = "migration_unavailable"
+
+
+class StepFailed(MigrationError):
+    """A step that trying again cannot fix: the migration rolls back (before its cutover commits)."""
+
+    code = "step_failed"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a step that raised `exc` may succeed when tried again: a platform or plugin fault
+    (a connectors error on the remote side), an unreachable express or storage endpoint, a database
+    hiccup."""
+    if isinstance(exc, ConnectorError):
+        return exc.remote
+    if isinstance(exc, TransferError):
+        return not exc.fatal
+    return isinstance(exc, ExpressUnavailable | OperationalError | ConnectionError | TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """`code: message` of an error, as a migration records it."""
+    code = getattr(exc, "code", None) or type(exc).__name__
+    return f"{code}: {exc}"[:1000]

@@ -1,0 +1,37 @@
+"""The transfer keeps within the reserved path's bandwidth (±10 % over 10 s), and the express's memory
+stays within workers × chunk + 64 MiB."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.express.conftest import peak_rss_bytes
+from tests.migration.conftest import MIB, World
+
+pytestmark = pytest.mark.slow
+BANDWIDTH_MBPS = 20  # 2.5 MB/s: 25 MB take 10 s
+
+
+@pytest.mark.parametrize(
+    "world_options", [{"migration": {"chunk_mib": 4}, "op_delay_ms": {"bj": 150, "sh": 150}}]
+)
+async def test_transfer_rate_follows_the_path_and_memory_stays_bounded(world: World) -> None:
+    """25 MB over a 20 Mbit/s path: from the migration entering `transferring` to it leaving, the bytes
+    move at 2.5 MB/s within ±10 % (the time includes the express setting the job up, so the rate is
+    measured a little low, never high); the express's peak memory is within 4 × 4 MiB + 64 MiB."""
+    source = await world.run_source("bj", state_bytes=25 * 10**6)
+    body = {"source_pool": "bj", "instance_id": source.id, "to_pool": "sh", "bandwidth_mbps": BANDWIDTH_MBPS}
+    migration = await world.start(body)
+    done = await world.api.wait(migration["id"], {"completed", "rolled_back", "needs_attention"}, 90)
+    assert done["state"] == "completed", done
+    assert done["progress"]["rate_cap_bytes_per_s"] == BANDWIDTH_MBPS * 125_000
+    at = {h["to"]: h["at_ms"] for h in done["history"] if h["event"] != "note"}
+    seconds = (at["verifying"] - at["transferring"]) / 1000
+    rate = done["state_bytes"] / seconds
+    cap = BANDWIDTH_MBPS * 125_000
+    print(f"{done['state_bytes']} bytes in {seconds:.2f} s: {rate / 1e6:.3f} MB/s, cap {cap / 1e6:.3f} MB/s")
+    assert seconds > 9
+    assert 0.9 * cap <= rate <= 1.1 * cap
+    peak = peak_rss_bytes(world.express.pid)
+    print(f"express peak RSS {peak / MIB:.1f} MiB, bound {4 * 4 + 64} MiB")
+    assert peak <= 4 * 4 * MIB + 64 * MIB
