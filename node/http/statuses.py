@@ -16,6 +16,9 @@ from federation.trades import TradingUnavailable
 from ledger import errors as led
 from node.http.guard import BodyTimeoutError
 from node.market import errors as market
+from node.migration import errors as migration
+from node.migration.machine import MigrationTransitionError
+from node.tasks import errors as tasks
 from node.tasks.machine import TaskTransitionError
 from node.tasks.spec import TaskSpecError
 from node.trading import errors as trading
@@ -55,6 +58,17 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     market.PlanFailedError: 409,
     TaskSpecError: 422,
     TaskTransitionError: 409,
+    tasks.TaskError: 400,
+    tasks.UnknownTaskError: 404,
+    tasks.TaskStateError: 409,
+    tasks.TasksUnavailableError: 503,
+    tasks.PartnerTaskError: 502,
+    migration.MigrationError: 400,
+    migration.MigrationRequestError: 422,
+    migration.UnknownMigration: 404,
+    migration.MigrationConflict: 409,
+    migration.MigrationUnavailable: 503,
+    MigrationTransitionError: 409,
     BodyTimeoutError: 408,
 }
 

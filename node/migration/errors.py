@@ -1,4 +1,4 @@
-"""The migration error tree: one root, an HTTP status and a machine-readable code on each.
+"""The migration error tree: one root and a machine-readable code on each (statuses: node.http.statuses).
 
 `MigrationRequestError` (400/422) and `UnknownMigration` (404) are about what a caller asked and
 change nothing; `MigrationConflict` (409) is a request the migration's state forbids;
@@ -10,53 +10,41 @@ by `is_transient`: a platform, plugin, express or database that may answer next 
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
 from connectors.express import ExpressUnavailable
 from connectors.express.errors import TransferError
+from node.errors import CodedError
 
 
-class MigrationError(Exception):
+class MigrationError(CodedError):
     """Root of every migration error; `details` are added to the JSON error body."""
 
-    http_status = 400
     code = "migration_error"
-
-    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.details = details
 
 
 class MigrationRequestError(MigrationError, ValueError):
     """A migration request that cannot be carried out as written (nothing is stored)."""
 
-    http_status = 422
     code = "bad_migration_request"
 
 
 class UnknownMigration(MigrationError, LookupError):
     """No migration with that id."""
 
-    http_status = 404
     code = "unknown_migration"
 
 
 class MigrationConflict(MigrationError):
     """The migration's state, or an existing migration with the same id, forbids the request."""
 
-    http_status = 409
     code = "migration_conflict"
 
 
 class MigrationUnavailable(MigrationError):
     """This process cannot do it: it hosts no plugins, or no data express is configured."""
 
-    http_status = 503
     code = "migration_unavailable"
 
 

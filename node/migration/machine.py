@@ -129,7 +129,6 @@ TRANSITIONS: Final[dict[tuple[MigrationState, MigrationEvent], MigrationState]] 
 class MigrationTransitionError(ValueError):
     """An event the migration's current state does not take."""
 
-    http_status = 409
     code = "invalid_migration_state"
 
 
