@@ -132,9 +132,10 @@ async def test_remote_refuses_a_wrong_call_token(tmp_path: Path) -> None:
 
 def test_measurement_is_short_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The micro-benchmark takes well under a second and a second call reads the cache instead of measuring."""
-    started = time.perf_counter()
+    # CPU time, not wall time: a busy machine stretches the wall clock but not the work done.
+    started = time.process_time()
     first = microbench.cached_measurement(tmp_path / "m.json")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert first.matmul_gflops > 0
     assert first.memory_gbps > 0
 
