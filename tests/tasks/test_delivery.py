@@ -93,3 +93,22 @@ async def test_a_task_on_each_backend(tmp_path: Path, db_url: str) -> None:
         assert done["used_s"] >= 1
         _, order = await node.call("GET", f"/api/v1/orders/{done['order_id']}")
         assert (order["state"], order["settled_amount"]) == ("settled", done["amount"])
+
+
+async def test_a_framework_task_runs_on_the_pools_mapped_runtime(tmp_path: Path) -> None:
+    """`pytorch>=2.4` resolves to the CPU image for the local pool's chip; the pool runs it with the
+    runtime it maps pytorch to (this interpreter), the command being the image's arguments."""
+    async with pool_node(tmp_path) as node:
+        spec = python_task("unused")
+        spec["program"] = {
+            "framework": "pytorch>=2.4",
+            "command": ["-c", "import sys; print(sys.version_info[0])"],
+        }
+        done = await node.wait((await node.submit(spec))["id"])
+        assert done["outcome"] == "succeeded", done
+        assert "pytorch" in (done["image"] or "")
+        status, chunk = await node.call("GET", f"/api/v1/tasks/{done['id']}/logs")
+        assert status == 200
+        import base64
+
+        assert base64.b64decode(chunk["data_b64"]) == b"3\n"
