@@ -75,6 +75,8 @@ class TaskSteps:
         changed (a nudge wakes it sooner): tasks waiting for capacity are woken when it is freed."""
         if task.state == "submitted" and (task.detail or "").startswith(WAITING):
             return BUSY_RETRY_S
+        if task.kind == "remote":
+            return self.tasks.settings.partner_poll_s
         return self.tasks.settings.poll_s
 
     async def step(self, task: Task) -> bool:
