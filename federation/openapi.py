@@ -36,6 +36,78 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 SIGNED: list[dict[str, list[str]]] = [{"httpSignature": []}]
 SIGNED_SESSION: list[dict[str, list[str]]] = [{"httpSignature": [], "session": []}]
+_SLICE_INT = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
+_TRADE_ID = {
+    "name": "trade_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+}
+_SLICE = [
+    {"name": name, "in": "query", "required": False, "schema": _SLICE_INT} for name in ("offset", "limit")
+]
+
+
+def _task_paths() -> dict[str, Any]:
+    """The routes on which a seller answers about the task of a trade the caller bought (served by
+    the node's tasks component)."""
+    status = _json({"type": "object"}, "the signed task status (type cpnode.task-status.v1)")
+    errors = _errors(400, 401, 404, 413, 429, 503)
+    return {
+        "/fed/v1/tasks/{trade_id}": {
+            "get": {
+                "operationId": "taskStatus",
+                "summary": "The signed status of the task of a trade the caller bought, with its usage record once metered",
+                "security": SIGNED_SESSION,
+                "parameters": [_TRADE_ID],
+                "responses": {"200": status, **errors},
+            }
+        },
+        "/fed/v1/tasks/{trade_id}/logs": {
+            "get": {
+                "operationId": "taskLogs",
+                "summary": "A slice of the task's log (offset, limit; data in base64)",
+                "security": SIGNED_SESSION,
+                "parameters": [_TRADE_ID, *_SLICE],
+                "responses": {"200": _json({"type": "object"}, "the log slice"), **errors},
+            }
+        },
+        "/fed/v1/tasks/{trade_id}/outputs/{path}": {
+            "get": {
+                "operationId": "taskOutput",
+                "summary": "Bytes of a kept output file of the task (offset, limit)",
+                "security": SIGNED_SESSION,
+                "parameters": [
+                    _TRADE_ID,
+                    {
+                        "name": "path",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    *_SLICE,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the bytes",
+                        "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    **errors,
+                },
+            }
+        },
+        "/fed/v1/tasks/{trade_id}/stop": {
+            "post": {
+                "operationId": "stopTask",
+                "summary": "Stop the task (again: no change); the signed status",
+                "security": SIGNED_SESSION,
+                "parameters": [_TRADE_ID],
+                "responses": {"200": status, **_errors(400, 401, 404, 409, 413, 429, 503)},
+            }
+        },
+    }
 
 
 def openapi_document() -> dict[str, Any]:
@@ -184,6 +256,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_task_paths(),
             "/fed/v1/ledger/summary": {
                 "post": {
                     "operationId": "ledgerSummary",

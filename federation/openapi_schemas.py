@@ -182,6 +182,10 @@ def schemas() -> dict[str, Any]:
                 "trade_id": {"type": "string"},
                 "issued_ts": _INT,
                 "signatures": signatures,
+                "task": {
+                    "type": "object",
+                    "description": "the task the seller is to run: {task_id, spec} (node.tasks.sold)",
+                },
                 "items": {
                     "type": "array",
                     "minItems": 1,
@@ -217,6 +221,8 @@ def schemas() -> dict[str, Any]:
                 "amount": _INT,
                 "currency": {"type": "string"},
                 "receipt_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "used_s": _INT,
+                "usage_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
                 "signatures": signatures,
             },
         },

@@ -15,6 +15,10 @@ Routes (the key document `/fed/v1/keys` is served by the node's core routes):
 - `POST /fed/v1/trades/{trade_id}/settlement` signed + session; settle or cancel a trade
 - `POST /fed/v1/ledger/summary`  signed + session; this node's signed reconciliation summary
 
+The task routes `/fed/v1/tasks/{trade_id}[/logs|/outputs/{path}|/stop]` are the node's own
+(node.tasks.peer_routes), authenticated through this service the same way; the OpenAPI document
+lists them with the rest.
+
 What settlements and summary requests do is the node's (`PEER_HANDLERS` on the app, see
 `federation.settlement`); without them those routes answer 503.
 """

@@ -50,6 +50,13 @@ class Tasks:
     clock_ms: Callable[[], int] = field(default=now_ms)
     # Told when a pool may have free capacity again (the driver wakes tasks waiting for it).
     on_capacity_freed: Callable[[], None] = field(default=lambda: None)
+    # Counts the times capacity was freed here, so tasks waiting for it know when to look again.
+    capacity_epoch: int = 0
+
+    def capacity_freed(self) -> None:
+        """A pool of this node has units free again: count it and wake whoever waits for them."""
+        self.capacity_epoch += 1
+        self.on_capacity_freed()
 
     @property
     def currency(self) -> str:

@@ -121,6 +121,7 @@ class Driver:
                         return
                     if await self.steps.step(task):
                         continue
+                    wait_s = self.steps.idle_s(task)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # one task's trouble must not stop it for good, nor others

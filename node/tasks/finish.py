@@ -96,7 +96,7 @@ class Finish:
             return False
         if t.host is not None:
             await t.host.refresh([task.pool])
-        t.on_capacity_freed()
+        t.capacity_freed()
         return True
 
     async def settle(self, task: Task, used_s: int) -> None:

@@ -2,7 +2,7 @@
 peer API and settling them from the partner's signed usage record.
 
 Following: the driver asks the partner for the task's signed status (`GET /fed/v1/tasks/{trade}`)
-every `poll_s` and walks this task through the machine to the partner's state (the shortest path
+every `partner_poll_s` and walks this task through the machine to the partner's state (the shortest path
 of the transition table, each move stored), noting what it saw in its own clock: when it first saw
 the run going, the last time it saw it going, when it first saw it over. A partner that does not
 answer is said in the task's detail (`partner_unreachable`); the task keeps its state and is asked
@@ -192,6 +192,9 @@ class Remote:
         t = self.tasks
         try:
             document = await self.status(task)
+            if task.outcome == "stopped" and document["state"] not in ("stopping", *ENDED, "released"):
+                # Stopped here before the partner was told (a stop while it was still being ordered).
+                document = await self.status(task, stop=True)
         except (PartnerTaskError, TradingError) as exc:
             await t.note(task, f"{UNREACHABLE}: settlement waits: {exc}"[:500])
             return False

@@ -1,7 +1,8 @@
 """Config section of tasks: `[tasks]` (see node.config).
 
 [tasks]
-poll_s = 0.25                 # how often a task's pool (or partner) is asked how its run goes
+poll_s = 0.25                 # how often a task's pool is asked how its run goes
+partner_poll_s = 0.5          # how often a partner is asked about a task it runs for this node
 queue_timeout_s = 3600        # how long a task waits for free capacity before it fails (no_capacity)
 provision_retry_s = 60        # how long a pool that is full or unreachable is retried at provisioning
 max_output_bytes = 1073741824 # the most a task's kept outputs may take on this node
@@ -20,6 +21,7 @@ class TasksSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     poll_s: float = Field(default=0.25, ge=0.01, le=60)
+    partner_poll_s: float = Field(default=0.5, ge=0.01, le=600)
     queue_timeout_s: int = Field(default=3600, ge=0, le=30 * 86_400)
     provision_retry_s: float = Field(default=60.0, ge=0, le=86_400)
     max_output_bytes: int = Field(default=1 << 30, ge=0, le=1 << 40)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from node.tasks.core import Tasks
@@ -20,6 +21,7 @@ from node.tasks.sold import SoldTasks
 
 log = logging.getLogger("cpnode.tasks")
 Action = Callable[[Task], Awaitable[bool]]
+BUSY_RETRY_S = 2.0  # how often a task waiting for capacity looks again when none was freed here
 
 
 class TaskSteps:
@@ -34,6 +36,9 @@ class TaskSteps:
         self.sold = SoldTasks(tasks, self.delivery, self.finish, nudge)
         # One placement at a time: each sees the free units the one before left (fewer refusals).
         self._ordering = asyncio.Lock()
+        # When a placement last found every fitting offer busy (capacity epoch, monotonic time):
+        # tasks waiting for capacity look again once some is freed here, or after BUSY_RETRY_S.
+        self._busy: tuple[int, float] | None = None
         d, f = self.delivery, self.finish
         pool: dict[TaskState, Action] = {
             "ordered": d.on_ordered,
@@ -65,6 +70,15 @@ class TaskSteps:
             },
         }
 
+    def idle_s(self, task: Task) -> float:
+        """How long the driver may wait before it runs the action of `task` again when nothing
+        changed (a nudge wakes it sooner): tasks waiting for capacity are woken when it is freed."""
+        if task.state == "submitted" and (task.detail or "").startswith(WAITING):
+            return BUSY_RETRY_S
+        if task.kind == "remote":
+            return self.tasks.settings.partner_poll_s
+        return self.tasks.settings.poll_s
+
     async def step(self, task: Task) -> bool:
         """Run the action of the task's state (True if it moved on or changed)."""
         action = self.actions.get(task.kind, {}).get(task.state)
@@ -79,10 +93,20 @@ class TaskSteps:
     async def on_submitted(self, task: Task) -> bool:
         """Order the task (see node.tasks.ordering); wait while capacity is busy."""
         t = self.tasks
+        waiting = (task.detail or "").startswith(WAITING)
+        busy = self._busy
+        if (
+            waiting
+            and busy is not None
+            and busy[0] == t.capacity_epoch
+            and time.monotonic() - busy[1] < BUSY_RETRY_S
+        ):
+            return False
         try:
             async with self._ordering:
                 placed = await self.ordering.place(task)
         except Busy as exc:
+            self._busy = (t.capacity_epoch, time.monotonic())
             waited_s = (t.clock_ms() - task.created_ms) / 1000
             if waited_s > t.settings.queue_timeout_s:
                 reason = f"no_capacity: waited {waited_s:.0f} s for free capacity: {exc}"[:500]

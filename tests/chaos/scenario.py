@@ -93,6 +93,7 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
         await open_consumers(cluster.buyer_url, token, names, deposits),
         offers,
         settings.seed,
+        token,
     )
     faults = Faults(cluster, settings.seed, every_s=settings.fault_every_s)
     started = time.monotonic()

@@ -39,6 +39,7 @@ recover_every_s = 3600
 
 [tasks]
 poll_s = 0.05
+partner_poll_s = 0.1
 """
 
 

@@ -82,3 +82,33 @@ async def test_a_bad_spec_is_refused_naming_its_field(tmp_path: Path) -> None:
         assert status == 422, body
         assert body["field"] == "spec.resources.units"
         assert (await node.call("GET", "/api/v1/tasks"))[1]["tasks"] == []
+
+
+async def test_a_task_on_each_backend(tmp_path: Path, db_url: str) -> None:
+    """The same task on SQLite and on PostgreSQL: run, metered, settled, released."""
+    async with pool_node(tmp_path, db_url=None if db_url.startswith("sqlite") else db_url) as node:
+        task = await node.submit(python_task(WRITE, outputs=["out"]))
+        done = await node.wait(task["id"])
+        assert done["outcome"] == "succeeded", done
+        assert done["used_s"] >= 1
+        _, order = await node.call("GET", f"/api/v1/orders/{done['order_id']}")
+        assert (order["state"], order["settled_amount"]) == ("settled", done["amount"])
+
+
+async def test_a_framework_task_runs_on_the_pools_mapped_runtime(tmp_path: Path) -> None:
+    """`pytorch>=2.4` resolves to the CPU image for the local pool's chip; the pool runs it with the
+    runtime it maps pytorch to (this interpreter), the command being the image's arguments."""
+    async with pool_node(tmp_path) as node:
+        spec = python_task("unused")
+        spec["program"] = {
+            "framework": "pytorch>=2.4",
+            "command": ["-c", "import sys; print(sys.version_info[0])"],
+        }
+        done = await node.wait((await node.submit(spec))["id"])
+        assert done["outcome"] == "succeeded", done
+        assert "pytorch" in (done["image"] or "")
+        status, chunk = await node.call("GET", f"/api/v1/tasks/{done['id']}/logs")
+        assert status == 200
+        import base64
+
+        assert base64.b64decode(chunk["data_b64"]) == b"3\n"
