@@ -90,6 +90,7 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
     deposits = [POOR_DEPOSIT if index == 0 else DEPOSIT for index in range(settings.consumers)]
     load = Load(
         cluster.buyer_url,
+        token,
         await open_consumers(cluster.buyer_url, token, names, deposits),
         offers,
         settings.seed,
