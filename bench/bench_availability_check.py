@@ -5,7 +5,7 @@ independent snapshot per round), one request to every microservice per round.
 For each scenario it prints the planner's analytic availability, its Monte Carlo estimate and 99 %
 interval, the fraction of rounds the draw left up, the fraction the node served with its 99 %
 interval, and the misses (a microservice the draw left up that did not serve). The ratio is the
-measured fraction over the prediction. Everything stays on 127.0.0.1; SQLite unless --db-url.
+measured fraction over the prediction; a scenario agrees when the two intervals meet. Everything stays on 127.0.0.1; SQLite unless --db-url.
 """
 
 from __future__ import annotations

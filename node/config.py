@@ -110,6 +110,9 @@ class DatabaseSection(_Section):
     url: str = "sqlite:///data/node.db"
     busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
     pool_size: int = Field(default=5, ge=1, le=100)
+    # PostgreSQL ends a session idle inside a transaction this long (0: never), so a hung process
+    # cannot hold its locks against the other replicas for longer.
+    idle_in_transaction_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
 
     @field_validator("url")
     @classmethod

@@ -122,7 +122,7 @@ class JobScheduler:
                 )
             except Exception as exc:  # the database may be briefly unavailable; try next tick
                 job.last_error = f"lease: {exc}"
-                log.warning("job %s: could not take its lease: %s", job.job_id, exc)
+                log_failure(log, exc, "job %s: could not take its lease", job.job_id)
                 return "error"
             if not acquired:
                 return "skipped"

@@ -69,6 +69,7 @@ def open_database(settings: Settings) -> Engine:
         settings.database_url,
         busy_timeout_ms=settings.database.busy_timeout_ms,
         pool_size=settings.database.pool_size,
+        idle_in_transaction_timeout_ms=int(settings.database.idle_in_transaction_timeout_s * 1000),
     )
     try:
         check_database(engine)

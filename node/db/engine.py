@@ -4,7 +4,8 @@ SQLite: WAL, synchronous=FULL, busy_timeout, foreign keys on. The driver's own i
 transactions are turned off so that we emit BEGIN ourselves: write transactions use
 `BEGIN IMMEDIATE` (take the write lock up front, so two processes never deadlock upgrading a read
 lock), read transactions a plain deferred BEGIN.
-PostgreSQL (psycopg 3): pre-ping, bounded pool used last-in first-out, short connect timeout.
+PostgreSQL (psycopg 3): pre-ping, bounded pool used last-in first-out, short connect timeout, and
+sessions idle inside a transaction ended by the server after a while (a hung process's locks).
 """
 
 from __future__ import annotations
@@ -56,8 +57,25 @@ def _install_sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
         driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) -> Engine:
-    """Create an engine for a `sqlite:///` or `postgresql+psycopg://` URL (creating SQLite's folder)."""
+def _install_postgres_events(engine: Engine, idle_in_transaction_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A session hung inside a transaction (its process stopped) would hold its locks against
+        # every other replica until it resumed; the server ends it after this long instead.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(idle_in_transaction_timeout_ms)}")
+        dbapi_connection.commit()
+
+
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 10_000,
+    pool_size: int = 5,
+    idle_in_transaction_timeout_ms: int = 30_000,
+) -> Engine:
+    """Create an engine for a `sqlite:///` or `postgresql+psycopg://` URL (creating SQLite's folder);
+    PostgreSQL sessions idle inside a transaction end after `idle_in_transaction_timeout_ms` (0: never)."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_path(parsed)
@@ -72,7 +90,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) 
         _install_sqlite_events(engine, busy_timeout_ms)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(
+        engine = sa.create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -83,6 +101,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) 
             pool_use_lifo=True,
             connect_args={"connect_timeout": 5},
         )
+        _install_postgres_events(engine, idle_in_transaction_timeout_ms)
+        return engine
     raise DatabaseError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
 
 

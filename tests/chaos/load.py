@@ -1,7 +1,6 @@
-"""The consumers' load: each consumer places an order (a partner's offer or a local one), then settles
-it for some of its hours or cancels it, again and again until the deadline. Settling for hours typed
-by hand is the operator's correction (admin token): the harness sends it with the operator's token
-on the consumer's behalf, everything else with the consumer's own.
+"""The consumers' load: each consumer places an order (a partner's offer or a local one) with its own
+token, then the order is settled for some of its hours (by the operator, who alone may settle for
+hours typed by hand) or cancelled by the consumer, again and again until the deadline.
 
 Every operation is one logical request retried until it gets a definite answer, as a careful
 client does: the order's id is chosen by the client, so a retried placement finds the order the
@@ -72,10 +71,10 @@ class Load:
     """Consumers placing, settling and cancelling orders through the balancer."""
 
     def __init__(
-        self, url: str, consumers: list[Consumer], offers: dict[str, str], seed: int, operator_token: str
+        self, url: str, admin_token: str, consumers: list[Consumer], offers: dict[str, str], seed: int
     ) -> None:
         self.url = url
-        self.operator_token = operator_token
+        self.admin_token = admin_token  # settling for hours typed by hand is the operator's correction
         self.consumers = consumers
         self.offers = offers  # offer id -> source, as the merged offer view shows them
         self.random = random.Random(seed)
@@ -118,7 +117,7 @@ class Load:
         self.ops.append(op)
         op.started = time.monotonic()
         backoff_s = FIRST_BACKOFF_S
-        token = self.operator_token if op.kind == "settle" else consumer.token
+        token = self.admin_token if op.kind == "settle" else consumer.token
         headers = {"Authorization": f"Bearer {token}"}
         while time.monotonic() < self.give_up_at:
             op.attempts += 1

@@ -90,10 +90,10 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
     deposits = [POOR_DEPOSIT if index == 0 else DEPOSIT for index in range(settings.consumers)]
     load = Load(
         cluster.buyer_url,
+        token,
         await open_consumers(cluster.buyer_url, token, names, deposits),
         offers,
         settings.seed,
-        token,
     )
     faults = Faults(cluster, settings.seed, every_s=settings.fault_every_s)
     started = time.monotonic()

@@ -2,8 +2,8 @@
 processes, instances frozen at the rates configs/architecture/node.toml assumes (one independent
 snapshot per round, tests.chaos.availability), one request to every microservice per round. The
 node serves exactly the rounds the draw left up (a live instance always answers, a frozen one never
-takes another down), and the measured fraction agrees with the planner's prediction and its Monte
-Carlo interval. `python -m bench availability-check` runs more rounds and prints the figures."""
+takes another down), and the measured fraction's 99 % interval meets the Monte Carlo interval of the
+planner's prediction. `python -m bench availability-check` runs more rounds and prints the figures."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 async def test_measured_availability_agrees_with_the_plan(tmp_path: Path) -> None:
     """Three scenarios on one deployment (the file's rates with 2 and with 1 instance per
     microservice, every role at 0.9 with 2): each measured fraction equals the drawn one up to at
-    most 1 % of rounds, and the planner's value lies in its 99 % interval."""
+    most 1 % of rounds, and its 99 % interval meets the planner's Monte Carlo interval."""
     report = await run_check(tmp_path, None, rounds=400, seed=1)
     assert report.problems == []
     assert [result.backups for result in report.results] == [1, 0, 1]
