@@ -5,8 +5,9 @@ local pools by a node process, against the same move done by hand in the same ru
   (out-of-process plugins served by this process, as `cpnode gateway` runs them) and whose network
   plugin reserves a path on `cpnode-netsim`; every step of figure 6, each stored before it acts.
 - baseline: the same steps called directly on the pools and the express, no node, no path, nothing
-  stored: create and deploy the destination, checkpoint and stop the source, one express job, start
-  the destination from the state, delete the source.
+  stored: create and deploy the destination, checkpoint the source and have its storage build the
+  manifest, stop the source, one express job with that manifest, start the destination from the
+  state, delete the source.
 - downtime: from the source's stop returning to the destination's program starting (the pool's
   `started_ms`); total: from the request to the source deleted. Rounds alternate (baseline, node, ...)
   after a warm-up of each; medians, and their ratio.
@@ -34,6 +35,7 @@ import aiohttp
 from bench.report import bench_parser, emit_json
 from connectors.contract import InstanceSpec, Program
 from connectors.express import JobSpec
+from connectors.express.endpoints import StorageClient
 from connectors.pools.local import LocalPool
 from connectors.remote.server import PluginService
 from node.config import load_settings
@@ -44,6 +46,7 @@ from tests.migration.sockets import SocketMeter
 from tests.nodes import NodeProcess, make_node_dir
 
 MIB = 1 << 20
+CHUNK_BYTES = 4 * MIB  # the express's default, and the node's ([migration] chunk_mib)
 TASKS = Path(__file__).resolve().parent.parent / "configs" / "tasks"
 TRAIN_ARGS = (
     "--steps",
@@ -195,11 +198,14 @@ async def by_hand(setup: Setup) -> dict[str, float]:
     target = await pool_b.create_instance(SPEC)
     await pool_b.deploy(target.id, PROGRAM)
     checkpoint = await pool_a.checkpoint(source_id, timeout_s=120)
+    async with aiohttp.ClientSession() as session:  # as the node does: the manifest before the stop
+        manifest = await StorageClient(session, checkpoint.storage, "source").manifest(CHUNK_BYTES)
     await pool_a.stop_instance(source_id)
     stopped_ms = now_ms()
     async with setup.express.client() as client:
+        destination = await pool_b.storage_endpoint(target.id)
         job = await client.create(
-            JobSpec(source=checkpoint.storage, destination=await pool_b.storage_endpoint(target.id))
+            JobSpec(source=checkpoint.storage, destination=destination, manifest=manifest)
         )
         done = await client.wait(job.id, timeout_s=600)
     assert done.state == "completed", done.error
