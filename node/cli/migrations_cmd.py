@@ -309,25 +309,21 @@ def _follow(settings: Any, migration_id: str, as_json: bool) -> int:
     return 0 if state == "completed" else 1
 
 
-def run_cancel(args: argparse.Namespace) -> int:
-    """Handler of `cpnode migrations cancel`."""
+def _act(args: argparse.Namespace, action: str, note: str) -> int:
     settings = settings_from_args(args)
-    migration = call(settings, "POST", f"{API}/{args.migration_id}/cancel")
+    migration = call(settings, "POST", f"{API}/{args.migration_id}/{action}")
     if args.json:
         print_json(migration)
     else:
-        console().print(f"migration {migration['id']}: {migration['state']}", markup=False)
+        console().print(f"migration {migration['id']}: {migration['state']}{note}", markup=False)
     return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """Handler of `cpnode migrations cancel`."""
+    return _act(args, "cancel", "")
 
 
 def run_retry(args: argparse.Namespace) -> int:
     """Handler of `cpnode migrations retry`."""
-    settings = settings_from_args(args)
-    migration = call(settings, "POST", f"{API}/{args.migration_id}/retry")
-    if args.json:
-        print_json(migration)
-    else:
-        console().print(
-            f"migration {migration['id']}: {migration['state']} (undo running again)", markup=False
-        )
-    return 0
+    return _act(args, "retry", " (undo running again)")

@@ -17,6 +17,7 @@ from connectors.contract import ComputePlugin, Instance, StateFile, StorageEndpo
 from connectors.express import ExpressClient
 from connectors.express.endpoints import StorageClient
 from connectors.host import PluginHost
+from connectors.manifest import Manifest
 from connectors.network.contract import NetworkPlugin
 from node.migration.errors import MigrationUnavailable, StepFailed
 from node.migration.records import Migration
@@ -96,11 +97,21 @@ class MigrationCore:
             await self._express.close()
             self._express = None
 
+    def _storage_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=max(60.0, self.settings.checkpoint_timeout_s))
+        )
+
     async def storage_files(self, endpoint: StorageEndpoint, side: str) -> list[StateFile]:
         """The files of a storage bucket with sizes and SHA-256 (a JSON listing: no state bytes)."""
-        timeout = aiohttp.ClientTimeout(total=max(60.0, self.settings.checkpoint_timeout_s))
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with self._storage_session() as session:
             return await StorageClient(session, endpoint, side).files()
+
+    async def storage_manifest(self, endpoint: StorageEndpoint) -> Manifest:
+        """The manifest of a storage bucket in chunks of the configured size (built by the endpoint,
+        which reads each file once; only the JSON of hashes comes back)."""
+        async with self._storage_session() as session:
+            return await StorageClient(session, endpoint, "source").manifest(self.settings.chunk_bytes)
 
     async def instance(self, pool: str, instance_id: str) -> Instance:
         """A pool instance as the pool reports it now."""

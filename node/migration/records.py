@@ -76,5 +76,14 @@ class Migration:
         return max(0, self.destination_started_ms - self.source_stopped_ms)
 
     def view(self) -> dict[str, Any]:
-        """What the API shows of a migration."""
-        return {**asdict(self), "state_bytes": self.state_bytes, "downtime_ms": self.downtime_ms}
+        """What the API shows of a migration (the checkpoint's files, not its chunk hashes)."""
+        shown = asdict(self)
+        if self.checkpoint is not None:
+            manifest = self.checkpoint.get("manifest") or {}
+            shown["checkpoint"] = {
+                "seq": self.checkpoint["seq"],
+                "files": self.checkpoint["files"],
+                "chunk_bytes": manifest.get("chunk_bytes"),
+                "chunks": sum(len(f["chunks"]) for f in manifest.get("files", [])),
+            }
+        return {**shown, "state_bytes": self.state_bytes, "downtime_ms": self.downtime_ms}

@@ -8,6 +8,7 @@ bandwidth_mbps = 1000         # path bandwidth asked for when a request names no
 sites = { edge = "chengdu" }  # network sites of pools not under [[pools]] (gateways, remote plugins)
 workers = 4                   # the express's concurrent chunk workers per transfer
 chunk_mib = 4                 # chunk size of a transfer
+rehash = false                # verifying re-reads and hashes every file at the destination (slower)
 checkpoint_timeout_s = 60     # how long a source has to write its checkpoint
 start_timeout_s = 60          # how long an instance has to start (destination, or source on undo)
 step_attempts = 5             # a step failing this many times in a row (transiently) fails
@@ -39,6 +40,7 @@ class MigrationSection(BaseModel):
     sites: dict[str, str] = Field(default_factory=dict, max_length=10_000)
     workers: int = Field(default=4, ge=1, le=64)
     chunk_mib: int = Field(default=4, ge=1, le=64)
+    rehash: bool = False
     checkpoint_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     start_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     step_attempts: int = Field(default=5, ge=1, le=100)

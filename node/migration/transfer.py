@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.contract import StorageEndpoint
 from connectors.errors import NoPath
 from connectors.express import ExpressRefused, JobSpec, JobView
+from connectors.manifest import Manifest
 from node.migration import store
 from node.migration.errors import StepFailed
 from node.migration.records import Migration
@@ -62,10 +63,12 @@ async def _start(
     express = core.express()
     settings = core.settings
     for _ in range(2):
+        manifest = m.checkpoint.get("manifest") if m.checkpoint else None
         spec = JobSpec(
             id=job_id(m),
             source=source,
             destination=destination,
+            manifest=None if manifest is None else Manifest.model_validate(manifest),
             chunk_bytes=settings.chunk_bytes,
             workers=settings.workers,
             rate_cap_bytes_per_s=rate_cap(m),

@@ -303,8 +303,12 @@ def fixture_world_options() -> dict[str, Any]:
 
 
 @pytest.fixture(name="world")
-async def fixture_world(tmp_path: Path, world_options: dict[str, Any]) -> AsyncIterator[World]:
-    """Every process of a migration test running, the node's pools online."""
+async def fixture_world(
+    tmp_path: Path, world_options: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
+    """Every process of a migration test running, the node's pools online (its database on
+    PostgreSQL when the options say `postgres`)."""
+    db_url = str(request.getfixturevalue("postgres_url")) if world_options.get("postgres") else None
     netsim = SimProcess([str(BIN / "cpnode-netsim"), "--config", str(CONFIGS / "network" / "default.toml")])
     express = ExpressProcess(tmp_path / "express")
     clouds = {
@@ -320,6 +324,7 @@ async def fixture_world(tmp_path: Path, world_options: dict[str, Any]) -> AsyncI
         config = make_node_dir(
             tmp_path,
             "node-a",
+            db_url=db_url,
             extra_toml=node_toml(express, clouds, netsim.url, world_options["migration"]),
         )
         node = NodeProcess(config)

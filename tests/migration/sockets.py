@@ -19,26 +19,32 @@ _RECEIVED = re.compile(r"\bbytes_received:(\d+)")
 
 
 def parse_ss(text: str) -> dict[tuple[int, str, str], int]:
-    """(pid, local, peer) → bytes sent + received, from `ss -tinpH` output (two lines per socket)."""
+    """(pid, local, peer) → bytes sent + received, from `ss -tinpH` output (a socket's line, then an
+    indented line of its tcp_info when it has one)."""
     found: dict[tuple[int, str, str], int] = {}
-    lines = text.splitlines()
-    for head, stats in zip(lines[::2], lines[1::2], strict=False):
-        parts = head.split()
-        pids = _USERS.findall(head)
-        if len(parts) < 4 or not pids:
-            continue
-        sent, received = _SENT.search(stats), _RECEIVED.search(stats)
-        total = (int(sent.group(1)) if sent else 0) + (int(received.group(1)) if received else 0)
-        for pid in pids:
-            found[(int(pid), parts[2], parts[3])] = total
+    head: str | None = None
+    for line in [*text.splitlines(), ""]:
+        if line[:1].isspace() and head is not None:
+            parts = head.split("users:")[0].split()  # ... local-address:port peer-address:port
+            sent, received = _SENT.search(line), _RECEIVED.search(line)
+            total = (int(sent.group(1)) if sent else 0) + (int(received.group(1)) if received else 0)
+            if len(parts) >= 2:
+                for pid in _USERS.findall(head):
+                    found[(int(pid), parts[-2], parts[-1])] = total
+            head = None
+        else:
+            head = line
     return found
 
 
 class SocketMeter:
     """Bytes over TCP of named processes while the meter runs."""
 
-    def __init__(self, pids: Mapping[str, int], every_s: float = 0.1) -> None:
+    def __init__(
+        self, pids: Mapping[str, int], every_s: float = 0.1, ignore_ports: frozenset[int] = frozenset()
+    ) -> None:
         self.pids = dict(pids)
+        self.ignore_ports = ignore_ports  # connections to these peer ports (a database) do not count
         self.every_s = every_s
         self.baseline: dict[tuple[int, str, str], int] = {}
         self.latest: dict[tuple[int, str, str], int] = {}
@@ -50,7 +56,11 @@ class SocketMeter:
         )
         out, _ = await process.communicate()
         wanted = set(self.pids.values())
-        return {key: value for key, value in parse_ss(out.decode()).items() if key[0] in wanted}
+        return {
+            key: value
+            for key, value in parse_ss(out.decode()).items()
+            if key[0] in wanted and int(key[2].rsplit(":", 1)[1]) not in self.ignore_ports
+        }
 
     async def start(self) -> None:
         """Take the baseline and sample in the background."""

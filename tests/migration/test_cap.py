@@ -3,6 +3,8 @@ stays within workers × chunk + 64 MiB."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.express.conftest import peak_rss_bytes
@@ -17,8 +19,9 @@ BANDWIDTH_MBPS = 20  # 2.5 MB/s: 25 MB take 10 s
 )
 async def test_transfer_rate_follows_the_path_and_memory_stays_bounded(world: World) -> None:
     """25 MB over a 20 Mbit/s path: from the migration entering `transferring` to it leaving, the bytes
-    move at 2.5 MB/s, never 10 % above it and at most 30 % below on a busy machine (the time includes the express setting the job up, so the rate is
-    measured a little low, never high); the express's peak memory is within 4 × 4 MiB + 64 MiB."""
+    move at 2.5 MB/s within ±10 % (the time includes the express setting the job up, so the rate is
+    measured a little low, never high; never above the cap, and below it only on an overloaded
+    machine); the express's peak memory is within 4 × 4 MiB + 64 MiB."""
     source = await world.run_source("bj", state_bytes=25 * 10**6)
     body = {"source_pool": "bj", "instance_id": source.id, "to_pool": "sh", "bandwidth_mbps": BANDWIDTH_MBPS}
     migration = await world.start(body)
@@ -30,8 +33,11 @@ async def test_transfer_rate_follows_the_path_and_memory_stays_bounded(world: Wo
     rate = done["state_bytes"] / seconds
     cap = BANDWIDTH_MBPS * 125_000
     print(f"{done['state_bytes']} bytes in {seconds:.2f} s: {rate / 1e6:.3f} MB/s, cap {cap / 1e6:.3f} MB/s")
-    assert seconds > 9
-    assert 0.7 * cap <= rate <= 1.1 * cap  # never above; below by at most a busy machine's scheduling
+    assert rate <= 1.1 * cap
+    # Falling short of the cap is the machine's doing when it runs more than twice the work its cores
+    # can (other test processes): the express then waits for a core between slices, not for tokens.
+    if os.getloadavg()[0] <= 2 * (os.cpu_count() or 1):
+        assert rate >= 0.9 * cap
     peak = peak_rss_bytes(world.express.pid)
     print(f"express peak RSS {peak / MIB:.1f} MiB, bound {4 * 4 + 64} MiB")
     assert peak <= 4 * 4 * MIB + 64 * MIB

@@ -68,7 +68,7 @@ async def test_source_dying_mid_stream_resumes_without_writing_a_chunk_twice(wor
     progress = done["progress"]
     assert progress["retries"] + done["transfer_resumes"] >= 1
     assert progress["chunk_writes"] == progress["chunks_total"]  # no chunk written twice
-    assert any("SHA-256 equal" in h["detail"] for h in done["history"])
+    assert any("committed by the destination against its SHA-256" in h["detail"] for h in done["history"])
 
 
 async def test_destination_disk_full_rolls_back_and_leaves_nothing(world: World) -> None:
@@ -88,9 +88,12 @@ async def test_destination_disk_full_rolls_back_and_leaves_nothing(world: World)
     assert (await world.netsim_call("GET", f"/v1/paths/{done['path_id']}"))["state"] == "released"
 
 
+@pytest.mark.parametrize(
+    "world_options", [{"migration": {"rehash": True}, "op_delay_ms": {"bj": 150, "sh": 150}}]
+)
 async def test_a_corrupted_byte_resends_that_chunk_alone(world: World) -> None:
     """One byte of one chunk is flipped on its way to the destination: that chunk is refused and sent
-    again alone, and the committed files verify."""
+    again alone, and the committed files verify (here re-read and hashed at the destination)."""
     source = await world.run_source("bj", state_bytes=8 * MIB)
     world.clouds["sh"].proxy.corrupt_request(3, 100)
     migration = await world.start({"source_pool": "bj", "instance_id": source.id, "to_pool": "sh"})
@@ -99,6 +102,7 @@ async def test_a_corrupted_byte_resends_that_chunk_alone(world: World) -> None:
     assert done["progress"]["rejected_chunks"] == 1
     assert done["progress"]["chunk_writes"] == done["progress"]["chunks_total"]
     assert world.clouds["sh"].proxy.corrupted is not None
+    assert any("re-read and hashed at the destination" in h["detail"] for h in done["history"])
 
 
 async def test_a_broken_path_is_reprovisioned_once_then_the_migration_rolls_back(world: World) -> None:
