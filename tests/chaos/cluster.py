@@ -28,7 +28,7 @@ from node.config import load_settings
 from node.identity import load_identity
 from node.runfile import read_admin_token
 from tests.chaos.proxy import TcpProxy
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
 
 BUYER, SELLER = "beijing", "shanghai"
 REPLICAS = 3

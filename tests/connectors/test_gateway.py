@@ -27,8 +27,9 @@ from node.config import load_settings
 from node.identity import load_identity
 from node.pools.gateway import read_code
 from node.service import read_admin_token
-from tests.connectors.conftest import BIN, eventually
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import eventually
+from tests.support.sims import BIN
 
 FAST = """
 [connectors]

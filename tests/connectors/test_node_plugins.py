@@ -25,8 +25,9 @@ from node.cli.main import main as cpnode
 from node.config import ConfigError, load_settings
 from node.identity import load_identity
 from node.service import NodeServer, read_admin_token
-from tests.connectors.conftest import SimProcess, eventually
-from tests.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.polling import eventually
+from tests.support.sims import SimProcess
 
 IDENTITY = '{ industry = "I", enterprise = "91350100M000100Y43", datacenter = "BJ01" }'
 FAST = """

@@ -14,7 +14,7 @@ from federation import store
 from federation.keys import fingerprint, parse_public_key
 from federation.sync import run_round
 from node.cli.main import main as cpnode
-from tests.federation.conftest import nodes, service_of, trust
+from tests.support.federation import nodes, service_of, trust
 
 
 def run(*args: str) -> tuple[int, str]:

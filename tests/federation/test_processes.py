@@ -5,7 +5,6 @@ exactly what its agreements allow (the untrusted pair sees nothing of each other
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -16,8 +15,9 @@ from typing import Any
 import pytest
 
 from node.cli.main import main as cpnode
-from tests.federation.conftest import FED_TOML, offer_toml
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.federation import FED_TOML, offer_toml
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import wait_for
 
 FAST_SYNC = FED_TOML.replace("sync_interval_s = 3600", "sync_interval_s = 1")
 DEADLINE_S = 30.0
@@ -74,18 +74,20 @@ def test_three_processes_federate(three: dict[str, tuple[Path, NodeProcess]]) ->
     pin("east", "north", "--markup-bp", "1000")
     pin("east", "south")
     pin("south", "east", "--pools", "nothing-matches")
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        views = {name: offers(process.url, config) for name, (config, process) in three.items()}
-        sources = {name: {row["source"] for row in rows} for name, rows in views.items()}
-        if sources == {
-            "north": {"own:config", "partner:east"},
-            "east": {"own:config", "partner:north"},
-            "south": {"own:config", "partner:east"},
-        }:
-            break
-        assert time.monotonic() < deadline, sources
-        time.sleep(0.2)
+    wanted = {
+        "north": {"own:config", "partner:east"},
+        "east": {"own:config", "partner:north"},
+        "south": {"own:config", "partner:east"},
+    }
+
+    def current() -> dict[str, list[dict[str, Any]]]:
+        return {name: offers(process.url, config) for name, (config, process) in three.items()}
+
+    def sources_seen() -> bool:
+        return {name: {row["source"] for row in rows} for name, rows in current().items()} == wanted
+
+    wait_for(sources_seen, DEADLINE_S, "each node seeing the offers its partners show it", interval_s=0.2)
+    views = current()
     east_to_north = [row for row in views["north"] if row["source"] == "partner:east"]
     east_own = {row["id"]: row for row in views["east"] if row["source"] == "own:config"}
     assert len(east_to_north) == 2

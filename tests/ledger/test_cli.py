@@ -16,7 +16,7 @@ from node.cli.main import main as cpnode
 from node.config import ConfigError, load_settings
 from node.db import make_engine
 from node.identity import load_identity
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000

@@ -8,8 +8,8 @@ import asyncio
 import itertools
 from typing import Any
 
-from tests.migration.conftest import MIB, STATES_OF_FIGURE_6, World
 from tests.migration.sockets import SocketMeter
+from tests.support.migration import MIB, STATES_OF_FIGURE_6, World
 
 FINISHED = {"completed", "rolled_back", "cancelled", "needs_attention"}
 

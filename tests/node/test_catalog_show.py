@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from node.launcher import NodeProcess
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
+from tests.support.polling import wait_for
 
 LOCAL_POOL = """
 [scheduler]
@@ -61,10 +61,11 @@ def test_catalog_show_has_pool_offers_and_reservations(tmp_path: Path) -> None:
     process = NodeProcess(config)
     process.start()
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while not any(o["id"] == OFFER_ID for o in api_offers(process.url, config)):
-            assert time.monotonic() < deadline, "the pool's offers did not appear"
-            time.sleep(0.1)
+        wait_for(
+            lambda: any(o["id"] == OFFER_ID for o in api_offers(process.url, config)),
+            DEADLINE_S,
+            "the pool's offers",
+        )
         for args in (
             ("consumers", "create", "c1"),
             ("consumers", "deposit", "c1", "--amount", "100000"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:

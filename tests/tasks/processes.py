@@ -20,8 +20,8 @@ from node.config import load_settings
 from node.identity import load_identity
 from node.launcher import NodeProcess
 from node.runfile import read_admin_token
-from tests.nodes import make_node_dir
-from tests.tasks.conftest import DEPOSIT, NODE_TOML, PAIR_TOML, pool_toml
+from tests.support.nodes import make_node_dir
+from tests.support.tasks import DEPOSIT, NODE_TOML, PAIR_TOML, pool_toml
 
 BASE = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from node.cli.main import main as cpnode
-from tests.nodes import NodeProcess, make_node_dir
-from tests.tasks.conftest import NODE_TOML, pool_toml
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.tasks import NODE_TOML, pool_toml
 
 WRITE = "import pathlib; pathlib.Path('out').mkdir(); pathlib.Path('out/r.txt').write_text('hello'); print('line one'); print('line two')"
 

@@ -17,8 +17,8 @@ import pytest
 from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import load_identity
-from tests.nodes import NodeProcess, make_node_dir
-from tests.trading.conftest import BASE_TOML, offer, trading_toml
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.trading import BASE_TOML, offer, trading_toml
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:

@@ -16,7 +16,8 @@ from federation import canonical
 from ledger import TransferKind, TransferRequest
 from node.cli.main import main as cpnode
 from node.trading import books, documents
-from tests.trading.conftest import Market, engine_of, market, send, service_of, signed_post
+from tests.support.federation import service_of
+from tests.support.trading import Market, engine_of, market, send, signed_post
 
 FAR_FUTURE_MS = (int(time.time()) + 400 * 24 * 3600) * 1000
 

@@ -18,7 +18,7 @@ from node.launcher import NodeProcess
 from node.roles import ALL_ROLES
 from node.service import NodeServer
 
-__all__ = ["NodeProcess", "make_node_dir", "running_node"]
+__all__ = ["NodeProcess", "make_node_dir", "offer_entry", "running_node"]
 
 
 def make_node_dir(
@@ -55,3 +55,33 @@ async def running_node(config: Path, roles: frozenset[str] = ALL_ROLES) -> Async
         yield server
     finally:
         await server.stop()
+
+
+def offer_entry(
+    offer_id: str,
+    region: str,
+    free_units: int,
+    price: int,
+    *,
+    pool: str = "pool-a",
+    networks: str = "[]",
+    tags: str = '["gpu"]',
+) -> str:
+    """One `[[offers]]` entry of an A100 ×8 flavor in CNY (the one offer shape the tests use)."""
+    return f"""
+[[offers]]
+id = "{offer_id}"
+pool = "{pool}"
+region = "{region}"
+chip_vendor = "nvidia"
+chip_model = "A100"
+chips_per_unit = 8
+cpus = 64
+memory_mib = 524288
+storage_gib = 2000
+free_units = {free_units}
+price_per_unit_hour = {price}
+currency = "CNY"
+networks = {networks}
+tags = {tags}
+"""
