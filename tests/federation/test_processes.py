@@ -7,29 +7,18 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from node.cli.main import main as cpnode
+from tests.support.cli import cpnode
 from tests.support.federation import FED_TOML, offer_toml
 from tests.support.nodes import NodeProcess, make_node_dir
 from tests.support.polling import wait_for
 
 FAST_SYNC = FED_TOML.replace("sync_interval_s = 3600", "sync_interval_s = 1")
 DEADLINE_S = 30.0
-
-
-def cli(*args: str) -> Any:
-    """Run `cpnode ARGS --json` in this process and return its parsed output; fail on a non-zero exit."""
-    buffer = StringIO()
-    with redirect_stdout(buffer):
-        code = cpnode([*args, "--json"])
-    assert code == 0, (args, buffer.getvalue())
-    return json.loads(buffer.getvalue())
 
 
 def offers(url: str, config: Path) -> list[dict[str, Any]]:
@@ -62,13 +51,25 @@ def test_three_processes_federate(three: dict[str, tuple[Path, NodeProcess]]) ->
     """Pairwise trust except north–south: each node sees its partners' offers, at agreed prices, and the
     untrusted pair sees nothing of each other."""
     keys = {
-        name: cli("keys", "show", "--config", str(config))["public_key"]
+        name: cpnode("keys", "show", "--config", str(config), "--json").json()["public_key"]
         for name, (config, _) in three.items()
     }
 
     def pin(a: str, b: str, *extra: str) -> None:
         config = str(three[a][0])
-        cli("partners", "add", b, "--url", three[b][1].url, "--key", keys[b], "--config", config, *extra)
+        cpnode(
+            "partners",
+            "add",
+            b,
+            "--url",
+            three[b][1].url,
+            "--key",
+            keys[b],
+            "--config",
+            config,
+            *extra,
+            "--json",
+        ).json()
 
     pin("north", "east")
     pin("east", "north", "--markup-bp", "1000")
@@ -97,10 +98,15 @@ def test_three_processes_federate(three: dict[str, tuple[Path, NodeProcess]]) ->
     assert not any(row["partner"] == "south" for row in views["north"])
     assert not any(row["partner"] == "north" for row in views["south"])
     # The CLI sees what the node stored, and the link states.
-    listing = {row["name"]: row for row in cli("partners", "list", "--config", str(three["east"][0]))}
+    listing = {
+        row["name"]: row
+        for row in cpnode("partners", "list", "--config", str(three["east"][0]), "--json").json()
+    }
     assert listing["north"]["status"] == "ok"
     assert listing["south"]["offers"] == 0  # south lets east see none of its pools
-    shown = cli("catalog", "show", "--partner", "east", "--config", str(three["north"][0]))
+    shown = cpnode(
+        "catalog", "show", "--partner", "east", "--config", str(three["north"][0]), "--json"
+    ).json()
     assert {row["id"] for row in shown} == {row["id"] for row in east_to_north}
     for _, process in three.values():
         assert process.stop() == 0

@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, redirect_stdout
-from io import StringIO
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.launcher import NodeProcess
 from node.roles import ALL_ROLES
 from node.service import NodeServer
+from tests.support.cli import cpnode
 
 __all__ = ["NodeProcess", "make_node_dir", "offer_entry", "running_node"]
 
@@ -35,10 +34,9 @@ def make_node_dir(
     args = ["init", str(directory), "--name", name, "--operator", operator, "--region", region, "--port", "0"]
     if db_url:
         args += ["--db", db_url]
-    with redirect_stdout(StringIO()):
-        code = cpnode(args)
-    if code != 0:
-        raise RuntimeError(f"cpnode init {name} failed with exit code {code}")
+    done = cpnode(*args)
+    if done.code != 0:
+        raise RuntimeError(f"cpnode init {name} failed with exit code {done.code}: {done.output}")
     config = directory / "node.toml"
     if extra_toml:
         with config.open("a", encoding="utf-8") as handle:

@@ -3,12 +3,10 @@ that pin each other, with offers, a funded consumer and the buyer's copy of the 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, redirect_stderr, redirect_stdout
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,11 @@ from federation import canonical, store
 from federation.httpsig import sign_request
 from federation.partners import Agreement, Partner
 from federation.sync import ensure_session, run_round
-from node.cli.main import main as cpnode
 from node.service import NodeServer
 from node.trading.buyer import Buyer
 from node.trading.component import BUYER, SELLER
 from node.trading.seller import Seller
+from tests.support.cli import CliResult, cpnode_async
 from tests.support.federation import service_of
 from tests.support.nodes import make_node_dir, offer_entry, running_node
 
@@ -228,14 +226,6 @@ async def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any
         return response.status, canonical.decode(await response.read())
 
 
-async def run_cli(m: Market, *args: str) -> tuple[int, str, str]:
-    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop); (code, out, err)."""
-    config = m.buyer.settings.base_dir / "node.toml"
-    out, err = StringIO(), StringIO()
-
-    def command() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return cpnode([*args, "--config", str(config)])
-
-    code = await asyncio.to_thread(command)
-    return code, out.getvalue(), err.getvalue()
+async def run_cli(m: Market, *args: str) -> CliResult:
+    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop)."""
+    return await cpnode_async(*args, config=m.buyer.settings.base_dir / "node.toml")
