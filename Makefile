@@ -8,7 +8,7 @@ CONFIG ?= $(DEV)/node.toml
 # Test workers: most tests wait on real node processes, so more workers than cores pays off.
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo run test lint docs bench clean
+.PHONY: venv demo run test test-fast lint docs bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ docs: venv
 
 test: lint docs
 	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20
+
+# The quick loop while working: no test that starts a process (tests/conftest.py marks those
+# `slow` by reading their code) and none on PostgreSQL.
+test-fast: venv
+	$(BIN)/pytest -m "not slow and not postgres"
 
 demo: venv
 	$(BIN)/python -m node.demo

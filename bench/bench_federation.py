@@ -62,7 +62,7 @@ from federation.sync import _fetch, ensure_session, run_round
 from node.db import make_engine, upgrade
 from node.offers import CatalogOffer
 from node.service import NodeServer
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
 
 FED_TOML = '[federation]\nallow_networks = ["127.0.0.0/8"]\nsync_interval_s = 3600\nrequest_timeout_s = 60\n'
 INGEST_OFFERS = 10_000

@@ -40,10 +40,10 @@ from connectors.pools.local import LocalPool
 from connectors.remote.server import PluginService
 from node.config import load_settings
 from node.runfile import read_admin_token
-from tests.connectors.conftest import BIN, CONFIGS, SimProcess
-from tests.express.conftest import ExpressProcess
 from tests.migration.sockets import SocketMeter
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.express import ExpressProcess
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.sims import BIN, CONFIGS, SimProcess
 
 MIB = 1 << 20
 CHUNK_BYTES = 4 * MIB  # the express's default, and the node's ([migration] chunk_mib)

@@ -27,7 +27,8 @@ from bench.report import bench_parser, emit_json
 from federation import store
 from federation.sync import ensure_session
 from ledger import TransferKind, TransferRequest, submit
-from tests.trading.conftest import market, service_of
+from tests.support.federation import service_of
+from tests.support.trading import market
 
 ORDERS = 200
 CONCURRENT, IN_FLIGHT = 400, 32

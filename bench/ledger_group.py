@@ -46,7 +46,7 @@ from bench.pgledger_equivalent import (
 from bench.report import bench_parser, emit_json
 from node.config import load_settings
 from node.service import read_admin_token
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("baseline", "tasks", "threads", "http", "direct")

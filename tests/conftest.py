@@ -1,28 +1,17 @@
-"""Fixtures shared by the whole suite: databases on both backends, node directories, real nodes."""
+"""Fixtures shared by the whole suite: databases on both backends; and the hook that marks every
+test that starts a process `slow` (helpers live in tests/support/)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from node.db import make_engine, upgrade
-
-POSTGRES_URL = os.environ.get("CPNODE_TEST_POSTGRES_URL", "")
-POSTGRES_SKIP_REASON = (
-    "PostgreSQL tests need CPNODE_TEST_POSTGRES_URL=postgresql+psycopg://USER@HOST:PORT/DB "
-    "(.ci/run sets it when a local PostgreSQL is up)"
-)
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options=-csearch_path%3D{schema}"
+from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, fresh_schema
+from tests.support.processes import uses_processes
 
 
 @pytest.fixture(name="postgres_url")
@@ -30,16 +19,8 @@ def fixture_postgres_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
     if not POSTGRES_URL:
         pytest.skip(POSTGRES_SKIP_REASON)
-    schema = f"cpnode_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        yield _with_search_path(POSTGRES_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture(
@@ -60,3 +41,22 @@ def fixture_engine(db_url: str) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(name="db_urls")
+def fixture_db_urls(db_url: str) -> Iterator[tuple[str | None, str | None]]:
+    """Databases for two nodes on one backend: their own SQLite files, or two PostgreSQL schemas."""
+    if db_url.startswith("sqlite"):
+        yield None, None
+        return
+    with fresh_schema("cpnode_second") as second:
+        yield db_url, second
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts a process (tests/support/processes.py), so `make
+    test-fast` (-m "not slow and not postgres") leaves it out without anyone adding the mark."""
+    known: dict[int, bool] = {}
+    for item in items:
+        if isinstance(item, pytest.Function) and uses_processes(item, known):
+            item.add_marker(pytest.mark.slow)

@@ -8,7 +8,7 @@ import pytest
 
 from node.availability import ArchitectureError, load_architecture, parse_architecture
 from node.roles import ROLES
-from tests.availability.conftest import NODE_TOML
+from tests.support.availability import NODE_TOML
 
 
 def write(tmp_path: Path, text: str) -> Path:

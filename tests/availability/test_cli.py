@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from node.cli.main import main
-from tests.availability.conftest import PAPER_TOML
+from tests.support.availability import PAPER_TOML
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:

@@ -18,8 +18,8 @@ from node.cli.main import main
 from node.config import parse_settings
 from node.launcher import NodeProcess
 from node.roles import ROLES
-from tests.availability.conftest import PAPER_TOML
-from tests.nodes import make_node_dir
+from tests.support.availability import PAPER_TOML
+from tests.support.nodes import make_node_dir
 
 K8S_VERSION = "1.37"
 

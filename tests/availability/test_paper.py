@@ -20,8 +20,8 @@ from node.availability.model import build_plan
 from node.availability.paper import PAPER_AVAILABILITIES, budget_allocations
 from node.availability.partitions import all_partitions, bell, partitions_into, stirling2
 from node.availability.sweep import table1
-from tests.availability.conftest import brute_force
 from tests.availability.test_solver import random_architecture, targets_for
+from tests.support.availability import brute_force
 
 
 def test_paper_architecture_has_the_papers_shape(paper: Architecture) -> None:
@@ -69,6 +69,7 @@ def test_exact_planner_beats_the_printed_value_at_a_099_target_9999(paper: Archi
     assert printed_plan.meets_target
 
 
+@pytest.mark.slow  # an exhaustive planner
 def test_papers_method_as_described_matches_the_exact_planner(paper: Architecture) -> None:
     """The two-layer method, run as the text describes, finds the same plans as the exact planner."""
     for a, target in ((0.95, 0.99), (0.99, 0.9999), (0.995, 0.99999), (0.99, 0.999), (0.9, 0.99)):

@@ -10,7 +10,7 @@ import pytest
 from node.availability import Architecture, Module, Submodule, make_plan, module_table, plan_optimal
 from node.availability.model import grouping_availability
 from node.availability.partitions import all_partitions
-from tests.availability.conftest import brute_force
+from tests.support.availability import brute_force
 
 
 def random_architecture(rng: random.Random, max_modules: int = 3, max_size: int = 4) -> Architecture:

@@ -39,7 +39,7 @@ from node.config import load_settings
 from node.resources import config_file
 from node.runfile import read_admin_token
 from tests.chaos.cluster import free_port
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
 
 PROBE_TIMEOUT_S = 1.0
 START_TIMEOUT_S = 120.0  # several processes start at once on a shared machine

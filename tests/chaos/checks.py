@@ -32,8 +32,9 @@ from node.identity import load_identity
 from node.trading.machine import ORDER_FINAL, SALE_FINAL
 from node.trading.records import order_reservation, sale_reservation
 from node.trading.tables import orders_t, reservations_t, sales_t
-from tests.chaos.cluster import BUYER, LOCAL_OFFER, LOCAL_PRICE, PRICE, SELLER, Cluster, run_cli
+from tests.chaos.cluster import BUYER, LOCAL_OFFER, LOCAL_PRICE, PRICE, SELLER, Cluster
 from tests.chaos.load import Load, Op
+from tests.support.cli import cpnode
 
 DRAIN_TIMEOUT_S = 120.0
 ORDER_AFTER: dict[str, str] = {"settle": "settled", "cancel": "cancelled"}
@@ -219,8 +220,7 @@ def check_reconciles(cluster: Cluster, from_ms: int, to_ms: int) -> list[str]:
     """The buyer reconciles the run's window with the seller over the peer API: no discrepancy."""
     while time.time() * 1000 <= to_ms + 1000:
         time.sleep(0.05)  # the seller answers only for a window that has closed
-    code, output = run_cli(
-        cluster.buyer_config,
+    code, output = cpnode(
         "ledger",
         "reconcile",
         "--partner",
@@ -230,7 +230,8 @@ def check_reconciles(cluster: Cluster, from_ms: int, to_ms: int) -> list[str]:
         "--margin-s",
         "0",
         "--json",
-    )
+        config=cluster.buyer_config,
+    ).merged
     if code != 0:
         return [f"reconciliation with {SELLER} found discrepancies or failed ({code}): {output[-2000:]}"]
     outcome = json.loads(output)

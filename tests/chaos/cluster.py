@@ -16,19 +16,18 @@ import asyncio
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from io import StringIO
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import load_identity
 from node.runfile import read_admin_token
 from tests.chaos.proxy import TcpProxy
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.cli import cpnode_async
+from tests.support.nodes import NodeProcess, make_node_dir
 
 BUYER, SELLER = "beijing", "shanghai"
 REPLICAS = 3
@@ -129,14 +128,6 @@ def schemas(postgres_url: str, count: int) -> Iterator[list[str]]:
         admin.dispose()
 
 
-def run_cli(config: Path, *args: str) -> tuple[int, str]:
-    """`cpnode ARGS --config CONFIG` in this process; (exit code, stdout and stderr)."""
-    out = StringIO()
-    with redirect_stdout(out), redirect_stderr(out):
-        code = cpnode([*args, "--config", str(config)])
-    return code, out.getvalue()
-
-
 @dataclass
 class Member:
     """One node process of the cluster, the port it always listens on, and its kills."""
@@ -228,7 +219,7 @@ class Cluster:
         # One replica first: it applies the migrations the others then find done.
         await asyncio.to_thread(self.replicas[0].process.start)
         await asyncio.gather(*(asyncio.to_thread(m.process.start) for m in self.replicas[1:]))
-        code, output = await asyncio.to_thread(run_cli, self.buyer_config, "catalog", "sync", "--json")
+        code, output = (await cpnode_async("catalog", "sync", "--json", config=self.buyer_config)).merged
         if code != 0:
             raise RuntimeError(f"catalog sync failed: {output}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.scenario import ChaosSettings, run_chaos
-from tests.conftest import POSTGRES_SKIP_REASON
+from tests.support.databases import POSTGRES_SKIP_REASON
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

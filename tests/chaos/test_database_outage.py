@@ -27,9 +27,9 @@ from node.scheduler import JobScheduler
 from node.service import NodeServer, NodeStartError
 from tests.chaos.cluster import via_proxy
 from tests.chaos.proxy import TcpProxy
-from tests.federation.conftest import nodes, service_of, trust
-from tests.nodes import make_node_dir, running_node
-from tests.trading.conftest import engine_of
+from tests.support.federation import nodes, service_of, trust
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.trading import engine_of
 
 
 def _wrapped(orig: BaseException, kind: type[sa.exc.DBAPIError] = sa.exc.OperationalError) -> BaseException:

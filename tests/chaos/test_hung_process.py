@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from node.config import load_settings
 from node.db import make_engine
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
 
 pytestmark = pytest.mark.postgres
 

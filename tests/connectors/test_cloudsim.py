@@ -25,7 +25,8 @@ from connectors.errors import (
 from connectors.host import HostSettings, PluginHost
 from connectors.pools.local import COUNTER_PROGRAM
 from connectors.testing import ComputePluginConformance
-from tests.connectors.conftest import BIN, CONFIGS, SimProcess, cloudsim, eventually
+from tests.support.polling import eventually
+from tests.support.sims import BIN, CONFIGS, SimProcess, cloudsim
 
 PROGRAM = Program(command=[sys.executable, str(COUNTER_PROGRAM)], env={"A": "1"})
 

@@ -10,8 +10,6 @@ import stat
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,14 @@ from nacl.signing import SigningKey
 from federation.canonical import encode
 from federation.documents import sign_document
 from federation.keys import b64url
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import load_identity
 from node.pools.gateway import read_code
 from node.service import read_admin_token
-from tests.connectors.conftest import BIN, eventually
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.cli import cpnode
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import eventually
+from tests.support.sims import BIN
 
 FAST = """
 [connectors]
@@ -99,20 +98,13 @@ def gateway(root: Path, *extra: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def cli(*args: str) -> tuple[int, str]:
-    out = StringIO()
-    with redirect_stdout(out):
-        code = cpnode(list(args))
-    return code, out.getvalue()
-
-
 async def test_a_bare_host_joins_by_code_leaves_when_killed_and_returns_on_restart(
     node: Node, gateways: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     """`cpnode pools gateway-code` issues a code; `cpnode gateway --code` makes the host a pool online with
     offers; killed, it goes offline and its offers go; restarted without a code (its saved token), it is
     back; removed on the node, its token no longer registers."""
-    code, out = cli("pools", "gateway-code", "bare-1", "--json", "--config", str(node.config))
+    code, out, _ = cpnode("pools", "gateway-code", "bare-1", "--json", "--config", str(node.config))
     assert code == 0, out
     issued = json.loads(out)
     assert read_code(issued["code"])["node_url"] == node.url

@@ -47,7 +47,7 @@ async def test_program_runs_sandboxed(plugin: LocalPool) -> None:
     async def exited() -> bool:
         return (await plugin.get_instance(instance.id)).state == "stopped"
 
-    from tests.connectors.conftest import eventually
+    from tests.support.polling import eventually
 
     await eventually(exited, what="program exit")
     env = json.loads((work / "env.json").read_text())
@@ -85,7 +85,7 @@ async def test_checkpoint_then_restore_continues_the_count(plugin: LocalPool) ->
     await plugin.stop_instance(instance.id)
     await plugin.start_instance(instance.id, restore=True)
 
-    from tests.connectors.conftest import eventually
+    from tests.support.polling import eventually
 
     async def restarted() -> bool:
         return f"counter starting at {saved}".encode() in (await plugin.logs(instance.id, 0, 1 << 20)).data()

@@ -22,7 +22,7 @@ from connectors.errors import InvalidRequest
 from connectors.pools.local import LocalPool
 from connectors.sandbox import InputPolicy, parse_runtimes
 from connectors.serving import start_app
-from tests.connectors.conftest import eventually
+from tests.support.polling import eventually
 
 BODY = b"0123456789" * 100
 

@@ -9,7 +9,7 @@ from connectors.errors import NoPath, NotFound
 from connectors.network.contract import Link, PathRequest
 from connectors.network.netsim_plugin import NetsimPlugin
 from connectors.network.routing import compute_route, hops_of
-from tests.connectors.conftest import SimProcess
+from tests.support.sims import SimProcess
 
 SITES = ["a", "b", "c", "d"]
 

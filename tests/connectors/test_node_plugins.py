@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,13 @@ from federation.canonical import decode
 from federation.catalog import check_offer
 from federation.documents import verify_document
 from federation.keys import b64url_decode, key_id
-from node.cli.main import main as cpnode
 from node.config import ConfigError, load_settings
 from node.identity import load_identity
 from node.service import NodeServer, read_admin_token
-from tests.connectors.conftest import SimProcess, eventually
-from tests.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.cli import cpnode
+from tests.support.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.polling import eventually
+from tests.support.sims import SimProcess
 
 IDENTITY = '{ industry = "I", enterprise = "91350100M000100Y43", datacenter = "BJ01" }'
 FAST = """
@@ -213,13 +212,6 @@ async def test_a_hanging_remote_plugin_does_not_block_the_node(
         os.kill(plugin_process[0].pid, signal.SIGCONT)
 
 
-def cli(*args: str) -> tuple[int, str]:
-    out = StringIO()
-    with redirect_stdout(out):
-        code = cpnode(list(args))
-    return code, out.getvalue()
-
-
 def test_cli_hot_plugs_into_a_running_node_process(tmp_path: Path, alpha_sim: SimProcess) -> None:
     """`cpnode plugins add|list|check|remove` and `pools list` work against a real `cpnode run` process."""
     config = make_node_dir(tmp_path, "edge", extra_toml=FAST + local_pool_toml("cpu-edge"))
@@ -227,7 +219,7 @@ def test_cli_hot_plugs_into_a_running_node_process(tmp_path: Path, alpha_sim: Si
     process.start()
     try:
         c = str(config)
-        code, out = cli(
+        code, out, _ = cpnode(
             "plugins",
             "add",
             "gpu-alpha",
@@ -243,19 +235,19 @@ def test_cli_hot_plugs_into_a_running_node_process(tmp_path: Path, alpha_sim: Si
         )
         assert code == 0, out
         assert "online with 4 offer(s)" in out
-        code, out = cli("plugins", "check", "gpu-alpha", "--config", c)
+        code, out, _ = cpnode("plugins", "check", "gpu-alpha", "--config", c)
         assert code == 0, out
         assert "all checks passed" in out
-        code, out = cli("pools", "list", "--json", "--config", c)
+        code, out, _ = cpnode("pools", "list", "--json", "--config", c)
         assert code == 0
         assert "gpu-alpha/cn-north-1/gpu-h100-8" in out
-        code, out = cli(
+        code, out, _ = cpnode(
             "plugins", "add", "bad", "cloudsim-beta", "--option", "url=http://127.0.0.1:1", "--config", c
         )
         assert code == 1  # the platform is unreachable: refused, nothing hosted
-        code, out = cli("plugins", "remove", "gpu-alpha", "--config", c)
+        code, out, _ = cpnode("plugins", "remove", "gpu-alpha", "--config", c)
         assert code == 0
-        code, out = cli("plugins", "list", "--json", "--config", c)
+        code, out, _ = cpnode("plugins", "list", "--json", "--config", c)
         assert '"gpu-alpha"' not in out
         assert '"cpu-edge"' in out
     finally:
@@ -265,7 +257,7 @@ def test_cli_hot_plugs_into_a_running_node_process(tmp_path: Path, alpha_sim: Si
 def test_config_rejects_bad_pools(tmp_path: Path) -> None:
     """Duplicate pool names and a wrong enterprise check character are config errors naming the path."""
     config = make_node_dir(tmp_path, "cfg", extra_toml=local_pool_toml("p") + local_pool_toml("p"))
-    code, _ = cli("status", "--config", str(config))
+    code, _, _ = cpnode("status", "--config", str(config))
     assert code == 2
     bad = make_node_dir(tmp_path, "cfg2", extra_toml=local_pool_toml("q").replace("Y43", "Y44"))
     with pytest.raises(ConfigError, match=r"pools\.0\.identity\.enterprise"):

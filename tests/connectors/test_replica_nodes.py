@@ -18,9 +18,10 @@ import pytest
 
 from node.config import load_settings
 from node.service import NodeServer, read_admin_token
-from tests.connectors.conftest import SimProcess, eventually
 from tests.connectors.router import ServiceRouter
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import eventually
+from tests.support.sims import SimProcess
 
 ROLES = frozenset({"connectors"})
 # Heartbeats every 0.2 s: a 0.6 s window, wide enough that a busy test machine's pauses are not

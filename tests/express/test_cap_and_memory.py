@@ -8,7 +8,7 @@ import time
 import pytest
 
 from connectors.express import ExpressClient
-from tests.express.conftest import (
+from tests.support.express import (
     MIB,
     ExpressProcess,
     Storage,

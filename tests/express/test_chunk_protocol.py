@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from connectors.manifest import Manifest, UploadEntry, hash_chunks
-from tests.express.conftest import BUCKET, MIB, Storage, random_file
+from tests.support.express import BUCKET, MIB, Storage, random_file
 
 CHUNK = 64 << 10
 

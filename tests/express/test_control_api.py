@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from connectors.express import ExpressClient, ExpressRefused
-from tests.express.conftest import MIB, ExpressProcess, Storage, random_file, sha256_of, spec, wait_state
 from tests.express.faultproxy import FaultProxy
+from tests.support.express import MIB, ExpressProcess, Storage, random_file, sha256_of, spec, wait_state
 
 
 async def raw(

@@ -13,8 +13,8 @@ import pytest
 
 from connectors.express import ExpressClient, ExpressRefused
 from connectors.storage import build_manifest
-from tests.connectors.conftest import eventually
-from tests.express.conftest import (
+from tests.express.faultproxy import FaultProxy
+from tests.support.express import (
     MIB,
     ExpressProcess,
     Storage,
@@ -25,7 +25,7 @@ from tests.express.conftest import (
     wait_progress,
     wait_state,
 )
-from tests.express.faultproxy import FaultProxy
+from tests.support.polling import eventually
 
 CHUNKS = 32  # 8 MiB in chunks of 256 KiB
 SLOW = 4 * MIB  # a cap that makes an 8 MiB move last about 2 s, so faults land mid-transfer

@@ -14,7 +14,7 @@ from connectors.contract import InstanceSpec, Program
 from connectors.express import ExpressClient, JobSpec
 from connectors.pools.local import LocalPool
 from connectors.storage import list_state_files
-from tests.connectors.conftest import eventually
+from tests.support.polling import eventually
 from tests.tasks.test_training import TASKS, plain_run
 
 pytestmark = pytest.mark.slow

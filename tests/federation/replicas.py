@@ -18,8 +18,8 @@ from federation.service import FederationService
 from node.config import load_settings
 from node.roles import ALL_ROLES
 from node.service import NodeServer
-from tests.federation.conftest import FED_TOML, offer_toml, service_of
-from tests.nodes import make_node_dir
+from tests.support.federation import FED_TOML, offer_toml, service_of
+from tests.support.nodes import make_node_dir
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from federation.documents import sign_document
 from federation.partners import Partner
 from federation.sync import run_round
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, Recorder, nodes, service_of, trade_body
+from tests.support.federation import FakePeer, Recorder, nodes, service_of, trade_body
 
 SLOW_TOML = """
 request_timeout_s = 0.5

@@ -3,33 +3,14 @@ pinning with URL checks, discovered candidates and fingerprint checks."""
 
 from __future__ import annotations
 
-import json
 import time
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
-from typing import Any
 
 from federation import store
 from federation.keys import fingerprint, parse_public_key
 from federation.sync import run_round
-from node.cli.main import main as cpnode
-from tests.federation.conftest import nodes, service_of, trust
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Run `cpnode ARGS`; return (exit code, stdout + stderr)."""
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cpnode(list(args))
-    return code, out.getvalue() + err.getvalue()
-
-
-def run_json(*args: str) -> Any:
-    """Run `cpnode ARGS --json`, expecting success; return the parsed output."""
-    code, output = run(*args, "--json")
-    assert code == 0, output
-    return json.loads(output)
+from tests.support.cli import cpnode
+from tests.support.federation import nodes, service_of, trust
 
 
 async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
@@ -40,8 +21,8 @@ async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
         trust(beta, alpha)
         assert [r.outcome for r in await run_round(service_of(alpha), force=True)] == ["ok"]
         config = str(tmp_path / "beta" / "node.toml")
-        rotated = run_json("keys", "rotate", "--config", config)
-        shown = run_json("keys", "show", "--config", config)
+        rotated = cpnode("keys", "rotate", "--config", config, "--json").json()
+        shown = cpnode("keys", "show", "--config", config, "--json").json()
         statuses = {key["kid"]: key["status"] for key in shown["keys"]}
         assert statuses == {rotated["key_id"]: "active", rotated["retired_key_id"]: "retired"}
         # beta's running process notices the new key; its catalog and requests are now signed with it.
@@ -62,7 +43,14 @@ async def test_deny_list_cuts_a_partner_off(tmp_path: Path) -> None:
         trust(alpha, beta)
         trust(beta, alpha)
         assert beta.ctx is not None
-        run_json("keys", "deny", beta.ctx.identity.key_id, "--config", str(tmp_path / "alpha" / "node.toml"))
+        cpnode(
+            "keys",
+            "deny",
+            beta.ctx.identity.key_id,
+            "--config",
+            str(tmp_path / "alpha" / "node.toml"),
+            "--json",
+        ).json()
         results = await run_round(service_of(beta), force=True)
         assert results[0].outcome == "rejected"
         assert "key_denied" in (results[0].error or "")
@@ -74,16 +62,16 @@ async def test_partner_commands(tmp_path: Path) -> None:
         assert beta.ctx is not None
         config = str(tmp_path / "alpha" / "node.toml")
         key = beta.ctx.identity.public_key
-        code, output = run(
+        code, output = cpnode(
             "partners", "add", "beta", "--url", "http://169.254.169.254", "--key", key, "--config", config
-        )
+        ).merged
         assert code != 0
         assert "link-local" in output
-        code, output = run(
+        code, output = cpnode(
             "partners", "add", "beta", "--url", beta.url, "--key", "ed25519:nope", "--config", config
-        )
+        ).merged
         assert code == 2
-        added = run_json(
+        added = cpnode(
             "partners",
             "add",
             "beta",
@@ -95,14 +83,19 @@ async def test_partner_commands(tmp_path: Path) -> None:
             "500",
             "--config",
             config,
-        )
+            "--json",
+        ).json()
         assert added["fingerprint"] == fingerprint(parse_public_key(key))
-        assert [row["name"] for row in run_json("partners", "list", "--config", config)] == ["beta"]
-        code, output = run("partners", "add", "beta", "--url", beta.url, "--key", key, "--config", config)
+        assert [row["name"] for row in cpnode("partners", "list", "--config", config, "--json").json()] == [
+            "beta"
+        ]
+        code, output = cpnode(
+            "partners", "add", "beta", "--url", beta.url, "--key", key, "--config", config
+        ).merged
         assert code != 0
         assert "already exists" in output
-        run_json("partners", "remove", "beta", "--config", config)
-        assert run_json("partners", "list", "--config", config) == []
+        cpnode("partners", "remove", "beta", "--config", config, "--json").json()
+        assert cpnode("partners", "list", "--config", config, "--json").json() == []
 
 
 async def test_trust_a_discovered_candidate(tmp_path: Path) -> None:
@@ -115,15 +108,24 @@ async def test_trust_a_discovered_candidate(tmp_path: Path) -> None:
         store.upsert_discovered(
             alpha.ctx.engine, "beta", beta.url, key, fingerprint(parse_public_key(key)), int(time.time())
         )
-        listed = run_json("partners", "discovered", "--config", config)
+        listed = cpnode("partners", "discovered", "--config", config, "--json").json()
         assert [(row["name"], row["trusted"]) for row in listed] == [("beta", False)]
-        code, output = run("partners", "trust", "beta", "--fingerprint", "SHA256:wrong", "--config", config)
+        code, output = cpnode(
+            "partners", "trust", "beta", "--fingerprint", "SHA256:wrong", "--config", config
+        ).merged
         assert code != 0
         assert "mismatch" in output
         assert store.list_partners(alpha.ctx.engine) == []
-        run_json(
-            "partners", "trust", "beta", "--fingerprint", beta.ctx.identity.fingerprint, "--config", config
-        )
+        cpnode(
+            "partners",
+            "trust",
+            "beta",
+            "--fingerprint",
+            beta.ctx.identity.fingerprint,
+            "--config",
+            config,
+            "--json",
+        ).json()
         assert [p.source for p in store.list_partners(alpha.ctx.engine)] == ["discovery"]
 
 
@@ -133,7 +135,7 @@ async def test_partner_update_changes_the_agreement_in_place(tmp_path: Path) -> 
         assert beta.ctx is not None
         config = str(tmp_path / "alpha" / "node.toml")
         key = beta.ctx.identity.public_key
-        run_json(
+        cpnode(
             "partners",
             "add",
             "beta",
@@ -145,18 +147,21 @@ async def test_partner_update_changes_the_agreement_in_place(tmp_path: Path) -> 
             "500",
             "--config",
             config,
-        )
-        updated = run_json("partners", "update", "beta", "--credit-limit", "2000000", "--config", config)
+            "--json",
+        ).json()
+        updated = cpnode(
+            "partners", "update", "beta", "--credit-limit", "2000000", "--config", config, "--json"
+        ).json()
         assert updated["agreement"]["credit_limit"] == 2_000_000
         assert updated["agreement"]["markup_bp"] == 500
         assert updated["urls"] == [beta.url]
-        [listed] = run_json("partners", "list", "--config", config)
+        [listed] = cpnode("partners", "list", "--config", config, "--json").json()
         assert listed["agreement"]["credit_limit"] == 2_000_000
         assert listed["fingerprint"] == fingerprint(parse_public_key(key))
-        code, output = run("partners", "update", "beta", "--credit-limit", "-5", "--config", config)
+        code, output = cpnode("partners", "update", "beta", "--credit-limit", "-5", "--config", config).merged
         assert code == 2, output
-        [unchanged] = run_json("partners", "list", "--config", config)
+        [unchanged] = cpnode("partners", "list", "--config", config, "--json").json()
         assert unchanged["agreement"]["credit_limit"] == 2_000_000
-        code, output = run("partners", "update", "gamma", "--markup-bp", "1", "--config", config)
+        code, output = cpnode("partners", "update", "gamma", "--markup-bp", "1", "--config", config).merged
         assert code == 1
         assert "no partner called 'gamma'" in output

@@ -3,16 +3,17 @@ each records the other as an untrusted candidate with its key fingerprint."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from federation import store
-from tests.federation.conftest import nodes
+from tests.support.federation import nodes
+from tests.support.polling import eventually
 
 DISCOVERY_TOML = "\n[federation]\ndiscovery = true\n"
 MDNS_GROUP = "224.0.0.251"
@@ -48,14 +49,18 @@ async def test_nodes_discover_each_other_on_loopback(tmp_path: Path) -> None:
     async with nodes(tmp_path, ["alpha", "beta"], extra=extra) as (alpha, beta):
         assert alpha.ctx is not None
         assert beta.ctx is not None
-        deadline = time.monotonic() + 20
-        while True:
-            seen_by_alpha = {row["name"]: row for row in store.list_discovered(alpha.ctx.engine)}
-            seen_by_beta = {row["name"]: row for row in store.list_discovered(beta.ctx.engine)}
-            if "beta" in seen_by_alpha and "alpha" in seen_by_beta:
-                break
-            assert time.monotonic() < deadline, (seen_by_alpha, seen_by_beta)
-            await asyncio.sleep(0.1)
+
+        a_engine, b_engine = alpha.ctx.engine, beta.ctx.engine
+
+        def seen(engine: Engine) -> dict[str, dict[str, Any]]:
+            return {row["name"]: row for row in store.list_discovered(engine)}
+
+        await eventually(
+            lambda: "beta" in seen(a_engine) and "alpha" in seen(b_engine),
+            20,
+            "alpha and beta discovering each other",
+        )
+        seen_by_alpha, seen_by_beta = seen(a_engine), seen(b_engine)
         assert seen_by_alpha["beta"]["fingerprint"] == beta.ctx.identity.fingerprint
         assert seen_by_alpha["beta"]["url"] == beta.url
         assert seen_by_beta["alpha"]["public_key"] == alpha.ctx.identity.public_key

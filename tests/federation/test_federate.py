@@ -10,7 +10,7 @@ import aiohttp
 from federation.partners import Agreement
 from federation.sync import run_round
 from node.offers import CatalogOffer
-from tests.federation.conftest import nodes, service_of, trust
+from tests.support.federation import nodes, service_of, trust
 
 
 async def test_two_nodes_exchange_catalogs(tmp_path: Path, db_url: str) -> None:

@@ -30,7 +30,7 @@ from federation.keydoc import (
 )
 from federation.keys import b64url, key_id, public_key_text
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, service_of
+from tests.support.federation import FakePeer, nodes, service_of
 
 CHALLENGE = "/fed/v1/login/challenge"
 

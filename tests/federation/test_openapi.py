@@ -16,8 +16,8 @@ from openapi_spec_validator import validate
 
 from federation import store
 from federation.openapi import openapi_document
-from tests.federation.conftest import FED_TOML, FakePeer, nodes, offer_toml
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.federation import FED_TOML, FakePeer, nodes, offer_toml
+from tests.support.nodes import NodeProcess, make_node_dir
 
 DOCUMENT = openapi_document()
 

@@ -5,31 +5,20 @@ exactly what its agreements allow (the untrusted pair sees nothing of each other
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from node.cli.main import main as cpnode
-from tests.federation.conftest import FED_TOML, offer_toml
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.cli import cpnode
+from tests.support.federation import FED_TOML, offer_toml
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import wait_for
 
 FAST_SYNC = FED_TOML.replace("sync_interval_s = 3600", "sync_interval_s = 1")
 DEADLINE_S = 30.0
-
-
-def cli(*args: str) -> Any:
-    """Run `cpnode ARGS --json` in this process and return its parsed output; fail on a non-zero exit."""
-    buffer = StringIO()
-    with redirect_stdout(buffer):
-        code = cpnode([*args, "--json"])
-    assert code == 0, (args, buffer.getvalue())
-    return json.loads(buffer.getvalue())
 
 
 def offers(url: str, config: Path) -> list[dict[str, Any]]:
@@ -62,30 +51,44 @@ def test_three_processes_federate(three: dict[str, tuple[Path, NodeProcess]]) ->
     """Pairwise trust except north–south: each node sees its partners' offers, at agreed prices, and the
     untrusted pair sees nothing of each other."""
     keys = {
-        name: cli("keys", "show", "--config", str(config))["public_key"]
+        name: cpnode("keys", "show", "--config", str(config), "--json").json()["public_key"]
         for name, (config, _) in three.items()
     }
 
     def pin(a: str, b: str, *extra: str) -> None:
         config = str(three[a][0])
-        cli("partners", "add", b, "--url", three[b][1].url, "--key", keys[b], "--config", config, *extra)
+        cpnode(
+            "partners",
+            "add",
+            b,
+            "--url",
+            three[b][1].url,
+            "--key",
+            keys[b],
+            "--config",
+            config,
+            *extra,
+            "--json",
+        ).json()
 
     pin("north", "east")
     pin("east", "north", "--markup-bp", "1000")
     pin("east", "south")
     pin("south", "east", "--pools", "nothing-matches")
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        views = {name: offers(process.url, config) for name, (config, process) in three.items()}
-        sources = {name: {row["source"] for row in rows} for name, rows in views.items()}
-        if sources == {
-            "north": {"own:config", "partner:east"},
-            "east": {"own:config", "partner:north"},
-            "south": {"own:config", "partner:east"},
-        }:
-            break
-        assert time.monotonic() < deadline, sources
-        time.sleep(0.2)
+    wanted = {
+        "north": {"own:config", "partner:east"},
+        "east": {"own:config", "partner:north"},
+        "south": {"own:config", "partner:east"},
+    }
+
+    def current() -> dict[str, list[dict[str, Any]]]:
+        return {name: offers(process.url, config) for name, (config, process) in three.items()}
+
+    def sources_seen() -> bool:
+        return {name: {row["source"] for row in rows} for name, rows in current().items()} == wanted
+
+    wait_for(sources_seen, DEADLINE_S, "each node seeing the offers its partners show it", interval_s=0.2)
+    views = current()
     east_to_north = [row for row in views["north"] if row["source"] == "partner:east"]
     east_own = {row["id"]: row for row in views["east"] if row["source"] == "own:config"}
     assert len(east_to_north) == 2
@@ -95,10 +98,15 @@ def test_three_processes_federate(three: dict[str, tuple[Path, NodeProcess]]) ->
     assert not any(row["partner"] == "south" for row in views["north"])
     assert not any(row["partner"] == "north" for row in views["south"])
     # The CLI sees what the node stored, and the link states.
-    listing = {row["name"]: row for row in cli("partners", "list", "--config", str(three["east"][0]))}
+    listing = {
+        row["name"]: row
+        for row in cpnode("partners", "list", "--config", str(three["east"][0]), "--json").json()
+    }
     assert listing["north"]["status"] == "ok"
     assert listing["south"]["offers"] == 0  # south lets east see none of its pools
-    shown = cli("catalog", "show", "--partner", "east", "--config", str(three["north"][0]))
+    shown = cpnode(
+        "catalog", "show", "--partner", "east", "--config", str(three["north"][0]), "--json"
+    ).json()
     assert {row["id"] for row in shown} == {row["id"] for row in east_to_north}
     for _, process in three.values():
         assert process.stop() == 0

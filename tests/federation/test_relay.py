@@ -26,7 +26,7 @@ from federation.partners import Agreement
 from federation.relay import FEED_PAGE, Issuer, RelayEntry, accept_relayed, feed_json, parse_feed
 from federation.sync import run_round
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, service_of, trust
+from tests.support.federation import FakePeer, nodes, service_of, trust
 
 LIMITS = CatalogLimits()
 OFFER = {

@@ -19,7 +19,7 @@ from federation.keydoc import KeyRecord, build_key_document, endorse
 from federation.keys import key_id
 from federation.partners import check_url, parse_allow_list
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes
+from tests.support.federation import FakePeer, nodes
 
 
 @pytest.fixture(name="alpha")

@@ -17,7 +17,7 @@ from federation import canonical, store
 from federation.login import login_document
 from federation.tokens import TOKEN_TYPE
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes, service_of
+from tests.support.federation import FakePeer, nodes, service_of
 
 HEAD = "/fed/v1/catalog/head"
 

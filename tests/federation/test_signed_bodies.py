@@ -13,7 +13,7 @@ import pytest
 
 from federation import store
 from node.service import NodeServer
-from tests.federation.conftest import FakePeer, nodes
+from tests.support.federation import FakePeer, nodes
 
 CHALLENGE = "/fed/v1/login/challenge"
 DEEP = b'{"type":' + b"[" * 1000 + b"]" * 1000 + b"}"

@@ -8,8 +8,6 @@ the head row) and everything after it gathered for the next transaction.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -32,22 +30,6 @@ def write_lock_held(engine: Engine) -> Iterator[None]:
             yield
         finally:
             conn.rollback()
-
-
-def until(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    """Poll `condition` until it holds, failing with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not before the deadline: {what}"
-        time.sleep(0.005)  # polling another thread's progress
-
-
-async def until_async(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    """`until` for a coroutine: poll without blocking the event loop."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not before the deadline: {what}"
-        await asyncio.sleep(0.005)  # polling the committer thread's progress
 
 
 def gathered(committer: GroupCommitter, callers: int) -> Callable[[], bool]:

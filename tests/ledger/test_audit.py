@@ -101,6 +101,7 @@ def _expected_seq(data: bytes, position: int, first_seq: int) -> int:
     return first_seq + data[:position].count(b"\n")
 
 
+@pytest.mark.slow  # flips every byte of a bundle
 def test_every_flipped_byte_is_caught_and_named(books: Engine, key: SigningKey, tmp_path: Path) -> None:
     """Flipping one bit anywhere in any file fails verification, naming the file, and for transfers the
     sequence number of the line that holds the byte."""

@@ -12,34 +12,27 @@ from pathlib import Path
 import pytest
 
 from ledger import TransferKind, TransferRequest, submit
-from node.cli.main import main as cpnode
 from node.config import ConfigError, load_settings
 from node.db import make_engine
 from node.identity import load_identity
-from tests.nodes import make_node_dir
+from tests.support.cli import cpnode
+from tests.support.nodes import make_node_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `cpnode` in-process; (exit code, stdout, stderr)."""
-    code = cpnode(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _node(tmp_path: Path, name: str, db_url: str | None = None) -> str:
     return str(make_node_dir(tmp_path, name, db_url=db_url))
 
 
-def _books(capsys: pytest.CaptureFixture[str], config: str) -> None:
+def _books(config: str) -> None:
     for args in (
         ["bank", "--currency", "CNY", "--kind", "external"],
         ["alice", "--currency", "CNY", "--kind", "consumer", "--no-overdraft"],
         ["pool", "--currency", "CNY", "--kind", "provider"],
     ):
-        assert run(capsys, "ledger", "accounts", "create", *args, "--config", config)[0] == 0
+        assert cpnode("ledger", "accounts", "create", *args, "--config", config)[0] == 0
     transfers = [
         ["--id", "fund", "--from", "bank", "--to", "alice", "--amount", "1000", "--currency", "CNY"],
         [
@@ -59,19 +52,18 @@ def _books(capsys: pytest.CaptureFixture[str], config: str) -> None:
         ["--id", "p1", "--kind", "post", "--pending-id", "h1", "--amount", "350"],
     ]
     for args in transfers:
-        assert run(capsys, "ledger", "transfer", *args, "--config", config)[0] == 0
+        assert cpnode("ledger", "transfer", *args, "--config", config)[0] == 0
 
 
-def test_operator_commands(tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_operator_commands(tmp_path: Path, db_url: str) -> None:
     """Create accounts, record a transfer, a hold and its post, read balances and a transfer with its proof."""
     config = _node(tmp_path, "alpha", db_url)
-    _books(capsys, config)
-    code, out, _ = run(capsys, "ledger", "balances", "--account", "alice", "--json", "--config", config)
+    _books(config)
+    code, out, _ = cpnode("ledger", "balances", "--account", "alice", "--json", "--config", config)
     assert code == 0
     [alice] = json.loads(out)
     assert (alice["debits_posted"], alice["credits_posted"], alice["debits_pending"]) == (350, 1000, 0)
-    code, _, err = run(
-        capsys,
+    code, _, err = cpnode(
         "ledger",
         "transfer",
         "--id",
@@ -88,8 +80,7 @@ def test_operator_commands(tmp_path: Path, db_url: str, capsys: pytest.CaptureFi
         config,
     )
     assert code == 1
-    code, out, _ = run(
-        capsys,
+    code, out, _ = cpnode(
         "ledger",
         "transfer",
         "--id",
@@ -107,15 +98,15 @@ def test_operator_commands(tmp_path: Path, db_url: str, capsys: pytest.CaptureFi
         config,
     )
     assert (code, json.loads(out)["status"]) == (1, "id_already_failed")
-    assert run(capsys, "ledger", "checkpoint", "--config", config)[0] == 0
-    code, out, _ = run(capsys, "ledger", "show", "p1", "--proof", "--json", "--config", config)
+    assert cpnode("ledger", "checkpoint", "--config", config)[0] == 0
+    code, out, _ = cpnode("ledger", "show", "p1", "--proof", "--json", "--config", config)
     shown = json.loads(out)
     assert (code, shown["seq"], shown["pending_amount"], shown["proof"]["tree_size"]) == (0, 2, 400, 3)
-    code, _, err = run(capsys, "ledger", "show", "big", "--config", config)
+    code, _, err = cpnode("ledger", "show", "big", "--config", config)
     assert code == 1
     assert "failed: exceeds_credits" in err
-    assert run(capsys, "ledger", "audit", "--config", config)[0] == 0
-    code, _, err = run(capsys, "ledger", "accounts", "close", "nobody", "--config", config)
+    assert cpnode("ledger", "audit", "--config", config)[0] == 0
+    code, _, err = cpnode("ledger", "accounts", "close", "nobody", "--config", config)
     assert code == 1
     assert "does not exist" in err
 
@@ -124,15 +115,13 @@ def _bare_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
 
 
-def test_export_then_verify_in_a_bare_process(
-    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_then_verify_in_a_bare_process(tmp_path: Path, db_url: str) -> None:
     """A bundle exported by the CLI verifies in a separate process with no config, node or database
     (empty working directory, no CPNODE_ variables); a flipped byte makes it exit 1 naming the seq."""
     config = _node(tmp_path, "alpha", db_url)
-    _books(capsys, config)
+    _books(config)
     bundle = tmp_path / "bundle"
-    assert run(capsys, "ledger", "export", "--out", str(bundle), "--config", config)[0] == 0
+    assert cpnode("ledger", "export", "--out", str(bundle), "--config", config)[0] == 0
     public_key = load_identity(load_settings(Path(config), environ={})).public_key
     bare = tmp_path / "elsewhere"
     bare.mkdir()
@@ -162,15 +151,14 @@ def test_export_then_verify_in_a_bare_process(
     assert wrong_key.returncode == 2
 
 
-def test_export_since_and_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_since_and_window(tmp_path: Path) -> None:
     """`export --since` continues from the previous bundle's checkpoint; `--from/--to` take ISO times."""
     config = _node(tmp_path, "alpha")
-    _books(capsys, config)
+    _books(config)
     first, second = tmp_path / "one", tmp_path / "two"
-    assert run(capsys, "ledger", "export", "--out", str(first), "--config", config)[0] == 0
+    assert cpnode("ledger", "export", "--out", str(first), "--config", config)[0] == 0
     assert (
-        run(
-            capsys,
+        cpnode(
             "ledger",
             "transfer",
             "--id",
@@ -188,8 +176,7 @@ def test_export_since_and_window(tmp_path: Path, capsys: pytest.CaptureFixture[s
         )[0]
         == 0
     )
-    code, out, _ = run(
-        capsys,
+    code, out, _ = cpnode(
         "ledger",
         "export",
         "--out",
@@ -201,8 +188,7 @@ def test_export_since_and_window(tmp_path: Path, capsys: pytest.CaptureFixture[s
         config,
     )
     assert (code, json.loads(out)["first_seq"], json.loads(out)["end_seq"]) == (0, 3, 4)
-    code, _, err = run(
-        capsys,
+    code, _, err = cpnode(
         "ledger",
         "export",
         "--out",
@@ -215,18 +201,18 @@ def test_export_since_and_window(tmp_path: Path, capsys: pytest.CaptureFixture[s
         config,
     )
     assert (code, "--from must be before --to" in err) == (2, True)
-    code, _, err = run(
-        capsys, "ledger", "export", "--out", str(tmp_path / "w"), "--from", "yesterday", "--config", config
+    code, _, err = cpnode(
+        "ledger", "export", "--out", str(tmp_path / "w"), "--from", "yesterday", "--config", config
     )
     assert (code, "not a time" in err) == (2, True)
     public_key = load_identity(load_settings(Path(config), environ={})).public_key
     verify = ["ledger", "verify", str(second), "--key", public_key]
-    code, out, _ = run(capsys, *verify, "--previous", str(first), "--json")
+    code, out, _ = cpnode(*verify, "--previous", str(first), "--json")
     assert (code, json.loads(out)["chained"], json.loads(out)["previous_size"]) == (0, True, 3)
-    code, _, err = run(capsys, *verify, "--previous", str(second))
+    code, _, err = cpnode(*verify, "--previous", str(second))
     assert code == 1
     assert "previous-bundle: starts from a checkpoint of 3 transfers" in err
-    code, _, err = run(capsys, *verify, "--previous", str(tmp_path / "nowhere"))
+    code, _, err = cpnode(*verify, "--previous", str(tmp_path / "nowhere"))
     assert (code, "is not a directory" in err) == (2, True)
 
 
@@ -243,9 +229,7 @@ def test_ledger_config_section(tmp_path: Path) -> None:
         load_settings(bad, environ={})
 
 
-def test_reconcile_two_nodes_through_signed_summaries(
-    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_reconcile_two_nodes_through_signed_summaries(tmp_path: Path, db_url: str) -> None:
     """Beta signs its summary; alpha checks beta's signature, finds the injected differences, records
     them, writes a report, and corrects one with a new transfer; a forged summary is refused."""
     alpha = _node(tmp_path, "alpha", db_url)
@@ -253,8 +237,7 @@ def test_reconcile_two_nodes_through_signed_summaries(
     beta_key = load_identity(load_settings(Path(beta), environ={})).public_key
     window = f"{10 * HOUR}/{11 * HOUR}"
     for config, account, partner in ((alpha, "beta-acct", "beta"), (beta, "alpha-acct", "alpha")):
-        run(
-            capsys,
+        cpnode(
             "ledger",
             "accounts",
             "create",
@@ -268,8 +251,7 @@ def test_reconcile_two_nodes_through_signed_summaries(
             "--config",
             config,
         )
-        run(
-            capsys,
+        cpnode(
             "ledger",
             "accounts",
             "create",
@@ -296,23 +278,12 @@ def test_reconcile_two_nodes_through_signed_summaries(
     record(beta, "t-amount", "alpha-acct", "pool", 60, "alpha")
     record(beta, "t-only-beta", "alpha-acct", "pool", 5, "alpha")
     summary = tmp_path / "beta-summary.json"
-    code, _, _ = run(
-        capsys,
-        "ledger",
-        "summary",
-        "--partner",
-        "alpha",
-        "--window",
-        window,
-        "--out",
-        str(summary),
-        "--config",
-        beta,
+    code, _, _ = cpnode(
+        "ledger", "summary", "--partner", "alpha", "--window", window, "--out", str(summary), "--config", beta
     )
     assert code == 0
     report = tmp_path / "report.txt"
-    code, out, err = run(
-        capsys,
+    code, out, err = cpnode(
         "ledger",
         "reconcile",
         "--partner",
@@ -333,10 +304,9 @@ def test_reconcile_two_nodes_through_signed_summaries(
     found = {(d["trade_id"], d["kind"]) for d in json.loads(out)["discrepancies"]}
     assert found == {("t-amount", "amount"), ("t-only-beta", "missing_here")}
     assert "t-only-beta: missing_here" in report.read_text()
-    code, out, _ = run(capsys, "ledger", "discrepancies", "--open", "--json", "--config", alpha)
+    code, out, _ = cpnode("ledger", "discrepancies", "--open", "--json", "--config", alpha)
     amount = next(d for d in json.loads(out) if d["kind"] == "amount")
-    code, _, _ = run(
-        capsys,
+    code, _, _ = cpnode(
         "ledger",
         "correct",
         str(amount["id"]),
@@ -354,13 +324,12 @@ def test_reconcile_two_nodes_through_signed_summaries(
         alpha,
     )
     assert code == 0
-    code, out, _ = run(capsys, "ledger", "discrepancies", "--open", "--json", "--config", alpha)
+    code, out, _ = cpnode("ledger", "discrepancies", "--open", "--json", "--config", alpha)
     assert [d["kind"] for d in json.loads(out)] == ["missing_here"]
     forged = json.loads(summary.read_text())
     forged["trades"][0]["net"] += 1
     summary.write_text(json.dumps(forged))
-    code, _, err = run(
-        capsys,
+    code, _, err = cpnode(
         "ledger",
         "reconcile",
         "--partner",

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from ledger import Status, StorageError, get_account, submit
 from node.db import make_engine, upgrade
 from tests.ledger.support import all_transfers, balances, open_accounts, replayed, single
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -85,10 +86,9 @@ def test_connection_killed_mid_transaction(pg: tuple[Engine, Engine, str]) -> No
     outcome: list[object] = []
     thread = threading.Thread(target=lambda: outcome.append(submit(writer, [single("t1", "a", "b", 5)])))
     thread.start()
-    deadline = time.monotonic() + 30
-    while _terminate(admin, name, waiting_only=True) == 0:
-        assert time.monotonic() < deadline, "the writer never waited on the head lock"
-        time.sleep(0.02)  # polling the server's view of the waiting writer
+    wait_for(
+        lambda: _terminate(admin, name, waiting_only=True) > 0, 30, "the writer waiting on the head lock"
+    )
     blocker.rollback()
     blocker.close()
     thread.join(timeout=60)

@@ -41,9 +41,10 @@ from ledger import (
 from ledger.balances import currency_totals, double_entry_problems, limit_violation
 from ledger.store.reads import log_size
 from ledger.store.schema import failures
-from tests.ledger.grouping import gathered, until, until_async, write_lock_held
+from tests.ledger.grouping import DEADLINE_S, gathered, write_lock_held
 from tests.ledger.model import Model
 from tests.ledger.support import all_transfers, balances, open_accounts, replayed, single
+from tests.support.polling import eventually, wait_for
 
 EXAMPLES = itertools.count()
 NAMES = ("bank", "alice", "bob", "pool", "escrow", "usd")
@@ -113,7 +114,7 @@ def run_callers(
                 return list(pool.map(committer.submit, batches, timeout=120))
             with write_lock_held(engine):
                 futures = [pool.submit(committer.submit, batch) for batch in batches]
-                until(gathered(committer, len(batches)), "every caller at the committer")
+                wait_for(gathered(committer, len(batches)), DEADLINE_S, "every caller at the committer")
             return [future.result(timeout=120) for future in futures]
 
     async def tasks() -> list[list[TransferResult]]:
@@ -121,7 +122,7 @@ def run_callers(
             return list(await asyncio.gather(*(committer.submit_async(b) for b in batches)))
         with write_lock_held(engine):
             running = [asyncio.ensure_future(committer.submit_async(b)) for b in batches]
-            await until_async(gathered(committer, len(batches)), "every caller at the committer")
+            await eventually(gathered(committer, len(batches)), DEADLINE_S, "every caller at the committer")
         return list(await asyncio.gather(*running))
 
     return asyncio.run(tasks())

@@ -28,9 +28,10 @@ from ledger import (
 from node.db import make_engine, upgrade
 from node.http.statuses import status_for
 from node.trading import books
-from tests.ledger.grouping import gathered, until, until_async, write_lock_held
+from tests.ledger.grouping import DEADLINE_S, gathered, write_lock_held
 from tests.ledger.support import all_transfers, balances, open_accounts, replayed, single
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.polling import eventually, wait_for
 
 
 def inject_fault(engine: Engine, transfer_id: str) -> None:
@@ -81,9 +82,9 @@ def test_storage_failure_fails_every_caller_of_the_transaction(engine: Engine) -
     async def run() -> tuple[list[TransferResult], list[object]]:
         with write_lock_held(engine):
             first = asyncio.ensure_future(committer.submit_async([single("first", "a", "b", 1)]))
-            await until_async(lambda: committer.writing == 1, "the first transaction waiting")
+            await eventually(lambda: committer.writing == 1, DEADLINE_S, "the first transaction waiting")
             rest = [asyncio.ensure_future(committer.submit_async(batch)) for batch in callers]
-            await until_async(lambda: committer.waiting == len(callers), "the others queued")
+            await eventually(lambda: committer.waiting == len(callers), DEADLINE_S, "the others queued")
         return await first, list(await asyncio.gather(*rest, return_exceptions=True))
 
     try:
@@ -111,15 +112,17 @@ def test_cancelled_callers(engine: Engine) -> None:
     async def run() -> dict[str, object]:
         with write_lock_held(engine):
             writing = asyncio.ensure_future(committer.submit_async([single("in-flight", "a", "b", 1)]))
-            await until_async(lambda: committer.writing == 1, "the first transaction waiting")
+            await eventually(lambda: committer.writing == 1, DEADLINE_S, "the first transaction waiting")
             queued = {
                 name: asyncio.ensure_future(committer.submit_async([single(name, "a", "b", 1)]))
                 for name in ("q1", "q2", "q3")
             }
-            await until_async(lambda: committer.waiting == 3, "three callers queued")
+            await eventually(lambda: committer.waiting == 3, DEADLINE_S, "three callers queued")
             writing.cancel()
             queued["q2"].cancel()
-            await until_async(lambda: committer.waiting == 2, "the cancelled caller gone from the queue")
+            await eventually(
+                lambda: committer.waiting == 2, DEADLINE_S, "the cancelled caller gone from the queue"
+            )
         done = await asyncio.gather(writing, *queued.values(), return_exceptions=True)
         return dict(zip(["in-flight", "q1", "q2", "q3"], done, strict=True))
 
@@ -148,9 +151,9 @@ def test_queue_is_bounded(engine: Engine) -> None:
     try:
         with ThreadPoolExecutor(5) as pool, write_lock_held(engine):
             first = pool.submit(committer.submit, [single("first", "a", "b", 1)])
-            until(lambda: committer.writing == 1, "the first transaction waiting")
+            wait_for(lambda: committer.writing == 1, DEADLINE_S, "the first transaction waiting")
             big = pool.submit(committer.submit, [single(f"big{n}", "a", "b", 1) for n in range(5)])
-            until(lambda: committer.waiting == 1, "the large batch queued")
+            wait_for(lambda: committer.waiting == 1, DEADLINE_S, "the large batch queued")
             with pytest.raises(LedgerBusy) as refused:
                 committer.submit([single("refused", "a", "b", 1)])
         assert status_for(refused.value) == 503
@@ -188,7 +191,7 @@ def test_connection_cut_under_a_shared_transaction(tagged: tuple[Engine, Engine,
             futures = [
                 pool.submit(committer.submit, batch) for batch in batches_of(*(f"t{n}" for n in range(8)))
             ]
-            until(gathered(committer, 8), "every caller at the committer")
+            wait_for(gathered(committer, 8), DEADLINE_S, "every caller at the committer")
             killed = 0
 
             def cut() -> bool:
@@ -205,7 +208,7 @@ def test_connection_cut_under_a_shared_transaction(tagged: tuple[Engine, Engine,
                     )
                 return killed > 0
 
-            until(cut, "a writer waiting on the head lock, cut")
+            wait_for(cut, DEADLINE_S, "a writer waiting on the head lock, cut")
             blocker.rollback()
             results = [future.result(timeout=120) for future in futures]
     finally:
@@ -248,7 +251,7 @@ async def test_admin_route_groups_concurrent_requests(tmp_path: Path, db_url: st
         ids = ["same"] * 12 + [f"own{n}" for n in range(12)]
         with write_lock_held(engine):
             requests = [asyncio.ensure_future(post(transfer_id)) for transfer_id in ids]
-            await until_async(gathered(committer, len(ids)), "every request at the committer")
+            await eventually(gathered(committer, len(ids)), DEADLINE_S, "every request at the committer")
         answers = await asyncio.gather(*requests)
     assert sorted(answers[:12]) == [(200, "created")] + [(200, "exists")] * 11
     assert answers[12:] == [(200, "created")] * 12
@@ -266,7 +269,7 @@ def test_trading_submits_through_the_committer(engine: Engine) -> None:
     try:
         with ThreadPoolExecutor(len(batches)) as pool, write_lock_held(engine):
             futures = [pool.submit(books.submit, engine, batch) for batch in batches]
-            until(gathered(committer, len(batches)), "every trading write at the committer")
+            wait_for(gathered(committer, len(batches)), DEADLINE_S, "every trading write at the committer")
         causes = [future.result(timeout=60) for future in futures]
     finally:
         committer.close()

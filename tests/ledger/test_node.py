@@ -3,8 +3,6 @@ scheduled checkpoint and sweep jobs, on both backends."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import aiohttp
@@ -12,18 +10,10 @@ import aiohttp
 from ledger import verify_checkpoint
 from node.config import load_settings
 from node.identity import load_identity
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.polling import eventually
 
 FAST = "[ledger]\ncheckpoint_every_transfers = 2\ncheckpoint_every_s = 0.2\nsweep_every_s = 0.2\n"
-
-
-async def _until(check: object, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)  # polling a running node for its scheduled jobs
-    raise AssertionError("condition not met before the deadline")
 
 
 async def test_admin_api(tmp_path: Path, db_url: str) -> None:
@@ -131,5 +121,5 @@ async def test_scheduled_checkpoints_and_sweeps(tmp_path: Path, db_url: str) -> 
                     return False
                 return verify_checkpoint((await r.text()).encode(), key).size == 2
 
-        await _until(expired)
-        await _until(checkpoint_covers_expiry)
+        await eventually(expired)
+        await eventually(checkpoint_covers_expiry)

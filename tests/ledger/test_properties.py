@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -313,6 +314,7 @@ def transfer_from_row_dict(row: dict[str, Any]) -> Transfer:
     return Transfer.from_dict(row)
 
 
+@pytest.mark.slow  # a long Hypothesis run
 def test_random_operations_keep_every_invariant(engine: Engine, key: SigningKey) -> None:
     """Random account, transfer, hold, chain, retry, clock, sweep, close and checkpoint sequences agree
     with the in-memory model and keep all seven invariants after every step."""

@@ -58,6 +58,7 @@ def fixture_books(engine: Engine, key: SigningKey) -> Engine:
     return engine
 
 
+@pytest.mark.slow  # 1,317 transfers
 def test_checkpoints_store_every_full_subtree_of_a_tile_or_more(books: Engine) -> None:
     """After checkpoints at sizes that cut tiles in the middle, exactly the perfect subtrees of ≥ 256
     leaves inside the log are stored, each with the hash of its leaves."""
@@ -70,6 +71,7 @@ def test_checkpoints_store_every_full_subtree_of_a_tile_or_more(books: Engine) -
     assert audit_log(books) == []
 
 
+@pytest.mark.slow  # 1,317 transfers
 def test_proofs_from_stored_nodes_equal_proofs_from_every_leaf(books: Engine, key: SigningKey) -> None:
     """Inclusion and consistency proofs match the leaf-by-leaf ones for sizes at, between and past
     checkpoints (past the last one, missing nodes are recomputed from the rows)."""

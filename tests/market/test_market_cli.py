@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.trading.conftest import market
-from tests.trading.conftest import run_cli as run
+from tests.support.trading import market
+from tests.support.trading import run_cli as run
 
 
 async def test_match_prints_ranked_offers_and_exclusions_then_orders_the_best(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from federation.partners import Agreement
 from federation.tables import received_t, sync_t
-from tests.trading.conftest import Market, engine_of, fixture_db_urls, market, pin  # noqa: F401 - a fixture
+from tests.support.trading import Market, engine_of, market, pin
 
 # beijing-local: 3 free at 2,000; shanghai-cpu: 10 free at 500; shanghai-gpu: 4 free at 10,000.
 CHEAPEST = ["partner:shanghai/shanghai-cpu", "own:config/beijing-local", "partner:shanghai/shanghai-gpu"]

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tests.express.conftest import peak_rss_bytes
-from tests.migration.conftest import MIB, World
+from tests.support.express import peak_rss_bytes
+from tests.support.migration import MIB, World
 
 pytestmark = pytest.mark.slow
 BANDWIDTH_MBPS = 20  # 2.5 MB/s: 25 MB take 10 s

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from tests.migration.conftest import MIB, World
+from tests.support.migration import MIB, World
 
 
 async def cpnode(world: World, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.migration.conftest import MIB, World
+from tests.support.migration import MIB, World
 
 pytestmark = pytest.mark.slow
 ENDED = {"completed", "rolled_back", "cancelled", "needs_attention"}

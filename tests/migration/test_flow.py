@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import POSTGRES_URL
-from tests.migration.conftest import MIB, STATES_OF_FIGURE_6, World
 from tests.migration.sockets import SocketMeter
+from tests.support.databases import POSTGRES_URL
+from tests.support.migration import MIB, STATES_OF_FIGURE_6, World
 
 FINISHED = {"completed", "rolled_back", "cancelled", "needs_attention"}
 

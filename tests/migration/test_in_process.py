@@ -18,10 +18,10 @@ from node.migration.component import CORE
 from node.migration.records import Migration
 from node.pools.routes import HOST
 from node.service import NodeServer, read_admin_token
-from tests.connectors.conftest import eventually
-from tests.express.conftest import ExpressProcess
-from tests.migration.conftest import Api
-from tests.nodes import make_node_dir, running_node
+from tests.support.express import ExpressProcess
+from tests.support.migration import Api
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.polling import eventually
 
 ENDED = {"completed", "rolled_back", "cancelled", "needs_attention"}
 

@@ -9,8 +9,8 @@ import resource
 
 import pytest
 
-from tests.migration.conftest import MIB, STATES_OF_FIGURE_6, World
 from tests.migration.test_faults import ENDED, source_restored, transferring
+from tests.support.migration import MIB, STATES_OF_FIGURE_6, World
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ from connectors.pools.local import LocalPool
 from connectors.remote.server import PluginService
 from node.config import load_settings
 from node.runfile import read_admin_token
-from tests.connectors.conftest import eventually
-from tests.express.conftest import ExpressProcess
-from tests.migration.conftest import Api
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.express import ExpressProcess
+from tests.support.migration import Api
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.polling import eventually
 from tests.tasks.test_training import TASKS, plain_run
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from node.config import load_settings
 from node.service import NodeServer, NodeStartError
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
 
 
 def _token(config: Path) -> Path:

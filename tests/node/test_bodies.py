@@ -10,7 +10,7 @@ import pytest
 
 from node.http.body import MAX_DEPTH, check_depth, loads
 from node.http.errors import ApiError
-from tests.trading.conftest import market
+from tests.support.trading import market
 
 DEEP = b"[" * 200_000 + b"]" * 200_000
 ORJSON_DEEP = b"[" * 300 + b"]" * 300

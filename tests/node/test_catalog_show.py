@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from node.launcher import NodeProcess
-from tests.nodes import make_node_dir
+from tests.support.cli import cpnode
+from tests.support.nodes import make_node_dir
+from tests.support.polling import wait_for
 
 LOCAL_POOL = """
 [scheduler]
@@ -32,18 +31,7 @@ options = { root = "pools/cpu-1", slots = 2, price_minor_per_slot_hour = 150 }
 """
 OFFER_ID = "cpu-1/local/local-1"
 DEADLINE_S = 30.0
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `cpnode ARGS --config CONFIG` as a real process (tables 200 columns wide)."""
-    return subprocess.run(
-        [sys.executable, "-m", "node", *args, "--config", str(config)],
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+WIDE = {**os.environ, "COLUMNS": "200"}  # tables 200 columns wide
 
 
 def api_offers(url: str, config: Path) -> list[dict[str, Any]]:
@@ -61,10 +49,11 @@ def test_catalog_show_has_pool_offers_and_reservations(tmp_path: Path) -> None:
     process = NodeProcess(config)
     process.start()
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while not any(o["id"] == OFFER_ID for o in api_offers(process.url, config)):
-            assert time.monotonic() < deadline, "the pool's offers did not appear"
-            time.sleep(0.1)
+        wait_for(
+            lambda: any(o["id"] == OFFER_ID for o in api_offers(process.url, config)),
+            DEADLINE_S,
+            "the pool's offers",
+        )
         for args in (
             ("consumers", "create", "c1"),
             ("consumers", "deposit", "c1", "--amount", "100000"),
@@ -83,21 +72,21 @@ def test_catalog_show_has_pool_offers_and_reservations(tmp_path: Path) -> None:
                 "1",
             ),
         ):
-            done = cli(config, *args)
-            assert done.returncode == 0, done.stderr
-        shown = cli(config, "catalog", "show", "--json")
-        assert shown.returncode == 0, shown.stderr
-        rows = json.loads(shown.stdout)
+            done = cpnode(*args, config=config, process=True, env=WIDE)
+            assert done.code == 0, done.err
+        shown = cpnode("catalog", "show", "--json", config=config, process=True, env=WIDE)
+        assert shown.code == 0, shown.err
+        rows = json.loads(shown.out)
         by_id = {row["id"]: row for row in rows}
         assert by_id[OFFER_ID]["free_units"] == 1
         assert {row["id"]: row["free_units"] for row in api_offers(process.url, config)} == {
             row["id"]: row["free_units"] for row in rows
         }
-        table = cli(config, "catalog", "show").stdout
+        table = cpnode("catalog", "show", config=config, process=True, env=WIDE).out
         assert "1.50 CNY/unit-h" in table
-        unknown = cli(config, "catalog", "show", "--partner", "nobody")
-        assert unknown.returncode == 1
-        assert "unknown_partner" in unknown.stderr
+        unknown = cpnode("catalog", "show", "--partner", "nobody", config=config, process=True, env=WIDE)
+        assert unknown.code == 1
+        assert "unknown_partner" in unknown.err
     finally:
         process.stop()
 
@@ -105,7 +94,7 @@ def test_catalog_show_has_pool_offers_and_reservations(tmp_path: Path) -> None:
 def test_catalog_show_without_a_running_node_says_so(tmp_path: Path) -> None:
     """Without a running node, `catalog show` exits 1 saying the view comes from the running node."""
     config = make_node_dir(tmp_path, "alpha")
-    done = cli(config, "catalog", "show")
-    assert done.returncode == 1
-    assert "asks the running node" in done.stderr
-    assert "not running" in done.stderr
+    done = cpnode("catalog", "show", config=config, process=True, env=WIDE)
+    assert done.code == 1
+    assert "asks the running node" in done.err
+    assert "not running" in done.err

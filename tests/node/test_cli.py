@@ -13,7 +13,7 @@ from node.cli.main import build_parser
 from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import IdentityError, load_identity
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
 
 
 def _all_command_paths(

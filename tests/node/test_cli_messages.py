@@ -10,7 +10,7 @@ import pytest
 from node.cli.main import main as cpnode
 from node.config import ConfigError, load_settings
 from node.identity import load_identity
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
 
 
 def test_partners_add_with_a_key_id_says_where_to_get_the_public_key(

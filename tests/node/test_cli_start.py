@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from node.cli.main import build_parser
-from tests.nodes import make_node_dir
+from tests.support.nodes import make_node_dir
 
 HEAVY = ("aiohttp", "sqlalchemy", "node.service", "node.components")
 PROBE = """

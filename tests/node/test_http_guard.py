@@ -8,7 +8,7 @@ import asyncio
 import logging
 import resource
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +16,8 @@ import pytest
 
 from node.logs import LoopErrorLog, RateLimiter
 from node.service import NodeServer
-from tests.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.nodes import NodeProcess, make_node_dir, running_node
+from tests.support.polling import eventually
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -65,15 +66,6 @@ async def _until_closed(conn: Conn) -> bytes:
 async def _healthz(url: str) -> int:
     async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as response:
         return response.status
-
-
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `check` until true, failing after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 def _close_all(conns: list[Conn]) -> None:
@@ -129,7 +121,7 @@ async def test_connection_cap_holds_and_frees(tmp_path: Path) -> None:
         held = [await _open(server, b"") for _ in range(20)]
         try:
             site = server.site
-            await _until(lambda: site.open_connections >= 20, 10, "20 connections held")
+            await eventually(lambda: site.open_connections >= 20, 10, "20 connections held")
             extra = [await _open(server, b"") for _ in range(30)]
             async with asyncio.timeout(5):
                 answers = await asyncio.gather(*(_until_closed(c) for c in extra))
@@ -190,7 +182,7 @@ async def test_emfile_storm_logs_a_bounded_number_of_lines(tmp_path: Path) -> No
             conns.append(conn)
 
         await asyncio.gather(*(connect() for _ in range(300)))
-        await _until(lambda: "Too many open files" in node.log(), 20, "accept() failing with EMFILE")
+        await eventually(lambda: "Too many open files" in node.log(), 20, "accept() failing with EMFILE")
         before = node.log().count("Too many open files")
         await asyncio.sleep(3)  # the observation window: how much the storm logs over time
         during = node.log().count("Too many open files") - before

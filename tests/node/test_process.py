@@ -5,31 +5,21 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.nodes import NodeProcess, make_node_dir
+from tests.support.cli import cpnode
+from tests.support.nodes import NodeProcess, make_node_dir
+
+# The node reads CPNODE_* settings from the environment; these runs see only their config file.
+WITHOUT_CPNODE = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, json.loads(response.read())
-
-
-def _run(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "node", "run", "--config", str(config), *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
 
 
 def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, db_url: str) -> None:
@@ -74,17 +64,17 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         port = holder.getsockname()[1]
         text = config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}")
         config.write_text(text, encoding="utf-8")
-        result = _run(config)
-    assert result.returncode == 1
-    assert "already in use" in result.stderr
+        result = cpnode("run", config=config, process=True, env=WITHOUT_CPNODE)
+    assert result.code == 1
+    assert "already in use" in result.err
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     """A database URL nobody answers exits 1 naming the database, before binding a port."""
     config = make_node_dir(tmp_path, "alpha", db_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    result = _run(config)
-    assert result.returncode == 1
-    assert "database postgresql+psycopg://nobody@127.0.0.1:1/none is not reachable" in result.stderr
+    result = cpnode("run", config=config, process=True, env=WITHOUT_CPNODE)
+    assert result.code == 1
+    assert "database postgresql+psycopg://nobody@127.0.0.1:1/none is not reachable" in result.err
 
 
 def test_group_writable_key_is_refused(tmp_path: Path) -> None:
@@ -92,9 +82,9 @@ def test_group_writable_key_is_refused(tmp_path: Path) -> None:
     config = make_node_dir(tmp_path, "alpha")
     key = config.parent / "keys" / "node.key"
     key.chmod(0o660)
-    result = _run(config)
-    assert result.returncode == 1
-    assert f"chmod 600 {key}" in result.stderr
+    result = cpnode("run", config=config, process=True, env=WITHOUT_CPNODE)
+    assert result.code == 1
+    assert f"chmod 600 {key}" in result.err
 
 
 def test_corrupt_key_is_a_clear_error(tmp_path: Path) -> None:
@@ -102,17 +92,24 @@ def test_corrupt_key_is_a_clear_error(tmp_path: Path) -> None:
     config = make_node_dir(tmp_path, "alpha")
     key = config.parent / "keys" / "node.key"
     key.write_bytes(b"not a key")
-    result = _run(config)
-    assert result.returncode == 1
-    assert str(key) in result.stderr
-    assert "PEM" in result.stderr
+    result = cpnode("run", config=config, process=True, env=WITHOUT_CPNODE)
+    assert result.code == 1
+    assert str(key) in result.err
+    assert "PEM" in result.err
 
 
 def test_unknown_role_exits_2(tmp_path: Path) -> None:
     """--roles with an unknown role exits 2 and lists the known ones."""
-    result = _run(make_node_dir(tmp_path, "alpha"), "--roles", "api,bogus")
-    assert result.returncode == 2
-    assert "unknown role(s) bogus" in result.stderr
+    result = cpnode(
+        "run",
+        "--roles",
+        "api,bogus",
+        config=make_node_dir(tmp_path, "alpha"),
+        process=True,
+        env=WITHOUT_CPNODE,
+    )
+    assert result.code == 2
+    assert "unknown role(s) bogus" in result.err
 
 
 @pytest.mark.parametrize("count", [3])
@@ -134,12 +131,10 @@ def test_status_finds_the_running_node(tmp_path: Path) -> None:
     config = make_node_dir(tmp_path, "alpha")
     node = NodeProcess(config)
     url = node.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
-    status = [sys.executable, "-m", "node", "status", "--json", "--config", str(config)]
     try:
-        running = subprocess.run(status, capture_output=True, text=True, timeout=60, env=env, check=True)
+        running = cpnode("status", "--json", config=config, process=True, env=WITHOUT_CPNODE).json()
     finally:
         node.stop()
-    assert json.loads(running.stdout)["process"] == f"running at {url}"
-    stopped = subprocess.run(status, capture_output=True, text=True, timeout=60, env=env, check=True)
-    assert json.loads(stopped.stdout)["process"] == "not running"
+    assert running["process"] == f"running at {url}"
+    stopped = cpnode("status", "--json", config=config, process=True, env=WITHOUT_CPNODE).json()
+    assert stopped["process"] == "not running"

@@ -6,49 +6,24 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from node.launcher import NodeProcess
-from tests.nodes import make_node_dir
+from tests.support.cli import cpnode
+from tests.support.nodes import make_node_dir, offer_entry
+from tests.support.polling import wait_for
 
 DEADLINE_S = 20.0
 
 
 def offer_toml(price: int) -> str:
     """One `[[offers]]` entry at `price` minor units per unit-hour."""
-    return f"""
-[[offers]]
-id = "gpu-a100"
-pool = "pool-a"
-region = "Testville"
-chip_vendor = "nvidia"
-chip_model = "A100"
-chips_per_unit = 8
-cpus = 64
-memory_mib = 524288
-storage_gib = 2000
-free_units = 4
-price_per_unit_hour = {price}
-"""
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `cpnode ARGS --config CONFIG` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "node", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return offer_entry("gpu-a100", "Testville", 4, price)
 
 
 def offers(url: str, config: Path) -> list[dict[str, Any]]:
@@ -57,14 +32,6 @@ def offers(url: str, config: Path) -> list[dict[str, Any]]:
     request = urllib.request.Request(f"{url}/api/v1/offers", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return list(json.loads(response.read())["offers"])
-
-
-def wait_for(check: Callable[[], bool]) -> None:
-    """Poll `check` until it holds, failing after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture(name="node")
@@ -92,23 +59,23 @@ def test_reload_applies_offers_and_names_keys_that_need_a_restart(node: tuple[No
     restart after it."""
     process, config = node
     assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [100]
-    status = json.loads(cli(config, "status", "--json").stdout)
+    status = json.loads(cpnode("status", "--json", config=config, process=True).out)
     assert "config" not in status
 
     rewrite(config, "price_per_unit_hour = 100", "price_per_unit_hour = 250")
     rewrite(config, "[scheduler]", '[logging]\nlevel = "debug"\n\n[scheduler]')
     rewrite(config, "[http]\n", "[http]\nshutdown_grace_s = 5\n")
-    status = json.loads(cli(config, "status", "--json").stdout)
+    status = json.loads(cpnode("status", "--json", config=config, process=True).out)
     assert "the config file changed since the running node loaded it" in status["config"]
 
-    done = cli(config, "reload", "--json")
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    done = cpnode("reload", "--json", config=config, process=True)
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
     assert result["applied"] == ["logging.level", "offers"]
     assert result["restart_needed"] == ["http.shutdown_grace_s"]
     assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [250]
 
-    status = json.loads(cli(config, "status", "--json").stdout)
+    status = json.loads(cpnode("status", "--json", config=config, process=True).out)
     assert status["config"] == "changed keys that need a restart: http.shutdown_grace_s"
 
 
@@ -119,14 +86,14 @@ def test_sighup_applies_the_file_and_a_bad_file_changes_nothing(node: tuple[Node
     assert process.proc is not None
     rewrite(config, "price_per_unit_hour = 100", "price_per_unit_hour = 300")
     process.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300])
+    wait_for(lambda: [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300], DEADLINE_S)
 
     rewrite(config, "price_per_unit_hour = 300", "price_per_unit_hour = -5")
-    done = cli(config, "reload")
-    assert done.returncode == 2
-    assert "offers.0.price_per_unit_hour" in done.stderr
+    done = cpnode("reload", config=config, process=True)
+    assert done.code == 2
+    assert "offers.0.price_per_unit_hour" in done.err
     process.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "config not reloaded, nothing changed" in process.log())
+    wait_for(lambda: "config not reloaded, nothing changed" in process.log(), DEADLINE_S)
     assert [o["price_per_unit_hour"] for o in offers(process.url, config)] == [300]
     assert process.running
 

@@ -15,7 +15,7 @@ from node import components
 from node.components import Component
 from node.db import make_engine
 from node.roles import ALL_ROLES
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
 
 
 @pytest.fixture(name="config")

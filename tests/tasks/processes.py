@@ -9,19 +9,17 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import load_identity
 from node.launcher import NodeProcess
 from node.runfile import read_admin_token
-from tests.nodes import make_node_dir
-from tests.tasks.conftest import DEPOSIT, NODE_TOML, PAIR_TOML, pool_toml
+from tests.support.cli import cpnode
+from tests.support.nodes import make_node_dir
+from tests.support.tasks import DEPOSIT, NODE_TOML, PAIR_TOML, pool_toml
 
 BASE = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
 
@@ -33,17 +31,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def cli(config: Path, *args: str) -> tuple[int, str, str]:
-    """`cpnode ARGS --config CONFIG`; (exit code, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cpnode([*args, "--config", str(config)])
-    return code, out.getvalue(), err.getvalue()
-
-
 def cli_json(config: Path, *args: str) -> Any:
     """`cpnode ARGS --json`, which must succeed; its parsed output."""
-    code, out, err = cli(config, *args, "--json")
+    code, out, err = cpnode(*args, "--json", config=config)
     assert code == 0, out + err
     return json.loads(out)
 

@@ -7,31 +7,21 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from node.cli.main import main as cpnode
-from tests.nodes import NodeProcess, make_node_dir
-from tests.tasks.conftest import NODE_TOML, pool_toml
+from tests.support.cli import cpnode
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.tasks import NODE_TOML, pool_toml
 
 WRITE = "import pathlib; pathlib.Path('out').mkdir(); pathlib.Path('out/r.txt').write_text('hello'); print('line one'); print('line two')"
 
 
-def run(config: Path, *args: str) -> tuple[int, str, str]:
-    """`cpnode ARGS --config CONFIG`; (exit code, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cpnode([*args, "--config", str(config)])
-    return code, out.getvalue(), err.getvalue()
-
-
 def run_json(config: Path, *args: str) -> Any:
     """`cpnode ARGS --json`, which must succeed; its parsed output."""
-    code, out, err = run(config, *args, "--json")
+    code, out, err = cpnode(*args, "--json", config=config)
     assert code == 0, out + err
     return json.loads(out)
 
@@ -66,8 +56,14 @@ def fixture_node(tmp_path: Path) -> Iterator[Path]:
 
 def test_submit_follow_logs_outputs(node: Path, tmp_path: Path) -> None:
     """A task that succeeds: --follow prints its log and exits 0; logs, show, list and outputs agree."""
-    code, out, err = run(
-        node, "tasks", "submit", str(spec_file(tmp_path, "ok", WRITE)), "--consumer", "alice", "--follow"
+    code, out, err = cpnode(
+        "tasks",
+        "submit",
+        str(spec_file(tmp_path, "ok", WRITE)),
+        "--consumer",
+        "alice",
+        "--follow",
+        config=node,
     )
     assert code == 0, out + err
     assert "line one\nline two\n" in out
@@ -88,7 +84,9 @@ def test_submit_follow_logs_outputs(node: Path, tmp_path: Path) -> None:
 def test_follow_exits_1_for_a_failed_task_and_json_events(node: Path, tmp_path: Path) -> None:
     """--follow --json prints one JSON event per line and exits 1 when the program fails."""
     path = spec_file(tmp_path, "bad", "print('oops'); raise SystemExit(4)")
-    code, out, err = run(node, "tasks", "submit", str(path), "--consumer", "alice", "--follow", "--json")
+    code, out, err = cpnode(
+        "tasks", "submit", str(path), "--consumer", "alice", "--follow", "--json", config=node
+    )
     assert code == 1, out + err
     events = [json.loads(line) for line in out.splitlines()]
     assert events[-1]["event"] == "end"
@@ -111,11 +109,11 @@ def test_stop_twice_and_a_bad_spec(node: Path, tmp_path: Path) -> None:
     second = run_json(node, "tasks", "stop", task["id"])
     assert first["state"] in ("stopped", "stopping")
     assert second["state"] in ("stopped", "stopping", "released")
-    code, out, err = run(node, "tasks", "logs", task["id"], "--follow")
+    code, out, err = cpnode("tasks", "logs", task["id"], "--follow", config=node)
     assert code == 1, out + err
     assert run_json(node, "tasks", "show", task["id"])["outcome"] == "stopped"
     bad = spec_file(tmp_path, "broken", "pass", max_duration_s=0)
-    code, out, err = run(node, "tasks", "submit", str(bad), "--consumer", "alice")
+    code, out, err = cpnode("tasks", "submit", str(bad), "--consumer", "alice", config=node)
     assert code == 2
     assert "max_duration_s" in err
     assert len(run_json(node, "tasks", "list")) == 1

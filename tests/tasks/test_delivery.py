@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tasks.conftest import pool_node, python_task
+from tests.support.tasks import pool_node, python_task
 
 WRITE = "import pathlib; pathlib.Path('out').mkdir(); pathlib.Path('out/r.txt').write_text('hello'); print('done')"
 

@@ -12,7 +12,7 @@ import pytest
 from node.tasks.metering import Run, run_limit_s, used_seconds
 from node.trading import rules
 from node.trading.errors import OrderRequestError
-from tests.tasks.conftest import DEPOSIT, pool_node, python_task
+from tests.support.tasks import DEPOSIT, pool_node, python_task
 
 
 def test_usage_counts_started_seconds_up_to_the_limit() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tasks.conftest import DEPOSIT, pair, python_task
+from tests.support.tasks import DEPOSIT, pair, python_task
 
 WRITE = "import pathlib, time; time.sleep(1.1); pathlib.Path('out').mkdir(); pathlib.Path('out/r.txt').write_text('from b'); print('ran at b')"
 

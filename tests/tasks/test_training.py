@@ -17,7 +17,7 @@ from connectors.frameworks import Image, resolve
 from connectors.pools.local import LocalPool
 from connectors.serving import start_app
 from node.tasks.spec import TaskSpec, parse_task_spec, read_task_spec
-from tests.connectors.conftest import eventually
+from tests.support.polling import eventually
 
 TASKS = Path(__file__).resolve().parents[2] / "configs" / "tasks"
 

@@ -15,7 +15,7 @@ from node.db.migrate import _config
 from node.offers import CatalogOffer
 from node.trading import store
 from node.trading.capacity import free_after
-from tests.trading.conftest import Market, market
+from tests.support.trading import Market, market
 
 FOUR_SLOTS = """
 [connectors]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from node.cli.main import main as cpnode
-from tests.trading.conftest import Market, market
-from tests.trading.conftest import run_cli as run
+from tests.support.trading import Market, market
+from tests.support.trading import run_cli as run
 
 
 async def run_json(m: Market, *args: str) -> Any:

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from tests.nodes import running_node
-from tests.trading.conftest import Market, engine_of, market
+from tests.support.nodes import running_node
+from tests.support.trading import Market, engine_of, market
 
 LOCAL = {"offer_id": "beijing-local", "source": "own:config"}
 PARTNER = {"offer_id": "shanghai-gpu", "source": "partner:shanghai"}

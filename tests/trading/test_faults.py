@@ -16,7 +16,8 @@ from node.config import load_settings
 from node.service import NodeServer
 from node.trading import documents
 from node.trading import store as trading_store
-from tests.trading.conftest import (
+from tests.support.federation import service_of
+from tests.support.trading import (
     Market,
     balances,
     buyer_of,
@@ -26,7 +27,6 @@ from tests.trading.conftest import (
     pin,
     seller_of,
     send,
-    service_of,
     signed_post,
 )
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from federation import canonical
 from federation.issuing import source_version
 from node.trading import documents, store
-from tests.trading.conftest import PRICE, balances, legs, market, seller_of, service_of
+from tests.support.federation import service_of
+from tests.support.trading import PRICE, balances, legs, market, seller_of
 
 UNITS, HOURS = 2, 3
 AMOUNT = UNITS * HOURS * PRICE  # 60,000

@@ -15,8 +15,8 @@ from federation.partners import Agreement, Partner
 from node.service import NodeServer
 from node.trading import store as trading_store
 from node.trading.component import UPKEEP_JOB
-from tests.nodes import make_node_dir, running_node
-from tests.trading.conftest import (
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.trading import (
     BASE_TOML,
     buyer_of,
     engine_of,

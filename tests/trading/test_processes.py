@@ -7,33 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.identity import load_identity
-from tests.nodes import NodeProcess, make_node_dir
-from tests.trading.conftest import BASE_TOML, offer, trading_toml
-
-
-def run(config: Path, *args: str) -> tuple[int, str]:
-    """`cpnode ARGS --config CONFIG`; (exit code, stdout + stderr)."""
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cpnode([*args, "--config", str(config)])
-    return code, out.getvalue() + err.getvalue()
-
-
-def run_json(config: Path, *args: str) -> Any:
-    """`cpnode ARGS --json`, which must succeed; its parsed output."""
-    code, output = run(config, *args, "--json")
-    assert code == 0, output
-    return json.loads(output)
+from tests.support.cli import cpnode
+from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.trading import BASE_TOML, offer, trading_toml
 
 
 @pytest.fixture(name="processes")
@@ -64,8 +46,7 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
     seller, buyer = processes
     urls = {c: json.loads((c.parent / "data" / "run.json").read_text())["url"] for c in (seller, buyer)}
     keys = {c: load_identity(load_settings(c, environ={})).public_key for c in (seller, buyer)}
-    run_json(
-        seller,
+    cpnode(
         "partners",
         "add",
         "beijing",
@@ -75,17 +56,22 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         keys[buyer],
         "--credit-limit",
         "100000",
-    )
-    run_json(buyer, "partners", "add", "shanghai", "--url", urls[seller], "--key", keys[seller])
-    assert run_json(buyer, "catalog", "sync")[0]["outcome"] == "ok"
+        "--json",
+        config=seller,
+    ).json()
+    cpnode(
+        "partners", "add", "shanghai", "--url", urls[seller], "--key", keys[seller], "--json", config=buyer
+    ).json()
+    assert cpnode("catalog", "sync", "--json", config=buyer).json()[0]["outcome"] == "ok"
     start_ms = int(time.time() * 1000)
-    run_json(buyer, "consumers", "create", "alice")
+    cpnode("consumers", "create", "alice", "--json", config=buyer).json()
     assert (
-        run_json(buyer, "consumers", "deposit", "alice", "--amount", "200000", "--id", "dep-1")["available"]
+        cpnode(
+            "consumers", "deposit", "alice", "--amount", "200000", "--id", "dep-1", "--json", config=buyer
+        ).json()["available"]
         == 200_000
     )
-    order = run_json(
-        buyer,
+    order = cpnode(
         "orders",
         "place",
         "--consumer",
@@ -96,10 +82,11 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         "2",
         "--hours",
         "3",
-    )
+        "--json",
+        config=buyer,
+    ).json()
     assert (order["state"], order["amount"], order["source"]) == ("accepted", 60_000, "partner:shanghai")
-    code, output = run(
-        buyer,
+    code, output = cpnode(
         "orders",
         "place",
         "--consumer",
@@ -110,21 +97,22 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         "2",
         "--hours",
         "3",
-    )
+        config=buyer,
+    ).merged
     assert code == 1
     assert "credit_limit_exceeded" in output  # 120,000 would exceed the 100,000 line
     sales = sorted(
-        (s["state"], s["reason"], s["trade_id"] == order["id"]) for s in run_json(seller, "orders", "sales")
+        (s["state"], s["reason"], s["trade_id"] == order["id"])
+        for s in cpnode("orders", "sales", "--json", config=seller).json()
     )
     assert sales == [("accepted", None, True), ("refused", "credit_limit_exceeded", False)]
-    settled = run_json(buyer, "orders", "settle", order["id"], "--used-hours", "1")
+    settled = cpnode("orders", "settle", order["id"], "--used-hours", "1", "--json", config=buyer).json()
     assert (settled["state"], settled["settled_amount"]) == ("settled", 20_000)
-    assert run_json(buyer, "consumers", "show", "alice")["available"] == 180_000
-    balances = {row["id"]: row for row in run_json(seller, "ledger", "balances")}
+    assert cpnode("consumers", "show", "alice", "--json", config=buyer).json()["available"] == 180_000
+    balances = {row["id"]: row for row in cpnode("ledger", "balances", "--json", config=seller).json()}
     assert balances["partner:beijing"]["debits_posted"] == 20_000
     assert balances["fees:platform"]["credits_posted"] == 1_000
-    second = run_json(
-        buyer,
+    second = cpnode(
         "orders",
         "place",
         "--consumer",
@@ -137,22 +125,26 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         "1",
         "--hours",
         "1",
-    )
-    assert run_json(buyer, "orders", "cancel", second["id"])["state"] == "cancelled"
-    states = {o["id"]: o["state"] for o in run_json(buyer, "orders", "list", "--consumer", "alice")}
+        "--json",
+        config=buyer,
+    ).json()
+    assert cpnode("orders", "cancel", second["id"], "--json", config=buyer).json()["state"] == "cancelled"
+    states = {
+        o["id"]: o["state"]
+        for o in cpnode("orders", "list", "--consumer", "alice", "--json", config=buyer).json()
+    }
     assert states[order["id"]] == "settled"
     assert states[second["id"]] == "cancelled"
-    shown = run_json(buyer, "orders", "show", order["id"])
+    shown = cpnode("orders", "show", order["id"], "--json", config=buyer).json()
     assert shown["receipt"]["acceptance"]["issuer"] == "shanghai"
     assert shown["settlement_record"]["receipt"]["state"] == "settled"
-    assert [c["id"] for c in run_json(buyer, "consumers", "list")] == ["alice"]
-    code, output = run(buyer, "orders", "settle", second["id"], "--used-hours", "1")
+    assert [c["id"] for c in cpnode("consumers", "list", "--json", config=buyer).json()] == ["alice"]
+    code, output = cpnode("orders", "settle", second["id"], "--used-hours", "1", config=buyer).merged
     assert (code, "bad_order_state" in output) == (1, True)
     end_ms = int(time.time() * 1000) + 1
     while time.time() * 1000 <= end_ms:
         time.sleep(0.005)  # the window must have closed before the seller summarises it
-    code, output = run(
-        buyer,
+    code, output = cpnode(
         "ledger",
         "reconcile",
         "--partner",
@@ -161,12 +153,12 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         f"{start_ms}/{end_ms}",
         "--margin-s",
         "0",
-    )
+        config=buyer,
+    ).merged
     assert code == 0, output
     assert "trades: 2 here, 2 at shanghai" in output
     bundle = tmp_path / "audit"
-    run_json(seller, "ledger", "export", "--out", str(bundle))
-    out = StringIO()
-    with redirect_stdout(out):
-        assert cpnode(["ledger", "verify", str(bundle), "--key", keys[seller]]) == 0
-    assert "OK" in out.getvalue()
+    cpnode("ledger", "export", "--out", str(bundle), "--json", config=seller).json()
+    verified = cpnode("ledger", "verify", str(bundle), "--key", keys[seller])
+    assert verified.code == 0, verified.output
+    assert "OK" in verified.out

@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
 
 import ledger
 from federation import canonical
 from ledger import TransferKind, TransferRequest
-from node.cli.main import main as cpnode
 from node.trading import books, documents
-from tests.trading.conftest import Market, engine_of, market, send, service_of, signed_post
+from tests.support.cli import cpnode_async
+from tests.support.federation import service_of
+from tests.support.trading import Market, engine_of, market, send, signed_post
 
 FAR_FUTURE_MS = (int(time.time()) + 400 * 24 * 3600) * 1000
 
@@ -37,14 +36,8 @@ async def _reconcile(m: Market, from_ms: int, to_ms: int) -> tuple[int, str]:
         "--margin-s",
         "0",
     ]
-    out, err = StringIO(), StringIO()
-
-    def run() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return cpnode([*args, "--json", "--config", str(config)])
-
-    code = await asyncio.to_thread(run)
-    return code, out.getvalue() or err.getvalue()
+    done = await cpnode_async(*args, "--json", config=config)
+    return done.code, done.out or done.err
 
 
 def _single(

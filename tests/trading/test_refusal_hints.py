@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.trading.conftest import PRICE, market, run_cli
+from tests.support.trading import PRICE, market, run_cli
 
 
 async def test_credit_limit_refusal_says_the_default_and_the_fix(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from federation.partners import Agreement
-from tests.trading.conftest import PRICE, balances, legs, market, pin
+from tests.support.trading import PRICE, balances, legs, market, pin
 
 
 async def test_credit_limit_refusal_is_the_ledgers_doing(

@@ -10,7 +10,8 @@ import ledger
 from federation import canonical
 from node.trading import documents
 from node.trading import store as trading_store
-from tests.trading.conftest import buyer_of, engine_of, market, seller_of, send, service_of, signed_post
+from tests.support.federation import service_of
+from tests.support.trading import buyer_of, engine_of, market, seller_of, send, signed_post
 
 FAR_FUTURE_MS = (int(time.time()) + 400 * 24 * 3600) * 1000
 

@@ -8,17 +8,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, redirect_stdout
-from io import StringIO
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from node.cli.main import main as cpnode
 from node.config import load_settings
 from node.launcher import NodeProcess
 from node.roles import ALL_ROLES
 from node.service import NodeServer
+from tests.support.cli import cpnode
 
-__all__ = ["NodeProcess", "make_node_dir", "running_node"]
+__all__ = ["NodeProcess", "make_node_dir", "offer_entry", "running_node"]
 
 
 def make_node_dir(
@@ -35,10 +34,9 @@ def make_node_dir(
     args = ["init", str(directory), "--name", name, "--operator", operator, "--region", region, "--port", "0"]
     if db_url:
         args += ["--db", db_url]
-    with redirect_stdout(StringIO()):
-        code = cpnode(args)
-    if code != 0:
-        raise RuntimeError(f"cpnode init {name} failed with exit code {code}")
+    done = cpnode(*args)
+    if done.code != 0:
+        raise RuntimeError(f"cpnode init {name} failed with exit code {done.code}: {done.output}")
     config = directory / "node.toml"
     if extra_toml:
         with config.open("a", encoding="utf-8") as handle:
@@ -55,3 +53,33 @@ async def running_node(config: Path, roles: frozenset[str] = ALL_ROLES) -> Async
         yield server
     finally:
         await server.stop()
+
+
+def offer_entry(
+    offer_id: str,
+    region: str,
+    free_units: int,
+    price: int,
+    *,
+    pool: str = "pool-a",
+    networks: str = "[]",
+    tags: str = '["gpu"]',
+) -> str:
+    """One `[[offers]]` entry of an A100 ×8 flavor in CNY (the one offer shape the tests use)."""
+    return f"""
+[[offers]]
+id = "{offer_id}"
+pool = "{pool}"
+region = "{region}"
+chip_vendor = "nvidia"
+chip_model = "A100"
+chips_per_unit = 8
+cpus = 64
+memory_mib = 524288
+storage_gib = 2000
+free_units = {free_units}
+price_per_unit_hour = {price}
+currency = "CNY"
+networks = {networks}
+tags = {tags}
+"""

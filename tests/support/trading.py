@@ -3,34 +3,28 @@ that pin each other, with offers, a funded consumer and the buyer's copy of the 
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, redirect_stderr, redirect_stdout
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import sqlalchemy as sa
 
 import ledger
 from federation import canonical, store
 from federation.httpsig import sign_request
 from federation.partners import Agreement, Partner
-from federation.server import SERVICE
-from federation.service import FederationService
 from federation.sync import ensure_session, run_round
-from node.cli.main import main as cpnode
 from node.service import NodeServer
 from node.trading.buyer import Buyer
 from node.trading.component import BUYER, SELLER
 from node.trading.seller import Seller
-from tests.nodes import make_node_dir, running_node
+from tests.support.cli import CliResult, cpnode_async
+from tests.support.federation import service_of
+from tests.support.nodes import make_node_dir, offer_entry, running_node
 
 BASE_TOML = """
 [federation]
@@ -40,60 +34,22 @@ sync_interval_s = 3600
 [scheduler]
 enabled = false
 """
+
+
 PRICE = 10_000  # per unit-hour, minor units
+
+
 FEE_BP = 500
 
 
 def offer(node: str, name: str, free: int, price: int, pool: str = "pool-a") -> str:
     """One `[[offers]]` entry."""
-    return f"""
-[[offers]]
-id = "{node}-{name}"
-pool = "{pool}"
-region = "{node}"
-chip_vendor = "nvidia"
-chip_model = "A100"
-chips_per_unit = 8
-cpus = 64
-memory_mib = 524288
-storage_gib = 2000
-free_units = {free}
-price_per_unit_hour = {price}
-currency = "CNY"
-networks = []
-tags = ["gpu"]
-"""
+    return offer_entry(f"{node}-{name}", node, free, price, pool=pool)
 
 
 def trading_toml(fee_bp: int = FEE_BP, timeout_s: float = 3.0) -> str:
     """A `[trading]` section with short time limits for tests."""
     return f"\n[trading]\nplatform_fee_bp = {fee_bp}\ntrade_timeout_s = {timeout_s}\nrecover_every_s = 3600\n"
-
-
-@pytest.fixture(name="db_urls")
-def fixture_db_urls(db_url: str) -> Iterator[tuple[str | None, str | None]]:
-    """Databases for two nodes on one backend: their own SQLite files, or two PostgreSQL schemas."""
-    if db_url.startswith("sqlite"):
-        yield None, None
-        return
-    base = os.environ["CPNODE_TEST_POSTGRES_URL"]
-    schema = f"cpnode_trading_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield db_url, f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def service_of(server: NodeServer) -> FederationService:
-    """The federation service of an in-process node."""
-    assert server._runner is not None
-    return server._runner.app[SERVICE]
 
 
 def buyer_of(server: NodeServer) -> Buyer:
@@ -241,15 +197,6 @@ async def market(
         yield found
 
 
-async def until(predicate: Any, timeout_s: float = 20.0) -> None:
-    """Poll an async predicate until it holds (a deadline, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
-
-
 async def signed_post(
     m: Market, path: str, body: bytes, nonce: str | None = None
 ) -> tuple[dict[str, str], str]:
@@ -279,14 +226,6 @@ async def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any
         return response.status, canonical.decode(await response.read())
 
 
-async def run_cli(m: Market, *args: str) -> tuple[int, str, str]:
-    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop); (code, out, err)."""
-    config = m.buyer.settings.base_dir / "node.toml"
-    out, err = StringIO(), StringIO()
-
-    def command() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return cpnode([*args, "--config", str(config)])
-
-    code = await asyncio.to_thread(command)
-    return code, out.getvalue(), err.getvalue()
+async def run_cli(m: Market, *args: str) -> CliResult:
+    """`cpnode ARGS --config <buyer>` in a thread (the node serves in this loop)."""
+    return await cpnode_async(*args, config=m.buyer.settings.base_dir / "node.toml")

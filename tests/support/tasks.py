@@ -14,9 +14,11 @@ from typing import Any
 import aiohttp
 
 from node.service import NodeServer
-from tests.nodes import make_node_dir, running_node
+from tests.support.nodes import make_node_dir, running_node
 
 PRICE = 3600  # per slot-hour: one minor unit per second of a 1-slot flavor
+
+
 DEPOSIT = 1_000_000
 
 
@@ -148,7 +150,7 @@ class Pair:
     async def sync(self) -> None:
         """The buyer fetches the seller's current catalog now."""
         from federation.sync import run_round
-        from tests.trading.conftest import service_of
+        from tests.support.federation import service_of
 
         results = await run_round(service_of(self.buyer.server), force=True)
         assert all(r.outcome in ("ok", "unchanged") for r in results), results
@@ -171,7 +173,7 @@ async def pair(
     """Start seller `b` (a local pool) and buyer `a` (none), pin each other, fund alice on `a`,
     and let `a` fetch `b`'s catalog."""
     from federation.partners import Agreement
-    from tests.trading.conftest import pin
+    from tests.support.trading import pin
 
     base = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
     seller_config = make_node_dir(tmp_path, "b", extra_toml=base + PAIR_TOML + pool_toml(slots=seller_slots))

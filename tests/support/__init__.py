@@ -1,0 +1,1 @@
+"""What the tests share beyond fixtures: helpers live here, fixtures in the conftest.py files."""
