@@ -25,9 +25,11 @@ ADMIN_ROUTES = [
     "/api/v1/ledger/transfers",
     "/api/v1/plugins",
     "/api/v1/plugins/none/check",
+    "/api/v1/tasks",
+    "/api/v1/tasks/t-1/stop",
 ]
-# Settling by hand is the operator's correction (admin token), so a consumer has two body routes.
-CONSUMER_ROUTES = ["/api/v1/orders", "/api/v1/match"]
+# Settling by hand is the operator's correction: consumer tokens do not reach its body.
+CONSUMER_ROUTES = ["/api/v1/orders", "/api/v1/match", "/api/v1/tasks", "/api/v1/tasks/t-1/stop"]
 
 
 def test_depth_check_is_iterative_and_exact() -> None:
