@@ -3,7 +3,7 @@ node.migration.decision): the source instance, fresh offers, the state's size an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from connectors.contract import Instance
@@ -93,10 +93,5 @@ def destination_fields(core: MigrationCore, ask: Ask, decision: Decision, state_
         "source_site": core.sites.get(ask.source_pool),
         "destination_site": chosen.site,
         "bandwidth_mbps": ask.bandwidth_mbps or core.settings.bandwidth_mbps,
-        "plan": {
-            **decision.view(),
-            "state_bytes": state_bytes,
-            "objective": ask.objective,
-            "hours": ask.hours,
-        },
+        "plan": {**decision.view(), "state_bytes": state_bytes, "ask": asdict(ask)},
     }

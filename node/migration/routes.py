@@ -159,6 +159,10 @@ async def start_route(request: web.Request) -> web.Response:
     if body.id is not None:
         before = await core.db(store.get_migration, body.id)
         if before is not None:  # a retried request answers the stored migration without planning again
+            if (before.plan or {}).get("ask") != asdict(ask):
+                raise MigrationConflict(
+                    f"migration {before.id} exists and was asked for differently", code="migration_exists"
+                )
             _created, migration = await core.db(store.insert_migration, values, core.clock())
             return web.json_response(migration.view(), status=200)
     if core.host is not None:

@@ -157,6 +157,10 @@ async def test_bad_requests_are_refused_and_change_nothing(world: World) -> None
         "POST", "/api/v1/migrations", {**ask, "id": "move-1", "instance_id": "i-000002"}
     )
     assert (status_got, answer["error"]) == (409, "migration_exists")
+    status_got, answer = await world.api.call(
+        "POST", "/api/v1/migrations", {**ask, "id": "move-1", "to_pool": "bj"}
+    )
+    assert (status_got, answer["error"]) == (409, "migration_exists")  # the same instance, elsewhere
     done = await world.api.wait("move-1", FINISHED, 90)
     assert done["state"] == "completed"
     assert len((await world.api.ok("GET", "/api/v1/migrations"))["migrations"]) == 1
