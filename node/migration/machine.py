@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+from node.errors import CodedError
+
 MigrationState = Literal[
     "planned",
     "path_provisioning",
@@ -126,7 +128,7 @@ TRANSITIONS: Final[dict[tuple[MigrationState, MigrationEvent], MigrationState]] 
 }
 
 
-class MigrationTransitionError(ValueError):
+class MigrationTransitionError(CodedError, ValueError):
     """An event the migration's current state does not take."""
 
     code = "invalid_migration_state"
