@@ -8,12 +8,14 @@ CONFIG ?= $(DEV)/node.toml
 # Test workers: most tests wait on real node processes, so more workers than cores pays off.
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo run test test-fast lint docs bench clean
+.PHONY: venv demo run test test-fast lint docs bench constraints clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version the suite last passed with, so a fresh clone
+# installs what CI tested; `make constraints` writes it again after a dependency changes.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -c constraints.txt
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,12 +31,12 @@ docs: venv
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 test: lint docs
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20 --cov
 
 # The quick loop while working: no test that starts a process (tests/conftest.py marks those
 # `slow` by reading their code) and none on PostgreSQL.
 test-fast: venv
-	$(BIN)/pytest -m "not slow and not postgres"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not slow and not postgres"
 
 demo: venv
 	$(BIN)/python -m node.demo
@@ -42,6 +44,17 @@ demo: venv
 run: venv
 	@test -f $(CONFIG) || $(BIN)/cpnode init $(DEV) --name dev --operator "Local development" --region Local
 	$(BIN)/cpnode run --config $(CONFIG)
+
+# A fresh venv with the project's own pins, frozen: the next constraints.txt.
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	.constraints-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ echo "# Every package at the version the suite last passed with (make constraints writes this file;"; \
+	  echo "# the Makefile installs .[test] with -c constraints.txt)."; \
+	  .constraints-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .constraints-venv
 
 bench: venv
 	$(BIN)/python -m bench
