@@ -202,6 +202,10 @@ class Remote:
         if not isinstance(record, dict):
             await t.note(task, f"waiting for {task.partner}'s usage record")
             return False
+        if document.get("outputs") is None and document.get("state") != "released":
+            # The partner signs the usage before it keeps the outputs: their list comes a moment later.
+            await t.note(task, f"waiting for {task.partner} to keep the outputs")
+            return False
         order = await t.buyer.get(str(task.order_id))
         try:
             partner = await self._partner(task)
