@@ -8,6 +8,9 @@ in the same run.
    the same two nodes (`GET /fed/v1/catalog/head` with the session token). p50/p99 and ratios.
 2. Concurrent orders on one consumer for local offers: orders per second with 32 in flight.
    Baseline: the same number of consumer holds written straight to the ledger (`ledger.submit`).
+3. Concurrent orders on one consumer for the partner's offer (each a signed trade between the two
+   nodes: the buyer's hold, the seller's reservation and holds, the buyer's partner hold): orders
+   per second with 32 in flight, against the same ledger baseline measured right after. Target ≥ 0.3.
 
 Run: .venv/bin/python -m bench trading
 """
@@ -125,9 +128,57 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     }
 
 
+async def bench_cross_node(tmp: Path) -> dict[str, Any]:
+    """Orders for the partner's offer per second with many in flight, against the ledger's hold rate."""
+    async with market(
+        tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6, timeout_s=20.0, trades_in_flight=32
+    ) as m:
+        engine = m.buyer.ctx.engine  # type: ignore[union-attr]
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one() -> int:
+            async with gate:
+                status, _ = await m.order(1, 1)
+                return status
+
+        for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
+            assert await one() == 201
+        started = time.perf_counter()
+        statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+        orders_s = CONCURRENT / (time.perf_counter() - started)
+        failed = sum(status != 201 for status in statuses)
+
+        def plain() -> None:
+            for index in range(CONCURRENT):
+                request = TransferRequest(
+                    f"plain-x-{index}",
+                    TransferKind.PENDING,
+                    "consumer:alice",
+                    "escrow:orders",
+                    "CNY",
+                    1,
+                    timeout_s=3600,
+                )
+                submit(engine, [request])
+
+        started = time.perf_counter()
+        await asyncio.to_thread(plain)
+        holds_s = CONCURRENT / (time.perf_counter() - started)
+    return {
+        "orders_per_s": round(orders_s, 1),
+        "failed_orders": failed,
+        "ledger_holds_per_s": round(holds_s, 1),
+        "ratio": round(orders_s / holds_s, 3),
+        "target_ratio": 0.3,
+        "in_flight": IN_FLIGHT,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """This benchmark's arguments."""
-    return bench_parser("Trading: order and settlement latency between two nodes; concurrent local orders.")
+    return bench_parser(
+        "Trading: order and settlement latency between two nodes; concurrent local and cross-node orders."
+    )
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -138,8 +189,10 @@ async def main(argv: list[str] | None = None) -> int:
         print("order latency     ", json.dumps(latency), flush=True)
         concurrent = await bench_concurrent(Path(tmp) / "concurrent")
         print("concurrent orders ", json.dumps(concurrent), flush=True)
+        cross = await bench_cross_node(Path(tmp) / "cross")
+        print("cross-node orders ", json.dumps(cross), flush=True)
     if args.json:
-        emit_json("trading", {"latency": latency, "concurrent": concurrent})
+        emit_json("trading", {"latency": latency, "concurrent": concurrent, "cross_node": cross})
     return 0
 
 

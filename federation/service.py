@@ -72,7 +72,7 @@ class FederationSettings:
     partner_timeout_s: float = 30.0
     key_refetch_interval_s: int = 60
     key_document_max_keys: int = DEFAULT_MAX_KEYS
-    max_trades_in_flight: int = 1
+    max_trades_in_flight: int = 32
     trade_claim_ttl_s: int = 30
     max_trade_items: int = 100
     backoff_base_s: int = 5
