@@ -149,6 +149,14 @@ async def hub_round(hub: LightNode, cluster: Cluster, partners: list[str], chang
     return {"cpu_ms": (cpu_s() - before_cpu) * 1000, "bytes": hub.served_bytes - before_served + remote}
 
 
+async def link_hub(cluster: Cluster, hub: LightNode, names: list[str]) -> None:
+    """Make the hub and each named node partners of each other."""
+    for name in names:
+        info = cluster.nodes[name]
+        hub.pin(name, info.url, info.public_key)
+    await cluster.pin([(name, hub.name, hub.url, hub.public_key, {}) for name in names])
+
+
 async def bench_hub(
     cluster: Cluster, hub: LightNode, sizes: list[int], rounds: int
 ) -> tuple[dict[str, Any], list[str]]:
@@ -158,11 +166,8 @@ async def bench_hub(
     base_rss = rss_kib()
     rows = []
     for size in sizes:
-        for name in names[len(linked) : size]:
-            info = cluster.nodes[name]
-            hub.pin(name, info.url, info.public_key)
-            await cluster.pin([(name, hub.name, hub.url, hub.public_key, {})])
-            linked.append(name)
+        await link_hub(cluster, hub, names[len(linked) : size])
+        linked = names[:size]
         for _ in range(2):  # logins, first catalogs, then steady
             await hub_round(hub, cluster, linked, change=False)
         steady = [await hub_round(hub, cluster, linked, change=False) for _ in range(rounds)]
@@ -191,9 +196,15 @@ async def bench_hub(
 
 
 async def bench_star(
-    cluster: Cluster, hub: LightNode, partners: list[str], rounds: int, trials: int
+    cluster: Cluster,
+    hub: LightNode,
+    partners: list[str],
+    rounds: int,
+    trials: int,
+    hub_interval_factor: float,
 ) -> dict[str, Any]:
-    """Scenario 3: the hub relays every partner's catalog to every other partner."""
+    """Scenario 3: the hub relays every partner's catalog to every other partner; its own sync runs
+    every `hub_interval_factor` intervals in the timed run."""
     for name in partners:
         info = cluster.nodes[name]
         hub.pin(name, info.url, info.public_key, Agreement(relay=("*",)))
@@ -207,9 +218,15 @@ async def bench_star(
             by_worker.setdefault(cluster.nodes[item[0]].worker, []).append(item)
         await asyncio.gather(*(cluster.workers[w].call("issuers", issuers=i) for w, i in by_worker.items()))
     started = time.monotonic()
-    for _ in range(2):
-        await hub_round(hub, cluster, partners, change=False)
+    results = await run_round(hub.service, force=True)  # the partners' catalogs, now re-publishable
+    assert all(r.outcome in ("ok", "unchanged") for r in results), results[:2]
+    # Each partner first fetches every other partner's catalog through the hub; ten at a time, as
+    # partners whose timers are spread over the interval would.
+    for start in range(0, len(partners), 10):
+        outcomes = await cluster.round(partners[start : start + 10], partner=hub.name)
+        assert set(outcomes) <= {"ok", "unchanged"}, outcomes
     first_s = time.monotonic() - started
+    await hub_round(hub, cluster, partners, change=False)
     relayed = await cluster.version_held(partners[0], partners[1], via=hub.name)
     assert relayed > 0, "relayed catalogs did not arrive"
     steady = [await hub_round(hub, cluster, partners, change=False) for _ in range(rounds)]
@@ -217,7 +234,8 @@ async def bench_star(
     for index in range(rounds):
         await cluster.worker_of(partners[index]).call("price", nodes=[partners[index]])
         one_changed.append(await hub_round(hub, cluster, partners, change=False))
-    loop_task = asyncio.create_task(_hub_loop(hub, cluster.interval_s))
+    hub_interval_s = cluster.interval_s * hub_interval_factor
+    loop_task = asyncio.create_task(_hub_loop(hub, hub_interval_s))
     await cluster.broadcast("loops", run=True, interval_s=cluster.interval_s, seed=2)
     await asyncio.sleep(cluster.interval_s * 1.5)
     audience = {name: [other for other in partners if other != name] for name in partners}
@@ -233,6 +251,7 @@ async def bench_star(
         "one_issuer_changed_cpu_ms": round(statistics.median(r["cpu_ms"] for r in one_changed), 1),
         "one_issuer_changed_bytes": round(statistics.median(r["bytes"] for r in one_changed)),
         "interval_s": cluster.interval_s,
+        "hub_interval_s": hub_interval_s,
         "convergence_s": [round(t, 2) for t in times],
         "convergence_intervals_max": round(max(times) / cluster.interval_s, 2),
         "target_intervals": 2,
@@ -240,10 +259,13 @@ async def bench_star(
 
 
 async def _hub_loop(hub: LightNode, interval_s: float) -> None:
+    """The hub's sync every `interval_s` from a random phase, at a fixed rate as the node's scheduler runs it."""
     await asyncio.sleep(random.uniform(0, interval_s))
+    next_at = time.monotonic()
     while True:
         await run_round(hub.service)
-        await asyncio.sleep(interval_s)
+        next_at += interval_s
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per figure (default 3)")
     parser.add_argument("--trials", type=int, default=5, help="price changes timed per scenario (default 5)")
     parser.add_argument("--quick", action="store_true", help="30 nodes, degree 4, 2 s interval: a smoke run")
+    parser.add_argument(
+        "--hub-interval-factor",
+        type=float,
+        default=1.0,
+        help="the aggregator syncs every FACTOR intervals in the star's timed run (default 1)",
+    )
+    parser.add_argument(
+        "--scenarios", default="mesh,growth,star", help="comma-separated subset of mesh, growth, star"
+    )
     return parser
 
 
@@ -272,20 +303,34 @@ async def main(argv: list[str] | None = None) -> int:
         cluster = Cluster(folder, template, args.interval)
         names = [f"n{index:03d}" for index in range(args.nodes)]
         hub = LightNode("hub", folder, template, args.offers, 10_000, args.interval)
+        figures: dict[str, Any] = {}
         try:
             await cluster.start(args.workers, names, args.offers)
             await hub.start()
-            mesh = await bench_mesh(cluster, args.degree, args.rounds, args.trials)
-            print("mesh", json.dumps(mesh), flush=True)
-            growth, partners = await bench_hub(cluster, hub, sizes, args.rounds)
-            print("growth", json.dumps({k: v for k, v in growth.items() if k != "rows"}), flush=True)
-            star = await bench_star(cluster, hub, partners, args.rounds, args.trials)
-            print("star", json.dumps(star), flush=True)
+            chosen = set(args.scenarios.split(","))
+            if "mesh" in chosen:
+                figures["mesh"] = await bench_mesh(cluster, args.degree, args.rounds, args.trials)
+                print("mesh", json.dumps(figures["mesh"]), flush=True)
+            partners = sorted(cluster.nodes)
+            if "growth" in chosen:
+                figures["growth"], partners = await bench_hub(cluster, hub, sizes, args.rounds)
+                print(
+                    "growth",
+                    json.dumps({k: v for k, v in figures["growth"].items() if k != "rows"}),
+                    flush=True,
+                )
+            else:
+                await link_hub(cluster, hub, partners)
+            if "star" in chosen:
+                figures["star"] = await bench_star(
+                    cluster, hub, partners, args.rounds, args.trials, args.hub_interval_factor
+                )
+                print("star", json.dumps(figures["star"]), flush=True)
         finally:
             await hub.stop()
             await cluster.stop()
     if args.json:
-        emit_json("national", {"mesh": mesh, "growth": growth, "star": star})
+        emit_json("national", figures)
     return 0
 
 

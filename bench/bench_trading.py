@@ -8,6 +8,11 @@ in the same run.
    the same two nodes (`GET /fed/v1/catalog/head` with the session token). p50/p99 and ratios.
 2. Concurrent orders on one consumer for local offers: orders per second with 32 in flight.
    Baseline: the same number of consumer holds written straight to the ledger (`ledger.submit`).
+3. Concurrent orders on one consumer for the partner's offer (each a signed trade between the two
+   nodes: the buyer's hold, the seller's reservation and holds, the buyer's partner hold): orders
+   per second with 32 in flight, against the same ledger baseline measured right after. Target ≥ 0.3.
+   Twice: both nodes in this process (one interpreter for both), and the seller as its own
+   `cpnode run` process, as nodes are deployed.
 
 Run: .venv/bin/python -m bench trading
 """
@@ -25,10 +30,16 @@ from typing import Any
 
 from bench.report import bench_parser, emit_json
 from federation import store
-from federation.sync import ensure_session
+from federation.partners import Agreement, Partner
+from federation.sync import ensure_session, run_round
 from ledger import TransferKind, TransferRequest, submit
+from node.config import load_settings
+from node.db import make_engine
+from node.identity import load_identity
+from node.launcher import NodeProcess
 from tests.support.federation import service_of
-from tests.support.trading import market
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer, trading_toml
 
 ORDERS = 200
 CONCURRENT, IN_FLIGHT = 400, 32
@@ -125,9 +136,112 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     }
 
 
+async def bench_cross_node(tmp: Path) -> dict[str, Any]:
+    """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
+    both nodes in this process."""
+    async with market(
+        tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6, timeout_s=20.0, trades_in_flight=32
+    ) as m:
+        return await _cross_node_rate(m.buyer, m.order)
+
+
+async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
+    """The same with the seller as its own `cpnode run` process."""
+    base = BASE_TOML.replace("max_trades_in_flight = 1\n", "max_trades_in_flight = 32\n")
+    seller_config = make_node_dir(
+        tmp,
+        "shanghai",
+        extra_toml=base + trading_toml(timeout_s=20.0) + offer("shanghai", "gpu", 10**6, PRICE),
+    )
+    buyer_config = make_node_dir(tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0))
+    seller = NodeProcess(seller_config)
+    seller_url = await asyncio.to_thread(seller.start)
+    try:
+        async with running_node(buyer_config) as buyer, admin_session(buyer) as http:
+            assert buyer.ctx is not None
+            seller_settings = load_settings(seller_config, environ={})
+            seller_key = load_identity(seller_settings).public_key
+            seller_engine = make_engine(seller_settings.database_url)
+            store.add_partner(
+                seller_engine,
+                Partner(
+                    "beijing", (buyer.url,), buyer.ctx.identity.public_key, Agreement(credit_limit=10**12)
+                ),
+                int(time.time()),
+            )
+            seller_engine.dispose()
+            store.add_partner(
+                buyer.ctx.engine, Partner("shanghai", (seller_url,), seller_key), int(time.time())
+            )
+            results = await run_round(service_of(buyer), force=True)
+            assert all(r.outcome == "ok" for r in results), results
+            for path, body in (
+                ("/api/v1/consumers", {"id": "alice"}),
+                ("/api/v1/consumers/alice/deposits", {"amount": 10**11, "id": "dep-alice-1"}),
+            ):
+                async with http.post(path, json=body) as response:
+                    assert response.status == 201, await response.text()
+
+            async def order(units: int, hours: int) -> tuple[int, Any]:
+                body = {"consumer": "alice", "offer_id": "shanghai-gpu", "source": "partner:shanghai"}
+                async with http.post(
+                    "/api/v1/orders", json={**body, "units": units, "hours": hours}
+                ) as response:
+                    return response.status, await response.json()
+
+            return await _cross_node_rate(buyer, order)
+    finally:
+        await asyncio.to_thread(seller.stop)
+
+
+async def _cross_node_rate(buyer: Any, order: Any) -> dict[str, Any]:
+    """Orders per second with `IN_FLIGHT` in flight (after a warm-up), then the buyer's ledger alone."""
+    engine = buyer.ctx.engine
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one() -> int:
+        async with gate:
+            status, _ = await order(1, 1)
+            return int(status)
+
+    for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
+        assert await one() == 201
+    started = time.perf_counter()
+    statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+    orders_s = CONCURRENT / (time.perf_counter() - started)
+    failed = sum(status != 201 for status in statuses)
+
+    def plain() -> None:
+        for index in range(CONCURRENT):
+            request = TransferRequest(
+                f"plain-x-{index}",
+                TransferKind.PENDING,
+                "consumer:alice",
+                "escrow:orders",
+                "CNY",
+                1,
+                timeout_s=3600,
+            )
+            submit(engine, [request])
+
+    started = time.perf_counter()
+    await asyncio.to_thread(plain)
+    holds_s = CONCURRENT / (time.perf_counter() - started)
+    return {
+        "orders_per_s": round(orders_s, 1),
+        "failed_orders": failed,
+        "ledger_holds_per_s": round(holds_s, 1),
+        "ratio": round(orders_s / holds_s, 3),
+        "target_ratio": 0.3,
+        "in_flight": IN_FLIGHT,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """This benchmark's arguments."""
-    return bench_parser("Trading: order and settlement latency between two nodes; concurrent local orders.")
+    return bench_parser(
+        "Trading: order and settlement latency between two nodes; concurrent local and cross-node orders."
+    )
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -138,8 +252,18 @@ async def main(argv: list[str] | None = None) -> int:
         print("order latency     ", json.dumps(latency), flush=True)
         concurrent = await bench_concurrent(Path(tmp) / "concurrent")
         print("concurrent orders ", json.dumps(concurrent), flush=True)
+        cross = await bench_cross_node(Path(tmp) / "cross")
+        print("cross-node orders, one process ", json.dumps(cross), flush=True)
+        apart = await bench_cross_node_processes(Path(tmp) / "apart")
+        print("cross-node orders, seller apart", json.dumps(apart), flush=True)
     if args.json:
-        emit_json("trading", {"latency": latency, "concurrent": concurrent})
+        figures = {
+            "latency": latency,
+            "concurrent": concurrent,
+            "cross_node": cross,
+            "cross_node_processes": apart,
+        }
+        emit_json("trading", figures)
     return 0
 
 

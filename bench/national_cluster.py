@@ -214,8 +214,8 @@ class Cluster:
         started = time.monotonic()
         seen: dict[str, float] = {}
         # Each pass reads the holders' databases from this process, where a hub may run too: one
-        # pass per 1/40 interval keeps the reads from slowing what is measured.
-        period_s = max(0.05, self.interval_s / 40)
+        # pass per tenth of an interval keeps the reads from slowing what is measured.
+        period_s = max(0.05, self.interval_s / 10)
         while len(seen) < len(holders) and time.monotonic() - started < timeout_s:
             for holder in holders:
                 if holder not in seen and await self.version_held(holder, issuer, via) > at_least[holder]:

@@ -72,7 +72,7 @@ class FederationSettings:
     partner_timeout_s: float = 30.0
     key_refetch_interval_s: int = 60
     key_document_max_keys: int = DEFAULT_MAX_KEYS
-    max_trades_in_flight: int = 1
+    max_trades_in_flight: int = 32
     trade_claim_ttl_s: int = 30
     max_trade_items: int = 100
     backoff_base_s: int = 5
@@ -83,11 +83,13 @@ class FederationSettings:
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated peer request: which partner, with which key, and its session if any."""
+    """An authenticated peer request: which partner, with which key (id and public key), and its
+    session if any."""
 
     partner: Partner
     kid: str
     session: SessionClaims | None
+    key: VerifyKey
 
 
 class FederationService:
@@ -164,20 +166,32 @@ class FederationService:
 
     # --- peer keys -------------------------------------------------------------------------------
 
-    async def partner_keys(self, partner: Partner) -> dict[str, KeyRecord]:
-        """Trusted keys of `partner`: the pinned one plus those learned through endorsements.
+    async def partner_keys(
+        self, partner: Partner, view: store.PeerView | None = None
+    ) -> dict[str, KeyRecord]:
+        """Trusted keys of `partner`: the pinned one plus those learned through endorsements
+        (`view`: what was just read of it, else read here).
 
         When the key document they were learned from has expired it is refetched (at most once per
         refetch interval); whether or not that succeeds, what was learned is kept, so a key the
         partner retired stays retired and is never taken for the pinned key again.
         """
-        learned, doc_expires_ts = await self.db(store.peer_keys, partner.name)
+        if view is None:
+            learned, doc_expires_ts = await self.db(store.peer_keys, partner.name)
+        else:
+            learned, doc_expires_ts = view.learned, view.document_expires_ts
         if learned and doc_expires_ts <= self.clock() and await self.refresh_keys_quietly(partner):
             learned, _ = await self.db(store.peer_keys, partner.name)
         pinned_kid = key_id(parse_public_key(partner.public_key))
         keys = {pinned_kid: KeyRecord(pinned_kid, partner.public_key, "active", 0)}
         keys.update(learned)
         return keys
+
+    async def verify_keys(self, partner: Partner) -> dict[str, VerifyKey]:
+        """The keys `partner`'s signed documents may be checked with: trusted and not denied."""
+        view = await self.db(store.peer_view, partner.name)
+        keys = await self.partner_keys(partner, view)
+        return {kid: record.verify_key() for kid, record in keys.items() if kid not in view.denied}
 
     async def refresh_keys(self, partner: Partner, force: bool = False) -> bool:
         """Fetch `partner`'s key document (at most once per refetch interval) and merge its trusted
@@ -223,11 +237,10 @@ class FederationService:
         except FederationError:
             return False
 
-    async def _request_key(self, partner: Partner, kid: str) -> VerifyKey:
-        denied = await self.db(store.denied_keys)
-        if kid in denied:
+    async def _request_key(self, partner: Partner, kid: str, view: store.PeerView) -> VerifyKey:
+        if kid in view.denied:
             raise AuthError(f"key {kid} is on the deny-list", code="key_denied")
-        keys = await self.partner_keys(partner)
+        keys = await self.partner_keys(partner, view)
         if kid not in keys and await self.refresh_keys_quietly(partner):
             # When the peer's key document is unavailable the key simply stays unknown.
             keys = await self.partner_keys(partner)
@@ -242,8 +255,8 @@ class FederationService:
         return record.verify_key()
 
     async def caller_key(self, caller: Caller) -> VerifyKey:
-        """The public key an authenticated caller signed its request with."""
-        return await self._request_key(caller.partner, caller.kid)
+        """The public key an authenticated caller signed its request with (checked by `authenticate`)."""
+        return caller.key
 
     # --- authenticating requests -----------------------------------------------------------------
 
@@ -266,10 +279,13 @@ class FederationService:
             raise AuthError(f"request is signed for {params.to!r}, not this node", code="wrong_destination")
         now = self.clock()
         check_times(params, now)
-        partner = await self.db(store.get_partner, params.node)
+        # One read for the partner, its keys and the deny-list: each hop to a worker thread costs
+        # more than the queries themselves.
+        view = await self.db(store.peer_view, params.node)
+        partner = view.partner
         if partner is None:
             raise AuthError(f"{params.node!r} is not a partner of this node", code="unknown_partner")
-        key = await self._request_key(partner, params.key_id)
+        key = await self._request_key(partner, params.key_id, view)
         verify_request(method, self.target_uri(path_qs), header_lines, body, key, params)
         session = None
         token = bearer(next((v for k, v in header_lines if k.lower() == "authorization"), None))
@@ -281,7 +297,7 @@ class FederationService:
         elif require_session:
             raise AuthError("this route needs a session token (log in first)", code="login_required")
         await self.check_replay(params, now)
-        return Caller(partner, params.key_id, session)
+        return Caller(partner, params.key_id, session, key)
 
     async def check_replay(self, params: SignatureParams, now_ts: int) -> None:
         """Accept the signature's nonce once across every replica; AuthError `replayed` otherwise."""

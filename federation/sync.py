@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -109,8 +111,8 @@ async def _sync_catalog(
     if previous is not None and isinstance(head, dict) and head.get("sha256") == previous.sha256:
         return PartnerResult(partner.name, "unchanged", previous.version)
     body = await _fetch(service, partner, "/fed/v1/catalog")
-    denied = await service.db(store.denied_keys)
-    keys = await service.partner_keys(partner)
+    view = await service.db(store.peer_view, partner.name)
+    keys, denied = await service.partner_keys(partner, view), view.denied
     now = service.clock()
     try:
         received = accept_catalog(
@@ -152,9 +154,10 @@ async def _sync_relayed(service: FederationService, via: Partner, relay_seq: int
             cursor = entries[done - 1].seq if done else cursor
             break
         cursor = entries[-1].seq if more and entries else position
+        await service.db(store.set_relay_cursor, via.name, cursor)
         relay_seq = max(relay_seq, position)
         if not more:
-            break
+            return
     await service.db(store.set_relay_cursor, via.name, cursor)
 
 
@@ -187,9 +190,13 @@ async def _take_relayed(service: FederationService, via: Partner, entry: RelayEn
     return True
 
 
-async def sync_partner(service: FederationService, partner: Partner) -> PartnerResult:
-    """Sync one partner within its time limit and record the outcome and next attempt time."""
-    state = (await service.db(store.sync_states)).get(partner.name, {"failures": 0})
+async def sync_partner(
+    service: FederationService, partner: Partner, state: Mapping[str, Any] | None = None
+) -> PartnerResult:
+    """Sync one partner within its time limit and record the outcome and next attempt time
+    (`state`: its sync state as the round read it, else read here)."""
+    if state is None:
+        state = (await service.db(store.sync_states)).get(partner.name, {"failures": 0})
     now = service.clock()
     try:
         async with asyncio.timeout(service.settings.partner_timeout_s):
@@ -238,7 +245,7 @@ async def run_round(service: FederationService, force: bool = False) -> list[Par
 
     async def bounded(partner: Partner) -> PartnerResult:
         async with gate:
-            return await sync_partner(service, partner)
+            return await sync_partner(service, partner, states.get(partner.name, {"failures": 0}))
 
     results = await asyncio.gather(*(bounded(p) for p in due))
     skipped = [PartnerResult(p.name, "backoff") for p in partners if p not in due]

@@ -69,14 +69,16 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
     trade_id = check_trade_request(document, service.name, partner, service.settings.max_trade_items)
     verify_document(document, partner, {caller.kid: await service.caller_key(caller)}, payload)
     request_sha = sha256_hex(payload)
-    stored = await service.db(store.get_trade, partner, trade_id)
-    if stored is not None:
+    handler = service.trade_handler
+    if handler is None:
+        # Without a handler only stored answers can be given (claiming below answers them too,
+        # without this extra read, when there is a handler).
+        stored = await service.db(store.get_trade, partner, trade_id)
+        if stored is None:
+            raise TradingUnavailable("this node does not accept trades yet")
         if stored["request_sha256"] != request_sha:
             raise ConflictError(f"trade {trade_id!r} was already requested with different content")
         return int(stored["status"]), bytes(stored["response"])
-    handler = service.trade_handler
-    if handler is None:
-        raise TradingUnavailable("this node does not accept trades yet")
     settings = service.settings
     stored = await service.db(
         claims.claim_trade,
@@ -88,7 +90,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         settings.trade_claim_ttl_s,
         settings.max_trades_in_flight,
     )
-    if stored is not None:  # answered by another request since we looked
+    if stored is not None:  # answered before (a replay, or another request since)
         return int(stored["status"]), bytes(stored["response"])
     keeper = asyncio.create_task(_keep_claim(service, partner, trade_id))
     try:

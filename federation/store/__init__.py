@@ -29,7 +29,15 @@ from federation.store.catalogs import (
     store_received,
 )
 from federation.store.db import writing
-from federation.store.keys import denied_keys, deny_key, list_denied, merge_peer_keys, peer_keys
+from federation.store.keys import (
+    PeerView,
+    denied_keys,
+    deny_key,
+    list_denied,
+    merge_peer_keys,
+    peer_keys,
+    peer_view,
+)
 from federation.store.partners import (
     add_partner,
     get_partner,
@@ -71,6 +79,7 @@ from federation.store.sessions import (
 
 __all__ = [
     "IssuedCatalog",
+    "PeerView",
     "add_issuer",
     "add_partner",
     "catalog_events",
@@ -92,6 +101,7 @@ __all__ = [
     "load_challenge",
     "merge_peer_keys",
     "peer_keys",
+    "peer_view",
     "put_sync_state",
     "put_trade",
     "received_catalogs",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy.engine import Connection, Engine
 
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (SQLite BEGIN IMMEDIATE), committed when the block ends without error."""
-    with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+    """A write transaction (SQLite BEGIN IMMEDIATE), committed when the block ends without error;
+    first the engine's in-process write lock when it has one (`cpnode_write_lock`, set by the node)."""
+    with (
+        engine.get_execution_options().get("cpnode_write_lock") or nullcontext(),
+        engine.connect().execution_options(cpnode_write=True) as conn,
+        conn.begin(),
+    ):
         yield conn

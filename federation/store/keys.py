@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from federation.keydoc import KeyRecord, merge_records
+from federation.partners import Partner
 from federation.store.db import writing
-from federation.tables import denied_t, peer_keys_t, sessions_t
+from federation.store.partners import partner_from_row
+from federation.tables import denied_t, partners_t, peer_keys_t, sessions_t
 
 
 def denied_keys(engine: Engine) -> set[str]:
@@ -68,3 +71,25 @@ def merge_peer_keys(
                 )
             )
     return merged
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What checking a peer's signatures needs, read in one go: the partner (None if not pinned),
+    the keys learned from its key documents with the latest one's expiry, and the deny-list."""
+
+    partner: Partner | None
+    learned: dict[str, KeyRecord]
+    document_expires_ts: int
+    denied: frozenset[str]
+
+
+def peer_view(engine: Engine, name: str) -> PeerView:
+    """The partner called `name`, its learned keys and the deny-list, in one connection."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(partners_t).where(partners_t.c.name == name)).first()
+        keys = list(conn.execute(sa.select(peer_keys_t).where(peer_keys_t.c.partner == name)))
+        denied = frozenset(r.kid for r in conn.execute(sa.select(denied_t.c.kid)))
+    records = {r.kid: KeyRecord(r.kid, r.public_key, r.status, r.valid_from_ts, r.retired_ts) for r in keys}
+    expires = min((r.document_expires_ts for r in keys), default=0)
+    return PeerView(partner_from_row(row) if row is not None else None, records, expires, denied)

@@ -23,7 +23,8 @@ from federation.tables import (
 )
 
 
-def _partner(row: Any) -> Partner:
+def partner_from_row(row: Any) -> Partner:
+    """A partner as stored in a `fed_partners` row."""
     return Partner(
         row.name,
         tuple(json.loads(row.urls_json)),
@@ -45,14 +46,16 @@ def _partner_values(partner: Partner) -> dict[str, Any]:
 def list_partners(engine: Engine) -> list[Partner]:
     """Every trusted partner, by name."""
     with engine.connect() as conn:
-        return [_partner(row) for row in conn.execute(sa.select(partners_t).order_by(partners_t.c.name))]
+        return [
+            partner_from_row(row) for row in conn.execute(sa.select(partners_t).order_by(partners_t.c.name))
+        ]
 
 
 def get_partner(engine: Engine, name: str) -> Partner | None:
     """The partner called `name`, or None."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(partners_t).where(partners_t.c.name == name)).first()
-    return _partner(row) if row is not None else None
+    return partner_from_row(row) if row is not None else None
 
 
 def add_partner(engine: Engine, partner: Partner, now_ts: int, replace: bool = False) -> None:

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import orjson
@@ -51,8 +51,13 @@ def now_ms() -> int:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection in a write transaction (SQLite BEGIN IMMEDIATE), committed on success."""
-    with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+    """A connection in a write transaction (SQLite BEGIN IMMEDIATE), committed on success; first the
+    engine's in-process write lock when it has one (`cpnode_write_lock`, set by the node's engines)."""
+    with (
+        engine.get_execution_options().get("cpnode_write_lock") or nullcontext(),
+        engine.connect().execution_options(cpnode_write=True) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 

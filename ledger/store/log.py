@@ -28,7 +28,7 @@ from ledger.merkle import (
     subtree_root,
     verify_consistency,
 )
-from ledger.store.db import now_ms
+from ledger.store.db import now_ms, write_transaction
 from ledger.store.reads import read_head
 from ledger.store.schema import checkpoints
 from ledger.store.tree import (
@@ -122,7 +122,7 @@ def make_checkpoint(
     note = sign_checkpoint(checkpoint, key)
     stored = StoredCheckpoint(checkpoint, note, tuple(frontier.hashes))
     try:
-        with engine.connect().execution_options(cpnode_write=True) as conn, conn.begin():
+        with write_transaction(engine) as conn:
             insert_nodes(conn, nodes)
             conn.execute(
                 sa.insert(checkpoints).values(

@@ -3,7 +3,8 @@
 SQLite: WAL, synchronous=FULL, busy_timeout, foreign keys on. The driver's own implicit
 transactions are turned off so that we emit BEGIN ourselves: write transactions use
 `BEGIN IMMEDIATE` (take the write lock up front, so two processes never deadlock upgrading a read
-lock), read transactions a plain deferred BEGIN.
+lock), read transactions a plain deferred BEGIN. Within a process, write transactions first take
+the engine's write lock (`WRITE_LOCK_OPTION`), so writers queue on a lock instead of polling.
 PostgreSQL (psycopg 3): pre-ping, bounded pool used last-in first-out, short connect timeout, and
 sessions idle inside a transaction ended by the server after a while (a hung process's locks).
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 WRITE_OPTION = "cpnode_write"
+# A lock every write transaction of the process takes first on SQLite (an execution option, so the
+# ledger and federation packages find it by name without importing node). SQLite admits one writer
+# at a time; a thread that finds the file locked sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms)
+# however soon the lock frees, while one waiting on this lock is woken the moment it does.
+WRITE_LOCK_OPTION = "cpnode_write_lock"
 
 
 class DatabaseError(RuntimeError):
@@ -88,6 +95,7 @@ def make_engine(
             max_overflow=pool_size,
         )
         _install_sqlite_events(engine, busy_timeout_ms)
+        engine.update_execution_options(**{WRITE_LOCK_OPTION: threading.RLock()})
         return engine
     if parsed.get_backend_name() == "postgresql":
         engine = sa.create_engine(
@@ -108,8 +116,13 @@ def make_engine(
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a write transaction (SQLite `BEGIN IMMEDIATE`), committed on success."""
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+    """A connection inside a write transaction (SQLite `BEGIN IMMEDIATE`, after the process's write
+    lock), committed on success."""
+    with (
+        engine.get_execution_options().get(WRITE_LOCK_OPTION) or nullcontext(),
+        engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 

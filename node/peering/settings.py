@@ -56,7 +56,9 @@ class FederationSection(_Section):
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_catalog_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=1024 * 1_048_576)
     max_catalog_offers: int = Field(default=20_000, ge=1, le=1_000_000)
-    max_trades_in_flight: int = Field(default=1, ge=1, le=100)
+    # A partner platform places its many consumers' orders at once: one trade at a time would
+    # bound what it can buy from us by one round trip per trade.
+    max_trades_in_flight: int = Field(default=32, ge=1, le=1000)
     trade_claim_ttl_s: int = Field(default=30, ge=3, le=3600)
     max_trade_items: int = Field(default=100, ge=1, le=10_000)
     key_refetch_interval_s: int = Field(default=60, ge=1, le=86_400)

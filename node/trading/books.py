@@ -17,6 +17,7 @@ Transfer ids (T = order or trade id):
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -63,13 +64,23 @@ def house_specs(currency: str, pools: Sequence[str] = ()) -> list[AccountSpec]:
     return specs
 
 
+# Accounts known to exist with their spec, per engine: accounts are never deleted and their spec
+# never changes, so once one is there, ensuring it again needs no write transaction (two per
+# cross-node order, each taking the database's write lock, before this).
+_ensured: weakref.WeakKeyDictionary[Engine, set[AccountSpec]] = weakref.WeakKeyDictionary()
+
+
 def ensure_accounts(engine: Engine, specs: Sequence[AccountSpec]) -> None:
     """Create the accounts that do not exist; StateError if one exists with another spec."""
+    known = _ensured.setdefault(engine, set())
+    if known.issuperset(specs):
+        return
     for result in ledger.create_accounts(engine, specs):
         if not result.ok:
             raise StateError(
                 f"ledger account {result.id}: {result.message or result.status}", code="account_conflict"
             )
+    known.update(specs)
 
 
 def failure(engine: Engine, results: Sequence[TransferResult]) -> Status | None:

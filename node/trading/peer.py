@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-from federation import canonical, store
+from federation import canonical
 from federation.client import PeerResponse
 from federation.documents import verify_document
 from federation.errors import FederationError, PeerError, UnsafeURLError
@@ -94,12 +94,8 @@ async def verify_from(service: FederationService, partner: Partner, document: di
     """Check that `partner` signed `document` with a key we trust for it (refetching its key
     document once when the key is unknown); ProtocolError otherwise."""
     for attempt in range(2):
-        keys = await service.partner_keys(partner)
-        denied = await service.db(store.denied_keys)
         try:
-            verify_document(
-                document, partner.name, {kid: r.verify_key() for kid, r in keys.items() if kid not in denied}
-            )
+            verify_document(document, partner.name, await service.verify_keys(partner))
             return
         except FederationError as exc:  # a bad signature, or signatures that are not even well-formed
             if exc.code != "unknown_key" or attempt == 1:

@@ -113,7 +113,19 @@ class OrderSteps:
             legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
         cause = await t.db(books.submit, legs)
         if cause is None:
-            return await self.move(order, "held")
+            if order.partner is None:
+                return await self.move(order, "held")
+            # What `held` does for a partner's offer is only to sign the trade request: done here and
+            # written with the move, one transaction instead of two (`_on_held` still finishes an
+            # order left in `held`).
+            request = canonical.encode(self._trade_request(order))
+            return await t.db(
+                store.move_order_steps,
+                order.id,
+                order.state,
+                [("held", {}), ("requested", {"trade_request": request})],
+                t.clock(),
+            )
         reason = f"ledger_{cause}"
         if cause is Status.EXCEEDS_CREDITS:
             available = await t.db(books.available, rules.consumer_account(order.consumer))
@@ -138,11 +150,16 @@ class OrderSteps:
             if reserved:
                 return await self.move(order, "reserved")
             return await self.move(order, "refused", reason="not_enough_free_units")
+        return await self.move(order, "requested", trade_request=canonical.encode(self._trade_request(order)))
+
+    def _trade_request(self, order: Order) -> dict[str, Any]:
+        """The signed trade request for a partner's offer (with the task to run, when the order has one)."""
+        t = self.trading
+        assert order.partner is not None
         task = None if order.task is None else canonical.decode(order.task)
-        request = documents.trade_request(
+        return documents.trade_request(
             t.identity(), order.partner, order.id, self.terms(order), t.clock(), task=task
         )
-        return await self.move(order, "requested", trade_request=canonical.encode(request))
 
     async def _on_requested(self, order: Order) -> Order | None:
         t = self.trading

@@ -11,6 +11,7 @@ share its capacity (a reservation of k units of an offer costing c takes k·c of
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,25 @@ def move_order(
 ) -> Order | None:
     """Move an order that is in `state` by `event` (writing `values` with it); None if it was not in
     `state` any more (someone else moved it first). Reaching a final state releases its capacity."""
-    after = order_transition(state, event)
+    return move_order_steps(engine, order_id, state, [(event, values)], now_ts)
+
+
+def move_order_steps(
+    engine: Engine,
+    /,
+    order_id: str,
+    state: OrderState,
+    steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
+    now_ts: int,
+) -> Order | None:
+    """Move an order that is in `state` by each event in turn (writing its values with it), all in
+    one transaction; None if it was not in `state` any more. For a state whose action only computes
+    what the next move writes, so running it at once is what a separate move would have done."""
+    after: OrderState = state
+    values: dict[str, Any] = {}
+    for event, written in steps:
+        after = order_transition(after, event)
+        values.update(written)
     with write_transaction(engine) as conn:
         moved = conn.execute(
             sa.update(orders_t)

@@ -31,6 +31,7 @@ FED_TOML = """
 allow_networks = ["127.0.0.0/8"]
 sync_interval_s = 3600
 key_refetch_interval_s = 60
+max_trades_in_flight = 1
 """
 
 

@@ -30,6 +30,7 @@ BASE_TOML = """
 [federation]
 allow_networks = ["127.0.0.0/8"]
 sync_interval_s = 3600
+max_trades_in_flight = 1
 
 [scheduler]
 enabled = false
@@ -156,15 +157,18 @@ async def market(
     buyer_extra: str = "",
     buyer_federation: str = "",
     timeout_s: float = 3.0,
+    trades_in_flight: int = 1,
 ) -> AsyncIterator[Market]:
     """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog.
-    `buyer_federation` adds lines to the buyer's `[federation]` section."""
+    `buyer_federation` adds lines to the buyer's `[federation]` section; `trades_in_flight` is each
+    node's `max_trades_in_flight` (1 here, so tests see the limit at work)."""
+    base = BASE_TOML.replace("max_trades_in_flight = 1\n", f"max_trades_in_flight = {trades_in_flight}\n")
     async with AsyncExitStack() as stack:
         seller_config = make_node_dir(
             tmp_path,
             "shanghai",
             db_url=db_urls[0],
-            extra_toml=BASE_TOML
+            extra_toml=base
             + trading_toml(timeout_s=timeout_s)
             + seller_extra
             + offer("shanghai", "gpu", seller_free, PRICE)
@@ -174,7 +178,7 @@ async def market(
             tmp_path,
             "beijing",
             db_url=db_urls[1],
-            extra_toml=BASE_TOML.replace("[federation]\n", "[federation]\n" + buyer_federation)
+            extra_toml=base.replace("[federation]\n", "[federation]\n" + buyer_federation)
             + trading_toml(timeout_s=timeout_s)
             + buyer_extra
             + offer("beijing", "local", 3, 2_000, pool="local-a"),

@@ -283,18 +283,19 @@ async def test_second_trade_in_flight_is_rate_limited(tmp_path: Path) -> None:
 async def test_orders_left_between_states_are_finished(
     tmp_path: Path, db_urls: tuple[str | None, str | None]
 ) -> None:
-    """An order stopped right after its trade request was stored (as a crash would leave it) is
-    finished by the upkeep job: the same request is sent and the trade ends accepted, once."""
+    """An order stopped right after its trade request was stored (as a crash would leave it; the
+    hold's step writes `held` and the signed request together) is finished by the upkeep job: the
+    same request is sent and the trade ends accepted, once."""
     async with market(tmp_path, db_urls) as m:
         buyer = buyer_of(m.buyer)
         order = await buyer._create(
             "beijing.crashed0000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2
         )
-        for expected in ("held", "requested"):
-            moved = await buyer.steps.step(order)
-            assert moved is not None
-            order = moved
-            assert order.state == expected
+        moved = await buyer.steps.step(order)
+        assert moved is not None
+        order = moved
+        assert order.state == "requested"
+        assert order.trade_request is not None
         assert legs(m.seller, order.id) == []
         real_clock = buyer.trading.clock
         buyer.trading.clock = lambda: real_clock() + 3600
@@ -304,6 +305,26 @@ async def test_orders_left_between_states_are_finished(
         assert done.state == "accepted"
         assert [kind for _, kind, _ in legs(m.buyer, order.id)] == ["pending", "pending"]
         assert [kind for _, kind, _ in legs(m.seller, order.id)] == ["pending", "pending"]
+
+
+async def test_an_order_left_held_signs_its_trade_request(tmp_path: Path) -> None:
+    """An order for a partner's offer left in `held` (an older node wrote `held` and the request in
+    two steps) is moved on by its step: the signed request is stored with `requested`."""
+    async with market(tmp_path) as m:
+        status, _ = await m.order(1, 1)  # the accounts an order's steps ensure exist from now on
+        assert status == 201
+        buyer = buyer_of(m.buyer)
+        order = await buyer._create(
+            "beijing.heldonly000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2
+        )
+        held = await buyer.steps.move(order, "held")
+        assert held is not None
+        moved = await buyer.steps.step(held)
+        assert moved is not None
+        assert moved.state == "requested"
+        assert moved.trade_request is not None
+        done = await buyer.drive(moved)
+        assert done.state == "accepted"
 
 
 async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
