@@ -107,7 +107,7 @@ def test_stop_twice_and_a_bad_spec(node: Path, tmp_path: Path) -> None:
     )
     first = run_json(node, "tasks", "stop", task["id"])
     second = run_json(node, "tasks", "stop", task["id"])
-    assert first["state"] in ("stopped", "stopping")
+    assert first["state"] in ("stopped", "stopping", "released")  # the driver may release it at once
     assert second["state"] in ("stopped", "stopping", "released")
     code, out, err = cpnode("tasks", "logs", task["id"], "--follow", config=node)
     assert code == 1, out + err
