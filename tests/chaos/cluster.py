@@ -27,7 +27,7 @@ from node.identity import load_identity
 from node.runfile import read_admin_token
 from tests.chaos.proxy import TcpProxy
 from tests.support.cli import cpnode_async
-from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir, offer_entry
 
 BUYER, SELLER = "beijing", "shanghai"
 REPLICAS = 3
@@ -66,27 +66,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def offer_toml(offer_id: str, region: str, pool: str, price: int) -> str:
-    """One `[[offers]]` entry with plenty of free units."""
-    return f"""
-[[offers]]
-id = "{offer_id}"
-pool = "{pool}"
-region = "{region}"
-chip_vendor = "nvidia"
-chip_model = "A100"
-chips_per_unit = 1
-cpus = 8
-memory_mib = 65536
-storage_gib = 100
-free_units = {FREE_UNITS}
-price_per_unit_hour = {price}
-currency = "CNY"
-networks = []
-tags = ["gpu"]
-"""
 
 
 def partner_toml(name: str, url: str, key: str, credit_limit: int) -> str:
@@ -189,14 +168,15 @@ class Cluster:
             self.base,
             SELLER,
             db_url=seller_db,
-            extra_toml=COMMON_TOML.format(fee_bp=FEE_BP) + offer_toml(SELLER_OFFER, SELLER, "gpu-a", PRICE),
+            extra_toml=COMMON_TOML.format(fee_bp=FEE_BP)
+            + offer_entry(SELLER_OFFER, SELLER, FREE_UNITS, PRICE, pool="gpu-a"),
         )
         self.buyer_config = make_node_dir(
             self.base,
             BUYER,
             db_url=buyer_db,
             extra_toml=COMMON_TOML.format(fee_bp=FEE_BP)
-            + offer_toml(LOCAL_OFFER, BUYER, "cpu-a", LOCAL_PRICE),
+            + offer_entry(LOCAL_OFFER, BUYER, FREE_UNITS, LOCAL_PRICE, pool="cpu-a"),
         )
         text = self.buyer_config.read_text(encoding="utf-8")
         public = f'[http]\npublic_url = "{self.buyer_url}"'
