@@ -229,6 +229,9 @@ class Sandbox:
 
     async def _spawn(self, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process | None:
         limit = self.settings.memory_bytes
+        # The run starts when it is launched: read after the launch returns, the clock would lose
+        # however long a busy event loop took to come back, and the run would be metered short.
+        started_ms = now_ms()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -244,7 +247,7 @@ class Sandbox:
             self._end(None, "start_failed", f"cannot start {argv[0]!r}: {exc.strerror}")
             return None
         self._process = process
-        self._set(RunStatus("running", started_ms=now_ms()))
+        self._set(RunStatus("running", started_ms=started_ms))
         return process
 
     # -- running and ending --------------------------------------------------------------------------
