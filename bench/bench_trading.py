@@ -94,6 +94,27 @@ async def bench_latency(tmp: Path) -> dict[str, Any]:
     }
 
 
+async def hold_rate(engine: Any, prefix: str) -> float:
+    """The baseline: consumer holds per second, each its own `ledger.submit` (one commit each)."""
+
+    def plain() -> None:
+        for index in range(CONCURRENT):
+            request = TransferRequest(
+                f"{prefix}-{index}",
+                TransferKind.PENDING,
+                "consumer:alice",
+                "escrow:orders",
+                "CNY",
+                1,
+                timeout_s=3600,
+            )
+            submit(engine, [request])
+
+    started = time.perf_counter()
+    await asyncio.to_thread(plain)
+    return CONCURRENT / (time.perf_counter() - started)
+
+
 async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     """Local orders per second with many in flight, against the ledger writing the holds alone."""
     async with market(tmp, deposit=10**11) as m:
@@ -112,22 +133,7 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
         orders_s = CONCURRENT / (time.perf_counter() - started)
         assert set(statuses) <= {201, 409}
 
-        def plain() -> None:
-            for index in range(CONCURRENT):
-                request = TransferRequest(
-                    f"plain-{index}",
-                    TransferKind.PENDING,
-                    "consumer:alice",
-                    "escrow:orders",
-                    "CNY",
-                    1,
-                    timeout_s=3600,
-                )
-                submit(engine, [request])
-
-        started = time.perf_counter()
-        await asyncio.to_thread(plain)
-        holds_s = CONCURRENT / (time.perf_counter() - started)
+        holds_s = await hold_rate(engine, "plain")
     return {
         "orders_per_s": round(orders_s, 1),
         "ledger_holds_per_s": round(holds_s, 1),
@@ -210,23 +216,7 @@ async def _cross_node_rate(buyer: Any, order: Any) -> dict[str, Any]:
     statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
     orders_s = CONCURRENT / (time.perf_counter() - started)
     failed = sum(status != 201 for status in statuses)
-
-    def plain() -> None:
-        for index in range(CONCURRENT):
-            request = TransferRequest(
-                f"plain-x-{index}",
-                TransferKind.PENDING,
-                "consumer:alice",
-                "escrow:orders",
-                "CNY",
-                1,
-                timeout_s=3600,
-            )
-            submit(engine, [request])
-
-    started = time.perf_counter()
-    await asyncio.to_thread(plain)
-    holds_s = CONCURRENT / (time.perf_counter() - started)
+    holds_s = await hold_rate(engine, "plain-x")
     return {
         "orders_per_s": round(orders_s, 1),
         "failed_orders": failed,

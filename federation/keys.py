@@ -28,10 +28,14 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Inverse of `b64url`; raises ValueError on bad input."""
+    """Inverse of `b64url`; raises ValueError on bad input, including a non-canonical spelling (a
+    last character whose unused bits are set), so one value has exactly one text."""
     if not text.isascii() or any(ch in text for ch in "+/= \n"):
         raise ValueError("not URL-safe base64 without padding")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    value = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(value) != text:
+        raise ValueError("not the canonical URL-safe base64 of its value")
+    return value
 
 
 def generate_signing_key() -> SigningKey:

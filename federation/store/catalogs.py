@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from federation.catalog import CatalogHead, ReceivedCatalog
 from federation.store.db import writing
@@ -116,29 +116,36 @@ def store_received(engine: Engine, partner: str, catalog: ReceivedCatalog, body:
         conn.execute(received_t.delete().where(received_t.c.partner == partner))
         conn.execute(
             received_t.insert().values(
+                partner=partner,
                 republishable=catalog.republishable,
                 relay_seq=int(last or 0) + 1,
-                partner=partner,
-                version=head.version,
-                sha256=head.sha256,
-                issued_ts=head.issued_ts,
-                expires_ts=head.expires_ts,
-                received_ts=now_ts,
-                offer_count=len(catalog.offers),
-                key_id=catalog.key_id,
-                body=body,
+                **accepted_row(catalog, body, now_ts),
             )
         )
-        conn.execute(
-            events_t.insert().values(
-                partner=partner,
-                at_ts=now_ts,
-                kind="accepted",
-                code="ok",
-                message=f"version {head.version}, {len(catalog.offers)} offers",
-            )
-        )
+        record_accepted(conn, partner, now_ts, f"version {head.version}, {len(catalog.offers)} offers")
         return True
+
+
+def accepted_row(catalog: ReceivedCatalog, body: bytes, now_ts: int) -> dict[str, Any]:
+    """The columns every stored catalog has (received directly or relayed)."""
+    head = catalog.head
+    return {
+        "version": head.version,
+        "sha256": head.sha256,
+        "issued_ts": head.issued_ts,
+        "expires_ts": head.expires_ts,
+        "received_ts": now_ts,
+        "offer_count": len(catalog.offers),
+        "key_id": catalog.key_id,
+        "body": body,
+    }
+
+
+def record_accepted(conn: Connection, partner: str, now_ts: int, message: str) -> None:
+    """Record that a catalog from (or through) `partner` was accepted."""
+    conn.execute(
+        events_t.insert().values(partner=partner, at_ts=now_ts, kind="accepted", code="ok", message=message)
+    )
 
 
 def received_catalogs(engine: Engine, partner: str | None = None) -> list[dict[str, Any]]:

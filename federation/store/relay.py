@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from federation.catalog import CatalogHead, ReceivedCatalog
 from federation.errors import ConflictError, NotFoundError
 from federation.relay import Issuer, RelayEntry
+from federation.store.catalogs import accepted_row, record_accepted
 from federation.store.db import writing
-from federation.tables import events_t, issuers_t, received_t, relay_cursors_t, relayed_t
+from federation.tables import issuers_t, received_t, relay_cursors_t, relayed_t
 
 # --- on the aggregator ---------------------------------------------------------------------------
 
@@ -184,29 +185,9 @@ def store_relayed(
         if row is not None and row.version >= head.version:
             return False
         conn.execute(relayed_t.delete().where(*where))
-        conn.execute(
-            relayed_t.insert().values(
-                via=via,
-                issuer=issuer,
-                version=head.version,
-                sha256=head.sha256,
-                issued_ts=head.issued_ts,
-                expires_ts=head.expires_ts,
-                received_ts=now_ts,
-                offer_count=len(catalog.offers),
-                key_id=catalog.key_id,
-                body=body,
-            )
-        )
-        conn.execute(
-            events_t.insert().values(
-                partner=via,
-                at_ts=now_ts,
-                kind="accepted",
-                code="ok",
-                message=f"relayed catalog of {issuer}: version {head.version}, {len(catalog.offers)} offers",
-            )
-        )
+        conn.execute(relayed_t.insert().values(via=via, issuer=issuer, **accepted_row(catalog, body, now_ts)))
+        message = f"relayed catalog of {issuer}: version {head.version}, {len(catalog.offers)} offers"
+        record_accepted(conn, via, now_ts, message)
         return True
 
 

@@ -17,7 +17,7 @@ from federation.documents import load_document, sign_document, verify_document
 from federation.errors import CatalogRejected, DocumentError, FederationError
 from federation.httpsig import Identity
 from federation.keydoc import KeyRecord, active_record
-from federation.keys import key_id
+from federation.keys import b64url_decode, key_id
 from federation.partners import Agreement
 
 KEY = SigningKey.generate()
@@ -69,6 +69,21 @@ def test_flipping_any_byte_fails(document: dict[str, Any], data: st.DataObject) 
     raw[index] ^= data.draw(st.integers(1, 255))
     with pytest.raises(FederationError):
         load_and_verify(bytes(raw))
+
+
+def test_a_signature_spelled_another_way_fails() -> None:
+    """A signature whose last base64url character has its unused bits set (same bytes, another
+    spelling) is refused: one signature has one text, so no byte of a signed document is free."""
+    signed = sign_document({"type": "t", "issuer": "alpha"}, KEY)
+    kid, text = next(iter(signed["signatures"]["alpha"].items()))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelled = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    assert b64url_decode(respelled[:-1] + text[-1]) == b64url_decode(text)
+    with pytest.raises(ValueError, match="canonical"):
+        b64url_decode(respelled)
+    forged = {**signed, "signatures": {"alpha": {kid: respelled}}}
+    with pytest.raises(FederationError):
+        load_and_verify(canonical.encode(forged))
 
 
 def test_whitespace_and_key_order_do_not_matter() -> None:
