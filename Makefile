@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.cpnode-installed
 DEV    := .cpnode-dev
 CONFIG ?= $(DEV)/node.toml
 # Test workers: most tests wait on real node processes, so more workers than cores pays off.
+# `--dist worksteal`: a worker that runs out of tests takes some from a busy one, so the long tests
+# do not pile up at the tail of the run.
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo run test test-fast lint docs bench constraints clean
+.PHONY: venv demo run test test-fast lint docs bench constraints clean screenshots
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh clone
 # installs what CI tested; `make constraints` writes it again after a dependency changes.
@@ -30,8 +32,13 @@ lint: venv
 docs: venv
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
+# Bytecode caches on for the tests even where the environment turns them off
+# (PYTHONDONTWRITEBYTECODE=1): each node process the tests start would compile every module again,
+# and each test worker rewrite every test module's asserts again (most of collection's time).
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 test: lint docs
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20 --cov
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=20 --cov
 
 # The quick loop while working: no test that starts a process (tests/conftest.py marks those
 # `slow` by reading their code) and none on PostgreSQL.
@@ -55,6 +62,10 @@ constraints:
 	  echo "# the Makefile installs .[test] with -c constraints.txt)."; \
 	  .constraints-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
 	rm -rf .constraints-venv
+
+# Pictures of every console page (docs/console/), taken in the system's headless Chromium.
+screenshots: venv
+	$(BIN)/python -m node.console.screenshots --out docs/console
 
 bench: venv
 	$(BIN)/python -m bench

@@ -8,20 +8,27 @@ of moving the training program's state.
   fsync, rename). Timed from the job's creation to `completed`.
 - baseline: `bench.express_raw`, source → relay → destination as three processes with plain
   sockets, no hashing, no fsync. Timed from the first byte sent to the last byte written.
-- rounds alternate (baseline, express, ...) after one warm-up round of each; the median of each
+- the destination's disk floor: the same file written in chunk-sized O_DIRECT writes from one
+  page-aligned buffer, then fsync, on the destination's file system, with no network and no hashing
+  (what any move that ends on the device must spend; the baseline writes to the page cache only);
+- rounds alternate (baseline, express, disk floor, ...) after one warm-up round of each; the median of each
   counts, and their ratio.
 - the express process's peak RSS (VmHWM) after all rounds, against workers × chunk + 64 MiB;
 - a job capped at 40 MiB/s: bytes done over a 10 s window against the cap;
 - the training program (128 MiB of state) on one local pool, destination deployed on another:
   checkpoint → stop → express job → start with restore → the program says it resumed.
 
-Run: .venv/bin/python -m bench express [--rounds N] [--json]
+With --downtime-rounds N only the training move is measured, N times with chunk writes through
+O_DIRECT and N times without (CPNODE_UPLOAD_O_DIRECT=0), alternating; medians of each.
+
+Run: .venv/bin/python -m bench express [--rounds N] [--downtime-rounds N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import mmap
 import os
 import shutil
 import statistics
@@ -38,11 +45,13 @@ from connectors.contract import InstanceSpec, Program, StorageEndpoint
 from connectors.express import ExpressClient, JobSpec
 from connectors.pools.local import LocalPool
 from connectors.storage import build_manifest
+from connectors.upload_files import DIRECT_ENV, open_direct
 
 MIB = 1 << 20
 FILE_BYTES = 512 * MIB
-WORKERS = 4
-CHUNK_BYTES = 4 * MIB
+# The product's defaults, as a migration uses them.
+WORKERS: int = JobSpec.model_fields["workers"].default
+CHUNK_BYTES: int = JobSpec.model_fields["chunk_bytes"].default
 CAP = 40 * MIB
 TASKS = Path(__file__).resolve().parent.parent / "configs" / "tasks"
 TRAIN_ARGS = ("--steps", "400", "--hidden", "8192", "--features", "2048", "--samples", "256", "--batch", "8")
@@ -52,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     """This benchmark's arguments."""
     parser = bench_parser("Data express: a 512 MiB move against a raw two-hop socket relay.")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each, alternating (default 5)")
+    parser.add_argument(
+        "--downtime-rounds",
+        type=int,
+        default=0,
+        help="only the training move, N rounds with O_DIRECT chunk writes and N without, alternating",
+    )
     return parser
 
 
@@ -94,6 +109,29 @@ def raw_round(file: Path, out: Path) -> float:
     assert int(done[1]) == file.stat().st_size, done
     out.unlink()
     return float(done[2]) - float(started.split()[1])
+
+
+def disk_round(file: Path, out: Path) -> float:
+    """The disk floor: seconds to write `file` to `out` in CHUNK_BYTES O_DIRECT writes (buffered where
+    the file system refuses O_DIRECT), then fsync. The caller removes `out`."""
+    if file.stat().st_size % 4096:
+        raise ValueError(f"{file} is not a whole number of 4 KiB blocks, as O_DIRECT writes need")
+    out.touch()
+    buffer = mmap.mmap(-1, CHUNK_BYTES)  # page-aligned, as O_DIRECT needs
+    started = time.monotonic()
+    direct = open_direct(out)
+    fd = direct if direct >= 0 else os.open(out, os.O_WRONLY)
+    try:
+        with file.open("rb", buffering=0) as source:
+            offset = 0
+            while got := source.readinto(buffer):
+                os.pwrite(fd, memoryview(buffer)[:got], offset)
+                offset += got
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        buffer.close()
+    return time.monotonic() - started
 
 
 async def _until(
@@ -245,6 +283,32 @@ async def training_downtime(base: Path, setup: Setup) -> dict[str, float]:
             await pool.close()
 
 
+async def direct_or_not(base: Path, setup: Setup, rounds: int) -> dict[str, Any]:
+    """The training move's downtime with chunk writes through O_DIRECT and without, alternating
+    (the destination pool's storage runs in this process and reads the setting per upload)."""
+    results: dict[str, list[dict[str, float]]] = {"o_direct": [], "buffered": []}
+    try:
+        for index in range(2 * rounds):
+            name = ("o_direct", "buffered")[index % 2]
+            os.environ[DIRECT_ENV] = "1" if name == "o_direct" else "0"
+            results[name].append(await training_downtime(base / f"round-{index}", setup))
+            print(f"{name}: {results[name][-1]}")
+    finally:
+        os.environ.pop(DIRECT_ENV, None)
+    figures: dict[str, Any] = {}
+    for name, rows in results.items():
+        for key in ("downtime_s", "transfer_s", "checkpoint_and_stop_s", "restore_to_running_s"):
+            figures[f"{name}_{key}"] = round(statistics.median(r[key] for r in rows), 2)
+    figures["state_mib"] = results["o_direct"][0]["state_mib"]
+    print(
+        f"training move ({figures['state_mib']} MiB), medians of {rounds}: downtime O_DIRECT "
+        f"{figures['o_direct_downtime_s']} s (transfer {figures['o_direct_transfer_s']} s) vs buffered "
+        f"{figures['buffered_downtime_s']} s (transfer {figures['buffered_transfer_s']} s); "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    return figures
+
+
 async def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the figures; with --json end with them as one JSON line."""
     args = build_parser().parse_args(argv)
@@ -253,6 +317,9 @@ async def main(argv: list[str] | None = None) -> int:
     setup = Setup(base)
     try:
         setup.start()
+        if args.downtime_rounds:
+            figures["training_direct_or_not"] = await direct_or_not(base, setup, args.downtime_rounds)
+            return _emit(args.json, figures)
         big = base / "source" / "state" / "big.bin"
         _random_file(big, FILE_BYTES)
         started = time.monotonic()
@@ -266,11 +333,16 @@ async def main(argv: list[str] | None = None) -> int:
         )
         raw_round(big, base / "raw-out.bin")  # warm-up of each, not counted: the first writes of a
         await express_round(setup, spec)  # run touch memory the VM has not backed yet
+        floor_file = base / "destination" / "disk-floor.bin"
+        disk_round(big, floor_file)
         raw_s: list[float] = []
+        disk_s: list[float] = []
         express_s: list[float] = []
         for _ in range(args.rounds):
             raw_s.append(raw_round(big, base / "raw-out.bin"))
-            express_s.append(await express_round(setup, spec))
+            express_s.append(await express_round(setup, spec))  # after the raw relay, as before
+            disk_s.append(disk_round(big, floor_file))
+            floor_file.unlink()
         raw_rate, express_rate = (
             FILE_BYTES / statistics.median(raw_s),
             FILE_BYTES / statistics.median(express_s),
@@ -281,12 +353,20 @@ async def main(argv: list[str] | None = None) -> int:
             ratio=round(express_rate / raw_rate, 2),
             raw_rounds_s=[round(s, 2) for s in raw_s],
             express_rounds_s=[round(s, 2) for s in express_s],
+            disk_floor_s=round(statistics.median(disk_s), 2),
+            disk_rounds_s=[round(s, 2) for s in disk_s],
+            floor_vs_raw=round(statistics.median(raw_s) / statistics.median(disk_s), 2),
         )
         print(
             f"512 MiB, {WORKERS} workers × {CHUNK_BYTES // MIB} MiB chunks: express median "
             f"{statistics.median(express_s):.2f} s ({express_rate / MIB:.0f} MiB/s) vs raw two-hop relay "
             f"{statistics.median(raw_s):.2f} s ({raw_rate / MIB:.0f} MiB/s): ratio {express_rate / raw_rate:.2f} "
             f"(target ≥ 0.5); manifest built in {figures['manifest_s']} s beforehand"
+        )
+        print(
+            f"destination disk floor (O_DIRECT {CHUNK_BYTES // MIB} MiB writes + fsync, no network, no hashing): "
+            f"median {figures['disk_floor_s']:.2f} s ({FILE_BYTES / MIB / figures['disk_floor_s']:.0f} MiB/s), "
+            f"{figures['floor_vs_raw']:.2f} × the raw relay's rate (under 0.5: the device alone bounds the ratio)"
         )
         peak, bound = _peak_rss(setup.express_pid), WORKERS * CHUNK_BYTES + 64 * MIB
         figures.update(peak_rss_mib=round(peak / MIB, 1), rss_bound_mib=bound // MIB)
@@ -302,7 +382,11 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         setup.stop()
         shutil.rmtree(base, ignore_errors=True)
-    if args.json:
+    return _emit(args.json, figures)
+
+
+def _emit(as_json: bool, figures: dict[str, Any]) -> int:
+    if as_json:
         emit_json("express", figures)
     return 0
 

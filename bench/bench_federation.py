@@ -41,7 +41,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
-from bench.report import bench_parser, emit_json
+from bench.report import bench_parser, emit_json, latency_ms, percentile_ms
 from federation import canonical, store, tables
 from federation.catalog import accept_catalog, build_catalog, offers_for, sha256_hex
 from federation.httpsig import (
@@ -252,11 +252,6 @@ async def database(tmp: Path, backend: str) -> AsyncIterator[Engine]:
         admin.dispose()
 
 
-def pct_ms(samples: list[float], q: float) -> float:
-    """The `q` quantile of `samples` (seconds), in milliseconds."""
-    return round(sorted(samples)[int(q * (len(samples) - 1))] * 1000, 3)
-
-
 async def round_trips(replay: Callable[[SignatureParams, int], Awaitable[None]]) -> dict[str, float]:
     """Unsigned vs signed round trips to one server whose signed route runs `replay` after verifying."""
     caller = Identity("alpha", SigningKey.generate())
@@ -293,9 +288,9 @@ async def round_trips(replay: Callable[[SignatureParams, int], Awaitable[None]])
                 results[kind].append(time.perf_counter() - started)
     await runner.cleanup()
     out = {
-        f"{k}_{name}_ms": pct_ms(v, q)
-        for k, v in results.items()
-        for name, q in (("p50", 0.5), ("p99", 0.99))
+        f"{kind}_{name}": value
+        for kind, samples in results.items()
+        for name, value in latency_ms(samples).items()
     }
     out["p50_ratio"] = round(out["signed_p50_ms"] / out["unsigned_p50_ms"], 2)
     out["p99_ratio"] = round(out["signed_p99_ms"] / out["unsigned_p99_ms"], 2)
@@ -376,8 +371,8 @@ async def bench_head_poll(tmp: Path) -> dict[str, Any]:
                 started = time.perf_counter()
                 assert json.loads(await _fetch(svc, partner, "/fed/v1/catalog/head"))["version"] == 1
                 polls.append(time.perf_counter() - started)
-            figures[f"{name}_answer_p50_ms"] = pct_ms(answers, 0.5)
-            figures[f"{name}_poll_p50_ms"] = pct_ms(polls, 0.5)
+            figures[f"{name}_answer_p50_ms"] = percentile_ms(answers, 0.5)
+            figures[f"{name}_poll_p50_ms"] = percentile_ms(polls, 0.5)
         for name in ("fingerprint", "versioned"):
             figures[f"{name}_answer_speedup"] = round(
                 figures["before_answer_p50_ms"] / figures[f"{name}_answer_p50_ms"], 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.report import bench_parser, emit_json
+from bench.report import bench_parser, emit_json, percentile
 from connectors.contract import InputFile, InstanceSpec, Program
 from connectors.pools.local import LocalPool
 from connectors.serving import start_app
@@ -33,11 +32,6 @@ from connectors.serving import start_app
 ROUNDS = 30
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 COPY = "import pathlib; pathlib.Path('out.bin').write_bytes(pathlib.Path('in.bin').read_bytes())"
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _plain(argv: list[str], cwd: Path) -> float:
@@ -70,18 +64,18 @@ async def _case(name: str, pool: LocalPool, plain_cwd: Path, program: Program) -
         to_running, to_end = await _pooled(pool, program)
         pooled.append(to_end)
         running.append(to_running)
-    base, ours = statistics.median(plain), statistics.median(pooled)
+    base, ours = percentile(plain, 0.5), percentile(pooled, 0.5)
     print(
-        f"{name}: plain subprocess p50 {base:.1f} ms (p90 {_p(plain, 0.9):.1f}); "
-        f"local pool p50 {ours:.1f} ms (p90 {_p(pooled, 0.9):.1f}); ratio {ours / base:.2f}×, "
-        f"overhead {ours - base:.1f} ms; start_instance answered in p50 {statistics.median(running):.1f} ms"
+        f"{name}: plain subprocess p50 {base:.1f} ms (p90 {percentile(plain, 0.9):.1f}); "
+        f"local pool p50 {ours:.1f} ms (p90 {percentile(pooled, 0.9):.1f}); ratio {ours / base:.2f}×, "
+        f"overhead {ours - base:.1f} ms; start_instance answered in p50 {percentile(running, 0.5):.1f} ms"
     )
     return {
         "plain_p50_ms": round(base, 1),
         "pool_p50_ms": round(ours, 1),
         "ratio": round(ours / base, 2),
         "overhead_ms": round(ours - base, 1),
-        "start_p50_ms": round(statistics.median(running), 1),
+        "start_p50_ms": round(percentile(running, 0.5), 1),
     }
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
 import sys
 import tempfile
 import time
@@ -29,20 +28,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.report import bench_parser, emit_json
-from node.cli.main import main as cpnode
+from bench.report import bench_parser, emit_json, percentile
 from node.config import load_settings
 from node.launcher import NodeProcess
 from node.runfile import read_admin_token
+from tests.support.nodes import make_node_dir
 
 SLOTS = 4
 MARK = "import sys, time; open(sys.argv[1], 'w').write(repr(time.time()))"
 BURST = MARK + "\ntime.sleep(0.2); open(sys.argv[1], 'a').write(' ' + repr(time.time()))"
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _spec(code: str, mark: Path) -> dict[str, Any]:
@@ -53,28 +47,11 @@ def _spec(code: str, mark: Path) -> dict[str, Any]:
 
 
 def _node(tmp: Path) -> tuple[Path, NodeProcess]:
-    directory = tmp / "node"
-    with contextlib.redirect_stdout(None):
-        cpnode(
-            [
-                "init",
-                str(directory),
-                "--name",
-                "bench",
-                "--operator",
-                "bench",
-                "--region",
-                "bench",
-                "--port",
-                "0",
-            ]
-        )
-    config = directory / "node.toml"
-    with config.open("a", encoding="utf-8") as handle:
-        handle.write(
-            f'\n[[pools]]\nname = "cpu"\nplugin = "local"\n'
-            f'options = {{ root = "pools/cpu", slots = {SLOTS}, price_minor_per_slot_hour = 3600 }}\n'
-        )
+    pool = (
+        f'[[pools]]\nname = "cpu"\nplugin = "local"\n'
+        f'options = {{ root = "pools/cpu", slots = {SLOTS}, price_minor_per_slot_hour = 3600 }}\n'
+    )
+    config = make_node_dir(tmp, "bench", extra_toml=pool, operator="bench", region="bench")
     process = NodeProcess(config)
     process.start()
     return config, process
@@ -136,17 +113,17 @@ async def overhead(http: aiohttp.ClientSession, tmp: Path, rounds: int) -> dict[
         tasks.append((await _wait_mark(mark) - sent) * 1000)
         done = await _released(http, task["id"])
         assert done["outcome"] == "succeeded", done
-    base, ours = statistics.median(plain), statistics.median(tasks)
+    base, ours = percentile(plain, 0.5), percentile(tasks, 0.5)
     print(
-        f"submit → program running: plain subprocess p50 {base:.1f} ms (p90 {_p(plain, 0.9):.1f}); "
-        f"task p50 {ours:.1f} ms (p90 {_p(tasks, 0.9):.1f}); ratio {ours / base:.2f}×, "
+        f"submit → program running: plain subprocess p50 {base:.1f} ms (p90 {percentile(plain, 0.9):.1f}); "
+        f"task p50 {ours:.1f} ms (p90 {percentile(tasks, 0.9):.1f}); ratio {ours / base:.2f}×, "
         f"overhead {ours - base:.1f} ms p50 (target ≤ 200 ms)"
     )
     return {
         "plain_p50_ms": round(base, 1),
-        "plain_p90_ms": round(_p(plain, 0.9), 1),
+        "plain_p90_ms": round(percentile(plain, 0.9), 1),
         "task_p50_ms": round(ours, 1),
-        "task_p90_ms": round(_p(tasks, 0.9), 1),
+        "task_p90_ms": round(percentile(tasks, 0.9), 1),
         "ratio": round(ours / base, 2),
         "overhead_p50_ms": round(ours - base, 1),
     }

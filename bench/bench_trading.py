@@ -7,36 +7,52 @@ in the same run.
    the seller's posts and receipt, the buyer's posts). Baseline: one signed peer round trip between
    the same two nodes (`GET /fed/v1/catalog/head` with the session token). p50/p99 and ratios.
 2. Concurrent orders on one consumer for local offers: orders per second with 32 in flight.
-   Baseline: the same number of consumer holds written straight to the ledger (`ledger.submit`).
+   Baseline: the same number of consumer holds written straight to the ledger, one by one
+   (`ledger.submit`) and 32 in flight the node's way (as in 3).
 3. Concurrent orders on one consumer for the partner's offer (each a signed trade between the two
    nodes: the buyer's hold, the seller's reservation and holds, the buyer's partner hold): orders
-   per second with 32 in flight, against the same ledger baseline measured right after. Target ≥ 0.3.
+   per second with 32 in flight, against the buyer's ledger taking holds right after, measured two
+   ways on the same engine (same file, same durability): one `ledger.submit` after another (the
+   figure earlier runs report), and 32 in flight through the path the node's orders take their
+   holds (`books.submit`, the group committer), which is the honest baseline. Target ≥ 0.3.
    Twice: both nodes in this process (one interpreter for both), and the seller as its own
    `cpnode run` process, as nodes are deployed.
 
-Run: .venv/bin/python -m bench trading
+Run: .venv/bin/python -m bench trading [--part cross --part apart] [--profile DIR]
+(`--profile` writes a cProfile dump of the one-process cross-node run and prints, per order, the
+hops to a database thread by function and the write transactions on each node.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import cProfile
+import functools
 import json
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.report import bench_parser, emit_json
+from sqlalchemy import event
+
+from bench.report import bench_parser, emit_json, percentile_ms
 from federation import store
 from federation.partners import Agreement, Partner
 from federation.sync import ensure_session, run_round
 from ledger import TransferKind, TransferRequest, submit
 from node.config import load_settings
 from node.db import make_engine
+from node.db.engine import WRITE_OPTION
 from node.identity import load_identity
 from node.launcher import NodeProcess
+from node.trading import books
 from tests.support.federation import service_of
 from tests.support.nodes import make_node_dir, running_node
 from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer, trading_toml
@@ -44,17 +60,13 @@ from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer
 ORDERS = 200
 CONCURRENT, IN_FLIGHT = 400, 32
 ROUND_TRIPS = 400
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
     return {
-        "p50_ms": _pct(samples, 0.5),
-        "p99_ms": _pct(samples, 0.99),
+        "p50_ms": percentile_ms(samples, 0.5, 2),
+        "p99_ms": percentile_ms(samples, 0.99, 2),
         "mean_ms": round(statistics.mean(samples) * 1000, 2),
     }
 
@@ -94,24 +106,38 @@ async def bench_latency(tmp: Path) -> dict[str, Any]:
     }
 
 
+def hold_request(transfer_id: str) -> TransferRequest:
+    """A consumer's hold of 1 fen for an order, as both hold baselines take it."""
+    return TransferRequest(
+        transfer_id, TransferKind.PENDING, "consumer:alice", "escrow:orders", "CNY", 1, timeout_s=3600
+    )
+
+
 async def hold_rate(engine: Any, prefix: str) -> float:
     """The baseline: consumer holds per second, each its own `ledger.submit` (one commit each)."""
 
     def plain() -> None:
         for index in range(CONCURRENT):
-            request = TransferRequest(
-                f"{prefix}-{index}",
-                TransferKind.PENDING,
-                "consumer:alice",
-                "escrow:orders",
-                "CNY",
-                1,
-                timeout_s=3600,
-            )
-            submit(engine, [request])
+            submit(engine, [hold_request(f"{prefix}-{index}")])
 
     started = time.perf_counter()
     await asyncio.to_thread(plain)
+    return CONCURRENT / (time.perf_counter() - started)
+
+
+async def node_hold_rate(engine: Any, prefix: str) -> float:
+    """The honest baseline: consumer holds per second with `IN_FLIGHT` in flight, each taken the way
+    a node's order takes its hold (`books.submit`, through the engine's group committer)."""
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(index: int) -> None:
+        request = hold_request(f"{prefix}-{index}")
+        async with gate:
+            cause = await books.submit_async(engine, [request])
+        assert cause is None, cause
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(index) for index in range(CONCURRENT)))
     return CONCURRENT / (time.perf_counter() - started)
 
 
@@ -134,21 +160,29 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
         assert set(statuses) <= {201, 409}
 
         holds_s = await hold_rate(engine, "plain")
+        node_holds_s = await node_hold_rate(engine, "node")
     return {
         "orders_per_s": round(orders_s, 1),
         "ledger_holds_per_s": round(holds_s, 1),
         "ratio": round(orders_s / holds_s, 3),
+        "node_holds_per_s": round(node_holds_s, 1),
+        "node_ratio": round(orders_s / node_holds_s, 3),
         "in_flight": IN_FLIGHT,
     }
 
 
-async def bench_cross_node(tmp: Path) -> dict[str, Any]:
+async def bench_cross_node(tmp: Path, profile: Path | None = None) -> dict[str, Any]:
     """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
-    both nodes in this process."""
+    both nodes in this process (profiled when `profile` names a folder)."""
     async with market(
         tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6, timeout_s=20.0, trades_in_flight=32
     ) as m:
-        return await _cross_node_rate(m.buyer, m.order)
+        if profile is None:
+            return await _cross_node_rate(m.buyer, m.order)
+        engines = {"buyer": m.buyer.ctx.engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
+        with Profiled(profile / "cross.prof", engines) as profiled:
+            figures = await _cross_node_rate(m.buyer, m.order, profiled)
+        return {**figures, "per_order": profiled.per_order(CONCURRENT)}
 
 
 async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
@@ -160,7 +194,8 @@ async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
         extra_toml=base + trading_toml(timeout_s=20.0) + offer("shanghai", "gpu", 10**6, PRICE),
     )
     buyer_config = make_node_dir(tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0))
-    seller = NodeProcess(seller_config)
+    # The seller runs this checkout's code (an installed package may point at another checkout).
+    seller = NodeProcess(seller_config, env={"PYTHONPATH": str(CHECKOUT)})
     seller_url = await asyncio.to_thread(seller.start)
     try:
         async with running_node(buyer_config) as buyer, admin_session(buyer) as http:
@@ -195,13 +230,27 @@ async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
                 ) as response:
                     return response.status, await response.json()
 
-            return await _cross_node_rate(buyer, order)
+            assert seller.proc is not None
+            return await _cross_node_rate(buyer, order, seller_pid=seller.proc.pid)
     finally:
         await asyncio.to_thread(seller.stop)
 
 
-async def _cross_node_rate(buyer: Any, order: Any) -> dict[str, Any]:
-    """Orders per second with `IN_FLIGHT` in flight (after a warm-up), then the buyer's ledger alone."""
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds used by this process, plus the process `pid` when given (Linux /proc)."""
+    used = time.process_time()
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return used
+
+
+async def _cross_node_rate(
+    buyer: Any, order: Any, profiled: Profiled | None = None, seller_pid: int | None = None
+) -> dict[str, Any]:
+    """Orders per second with `IN_FLIGHT` in flight (after a warm-up), then the buyer's ledger alone
+    (`profiled` watches only the orders); CPU per order counts both nodes (`seller_pid`: the seller's
+    process when it runs apart)."""
     engine = buyer.ctx.engine
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -212,47 +261,159 @@ async def _cross_node_rate(buyer: Any, order: Any) -> dict[str, Any]:
 
     for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
         assert await one() == 201
-    started = time.perf_counter()
-    statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+    started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+    with profiled.watching() if profiled is not None else contextlib.nullcontext():
+        statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
     orders_s = CONCURRENT / (time.perf_counter() - started)
+    order_cpu_ms = 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT
     failed = sum(status != 201 for status in statuses)
     holds_s = await hold_rate(engine, "plain-x")
+    cpu = _cpu_s()
+    node_holds_s = await node_hold_rate(engine, "node-x")
+    hold_cpu_ms = 1000 * (_cpu_s() - cpu) / CONCURRENT
     return {
         "orders_per_s": round(orders_s, 1),
+        "cpu_ms_per_order": round(order_cpu_ms, 2),
+        "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),
+        "load_average": os.getloadavg()[0],
         "failed_orders": failed,
         "ledger_holds_per_s": round(holds_s, 1),
         "ratio": round(orders_s / holds_s, 3),
+        "node_holds_per_s": round(node_holds_s, 1),
+        "node_ratio": round(orders_s / node_holds_s, 3),
         "target_ratio": 0.3,
         "in_flight": IN_FLIGHT,
     }
 
 
+PARTS = ("latency", "concurrent", "cross", "apart")
+
+
+class Profiled:
+    """While `watching`: cProfile of the event loop's thread (database threads are not in it), hops
+    to a thread (`asyncio.to_thread`, `node.db.in_thread`) by function, and transactions begun on each named engine; dumped and counted per order."""
+
+    def __init__(self, dump: Path, engines: dict[str, Any]) -> None:
+        self.dump = dump
+        self.engines = engines
+        self.hops: collections.Counter[str] = collections.Counter()
+        self.begins: collections.Counter[str] = collections.Counter()
+        self.writes: collections.Counter[str] = collections.Counter()
+        self.waited: dict[str, float] = collections.defaultdict(float)  # seconds queued for a thread
+        self.ran: dict[str, float] = collections.defaultdict(float)  # seconds on the thread
+        self.profile = cProfile.Profile()
+        self._on = False
+
+    def __enter__(self) -> Profiled:
+        for name, engine in self.engines.items():
+            event.listen(engine, "begin", self._begin(name))
+        self._loop = asyncio.get_running_loop()
+        plain = self._loop.run_in_executor
+
+        def counted(executor: Any, call: Any, *args: Any) -> Any:
+            if not self._on:
+                return plain(executor, call, *args)
+            # asyncio.to_thread and node.db.in_thread both send partial(context.run, fn, ...)
+            fn = call.args[0] if isinstance(call, functools.partial) and call.args else call
+            name = getattr(fn, "__qualname__", repr(fn))
+            self.hops[name] += 1
+            queued = time.perf_counter()
+
+            def timed(*inner: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return call(*inner)
+                finally:
+                    self.waited[name] += started - queued
+                    self.ran[name] += time.perf_counter() - started
+
+            return plain(executor, timed, *args)
+
+        self._loop.run_in_executor = counted  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        del self._loop.run_in_executor
+
+    def _begin(self, name: str) -> Any:
+        def begin(connection: Any) -> None:
+            if self._on:
+                self.begins[name] += 1
+                self.writes[name] += bool(connection.get_execution_options().get(WRITE_OPTION))
+
+        return begin
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Profile and count what runs inside."""
+        self.dump.parent.mkdir(parents=True, exist_ok=True)
+        self._on = True
+        self.profile.enable()
+        try:
+            yield
+        finally:
+            self.profile.disable()
+            self._on = False
+            self.profile.dump_stats(self.dump)
+
+    def per_order(self, orders: int) -> dict[str, Any]:
+        """Hops by function, transactions and write transactions by node, each per order."""
+        return {
+            "hops": round(sum(self.hops.values()) / orders, 2),
+            "hops_by_function": {
+                k: {
+                    "per_order": round(v / orders, 2),
+                    "queued_ms": round(1000 * self.waited[k] / v, 2),
+                    "ran_ms": round(1000 * self.ran[k] / v, 2),
+                }
+                for k, v in self.hops.most_common()
+            },
+            "transactions": {k: round(v / orders, 2) for k, v in self.begins.items()},
+            "write_transactions": {k: round(v / orders, 2) for k, v in self.writes.items()},
+            "profile": str(self.dump),
+        }
+
+
 def build_parser() -> argparse.ArgumentParser:
     """This benchmark's arguments."""
-    return bench_parser(
+    parser = bench_parser(
         "Trading: order and settlement latency between two nodes; concurrent local and cross-node orders."
     )
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=PARTS,
+        help="run only this part (repeatable): latency, concurrent, cross (one process), apart (seller as "
+        "its own process); default all",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="profile the one-process cross-node run: DIR/cross.prof (cProfile) and hops per order",
+    )
+    return parser
 
 
 async def main(argv: list[str] | None = None) -> int:
-    """Run both benchmarks and print their figures as JSON lines."""
+    """Run the benchmarks and print their figures as JSON lines."""
     args = build_parser().parse_args(argv)
+    parts = args.part or list(PARTS)
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cpnode-bench-trading-") as tmp:
-        latency = await bench_latency(Path(tmp) / "latency")
-        print("order latency     ", json.dumps(latency), flush=True)
-        concurrent = await bench_concurrent(Path(tmp) / "concurrent")
-        print("concurrent orders ", json.dumps(concurrent), flush=True)
-        cross = await bench_cross_node(Path(tmp) / "cross")
-        print("cross-node orders, one process ", json.dumps(cross), flush=True)
-        apart = await bench_cross_node_processes(Path(tmp) / "apart")
-        print("cross-node orders, seller apart", json.dumps(apart), flush=True)
+        if "latency" in parts:
+            figures["latency"] = await bench_latency(Path(tmp) / "latency")
+            print("order latency     ", json.dumps(figures["latency"]), flush=True)
+        if "concurrent" in parts:
+            figures["concurrent"] = await bench_concurrent(Path(tmp) / "concurrent")
+            print("concurrent orders ", json.dumps(figures["concurrent"]), flush=True)
+        if "cross" in parts:
+            figures["cross_node"] = await bench_cross_node(Path(tmp) / "cross", args.profile)
+            print("cross-node orders, one process ", json.dumps(figures["cross_node"]), flush=True)
+        if "apart" in parts:
+            figures["cross_node_processes"] = await bench_cross_node_processes(Path(tmp) / "apart")
+            print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
     if args.json:
-        figures = {
-            "latency": latency,
-            "concurrent": concurrent,
-            "cross_node": cross,
-            "cross_node_processes": apart,
-        }
         emit_json("trading", figures)
     return 0
 

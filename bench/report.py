@@ -1,14 +1,21 @@
-"""What every benchmark shares: its argument parser with `--json`, and the one JSON line of figures
-and ratios it ends with when asked, so runs can be compared between commits."""
+"""What every benchmark shares: its argument parser with `--json`, the one JSON line of figures and
+ratios it ends with when asked (so runs can be compared between commits), and timing: sequential
+calls timed one by one, and their percentiles.
+
+Percentiles interpolate linearly between the two nearest samples (numpy's default), so p50 is the
+median (`statistics.median`) and p99 of 400 samples lies between the 396th and 397th.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +61,48 @@ def emit_json(bench: str, figures: Mapping[str, Any]) -> None:
         "figures": figures,
     }
     print(json.dumps(line, sort_keys=True, default=str), flush=True)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The `q` quantile (0–1) of `samples`, interpolated between the nearest two (ValueError if empty)."""
+    if not samples:
+        raise ValueError("no samples")
+    if not 0 <= q <= 1:
+        raise ValueError(f"a quantile is 0–1, got {q}")
+    ordered = sorted(samples)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def percentile_ms(samples_s: Sequence[float], q: float, digits: int = 3) -> float:
+    """The `q` quantile of `samples_s` (seconds) in milliseconds, rounded to `digits`."""
+    return round(percentile(samples_s, q) * 1000, digits)
+
+
+def latency_ms(
+    samples_s: Sequence[float], quantiles: Sequence[float] = (0.5, 0.99), digits: int = 3
+) -> dict[str, float]:
+    """`{"p50_ms": …, "p99_ms": …}`: the given quantiles of `samples_s` (seconds) in milliseconds."""
+    return {f"p{q * 100:g}_ms": percentile_ms(samples_s, q, digits) for q in quantiles}
+
+
+def time_calls(count: int, call: Callable[[], object]) -> list[float]:
+    """Seconds each of `count` sequential calls of `call` took."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def time_awaits(count: int, call: Callable[[], Awaitable[object]]) -> list[float]:
+    """Seconds each of `count` sequential awaits of `call()` took."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - started)
+    return samples

@@ -28,6 +28,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from connectors.errors import InvalidRequest
+from connectors.grants import Grant, grant_key, issue_grant
+
 CONTRACT_VERSION = "2"
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
@@ -293,7 +296,8 @@ class StorageEndpoint(Model):
 
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,120}$")]
-    token: Text
+    # The pool's own token, or a transfer grant (connectors.grants), which is longer.
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8000)]
 
 
 class Outputs(Model):
@@ -407,3 +411,17 @@ class ComputePlugin(Plugin):
     @abc.abstractmethod
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         """Where the instance's state files are read and written over HTTP."""
+
+    async def transfer_grant(
+        self, instance_id: str, files: list[str], migration: str, audience: str, not_before: int, expires: int
+    ) -> StorageEndpoint:
+        """The instance's storage endpoint with a transfer grant instead of the pool's token: writes of
+        `files` only, from `not_before` to `expires` (UTC epoch s), for `migration` (connectors.grants).
+        Every pool whose endpoint speaks connectors.storage checks such grants."""
+        endpoint = await self.storage_endpoint(instance_id)
+        grant = Grant(endpoint.bucket, frozenset(files), migration, audience, not_before, expires)
+        try:
+            token = issue_grant(grant_key(endpoint.token), grant)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return endpoint.model_copy(update={"token": token})

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 _META = sa.MetaData()
 CODES = sa.Table(
@@ -42,7 +47,11 @@ class GatewayStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = sqlite.insert
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+            self._insert = postgresql.insert
 
     def _write(self) -> Connection:
         return self.engine.connect().execution_options(cpnode_write=True)

@@ -8,13 +8,12 @@ with numpy's BLAS, not a declared spec.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import time
 from pathlib import Path
-
-import numpy as np
 
 from connectors.contract import Measurement
 
@@ -40,6 +39,8 @@ def _best_rate(work: float, run: object, budget_s: float) -> float:
 
 def measure(budget_s: float = 0.15) -> Measurement:
     """Measure float32 matmul GFLOPS and memory copy bandwidth (GB/s, read + write) now."""
+    import numpy as np  # loaded to measure, not by every process that reads a stored measurement
+
     started = time.perf_counter()
     rng = np.random.default_rng(0)
     a = rng.random((MATMUL_N, MATMUL_N), dtype=np.float32)
@@ -61,7 +62,7 @@ def measure(budget_s: float = 0.15) -> Measurement:
 
 def host_fingerprint() -> str:
     """What identifies this host's hardware well enough to reuse a measurement."""
-    return f"{platform.machine()}|{platform.processor()}|{os.cpu_count()}|numpy {np.__version__}"
+    return f"{platform.machine()}|{platform.processor()}|{os.cpu_count()}|numpy {importlib.metadata.version('numpy')}"
 
 
 def cached_measurement(cache_file: Path, max_age_s: int = 7 * 24 * 3600) -> Measurement:

@@ -33,9 +33,18 @@ Disk full is 507 `disk_full`, a permission error 403 `permission_denied`.
 Errors are `{"error": code, "message": ...}` with a 4xx (or 5xx for the server's own trouble)
 status. Names containing `.cpnode-` are the protocol's own files: never listed nor addressable.
 
+Besides its own token, the endpoint takes a transfer grant (`connectors.grants`) as the bearer: a
+credential it issued for one migration, good only for the files of one bucket it names and only
+within its window (401 `credential_invalid` / `credential_expired`, 403 `credential_scope`), and
+only while the pool says it is not spent (401 `credential_spent`: e.g. the instance started).
+
 A bucket named `<instance id>.outputs` holds what an instance's run kept (`outputs_bucket`); it is
 read-only (PUT and DELETE answer 403 `read_only`). A path that leads through a symlink out of its
 bucket is not served.
+
+`StorageServer` receives chunk bodies and sends ranged reads on its own sockets and hands every
+other request to the aiohttp routes of `StorageService` (`connectors.storage_sockets`); both paths
+check a request with the same methods (`target`, `put_chunk`).
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ import hmac
 import json
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -54,6 +64,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connectors.contract import StateFile
+from connectors.grants import Grant, GrantRefused, check_grant, grant_key, is_grant, read_grant
 from connectors.manifest import (
     MAX_CHUNK_BYTES,
     MAX_FILES,
@@ -63,7 +74,7 @@ from connectors.manifest import (
     UploadEntry,
     hash_chunks,
 )
-from connectors.serving import start_app
+from connectors.storage_sockets import StorageListener
 from connectors.uploads import UploadError, Uploads
 
 PREFIX = "/storage/v1"
@@ -77,10 +88,17 @@ OUTPUTS_SUFFIX = ".outputs"
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 BucketResolver = Callable[[str], Path | None]
+# Fills a chunk's buffer with its body; UploadError (400 `bad_length`) if the body does not fit it.
+ReceiveBody = Callable[[memoryview], Awaitable[None]]
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def refusal(exc: UploadError) -> web.Response:
+    """A refused request's answer."""
+    return web.json_response(exc.as_json(), status=exc.status)
 
 
 def safe_relative(path: str) -> PurePosixPath | None:
@@ -164,9 +182,15 @@ class StorageService:
         resolve: BucketResolver,
         max_object_bytes: int = 64 << 30,
         max_in_flight_bytes: int = 256 << 20,
+        clock: Callable[[], float] = time.time,
+        grant_spent: Callable[[Grant], str | None] = lambda _grant: None,
     ) -> None:
         self._token = token
+        self._grant_key = grant_key(token)
         self._resolve = resolve
+        self._clock = clock
+        # Why the pool no longer takes a grant it issued (its instance started from the state), or None.
+        self._grant_spent = grant_spent
         self.max_object_bytes = max_object_bytes
         self.uploads = Uploads(max_in_flight_bytes)
 
@@ -175,20 +199,57 @@ class StorageService:
         app.router.add_get(PREFIX + "/{bucket}", self._list)
         app.router.add_route("*", PREFIX + "/{bucket}/{path:.+}", self._object)
 
-    def _authorised(self, request: web.Request) -> bool:
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
+    def _refused(self, authorization: str, bucket: str, path: str | None) -> UploadError | None:
+        """None if the bearer may make this request: the pool's token, or a grant that covers it."""
+        if hmac.compare_digest(authorization.encode(), f"Bearer {self._token}".encode()):
+            return None
+        bearer = authorization.removeprefix("Bearer ")
+        if not is_grant(bearer):
+            return UploadError(401, "unauthorized", "missing or wrong storage token")
+        try:
+            grant = read_grant(self._grant_key, bearer)
+            check_grant(grant, bucket, path, int(self._clock()))
+        except GrantRefused as exc:
+            return UploadError(403 if exc.code == "credential_scope" else 401, exc.code, str(exc))
+        spent = self._grant_spent(grant)
+        if spent is not None:
+            return UploadError(401, "credential_spent", spent)
+        return None
+
+    def locate(self, authorization: str, bucket: str, path: str | None) -> tuple[Path, PurePosixPath]:
+        """The bucket's directory and the relative path a request names (`path` None: the bucket
+        itself); UploadError if the bearer may not, or either does not exist or is not allowed."""
+        refused = self._refused(authorization, bucket, path)
+        if refused is not None:
+            raise refused
+        root = self._resolve(bucket)
+        if root is None:
+            raise UploadError(404, "not_found", f"no bucket {bucket!r}")
+        rel = safe_relative("x" if path is None else path)
+        if rel is None:
+            raise UploadError(400, "invalid_request", "path must be relative, without '..' or empty parts")
+        return root, rel
+
+    def target(self, authorization: str, bucket: str, path: str, writing: bool) -> tuple[Path, PurePosixPath]:
+        """The file a request on an object names, and its path (for messages); UploadError as
+        `locate`, and for a write (`writing`) into a read-only outputs bucket."""
+        root, rel = self.locate(authorization, bucket, path)
+        target = root / Path(*rel.parts)
+        if not target.resolve().is_relative_to(root.resolve()):
+            raise UploadError(404, "not_found", f"no object {rel.as_posix()!r}")
+        if writing and bucket.endswith(OUTPUTS_SUFFIX):
+            raise UploadError(403, "read_only", "an outputs bucket is read-only")
+        return target, rel
 
     def _locate(self, request: web.Request) -> tuple[Path, PurePosixPath] | web.Response:
-        if not self._authorised(request):
-            return _error(401, "unauthorized", "missing or wrong storage token")
-        root = self._resolve(request.match_info["bucket"])
-        if root is None:
-            return _error(404, "not_found", f"no bucket {request.match_info['bucket']!r}")
-        rel = safe_relative(request.match_info.get("path", "x"))
-        if rel is None:
-            return _error(400, "invalid_request", "path must be relative, without '..' or empty parts")
-        return root, rel
+        try:
+            return self.locate(
+                request.headers.get("Authorization", ""),
+                request.match_info["bucket"],
+                request.match_info.get("path"),
+            )
+        except UploadError as exc:
+            return refusal(exc)
 
     async def _list(self, request: web.Request) -> web.Response:
         located = self._locate(request)
@@ -208,24 +269,17 @@ class StorageService:
         return web.json_response({"files": [f.model_dump() for f in files]})
 
     async def _object(self, request: web.Request) -> web.StreamResponse:
-        located = self._locate(request)
-        if isinstance(located, web.Response):
-            return located
-        root, rel = located
-        target = root / Path(*rel.parts)
-        if not target.resolve().is_relative_to(root.resolve()):
-            return _error(404, "not_found", f"no object {rel.as_posix()!r}")
-        if request.method in ("PUT", "POST", "DELETE") and request.match_info["bucket"].endswith(
-            OUTPUTS_SUFFIX
-        ):
-            return _error(403, "read_only", "an outputs bucket is read-only")
-        if {"chunked", "chunk", "commit"} & request.query.keys():
-            try:
+        try:
+            target, rel = self.target(
+                request.headers.get("Authorization", ""),
+                request.match_info["bucket"],
+                request.match_info["path"],
+                request.method in ("PUT", "POST", "DELETE"),
+            )
+            if {"chunked", "chunk", "commit"} & request.query.keys():
                 return await self._chunked(request, target)
-            except UploadError as exc:
-                return web.json_response(
-                    {"error": exc.code, "message": str(exc), **exc.extra}, status=exc.status
-                )
+        except UploadError as exc:
+            return refusal(exc)
         if request.method in ("GET", "HEAD"):
             if "upload" in request.query:
                 part = target.with_name(target.name + PART_SUFFIX)
@@ -270,31 +324,48 @@ class StorageService:
             return web.Response(status=204)
         raise UploadError(405, "method_not_allowed", f"{method} with {sorted(query)} is not supported")
 
-    async def _put_chunk(self, request: web.Request, target: Path, index: int) -> web.Response:
+    async def put_chunk(
+        self, target: Path, index: int, declared: int | None, receive: ReceiveBody
+    ) -> tuple[int, dict[str, Any]]:
+        """Chunk `index` of the open upload of `target`, its body (`declared` bytes long if known)
+        filled into a buffer by `receive`: the answer's status and JSON body; UploadError if refused."""
         length = await self.uploads.chunk_length(target, index)
-        if request.content_length is not None and request.content_length != length:
-            raise UploadError(
-                400, "bad_length", f"chunk {index} has {length} bytes, not {request.content_length}"
-            )
+        if declared is not None and declared != length:
+            raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {declared}")
         view = self.uploads.buffer(length)
         try:
+            await receive(view)
+            written = await self.uploads.write_chunk(target, index, view)
+        finally:
+            self.uploads.release(view)
+        return (201 if written else 200), {"chunk": index, "written": written}
+
+    async def _put_chunk(self, request: web.Request, target: Path, index: int) -> web.Response:
+        async def receive(view: memoryview) -> None:
             filled = 0
             try:
-                async for block in request.content.iter_any():
-                    if filled + len(block) > length:
+                # One received block at a time, copied once into the chunk's buffer: `readany` /
+                # `iter_any` would first join every buffered block into a new bytes (a second copy).
+                content = request.content
+                while True:
+                    block, _ = await content.readchunk()
+                    if not block:
+                        if content.at_eof():
+                            break
+                        continue  # the end of an HTTP chunk of a chunked body
+                    if filled + len(block) > len(view):
                         raise UploadError(
-                            400, "bad_length", f"chunk {index} is longer than its {length} bytes"
+                            400, "bad_length", f"chunk {index} is longer than its {len(view)} bytes"
                         )
                     view[filled : filled + len(block)] = block
                     filled += len(block)
             except ConnectionError:
                 raise UploadError(400, "bad_length", f"chunk {index} was cut off by the sender") from None
-            if filled != length:
-                raise UploadError(400, "bad_length", f"chunk {index} ended before its {length} bytes")
-            written = await self.uploads.write_chunk(target, index, view)
-        finally:
-            self.uploads.release(view)
-        return web.json_response({"chunk": index, "written": written}, status=201 if written else 200)
+            if filled != len(view):
+                raise UploadError(400, "bad_length", f"chunk {index} ended before its {len(view)} bytes")
+
+        status, body = await self.put_chunk(target, index, request.content_length, receive)
+        return web.json_response(body, status=status)
 
     async def _put(self, request: web.Request, target: Path) -> web.Response:
         part = target.with_name(target.name + PART_SUFFIX)
@@ -359,24 +430,24 @@ async def _read_entry(request: web.Request) -> UploadEntry:
 
 
 class StorageServer:
-    """A standalone storage endpoint on `host:port` (port 0 picks a free one)."""
+    """A standalone storage endpoint on `host:port` (port 0 picks a free one): chunk bodies received
+    on its own sockets, the rest served by aiohttp (`connectors.storage_sockets`)."""
 
-    def __init__(self, service: StorageService, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, service: StorageService, host: str = "127.0.0.1", port: int = 0, body_timeout_s: float = 60.0
+    ) -> None:
         self.service = service
-        self._host, self._port = host, port
-        self._runner: web.AppRunner | None = None
+        app = web.Application(handler_args=HANDLER_ARGS)
+        service.add_routes(app)
+        self._listener = StorageListener(service, app, host, port, body_timeout_s)
         self.url = ""
 
     async def start(self) -> str:
         """Start serving and return the base URL (`http://host:port`)."""
-        app = web.Application(handler_args=HANDLER_ARGS)
-        self.service.add_routes(app)
-        self._runner, self.url = await start_app(app, self._host, self._port)
+        self.url = await self._listener.start()
         return self.url
 
     async def close(self) -> None:
         """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.close()
         await self.service.uploads.close()

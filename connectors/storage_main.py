@@ -16,10 +16,8 @@ import re
 import signal
 from pathlib import Path
 
-from aiohttp import web
-
-from connectors.serving import read_or_create_token, serve_until_signal
-from connectors.storage import HANDLER_ARGS, BucketResolver, StorageService
+from connectors.serving import read_or_create_token, wait_for_signal
+from connectors.storage import BucketResolver, StorageServer, StorageService
 
 _BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,120}$")
 
@@ -47,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     parser.add_argument("--create-buckets", action="store_true", help="create a bucket on its first use")
     parser.add_argument("--max-object-bytes", type=int, default=64 << 30)
+    parser.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds a chunk body may send nothing (default 60)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     args.root.mkdir(parents=True, exist_ok=True)
@@ -55,15 +56,20 @@ def main(argv: list[str] | None = None) -> None:
         token = read_or_create_token(args.token_file, "cpnode-storage")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    service = StorageService(token, resolve, args.max_object_bytes)
-    app = web.Application(handler_args=HANDLER_ARGS)
-    service.add_routes(app)
+    if args.body_timeout <= 0:
+        raise SystemExit("--body-timeout must be positive")
+    server = StorageServer(
+        StorageService(token, resolve, args.max_object_bytes), args.host, args.port, args.body_timeout
+    )
+    asyncio.run(_serve(server))
 
-    async def close_uploads(_app: web.Application) -> None:
-        await service.uploads.close()
 
-    app.on_cleanup.append(close_uploads)
-    asyncio.run(serve_until_signal(app, args.host, args.port, "cpnode-storage listening at {url}"))
+async def _serve(server: StorageServer) -> None:
+    print(f"cpnode-storage listening at {await server.start()}", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await server.close()
 
 
 if __name__ == "__main__":

@@ -11,15 +11,18 @@ decision made on an older last-seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from connectors.contract import DataSource
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 _META = sa.MetaData()
 PLUGINS = sa.Table(
@@ -118,7 +121,11 @@ class PluginStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = sqlite.insert
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+            self._insert = postgresql.insert
 
     def _write(self) -> Connection:
         return self.engine.connect().execution_options(cpnode_write=True)

@@ -4,15 +4,20 @@ A chunk is written only if its bytes match the entry's SHA-256 (else `bad_chunk`
 nowhere), and recorded in the map (`connectors.upload_files`) once written, so a restarted server
 knows which chunks it holds and a chunk already in the map is never written again.
 
-The whole-file SHA-256 is computed from the data file as the contiguous prefix of committed chunks
-grows (a background task reads them back while later chunks arrive), so committing only hashes
-what is left before it fsyncs and renames the data onto the target (and fsyncs the directory).
+The whole-file SHA-256 grows with the contiguous prefix of written chunks: a chunk that extends it
+is fed from memory (no read back), in a second thread while its own is verified and written; chunks that
+arrived ahead of a gap are read back from the data file by a background task once the gap is
+filled. Committing only hashes what is left before it fsyncs and renames the data onto the target
+(and fsyncs the directory).
 After a restart the prefix is read and hashed again from disk, so a write lost in a crash is
 caught. If the whole file does not match, the chunks that no longer match their hash are dropped
 from the map and reported missing, so only they are sent again.
 
 Blocking file work runs in threads; the event loop keeps the bookkeeping. Chunk bodies are read
-into reused buffers, and the bytes of bodies being received are bounded (`reserve`, 503 `busy`).
+into reused page-aligned buffers, and the bytes of bodies being received are bounded (`reserve`,
+503 `busy`). Aligned chunks are written with O_DIRECT where the file system allows it: no copy
+into the page cache (most of a buffered write's CPU), and the bytes are on the device when the
+chunk is recorded, so the commit's fsync has little left to flush.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import mmap
 import os
 import shutil
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["UploadError", "UploadStatus", "Uploads"]
 
+# Feeds whole-file hashes while the chunk threads verify and write (one feed per upload at a time).
+_FEEDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-whole-hash")
+
 
 @dataclass
 class _Upload:
@@ -46,6 +56,7 @@ class _Upload:
     entry: UploadEntry
     fd: int
     map_fd: int
+    direct_fd: int  # the data file opened with O_DIRECT (-1 where the file system refuses it)
     committed: set[int]
     writes: int
     in_flight: set[int] = field(default_factory=set)
@@ -54,6 +65,7 @@ class _Upload:
     users: int = 0  # threads working on its descriptors
     whole: _Hash = field(default_factory=hashlib.sha256)
     hashed: int = 0  # chunks [0, hashed) are in `whole`
+    hash_lock: threading.Lock = field(default_factory=threading.Lock)  # guards `whole` and `hashed`
     hasher: asyncio.Task[None] | None = None
     read_buffer: bytearray = field(default_factory=lambda: bytearray(files.READ_BYTES))
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -86,7 +98,7 @@ class Uploads:
         self._lock = asyncio.Lock()
         self.max_in_flight_bytes = max_in_flight_bytes
         self._in_flight_bytes = 0
-        self._buffers: list[bytearray] = []
+        self._buffers: list[mmap.mmap] = []
 
     async def _get(self, target: Path) -> _Upload | None:
         upload = self._open.get(target)
@@ -102,7 +114,8 @@ class Uploads:
         except (OSError, ValidationError, ValueError):
             files.remove_files(target)  # an unreadable upload is started again by its sender
             return None
-        upload = self._open[target] = _Upload(target, entry, fd, map_fd, committed, writes)
+        direct_fd = files.open_direct(side(target, DATA_SUFFIX))
+        upload = self._open[target] = _Upload(target, entry, fd, map_fd, direct_fd, committed, writes)
         return upload
 
     def _status(self, upload: _Upload) -> UploadStatus:
@@ -137,7 +150,8 @@ class Uploads:
             except OSError as exc:
                 files.remove_files(target)
                 raise os_error(exc, "opening the upload") from None
-            upload = self._open[target] = _Upload(target, entry, fd, map_fd, set(), 0)
+            direct_fd = files.open_direct(side(target, DATA_SUFFIX))
+            upload = self._open[target] = _Upload(target, entry, fd, map_fd, direct_fd, set(), 0)
             return self._status(upload)
 
     async def chunk_length(self, target: Path, index: int) -> int:
@@ -161,10 +175,7 @@ class Uploads:
         upload.in_flight.add(index)
         upload.users += 1
         try:
-            offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
-            written = await asyncio.to_thread(
-                files.verify_and_write, upload.fd, data, offset, expected, upload.write_lock
-            )
+            written = await asyncio.to_thread(_write_and_extend, upload, index, data)
             if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
@@ -180,38 +191,25 @@ class Uploads:
             self._close_if_idle(upload)
         upload.committed.add(index)
         upload.writes += 1
-        if upload.hasher is None or upload.hasher.done():
+        if upload.hashed in upload.committed and (upload.hasher is None or upload.hasher.done()):
             upload.hasher = asyncio.create_task(self._hash_prefix(upload))
         return True
 
     async def _hash_prefix(self, upload: _Upload) -> None:
         """Feed the whole-file hash with the committed chunks that extend its prefix, read from disk."""
         while not upload.closing and not upload.committing:
-            end = upload.hashed
-            while end in upload.committed:
-                end += 1
-            if end == upload.hashed:
-                return
             upload.users += 1
             try:
-                complete = await asyncio.to_thread(
-                    files.hash_chunks_into,
-                    upload.whole,
-                    upload.fd,
-                    upload.entry,
-                    upload.hashed,
-                    end,
-                    upload.read_buffer,
-                )
+                progressed = await asyncio.to_thread(_extend_from_disk, upload)
             except OSError:
-                complete = False
+                with upload.hash_lock:  # the commit reads everything again
+                    upload.whole, upload.hashed = hashlib.sha256(), 0
+                progressed = False
             finally:
                 upload.users -= 1
                 self._close_if_idle(upload)
-            if not complete:  # the commit reads everything again
-                upload.whole, upload.hashed = hashlib.sha256(), 0
+            if not progressed:
                 return
-            upload.hashed = end
 
     def buffer(self, length: int) -> memoryview:
         """A buffer of `length` bytes for a chunk's body; 503 `busy` past the bytes-in-flight budget.
@@ -222,7 +220,8 @@ class Uploads:
         spare = next((b for b in self._buffers if len(b) >= length), None)
         if spare is not None:
             self._buffers.remove(spare)
-        return memoryview(spare if spare is not None else bytearray(length))[:length]
+        # An anonymous map is page-aligned, as a write that bypasses the page cache needs.
+        return memoryview(spare if spare is not None else mmap.mmap(-1, length))[:length]
 
     def release(self, view: memoryview) -> None:
         """Give back a buffer from `buffer` (kept for reuse while the kept ones fit the budget)."""
@@ -230,10 +229,12 @@ class Uploads:
         buffer = view.obj
         view.release()
         if (
-            isinstance(buffer, bytearray)
+            isinstance(buffer, mmap.mmap)
             and sum(map(len, self._buffers)) + len(buffer) <= self.max_in_flight_bytes
         ):
             self._buffers.append(buffer)
+        elif isinstance(buffer, mmap.mmap):
+            buffer.close()
 
     async def commit(self, target: Path, expected_sha256: str | None) -> tuple[bool, int]:
         """Verify the whole file, fsync and rename it onto `target`: (committed now, chunk writes).
@@ -313,23 +314,72 @@ class Uploads:
         # A thread may still be working through these descriptors; closing them under it could
         # let a reused descriptor number receive its bytes.
         if upload.closing and not upload.users and upload.fd >= 0:
-            for fd in (upload.fd, upload.map_fd):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            upload.fd = upload.map_fd = -1
+            for fd in (upload.fd, upload.map_fd, upload.direct_fd):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            upload.fd = upload.map_fd = upload.direct_fd = -1
+
+
+def _write_and_extend(upload: _Upload, index: int, data: memoryview) -> bool:
+    """Verify and write chunk `index` (False if it does not match). If it is the next chunk of the
+    whole-file hash, a copy of that hash is fed from memory in another thread meanwhile (hashlib
+    and the write both release the GIL, so the two SHA-256 passes and the write overlap); the copy
+    replaces the hash once the chunk is written."""
+    offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
+    with contextlib.ExitStack() as stack:
+        fed: Future[_Hash] | None = None
+        if upload.hashed == index:  # a peek; confirmed under the lock, held until the hash moves on
+            stack.enter_context(upload.hash_lock)
+            if upload.hashed == index:
+                fed = _FEEDER.submit(_fed, upload.whole.copy(), data)
+        written = False
+        try:
+            written = files.verify_and_write(
+                upload.fd, data, offset, expected, upload.write_lock, upload.direct_fd
+            )
+        finally:
+            if fed is not None:
+                whole = fed.result()  # always waited for: `data` goes back to the pool afterwards
+                if written:
+                    upload.whole, upload.hashed = whole, index + 1
+    return written
+
+
+def _fed(whole: _Hash, data: memoryview) -> _Hash:
+    whole.update(data)
+    return whole
+
+
+def _extend_from_disk(upload: _Upload) -> bool:
+    """Feed the whole-file hash with the committed chunks that extend its prefix, read back from the
+    data file; False once there is none (or the data is shorter than the entry: it starts again)."""
+    with upload.hash_lock:
+        start = end = upload.hashed
+        while end in upload.committed:
+            end += 1
+        if end == start:
+            return False
+        if not files.hash_chunks_into(upload.whole, upload.fd, upload.entry, start, end, upload.read_buffer):
+            upload.whole, upload.hashed = hashlib.sha256(), 0  # the commit reads everything again
+            return False
+        upload.hashed = end
+        return True
 
 
 def _verify_and_install(upload: _Upload) -> set[int]:
     """Finish the whole-file hash from disk; if it matches, install the file and return no chunks,
     else return the chunks that no longer match theirs (read a second time only then)."""
     entry = upload.entry
-    if files.hash_chunks_into(
-        upload.whole, upload.fd, entry, upload.hashed, len(entry.chunks), upload.read_buffer
-    ):
-        upload.hashed = len(entry.chunks)
-        if upload.whole.hexdigest() == entry.sha256:
-            files.install(upload.fd, upload.target, entry.size_bytes)
-            return set()
+    with upload.hash_lock:
+        complete = files.hash_chunks_into(
+            upload.whole, upload.fd, entry, upload.hashed, len(entry.chunks), upload.read_buffer
+        )
+        if complete:
+            upload.hashed = len(entry.chunks)
+    if complete and upload.whole.hexdigest() == entry.sha256:
+        files.install(upload.fd, upload.target, entry.size_bytes)
+        return set()
     bad = files.changed_chunks(upload.fd, entry)
     if not bad:  # every chunk matches but the whole does not: the entry contradicts itself
         raise UploadError(

@@ -24,15 +24,20 @@ the node's trade handler must be idempotent on the trade id (ledger transfer ids
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from federation.errors import AuthError, ConflictError, RateLimitedError
+from federation.nonces import PendingNonce, claim_nonce_in
 from federation.store.db import writing
 from federation.tables import claims_t, partners_t, trades_t
 
+# What the node writes with a trade's claim or with its answer, in the same transaction (one write
+# transaction per step of the protocol instead of one more each).
+ClaimWrite = Callable[[Connection], object]
 ClaimState = Literal["free", "lapsed", "in_progress", "refused", "answered"]
 ClaimEvent = Literal["claim", "renew", "finish", "release"]
 TRANSITIONS: dict[tuple[ClaimState, ClaimEvent], ClaimState] = {
@@ -54,16 +59,38 @@ def transition(state: ClaimState, event: ClaimEvent) -> ClaimState:
         raise ConflictError(f"a trade that is {state} cannot be {event}ed", code="bad_trade_state") from None
 
 
+# The statements of the claim path, built once with bind parameters (`p_*`) so each call reuses
+# SQLAlchemy's compiled form instead of building and keying a new statement.
+_P: sa.BindParameter[str] = sa.bindparam("p_partner")
+_T: sa.BindParameter[str] = sa.bindparam("p_trade")
+_H: sa.BindParameter[str] = sa.bindparam("p_holder")
+_NOW: sa.BindParameter[int] = sa.bindparam("p_now")
+_LOCK_PARTNER = sa.select(partners_t.c.name).where(partners_t.c.name == _P).with_for_update(key_share=True)
+_ANSWER = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id == _T)
+_CLAIM = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
+_RUNNING = (
+    sa.select(sa.func.count())
+    .select_from(claims_t)
+    .where(claims_t.c.partner == _P, claims_t.c.expires_ts >= _NOW, claims_t.c.trade_id != _T)
+)
+_RETAKE = claims_t.update().where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
+_INSERT_CLAIM = claims_t.insert()
+_DROP_OWN = claims_t.delete().where(
+    claims_t.c.partner == _P, claims_t.c.trade_id == _T, claims_t.c.holder == _H
+)
+_ANSWER_STATUS = sa.select(trades_t.c.status, trades_t.c.response).where(
+    trades_t.c.partner == _P, trades_t.c.trade_id == _T
+)
+_INSERT_ANSWER = trades_t.insert()
+
+
 def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[ClaimState, Any]:
     """The trade's state and the row behind it (stored answer or claim)."""
-    answer = conn.execute(
-        sa.select(trades_t).where(trades_t.c.partner == partner, trades_t.c.trade_id == trade_id)
-    ).first()
+    keys = {"p_partner": partner, "p_trade": trade_id}
+    answer = conn.execute(_ANSWER, keys).first()
     if answer is not None:
         return "answered", answer
-    claim = conn.execute(
-        sa.select(claims_t).where(claims_t.c.partner == partner, claims_t.c.trade_id == trade_id)
-    ).first()
+    claim = conn.execute(_CLAIM, keys).first()
     if claim is None:
         return "free", None
     return ("in_progress" if claim.expires_ts >= now_ts else "lapsed"), claim
@@ -78,24 +105,30 @@ def claim_trade(
     now_ts: int,
     ttl_s: int,
     limit: int,
+    nonce: PendingNonce | None = None,
+    write: ClaimWrite | None = None,
 ) -> dict[str, Any] | None:
     """Claim a trade for `holder` until now + `ttl_s`; return the stored answer instead if it has one.
 
+    `nonce`: the request's signature nonce, claimed in the same transaction (one write instead of
+    two); AuthError `replayed` when it was used before, and then nothing is written.
+    `write`: run in the same transaction once the claim is taken (not when a stored answer or a
+    refusal is returned: the transaction then writes nothing of it).
     Raises RateLimitedError (429) when the partner is at its limit or the trade runs elsewhere now,
-    ConflictError (409) when the trade id was used with other content.
+    ConflictError (409) when the trade id was used with other content; the nonce is not recorded
+    then (the transaction rolls back), so the caller claims it on its own.
     """
-    with writing(engine) as conn:
+    # Lazy: the trade's answer is stored by `finish_trade`, durably, before it is sent; a claim a
+    # machine crash undoes was never told to anyone and is taken again by the retry.
+    with writing(engine, lazy=True) as conn:
         # Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a
         # row lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait).
-        if (
-            conn.execute(
-                sa.select(partners_t.c.name)
-                .where(partners_t.c.name == partner)
-                .with_for_update(key_share=True)
-            ).first()
-            is None
-        ):
+        if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
             raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
+        if nonce is not None and not claim_nonce_in(
+            conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
+        ):
+            raise AuthError("nonce already used (replayed request)", code="replayed")
         state, row = _state(conn, partner, trade_id, now_ts)
         if row is not None and row.request_sha256 != request_sha256:
             raise ConflictError(f"trade {trade_id!r} was already requested with different content")
@@ -106,30 +139,20 @@ def claim_trade(
             raise RateLimitedError(
                 f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress"
             )
-        running = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(claims_t)
-            .where(
-                claims_t.c.partner == partner,
-                claims_t.c.expires_ts >= now_ts,
-                claims_t.c.trade_id != trade_id,
-            )
-        ).scalar_one()
+        keys = {"p_partner": partner, "p_trade": trade_id}
+        running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
         if running >= limit:
             raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
         values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
         if state == "lapsed":
-            conn.execute(
-                claims_t.update()
-                .where(claims_t.c.partner == partner, claims_t.c.trade_id == trade_id)
-                .values(expires_ts=now_ts + ttl_s, **values)
-            )
+            conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
         else:
             conn.execute(
-                claims_t.insert().values(
-                    partner=partner, trade_id=trade_id, expires_ts=now_ts + ttl_s, **values
-                )
+                _INSERT_CLAIM,
+                {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values},
             )
+        if write is not None:
+            write(conn)
         return None
 
 
@@ -157,32 +180,28 @@ def finish_trade(
     status: int,
     response: bytes,
     now_ts: int,
+    writes: Sequence[ClaimWrite] = (),
 ) -> tuple[int, bytes]:
-    """Store the answer and end `holder`'s claim together; return the answer that stands (the first)."""
+    """Store the answer and end `holder`'s claim together; return the answer that stands (the first).
+    `writes`: what the handler left to write with its answer, run first in the same transaction."""
     with writing(engine) as conn:
-        conn.execute(
-            claims_t.delete().where(
-                claims_t.c.partner == partner,
-                claims_t.c.trade_id == trade_id,
-                claims_t.c.holder == holder,
-            )
-        )
-        stored = conn.execute(
-            sa.select(trades_t.c.status, trades_t.c.response).where(
-                trades_t.c.partner == partner, trades_t.c.trade_id == trade_id
-            )
-        ).first()
+        keys = {"p_partner": partner, "p_trade": trade_id}
+        conn.execute(_DROP_OWN, {**keys, "p_holder": holder})
+        for write in writes:
+            write(conn)
+        stored = conn.execute(_ANSWER_STATUS, keys).first()
         if stored is not None:  # our claim lapsed and another replica answered first
             return int(stored.status), bytes(stored.response)
         conn.execute(
-            trades_t.insert().values(
-                partner=partner,
-                trade_id=trade_id,
-                request_sha256=request_sha256,
-                status=status,
-                response=response,
-                created_ts=now_ts,
-            )
+            _INSERT_ANSWER,
+            {
+                "partner": partner,
+                "trade_id": trade_id,
+                "request_sha256": request_sha256,
+                "status": status,
+                "response": response,
+                "created_ts": now_ts,
+            },
         )
         return status, response
 
@@ -190,13 +209,7 @@ def finish_trade(
 def release_claim(engine: Engine, partner: str, trade_id: str, holder: str) -> None:
     """Drop `holder`'s claim (its handler failed), so the trade may be retried at once."""
     with writing(engine) as conn:
-        conn.execute(
-            claims_t.delete().where(
-                claims_t.c.partner == partner,
-                claims_t.c.trade_id == trade_id,
-                claims_t.c.holder == holder,
-            )
-        )
+        conn.execute(_DROP_OWN, {"p_partner": partner, "p_trade": trade_id, "p_holder": holder})
 
 
 def in_progress(engine: Engine, partner: str, now_ts: int) -> list[str]:

@@ -7,16 +7,28 @@ peer, and never leave the sync job as an HTTP answer of ours.
 
 from __future__ import annotations
 
+from typing import Any
 
-class FederationError(Exception):
-    """Root of every error raised by `federation`; `code` is machine-readable."""
 
-    code = "federation_error"
+class CodedError(Exception):
+    """An error with a machine-readable `code` (the class's, or the one given) and JSON `details`.
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    The base of federation's errors and of the node's own (`node.errors` re-exports it): one shape
+    that the node's HTTP edge renders as `{"error": code, "message": ..., **details}`."""
+
+    code = "error"
+
+    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.details = details
+
+
+class FederationError(CodedError):
+    """Root of every error raised by `federation`; `code` is machine-readable."""
+
+    code = "federation_error"
 
 
 class DocumentError(FederationError, ValueError):

@@ -18,12 +18,26 @@ at a time). Rows left behind never admit a replay; they only take space until th
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from federation.store.db import writing
 from federation.tables import seen_nonces_t
+
+
+@dataclass(frozen=True)
+class PendingNonce:
+    """A signed request's nonce not yet claimed: the route claims it with what the request changes."""
+
+    kid: str
+    nonce: str
+    until_ts: int
+    now_ts: int
 
 
 class RecentNonces:
@@ -52,22 +66,45 @@ class RecentNonces:
         self._until[(kid, nonce)] = until_ts
 
 
-def claim_nonce(engine: Engine, kid: str, nonce: str, until_ts: int, now_ts: int) -> bool:
-    """Record (`kid`, `nonce`) as used until `until_ts`; False if it is already used and not expired."""
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = (
+def _claim_statement(insert: Any) -> sa.Executable:
+    """INSERT ... ON CONFLICT (expired) DO UPDATE ... RETURNING, built once per dialect with bind
+    parameters (`p_kid`, `p_nonce`, `p_until`, `p_now`) so SQLAlchemy reuses its compiled form."""
+    stmt: sa.Executable = (
         insert(seen_nonces_t)
-        .values(kid=kid, nonce=nonce, expires_ts=until_ts)
+        .values(kid=sa.bindparam("p_kid"), nonce=sa.bindparam("p_nonce"), expires_ts=sa.bindparam("p_until"))
         .on_conflict_do_update(
             index_elements=[seen_nonces_t.c.kid, seen_nonces_t.c.nonce],
-            set_={"expires_ts": until_ts},
-            where=seen_nonces_t.c.expires_ts < now_ts,
+            set_={"expires_ts": sa.bindparam("p_until")},
+            where=seen_nonces_t.c.expires_ts < sa.bindparam("p_now"),
         )
         .returning(seen_nonces_t.c.kid)
     )
+    return stmt
+
+
+@functools.cache
+def _claim(dialect: str) -> sa.Executable:
+    """The claim statement of `dialect` ("postgresql" or "sqlite"), built on first use."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+        return _claim_statement(postgresql.insert)
+    return _claim_statement(sqlite.insert)
+
+
+def claim_nonce(engine: Engine, kid: str, nonce: str, until_ts: int, now_ts: int) -> bool:
+    """Record (`kid`, `nonce`) as used until `until_ts`; False if it is already used and not expired."""
     with writing(engine) as conn:
-        # RETURNING, not rowcount: drivers need not report rowcount for INSERT ... ON CONFLICT.
-        return conn.execute(stmt).first() is not None
+        return claim_nonce_in(conn, kid, nonce, until_ts, now_ts)
+
+
+def claim_nonce_in(conn: sa.Connection, kid: str, nonce: str, until_ts: int, now_ts: int) -> bool:
+    """`claim_nonce` inside the caller's write transaction, so a request's nonce and what the
+    request changes are committed together (one commit instead of two)."""
+    stmt = _claim("postgresql" if conn.dialect.name == "postgresql" else "sqlite")
+    params = {"p_kid": kid, "p_nonce": nonce, "p_until": until_ts, "p_now": now_ts}
+    # RETURNING, not rowcount: drivers need not report rowcount for INSERT ... ON CONFLICT.
+    return conn.execute(stmt, params).first() is not None
 
 
 def purge_expired(engine: Engine, now_ts: int) -> int:

@@ -110,6 +110,71 @@ def _task_paths() -> dict[str, Any]:
     }
 
 
+def _account_paths() -> dict[str, Any]:
+    """The routes on which a consumer's home node and a partner tell each other of the consumer's
+    account (served by the node's accounts component; federation.assertions has the documents)."""
+    status = _json({"type": "object"}, "the signed account states (type cpnode.account-status/v1)")
+    return {
+        "/fed/v1/accounts/status": {
+            "post": {
+                "operationId": "accountStatus",
+                "summary": "The caller tells this node of its consumers' account states (a signed status "
+                "document for this node); how many changed status here",
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": _json({"type": "object"}, "how many changed"), **_errors(400, 401, 413)},
+            }
+        },
+        "/fed/v1/accounts/statuses": {
+            "post": {
+                "operationId": "accountStatuses",
+                "summary": "The signed states of those of this node's consumers the caller has seen "
+                '(body {"accounts": [consumer id, ...]})',
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": status, **_errors(400, 401, 413)},
+            }
+        },
+    }
+
+
+def _supervision_paths() -> dict[str, Any]:
+    """The routes between a node and its supervisors (served by the node's supervision component;
+    the report intake only on a node run with the `supervisor` role, else 404)."""
+    return {
+        "/fed/v1/supervision/catalog": {
+            "get": {
+                "operationId": "supervisorCatalog",
+                "summary": "The node's catalog of all its own offers, signed for the supervisor that asks",
+                "security": SIGNED,
+                "responses": {"200": _json(_ref("Catalog"), "catalog"), **_errors(400, 401, 413)},
+            }
+        },
+        "/fed/v1/supervision/reports": {
+            "post": {
+                "operationId": "supervisionReport",
+                "summary": "A registered node's signed report (type cpnode.supervision.report.v1); "
+                "the same report again answers duplicate",
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "accepted or duplicate, with the node, seq and sha256"),
+                    **_errors(400, 401, 404, 409, 413),
+                },
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document as a JSON-ready dict."""
     return {
@@ -257,6 +322,8 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_task_paths(),
+            **_supervision_paths(),
+            **_account_paths(),
             "/fed/v1/ledger/summary": {
                 "post": {
                     "operationId": "ledgerSummary",

@@ -15,7 +15,6 @@ reaches that IPv4 address, so the carried address is checked by the same rules.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +22,10 @@ from urllib.parse import urlsplit
 
 from federation.errors import DocumentError, UnsafeURLError
 from federation.keys import parse_public_key
+from federation.names import check_node_name as check_node_name  # re-exported: its old home
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-NODE_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # Never a partner, whatever the allow-list says: link-local (cloud metadata lives at
 # 169.254.169.254 and fd00:ec2::254), other clouds' metadata addresses (Alibaba 100.100.100.200,
 # Oracle 192.0.0.192 in the IETF protocol block), unspecified, multicast, broadcast.
@@ -51,24 +50,6 @@ REFUSED_UNLESS_ALLOWED: tuple[IPNetwork, ...] = tuple(
 )
 NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
-
-
-def check_node_name(name: Any) -> str:
-    """Return `name` if it is a valid node name; DocumentError (400) otherwise.
-
-    Names are compared exactly: NFC and NFD spellings are different names and never merged.
-    Non-ASCII names, U+0000 and lone surrogates are refused outright.
-    """
-    if not isinstance(name, str) or not name:
-        raise DocumentError("node name must be a non-empty string", code="bad_name")
-    if not name.isascii() or "\x00" in name:
-        raise DocumentError(f"node name must be ASCII, got {name!r}", code="bad_name")
-    if not NODE_NAME_RE.fullmatch(name):
-        raise DocumentError(
-            f"node name must be 1–63 of a–z, 0–9 and '-', not starting or ending with '-', got {name!r}",
-            code="bad_name",
-        )
-    return name
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _caller(request: web.Request, body: bytes, require_session: bool) -> Caller:
+async def _caller(
+    request: web.Request, body: bytes, require_session: bool, defer_nonce: bool = False
+) -> Caller:
     service = request.app[SERVICE]
     return await service.authenticate(
         request.method,
@@ -78,6 +80,7 @@ async def _caller(request: web.Request, body: bytes, require_session: bool) -> C
         list(request.headers.items()),
         body,
         require_session,
+        defer_nonce,
     )
 
 
@@ -187,7 +190,8 @@ async def trades(request: web.Request) -> web.Response:
     """An idempotent trade request from the caller."""
     service = request.app[SERVICE]
     body = await read_body(request, service.settings.max_request_bytes)
-    caller = await _caller(request, body, require_session=True)
+    # The nonce is claimed by `handle_trade` in the trade claim's transaction.
+    caller = await _caller(request, body, require_session=True, defer_nonce=True)
     status, response = await handle_trade(service, caller, body)
     return web.Response(body=response, status=status, content_type=JSON)
 

@@ -12,6 +12,8 @@ may refetch a partner's key document once per interval on its own). The aiohttp 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 import uuid
@@ -49,6 +51,8 @@ from federation.tokens import SessionClaims, bearer, verify_token
 
 # An offer source may also declare `content_version()` (see federation.issuing) to make polls cheap.
 TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+# Asked before a trade is claimed (federation.trades): what to write in the claim's transaction, or None.
+TradeOpener = Callable[[Partner, dict[str, Any]], Awaitable[claims.ClaimWrite | None]]
 log = logging.getLogger("cpnode.federation.keys")
 
 
@@ -90,6 +94,9 @@ class Caller:
     kid: str
     session: SessionClaims | None
     key: VerifyKey
+    # The signature's nonce, when its claim was left to the route (`authenticate(defer_nonce=True)`)
+    # to record in the same transaction as what the request changes.
+    nonce: nonces.PendingNonce | None = None
 
 
 class FederationService:
@@ -111,6 +118,7 @@ class FederationService:
         # The node may add or replace sources by name later (connectors replace config offers).
         self.offer_sources: Mapping[str, OfferSource] = offer_sources if offer_sources is not None else {}
         self.trade_handler: TradeHandler | None = None
+        self.trade_opener: TradeOpener | None = None
         self.clock = clock
         # Names this replica in trade claims; unique per service so two replicas never share claims.
         self.holder = uuid.uuid4().hex
@@ -161,8 +169,13 @@ class FederationService:
             self._session = None
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking store call off the event loop."""
-        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+        """Run a blocking store call off the event loop, on the engine's own threads when it has
+        them (the `cpnode_threads` execution option the node sets), else the loop's default ones."""
+        threads = self.engine.get_execution_options().get("cpnode_threads")
+        if threads is None:
+            return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, fn, self.engine, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(threads.executor(), call)
 
     # --- peer keys -------------------------------------------------------------------------------
 
@@ -187,9 +200,11 @@ class FederationService:
         keys.update(learned)
         return keys
 
-    async def verify_keys(self, partner: Partner) -> dict[str, VerifyKey]:
-        """The keys `partner`'s signed documents may be checked with: trusted and not denied."""
-        view = await self.db(store.peer_view, partner.name)
+    async def verify_keys(self, partner: Partner, view: store.PeerView | None = None) -> dict[str, VerifyKey]:
+        """The keys `partner`'s signed documents may be checked with: trusted and not denied (`view`:
+        what was just read of it, else read here)."""
+        if view is None:
+            view = await self.db(store.peer_view, partner.name)
         keys = await self.partner_keys(partner, view)
         return {kid: record.verify_key() for kid, record in keys.items() if kid not in view.denied}
 
@@ -271,8 +286,12 @@ class FederationService:
         header_lines: list[tuple[str, str]],
         body: bytes,
         require_session: bool,
+        defer_nonce: bool = False,
     ) -> Caller:
-        """Authenticate a peer request; AuthError (401) or MalformedRequestError (400) say why not."""
+        """Authenticate a peer request; AuthError (401) or MalformedRequestError (400) say why not.
+
+        `defer_nonce`: the nonce is refused here only if this process saw it; the caller must claim
+        `Caller.nonce` itself (`claim_deferred_nonce`, or inside its own write transaction)."""
         params: SignatureParams = read_signature_params(header_lines)
         check_node_name(params.node)
         if params.to != self.name:
@@ -296,6 +315,11 @@ class FederationService:
                 raise AuthError("session token belongs to another key", code="token_key_mismatch")
         elif require_session:
             raise AuthError("this route needs a session token (log in first)", code="login_required")
+        pending = nonces.PendingNonce(params.key_id, params.nonce, params.expires + CLOCK_SKEW_S, now)
+        if defer_nonce:
+            if self.recent_nonces.seen(pending.kid, pending.nonce, now):
+                raise AuthError("nonce already used (replayed request)", code="replayed")
+            return Caller(partner, params.key_id, session, key, pending)
         await self.check_replay(params, now)
         return Caller(partner, params.key_id, session, key)
 
@@ -308,6 +332,21 @@ class FederationService:
             self.recent_nonces.add(params.key_id, params.nonce, until, now_ts)
             raise AuthError("nonce already used (replayed request)", code="replayed")
         self.recent_nonces.add(params.key_id, params.nonce, until, now_ts)
+
+    def nonce_claimed(self, pending: nonces.PendingNonce, fresh: bool) -> None:
+        """Note the outcome of claiming a deferred nonce; AuthError `replayed` when it was used."""
+        self.recent_nonces.add(pending.kid, pending.nonce, pending.until_ts, pending.now_ts)
+        if not fresh:
+            raise AuthError("nonce already used (replayed request)", code="replayed")
+
+    async def claim_deferred_nonce(self, caller: Caller) -> None:
+        """Claim the caller's deferred nonce on its own (the route changes nothing it could join)."""
+        pending = caller.nonce
+        if pending is not None:
+            fresh = await self.db(
+                nonces.claim_nonce, pending.kid, pending.nonce, pending.until_ts, pending.now_ts
+            )
+            self.nonce_claimed(pending, fresh)
 
     async def purge_expired(self) -> tuple[int, int]:
         """Delete expired nonces and lapsed trade claims (a scheduled job); return how many of each."""

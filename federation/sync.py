@@ -51,16 +51,24 @@ def backoff_s(failures: int, base_s: int, max_s: int) -> int:
     return 0 if failures <= 0 else min(max_s, base_s * 2 ** min(failures - 1, 30))
 
 
+def usable_session(service: FederationService, stored: store.StoredSession | None) -> str | None:
+    """The token of a stored session when it is bound to our current key and not about to expire."""
+    if stored is None:
+        return None
+    token, kid, expires_ts = stored
+    if kid == service.identity().kid and expires_ts - SESSION_RENEW_MARGIN_S > service.clock():
+        return str(token)
+    return None
+
+
 async def ensure_session(service: FederationService, partner: Partner, force: bool = False) -> str:
     """A valid session token at `partner`, logging in (challenge → signed login document) if needed."""
+    if not force:
+        token = usable_session(service, await service.db(store.get_session, partner.name))
+        if token is not None:
+            return token
     identity = service.identity()
     now = service.clock()
-    if not force:
-        current = await service.db(store.get_session, partner.name)
-        if current is not None:
-            token, kid, expires_ts = current
-            if kid == identity.kid and expires_ts - SESSION_RENEW_MARGIN_S > now:
-                return str(token)
     client = service.client(partner)
     challenge = (await client.expect("POST", "/fed/v1/login/challenge")).json()
     if not isinstance(challenge, dict) or challenge.get("node") != partner.name:

@@ -12,23 +12,54 @@ how many trades one partner may have in flight (429 beyond). The limit and "one 
 hold across every replica of the node: a trade runs under a claim in the database (`claims`),
 renewed while the handler runs and lapsing if its replica dies. What a trade *does* (reserve,
 hold funds) is the node's `TradeHandler`; without one the node answers 503.
+
+So that a trade costs the node one write transaction at each end, the node may write with the
+claim and with the answer: its `TradeOpener`, asked before the claim, gives what to write in the
+claim's transaction once the claim is taken (the handler finds it with `claimed_with`), and the
+handler may leave writes for the answer's transaction (`write_with_answer`). Neither runs when the
+trade is refused or answered from storage, nor when the handler fails (the claim is released).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Any
 
 from federation import canonical, claims, store
 from federation.catalog import sha256_hex
 from federation.documents import load_document, verify_document
-from federation.errors import ConflictError, DocumentError, FederationError
+from federation.errors import AuthError, ConflictError, DocumentError, FederationError
 from federation.service import Caller, FederationService
 
 log = logging.getLogger("cpnode.federation.trades")
 TRADE_REQUEST_TYPE = "cpnode.trade-request.v1"
+# Per trade request being handled (the handler runs in the frame's task): what was written with
+# its claim, and what its handler left to write with its answer.
+_CLAIMED_WITH: contextvars.ContextVar[claims.ClaimWrite | None] = contextvars.ContextVar(
+    "cpnode_trade_claimed_with", default=None
+)
+_AT_ANSWER: contextvars.ContextVar[list[claims.ClaimWrite] | None] = contextvars.ContextVar(
+    "cpnode_trade_at_answer", default=None
+)
+
+
+def claimed_with() -> claims.ClaimWrite | None:
+    """The trade opener's write that ran in the claim's transaction of the trade request being
+    handled (what it recorded is on it); None when nothing was written with the claim."""
+    return _CLAIMED_WITH.get()
+
+
+def write_with_answer(write: claims.ClaimWrite) -> bool:
+    """Have `write` run in the transaction that stores the answer of the trade request being handled;
+    False outside a trade request's handler (the caller then writes it itself)."""
+    pending = _AT_ANSWER.get()
+    if pending is None:
+        return False
+    pending.append(write)
+    return True
 
 
 class TradingUnavailable(FederationError):
@@ -63,14 +94,23 @@ def check_trade_request(document: dict[str, Any], node: str, partner: str, max_i
 
 
 async def handle_trade(service: FederationService, caller: Caller, body: bytes) -> tuple[int, bytes]:
-    """Answer one trade request body from an authenticated caller: (HTTP status, response bytes)."""
+    """Answer one trade request body from an authenticated caller: (HTTP status, response bytes).
+
+    A nonce the caller's authentication left to this route (`Caller.nonce`) is claimed with the
+    trade's claim, in one transaction; on any refusal before that, on its own, so a replayed request
+    is refused as `replayed` whatever else is wrong with it."""
     partner = caller.partner.name
-    document, payload = load_document(body)
-    trade_id = check_trade_request(document, service.name, partner, service.settings.max_trade_items)
-    verify_document(document, partner, {caller.kid: await service.caller_key(caller)}, payload)
+    try:
+        document, payload = load_document(body)
+        trade_id = check_trade_request(document, service.name, partner, service.settings.max_trade_items)
+        verify_document(document, partner, {caller.kid: await service.caller_key(caller)}, payload)
+    except Exception:
+        await service.claim_deferred_nonce(caller)
+        raise
     request_sha = sha256_hex(payload)
     handler = service.trade_handler
     if handler is None:
+        await service.claim_deferred_nonce(caller)
         # Without a handler only stored answers can be given (claiming below answers them too,
         # without this extra read, when there is a handler).
         stored = await service.db(store.get_trade, partner, trade_id)
@@ -80,19 +120,33 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
             raise ConflictError(f"trade {trade_id!r} was already requested with different content")
         return int(stored["status"]), bytes(stored["response"])
     settings = service.settings
-    stored = await service.db(
-        claims.claim_trade,
-        partner,
-        trade_id,
-        request_sha,
-        service.holder,
-        service.clock(),
-        settings.trade_claim_ttl_s,
-        settings.max_trades_in_flight,
-    )
+    try:
+        opener = service.trade_opener
+        opening = None if opener is None else await opener(caller.partner, document)
+        stored = await service.db(
+            claims.claim_trade,
+            partner,
+            trade_id,
+            request_sha,
+            service.holder,
+            service.clock(),
+            settings.trade_claim_ttl_s,
+            settings.max_trades_in_flight,
+            caller.nonce,
+            opening,
+        )
+    except Exception as exc:
+        if caller.nonce is not None and isinstance(exc, AuthError) and exc.code == "replayed":
+            service.nonce_claimed(caller.nonce, fresh=False)  # raises `replayed`
+        await service.claim_deferred_nonce(caller)  # rolled back with the refused claim
+        raise
+    if caller.nonce is not None:
+        service.nonce_claimed(caller.nonce, fresh=True)
     if stored is not None:  # answered before (a replay, or another request since)
         return int(stored["status"]), bytes(stored["response"])
     keeper = asyncio.create_task(_keep_claim(service, partner, trade_id))
+    at_answer: list[claims.ClaimWrite] = []
+    tokens = _CLAIMED_WITH.set(opening), _AT_ANSWER.set(at_answer)
     try:
         status, answer = await handler(caller.partner, document)
         response = canonical.encode(answer)
@@ -104,6 +158,8 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         raise
     finally:
         keeper.cancel()
+        _CLAIMED_WITH.reset(tokens[0])
+        _AT_ANSWER.reset(tokens[1])
     final_status, final_response = await service.db(
         claims.finish_trade,
         partner,
@@ -113,6 +169,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         status,
         response,
         service.clock(),
+        at_answer,
     )
     return int(final_status), bytes(final_response)
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         TransferRequest,
         TransferResult,
     )
+    from ledger.statement_verify import StatementReport, verify_statement
     from ledger.store.accounts import close_account, create_accounts, get_account, list_accounts
     from ledger.store.export import ExportResult, export_bundle
     from ledger.store.group import (
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         prove_consistency,
         prove_inclusion,
     )
+    from ledger.store.period import PeriodLines, period_lines
     from ledger.store.reads import get_failure, get_transfer, log_size
     from ledger.store.reconcile import (
         ReconcileOutcome,
@@ -140,6 +142,10 @@ _EXPORTS: dict[str, str] = {
     "make_checkpoint": "ledger.store.log",
     "prove_consistency": "ledger.store.log",
     "prove_inclusion": "ledger.store.log",
+    "StatementReport": "ledger.statement_verify",
+    "verify_statement": "ledger.statement_verify",
+    "PeriodLines": "ledger.store.period",
+    "period_lines": "ledger.store.period",
     "get_failure": "ledger.store.reads",
     "get_transfer": "ledger.store.reads",
     "log_size": "ledger.store.reads",
@@ -179,10 +185,12 @@ __all__ = [
     "LedgerBusy",
     "LedgerError",
     "NotFoundError",
+    "PeriodLines",
     "ProofError",
     "ReconcileError",
     "ReconcileOutcome",
     "RequestError",
+    "StatementReport",
     "Status",
     "StorageError",
     "StoredCheckpoint",
@@ -215,6 +223,7 @@ __all__ = [
     "origin_for",
     "parse_checkpoint",
     "parse_summary",
+    "period_lines",
     "prove_consistency",
     "prove_inclusion",
     "reconcile_with_partner",
@@ -232,6 +241,7 @@ __all__ = [
     "verify_bundle",
     "verify_chain",
     "verify_checkpoint",
+    "verify_statement",
 ]
 
 

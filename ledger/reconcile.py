@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -309,21 +309,40 @@ def diff_summaries(ours: Summary, theirs: Summary) -> list[Discrepancy]:
     return found
 
 
-def render_report(ours: Summary, theirs: Summary, discrepancies: Iterable[Discrepancy]) -> str:
-    """A plain-text reconciliation report for operators and auditors."""
+def _minor_units(minor: int, currency: str) -> str:
+    return f"{minor} {currency} minor units"
+
+
+def _epoch_ms(ms: int) -> str:
+    return f"{ms} ms"
+
+
+def render_report(
+    ours: Summary,
+    theirs: Summary,
+    discrepancies: Iterable[Discrepancy],
+    *,
+    money: Callable[[int, str], str] = _minor_units,
+    moment: Callable[[int], str] = _epoch_ms,
+) -> str:
+    """A plain-text reconciliation report for operators and auditors. `money` shows an amount in
+    minor units with its currency and `moment` a UTC epoch-milliseconds time; the node passes the
+    ones its CLI uses everywhere (major units, ISO 8601)."""
     items = list(discrepancies)
     lines = [
         f"Reconciliation of {ours.issuer} with {ours.partner}",
-        f"window: [{ours.window.from_ms}, {ours.window.to_ms}) ms UTC, margin {ours.margin_ms} ms",
+        f"window: [{moment(ours.window.from_ms)}, {moment(ours.window.to_ms)}) UTC, margin {ours.margin_ms} ms",
         f"trades: {len(ours.trades)} here, {len(theirs.trades)} at {ours.partner}",
         f"discrepancies: {len(items)}",
     ]
     for item in items:
-        here = "-" if item.ours is None else f"net {item.ours.net} {item.ours.currency} {item.ours.state}"
+        here = (
+            "-" if item.ours is None else f"net {money(item.ours.net, item.ours.currency)} {item.ours.state}"
+        )
         there = (
             "-"
             if item.theirs is None
-            else f"net {item.theirs.net} {item.theirs.currency} {item.theirs.state}"
+            else f"net {money(item.theirs.net, item.theirs.currency)} {item.theirs.state}"
         )
         lines.append(f"  {item.trade_id}: {item.kind} (here: {here}; there: {there})")
     if not items:

@@ -393,3 +393,37 @@ def verify_chain(previous: Path, directory: Path, key: VerifyKey) -> VerifyRepor
     if problem is not None:
         raise AuditError("previous-bundle", problem)
     return replace(this, chained=True)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBundle:
+    """A bundle that verified, with what it proves: accounts, balances at both ends, the transfers."""
+
+    report: VerifyReport
+    window: tuple[int, int] | None  # the signed manifest's [from_ms, to_ms), if it was exported for one
+    specs: Mapping[str, AccountSpec]
+    opening: Mapping[str, Balance]
+    closing: Mapping[str, Balance]
+    transfer_lines: bytes  # transfers.jsonl exactly as verified
+
+    def transfers(self) -> list[Transfer]:
+        """The bundle's transfers, in seq order."""
+        return [
+            fmt.parse_transfer_line(line, fmt.TRANSFERS, self.report.first_seq + offset)[0]
+            for offset, line in enumerate(self.transfer_lines.split(b"\n")[:-1])
+        ]
+
+
+def open_bundle(directory: Path, key: VerifyKey) -> VerifiedBundle:
+    """Verify the bundle in `directory` (as `verify_bundle`) and return what it proves."""
+    verifier = _Verifier(directory, key)
+    report = verifier.run()
+    window = orjson.loads(verifier.raw[fmt.MANIFEST]).get("window")
+    return VerifiedBundle(
+        report=report,
+        window=None if window is None else (int(window["from_ms"]), int(window["to_ms"])),
+        specs=dict(verifier.specs),
+        opening=verifier.opening,
+        closing=verifier.balances,
+        transfer_lines=verifier.raw[fmt.TRANSFERS],
+    )

@@ -16,16 +16,24 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from node import reload
+from node.accounts import component as accounts
 from node.config import Settings
+from node.console import component as console
 from node.context import NodeContext
 from node.http import core_routes
 from node.market import component as market
 from node.migration import component as migration
+from node.network import component as network
 from node.peering import component as peering
 from node.pools import component as pools
-from node.roles import ALL_ROLES
+from node.roles import ALL_ROLES, KNOWN_ROLES
+from node.services import component as services
 from node.settlement import component as settlement
+from node.statements import component as statements
+from node.strategies import component as strategies
+from node.supervision import component as supervision
 from node.tasks import component as tasks
+from node.telemetry import component as telemetry
 from node.trading import component as trading
 
 Installer = Callable[[web.Application, NodeContext], None]
@@ -45,11 +53,11 @@ class Component:
 
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("core", ALL_ROLES, install=core_routes.install),
-    Component("reload", ALL_ROLES, install=reload.install),
+    Component("core", KNOWN_ROLES, install=core_routes.install),
+    Component("reload", KNOWN_ROLES, install=reload.install),
     Component(
         "federation",
-        frozenset({"federation", "api", "scheduler"}),
+        frozenset({"federation", "api", "scheduler", "supervisor"}),
         install=peering.install,
         status=peering.status_lines,
     ),
@@ -84,13 +92,50 @@ COMPONENTS: tuple[Component, ...] = (
         install=tasks.install,
         status=tasks.status_lines,
     ),
-    # After connectors: its driver calls the plugin host (where the `connectors` role runs).
+    Component(
+        "statements",
+        frozenset({"api", "scheduler"}),
+        install=statements.install,
+        schedule=statements.schedule,
+        status=statements.status_lines,
+    ),
+    # After connectors: its driver calls the plugin host (where the `connectors` role runs). After
+    # tasks: a migrated task follows its program, and a partner's pool is bought as a task order.
     Component(
         "migration",
-        frozenset({"api", "connectors"}),
+        frozenset({"api", "connectors", "federation"}),
         install=migration.install,
         status=migration.status_lines,
     ),
+    # After federation: partners' consumers are authenticated through its service.
+    Component(
+        "accounts",
+        frozenset({"api", "federation", "scheduler"}),
+        install=accounts.install,
+        status=accounts.status_lines,
+    ),
+    # Business metrics in /metrics, read from the shared database: the same on every replica.
+    Component("telemetry", ALL_ROLES, install=telemetry.install),
+    # After federation (it takes the federation service) and trading (its reservations are in the
+    # figures it reports); the supervisor's intake too.
+    Component(
+        "supervision",
+        frozenset({"federation", "scheduler", "supervisor"}),
+        install=supervision.install,
+        status=supervision.status_lines,
+    ),
+    # After connectors: the network view's refresh reads the network plugins the host holds.
+    Component(
+        "network",
+        frozenset({"api", "connectors", "scheduler"}),
+        install=network.install,
+        status=network.status_lines,
+    ),
+    Component("strategies", frozenset({"api"}), install=strategies.install),
+    # After tasks: a service's replicas are tasks, submitted through the tasks service.
+    Component("services", frozenset({"api"}), install=services.install, status=services.status_lines),
+    # After every component whose API it reads: the web console, over that API (docs/console.md).
+    Component("console", frozenset({"api"}), install=console.install),
 )
 
 

@@ -20,15 +20,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node.accounts.settings import AccountsSection
+from node.config_fields import ConfigSection, NodeName
+from node.console.settings import ConsoleSection
 from node.migration.settings import MigrationSection
+from node.network.settings import NetworkSection
 from node.peering.settings import FederationSection, IssuerSection, OfferSection, PartnerSection
 from node.pools.settings import ConnectorsSection, PoolList
 from node.runfile import DEFAULT_CONFIG_NAME as DEFAULT_CONFIG_NAME  # re-exported: where `cpnode init` writes
+from node.services.settings import ServicesSection
 from node.settlement.settings import LedgerSection
+from node.supervision.settings import SupervisionSection, SupervisorSection
 from node.tasks.settings import TasksSection
+from node.telemetry.settings import MetricsSection
 from node.trading.settings import TradingSection
 
-NODE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_PREFIX = "CPNODE_"
 # The variables Kubernetes derives from a Service's name (docs: "Environment variables" under
 # Services): NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], NAME_PORT_N_PROTO[_PROTO|_PORT|_ADDR]
@@ -48,33 +54,15 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-def check_node_name(value: str) -> str:
-    """Return `value` if it is a valid node name (lowercase DNS label), else raise ValueError."""
-    if not NODE_NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"must be 1–63 characters of a–z, 0–9 and '-', not starting or ending with '-', got {value!r}"
-        )
-    return value
-
-
-class NodeSection(_Section):
+class NodeSection(ConfigSection):
     """`[node]`: who this node is."""
 
-    name: str
+    name: NodeName
     operator: str = Field(min_length=1, max_length=200)
     region: str = Field(min_length=1, max_length=100)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_node_name(value)
 
-
-class HttpSection(_Section):
+class HttpSection(ConfigSection):
     """`[http]`: the listening socket and request limits."""
 
     host: str = "127.0.0.1"
@@ -104,12 +92,14 @@ class HttpSection(_Section):
         return value.rstrip("/") if value else value
 
 
-class DatabaseSection(_Section):
+class DatabaseSection(ConfigSection):
     """`[database]`: SQLite file by default, PostgreSQL by URL."""
 
     url: str = "sqlite:///data/node.db"
     busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
     pool_size: int = Field(default=5, ge=1, le=100)
+    # Threads for the node's blocking database calls (0: one per pooled connection, 2 × pool_size).
+    threads: int = Field(default=0, ge=0, le=400)
     # PostgreSQL ends a session idle inside a transaction this long (0: never), so a hung process
     # cannot hold its locks against the other replicas for longer.
     idle_in_transaction_timeout_s: float = Field(default=30.0, ge=0, le=86_400)
@@ -122,7 +112,7 @@ class DatabaseSection(_Section):
         return value
 
 
-class KeysSection(_Section):
+class KeysSection(ConfigSection):
     """`[keys]`: where the node's signing key lives and how long its key document is valid."""
 
     path: str = "keys/node.key"
@@ -134,14 +124,14 @@ class KeysSection(_Section):
     allow_group_read: bool = False
 
 
-class SchedulerSection(_Section):
+class SchedulerSection(ConfigSection):
     """`[scheduler]`: background jobs and the database lease that keeps each on one replica."""
 
     enabled: bool = True
     lease_ttl_s: int = Field(default=60, ge=5, le=3600)
 
 
-class LoggingSection(_Section):
+class LoggingSection(ConfigSection):
     """`[logging]`: one line per request, as text for people or JSON for machines."""
 
     format: Literal["text", "json"] = "text"
@@ -168,7 +158,14 @@ class Settings(BaseModel):
     trading: TradingSection = TradingSection()
     tasks: TasksSection = TasksSection()
     migration: MigrationSection = MigrationSection()
+    services: ServicesSection = ServicesSection()
+    metrics: MetricsSection = MetricsSection()
+    accounts: AccountsSection = AccountsSection()
+    network: NetworkSection = NetworkSection()
+    console: ConsoleSection = ConsoleSection()
     pools: PoolList = Field(default_factory=list)
+    supervision: SupervisionSection = SupervisionSection()
+    supervisors: list[SupervisorSection] = Field(default_factory=list)
     base_dir: Path = Path()
 
     def path(self, relative: str) -> Path:

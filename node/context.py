@@ -6,11 +6,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from node import __version__
+from node.accounts import store as accounts
+from node.accounts.lifecycle import Status, refusal
 from node.config import Settings
 from node.http.auth import (
     ADMIN,
@@ -18,8 +21,10 @@ from node.http.auth import (
     bad_admin_token,
     bearer_token,
     check_admin,
+    consumer_principal,
     is_admin_token,
     looks_like_consumer_token,
+    looks_like_user_token,
 )
 from node.http.errors import ApiError
 from node.identity import Identity
@@ -30,6 +35,9 @@ from node.trading import tokens
 
 # A readiness check returns None when healthy, else a short reason.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+# Authenticates a request that carries another scheme than a bearer token (node.accounts.federated).
+Authenticator = Callable[[web.Request], Awaitable[Principal]]
+ASSERTION_SCHEME = "cpnode-assertion"  # federation.assertions.SCHEME, compared in lower case
 # Called with the new settings after a config reload (node.reload) applied reloadable keys.
 ReloadHook = Callable[[Settings], Awaitable[None]]
 
@@ -58,6 +66,9 @@ class NodeContext:
     config_path: Path | None = None
     reload_hooks: list[ReloadHook] = field(default_factory=list)
     restart_needed: list[str] = field(default_factory=list)
+    # Set by node.accounts when this process serves partners' consumers (`Authorization:
+    # Cpnode-Assertion ...`); None refuses that scheme.
+    assertion_authenticator: Authenticator | None = None
 
     @property
     def name(self) -> str:
@@ -65,25 +76,65 @@ class NodeContext:
         return self.settings.node.name
 
     def require_admin(self, request: web.Request) -> None:
-        """Raise a 401 unless `request` carries this node's admin token (a 403 for a consumer token)."""
-        check_admin(request, self.admin_token)
+        """Raise unless the caller is the node's staff: a 401 without valid credentials, a 403
+        `admin_only` for a consumer. Which staff role may call the route is the permission table's
+        (node.http.access has checked it before the handler runs)."""
+        principal = request.get(PRINCIPAL)
+        if principal is None:
+            check_admin(request, self.admin_token)
+        elif not principal.is_admin:
+            raise ApiError(
+                403, "admin_only", "this route is for the node's staff; consumer tokens are not allowed"
+            )
 
     async def authenticate(self, request: web.Request) -> Principal:
-        """Who calls: the admin, or the consumer whose unrevoked token `request` carries; else a 401
-        (`admin_auth_required` without a token, `bad_consumer_token` for a consumer token that is
-        malformed, unknown, revoked or has the wrong secret, `bad_admin_token` for anything else).
-        The token is looked up on every request, so a revocation through any replica holds at once."""
+        """Who calls (once per request; later calls return the same): the bootstrap admin, an
+        operator user, a consumer, or a partner's consumer by assertion. A 401 without valid
+        credentials (`admin_auth_required` without any, `bad_consumer_token` / `bad_user_token` for
+        a token that is malformed, unknown, revoked or has the wrong secret, `bad_admin_token` for
+        anything else); a 403 `account_suspended` / `account_closed` for a valid credential of an
+        account that is not active. Tokens and account states are read on every request, so a
+        revocation or suspension through any replica holds at once."""
+        principal = request.get(PRINCIPAL)
+        if principal is None:
+            principal = await self._identify(request)
+            request[PRINCIPAL] = principal
+        return principal
+
+    async def _identify(self, request: web.Request) -> Principal:
+        scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+        if scheme == ASSERTION_SCHEME:
+            if self.assertion_authenticator is None:
+                raise ApiError(
+                    401, "assertions_not_accepted", "this process does not accept account assertions"
+                )
+            return await self.assertion_authenticator(request)
         token = bearer_token(request)
         if is_admin_token(token, self.admin_token):
             return ADMIN
+        if looks_like_user_token(token):
+            user = await asyncio.to_thread(accounts.user_of, self.engine, token)
+            if user is None:
+                raise ApiError(
+                    401, "bad_user_token", "the user token is not valid (malformed, unknown or replaced)"
+                )
+            refused = refusal(user.account.status, f"user:{user.name}")
+            if refused is not None:
+                raise refused
+            return Principal(role=user.role, user=user.name)
         if not looks_like_consumer_token(token):
             raise bad_admin_token()
-        consumer = await asyncio.to_thread(tokens.consumer_of, self.engine, token)
-        if consumer is None:
+        found = await asyncio.to_thread(tokens.consumer_and_status, self.engine, token)
+        if found is None:
             raise ApiError(
                 401, "bad_consumer_token", "the consumer token is not valid (malformed, unknown or revoked)"
             )
-        return Principal(consumer)
+        consumer, status = found
+        refused = refusal(cast(Status, status), f"consumer:{consumer}")
+        if refused is not None:
+            raise refused
+        return consumer_principal(consumer)
 
 
+PRINCIPAL = web.RequestKey("cpnode_principal", Principal)
 CTX = web.AppKey("cpnode", NodeContext)

@@ -1,23 +1,25 @@
 """The one base of the node's own coded errors: a stable machine-readable `code`, a message, and
 `details` added to the JSON error body.
 
-Errors carry no HTTP status: the node's HTTP edge maps each error class to one
-(`node.http.statuses`). The leaf packages (`federation`, `connectors`, `ledger`) keep their own
-roots with the same `code` attribute, because the dependency rule forbids them a shared module.
+It is federation's base (`federation.errors.CodedError`, re-exported here), so the node's errors and
+federation's share one type; `federation` cannot import `node`, so the base lives there. Errors carry
+no HTTP status: the node's HTTP edge maps each error class to one (`node.http.statuses`). The other
+leaf packages (`connectors`, `ledger`) keep their own roots with the same `code` attribute, because
+the dependency rule forbids them a shared module.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from federation.errors import CodedError
+
+__all__ = ["CodedError", "FieldError"]
 
 
-class CodedError(Exception):
-    """An error with a machine-readable `code` (the class's, or the one given) and JSON `details`."""
+class FieldError(CodedError, ValueError):
+    """A request value that does not validate: `field` names it (also in `details`), `reason` says
+    what is wrong, and the message is `field: reason`. Packages subclass it with their own code."""
 
-    code = "error"
-
-    def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.details = details
+    def __init__(self, field: str, reason: str, code: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}", code, field=field)
+        self.field = field
+        self.reason = reason

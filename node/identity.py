@@ -28,6 +28,11 @@ from node.config import Settings
 
 log = logging.getLogger("cpnode.identity")
 KEYRING_NAME = "keyring.json"
+# How often a running node looks at its key file for a rotation: at most once a second, so
+# `cpnode keys rotate` is noticed within ROTATION_CHECK_S (one stat instead of several per order).
+ROTATION_CHECK_S = 1.0
+# (key file, the loaded file's mtime) -> monotonic time of the last rotation check.
+_last_checked: dict[tuple[Path, int], float] = {}
 
 
 class IdentityError(RuntimeError):
@@ -167,13 +172,23 @@ def load_identity(settings: Settings) -> Identity:
 
 
 def reload_if_rotated(settings: Settings, identity: Identity) -> Identity:
-    """`identity`, or the one on disk if the key file changed since it was read (`cpnode keys rotate`)."""
+    """`identity`, or the one on disk if the key file changed since it was read (`cpnode keys rotate`).
+
+    The file is looked at no more than once per ROTATION_CHECK_S; between looks `identity` is returned.
+    """
+    path = settings.path(settings.keys.path)
+    checked = (path, identity.loaded_mtime_ns)
+    now = time.monotonic()
+    if now - _last_checked.get(checked, -ROTATION_CHECK_S) < ROTATION_CHECK_S:
+        return identity
+    _last_checked[checked] = now
     try:
-        mtime_ns = settings.path(settings.keys.path).stat().st_mtime_ns
+        mtime_ns = path.stat().st_mtime_ns
     except OSError:
         return identity
     if mtime_ns == identity.loaded_mtime_ns:
         return identity
+    del _last_checked[checked]  # another holder of this stale identity looks again at once
     try:
         return load_identity(settings)
     except IdentityError as exc:

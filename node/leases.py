@@ -8,10 +8,10 @@ over once the lease expires.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from node.db import write_transaction
+from node.db.dialects import dialect_insert
 
 _metadata = sa.MetaData()
 leases = sa.Table(
@@ -26,8 +26,7 @@ leases = sa.Table(
 
 def try_acquire(engine: Engine, job_id: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
     """Take or renew the lease on `job_id` for `holder` until now + ttl; False if another holds it."""
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    values = insert(leases).values(
+    values = dialect_insert(engine, leases).values(
         job_id=job_id, holder=holder, acquired_ms=now_ms, expires_ms=now_ms + ttl_ms
     )
     stmt = values.on_conflict_do_update(

@@ -29,7 +29,7 @@ from node.runfile import RunRecord, config_digest, read_run_record, write_run_re
 log = logging.getLogger("cpnode.reload")
 
 # Keys applied without a restart: a section ("partners") or one key of a section ("logging.level").
-RELOADABLE: tuple[str, ...] = ("logging.level", "partners", "offers")
+RELOADABLE: tuple[str, ...] = ("logging.level", "partners", "offers", "supervisors")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def merged_settings(old: Settings, new: Settings) -> Settings:
         update={
             "partners": new.partners,
             "offers": new.offers,
+            "supervisors": new.supervisors,
             "logging": old.logging.model_copy(update={"level": new.logging.level}),
         }
     )

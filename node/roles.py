@@ -1,6 +1,9 @@
 """The roles one `cpnode run` process can take; a deployment may split them across processes.
 
 Every process serves `/healthz`, `/readyz`, `/metrics` and `/api/v1/node`; the rest depends on roles.
+`ROLES` are a node's own and what `cpnode run` takes by default. `supervisor` is taken only when
+asked for (`--roles supervisor`, alone or with others): supervising is another party's job (the
+supervisor, 监管方), not something every platform's node does.
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ ROLES: tuple[str, ...] = (
     "ledger",  # the ledger writer: settlement, holds, checkpoints
     "scheduler",  # runs scheduled jobs (each job still takes a database lease)
 )
+OPTIONAL_ROLES: tuple[str, ...] = (
+    "supervisor",  # accepts nodes' supervision reports, answers national totals (runs its own jobs)
+)
 ALL_ROLES: frozenset[str] = frozenset(ROLES)
+KNOWN_ROLES: frozenset[str] = frozenset(ROLES + OPTIONAL_ROLES)
 
 
 def parse_roles(text: str | None) -> frozenset[str]:
-    """Parse `api,federation,...` (None or empty means every role); raise ValueError naming unknown roles."""
+    """Parse `api,federation,...` (None or empty means a node's roles, ROLES); raise ValueError
+    naming unknown roles."""
     if not text:
         return ALL_ROLES
     roles = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(roles - ALL_ROLES)
+    known = ", ".join(ROLES + OPTIONAL_ROLES)
+    unknown = sorted(roles - KNOWN_ROLES)
     if unknown:
-        raise ValueError(f"unknown role(s) {', '.join(unknown)}; known roles: {', '.join(ROLES)}")
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}; known roles: {known}")
     if not roles:
-        raise ValueError(f"no roles given; known roles: {', '.join(ROLES)}")
+        raise ValueError(f"no roles given; known roles: {known}")
     return roles

@@ -82,8 +82,11 @@ class JobScheduler:
             args=[job.job_id],
             id=job.job_id,
             max_instances=1,
+            # A tick the event loop reaches late (a busy machine, a long job) still runs, once:
+            # APScheduler would otherwise skip a tick later than its grace time and wait a whole
+            # interval more; coalesce folds the ticks missed meanwhile into that one run.
             coalesce=True,
-            misfire_grace_time=max(1, int(job.every_s)),
+            misfire_grace_time=None,
         )
 
     async def run_job(self, job_id: str) -> str:

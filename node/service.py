@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from node.components import active_components
 from node.config import Settings
 from node.context import CTX, NodeContext
-from node.db import DatabaseError, check_database, database_unavailable, make_engine, upgrade
+from node.db import DatabaseError, database_unavailable, open_database
+from node.http.access import access
 from node.http.core_routes import scheduler_expected
 from node.http.guard import GuardedSite, connection_cap
 from node.http.middleware import make_middlewares
@@ -63,30 +63,16 @@ def load_admin_token(settings: Settings) -> str:
     return read_admin_token(settings)
 
 
-def open_database(settings: Settings) -> Engine:
-    """An engine for the configured database, checked reachable and migrated to the current schema."""
-    engine = make_engine(
-        settings.database_url,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        pool_size=settings.database.pool_size,
-        idle_in_transaction_timeout_ms=int(settings.database.idle_in_transaction_timeout_s * 1000),
-    )
-    try:
-        check_database(engine)
-        upgrade(engine)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
-
-
 def build_app(ctx: NodeContext) -> web.Application:
     """The aiohttp application of a node with the components its roles include."""
     app = web.Application(
         client_max_size=ctx.settings.http.max_body_bytes,
-        middlewares=make_middlewares(
-            ctx.metrics, ctx.settings.http.max_body_bytes, ctx.settings.http.body_timeout_s
-        ),
+        middlewares=[
+            *make_middlewares(
+                ctx.metrics, ctx.settings.http.max_body_bytes, ctx.settings.http.body_timeout_s
+            ),
+            access,
+        ],
     )
     app[CTX] = ctx
     components = active_components(ctx.roles)

@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from node.db import make_engine, upgrade
-from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, fresh_schema
+from node.db import make_engine
+from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, MigratedTemplates, fresh_schema
+from tests.support.examples import load_profile
 from tests.support.processes import uses_processes
+
+# Property tests run the `ci` share of their examples unless HYPOTHESIS_PROFILE=thorough
+# (tests/support/examples.py).
+load_profile()
 
 
 @pytest.fixture(name="postgres_url")
@@ -23,22 +28,39 @@ def fixture_postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session", name="templates")
+def fixture_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    """Databases migrated once per test process, copied for the tests that want a migrated one."""
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
+
+
 @pytest.fixture(
     name="db_url",
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
 )
-def fixture_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on each backend: a SQLite file, then a PostgreSQL schema."""
+def fixture_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database on each backend: a SQLite file, then a PostgreSQL schema; empty, or for a test
+    that uses `engine` a copy of the migrated template (its own database on PostgreSQL)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'node.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+        path = tmp_path / "node.db"
+        yield request.getfixturevalue("templates").sqlite(path) if migrated else f"sqlite:///{path}"
+    elif migrated:
+        if not POSTGRES_URL:
+            pytest.skip(POSTGRES_SKIP_REASON)
+        with request.getfixturevalue("templates").postgres() as url:
+            yield url
+    else:
+        yield str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture(name="engine")
 def fixture_engine(db_url: str) -> Iterator[Engine]:
-    """A migrated engine on each backend (every package's tables at their head revision)."""
+    """A migrated engine on each backend (every package's tables at their head revision): `db_url`
+    is a copy of a database migrated once per test process."""
     engine = make_engine(db_url)
-    upgrade(engine)
     yield engine
     engine.dispose()
 

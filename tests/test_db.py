@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from node.db import make_engine, schema_versions, upgrade, write_transaction
+from node.db.engine import database_unavailable
 from node.db.migrate import head_revisions
 
 
@@ -38,3 +39,29 @@ def test_write_transaction_rolls_back_on_error(engine: Engine) -> None:
         pass
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM scheduler_leases")).scalar_one() == 0
+
+
+def test_a_connection_lost_as_a_transaction_begins_is_a_database_error(engine: Engine) -> None:
+    """A connection found closed by the `begin` hook (a lazy write's `SET LOCAL`, SQLite's `BEGIN
+    IMMEDIATE`) raises SQLAlchemy's DBAPIError, which the node reads as the database being unavailable
+    (a warning and a retry), never a bare driver error that escapes as a traceback."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.close()
+        conn.invalidate()
+    failed = None
+    with engine.connect().execution_options(cpnode_write=True, cpnode_lazy_commit=True) as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.close()  # cut after the pool's check, before the transaction begins
+        try:
+            conn.begin()
+        except sa.exc.DBAPIError as exc:
+            failed = exc
+    assert failed is not None
+    assert failed.connection_invalidated
+    if engine.dialect.name == "postgresql":  # a lost server; SQLite files are not cut (theirs: busy)
+        assert database_unavailable(failed) is not None
+    with write_transaction(engine, lazy=True) as conn:  # the pool recovers: the next write works
+        conn.execute(sa.text("INSERT INTO scheduler_leases VALUES ('j', 'h', 1, 2)"))

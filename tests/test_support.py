@@ -1,15 +1,19 @@
-"""The suite's own machinery: tests that start processes are found and marked `slow`, and the one
-poller waits for sync and async conditions and fails at its deadline."""
+"""The suite's own machinery: tests that start processes are found and marked `slow`, the one
+poller waits for sync and async conditions and fails at its deadline, and the Hypothesis profiles
+set how many examples property tests run."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
 import pytest
+from hypothesis import settings
 
 from node.launcher import NodeProcess
-from tests.support.polling import eventually, wait_for
+from tests.support.examples import examples, load_profile
+from tests.support.polling import eventually, wait_for, within
 from tests.support.processes import starts_processes
 
 
@@ -67,3 +71,33 @@ def test_wait_for_times_out() -> None:
     """The blocking poller fails at its deadline with what it waited for."""
     with pytest.raises(AssertionError, match=r"nothing not reached within 0\.05 s"):
         wait_for(lambda: False, 0.05, "nothing", interval_s=0.01)
+
+
+def test_the_ci_profile_runs_a_share_of_each_count_and_thorough_all() -> None:
+    """`ci` (the suite's default) runs 30 % of a full count, never below three examples (or the full
+    count when smaller); `thorough` runs the full count; an unknown profile is refused."""
+    try:
+        assert load_profile({}) == "ci"
+        assert [examples(n) for n in (1, 5, 15, 40, 300)] == [1, 3, 4, 12, 90]
+        assert load_profile({"HYPOTHESIS_PROFILE": "thorough"}) == "thorough"
+        assert settings().max_examples == 100
+        assert [examples(n) for n in (1, 15, 40, 300)] == [1, 15, 40, 300]
+        with pytest.raises(ValueError, match="profiles are ci, thorough"):
+            load_profile({"HYPOTHESIS_PROFILE": "quick"})
+        with pytest.raises(ValueError, match="at least one example"):
+            examples(0)
+    finally:
+        load_profile()
+
+
+async def test_within_names_the_step_that_hung() -> None:
+    """A block over its bound fails naming the step; one in time passes; the block's own
+    TimeoutError stays what it was."""
+    async with within(5, "quick step"):
+        await asyncio.sleep(0)
+    with pytest.raises(AssertionError, match=r"the hung read not done within 0\.05 s"):
+        async with within(0.05, "the hung read"):
+            await asyncio.Event().wait()
+    with pytest.raises(TimeoutError, match="its own"):
+        async with within(5, "a step"):
+            raise TimeoutError("its own")

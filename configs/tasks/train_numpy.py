@@ -143,7 +143,9 @@ def main() -> None:
             print(f"step {step} loss {losses[-1]:.6f}", flush=True)
         if control is not None:
             wanted = _read_seq(control / "checkpoint.request")
-            if requested or wanted > _read_seq(control / "checkpoint.done"):
+            # The request file says whether a checkpoint is owed; SIGUSR1 only says "look now". A
+            # signal arriving after the request was already seen must not write the state again.
+            if wanted > _read_seq(control / "checkpoint.done"):
                 requested = False
                 state.mkdir(parents=True, exist_ok=True)
                 _write_atomic(state / "checkpoint.npy", _npy(model.flat))

@@ -65,6 +65,7 @@ class Operation:
     instance_id: str
     due_s: float
     done: bool = False
+    completing: bool = False
     error: str | None = None
     result: dict[str, int] = field(default_factory=dict)
     restore: bool = False
@@ -252,12 +253,18 @@ class CloudState:
         """Complete every operation whose time has come."""
         now = self.clock()
         for op in list(self.operations.values()):
-            if not op.done and op.due_s <= now and (op.pending is None or op.pending.done()):
-                op.done = True
-                try:
-                    await self._complete(op)
-                except ConnectorError as exc:
-                    op.error = str(exc)
+            due = op.due_s <= now and (op.pending is None or op.pending.done())
+            if op.done or op.completing or not due:
+                continue
+            # Done only once its effect is in place: completing a start awaits the program's launch,
+            # and a poll answered meanwhile must not see the operation done with the program unlaunched.
+            op.completing = True
+            try:
+                await self._complete(op)
+            except ConnectorError as exc:
+                op.error = str(exc)
+            finally:
+                op.done, op.completing = True, False
 
     async def _complete(self, op: Operation) -> None:
         instance = self.instances[op.instance_id]

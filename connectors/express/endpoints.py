@@ -9,6 +9,7 @@ source whose size differs from the manifest (`manifest_mismatch`), and any other
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from yarl import URL
 
 from connectors.contract import StateFile, StorageEndpoint
 from connectors.express.errors import BadChunk, ChunksMissing, TransferError, UploadLost
+from connectors.express.wire import Wire, WireError, wire_target
 from connectors.manifest import Manifest, UploadEntry, from_ranges
 
 PREFIX = "/storage/v1"
@@ -37,10 +39,21 @@ async def _body(response: aiohttp.ClientResponse) -> dict[str, Any]:
 
 async def refusal(response: aiohttp.ClientResponse, side: str) -> TransferError:
     """The TransferError for an error answer from the `side` endpoint."""
-    body = await _body(response)
-    status = response.status
+    return refusal_of(response.status, await _body(response), response.reason or "", side)
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def refusal_of(status: int, body: dict[str, Any], reason: str, side: str) -> TransferError:
+    """The TransferError for an error answer (`status`, its JSON `body`) from the `side` endpoint."""
     code = str(body.get("error") or f"http_{status}")
-    message = f"{side} answered {status}: {body.get('message') or response.reason}"
+    message = f"{side} answered {status}: {body.get('message') or reason}"
     if status == 422 and code == "bad_chunk":
         return BadChunk(message)
     if status == 404 and code == "no_upload":
@@ -60,6 +73,8 @@ def connection_error(exc: BaseException, side: str) -> TransferError:
     """A transient TransferError for a failed connection or a timeout."""
     if isinstance(exc, TimeoutError):
         return TransferError("timeout", f"{side} did not answer in time", fatal=False)
+    if isinstance(exc, WireError):
+        return TransferError("bad_response", f"{side}: {exc}", fatal=False)
     return TransferError("connection_failed", f"{side}: {type(exc).__name__}: {exc}", fatal=False)
 
 
@@ -71,6 +86,15 @@ class StorageClient:
         self._base = endpoint.url.rstrip("/") + PREFIX + "/" + quote(endpoint.bucket, safe="")
         self._auth = {"Authorization": f"Bearer {endpoint.token}"}
         self.side = side
+        # Chunk bodies over plain sockets (connectors.express.wire) where the endpoint is plain HTTP.
+        where = wire_target(endpoint.url)
+        timeout_s = session.timeout.sock_read or session.timeout.total or 30.0
+        self._wire = None if where is None else Wire(where[0], where[1], timeout_s)
+
+    def close(self) -> None:
+        """Close the chunk connections (the session is its owner's to close)."""
+        if self._wire is not None:
+            self._wire.close()
 
     def _url(self, path: str = "", query: str = "") -> URL:
         tail = ("/" + quote(path, safe="/")) if path else ""
@@ -115,6 +139,28 @@ class StorageClient:
             "Range": f"bytes={offset}-{offset + length - 1}",
             "Accept-Encoding": "identity",
         }
+        if self._wire is not None:
+            try:
+                answer = await self._wire.request("GET", self._url(path).raw_path_qs, headers, into=into)
+            except (TimeoutError, OSError, WireError) as exc:
+                raise connection_error(exc, self.side) from None
+            if answer.status >= 400:
+                raise refusal_of(answer.status, _json_body(answer.body), "", self.side)
+            length_header = answer.headers.get("content-length", "")
+            _check_range_of(
+                answer.status,
+                answer.headers.get("content-range", ""),
+                int(length_header) if length_header.isdigit() else None,
+                offset,
+                length,
+                file_bytes,
+                self.side,
+            )
+            if answer.filled != length:
+                raise TransferError(
+                    "short_read", f"{self.side} sent {answer.filled} of {length} bytes", fatal=False
+                )
+            return
         try:
             async with self._session.get(self._url(path), headers=headers) as response:
                 if response.status >= 400:
@@ -151,6 +197,17 @@ class StorageClient:
                 await pace(len(piece))
                 yield piece
 
+        if self._wire is not None:
+            headers = {**self._auth, "Content-Type": "application/octet-stream"}
+            try:
+                answer = await self._wire.request(
+                    "PUT", self._url(path, f"chunk={index}").raw_path_qs, headers, data, pace, slice_bytes
+                )
+            except (TimeoutError, OSError, WireError) as exc:
+                raise connection_error(exc, self.side) from None
+            if answer.status >= 400:
+                raise refusal_of(answer.status, _json_body(answer.body), "", self.side)
+            return answer.status == 201
         headers = {"Content-Length": str(len(data)), "Content-Type": "application/octet-stream"}
         status, _ = await self._call("PUT", self._url(path, f"chunk={index}"), data=body(), headers=headers)
         return status == 201
@@ -173,10 +230,23 @@ class StorageClient:
 def _check_range(
     response: aiohttp.ClientResponse, offset: int, length: int, file_bytes: int, side: str
 ) -> None:
-    if response.status == 200 and offset == 0 and response.content_length == length == file_bytes:
+    content_range = response.headers.get("Content-Range", "")
+    _check_range_of(response.status, content_range, response.content_length, offset, length, file_bytes, side)
+
+
+def _check_range_of(
+    status: int,
+    content_range: str,
+    content_length: int | None,
+    offset: int,
+    length: int,
+    file_bytes: int,
+    side: str,
+) -> None:
+    if status == 200 and offset == 0 and content_length == length == file_bytes:
         return  # a whole small file answered without a range
-    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-    if response.status != 206 or match is None:
+    match = _CONTENT_RANGE.fullmatch(content_range)
+    if status != 206 or match is None:
         raise TransferError("bad_response", f"{side} did not answer the range request", fatal=False)
     start, end, total = (int(g) for g in match.groups())
     if total != file_bytes:

@@ -5,7 +5,10 @@ A job holds workers × chunk bytes of the budget while it runs; a job that does 
 `queued` (in creation order). At most `max_open_jobs` jobs are unfinished at once. Stopping the express (`close`) leaves every job's stored state as it
 is, so the next start runs `queued`/`running` jobs again from the destination's committed-chunk
 maps and finishes the clean-up of `failing`/`cancelling` ones. Clean-up removes every path of the
-manifest at the destination (open uploads and committed files).
+manifest at the destination (open uploads and committed files), each tried `CLEANUP_ATTEMPTS`
+times; once the destination does not answer (connection refused, timeout) the remaining paths are
+not tried: the job ends with the paths left behind in its error, promptly, so an undo waiting for
+it is not held up by a destination that died.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from connectors.express.relay import Backoff, Transfer, with_retries
 from connectors.express.store import JobStore
 
 log = logging.getLogger(__name__)
+CLEANUP_ATTEMPTS = 3
+_UNREACHABLE = frozenset({"connection_failed", "timeout"})
 
 
 def now_ms() -> int:
@@ -232,40 +237,55 @@ class Express:
         async with _session(spec) as session:
             source = StorageClient(session, spec.source, "source")
             destination = StorageClient(session, spec.destination, "destination")
-            manifest = spec.manifest
-            if manifest is None:
-                manifest = await with_retries(
-                    lambda: source.manifest(spec.chunk_bytes), backoff, job.progress
-                )
-                job.record = job.record.model_copy(
-                    update={"spec": spec.model_copy(update={"manifest": manifest})}
-                )
-                self._save()
-            runs = 0
-            while True:  # a destination that lost an upload gets a fresh run, which opens every file again
-                try:
-                    await Transfer(spec, manifest, source, destination, job.bucket, job.progress).run()
-                    return
-                except UploadLost as exc:
-                    runs += 1
-                    if runs >= spec.max_attempts:
-                        raise Stalled(exc, runs) from None
-                    job.progress.retry(exc.as_json())
+            try:
+                await self._run_transfer(job, spec, backoff, source, destination)
+            finally:
+                source.close()
+                destination.close()
+
+    async def _run_transfer(
+        self, job: Job, spec: JobSpec, backoff: Backoff, source: StorageClient, destination: StorageClient
+    ) -> None:
+        """Fetch the manifest if the job has none, then run the transfer until every file is committed."""
+        manifest = spec.manifest
+        if manifest is None:
+            manifest = await with_retries(lambda: source.manifest(spec.chunk_bytes), backoff, job.progress)
+            job.record = job.record.model_copy(
+                update={"spec": spec.model_copy(update={"manifest": manifest})}
+            )
+            self._save()
+        runs = 0
+        while True:  # a destination that lost an upload gets a fresh run, which opens every file again
+            try:
+                await Transfer(spec, manifest, source, destination, job.bucket, job.progress).run()
+                return
+            except UploadLost as exc:
+                runs += 1
+                if runs >= spec.max_attempts:
+                    raise Stalled(exc, runs) from None
+                job.progress.retry(exc.as_json())
 
     async def _clean(self, job: Job, own_task: bool = True) -> None:
         """Remove the manifest's paths at the destination, then move the job on (`cleaned`)."""
         spec = job.record.spec
         leftovers: list[str] = []
+        backoff = Backoff(spec.model_copy(update={"max_attempts": min(spec.max_attempts, CLEANUP_ATTEMPTS)}))
         try:
             if spec.manifest is not None:
                 async with _session(spec) as session:
                     destination = StorageClient(session, spec.destination, "destination")
+                    unreachable: str | None = None
                     for item in spec.manifest.files:
+                        if unreachable is not None:
+                            leftovers.append(f"{item.path} (not tried: {unreachable})")
+                            continue
                         try:
                             remove = functools.partial(destination.remove, item.path)
-                            await with_retries(remove, Backoff(spec), job.progress)
+                            await with_retries(remove, backoff, job.progress)
                         except (TransferError, Stalled) as exc:
                             leftovers.append(f"{item.path} ({exc})")
+                            if exc.code in _UNREACHABLE:
+                                unreachable = f"the destination does not answer: {exc.code}"
             changes: dict[str, Any] = {}
             if leftovers:
                 note = f"could not remove at the destination: {'; '.join(leftovers)}"

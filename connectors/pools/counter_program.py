@@ -49,7 +49,9 @@ def main() -> None:
     while True:
         count += 1
         wanted = _read_seq(CONTROL / "checkpoint.request")
-        if requested or wanted > _read_seq(CONTROL / "checkpoint.done"):
+        # The request file says whether a checkpoint is owed; SIGUSR1 only says "look now". A signal
+        # arriving after the request was already seen by polling must not write the state again.
+        if wanted > _read_seq(CONTROL / "checkpoint.done"):
             requested = False
             if blob_bytes:
                 _write_atomic(

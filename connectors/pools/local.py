@@ -62,6 +62,7 @@ from connectors.contract import (
     Usage,
 )
 from connectors.errors import InvalidRequest, InvalidState, NoCapacity, NotFound
+from connectors.grants import Grant
 from connectors.microbench import (
     available_memory_permille,
     cached_measurement,
@@ -115,7 +116,8 @@ class LocalPool(ComputePlugin):
         self.region = Region(id=region, name=f"{name} on this host", city=city)
         self.price = price_minor_per_slot_hour
         self._token = secrets.token_urlsafe(24)
-        self._storage = StorageServer(StorageService(self._token, self._bucket), storage_host, storage_port)
+        service = StorageService(self._token, self._bucket, grant_spent=self._grant_spent)
+        self._storage = StorageServer(service, storage_host, storage_port)
         self.sandbox = SandboxSettings(
             runtimes=dict(runtimes or {}), inputs=inputs or InputPolicy(), max_log_bytes=max_log_bytes
         )
@@ -349,6 +351,16 @@ class LocalPool(ComputePlugin):
         if "/" in instance_id or instance_id.startswith("."):
             raise NotFound(f"no instance {instance_id!r}")
         return self.root / "instances" / instance_id
+
+    def _grant_spent(self, grant: Grant) -> str | None:
+        """A transfer grant fills an instance's state before its program starts from it, not after."""
+        try:
+            instance = self._load(grant.bucket)
+        except NotFound:
+            return f"no instance {grant.bucket}"
+        if instance.started_ms is not None or instance.state not in ("creating", "stopped"):
+            return f"instance {grant.bucket} has started: its state takes no more writes by credential"
+        return None
 
     def _bucket(self, bucket: str) -> Path | None:
         instance_id = bucket.removesuffix(OUTPUTS_SUFFIX)

@@ -31,6 +31,7 @@ from federation.store.catalogs import (
 from federation.store.db import writing
 from federation.store.keys import (
     PeerView,
+    call_view,
     denied_keys,
     deny_key,
     list_denied,
@@ -69,6 +70,7 @@ from federation.store.relay import (
     sync_config_issuers,
 )
 from federation.store.sessions import (
+    StoredSession,
     consume_challenge,
     drop_session,
     get_session,
@@ -80,8 +82,10 @@ from federation.store.sessions import (
 __all__ = [
     "IssuedCatalog",
     "PeerView",
+    "StoredSession",
     "add_issuer",
     "add_partner",
+    "call_view",
     "catalog_events",
     "consume_challenge",
     "denied_keys",

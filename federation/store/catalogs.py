@@ -148,9 +148,12 @@ def record_accepted(conn: Connection, partner: str, now_ts: int, message: str) -
     )
 
 
-def received_catalogs(engine: Engine, partner: str | None = None) -> list[dict[str, Any]]:
-    """Stored partner catalogs (bodies included), optionally of one partner."""
-    query = sa.select(received_t).order_by(received_t.c.partner)
+def received_catalogs(
+    engine: Engine, partner: str | None = None, bodies: bool = True
+) -> list[dict[str, Any]]:
+    """Stored partner catalogs (bodies included unless `bodies` is False), optionally of one partner."""
+    columns = received_t.c if bodies else [c for c in received_t.c if c.name != "body"]
+    query = sa.select(*columns).order_by(received_t.c.partner)
     if partner is not None:
         query = query.where(received_t.c.partner == partner)
     with engine.connect() as conn:

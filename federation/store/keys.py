@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from federation.keydoc import KeyRecord, merge_records
 from federation.partners import Partner
 from federation.store.db import writing
 from federation.store.partners import partner_from_row
+from federation.store.sessions import StoredSession, session_in
 from federation.tables import denied_t, partners_t, peer_keys_t, sessions_t
 
 
@@ -43,7 +44,7 @@ def list_denied(engine: Engine) -> list[dict[str, Any]]:
 def peer_keys(engine: Engine, partner: str) -> tuple[dict[str, KeyRecord], int]:
     """Keys learned from `partner`'s key documents, and the latest document's expiry (0 if none)."""
     with engine.connect() as conn:
-        rows = list(conn.execute(sa.select(peer_keys_t).where(peer_keys_t.c.partner == partner)))
+        rows = list(conn.execute(_PEER_KEYS, {"p_name": partner}))
     records = {r.kid: KeyRecord(r.kid, r.public_key, r.status, r.valid_from_ts, r.retired_ts) for r in rows}
     return records, min((r.document_expires_ts for r in rows), default=0)
 
@@ -84,12 +85,30 @@ class PeerView:
     denied: frozenset[str]
 
 
+# The reads of every signed request, built once (bind parameter `p_name`) so SQLAlchemy reuses their
+# compiled form.
+_PARTNER = sa.select(partners_t).where(partners_t.c.name == sa.bindparam("p_name"))
+_PEER_KEYS = sa.select(peer_keys_t).where(peer_keys_t.c.partner == sa.bindparam("p_name"))
+_DENIED = sa.select(denied_t.c.kid)
+
+
 def peer_view(engine: Engine, name: str) -> PeerView:
     """The partner called `name`, its learned keys and the deny-list, in one connection."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(partners_t).where(partners_t.c.name == name)).first()
-        keys = list(conn.execute(sa.select(peer_keys_t).where(peer_keys_t.c.partner == name)))
-        denied = frozenset(r.kid for r in conn.execute(sa.select(denied_t.c.kid)))
+        return _peer_view(conn, name)
+
+
+def _peer_view(conn: Connection, name: str) -> PeerView:
+    row = conn.execute(_PARTNER, {"p_name": name}).first()
+    keys = list(conn.execute(_PEER_KEYS, {"p_name": name}))
+    denied = frozenset(r.kid for r in conn.execute(_DENIED))
     records = {r.kid: KeyRecord(r.kid, r.public_key, r.status, r.valid_from_ts, r.retired_ts) for r in keys}
     expires = min((r.document_expires_ts for r in keys), default=0)
     return PeerView(partner_from_row(row) if row is not None else None, records, expires, denied)
+
+
+def call_view(engine: Engine, name: str) -> tuple[PeerView, StoredSession | None]:
+    """What calling partner `name` and checking its signed answer read, in one connection: its
+    `peer_view` and our session at it (as `get_session`)."""
+    with engine.connect() as conn:
+        return _peer_view(conn, name), session_in(conn, name)

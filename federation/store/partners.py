@@ -51,10 +51,14 @@ def list_partners(engine: Engine) -> list[Partner]:
         ]
 
 
+# Read at each step of an order for a partner's offer: built once with a bind parameter.
+_PARTNER = sa.select(partners_t).where(partners_t.c.name == sa.bindparam("p_name"))
+
+
 def get_partner(engine: Engine, name: str) -> Partner | None:
     """The partner called `name`, or None."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(partners_t).where(partners_t.c.name == name)).first()
+        row = conn.execute(_PARTNER, {"p_name": name}).first()
     return partner_from_row(row) if row is not None else None
 
 

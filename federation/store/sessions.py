@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from federation.login import Challenge, transition
 from federation.store.db import writing
@@ -45,10 +45,23 @@ def consume_challenge(engine: Engine, challenge: Challenge) -> None:
         transition("used", "consume")  # raises: someone else consumed it between read and write
 
 
-def get_session(engine: Engine, partner: str) -> tuple[str, str, int] | None:
+# Read before every request to a partner: built once with a bind parameter.
+_SESSION = sa.select(sessions_t).where(sessions_t.c.partner == sa.bindparam("p_partner"))
+
+
+# Our session at a partner as stored: (token, the key id it is bound to, expiry).
+StoredSession = tuple[str, str, int]
+
+
+def get_session(engine: Engine, partner: str) -> StoredSession | None:
     """Our session token at `partner`: (token, the key id it is bound to, expiry), or None."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(sessions_t).where(sessions_t.c.partner == partner)).first()
+        return session_in(conn, partner)
+
+
+def session_in(conn: Connection, partner: str) -> StoredSession | None:
+    """`get_session` on a connection the caller holds (read with other things in one trip)."""
+    row = conn.execute(_SESSION, {"p_partner": partner}).first()
     return (row.token, row.kid, row.expires_ts) if row else None
 
 

@@ -21,8 +21,8 @@ from ledger.store.db import (
     with_retries,
     write_transaction,
 )
+from ledger.store.head import lock_head
 from ledger.store.schema import accounts, balances, head
-from ledger.store.writer import lock_head
 from ledger.validation import check_account, first_account_difference
 
 _ZERO = {"debits_pending": 0, "debits_posted": 0, "credits_pending": 0, "credits_posted": 0}

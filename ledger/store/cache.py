@@ -36,6 +36,10 @@ class WriterCache:
     """What an engine's last committed write knew, valid while the head's version is `version`."""
 
     version: int
+    # The head that commit left, when this engine's writer made it (None: not known here): a
+    # PostgreSQL batch then writes in one round trip, guarded by the head still being this.
+    next_seq: int | None = None
+    last_ts_ms: int = 0
     accounts: dict[str, AccountState] = field(default_factory=dict)
     nums: dict[str, int] = field(default_factory=dict)  # each account's ledger_balances key
     transfers: dict[str, Transfer] = field(default_factory=dict)  # stored holds, by id
@@ -53,7 +57,16 @@ def specs_of(engine: Engine) -> dict[str, AccountSpec]:
 
 def take(engine: Engine, version: int) -> WriterCache:
     """This engine's cache if it is of `version` (the head's, read under its lock), else an empty one."""
-    cache = _CACHES.pop(engine, None)
+    return fit(_CACHES.pop(engine, None), version)
+
+
+def take_any(engine: Engine) -> WriterCache | None:
+    """This engine's cache whatever its version (to be checked with `fit`, or against the head)."""
+    return _CACHES.pop(engine, None)
+
+
+def fit(cache: WriterCache | None, version: int) -> WriterCache:
+    """`cache` if it is of `version` and not too large, else an empty one of that version."""
     if cache is None or cache.version != version or len(cache.accounts) > MAX_CACHED_ACCOUNTS:
         return WriterCache(version)
     if len(cache.transfers) > MAX_CACHED_TRANSFERS:
@@ -65,6 +78,11 @@ def take(engine: Engine, version: int) -> WriterCache:
 def keep(engine: Engine, cache: WriterCache) -> None:
     """Put a cache back after its writer committed (with `version` set to what the commit left)."""
     _CACHES[engine] = cache
+
+
+def put_back(engine: Engine, cache: WriterCache) -> None:
+    """Return a cache taken but not used (unless another writer has put one back meanwhile)."""
+    _CACHES.setdefault(engine, cache)
 
 
 def remember_new_accounts(

@@ -24,11 +24,12 @@ import json
 import logging
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -59,6 +60,29 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.begin(),
     ):
         yield conn
+
+
+@contextmanager
+def batch_transaction(engine: Engine, held: Connection | None = None) -> Iterator[Connection]:
+    """The write path's transaction. SQLite: `write_transaction`. PostgreSQL: a connection in
+    autocommit mode whose BEGIN and COMMIT the write path sends itself, in the same round trips as
+    its first and last statements (`Cursor.pipeline`); a transaction left open is committed on
+    success and rolled back on failure. `held`: a connection the caller keeps between transactions
+    (no pool checkout and ping each time); it must be in autocommit mode (`autocommit_connection`)."""
+    if engine.dialect.name != "postgresql":
+        with write_transaction(engine) as conn:
+            yield conn
+        return
+    with (
+        nullcontext(held) if held is not None else autocommit_connection(engine) as conn,
+        conn.begin(),
+    ):
+        yield conn
+
+
+def autocommit_connection(engine: Engine) -> Connection:
+    """A PostgreSQL connection for `batch_transaction` (the pool restores its mode when it is returned)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT", cpnode_write=True)
 
 
 _gc_lock = threading.Lock()
@@ -92,21 +116,21 @@ def gc_paused() -> Iterator[None]:
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(every driver error, the transient ones): the write path uses driver cursors directly, so
-    driver exceptions arrive unwrapped as well as wrapped by SQLAlchemy."""
+    driver exceptions arrive unwrapped as well as wrapped by SQLAlchemy. psycopg's are among them
+    once it is loaded: nothing raises them before SQLAlchemy's PostgreSQL dialect imports it for a
+    first engine, and a SQLite node never pays for importing it."""
     every: list[type[BaseException]] = [sqlite3.Error]
     transient: list[type[BaseException]] = [sqlite3.OperationalError, sqlite3.IntegrityError]
-    try:
-        import psycopg
-    except ImportError:  # PostgreSQL support is optional at import time
-        pass
-    else:
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
         every.append(psycopg.Error)
         transient += [psycopg.OperationalError, psycopg.IntegrityError, psycopg.InterfaceError]
     return tuple(every), tuple(transient)
 
 
-DRIVER_ERRORS, TRANSIENT_DRIVER_ERRORS = _driver_errors()
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *DRIVER_ERRORS)
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """The errors a transaction may fail with: SQLAlchemy's and the loaded drivers'."""
+    return (sa.exc.SQLAlchemyError, *_driver_errors()[0])
 
 
 class StaleRead(Exception):
@@ -125,7 +149,7 @@ def _retryable(exc: BaseException) -> bool:
         exc = exc.orig or exc
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.OperationalError):
         return True
-    return isinstance(exc, TRANSIENT_DRIVER_ERRORS)
+    return isinstance(exc, _driver_errors()[1])
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATTEMPTS) -> T:
@@ -137,7 +161,7 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = DEFAULT_ATT
             if attempt == attempts - 1:
                 raise StorageError(f"{what} failed after {attempt + 1} attempt(s): {exc}") from exc
             log.debug("%s: retrying after %s", what, exc)
-        except DATABASE_ERRORS as exc:
+        except _database_errors() as exc:
             cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
             if _is_disk_full(exc) or _is_disk_full(cause):
                 raise StorageError(f"{what}: the disk is full; nothing was written") from exc
@@ -264,6 +288,15 @@ def pg_json_keys(keys: list[str]) -> str:
         return orjson.dumps(_encodable(keys)).decode()
 
 
+class Statement(NamedTuple):
+    """One statement of a pipeline: its SQL (`?` placeholders) and parameters, or a list of
+    parameter rows when `many` (executemany)."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    many: bool = False
+
+
 class Cursor:
     """The driver cursor of a SQLAlchemy connection, with the dialect's placeholders and key sets."""
 
@@ -285,6 +318,28 @@ class Cursor:
             return 0
         self.cursor.executemany(sql.replace("?", self.p) if self.postgres else sql, rows)
         return int(self.cursor.rowcount)
+
+    def pipeline(
+        self, statements: Sequence[Statement], *, begin: bool = False, commit: bool = False
+    ) -> list[list[tuple[Any, ...]]]:
+        """PostgreSQL: run `statements` in order in one round trip (psycopg's pipeline mode), after
+        a BEGIN and before a COMMIT when asked; the rows of each. The server runs them one after
+        another, each seeing what those before it did (a lock taken, rows written); on the first
+        error the rest are skipped, the COMMIT too, and the error is raised."""
+        driver = self.conn.connection.driver_connection
+        assert driver is not None
+        cursors = [driver.cursor() for _ in statements]
+        with driver.pipeline():  # leaving it sends everything, with one Sync, and reads the results
+            if begin:
+                self.cursor.execute("BEGIN")
+            for cursor, (sql, params, many) in zip(cursors, statements, strict=True):
+                if many:
+                    cursor.executemany(sql.replace("?", "%s"), params)
+                else:
+                    cursor.execute(sql.replace("?", "%s"), params)
+            if commit:
+                self.cursor.execute("COMMIT")
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
     def select_in(self, sql: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         """Run `sql` with each `{in}` standing for membership in `keys`."""

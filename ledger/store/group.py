@@ -33,10 +33,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import StorageError
 from ledger.records import TransferRequest, TransferResult
+from ledger.store.db import autocommit_connection
 from ledger.store.writer import MAX_BATCH, check_size, submit_batches
 
 log = logging.getLogger("cpnode.ledger")
@@ -126,6 +127,8 @@ class GroupCommitter:
         self._writing = 0  # the callers it holds
         self._last_callers = 0  # how many callers the last transaction held
         self._closed = False
+        self._held: Connection | None = None  # PostgreSQL: the committer thread's own connection
+        self._postgres = engine.dialect.name == "postgresql"
 
     @property
     def waiting(self) -> int:
@@ -267,6 +270,13 @@ class GroupCommitter:
 
     def _run(self) -> None:
         """The committer thread: write what is queued, transaction after transaction, until idle."""
+        try:
+            self._serve()
+        finally:
+            self._drop_held()
+
+    def _serve(self) -> None:
+        """The committer thread's loop (see `_run`)."""
         while True:
             with self._lock:
                 while not self._queue or self._busy:
@@ -290,7 +300,8 @@ class GroupCommitter:
         """Write the taken callers' batches and hand each its results or the error."""
         outcomes: list[_Outcome]
         try:
-            outcomes = list(self._write(tuple(waiting.requests for waiting in taken)))
+            held = self._connection if self._postgres else None
+            outcomes = list(self._write(tuple(waiting.requests for waiting in taken), held))
         except StorageError as exc:
             outcomes = []
             for _ in taken:  # each caller its own exception object (tracebacks are per raise)
@@ -326,7 +337,39 @@ class GroupCommitter:
             except RuntimeError:  # the loop was closed: nobody waits for these any more
                 log.debug("group commit: %d answer(s) for a closed event loop dropped", len(answers))
 
-    def _write(self, batches: tuple[Sequence[TransferRequest], ...]) -> list[list[TransferResult]]:
+    def _connection(self) -> Connection:
+        """The committer thread's PostgreSQL connection, kept between its transactions (no pool
+        checkout and ping each time); one left in a transaction, broken or closed is replaced."""
+        held = self._held
+        if held is not None:
+            driver = None if held.invalidated or held.closed else held.connection.driver_connection
+            if driver is None or driver.closed or driver.broken or driver.pgconn.transaction_status != 0:
+                self._drop_held()
+                held = None
+        if held is None:
+            engine = self._engine()
+            if engine is None:
+                raise StorageError("the ledger's engine is gone")
+            held = self._held = autocommit_connection(engine)
+        return held
+
+    def _drop_held(self) -> None:
+        """Close the committer thread's connection, if it has one (from that thread)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            if not held.invalidated and not held.closed:
+                driver = held.connection.driver_connection
+                if driver is None or driver.broken or driver.pgconn.transaction_status != 0:
+                    held.invalidate()  # never back to the pool in doubt
+            held.close()
+        except Exception:  # a dead connection: nothing to give back
+            log.debug("group commit: closing the committer's connection failed", exc_info=True)
+
+    def _write(
+        self, batches: tuple[Sequence[TransferRequest], ...], held: Callable[[], Connection] | None = None
+    ) -> list[list[TransferResult]]:
         """One transaction for `batches` through the writer, counted and reported."""
         engine = self._engine()
         if engine is None:  # unreachable while a caller holds the engine, which it does
@@ -334,7 +377,7 @@ class GroupCommitter:
         started = time.perf_counter()
         failed = True
         try:
-            results = submit_batches(engine, batches)
+            results = submit_batches(engine, batches, held=held)
             failed = False
             return results
         finally:

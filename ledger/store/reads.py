@@ -60,10 +60,24 @@ def iter_transfers(conn: Connection, begin: int, end: int) -> Iterator[Transfer]
         cursor = upper
 
 
+# Binary search over the log by sequence number, in one statement: the log's times never go back
+# (every writer stamps max(now, the head's last time) under the head's lock; `ledger verify` checks
+# it) and its sequence numbers are dense from 0, so O(log n) lookups by key find where a time starts,
+# without an index on time (which every transfer written would have to update).
+_MID = "(s.lo + s.hi) / 2"
+_AT_OR_AFTER = f"(SELECT t.ts_ms FROM ledger_transfers AS t WHERE t.seq = {_MID}) >= :ts"  # noqa: S608
+_SEQ_AT_TIME = sa.text(
+    "WITH RECURSIVE s(lo, hi) AS ("  # noqa: S608 - constants
+    "SELECT CAST(0 AS BIGINT), next_seq FROM ledger_head WHERE id = 1 UNION ALL "
+    f"SELECT CASE WHEN {_AT_OR_AFTER} THEN s.lo ELSE {_MID} + 1 END, "
+    f"CASE WHEN {_AT_OR_AFTER} THEN {_MID} ELSE s.hi END FROM s WHERE s.lo < s.hi"
+    ") SELECT min(hi) FROM s"
+)
+
+
 def seq_at_time(conn: Connection, ts_ms: int) -> int:
     """The first sequence number whose transfer is at or after `ts_ms` (the log size if none is)."""
-    value = conn.execute(sa.select(sa.func.min(transfers.c.seq)).where(transfers.c.ts_ms >= ts_ms)).scalar()
-    return read_head(conn).size if value is None else int(value)
+    return int(conn.execute(_SEQ_AT_TIME, {"ts": ts_ms}).scalar_one())
 
 
 def _side_sums(seq: int, before: bool) -> list[sa.Subquery]:

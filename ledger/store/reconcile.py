@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import ConflictError, NotFoundError, RequestError
@@ -41,6 +41,7 @@ from ledger.records import (
     TransferResult,
 )
 from ledger.store.db import Cursor, now_ms, select_in, transfer_from_row, with_retries, write_transaction
+from ledger.store.reads import seq_at_time
 from ledger.store.schema import accounts, discrepancies, reconciliations, transfers
 from ledger.store.writer import hold_states, submit
 
@@ -108,8 +109,9 @@ def summary_for_partner(
                 .distinct()
                 .where(
                     transfers.c.trade_id.is_not(None),
-                    transfers.c.ts_ms >= window.from_ms - margin_ms,
-                    transfers.c.ts_ms < window.to_ms + margin_ms,
+                    # The log's times never go back: the window is a range of sequence numbers.
+                    transfers.c.seq >= seq_at_time(conn, window.from_ms - margin_ms),
+                    transfers.c.seq < seq_at_time(conn, window.to_ms + margin_ms),
                     touches,
                 )
             )
@@ -128,8 +130,11 @@ def summary_for_partner(
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def record_reconciliation(
@@ -244,6 +249,20 @@ def list_discrepancies(
         query = query.where(discrepancies.c.correction_id.is_(None))
     with engine.connect() as conn:
         return [_stored(row) for row in conn.execute(query)]
+
+
+def list_reconciliations(
+    engine: Engine, *, partner: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Recorded reconciliation runs, newest first, at most `limit`; only one partner's, if asked."""
+    query = sa.select(reconciliations).order_by(reconciliations.c.id.desc()).limit(limit)
+    if partner is not None:
+        query = query.where(reconciliations.c.partner == partner)
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    for row in rows:
+        row["window"] = {"from_ms": row.pop("window_from_ms"), "to_ms": row.pop("window_to_ms")}
+    return rows
 
 
 def correct_discrepancy(

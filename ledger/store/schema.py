@@ -1,4 +1,4 @@
-"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 to ledger_0004).
+"""The ledger's tables as SQLAlchemy Core objects (created by migrations ledger_0001 to ledger_0005).
 
 Money columns are BIGINT minor units; times are UTC epoch milliseconds (`_ms`). An account's spec
 and lifecycle live in `ledger_accounts`; its four running totals in a row of `ledger_balances`

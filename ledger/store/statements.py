@@ -89,3 +89,21 @@ UPDATE_BALANCES_PG = (
     "ORDER BY 1) AS v WHERE b.num = v.num"
 )
 ADVANCE_HEAD = "UPDATE ledger_head SET next_seq = ?, last_ts_ms = ?, version = version + 1 WHERE id = 1"
+
+# A batch written in one round trip on what the writer's cache holds (ledger.store.writer): every
+# write below happens only if `ok` has its row, i.e. the head (locked by an earlier statement) is
+# still the one the cache was left at, no later time has been stamped, and none of the batch's ids
+# is stored or remembered as failed; the statement answers how many rows `ok` has (0 or 1).
+GUARD_PG = (
+    "ok AS (SELECT 1 FROM ledger_head WHERE id = 1 AND version = ? AND next_seq = ? "  # noqa: S608 - constants
+    f"AND last_ts_ms <= ? AND NOT EXISTS (SELECT 1 FROM ledger_transfers WHERE id {PG_IN_JSON}) "
+    f"AND NOT EXISTS (SELECT 1 FROM ledger_failures WHERE id {PG_IN_JSON}))"
+)
+IF_OK = " EXISTS (SELECT 1 FROM ok)"
+INSERT_FAILURES_PG_IF_OK = (
+    "INSERT INTO ledger_failures (id, status, field, ts_ms) SELECT f->>0, f->>1, f->>2, (f->>3)::bigint "
+    "FROM jsonb_array_elements(?::jsonb) AS f WHERE" + IF_OK
+)
+UPDATE_BALANCES_PG_IF_OK = UPDATE_BALANCES_PG + " AND" + IF_OK
+ADVANCE_HEAD_IF_OK = ADVANCE_HEAD + " AND" + IF_OK
+INSERT_TRANSFERS_PG_IF_OK = INSERT_TRANSFERS_PG + " WHERE" + IF_OK

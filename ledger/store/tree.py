@@ -10,15 +10,19 @@ every stored node with the transfers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from ledger.merkle import EMPTY_ROOT, leaf_hash, node_hash, split_size, subtree_root
 from ledger.store.reads import iter_transfers
 from ledger.store.schema import tree_nodes
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 TILE_LEVEL = 8
 TILE = 1 << TILE_LEVEL
@@ -140,8 +144,12 @@ def insert_nodes(conn: Connection, nodes: list[Node]) -> None:
     if not nodes:
         return
     rows = [{"level": level, "idx": idx, "hash": digest} for level, idx, digest in nodes]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(tree_nodes).on_conflict_do_nothing(), rows)
+    insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = sqlite.insert
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+        insert = postgresql.insert
+    conn.execute(insert(tree_nodes).on_conflict_do_nothing(), rows)
 
 
 def leaf_stream(conn: Connection, begin: int, end: int) -> Iterator[bytes]:

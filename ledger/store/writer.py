@@ -10,15 +10,21 @@ each applied as if on its own).
 
 What the rules need and an earlier batch of this engine already read comes from the writer cache
 (ledger/store/cache.py), trusted only while the head's version is the one it was left at.
+
+Round trips on PostgreSQL (psycopg's pipeline mode, `Cursor.pipeline`): BEGIN, the head's lock and
+the lookup of the batch's ids go together, and the writes with the COMMIT (two). When the cache
+knows the head its last commit left and holds everything the batch names, the batch is applied
+first and sent in one round trip, its writes guarded by that head (ledger/store/speculative.py).
+The head row: ledger/store/head.py; several callers' batches as one: ledger/store/runs.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import orjson
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import RequestError
 from ledger.holds import STATE_AFTER, HoldState
@@ -32,10 +38,22 @@ from ledger.records import (
     TransferRequest,
     TransferResult,
 )
-from ledger.rules import apply_batch, expire_holds
-from ledger.store.cache import WriterCache, keep, specs_of, take
-from ledger.store.db import Cursor, StaleRead, gc_paused, now_ms, with_retries, write_transaction
+from ledger.rules import expire_holds
+from ledger.store.cache import WriterCache, keep, put_back, specs_of, take, take_any
+from ledger.store.db import (
+    Cursor,
+    StaleRead,
+    Statement,
+    batch_transaction,
+    gc_paused,
+    now_ms,
+    with_retries,
+    write_transaction,
+)
+from ledger.store.head import begin_pg, lock_head
+from ledger.store.runs import apply_runs, chain_free_runs, combined_of, request_ids
 from ledger.store.schema import TRANSFER_COLUMNS
+from ledger.store.speculative import can_speculate, speculate
 from ledger.store.statements import (
     ADVANCE_HEAD,
     INSERT_TRANSFER,
@@ -58,32 +76,9 @@ _KIND_VALUE = {kind: kind.value for kind in TransferKind}  # plain str binds on 
 _ACCOUNT_KINDS = {kind.value: kind for kind in AccountKind}
 
 
-class Head(NamedTuple):
-    """The locked head row."""
-
-    next_seq: int  # the log's size
-    last_ts_ms: int
-    swept_ms: int  # every hold with a deadline up to here is resolved
-    version: int  # bumped by every write that changes balances or account state
-
-
 def transfer_from_tuple(row: Sequence[Any]) -> Transfer:
     """A Transfer from a `SELECT <every transfer column>` row."""
     return Transfer._make((row[0], row[1], TransferKind(row[2]), *row[3:12], bool(row[12]), *row[13:18]))
-
-
-def lock_head(cur: Cursor) -> Head:
-    """Lock the head row (first, in every writer, so writers never wait on each other in a cycle)."""
-    sql = "SELECT next_seq, last_ts_ms, swept_ms, version FROM ledger_head WHERE id = 1"
-    if cur.postgres:
-        # Every lookup of a write transaction is by key: never let a table without statistics yet
-        # (a young ledger, before autovacuum's first ANALYZE) be scanned whole. Same round trip.
-        cur.cursor.execute("SET LOCAL enable_seqscan = off; " + sql + " FOR UPDATE")
-        cur.cursor.nextset()  # the SET's result comes first
-        [row] = cur.cursor.fetchall()
-    else:
-        [row] = cur.execute(sql)
-    return Head(*(int(value) for value in row))
 
 
 def load_accounts(cur: Cursor, cache: WriterCache, ids: Iterable[str]) -> None:
@@ -126,23 +121,30 @@ def hold_states(cur: Cursor, pending_ids: Iterable[str]) -> dict[str, HoldState]
     return states
 
 
-def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCache) -> LedgerView:
+def load_view(
+    cur: Cursor,
+    requests: Sequence[TransferRequest],
+    cache: WriterCache,
+    known: Sequence[tuple[Any, ...]] | None = None,
+) -> LedgerView:
     """Read (and on PostgreSQL lock) everything `requests` can touch that the cache (valid at this
-    head version) does not hold already; the view shares the cache's dictionaries."""
+    head version) does not hold already; the view shares the cache's dictionaries. `known`: the
+    (id, failure status or None) rows of the requests' ids, when already read (`begin_pg`)."""
     transfers, holds = cache.transfers, cache.holds
     view = LedgerView(cache.accounts, transfers, {}, holds)
     # Built from JSON: any field may hold any type, so only strings are looked up.
-    ids = {i for r in requests if type(i := r.id) is str}
     pending_ids = {p for r in requests if type(p := r.pending_id) is str}
     account_ids = {d for r in requests if type(d := r.debit_account) is str}
     account_ids.update(c for r in requests if type(c := r.credit_account) is str)
     stored = pending_ids.difference(transfers)
-    sql = SELECT_KNOWN_IDS_PG if cur.postgres else SELECT_KNOWN_IDS
-    for known_id, status in cur.with_keys(sql, ids.difference(transfers)):
-        if status is None:
-            stored.add(known_id)
-        else:
+    if known is None:
+        sql = SELECT_KNOWN_IDS_PG if cur.postgres else SELECT_KNOWN_IDS
+        known = cur.with_keys(sql, request_ids(requests).difference(transfers))
+    for known_id, status in known:
+        if status is not None:
             view.failed[known_id] = Status(status)
+        elif known_id not in transfers:
+            stored.add(known_id)
     for row in cur.select_in(SELECT_TRANSFERS, stored):
         transfer = transfer_from_tuple(row)
         transfers[transfer.id] = transfer
@@ -160,16 +162,23 @@ def load_view(cur: Cursor, requests: Sequence[TransferRequest], cache: WriterCac
     return view
 
 
-def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
-    """Write a batch's outcome: transfers, failures, balances, and the new head."""
-    if outcome.failures:
-        cur.executemany(
-            "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)",
-            [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures],
-        )
+INSERT_FAILURE = "INSERT INTO ledger_failures (id, status, field, ts_ms) VALUES (?, ?, ?, ?)"
+
+
+def persist(
+    cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int, *, commit: bool = False
+) -> None:
+    """Write a batch's outcome: transfers, failures, balances, and the new head; on PostgreSQL in one
+    round trip, with the COMMIT when `commit` (in a `batch_transaction`)."""
+    failures = [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures]
     if cur.postgres:
-        _persist_pg(cur, cache, outcome, next_seq, ts_ms)
+        statements = [Statement(INSERT_FAILURE, failures, many=True)] if failures else []
+        statements += _persist_pg(cache, outcome, next_seq, ts_ms)
+        if statements or commit:
+            cur.pipeline(statements, commit=commit)
         return
+    if failures:
+        cur.executemany(INSERT_FAILURE, failures)
     created = outcome.created
     kinds = _KIND_VALUE
     if created:
@@ -214,9 +223,9 @@ def persist(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: in
         cur.execute(ADVANCE_HEAD, (next_seq + len(created), ts_ms))
 
 
-def _persist_pg(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> None:
+def _persist_pg(cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms: int) -> list[Statement]:
     """PostgreSQL: the new transfers, every balance (rows locked in id order) and the head in one
-    statement (data-modifying CTEs), so writing a batch is one round trip."""
+    statement (data-modifying CTEs); none when there is nothing to write."""
     parts: list[str] = []
     params: list[Any] = []
     touched = sorted(outcome.touched)
@@ -229,8 +238,9 @@ def _persist_pg(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, next_seq
     if created:
         parts.append(f"head AS ({ADVANCE_HEAD} RETURNING 1)")
         params += [next_seq + len(created), ts_ms, orjson.dumps([tuple(row) for row in created]).decode()]
-    if parts:
-        cur.execute(f"WITH {', '.join(parts)} {INSERT_TRANSFERS_PG if created else 'SELECT 1'}", params)
+    if not parts:
+        return []
+    return [Statement(f"WITH {', '.join(parts)} {INSERT_TRANSFERS_PG if created else 'SELECT 1'}", params)]
 
 
 def submit(
@@ -247,13 +257,18 @@ def check_size(requests: Sequence[TransferRequest]) -> None:
 
 
 def submit_batches(
-    engine: Engine, batches: Sequence[Sequence[TransferRequest]], *, now: int | None = None
+    engine: Engine,
+    batches: Sequence[Sequence[TransferRequest]],
+    *,
+    now: int | None = None,
+    held: Callable[[], Connection] | None = None,
 ) -> list[list[TransferResult]]:
     """Apply several batches in one transaction, each exactly as if submitted on its own, in order.
 
     Each batch gets its own results (indexes from 0) and its own linked chains (a chain open at
     the end of a batch fails there; it never joins the next batch's requests); a later batch sees
-    what earlier ones created or refused. The transaction holds at most MAX_BATCH requests."""
+    what earlier ones created or refused. The transaction holds at most MAX_BATCH requests.
+    `held`: PostgreSQL, gives the connection a long-lived writer keeps (`batch_transaction`)."""
     for batch in batches:
         check_size(batch)
     combined = combined_of(batches)
@@ -263,26 +278,34 @@ def submit_batches(
     runs = chain_free_runs(batches)
 
     def attempt() -> list[list[TransferResult]]:
-        with write_transaction(engine) as conn:
+        with batch_transaction(engine, held() if held is not None else None) as conn:
             cur = Cursor(conn)
-            head = lock_head(cur)
-            cache = take(engine, head.version)  # taken out: a failure below leaves no cache behind
-            ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
-            view = load_view(cur, combined, cache)
-            results: list[list[TransferResult]] = []
-            outcomes: list[BatchOutcome] = []
-            next_seq = head.next_seq  # each run on the view the earlier ones left, numbered after them
-            for run in runs:
-                outcome = apply_batch(view, run[0] if len(run) == 1 else combined_of(run), ts_ms, next_seq)
-                next_seq += len(outcome.created)
-                outcomes.append(outcome)
-                results += split(outcome.results, run)
-            outcome = outcomes[0] if len(outcomes) == 1 else merged(outcomes)
-            persist(cur, cache, outcome, head.next_seq, ts_ms)
+            # Taken out while in use (a failure leaves no cache behind): on PostgreSQL first, to see
+            # whether it lets the batch go in one round trip; else after the head's lock, as the
+            # cache of whoever held the lock before.
+            cache = take_any(engine) if cur.postgres else None
+            if cache is not None and can_speculate(cache, combined):
+                results, outcome, head, ts_ms = speculate(cur, cache, combined, runs, now)
+            else:
+                if cache is not None:
+                    put_back(engine, cache)
+                known = None
+                if cur.postgres:  # BEGIN, the head and the ids in one round trip
+                    head, known = begin_pg(cur, request_ids(combined))
+                else:
+                    head = lock_head(cur)
+                cache = take(engine, head.version)
+                ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
+                view = load_view(cur, combined, cache, known)
+                results, outcome = apply_runs(view, runs, ts_ms, head.next_seq)
+                persist(cur, cache, outcome, head.next_seq, ts_ms, commit=True)
         # Committed: the cache now holds version + 1 (or the same version if nothing was created).
-        cache.version = head.version + (1 if outcome.created else 0)
+        created = outcome.created
+        cache.version = head.version + (1 if created else 0)
+        cache.next_seq = head.next_seq + len(created)
+        cache.last_ts_ms = ts_ms if created else head.last_ts_ms
         transfers = cache.transfers
-        for transfer in outcome.created:  # keep holds only: every object kept costs each GC pass
+        for transfer in created:  # keep holds only: every object kept costs each GC pass
             if transfer.kind is not _PENDING:
                 del transfers[transfer.id]
         keep(engine, cache)
@@ -290,56 +313,6 @@ def submit_batches(
 
     with gc_paused():
         return with_retries(attempt, f"batch of {len(combined)} transfer(s)")
-
-
-def combined_of(batches: Sequence[Sequence[TransferRequest]]) -> list[TransferRequest]:
-    """The requests of `batches`, one after another."""
-    return [request for batch in batches for request in batch]
-
-
-def chain_free_runs(batches: Sequence[Sequence[TransferRequest]]) -> list[list[Sequence[TransferRequest]]]:
-    """`batches` in order, consecutive ones without a linked request joined into one run: no chain
-    can cross their boundaries, so applying them as one batch is applying them one after another
-    (a batch with a chain is a run of its own, so a chain it leaves open fails there)."""
-    runs: list[list[Sequence[TransferRequest]]] = []
-    joined: list[Sequence[TransferRequest]] = []
-    for batch in batches:
-        if any(request.linked is True for request in batch):
-            if joined:
-                runs.append(joined)
-                joined = []
-            runs.append([batch])
-        else:
-            joined.append(batch)
-    if joined:
-        runs.append(joined)
-    return runs
-
-
-def split(
-    results: list[TransferResult], run: Sequence[Sequence[TransferRequest]]
-) -> list[list[TransferResult]]:
-    """A run's results cut back into its batches' results, each indexed from 0."""
-    if len(run) == 1:
-        return [results]
-    parts, start = [], 0
-    for batch in run:
-        part = results[start : start + len(batch)]
-        for result in part:
-            result.index -= start
-        parts.append(part)
-        start += len(batch)
-    return parts
-
-
-def merged(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
-    """One outcome writing what each of `outcomes` (applied in turn to one view) wrote."""
-    return BatchOutcome(
-        [result for outcome in outcomes for result in outcome.results],
-        [transfer for outcome in outcomes for transfer in outcome.created],
-        [failure for outcome in outcomes for failure in outcome.failures],
-        set().union(*(outcome.touched for outcome in outcomes)),
-    )
 
 
 def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) -> list[Transfer]:

@@ -10,8 +10,7 @@ from urllib.parse import urlencode
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     node_database,
     print_json,
     print_table,
@@ -36,10 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(config, pools) with free units net of open reservations, and every partner's accepted catalog.",
     )
     show.add_argument("--partner", default=None, help="only this partner's offers")
-    for parser_, handler in ((sync, run_sync), (show, run_show)):
-        add_config_argument(parser_)
-        add_json_argument(parser_)
-        parser_.set_defaults(handler=handler)
+    add_handlers([(sync, run_sync), (show, run_show)])
 
 
 async def _sync(settings: Settings) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, Command] = {
     "init": Command("node.cli.init_cmd", "create a node: config, key and data folder"),
     "run": Command("node.cli.run_cmd", "serve the node until interrupted"),
     "status": Command("node.cli.status_cmd", "show the node's identity, database, schema and parts"),
+    "whoami": Command("node.cli.whoami_cmd", "who a token names on the running node: role and user"),
     "reload": Command("node.cli.reload_cmd", "apply a changed config file to the running node"),
     "db": Command("node.cli.db_cmd", "database schema migrations"),
     "plan": Command("node.cli.plan_cmd", "plan microservices for an availability target"),
@@ -47,11 +48,32 @@ COMMANDS: dict[str, Command] = {
         "node.cli.ledger_cmd", "settlement ledger: accounts, transfers, audit exports, reconciliation"
     ),
     "consumers": Command("node.cli.consumers_cmd", "consumer accounts and deposits"),
+    "statements": Command(
+        "node.cli.statements_cmd", "signed monthly statements of consumers and partners; verify one offline"
+    ),
+    "accounts": Command(
+        "node.cli.accounts_cmd", "account lifecycle and audit events; assertions for partners (账号互通)"
+    ),
+    "users": Command("node.cli.users_cmd", "operator users with roles admin, operator, auditor"),
     "orders": Command("node.cli.orders_cmd", "place, settle and cancel consumers' orders"),
     "market": Command("node.cli.market_cmd", "match a demand against this node's and its partners' offers"),
+    "network": Command("node.cli.network_cmd", "the merged network view: sites, links, best paths"),
+    "strategies": Command(
+        "node.cli.strategies_cmd", "scheduling strategies: add, list, show, retire, A/B split, report"
+    ),
     "tasks": Command("node.cli.tasks_cmd", "submit tasks, follow their state and log, fetch their outputs"),
+    "supervisors": Command("node.cli.supervisors_cmd", "supervisors this node reports to, and its reports"),
+    "supervision": Command(
+        "node.cli.supervision_cmd", "a supervisor's registered nodes, national totals and report history"
+    ),
     "migrations": Command(
         "node.cli.migrations_cmd", "move running pool instances to another pool: plan, start, follow, cancel"
+    ),
+    "migrate": Command(
+        "node.cli.migrate_cmd", "move a running task to another pool of this node or to a partner's pool"
+    ),
+    "services": Command(
+        "node.cli.services_cmd", "inference services: replicas on pools, steered traffic, weights, scale"
     ),
 }
 

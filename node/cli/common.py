@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from node.runfile import CONFIG_ENV, DEFAULT_CONFIG_NAME
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # import this module, and should not pay for pydantic, the config models or rich.
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -49,6 +50,46 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def add_handler(
+    parser: argparse.ArgumentParser,
+    handler: Handler,
+    *extras: Callable[[argparse.ArgumentParser], None],
+    config: bool = True,
+) -> None:
+    """Give a (sub)command parser `--config` (unless `config` is False), `--json`, the arguments
+    each of `extras` adds (such as `--token`), and its handler."""
+    if config:
+        add_config_argument(parser)
+    add_json_argument(parser)
+    for extra in extras:
+        extra(parser)
+    parser.set_defaults(handler=handler)
+
+
+def add_handlers(
+    handlers: Iterable[tuple[argparse.ArgumentParser, Handler]],
+    *extras: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """`add_handler` for each (parser, handler) pair, with the same `extras`."""
+    for parser, handler in handlers:
+        add_handler(parser, handler, *extras)
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse `type` taking a whole number from `low` to `high` (else exit 2 saying so)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}–{high}, got {value}")
+        return value
+
+    return parse
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Load the config named by `--config`; a bad config becomes exit code 2 with the path named."""
     from node.config import ConfigError, load_settings
@@ -62,9 +103,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 @contextmanager
 def node_database(settings: Settings) -> Iterator[Engine]:
     """The node's database for one command, reachable and migrated; CliError saying why if not."""
-    # The service loads every component and the database layer: only the commands that need them pay.
-    from node.db import DatabaseError
-    from node.service import open_database
+    # The database layer alone (not the service and its components): only the commands that need it pay.
+    from node.db import DatabaseError, open_database
 
     try:
         engine = open_database(settings)
@@ -74,6 +114,23 @@ def node_database(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def database_from_args(args: argparse.Namespace) -> Iterator[tuple[Settings, Engine]]:
+    """The config named by `--config` and its node's database, for one command."""
+    settings = settings_from_args(args)
+    with node_database(settings) as engine:
+        yield settings, engine
+
+
+def print_output(args: argparse.Namespace, data: T, for_people: Callable[[T], None]) -> int:
+    """Print `data` as JSON with `--json`, else `for_people(data)` (tables, fields); exit code 0."""
+    if args.json:
+        print_json(data)
+    else:
+        for_people(data)
+    return 0
 
 
 def print_json(data: Any) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from node.cli.commands import add_command
 from node.cli.common import (
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     print_fields,
     print_json,
     print_table,
@@ -22,6 +20,7 @@ from node.cli.common import (
 )
 from node.cli.node_api import call
 from node.money import format_money
+from node.times import format_ms
 
 COLUMNS = ["consumer", "balance", "held", "available"]
 
@@ -47,18 +46,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         parser_.add_argument("consumer", metavar="ID")
     revoke.add_argument("token_id", metavar="TOKEN_ID", help="the token's id, as `consumers tokens` lists it")
     listing = sub.add_parser("list", help="every consumer's balance")
-    for parser_, handler in (
-        (create, run_create),
-        (deposit, run_deposit),
-        (show, run_show),
-        (listing, run_list),
-        (token, run_token),
-        (tokens, run_tokens),
-        (revoke, run_revoke_token),
-    ):
-        add_config_argument(parser_)
-        add_json_argument(parser_)
-        parser_.set_defaults(handler=handler)
+    add_handlers(
+        [
+            (create, run_create),
+            (deposit, run_deposit),
+            (show, run_show),
+            (listing, run_list),
+            (token, run_token),
+            (tokens, run_tokens),
+            (revoke, run_revoke_token),
+        ]
+    )
 
 
 def _print(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
@@ -113,10 +111,6 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time(ms: int | None) -> str:
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
-
-
 def _tokens_path(consumer: str) -> str:
     return f"/api/v1/consumers/{quote(consumer, safe='')}/tokens"
 
@@ -132,7 +126,7 @@ def run_token(args: argparse.Namespace) -> int:
         [
             ("consumer", issued["consumer"]),
             ("token id", issued["id"]),
-            ("created", _time(issued["created_ts"])),
+            ("created", format_ms(issued["created_ts"])),
             ("token", issued["token"]),
         ]
     )
@@ -150,7 +144,7 @@ def run_tokens(args: argparse.Namespace) -> int:
     print_table(
         f"tokens of {args.consumer}",
         ["token id", "created", "revoked"],
-        [[r["id"], _time(r["created_ts"]), _time(r["revoked_ts"])] for r in rows],
+        [[r["id"], format_ms(r["created_ts"]), format_ms(r["revoked_ts"])] for r in rows],
     )
     return 0
 
@@ -164,6 +158,6 @@ def run_revoke_token(args: argparse.Namespace) -> int:
         print_json(row)
         return 0
     print_fields(
-        [("consumer", row["consumer"]), ("token id", row["id"]), ("revoked", _time(row["revoked_ts"]))]
+        [("consumer", row["consumer"]), ("token id", row["id"]), ("revoked", format_ms(row["revoked_ts"]))]
     )
     return 0

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handler,
     print_json,
     print_table,
     settings_from_args,
@@ -27,13 +26,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = add_command(commands, "db", description="Apply or inspect schema migrations.")
     sub = parser.add_subparsers(title="db commands", metavar="COMMAND", required=True)
     up = sub.add_parser("upgrade", help="apply every pending migration (also done at start-up)")
-    add_config_argument(up)
-    add_json_argument(up)
-    up.set_defaults(handler=run_upgrade)
+    add_handler(up, run_upgrade)
     status = sub.add_parser("status", help="show each schema branch's current and latest revision")
-    add_config_argument(status)
-    add_json_argument(status)
-    status.set_defaults(handler=run_status)
+    add_handler(status, run_status)
 
 
 def connect(settings: Settings) -> Engine:

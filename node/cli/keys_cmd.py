@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handler,
     node_database,
     print_fields,
     print_json,
     print_table,
     settings_from_args,
 )
+from node.times import format_ts
 
 # Loaded by the handlers that use them, so this command's `--help` stays light.
 if TYPE_CHECKING:
@@ -33,9 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sub = parser.add_subparsers(title="keys commands", metavar="ACTION", required=True)
     show = sub.add_parser("show", help="active and retired keys, and the deny-list")
-    add_config_argument(show)
-    add_json_argument(show)
-    show.set_defaults(handler=run_show)
+    add_handler(show, run_show)
     rotate = sub.add_parser(
         "rotate",
         help="replace the node's key with a new one endorsed by the old",
@@ -43,15 +41,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "still verifies) and endorses the new one, so partners follow without re-pinning. A running node "
         "picks the new key up within a second.",
     )
-    add_config_argument(rotate)
-    add_json_argument(rotate)
-    rotate.set_defaults(handler=run_rotate)
+    add_handler(rotate, run_rotate)
     deny = sub.add_parser("deny", help="never accept a key id again (compromised key)")
     deny.add_argument("kid", metavar="KEY_ID", help="key id, ed25519:<16 chars>")
     deny.add_argument("--reason", default="compromised", help="why (kept with the entry)")
-    add_config_argument(deny)
-    add_json_argument(deny)
-    deny.set_defaults(handler=run_deny)
+    add_handler(deny, run_deny)
 
 
 def _identity(args: argparse.Namespace) -> tuple[Settings, Identity]:
@@ -95,10 +89,12 @@ def run_show(args: argparse.Namespace) -> int:
     print_table(
         "keys",
         ["key id", "status", "valid from", "retired"],
-        [[k["kid"], k["status"], k["valid_from_ts"], k["retired_ts"]] for k in keys],
+        [[k["kid"], k["status"], format_ts(k["valid_from_ts"]), format_ts(k["retired_ts"])] for k in keys],
     )
     print_table(
-        "deny-list", ["key id", "reason", "since"], [[d["kid"], d["reason"], d["denied_ts"]] for d in denied]
+        "deny-list",
+        ["key id", "reason", "since"],
+        [[d["kid"], d["reason"], format_ts(d["denied_ts"])] for d in denied],
     )
     return 0
 

@@ -16,25 +16,18 @@ from node.cli import ledger_reconcile_cmd
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handler,
     print_fields,
     print_json,
     print_table,
     settings_from_args,
 )
 from node.money import format_money
+from node.times import format_ms
 
 # Loaded by the handlers that use them, so this command's `--help` stays light.
 if TYPE_CHECKING:
     import ledger
-
-
-def _common(parser: argparse.ArgumentParser, handler: Any, config: bool = True) -> None:
-    if config:
-        add_config_argument(parser)
-    add_json_argument(parser)
-    parser.set_defaults(handler=handler)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +49,7 @@ def _register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     accounts = sub.add_parser("accounts", help="list, create or close accounts")
     accounts_sub = accounts.add_subparsers(title="accounts commands", metavar="ACTION", required=True)
-    _common(accounts_sub.add_parser("list", help="every account with its balances"), run_accounts_list)
+    add_handler(accounts_sub.add_parser("list", help="every account with its balances"), run_accounts_list)
     create = accounts_sub.add_parser("create", help="create an account (idempotent)")
     create.add_argument("id", metavar="ID")
     create.add_argument("--currency", required=True, help="e.g. CNY")
@@ -68,10 +61,10 @@ def _register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--credit-limit", action="store_true", help="credits (pending too) may not exceed debits"
     )
     create.add_argument("--partner", help="the partner node's name (kind partner)")
-    _common(create, run_accounts_create)
+    add_handler(create, run_accounts_create)
     close = accounts_sub.add_parser("close", help="close an account that has no holds")
     close.add_argument("id", metavar="ID")
-    _common(close, run_accounts_close)
+    add_handler(close, run_accounts_close)
 
 
 def _register_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,25 +81,33 @@ def _register_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     transfer.add_argument("--code", type=int, default=0)
     for link in ("order-id", "trade-id", "partner", "trade-digest"):
         transfer.add_argument(f"--{link}")
-    _common(transfer, run_transfer)
+    add_handler(transfer, run_transfer)
 
     balances = sub.add_parser("balances", help="balances of every (or the named) account")
     balances.add_argument("--account", action="append", help="only this account (repeatable)")
-    _common(balances, run_balances)
+    add_handler(balances, run_balances)
     show = sub.add_parser("show", help="one transfer; with --proof its inclusion in the latest checkpoint")
     show.add_argument("transfer_id", metavar="TRANSFER_ID")
     show.add_argument("--proof", action="store_true")
-    _common(show, run_show)
-    _common(sub.add_parser("checkpoint", help="sign a checkpoint of the log now"), run_checkpoint)
-    _common(sub.add_parser("sweep", help="expire holds whose deadline has passed, now"), run_sweep)
-    _common(sub.add_parser("audit", help="recompute every checkpoint from the stored transfers"), run_audit)
+    add_handler(show, run_show)
+    add_handler(sub.add_parser("checkpoint", help="sign a checkpoint of the log now"), run_checkpoint)
+    add_handler(sub.add_parser("sweep", help="expire holds whose deadline has passed, now"), run_sweep)
+    add_handler(
+        sub.add_parser("audit", help="recompute every checkpoint from the stored transfers"), run_audit
+    )
 
     export = sub.add_parser("export", help="write a signed audit bundle")
     export.add_argument("--out", type=Path, required=True, help="a new (or empty) directory")
     export.add_argument("--since", type=Path, help="the checkpoint file of the previous export")
     export.add_argument("--from", dest="from_time", help="first transfer time (ISO 8601 or epoch ms)")
     export.add_argument("--to", dest="to_time", help="end time, exclusive")
-    _common(export, run_export)
+    export.add_argument(
+        "--period",
+        metavar="YYYY-MM",
+        help="the transfers of one UTC month (the bundle a statement of that month verifies against); "
+        "instead of --from/--to",
+    )
+    add_handler(export, run_export)
     verify = sub.add_parser("verify", help="verify an audit bundle offline with the node's public key")
     verify.add_argument("directory", type=Path, metavar="DIR")
     verify.add_argument("--key", required=True, help="the node's public key, ed25519:<base64url>")
@@ -117,7 +118,27 @@ def _register_records(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the bundle this one was exported --since: verify both and that this one opens exactly "
         "where that one closed (balances, open holds, accounts, no gap)",
     )
-    _common(verify, run_verify, config=False)
+    add_handler(verify, run_verify, config=False)
+
+
+# Fields of a transfer shown as money (with its currency) and as UTC times (epoch ms).
+_TRANSFER_MONEY = ("amount", "pending_amount")
+_TRANSFER_TIMES_MS = {"ts_ms": "time", "expires_ms": "expires"}
+
+
+def transfer_fields(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A transfer's fields for people: amounts in major units with the currency, times in UTC."""
+    shown: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if key == "proof":
+            continue
+        if key in _TRANSFER_MONEY and value is not None:
+            shown.append((key, format_money(value, data["currency"])))
+        elif key in _TRANSFER_TIMES_MS:
+            shown.append((_TRANSFER_TIMES_MS[key], format_ms(value)))
+        else:
+            shown.append((key, value))
+    return shown
 
 
 def _print_accounts(title: str, accounts: list[ledger.Account]) -> None:
@@ -266,7 +287,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
     else:
-        print_fields([(k, v) for k, v in data.items() if k != "proof"])
+        print_fields(transfer_fields(data))
         if "proof" in data:
             print_fields([("tree size", data["proof"]["tree_size"]), ("leaf", data["proof"]["leaf"])])
             for index, digest in enumerate(data["proof"]["hashes"]):
@@ -336,6 +357,15 @@ def run_export(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read {args.since}: {exc.strerror}", 2) from None
     from_ms = None if args.from_time is None else parse_time_ms(args.from_time)
     to_ms = None if args.to_time is None else parse_time_ms(args.to_time)
+    if args.period is not None:
+        from ledger.statement import period_window
+
+        if from_ms is not None or to_ms is not None:
+            raise CliError("--period replaces --from and --to; give one or the other", 2)
+        try:
+            from_ms, to_ms = period_window(args.period)
+        except ledger.RequestError as exc:
+            raise CliError(f"--period: {exc}", 2) from None
     if from_ms is not None and to_ms is not None and from_ms >= to_ms:
         raise CliError("--from must be before --to", 2)
     with ledger_database(settings) as engine:
@@ -363,13 +393,9 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """Handler of `cpnode ledger verify` (no config, node, database or network)."""
     import ledger
-    from federation.keys import parse_public_key
-    from node.peering.settings import check_public_key
+    from node.cli.ledger_common import key_argument, verification_failed
 
-    try:
-        key = parse_public_key(check_public_key(args.key))
-    except ValueError as exc:
-        raise CliError(f"--key: {exc}", 2) from None
+    key = key_argument(args.key)
     for directory in (args.directory, args.previous):
         if directory is not None and not directory.is_dir():
             raise CliError(f"{directory} is not a directory", 2)
@@ -379,12 +405,11 @@ def run_verify(args: argparse.Namespace) -> int:
         else:
             report = ledger.verify_chain(args.previous, args.directory, key)
     except ledger.AuditError as exc:
-        if args.json:
-            print_json({"ok": False, "file": exc.where, "seq": exc.seq, "error": str(exc)})
-            return 1
-        raise CliError(f"verification FAILED: {exc}") from None
+        return verification_failed(exc, args.json)
     if args.json:
         print_json({"ok": True, **report.to_dict()})
     else:
-        print_fields([("verified", "OK"), *report.to_dict().items()])
+        shown = report.to_dict()
+        shown["checkpoint_time"] = format_ms(shown.pop("checkpoint_time_ms"))
+        print_fields([("verified", "OK"), *shown.items()])
     return 0

@@ -6,11 +6,11 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 from sqlalchemy.engine import Engine
 
 import ledger
-from node.cli.common import CliError, node_database
+from node.cli.common import CliError, node_database, print_json
 from node.config import Settings
 from node.identity import IdentityError, load_identity
 
@@ -47,3 +47,23 @@ def node_key(settings: Settings) -> tuple[str, SigningKey]:
     except IdentityError as exc:
         raise CliError(str(exc)) from None
     return ledger.origin_for(identity.name), identity.signing_key
+
+
+def key_argument(text: str) -> VerifyKey:
+    """The node public key given as `--key ed25519:<base64url>`; CliError (exit 2) if it is not one."""
+    from federation.keys import parse_public_key
+    from node.peering.settings import check_public_key
+
+    try:
+        return parse_public_key(check_public_key(text))
+    except ValueError as exc:
+        raise CliError(f"--key: {exc}", 2) from None
+
+
+def verification_failed(exc: ledger.AuditError, as_json: bool, where: str = "file") -> int:
+    """Report an offline verification that failed: a JSON answer with `ok: false` and what failed
+    under the key `where` (exit 1), or a CliError `verification FAILED: ...` naming it."""
+    if as_json:
+        print_json({"ok": False, where: exc.where, "seq": exc.seq, "error": str(exc)})
+        return 1
+    raise CliError(f"verification FAILED: {exc}") from None

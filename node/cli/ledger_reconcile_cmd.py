@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     print_json,
     print_table,
     settings_from_args,
 )
+from node.money import format_money
+from node.times import format_ms
 
 # Loaded by the handlers that use them, so this command's `--help` stays light.
 if TYPE_CHECKING:
@@ -58,15 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     correct.add_argument("--to", dest="credit", required=True)
     correct.add_argument("--amount", type=int, required=True)
     correct.add_argument("--currency", required=True)
-    for parser, handler in (
-        (summary, run_summary),
-        (reconcile, run_reconcile),
-        (listing, run_list),
-        (correct, run_correct),
-    ):
-        add_config_argument(parser)
-        add_json_argument(parser)
-        parser.set_defaults(handler=handler)
+    add_handlers(
+        [
+            (summary, run_summary),
+            (reconcile, run_reconcile),
+            (listing, run_list),
+            (correct, run_correct),
+        ]
+    )
 
 
 def _window_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,12 +218,19 @@ def run_reconcile(args: argparse.Namespace) -> int:
         except ledger.ReconcileError as exc:
             source = args.their or f"{args.partner}'s summary"
             raise CliError(f"{source}: {exc}") from None
+    report = ledger.render_report(
+        ledger.parse_summary(outcome.ours_document),
+        ledger.parse_summary(outcome.theirs_document),
+        outcome.discrepancies,
+        money=format_money,
+        moment=format_ms,
+    )
     if args.report is not None:
-        args.report.write_text(outcome.report, encoding="utf-8")
+        args.report.write_text(report, encoding="utf-8")
     if args.json:
         print_json(outcome.to_dict())
     else:
-        sys.stdout.write(outcome.report)
+        sys.stdout.write(report)
     return 1 if outcome.discrepancies else 0
 
 
@@ -237,10 +244,11 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([d.to_dict() for d in found])
     else:
-        rows = [[d.id, d.partner, d.trade_id, d.kind, d.window.from_ms, d.correction_id or ""] for d in found]
-        print_table(
-            "discrepancies", ["id", "partner", "trade", "kind", "window from (ms)", "corrected by"], rows
-        )
+        rows = [
+            [d.id, d.partner, d.trade_id, d.kind, format_ms(d.window.from_ms), d.correction_id or ""]
+            for d in found
+        ]
+        print_table("discrepancies", ["id", "partner", "trade", "kind", "window from", "corrected by"], rows)
     return 0
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from node.cli.commands import add_command
 from node.cli.common import (
+    CliError,
     add_config_argument,
     add_json_argument,
     console,
-    print_json,
+    print_output,
     settings_from_args,
 )
 from node.cli.node_api import add_token_argument, call, consumer_token
@@ -69,6 +70,52 @@ def add_demand_arguments(
     parser.add_argument(
         "--split", action="store_true", help="allow several offers to share the units when none has them all"
     )
+    add_strategy_arguments(parser)
+
+
+def add_strategy_arguments(parser: argparse._ActionsContainer) -> None:
+    """Add the scheduling flags: the strategy and what it reads (users' sites, data, run time)."""
+    parser.add_argument(
+        "--strategy",
+        metavar="NAME[@VERSION]",
+        help="rank by a strategy instead of --objective: cost, performance, value, nearest, coschedule, "
+        "composite, or a registered one (`cpnode strategies list`)",
+    )
+    parser.add_argument(
+        "--user-site",
+        action="append",
+        metavar="SITE[:WEIGHT]",
+        help="a site the users reach the work from, with its share of traffic (repeat for several)",
+    )
+    parser.add_argument("--max-latency-ms", type=int, metavar="MS", help="bound on the latency to the users")
+    parser.add_argument("--data-site", metavar="SITE", help="where the task's input data lives (coschedule)")
+    parser.add_argument("--data-mb", type=int, metavar="MB", help="how big the input data is (coschedule)")
+    parser.add_argument(
+        "--compute-s", type=int, metavar="S", help="run time on an offer of metric score 1.00 (coschedule)"
+    )
+
+
+def _user_site(text: str) -> dict[str, Any]:
+    site, _, weight = text.partition(":")
+    if weight and not weight.isdigit():
+        raise CliError(f"--user-site {text!r}: the weight after ':' must be a whole number", 2)
+    return {"site": site, "weight": int(weight)} if weight else {"site": site}
+
+
+def strategy_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The demand's scheduling fields from the flags (only what was stated)."""
+    fields: dict[str, Any] = {}
+    if getattr(args, "strategy", None):
+        fields["strategy"] = args.strategy
+    if getattr(args, "user_site", None):
+        fields["user_sites"] = [_user_site(text) for text in args.user_site]
+    if getattr(args, "max_latency_ms", None) is not None:
+        fields["max_latency_ms"] = args.max_latency_ms
+    if getattr(args, "data_site", None) or getattr(args, "data_mb", None) is not None:
+        fields["data"] = {"site": args.data_site, "size_mb": args.data_mb}
+    if getattr(args, "compute_s", None) is not None:
+        fields["compute_s"] = args.compute_s
+    return fields
 
 
 def demand_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,7 +131,7 @@ def demand_from_args(args: argparse.Namespace) -> dict[str, Any]:
         demand["max_price_per_unit_hour"] = args.max_price
     if args.split:
         demand["split"] = True
-    return demand
+    return {**demand, **strategy_fields(args)}
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,12 +189,23 @@ def print_result(result: dict[str, Any]) -> None:
     ]
     demand = result["demand"]
     out = console()
-    out.print(
-        f"{len(rows)} matches for {demand['units']} units × {demand['hours']} h, by {demand['objective']}",
-        markup=False,
+    strategy = result.get("strategy")
+    by = (
+        f"strategy {strategy['name']}@{strategy['version']} ({strategy['kind']})"
+        if strategy
+        else demand["objective"]
     )
+    total = result.get("candidates", len(rows))
+    count = (
+        f"{total} candidates, the first {len(rows)} shown"
+        if strategy
+        else f"{total} matches" + (f", the first {len(rows)} shown" if total > len(rows) else "")
+    )
+    out.print(f"{count} for {demand['units']} units × {demand['hours']} h, by {by}", markup=False)
     for line in _aligned(columns, rows) if rows else []:
         out.print(line, markup=False)
+    if strategy:
+        print_explanations(result)
     out = console()
     if "plan" in result:
         if result["plan_covers"]:
@@ -158,12 +216,41 @@ def print_result(result: dict[str, Any]) -> None:
     by_reason: dict[str, list[str]] = defaultdict(list)
     for excluded in result["excluded"]:
         by_reason[excluded["reason"]].append(f"{excluded['offer_id']} ({excluded['source']})")
+    # A strategy's answer counts every exclusion by reason but lists only the first of each.
+    counts = result.get("excluded_by_reason") or {r: len(o) for r, o in by_reason.items()}
     if by_reason:
-        out.print(f"excluded: {len(result['excluded'])}", markup=False)
+        out.print(f"excluded: {sum(counts.values())}", markup=False)
     for reason, offers in by_reason.items():
-        more = f", and {len(offers) - _SHOWN_EXCLUDED} more" if len(offers) > _SHOWN_EXCLUDED else ""
+        count = counts.get(reason, len(offers))
+        more = f", and {count - _SHOWN_EXCLUDED} more" if count > _SHOWN_EXCLUDED else ""
+        out.print(f"  {reason:<22} {count:>4}: {', '.join(offers[:_SHOWN_EXCLUDED])}{more}", markup=False)
+
+
+def _terms(explain: dict[str, Any]) -> str:
+    parts = []
+    for key, value in explain.items():
+        if isinstance(value, dict) and "scaled" in value:
+            parts.append(f"{key} {value['scaled']:.3f}×{value['weight']:g}")
+        elif isinstance(value, dict):
+            parts.append(f"{key} " + ", ".join(f"{k} {v:g}" for k, v in value.items()))
+        elif isinstance(value, list):
+            parts.append(f"{key} {' → '.join(map(str, value))}")
+        elif value is not None:
+            parts.append(f"{key} {value}")
+    return "; ".join(parts)
+
+
+def print_explanations(result: dict[str, Any]) -> None:
+    """Each shown candidate's site and terms, then the nearest misses of a latency bound."""
+    out = console()
+    out.print("why, in order:", markup=False)
+    for rank, m in enumerate(result["matches"], 1):
         out.print(
-            f"  {reason:<22} {len(offers):>4}: {', '.join(offers[:_SHOWN_EXCLUDED])}{more}", markup=False
+            f"  {rank}. {m['offer_id']} at {m['site'] or 'no site'}: {_terms(m['explain'])}", markup=False
+        )
+    for miss in result.get("nearest_misses", []):
+        out.print(
+            f"  nearest miss: {miss['offer_id']} at {miss['site']}: {_terms(miss['explain'])}", markup=False
         )
 
 
@@ -171,8 +258,4 @@ def run_match(args: argparse.Namespace) -> int:
     """Handler of `cpnode market match`."""
     settings = settings_from_args(args)
     result = call(settings, "POST", "/api/v1/match", demand_from_args(args), token=consumer_token(args))
-    if args.json:
-        print_json(result)
-    else:
-        print_result(result)
-    return 0
+    return print_output(args, result, print_result)

@@ -22,16 +22,17 @@ from typing import Any
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     console,
     print_fields,
     print_json,
+    print_output,
     print_table,
     settings_from_args,
 )
 from node.cli.node_api import call, events
 from node.money import format_money
+from node.times import format_ms
 
 API = "/api/v1/migrations"
 ENDS = {"completed", "rolled_back", "cancelled", "needs_attention"}
@@ -82,18 +83,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     retry = sub.add_parser("retry", help="run the undo of a migration that needs attention again")
     for parser_ in (show, follow, cancel, retry):
         parser_.add_argument("migration_id", metavar="ID")
-    for parser_, handler in (
-        (plan, run_plan),
-        (start, run_start),
-        (listing, run_list),
-        (show, run_show),
-        (follow, run_follow),
-        (cancel, run_cancel),
-        (retry, run_retry),
-    ):
-        add_config_argument(parser_)
-        add_json_argument(parser_)
-        parser_.set_defaults(handler=handler)
+    add_handlers(
+        [
+            (plan, run_plan),
+            (start, run_start),
+            (listing, run_list),
+            (show, run_show),
+            (follow, run_follow),
+            (cancel, run_cancel),
+            (retry, run_retry),
+        ]
+    )
 
 
 def _ask(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def _bytes(count: int | None) -> str:
     return f"{count} B"
 
 
-def _where(m: dict[str, Any]) -> str:
+def where(m: dict[str, Any]) -> str:
     if m.get("destination_pool") is None:
         return "(to be chosen)"
     return f"{m['destination_pool']}/{m['destination_region']}/{m['destination_flavor']}"
@@ -165,13 +165,13 @@ def run_start(args: argparse.Namespace) -> int:
             body[name] = getattr(args, name)
     migration = call(settings, "POST", API, body)
     if args.follow:
-        return _follow(settings, migration["id"], args.json)
+        return follow_migration(settings, migration["id"], args.json)
     if args.json:
         print_json(migration)
     else:
         console().print(
             f"migration {migration['id']}: {migration['source_pool']}/{migration['source_instance']} → "
-            f"{_where(migration)} ({migration['state']}); follow it with `cpnode migrations follow {migration['id']}`",
+            f"{where(migration)} ({migration['state']}); follow it with `cpnode migrations follow {migration['id']}`",
             markup=False,
         )
     return 0
@@ -189,7 +189,7 @@ def run_list(args: argparse.Namespace) -> int:
             m["id"],
             m["state"],
             f"{m['source_pool']}/{m['source_instance']}",
-            _where(m),
+            where(m),
             _bytes(m["state_bytes"]),
             "" if m["downtime_ms"] is None else f"{m['downtime_ms'] / 1000:.1f} s",
             m["reason"] or "",
@@ -209,7 +209,7 @@ def _print_migration(m: dict[str, Any], history: bool = True) -> None:
         ("source", f"{m['source_pool']}/{m['source_instance']}"),
         (
             "destination",
-            _where(m) + (f" instance {m['destination_instance']}" if m.get("destination_instance") else ""),
+            where(m) + (f" instance {m['destination_instance']}" if m.get("destination_instance") else ""),
         ),
         (
             "path",
@@ -229,28 +229,25 @@ def _print_migration(m: dict[str, Any], history: bool = True) -> None:
         ("downtime", "" if m["downtime_ms"] is None else f"{m['downtime_ms'] / 1000:.2f} s"),
         ("last error", m.get("last_error") or ""),
         ("task", m.get("task_id") or ""),
+        ("requested", format_ms(m.get("created_ms"))),
+        ("updated", format_ms(m.get("updated_ms"))),
     ]
     print_fields(fields)
     for line in m.get("history", []) if history else []:
-        stamp = time.strftime("%H:%M:%S", time.gmtime(line["at_ms"] / 1000))
         what = line["to"] if line["event"] != "note" else "·"
-        console().print(f"  {stamp}Z {what:<22} {line['detail']}", markup=False)
+        console().print(f"  {format_ms(line['at_ms'])} {what:<22} {line['detail']}", markup=False)
 
 
 def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode migrations show`."""
     settings = settings_from_args(args)
     migration = call(settings, "GET", f"{API}/{args.migration_id}")
-    if args.json:
-        print_json(migration)
-    else:
-        _print_migration(migration)
-    return 0
+    return print_output(args, migration, _print_migration)
 
 
 def run_follow(args: argparse.Namespace) -> int:
     """Handler of `cpnode migrations follow`."""
-    return _follow(settings_from_args(args), args.migration_id, args.json)
+    return follow_migration(settings_from_args(args), args.migration_id, args.json)
 
 
 def _progress_line(event: dict[str, Any]) -> str:
@@ -268,7 +265,7 @@ def _progress_line(event: dict[str, Any]) -> str:
     return line
 
 
-def _follow(settings: Any, migration_id: str, as_json: bool) -> int:
+def follow_migration(settings: Any, migration_id: str, as_json: bool) -> int:
     """Print the migration's events until it rests: JSON lines; else each line of its history as it
     happens, and the transfer's progress as a live line on a terminal (elsewhere a line at most every
     two seconds). Exit 0 only if it completed."""

@@ -31,6 +31,7 @@ from node.cli.common import (
 from node.cli.market_cmd import SOURCE_HELP, add_demand_arguments, demand_from_args
 from node.cli.node_api import CONSUMER_TOKEN_ENV, NodeRefused, add_token_argument, call, consumer_token
 from node.money import format_money, format_rate
+from node.times import format_ts
 
 COLUMNS = ["order", "consumer", "offer", "source", "units", "hours (h)", "amount", "state", "settled"]
 
@@ -123,6 +124,8 @@ def _print_order(order: dict[str, Any], as_json: bool) -> None:
                 if order.get("settled_amount") is None
                 else f"{format_money(order['settled_amount'], order['currency'])} for {order['used_hours']} h",
             ),
+            ("placed", format_ts(order.get("created_ts"))),
+            ("hold expires", format_ts(order.get("hold_expires_ts"))),
             ("receipt", order.get("receipt_sha256")),
             ("settlement", order.get("settlement_sha256")),
         ]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import socket
 from typing import TYPE_CHECKING, Any
 
 from node.cli.common import CliError
@@ -18,16 +16,11 @@ if TYPE_CHECKING:
 def checked_url(url: str, settings: Settings) -> str:
     """`url` if its host resolves only to allowed addresses (see federation.partners), else CliError."""
     from federation.errors import FederationError
-    from federation.partners import check_url, parse_allow_list, split_url
+    from node.peering.partners import check_partner_url
 
     try:
-        _, host, port = split_url(url)
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-        return check_url(url, addresses, parse_allow_list(settings.federation.allow_networks))
-    except socket.gaierror as exc:
-        raise CliError(f"partner URL {url!r} does not resolve: {exc.strerror}") from None
-    except FederationError as exc:
+        return check_partner_url(url, settings.federation.allow_networks)
+    except (FederationError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 

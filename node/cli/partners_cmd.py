@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     node_database,
     print_fields,
     print_json,
@@ -19,7 +18,7 @@ from node.cli.common import (
 )
 from node.cli.partners_args import add_agreement_arguments, agreement_from_args, checked_url
 from node.money import format_money
-from node.peering.settings import check_public_key
+from node.times import format_ts
 
 # Loaded by the handlers that use them, so this command's `--help` stays light.
 if TYPE_CHECKING:
@@ -61,17 +60,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--fingerprint", required=True, help="SHA256:... as the partner's operator read it to you"
     )
     add_agreement_arguments(trust)
-    for parser_, handler in (
-        (add, run_add),
-        (update, run_update),
-        (listing, run_list),
-        (remove, run_remove),
-        (discovered, run_discovered),
-        (trust, run_trust),
-    ):
-        add_config_argument(parser_)
-        add_json_argument(parser_)
-        parser_.set_defaults(handler=handler)
+    add_handlers(
+        [
+            (add, run_add),
+            (update, run_update),
+            (listing, run_list),
+            (remove, run_remove),
+            (discovered, run_discovered),
+            (trust, run_trust),
+        ]
+    )
 
 
 def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: str) -> int:
@@ -110,6 +108,8 @@ def _pin(args: argparse.Namespace, partner_urls: list[str], key: str, source: st
 
 def run_add(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners add`."""
+    from node.config_fields import check_public_key
+
     try:
         check_public_key(args.key)
     except ValueError as exc:
@@ -164,43 +164,23 @@ def run_update(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners list`."""
-    from federation import store
-    from federation.keys import fingerprint, parse_public_key
+    from node.peering.partners import partner_rows
 
     settings = settings_from_args(args)
     with node_database(settings) as engine:
-        partners = store.list_partners(engine)
-        states = store.sync_states(engine)
-        catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
-    rows = []
-    for partner in partners:
-        state = states.get(partner.name, {})
-        catalog = catalogs.get(partner.name)
-        rows.append(
-            {
-                "name": partner.name,
-                "urls": list(partner.urls),
-                "source": partner.source,
-                "fingerprint": fingerprint(parse_public_key(partner.public_key)),
-                "status": state.get("status", "never"),
-                "last_error": state.get("last_error"),
-                "last_success_ts": state.get("last_success_ts"),
-                "catalog_version": catalog["version"] if catalog else None,
-                "offers": catalog["offer_count"] if catalog else 0,
-                "agreement": partner.agreement.to_json(),
-            }
-        )
+        rows = partner_rows(engine, int(time.time()))
     if args.json:
         print_json(rows)
     else:
         print_table(
             "partners",
-            ["name", "url", "status", "catalog", "offers", "source", "last error"],
+            ["name", "url", "status", "last synced", "catalog", "offers", "source", "last error"],
             [
                 [
                     r["name"],
                     r["urls"][0],
                     r["status"],
+                    format_ts(r["last_success_ts"]),
                     r["catalog_version"],
                     r["offers"],
                     r["source"],
@@ -232,37 +212,34 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_discovered(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners discovered`."""
-    from federation import store
+    from node.peering.partners import discovered_rows
 
     settings = settings_from_args(args)
     with node_database(settings) as engine:
-        rows = store.list_discovered(engine)
-        trusted = {p.name for p in store.list_partners(engine)}
-    for row in rows:
-        row["trusted"] = row["name"] in trusted
+        rows = discovered_rows(engine)
     if args.json:
         print_json(rows)
     else:
         print_table(
             "discovered nodes (untrusted until `cpnode partners trust`)",
             ["name", "url", "fingerprint", "trusted", "last seen"],
-            [[r["name"], r["url"], r["fingerprint"], r["trusted"], r["last_seen_ts"]] for r in rows],
+            [
+                [r["name"], r["url"], r["fingerprint"], r["trusted"], format_ts(r["last_seen_ts"])]
+                for r in rows
+            ],
         )
     return 0
 
 
 def run_trust(args: argparse.Namespace) -> int:
     """Handler of `cpnode partners trust`."""
-    from federation import store
+    from federation.errors import FederationError
+    from node.peering.partners import discovered_candidate
 
     settings = settings_from_args(args)
     with node_database(settings) as engine:
-        candidate = next((r for r in store.list_discovered(engine) if r["name"] == args.name), None)
-    if candidate is None:
-        raise CliError(f"no discovered node called {args.name!r} (see `cpnode partners discovered`)")
-    if candidate["fingerprint"] != args.fingerprint:
-        raise CliError(
-            f"fingerprint mismatch for {args.name}: discovered {candidate['fingerprint']}, "
-            f"you gave {args.fingerprint}; not trusted"
-        )
+        try:
+            candidate = discovered_candidate(engine, args.name, args.fingerprint)
+        except FederationError as exc:
+            raise CliError(f"{exc} (see `cpnode partners discovered`)") from None
     return _pin(args, [candidate["url"]], candidate["public_key"], "discovery")

@@ -11,7 +11,7 @@ from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
     add_config_argument,
-    add_json_argument,
+    add_handler,
     print_json,
     print_table,
     settings_from_args,
@@ -30,9 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub = parser.add_subparsers(title="plugin commands", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="plugins with their state, version and offers")
-    add_config_argument(listing)
-    add_json_argument(listing)
-    listing.set_defaults(handler=run_list)
+    add_handler(listing, run_list)
 
     add = sub.add_parser("add", help="host an installed plugin (re-adding a name upgrades it, no restart)")
     add.add_argument("name", help="pool or network name")
@@ -43,9 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option (repeatable)"
     )
     add.add_argument("--reload", action="store_true", help="re-import the plugin's module (code upgrade)")
-    add_config_argument(add)
-    add_json_argument(add)
-    add.set_defaults(handler=run_add)
+    add_handler(add, run_add)
 
     remove = sub.add_parser("remove", help="stop hosting a plugin; its offers are withdrawn at once")
     remove.add_argument("name")
@@ -64,9 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.add_argument(
         "--python", help="the Python interpreter on the pool for the run checks (default: this one's path)"
     )
-    add_config_argument(check)
-    add_json_argument(check)
-    check.set_defaults(handler=run_check)
+    add_handler(check, run_check)
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from typing import Any
 
 from node.cli.commands import add_command
 from node.cli.common import (
-    add_config_argument,
-    add_json_argument,
+    add_handler,
     print_json,
     print_table,
     settings_from_args,
 )
 from node.cli.node_api import call
 from node.money import format_rate, format_score
+from node.times import format_ts
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,25 +24,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub = parser.add_subparsers(title="pool commands", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="offers of every pool with scores and compute identifiers")
-    add_config_argument(listing)
-    add_json_argument(listing)
-    listing.set_defaults(handler=run_list)
+    add_handler(listing, run_list)
 
     reg = sub.add_parser("register", help="issue a signed registration code for a pool's compute identifier")
     reg.add_argument("name", help="pool name")
     reg.add_argument("--identifier", help="identifier to register (default: the pool's first offer's)")
-    add_config_argument(reg)
-    add_json_argument(reg)
-    reg.set_defaults(handler=run_register)
+    add_handler(reg, run_register)
 
     code = sub.add_parser(
         "gateway-code", help="issue a short-lived, single-use code for `cpnode gateway` to join as pool NAME"
     )
     code.add_argument("name", help="the pool name the gateway registers under")
     code.add_argument("--ttl-s", type=int, default=600, help="seconds the code may be used in (60–86400)")
-    add_config_argument(code)
-    add_json_argument(code)
-    code.set_defaults(handler=run_gateway_code)
+    add_handler(code, run_gateway_code)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -105,7 +99,7 @@ def run_gateway_code(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         print(
-            f"pool    : {data['pool']}\nexpires : {data['expires_ts']} (epoch s, UTC)\ncode    : {data['code']}"
+            f"pool    : {data['pool']}\nexpires : {format_ts(data['expires_ts'])}\ncode    : {data['code']}"
         )
         print(f"\non the host to add, run:\n  {data['command']}")
     return 0

@@ -6,8 +6,7 @@ import argparse
 
 from node.cli.commands import add_command
 from node.cli.common import (
-    add_config_argument,
-    add_json_argument,
+    add_handler,
     print_fields,
     print_json,
     settings_from_args,
@@ -25,9 +24,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "other changed keys are listed as needing a restart and keep their loaded values. A file that "
         "does not validate changes nothing.",
     )
-    add_config_argument(parser)
-    add_json_argument(parser)
-    parser.set_defaults(handler=run)
+    add_handler(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from node.cli.commands import add_command
 from node.cli.common import CliError, add_config_argument, settings_from_args
-from node.roles import ROLES, parse_roles
+from node.roles import OPTIONAL_ROLES, ROLES, parse_roles
 
 if TYPE_CHECKING:
     from node.service import NodeServer
@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--roles",
         default=None,
-        help=f"comma-separated roles to run in this process (default: all of {','.join(ROLES)})",
+        help=f"comma-separated roles to run in this process (default: all of {','.join(ROLES)}; "
+        f"also known: {','.join(OPTIONAL_ROLES)}, which runs a supervisor)",
     )
     parser.add_argument(
         "--log-format",

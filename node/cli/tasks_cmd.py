@@ -32,16 +32,17 @@ from urllib.parse import quote, urlencode
 from node.cli.commands import add_command
 from node.cli.common import (
     CliError,
-    add_config_argument,
-    add_json_argument,
+    add_handlers,
     console,
     print_fields,
     print_json,
+    print_output,
     print_table,
     settings_from_args,
 )
 from node.cli.node_api import add_token_argument, call, consumer_token, event_stream, open_url
 from node.money import format_money
+from node.times import format_ms
 
 COLUMNS = ["task", "consumer", "name", "state", "outcome", "offer", "used (s)", "cost"]
 RETRY_S = 1.0
@@ -72,18 +73,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             action="store_true",
             help="follow state and log until the task ends; exit 0 only if it succeeded",
         )
-    for parser_, handler in (
-        (submit, run_submit),
-        (listing, run_list),
-        (show, run_show),
-        (logs, run_logs),
-        (stop, run_stop),
-        (outputs, run_outputs),
-    ):
-        add_config_argument(parser_)
-        add_json_argument(parser_)
-        add_token_argument(parser_)
-        parser_.set_defaults(handler=handler)
+    add_handlers(
+        [
+            (submit, run_submit),
+            (listing, run_list),
+            (show, run_show),
+            (logs, run_logs),
+            (stop, run_stop),
+            (outputs, run_outputs),
+        ],
+        add_token_argument,
+    )
 
 
 def _path(task_id: str, tail: str = "") -> str:
@@ -129,14 +129,17 @@ def print_task(task: dict[str, Any]) -> None:
         ("exit code", task.get("exit_code")),
         ("reason", task.get("reason")),
         ("detail", task.get("detail")),
+        ("submitted", format_ms(task.get("created_ms"))),
+        ("started", format_ms(task.get("started_ms"))),
+        ("ended", format_ms(task.get("ended_ms"))),
         ("used", "" if task.get("used_s") is None else f"{task['used_s']} s"),
         ("cost", _cost(task)),
     ]
     print_fields(fields)
     for entry in task.get("history", []):
-        stamp = time.strftime("%H:%M:%S", time.gmtime(entry["ts_ms"] / 1000))
         console().print(
-            f"  {stamp}Z {entry['event']:<14} → {entry['state']}  {entry.get('detail') or ''}", markup=False
+            f"  {format_ms(entry['ts_ms'])} {entry['event']:<14} → {entry['state']}  {entry.get('detail') or ''}",
+            markup=False,
         )
 
 
@@ -153,11 +156,7 @@ def run_submit(args: argparse.Namespace) -> int:
         body["id"] = args.id
     task = call(settings, "POST", "/api/v1/tasks", body, token=token)
     if not args.follow:
-        if args.json:
-            print_json(task)
-        else:
-            print_task(task)
-        return 0
+        return print_output(args, task, print_task)
     if not args.json:
         console().print(f"task {task['id']} submitted", markup=False)
     return follow(settings, task["id"], token, args.json)
@@ -192,22 +191,14 @@ def run_show(args: argparse.Namespace) -> int:
     """Handler of `cpnode tasks show`."""
     settings = settings_from_args(args)
     task = call(settings, "GET", _path(args.task_id), token=consumer_token(args))
-    if args.json:
-        print_json(task)
-    else:
-        print_task(task)
-    return 0
+    return print_output(args, task, print_task)
 
 
 def run_stop(args: argparse.Namespace) -> int:
     """Handler of `cpnode tasks stop`."""
     settings = settings_from_args(args)
     task = call(settings, "POST", _path(args.task_id, "/stop"), {}, token=consumer_token(args))
-    if args.json:
-        print_json(task)
-    else:
-        print_task(task)
-    return 0
+    return print_output(args, task, print_task)
 
 
 def run_logs(args: argparse.Namespace) -> int:

@@ -11,9 +11,9 @@ sessions idle inside a transaction ended by the server after a while (a hung pro
 
 from __future__ import annotations
 
-import functools
 import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -24,12 +24,21 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from node.db.threads import attach_threads
+
 WRITE_OPTION = "cpnode_write"
 # A lock every write transaction of the process takes first on SQLite (an execution option, so the
 # ledger and federation packages find it by name without importing node). SQLite admits one writer
 # at a time; a thread that finds the file locked sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms)
 # however soon the lock frees, while one waiting on this lock is woken the moment it does.
 WRITE_LOCK_OPTION = "cpnode_write_lock"
+# A write transaction that need not be on disk when it commits (an execution option, found by name
+# like the write lock): SQLite commits it with synchronous=NORMAL, PostgreSQL with
+# synchronous_commit=off. It survives the process dying at once; a crash of the machine (or the
+# database server) may undo it, never partly, and never once a later durable commit of the same
+# database has returned, since both write their log in order and a durable commit flushes all of
+# it. Callers use it only for writes that a durable one always follows before anyone is told.
+LAZY_COMMIT_OPTION = "cpnode_lazy_commit"
 
 
 class DatabaseError(RuntimeError):
@@ -57,11 +66,34 @@ def _install_sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
-        # Straight to the driver: going through exec_driver_sql costs tens of µs per transaction.
-        driver = connection.connection.driver_connection
-        if driver is None:
-            raise DatabaseError("SQLite connection is closed")
-        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Per connection, set only when it changes, before BEGIN (where SQLite allows it); every
+        # transaction that is not a lazy write, whoever begins it and however, gets FULL back.
+        lazy = write and connection.get_execution_options().get(LAZY_COMMIT_OPTION, False)
+        wanted = "NORMAL" if lazy else "FULL"
+        info = connection.connection.info
+        if info.get(LAZY_COMMIT_OPTION, "FULL") != wanted:
+            _driver_execute(connection, f"PRAGMA synchronous = {wanted}")
+            info[LAZY_COMMIT_OPTION] = wanted
+        _driver_execute(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _driver_execute(connection: Connection, statement: str) -> None:
+    """Run `statement` straight on the driver's connection from a `begin` hook (exec_driver_sql costs
+    tens of µs per transaction), its errors raised as SQLAlchemy's (as a statement's would be), so a
+    connection cut here reads as the database being unavailable, never as an unexpected error."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise DatabaseError(f"{connection.dialect.name} connection is closed")
+    dialect = connection.dialect
+    try:
+        driver.execute(statement)
+    except dialect.loaded_dbapi.Error as exc:
+        gone = dialect.is_disconnect(exc, driver, None)
+        if gone:  # the pool discards it rather than roll it back (which would fail and log)
+            connection.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=gone
+        ) from exc
 
 
 def _install_postgres_events(engine: Engine, idle_in_transaction_timeout_ms: int) -> None:
@@ -73,6 +105,11 @@ def _install_postgres_events(engine: Engine, idle_in_transaction_timeout_ms: int
             cursor.execute(f"SET idle_in_transaction_session_timeout = {int(idle_in_transaction_timeout_ms)}")
         dbapi_connection.commit()
 
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(LAZY_COMMIT_OPTION):
+            _driver_execute(connection, "SET LOCAL synchronous_commit = off")  # this transaction only
+
 
 def make_engine(
     url: str,
@@ -80,9 +117,20 @@ def make_engine(
     busy_timeout_ms: int = 10_000,
     pool_size: int = 5,
     idle_in_transaction_timeout_ms: int = 30_000,
+    threads: int = 0,
 ) -> Engine:
     """Create an engine for a `sqlite:///` or `postgresql+psycopg://` URL (creating SQLite's folder);
-    PostgreSQL sessions idle inside a transaction end after `idle_in_transaction_timeout_ms` (0: never)."""
+    PostgreSQL sessions idle inside a transaction end after `idle_in_transaction_timeout_ms` (0: never).
+    Its blocking calls from the event loop run on `threads` threads of its own (0: one per pooled
+    connection, `pool_size` + overflow; see node.db.threads)."""
+    engine = _make_engine(url, busy_timeout_ms, pool_size, idle_in_transaction_timeout_ms)
+    attach_threads(engine, threads or 2 * pool_size)
+    return engine
+
+
+def _make_engine(
+    url: str, busy_timeout_ms: int, pool_size: int, idle_in_transaction_timeout_ms: int
+) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_path(parsed)
@@ -115,26 +163,24 @@ def make_engine(
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, lazy: bool = False) -> Iterator[Connection]:
     """A connection inside a write transaction (SQLite `BEGIN IMMEDIATE`, after the process's write
-    lock), committed on success."""
+    lock), committed on success; `lazy`: a commit that need not reach the disk (`LAZY_COMMIT_OPTION`)."""
+    options = {WRITE_OPTION: True, LAZY_COMMIT_OPTION: lazy}
     with (
         engine.get_execution_options().get(WRITE_LOCK_OPTION) or nullcontext(),
-        engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+        engine.connect().execution_options(**options) as conn,
         conn.begin(),
     ):
         yield conn
 
 
-@functools.cache
 def _connection_errors() -> tuple[type[BaseException], ...]:
-    """PostgreSQL driver errors that mean the server is unreachable or the connection is gone
-    (imported on first use, so commands that never meet a database error do not load psycopg)."""
-    try:
-        import psycopg
-    except ImportError:  # PostgreSQL support is optional at import time
-        return ()
-    return (psycopg.OperationalError, psycopg.InterfaceError)
+    """PostgreSQL driver errors that mean the server is unreachable or the connection is gone, once
+    psycopg is loaded (SQLAlchemy's dialect imports it for a first PostgreSQL engine; before that
+    nothing raises them, and SQLite nodes never import it)."""
+    psycopg = sys.modules.get("psycopg")
+    return () if psycopg is None else (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 _SQLITE_BUSY = ("locked", "busy", "unable to open", "disk i/o")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from node.demo.stage import DemoError, Stage
 from node.launcher import NodeProcess
+from node.times import format_ts
 
 NODES: tuple[tuple[str, str, str], ...] = (
     ("beijing", "North China Computing Platform", "Beijing"),
@@ -45,7 +46,7 @@ def show_key_documents(stage: Stage) -> None:
         document = stage.get_json(node.name, "/fed/v1/keys")
         for key in document["keys"]:
             stage.say(
-                f"{document['issuer']:<10} {key['status']:<7} {key['kid']}  valid from {key['valid_from_ts']}"
+                f"{document['issuer']:<10} {key['status']:<7} {key['kid']}  valid from {format_ts(key['valid_from_ts'])}"
             )
 
 

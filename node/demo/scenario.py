@@ -9,14 +9,32 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from node.demo import connectors, federation, foundation, market, tasks, trading
+from node.demo import (
+    accounts,
+    connectors,
+    federation,
+    foundation,
+    market,
+    migration,
+    scheduling,
+    services,
+    supervision,
+    tasks,
+    trading,
+)
 from node.demo import ledger as settlement
 from node.demo.stage import DemoError, Stage
 
 Step = Callable[[Stage], None]
 
 # Steps run while the nodes are not yet started (init, config), then while they run.
-SETUP_STEPS: tuple[Step, ...] = (foundation.create_nodes, federation.configure, trading.configure)
+SETUP_STEPS: tuple[Step, ...] = (
+    foundation.create_nodes,
+    federation.configure,
+    trading.configure,
+    migration.configure,
+    services.configure,
+)
 RUN_STEPS: tuple[Step, ...] = (
     foundation.start_nodes,
     foundation.show_status,
@@ -29,6 +47,9 @@ RUN_STEPS: tuple[Step, ...] = (
     connectors.show_offers,
     connectors.network,
     connectors.kill_and_restore_plugin,
+    scheduling.network_view,
+    scheduling.three_strategies,
+    scheduling.ab_split,
     trading.grant_credit,
     trading.buy,
     trading.settle,
@@ -40,6 +61,16 @@ RUN_STEPS: tuple[Step, ...] = (
     tasks.run_task,
     tasks.fetch_outputs,
     tasks.settle_and_reconcile,
+    supervision.report_to_supervisor,
+    accounts.use_partner_in_own_name,
+    migration.start_partner,
+    migration.run_on_source,
+    migration.migrate,
+    migration.identical_result,
+    migration.settle_both,
+    services.create_service,
+    services.steer_traffic,
+    services.kill_replica,
 )
 FINAL_STEPS: tuple[Step, ...] = (foundation.stop_nodes,)
 

@@ -47,6 +47,8 @@ class Stage:
     console: Console = field(default_factory=lambda: Console(highlight=False))
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    # Config other steps add to a node created later (node name → TOML appended by add_node).
+    more_toml: dict[str, str] = field(default_factory=dict)
 
     def title(self, text: str) -> None:
         """Print a section heading."""
@@ -93,6 +95,7 @@ class Stage:
             ]
         )
         config = directory / "node.toml"
+        extra_toml += self.more_toml.get(name, "")
         if extra_toml:
             with config.open("a", encoding="utf-8") as handle:
                 handle.write("\n" + extra_toml.strip() + "\n")

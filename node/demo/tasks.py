@@ -129,7 +129,10 @@ def settle_and_reconcile(stage: Stage) -> None:
         f"{POOL_NODE} sale: {sale['state']}, {sale['used_s']} s, {format_money(sale['settled_amount'], sale['currency'])}"
     )
     if not order["settled_amount"] == sale["settled_amount"] == task["amount"] or order["state"] != "settled":
-        raise DemoError(f"the ledgers did not settle the metered amount {task['amount']}: {order} {sale}")
+        raise DemoError(
+            f"the ledgers did not settle the metered amount {format_money(task['amount'], task['currency'])}: "
+            f"{order} {sale}"
+        )
     end_ms = int(time.time() * 1000) + 1
     while time.time() * 1000 <= end_ms:  # the window must have closed before it is summarised
         time.sleep(0.005)

@@ -1,5 +1,9 @@
-"""Who calls the `/api/v1` routes: `Authorization: Bearer <token>` with either the node's admin token
-(`keys/admin.token`) or a consumer token.
+"""Who calls the `/api/v1` routes: `Authorization: Bearer <token>` with the node's admin token
+(`keys/admin.token`, the bootstrap admin), an operator user's token or a consumer token; or a
+partner's consumer with its home node's assertion (node.accounts.federated). What each may call is
+the permission table (node.http.permissions).
+
+A user token is `cpu_<token id>_<secret>`, built like a consumer token.
 
 A consumer token is `cpc_<token id>_<secret>`: the id (8 of A–Z a–z 0–9) names the stored row, the
 secret (43 of the same, 256 bits) is known only to its holder; the node keeps the SHA-256 of the
@@ -29,19 +33,41 @@ _CONSUMER_TOKEN_RE = re.compile(
 TOKEN_ID_RE = re.compile(rf"[A-Za-z0-9]{{{TOKEN_ID_LENGTH}}}")
 
 
+USER_TOKEN_PREFIX = "cpu_"  # noqa: S105 - the fixed prefix of every user token, not a secret
+_USER_TOKEN_RE = re.compile(
+    rf"{USER_TOKEN_PREFIX}([A-Za-z0-9]{{{TOKEN_ID_LENGTH}}})_([A-Za-z0-9]{{{SECRET_LENGTH}}})"
+)
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the node's admin (`consumer` None) or one consumer."""
+    """Who made a request: the node's staff (`consumer` None: the bootstrap admin, or an operator
+    user with its role) or one consumer (its own, or a partner's as `alice@a` with role federated)."""
 
     consumer: str | None = None
+    role: str = "admin"
+    user: str | None = None
 
     @property
     def is_admin(self) -> bool:
-        """True for the admin token's holder."""
+        """True for the node's staff (who may see every consumer's records); the permission table
+        decides what each role may do."""
         return self.consumer is None
+
+    @property
+    def actor(self) -> str:
+        """How audit events name this caller: `admin`, `user:NAME`, `consumer:ID`."""
+        if self.user is not None:
+            return f"user:{self.user}"
+        return "admin" if self.consumer is None else f"consumer:{self.consumer}"
 
 
 ADMIN = Principal()
+
+
+def consumer_principal(consumer: str) -> Principal:
+    """The principal of a consumer's own token."""
+    return Principal(consumer=consumer, role="consumer")
 
 
 def new_admin_token() -> str:
@@ -68,6 +94,23 @@ def parse_consumer_token(token: str) -> tuple[str, str] | None:
     """(token id, secret) of a well-formed consumer token, else None."""
     match = _CONSUMER_TOKEN_RE.fullmatch(token)
     return None if match is None else (match.group(1), match.group(2))
+
+
+def new_user_token(token_id: str) -> tuple[str, str]:
+    """(the user token to hand out, the SHA-256 hex of its secret to store)."""
+    secret = _random(SECRET_LENGTH)
+    return f"{USER_TOKEN_PREFIX}{token_id}_{secret}", secret_digest(secret)
+
+
+def parse_user_token(token: str) -> tuple[str, str] | None:
+    """(token id, secret) of a well-formed user token, else None."""
+    match = _USER_TOKEN_RE.fullmatch(token)
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def looks_like_user_token(token: str) -> bool:
+    """Whether a bearer token is meant as an operator user's token (by its prefix)."""
+    return token.startswith(USER_TOKEN_PREFIX)
 
 
 def secret_digest(secret: str) -> str:

@@ -31,8 +31,8 @@ async def _database_check(ctx: NodeContext) -> str | None:
 
 
 def scheduler_expected(ctx: NodeContext) -> bool:
-    """Whether this process should be running the scheduler."""
-    return "scheduler" in ctx.roles and ctx.settings.scheduler.enabled
+    """Whether this process should be running the scheduler (a supervisor runs its own jobs)."""
+    return bool({"scheduler", "supervisor"} & ctx.roles) and ctx.settings.scheduler.enabled
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -55,8 +55,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of this node's metrics."""
-    payload, content_type = request.app[CTX].metrics.exposition()
+    """Prometheus text exposition of this node's metrics (business metrics refreshed first)."""
+    metrics = request.app[CTX].metrics
+    await metrics.refresh()
+    payload, content_type = metrics.exposition()
     response = web.Response(body=payload)
     response.headers["Content-Type"] = content_type
     return response
@@ -81,6 +83,16 @@ def node_info(ctx: NodeContext) -> dict[str, Any]:
 async def api_node(request: web.Request) -> web.Response:
     """Name, operator, region, key id and version of this node."""
     return web.json_response(node_info(request.app[CTX]))
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """`GET /api/v1/whoami`: who the bearer token names: staff (`admin` true, its `role` and the
+    `user` name, null for the bootstrap admin token) or a consumer (`consumer` NAME, role consumer or
+    federated); a 401 for a token that is not valid here."""
+    caller = await request.app[CTX].authenticate(request)
+    return web.json_response(
+        {"admin": caller.is_admin, "consumer": caller.consumer, "role": caller.role, "user": caller.user}
+    )
 
 
 class KeyDocumentCache:
@@ -109,6 +121,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/node", api_node)
+    app.router.add_get("/api/v1/whoami", whoami)
     if "federation" in ctx.roles:
         cache = KeyDocumentCache()
 

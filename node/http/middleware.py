@@ -104,12 +104,19 @@ def make_middlewares(metrics: Metrics, max_body_bytes: int, body_timeout_s: floa
     return [observe]
 
 
+QUIET = web.RequestKey("cpnode_quiet", bool)  # set by a handler: its access line at DEBUG (below 500)
+
+
 def _record(metrics: Metrics, request: web.Request, status: int, started: float, request_id: str) -> None:
     elapsed = time.monotonic() - started
     route = _route_name(request)
     metrics.http_requests.labels(route, request.method, str(status)).inc()
     metrics.http_latency.labels(route, request.method).observe(elapsed)
-    access_log.info(
+    level = logging.DEBUG if status < 500 and request.get(QUIET) else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    access_log.log(
+        level,
         "%s %s %d %.1fms",
         request.method,
         request.path,

@@ -14,10 +14,13 @@ from federation import errors as fed
 from federation.settlement import SettlementUnavailable
 from federation.trades import TradingUnavailable
 from ledger import errors as led
+from node.accounts import lifecycle as accounts
 from node.http.guard import BodyTimeoutError
 from node.market import errors as market
 from node.migration import errors as migration
 from node.migration.machine import MigrationTransitionError
+from node.services import errors as services
+from node.statements import errors as statements
 from node.tasks import errors as tasks
 from node.tasks.machine import TaskTransitionError
 from node.tasks.spec import TaskSpecError
@@ -56,6 +59,8 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     market.DemandError: 422,
     market.NoMatchError: 409,
     market.PlanFailedError: 409,
+    market.StrategyError: 422,
+    market.UnknownStrategyError: 404,
     TaskSpecError: 422,
     TaskTransitionError: 409,
     tasks.TaskError: 400,
@@ -69,7 +74,26 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     migration.MigrationConflict: 409,
     migration.MigrationUnavailable: 503,
     MigrationTransitionError: 409,
+    services.ServiceError: 400,
+    services.ServiceInputError: 422,
+    services.ForbiddenError: 403,
+    services.UnknownServiceError: 404,
+    services.UnknownReplicaError: 404,
+    services.ServiceExistsError: 409,
+    services.UnknownSiteError: 400,
+    services.NoReplicaError: 503,
+    services.UpstreamError: 502,
+    services.UpstreamTimeoutError: 504,
     BodyTimeoutError: 408,
+    statements.StatementError: 400,
+    statements.UnknownStatement: 404,
+    statements.PeriodNotClosed: 409,
+    statements.StatementConflict: 409,
+    accounts.AccountError: 400,
+    accounts.AccountRequestError: 400,
+    accounts.UnknownAccountError: 404,
+    accounts.AccountStateError: 409,
+    accounts.AccountRefusedError: 403,
 }
 
 

@@ -3,13 +3,17 @@
 
     POST /api/v1/match     a demand → {"matches": [...], "excluded": [...], "plan": [...] (split)}
 
+A demand that names a `strategy` is ranked by it (node.market.scheduled): its first matches
+(`?limit=N`, 20 by default) carry their explanation, and the orders placed on it note the strategy (and version) that chose them.
+A demand without one gets the market's matching (node.market.matching) worked out over the same
+cached offer columns (node.market.column_match), so neither path reads the catalogs per demand.
+
 Both take the admin token or a consumer's token, as `GET /api/v1/offers` does. Installed after
 the trading component, whose buyer places the orders.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -18,9 +22,8 @@ from node.context import CTX, NodeContext
 from node.http.body import json_object
 from node.market.demand import Demand, parse_demand
 from node.market.errors import DemandError
-from node.market.matching import MatchResult, match
 from node.market.ordering import place_best, replayed
-from node.market.view import market_offers
+from node.market.scheduled import MAX_SHOWN, SHOWN, Scheduler
 from node.trading.component import BUYER
 from node.trading.routes import DEMAND_ORDERS, DemandOrders
 
@@ -39,21 +42,30 @@ def _checked(data: Any, currency: str, prefix: str = "") -> Demand:
     return demand
 
 
+def _limit(request: web.Request) -> int:
+    """`?limit=N`: how many candidates an answer shows (1..MAX_SHOWN, default SHOWN)."""
+    text = request.query.get("limit", str(SHOWN))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SHOWN:
+        raise DemandError("limit", f"must be an integer 1..{MAX_SHOWN}, got {text!r}")
+    return int(text)
+
+
 def install(app: web.Application, ctx: NodeContext) -> None:
     """Mount `POST /api/v1/match` and let trading place orders by demand."""
     if "api" not in ctx.roles:
         return
     buyer = app[BUYER]
     currency = ctx.settings.trading.currency
-
-    async def matched(demand: Demand) -> MatchResult:
-        offers = await market_offers(ctx.offer_sources, ctx.engine, int(time.time()))
-        return match(demand, offers, currency)
+    scheduler = Scheduler(ctx.engine, ctx.offer_sources, currency)
 
     async def match_api(request: web.Request) -> web.Response:
-        await request.app[CTX].authenticate(request)
-        result = await matched(_checked(await json_object(request), currency))
-        return web.json_response({"node": ctx.name, "currency": currency, **result.view()})
+        principal = await request.app[CTX].authenticate(request)
+        demand = _checked(await json_object(request), currency)
+        if demand.strategy is not None:
+            placement = await scheduler.placement(demand, principal.consumer, _limit(request))
+            return web.json_response({"node": ctx.name, "currency": currency, **placement.view()})
+        result = await scheduler.matched(demand)
+        return web.json_response({"node": ctx.name, "currency": currency, **result.view(_limit(request))})
 
     async def place(consumer: str, demand: Any, request_id: str | None) -> tuple[int, dict[str, Any]]:
         wanted = _checked(demand, currency, prefix="demand")
@@ -61,7 +73,9 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             before = await replayed(buyer, wanted, consumer, request_id)
             if before is not None:
                 return 200, before
-        return 201, await place_best(buyer, await matched(wanted), consumer, request_id)
+        if wanted.strategy is not None:
+            return 201, await scheduler.order(buyer, wanted, consumer, request_id)
+        return 201, await place_best(buyer, await scheduler.matched(wanted), consumer, request_id)
 
     app.router.add_post("/api/v1/match", match_api)
     placer: DemandOrders = place  # checks `place` against the protocol trading calls

@@ -16,6 +16,10 @@ from node.market.errors import DemandError
 from node.trading.rules import MAX_HOURS, MAX_UNITS
 
 Objective = Literal["cost", "performance", "value"]
+# A site of the network view (connectors.network.contract.Name, or a partner's `node:NAME`).
+SiteName = Annotated[str, Field(pattern=r"^(node:)?[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+# A strategy by name (`nearest`, a registered name) or by name and version (`edge-first@2`).
+StrategyRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}(@[1-9][0-9]{0,8})?$")]
 MAX_LIST = 64
 # Offer fields are strings of 1–200 characters (federation.catalog.check_offer).
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -23,6 +27,24 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 SourceEntry = Annotated[
     str, Field(pattern=r"^((own|partner)(:[A-Za-z0-9][A-Za-z0-9._-]{0,79})?|[a-z0-9][a-z0-9-]{0,62})$")
 ]
+
+
+class UserSite(BaseModel):
+    """A site the consumer's users reach the work from, and its share of their traffic (a weight)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: SiteName
+    weight: StrictInt = Field(default=1, ge=1, le=10**6)
+
+
+class DataSpec(BaseModel):
+    """Where the task's input data lives and how big it is (co-scheduling moves it to the compute)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: SiteName
+    size_mb: StrictInt = Field(ge=0, le=10**9)
 
 
 class Demand(BaseModel):
@@ -51,6 +73,14 @@ class Demand(BaseModel):
     # A framework the demand's program needs (`pytorch>=2.4`): offers whose chip has no image of it
     # are left out (`no_framework_image`).
     framework: Annotated[Text, AfterValidator(check_framework)] | None = None
+    # Scheduling (node.market.strategies): the strategy that ranks the offers instead of
+    # `objective`, the users' sites (nearest, composite), a latency bound, the data to bring
+    # (co-schedule) and the run time on an offer of metric score 1000 (co-schedule).
+    strategy: StrategyRef | None = None
+    user_sites: tuple[UserSite, ...] | None = Field(default=None, min_length=1, max_length=MAX_LIST)
+    max_latency_ms: StrictInt | None = Field(default=None, ge=0, le=10**6)
+    data: DataSpec | None = None
+    compute_s: StrictInt | None = Field(default=None, ge=1, le=10**9)
 
     def allows_source(self, source: str, partner: str | None) -> bool:
         """Whether an offer from `source` (`own:NAME` / `partner:NAME`) is one the demand accepts."""

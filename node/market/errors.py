@@ -8,7 +8,7 @@ are the trading package's own errors (node.trading.errors), passed on with the o
 
 from __future__ import annotations
 
-from node.errors import CodedError
+from node.errors import CodedError, FieldError
 
 
 class MarketError(CodedError):
@@ -17,15 +17,10 @@ class MarketError(CodedError):
     code = "market_error"
 
 
-class DemandError(MarketError, ValueError):
+class DemandError(MarketError, FieldError):
     """A demand that cannot be matched as stated; `field` names where."""
 
     code = "bad_demand"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}", field=field)
-        self.field = field
-        self.reason = message
 
 
 class NoMatchError(MarketError, LookupError):
@@ -38,3 +33,15 @@ class PlanFailedError(MarketError):
     """A part of a split order was refused; the parts placed before it were cancelled."""
 
     code = "plan_failed"
+
+
+class StrategyError(MarketError, FieldError):
+    """A strategy (or an A/B split) whose definition does not validate; `field` names where."""
+
+    code = "bad_strategy"
+
+
+class UnknownStrategyError(MarketError, LookupError):
+    """No strategy (or no such version of it) is registered, or the version asked for is retired."""
+
+    code = "unknown_strategy"

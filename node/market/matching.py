@@ -25,6 +25,7 @@ from typing import Any, Literal
 from connectors.frameworks import NoImage, resolve
 from ledger.records import MAX_AMOUNT
 from node.market.demand import Demand
+from node.money import format_rate
 from node.offers import OfferRow, group_of
 
 # Reason codes in the order they are checked.
@@ -139,17 +140,32 @@ class MatchResult:
     matches: tuple[Match, ...]
     excluded: tuple[Exclusion, ...]
     plan: tuple[Part, ...] | None
+    excluded_by_reason: dict[str, int] | None = None  # set when `excluded` shows only some of each
+
+    @property
+    def exclusion_counts(self) -> dict[str, int]:
+        """How many offers each reason excluded (all of them, whether shown or not)."""
+        if self.excluded_by_reason is not None:
+            return self.excluded_by_reason
+        counts: dict[str, int] = {}
+        for exclusion in self.excluded:
+            counts[exclusion.reason] = counts.get(exclusion.reason, 0) + 1
+        return counts
 
     @property
     def plan_total(self) -> int:
         """What the plan costs in all (0 without one)."""
         return sum(part.total for part in self.plan or ())
 
-    def view(self) -> dict[str, Any]:
-        """The result as `POST /api/v1/match` answers it."""
+    def view(self, limit: int | None = None) -> dict[str, Any]:
+        """The result as `POST /api/v1/match` answers it: every match, or with `limit` the first
+        that many and how many there are (`candidates`)."""
+        shown = self.matches if limit is None else self.matches[:limit]
         body: dict[str, Any] = {
             "demand": self.demand.model_dump(),
-            "matches": [match.view() for match in self.matches],
+            **({} if limit is None else {"candidates": len(self.matches)}),
+            "matches": [match.view() for match in shown],
+            "excluded_by_reason": self.exclusion_counts,
             "excluded": [exclusion.view() for exclusion in self.excluded],
         }
         if self.plan is not None:
@@ -250,7 +266,11 @@ class _Rules:
         d = self.demand
         price = offer["price_per_unit_hour"]
         if d.max_price_per_unit_hour is not None and price > d.max_price_per_unit_hour:
-            return "price_above_max", f"{price} per unit-hour is above {d.max_price_per_unit_hour}"
+            currency = offer["currency"]
+            return "price_above_max", (
+                f"{format_rate(price, currency, 'unit-h')} is above "
+                f"{format_rate(d.max_price_per_unit_hour, currency, 'unit-h')}"
+            )
         if d.min_metric_score is not None:
             score = _score(offer)
             if score is None:
@@ -312,6 +332,21 @@ def _plan(demand: Demand, ranked: list[Match]) -> tuple[Part, ...]:
     )
 
 
+def as_match(demand: Demand, offer: OfferRow) -> Match:
+    """`offer` (one that satisfies `demand`) as a match, with the demand's total there."""
+    price = offer["price_per_unit_hour"]
+    return Match(
+        str(offer.get("source", "")),
+        str(offer.get("id", "")),
+        price,
+        demand.units * demand.hours * price,
+        offer["free_units"],
+        _score(offer),
+        int(offer.get("age_s") or 0),
+        offer,
+    )
+
+
 def match(demand: Demand, offers: Iterable[OfferRow], currency: str) -> MatchResult:
     """Rank the offers that satisfy `demand`, say why each other one does not, and plan a split.
 
@@ -327,19 +362,7 @@ def match(demand: Demand, offers: Iterable[OfferRow], currency: str) -> MatchRes
         if reason is not None:
             excluded.append(Exclusion(source, offer_id, *reason))
             continue
-        price = offer["price_per_unit_hour"]
-        found.append(
-            Match(
-                source,
-                offer_id,
-                price,
-                demand.units * demand.hours * price,
-                offer["free_units"],
-                _score(offer),
-                int(offer.get("age_s") or 0),
-                offer,
-            )
-        )
+        found.append(as_match(demand, offer))
     found.sort(key=lambda m: rank_key(demand, m))
     excluded.sort(key=lambda e: (REASONS.index(e.reason), e.source, e.offer_id))
     plan = _plan(demand, found) if demand.split else None

@@ -2,7 +2,13 @@
 
 - role `api`: the migration routes under `/api/v1/migrations` (node.migration.routes);
 - role `connectors` (the process that hosts the plugins): the driver of unfinished migrations
-  (node.migration.driver), started and stopped with the app.
+  (node.migration.driver), started and stopped with the app;
+- role `federation`: the peer API partners use to move a program to this node's pools
+  (node.migration.peer_routes).
+
+Where the tasks service runs, a migration's cutover hook makes the migrated task follow its
+program (node.tasks.migrated), and a partner's pool is bought through its buyer
+(node.migration.partner).
 
 Installed after the connectors component, whose plugin host it uses. Another component that
 needs to know when a migration's cutover commits (the tasks service: a task record gets its new
@@ -21,13 +27,18 @@ from sqlalchemy.engine import Engine
 
 from node.config import Settings
 from node.context import NodeContext
-from node.migration import routes
+from node.migration import peer_routes, routes
 from node.migration.core import MigrationCore
 from node.migration.driver import Driver
+from node.migration.records import Migration
 from node.migration.routes import CLOSING, CORE, KICK
 from node.migration.steps import Steps
 from node.migration.tables import migrations_t
 from node.pools.routes import HOST
+from node.tasks import migrated
+from node.tasks.component import TASKS
+from node.tasks.delivery import Delivery
+from node.tasks.finish import Finish
 
 __all__ = ["CORE", "install", "sites", "status_lines"]
 
@@ -46,6 +57,17 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         ctx.engine, settings, host, sites(ctx.settings), ctx.settings.path(settings.express_token_path)
     )
     app[CORE] = core
+    tasks = app.get(TASKS)
+    if tasks is not None:
+        core.tasks = tasks
+        finish = Finish(tasks, Delivery(tasks))
+
+        async def follow_task(m: Migration) -> None:
+            await migrated.follow(tasks, finish, m)
+
+        core.hooks.append(follow_task)
+        if "federation" in ctx.roles:
+            peer_routes.add_routes(app)
     closing = app[CLOSING] = asyncio.Event()
 
     async def end_streams(_app: web.Application) -> None:

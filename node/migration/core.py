@@ -4,11 +4,13 @@ network sites of pools and the cutover hooks; and the calls every step makes thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy.engine import Engine
@@ -22,6 +24,7 @@ from connectors.network.contract import NetworkPlugin
 from node.migration.errors import MigrationUnavailable, StepFailed
 from node.migration.records import Migration
 from node.migration.settings import MigrationSection
+from node.tasks.core import Tasks
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -47,6 +50,8 @@ class MigrationCore:
     sites: Mapping[str, str]
     express_token_path: Path
     hooks: list[CutoverHook] = field(default_factory=list)
+    # The tasks service (its buyer orders a partner's pool; its tasks are what migrates), when present.
+    tasks: Tasks | None = None
     clock: Callable[[], int] = now_ms
     _express: ExpressClient | None = None
 
@@ -106,6 +111,22 @@ class MigrationCore:
         """The files of a storage bucket with sizes and SHA-256 (a JSON listing: no state bytes)."""
         async with self._storage_session() as session:
             return await StorageClient(session, endpoint, side).files()
+
+    async def storage_reachable(self, endpoint: StorageEndpoint, timeout_s: float) -> bool:
+        """Whether a TCP connection to a storage endpoint's server opens within `timeout_s`. The kernel
+        accepts it for a live process however busy, so load does not make a live endpoint look dead;
+        a process that died refuses it, a host that is gone lets it time out."""
+        parts = urlsplit(endpoint.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(timeout_s):
+                _reader, writer = await asyncio.open_connection(parts.hostname, port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     async def storage_manifest(self, endpoint: StorageEndpoint) -> Manifest:
         """The manifest of a storage bucket in chunks of the configured size (built by the endpoint,

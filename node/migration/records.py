@@ -43,6 +43,8 @@ class Migration:
     checkpoint: dict[str, Any] | None
     source_stopped_ms: int | None
     express_job: str | None
+    partner: str | None  # the destination is this partner's pool, bought as a task order
+    order_id: str | None  # that order (its trade id at the partner)
     transfer_attempts: int
     transfer_resumes: int
     progress: dict[str, Any] | None

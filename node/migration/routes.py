@@ -4,7 +4,10 @@
                                          "bandwidth_mbps"?, "hours"?, "objective"?, "state_bytes"?}
                                         → the ranked destinations and why others were left out
     POST /api/v1/migrations             the same, plus "id"? and "task_id"? → 201 the migration
-                                        (200 when that id was asked for the same way before)
+                                        (200 when that id was asked for the same way before); with
+                                        "task_id", the source may be left out (the task's instance),
+                                        and "to_node" moves the task to that partner's pool (bought
+                                        as a task order; "offer_id" names one of its offers)
     GET  /api/v1/migrations             newest first
     GET  /api/v1/migrations/{id}        one migration with its history
     POST /api/v1/migrations/{id}/cancel 202; a second cancel changes nothing; 409 once the cutover began
@@ -37,9 +40,11 @@ from node.context import CTX
 from node.http.body import parse_body
 from node.migration import planning, store
 from node.migration.core import MigrationCore
-from node.migration.errors import MigrationConflict, UnknownMigration
+from node.migration.errors import MigrationConflict, MigrationRequestError, UnknownMigration
 from node.migration.machine import RESTING, cancel_target
 from node.migration.records import MIGRATION_ID_RE, Migration
+from node.tasks import store as tasks_store
+from node.trading.errors import TradingError
 from node.trading.rules import MAX_HOURS
 
 CORE = web.AppKey("migration_core", MigrationCore)
@@ -87,10 +92,25 @@ class PlanBody(BaseModel):
 
 
 class StartBody(PlanBody):
-    """A migration to start: the plan's request, an id (a retry with it is safe) and the task moved."""
+    """A migration to start: the plan's request, an id (a retry with it is safe) and the task moved.
+    A task's migration may leave out the source (the task's pool and instance) and go to a
+    partner's pool (`to_node`, optionally with the partner's `offer_id`)."""
 
+    source_pool: str | None = Field(default=None, pattern=NAME)  # type: ignore[assignment]
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")  # type: ignore[assignment]
     id: str | None = Field(default=None, pattern=MIGRATION_ID_RE.pattern)
     task_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+    to_node: str | None = Field(default=None, pattern=NAME)
+
+    @model_validator(mode="after")
+    def _source_or_task(self) -> StartBody:
+        if (self.source_pool is None) != (self.instance_id is None):
+            raise ValueError("name both source_pool and instance_id, or neither (with task_id)")
+        if self.source_pool is None and self.task_id is None:
+            raise ValueError("name the source (source_pool and instance_id) or the task (task_id)")
+        if self.to_node is not None and (self.to_pool is not None or self.task_id is None):
+            raise ValueError("to_node moves a task (task_id) to a partner's pool; it takes no to_pool")
+        return self
 
 
 def event_view(m: Migration) -> dict[str, Any]:
@@ -148,6 +168,9 @@ async def start_route(request: web.Request) -> web.Response:
     request.app[CTX].require_admin(request)
     body = await parse_body(request, StartBody)
     core = request.app[CORE]
+    if body.source_pool is None:
+        pool, instance_id = await _task_source(core, str(body.task_id))
+        body = body.model_copy(update={"source_pool": pool, "instance_id": instance_id})
     ask = body.ask()
     migration_id = body.id or "m" + secrets.token_hex(6)
     values: dict[str, Any] = {
@@ -156,6 +179,14 @@ async def start_route(request: web.Request) -> web.Response:
         "source_instance": body.instance_id,
         "task_id": body.task_id,
     }
+    if body.to_node is not None:
+        await _partner_of(core, body.to_node)
+        values.update(
+            partner=body.to_node,
+            bandwidth_mbps=ask.bandwidth_mbps or core.settings.bandwidth_mbps,
+            plan={"ask": asdict(ask), "to_node": body.to_node},
+        )
+        return await _store(request, core, values)
     if body.id is not None:
         before = await core.db(store.get_migration, body.id)
         if before is not None:  # a retried request answers the stored migration without planning again
@@ -171,10 +202,39 @@ async def start_route(request: web.Request) -> web.Response:
     else:
         values["bandwidth_mbps"] = ask.bandwidth_mbps or core.settings.bandwidth_mbps
         values["plan"] = {"ask": asdict(ask)}
+    return await _store(request, core, values)
+
+
+async def _store(request: web.Request, core: MigrationCore, values: dict[str, Any]) -> web.Response:
     created, migration = await core.db(store.insert_migration, values, core.clock())
     if created:
         _kick(request, migration.id)
     return web.json_response(migration.view(), status=201 if created else 200)
+
+
+async def _task_source(core: MigrationCore, task_id: str) -> tuple[str, str]:
+    """(pool, instance) of a running task of this node's own pools; 422 otherwise."""
+    task = await core.db(tasks_store.get_task, task_id)
+    if task is None:
+        raise MigrationRequestError(f"no task {task_id!r}", code="unknown_task")
+    if task.kind != "own" or task.state != "running" or task.pool is None or task.instance_id is None:
+        raise MigrationRequestError(
+            f"task {task_id} is {task.kind}, {task.state}: only a running task on this node's pools migrates",
+            code="task_not_running",
+        )
+    return task.pool, task.instance_id
+
+
+async def _partner_of(core: MigrationCore, name: str) -> None:
+    """422 unless `name` is a partner this node can order from."""
+    if core.tasks is None:
+        raise MigrationRequestError("this process cannot order from partners", code="no_trading")
+    try:
+        await core.tasks.buyer.trading.partner(name)
+    except TradingError:
+        raise MigrationRequestError(
+            f"{name!r} is not a partner of this node", code="unknown_partner"
+        ) from None
 
 
 async def list_route(request: web.Request) -> web.Response:

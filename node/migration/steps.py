@@ -20,7 +20,7 @@ from typing import Any
 from connectors.contract import Instance, InstanceSpec
 from connectors.errors import NotFound
 from connectors.network.contract import Path, PathRequest
-from node.migration import planning, store, transfer, undo
+from node.migration import partner, planning, store, transfer, undo
 from node.migration.core import MigrationCore
 from node.migration.errors import StepFailed, describe, is_transient
 from node.migration.machine import UNDOABLE, UNDOING, MigrationEvent, MigrationState, forward_event
@@ -120,6 +120,10 @@ class Steps:
         return await self.move(m, forward_event(m.state))
 
     async def _on_planned(self, m: Migration) -> Migration | None:
+        if m.partner is not None and m.order_id is None:
+            fields = await partner.order(self.core, m)
+            m = await self.record(m, **fields)
+            return await self.move(m, "provision", f"order {m.order_id} at {m.partner}: {m.destination_pool}")
         if m.destination_pool is not None:
             return await self.move(m, "provision")
         asked = dict((m.plan or {}).get("ask") or {})  # stored by a process that could not decide
@@ -178,6 +182,11 @@ class Steps:
 
     async def _on_destination_deploying(self, m: Migration) -> Migration | None:
         core = self.core
+        if m.partner is not None:
+            instance_id = await partner.prepare(core, m)
+            if m.destination_instance != instance_id:
+                m = await self.record(m, destination_instance=instance_id)
+            return await self.move(m, "deployed", f"instance {instance_id} at {m.partner}")
         pool = m.destination_pool
         assert pool is not None, "the destination pool is chosen in `planned`"
         source = await core.instance(m.source_pool, m.source_instance)
@@ -251,7 +260,7 @@ class Steps:
         core = self.core
         assert m.checkpoint is not None, "verifying follows the checkpoint"
         expected = {f["path"]: (f["size_bytes"], f["sha256"]) for f in m.checkpoint["files"]}
-        if core.settings.rehash:
+        if core.settings.rehash and m.partner is None:
             pool, instance_id = m.destination_pool or "", m.destination_instance or ""
             endpoint = await core.compute(pool, lambda p: p.storage_endpoint(instance_id))
             listed = await core.storage_files(endpoint, "destination")
@@ -276,6 +285,29 @@ class Steps:
     async def _on_cutover(self, m: Migration) -> Migration | None:
         core = self.core
         pool, instance_id = m.destination_pool or "", m.destination_instance or ""
+        if m.committed_ms is None and m.partner is not None:
+            answer = await partner.start(core, m)
+            if answer.get("instance_state") != "running" and answer.get("exit_code") != 0:
+                raise StepFailed(
+                    f"the destination at {m.partner} did not take over: {answer.get('instance_state')} "
+                    f"({answer.get('exit_code')}) {answer.get('detail') or ''}".strip(),
+                    code="destination_failed",
+                )
+            started = answer.get("started_ms")
+            written = await core.db(
+                store.update_migration,
+                m.id,
+                core.clock(),
+                "cutover",
+                committed_ms=core.clock(),
+                destination_started_ms=started if isinstance(started, int) else core.clock(),
+            )
+            if written is None:
+                return None
+            m = written
+            await self.note(m, f"committed: {instance_id} at {m.partner} runs from the moved state")
+        if m.partner is not None:
+            await partner.cutover(core, m)
         if m.committed_ms is None:
             destination = await core.instance(pool, instance_id)
             if destination.started_ms is None and ended(destination):

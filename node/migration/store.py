@@ -184,3 +184,14 @@ def history(engine: Engine, migration_id: str, after_seq: int = 0, limit: int = 
             }
             for row in conn.execute(query)
         ]
+
+
+def moving(engine: Engine, task_id: str) -> bool:
+    """Whether a migration of the task is under way (its delivery then leaves the instance alone)."""
+    query = (
+        sa.select(migrations_t.c.id)
+        .where(migrations_t.c.task_id == task_id, migrations_t.c.state.not_in(sorted(RESTING)))
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None

@@ -1,4 +1,5 @@
-"""Migration tables (migration node_0009): migrations and the history of their transitions."""
+"""Migration tables (migrations node_0009, node_0010): migrations, the history of their transitions,
+and the migrations partners bring to this node's pools (`inbound_migrations`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ migrations_t = sa.Table(
             "destination_site",
             "path_id",
             "express_job",
+            "partner",
+            "order_id",
         )
     ),
     *(sa.Column(name, _TEXT) for name in (*JSON_FIELDS, "reason", "last_error")),
@@ -66,6 +69,20 @@ migration_events_t = sa.Table(
     sa.Column("event", sa.String(32)),
     sa.Column("to_state", sa.String(32)),
     sa.Column("detail", _TEXT),
+)
+inbound_migrations_t = sa.Table(
+    "inbound_migrations",
+    _md,
+    sa.Column("partner", _NAME, primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("trade_id", _NAME),
+    sa.Column("state", sa.String(32)),
+    sa.Column("instance_id", _NAME),
+    sa.Column("files", _TEXT),
+    sa.Column("not_before", _BIG),
+    sa.Column("expires", _BIG),
+    sa.Column("created_ms", _BIG),
+    sa.Column("updated_ms", _BIG),
 )
 _FIELDS = tuple(f.name for f in fields(Migration))
 

@@ -8,7 +8,11 @@ what the destination already committed. While the job runs the node writes its p
 while the migration is still `transferring`, which is how a cancel stops the step), resumes a job
 that stalled on transient errors (`transfer_resumes` times), and looks at the path about once a
 second: a path that broke is re-provisioned once (the job's rate follows the new path), a second
-break fails the migration into its rollback. Only JSON crosses the node's connections.
+break fails the migration into its rollback. A transfer that made no progress for `stall_s` while
+the destination's storage endpoint refuses connections (or lets them time out) twice in a row,
+a second apart (a partner or pool that died), fails at once into its rollback, rather than after
+the express's retries. Only JSON crosses the node's
+connections.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from connectors.contract import StorageEndpoint
 from connectors.errors import NoPath
 from connectors.express import ExpressRefused, JobSpec, JobView
 from connectors.manifest import Manifest
-from node.migration import store
+from node.migration import partner, store
 from node.migration.errors import StepFailed
 from node.migration.records import Migration
 
@@ -29,11 +33,38 @@ if TYPE_CHECKING:
     from node.migration.steps import Steps
 
 PATH_CHECK_S = 1.0
+PROBE_EVERY_S = 1.0  # a stalled transfer's destination is looked at this often
+PROBE_TIMEOUT_S = 3.0
+PROBES_TO_FAIL = 2  # unreachable this many times in a row (and no progress): the step fails
 BYTES_PER_S_PER_MBPS = 125_000
 
 
+class StallWatch:
+    """When a transfer last moved: its bytes, chunks or files done changed (`now` is monotonic)."""
+
+    def __init__(self, stall_s: float, now: float) -> None:
+        self.stall_s = stall_s
+        self._seen: tuple[int, int, int] | None = None
+        self._since = now
+
+    def idle_s(self, view: JobView, now: float) -> float:
+        """Seconds since the job's progress last changed (0 when it just did)."""
+        done = view.progress
+        mark = (done.bytes_done, done.chunks_done, done.files_done)
+        if mark != self._seen:
+            self._seen, self._since = mark, now
+        return now - self._since
+
+    def stalled(self, view: JobView, now: float) -> bool:
+        """Whether the job has not moved for `stall_s` seconds."""
+        return self.idle_s(view, now) >= self.stall_s
+
+
 def rate_cap(m: Migration) -> int:
-    """The job's bandwidth cap in bytes/s: the reserved path's bandwidth (0, no cap, without a path)."""
+    """The job's bandwidth cap in bytes/s: the reserved path's bandwidth (0, no cap, without a path);
+    to a partner's pool (no path of ours reaches it) the bandwidth the migration asked for."""
+    if m.partner is not None:
+        return m.bandwidth_mbps * BYTES_PER_S_PER_MBPS
     if m.path is None:
         return 0
     return int(m.path["bandwidth_mbps"]) * BYTES_PER_S_PER_MBPS
@@ -135,10 +166,15 @@ async def run(steps: Steps, m: Migration) -> Migration | None:
     source_pool, source_id = m.source_pool, m.source_instance
     pool, instance_id = m.destination_pool or "", m.destination_instance or ""
     source = await core.compute(source_pool, lambda p: p.storage_endpoint(source_id))
-    destination = await core.compute(pool, lambda p: p.storage_endpoint(instance_id))
+    if m.partner is not None:  # the partner pool's endpoint, with a credential for these files only
+        destination = await partner.credential(core, m)
+    else:
+        destination = await core.compute(pool, lambda p: p.storage_endpoint(instance_id))
     m = await _start(steps, m, source, destination)
     express = core.express()
-    next_path_check = 0.0
+    next_path_check = next_probe = 0.0
+    watch = StallWatch(core.settings.stall_s, time.monotonic())
+    unreachable = 0  # probes in a row that found the destination's storage endpoint unreachable
     while True:
         view = await express.job(job_id(m))
         # A transfer that answers again starts its tries afresh: hiccups hours apart do not add up.
@@ -167,4 +203,17 @@ async def run(steps: Steps, m: Migration) -> Migration | None:
         if time.monotonic() >= next_path_check:
             m = await _check_path(steps, m)
             next_path_check = time.monotonic() + PATH_CHECK_S
+        if not watch.stalled(view, time.monotonic()):
+            unreachable = 0
+        elif time.monotonic() >= next_probe:
+            next_probe = time.monotonic() + PROBE_EVERY_S
+            reachable = await core.storage_reachable(destination, PROBE_TIMEOUT_S)
+            unreachable = 0 if reachable else unreachable + 1
+            if unreachable >= PROBES_TO_FAIL:
+                idle = watch.idle_s(view, time.monotonic())
+                raise StepFailed(
+                    f"transfer_stalled: no progress for {idle:.1f} s and the destination's storage "
+                    f"endpoint at {destination.url} does not answer",
+                    code="transfer_stalled",
+                )
         await asyncio.sleep(core.settings.poll_interval_s)

@@ -6,7 +6,8 @@ what the record says was done:
   it wrote at the destination) and followed until it ends;
 - source: a source the migration stopped (stopped on request, with a checkpoint taken) is started
   again from its own state, unless the cutover committed; a source that ended by itself stays so;
-- destination: the destination instance (by id, or by its name) is deleted;
+- destination: the destination instance (by id, or by its name) is deleted; a partner's is
+  released by the partner and its order cancelled (node.migration.partner);
 - path: the path is released.
 
 Each undo is tried `step_attempts` times; those done are written down (`undo`), so a restarted
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from connectors.errors import NotFound
 from connectors.express import ExpressRefused
 from connectors.express.jobs import TERMINAL
+from node.migration import partner
 from node.migration.errors import describe
 from node.migration.machine import UNDO_ORDER, UndoStep, undo_event
 from node.migration.records import Migration
@@ -82,6 +84,8 @@ async def _source(steps: Steps, m: Migration) -> str:
 
 
 async def _destination(steps: Steps, m: Migration) -> str:
+    if m.partner is not None:
+        return await partner.release(steps.core, m)
     if m.destination_pool is None:
         return "no destination"
     destination = await steps.find_destination(m)

@@ -8,14 +8,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from federation import store
-from federation.discovery import Candidate, Discovery
 from federation.httpsig import Identity as SigningIdentity
 from federation.issuing import OfferSource as FederationOfferSource
 from federation.server import SERVICE, add_routes
@@ -25,7 +24,11 @@ from node.config import Settings
 from node.context import CTX, NodeContext
 from node.http.errors import ApiError
 from node.identity import Identity, reload_if_rotated
+from node.peering import routes
 from node.peering.offers import config_offer_source, merged_view, own_offers, relayed_offers
+
+if TYPE_CHECKING:
+    from federation.discovery import Candidate
 
 log = logging.getLogger("cpnode.federation")
 SYNC_JOB = "federation.sync"
@@ -35,8 +38,8 @@ DISCOVERY_START_TIMEOUT_S = 30.0
 
 
 class OwnKeysWatcher:
-    """The node's current keys for the federation service, noticing `cpnode keys rotate` at once
-    (one stat of the key file per call)."""
+    """The node's current keys for the federation service, noticing `cpnode keys rotate` within
+    `node.identity.ROTATION_CHECK_S` (one stat of the key file a second at most)."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self._ctx = ctx
@@ -108,6 +111,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         app[SERVICE] = service
     if "api" in ctx.roles:
         app.router.add_get("/api/v1/offers", offers_api)
+        routes.add_routes(app)
     if "scheduler" in ctx.roles:
 
         async def sync_job() -> None:
@@ -141,6 +145,8 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
 async def _run_discovery(ctx: NodeContext) -> None:
     """Announce and browse once the node knows its URL; stop when cancelled."""
+    from federation.discovery import Discovery  # zeroconf is loaded only when discovery is on
+
     deadline = time.monotonic() + DISCOVERY_START_TIMEOUT_S
     # NodeServer sets base_url right after binding, which follows app start-up by moments.
     while not ctx.base_url and time.monotonic() < deadline:  # noqa: ASYNC110

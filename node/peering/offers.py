@@ -8,24 +8,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from federation import store
 from federation.documents import load_document
 from federation.issuing import content_hash
+from federation.tables import received_t, sync_t
 from node.offers import CatalogOffer, OfferRow, OfferSource, as_offer, offer_row
 
 __all__ = [
     "ConfigOffers",
     "OfferSource",
+    "catalog_offers",
     "config_offer_source",
     "merged_view",
     "own_offers",
+    "partner_offer",
     "partner_offers",
     "relayed_offers",
 ]
 # Parsed partner catalogs by body hash: bodies never change under a hash, so parsing once is enough.
+# The hash is read with every use, so a changed catalog is never served from here.
 _parsed: dict[str, list[CatalogOffer]] = {}
+_by_id: dict[str, dict[str, CatalogOffer]] = {}  # the same offers by id (the first of an id)
 _MAX_CACHED = 256
 
 
@@ -62,7 +68,8 @@ async def own_offers(sources: Mapping[str, OfferSource]) -> list[tuple[str, Cata
     return result
 
 
-def _catalog_offers(sha256: str, body: bytes) -> list[CatalogOffer]:
+def catalog_offers(sha256: str, body: bytes) -> list[CatalogOffer]:
+    """The offers of a stored catalog body (parsed once per body hash; do not change them)."""
     offers = _parsed.get(sha256)
     if offers is None:
         document, _ = load_document(body)
@@ -72,6 +79,58 @@ def _catalog_offers(sha256: str, body: bytes) -> list[CatalogOffer]:
             _parsed.clear()
         _parsed[sha256] = offers
     return offers
+
+
+def _indexed(sha256: str, body: bytes) -> dict[str, CatalogOffer]:
+    """The offers of a stored catalog body by id (built once per body hash)."""
+    found = _by_id.get(sha256)
+    if found is None:
+        found = {}
+        for offer in catalog_offers(sha256, body):
+            found.setdefault(offer["id"], offer)
+        if len(_by_id) >= _MAX_CACHED:
+            _by_id.clear()
+        _by_id[sha256] = found
+    return found
+
+
+_HEAD = (received_t.c.version, received_t.c.sha256, received_t.c.received_ts, received_t.c.expires_ts)
+
+
+def partner_offer(engine: Engine, now_ts: int, partner: str, offer_id: str) -> OfferRow | None:
+    """Offer `offer_id` of `partner`'s unexpired accepted catalog as `partner_offers` gives it, or
+    None. Reads that catalog's head and the partner's last sync; its body only when the offers of
+    that body hash are not parsed and cached already."""
+    with engine.connect() as conn:
+        head = conn.execute(
+            sa.select(*_HEAD, sync_t.c.last_success_ts)
+            .select_from(received_t.outerjoin(sync_t, sync_t.c.partner == received_t.c.partner))
+            .where(received_t.c.partner == partner)
+        ).first()
+        if head is None or head.expires_ts <= now_ts:
+            return None
+        version, received_ts, synced = (
+            int(head.version),
+            int(head.received_ts),
+            int(head.last_success_ts or 0),
+        )
+        by_id = _by_id.get(head.sha256)
+        if by_id is None:
+            # Head and body in one statement: the catalog may have been replaced since the head.
+            row = conn.execute(
+                sa.select(*_HEAD, received_t.c.body).where(received_t.c.partner == partner)
+            ).first()
+            if row is None or row.expires_ts <= now_ts:
+                return None
+            version, received_ts = int(row.version), int(row.received_ts)
+            by_id = _indexed(row.sha256, bytes(row.body))
+    offer = by_id.get(offer_id)
+    if offer is None:
+        return None
+    age = max(0, now_ts - received_ts)
+    found = offer_row(offer, f"partner:{partner}", partner, age, max(0, now_ts - max(received_ts, synced)))
+    found["catalog_version"] = version
+    return found
 
 
 def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> list[OfferRow]:
@@ -84,7 +143,7 @@ def partner_offers(engine: Engine, now_ts: int, partner: str | None = None) -> l
             continue
         synced = states.get(catalog["partner"], {}).get("last_success_ts") or 0
         confirmed_ts = max(int(catalog["received_ts"]), int(synced))
-        for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
+        for offer in catalog_offers(catalog["sha256"], bytes(catalog["body"])):
             row = offer_row(
                 offer,
                 f"partner:{catalog['partner']}",
@@ -105,7 +164,7 @@ def relayed_offers(engine: Engine, now_ts: int) -> list[OfferRow]:
         if catalog["expires_ts"] <= now_ts:
             continue
         age = max(0, now_ts - int(catalog["received_ts"]))
-        for offer in _catalog_offers(catalog["sha256"], bytes(catalog["body"])):
+        for offer in catalog_offers(catalog["sha256"], bytes(catalog["body"])):
             row = offer_row(offer, f"relayed:{catalog['via']}:{catalog['issuer']}", catalog["via"], age, age)
             row["catalog_version"] = catalog["version"]
             row["issuer"], row["issuer_key_id"] = catalog["issuer"], catalog["key_id"]

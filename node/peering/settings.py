@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from federation.errors import FederationError
+from node.config_fields import ConfigSection, NodeName, NodeUrl, PublicKey
+from node.config_fields import check_public_key as check_public_key  # re-exported: its old home
 
 # The federation modules that check values (keys, URLs, offers) load the crypto and HTTP-signature
 # libraries: they are imported by the validators that use them, so reading a config without
@@ -24,29 +26,7 @@ if TYPE_CHECKING:
     from node.offers import CatalogOffer
 
 
-def check_public_key(text: str) -> str:
-    """`text` if it is an Ed25519 public key (`ed25519:` and 43 base64url characters), else
-    ValueError; a key id given where the key belongs is named as such, with where to get the key."""
-    from federation.keys import KEY_ID_CHARS, PREFIX, parse_public_key
-
-    try:
-        parse_public_key(text)
-    except FederationError as exc:
-        if text.startswith(PREFIX) and len(text) - len(PREFIX) == KEY_ID_CHARS:
-            raise ValueError(
-                f"{text} is a key id, not a public key: the public key is 'ed25519:' and 43 characters. "
-                "Get it from the partner's operator (`cpnode keys show` on the partner prints it as "
-                "'public key') or from the partner's key document at URL/fed/v1/keys"
-            ) from None
-        raise ValueError(str(exc)) from None
-    return text
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class FederationSection(_Section):
+class FederationSection(ConfigSection):
     """`[federation]`: catalog sync, limits, discovery and the partner-address allow-list."""
 
     sync_interval_s: float = Field(default=60.0, ge=1, le=86_400)
@@ -105,12 +85,12 @@ class FederationSection(_Section):
         )
 
 
-class PartnerSection(_Section):
+class PartnerSection(ConfigSection):
     """One `[[partners]]` entry: a partner pinned in the config, with its agreement."""
 
-    name: str
-    urls: list[str] = Field(min_length=1, max_length=8)
-    key: str
+    name: NodeName
+    urls: list[NodeUrl] = Field(min_length=1, max_length=8)
+    key: PublicKey
     pools: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     price_list: dict[str, int] = Field(default_factory=dict)
@@ -121,33 +101,6 @@ class PartnerSection(_Section):
     # re-publishable catalogs it may fetch through us (`*`: all).
     republish: bool = False
     relay: list[str] = Field(default_factory=list)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        from federation.partners import check_node_name
-
-        try:
-            return check_node_name(value)
-        except FederationError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("urls")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        from federation.partners import split_url
-
-        try:
-            for url in value:
-                split_url(url)
-        except FederationError as exc:
-            raise ValueError(str(exc)) from None
-        return [url.rstrip("/") for url in value]
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return check_public_key(value)
 
     def partner(self) -> Partner:
         """The partner this entry pins (agreement checked; raises ValueError if inconsistent)."""
@@ -173,26 +126,11 @@ class PartnerSection(_Section):
         return Partner(self.name, tuple(self.urls), self.key, agreement, source="config")
 
 
-class IssuerSection(_Section):
+class IssuerSection(ConfigSection):
     """One `[[issuers]]` entry: a node whose catalogs are accepted when an aggregator relays them."""
 
-    name: str
-    key: str
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        from federation.partners import check_node_name
-
-        try:
-            return check_node_name(value)
-        except FederationError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return check_public_key(value)
+    name: NodeName
+    key: PublicKey
 
     def issuer(self) -> Issuer:
         """The trusted issuer this entry pins."""
@@ -201,7 +139,7 @@ class IssuerSection(_Section):
         return Issuer(self.name, self.key, source="config")
 
 
-class OfferSection(_Section):
+class OfferSection(ConfigSection):
     """One `[[offers]]` entry: an offer this node sells (until connectors provide them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

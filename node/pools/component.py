@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Hashable
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from connectors.errors import ConnectorError
 from connectors.host import PluginHost
 from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
-from connectors.store import PluginStore
+from connectors.store import PLUGINS, SNAPSHOTS, PluginStore
 from node.config import Settings
 from node.context import NodeContext
 from node.offers import CatalogOffer, OfferSource
@@ -97,14 +100,64 @@ def offer_source(ctx: NodeContext, host: PluginHost | None) -> OfferSource:
     sites = {pool.name: pool.site for pool in ctx.settings.pools}
     if host is not None:
         return HostOffers(host, sites)
-    known = identities(ctx.settings)
+    return StoredOffers(PluginStore(ctx.engine), identities(ctx.settings), sites)
 
-    async def stored() -> list[CatalogOffer]:
-        snapshots = await asyncio.to_thread(PluginStore(ctx.engine).online_snapshots)
-        offers = offers_from_snapshots(snapshots, known)
-        return [catalog_offer(offer, sites.get(offer.pool)) for offer in offers]
 
-    return stored
+def snapshot_times(engine: Engine) -> tuple[tuple[str, int], ...]:
+    """(plugin, fetched ms) of the stored snapshot of every online plugin (no bodies), by name:
+    what `PluginStore.online_snapshots` would read, as a version."""
+    query = (
+        sa.select(SNAPSHOTS.c.plugin, SNAPSHOTS.c.fetched_ms)
+        .join(PLUGINS, PLUGINS.c.name == SNAPSHOTS.c.plugin)
+        .where(PLUGINS.c.state == "online")
+        .order_by(SNAPSHOTS.c.plugin)
+    )
+    with engine.connect() as conn:
+        return tuple((str(name), int(fetched)) for name, fetched in conn.execute(query).all())
+
+
+class StoredOffers:
+    """The node's offers from the stored snapshots of online plugins (a process without the
+    connectors role). Its version is (plugin, snapshot time) of every online plugin with a
+    snapshot, read without the snapshots' bodies: `read()` (blocking; the market's offer cache
+    runs it in the thread hop of each demand's other reads) then `take()` on the loop. Each call
+    takes the version of the snapshots it read. A version is declared only for FRESH_S after it was
+    read, so a caller that never reads it (catalog issuing) calls the source as before."""
+
+    FRESH_S = 1.0
+
+    def __init__(
+        self,
+        plugins: PluginStore,
+        known: dict[str, PoolIdentity],
+        sites: dict[str, str | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._plugins = plugins
+        self._known = known
+        self._sites = sites
+        self._clock = clock
+        self._version: tuple[tuple[str, int], ...] | None = None
+        self._read_at = -math.inf
+
+    async def __call__(self) -> list[CatalogOffer]:
+        snapshots = await asyncio.to_thread(self._plugins.online_snapshots)
+        self.take(tuple(sorted((name, fetched) for name, (_data, fetched) in snapshots.items())))
+        offers = offers_from_snapshots(snapshots, self._known)
+        return [catalog_offer(offer, self._sites.get(offer.pool)) for offer in offers]
+
+    def read(self) -> tuple[tuple[str, int], ...]:
+        """(plugin, snapshot time in ms) of every online plugin's snapshot, read now (blocking)."""
+        return snapshot_times(self._plugins.engine)
+
+    def take(self, version: tuple[tuple[str, int], ...]) -> None:
+        """Keep `version` as the one read last (on the event loop)."""
+        self._version, self._read_at = version, self._clock()
+
+    def content_version(self) -> Hashable | None:
+        """The version read last, if read within FRESH_S; else None (the source is then called)."""
+        fresh = self._clock() - self._read_at <= self.FRESH_S
+        return ("snapshots", self._version) if fresh and self._version is not None else None
 
 
 async def load_configured(host: PluginHost, settings: Settings) -> list[str]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from connectors.health import MISSED_LIMIT
 from connectors.identifier import SERVICE_TYPES, USCC_CHARSET, uscc_check_char
+from node.config_fields import ConfigSection
 
 if TYPE_CHECKING:  # connectors.offers loads the plugin contract's models: only `identity()` needs it
     from connectors.offers import PoolIdentity
@@ -33,11 +34,7 @@ if TYPE_CHECKING:  # the host module pulls in aiohttp and the plugin loader; con
 _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class ConnectorsSection(_Section):
+class ConnectorsSection(ConfigSection):
     """`[connectors]`: plugin call timeouts, heartbeats and data-source refresh."""
 
     call_timeout_s: float = Field(default=10.0, gt=0, le=300)
@@ -59,7 +56,7 @@ class ConnectorsSection(_Section):
         )
 
 
-class PoolIdentitySection(_Section):
+class PoolIdentitySection(ConfigSection):
     """The compute-identifier fields an operator declares for a pool."""
 
     industry: str = Field(pattern=r"^[A-T]$")
@@ -94,7 +91,7 @@ class PoolIdentitySection(_Section):
         return PoolIdentity(self.industry, self.enterprise, self.datacenter, self.service)
 
 
-class PoolSection(_Section):
+class PoolSection(ConfigSection):
     """One `[[pools]]` entry: a pool reached through an installed plugin."""
 
     name: str

@@ -16,7 +16,9 @@ import ledger
 from node.config import Settings
 from node.context import NodeContext
 from node.identity import reload_if_rotated
+from node.settlement import audit_routes
 from node.settlement.routes import add_routes
+from node.times import format_ms
 
 log = logging.getLogger("cpnode.ledger")
 CHECKPOINT_JOB = "ledger.checkpoint"
@@ -27,6 +29,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     """Add the ledger's routes to a node."""
     if "api" in ctx.roles:
         add_routes(app)
+        audit_routes.add_routes(app)
 
 
 def schedule(ctx: NodeContext) -> None:
@@ -68,6 +71,6 @@ def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]
         ("ledger", f"{accounts} accounts, {transfers} transfers, {discrepancies} open discrepancies"),
         (
             "ledger checkpoint",
-            "none" if stored is None else f"size {stored.size} at {stored.checkpoint.time_ms} ms",
+            "none" if stored is None else f"size {stored.size} at {format_ms(stored.checkpoint.time_ms)}",
         ),
     ]

@@ -8,11 +8,16 @@ anything is written; ledger errors carry their own 4xx/503 status and code (neve
     POST /api/v1/ledger/transfers              {"transfers": [{"id", "kind", ...}]} → results
     GET  /api/v1/ledger/transfers/{id}         one stored transfer
     GET  /api/v1/ledger/checkpoint             the latest signed checkpoint (text/plain)
+    POST /api/v1/ledger/audits                 export a signed audit bundle of the whole log into
+                                               the node's data folder (data/audits/UTC-TIME) and
+                                               verify it at once with the node's public key alone
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -119,6 +124,28 @@ async def checkpoint(request: web.Request) -> web.Response:
     return web.Response(text=stored.note, content_type="text/plain")
 
 
+async def export_audit(request: web.Request) -> web.Response:
+    """`POST /api/v1/ledger/audits`: export the whole log as a signed bundle and verify it offline
+    (201 with where it is, its range, and the verification report)."""
+    ctx = request.app[CTX]
+    ctx.require_admin(request)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{secrets.token_hex(3)}"
+    directory = ctx.settings.data_dir / "audits" / stamp
+
+    def export_and_verify() -> dict[str, Any]:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        origin = ledger.origin_for(ctx.identity.name)
+        result = ledger.export_bundle(ctx.engine, directory, ctx.identity.signing_key, origin)
+        report = ledger.verify_bundle(directory, ctx.identity.signing_key.verify_key)
+        return {**result.to_dict(), "verified": True, "report": report.to_dict()}
+
+    try:
+        answer = await asyncio.to_thread(export_and_verify)
+    except ledger.AuditError as exc:
+        raise ApiError(422, "audit_failed", f"the exported bundle did not verify: {exc}") from None
+    return web.json_response(answer, status=201)
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the ledger's admin API."""
     app.router.add_get("/api/v1/ledger/accounts", list_accounts)
@@ -126,3 +153,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/ledger/transfers", submit_transfers)
     app.router.add_get("/api/v1/ledger/transfers/{id}", get_transfer)
     app.router.add_get("/api/v1/ledger/checkpoint", checkpoint)
+    app.router.add_post("/api/v1/ledger/audits", export_audit)

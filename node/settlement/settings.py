@@ -8,13 +8,13 @@ sweep_every_s = 5                   # expire holds whose deadline has passed thi
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from node.config_fields import ConfigSection
 
 
-class LedgerSection(BaseModel):
+class LedgerSection(ConfigSection):
     """`[ledger]`: when checkpoints are signed and how often expired holds are swept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     checkpoint_every_transfers: int = Field(default=1000, ge=1, le=10_000_000)
     checkpoint_every_s: float = Field(default=60.0, gt=0, le=86_400)

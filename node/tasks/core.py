@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.contract import ComputePlugin
 from connectors.host import PluginHost
+from node.db import in_thread
 from node.offers import OfferSource
 from node.tasks import store
 from node.tasks.errors import TasksUnavailableError
@@ -64,8 +64,8 @@ class Tasks:
         return self.buyer.trading.settings.currency
 
     async def db(self, fn: Callable[Concatenate[Engine, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking database call `fn(engine, ...)` off the event loop."""
-        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+        """Run a blocking database call `fn(engine, ...)` on the engine's own threads (node.db.threads)."""
+        return await in_thread(self.engine, fn, *args, **kwargs)
 
     async def get(self, task_id: str) -> Task | None:
         """One task as stored now."""

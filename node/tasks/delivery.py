@@ -24,6 +24,7 @@ from typing import Any
 from connectors.contract import Instance, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest, NoCapacity, NotFound
 from connectors.frameworks import Image
+from node.migration import store as migration_store
 from node.tasks.core import Tasks, instance_name
 from node.tasks.machine import TaskEvent, event_for_instance
 from node.tasks.metering import run_limit_s
@@ -159,8 +160,11 @@ class Delivery:
         return await self._follow(task, instance)
 
     async def on_running(self, task: Task) -> bool:
-        """Ask the pool how the run goes; move on when it ended."""
+        """Ask the pool how the run goes; move on when it ended (not while the task migrates: the
+        migration stops the source, node.tasks.migrated)."""
         t = self.tasks
+        if await t.db(migration_store.moving, task.id):
+            return False
         assert task.pool is not None
         assert task.instance_id is not None
         instance_id = task.instance_id
@@ -203,12 +207,17 @@ class Delivery:
     async def _move_run(
         self, task: Task, event: TaskEvent, instance: Instance, values: dict[str, Any]
     ) -> bool:
+        if task.started_ms is not None:
+            values["started_ms"] = task.started_ms  # a run that moved pools is metered from its first start
         detail = instance.detail or instance.reason
         return await self.tasks.move(task, event, detail, **values) is not None
 
     async def on_stopping(self, task: Task) -> bool:
-        """Stop the run (idempotent) and move on as it ended; with no run, the task is stopped."""
+        """Stop the run (idempotent) and move on as it ended; with no run, the task is stopped. A task
+        that migrates is stopped where it runs once the migration is over."""
         t = self.tasks
+        if await t.db(migration_store.moving, task.id):
+            return False
         assert task.pool is not None
         try:
             instance = await self.find_instance(task)

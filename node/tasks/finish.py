@@ -120,7 +120,7 @@ class Finish:
         """The task's order, and any other order its ordering rounds may have placed."""
         t = self.tasks
         ids = [] if task.order_id is None else [task.order_id]
-        if task.consumer is not None:
+        if task.consumer is not None and task.kind != "sold":
             for round_ in range(task.order_round + 1):
                 for n in range(MAX_ATTEMPTS):
                     ids.append(order_id_for(t.name, task.consumer, f"{task.id}/{round_}", n))

@@ -11,7 +11,9 @@ Order ids derive from the task id and the ordering round, so running the action 
 crash finds the order it placed instead of placing another. A task waits in `submitted` (detail
 `waiting_for_capacity`) while every offer that fits is busy, and orders anew (next round) when
 capacity frees; after `queue_timeout_s` it fails `no_capacity`. Any other refusal fails the task
-with the refusal's code (`insufficient_funds`, `no_match`, `no_framework_image`, ...).
+with the refusal's code (`insufficient_funds`, `no_match`, `no_framework_image`, ...). A placement
+cut off by its time bound (node.tasks.steps) finds its orders again the same way, and drives any
+it left mid-way on to rest (accepted or ended) before using them.
 """
 
 from __future__ import annotations
@@ -19,20 +21,27 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from connectors.frameworks import Image, NoImage, resolve
 from node.market.demand import Demand
 from node.market.errors import MarketError, NoMatchError
 from node.market.matching import Exclusion, MatchResult, match
 from node.market.ordering import order_id_for, place_best, replayed
+from node.market.scheduled import Scheduler
 from node.market.view import market_offers
 from node.offers import OfferRow
 from node.tasks.core import Tasks
 from node.tasks.records import Task
 from node.tasks.spec import TaskSpec, parse_task_spec
 from node.trading.errors import RefusedError, TradingError
+from node.trading.machine import ORDER_RESTING
 from node.trading.records import Order
+from node.trading.views import order_view
+
+if TYPE_CHECKING:
+    from node.market.placement import Placement
 
 WAITING = "waiting_for_capacity"
 # Refusals that say "not now": the task waits and orders again when capacity frees.
@@ -76,9 +85,13 @@ def image_for(spec: TaskSpec, chip: str) -> Image | None:
 
 
 def task_document(task: Task) -> dict[str, Any]:
-    """The task document a partner's trade carries (node.tasks.sold): the spec without resources."""
+    """The task document a partner's trade carries (node.tasks.sold): the spec without resources,
+    and the consumer it runs for (so that consumer may follow it at the partner by assertion)."""
     spec = {k: v for k, v in task.spec_data().items() if k != "resources"}
-    return {"task_id": task.id, "spec": spec}
+    document: dict[str, Any] = {"task_id": task.id, "spec": spec}
+    if task.consumer is not None:
+        document["consumer"] = task.consumer
+    return document
 
 
 def flavor_of(offer: OfferRow) -> tuple[str, str]:
@@ -94,6 +107,11 @@ class Ordering:
 
     def __init__(self, tasks: Tasks) -> None:
         self.tasks = tasks
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        """The market's scheduler (strategies, A/B split), built on first use."""
+        return Scheduler(self.tasks.engine, self.tasks.offer_sources, self.tasks.currency)
 
     def deliverable(self, offer: OfferRow) -> str | None:
         """Why a task cannot run on `offer` (None if it can): a partner's offer is delivered by the
@@ -126,10 +144,12 @@ class Ordering:
         demand = spec.demand.model_copy(update={"framework": spec.framework})
         before = await replayed(self.tasks.buyer, demand, consumer, request_id)
         if before is not None:
-            return await self._found_again(spec, rows, before)
-        result = self._match(demand, rows)
+            return await self._found_again(spec, rows, await self._settled(before))
         try:
+            result, placement = await self._ranked(demand, rows, consumer)
             answer = await place_best(self.tasks.buyer, result, consumer, request_id, task_document(task))
+            if placement is not None:
+                await self.scheduler.note(placement, consumer, answer)
         except NoMatchError as exc:
             reasons = {e.reason for e in result.excluded}
             if reasons and reasons <= {"not_enough_free_units"}:
@@ -143,8 +163,10 @@ class Ordering:
             raise self._refusal(exc) from None
         return await self._found_again(spec, rows, answer)
 
-    def _match(self, demand: Demand, rows: list[OfferRow]) -> MatchResult:
-        currency = self.tasks.currency
+    async def _ranked(
+        self, demand: Demand, rows: list[OfferRow], consumer: str
+    ) -> tuple[MatchResult, Placement | None]:
+        """The offers a task can run on, matched (or ranked by the demand's strategy)."""
         kept: list[OfferRow] = []
         left_out: list[Exclusion] = []
         for row in rows:
@@ -153,13 +175,31 @@ class Ordering:
                 kept.append(row)
             else:
                 left_out.append(Exclusion(str(row.get("source")), str(row.get("id")), "not_deliverable", why))
-        result = match(demand, kept, currency)
-        return MatchResult(result.demand, result.matches, (*result.excluded, *left_out), result.plan)
+        placement = None
+        if demand.strategy is None:
+            result = match(demand, kept, self.tasks.currency)
+        else:
+            placement = await self.scheduler.rank(demand, consumer, kept)
+            result = placement.result()
+        return MatchResult(
+            result.demand, result.matches, (*result.excluded, *left_out), result.plan
+        ), placement
 
     def _refusal(self, exc: TradingError | MarketError) -> Exception:
         if exc.code in WAIT_CODES:
             return Busy(str(exc))
         return Refused(exc.code, str(exc))
+
+    async def _settled(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """A replayed answer with each order driven on to rest (accepted or ended): a placement cut
+        off by its time bound may have left one mid-way."""
+        buyer = self.tasks.buyer
+        orders = []
+        for view in answer["orders"]:
+            if view["state"] not in ORDER_RESTING:
+                view = order_view(await buyer.drive(await buyer.get(view["id"])))
+            orders.append(view)
+        return {**answer, "orders": orders}
 
     async def _found_again(self, spec: TaskSpec, rows: list[OfferRow], answer: dict[str, Any]) -> Placed:
         """The accepted order of a placement (or replay); Busy when the replayed ones all ended."""

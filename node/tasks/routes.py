@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.contract import MAX_LOG_CHUNK_BYTES
 from connectors.errors import ConnectorError
+from node.accounts import store as accounts
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import parse_body
 from node.http.errors import ApiError
 from node.tasks.errors import TaskError
@@ -81,6 +83,7 @@ async def submit(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "consumer: needed with the admin token", field="consumer")
     if not caller.is_admin and consumer != caller.consumer:
         raise ApiError(403, "forbidden", "a consumer token can only submit tasks of its own consumer")
+    await in_thread(request.app[CTX].engine, accounts.require_active, "consumer", consumer)
     try:
         created, task = await request.app[SERVICE].submit(consumer, body.spec, body.id)
     except TaskSpecError as exc:

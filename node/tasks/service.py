@@ -7,7 +7,8 @@ of this node): submitting the same spec under it again answers the stored task, 
 
 A consumer sees only its own tasks: another's answers 404 exactly as a missing one. Stopping is
 stored at once (the driver stops the run): a task not yet running is stopped, a running one is
-stopping; stopping it again changes nothing; stopping a task whose run is over is a 409.
+stopping; stopping it again changes nothing, even once it is released; stopping a task whose run
+ended otherwise is a 409.
 """
 
 from __future__ import annotations
@@ -102,9 +103,7 @@ class TaskService:
     async def get(self, caller: Principal, task_id: str) -> Task:
         """A task the caller may see (UnknownTaskError otherwise, alike for missing and foreign)."""
         task = await self.tasks.get(task_id) if len(task_id) <= 100 else None
-        if task is None or (
-            not caller.is_admin and (task.consumer != caller.consumer or task.kind == "sold")
-        ):
+        if task is None or not _may_see(caller, task):
             raise UnknownTaskError(f"no task {task_id!r}")
         return task
 
@@ -123,6 +122,8 @@ class TaskService:
         task = await self.get(caller, task_id)
         while task.state not in ("stopping", "stopped"):
             if task.state in ENDED or task.state == "released":
+                if task.outcome == "stopped":  # stopped already (a repeated stop): nothing more to do
+                    break
                 raise TaskStateError(f"task {task.id} is {task.state}; its run is over", code="task_ended")
             moved = await self.tasks.move(task, "stop", "stopped on request")
             task = moved or await self.get(caller, task_id)
@@ -187,3 +188,13 @@ class TaskService:
         """The task's kept output files (`complete` False until its run ended and they were kept)."""
         kept = task.kept_outputs()
         return {"task": task.id, "complete": kept is not None, "files": kept or []}
+
+
+def _may_see(caller: Principal, task: Task) -> bool:
+    """Staff see every task; a consumer its own (not sold ones); a partner's consumer (role
+    `federated`, `alice@a`) the tasks sold to its home node for it."""
+    if caller.is_admin:
+        return True
+    if caller.role == "federated":
+        return task.kind == "sold" and task.consumer == caller.consumer
+    return task.kind != "sold" and task.consumer == caller.consumer

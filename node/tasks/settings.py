@@ -8,17 +8,18 @@ provision_retry_s = 60        # how long a pool that is full or unreachable is r
 max_output_bytes = 1073741824 # the most a task's kept outputs may take on this node
 partner_timeout_s = 10        # how long one call to a partner about a task may take
 usage_tolerance_s = 2         # how far a partner's metered seconds may lie outside our observation
+place_timeout_s = 60          # how long placing one task's order may take before it is tried again
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from node.config_fields import ConfigSection
 
 
-class TasksSection(BaseModel):
+class TasksSection(ConfigSection):
     """`[tasks]`: how tasks are followed, queued and kept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     poll_s: float = Field(default=0.25, ge=0.01, le=60)
     partner_poll_s: float = Field(default=0.5, ge=0.01, le=600)
@@ -27,3 +28,4 @@ class TasksSection(BaseModel):
     max_output_bytes: int = Field(default=1 << 30, ge=0, le=1 << 40)
     partner_timeout_s: float = Field(default=10.0, gt=0, le=600)
     usage_tolerance_s: int = Field(default=2, ge=0, le=3600)
+    place_timeout_s: float = Field(default=60.0, gt=0, le=3600)

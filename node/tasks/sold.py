@@ -3,7 +3,15 @@ own task — the sale decides whether it runs, and its end is metered into a sig
 
 The trade request carries the task document (node.trading.documents):
 
-    "task": {"task_id": "<the buyer's task id>", "spec": {program, inputs, outputs, max_duration_s, name}}
+    "task": {"task_id": "<the buyer's task id>", "spec": {program, inputs, outputs, max_duration_s, name},
+             "consumer"?: "<the buyer's consumer>", "migration"?: "<the buyer's migration id>"}
+
+The consumer is optional; the task is stored as `consumer@buyer`, the federated account that may
+follow it here on its home node's assertion (node.accounts.federated).
+
+A task document with `migration` is a running program the buyer moves here (node.migration.inbound):
+its task waits in `ordered` while the buyer's migration prepares, fills and starts the instance
+over the peer API (node.migration.peer_routes), and is delivered from the buyer's cutover on.
 
 (the spec without `resources`: the trade's offer and terms are its resources). Before the sale is
 recorded the seller checks it whole (`check`): a spec that does not parse (422 `bad_task`, naming
@@ -23,7 +31,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation import canonical
+from federation.assertions import SUBJECT_RE
 from federation.partners import Partner
+from node.migration import inbound
+from node.migration.records import MIGRATION_ID_RE
 from node.offers import CatalogOffer
 from node.tasks import store
 from node.tasks.core import Tasks
@@ -46,13 +57,32 @@ SALE_RUNS = frozenset({"accepted", "settling", "settled"})
 def sold_spec(task: Any, offer_id: str, hours: int) -> dict[str, Any]:
     """The spec a partner's task document gives, with the trade's offer as its resources; Refusal
     when it is not a task document."""
-    if not isinstance(task, dict) or set(task) != {"task_id", "spec"} or not isinstance(task["spec"], dict):
-        raise Refusal(422, "bad_task", "task must be an object with task_id and spec")
+    if (
+        not isinstance(task, dict)
+        or not {"task_id", "spec"} <= set(task) <= {"task_id", "spec", "consumer", "migration"}
+        or not isinstance(task["spec"], dict)
+    ):
+        raise Refusal(
+            422, "bad_task", "task must be an object with task_id, spec and optionally consumer and migration"
+        )
+    if "consumer" in task and not (
+        isinstance(task["consumer"], str) and SUBJECT_RE.fullmatch(task["consumer"])
+    ):
+        raise Refusal(422, "bad_task", "task.consumer must be a consumer id")
+    if "migration" in task and migration_of(task) is None:
+        raise Refusal(422, "bad_task", "task.migration must be a migration id")
     if not isinstance(task["task_id"], str) or not 1 <= len(task["task_id"]) <= 100:
         raise Refusal(422, "bad_task", "task.task_id must be a string of 1–100 characters")
     if "resources" in task["spec"]:
         raise Refusal(422, "bad_task", "task.spec.resources: the trade's offer is the task's resources")
     return {**task["spec"], "resources": {"offer_id": offer_id, "source": "own", "units": 1, "hours": hours}}
+
+
+def migration_of(task: Any) -> str | None:
+    """The migration a task document brings here (`"migration": ID`: a running program moved from the
+    buyer's pool; node.migration.inbound), or None."""
+    value = task.get("migration") if isinstance(task, dict) else None
+    return value if isinstance(value, str) and MIGRATION_ID_RE.fullmatch(value) else None
 
 
 class SoldTasks:
@@ -97,7 +127,7 @@ class SoldTasks:
         values = {
             "id": sale.trade_id,
             "kind": "sold",
-            "consumer": None,
+            "consumer": f"{task['consumer']}@{partner.name}" if "consumer" in task else None,
             "partner": partner.name,
             "name": spec.name,
             "spec": json.dumps(data, sort_keys=True, separators=(",", ":")),
@@ -116,6 +146,9 @@ class SoldTasks:
             "created_ms": now,
             "updated_ms": now,
         }
+        migration = migration_of(task)
+        if migration is not None:  # recorded first: the task waits for the migration from its start
+            await t.db(inbound.add_inbound, partner.name, migration, sale.trade_id, now)
         await t.db(store.insert_task, values, "ordered")
         self.nudge(sale.trade_id)
 
@@ -128,6 +161,9 @@ class SoldTasks:
         if sale is None or sale.state == "open":
             return False
         if sale.state in SALE_RUNS:
+            brought = await t.db(inbound.inbound_of_trade, task.order_id)
+            if brought is not None and brought.state in inbound.HOLDING:
+                return False  # the partner's migration creates and starts the instance (its cutover ends the wait)
             return await self.delivery.on_ordered(task)
         reason = f"provision_failed: the sale is {sale.state}" + (f" ({sale.reason})" if sale.reason else "")
         return await t.move(task, "provision_failed", reason, reason=reason) is not None

@@ -43,7 +43,7 @@ from pydantic import (
 
 from connectors.contract import InputFile, Program, RelativePath
 from connectors.frameworks import Image, check_framework, parse_framework
-from node.errors import CodedError
+from node.errors import FieldError
 from node.market.demand import Demand, parse_demand
 from node.market.errors import DemandError
 from node.trading.rules import MAX_HOURS, MAX_UNITS
@@ -52,16 +52,10 @@ MAX_SPEC_BYTES = 1 << 20
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
-class TaskSpecError(CodedError, ValueError):
+class TaskSpecError(FieldError):
     """A task spec that cannot run as written; `field` is the path of the first bad field."""
 
     code = "bad_task_spec"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.reason = message
-        self.details = {"field": field}
 
 
 class _Strict(BaseModel):

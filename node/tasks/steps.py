@@ -14,14 +14,19 @@ from node.tasks.core import Tasks
 from node.tasks.delivery import Delivery, image_json
 from node.tasks.finish import Finish
 from node.tasks.machine import TaskState
-from node.tasks.ordering import WAITING, Busy, Ordering, Refused, flavor_of
+from node.tasks.ordering import WAITING, Busy, Ordering, Placed, Refused, flavor_of
 from node.tasks.records import Task, TaskKind
 from node.tasks.remote import Remote
 from node.tasks.sold import SoldTasks
 
 log = logging.getLogger("cpnode.tasks")
 Action = Callable[[Task], Awaitable[bool]]
+PLACE_TIMEOUT = "place_timeout"  # the code of a placement cut off by its time bound
 BUSY_RETRY_S = 2.0  # how often a task waiting for capacity looks again when none was freed here
+
+
+class Late(Exception):
+    """A placement ran past its time bound (it was cut off; running it again finds what it placed)."""
 
 
 class TaskSteps:
@@ -34,7 +39,9 @@ class TaskSteps:
         self.finish = Finish(tasks, self.delivery)
         self.remote = Remote(tasks)
         self.sold = SoldTasks(tasks, self.delivery, self.finish, nudge)
-        # One placement at a time: each sees the free units the one before left (fewer refusals).
+        # One placement at a time: each sees the free units the one before left (fewer refusals),
+        # each within `place_timeout_s`, so one that hangs (a partner that does not answer) holds up
+        # the others no longer than that; it is tried again later and finds what it had placed.
         self._ordering = asyncio.Lock()
         # When a placement last found every fitting offer busy (capacity epoch, monotonic time):
         # tasks waiting for capacity look again once some is freed here, or after BUSY_RETRY_S.
@@ -104,7 +111,9 @@ class TaskSteps:
             return False
         try:
             async with self._ordering:
-                placed = await self.ordering.place(task)
+                placed = await self._place_bounded(task)
+        except Late:
+            return await self._placement_late(task)
         except Busy as exc:
             self._busy = (t.capacity_epoch, time.monotonic())
             waited_s = (t.clock_ms() - task.created_ms) / 1000
@@ -140,3 +149,24 @@ class TaskSteps:
             image=image_json(placed.image),
         )
         return moved is not None
+
+    async def _place_bounded(self, task: Task) -> Placed:
+        """Place the task's order within `place_timeout_s` (from when it holds the lock), or Late."""
+        bound = asyncio.timeout(self.tasks.settings.place_timeout_s)
+        try:
+            async with bound:
+                return await self.ordering.place(task)
+        except TimeoutError:
+            if bound.expired():
+                raise Late from None
+            raise
+
+    async def _placement_late(self, task: Task) -> bool:
+        """A placement ran past `place_timeout_s`: say so; it is tried again later and finds the
+        orders it stored (node.tasks.ordering), so none is left behind without its task."""
+        limit_s = self.tasks.settings.place_timeout_s
+        log.warning("placing the order of task %s took more than %s s; trying again", task.id, limit_s)
+        await self.tasks.note(
+            task, f"{PLACE_TIMEOUT}: placing its order took more than {limit_s:g} s; trying again"
+        )
+        return False

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from node.db import write_transaction
+from node.db.dialects import dialect_insert
 from node.tasks.machine import ENDED, FINAL, INITIAL, TaskEvent, TaskState, next_state
 from node.tasks.records import Task, TaskEntry, TaskKind
 from node.tasks.tables import entry_from_row, task_events_t, task_from_row, tasks_t
@@ -34,16 +35,22 @@ def _log(conn: Connection, task_id: str, ts_ms: int, state: str, event: str, det
 
 def insert_task(engine: Engine, values: dict[str, Any], state: TaskState = INITIAL) -> tuple[bool, Task]:
     """Insert a new task in `state` with its first history entry; (False, the stored one) when its
-    id exists."""
+    id exists.
+
+    One atomic `INSERT … ON CONFLICT DO NOTHING`: of replicas or requests inserting the same id at
+    once, exactly one inserts (and writes the history entry), and none fails on the primary key."""
+    insert = dialect_insert(engine, tasks_t).values(**values, state=state)
+    # RETURNING, not rowcount: drivers need not report rowcount for INSERT … ON CONFLICT.
+    statement = insert.on_conflict_do_nothing(index_elements=[tasks_t.c.id]).returning(tasks_t.c.id)
     with write_transaction(engine) as conn:
-        stored = _get(conn, values["id"])
-        if stored is not None:
-            return False, stored
-        conn.execute(sa.insert(tasks_t).values(**values, state=state))
-        _log(conn, values["id"], values["created_ms"], state, SUBMIT_EVENT, None)
+        inserted = conn.execute(statement).first() is not None
+        if inserted:
+            _log(conn, values["id"], values["created_ms"], state, SUBMIT_EVENT, None)
+        # On PostgreSQL the conflicting insert has committed by now (ON CONFLICT waits for it), and
+        # this statement's snapshot (READ COMMITTED) sees it.
         task = _get(conn, values["id"])
         assert task is not None
-        return True, task
+        return inserted, task
 
 
 def get_task(engine: Engine, task_id: str) -> Task | None:

@@ -18,7 +18,7 @@ tasks_t = sa.Table(
     _md,
     sa.Column("id", sa.String(100), primary_key=True),
     sa.Column("kind", sa.String(8)),
-    sa.Column("consumer", sa.String(63)),
+    sa.Column("consumer", sa.String(140)),  # a sold task's: `consumer@buyer` (node_0011)
     sa.Column("partner", sa.String(63)),
     sa.Column("name", sa.String(63)),
     sa.Column("spec", _TEXT),

@@ -14,15 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from sqlalchemy.engine import Engine
 
 import ledger
 from federation import canonical
+from federation import store as federation_store
 from federation.catalog import sha256_hex
 from federation.partners import Partner
+from node.accounts import store as accounts
 from node.db import log_failure
 from node.offers import CatalogOffer
-from node.peering.offers import partner_offers
+from node.peering.offers import partner_offer
 from node.trading import books, documents, rules, store
 from node.trading.core import Trading
 from node.trading.errors import (
@@ -42,6 +47,70 @@ log = logging.getLogger("cpnode.trading.buyer")
 REMOTE_HOLD_MARGIN_S = 3600  # the consumer's hold outlives the seller's answer and settlement
 
 
+@dataclass(frozen=True)
+class Placing:
+    """What placing an order reads first, in one trip to a database thread: the order if it exists,
+    whether its consumer's account does, and (for a partner's offer) the partner and that offer of
+    its current catalog (None if it has none)."""
+
+    order: Order | None
+    consumer_exists: bool
+    partner: Partner | None
+    partner_offer: CatalogOffer | None
+    created: Order | None = None  # the new order, when placing inserted it in the same trip
+
+
+def read_for_placing(
+    engine: Engine,
+    order_id: str,
+    consumer_account: str,
+    partner: str | None,
+    offer_id: str,
+    now_ts: int,
+    active: str | None = None,
+    values_of: Callable[[Placing], dict[str, Any]] | None = None,
+) -> Placing:
+    """The reads of `Placing` (the others are skipped when the order exists already). `active`: a
+    consumer whose account must be active first (`accounts.require_active`, in the same trip).
+    `values_of`: for a new order, the row it makes of the read, inserted in the same trip (lazily)."""
+    if active is not None:
+        accounts.require_active(engine, "consumer", active)
+    order = store.get_order(engine, order_id)
+    if order is not None:
+        return Placing(order, True, None, None)
+    try:
+        ledger.get_account(engine, consumer_account)
+    except ledger.NotFoundError:
+        return Placing(None, False, None, None)
+    found = None if partner is None else federation_store.get_partner(engine, partner)
+    offer = None if found is None else partner_offer(engine, now_ts, found.name, offer_id)
+    read = Placing(None, True, found, offer)
+    if values_of is None:
+        return read
+    _, created = store.insert_order(engine, values_of(read), lazy=True)
+    return replace(read, created=created)
+
+
+class OrderTerms(NamedTuple):
+    """What a consumer asked to order, checked (`request_sha`: the hash of what was asked)."""
+
+    order_id: str
+    request_sha: str
+    consumer: str
+    offer_id: str
+    source: str
+    units: int
+    hours: int
+    task: dict[str, Any] | None
+
+
+def _known(read: Placing, consumer: str) -> Placing:
+    """`read`, or UnknownError when its consumer has no account."""
+    if not read.consumer_exists:
+        raise UnknownError(f"no consumer {consumer!r} (create it first)", code="unknown_consumer")
+    return read
+
+
 class Buyer:
     """Orders placed at this node, and the steps that move them."""
 
@@ -53,17 +122,20 @@ class Buyer:
 
     # --- placing -------------------------------------------------------------------------------
 
-    async def _offer(self, offer_id: str, source: str) -> tuple[CatalogOffer, Partner | None]:
+    def _partner_offer(self, offer_id: str, source: str, read: Placing) -> tuple[CatalogOffer, Partner]:
+        """The partner's offer placing read, or UnknownError (the partner or the offer is unknown)."""
+        name = source.removeprefix("partner:")
+        if read.partner is None:
+            raise UnknownError(f"{name!r} is not a partner of this node", code="unknown_partner")
+        row = read.partner_offer
+        if row is None or row["id"] != offer_id:
+            raise UnknownError(f"{name}'s current catalog has no offer {offer_id!r}", code="unknown_offer")
+        return row, read.partner
+
+    async def _offer(self, offer_id: str, source: str, read: Placing) -> tuple[CatalogOffer, Partner | None]:
         t = self.trading
         if source.startswith("partner:"):
-            partner = await t.partner(source.removeprefix("partner:"))
-            offers = await t.db(partner_offers, t.clock(), partner.name)
-            row = next((o for o in offers if o["id"] == offer_id), None)
-            if row is None:
-                raise UnknownError(
-                    f"{partner.name}'s current catalog has no offer {offer_id!r}", code="unknown_offer"
-                )
-            return row, partner
+            return self._partner_offer(offer_id, source, read)
         view = t.capacity.views.get(source.removeprefix("own:")) if source.startswith("own:") else None
         if view is not None:
             found = next((o for o in await view() if o["id"] == offer_id), None)
@@ -82,9 +154,11 @@ class Buyer:
         hours: int,
         order_id: str | None,
         task: dict[str, Any] | None = None,
+        require_active: bool = False,
     ) -> Order:
         """Place and drive an order; RefusedError when it ends without a sale. `task` is the task
-        document a partner's trade carries (the partner runs it); an own offer's order takes none."""
+        document a partner's trade carries (the partner runs it); an own offer's order takes none.
+        `require_active`: refuse (403) a consumer whose account is not active, before anything else."""
         t = self.trading
         rules.check_consumer_id(consumer)
         rules.positive("units", units, rules.MAX_UNITS)
@@ -96,10 +170,9 @@ class Buyer:
         if task is not None:
             asked["task"] = task
         request_sha = sha256_hex(canonical.encode(asked))
-        stored = await t.db(store.get_order, order_id)
-        if stored is None:
-            stored = await self._create(order_id, request_sha, consumer, offer_id, source, units, hours, task)
-        elif stored.request_sha256 != request_sha:
+        terms = OrderTerms(order_id, request_sha, consumer, offer_id, source, units, hours, task)
+        existed, stored = await self._create(terms, consumer if require_active else None)
+        if existed is not None and existed.request_sha256 != request_sha:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
         order = await self.drive(stored)
         if order.state in ("rejected", "cancelled"):
@@ -115,25 +188,43 @@ class Buyer:
             return PartnerFaultError(message, order=order.view())
         return RefusedError(message, code=code, order=order.view())
 
-    async def _create(
-        self,
-        order_id: str,
-        request_sha: str,
-        consumer: str,
-        offer_id: str,
-        source: str,
-        units: int,
-        hours: int,
-        task: dict[str, Any] | None = None,
-    ) -> Order:
+    async def _create(self, terms: OrderTerms, active: str | None = None) -> tuple[Order | None, Order]:
+        """Read what placing reads and store the new order: (the order stored under its id before,
+        if any; the order). A partner's offer is in that read, so its order is inserted in the same
+        trip to a database thread; an own offer's is asked of its source first. `active`: a consumer
+        whose account must be active."""
         t = self.trading
-        try:
-            await t.db(ledger.get_account, rules.consumer_account(consumer))
-        except ledger.NotFoundError:
-            raise UnknownError(
-                f"no consumer {consumer!r} (create it first)", code="unknown_consumer"
-            ) from None
-        offer, partner = await self._offer(offer_id, source)
+        source, consumer = terms.source, terms.consumer
+        partner = source.removeprefix("partner:") if source.startswith("partner:") else None
+
+        def values_of(read: Placing) -> dict[str, Any]:
+            offer, found = self._partner_offer(terms.offer_id, source, _known(read, consumer))
+            return self._values(terms, offer, found)
+
+        read = await t.db(
+            read_for_placing,
+            terms.order_id,
+            rules.consumer_account(consumer),
+            partner,
+            terms.offer_id,
+            t.clock(),
+            active,
+            None if partner is None else values_of,
+        )
+        stored = read.order or read.created
+        if stored is not None:
+            return read.order, stored
+        offer, found = await self._offer(terms.offer_id, source, _known(read, consumer))
+        # Lazy: before the consumer hears of the order, its hold or its move to another state is
+        # committed durably, and that flushes this insert too (node.db.engine LAZY_COMMIT_OPTION).
+        _, created = await t.db(store.insert_order, self._values(terms, offer, found), lazy=True)
+        return None, created
+
+    def _values(self, terms: OrderTerms, offer: CatalogOffer, partner: Partner | None) -> dict[str, Any]:
+        """A new order's row for `terms` priced from `offer`; OrderRequestError or RefusedError when
+        the offer cannot take it."""
+        t = self.trading
+        order_id, request_sha, consumer, offer_id, source, units, hours, task = terms
         if task is not None and partner is None:
             raise OrderRequestError("only a partner's trade carries a task document", code="bad_request")
         if offer["currency"] != t.settings.currency:
@@ -172,8 +263,7 @@ class Buyer:
             "created_ts": now,
             "updated_ts": now,
         }
-        _, order = await t.db(store.insert_order, values)
-        return order
+        return values
 
     # --- acting on a placed order ----------------------------------------------------------------
 
@@ -346,8 +436,8 @@ class Buyer:
             return 0
         if "receipt_sha256" in fields:
             # Mirror the seller's void of the trade we just learned it accepted.
-            cause = await t.db(
-                books.submit, books.order_resolutions(order.id, 0, fields["settlement_sha256"], ("escrow",))
+            cause = await t.submit(
+                books.order_resolutions(order.id, 0, fields["settlement_sha256"], ("escrow",))
             )
             if cause is not None and cause not in VOID_DONE:
                 log.warning("could not void the partner hold of order %s: %s", order.id, cause)

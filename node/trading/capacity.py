@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from federation.issuing import OfferSource as FederationOfferSource
 from federation.issuing import source_version
+from node.db import in_thread
 from node.offers import CatalogOffer, OfferSource, group_of
 from node.trading import store
 
@@ -49,6 +50,12 @@ class ReservedView:
         """The inner source's version with the reservations' (None when the inner one has none)."""
         inner = source_version(cast(FederationOfferSource, self.inner))
         return None if inner is None else (inner, self._capacity.version)
+
+    @property
+    def capacity(self) -> Capacity:
+        """The reservations it takes off (the market's offer cache reads them now, once for all
+        the sources that share them, before it reads their versions)."""
+        return self._capacity
 
     async def __call__(self) -> list[CatalogOffer]:
         offers = await self.inner()
@@ -87,6 +94,9 @@ class Capacity:
         self._views: dict[str, ReservedView] = {}
         self._reserved = store.Reserved({}, {})
         self.version = ""  # changes whenever the reservations read last differ from those before
+        self._reading = asyncio.Lock()
+        self._asked = 0  # refreshes asked for
+        self._read_upto = 0  # every refresh asked for up to this one was served by a read begun after it
 
     def wrap(self, sources: MutableMapping[str, OfferSource]) -> None:
         """Replace every source in `sources` (the node's offer sources) by its reserved view."""
@@ -120,7 +130,15 @@ class Capacity:
 
     async def reserved(self) -> store.Reserved:
         """What open reservations hold, by offer id and by capacity group (read now)."""
-        reserved = await asyncio.to_thread(store.reserved, self._engine, self._clock())
+        return self.take(await in_thread(self._engine, store.reserved, self._clock()))
+
+    def read(self) -> store.Reserved:
+        """What open reservations hold now: a blocking read, to run off the event loop (with other
+        reads, as the market's offer cache does); `take` its result on the loop."""
+        return store.reserved(self._engine, self._clock())
+
+    def take(self, reserved: store.Reserved) -> store.Reserved:
+        """Keep `reserved` as the reservations last read (the version follows when they changed)."""
         if reserved != self._reserved:
             self._reserved = reserved
             state = (sorted(reserved.by_offer.items()), sorted(reserved.by_group.items()))
@@ -134,8 +152,18 @@ class Capacity:
             await self.refresh()
 
     async def refresh(self) -> None:
-        """Read the reservations now, after a change (a database hiccup is left to the next round)."""
-        try:
-            await self.reserved()
-        except Exception as exc:  # the next refresh tries again; offers are served meanwhile
-            log.debug("could not read the capacity reservations: %s", exc)
+        """Read the reservations now, after a change (a database hiccup is left to the next round).
+
+        Concurrent callers share reads: a caller whose request came before a read started is
+        served by that read, so many trades finishing together cost one or two reads, not one each."""
+        self._asked += 1
+        asked = self._asked
+        async with self._reading:
+            if self._read_upto >= asked:  # a read that started after this call was made has run
+                return
+            upto = self._asked
+            try:
+                await self.reserved()
+            except Exception as exc:  # the next refresh tries again; offers are served meanwhile
+                log.debug("could not read the capacity reservations: %s", exc)
+            self._read_upto = upto

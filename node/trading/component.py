@@ -49,6 +49,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     app[BUYER], app[SELLER] = buyer, seller  # the buyer also for processes without the API
     if "federation" in ctx.roles:
         service.trade_handler = seller.handle_trade
+        service.trade_opener = seller.open_trade
         app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)
     if "api" in ctx.roles:
         routes.add_routes(app, buyer)

@@ -160,7 +160,8 @@ def _check_unseen_cancel(document: Mapping[str, Any], partner: str, currency: st
         raise Refusal(
             422,
             "bad_cancel",
-            f"a cancel is for 0 {currency} (this node's currency), not {amount} {given_currency}",
+            f"a cancel is for {format_money(0, currency)} (this node's currency), "
+            f"not {format_money(amount, given_currency)}",
         )
     return CancelUnseen()
 

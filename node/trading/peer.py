@@ -24,6 +24,7 @@ from federation.documents import verify_document
 from federation.errors import FederationError, PeerError, UnsafeURLError
 from federation.partners import Partner
 from federation.service import FederationService
+from federation.store import PeerView
 from federation.sync import ensure_session
 from ledger import Window
 from node.trading import documents
@@ -34,8 +35,11 @@ FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 
 
-async def _post_once(service: FederationService, partner: Partner, path: str, body: bytes) -> PeerResponse:
-    token = await ensure_session(service, partner)
+async def _post_once(
+    service: FederationService, partner: Partner, path: str, body: bytes, token: str | None
+) -> PeerResponse:
+    if token is None:
+        token = await ensure_session(service, partner)
     client = service.client(partner)
     response = await client.request("POST", path, body, token=token)
     if response.status == 401:
@@ -45,10 +49,16 @@ async def _post_once(service: FederationService, partner: Partner, path: str, bo
 
 
 async def post(
-    service: FederationService, partner: Partner, path: str, body: bytes, deadline_s: float
+    service: FederationService,
+    partner: Partner,
+    path: str,
+    body: bytes,
+    deadline_s: float,
+    session: str | None = None,
 ) -> PeerResponse:
     """POST a signed body to `partner`, retrying as described above; PartnerUnavailableError when
-    no final answer came before the deadline."""
+    no final answer came before the deadline. `session`: a usable session token read already (the
+    first attempt uses it; later ones read the stored session again)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
     backoff_s = FIRST_BACKOFF_S
@@ -59,9 +69,10 @@ async def post(
             raise PartnerUnavailableError(
                 f"{partner.name} did not answer {path} within {deadline_s:g} s ({last})"
             )
+        token, session = session, None  # only the first attempt
         try:
             async with asyncio.timeout(remaining):
-                response = await _post_once(service, partner, path, body)
+                response = await _post_once(service, partner, path, body, token)
             if response.status != 429 and response.status < 500:
                 return response
             code, message = response.error()
@@ -90,12 +101,16 @@ def answer_document(response: PeerResponse, partner: Partner) -> dict[str, Any]:
     return document
 
 
-async def verify_from(service: FederationService, partner: Partner, document: dict[str, Any]) -> None:
+async def verify_from(
+    service: FederationService, partner: Partner, document: dict[str, Any], view: PeerView | None = None
+) -> None:
     """Check that `partner` signed `document` with a key we trust for it (refetching its key
-    document once when the key is unknown); ProtocolError otherwise."""
+    document once when the key is unknown); ProtocolError otherwise. `view`: the partner's keys as
+    just read (`federation.store.call_view`), else read here."""
     for attempt in range(2):
         try:
-            verify_document(document, partner.name, await service.verify_keys(partner))
+            verify_document(document, partner.name, await service.verify_keys(partner, view))
+            view = None  # read again after a refetch
             return
         except FederationError as exc:  # a bad signature, or signatures that are not even well-formed
             if exc.code != "unknown_key" or attempt == 1:

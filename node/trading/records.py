@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from node.trading.machine import OrderState, SaleState
@@ -48,7 +48,8 @@ class Order:
 
     def view(self) -> dict[str, Any]:
         """What the API shows of an order (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ORDER_DOCUMENTS}
+        # Field by field, not `asdict` (which deep-copies every value): listing pages show many orders.
+        return {name: getattr(self, name) for name in _ORDER_VIEW}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Sale:
 
     def view(self) -> dict[str, Any]:
         """What the API shows of a sale (documents by their digests only)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("acceptance", "settlement_receipt")}
+        return {name: getattr(self, name) for name in _SALE_VIEW}
 
 
 def order_reservation(order_id: str) -> str:
@@ -98,3 +99,7 @@ def order_reservation(order_id: str) -> str:
 def sale_reservation(partner: str, trade_id: str) -> str:
     """The reservation id of a sale."""
     return f"sale:{partner}:{trade_id}"
+
+
+_ORDER_VIEW = tuple(f.name for f in fields(Order) if f.name not in ORDER_DOCUMENTS)
+_SALE_VIEW = tuple(f.name for f in fields(Sale) if f.name not in ("acceptance", "settlement_receipt"))

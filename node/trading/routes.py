@@ -10,12 +10,13 @@
     POST /api/v1/orders                       {"consumer"?, "offer_id", "source", "units", "hours", "id"?}
                                               or {"consumer"?, "demand", "id"?}: the best match (node.market)
                                                                                            (consumer: own)
-    GET  /api/v1/orders[?consumer=C]          newest first                                 (consumer: own)
+    GET  /api/v1/orders[?consumer=C][&state=S][&limit=N]  newest first, at most 500    (consumer: own)
     GET  /api/v1/orders/{id}                  one order with its receipt and settlement documents
     POST /api/v1/orders/{id}/settle           {"used_hours"}: usage typed by hand, an operator's
                                               correction (admin only; a task's order is metered)
     POST /api/v1/orders/{id}/cancel                               (consumer: own orders)
     GET  /api/v1/sales[?partner=P]            trades partners bought here
+    GET  /api/v1/trading/summary?since_ts=T   orders and sales since T: count and sums by currency
 
 Routes marked `consumer` also take a consumer token (node.http.auth) and then act only for that
 consumer: another consumer's order or account answers 404 exactly as one that does not exist (so
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 import ledger
 from ledger import Account, AccountKind
 from ledger.records import MAX_AMOUNT
+from node.accounts import store as accounts
 from node.context import CTX
 from node.http.auth import ADMIN, TOKEN_ID_RE, Principal
 from node.http.body import json_object, parse_body, validate
@@ -50,6 +52,7 @@ from node.trading import books, rules, store, tokens
 from node.trading.buyer import Buyer
 from node.trading.core import Trading
 from node.trading.errors import StateError, UnknownError
+from node.trading.summary import trading_summary
 from node.trading.views import consumer_view, order_view
 
 MAX_LISTED = 500
@@ -169,6 +172,11 @@ async def create_consumer(request: web.Request) -> web.Response:
         raise StateError(f"consumer {body.id}: {result.message or result.status}", code=str(result.status))
     account = await asyncio.to_thread(ledger.get_account, trading.engine, spec.id)
     status = 201 if result.status is ledger.Status.CREATED else 200
+    if status == 201:
+        caller = await request.app[CTX].authenticate(request)
+        await asyncio.to_thread(
+            accounts.created, trading.engine, "consumer", body.id, caller.actor, tokens.now_ms()
+        )
     return web.json_response(consumer_view(account), status=status)
 
 
@@ -217,6 +225,7 @@ async def issue_token(request: web.Request) -> web.Response:
     account = await _admin_consumer(request)
     name = account.id.removeprefix(rules.CONSUMER_PREFIX)
     token, row = await asyncio.to_thread(tokens.issue, _trading(request).engine, name, tokens.now_ms())
+    await _token_event(request, name, "token", row.token_id, row.created_ts)
     return web.json_response({**row.view(), "token": token}, status=201)
 
 
@@ -240,7 +249,22 @@ async def revoke_token(request: web.Request) -> web.Response:
         )
     if row is None:
         raise UnknownError(f"consumer {name!r} has no token {token_id!r}", code="unknown_token")
+    await _token_event(request, name, "revoke-token", row.token_id, tokens.now_ms())
     return web.json_response(row.view())
+
+
+async def _token_event(request: web.Request, consumer: str, action: str, token_id: str, ts_ms: int) -> None:
+    caller = await request.app[CTX].authenticate(request)
+    await asyncio.to_thread(
+        accounts.record_event,
+        _trading(request).engine,
+        caller.actor,
+        "consumer",
+        consumer,
+        action,
+        {"token_id": token_id},
+        ts_ms,
+    )
 
 
 async def place(request: web.Request) -> web.Response:
@@ -264,27 +288,48 @@ async def place(request: web.Request) -> web.Response:
     if not caller.is_admin and consumer_id != caller.consumer:
         raise _forbidden("place orders")
     if isinstance(body, DemandOrder):
+        await asyncio.to_thread(accounts.require_active, _trading(request).engine, "consumer", consumer_id)
         place_by_demand = request.app.get(DEMAND_ORDERS)
         if place_by_demand is None:
             raise ApiError(503, "market_unavailable", "this process does not match demands")
         status, answer = await place_by_demand(consumer_id, body.demand, body.id)
         return web.json_response(answer, status=status)
+    # The consumer's account is checked active in placing's first read (one trip fewer).
     order = await request.app[BUYER].place(
-        consumer_id, body.offer_id, body.source, body.units, body.hours, body.id
+        consumer_id, body.offer_id, body.source, body.units, body.hours, body.id, require_active=True
     )
     return web.json_response(order_view(order), status=201)
 
 
+def _query_int(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 15 or int(raw) > high:
+        raise bad_request(f"{name} must be a whole number from 0 to {high}", field=name)
+    return int(raw)
+
+
 async def list_orders(request: web.Request) -> web.Response:
-    """`GET /api/v1/orders[?consumer=C]`: newest first."""
+    """`GET /api/v1/orders[?consumer=C][&state=S][&limit=N]`: newest first (at most 500)."""
     caller = await request.app[CTX].authenticate(request)
     consumer_id = request.query.get("consumer")
     if not caller.is_admin:
         if consumer_id is not None and consumer_id != caller.consumer:
             raise _forbidden("list the orders")
         consumer_id = caller.consumer
-    orders = await asyncio.to_thread(store.list_orders, _trading(request).engine, consumer_id, MAX_LISTED)
+    limit = _query_int(request, "limit", MAX_LISTED, MAX_LISTED)
+    state = request.query.get("state") or None
+    orders = await asyncio.to_thread(store.list_orders, _trading(request).engine, consumer_id, limit, state)
     return web.json_response({"orders": [order_view(o) for o in orders]})
+
+
+async def summary(request: web.Request) -> web.Response:
+    """`GET /api/v1/trading/summary?since_ts=T`: orders and sales since T (UTC seconds), counted and
+    summed by currency in the database (admin token)."""
+    request.app[CTX].require_admin(request)
+    since_ts = _query_int(request, "since_ts", 0, 2**53)
+    return web.json_response(await asyncio.to_thread(trading_summary, _trading(request).engine, since_ts))
 
 
 async def show_order(request: web.Request) -> web.Response:
@@ -337,3 +382,4 @@ def add_routes(app: web.Application, buyer: Buyer) -> None:
     app.router.add_post("/api/v1/orders/{id}/settle", settle)
     app.router.add_post("/api/v1/orders/{id}/cancel", cancel)
     app.router.add_get("/api/v1/sales", list_sales)
+    app.router.add_get("/api/v1/trading/summary", summary)

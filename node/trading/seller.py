@@ -10,7 +10,9 @@ capacity reservation (refused when its pool has too few units free); sync the pa
 line with the agreement; record the linked holds partner → provider and partner → platform fees
 under the trade id and the receipt's digest. The ledger refuses them when the credit line would be
 exceeded: the answer is then a signed refusal (409 `credit_limit_exceeded`, saying the line and
-how to raise it), and nothing stays reserved.
+how to raise it), and nothing stays reserved. The checks and the signing run before the frame
+claims the trade (`open_trade`), so the sale is recorded in the claim's transaction; the move to
+`held` is written with the answer. A request the opener refuses is decided again under the claim.
 
 Settlement: `check_settlement` decides; a signed settlement for an accepted trade posts the holds
 for the used amount (the rest released) or, with 0 used hours, voids them, and answers a signed
@@ -23,12 +25,16 @@ end the sale `expired` (409 `hold_expired`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection
+
 import ledger
-from federation import canonical
+from federation import canonical, trades
 from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
@@ -67,6 +73,29 @@ class TaskDelivery(Protocol):
         """Record the task of a sale just opened (idempotent); it runs once the sale is accepted."""
 
 
+@dataclass
+class SaleOpening:
+    """A sale a trade request opens, written in the trade claim's transaction (federation.trades):
+    the sale's row, its offer as the pool reports it, the time, and what `open_sale_in` answered."""
+
+    values: dict[str, Any]
+    offer: CatalogOffer
+    now: int
+    outcome: tuple[str, Sale] | None = None
+
+    def __call__(self, conn: Connection) -> None:
+        self.outcome = store.open_sale_in(conn, self.values, self.offer, self.now)
+
+    def opened_for(self, partner: str, trade_id: str, request_sha: str) -> bool:
+        """Whether it ran, for this partner's trade request."""
+        v = self.values
+        return self.outcome is not None and (v["partner"], v["trade_id"], v["request_sha256"]) == (
+            partner,
+            trade_id,
+            request_sha,
+        )
+
+
 class Seller:
     """The handlers the federation frames call for trades, settlements and summaries."""
 
@@ -100,11 +129,17 @@ class Seller:
         finally:
             await self.trading.capacity.refresh()
 
-    async def _trade(self, partner: Partner, document: dict[str, Any], request_sha: str) -> Answer:
+    async def open_trade(self, partner: Partner, document: dict[str, Any]) -> SaleOpening | None:
+        """The trade frame's opener (federation.trades): the sale a trade request opens, to record with
+        the trade's claim; None when the request is refused (decided again under the claim)."""
+        try:
+            return await self._opening(partner, document, documents.sha256_of(document))
+        except Refusal:
+            return None
+
+    async def _opening(self, partner: Partner, document: dict[str, Any], request_sha: str) -> SaleOpening:
+        """Check a trade request and sign its acceptance: the sale to open (Refusal if refused)."""
         t = self.trading
-        stored = await t.db(store.get_sale, partner.name, str(document["trade_id"]))
-        if stored is not None:
-            return await self._resume(partner, stored, request_sha, document)
         offers = {offer["id"]: offer for _, offer in await t.capacity.raw_offers()}
         sold = decisions.check_trade(document, partner, offers, t.settings.currency)
         task = document.get("task")
@@ -137,9 +172,25 @@ class Seller:
             "created_ts": now,
             "updated_ts": now,
         }
-        outcome, sale = await t.db(store.open_sale, values, sold.offer, now)
+        return SaleOpening(values, sold.offer, now)
+
+    async def _trade(self, partner: Partner, document: dict[str, Any], request_sha: str) -> Answer:
+        t = self.trading
+        trade_id = str(document["trade_id"])
+        opening = trades.claimed_with()
+        if isinstance(opening, SaleOpening) and opening.opened_for(partner.name, trade_id, request_sha):
+            assert opening.outcome is not None
+            outcome, sale = opening.outcome
+        else:  # refused by the opener, or no opener: decided now, as a retried trade is
+            stored = await t.db(store.get_sale, partner.name, trade_id)
+            if stored is not None:
+                return await self._resume(partner, stored, request_sha, document)
+            opening = await self._opening(partner, document, request_sha)
+            # Lazy, like the move to `held` below: the trade frame stores the answer durably
+            # (federation.claims.finish_trade) before it is sent, and that flushes these too.
+            outcome, sale = await t.db(store.open_sale, opening.values, opening.offer, opening.now, lazy=True)
         if outcome == "no_capacity":
-            raise decisions.no_capacity_refusal(terms.offer_id, terms.units)
+            raise decisions.no_capacity_refusal(str(sale.offer_id), sale.units)
         if outcome == "exists":
             return await self._resume(partner, sale, request_sha, document)
         return await self._open(partner, sale, document)
@@ -170,12 +221,12 @@ class Seller:
         currency = sale.currency
         assert sale.pool is not None
         assert sale.acceptance is not None
-        await t.db(
-            books.ensure_accounts,
-            [*books.partner_specs(partner.name, currency), *books.house_specs(currency, [sale.pool])],
+        await t.ensure_accounts(
+            [*books.partner_specs(partner.name, currency), *books.house_specs(currency, [sale.pool])]
         )
         limit = partner.agreement.credit_limit
-        await t.db(books.sync_credit_line, partner.name, limit, currency)
+        if not books.credit_line_known(t.engine, partner.name, limit, currency):
+            await t.db(books.sync_credit_line, partner.name, limit, currency)
         legs = books.sale_holds(
             sale.trade_id,
             rules.partner_account(partner.name),
@@ -188,10 +239,16 @@ class Seller:
             partner=partner.name,
             digest=sale.receipt_sha256,
         )
-        cause = await t.db(books.submit, legs)
+        cause = await t.submit(legs)
         now = t.clock()
         if cause is None:
-            await t.db(store.move_sale, sale, "held", now)
+            # Written with the trade's answer when a trade request runs this (one transaction); run
+            # by upkeep, lazily: nobody is told, and a machine crash leaves the sale `open` with its
+            # holds, to hold again.
+            if not trades.write_with_answer(
+                functools.partial(store.move_sale_in, sale=sale, event="held", now_ts=now)
+            ):
+                await t.db(store.move_sale, sale, "held", now, lazy=True)
             return 201, canonical.decode(sale.acceptance)
         code = "credit_limit_exceeded" if cause is Status.EXCEEDS_CREDITS else f"ledger_{cause}"
         await t.db(store.move_sale, sale, "refused", now, reason=code)
@@ -310,7 +367,7 @@ class Seller:
             requests = books.sale_resolutions(
                 sale.trade_id, sale.amount, sale.fee, used, sale.record_sha256, post_code=code
             )
-            cause = await t.db(books.submit, requests)
+            cause = await t.submit(requests)
             done = DONE_POSTING if used else DONE_VOIDING
             if cause is not None and cause not in done:
                 if cause in EXPIRED:

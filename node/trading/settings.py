@@ -10,13 +10,13 @@ recover_every_s = 10      # how often unfinished orders and lapsed sales are pic
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from node.config_fields import ConfigSection
 
 
-class TradingSection(BaseModel):
+class TradingSection(ConfigSection):
     """`[trading]`: currency, platform fee, time limits of the trade protocol."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     platform_fee_bp: int = Field(default=0, ge=0, le=10_000)

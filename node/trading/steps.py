@@ -11,6 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 from federation import canonical
+from federation import store as federation_store
+from federation.sync import usable_session
 from ledger import Status
 from node.money import format_money
 from node.trading import books, documents, peer, rules, store
@@ -71,10 +73,13 @@ class OrderSteps:
         )
         return {"settlement": canonical.encode(doc)}
 
-    async def move(self, order: Order, event: OrderEvent, **values: Any) -> Order | None:
-        """Move the order from its current state by `event` (None if it moved meanwhile)."""
+    async def move(
+        self, order: Order, event: OrderEvent, *, lazy: bool = False, **values: Any
+    ) -> Order | None:
+        """Move the order from its current state by `event` (None if it moved meanwhile); `lazy`:
+        a commit that need not reach the disk, for a move a durable write always follows."""
         return await self.trading.db(
-            store.move_order, order.id, order.state, event, self.trading.clock(), **values
+            store.move_order, order.id, order.state, event, self.trading.clock(), lazy=lazy, **values
         )
 
     def terms(self, order: Order) -> Terms:
@@ -94,7 +99,7 @@ class OrderSteps:
         t = self.trading
         timeout_s = order.hold_expires_ts - order.created_ts
         if order.partner is None:
-            await t.db(books.ensure_accounts, books.house_specs(order.currency, [order.pool]))
+            await t.ensure_accounts(books.house_specs(order.currency, [order.pool]))
             legs = books.sale_holds(
                 order.id,
                 rules.consumer_account(order.consumer),
@@ -106,12 +111,11 @@ class OrderSteps:
                 order_id=order.id,
             )
         else:
-            await t.db(
-                books.ensure_accounts,
-                [*books.house_specs(order.currency), *books.partner_specs(order.partner, order.currency)],
+            await t.ensure_accounts(
+                [*books.house_specs(order.currency), *books.partner_specs(order.partner, order.currency)]
             )
             legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
-        cause = await t.db(books.submit, legs)
+        cause = await t.submit(legs)
         if cause is None:
             if order.partner is None:
                 return await self.move(order, "held")
@@ -165,13 +169,22 @@ class OrderSteps:
         t = self.trading
         assert order.partner is not None
         assert order.trade_request is not None
-        try:
-            partner = await t.partner(order.partner)
-        except UnknownError as exc:
-            return await self.move(order, "refused", reason=f"unknown_partner: {exc}")
+        # The partner, its keys and our session at it in one trip (each hop to a database thread
+        # costs more than the queries).
+        view, stored = await t.db(federation_store.call_view, order.partner)
+        partner = view.partner
+        if partner is None:
+            return await self.move(
+                order, "refused", reason=f"unknown_partner: {order.partner!r} is not a partner of this node"
+            )
         try:
             response = await peer.post(
-                t.service, partner, "/fed/v1/trades", order.trade_request, t.settings.trade_timeout_s
+                t.service,
+                partner,
+                "/fed/v1/trades",
+                order.trade_request,
+                t.settings.trade_timeout_s,
+                session=usable_session(t.service, stored),
             )
         except PartnerUnavailableError as exc:
             return await self.move(
@@ -185,7 +198,7 @@ class OrderSteps:
                 return await self.move(
                     order, "refused", reason=refusal_reason(answer, partner.name, "refused")
                 )
-            await peer.verify_from(t.service, partner, answer)
+            await peer.verify_from(t.service, partner, answer, view)
             request = canonical.decode(order.trade_request)
             expires = documents.check_acceptance(
                 answer, partner.name, t.name, order.id, documents.sha256_of(request), self.terms(order)
@@ -194,9 +207,13 @@ class OrderSteps:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
             return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
         record = documents.receipt(request, answer)
+        # Lazy: the partner hold below is a durable commit made before the consumer hears of it; an
+        # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
+        # same request with its stored acceptance).
         moved = await self.move(
             order,
             "accepted",
+            lazy=True,
             receipt=canonical.encode(record),
             receipt_sha256=documents.digest(record),
             partner_hold_expires_ts=expires,
@@ -213,7 +230,7 @@ class OrderSteps:
         hold = books.partner_hold(
             order.id, order.partner, order.amount, order.currency, timeout_s, order.receipt_sha256
         )
-        cause = await self.trading.db(books.submit, [hold])
+        cause = await self.trading.submit([hold])
         if cause is not None:
             raise StateError(
                 f"could not record what order {order.id} owes {order.partner}: {cause}", code="ledger_refused"
@@ -264,7 +281,7 @@ class OrderSteps:
         else:
             await self.ensure_partner_hold(order)
             requests = books.order_resolutions(order.id, used, order.settlement_sha256, post_code=code)
-        cause = await t.db(books.submit, requests)
+        cause = await t.submit(requests)
         if cause is not None and not (used == 0 and cause in VOID_DONE):
             raise StateError(f"the ledger refused to settle order {order.id}: {cause}", code="ledger_refused")
         return await self.move(order, "posted")
@@ -338,7 +355,7 @@ class OrderSteps:
             with_partner = await t.db(books.hold_exists, f"{order.id}:escrow")
             legs = ("hold", "escrow") if with_partner else ("hold",)
             requests = books.order_resolutions(order.id, 0, order.settlement_sha256, legs)
-        cause = await t.db(books.submit, requests)
+        cause = await t.submit(requests)
         if cause is not None and cause not in VOID_DONE:
             raise StateError(f"the ledger refused to void order {order.id}: {cause}", code="ledger_refused")
         return await self.move(order, "voided")

@@ -38,44 +38,74 @@ from node.trading.tables import order_from_row, orders_t, reservations_t, sale_f
 __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
 
 
+# The statements of an order's and a sale's path, built once with bind parameters (`p_*`; the
+# values a call writes are passed as parameters too), so each call reuses SQLAlchemy's compiled form
+# instead of building and keying a new statement.
+_ID: sa.BindParameter[str] = sa.bindparam("p_id")
+_STATE: sa.BindParameter[str] = sa.bindparam("p_state")
+_NOW: sa.BindParameter[int] = sa.bindparam("p_now")
+_PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
+_TRADE: sa.BindParameter[str] = sa.bindparam("p_trade")
+_ORDER = sa.select(orders_t).where(orders_t.c.id == _ID)
+_INSERT_ORDER = sa.insert(orders_t).returning(orders_t)
+_MOVE_ORDER = sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
+_RELEASE = sa.update(reservations_t).where(reservations_t.c.id == _ID, reservations_t.c.released_ts.is_(None))
+_RESERVATION = sa.select(reservations_t).where(reservations_t.c.id == _ID)
+_OPEN = sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > _NOW)
+_TAKEN_OF_OFFER = sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
+    reservations_t.c.offer_id == sa.bindparam("p_offer"), _OPEN
+)
+_TAKEN_OF_GROUP = sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
+    reservations_t.c.capacity_group == sa.bindparam("p_group"), _OPEN
+)
+_INSERT_RESERVATION = sa.insert(reservations_t)
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_SALE = sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE)
+_INSERT_SALE = sa.insert(sales_t).returning(sales_t)
+_MOVE_SALE = (
+    sa.update(sales_t)
+    .where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE, sales_t.c.state == _STATE)
+    .returning(sales_t)
+)
+
+
 # --- orders ----------------------------------------------------------------------------------------
 
 
-def insert_order(engine: Engine, values: dict[str, Any]) -> tuple[bool, Order]:
-    """Insert a new order (state: where `place` leads); (False, the stored one) when its id exists."""
-    with write_transaction(engine) as conn:
-        row = conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).first()
+def insert_order(engine: Engine, values: dict[str, Any], *, lazy: bool = False) -> tuple[bool, Order]:
+    """Insert a new order (state: where `place` leads); (False, the stored one) when its id exists.
+    `lazy`: a commit that need not reach the disk (node.db.engine `LAZY_COMMIT_OPTION`)."""
+    with write_transaction(engine, lazy=lazy) as conn:
+        row = conn.execute(_ORDER, {"p_id": values["id"]}).first()
         if row is not None:
             return False, order_from_row(row)
-        conn.execute(sa.insert(orders_t).values(**values, state=order_transition(ORDER_START, "place")))
-        return True, order_from_row(
-            conn.execute(sa.select(orders_t).where(orders_t.c.id == values["id"])).one()
-        )
+        state = order_transition(ORDER_START, "place")
+        return True, order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
 
 
 def get_order(engine: Engine, order_id: str) -> Order | None:
     """One order, or None."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).first()
+        row = conn.execute(_ORDER, {"p_id": order_id}).first()
     return None if row is None else order_from_row(row)
 
 
-def list_orders(engine: Engine, consumer: str | None = None, limit: int = 100) -> list[Order]:
-    """The newest orders first (of one consumer, if given)."""
+def list_orders(
+    engine: Engine, consumer: str | None = None, limit: int = 100, state: str | None = None
+) -> list[Order]:
+    """The newest orders first (of one consumer, in one state, if given)."""
     query = sa.select(orders_t).order_by(orders_t.c.created_ts.desc(), orders_t.c.id).limit(limit)
     if consumer is not None:
         query = query.where(orders_t.c.consumer == consumer)
+    if state is not None:
+        query = query.where(orders_t.c.state == state)
     with engine.connect() as conn:
         return [order_from_row(row) for row in conn.execute(query)]
 
 
 def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
     """Release a capacity reservation (no-op if it is gone or released)."""
-    conn.execute(
-        sa.update(reservations_t)
-        .where(reservations_t.c.id == reservation_id, reservations_t.c.released_ts.is_(None))
-        .values(released_ts=now_ts)
-    )
+    conn.execute(_RELEASE, {"p_id": reservation_id, "released_ts": now_ts})
 
 
 def release_reservation(engine: Engine, reservation_id: str, now_ts: int) -> None:
@@ -86,11 +116,20 @@ def release_reservation(engine: Engine, reservation_id: str, now_ts: int) -> Non
 
 
 def move_order(
-    engine: Engine, /, order_id: str, state: OrderState, event: OrderEvent, now_ts: int, **values: Any
+    engine: Engine,
+    /,
+    order_id: str,
+    state: OrderState,
+    event: OrderEvent,
+    now_ts: int,
+    *,
+    lazy: bool = False,
+    **values: Any,
 ) -> Order | None:
     """Move an order that is in `state` by `event` (writing `values` with it); None if it was not in
-    `state` any more (someone else moved it first). Reaching a final state releases its capacity."""
-    return move_order_steps(engine, order_id, state, [(event, values)], now_ts)
+    `state` any more (someone else moved it first). Reaching a final state releases its capacity.
+    `lazy`: a commit that need not reach the disk (node.db.engine `LAZY_COMMIT_OPTION`)."""
+    return move_order_steps(engine, order_id, state, [(event, values)], now_ts, lazy=lazy)
 
 
 def move_order_steps(
@@ -100,6 +139,8 @@ def move_order_steps(
     state: OrderState,
     steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
     now_ts: int,
+    *,
+    lazy: bool = False,
 ) -> Order | None:
     """Move an order that is in `state` by each event in turn (writing its values with it), all in
     one transaction; None if it was not in `state` any more. For a state whose action only computes
@@ -109,17 +150,16 @@ def move_order_steps(
     for event, written in steps:
         after = order_transition(after, event)
         values.update(written)
-    with write_transaction(engine) as conn:
-        moved = conn.execute(
-            sa.update(orders_t)
-            .where(orders_t.c.id == order_id, orders_t.c.state == state)
-            .values(state=after, updated_ts=now_ts, **values)
-        )
-        if moved.rowcount != 1:
+    with write_transaction(engine, lazy=lazy) as conn:
+        # RETURNING (SQLite ≥ 3.35, PostgreSQL): the moved row without a second statement while
+        # the write lock is held.
+        params = {**values, "state": after, "updated_ts": now_ts, "p_id": order_id, "p_state": state}
+        row = conn.execute(_MOVE_ORDER, params).first()
+        if row is None:
             return None
         if after in ORDER_FINAL:
             release(conn, order_reservation(order_id), now_ts)
-        return order_from_row(conn.execute(sa.select(orders_t).where(orders_t.c.id == order_id)).one())
+        return order_from_row(row)
 
 
 def update_order(engine: Engine, /, order_id: str, now_ts: int, **values: Any) -> None:
@@ -168,9 +208,7 @@ def _lock(conn: Connection, key: str) -> None:
     """Serialise reservations of one offer or capacity group (SQLite: the write transaction does)."""
     if conn.dialect.name == "postgresql":
         digest = hashlib.sha256(b"cpnode-capacity:" + key.encode()).digest()[:8]
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest, "big", signed=True)}
-        )
+        conn.execute(_ADVISORY_LOCK, {"key": int.from_bytes(digest, "big", signed=True)})
 
 
 def _open(now_ts: int) -> sa.ColumnElement[bool]:
@@ -182,38 +220,31 @@ def _reserve(
 ) -> bool:
     offer_id, group = offer["id"], group_of(offer)
     _lock(conn, f"group:{group[0]}" if group is not None else f"offer:{offer_id}")
-    existing = conn.execute(sa.select(reservations_t).where(reservations_t.c.id == reservation_id)).first()
+    existing = conn.execute(_RESERVATION, {"p_id": reservation_id}).first()
     if existing is not None:
         return existing.released_ts is None
-    taken = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
-            reservations_t.c.offer_id == offer_id, _open(now_ts)
-        )
-    ).scalar_one()
+    taken = conn.execute(_TAKEN_OF_OFFER, {"p_offer": offer_id, "p_now": now_ts}).scalar_one()
     if int(taken) + units > offer["free_units"]:
         return False
     group_units = None
     if group is not None:
         name, cost, free = group
         group_units = units * cost
-        used = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
-                reservations_t.c.capacity_group == name, _open(now_ts)
-            )
-        ).scalar_one()
+        used = conn.execute(_TAKEN_OF_GROUP, {"p_group": name, "p_now": now_ts}).scalar_one()
         if int(used) + group_units > free:
             return False
     conn.execute(
-        sa.insert(reservations_t).values(
-            id=reservation_id,
-            offer_id=offer_id,
-            units=units,
-            expires_ts=expires_ts,
-            released_ts=None,
-            created_ts=now_ts,
-            capacity_group=group[0] if group is not None else None,
-            group_units=group_units,
-        )
+        _INSERT_RESERVATION,
+        {
+            "id": reservation_id,
+            "offer_id": offer_id,
+            "units": units,
+            "expires_ts": expires_ts,
+            "released_ts": None,
+            "created_ts": now_ts,
+            "capacity_group": group[0] if group is not None else None,
+            "group_units": group_units,
+        },
     )
     return True
 
@@ -255,9 +286,7 @@ def reserved_units(engine: Engine, now_ts: int) -> dict[str, int]:
 
 
 def _get_sale(conn: Connection, partner: str, trade_id: str) -> Sale | None:
-    row = conn.execute(
-        sa.select(sales_t).where(sales_t.c.partner == partner, sales_t.c.trade_id == trade_id)
-    ).first()
+    row = conn.execute(_SALE, {"p_partner": partner, "p_trade": trade_id}).first()
     return None if row is None else sale_from_row(row)
 
 
@@ -267,29 +296,36 @@ def get_sale(engine: Engine, partner: str, trade_id: str) -> Sale | None:
         return _get_sale(conn, partner, trade_id)
 
 
-def open_sale(engine: Engine, values: dict[str, Any], offer: CatalogOffer, now_ts: int) -> tuple[str, Sale]:
-    """Record a new sale with its capacity reservation in one transaction.
+def open_sale(
+    engine: Engine, values: dict[str, Any], offer: CatalogOffer, now_ts: int, *, lazy: bool = False
+) -> tuple[str, Sale]:
+    """Record a new sale with its capacity reservation in one transaction (`lazy`: see `insert_order`).
 
     ("opened", sale) when reserved; ("exists", stored sale) when the trade id is known already;
     ("no_capacity", sale) when too few units are free (the sale is stored as refused)."""
-    with write_transaction(engine) as conn:
-        stored = _get_sale(conn, values["partner"], values["trade_id"])
-        if stored is not None:
-            return "exists", stored
-        reserved = _reserve(
-            conn,
-            sale_reservation(values["partner"], values["trade_id"]),
-            offer,
-            values["units"],
-            values["hold_expires_ts"],
-            now_ts,
-        )
-        state = sale_transition(SALE_START, "request" if reserved else "no_capacity")
-        reason = None if reserved else "not_enough_free_units"
-        conn.execute(sa.insert(sales_t).values(**values, state=state, reason=reason))
-        sale = _get_sale(conn, values["partner"], values["trade_id"])
-        assert sale is not None
-        return ("opened" if reserved else "no_capacity"), sale
+    with write_transaction(engine, lazy=lazy) as conn:
+        return open_sale_in(conn, values, offer, now_ts)
+
+
+def open_sale_in(
+    conn: Connection, values: dict[str, Any], offer: CatalogOffer, now_ts: int
+) -> tuple[str, Sale]:
+    """`open_sale` inside a write transaction the caller holds (the trade claim's)."""
+    stored = _get_sale(conn, values["partner"], values["trade_id"])
+    if stored is not None:
+        return "exists", stored
+    reserved = _reserve(
+        conn,
+        sale_reservation(values["partner"], values["trade_id"]),
+        offer,
+        values["units"],
+        values["hold_expires_ts"],
+        now_ts,
+    )
+    state = sale_transition(SALE_START, "request" if reserved else "no_capacity")
+    reason = None if reserved else "not_enough_free_units"
+    inserted = conn.execute(_INSERT_SALE, {**values, "state": state, "reason": reason}).one()
+    return ("opened" if reserved else "no_capacity"), sale_from_row(inserted)
 
 
 def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:
@@ -304,25 +340,29 @@ def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:
         return stored
 
 
-def move_sale(engine: Engine, /, sale: Sale, event: SaleEvent, now_ts: int, **values: Any) -> Sale | None:
+def move_sale(
+    engine: Engine, /, sale: Sale, event: SaleEvent, now_ts: int, *, lazy: bool = False, **values: Any
+) -> Sale | None:
     """Move a sale from its current state by `event`; None if it moved meanwhile. Leaving the open
-    states releases its capacity reservation in the same transaction."""
+    states releases its capacity reservation in the same transaction (`lazy`: see `insert_order`)."""
+    with write_transaction(engine, lazy=lazy) as conn:
+        return move_sale_in(conn, sale, event, now_ts, **values)
+
+
+def move_sale_in(
+    conn: Connection, /, sale: Sale, event: SaleEvent, now_ts: int, **values: Any
+) -> Sale | None:
+    """`move_sale` inside a write transaction the caller holds (the one storing the trade's answer)."""
     after = sale_transition(sale.state, event)
-    with write_transaction(engine) as conn:
-        moved = conn.execute(
-            sa.update(sales_t)
-            .where(
-                sales_t.c.partner == sale.partner,
-                sales_t.c.trade_id == sale.trade_id,
-                sales_t.c.state == sale.state,
-            )
-            .values(state=after, updated_ts=now_ts, **values)
-        )
-        if moved.rowcount != 1:
-            return None
-        if after not in SALE_OPEN:
-            release(conn, sale.reservation_id, now_ts)
-        return _get_sale(conn, sale.partner, sale.trade_id)
+    params = {**values, "state": after, "updated_ts": now_ts}
+    keys = {"p_partner": sale.partner, "p_trade": sale.trade_id, "p_state": sale.state}
+    # RETURNING: the moved row in the same statement, as `move_order_steps`.
+    row = conn.execute(_MOVE_SALE, {**params, **keys}).first()
+    if row is None:
+        return None
+    if after not in SALE_OPEN:
+        release(conn, sale.reservation_id, now_ts)
+    return sale_from_row(row)
 
 
 def sales_past_deadline(engine: Engine, now_ts: int, limit: int = 100) -> list[Sale]:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from node.accounts.tables import accounts_t
 from node.db import write_transaction
 from node.http.auth import new_consumer_token, new_token_id, parse_consumer_token, secret_matches
 from node.trading.tables import consumer_tokens_t
@@ -109,16 +110,29 @@ def revoke(engine: Engine, consumer: str, token_id: str, revoked_ts: int) -> Con
 def consumer_of(engine: Engine, token: str) -> str | None:
     """The consumer a bearer token authenticates: None when it is malformed, unknown, revoked or its
     secret is wrong."""
+    found = consumer_and_status(engine, token)
+    return None if found is None else found[0]
+
+
+def consumer_and_status(engine: Engine, token: str) -> tuple[str, str] | None:
+    """(consumer, its account status) for a bearer token, read in one query (the status is `active`
+    for a consumer without a lifecycle row, node.accounts); None as for `consumer_of`."""
     parsed = parse_consumer_token(token)
     if parsed is None:
         return None
     token_id, secret = parsed
-    query = sa.select(
-        consumer_tokens_t.c.consumer, consumer_tokens_t.c.secret_sha256, consumer_tokens_t.c.revoked_ts
-    ).where(consumer_tokens_t.c.token_id == token_id)
+    t = consumer_tokens_t
+    joined = t.outerjoin(
+        accounts_t, sa.and_(accounts_t.c.kind == "consumer", accounts_t.c.id == t.c.consumer)
+    )
+    query = (
+        sa.select(t.c.consumer, t.c.secret_sha256, t.c.revoked_ts, accounts_t.c.status)
+        .select_from(joined)
+        .where(t.c.token_id == token_id)
+    )
     with engine.connect() as conn:
         row = conn.execute(query).first()
     matches = secret_matches(secret, _NO_DIGEST if row is None else row.secret_sha256)
     if row is None or not matches or row.revoked_ts is not None:
         return None
-    return str(row.consumer)
+    return str(row.consumer), str(row.status or "active")

@@ -36,9 +36,9 @@ from node.availability import Architecture, Plan, load_architecture, make_plan, 
 from node.availability.model import build_plan
 from node.availability.montecarlo import MonteCarloResult, draw_snapshot, plan_services, wilson_interval
 from node.config import load_settings
+from node.ports import free_port
 from node.resources import config_file
 from node.runfile import read_admin_token
-from tests.chaos.cluster import free_port
 from tests.support.nodes import NodeProcess, make_node_dir
 
 PROBE_TIMEOUT_S = 1.0

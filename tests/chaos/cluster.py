@@ -13,7 +13,6 @@ Each replica and the seller listen on a port chosen up front and come back on it
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 
 from node.config import load_settings
 from node.identity import load_identity
+from node.ports import free_port
 from node.runfile import read_admin_token
 from tests.chaos.proxy import TcpProxy
 from tests.support.cli import cpnode_async
@@ -59,13 +59,6 @@ recover_every_s = 1
 [logging]
 level = "warning"
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def partner_toml(name: str, url: str, key: str, credit_limit: int) -> str:

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from federation import store as federation_store
 from federation.sync import sync_partner
-from node import service as service_module
 from node.config import load_settings
 from node.db import database_unavailable
+from node.db import opening as opening_module
 from node.metrics import Metrics
 from node.scheduler import JobScheduler
 from node.service import NodeServer, NodeStartError
@@ -138,7 +138,7 @@ async def test_a_node_losing_its_database_while_starting_says_so(
     def upgrade(_engine: sa.Engine) -> None:
         raise _wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(service_module, "upgrade", upgrade)
+    monkeypatch.setattr(opening_module, "upgrade", upgrade)
     server = NodeServer(load_settings(config, environ={}))
     with pytest.raises(NodeStartError, match="database became unavailable while migrating its schema"):
         await server.start()

@@ -3,10 +3,12 @@ run their programs for real); failures are injected."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -305,3 +307,42 @@ async def test_a_regions_vcpu_quota_is_shared_by_its_flavors(
     finally:
         await plugin.close()
         sim.stop()
+
+
+async def test_a_start_is_done_only_once_its_program_is_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completing a start awaits the program's launch; a poll answered meanwhile sees the operation
+    not done yet (it saw it done with the instance still `stopped`, and the conformance kit failed
+    'start must make it running' on a loaded machine), and the start is completed once."""
+    from connectors.cloudsim.inventory import load_inventory
+    from connectors.cloudsim.state import CloudState
+    from connectors.sandbox import Sandbox
+
+    now = [0.0]
+    state = CloudState(load_inventory(CONFIGS / "cloudsim" / "alpha.toml"), tmp_path, clock=lambda: now[0])
+    stock = next(iter(state._stock.values()))
+    instance, _ = state.create("acct", "one", stock.region, stock.flavor)
+    now[0] += 3600  # every operation is due from here on
+    await state.settle()
+    state.deploy("acct", instance.id, PROGRAM)
+    launching, launched = asyncio.Event(), asyncio.Event()
+    real_start, starts = Sandbox.start, []
+
+    async def slow_start(box: Sandbox, program: Program, *, restore: bool = False) -> Any:
+        starts.append(program)
+        launching.set()
+        await launched.wait()
+        return await real_start(box, program, restore=restore)
+
+    monkeypatch.setattr(Sandbox, "start", slow_start)
+    op = state.power("acct", instance.id, True)
+    now[0] += 3600
+    first = asyncio.create_task(state.operation("acct", op.id))
+    await launching.wait()
+    polled = await state.operation("acct", op.id)  # a second poll while the launch is under way
+    assert (polled.done, instance.state) == (False, "stopped")
+    launched.set()
+    assert (await first).done
+    assert (op.done, op.error, instance.state, len(starts)) == (True, None, "running", 1)
+    await state.close()

@@ -24,11 +24,11 @@ from tests.support.polling import eventually
 from tests.support.sims import SimProcess
 
 ROLES = frozenset({"connectors"})
-# Heartbeats every 0.2 s: a 0.6 s window, wide enough that a busy test machine's pauses are not
-# missed heartbeats (the steady phase asserts that nothing flaps).
+# Heartbeats every 0.5 s: a 1.5 s window, wide enough that a busy test machine's pauses are not
+# missed heartbeats (the steady phase asserts that nothing flaps; 0.2 s flapped under load).
 FAST = """
 [connectors]
-heartbeat_interval_s = 0.2
+heartbeat_interval_s = 0.5
 refresh_interval_s = 0.2
 call_timeout_s = 5
 """
@@ -108,7 +108,9 @@ async def remote_plugin_scenario(
     try:
         procs.append(start(url))
         await eventually(lambda: both(a, b, "edge", "online", True), 30, "online with offers on both")
-        assert router.counts[("register", a.url)] == 1  # A registered it; every heartbeat went to B
+        registered = router.counts[("register", a.url)]
+        # A registered it (a retry after a slow answer may send it twice); every heartbeat went to B
+        assert registered >= 1
         beats = router.counts[("heartbeat", b.url)]
 
         async def steady() -> bool:
@@ -117,16 +119,16 @@ async def remote_plugin_scenario(
             assert [v.states["edge"] for v in views] == ["online", "online"]
             return router.counts[("heartbeat", b.url)] >= beats + 10
 
-        await eventually(steady, 10, "ten more heartbeats to B")
+        await eventually(steady, 20, "ten more heartbeats to B")
         procs[-1].send_signal(signal.SIGKILL)
         procs[-1].wait(10)
         killed = time.monotonic()
         await eventually(lambda: both(a, b, "edge", "offline", False), 10, "offline on both")
-        # window: 3 missed beats of 0.2 s plus a round; generous for a loaded machine
-        assert time.monotonic() - killed < 5.0
+        # window: 3 missed beats of 0.5 s plus a round; generous for a loaded machine
+        assert time.monotonic() - killed < 8.0
         procs.append(start(url))
         await eventually(lambda: both(a, b, "edge", "online", True), 30, "back online on both")
-        assert router.counts[("register", a.url)] == 2
+        assert router.counts[("register", a.url)] > registered
         procs[-1].send_signal(signal.SIGKILL)  # stopped first, so it cannot register again
         procs[-1].wait(10)
         status, removed = await b.call("DELETE", "/api/v1/plugins/edge")
@@ -144,10 +146,12 @@ async def refresh_once_scenario(a: Replica, b: Replica, sim: SimProcess) -> tupl
     s0 = await sim_calls(sim)
 
     async def rounds_done() -> bool:
-        done = [(await r.work())["refresh_rounds"] - w0[r.url]["refresh_rounds"] for r in (a, b)]
-        return max(done) >= 6
+        works = {r.url: await r.work() for r in (a, b)}
+        refreshed = [works[url]["refresh_rounds"] - w0[url]["refresh_rounds"] for url in works]
+        synced = [works[url]["health_rounds"] - w0[url]["health_rounds"] for url in works]
+        return max(refreshed) >= 6 and min(synced) >= 3
 
-    await eventually(rounds_done, 20, "six refresh rounds")
+    await eventually(rounds_done, 30, "six refresh rounds and three health rounds on each replica")
     s1 = await sim_calls(sim)
     w1 = {r.url: await r.work() for r in (a, b)}
     delta = {url: {k: w1[url][k] - w0[url][k] for k in w0[url]} for url in w0}
@@ -157,8 +161,10 @@ async def refresh_once_scenario(a: Replica, b: Replica, sim: SimProcess) -> tupl
     assert delta[other.url]["refresh_rounds_skipped"] >= 3
     assert delta[other.url]["health_rounds"] >= 3  # it still syncs: it serves the same offers
     calls = delta[holder.url]["data_source_calls"] + delta[holder.url]["probes"]
-    # A call in flight at either end of the window may be counted on one side only.
-    assert abs((s1 - s0) - ALPHA_REQUESTS_PER_CALL * calls) <= 4 * ALPHA_REQUESTS_PER_CALL, (s1 - s0, calls)
+    # Calls in flight at either end of the window may be counted on one side only (several, on a
+    # busy machine); a second replica calling too would double the count, far past this tolerance.
+    expected = ALPHA_REQUESTS_PER_CALL * calls
+    assert abs((s1 - s0) - expected) <= max(4 * ALPHA_REQUESTS_PER_CALL, expected // 4), (s1 - s0, calls)
     return holder, other
 
 

@@ -6,12 +6,14 @@ import hashlib
 import os
 import resource
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from connectors.manifest import Manifest, UploadEntry, hash_chunks
+from connectors.upload_files import DIRECT_ENV, open_direct
 from tests.support.express import BUCKET, MIB, Storage, random_file
 
 CHUNK = 64 << 10
@@ -189,3 +191,39 @@ async def test_a_full_disk_is_a_fatal_code(endpoint: Endpoint, destination: Stor
     status, body = await endpoint.put("f.bin", 20, piece(data, 20))
     assert (status, body["error"]) == (507, "disk_full")
     assert (await endpoint.call("GET", "/f.bin?chunked"))[1]["committed"] == [[0, 1]]
+
+
+async def test_in_order_chunks_with_a_bad_one_and_chunked_bodies_commit(
+    endpoint: Endpoint, destination: Storage
+) -> None:
+    """Chunks sent in order, each the next of the whole-file hash (fed from memory beside its write):
+    a bad one in between leaves that hash untouched, and bodies sent with chunked transfer encoding
+    (no Content-Length, read block by block) are taken whole; the commit finds the file intact."""
+    data = os.urandom(4 * CHUNK + 99)
+    entry = entry_for(data)
+    await endpoint.open("in-order.bin", entry)
+
+    async def pieces(body: bytes) -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 5000):
+            yield body[at : at + 5000]
+
+    for index in range(5):
+        if index == 2:
+            bad = bytearray(piece(data, index))
+            bad[0] ^= 1
+            assert (await endpoint.put("in-order.bin", index, bytes(bad)))[1]["error"] == "bad_chunk"
+        status, body = await endpoint.call(
+            "PUT", f"/in-order.bin?chunk={index}", data=pieces(piece(data, index))
+        )
+        assert (status, body["written"]) == (201, True), body
+    status, body = await endpoint.commit("in-order.bin")
+    assert (status, body["chunk_writes"]) == (201, 5), body
+    assert (destination.bucket / "in-order.bin").read_bytes() == data
+
+
+def test_o_direct_chunk_writes_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPNODE_UPLOAD_O_DIRECT=0 makes every chunk write go through the page cache."""
+    target = tmp_path / "data"
+    target.write_bytes(b"")
+    monkeypatch.setenv(DIRECT_ENV, "0")
+    assert open_direct(target) == -1

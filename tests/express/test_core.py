@@ -144,14 +144,22 @@ async def test_open_jobs_are_bounded(tmp_path: Path) -> None:
     express = Express(store, max_buffer_bytes=4 << 20, max_open_jobs=2)
     try:
         for _ in range(2):  # the first runs (against a closed port), the second waits for the budget
-            express.create(JobSpec(source=endpoint, destination=endpoint, workers=1, backoff_base_ms=1000))
+            express.create(
+                JobSpec(
+                    source=endpoint,
+                    destination=endpoint,
+                    chunk_bytes=4 << 20,
+                    workers=1,
+                    backoff_base_ms=1000,
+                )
+            )
         with pytest.raises(JobConflict, match="not finished"):
-            express.create(JobSpec(source=endpoint, destination=endpoint, workers=1))
+            express.create(JobSpec(source=endpoint, destination=endpoint, chunk_bytes=4 << 20, workers=1))
         assert len(store.load()) == 2
         assert [job.record.state for job in express.ordered()][1] == "queued"
     finally:
         await express.close()
     wide = Express(JobStore(tmp_path / "other.json"), max_buffer_bytes=4 << 20)
     with pytest.raises(JobConflict, match="buffer budget"):
-        wide.create(JobSpec(source=endpoint, destination=endpoint, workers=2))
+        wide.create(JobSpec(source=endpoint, destination=endpoint, chunk_bytes=4 << 20, workers=2))
     assert wide.store.load() == []

@@ -190,6 +190,33 @@ async def test_cancel_during_transfer_leaves_nothing(
     assert refused.value.status == 409
 
 
+async def test_cancel_with_the_destination_dead_ends_promptly_naming_what_is_left(
+    source: Storage, destination: Storage, client: ExpressClient
+) -> None:
+    """The destination's storage is SIGKILLed mid-transfer and the job cancelled: the clean-up tries
+    the first path three times, does not try the others once the destination does not answer, and
+    the job ends cancelled within seconds (not after every path's full retries), its error naming
+    the paths left behind."""
+    random_file(source.bucket / "a.bin", 8 * MIB)
+    random_file(source.bucket / "b.bin", 1000)
+    random_file(source.bucket / "c.bin", 1000)
+    slow_backoff = {"backoff_base_ms": 500, "backoff_max_ms": 4000}
+    job = await client.create(
+        spec(source.endpoint(), destination.endpoint(), rate_cap_bytes_per_s=SLOW, **slow_backoff)
+    )
+    await wait_progress(client, job.id, 2)
+    destination.kill()
+    started = time.monotonic()
+    await client.cancel(job.id)
+    done = await wait_state(client, job.id, {"cancelled"}, timeout_s=60)
+    took_s = time.monotonic() - started
+    assert done.error is not None
+    assert "could not remove at the destination" in done.error.message
+    assert done.error.message.count("not tried: the destination does not answer") == 2, done.error
+    # every path tried eight times with this backoff would take about 60 s; three tries of one, 1.5 s
+    assert took_s < 20, (took_s, done.error)
+
+
 async def test_express_killed_and_restarted_resumes_the_job(
     source: Storage,
     destination: Storage,

@@ -8,7 +8,6 @@ load balancer would reach it. Everything stays on 127.0.0.1.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -16,17 +15,11 @@ from pathlib import Path
 
 from federation.service import FederationService
 from node.config import load_settings
+from node.ports import free_port
 from node.roles import ALL_ROLES
 from node.service import NodeServer
 from tests.support.federation import FED_TOML, offer_toml, service_of
 from tests.support.nodes import make_node_dir
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def replica_config(tmp_path: Path, db_url: str | None, name: str = "alpha") -> tuple[Path, int]:

@@ -17,6 +17,7 @@ from nacl.signing import SigningKey
 from federation import canonical, store
 from federation.catalog import CATALOG_TYPE, sha256_hex
 from federation.documents import sign_document
+from federation.nonces import RecentNonces
 from federation.partners import Partner
 from federation.sync import run_round
 from node.service import NodeServer
@@ -310,3 +311,38 @@ async def test_trade_replay_and_concurrency(alpha: NodeServer, fake_peer: FakePe
     recorder.release.set()
     assert (await pending)[0] == 201
     assert store.get_trade(alpha.ctx.engine, "mallory", "t-4") is None
+
+
+async def test_trade_nonce_is_recorded_whatever_the_answer(alpha: NodeServer, fake_peer: FakePeer) -> None:
+    """The trade route claims its nonce with the trade claim: a request answered 201, refused 400 or
+    refused 429 is each refused as `replayed` when sent again with the same signature, by the
+    database (the process's front cache emptied), and the replay runs nothing."""
+    recorder = Recorder()
+    service = service_of(alpha)
+    service.trade_handler = recorder
+    token = await fake_peer.login(alpha.url, "alpha")
+    url = alpha.url + "/fed/v1/trades"
+    signed: list[tuple[bytes, dict[str, str]]] = []
+
+    async def post(body: bytes) -> tuple[int, Any]:
+        headers = fake_peer.sign("POST", url, body, token=token)
+        signed.append((body, headers))
+        return await fake_peer.send("POST", url, body, headers)
+
+    assert (await post(trade_body(fake_peer, "n-1")))[0] == 201
+    status, answer = await post(trade_body(fake_peer, "n-2", items=101))
+    assert (status, answer["error"]) == (400, "too_many_items")
+    recorder.release.clear()
+    recorder.entered.clear()
+    pending = asyncio.ensure_future(post(trade_body(fake_peer, "n-3")))
+    await asyncio.wait_for(recorder.entered.wait(), 10)
+    status, answer = await post(trade_body(fake_peer, "n-4"))
+    assert (status, answer["error"]) == (429, "rate_limited")
+    recorder.release.set()
+    assert (await pending)[0] == 201
+    calls = recorder.calls
+    service.recent_nonces = RecentNonces()  # only the database can refuse now
+    for body, headers in signed:
+        status, answer = await fake_peer.send("POST", url, body, headers)
+        assert (status, answer["error"]) == (401, "replayed")
+    assert recorder.calls == calls

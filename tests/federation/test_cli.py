@@ -11,6 +11,7 @@ from federation.keys import fingerprint, parse_public_key
 from federation.sync import run_round
 from tests.support.cli import cpnode
 from tests.support.federation import nodes, service_of, trust
+from tests.support.polling import eventually
 
 
 async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
@@ -25,8 +26,9 @@ async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
         shown = cpnode("keys", "show", "--config", config, "--json").json()
         statuses = {key["kid"]: key["status"] for key in shown["keys"]}
         assert statuses == {rotated["key_id"]: "active", rotated["retired_key_id"]: "retired"}
-        # beta's running process notices the new key; its catalog and requests are now signed with it.
-        assert service_of(beta).identity().kid == rotated["key_id"]
+        # beta's running process notices the new key (within ROTATION_CHECK_S, 1 s); its catalog and
+        # requests are now signed with it.
+        await eventually(lambda: service_of(beta).identity().kid == rotated["key_id"], what="new key in use")
         assert [r.outcome for r in await run_round(service_of(beta), force=True)] == ["ok"]
         # beta's catalog for alpha is unchanged (still verifiable: the old key was valid when it was issued).
         results = await run_round(service_of(alpha), force=True)

@@ -19,6 +19,7 @@ from federation.httpsig import Identity
 from federation.keydoc import KeyRecord, active_record
 from federation.keys import b64url_decode, key_id
 from federation.partners import Agreement
+from tests.support.examples import examples
 
 KEY = SigningKey.generate()
 SAFE = 2**53 - 1
@@ -34,7 +35,7 @@ documents = st.dictionaries(text, values, max_size=5).map(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(values)
 def test_canonical_equals_stdlib_sorted_compact(value: Any) -> None:
     """orjson's canonical bytes equal json.dumps(sort_keys, compact, ensure_ascii=False) and round-trip."""
@@ -43,7 +44,7 @@ def test_canonical_equals_stdlib_sorted_compact(value: Any) -> None:
     assert canonical.decode(expected) == value
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(documents)
 def test_sign_then_verify_holds(document: dict[str, Any]) -> None:
     """Every document signed then serialised verifies after loading, whatever it holds."""
@@ -60,7 +61,7 @@ def load_and_verify(data: bytes) -> str:
     return verify_document(loaded, "alpha", {key_id(KEY.verify_key): KEY.verify_key}, payload)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(documents, st.data())
 def test_flipping_any_byte_fails(document: dict[str, Any], data: st.DataObject) -> None:
     """Changing any single byte of a signed document makes loading or verifying it fail."""

@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 
 from federation import store
 from federation.openapi import openapi_document
+from tests.support.examples import examples
 from tests.support.federation import FED_TOML, FakePeer, nodes, offer_toml
 from tests.support.nodes import NodeProcess, make_node_dir
 
@@ -76,10 +77,12 @@ def test_schemathesis_finds_no_server_errors(node_process: str) -> None:
     schema = schemathesis.openapi.from_dict(DOCUMENT)
     # An operation the schema cannot describe is an Err, which has no .ok(): the test fails there.
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 15
+    assert len(operations) == 19
     for operation in operations:
 
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=examples(15), deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             response = case.call(base_url=node_process, timeout=10)

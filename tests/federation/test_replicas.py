@@ -23,7 +23,8 @@ from node.config import load_settings
 from node.db import make_engine, upgrade
 from node.offers import CatalogOffer
 from node.peering.component import PURGE_JOB
-from tests.federation.replicas import Replicas, free_port, replica_config, replica_pair
+from node.ports import free_port
+from tests.federation.replicas import Replicas, replica_config, replica_pair
 from tests.support.federation import FakePeer, Recorder, trade_body
 from tests.support.nodes import NodeProcess
 from tests.support.polling import eventually

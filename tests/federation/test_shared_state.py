@@ -162,3 +162,46 @@ def test_source_version_is_optional() -> None:
 
     assert source_version(plain) is None
     assert source_version(Versioned()) == "v7"
+
+
+def test_writes_ride_with_the_claim_and_with_the_answer(engine: Engine) -> None:
+    """A write given with a claim is made only when the claim is taken (not on a refusal or a stored
+    answer); writes given with the answer are made in its transaction, and one that fails leaves
+    neither the answer stored nor the claim ended."""
+    store.add_partner(engine, partner("mallory"), 1)
+
+    def marking(name: str) -> claims.ClaimWrite:
+        return lambda conn: nonces.claim_nonce_in(conn, KID, name, 10**10, 1)
+
+    def marked() -> int:
+        return nonces.count_seen(engine)
+
+    def claim(trade_id: str, holder: str, mark: str, sha: str = SHA) -> Any:
+        return claims.claim_trade(engine, "mallory", trade_id, sha, holder, 100, 30, 1, None, marking(mark))
+
+    assert claim("t-1", "r1", "with-claim-1") is None
+    assert marked() == 1
+    with pytest.raises(RateLimitedError):
+        claim("t-2", "r2", "busy")
+    with pytest.raises(RateLimitedError):
+        claim("t-1", "r2", "running")
+    with pytest.raises(ConflictError):
+        claim("t-1", "r2", "other-content", sha="b" * 64)
+    assert marked() == 1
+
+    def failing(_conn: Any) -> None:
+        raise RuntimeError("the node's write failed")
+
+    with pytest.raises(RuntimeError):
+        claims.finish_trade(engine, "mallory", "t-1", SHA, "r1", 201, b"{}", 110, [marking("lost"), failing])
+    assert marked() == 1
+    assert claims.in_progress(engine, "mallory", 110) == ["t-1"]
+    assert store.get_trade(engine, "mallory", "t-1") is None
+    assert claims.finish_trade(engine, "mallory", "t-1", SHA, "r1", 201, b"{}", 110, [marking("answer")]) == (
+        201,
+        b"{}",
+    )
+    assert marked() == 2
+    stored = claim("t-1", "r3", "answered")
+    assert stored["status"] == 201
+    assert marked() == 2

@@ -10,8 +10,8 @@ import pytest
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Engine
 
-from node.db import make_engine, upgrade
-from tests.support.databases import fresh_schema
+from node.db import make_engine
+from tests.support.databases import MigratedTemplates
 
 
 @pytest.fixture(name="key")
@@ -21,14 +21,13 @@ def fixture_key() -> SigningKey:
 
 
 @pytest.fixture(name="partner_engine")
-def fixture_partner_engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
+def fixture_partner_engine(db_url: str, tmp_path: Path, templates: MigratedTemplates) -> Iterator[Engine]:
     """A second, migrated database on the same backend as `engine`: the partner node's ledger."""
     with ExitStack() as stack:
         if db_url.startswith("sqlite"):
-            url = f"sqlite:///{tmp_path / 'partner.db'}"
+            url = templates.sqlite(tmp_path / "partner.db")
         else:
-            url = stack.enter_context(fresh_schema("cpnode_partner"))
+            url = stack.enter_context(templates.postgres())
         engine = make_engine(url)
         stack.callback(engine.dispose)
-        upgrade(engine)
         yield engine

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from ledger import GroupCommitter
 from ledger.store.db import Cursor
-from ledger.store.writer import lock_head
+from ledger.store.head import lock_head
 
 DEADLINE_S = 60.0
 

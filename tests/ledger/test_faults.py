@@ -120,12 +120,16 @@ def test_server_drops_every_connection_mid_run(pg: tuple[Engine, Engine, str]) -
         statuses = []
         for n in range(40):
             batch = [single(f"b{n}-{i}", "a", "b", 1) for i in range(10)]
-            for _ in range(20):  # a client resubmits a batch whose every attempt was cut (same ids)
+            # a client resubmits a batch whose every attempt was cut (same ids) until it lands
+            deadline = time.monotonic() + 120
+            while True:
                 try:
                     statuses += [r.status for r in submit(writer, batch)]
                     break
                 except StorageError:
-                    continue
+                    if time.monotonic() > deadline:
+                        raise
+                    done.wait(0.005 * (1 + n % 4))  # let one attempt fall between two cuts
     finally:
         done.set()
         thread.join(timeout=30)

@@ -44,6 +44,7 @@ from ledger.store.schema import failures
 from tests.ledger.grouping import DEADLINE_S, gathered, write_lock_held
 from tests.ledger.model import Model
 from tests.ledger.support import all_transfers, balances, open_accounts, replayed, single
+from tests.support.examples import examples
 from tests.support.polling import eventually, wait_for
 
 EXAMPLES = itertools.count()
@@ -152,7 +153,7 @@ def comparable(results: list[TransferResult], first_seq: int) -> list[tuple[Any,
 
 @pytest.mark.slow
 @settings(
-    max_examples=20,
+    max_examples=examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

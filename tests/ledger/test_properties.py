@@ -48,6 +48,7 @@ from ledger.store.db import transfer_from_row
 from ledger.store.reads import read_head
 from ledger.store.schema import transfers
 from tests.ledger.model import Model
+from tests.support.examples import examples
 
 EXAMPLES = itertools.count()
 KINDS = [
@@ -321,7 +322,7 @@ def test_random_operations_keep_every_invariant(engine: Engine, key: SigningKey)
     run_state_machine_as_test(
         machine_for(engine, key),
         settings=settings(
-            max_examples=40,
+            max_examples=examples(40),
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

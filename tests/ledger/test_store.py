@@ -33,7 +33,7 @@ from ledger.balances import currency_totals, double_entry_problems, replay
 from ledger.jobs import checkpoint_job, sweep_job
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.store.log import checkpoint_due
-from ledger.store.reads import balances_at, open_holds_at
+from ledger.store.reads import balances_at, open_holds_at, seq_at_time
 from ledger.store.writer import MAX_BATCH
 from node.db import make_engine
 from tests.ledger.support import all_transfers, balances, open_accounts, pending, post, replayed, single, void
@@ -86,6 +86,22 @@ def test_sequence_is_dense_and_time_monotonic(engine: Engine) -> None:
     stored = all_transfers(engine)
     assert [t.seq for t in stored] == [0, 1, 2, 3]
     assert [t.ts_ms for t in stored] == [10_000, 10_000, 10_000, 20_000]
+
+
+def test_a_time_is_found_in_the_log_without_an_index_on_time(engine: Engine) -> None:
+    """seq_at_time (a binary search over sequence numbers) gives the first transfer at or after a
+    time, through runs of equal times and at both ends, on an empty log and a growing one."""
+    open_accounts(engine, "a", "b")
+    times: list[int] = []
+    with engine.connect() as conn:
+        assert [seq_at_time(conn, t) for t in (0, 10**15)] == [0, 0]
+    for n, (now, count) in enumerate([(1_000, 3), (1_005, 1), (1_010, 4), (2_000, 1), (2_000, 2)]):
+        submit(engine, [single(f"t{n}-{i}", "a", "b", 1) for i in range(count)], now=now)
+        times += [now] * count
+        with engine.connect() as conn:
+            for at in (0, 999, 1_000, 1_001, 1_005, 1_006, 1_010, 1_011, 2_000, 2_001):
+                expected = next((seq for seq, ts in enumerate(times) if ts >= at), len(times))
+                assert seq_at_time(conn, at) == expected, (at, times)
 
 
 def test_results_and_balances_survive_a_new_engine(engine: Engine, db_url: str) -> None:

@@ -165,3 +165,32 @@ def test_ids_that_cannot_be_encoded_are_refused(engine: Engine) -> None:
         (Status.INVALID_REQUEST, "pending_id"),
     ]
     assert balances(engine) == replayed(engine)
+
+
+def test_failed_ids_are_remembered_by_the_next_batch_from_the_cache(engine: Engine, db_url: str) -> None:
+    """A batch written on what the writer's cache holds (PostgreSQL: in one round trip, guarded)
+    still answers `id_already_failed` for an id refused earlier, by this engine or by another one
+    (a batch that only refuses leaves the head's version as it was), and is never created."""
+    other = make_engine(db_url)
+    try:
+        open_accounts(engine, "a", "b")
+        submit(engine, [single("w1", "a", "b", 1)])  # the cache now knows the head this engine left
+        assert [r.status for r in submit(engine, [single("x", "a", "a", 1)])] == [
+            Status.ACCOUNTS_MUST_BE_DIFFERENT
+        ]
+        assert [r.status for r in submit(engine, [single("x", "a", "b", 1), single("w2", "a", "b", 1)])] == [
+            Status.ID_ALREADY_FAILED,
+            Status.CREATED,
+        ]
+        assert [r.status for r in submit(other, [single("y", "b", "b", 1)])] == [
+            Status.ACCOUNTS_MUST_BE_DIFFERENT
+        ]
+        assert [r.status for r in submit(engine, [single("y", "a", "b", 1)])] == [Status.ID_ALREADY_FAILED]
+        assert [r.status for r in submit(engine, [single("w1", "a", "b", 1), single("w3", "a", "b", 1)])] == [
+            Status.EXISTS,
+            Status.CREATED,
+        ]
+        assert get_account(engine, "a").balance.debits_posted == 3
+        assert balances(engine) == replayed(engine)
+    finally:
+        other.dispose()

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 from nacl.signing import SigningKey
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from ledger import TransferKind, TransferRequest, expire_due, make_checkpoint, submit
+from ledger.store.db import Cursor, Statement
 from node.db import make_engine
 
 
@@ -59,6 +62,17 @@ def main(argv: list[str]) -> int:
         @event.listens_for(engine, "commit")
         def _in_commit(conn: Connection) -> None:  # noqa: ARG001 (the event's signature)
             hang("in-commit")
+
+        # A batch on PostgreSQL sends its COMMIT with its last statements (one round trip): stop
+        # just before that round trip, with everything else of the transaction done.
+        pipeline = Cursor.pipeline
+
+        def _before_commit(cur: Cursor, statements: Sequence[Statement], **options: bool) -> Any:
+            if options.get("commit"):
+                hang("in-commit")
+            return pipeline(cur, statements, **options)
+
+        Cursor.pipeline = _before_commit  # type: ignore[method-assign,assignment]
 
         if scenario == "hang-in-commit":
             submit(engine, requests(args[0], int(args[1])))

@@ -45,6 +45,12 @@ async def test_best_match_is_the_partner_offer_and_is_ordered_there(
         status, body = await m.post("/api/v1/match", {"units": 4, "hours": 1, "regions": ["shanghai"]})
         assert ranked(body) == [CHEAPEST[0], CHEAPEST[2]]
         assert [(x["offer_id"], x["reason"]) for x in body["excluded"]] == [("beijing-local", "region")]
+        assert (body["candidates"], body["excluded_by_reason"]) == (2, {"region": 1})
+
+        status, body = await m.post("/api/v1/match?limit=1", {"units": 2, "hours": 3})  # the first only
+        assert (status, ranked(body), body["candidates"]) == (200, CHEAPEST[:1], 3), body
+        status, body = await m.post("/api/v1/match?limit=0", {"units": 2, "hours": 3})
+        assert (status, body["error"]) == (422, "bad_demand"), body
 
         status, body = await m.post(
             "/api/v1/orders", {"consumer": "alice", "demand": {"units": 2, "hours": 3}}

@@ -13,6 +13,7 @@ from ledger.records import MAX_AMOUNT
 from node.http.statuses import status_for
 from node.market import Demand, DemandError, match, parse_demand
 from node.offers import OfferRow
+from tests.support.examples import examples
 
 CNY = "CNY"
 
@@ -334,7 +335,7 @@ demands_st = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(d=demands_st, rows=offers_st)
 def test_matches_satisfy_every_constraint_and_exclusions_none(d: Demand, rows: list[OfferRow]) -> None:
     """Every match satisfies every constraint of the demand; no excluded offer would have; a plan

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.migration import MIB, World
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 ENDED = {"completed", "rolled_back", "cancelled", "needs_attention"}
@@ -42,9 +43,15 @@ def left_at(world: World, pool: str, instance_id: str | None) -> list[str]:
 
 
 async def source_restored(world: World, instance_id: str) -> None:
-    """The source runs again, started from its own checkpoint."""
+    """The source runs again, started from its own checkpoint (its log polled: a program just started
+    may not have written its first line yet on a loaded machine)."""
     source = await world.instance("bj", instance_id)
     assert source.state == "running", source
+
+    async def started_twice() -> bool:
+        return (await world.logs("bj", instance_id)).count("counter starting at") >= 2
+
+    await eventually(started_twice, 30, "the source's second start in its log")
     assert (await world.logs("bj", instance_id)).count("counter starting at") == 2
 
 

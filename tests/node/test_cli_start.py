@@ -1,11 +1,14 @@
 """`cpnode` starts light: `--version`, `--help` and commands that only read the config and call the
-running node import neither aiohttp nor SQLAlchemy, and the light command table answers `--help`
-exactly as the full parser does."""
+running node import neither aiohttp nor SQLAlchemy, the light command table answers `--help`
+exactly as the full parser does, and `cpnode run` loads NumPy, Jinja2, zeroconf and the PostgreSQL
+dialect only in the processes that use them."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from node.cli.main import build_parser
+from node.launcher import START_TIMEOUT_S, STOP_TIMEOUT_S
+from tests.support.cli import cpnode
 from tests.support.nodes import make_node_dir
+from tests.support.polling import wait_for
 
 HEAVY = ("aiohttp", "sqlalchemy", "node.service", "node.components")
 PROBE = """
@@ -102,3 +108,81 @@ def test_the_ledger_package_loads_its_parts_on_first_use() -> None:
         assert getattr(ledger, name) is getattr(module, name), name
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = ledger.nothing
+
+
+@pytest.mark.parametrize("args", [["partners", "list"], ["keys", "show"], ["ledger", "accounts", "list"]])
+def test_database_command_imports_no_http_service_or_migrations(tmp_path: Path, args: list[str]) -> None:
+    """A command that opens the database loads the database layer but neither aiohttp, the service
+    and its components, nor (on SQLite) psycopg; Alembic only the first time, to create the schema."""
+    config = make_node_dir(tmp_path, "alpha")
+    unwanted = ("aiohttp", "node.service", "node.components", "psycopg")
+    for first in (True, False):
+        code, modules = imported_by(*args, "--config", str(config))
+        assert code == 0
+        assert "sqlalchemy" in modules
+        assert ("alembic" in modules) is first
+        assert not [name for name in unwanted if name in modules]
+
+
+@pytest.mark.parametrize(
+    ("roles", "unused"),
+    [
+        # A connectors process places no demand, serves no console and runs no discovery.
+        ("connectors", ("numpy", "jinja2", "zeroconf", "sqlalchemy.dialects.postgresql")),
+        # Every role, console on: NumPy waits for the first demand, zeroconf for discovery.
+        (None, ("numpy", "zeroconf", "sqlalchemy.dialects.postgresql")),
+    ],
+)
+def test_run_imports_only_what_its_roles_use(
+    tmp_path: Path, roles: str | None, unused: tuple[str, ...]
+) -> None:
+    """`cpnode run` on SQLite, its schema already up to date, listens and stops without importing
+    the libraries its roles do not use (nor Alembic)."""
+    config = make_node_dir(tmp_path, "alpha")
+    assert cpnode("db", "upgrade", config=config).code == 0
+    out = tmp_path / "run.out"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CPNODE_")}
+    argv = [
+        sys.executable,
+        "-c",
+        PROBE,
+        "run",
+        "--config",
+        str(config),
+        *(["--roles", roles] if roles else []),
+    ]
+    with out.open("w") as stdout:
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.DEVNULL, cwd=config.parent, env=env)
+    try:
+        wait_for(
+            lambda: " listening on " in out.read_text() or proc.poll() is not None,
+            START_TIMEOUT_S,
+            "listening",
+        )
+        assert proc.poll() is None, out.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+    result = json.loads(out.read_text().strip().splitlines()[-1])
+    modules = set(result["modules"])
+    assert result["code"] == 0
+    assert "aiohttp" in modules  # it served
+    assert [name for name in (*unused, "alembic") if name in modules] == []
+
+
+def test_status_reads_an_up_to_date_schema_without_alembic(tmp_path: Path) -> None:
+    """`cpnode status` on a database at the shipped heads says so without loading Alembic, and
+    the schema it shows is the one `cpnode db status` (Alembic) shows."""
+    config = make_node_dir(tmp_path, "alpha")
+    assert cpnode("db", "upgrade", config=config).code == 0
+    code, modules = imported_by("status", "--config", str(config))
+    assert code == 0
+    assert "alembic" not in modules
+    status = cpnode("status", "--json", config=config)
+    rows = json.loads(cpnode("db", "status", "--json", config=config).output)
+    assert json.loads(status.output)["schema"] == {
+        row["branch"]: f"{row['current']} (up to date)" for row in rows
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ def test_demo_scenario_completes(tmp_path: Path) -> None:
         [sys.executable, "-m", "node.demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -29,3 +30,15 @@ def test_demo_scenario_completes(tmp_path: Path) -> None:
     assert "done: final loss 0.474973" in result.stdout
     assert "no usage dispute" in result.stdout
     assert "none: both ledgers agree on every trade in the window" in result.stdout
+    # Migration: carol's training moved mid-run to chongqing's pool, its transfer's progress shown
+    # by `cpnode migrate --follow`, and its outputs equal to an unmigrated run's, digest by digest.
+    assert re.search(r": transferring +\d+% ", result.stdout), result.stdout[-4000:]
+    assert "resumed at step" in result.stdout
+    for name in ("metrics.json", "model.npy"):
+        [line] = [line for line in result.stdout.splitlines() if line.startswith(f"out/{name} ")]
+        digests = re.fullmatch(
+            rf"out/{re.escape(name)} +moved ([0-9a-f]{{16}})  unmoved ([0-9a-f]{{16}})  identical", line
+        )
+        assert digests is not None, line
+        assert digests[1] == digests[2], line
+    assert "identical result: the migrated training's outputs are bit for bit" in result.stdout

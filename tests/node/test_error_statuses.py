@@ -51,7 +51,7 @@ def test_the_leaf_packages_carry_no_http_status() -> None:
 CODED = [
     (m, c)
     for m, c in _classes_assigning("code", PACKAGES)
-    if m not in NOT_SERVED and (m, c) != ("node.errors", "CodedError")  # the bare base: no status
+    if m not in NOT_SERVED and (m, c) != ("federation.errors", "CodedError")  # the bare base: no status
 ]
 
 

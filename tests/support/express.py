@@ -24,8 +24,9 @@ MIB = 1 << 20
 class Storage:
     """A `cpnode-storage` process serving the buckets under `root` (bucket `state` made up front)."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, options: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.options = options  # more command-line options of `cpnode-storage`
         (root / BUCKET).mkdir(parents=True, exist_ok=True)
         self.token_file = root.parent / f"{name}.token"
         self.port = 0
@@ -50,7 +51,7 @@ class Storage:
         """Start (on `port`, or the port it had, or any free one); return the URL."""
         argv = [sys.executable, "-m", "connectors.storage_main", "--root", str(self.root)]
         argv += ["--token-file", str(self.token_file), "--port", str(self.port if port is None else port)]
-        self.process = SimProcess(argv)
+        self.process = SimProcess([*argv, *self.options])
         url = self.process.start()
         self.port = int(url.rsplit(":", 1)[1])
         return url

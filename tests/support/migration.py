@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ import aiohttp
 from connectors.cloudsim.alpha_plugin import AlphaPlugin
 from connectors.contract import Instance, InstanceSpec, Program
 from connectors.pools.local import COUNTER_PROGRAM
+from node.ports import free_port
 from tests.express.faultproxy import FaultProxy
 from tests.support.express import ExpressProcess
 from tests.support.nodes import NodeProcess
@@ -51,13 +51,6 @@ STATES_OF_FIGURE_6 = [
     "cutover",
     "completed",
 ]
-
-
-def free_port() -> int:
-    """A port no one listens on now (for a proxy whose URL a process must know before it starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Cloud:

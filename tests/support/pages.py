@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.launcher import NodeProcess
+from node.ports import free_ports
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RUN_LINE = re.compile(r"^cpnode run --config (\S+)$")
@@ -20,18 +20,6 @@ RUN_LINE = re.compile(r"^cpnode run --config (\S+)$")
 def shell_blocks(text: str) -> list[str]:
     """The page's ```sh blocks, in order."""
     return [block.strip() for block in re.findall(r"^```sh\n(.*?)^```$", text, flags=re.S | re.M)]
-
-
-def free_ports(count: int) -> list[str]:
-    """`count` distinct free TCP ports on 127.0.0.1."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [str(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -47,7 +35,7 @@ def run_page(name: str, ports: tuple[str, ...], workdir: Path) -> PageRun:
     """Run docs/`name`'s blocks in `workdir`, its `ports` replaced by free ones; every block must
     succeed (the failing block and its output are the assertion's message)."""
     text = (DOCS / name).read_text(encoding="utf-8")
-    for port, free in zip(ports, free_ports(len(ports)), strict=True):
+    for port, free in zip(ports, map(str, free_ports(len(ports))), strict=True):
         assert port in text
         text = text.replace(port, free)
     bin_dir = str(Path(sys.executable).parent)

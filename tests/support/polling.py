@@ -1,13 +1,15 @@
 """The one way tests wait for something: poll a condition until it holds or a deadline passes,
 never a fixed sleep. `eventually` awaits (the condition may be a coroutine function or a plain
-one); `wait_for` blocks, for a thread that watches another."""
+one); `wait_for` blocks, for a thread that watches another. `within` bounds one step (a request,
+a stream read) so that a hang fails naming the step instead of running into pytest's timeout."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 INTERVAL_S = 0.02
 
@@ -55,3 +57,16 @@ def wait_for(
     while not check():
         deadline.check()
         time.sleep(interval_s)
+
+
+@asynccontextmanager
+async def within(timeout_s: float, what: str) -> AsyncIterator[None]:
+    """Run the block, failing with AssertionError naming `what` if it takes over `timeout_s`."""
+    bound = asyncio.timeout(timeout_s)
+    try:
+        async with bound:
+            yield
+    except TimeoutError:
+        if bound.expired():  # not a TimeoutError of the block's own
+            raise AssertionError(f"{what} not done within {timeout_s} s") from None
+        raise

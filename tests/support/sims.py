@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from node.launcher import START_TIMEOUT_S as NODE_START_TIMEOUT_S
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -17,6 +19,11 @@ CONFIGS = ROOT / "configs"
 
 
 BIN = Path(sys.executable).parent
+
+
+# The deadline a process has to say it listens (the node's own, node.launcher): it returns as soon
+# as it does, and a loaded machine takes a process half a minute and more to import and listen.
+START_TIMEOUT_S = NODE_START_TIMEOUT_S
 
 
 class SimProcess:
@@ -27,7 +34,7 @@ class SimProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self, timeout_s: float = 20.0) -> str:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
         """Start and wait for 'listening at URL'."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(

@@ -118,14 +118,12 @@ async def pool_node(
     extra_toml: str = "",
     slots: int = 2,
     pool_extra: str = "",
+    pools: str | None = None,
 ) -> AsyncIterator[Node]:
-    """A running node with a local pool of `slots` slots and alice funded with DEPOSIT."""
-    config = make_node_dir(
-        tmp_path,
-        name,
-        db_url=db_url,
-        extra_toml=NODE_TOML + pool_toml(slots=slots, extra=pool_extra) + extra_toml,
-    )
+    """A running node with a local pool of `slots` slots (or the `[[pools]]` of `pools`) and alice
+    funded with DEPOSIT."""
+    pools = pool_toml(slots=slots, extra=pool_extra) if pools is None else pools
+    config = make_node_dir(tmp_path, name, db_url=db_url, extra_toml=NODE_TOML + pools + extra_toml)
     async with running_node(config) as server:
         assert server.ctx is not None
         http = aiohttp.ClientSession(
@@ -168,15 +166,22 @@ trade_timeout_s = 5
 
 @asynccontextmanager
 async def pair(
-    tmp_path: Path, *, seller_slots: int = 2, credit_limit: int = 10_000_000, buyer_toml: str = ""
+    tmp_path: Path,
+    *,
+    seller_slots: int = 2,
+    credit_limit: int = 10_000_000,
+    buyer_toml: str = "",
+    seller_toml: str = "",
 ) -> AsyncIterator[Pair]:
     """Start seller `b` (a local pool) and buyer `a` (none), pin each other, fund alice on `a`,
-    and let `a` fetch `b`'s catalog."""
+    and let `a` fetch `b`'s catalog; `buyer_toml` and `seller_toml` end their configs."""
     from federation.partners import Agreement
     from tests.support.trading import pin
 
     base = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
-    seller_config = make_node_dir(tmp_path, "b", extra_toml=base + PAIR_TOML + pool_toml(slots=seller_slots))
+    seller_config = make_node_dir(
+        tmp_path, "b", extra_toml=base + PAIR_TOML + pool_toml(slots=seller_slots) + seller_toml
+    )
     buyer_config = make_node_dir(tmp_path, "a", extra_toml=base + PAIR_TOML + buyer_toml)
     async with running_node(seller_config) as seller, running_node(buyer_config) as buyer:
         pin(seller, buyer, Agreement(credit_limit=credit_limit))

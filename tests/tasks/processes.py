@@ -5,7 +5,6 @@ other with the operator's commands, alice funded on `a` and `b`'s catalog fetche
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -16,19 +15,13 @@ from typing import Any
 from node.config import load_settings
 from node.identity import load_identity
 from node.launcher import NodeProcess
+from node.ports import free_port
 from node.runfile import read_admin_token
 from tests.support.cli import cpnode
 from tests.support.nodes import make_node_dir
 from tests.support.tasks import DEPOSIT, NODE_TOML, PAIR_TOML, pool_toml
 
 BASE = NODE_TOML.replace("[trading]\nrecover_every_s = 3600\n", "")
-
-
-def free_port() -> int:
-    """A loopback port free right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cli_json(config: Path, *args: str) -> Any:

@@ -173,7 +173,8 @@ def test_max_duration_exceeded_stops_and_charges_up_to_the_limit(pair: tuple[Pro
 
 def test_stop_twice(pair: tuple[ProcNode, ProcNode]) -> None:
     """The consumer stops a running task twice: the second changes nothing; `b` stops the run; the
-    task ends stopped and what ran is charged."""
+    task ends stopped and what ran is charged; a stop after release changes nothing either, while
+    stopping a task that ran to its end is a 409."""
     a, b = pair
     task = submit(a, spec("import time; time.sleep(60)"))
     a.wait(task["id"], lambda t: t["state"] == "running", what="running")
@@ -184,8 +185,11 @@ def test_stop_twice(pair: tuple[ProcNode, ProcNode]) -> None:
     done = a.released(task["id"])
     assert (done["outcome"], done["end_reason"]) == ("stopped", "stopped"), done
     assert sale_of(b, done["order_id"])["state"] == "settled"
-    third = a.api("POST", f"/api/v1/tasks/{task['id']}/stop", {})
-    assert (third[0], third[1]["error"]) == (409, "task_ended")
+    third = a.api("POST", f"/api/v1/tasks/{task['id']}/stop", {})  # once released: still nothing to do
+    assert (third[0], third[1]["state"], third[1]["outcome"]) == (200, "released", "stopped"), third
+    finished = a.released(submit(a, spec("print('done')"))["id"])
+    late = a.api("POST", f"/api/v1/tasks/{finished['id']}/stop", {})
+    assert (late[0], late[1]["error"]) == (409, "task_ended"), late
 
 
 def test_a_consumer_cannot_read_another_consumers_task(pair: tuple[ProcNode, ProcNode]) -> None:

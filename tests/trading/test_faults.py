@@ -9,14 +9,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import ledger
-from federation import canonical
+from federation import canonical, server, trades
 from federation.partners import Agreement
 from node.config import load_settings
 from node.service import NodeServer
 from node.trading import documents
 from node.trading import store as trading_store
+from node.trading.buyer import OrderTerms
 from tests.support.federation import service_of
+from tests.support.polling import eventually
 from tests.support.trading import (
     Market,
     balances,
@@ -153,10 +157,46 @@ async def test_seller_offline_before_the_request(tmp_path: Path) -> None:
             await seller.stop()
 
 
-async def test_acceptance_lost_in_transit(tmp_path: Path, db_urls: tuple[str | None, str | None]) -> None:
-    """The seller accepts but its answer does not arrive in time: the buyer cancels with it, learns
-    the acceptance from the cancel's receipt, and both ledgers show the trade accepted then voided."""
-    async with market(tmp_path, db_urls, timeout_s=1.0) as m:
+async def test_acceptance_lost_in_transit(
+    tmp_path: Path, db_urls: tuple[str | None, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seller accepts (its answer stored) but the answer does not arrive in time: the buyer
+    cancels with it, learns the acceptance from the cancel's receipt, and both ledgers show the trade
+    accepted then voided. (The cancel is given a quarter of the trade timeout: 4 s leaves it 1 s on a
+    loaded machine.)"""
+    async with market(tmp_path, db_urls, timeout_s=4.0) as m:
+        real, gate = trades.handle_trade, asyncio.Event()
+
+        async def slow(service: Any, caller: Any, body: bytes) -> tuple[int, bytes]:
+            answer = await real(service, caller, body)
+            await gate.wait()
+            return answer
+
+        monkeypatch.setattr(server, "handle_trade", slow)
+        try:
+            status, body = await m.order(1, 1)
+        finally:
+            gate.set()
+        assert (status, body["error"]) == (409, "partner_unavailable")
+        trade = body["order"]["id"]
+        assert body["order"]["state"] == "cancelled"
+        assert body["order"]["notify_partner"] is False
+        assert body["order"]["receipt_sha256"] is not None
+        assert [kind for _, kind, _ in legs(m.buyer, trade)] == ["pending", "pending", "void", "void"]
+        assert [kind for _, kind, _ in legs(m.seller, trade)] == ["pending", "pending", "void", "void"]
+        mine, theirs = _summaries_agree(m, trade)
+        assert (mine["state"], theirs["state"], mine["digest"]) == ("voided", "voided", theirs["digest"])
+        assert (await m.consumer())["available"] == 500_000
+        assert balances(m.seller)["partner:beijing"][:3] == (0, 0, 0)
+
+
+async def test_seller_slow_to_store_its_acceptance(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
+    """The seller holds the partner's money but has not stored its answer (the sale moves to
+    `accepted` with it) when the buyer gives up: the buyer's cancel is answered 429 and kept to
+    deliver, and once the seller has answered, re-delivering it voids both sides' holds."""
+    async with market(tmp_path, db_urls, timeout_s=4.0) as m:
         service = service_of(m.seller)
         real, gate = service.trade_handler, asyncio.Event()
         assert real is not None
@@ -169,15 +209,32 @@ async def test_acceptance_lost_in_transit(tmp_path: Path, db_urls: tuple[str | N
         service.trade_handler = slow
         try:
             status, body = await m.order(1, 1)
+            trade = body["order"]["id"]
+            assert (status, body["error"]) == (409, "partner_unavailable")
+            assert (body["order"]["state"], body["order"]["notify_partner"]) == ("cancelled", True)
+            sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
+            assert sale is not None
+            assert sale.state == "open"
         finally:
             gate.set()
-        assert (status, body["error"]) == (409, "partner_unavailable")
-        trade = body["order"]["id"]
-        assert body["order"]["state"] == "cancelled"
-        assert body["order"]["notify_partner"] is False
-        assert body["order"]["receipt_sha256"] is not None
-        assert [kind for _, kind, _ in legs(m.buyer, trade)] == ["pending", "pending", "void", "void"]
+
+        async def acknowledged() -> bool:
+            await buyer_of(m.buyer).upkeep()
+            return (await buyer_of(m.buyer).get(trade)).notify_partner is False
+
+        await eventually(acknowledged, what="the cancel acknowledged")
+        sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
+        assert sale is not None
+        assert sale.state == "voided"
         assert [kind for _, kind, _ in legs(m.seller, trade)] == ["pending", "pending", "void", "void"]
+        # The consumer's hold voided when it gave up; the partner hold recorded and voided on learning
+        # of the acceptance.
+        assert [leg for leg, _, _ in legs(m.buyer, trade)] == [
+            ":hold",
+            ":hold:void",
+            ":escrow",
+            ":escrow:void",
+        ]
         mine, theirs = _summaries_agree(m, trade)
         assert (mine["state"], theirs["state"], mine["digest"]) == ("voided", "voided", theirs["digest"])
         assert (await m.consumer())["available"] == 500_000
@@ -288,8 +345,8 @@ async def test_orders_left_between_states_are_finished(
     same request is sent and the trade ends accepted, once."""
     async with market(tmp_path, db_urls) as m:
         buyer = buyer_of(m.buyer)
-        order = await buyer._create(
-            "beijing.crashed0000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2
+        _, order = await buyer._create(
+            OrderTerms("beijing.crashed0000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2, None)
         )
         moved = await buyer.steps.step(order)
         assert moved is not None
@@ -314,8 +371,8 @@ async def test_an_order_left_held_signs_its_trade_request(tmp_path: Path) -> Non
         status, _ = await m.order(1, 1)  # the accounts an order's steps ensure exist from now on
         assert status == 201
         buyer = buyer_of(m.buyer)
-        order = await buyer._create(
-            "beijing.heldonly000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2
+        _, order = await buyer._create(
+            OrderTerms("beijing.heldonly000", "sha", "alice", "shanghai-gpu", "partner:shanghai", 1, 2, None)
         )
         held = await buyer.steps.move(order, "held")
         assert held is not None

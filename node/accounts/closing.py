@@ -1,0 +1,118 @@
+"""What closing a consumer's account takes: its status allows it, nothing is left on it (zero
+balance, no holds, no open orders, no open tasks), and then its ledger account is closed so no
+later transfer can touch it. A refusal names every blocker and changes nothing.
+
+The account and ledger writes are two transactions, so a close passes through `closing`: written
+first (the account is refused from then on, as closed), then the ledger account is closed, then
+`closed`. A failure between them leaves `closing`; a retried close, or the node's job
+(`finish_stopped`), checks again and finishes it, or puts the account back when something turned
+up on it meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+import ledger
+from node.accounts import store
+from node.accounts.lifecycle import AccountStateError, close_blockers, next_status
+from node.accounts.store import AccountRecord
+from node.tasks.machine import ENDED, FINAL
+from node.tasks.tables import tasks_t
+from node.trading import rules
+from node.trading.machine import ORDER_FINAL
+from node.trading.tables import orders_t
+
+_LISTED = 10
+
+
+def open_orders(engine: Engine, consumer: str) -> list[str]:
+    """Ids of the consumer's orders that have not ended (settled, cancelled or rejected)."""
+    query = (
+        sa.select(orders_t.c.id)
+        .where(orders_t.c.consumer == consumer, orders_t.c.state.not_in(sorted(ORDER_FINAL)))
+        .order_by(orders_t.c.id)
+        .limit(_LISTED)
+    )
+    with engine.connect() as conn:
+        return [row.id for row in conn.execute(query)]
+
+
+def open_tasks(engine: Engine, consumer: str) -> list[str]:
+    """Ids of the consumer's tasks whose run has not ended."""
+    query = (
+        sa.select(tasks_t.c.id)
+        .where(tasks_t.c.consumer == consumer, tasks_t.c.state.not_in(sorted(ENDED | FINAL)))
+        .order_by(tasks_t.c.id)
+        .limit(_LISTED)
+    )
+    with engine.connect() as conn:
+        return [row.id for row in conn.execute(query)]
+
+
+def _blockers(engine: Engine, consumer: str) -> list[str]:
+    b = ledger.get_account(engine, rules.consumer_account(consumer)).balance
+    return close_blockers(
+        b.credits_posted - b.debits_posted,
+        b.debits_pending + b.credits_pending,
+        open_orders(engine, consumer),
+        open_tasks(engine, consumer),
+    )
+
+
+def _blocked(consumer: str, blockers: list[str]) -> AccountStateError:
+    return AccountStateError(
+        f"consumer {consumer} cannot be closed: {'; '.join(blockers)}",
+        code="close_blocked",
+        blockers=blockers,
+    )
+
+
+def _finish(engine: Engine, consumer: str, actor: str) -> tuple[AccountRecord, ledger.Account]:
+    """Second half of a close, from `closing`: check again, close the ledger account, write `closed`;
+    something left on the account puts it back to its former status (close_blocked)."""
+    blockers = _blockers(engine, consumer)
+    if not blockers:
+        try:
+            account = ledger.close_account(engine, rules.consumer_account(consumer))
+        except ledger.ConflictError as exc:  # a hold was placed after the check
+            blockers = [str(exc)]
+    if blockers:
+        store.end_close(engine, consumer, False, actor, store.now_ms(), "; ".join(blockers))
+        raise _blocked(consumer, blockers)
+    return store.end_close(engine, consumer, True, actor, store.now_ms()), account
+
+
+def _close(engine: Engine, consumer: str, actor: str, reason: str) -> tuple[AccountRecord, ledger.Account]:
+    record = store.get(engine, "consumer", consumer)
+    if record.status != "closing":
+        next_status(record.status, "close")
+        blockers = _blockers(engine, consumer)
+        if blockers:
+            raise _blocked(consumer, blockers)
+        store.begin_close(engine, consumer, actor, store.now_ms(), reason)
+    return _finish(engine, consumer, actor)
+
+
+async def close(
+    engine: Engine, consumer: str, actor: str, reason: str = ""
+) -> tuple[AccountRecord, ledger.Account]:
+    """Close `consumer`'s account: `closing` (refused from then on), its ledger account closed, then
+    `closed`; a close that stopped half-way is finished by the next one. AccountStateError
+    (`close_blocked`, with `blockers`, nothing changed) when something is left on it."""
+    return await asyncio.to_thread(_close, engine, consumer, actor, reason)
+
+
+def finish_stopped(engine: Engine, older_than_ms: int, actor: str = "node") -> dict[str, str]:
+    """Finish the closes left `closing` for longer than `older_than_ms`: consumer → `closed`, or
+    `blocked` when something was left on it (it is back to its former status)."""
+    outcomes = {}
+    for consumer in store.closing_since(engine, store.now_ms() - older_than_ms):
+        try:
+            _finish(engine, consumer, actor)
+            outcomes[consumer] = "closed"
+        except AccountStateError:
+            outcomes[consumer] = "blocked"
+    return outcomes

@@ -1,0 +1,85 @@
+"""Wires accounts into a node: the accounts API (role `api`), the peer routes partners use to tell
+and ask about consumers' accounts (role `federation`), assertion authentication for partners'
+consumers, the status check on every sync interval and the finishing of closes stopped half-way
+(role `scheduler`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from federation.server import SERVICE
+from node.accounts import closing, routes
+from node.accounts.federated import (
+    INTERCONNECT,
+    STATUS_PATH,
+    STATUSES_PATH,
+    Interconnect,
+    status_route,
+    statuses_route,
+)
+from node.accounts.tables import accounts_t, federated_t, users_t
+from node.config import Settings
+from node.context import NodeContext
+
+log = logging.getLogger("cpnode.accounts")
+CHECK_JOB = "accounts-status-check"
+CLOSES_JOB = "accounts-finish-closes"
+STOPPED_CLOSE_MS = 60_000  # a close left `closing` this long has stopped half-way
+
+
+def install(app: web.Application, ctx: NodeContext) -> None:
+    """Add the accounts routes, assertion authentication, the status check job and the job that
+    finishes closes stopped half-way."""
+    interconnect = Interconnect(ctx, app[SERVICE]) if SERVICE in app else None
+    if interconnect is not None:
+        app[INTERCONNECT] = interconnect
+        ctx.assertion_authenticator = interconnect.authenticate
+    if "api" in ctx.roles:
+        routes.add_routes(app)
+    if interconnect is not None and "federation" in ctx.roles:
+        app.router.add_post(STATUS_PATH, status_route)
+        app.router.add_post(STATUSES_PATH, statuses_route)
+    if interconnect is not None and "scheduler" in ctx.roles:
+        every_s = ctx.settings.accounts.status_check_s or ctx.settings.federation.sync_interval_s
+
+        async def check_job() -> None:
+            changed = await interconnect.check_round()
+            if changed:
+                log.info("partners' consumers: %d account(s) changed status", changed)
+
+        ctx.scheduler.add_interval_job(CHECK_JOB, check_job, every_s)
+    if "scheduler" in ctx.roles:
+        every_s = ctx.settings.federation.sync_interval_s
+
+        async def closes_job() -> None:
+            finished = await asyncio.to_thread(closing.finish_stopped, ctx.engine, STOPPED_CLOSE_MS)
+            if finished:
+                log.warning("closes that had stopped half-way, now finished: %s", finished)
+
+        ctx.scheduler.add_interval_job(CLOSES_JOB, closes_job, every_s)
+
+
+def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
+    """`cpnode status` lines: consumers suspended and closed, users, partners' consumers seen here."""
+    with engine.connect() as conn:
+        by_status: dict[str, int] = dict(
+            conn.execute(
+                sa.select(accounts_t.c.status, sa.func.count())
+                .where(accounts_t.c.kind == "consumer")
+                .group_by(accounts_t.c.status)
+            ).all()
+        )
+        users = conn.execute(sa.select(sa.func.count()).select_from(users_t)).scalar_one()
+        federated = conn.execute(sa.select(sa.func.count()).select_from(federated_t)).scalar_one()
+    suspended, closed = by_status.get("suspended", 0), by_status.get("closed", 0)
+    return [
+        ("consumers suspended / closed", f"{suspended} / {closed}"),
+        ("consumers closing", by_status.get("closing", 0)),
+        ("operator users", users),
+        ("partners' consumers seen", federated),
+    ]

@@ -1,0 +1,104 @@
+"""What an order's path saves per order, each checked against the work it replaces: concurrent
+capacity refreshes share reads, ledger batches submitted from the loop give what a thread's
+submit gives, and accounts known to exist, or a credit line found funded a moment ago, cost no
+database trip."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from ledger import Status, TransferRequest
+from node.trading import books, store
+from node.trading.capacity import Capacity
+
+
+async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty refreshes asked while one read runs are served by one more read, begun after all of
+    them were asked (so none misses a change made before it asked); one asked alone reads alone."""
+    started, release = threading.Event(), threading.Event()
+    reads: list[int] = []
+    real = store.reserved
+
+    def counted(engine: Engine, now_ts: int) -> Any:
+        reads.append(now_ts)
+        if len(reads) == 1:
+            started.set()
+            assert release.wait(timeout=60)
+        return real(engine, now_ts)
+
+    monkeypatch.setattr(store, "reserved", counted)
+    capacity = Capacity(engine)
+    first = asyncio.create_task(capacity.refresh())
+    assert await asyncio.to_thread(started.wait, 60)
+    others = [asyncio.create_task(capacity.refresh()) for _ in range(20)]
+    await asyncio.sleep(0)  # let every other refresh ask before the first read ends
+    release.set()
+    await asyncio.gather(first, *others)
+    assert len(reads) == 2
+    await capacity.refresh()
+    assert len(reads) == 3
+
+
+async def test_submit_from_the_loop_answers_as_a_threads_submit(engine: Engine) -> None:
+    """`books.submit_async` stores what `books.submit` stores and names the same causes, including
+    the remembered reason of an id that failed before; accounts once ensured are known."""
+    specs = [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")]
+    assert not books.accounts_known(engine, specs)
+    books.ensure_accounts(engine, specs)
+    assert books.accounts_known(engine, specs)
+
+    def hold(order_id: str, amount: int) -> TransferRequest:
+        return books.order_hold(order_id, "alice", amount, "CNY", 60)
+
+    assert await books.submit_async(engine, []) is None
+    # alice has no money: the hold is refused, and asked again the id's first reason is given
+    refused = await books.submit_async(engine, [hold("h-1", 5)])
+    assert refused is Status.EXCEEDS_CREDITS
+    assert await books.submit_async(engine, [hold("h-1", 5)]) is Status.EXCEEDS_CREDITS
+    assert await asyncio.to_thread(books.submit, engine, [hold("h-1", 5)]) is Status.EXCEEDS_CREDITS
+    assert await asyncio.to_thread(books.submit, engine, [hold("h-2", 5)]) is Status.EXCEEDS_CREDITS
+    deposit = await asyncio.to_thread(books.deposit, engine, "alice", "dep-1", 7, "CNY")
+    assert deposit.ok
+    assert await books.submit_async(engine, [hold("h-3", 5)]) is None
+    assert await books.submit_async(engine, [hold("h-4", 5)]) is Status.EXCEEDS_CREDITS  # 2 left
+
+
+async def test_placing_reads_in_one_trip(engine: Engine) -> None:
+    """What placing reads in its one trip: an unknown consumer, or an unknown partner of a known
+    consumer, comes back as such (the order then fails with the error it always gave)."""
+    from node.trading.buyer import read_for_placing
+
+    read = await asyncio.to_thread(
+        read_for_placing, engine, "beijing.x", "consumer:nobody", "shanghai", "gpu", 0
+    )
+    assert (read.order, read.consumer_exists, read.partner) == (None, False, None)
+    books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY")])
+    read = await asyncio.to_thread(
+        read_for_placing, engine, "beijing.x", "consumer:alice", "shanghai", "gpu", 0
+    )
+    assert (read.order, read.consumer_exists, read.partner, read.partner_offer) == (None, True, None, None)
+
+
+def test_credit_line_checked_again_when_the_limit_changes_or_a_second_passed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line found funded to a limit is not read again for that limit within CREDIT_LINE_CHECK_S;
+    another limit, or the same one after it, is read (and synced) again."""
+    books.ensure_accounts(engine, books.partner_specs("beijing", "CNY"))
+    assert not books.credit_line_known(engine, "beijing", 50_000, "CNY")
+    assert books.sync_credit_line(engine, "beijing", 50_000, "CNY") == 50_000
+    assert books.credit_line_known(engine, "beijing", 50_000, "CNY")
+    assert not books.credit_line_known(engine, "beijing", 80_000, "CNY")
+    assert not books.credit_line_known(engine, "shanghai", 50_000, "CNY")
+    assert books.sync_credit_line(engine, "beijing", 80_000, "CNY") == 80_000  # as another replica would
+    assert not books.credit_line_known(engine, "beijing", 50_000, "CNY")
+    now = time.monotonic()
+    assert books.sync_credit_line(engine, "beijing", 50_000, "CNY") == 50_000
+    monkeypatch.setattr(time, "monotonic", lambda: now + books.CREDIT_LINE_CHECK_S + 1)
+    assert not books.credit_line_known(engine, "beijing", 50_000, "CNY")
