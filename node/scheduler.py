@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from node import leases
-from node.db import log_failure
+from node.db import in_thread, log_failure
 from node.metrics import Metrics
 
 log = logging.getLogger("cpnode.scheduler")
@@ -120,8 +120,8 @@ class JobScheduler:
             ttl_ms = int(max(self._lease_ttl_s, 2 * job.every_s) * 1000)
             now_ms = int(time.time() * 1000)
             try:
-                acquired = await asyncio.to_thread(
-                    leases.try_acquire, self._engine, job.job_id, self._holder, now_ms, ttl_ms
+                acquired = await in_thread(
+                    self._engine, leases.try_acquire, job.job_id, self._holder, now_ms, ttl_ms
                 )
             except Exception as exc:  # the database may be briefly unavailable; try next tick
                 job.last_error = f"lease: {exc}"
@@ -158,6 +158,6 @@ class JobScheduler:
             await asyncio.wait(list(self._inflight), timeout=timeout_s)
         scheduler.shutdown(wait=False)
         try:
-            await asyncio.to_thread(leases.release_all, self._engine, self._holder)
+            await in_thread(self._engine, leases.release_all, self._holder)
         except Exception as exc:  # leases expire on their own; shutting down matters more
             log.warning("could not release scheduler leases: %s", exc)

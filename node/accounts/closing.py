@@ -10,8 +10,6 @@ up on it meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -19,6 +17,7 @@ import ledger
 from node.accounts import store
 from node.accounts.lifecycle import AccountStateError, close_blockers, next_status
 from node.accounts.store import AccountRecord
+from node.db import in_thread
 from node.tasks.machine import ENDED, FINAL
 from node.tasks.tables import tasks_t
 from node.trading import rules
@@ -102,7 +101,7 @@ async def close(
     """Close `consumer`'s account: `closing` (refused from then on), its ledger account closed, then
     `closed`; a close that stopped half-way is finished by the next one. AccountStateError
     (`close_blocked`, with `blockers`, nothing changed) when something is left on it."""
-    return await asyncio.to_thread(_close, engine, consumer, actor, reason)
+    return await in_thread(engine, _close, consumer, actor, reason)
 
 
 def finish_stopped(engine: Engine, older_than_ms: int, actor: str = "node") -> dict[str, str]:

@@ -5,7 +5,6 @@ consumers, the status check on every sync interval and the finishing of closes s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import sqlalchemy as sa
@@ -25,6 +24,7 @@ from node.accounts.federated import (
 from node.accounts.tables import accounts_t, federated_t, users_t
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 
 log = logging.getLogger("cpnode.accounts")
 CHECK_JOB = "accounts-status-check"
@@ -57,7 +57,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         every_s = ctx.settings.federation.sync_interval_s
 
         async def closes_job() -> None:
-            finished = await asyncio.to_thread(closing.finish_stopped, ctx.engine, STOPPED_CLOSE_MS)
+            finished = await in_thread(ctx.engine, closing.finish_stopped, STOPPED_CLOSE_MS)
             if finished:
                 log.warning("closes that had stopped half-way, now finished: %s", finished)
 

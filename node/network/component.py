@@ -10,7 +10,6 @@ The refresh reads the plugins hosted by this process, so the job runs where the 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine
 from federation.store import list_partners
 from node.config import Settings
 from node.context import CTX, NodeContext
+from node.db import in_thread
 from node.http.errors import ApiError
 from node.network.refresh import refresh
 from node.network.store import load_view
@@ -34,7 +34,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
     async def refreshed() -> NetworkView:
         host = app.get(HOST) if hosts_plugins else None
-        partners = await asyncio.to_thread(list_partners, ctx.engine)
+        partners = await in_thread(ctx.engine, list_partners)
         return await refresh(ctx.engine, host, partners, settings)
 
     async def job() -> None:
@@ -46,7 +46,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         return
 
     async def current() -> NetworkView:
-        stored = await asyncio.to_thread(load_view, ctx.engine)
+        stored = await in_thread(ctx.engine, load_view)
         if stored is None and hosts_plugins:
             stored = await refreshed()
         return stored or NetworkView()

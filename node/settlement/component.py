@@ -5,7 +5,6 @@ its signing key; this module only hands them over."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ from sqlalchemy.engine import Engine
 import ledger
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.identity import reload_if_rotated
 from node.settlement import audit_routes
 from node.settlement.routes import add_routes
@@ -39,9 +39,9 @@ def schedule(ctx: NodeContext) -> None:
 
     async def checkpoint_job() -> None:
         ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)  # sign with the current key
-        made = await asyncio.to_thread(
-            ledger.checkpoint_job,
+        made = await in_thread(
             ctx.engine,
+            ledger.checkpoint_job,
             ctx.identity.signing_key,
             origin,
             every_transfers=settings.checkpoint_every_transfers,
@@ -51,7 +51,7 @@ def schedule(ctx: NodeContext) -> None:
             log.info("ledger checkpoint signed at size %d", made.size)
 
     async def sweep_job() -> None:
-        expired = await asyncio.to_thread(ledger.sweep_job, ctx.engine)
+        expired = await in_thread(ctx.engine, ledger.sweep_job)
         if expired:
             log.info("ledger: %d hold(s) expired", len(expired))
 

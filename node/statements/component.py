@@ -4,7 +4,6 @@ the month is closed; issuing is idempotent, so a run that finds them issued writ
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -16,6 +15,7 @@ import ledger
 from ledger.statement import CLOSE_MARGIN_MS, is_closed, period_of
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.identity import reload_if_rotated
 from node.statements import routes, store
 
@@ -44,8 +44,8 @@ def schedule(ctx: NodeContext) -> None:
     async def issue_job() -> None:
         ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)
         month = last_closed_month(int(time.time() * 1000))
-        issued = await asyncio.to_thread(
-            store.issue, ctx.engine, ctx.identity.signing_key, ledger.origin_for(ctx.name), month
+        issued = await in_thread(
+            ctx.engine, store.issue, ctx.identity.signing_key, ledger.origin_for(ctx.name), month
         )
         new = sum(1 for _, created in issued if created)
         if new:

@@ -4,7 +4,6 @@ supervision API and the catalog check job. Config supervisors are kept in the da
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from sqlalchemy.engine import Engine
 from federation.server import SERVICE
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.peering.component import PURGE_INTERVAL_S, PURGE_JOB
 from node.supervision import store
 from node.supervision.reporter import Reporter
@@ -72,9 +72,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             ctx.scheduler.add_interval_job(PURGE_JOB, purge_job, PURGE_INTERVAL_S)
 
     async def reload_hook(new: Settings) -> None:
-        await asyncio.to_thread(
-            store.sync_config_supervisors, ctx.engine, config_supervisors(new), int(time.time())
-        )
+        await in_thread(ctx.engine, store.sync_config_supervisors, config_supervisors(new), int(time.time()))
 
     ctx.reload_hooks.append(reload_hook)
 
