@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from federation.server import SERVICE
 from node.accounts import closing, routes
@@ -21,8 +19,6 @@ from node.accounts.federated import (
     status_route,
     statuses_route,
 )
-from node.accounts.tables import accounts_t, federated_t, users_t
-from node.config import Settings
 from node.context import NodeContext
 from node.db import in_thread
 
@@ -62,24 +58,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
                 log.warning("closes that had stopped half-way, now finished: %s", finished)
 
         ctx.scheduler.add_interval_job(CLOSES_JOB, closes_job, every_s)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """`cpnode status` lines: consumers suspended and closed, users, partners' consumers seen here."""
-    with engine.connect() as conn:
-        by_status: dict[str, int] = dict(
-            conn.execute(
-                sa.select(accounts_t.c.status, sa.func.count())
-                .where(accounts_t.c.kind == "consumer")
-                .group_by(accounts_t.c.status)
-            ).all()
-        )
-        users = conn.execute(sa.select(sa.func.count()).select_from(users_t)).scalar_one()
-        federated = conn.execute(sa.select(sa.func.count()).select_from(federated_t)).scalar_one()
-    suspended, closed = by_status.get("suspended", 0), by_status.get("closed", 0)
-    return [
-        ("consumers suspended / closed", f"{suspended} / {closed}"),
-        ("consumers closing", by_status.get("closing", 0)),
-        ("operator users", users),
-        ("partners' consumers seen", federated),
-    ]

@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 import ledger
-from node.config import Settings
 from node.context import NodeContext
 from node.db import in_thread
 from node.identity import reload_if_rotated
 from node.settlement import audit_routes
 from node.settlement.routes import add_routes
-from node.times import format_ms
 
 log = logging.getLogger("cpnode.ledger")
 CHECKPOINT_JOB = "ledger.checkpoint"
@@ -57,20 +53,3 @@ def schedule(ctx: NodeContext) -> None:
 
     ctx.scheduler.add_interval_job(CHECKPOINT_JOB, checkpoint_job, settings.checkpoint_poll_s)
     ctx.scheduler.add_interval_job(SWEEP_JOB, sweep_job, settings.sweep_every_s)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: accounts, log size, latest checkpoint, open discrepancies."""
-    try:
-        stored = ledger.current_checkpoint(engine)
-        accounts, transfers = len(ledger.list_accounts(engine)), ledger.log_size(engine)
-        discrepancies = len(ledger.list_discrepancies(engine, open_only=True))
-    except sa.exc.SQLAlchemyError:
-        return [("ledger", "no tables yet (cpnode db upgrade, or start the node)")]
-    return [
-        ("ledger", f"{accounts} accounts, {transfers} transfers, {discrepancies} open discrepancies"),
-        (
-            "ledger checkpoint",
-            "none" if stored is None else f"size {stored.size} at {format_ms(stored.checkpoint.time_ms)}",
-        ),
-    ]

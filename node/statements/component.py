@@ -7,13 +7,10 @@ from __future__ import annotations
 import logging
 import time
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 import ledger
 from ledger.statement import CLOSE_MARGIN_MS, is_closed, period_of
-from node.config import Settings
 from node.context import NodeContext
 from node.db import in_thread
 from node.identity import reload_if_rotated
@@ -52,12 +49,3 @@ def schedule(ctx: NodeContext) -> None:
             log.info("statements: %d issued for %s", new, month)
 
     ctx.scheduler.add_interval_job(ISSUE_JOB, issue_job, ISSUE_EVERY_S)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """A line for `cpnode status`: how many statements are issued, and the latest month."""
-    try:
-        count, latest = store.issued_summary(engine)
-    except sa.exc.SQLAlchemyError:
-        return [("statements", "no table yet (cpnode db upgrade, or start the node)")]
-    return [("statements", f"{count} issued, latest month {latest}" if count else "none issued")]

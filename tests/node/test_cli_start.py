@@ -174,13 +174,16 @@ def test_run_imports_only_what_its_roles_use(
 
 
 def test_status_reads_an_up_to_date_schema_without_alembic(tmp_path: Path) -> None:
-    """`cpnode status` on a database at the shipped heads says so without loading Alembic, and
-    the schema it shows is the one `cpnode db status` (Alembic) shows."""
+    """`cpnode status` on a database at the shipped heads says so without loading Alembic, nor
+    aiohttp or any component (only the stores it reads), and the schema it shows is the one
+    `cpnode db status` (Alembic) shows."""
     config = make_node_dir(tmp_path, "alpha")
     assert cpnode("db", "upgrade", config=config).code == 0
     code, modules = imported_by("status", "--config", str(config))
     assert code == 0
     assert "alembic" not in modules
+    unwanted = ("aiohttp", "node.service", "node.components")
+    assert [name for name in modules if name in unwanted or name.endswith(".component")] == []
     status = cpnode("status", "--json", config=config)
     rows = json.loads(cpnode("db", "status", "--json", config=config).output)
     assert json.loads(status.output)["schema"] == {
