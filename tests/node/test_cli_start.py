@@ -1,7 +1,7 @@
 """`cpnode` starts light: `--version`, `--help` and commands that only read the config and call the
 running node import neither aiohttp nor SQLAlchemy, the light command table answers `--help`
 exactly as the full parser does, and `cpnode run` loads NumPy, Jinja2, zeroconf and the PostgreSQL
-dialect only in the processes that use them."""
+dialect only in the processes that use them, when they first use them."""
 
 from __future__ import annotations
 
@@ -129,8 +129,9 @@ def test_database_command_imports_no_http_service_or_migrations(tmp_path: Path, 
     [
         # A connectors process places no demand, serves no console and runs no discovery.
         ("connectors", ("numpy", "jinja2", "zeroconf", "sqlalchemy.dialects.postgresql")),
-        # Every role, console on: NumPy waits for the first demand, zeroconf for discovery.
-        (None, ("numpy", "zeroconf", "sqlalchemy.dialects.postgresql")),
+        # Every role, console on: NumPy waits for the first demand, Jinja2 for the first console
+        # page, zeroconf for discovery.
+        (None, ("numpy", "jinja2", "zeroconf", "sqlalchemy.dialects.postgresql")),
     ],
 )
 def test_run_imports_only_what_its_roles_use(
