@@ -19,7 +19,7 @@ from node.accounts.federated import (
     status_route,
     statuses_route,
 )
-from node.context import NodeContext
+from node.context import CTX, NodeContext
 from node.db import in_thread
 
 log = logging.getLogger("cpnode.accounts")
@@ -49,6 +49,8 @@ def install(app: web.Application, ctx: NodeContext) -> None:
                 log.info("partners' consumers: %d account(s) changed status", changed)
 
         ctx.scheduler.add_interval_job(CHECK_JOB, check_job, every_s)
+    if "api" in ctx.roles:
+        app.on_startup.append(_warn_closed_ledgers)
     if "scheduler" in ctx.roles:
         every_s = ctx.settings.federation.sync_interval_s
 
@@ -58,3 +60,21 @@ def install(app: web.Application, ctx: NodeContext) -> None:
                 log.warning("closes that had stopped half-way, now finished: %s", finished)
 
         ctx.scheduler.add_interval_job(CLOSES_JOB, closes_job, every_s)
+
+
+async def _warn_closed_ledgers(app: web.Application) -> None:
+    """Log each consumer an older database left active or suspended with its ledger account closed
+    (node.accounts.closing), with what to do."""
+    engine = app[CTX].engine
+    try:
+        found = await in_thread(engine, closing.closed_ledger_consumers)
+    except Exception as exc:  # a check at start must never keep the node from starting
+        log.warning("could not check for consumers with a closed ledger account: %s", exc)
+        return
+    for item in found:
+        log.warning(
+            "consumer %s is %s but its ledger account is closed: %s",
+            item.consumer,
+            item.status,
+            item.advice(),
+        )
