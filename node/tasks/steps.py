@@ -97,6 +97,8 @@ class TaskSteps:
 
     async def step(self, task: Task) -> bool:
         """Run the action of the task's state (True if it moved on or changed)."""
+        if task.state != "submitted":  # ordered or stopped: no placement left to back off
+            self._retry_at.pop(task.id, None)
         action = self.actions.get(task.kind, {}).get(task.state)
         if action is None:
             return False
