@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from node import leases
-from node.db import log_failure
+from node.db import in_thread, log_failure
 from node.metrics import Metrics
 
 log = logging.getLogger("cpnode.scheduler")
@@ -124,9 +124,7 @@ class JobScheduler:
                 # A shutdown may cancel the job while its lease is being written: the thread goes on,
                 # so `stop` waits for it before releasing (else the lease is taken after the release).
                 call = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        leases.try_acquire, self._engine, job.job_id, self._holder, now_ms, ttl_ms
-                    )
+                    in_thread(self._engine, leases.try_acquire, job.job_id, self._holder, now_ms, ttl_ms)
                 )
                 self._lease_calls.add(call)
                 call.add_done_callback(self._lease_calls.discard)
@@ -168,6 +166,6 @@ class JobScheduler:
         if self._lease_calls:  # a lease write is short: wait for it even when the jobs were given up
             await asyncio.wait(list(self._lease_calls), timeout=max(timeout_s, 10.0))
         try:
-            await asyncio.to_thread(leases.release_all, self._engine, self._holder)
+            await in_thread(self._engine, leases.release_all, self._holder)
         except Exception as exc:  # leases expire on their own; shutting down matters more
             log.warning("could not release scheduler leases: %s", exc)
