@@ -90,16 +90,19 @@ class Undo:
 
     def __init__(self, cache: WriterCache, requests: Sequence[TransferRequest]) -> None:
         accounts, transfers, holds = cache.accounts, cache.transfers, cache.holds
-        named: set[str] = set()
+        named: list[str] = []
         self.holds: dict[str, HoldState | None] = {}
         for r in requests:  # `can_speculate` held: every name below is in the cache
-            pending_id = r.pending_id
+            pending_id, debit, credit = r.pending_id, r.debit_account, r.credit_account
             if type(pending_id) is str:
                 hold = transfers[pending_id]
-                named.update((hold.debit_account, hold.credit_account))
+                named += (hold.debit_account, hold.credit_account)
                 self.holds[pending_id] = holds.get(pending_id)
-            named.update(a for a in (r.debit_account, r.credit_account) if type(a) is str)
-        self.balances = [(accounts[a].balance, accounts[a].balance.as_tuple()) for a in named]
+            if type(debit) is str:
+                named.append(debit)
+            if type(credit) is str:
+                named.append(credit)
+        self.balances = [(b, b.as_tuple()) for b in (accounts[a].balance for a in set(named))]
         self.cache = cache
 
     def __call__(self, outcome: BatchOutcome) -> None:
