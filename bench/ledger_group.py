@@ -116,6 +116,7 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
                             "transfers": count,
                             "seconds": round(seconds, 3),
                             "per_s": count / seconds,
+                            "load": os.getloadavg()[0],
                         }
                     )
                 line = "  ".join(
@@ -123,7 +124,10 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
                     for r in rows
                     if r["round"] == round_ and r["accounts"] == accounts and r["backend"] == backend
                 )
-                print(f"{backend} {accounts} accounts, round {round_ + 1}: {line}", flush=True)
+                print(
+                    f"{backend} {accounts} accounts, round {round_ + 1}: {line}  (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
             print(f"  callers per transaction (group commit runs): {statistics.mean(side.groups):.1f}")
             lone = side.lone_latency()
             print("  one caller alone, p50: " + ", ".join(f"{path} {ms:.2f} ms" for path, ms in lone.items()))
@@ -233,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = min(r["per_s"] / base[(r["accounts"], r["round"])] for r in pg_tasks)
         print(
             f"\nPostgreSQL, 32 clients with group commit ≥ 5× pgledger-equivalent with 8: "
-            f"{'met' if worst >= 5 else 'NOT met'} (lowest ×{worst:.1f})"
+            f"{'met' if worst >= 5 else 'NOT met'} (lowest ×{worst:.1f}; load average "
+            f"{min(r['load'] for r in pg_tasks):.1f}–{max(r['load'] for r in pg_tasks):.1f})"
         )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
