@@ -132,6 +132,20 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
             lone = side.lone_latency()
             print("  one caller alone, p50: " + ", ".join(f"{path} {ms:.2f} ms" for path, ms in lone.items()))
             rows.append({"backend": backend, "accounts": accounts, "variant": "lone", "p50_ms": lone})
+            for variant, samples in side.cpu.items():
+                client, server = (statistics.median(x[i] for x in samples) * 1e6 for i in (0, 1))
+                print(
+                    f"  CPU per transfer, {variant}: {client:.0f} µs in this process, {server:.0f} µs in PostgreSQL"
+                )
+                rows.append(
+                    {
+                        "backend": backend,
+                        "accounts": accounts,
+                        "variant": "cpu",
+                        "of": variant,
+                        "cpu_us": [client, server],
+                    }
+                )
             if side.node_cpu_per_request:
                 print(
                     f"  node CPU per HTTP request: {statistics.median(side.node_cpu_per_request) * 1e6:.0f} µs"
@@ -143,7 +157,7 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
 @contextmanager
 def _databases(
     backend: str, directory: Path, postgres: str | None
-) -> Iterator[tuple[str, Callable[[], Any], str | None]]:
+) -> Iterator[tuple[str, Callable[..., Any], str | None]]:
     """(ledger URL, a connection to the baseline's database, the node's database URL or None for its
     own SQLite file). The baseline's database is the ledger's: its tables are all named bl_*."""
     if backend == "sqlite":
@@ -166,7 +180,11 @@ def _databases(
         parsed = sa.make_url(ledger_url)
         options = str(parsed.query.get("options", ""))
         dsn = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
-        yield ledger_url, lambda: psycopg.connect(dsn, options=options, autocommit=True), node_url
+        yield (
+            ledger_url,
+            lambda **extra: psycopg.connect(dsn, options=options, autocommit=True, **extra),
+            node_url,
+        )
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[str]:
