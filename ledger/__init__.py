@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         submit_grouped,
         submit_grouped_async,
     )
+    from ledger.store.joined import submit_in
     from ledger.store.log import (
         StoredCheckpoint,
         audit_log,
@@ -136,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     "committer_for": "ledger.store.group",
     "submit_grouped": "ledger.store.group",
     "submit_grouped_async": "ledger.store.group",
+    "submit_in": "ledger.store.joined",
     "StoredCheckpoint": "ledger.store.log",
     "audit_log": "ledger.store.log",
     "current_checkpoint": "ledger.store.log",
@@ -235,6 +237,7 @@ __all__ = [
     "submit_batches",
     "submit_grouped",
     "submit_grouped_async",
+    "submit_in",
     "summary_for_partner",
     "sweep_job",
     "transfers_of_trade",
