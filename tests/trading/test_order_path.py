@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from ledger import Status, TransferRequest
 from node.trading import books, store
 from node.trading.capacity import Capacity
+from node.trading.machine import OrderEvent
 
 
 async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +140,10 @@ def test_hold_and_move_commit_together(engine: Engine) -> None:
     assert books.deposit(engine, "alice", "dep-1", 10, "CNY").ok
     _partner_order(engine, "beijing.a", 8)
     _partner_order(engine, "beijing.b", 8)
-    steps = [("held", {}), ("requested", {"trade_request": b"{}"})]
+    steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
+        ("held", {}),
+        ("requested", {"trade_request": b"{}"}),
+    ]
 
     def hold(order_id: str) -> list[TransferRequest]:
         return [books.order_hold(order_id, "alice", 8, "CNY", 3600)]
