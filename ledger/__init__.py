@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         submit_grouped,
         submit_grouped_async,
     )
-    from ledger.store.joined import submit_in
+    from ledger.store.joined import JoinedBatch, submit_in
     from ledger.store.log import (
         StoredCheckpoint,
         audit_log,
@@ -137,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     "committer_for": "ledger.store.group",
     "submit_grouped": "ledger.store.group",
     "submit_grouped_async": "ledger.store.group",
+    "JoinedBatch": "ledger.store.joined",
     "submit_in": "ledger.store.joined",
     "StoredCheckpoint": "ledger.store.log",
     "audit_log": "ledger.store.log",
@@ -184,6 +185,7 @@ __all__ = [
     "Group",
     "GroupCommitter",
     "GroupStats",
+    "JoinedBatch",
     "LedgerBusy",
     "LedgerError",
     "NotFoundError",

@@ -85,13 +85,15 @@ class SaleOpening:
     holds: list[TransferRequest] = field(default_factory=list)
     outcome: tuple[str, Sale] | None = None
     held: bool = False
+    batch: ledger.JoinedBatch | None = None
 
     def __call__(self, conn: Connection) -> None:
         self.outcome = store.open_sale_in(conn, self.values, self.offer, self.now)
         if self.outcome[0] == "opened" and self.holds:
             # A refusal is stored too (as a separate submit would store it); `_hold` then finds
             # the id's remembered failure and refuses the sale.
-            self.held = all(result.ok for result in ledger.submit_in(conn, self.holds))
+            self.batch = ledger.submit_in(conn, self.holds)
+            self.held = self.batch.ok
 
     def opened_for(self, partner: str, trade_id: str, request_sha: str) -> bool:
         """Whether it ran, for this partner's trade request."""
@@ -192,6 +194,8 @@ class Seller:
             assert opening.outcome is not None
             outcome, sale = opening.outcome
             held = opening.held
+            if opening.batch is not None:  # the claim's transaction has committed
+                opening.batch.committed()
         else:  # refused by the opener, or no opener: decided now, as a retried trade is
             held = False
             stored = await t.db(store.get_sale, partner.name, trade_id)

@@ -213,26 +213,21 @@ class OrderSteps:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
             return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
         record = documents.receipt(request, answer)
-        accepted = {
-            "receipt": canonical.encode(record),
-            "receipt_sha256": documents.digest(record),
-            "partner_hold_expires_ts": expires,
-        }
-        # The partner hold and the move to `accepted` in one durable transaction. The move is
-        # written even when the ledger refuses the hold (the trade is accepted either way: the hold
-        # is asked again before the order settles or is cancelled), as when they were two.
-        hold = partner_hold_of(_with(order, **accepted))
-        assert hold is not None
-        results, moved = await t.db(
-            store.move_order_holding,
-            order.id,
-            order.state,
-            [hold],
-            [("accepted", accepted)],
-            t.clock(),
-            always=True,
+        # Lazy: the partner hold below is a durable commit made before the consumer hears of it; an
+        # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
+        # same request with its stored acceptance). The hold goes to the group committer, which
+        # shares one durable commit among concurrent orders: written in this move's transaction it
+        # would make that one durable, a commit of its own per order.
+        moved = await self.move(
+            order,
+            "accepted",
+            lazy=True,
+            receipt=canonical.encode(record),
+            receipt_sha256=documents.digest(record),
+            partner_hold_expires_ts=expires,
         )
-        self._owed(order, await self._failure(results))
+        if moved is not None:
+            await self.ensure_partner_hold(moved)
         return moved
 
     async def _failure(self, results: list[TransferResult]) -> Status | None:

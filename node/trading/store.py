@@ -183,18 +183,16 @@ def move_order_holding(
     transfers: Sequence[TransferRequest],
     steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
     now_ts: int,
-    *,
-    always: bool = False,
 ) -> tuple[list[TransferResult], Order | None]:
     """Write `transfers` to the ledger and move the order by `steps` in one durable transaction, the
     ledger's first (its head is every writer's first lock): the transfers' results and the moved
-    order (None when it was not in `state` any more, or when a transfer was not stored and not
-    `always`: the transfers' outcome, a refusal included, is committed alone then)."""
+    order (None when it was not in `state` any more, or when a transfer was not stored: the
+    transfers' outcome, a refusal included, is committed alone then)."""
     with write_transaction(engine) as conn:
-        results = ledger.submit_in(conn, transfers)
-        if not always and not all(result.ok for result in results):
-            return results, None
-        return results, _move_order_in(conn, order_id, state, steps, now_ts)
+        batch = ledger.submit_in(conn, transfers)
+        moved = _move_order_in(conn, order_id, state, steps, now_ts) if batch.ok else None
+    batch.committed()
+    return batch.results, moved
 
 
 def update_order(engine: Engine, /, order_id: str, now_ts: int, **values: Any) -> None:

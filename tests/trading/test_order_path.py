@@ -134,8 +134,8 @@ def _partner_order(engine: Engine, order_id: str, amount: int) -> None:
 
 def test_hold_and_move_commit_together(engine: Engine) -> None:
     """`store.move_order_holding` stores the hold and the move in one transaction; a hold the ledger
-    refuses is recorded without the move (unless `always`); an order moved meanwhile is not moved
-    again, and its hold asked again answers `exists`."""
+    refuses is recorded without the move; an order moved meanwhile is not moved again, and its hold
+    asked again answers `exists`."""
     books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")])
     assert books.deposit(engine, "alice", "dep-1", 10, "CNY").ok
     _partner_order(engine, "beijing.a", 8)
@@ -161,10 +161,4 @@ def test_hold_and_move_commit_together(engine: Engine) -> None:
     assert books.submit(engine, hold("beijing.b")) is Status.EXCEEDS_CREDITS  # the refusal is remembered
     results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
     assert ([r.status for r in results], moved) == ([Status.EXISTS], None)
-    results, moved = store.move_order_holding(
-        engine, "beijing.b", "new", hold("beijing.b"), [("rejected", {})], 2, always=True
-    )
-    assert [r.status for r in results] == [Status.ID_ALREADY_FAILED]
-    assert moved is not None
-    assert moved.state == "rejected"
     assert books.available(engine, "consumer:alice") == 2
