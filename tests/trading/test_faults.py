@@ -392,16 +392,21 @@ async def test_an_order_left_held_signs_its_trade_request(tmp_path: Path) -> Non
         assert done.state == "accepted"
 
 
-async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opener", [False, True], ids=["holds-after", "holds-with-claim"])
+async def test_sales_left_open_are_finished(tmp_path: Path, opener: bool) -> None:
     """A seller that fails after reserving but before recording its holds answers 500: the buyer
     retries, gives up, voids its hold and keeps the cancel to deliver. The seller's upkeep later
     records the holds of the sale left open; the delivered cancel voids them, and the buyer records
-    the trade it learns was accepted. No money moves, nothing stays reserved."""
+    the trade it learns was accepted. No money moves, nothing stays reserved. Without the trade
+    opener the sale is opened without its holds (as a retried trade is); with it, its holds are
+    stored with the claim, and upkeep finds them there (never twice)."""
     async with market(tmp_path, timeout_s=1.0) as m:
         seller = seller_of(m.seller)
         real_hold = seller._hold
+        if not opener:
+            service_of(m.seller).trade_opener = None
 
-        async def failing(partner: Any, sale: Any) -> Any:  # noqa: ARG001 (Seller._hold's signature)
+        async def failing(partner: Any, sale: Any, held: bool = False) -> Any:  # noqa: ARG001 (Seller._hold's signature)
             raise RuntimeError("the seller stopped here")
 
         seller._hold = failing  # type: ignore[method-assign]
@@ -413,6 +418,7 @@ async def test_sales_left_open_are_finished(tmp_path: Path) -> None:
         sale = trading_store.get_sale(engine_of(m.seller), "beijing", trade)
         assert sale is not None
         assert sale.state == "open"
+        assert len(legs(m.seller, trade)) == (2 if opener else 0)
         real_clock = seller.trading.clock
         seller.trading.clock = lambda: real_clock() + 3600
         assert await seller.upkeep() == 1
