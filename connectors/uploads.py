@@ -47,7 +47,7 @@ from connectors.upload_files import DATA_SUFFIX, MAP_SUFFIX, META_SUFFIX, Upload
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["UploadError", "UploadStatus", "Uploads"]
+__all__ = ["ChunkDigest", "UploadError", "UploadStatus", "Uploads"]
 
 # Feeds whole-file hashes while the chunk threads verify and write (one feed per upload at a time).
 _FEEDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-whole-hash")
@@ -170,8 +170,15 @@ class Uploads:
             raise UploadError(400, "invalid_request", f"chunk {index} is outside 0–{last}")
         return upload.entry.span(index)[1]
 
-    async def write_chunk(self, target: Path, index: int, data: memoryview) -> bool:
-        """Verify and write chunk `index`; False if it was already committed (nothing written)."""
+    async def digest(self, target: Path, index: int) -> ChunkDigest:
+        """A `ChunkDigest` for chunk `index` of the open upload of `target`, to take as it arrives."""
+        return ChunkDigest(await self._require(target), index)
+
+    async def write_chunk(
+        self, target: Path, index: int, data: memoryview, digest: ChunkDigest | None = None
+    ) -> bool:
+        """Verify and write chunk `index` (with its `digest` if one took all of `data` as it
+        arrived); False if it was already committed (nothing written)."""
         upload = await self._require(target)
         length = await self.chunk_length(target, index)
         if len(data) != length:
@@ -183,7 +190,7 @@ class Uploads:
         upload.in_flight.add(index)
         upload.users += 1
         try:
-            written = await asyncio.to_thread(_write_and_extend, upload, index, data)
+            written = await asyncio.to_thread(_write_and_extend, upload, index, data, digest)
             if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
@@ -331,14 +338,54 @@ class Uploads:
             upload.fd = upload.map_fd = upload.direct_fd = -1
 
 
-def _write_and_extend(upload: _Upload, index: int, data: memoryview) -> bool:
+class ChunkDigest:
+    """The SHA-256 of one chunk's body taken slice by slice as it is received, in the receiving
+    thread while each slice is still in the CPU's cache (hashing a whole chunk afterwards reads it
+    back from memory); and, from when the chunk is the next one the whole-file hash needs, a copy of
+    that hash carried on with it the same way (installed once the chunk is written)."""
+
+    def __init__(self, upload: _Upload, index: int) -> None:
+        self._upload, self._index = upload, index
+        self.chunk = hashlib.sha256()
+        self.whole: _Hash | None = None
+        self.taken = 0  # bytes of the body in `chunk` (and in `whole`, when there is one)
+
+    def update(self, received: memoryview) -> None:
+        """Take the bytes of `received` (the body so far) not taken yet."""
+        new = received[self.taken :]
+        self.chunk.update(new)
+        if self.whole is not None:
+            self.whole.update(new)
+        elif self._upload.hashed == self._index:  # a peek; confirmed under the lock
+            with self._upload.hash_lock:
+                if self._upload.hashed == self._index:
+                    self.whole = self._upload.whole.copy()
+            if self.whole is not None:
+                self.whole.update(received)  # the chunk so far: its last slices are still cached
+        self.taken = len(received)
+
+
+def _write_and_extend(upload: _Upload, index: int, data: memoryview, digest: ChunkDigest | None) -> bool:
     """Verify and write chunk `index` (False if it does not match), then feed it to the whole-file
-    hash from memory if it is next (`_extend_from_memory`)."""
+    hash from memory if it is next (`_extend_from_memory`), unless `digest` carried the hash on."""
     with upload.turn:
         upload.running.add(index)
     written = False
     try:
-        written, fed = _verify_write_and_feed(upload, index, data)
+        if digest is not None and digest.taken == len(data):
+            offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
+            written = files.verify_and_write(
+                upload.fd,
+                data,
+                offset,
+                expected,
+                upload.write_lock,
+                upload.direct_fd,
+                digest.chunk.hexdigest(),
+            )
+            fed = written and _install(upload, index, digest.whole)
+        else:
+            written, fed = _verify_write_and_feed(upload, index, data)
         if written and not fed:
             _extend_from_memory(upload, index, data)
     finally:
@@ -371,6 +418,18 @@ def _verify_write_and_feed(upload: _Upload, index: int, data: memoryview) -> tup
                 if written:
                     upload.whole, upload.hashed = whole, index + 1
     return written, fed is not None
+
+
+def _install(upload: _Upload, index: int, whole: _Hash | None) -> bool:
+    """Make `whole` (the whole-file hash fed up to chunk `index` included) the upload's, if chunk
+    `index` is still the next one it needs: whether it did."""
+    if whole is None:
+        return False
+    with upload.hash_lock:
+        if upload.hashed != index or upload.closing:
+            return False
+        upload.whole, upload.hashed = whole, index + 1
+    return True
 
 
 def _extend_from_memory(upload: _Upload, index: int, data: memoryview) -> None:

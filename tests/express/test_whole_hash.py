@@ -1,5 +1,6 @@
-"""The destination's whole-file SHA-256 (`connectors.uploads`): chunks written at once by K senders
-are fed to it from memory in order; only chunks that arrived ahead of a gap are read back from disk."""
+"""The destination's SHA-256 passes (`connectors.uploads`): chunks written at once by K senders are
+fed to the whole-file hash from memory in order, only chunks that arrived ahead of a gap are read
+back from disk; a chunk's digest taken as it arrives checks it and carries the whole-file hash on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors import upload_files
-from connectors.uploads import Uploads
+from connectors.uploads import ChunkDigest, UploadError, Uploads
 from tests.express.test_chunk_protocol import CHUNK, entry_for, piece
 
 
@@ -93,3 +94,55 @@ async def test_a_chunk_waiting_behind_a_bad_one_is_read_back_later(
     assert await uploads.commit(target, None) == (True, 2)
     assert target.read_bytes() == data
     assert uploads.read_back_chunks == 1
+
+
+def _take(digest: ChunkDigest, view: memoryview, upto: int, step: int = 16 << 10) -> None:
+    """Hand `digest` the body up to `upto` bytes in steps, as the receiving thread does."""
+    for end in range(digest.taken + step, upto + step, step):
+        digest.update(view[: min(end, upto)])
+
+
+async def test_digests_taken_as_chunks_arrive_check_them_and_carry_the_whole_hash(tmp_path: Path) -> None:
+    """Chunk 1 starts arriving while chunk 0 is the next one for the whole-file hash, and becomes
+    next halfway: its digest catches up then carries the hash on. Neither chunk is hashed again
+    after it arrived, nothing is read back, and the file commits whole."""
+    data = os.urandom(2 * CHUNK)
+    target, uploads = tmp_path / "f.bin", Uploads()
+    await uploads.open(target, entry_for(data))
+    views = [uploads.buffer(CHUNK), uploads.buffer(CHUNK)]
+    for index, view in enumerate(views):
+        view[:] = piece(data, index)
+    first, second = await uploads.digest(target, 0), await uploads.digest(target, 1)
+    _take(first, views[0], CHUNK)
+    _take(second, views[1], CHUNK // 2)
+    assert [digest.whole is not None for digest in (first, second)] == [True, False]  # not 1's turn yet
+    assert await uploads.write_chunk(target, 0, views[0], first)
+    _take(second, views[1], CHUNK)
+    assert second.whole is not None
+    assert await uploads.write_chunk(target, 1, views[1], second)
+    for view in views:
+        uploads.release(view)
+    assert await uploads.commit(target, None) == (True, 2)
+    assert target.read_bytes() == data
+    assert uploads.read_back_chunks == 0
+
+
+async def test_a_digest_of_spoilt_bytes_refuses_the_chunk(tmp_path: Path) -> None:
+    """The digest taken as the bytes arrived is what the chunk is checked by: bytes spoilt on the
+    way are refused even if the buffer was (somehow) right afterwards, and nothing is recorded."""
+    data = os.urandom(CHUNK)
+    target, uploads = tmp_path / "f.bin", Uploads()
+    await uploads.open(target, entry_for(data))
+    view = uploads.buffer(CHUNK)
+    view[:] = data
+    view[9] ^= 1
+    digest = await uploads.digest(target, 0)
+    _take(digest, view, CHUNK)
+    view[9] ^= 1
+    with pytest.raises(UploadError) as refused:
+        await uploads.write_chunk(target, 0, view, digest)
+    assert refused.value.code == "bad_chunk"
+    assert (await uploads.status(target)).committed == []  # type: ignore[union-attr]
+    assert await _write(uploads, target, 0, data)
+    uploads.release(view)
+    assert await uploads.commit(target, None) == (True, 1)
