@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.long
 def test_demo_scenario_completes(tmp_path: Path) -> None:
     """The demo exits 0 and shows every node running, then stopped cleanly."""
     result = subprocess.run(
