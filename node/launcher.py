@@ -149,13 +149,12 @@ class NodeProcess:
 
 
 def start_all(processes: Sequence[NodeProcess], timeout_s: float = START_TIMEOUT_S) -> list[str]:
-    """Launch every process at once, then wait for each to listen; return their URLs in order.
-    Nodes import, migrate and bind side by side instead of one after another."""
+    """Launch every process at once, then wait for each to listen (up to `timeout_s` each); return
+    their URLs in order. Nodes import, migrate and bind side by side instead of one after another."""
     for process in processes:
         process.launch()
-    deadline = time.monotonic() + timeout_s
     try:
-        return [process.wait_ready(max(0.0, deadline - time.monotonic())) for process in processes]
+        return [process.wait_ready(timeout_s) for process in processes]
     except LaunchError:
         for process in processes:
             process.kill()
