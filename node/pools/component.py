@@ -10,7 +10,6 @@ offers from the stored snapshots of online plugins.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -27,6 +26,7 @@ from connectors.offers import Offer, PoolIdentity, offers_from_snapshots
 from connectors.store import PLUGINS, SNAPSHOTS, PluginStore
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.offers import CatalogOffer, OfferSource
 from node.pools import gateway, routes
 from node.pools.rounds import Rounds
@@ -141,7 +141,7 @@ class StoredOffers:
         self._read_at = -math.inf
 
     async def __call__(self) -> list[CatalogOffer]:
-        snapshots = await asyncio.to_thread(self._plugins.online_snapshots)
+        snapshots = await in_thread(self._plugins.engine, lambda _engine: self._plugins.online_snapshots())
         self.take(tuple(sorted((name, fetched) for name, (_data, fetched) in snapshots.items())))
         offers = offers_from_snapshots(snapshots, self._known)
         return [catalog_offer(offer, self._sites.get(offer.pool)) for offer in offers]
