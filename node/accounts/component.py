@@ -5,9 +5,13 @@ consumers, the status check on every sync interval and the finishing of closes s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy.engine import Engine
 
 from federation.server import SERVICE
 from node.accounts import closing, routes
@@ -50,7 +54,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
         ctx.scheduler.add_interval_job(CHECK_JOB, check_job, every_s)
     if "api" in ctx.roles:
-        app.on_startup.append(_warn_closed_ledgers)
+        app.cleanup_ctx.append(_closed_ledgers_check)
     if "scheduler" in ctx.roles:
         every_s = ctx.settings.federation.sync_interval_s
 
@@ -62,10 +66,18 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         ctx.scheduler.add_interval_job(CLOSES_JOB, closes_job, every_s)
 
 
-async def _warn_closed_ledgers(app: web.Application) -> None:
+async def _closed_ledgers_check(app: web.Application) -> AsyncIterator[None]:
+    """Check once at start, in the background (a large ledger never delays listening)."""
+    job = asyncio.create_task(_warn_closed_ledgers(app[CTX].engine), name="closed ledger check")
+    yield
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
+
+
+async def _warn_closed_ledgers(engine: Engine) -> None:
     """Log each consumer an older database left active or suspended with its ledger account closed
     (node.accounts.closing), with what to do."""
-    engine = app[CTX].engine
     try:
         found = await in_thread(engine, closing.closed_ledger_consumers)
     except Exception as exc:  # a check at start must never keep the node from starting

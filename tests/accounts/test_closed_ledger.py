@@ -17,6 +17,7 @@ from node.db import make_engine
 from node.trading import books
 from tests.support.cli import cpnode
 from tests.support.nodes import make_node_dir, running_node
+from tests.support.polling import eventually
 
 
 def test_db_check_finds_and_repairs_consumers_whose_ledger_account_is_closed(
@@ -76,11 +77,14 @@ async def test_the_node_warns_at_start_of_a_consumer_whose_ledger_account_is_clo
         ledger.close_account(engine, "consumer:old")
     finally:
         engine.dispose()
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "cpnode.accounts"]
+
     with caplog.at_level(logging.WARNING, logger="cpnode.accounts"):
         async with running_node(config):
-            pass
-    warned = [r.getMessage() for r in caplog.records if r.name == "cpnode.accounts"]
-    assert warned == [
+            await eventually(lambda: bool(warned()), 30, "the start warning")
+    assert warned() == [
         "consumer old is active but its ledger account is closed: run `cpnode db check --repair`"
         " to mark it closed as its ledger account is"
-    ], warned
+    ], warned()
