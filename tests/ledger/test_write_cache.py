@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 from alembic import command
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from ledger import (
@@ -19,7 +21,11 @@ from ledger import (
     list_accounts,
     submit,
 )
-from ledger.store.cache import put_back, take_any
+from ledger.records import Balance, TransferKind, TransferRequest
+from ledger.store.cache import WriterCache, put_back, take_any
+from ledger.store.runs import apply_runs, chain_free_runs
+from ledger.store.speculative import Undo, can_speculate
+from ledger.view import AccountState, LedgerView
 from node.db import make_engine, upgrade, write_transaction
 from node.db.migrate import _config  # the node's Alembic configuration, to stop at one revision
 from tests.ledger.support import balances, open_accounts, pending, post, replayed, single, void
@@ -235,3 +241,54 @@ def cached_accounts(engine: Engine) -> set[str]:
         return set()
     put_back(engine, cache)
     return set(cache.accounts)
+
+
+_NAMES = ("a0", "a1", "a2", "a3")
+_REQUEST = st.builds(
+    lambda kind, transfer_id, debit, credit, amount, hold, linked: (
+        TransferRequest(transfer_id, kind, debit, credit, "CNY", amount, linked=linked)
+        if kind in (TransferKind.SINGLE, TransferKind.PENDING)
+        else TransferRequest(transfer_id, kind, pending_id=hold, amount=amount, linked=linked)
+    ),
+    st.sampled_from(list(TransferKind)),
+    st.sampled_from(["h0", "h1", "t0", "t1", "t2", "t3", "t4"]),
+    st.sampled_from(_NAMES),
+    st.sampled_from(_NAMES),
+    st.integers(0, 120),
+    st.sampled_from(["h0", "h1", "h2"]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_REQUEST, min_size=1, max_size=12))
+def test_undo_puts_the_cache_back(requests: list[TransferRequest]) -> None:
+    """Whatever a batch does to the writer's cache (transfers, holds made and resolved, chains
+    undone, refusals), `Undo` puts balances, holds and stored transfers back as they were."""
+    cache = WriterCache(1, next_seq=0)
+    for name in _NAMES:
+        kind = AccountKind.CONSUMER if name == "a0" else AccountKind.PROVIDER
+        cache.accounts[name] = AccountState(AccountSpec(name, "CNY", kind), Balance())
+    funding = [single("f0", "a1", "a0", 100), pending("h0", "a0", "a1", 40), pending("h1", "a2", "a3", 30)]
+    funding += [pending("h2", "a3", "a2", 20), post("p2", "h2", 20)]
+    view = LedgerView(cache.accounts, cache.transfers, {}, cache.holds)
+    made = apply_runs(view, chain_free_runs([funding]), 1_000, 0)[1].created
+    for transfer in made:  # as after a commit: holds kept, other transfers dropped
+        if transfer.kind is not TransferKind.PENDING:
+            del cache.transfers[transfer.id]
+    assume(can_speculate(cache, requests))
+    before = (
+        {a: (s.balance.as_tuple(), s.closed_seq) for a, s in cache.accounts.items()},
+        dict(cache.transfers),
+        dict(cache.holds),
+    )
+    undo = Undo(cache, requests)
+    view = LedgerView(cache.accounts, cache.transfers, {}, cache.holds)
+    _, outcome = apply_runs(view, chain_free_runs([requests[:5], requests[5:]]), 2_000, len(made))
+    undo(outcome)
+    after = (
+        {a: (s.balance.as_tuple(), s.closed_seq) for a, s in cache.accounts.items()},
+        dict(cache.transfers),
+        dict(cache.holds),
+    )
+    assert after == before
