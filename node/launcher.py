@@ -45,6 +45,7 @@ class NodeProcess:
         self.stdout: list[str] = []
         self._lines: queue.Queue[str] = queue.Queue()
         self._pump_thread: threading.Thread | None = None
+        self._terminated = False
 
     def _pump(self) -> None:
         proc = self.proc
@@ -54,25 +55,33 @@ class NodeProcess:
             self._lines.put(line.rstrip("\n"))
         self._lines.put("")
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Start the process and wait until it prints its URL; return the URL."""
+    def launch(self) -> None:
+        """Start the process without waiting for it to listen (`wait_ready` waits)."""
         args = [sys.executable, "-m", "node", "run", "--config", str(self.config), *self.extra_args]
         if self.roles:
             args += ["--roles", self.roles]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
         env.update(self.env or {})
         env["PYTHONUNBUFFERED"] = "1"
+        self._terminated = False
         with self.log_path.open("ab") as stderr:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=self.config.parent
             )
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
         self._pump_thread.start()
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Wait until the launched process prints its URL; return the URL (kill it and raise
+        LaunchError if it exits or the deadline passes first)."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             try:
                 line = self._lines.get(timeout=0.1)
             except queue.Empty:
+                if time.monotonic() > deadline:
+                    break
                 continue
             self.stdout.append(line)
             if " listening on " in line:
@@ -83,6 +92,11 @@ class NodeProcess:
         self.kill()
         raise LaunchError(f"node {self.config} did not start (exit {self.proc.poll()}):\n{self.log()}")
 
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Start the process and wait until it prints its URL; return the URL."""
+        self.launch()
+        return self.wait_ready(timeout_s)
+
     @property
     def running(self) -> bool:
         """Whether the process is alive."""
@@ -92,12 +106,19 @@ class NodeProcess:
         """What the process wrote to stderr so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
+    def terminate(self) -> None:
+        """Send SIGTERM once if the process is alive, without waiting (`stop` waits). Once only: a
+        second signal can arrive after the node's loop has closed and its handler with it, and kill
+        a node that was shutting down cleanly."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """Send SIGTERM and wait for a clean exit; return the exit code (killing it on timeout)."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -125,3 +146,23 @@ class NodeProcess:
                 return
             if line:
                 self.stdout.append(line)
+
+
+def start_all(processes: Sequence[NodeProcess], timeout_s: float = START_TIMEOUT_S) -> list[str]:
+    """Launch every process at once, then wait for each to listen (up to `timeout_s` each); return
+    their URLs in order. Nodes import, migrate and bind side by side instead of one after another."""
+    for process in processes:
+        process.launch()
+    try:
+        return [process.wait_ready(timeout_s) for process in processes]
+    except LaunchError:
+        for process in processes:
+            process.kill()
+        raise
+
+
+def stop_all(processes: Sequence[NodeProcess], timeout_s: float = STOP_TIMEOUT_S) -> list[int]:
+    """SIGTERM every process at once, then wait for each; return their exit codes in order."""
+    for process in processes:
+        process.terminate()
+    return [process.stop(timeout_s) for process in processes]

@@ -3,6 +3,7 @@ test that starts a process `slow` (helpers live in tests/support/)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 from node.db import make_engine
 from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, MigratedTemplates, fresh_schema
 from tests.support.examples import load_profile
+from tests.support.ordering import spread_first
 from tests.support.processes import uses_processes
 
 # Property tests run the `ci` share of their examples unless HYPOTHESIS_PROFILE=thorough
@@ -75,10 +77,15 @@ def fixture_db_urls(db_url: str) -> Iterator[tuple[str | None, str | None]]:
         yield db_url, second
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark `slow` every test that starts a process (tests/support/processes.py), so `make
-    test-fast` (-m "not slow and not postgres") leaves it out without anyone adding the mark."""
+    test-fast` (-m "not slow and not postgres") leaves it out without anyone adding the mark; and
+    under `--dist worksteal` put the tests marked `long` at the head of the workers' shares
+    (tests/support/ordering.py), so that none starts late and sets the end of the run."""
     known: dict[int, bool] = {}
     for item in items:
         if isinstance(item, pytest.Function) and uses_processes(item, known):
             item.add_marker(pytest.mark.slow)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if config.getoption("dist", None) == "worksteal":
+        items[:] = spread_first(items, workers, lambda item: item.get_closest_marker("long") is not None)

@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from node.launcher import NodeProcess
 from tests.support.examples import examples, load_profile
+from tests.support.ordering import share_sizes, spread_first
 from tests.support.polling import eventually, wait_for, within
 from tests.support.processes import starts_processes
 
@@ -101,3 +102,31 @@ async def test_within_names_the_step_that_hung() -> None:
     with pytest.raises(TimeoutError, match="its own"):
         async with within(5, "a step"):
             raise TimeoutError("its own")
+
+
+def test_shares_are_sized_as_worksteal_deals_them() -> None:
+    """Each worker gets what is left divided by the workers left: the shares add up to the whole."""
+    assert share_sizes(10, 4) == [2, 2, 3, 3]
+    assert share_sizes(3, 4) == [0, 1, 1, 1]
+    assert sum(share_sizes(2475, 4)) == 2475
+
+
+def test_long_tests_open_the_shares_and_the_rest_keep_their_order() -> None:
+    """Long tests lead the shares one per worker; the others stay in collection order around them,
+    and with one worker nothing moves."""
+    items = [f"t{i}" for i in range(12)]
+    long = {"t3", "t7", "t11"}
+    ordered = spread_first(items, 3, lambda item: item in long)
+    assert sorted(ordered) == sorted(items)
+    shares = [ordered[0:4], ordered[4:8], ordered[8:12]]
+    assert [share[0] for share in shares] == ["t3", "t7", "t11"]
+    rest = [item for item in ordered if item not in long]
+    assert rest == [item for item in items if item not in long]
+    assert spread_first(items, 1, lambda item: item in long) == items
+
+
+def test_more_long_tests_than_a_share_holds_are_all_kept() -> None:
+    """Long tests beyond the shares' room still run (at the end), none lost and none twice."""
+    items = [f"t{i}" for i in range(5)]
+    ordered = spread_first(items, 4, lambda item: item.startswith("t"))
+    assert ordered == ["t0", "t1", "t2", "t3", "t4"]

@@ -22,10 +22,15 @@ IDENTITY = '{ industry = "I", enterprise = "91350100M000100Y43", datacenter = "%
 SIMS: dict[str, str] = {}  # name → URL
 
 
-def _start(stage: Stage, argv: list[str]) -> str:
-    """Start a simulator process, register its cleanup, and return the URL it announces."""
+def _launch(stage: Stage, argv: list[str]) -> subprocess.Popen[str]:
+    """Start a simulator process and register its cleanup (`_announced` reads its URL)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: S603
     stage.cleanups.append(proc.kill)
+    return proc
+
+
+def _announced(stage: Stage, proc: subprocess.Popen[str], argv: list[str]) -> str:
+    """The URL a started simulator announces on its first line."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening at " not in line:
@@ -46,23 +51,26 @@ def start_simulators(stage: Stage) -> None:
     """Start two cloud platform simulators (alpha and beta dialects) and a network controller simulator."""
     stage.title("Simulators: two clouds with different API dialects, one network controller (all SIMULATED)")
     scripts = Path(sys.executable).parent
+    commands: dict[str, list[str]] = {}
     for dialect in ("alpha", "beta"):
         storage = stage.workdir / f"cloudsim-{dialect}"
         storage.mkdir(exist_ok=True)
-        SIMS[dialect] = _start(
-            stage,
-            [
-                str(scripts / "cpnode-cloudsim"),
-                "--inventory",
-                str(config_file("cloudsim", f"{dialect}.toml")),
-                "--storage-dir",
-                str(storage),
-            ],
-        )
-    SIMS["network"] = _start(
-        stage,
-        [str(scripts / "cpnode-netsim"), "--config", str(config_file("network", "default.toml"))],
-    )
+        commands[dialect] = [
+            str(scripts / "cpnode-cloudsim"),
+            "--inventory",
+            str(config_file("cloudsim", f"{dialect}.toml")),
+            "--storage-dir",
+            str(storage),
+        ]
+    commands["network"] = [
+        str(scripts / "cpnode-netsim"),
+        "--config",
+        str(config_file("network", "default.toml")),
+    ]
+    # All three start side by side; their announcements are read in order.
+    started = {name: _launch(stage, argv) for name, argv in commands.items()}
+    for name, proc in started.items():
+        SIMS[name] = _announced(stage, proc, commands[name])
 
 
 def start_pool_node(stage: Stage) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.demo.stage import DemoError, Stage
-from node.launcher import NodeProcess
+from node.launcher import NodeProcess, start_all, stop_all
 from node.times import format_ts
 
 NODES: tuple[tuple[str, str, str], ...] = (
@@ -23,10 +23,14 @@ def create_nodes(stage: Stage) -> None:
 def start_nodes(stage: Stage) -> None:
     """Start every node as a real `cpnode run` process on loopback."""
     stage.title("Start the nodes (cpnode run, loopback, any free port)")
-    for node in stage.nodes.values():
+    nodes = list(stage.nodes.values())
+    for node in nodes:
         node.process = NodeProcess(node.config)
         stage.cleanups.append(node.process.kill)
-        stage.say(f"{node.name:<10} listening on {node.process.start()}")
+    # Side by side: each node imports, migrates its database and binds while the others do.
+    urls = start_all([node.process for node in nodes if node.process is not None])
+    for node, url in zip(nodes, urls, strict=True):
+        stage.say(f"{node.name:<10} listening on {url}")
 
 
 def show_status(stage: Stage) -> None:
@@ -53,9 +57,10 @@ def show_key_documents(stage: Stage) -> None:
 def stop_nodes(stage: Stage) -> None:
     """Stop every node with SIGTERM and check each exits cleanly."""
     stage.title("Stop the nodes (SIGTERM, clean shutdown)")
-    for node in stage.nodes.values():
-        if node.process is not None and node.process.running:
-            code = node.process.stop()
-            stage.say(f"{node.name:<10} stopped, exit code {code}")
-            if code != 0:
-                raise DemoError(f"{node.name} exited with {code}:\n{node.process.log()}")
+    running = [node for node in stage.nodes.values() if node.process is not None and node.process.running]
+    # All at once: each finishes its requests and jobs while the others do.
+    codes = stop_all([node.process for node in running if node.process is not None])
+    for node, code in zip(running, codes, strict=True):
+        stage.say(f"{node.name:<10} stopped, exit code {code}")
+        if code != 0 and node.process is not None:
+            raise DemoError(f"{node.name} exited with {code}:\n{node.process.log()}")

@@ -123,6 +123,21 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+def _start_plain_run(stage: Stage) -> None:
+    """The same program run as a plain process, never moved, beside the task (its outputs are the
+    reference `identical_result` compares with; it needs no node, so it need not wait its turn)."""
+    plain = stage.workdir / "plain-run"
+    plain.mkdir()
+    log = (stage.workdir / "plain-run.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603 - the shipped program
+        _program(), cwd=plain, env={**TRAIN_ENV, "PATH": "/usr/bin:/bin"},
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    stage.cleanups.append(proc.kill)
+    STATE["plain"] = (plain, proc)
+
+
 def run_on_source(stage: Stage) -> None:
     """carol, a consumer of Chengdu, runs the training program on Chengdu's own local pool."""
     stage.title(f"carol on {SOURCE} runs the training program on {SOURCE}'s own local pool")
@@ -139,6 +154,7 @@ def run_on_source(stage: Stage) -> None:
     path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     stage.say(f"{path.name}: {' '.join(TRAIN_ARGS)} --step-delay-ms 30 (4 MiB of state)")
     task = _json(stage, SOURCE, "tasks", "submit", str(path), "--consumer", CONSUMER)
+    _start_plain_run(stage)
     running = _wait(
         "the training program running",
         lambda: (t := _json(stage, SOURCE, "tasks", "show", task["id"]))["state"] == "running" and t,
@@ -208,13 +224,15 @@ def identical_result(stage: Stage) -> None:
 
     _wait("its outputs kept", kept)
     stage.cli(fetch)
-    plain = stage.workdir / "plain-run"
-    plain.mkdir()
-    stage.say(f"the same program, never moved: {' '.join(TRAIN_ARGS)} as a plain process")
-    subprocess.run(  # noqa: S603 - the shipped program
-        _program(), cwd=plain, env={**TRAIN_ENV, "PATH": "/usr/bin:/bin"}, check=True,
-        capture_output=True, timeout=300,
-    )  # fmt: skip
+    plain, proc = STATE["plain"]
+    stage.say(f"the same program, never moved: {' '.join(TRAIN_ARGS)} as a plain process (run beside it)")
+    try:
+        code = proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        raise DemoError("the unmoved run did not end within 300 s") from None
+    if code != 0:
+        log = (stage.workdir / "plain-run.log").read_text(errors="replace")
+        raise DemoError(f"the unmoved run exited with {code}: {log[-2000:]}")
     moved, unmoved = _digests(fetched / "out"), _digests(plain / "out")
     for name in sorted(unmoved):
         same = "identical" if moved.get(name) == unmoved[name] else "DIFFERENT"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.cli import cpnode
 from tests.support.federation import FED_TOML, offer_toml
-from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir, start_all
 from tests.support.polling import wait_for
 
 FAST_SYNC = FED_TOML.replace("sync_interval_s = 3600", "sync_interval_s = 1")
@@ -38,9 +38,8 @@ def fixture_three(tmp_path: Path) -> Iterator[dict[str, tuple[Path, NodeProcess]
             config = make_node_dir(
                 tmp_path, name, extra_toml=FAST_SYNC + offer_toml(name, pool=f"{name}-pool")
             )
-            process = NodeProcess(config)
-            process.start()
-            started[name] = (config, process)
+            started[name] = (config, NodeProcess(config))
+        start_all([process for _, process in started.values()])
         yield started
     finally:
         for _, process in started.values():

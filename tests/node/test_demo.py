@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+# The whole scenario, bounded by its own timeout below (the suite's 180 s would cut it first on a
+# loaded machine, with no output from the demo to say where it was).
+@pytest.mark.timeout(450)
+@pytest.mark.long
 def test_demo_scenario_completes(tmp_path: Path) -> None:
     """The demo exits 0 and shows every node running, then stopped cleanly."""
     result = subprocess.run(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import cpnode
-from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir, start_all, stop_all
 
 # The node reads CPNODE_* settings from the environment; these runs see only their config file.
 WITHOUT_CPNODE = {k: v for k, v in os.environ.items() if not k.startswith("CPNODE_")}
@@ -117,12 +117,12 @@ def test_several_nodes_run_side_by_side(tmp_path: Path, count: int) -> None:
     """Several nodes, each with its own key and database, run at once on their own ports."""
     nodes = [NodeProcess(make_node_dir(tmp_path, f"node-{i}")) for i in range(count)]
     try:
-        urls = [node.start() for node in nodes]
+        urls = start_all(nodes)
         assert len(set(urls)) == count
         key_ids = {_get(f"{url}/api/v1/node")[1]["key_id"] for url in urls}
         assert len(key_ids) == count
     finally:
-        codes = [node.stop() for node in nodes]
+        codes = stop_all(nodes)
     assert codes == [0] * count
 
 

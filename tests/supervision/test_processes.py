@@ -23,7 +23,7 @@ from node.supervision.figures import PoolFigures
 from tests.supervision.conftest import node_report
 from tests.support.cli import cpnode
 from tests.support.federation import FED_TOML, offer_toml
-from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.nodes import NodeProcess, make_node_dir, start_all
 from tests.support.polling import wait_for
 
 SUPERVISION_TOML = """
@@ -51,13 +51,12 @@ def fixture_started(tmp_path: Path) -> Iterator[dict[str, tuple[Path, NodeProces
     try:
         config = make_node_dir(tmp_path, "watch", extra_toml=FED_TOML + SUPERVISION_TOML)
         started["watch"] = (config, NodeProcess(config, roles="supervisor"))
-        started["watch"][1].start()
         for name in ("north", "east", "west"):
             config = make_node_dir(
                 tmp_path, name, region=name, extra_toml=FED_TOML + SUPERVISION_TOML + offer_toml(name)
             )
             started[name] = (config, NodeProcess(config))
-            started[name][1].start()
+        start_all([process for _, process in started.values()])
         yield started
     finally:
         for _, process in started.values():

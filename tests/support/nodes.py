@@ -2,7 +2,8 @@
 
 - `make_node_dir(base, name, db_url=None, extra_toml="")` runs `cpnode init` and returns node.toml.
 - `running_node(config)` serves a node in this process (same event loop as the test).
-- `NodeProcess(config).start()` (from node.launcher) runs `cpnode run` as a real subprocess.
+- `NodeProcess(config).start()` (from node.launcher) runs `cpnode run` as a real subprocess;
+  `start_all(processes)` starts several side by side, `stop_all` stops them so.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from node.config import load_settings
-from node.launcher import NodeProcess
+from node.launcher import NodeProcess, start_all, stop_all
 from node.roles import ALL_ROLES
 from node.service import NodeServer
 from tests.support.cli import cpnode
 
-__all__ = ["NodeProcess", "make_node_dir", "offer_entry", "running_node"]
+__all__ = ["NodeProcess", "make_node_dir", "offer_entry", "running_node", "start_all", "stop_all"]
 
 
 def make_node_dir(

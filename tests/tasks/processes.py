@@ -14,7 +14,7 @@ from typing import Any
 
 from node.config import load_settings
 from node.identity import load_identity
-from node.launcher import NodeProcess
+from node.launcher import NodeProcess, start_all
 from node.ports import free_port
 from node.runfile import read_admin_token
 from tests.support.cli import cpnode
@@ -99,9 +99,8 @@ def make_pair(base: Path, seller_pool: str = "", buyer_tasks: str = "") -> tuple
         config = make_node_dir(base, name, extra_toml=extra)
         text = config.read_text().replace("port = 0\n", f"port = {free_port()}\n", 1)
         config.write_text(text)
-        node = ProcNode(name, config, NodeProcess(config))
-        node.start()
-        nodes.append(node)
+        nodes.append(ProcNode(name, config, NodeProcess(config)))
+    start_all([node.process for node in nodes])  # side by side: each imports and migrates at once
     a, b = nodes
     keys = {n.name: load_identity(load_settings(n.config, environ={})).public_key for n in nodes}
     cli_json(
