@@ -11,6 +11,7 @@ import pytest
 
 
 @pytest.mark.long
+@pytest.mark.timeout(480)  # past the scenario's own 420 s, so its failure says where it stopped
 def test_demo_scenario_completes(tmp_path: Path) -> None:
     """The demo exits 0 and shows every node running, then stopped cleanly."""
     result = subprocess.run(
