@@ -149,6 +149,7 @@ def command_table(config: Path) -> dict[str, tuple[list[str], bool]]:
         "partners list (database)": (["partners", "list", *c], False),
         "keys show (database)": (["keys", "show", *c], False),
         "ledger accounts list (database)": (["ledger", "accounts", "list", *c], False),
+        "status (database, running node)": (["status", *c], False),
     }
 
 

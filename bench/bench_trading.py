@@ -11,14 +11,17 @@ in the same run.
    (`ledger.submit`) and 32 in flight the node's way (as in 3).
 3. Concurrent orders on one consumer for the partner's offer (each a signed trade between the two
    nodes: the buyer's hold, the seller's reservation and holds, the buyer's partner hold): orders
-   per second with 32 in flight, against the buyer's ledger taking holds right after, measured two
-   ways on the same engine (same file, same durability): one `ledger.submit` after another (the
-   figure earlier runs report), and 32 in flight through the path the node's orders take their
-   holds (`books.submit`, the group committer), which is the honest baseline. Target ≥ 0.3.
-   Twice: both nodes in this process (one interpreter for both), and the seller as its own
-   `cpnode run` process, as nodes are deployed.
+   per second with 32 in flight, against the buyer's ledger taking holds, in `--rounds` alternating
+   rounds (orders first, then holds first, ...) on the same engine (same file, same durability:
+   SQLite's synchronous=FULL for every durable commit; an order also makes lazy ones). The holds
+   are measured two ways: 32 in flight through the path the node's orders take their holds
+   (`books.submit_async`, the group committer): what the ledger sustains for holds on this node's
+   configuration, the target's baseline (`node_ratio`); and one `ledger.submit` after another, each
+   its own fsync'd commit (`ratio`, the figure earlier runs reported). Each round's ratios, and
+   their medians. Target ≥ 0.3. Twice: both nodes in this process (one interpreter for both), and
+   the seller as its own `cpnode run` process, as nodes are deployed.
 
-Run: .venv/bin/python -m bench trading [--part cross --part apart] [--profile DIR]
+Run: .venv/bin/python -m bench trading [--part cross --part apart] [--rounds N] [--profile DIR]
 (`--profile` writes a cProfile dump of the one-process cross-node run and prints, per order, the
 hops to a database thread by function and the write transactions on each node.)
 """
@@ -60,6 +63,7 @@ from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer
 ORDERS = 200
 CONCURRENT, IN_FLIGHT = 400, 32
 ROUND_TRIPS = 400
+ROUNDS = 3  # alternating rounds of orders and holds in a cross-node run
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -171,21 +175,21 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     }
 
 
-async def bench_cross_node(tmp: Path, profile: Path | None = None) -> dict[str, Any]:
+async def bench_cross_node(tmp: Path, profile: Path | None = None, rounds: int = ROUNDS) -> dict[str, Any]:
     """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
-    both nodes in this process (profiled when `profile` names a folder)."""
+    both nodes in this process (the first round profiled when `profile` names a folder)."""
     async with market(
         tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6, timeout_s=20.0, trades_in_flight=32
     ) as m:
         if profile is None:
-            return await _cross_node_rate(m.buyer, m.order)
+            return await _cross_node_rate(m.buyer, m.order, rounds=rounds)
         engines = {"buyer": m.buyer.ctx.engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
         with Profiled(profile / "cross.prof", engines) as profiled:
-            figures = await _cross_node_rate(m.buyer, m.order, profiled)
+            figures = await _cross_node_rate(m.buyer, m.order, profiled, rounds=rounds)
         return {**figures, "per_order": profiled.per_order(CONCURRENT)}
 
 
-async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
+async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[str, Any]:
     """The same with the seller as its own `cpnode run` process."""
     base = BASE_TOML.replace("max_trades_in_flight = 1\n", "max_trades_in_flight = 32\n")
     seller_config = make_node_dir(
@@ -231,7 +235,7 @@ async def bench_cross_node_processes(tmp: Path) -> dict[str, Any]:
                     return response.status, await response.json()
 
             assert seller.proc is not None
-            return await _cross_node_rate(buyer, order, seller_pid=seller.proc.pid)
+            return await _cross_node_rate(buyer, order, seller_pid=seller.proc.pid, rounds=rounds)
     finally:
         await asyncio.to_thread(seller.stop)
 
@@ -246,11 +250,18 @@ def _cpu_s(pid: int | None = None) -> float:
 
 
 async def _cross_node_rate(
-    buyer: Any, order: Any, profiled: Profiled | None = None, seller_pid: int | None = None
+    buyer: Any,
+    order: Any,
+    profiled: Profiled | None = None,
+    seller_pid: int | None = None,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
-    """Orders per second with `IN_FLIGHT` in flight (after a warm-up), then the buyer's ledger alone
-    (`profiled` watches only the orders); CPU per order counts both nodes (`seller_pid`: the seller's
-    process when it runs apart)."""
+    """Orders per second with `IN_FLIGHT` in flight (after a warm-up) against the buyer's ledger
+    taking holds, in `rounds` alternating rounds on the same engine (same file, same durability):
+    even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
+    the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
+    figures are their medians. CPU per order counts both nodes (`seller_pid`: the seller's process
+    when it runs apart); `profiled` watches only the orders of the first round."""
     engine = buyer.ctx.engine
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -259,30 +270,62 @@ async def _cross_node_rate(
             status, _ = await order(1, 1)
             return int(status)
 
+    async def orders(index: int) -> tuple[float, float, int]:
+        started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+        watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
+        with watch:
+            statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+        rate = CONCURRENT / (time.perf_counter() - started)
+        return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
+
+    async def holds(index: int) -> tuple[float, float, float]:
+        plain = await hold_rate(engine, f"plain-x{index}")
+        cpu = _cpu_s()
+        grouped = await node_hold_rate(engine, f"node-x{index}")
+        return plain, grouped, 1000 * (_cpu_s() - cpu) / CONCURRENT
+
     for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
         assert await one() == 201
-    started, cpu = time.perf_counter(), _cpu_s(seller_pid)
-    with profiled.watching() if profiled is not None else contextlib.nullcontext():
-        statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
-    orders_s = CONCURRENT / (time.perf_counter() - started)
-    order_cpu_ms = 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT
-    failed = sum(status != 201 for status in statuses)
-    holds_s = await hold_rate(engine, "plain-x")
-    cpu = _cpu_s()
-    node_holds_s = await node_hold_rate(engine, "node-x")
-    hold_cpu_ms = 1000 * (_cpu_s() - cpu) / CONCURRENT
+    per_round: list[dict[str, Any]] = []
+    for index in range(rounds):
+        if index % 2 == 0:
+            (rate, cpu_ms, failed), (plain, grouped, hold_cpu_ms) = await orders(index), await holds(index)
+        else:
+            (plain, grouped, hold_cpu_ms), (rate, cpu_ms, failed) = await holds(index), await orders(index)
+        per_round.append(
+            {
+                "orders_per_s": round(rate, 1),
+                "cpu_ms_per_order": round(cpu_ms, 2),
+                "failed_orders": failed,
+                "ledger_holds_per_s": round(plain, 1),
+                "node_holds_per_s": round(grouped, 1),
+                "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),
+                "ratio": round(rate / plain, 3),
+                "node_ratio": round(rate / grouped, 3),
+                "load_average": round(os.getloadavg()[0], 2),
+            }
+        )
+
+    def median(key: str) -> float:
+        return round(float(statistics.median(r[key] for r in per_round)), 3)
+
     return {
-        "orders_per_s": round(orders_s, 1),
-        "cpu_ms_per_order": round(order_cpu_ms, 2),
-        "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),
-        "load_average": os.getloadavg()[0],
-        "failed_orders": failed,
-        "ledger_holds_per_s": round(holds_s, 1),
-        "ratio": round(orders_s / holds_s, 3),
-        "node_holds_per_s": round(node_holds_s, 1),
-        "node_ratio": round(orders_s / node_holds_s, 3),
+        "orders_per_s": median("orders_per_s"),
+        "cpu_ms_per_order": median("cpu_ms_per_order"),
+        "cpu_ms_per_node_hold": median("cpu_ms_per_node_hold"),
+        "failed_orders": sum(r["failed_orders"] for r in per_round),
+        "ledger_holds_per_s": median("ledger_holds_per_s"),
+        "node_holds_per_s": median("node_holds_per_s"),
+        # The target's ratio: against what the ledger sustains for holds on this node's
+        # configuration, i.e. holds taken the node's way (group commit, IN_FLIGHT in flight).
+        "node_ratio": median("node_ratio"),
+        "node_ratios": [r["node_ratio"] for r in per_round],
+        # Against one durable `ledger.submit` after another (the figure earlier runs reported).
+        "ratio": median("ratio"),
+        "ratios": [r["ratio"] for r in per_round],
         "target_ratio": 0.3,
         "in_flight": IN_FLIGHT,
+        "rounds": per_round,
     }
 
 
@@ -392,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="profile the one-process cross-node run: DIR/cross.prof (cProfile) and hops per order",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"alternating rounds of orders and holds per cross-node run (default {ROUNDS})",
+    )
     return parser
 
 
@@ -408,10 +457,12 @@ async def main(argv: list[str] | None = None) -> int:
             figures["concurrent"] = await bench_concurrent(Path(tmp) / "concurrent")
             print("concurrent orders ", json.dumps(figures["concurrent"]), flush=True)
         if "cross" in parts:
-            figures["cross_node"] = await bench_cross_node(Path(tmp) / "cross", args.profile)
+            figures["cross_node"] = await bench_cross_node(Path(tmp) / "cross", args.profile, args.rounds)
             print("cross-node orders, one process ", json.dumps(figures["cross_node"]), flush=True)
         if "apart" in parts:
-            figures["cross_node_processes"] = await bench_cross_node_processes(Path(tmp) / "apart")
+            figures["cross_node_processes"] = await bench_cross_node_processes(
+                Path(tmp) / "apart", args.rounds
+            )
             print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
     if args.json:
         emit_json("trading", figures)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy import make_url
 
 from bench.pgledger_equivalent import account_ids, pg_transfer, run_clients, sqlite_transfer
 from ledger import (
@@ -29,6 +30,8 @@ from ledger import (
 from node.db import make_engine, upgrade
 
 CLIENTS, BASELINE_CLIENTS = 32, 8
+# PostgreSQL: each side's connections name themselves, so their backends' CPU can be found.
+LEDGER_APP, BASELINE_APP = "cpnode-bench-ledger", "cpnode-bench-baseline"
 
 
 class Side:
@@ -39,14 +42,22 @@ class Side:
         backend: str,
         accounts: int,
         ledger_url: str,
-        baseline: Callable[[], Any],
+        baseline: Callable[..., Any],
         node: tuple[str, str, int],
     ) -> None:
         self.backend, self.accounts = backend, accounts
         self.node_url, self.token, self.node_pid = node
         self.node_cpu_per_request: list[float] = []
         self.connect_baseline = baseline
+        if backend == "postgresql":
+            ledger_url = (
+                make_url(ledger_url)
+                .update_query_dict({"application_name": LEDGER_APP})
+                .render_as_string(False)
+            )
         self.engine = make_engine(ledger_url, pool_size=CLIENTS)
+        # Per variant: (client process CPU, backend CPU) per transfer in seconds, PostgreSQL only.
+        self.cpu: dict[str, list[tuple[float, float]]] = {}
         upgrade(self.engine)
         self.ids = account_ids(accounts)
         specs = [AccountSpec(a, "CNY", AccountKind.PROVIDER) for a in self.ids]
@@ -57,7 +68,9 @@ class Side:
     def run(self, variant: str, tag: str, duration_s: float, seed: int) -> tuple[int, float]:
         """Run one variant for `duration_s`: (transfers, seconds)."""
         if variant == "baseline":
-            return self.run_baseline(duration_s, seed)
+            return self.measured(
+                variant, BASELINE_APP, lambda finished: self.run_baseline(duration_s, seed, finished)
+            )
         if variant == "http":
             return asyncio.run(self.run_http(tag, duration_s, seed))
         if variant == "direct":
@@ -65,7 +78,13 @@ class Side:
         committer = GroupCommitter(self.engine)
         try:
             if variant == "tasks":
-                result = asyncio.run(self.run_tasks(committer, tag, duration_s, seed))
+
+                def tasks(finished: Callable[[], object]) -> tuple[int, float]:
+                    result = asyncio.run(self.run_tasks(committer, tag, duration_s, seed))
+                    finished()
+                    return result
+
+                result = self.measured(variant, LEDGER_APP, tasks)
             else:
                 result = self.run_threads(committer.submit, tag, duration_s, seed)
         finally:
@@ -80,10 +99,30 @@ class Side:
             TransferRequest(transfer_id, TransferKind.SINGLE, debit, credit, "CNY", rnd.randint(1, 1_000_000))
         ]
 
-    def run_baseline(self, duration_s: float, seed: int) -> tuple[int, float]:
+    def measured(
+        self, variant: str, app: str, run: Callable[[Callable[[], object]], tuple[int, float]]
+    ) -> tuple[int, float]:
+        """`run(finished)`, and on PostgreSQL the CPU it took per transfer: this process's, and that of
+        the backends of connections named `app`, read when `run` calls `finished` (before they close)."""
+        if self.backend != "postgresql":
+            return run(lambda: None)
+        with self.connect_baseline() as monitor:
+            cpu, server = time.process_time(), backends_cpu_s(monitor, app)
+            after: list[float] = []
+            count, seconds = run(lambda: after.extend((time.process_time(), backends_cpu_s(monitor, app))))
+        if after and count:
+            self.cpu.setdefault(variant, []).append(((after[0] - cpu) / count, (after[1] - server) / count))
+        return count, seconds
+
+    def run_baseline(
+        self, duration_s: float, seed: int, finished: Callable[[], object] | None = None
+    ) -> tuple[int, float]:
         """The baseline's 8 clients."""
         transfer = sqlite_transfer if self.backend == "sqlite" else pg_transfer
-        return run_clients(BASELINE_CLIENTS, duration_s, self.connect_baseline, transfer, self.ids, seed)
+        connect = self.connect_baseline
+        if self.backend == "postgresql":
+            connect = lambda: self.connect_baseline(application_name=BASELINE_APP)  # noqa: E731
+        return run_clients(BASELINE_CLIENTS, duration_s, connect, transfer, self.ids, seed, finished)
 
     async def run_tasks(
         self, committer: GroupCommitter, tag: str, duration_s: float, seed: int
@@ -191,6 +230,12 @@ def process_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu_s(monitor: Any, app: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends of connections named `app` (same host)."""
+    rows = monitor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)).fetchall()
+    return sum(cpu for (pid,) in rows if (cpu := process_cpu_s(pid)) is not None)
 
 
 def _check(status: str) -> None:

@@ -116,6 +116,7 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
                             "transfers": count,
                             "seconds": round(seconds, 3),
                             "per_s": count / seconds,
+                            "load": os.getloadavg()[0],
                         }
                     )
                 line = "  ".join(
@@ -123,11 +124,28 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
                     for r in rows
                     if r["round"] == round_ and r["accounts"] == accounts and r["backend"] == backend
                 )
-                print(f"{backend} {accounts} accounts, round {round_ + 1}: {line}", flush=True)
+                print(
+                    f"{backend} {accounts} accounts, round {round_ + 1}: {line}  (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
             print(f"  callers per transaction (group commit runs): {statistics.mean(side.groups):.1f}")
             lone = side.lone_latency()
             print("  one caller alone, p50: " + ", ".join(f"{path} {ms:.2f} ms" for path, ms in lone.items()))
             rows.append({"backend": backend, "accounts": accounts, "variant": "lone", "p50_ms": lone})
+            for variant, samples in side.cpu.items():
+                client, server = (statistics.median(x[i] for x in samples) * 1e6 for i in (0, 1))
+                print(
+                    f"  CPU per transfer, {variant}: {client:.0f} µs in this process, {server:.0f} µs in PostgreSQL"
+                )
+                rows.append(
+                    {
+                        "backend": backend,
+                        "accounts": accounts,
+                        "variant": "cpu",
+                        "of": variant,
+                        "cpu_us": [client, server],
+                    }
+                )
             if side.node_cpu_per_request:
                 print(
                     f"  node CPU per HTTP request: {statistics.median(side.node_cpu_per_request) * 1e6:.0f} µs"
@@ -139,7 +157,7 @@ def measure(backend: str, accounts: int, args: argparse.Namespace, directory: Pa
 @contextmanager
 def _databases(
     backend: str, directory: Path, postgres: str | None
-) -> Iterator[tuple[str, Callable[[], Any], str | None]]:
+) -> Iterator[tuple[str, Callable[..., Any], str | None]]:
     """(ledger URL, a connection to the baseline's database, the node's database URL or None for its
     own SQLite file). The baseline's database is the ledger's: its tables are all named bl_*."""
     if backend == "sqlite":
@@ -162,7 +180,11 @@ def _databases(
         parsed = sa.make_url(ledger_url)
         options = str(parsed.query.get("options", ""))
         dsn = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
-        yield ledger_url, lambda: psycopg.connect(dsn, options=options, autocommit=True), node_url
+        yield (
+            ledger_url,
+            lambda **extra: psycopg.connect(dsn, options=options, autocommit=True, **extra),
+            node_url,
+        )
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[str]:
@@ -233,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = min(r["per_s"] / base[(r["accounts"], r["round"])] for r in pg_tasks)
         print(
             f"\nPostgreSQL, 32 clients with group commit ≥ 5× pgledger-equivalent with 8: "
-            f"{'met' if worst >= 5 else 'NOT met'} (lowest ×{worst:.1f})"
+            f"{'met' if worst >= 5 else 'NOT met'} (lowest ×{worst:.1f}; load average "
+            f"{min(r['load'] for r in pg_tasks):.1f}–{max(r['load'] for r in pg_tasks):.1f})"
         )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

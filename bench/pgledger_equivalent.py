@@ -288,32 +288,44 @@ def run_clients(
     transfer: Callable[[Any, str, str, int], object],
     accounts: Sequence[str],
     seed: int,
+    finished: Callable[[], object] | None = None,
 ) -> tuple[int, float]:
     """`clients` threads, each with its own connection, sending one transfer per transaction for
-    `duration_s` (uniform random pairs, amounts 1..1,000,000): (transfers made, seconds taken)."""
+    `duration_s` (uniform random pairs, amounts 1..1,000,000): (transfers made, seconds taken).
+    `finished` is called once every client has stopped, before their connections are closed."""
     done = [0] * clients
     ready = threading.Barrier(clients + 1)
     end = [0.0]
+    conns: list[Any] = []
 
     def client(number: int) -> None:
         rnd = random.Random(seed * 1000 + number)
         conn = connect()
-        try:
-            ready.wait(timeout=60)
-            while time.monotonic() < end[0]:
-                debit, credit = rnd.sample(accounts, 2)
-                transfer(conn, debit, credit, rnd.randint(1, 1_000_000))
-                done[number] += 1
-        finally:
-            conn.close()
+        conns.append(conn)
+        ready.wait(timeout=60)
+        while time.monotonic() < end[0]:
+            debit, credit = rnd.sample(accounts, 2)
+            transfer(conn, debit, credit, rnd.randint(1, 1_000_000))
+            done[number] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    end[0] = time.monotonic() + 1e9  # until everyone is connected
-    ready.wait(timeout=60)
-    started = time.monotonic()
-    end[0] = started + duration_s
-    for thread in threads:
-        thread.join()
-    return sum(done), time.monotonic() - started
+    try:
+        for thread in threads:
+            thread.start()
+        end[0] = time.monotonic() + 1e9  # until everyone is connected
+        ready.wait(timeout=60)
+        started = time.monotonic()
+        end[0] = started + duration_s
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        if finished is not None:
+            finished()
+    finally:
+        end[0] = 0.0
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join()
+        for conn in conns:
+            conn.close()
+    return sum(done), elapsed

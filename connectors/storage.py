@@ -75,7 +75,7 @@ from connectors.manifest import (
     hash_chunks,
 )
 from connectors.storage_sockets import StorageListener
-from connectors.uploads import UploadError, Uploads
+from connectors.uploads import ChunkDigest, UploadError, Uploads
 
 PREFIX = "/storage/v1"
 INTERNAL_MARK = ".cpnode-"  # names holding it are the protocol's own files
@@ -88,8 +88,9 @@ OUTPUTS_SUFFIX = ".outputs"
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 BucketResolver = Callable[[str], Path | None]
-# Fills a chunk's buffer with its body; UploadError (400 `bad_length`) if the body does not fit it.
-ReceiveBody = Callable[[memoryview], Awaitable[None]]
+# Fills a chunk's buffer with its body, telling the digest (when given) each part as it arrives;
+# UploadError (400 `bad_length`) if the body does not fit it.
+ReceiveBody = Callable[[memoryview, ChunkDigest | None], Awaitable[None]]
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -333,15 +334,17 @@ class StorageService:
         if declared is not None and declared != length:
             raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {declared}")
         view = self.uploads.buffer(length)
+        digest = await self.uploads.digest(target, index)
         try:
-            await receive(view)
-            written = await self.uploads.write_chunk(target, index, view)
+            await receive(view, digest)
+            written = await self.uploads.write_chunk(target, index, view, digest)
         finally:
             self.uploads.release(view)
         return (201 if written else 200), {"chunk": index, "written": written}
 
     async def _put_chunk(self, request: web.Request, target: Path, index: int) -> web.Response:
-        async def receive(view: memoryview) -> None:
+        async def receive(view: memoryview, _digest: ChunkDigest | None) -> None:
+            # Blocks arrive on the event loop: the chunk is hashed after it arrived, in a thread.
             filled = 0
             try:
                 # One received block at a time, copied once into the chunk's buffer: `readany` /

@@ -9,7 +9,8 @@ accepts the connections itself and looks at each request's head without taking i
 - a chunk write as the relay sends it (`PUT /storage/v1/BUCKET/PATH?chunk=I`, `Content-Length`):
   the head is taken, the request checked by `StorageService` exactly as aiohttp's handler does,
   and the body received straight into the chunk's buffer by a thread
-  (`connectors.storage_wire.receive_into`);
+  (`connectors.storage_wire.receive_into`), which hashes each slice as it arrives
+  (`connectors.uploads.ChunkDigest`);
 - a ranged read (`GET /storage/v1/BUCKET/PATH`, `Range: bytes=a-b` within the file, no
   conditions) that the bearer may make: answered 206 with aiohttp's headers, the bytes sent with
   `sendfile` by a thread.
@@ -57,6 +58,7 @@ from connectors.upload_files import UploadError
 
 if TYPE_CHECKING:
     from connectors.storage import StorageService
+    from connectors.uploads import ChunkDigest
 
 PREFIX = "/storage/v1"
 _PLAIN_CHUNK = re.compile(
@@ -218,11 +220,12 @@ class StorageListener:
         declared = int(head.headers["content-length"])
         received = False
 
-        async def receive(view: memoryview) -> None:
+        async def receive(view: memoryview, digest: ChunkDigest | None) -> None:
             nonlocal received
             received = True
             try:
-                filled = await receive_into(sock, view, self.body_timeout_s)
+                each = None if digest is None else digest.update
+                filled = await receive_into(sock, view, self.body_timeout_s, each)
             except TimeoutError:
                 await self._answer(
                     sock, 408, {"error": "timeout", "message": _late(index, self.body_timeout_s)}, True

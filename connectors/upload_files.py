@@ -113,15 +113,22 @@ def open_direct(path: Path) -> int:
 
 
 def verify_and_write(
-    fd: int, data: memoryview, offset: int, expected: str, lock: threading.Lock, direct_fd: int = -1
+    fd: int,
+    data: memoryview,
+    offset: int,
+    expected: str,
+    lock: threading.Lock,
+    direct_fd: int = -1,
+    known: str | None = None,
 ) -> bool:
-    """Write `data` at `offset` if its SHA-256 is `expected`. Writes to one file take `lock`: threads
-    writing the same file at once contend for its inode lock in the kernel, which spins.
+    """Write `data` at `offset` if its SHA-256 (`known`, when it was taken as `data` arrived) is
+    `expected`. Writes to one file take `lock`: threads writing the same file at once contend for
+    its inode lock in the kernel, which spins.
 
     With `direct_fd` (the file opened O_DIRECT) a chunk whose buffer, offset and length are aligned
     goes to the device without the copy into the page cache (most of a buffered write's CPU here);
     any other (the file's last chunk, an unaligned buffer: EINVAL) is written through `fd`."""
-    if hashlib.sha256(data).hexdigest() != expected:
+    if (known if known is not None else hashlib.sha256(data).hexdigest()) != expected:
         return False
     with lock:
         if direct_fd >= 0 and not (offset | len(data)) % DIRECT_ALIGN:

@@ -5,10 +5,12 @@ nowhere), and recorded in the map (`connectors.upload_files`) once written, so a
 knows which chunks it holds and a chunk already in the map is never written again.
 
 The whole-file SHA-256 grows with the contiguous prefix of written chunks: a chunk that extends it
-is fed from memory (no read back), in a second thread while its own is verified and written; chunks that
-arrived ahead of a gap are read back from the data file by a background task once the gap is
-filled. Committing only hashes what is left before it fsyncs and renames the data onto the target
-(and fsyncs the directory).
+is fed from memory (no read back), in a second thread while its own is verified and written. A
+chunk that arrives while the chunks before it are still being verified and written (K senders at
+once) waits for them in its thread, its buffer still held, and is fed from memory in turn; only
+chunks that arrived ahead of a gap (nothing being written before them) are read back from the data
+file by a background task once the gap is filled. Committing only hashes what is left before it
+fsyncs and renames the data onto the target (and fsyncs the directory).
 After a restart the prefix is read and hashed again from disk, so a write lost in a crash is
 caught. If the whole file does not match, the chunks that no longer match their hash are dropped
 from the map and reported missing, so only they are sent again.
@@ -30,6 +32,7 @@ import mmap
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +47,11 @@ from connectors.upload_files import DATA_SUFFIX, MAP_SUFFIX, META_SUFFIX, Upload
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["UploadError", "UploadStatus", "Uploads"]
+__all__ = ["ChunkDigest", "UploadError", "UploadStatus", "Uploads"]
 
 # Feeds whole-file hashes while the chunk threads verify and write (one feed per upload at a time).
 _FEEDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-whole-hash")
+_TURN_WAIT_S = 30.0  # longest a written chunk waits for its turn to feed the whole-file hash
 
 
 @dataclass
@@ -66,6 +70,9 @@ class _Upload:
     whole: _Hash = field(default_factory=hashlib.sha256)
     hashed: int = 0  # chunks [0, hashed) are in `whole`
     hash_lock: threading.Lock = field(default_factory=threading.Lock)  # guards `whole` and `hashed`
+    running: set[int] = field(default_factory=set)  # chunks whose thread is verifying and writing them
+    # Guards `running`; notified whenever a chunk's thread ends.
+    turn: threading.Condition = field(default_factory=threading.Condition)
     hasher: asyncio.Task[None] | None = None
     read_buffer: bytearray = field(default_factory=lambda: bytearray(files.READ_BYTES))
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,6 +106,7 @@ class Uploads:
         self.max_in_flight_bytes = max_in_flight_bytes
         self._in_flight_bytes = 0
         self._buffers: list[mmap.mmap] = []
+        self.read_back_chunks = 0  # chunks read back from disk for whole-file hashes (not fed from memory)
 
     async def _get(self, target: Path) -> _Upload | None:
         upload = self._open.get(target)
@@ -162,8 +170,15 @@ class Uploads:
             raise UploadError(400, "invalid_request", f"chunk {index} is outside 0–{last}")
         return upload.entry.span(index)[1]
 
-    async def write_chunk(self, target: Path, index: int, data: memoryview) -> bool:
-        """Verify and write chunk `index`; False if it was already committed (nothing written)."""
+    async def digest(self, target: Path, index: int) -> ChunkDigest:
+        """A `ChunkDigest` for chunk `index` of the open upload of `target`, to take as it arrives."""
+        return ChunkDigest(await self._require(target), index)
+
+    async def write_chunk(
+        self, target: Path, index: int, data: memoryview, digest: ChunkDigest | None = None
+    ) -> bool:
+        """Verify and write chunk `index` (with its `digest` if one took all of `data` as it
+        arrived); False if it was already committed (nothing written)."""
         upload = await self._require(target)
         length = await self.chunk_length(target, index)
         if len(data) != length:
@@ -175,7 +190,7 @@ class Uploads:
         upload.in_flight.add(index)
         upload.users += 1
         try:
-            written = await asyncio.to_thread(_write_and_extend, upload, index, data)
+            written = await asyncio.to_thread(_write_and_extend, upload, index, data, digest)
             if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
@@ -204,10 +219,11 @@ class Uploads:
             except OSError:
                 with upload.hash_lock:  # the commit reads everything again
                     upload.whole, upload.hashed = hashlib.sha256(), 0
-                progressed = False
+                progressed = 0
             finally:
                 upload.users -= 1
                 self._close_if_idle(upload)
+            self.read_back_chunks += progressed
             if not progressed:
                 return
 
@@ -258,6 +274,7 @@ class Uploads:
         if upload.hasher is not None:
             await upload.hasher
         upload.users += 1
+        self.read_back_chunks += len(upload.entry.chunks) - upload.hashed
         try:
             bad = await asyncio.to_thread(_verify_and_install, upload)
         except OSError as exc:
@@ -321,11 +338,68 @@ class Uploads:
             upload.fd = upload.map_fd = upload.direct_fd = -1
 
 
-def _write_and_extend(upload: _Upload, index: int, data: memoryview) -> bool:
-    """Verify and write chunk `index` (False if it does not match). If it is the next chunk of the
-    whole-file hash, a copy of that hash is fed from memory in another thread meanwhile (hashlib
-    and the write both release the GIL, so the two SHA-256 passes and the write overlap); the copy
-    replaces the hash once the chunk is written."""
+class ChunkDigest:
+    """The SHA-256 of one chunk's body taken slice by slice as it is received, in the receiving
+    thread while each slice is still in the CPU's cache (hashing a whole chunk afterwards reads it
+    back from memory); and, from when the chunk is the next one the whole-file hash needs, a copy of
+    that hash carried on with it the same way (installed once the chunk is written)."""
+
+    def __init__(self, upload: _Upload, index: int) -> None:
+        self._upload, self._index = upload, index
+        self.chunk = hashlib.sha256()
+        self.whole: _Hash | None = None
+        self.taken = 0  # bytes of the body in `chunk` (and in `whole`, when there is one)
+
+    def update(self, received: memoryview) -> None:
+        """Take the bytes of `received` (the body so far) not taken yet."""
+        new = received[self.taken :]
+        self.chunk.update(new)
+        if self.whole is not None:
+            self.whole.update(new)
+        elif self._upload.hashed == self._index:  # a peek; confirmed under the lock
+            with self._upload.hash_lock:
+                if self._upload.hashed == self._index:
+                    self.whole = self._upload.whole.copy()
+            if self.whole is not None:
+                self.whole.update(received)  # the chunk so far: its last slices are still cached
+        self.taken = len(received)
+
+
+def _write_and_extend(upload: _Upload, index: int, data: memoryview, digest: ChunkDigest | None) -> bool:
+    """Verify and write chunk `index` (False if it does not match), then feed it to the whole-file
+    hash from memory if it is next (`_extend_from_memory`), unless `digest` carried the hash on."""
+    with upload.turn:
+        upload.running.add(index)
+    written = False
+    try:
+        if digest is not None and digest.taken == len(data):
+            offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
+            written = files.verify_and_write(
+                upload.fd,
+                data,
+                offset,
+                expected,
+                upload.write_lock,
+                upload.direct_fd,
+                digest.chunk.hexdigest(),
+            )
+            fed = written and _install(upload, index, digest.whole)
+        else:
+            written, fed = _verify_write_and_feed(upload, index, data)
+        if written and not fed:
+            _extend_from_memory(upload, index, data)
+    finally:
+        with upload.turn:
+            upload.running.discard(index)
+            upload.turn.notify_all()
+    return written
+
+
+def _verify_write_and_feed(upload: _Upload, index: int, data: memoryview) -> tuple[bool, bool]:
+    """Verify and write chunk `index`: (written, fed to the whole-file hash). If it is the next chunk
+    of that hash, a copy of the hash is fed from memory in another thread meanwhile (hashlib and the
+    write both release the GIL, so the two SHA-256 passes and the write overlap); the copy replaces
+    the hash once the chunk is written."""
     offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
     with contextlib.ExitStack() as stack:
         fed: Future[_Hash] | None = None
@@ -343,7 +417,37 @@ def _write_and_extend(upload: _Upload, index: int, data: memoryview) -> bool:
                 whole = fed.result()  # always waited for: `data` goes back to the pool afterwards
                 if written:
                     upload.whole, upload.hashed = whole, index + 1
-    return written
+    return written, fed is not None
+
+
+def _install(upload: _Upload, index: int, whole: _Hash | None) -> bool:
+    """Make `whole` (the whole-file hash fed up to chunk `index` included) the upload's, if chunk
+    `index` is still the next one it needs: whether it did."""
+    if whole is None:
+        return False
+    with upload.hash_lock:
+        if upload.hashed != index or upload.closing:
+            return False
+        upload.whole, upload.hashed = whole, index + 1
+    return True
+
+
+def _extend_from_memory(upload: _Upload, index: int, data: memoryview) -> None:
+    """Feed written chunk `index` to the whole-file hash once the chunks before it are in it, waiting
+    while the next one to feed is being verified and written by its own thread (which never waits
+    for a later chunk, so the waits end). Leaves it to `_extend_from_disk` when nothing is being
+    written before it, when the upload is closing, or after `_TURN_WAIT_S`."""
+    deadline = time.monotonic() + _TURN_WAIT_S
+    with upload.turn:  # `hashed` only moves on before a running chunk's thread tells `turn` it ended
+        while upload.hashed < index and upload.hashed in upload.running and not upload.closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            upload.turn.wait(left)
+    with upload.hash_lock:
+        if upload.hashed == index and not upload.closing:
+            upload.whole.update(data)
+            upload.hashed = index + 1
 
 
 def _fed(whole: _Hash, data: memoryview) -> _Hash:
@@ -351,20 +455,20 @@ def _fed(whole: _Hash, data: memoryview) -> _Hash:
     return whole
 
 
-def _extend_from_disk(upload: _Upload) -> bool:
+def _extend_from_disk(upload: _Upload) -> int:
     """Feed the whole-file hash with the committed chunks that extend its prefix, read back from the
-    data file; False once there is none (or the data is shorter than the entry: it starts again)."""
+    data file: how many; 0 once there is none (or the data is shorter than the entry: it starts again)."""
     with upload.hash_lock:
         start = end = upload.hashed
         while end in upload.committed:
             end += 1
         if end == start:
-            return False
+            return 0
         if not files.hash_chunks_into(upload.whole, upload.fd, upload.entry, start, end, upload.read_buffer):
             upload.whole, upload.hashed = hashlib.sha256(), 0  # the commit reads everything again
-            return False
+            return 0
         upload.hashed = end
-        return True
+        return end - start
 
 
 def _verify_and_install(upload: _Upload) -> set[int]:

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         submit_grouped,
         submit_grouped_async,
     )
+    from ledger.store.joined import JoinedBatch, submit_in
     from ledger.store.log import (
         StoredCheckpoint,
         audit_log,
@@ -136,6 +137,8 @@ _EXPORTS: dict[str, str] = {
     "committer_for": "ledger.store.group",
     "submit_grouped": "ledger.store.group",
     "submit_grouped_async": "ledger.store.group",
+    "JoinedBatch": "ledger.store.joined",
+    "submit_in": "ledger.store.joined",
     "StoredCheckpoint": "ledger.store.log",
     "audit_log": "ledger.store.log",
     "current_checkpoint": "ledger.store.log",
@@ -182,6 +185,7 @@ __all__ = [
     "Group",
     "GroupCommitter",
     "GroupStats",
+    "JoinedBatch",
     "LedgerBusy",
     "LedgerError",
     "NotFoundError",
@@ -235,6 +239,7 @@ __all__ = [
     "submit_batches",
     "submit_grouped",
     "submit_grouped_async",
+    "submit_in",
     "summary_for_partner",
     "sweep_job",
     "transfers_of_trade",

@@ -2,8 +2,8 @@
 
 A component contributes, when its roles are run by this process:
 - `install(app, ctx)`: routes, `cleanup_ctx` entries, readiness checks;
-- `schedule(ctx)`: scheduled jobs (registered only in processes that run the `scheduler` role);
-- `status(settings, engine)`: lines for `cpnode status`.
+- `schedule(ctx)`: scheduled jobs (registered only in processes that run the `scheduler` role).
+What each reports for `cpnode status` is read by node.cli.status_lines, which loads none of them.
 Packages are wired in here and nowhere else.
 """
 
@@ -13,11 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from node import reload
 from node.accounts import component as accounts
-from node.config import Settings
 from node.console import component as console
 from node.context import NodeContext
 from node.http import core_routes
@@ -38,7 +36,6 @@ from node.trading import component as trading
 
 Installer = Callable[[web.Application, NodeContext], None]
 Scheduler = Callable[[NodeContext], None]
-StatusLines = Callable[[Settings, Engine], list[tuple[str, object]]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,6 @@ class Component:
     roles: frozenset[str]
     install: Installer | None = None
     schedule: Scheduler | None = None
-    status: StatusLines | None = None
 
 
 COMPONENTS: tuple[Component, ...] = (
@@ -59,7 +55,6 @@ COMPONENTS: tuple[Component, ...] = (
         "federation",
         frozenset({"federation", "api", "scheduler", "supervisor"}),
         install=peering.install,
-        status=peering.status_lines,
     ),
     # After federation: pools replace the config's offer source, and every process that builds
     # catalogs gets the connectors' offers (from the live host, or from stored snapshots).
@@ -67,21 +62,18 @@ COMPONENTS: tuple[Component, ...] = (
         "connectors",
         frozenset({"connectors", "federation", "api", "scheduler"}),
         install=pools.install,
-        status=pools.status_lines,
     ),
     Component(
         "ledger",
         frozenset({"ledger", "api", "scheduler"}),
         install=settlement.install,
         schedule=settlement.schedule,
-        status=settlement.status_lines,
     ),
     # After federation and connectors: it takes the federation service and wraps every offer source.
     Component(
         "trading",
         frozenset({"federation", "api", "scheduler"}),
         install=trading.install,
-        status=trading.status_lines,
     ),
     # After trading: matching a demand places its orders through trading's buyer.
     Component("market", frozenset({"api"}), install=market.install),
@@ -90,14 +82,12 @@ COMPONENTS: tuple[Component, ...] = (
         "tasks",
         frozenset({"api", "connectors", "federation"}),
         install=tasks.install,
-        status=tasks.status_lines,
     ),
     Component(
         "statements",
         frozenset({"api", "scheduler"}),
         install=statements.install,
         schedule=statements.schedule,
-        status=statements.status_lines,
     ),
     # After connectors: its driver calls the plugin host (where the `connectors` role runs). After
     # tasks: a migrated task follows its program, and a partner's pool is bought as a task order.
@@ -105,14 +95,12 @@ COMPONENTS: tuple[Component, ...] = (
         "migration",
         frozenset({"api", "connectors", "federation"}),
         install=migration.install,
-        status=migration.status_lines,
     ),
     # After federation: partners' consumers are authenticated through its service.
     Component(
         "accounts",
         frozenset({"api", "federation", "scheduler"}),
         install=accounts.install,
-        status=accounts.status_lines,
     ),
     # Business metrics in /metrics, read from the shared database: the same on every replica.
     Component("telemetry", ALL_ROLES, install=telemetry.install),
@@ -122,18 +110,16 @@ COMPONENTS: tuple[Component, ...] = (
         "supervision",
         frozenset({"federation", "scheduler", "supervisor"}),
         install=supervision.install,
-        status=supervision.status_lines,
     ),
     # After connectors: the network view's refresh reads the network plugins the host holds.
     Component(
         "network",
         frozenset({"api", "connectors", "scheduler"}),
         install=network.install,
-        status=network.status_lines,
     ),
     Component("strategies", frozenset({"api"}), install=strategies.install),
     # After tasks: a service's replicas are tasks, submitted through the tasks service.
-    Component("services", frozenset({"api"}), install=services.install, status=services.status_lines),
+    Component("services", frozenset({"api"}), install=services.install),
     # After every component whose API it reads: the web console, over that API (docs/console.md).
     Component("console", frozenset({"api"}), install=console.install),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from node import __version__
 from node.accounts import store as accounts
 from node.accounts.lifecycle import Status, refusal
 from node.config import Settings
+from node.db import in_thread
 from node.http.auth import (
     ADMIN,
     Principal,
@@ -113,7 +113,7 @@ class NodeContext:
         if is_admin_token(token, self.admin_token):
             return ADMIN
         if looks_like_user_token(token):
-            user = await asyncio.to_thread(accounts.user_of, self.engine, token)
+            user = await in_thread(self.engine, accounts.user_of, token)
             if user is None:
                 raise ApiError(
                     401, "bad_user_token", "the user token is not valid (malformed, unknown or replaced)"
@@ -124,7 +124,7 @@ class NodeContext:
             return Principal(role=user.role, user=user.name)
         if not looks_like_consumer_token(token):
             raise bad_admin_token()
-        found = await asyncio.to_thread(tokens.consumer_and_status, self.engine, token)
+        found = await in_thread(self.engine, tokens.consumer_and_status, token)
         if found is None:
             raise ApiError(
                 401, "bad_consumer_token", "the consumer token is not valid (malformed, unknown or revoked)"

@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from node import leases
-from node.db import log_failure
+from node.db import in_thread, log_failure
 from node.metrics import Metrics
 
 log = logging.getLogger("cpnode.scheduler")
@@ -53,6 +53,7 @@ class JobScheduler:
         self._jobs: dict[str, JobState] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[object]] = set()
+        self._lease_calls: set[asyncio.Future[bool]] = set()
 
     @property
     def running(self) -> bool:
@@ -120,9 +121,14 @@ class JobScheduler:
             ttl_ms = int(max(self._lease_ttl_s, 2 * job.every_s) * 1000)
             now_ms = int(time.time() * 1000)
             try:
-                acquired = await asyncio.to_thread(
-                    leases.try_acquire, self._engine, job.job_id, self._holder, now_ms, ttl_ms
+                # A shutdown may cancel the job while its lease is being written: the thread goes on,
+                # so `stop` waits for it before releasing (else the lease is taken after the release).
+                call = asyncio.ensure_future(
+                    in_thread(self._engine, leases.try_acquire, job.job_id, self._holder, now_ms, ttl_ms)
                 )
+                self._lease_calls.add(call)
+                call.add_done_callback(self._lease_calls.discard)
+                acquired = await asyncio.shield(call)
             except Exception as exc:  # the database may be briefly unavailable; try next tick
                 job.last_error = f"lease: {exc}"
                 log_failure(log, exc, "job %s: could not take its lease", job.job_id)
@@ -157,7 +163,9 @@ class JobScheduler:
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=timeout_s)
         scheduler.shutdown(wait=False)
+        if self._lease_calls:  # a lease write is short: wait for it even when the jobs were given up
+            await asyncio.wait(list(self._lease_calls), timeout=max(timeout_s, 10.0))
         try:
-            await asyncio.to_thread(leases.release_all, self._engine, self._holder)
+            await in_thread(self._engine, leases.release_all, self._holder)
         except Exception as exc:  # leases expire on their own; shutting down matters more
             log.warning("could not release scheduler leases: %s", exc)

@@ -20,8 +20,9 @@ from yarl import URL
 
 from connectors.contract import StateFile, StorageEndpoint
 from connectors.express.errors import BadChunk, ChunksMissing, TransferError, UploadLost
-from connectors.express.wire import Wire, WireError, wire_target
+from connectors.express.wire import Answer, ForwardCut, Wire, WireError, forward, wire_target
 from connectors.manifest import Manifest, UploadEntry, from_ranges
+from connectors.storage_wire import can_splice
 
 PREFIX = "/storage/v1"
 _TRANSIENT_CODES = {"chunk_in_flight", "busy", "upload_aborted", "io_error"}
@@ -133,33 +134,13 @@ class StorageClient:
     async def read_chunk(self, path: str, offset: int, into: memoryview, file_bytes: int) -> None:
         """Fill `into` with bytes [offset, offset + len(into)) of `path` (a ranged GET)."""
         length = len(into)
-        # identity: a file server may answer a compressed sibling (`NAME.gz`) to a client that accepts gzip
-        headers = {
-            **self._auth,
-            "Range": f"bytes={offset}-{offset + length - 1}",
-            "Accept-Encoding": "identity",
-        }
+        headers = self._range_headers(offset, length)
         if self._wire is not None:
             try:
                 answer = await self._wire.request("GET", self._url(path).raw_path_qs, headers, into=into)
             except (TimeoutError, OSError, WireError) as exc:
                 raise connection_error(exc, self.side) from None
-            if answer.status >= 400:
-                raise refusal_of(answer.status, _json_body(answer.body), "", self.side)
-            length_header = answer.headers.get("content-length", "")
-            _check_range_of(
-                answer.status,
-                answer.headers.get("content-range", ""),
-                int(length_header) if length_header.isdigit() else None,
-                offset,
-                length,
-                file_bytes,
-                self.side,
-            )
-            if answer.filled != length:
-                raise TransferError(
-                    "short_read", f"{self.side} sent {answer.filled} of {length} bytes", fatal=False
-                )
+            self._check_read(answer, offset, length, file_bytes)
             return
         try:
             async with self._session.get(self._url(path), headers=headers) as response:
@@ -178,6 +159,68 @@ class StorageClient:
                     )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connection_error(exc, self.side) from None
+
+    def _range_headers(self, offset: int, length: int) -> dict[str, str]:
+        # identity: a file server may answer a compressed sibling (`NAME.gz`) to a client that accepts gzip
+        return {**self._auth, "Range": f"bytes={offset}-{offset + length - 1}", "Accept-Encoding": "identity"}
+
+    def _check_read(self, answer: Answer, offset: int, length: int, file_bytes: int) -> None:
+        """TransferError unless `answer` brought bytes [offset, offset + length) of a `file_bytes` file."""
+        if answer.status >= 400:
+            raise refusal_of(answer.status, _json_body(answer.body), "", self.side)
+        length_header = answer.headers.get("content-length", "")
+        _check_range_of(
+            answer.status,
+            answer.headers.get("content-range", ""),
+            int(length_header) if length_header.isdigit() else None,
+            offset,
+            length,
+            file_bytes,
+            self.side,
+        )
+        if answer.filled != length:
+            raise TransferError(
+                "short_read", f"{self.side} sent {answer.filled} of {length} bytes", fatal=False
+            )
+
+    def can_forward_from(self, source: StorageClient) -> bool:
+        """Whether chunks can go from `source` to this endpoint without passing through this process
+        (`forward_chunk`): both plain HTTP, on a system with `splice`."""
+        return self._wire is not None and source._wire is not None and can_splice()
+
+    async def forward_chunk(
+        self,
+        source: StorageClient,
+        read: tuple[str, int, int, int],
+        index: int,
+        pace: Pace,
+        slice_bytes: int,
+    ) -> bool:
+        """Chunk `index` of `path` read from `source` (`read`: path, offset, length, file bytes) and
+        sent here as it arrives, through the kernel (`connectors.express.wire.forward`): True if
+        written, False if it was held. Only where `can_forward_from(source)`."""
+        path, offset, length, file_bytes = read
+        if self._wire is None or source._wire is None:
+            raise ValueError("forward_chunk needs plain-HTTP endpoints at both ends")
+        headers = {**self._auth, "Content-Type": "application/octet-stream"}
+        try:
+            forwarded = await forward(
+                source._wire,
+                (source._url(path).raw_path_qs, source._range_headers(offset, length)),
+                self._wire,
+                (self._url(path, f"chunk={index}").raw_path_qs, headers),
+                length,
+                pace,
+                slice_bytes,
+            )
+        except ForwardCut as exc:
+            raise connection_error(exc.cause, source.side if exc.at_source else self.side) from None
+        answer = forwarded.destination
+        if answer is not None and answer.status >= 400:
+            raise refusal_of(answer.status, _json_body(answer.body), "", self.side)
+        source._check_read(forwarded.source, offset, length, file_bytes)
+        assert answer is not None  # a source answer that was not forwarded is refused just above
+        return answer.status == 201
 
     async def open_upload(self, path: str, entry: UploadEntry) -> tuple[set[int], bool]:
         """Open (or resume) the upload of `path`: (chunks already committed, file already complete)."""

@@ -5,10 +5,14 @@ One run of a job (`Transfer.run`):
    committed-chunk map), so a run after any interruption sends only the missing chunks;
 2. K workers take missing chunks from a queue; each owns one buffer of `chunk_bytes`, so the
    relay's chunk memory is K × chunk size whatever the files' sizes. A worker reads its chunk with a
-   ranged GET and sends it in slices paced by the token bucket. The destination checks every chunk
-   against the manifest; when it refuses one (`bad_chunk`), the worker hashes its buffer: if the
-   bytes were already wrong when read, it reads them again (three wrong reads: the job fails
-   `manifest_mismatch`), else they were spoilt on the way and it sends the buffer again;
+   ranged GET and sends it in slices paced by the token bucket. Where both endpoints are plain HTTP
+   on Linux, a chunk's first attempt is forwarded instead: the ranged GET's body goes from the
+   source's socket to the destination's through a pipe (`splice`), slice by slice as paced, without
+   entering this process; every retry of it goes through the buffer. The destination checks every
+   chunk against the manifest; when it refuses one (`bad_chunk`), the worker hashes its buffer: if
+   the bytes were already wrong when read, it reads them again (three wrong reads: the job fails
+   `manifest_mismatch`), else they were spoilt on the way and it sends the buffer again (a
+   forwarded chunk it refuses is read into the buffer and sent from there);
 3. the worker that lands a file's last chunk commits the file (whole-file hash, fsync, rename at
    the destination); chunks the commit reports missing go back to the queue.
 
@@ -98,6 +102,7 @@ class Transfer:
         self._pending: dict[int, set[int]] = {}
         self._committed: set[int] = set()
         self._done = asyncio.Event()
+        self._forwarding = destination.can_forward_from(source)
 
     async def run(self) -> None:
         """Move and commit every file; raises a fatal TransferError or Stalled."""
@@ -175,9 +180,17 @@ class Transfer:
         offset, length = chunk_span(item.size_bytes, self.manifest.chunk_bytes, chunk)
         view = memoryview(buffer)[:length]
         loaded, mismatches, attempt = False, 0, 0
+        forwarding = self._forwarding
         while True:
             attempt += 1
             try:
+                if forwarding:  # straight from the source's socket to the destination's
+                    forwarding = False  # any retry goes through the buffer, where the bytes can be checked
+                    read = (item.path, offset, length, item.size_bytes)
+                    await self.destination.forward_chunk(
+                        self.source, read, chunk, self.bucket.take, self.bucket.slice_bytes
+                    )
+                    break
                 if not loaded:
                     await self.source.read_chunk(item.path, offset, view, item.size_bytes)
                     loaded = True
@@ -187,7 +200,7 @@ class Transfer:
                 break
             except BadChunk as exc:
                 # Refused by the destination: were the bytes wrong when read, or spoilt on the way?
-                if await asyncio.to_thread(_sha256, view) != item.chunks[chunk]:
+                if loaded and await asyncio.to_thread(_sha256, view) != item.chunks[chunk]:
                     loaded, mismatches = False, mismatches + 1
                     message = f"{item.path} chunk {chunk} read from the source does not match the manifest"
                     if mismatches >= _SOURCE_MISMATCHES:

@@ -18,14 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.storage_wire import HEADERS_END, MAX_HEAD, WireError, format_head, parse_head, receive_into
+from connectors.storage_wire import (
+    HEADERS_END,
+    MAX_HEAD,
+    SpliceCut,
+    WireError,
+    format_head,
+    open_pipe,
+    parse_head,
+    receive_into,
+    splice_between,
+)
 
-__all__ = ["Answer", "Wire", "WireError", "wire_target"]
+__all__ = ["Answer", "ForwardCut", "Forwarded", "Wire", "WireError", "forward", "wire_target"]
 
 _MAX_SMALL_BODY = 10 << 20
 _RECV = 64 << 10  # a read for an answer's headers (a body's start that comes with them is kept)
@@ -100,8 +111,7 @@ class Wire:
     ) -> Answer:
         """Send one request (`body` in slices of `slice_bytes`, each after `pace(n)`); the answer's body
         is read into `into` when the status is 200 or 206 and `into` is given, else returned."""
-        reused = bool(self._idle)
-        connection = self._idle.pop() if reused else await self._connect()
+        connection, reused = await self._take()
         try:
             answer, keep = await self._exchange(
                 connection, method, target, headers, body, pace, slice_bytes, into
@@ -115,11 +125,25 @@ class Wire:
         except BaseException:
             connection.close()
             raise
+        self._give(connection, keep)
+        return answer
+
+    async def _take(self) -> tuple[_Connection, bool]:
+        """An idle connection (True: reused) or a new one (False)."""
+        if self._idle:
+            return self._idle.pop(), True
+        return await self._connect(), False
+
+    def _give(self, connection: _Connection, keep: bool) -> None:
+        """Keep `connection` for the next request if it can carry one, else close it."""
         if keep and len(self._idle) < self.max_idle and not connection.spare:
             self._idle.append(connection)
         else:
             connection.close()
-        return answer
+
+    def _head_of(self, method: str, target: str, headers: dict[str, str], length: int) -> bytes:
+        fields = {"Host": f"{self.host}:{self.port}", **headers, "Content-Length": str(length)}
+        return format_head(f"{method} {target} HTTP/1.1", fields)
 
     async def _exchange(
         self,
@@ -132,9 +156,7 @@ class Wire:
         slice_bytes: int,
         into: memoryview | None,
     ) -> tuple[Answer, bool]:
-        fields = {"Host": f"{self.host}:{self.port}", **headers}
-        fields["Content-Length"] = str(0 if body is None else len(body))
-        head = format_head(f"{method} {target} HTTP/1.1", fields)
+        head = self._head_of(method, target, headers, 0 if body is None else len(body))
         await self._send(connection, memoryview(head))
         cut: OSError | None = None
         try:
@@ -153,6 +175,18 @@ class Wire:
                 raise cut from None
             raise
         keep = cut is None and answer_headers.get("connection", "").lower() != "close"
+        return await self._body(connection, method, status, answer_headers, keep, into)
+
+    async def _body(
+        self,
+        connection: _Connection,
+        method: str,
+        status: int,
+        answer_headers: dict[str, str],
+        keep: bool,
+        into: memoryview | None,
+    ) -> tuple[Answer, bool]:
+        """The answer with its body: read into `into` (200 or 206) or returned (a short one)."""
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return Answer(status, answer_headers, b""), keep
         if answer_headers.get("transfer-encoding", "").lower() == "chunked":
@@ -253,3 +287,134 @@ class Wire:
 
 class _ClosedBeforeAnswer(ConnectionResetError):
     """A kept connection the server had closed: nothing of the answer arrived."""
+
+
+class ForwardCut(Exception):
+    """`forward` failed on one side (`at_source`: the source's connection, else the destination's)
+    with `cause` (OSError, TimeoutError or WireError)."""
+
+    def __init__(self, at_source: bool, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.at_source, self.cause = at_source, cause
+
+
+@dataclass
+class Forwarded:
+    """What `forward` got: the source's answer (with its body when that was not forwarded) and the
+    destination's answer (None when the source's body was not forwarded)."""
+
+    source: Answer
+    destination: Answer | None
+
+
+async def forward(
+    source: Wire,
+    get: tuple[str, dict[str, str]],
+    destination: Wire,
+    put: tuple[str, dict[str, str]],
+    length: int,
+    pace: Pace | None = None,
+    slice_bytes: int = 1 << 20,
+) -> Forwarded:
+    """GET `get` (target, headers) from `source`; if it answers 200 or 206 with a body of exactly
+    `length` bytes, PUT `put` (target, headers) on `destination` with that body, moved from one
+    socket to the other by `splice` in slices of `slice_bytes`, each after `pace(n)`, and read its
+    answer. Any other answer of the source is returned with its body and nothing is sent.
+    ForwardCut says which side failed; a connection a failure leaves in doubt is closed."""
+    for attempt in (1, 2):
+        connection, reused = await _taken(source, True)
+        try:
+            await source._send(connection, memoryview(source._head_of("GET", *get, 0)))
+            status, headers = await source._read_head(connection)
+            break
+        except (OSError, TimeoutError, WireError) as exc:
+            connection.close()
+            # A kept connection the server closed meanwhile fails before any answer: once more on a new one.
+            if reused and attempt == 1 and isinstance(exc, _ClosedBeforeAnswer):
+                continue
+            raise ForwardCut(True, exc) from None
+        except BaseException:
+            connection.close()
+            raise
+    keep = headers.get("connection", "").lower() != "close"
+    if (
+        status not in (200, 206)
+        or headers.get("content-length") != str(length)
+        or len(connection.spare) > length
+    ):
+        try:
+            answer, keep = await source._body(connection, "GET", status, headers, keep, None)
+        except (OSError, TimeoutError, WireError) as exc:
+            connection.close()
+            raise ForwardCut(True, exc) from None
+        except BaseException:
+            connection.close()
+            raise
+        source._give(connection, keep)
+        return Forwarded(answer, None)
+    try:
+        answer, whole = await _put_spliced(connection, destination, put, length, pace, slice_bytes)
+    except BaseException:
+        connection.close()
+        raise
+    source._give(connection, keep and whole)
+    return Forwarded(Answer(status, headers, b"", filled=length if whole else 0), answer)
+
+
+async def _taken(wire: Wire, at_source: bool) -> tuple[_Connection, bool]:
+    try:
+        return await wire._take()
+    except (OSError, TimeoutError) as exc:
+        raise ForwardCut(at_source, exc) from None
+
+
+async def _put_spliced(
+    body_from: _Connection,
+    destination: Wire,
+    put: tuple[str, dict[str, str]],
+    length: int,
+    pace: Pace | None,
+    slice_bytes: int,
+) -> tuple[Answer, bool]:
+    """PUT the `length`-byte body waiting on `body_from` (its start, if any, in `spare`) to
+    `destination`: its answer, and whether the whole body was taken from `body_from` (not when the
+    destination answered, and closed, before taking all of it)."""
+    connection, _ = await _taken(destination, False)
+    pipe = open_pipe()
+    try:
+        cut: Exception | None = None
+        try:
+            await destination._send(connection, memoryview(destination._head_of("PUT", *put, length)))
+            moved = len(body_from.spare)
+            if moved:  # the body's start, received with the source's head
+                if pace is not None:
+                    await pace(moved)
+                await destination._send(connection, memoryview(body_from.spare))
+                body_from.spare = bytearray()
+            while moved < length:
+                count = min(slice_bytes, length - moved)
+                if pace is not None:
+                    await pace(count)
+                await splice_between(body_from.sock, connection.sock, pipe, count, destination.timeout_s)
+                moved += count
+        except SpliceCut as exc:
+            if exc.taking:
+                raise ForwardCut(True, exc.cause) from None
+            cut = exc.cause  # the destination may have answered (a refusal) and closed
+        except (OSError, TimeoutError) as exc:
+            cut = exc
+        try:
+            status, headers = await destination._read_head(connection)
+            keep = cut is None and headers.get("connection", "").lower() != "close"
+            answer, keep = await destination._body(connection, "PUT", status, headers, keep, None)
+        except (OSError, TimeoutError, WireError) as exc:
+            closed_first = cut is not None and not isinstance(exc, _ClosedBeforeAnswer)
+            raise ForwardCut(False, cut if closed_first and cut is not None else exc) from None
+    except BaseException:
+        connection.close()
+        raise
+    finally:
+        for end in pipe:
+            os.close(end)
+    destination._give(connection, keep)
+    return answer, cut is None

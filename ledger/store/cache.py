@@ -7,7 +7,9 @@ the holds it wrote or read with their states. A batch that finds the head (read 
 that same version knows nobody else wrote since, so the rules run on those dictionaries directly
 instead of reading them again; any other version (another process or thread wrote), an error or a
 rollback drops the cache. A writer takes the cache out while it works (`take`) and puts it back
-only after its commit (`keep`), so two threads never share one.
+only after its commit (`keep`), so two threads never share one; the one exception is a batch its
+one-round-trip guard refused (nothing written): it puts back what the rules changed and returns
+the cache (`put_back`, ledger/store/speculative.py), which the retry uses only at its version.
 
 Account creation does not move the version (a new account has no balance anyone could have read),
 so once it commits it adds the accounts it made to a cache of the version it saw: the first batch

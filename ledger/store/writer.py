@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import RequestError
@@ -51,6 +50,7 @@ from ledger.store.db import (
     write_transaction,
 )
 from ledger.store.head import begin_pg, lock_head
+from ledger.store.rows import balance_rows, transfer_rows
 from ledger.store.runs import apply_runs, chain_free_runs, combined_of, request_ids
 from ledger.store.schema import TRANSFER_COLUMNS
 from ledger.store.speculative import can_speculate, speculate
@@ -228,16 +228,13 @@ def _persist_pg(cache: WriterCache, outcome: BatchOutcome, next_seq: int, ts_ms:
     statement (data-modifying CTEs); none when there is nothing to write."""
     parts: list[str] = []
     params: list[Any] = []
-    touched = sorted(outcome.touched)
-    if touched:
-        accounts, nums = cache.accounts, cache.nums
-        rows = [(nums[account_id], *accounts[account_id].balance.as_tuple()) for account_id in touched]
+    if outcome.touched:
         parts.append(f"balances AS ({UPDATE_BALANCES_PG} RETURNING 1)")
-        params.append(orjson.dumps(rows).decode())
+        params.append(balance_rows(cache, outcome.touched))
     created = outcome.created
     if created:
         parts.append(f"head AS ({ADVANCE_HEAD} RETURNING 1)")
-        params += [next_seq + len(created), ts_ms, orjson.dumps([tuple(row) for row in created]).decode()]
+        params += [next_seq + len(created), ts_ms, transfer_rows(created)]
     if not parts:
         return []
     return [Statement(f"WITH {', '.join(parts)} {INSERT_TRANSFERS_PG if created else 'SELECT 1'}", params)]
@@ -285,7 +282,15 @@ def submit_batches(
             # cache of whoever held the lock before.
             cache = take_any(engine) if cur.postgres else None
             if cache is not None and can_speculate(cache, combined):
-                results, outcome, head, ts_ms = speculate(cur, cache, combined, runs, now)
+                try:
+                    results, outcome, head, ts_ms = speculate(cur, cache, combined, runs, now)
+                except StaleRead:
+                    # Nothing written, the cache as the last commit left it: kept for the retry, which
+                    # goes the reading way (the head read under its lock; the cache used only if the
+                    # head's version is still its own) and reads only what the cache lacks.
+                    cache.next_seq = None
+                    put_back(engine, cache)
+                    raise
             else:
                 if cache is not None:
                     put_back(engine, cache)

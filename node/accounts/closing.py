@@ -6,11 +6,20 @@ The account and ledger writes are two transactions, so a close passes through `c
 first (the account is refused from then on, as closed), then the ledger account is closed, then
 `closed`. A failure between them leaves `closing`; a retried close, or the node's job
 (`finish_stopped`), checks again and finishes it, or puts the account back when something turned
-up on it meanwhile."""
+up on it meanwhile.
+
+Databases from before `closing` existed may hold a consumer left active (or suspended) whose ledger
+account was closed: the ledger close went through and the status write did not.
+`closed_ledger_consumers` finds them (`cpnode db check`, and the node at start, which logs them);
+`repair` marks such a consumer closed, which is the only repair that keeps money correct: a closed
+ledger account can never be touched again (the ledger has no reopen, and its checkpoints and
+audit bundles already record the close), so the consumer can only follow the ledger. A consumer
+with something still on it (a balance, a hold, open orders or tasks) is left for the operator.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -19,6 +28,7 @@ import ledger
 from node.accounts import store
 from node.accounts.lifecycle import AccountStateError, close_blockers, next_status
 from node.accounts.store import AccountRecord
+from node.db import in_thread
 from node.tasks.machine import ENDED, FINAL
 from node.tasks.tables import tasks_t
 from node.trading import rules
@@ -102,7 +112,49 @@ async def close(
     """Close `consumer`'s account: `closing` (refused from then on), its ledger account closed, then
     `closed`; a close that stopped half-way is finished by the next one. AccountStateError
     (`close_blocked`, with `blockers`, nothing changed) when something is left on it."""
-    return await asyncio.to_thread(_close, engine, consumer, actor, reason)
+    return await in_thread(engine, _close, consumer, actor, reason)
+
+
+@dataclass(frozen=True)
+class ClosedLedger:
+    """A consumer not closed whose ledger account is closed, and what blocks marking it closed."""
+
+    consumer: str
+    status: str
+    closed_ms: int | None
+    blockers: list[str]
+
+    def advice(self) -> str:
+        """What the operator should do about it."""
+        if not self.blockers:
+            return "run `cpnode db check --repair` to mark it closed as its ledger account is"
+        return f"cannot be marked closed ({'; '.join(self.blockers)}): settle these by hand first"
+
+
+def closed_ledger_consumers(engine: Engine) -> list[ClosedLedger]:
+    """Consumers whose status is active or suspended while their ledger account is closed."""
+    closed = {
+        a.id.removeprefix(rules.CONSUMER_PREFIX): a
+        for a in ledger.list_accounts(engine)
+        if a.closed_seq is not None and a.id.startswith(rules.CONSUMER_PREFIX)
+    }
+    records = store.get_many(engine, "consumer", sorted(closed))
+    return [
+        ClosedLedger(name, record.status, closed[name].closed_ms, _blockers(engine, name))
+        for name, record in records.items()
+        if record.status in ("active", "suspended")
+    ]
+
+
+def repair(engine: Engine, found: ClosedLedger, actor: str) -> AccountRecord:
+    """Mark `found`'s consumer closed, as its ledger account is (through `closing`, so the audit
+    trail shows a close); AccountStateError when something is still on it."""
+    blockers = _blockers(engine, found.consumer)
+    if blockers:
+        raise _blocked(found.consumer, blockers)
+    reason = "its ledger account was closed already"
+    store.begin_close(engine, found.consumer, actor, store.now_ms(), reason)
+    return store.end_close(engine, found.consumer, True, actor, store.now_ms(), reason)
 
 
 def finish_stopped(engine: Engine, older_than_ms: int, actor: str = "node") -> dict[str, str]:

@@ -5,12 +5,9 @@ consumers, the status check on every sync interval and the finishing of closes s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from federation.server import SERVICE
 from node.accounts import closing, routes
@@ -22,9 +19,8 @@ from node.accounts.federated import (
     status_route,
     statuses_route,
 )
-from node.accounts.tables import accounts_t, federated_t, users_t
-from node.config import Settings
-from node.context import NodeContext
+from node.context import CTX, NodeContext
+from node.db import in_thread
 
 log = logging.getLogger("cpnode.accounts")
 CHECK_JOB = "accounts-status-check"
@@ -53,33 +49,32 @@ def install(app: web.Application, ctx: NodeContext) -> None:
                 log.info("partners' consumers: %d account(s) changed status", changed)
 
         ctx.scheduler.add_interval_job(CHECK_JOB, check_job, every_s)
+    if "api" in ctx.roles:
+        app.on_startup.append(_warn_closed_ledgers)
     if "scheduler" in ctx.roles:
         every_s = ctx.settings.federation.sync_interval_s
 
         async def closes_job() -> None:
-            finished = await asyncio.to_thread(closing.finish_stopped, ctx.engine, STOPPED_CLOSE_MS)
+            finished = await in_thread(ctx.engine, closing.finish_stopped, STOPPED_CLOSE_MS)
             if finished:
                 log.warning("closes that had stopped half-way, now finished: %s", finished)
 
         ctx.scheduler.add_interval_job(CLOSES_JOB, closes_job, every_s)
 
 
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """`cpnode status` lines: consumers suspended and closed, users, partners' consumers seen here."""
-    with engine.connect() as conn:
-        by_status: dict[str, int] = dict(
-            conn.execute(
-                sa.select(accounts_t.c.status, sa.func.count())
-                .where(accounts_t.c.kind == "consumer")
-                .group_by(accounts_t.c.status)
-            ).all()
+async def _warn_closed_ledgers(app: web.Application) -> None:
+    """Log each consumer an older database left active or suspended with its ledger account closed
+    (node.accounts.closing), with what to do."""
+    engine = app[CTX].engine
+    try:
+        found = await in_thread(engine, closing.closed_ledger_consumers)
+    except Exception as exc:  # a check at start must never keep the node from starting
+        log.warning("could not check for consumers with a closed ledger account: %s", exc)
+        return
+    for item in found:
+        log.warning(
+            "consumer %s is %s but its ledger account is closed: %s",
+            item.consumer,
+            item.status,
+            item.advice(),
         )
-        users = conn.execute(sa.select(sa.func.count()).select_from(users_t)).scalar_one()
-        federated = conn.execute(sa.select(sa.func.count()).select_from(federated_t)).scalar_one()
-    suspended, closed = by_status.get("suspended", 0), by_status.get("closed", 0)
-    return [
-        ("consumers suspended / closed", f"{suspended} / {closed}"),
-        ("consumers closing", by_status.get("closing", 0)),
-        ("operator users", users),
-        ("partners' consumers seen", federated),
-    ]

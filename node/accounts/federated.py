@@ -58,6 +58,7 @@ from node.accounts.lifecycle import (
 )
 from node.accounts.store import AccountRecord, now_ms
 from node.context import NodeContext
+from node.db import in_thread
 from node.http.auth import Principal
 
 log = logging.getLogger("cpnode.accounts")
@@ -104,7 +105,7 @@ class Interconnect:
         except KeyFormatError as exc:
             raise AccountRequestError(f"public_key: {exc}", code="bad_key") from None
         engine = self.ctx.engine
-        record = await asyncio.to_thread(store.get, engine, "consumer", consumer)
+        record = await in_thread(engine, store.get, "consumer", consumer)
         refused = refusal(record.status, f"consumer:{consumer}")
         if refused is not None:
             raise refused
@@ -124,11 +125,11 @@ class Interconnect:
             validity_s=validity_s,
         )
         stamp = now_ms()
-        await asyncio.to_thread(federated_store.saw, engine, consumer, audience, stamp)
+        await in_thread(engine, federated_store.saw, consumer, audience, stamp)
         detail = {"audience": audience, "id": assertion_id, "expires_ts": now + validity_s}
-        await asyncio.to_thread(
-            store.record_event,
+        await in_thread(
             engine,
+            store.record_event,
             f"consumer:{consumer}",
             "consumer",
             consumer,
@@ -143,10 +144,10 @@ class Interconnect:
         `told` or the error code (the partner also asks on its next sync, so a failed push is caught
         up)."""
         engine = self.ctx.engine
-        names = await asyncio.to_thread(federated_store.audiences, engine, consumer)
+        names = await in_thread(engine, federated_store.audiences, consumer)
         if not names:
             return {}
-        record = await asyncio.to_thread(store.get, engine, "consumer", consumer)
+        record = await in_thread(engine, store.get, "consumer", consumer)
         identity = self.service.identity()
 
         async def tell(name: str) -> str:
@@ -171,8 +172,8 @@ class Interconnect:
     async def answer_statuses(self, partner: Partner, subjects: list[str]) -> dict[str, Any]:
         """The signed states of those of `subjects` that `partner` has seen (others are left out)."""
         engine = self.ctx.engine
-        seen = await asyncio.to_thread(federated_store.seen_by, engine, partner.name, subjects)
-        records = await asyncio.to_thread(store.get_many, engine, "consumer", sorted(seen))
+        seen = await in_thread(engine, federated_store.seen_by, partner.name, subjects)
+        records = await in_thread(engine, store.get_many, "consumer", sorted(seen))
         states = [account_state(record) for record in records.values()]
         identity = self.service.identity()
         return status_document(identity.node, identity.key, partner.name, states, self.service.clock())
@@ -229,7 +230,7 @@ class Interconnect:
             raise AccountRefusedError(
                 f"{assertion.account} is not real-name verified at {assertion.issuer}", code="unverified"
             )
-        account = await asyncio.to_thread(federated_store.seen, self.ctx.engine, assertion, now_ms())
+        account = await in_thread(self.ctx.engine, federated_store.seen, assertion, now_ms())
         refused = refusal(cast(Status, account.status), account.id)
         if refused is not None:
             raise refused
@@ -245,8 +246,8 @@ class Interconnect:
         states = check_status_document(document, partner.name, keys, self.ctx.name, self.service.clock())
         if asked is not None:
             states = [state for state in states if state.subject in asked]
-        return await asyncio.to_thread(
-            federated_store.apply_states, self.ctx.engine, partner.name, states, now_ms(), via
+        return await in_thread(
+            self.ctx.engine, federated_store.apply_states, partner.name, states, now_ms(), via
         )
 
     async def accept_status(self, partner: Partner, body: bytes) -> int:
@@ -256,7 +257,7 @@ class Interconnect:
     async def check_round(self) -> int:
         """Ask every issuer about all its accounts seen here (not closed), CHECK_BATCH at a time;
         how many changed status."""
-        by_issuer = await asyncio.to_thread(federated_store.subjects_by_issuer, self.ctx.engine)
+        by_issuer = await in_thread(self.ctx.engine, federated_store.subjects_by_issuer)
         changed = 0
         for issuer, subjects in by_issuer.items():
             partner = await self._partner(issuer)

@@ -23,7 +23,6 @@ Consumer lifecycle changes are told to the partners that have seen the consumer 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from aiohttp import web
@@ -35,6 +34,7 @@ from node.accounts import closing, federated_store, store
 from node.accounts.federated import INTERCONNECT
 from node.accounts.lifecycle import Action, UnknownAccountError
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import parse_body
 from node.http.errors import ApiError
 from node.http.permissions import USER_ROLES
@@ -87,9 +87,7 @@ def _int(request: web.Request, name: str, default: int) -> int:
 async def _consumer(request: web.Request) -> tuple[str, ledger.Account]:
     name = rules.check_consumer_id(request.match_info["id"])
     try:
-        account = await asyncio.to_thread(
-            ledger.get_account, request.app[CTX].engine, rules.consumer_account(name)
-        )
+        account = await in_thread(request.app[CTX].engine, ledger.get_account, rules.consumer_account(name))
     except ledger.NotFoundError:
         raise UnknownAccountError(f"no consumer {name!r}", code="unknown_consumer") from None
     return name, account
@@ -102,8 +100,8 @@ def _account_view(record: store.AccountRecord, account: ledger.Account) -> dict[
 async def list_accounts(request: web.Request) -> web.Response:
     """`GET /api/v1/accounts`."""
     engine = request.app[CTX].engine
-    accounts = await asyncio.to_thread(ledger.list_accounts, engine)
-    records = await asyncio.to_thread(store.list_records, engine, "consumer")
+    accounts = await in_thread(engine, ledger.list_accounts)
+    records = await in_thread(engine, store.list_records, "consumer")
     rows = []
     for account in accounts:
         if account.spec.kind is AccountKind.CONSUMER and account.id.startswith(rules.CONSUMER_PREFIX):
@@ -115,8 +113,8 @@ async def list_accounts(request: web.Request) -> web.Response:
 async def show_account(request: web.Request) -> web.Response:
     """`GET /api/v1/accounts/{id}`."""
     name, account = await _consumer(request)
-    record = await asyncio.to_thread(store.get, request.app[CTX].engine, "consumer", name)
-    partners = await asyncio.to_thread(federated_store.audiences, request.app[CTX].engine, name)
+    record = await in_thread(request.app[CTX].engine, store.get, "consumer", name)
+    partners = await in_thread(request.app[CTX].engine, federated_store.audiences, name)
     return web.json_response({**_account_view(record, account), "partners": partners})
 
 
@@ -131,8 +129,8 @@ async def verify_account(request: web.Request) -> web.Response:
     name, account = await _consumer(request)
     body = await parse_body(request, Verdict)
     caller = await ctx.authenticate(request)
-    record = await asyncio.to_thread(
-        store.verify, ctx.engine, "consumer", name, body.verdict, caller.actor, body.note, store.now_ms()
+    record = await in_thread(
+        ctx.engine, store.verify, "consumer", name, body.verdict, caller.actor, body.note, store.now_ms()
     )
     told = await _tell_partners(request, name)
     return web.json_response({**_account_view(record, account), "partners_told": told})
@@ -147,8 +145,8 @@ def _consumer_action(action: Action) -> Any:
         if action == "close":
             record, account = await closing.close(ctx.engine, name, caller.actor, body.reason)
         else:
-            record = await asyncio.to_thread(
-                store.change, ctx.engine, "consumer", name, action, caller.actor, store.now_ms(), body.reason
+            record = await in_thread(
+                ctx.engine, store.change, "consumer", name, action, caller.actor, store.now_ms(), body.reason
             )
         told = await _tell_partners(request, name)
         return web.json_response({**_account_view(record, account), "partners_told": told})
@@ -161,9 +159,9 @@ async def list_events(request: web.Request) -> web.Response:
     """`GET /api/v1/account-events`."""
     kind = request.query.get("kind") or None
     subject = request.query.get("subject") or None
-    rows = await asyncio.to_thread(
-        store.events,
+    rows = await in_thread(
         request.app[CTX].engine,
+        store.events,
         kind,
         subject,
         _int(request, "after", 0),
@@ -174,8 +172,8 @@ async def list_events(request: web.Request) -> web.Response:
 
 async def list_federated(request: web.Request) -> web.Response:
     """`GET /api/v1/federated-accounts`."""
-    rows = await asyncio.to_thread(
-        federated_store.list_accounts, request.app[CTX].engine, request.query.get("issuer") or None
+    rows = await in_thread(
+        request.app[CTX].engine, federated_store.list_accounts, request.query.get("issuer") or None
     )
     return web.json_response({"accounts": [row.view() for row in rows]})
 
@@ -196,7 +194,7 @@ async def issue_assertion(request: web.Request) -> web.Response:
 
 async def _user(request: web.Request) -> store.User:
     name = request.match_info["id"]
-    user = await asyncio.to_thread(store.get_user, request.app[CTX].engine, name) if len(name) <= 63 else None
+    user = await in_thread(request.app[CTX].engine, store.get_user, name) if len(name) <= 63 else None
     if user is None:
         raise UnknownAccountError(f"no user {name!r}", code="unknown_user")
     return user
@@ -207,15 +205,15 @@ async def create_user(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     body = await parse_body(request, NewUser)
     caller = await ctx.authenticate(request)
-    token, user = await asyncio.to_thread(
-        store.create_user, ctx.engine, body.name, body.role, caller.actor, store.now_ms()
+    token, user = await in_thread(
+        ctx.engine, store.create_user, body.name, body.role, caller.actor, store.now_ms()
     )
     return web.json_response({**user.view(), "token": token}, status=201)
 
 
 async def list_users(request: web.Request) -> web.Response:
     """`GET /api/v1/users`."""
-    users = await asyncio.to_thread(store.list_users, request.app[CTX].engine)
+    users = await in_thread(request.app[CTX].engine, store.list_users)
     return web.json_response({"users": [user.view() for user in users], "roles": list(USER_ROLES)})
 
 
@@ -229,9 +227,7 @@ async def user_token(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     user = await _user(request)
     caller = await ctx.authenticate(request)
-    token = await asyncio.to_thread(
-        store.new_user_token_for, ctx.engine, user.name, caller.actor, store.now_ms()
-    )
+    token = await in_thread(ctx.engine, store.new_user_token_for, user.name, caller.actor, store.now_ms())
     return web.json_response({"name": user.name, "token": token}, status=201)
 
 
@@ -241,8 +237,8 @@ async def verify_user(request: web.Request) -> web.Response:
     user = await _user(request)
     body = await parse_body(request, Verdict)
     caller = await ctx.authenticate(request)
-    await asyncio.to_thread(
-        store.verify, ctx.engine, "user", user.name, body.verdict, caller.actor, body.note, store.now_ms()
+    await in_thread(
+        ctx.engine, store.verify, "user", user.name, body.verdict, caller.actor, body.note, store.now_ms()
     )
     return web.json_response((await _user(request)).view())
 
@@ -255,8 +251,8 @@ def _user_action(action: Action) -> Any:
         caller = await ctx.authenticate(request)
         if caller.user == user.name and action != "reinstate":
             raise ApiError(409, "own_account", f"a user cannot {action} its own account")
-        await asyncio.to_thread(
-            store.change, ctx.engine, "user", user.name, action, caller.actor, store.now_ms(), body.reason
+        await in_thread(
+            ctx.engine, store.change, "user", user.name, action, caller.actor, store.now_ms(), body.reason
         )
         return web.json_response((await _user(request)).view())
 

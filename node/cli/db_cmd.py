@@ -1,4 +1,5 @@
-"""`cpnode db upgrade|status`: apply or inspect the versioned schema migrations."""
+"""`cpnode db upgrade|status|check`: apply or inspect the versioned schema migrations, and find
+what an older database may hold that the node no longer leaves behind."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_handler(up, run_upgrade)
     status = sub.add_parser("status", help="show each schema branch's current and latest revision")
     add_handler(status, run_status)
+    check = sub.add_parser(
+        "check",
+        help="find consumers left active or suspended whose ledger account is closed (exit 1 if any is left)",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="mark those with nothing left on them closed, as their ledger is",
+    )
+    add_handler(check, run_check)
 
 
 def connect(settings: Settings) -> Engine:
@@ -96,3 +107,35 @@ def run_status(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return 1 if behind else 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Handler of `cpnode db check`: each consumer whose ledger account is closed while it is not,
+    with what to do (repaired with `--repair` when nothing is left on it); exit 1 if any is left."""
+    from node.accounts.closing import closed_ledger_consumers, repair
+    from node.accounts.lifecycle import AccountStateError
+
+    engine = connect(settings_from_args(args))
+    try:
+        rows = []
+        for found in closed_ledger_consumers(engine):
+            outcome = found.advice()
+            if args.repair:
+                try:
+                    outcome = f"marked {repair(engine, found, 'cpnode db check').status}"
+                except AccountStateError as exc:
+                    outcome = str(exc)
+            rows.append({"consumer": found.consumer, "status": found.status, "outcome": outcome})
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json({"closed_ledger_consumers": rows})
+    elif rows:
+        print_table(
+            "consumers whose ledger account is closed",
+            ["consumer", "status", "outcome"],
+            [[r["consumer"], r["status"], r["outcome"]] for r in rows],
+        )
+    else:
+        print("no consumer is left active or suspended with a closed ledger account")
+    return 1 if any(not r["outcome"].startswith("marked") for r in rows) else 0

@@ -68,8 +68,9 @@ def schema_rows(engine: Engine) -> list[dict[str, str | None]]:
 
 def collect(settings: Settings, config_path: Path) -> tuple[dict[str, Any], bool]:
     """The status fields of the node, and whether everything needed is healthy."""
-    # The database layer and every component are loaded here, not for `cpnode status --help`.
-    from node.components import COMPONENTS
+    # The database layer and the status readers are loaded here, not for `cpnode status --help`;
+    # the readers load only the stores they read, none of the components (node.cli.status_lines).
+    from node.cli.status_lines import READERS
     from node.db import DatabaseError, check_database, make_engine
     from node.identity import IdentityError, load_identity
 
@@ -95,10 +96,9 @@ def collect(settings: Settings, config_path: Path) -> tuple[dict[str, Any], bool
             # Components read their own tables; on an older schema they would fail, so say why instead.
             data["components"] = "schema not up to date: run `cpnode db upgrade` (or start the node)"
         else:
-            for component in COMPONENTS:
-                if component.status is not None:
-                    for label, value in component.status(settings, engine):
-                        data[label] = value
+            for reader in READERS:
+                for label, value in reader(settings, engine):
+                    data[label] = value
     except DatabaseError as exc:
         data["database_error"] = str(exc)
         healthy = False

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from node.console import ledger_pages, operator, reports, trading
 from node.console.errors import error_pages
-from node.console.render import SECURITY_HEADERS, make_environment
+from node.console.render import SECURITY_HEADERS
 from node.console.session import SessionKeys
 from node.console.web import CONSOLE, Console, signin, signin_form, signout
 from node.context import NodeContext
@@ -42,7 +42,6 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     console = Console(
         settings,
         SessionKeys(session_secret(ctx)),
-        make_environment(),
         ctx.name,
         ctx.settings.trading.currency,
     )

@@ -7,6 +7,7 @@ own API as the signed-in person, and the form (already CSRF-checked for a POST).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from node.console.api import ApiRefused, NodeApi
-from node.console.render import html_response, render
+from node.console.render import html_response, make_environment, render
 from node.console.session import COOKIE_NAME, Session, SessionKeys
 from node.console.settings import ConsoleSection
 
@@ -36,10 +37,15 @@ class Console:
 
     settings: ConsoleSection
     keys: SessionKeys
-    env: jinja2.Environment
     node_name: str
     currency: str = "CNY"  # the node's trading currency (`[trading] currency`), for report figures
     http: aiohttp.ClientSession | None = None
+
+    @functools.cached_property
+    def env(self) -> jinja2.Environment:
+        """The template environment, made when the first page is rendered: Jinja2 loads then,
+        not when the node starts."""
+        return make_environment()
 
     @property
     def prefix(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from node.context import CTX, NodeContext
-from node.db import DatabaseError, check_database
+from node.db import DatabaseError, check_database, in_thread
 from node.identity import reload_if_rotated
 
 READINESS_TIMEOUT_S = 2.0
@@ -22,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def _database_check(ctx: NodeContext) -> str | None:
     try:
-        await asyncio.wait_for(asyncio.to_thread(check_database, ctx.engine), READINESS_TIMEOUT_S)
+        await asyncio.wait_for(in_thread(ctx.engine, check_database), READINESS_TIMEOUT_S)
     except DatabaseError as exc:
         return str(exc)
     except TimeoutError:

@@ -129,7 +129,7 @@ class Scheduler:
         from node.market.placement import place
 
         assert demand.strategy is not None
-        strategy = await asyncio.to_thread(store.resolve, self.engine, demand.strategy, consumer)
+        strategy = await in_thread(self.engine, store.resolve, demand.strategy, consumer)
         view = await self.view()
         columns = await asyncio.to_thread(build_columns, rows, site_for(view))
         return place(strategy, demand, columns, view, self.currency, limit)
@@ -142,8 +142,8 @@ class Scheduler:
         for order in answer["orders"]:
             site = sites.get((order["source"], order["offer_id"]))
             latency = users_latency_us(demand, self._view, site)
-            await asyncio.to_thread(
-                store.record, self.engine, order["id"], consumer, placement.strategy, site, latency, now_ms
+            await in_thread(
+                self.engine, store.record, order["id"], consumer, placement.strategy, site, latency, now_ms
             )
 
     async def order(

@@ -4,12 +4,12 @@ taken off, partners' unexpired catalogs), plus the offers of expired partner cat
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
 from federation import store
+from node.db import in_thread
 from node.offers import CatalogOffer, OfferRow, OfferSource
 from node.peering.offers import merged_view, own_offers, partner_offers
 
@@ -31,11 +31,11 @@ def expired_offers(engine: Engine, now_ts: int) -> list[OfferRow]:
     return rows
 
 
-def _rows(own: list[tuple[str, CatalogOffer]], engine: Engine, now_ts: int) -> list[OfferRow]:
+def _rows(engine: Engine, own: list[tuple[str, CatalogOffer]], now_ts: int) -> list[OfferRow]:
     return merged_view(own, engine, now_ts) + expired_offers(engine, now_ts)
 
 
 async def market_offers(sources: Mapping[str, OfferSource], engine: Engine, now_ts: int) -> list[OfferRow]:
     """Every offer a demand is matched against, own ones first."""
     own = await own_offers(sources)
-    return await asyncio.to_thread(_rows, own, engine, now_ts)
+    return await in_thread(engine, _rows, own, now_ts)

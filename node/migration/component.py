@@ -22,8 +22,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 
 from node.config import Settings
 from node.context import NodeContext
@@ -33,14 +31,13 @@ from node.migration.driver import Driver
 from node.migration.records import Migration
 from node.migration.routes import CLOSING, CORE, KICK
 from node.migration.steps import Steps
-from node.migration.tables import migrations_t
 from node.pools.routes import HOST
 from node.tasks import migrated
 from node.tasks.component import TASKS
 from node.tasks.delivery import Delivery
 from node.tasks.finish import Finish
 
-__all__ = ["CORE", "install", "sites", "status_lines"]
+__all__ = ["CORE", "install", "sites"]
 
 
 def sites(settings: Settings) -> dict[str, str]:
@@ -91,15 +88,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         await core.close()
 
     app.cleanup_ctx.append(lifecycle)
-
-
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:  # noqa: ARG001 (the components' status signature)
-    """Lines for `cpnode status`: migrations by state."""
-    try:
-        with engine.connect() as conn:
-            counts = conn.execute(
-                select(migrations_t.c.state, func.count()).group_by(migrations_t.c.state)
-            ).all()
-    except Exception as exc:  # status must answer even before the tables exist
-        return [("migrations", f"unknown ({type(exc).__name__})")]
-    return [("migrations", ", ".join(f"{count} {state}" for state, count in sorted(counts)) or "none")]

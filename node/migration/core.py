@@ -21,6 +21,7 @@ from connectors.express.endpoints import StorageClient
 from connectors.host import PluginHost
 from connectors.manifest import Manifest
 from connectors.network.contract import NetworkPlugin
+from node.db import in_thread
 from node.migration.errors import MigrationUnavailable, StepFailed
 from node.migration.records import Migration
 from node.migration.settings import MigrationSection
@@ -57,7 +58,7 @@ class MigrationCore:
 
     async def db(self, fn: Callable[Concatenate[Engine, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking database call `fn(engine, ...)` off the event loop."""
-        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+        return await in_thread(self.engine, fn, *args, **kwargs)
 
     def plugins(self) -> PluginHost:
         """The plugin host, or MigrationUnavailable in a process that hosts no plugins."""

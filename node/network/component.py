@@ -10,15 +10,11 @@ The refresh reads the plugins hosted by this process, so the job runs where the 
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from federation.store import list_partners
-from node.config import Settings
 from node.context import CTX, NodeContext
+from node.db import in_thread
 from node.http.errors import ApiError
 from node.network.refresh import refresh
 from node.network.store import load_view
@@ -34,7 +30,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
     async def refreshed() -> NetworkView:
         host = app.get(HOST) if hosts_plugins else None
-        partners = await asyncio.to_thread(list_partners, ctx.engine)
+        partners = await in_thread(ctx.engine, list_partners)
         return await refresh(ctx.engine, host, partners, settings)
 
     async def job() -> None:
@@ -46,7 +42,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         return
 
     async def current() -> NetworkView:
-        stored = await asyncio.to_thread(load_view, ctx.engine)
+        stored = await in_thread(ctx.engine, load_view)
         if stored is None and hosts_plugins:
             stored = await refreshed()
         return stored or NetworkView()
@@ -87,16 +83,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     app.router.add_get("/api/v1/network", show)
     app.router.add_get("/api/v1/network/path", path)
     app.router.add_post("/api/v1/network/refresh", refresh_now)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: the stored network view's size and age."""
-    try:
-        view = load_view(engine)
-    except Exception as exc:  # status must answer even with a broken database
-        return [("network view", f"unknown ({type(exc).__name__})")]
-    if view is None:
-        return [("network view", "not read yet")]
-    age = max(0, int(time.time()) - view.refreshed_ts)
-    failed = f", {len(view.errors)} not read" if view.errors else ""
-    return [("network view", f"{len(view.sites)} sites, {len(view.links)} links, read {age} s ago{failed}")]

@@ -14,6 +14,7 @@ from connectors.errors import ConnectorError
 from connectors.network.contract import Topology
 from connectors.table import PluginTable
 from federation.partners import Partner
+from node.db import in_thread
 from node.network.settings import NetworkSection
 from node.network.store import load_view, save_view
 from node.network.view import NetworkView, measured_links, merge
@@ -109,7 +110,7 @@ async def refresh(
 ) -> NetworkView:
     """Read the view now (the stored one supplies the links of plugins that cannot be read) and
     store it as the current one."""
-    previous = await asyncio.to_thread(load_view, engine)
+    previous = await in_thread(engine, load_view)
     view = await read_view(host, partners, settings, int(time.time()), previous)
-    await asyncio.to_thread(save_view, engine, view)
+    await in_thread(engine, save_view, view)
     return view

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from federation import store
 from federation.httpsig import Identity as SigningIdentity
@@ -173,22 +172,3 @@ async def _run_discovery(ctx: NodeContext) -> None:
         await asyncio.Event().wait()
     finally:
         await discovery.stop()
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: partners, their link state and catalogs."""
-    partners = store.list_partners(engine)
-    states = store.sync_states(engine)
-    catalogs = {row["partner"]: row for row in store.received_catalogs(engine)}
-    relayed: dict[str, int] = {}
-    for row in store.relayed_catalogs(engine):
-        relayed[row["via"]] = relayed.get(row["via"], 0) + 1
-    lines: list[tuple[str, object]] = [("partners", len(partners))]
-    for partner in partners:
-        state = states.get(partner.name, {}).get("status", "never")
-        catalog = catalogs.get(partner.name)
-        held = f"catalog v{catalog['version']}, {catalog['offer_count']} offers" if catalog else "no catalog"
-        if partner.name in relayed:
-            held += f"; relays {relayed[partner.name]} issuers' catalogs"
-        lines.append((f"  {partner.name}", f"{state}; {held}"))
-    return lines

@@ -197,16 +197,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             await host.close()
 
     app.cleanup_ctx.append(lifecycle)
-
-
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: plugins by state."""
-    try:
-        rows = PluginStore(engine).load()
-    except Exception as exc:  # status must answer even with a broken database
-        return [("plugins", f"unknown ({type(exc).__name__})")]
-    states: dict[str, int] = {}
-    for row in rows:
-        states[row.state] = states.get(row.state, 0) + 1
-    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "none"
-    return [("pools configured", len(settings.pools)), ("plugins", summary)]

@@ -19,7 +19,6 @@ Routes: `POST /api/v1/gateway/codes` (admin) issues a code; `POST /api/v1/gatewa
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 import time
@@ -37,6 +36,7 @@ from federation.documents import load_document, sign_document, verify_document
 from federation.errors import FederationError
 from federation.keys import b64url, b64url_decode
 from node.context import CTX, NodeContext
+from node.db import in_thread
 from node.http.body import parse_body
 from node.http.errors import ApiError
 from node.pools.routes import NAME, _Body, plugin_view
@@ -168,22 +168,23 @@ def add_routes(app: web.Application, host: PluginHost) -> None:
             claim = verify_code(ctx, body.code, now_ms // 1000)
             pool = claim.pool
             _check_name(host, pool)
-            if not await asyncio.to_thread(store.use_code, claim.code_id, pool, now_ms):
+            if not await in_thread(ctx.engine, lambda _engine: store.use_code(claim.code_id, pool, now_ms)):
                 raise ApiError(
                     409, "gateway_code_used", "this gateway code was used already; issue a new one"
                 )
             try:
                 hosted, heartbeat = await host.add_remote(pool, body.url, body.call_token)
             except ConnectorError:
-                await asyncio.to_thread(store.release_code, claim.code_id)
+                await in_thread(ctx.engine, lambda _engine: store.release_code(claim.code_id))
                 raise
             standing = secrets.token_urlsafe(32)
-            await asyncio.to_thread(store.set_token, pool, standing, now_ms)
+            await in_thread(ctx.engine, lambda _engine: store.set_token(pool, standing, now_ms))
         else:
             assert body.pool is not None
-            assert body.gateway_token is not None
+            given = body.gateway_token
+            assert given is not None
             pool = body.pool
-            if not await asyncio.to_thread(store.token_matches, pool, body.gateway_token):
+            if not await in_thread(ctx.engine, lambda _engine: store.token_matches(pool, given)):
                 raise _refused("unknown pool or wrong gateway token", code="bad_gateway_token")
             _check_name(host, pool)
             hosted, heartbeat = await host.add_remote(pool, body.url, body.call_token)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.host import PluginHost
 from node import leases
-from node.db import log_failure
+from node.db import in_thread, log_failure
 from node.pools.settings import ConnectorsSection
 
 log = logging.getLogger("cpnode.pools")
@@ -66,9 +66,7 @@ class Rounds:
         ttl_ms = int((2 * every_s + self.settings.call_timeout_s) * 1000)
         now_ms = int(time.time() * 1000)
         try:
-            return await asyncio.to_thread(
-                leases.try_acquire, self.engine, lease, self.holder, now_ms, ttl_ms
-            )
+            return await in_thread(self.engine, leases.try_acquire, lease, self.holder, now_ms, ttl_ms)
         except Exception as exc:  # the database may be briefly unavailable: skip this round
             log.warning("connectors: could not take the %s lease: %s", lease, exc)
             return False
@@ -113,7 +111,7 @@ class Rounds:
     async def release(self) -> None:
         """Give up this replica's leases (clean shutdown), so another replica takes over at once."""
         try:
-            await asyncio.to_thread(leases.release_all, self.engine, self.holder)
+            await in_thread(self.engine, leases.release_all, self.holder)
         except Exception as exc:  # they expire on their own; shutting down matters more
             log.warning("connectors: could not release leases: %s", exc)
 

@@ -8,7 +8,6 @@ removals and heartbeats go to the database, which every replica follows.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from dataclasses import asdict
@@ -28,6 +27,7 @@ from federation.canonical import encode
 from federation.documents import sign_document
 from federation.keys import b64url
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import json_object, parse_body, validate
 from node.http.errors import ApiError
 from node.pools.rounds import ReplicaWork
@@ -133,7 +133,7 @@ async def remove(request: web.Request) -> web.Response:
     ctx.require_admin(request)
     hosted = await host.remove(request.match_info["name"])
     # a gateway's standing token goes with its pool: it registers again only with a new code
-    await asyncio.to_thread(GatewayStore(ctx.engine).forget, hosted.name)
+    await in_thread(ctx.engine, lambda engine: GatewayStore(engine).forget(hosted.name))
     return web.json_response({"name": hosted.name, "state": hosted.state})
 
 

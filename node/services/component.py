@@ -17,15 +17,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from node import leases
-from node.config import Settings
 from node.context import NodeContext
 from node.db.threads import in_thread
 from node.migration.component import sites as pool_sites
-from node.services import proxy, routes, store
+from node.services import proxy, routes
 from node.services.core import Services
 from node.services.network import ViewLatencies
 from node.services.runtime import Runtime
@@ -101,13 +99,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         await runtime.http.close()
 
     app.cleanup_ctx.append(lifecycle)
-
-
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:  # noqa: ARG001 (the components' status signature)
-    """Lines for `cpnode status`: services and their replicas."""
-    try:
-        services = store.list_services(engine)
-        replicas = len(store.all_replicas(engine))
-    except Exception as exc:  # status must answer even before the tables exist
-        return [("services", f"unknown ({type(exc).__name__})")]
-    return [("services", f"{len(services)} ({replicas} replicas)" if services else "none")]

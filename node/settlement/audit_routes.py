@@ -40,6 +40,7 @@ from ledger import bundle_archive
 from ledger.statement import period_window
 from ledger.store.reconcile import list_reconciliations
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import json_object
 from node.http.errors import ApiError, bad_request
 from node.trading.errors import TradingError
@@ -89,7 +90,7 @@ async def reconciliations(request: web.Request) -> web.Response:
             "open": sum(1 for d in found if d.correction_id is None),
         }
 
-    return web.json_response(await asyncio.to_thread(read))
+    return web.json_response(await in_thread(ctx.engine, lambda _engine: read()))
 
 
 async def run_reconciliation(request: web.Request) -> web.Response:
@@ -110,7 +111,7 @@ async def run_reconciliation(request: web.Request) -> web.Response:
         window = ledger.Window(from_ms, to_ms)
     except ledger.ReconcileError as exc:
         raise bad_request(str(exc), code="bad_window") from None
-    partner = await asyncio.to_thread(get_partner, ctx.engine, partner_name)
+    partner = await in_thread(ctx.engine, get_partner, partner_name)
     if partner is None:
         raise ApiError(404, "unknown_partner", f"{partner_name!r} is not a pinned partner")
     service = request.app.get(SERVICE)
@@ -123,9 +124,9 @@ async def run_reconciliation(request: web.Request) -> web.Response:
     except (TradingError, FederationError) as exc:
         raise ApiError(502, "partner_summary", f"cannot get {partner_name}'s summary: {exc}") from None
     try:
-        outcome = await asyncio.to_thread(
-            ledger.reconcile_with_partner,
+        outcome = await in_thread(
             ctx.engine,
+            ledger.reconcile_with_partner,
             ctx.name,
             partner_name,
             window,
@@ -191,7 +192,7 @@ async def export_bundle(request: web.Request) -> web.StreamResponse:
                 bundle_archive.pack(folder, out, top)
             return archive
 
-        archive = await asyncio.to_thread(build)
+        archive = await in_thread(ctx.engine, lambda _engine: build())
         response = web.StreamResponse(
             headers={
                 "Content-Type": "application/gzip",

@@ -5,20 +5,16 @@ its signing key; this module only hands them over."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 import ledger
-from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.identity import reload_if_rotated
 from node.settlement import audit_routes
 from node.settlement.routes import add_routes
-from node.times import format_ms
 
 log = logging.getLogger("cpnode.ledger")
 CHECKPOINT_JOB = "ledger.checkpoint"
@@ -39,9 +35,9 @@ def schedule(ctx: NodeContext) -> None:
 
     async def checkpoint_job() -> None:
         ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)  # sign with the current key
-        made = await asyncio.to_thread(
-            ledger.checkpoint_job,
+        made = await in_thread(
             ctx.engine,
+            ledger.checkpoint_job,
             ctx.identity.signing_key,
             origin,
             every_transfers=settings.checkpoint_every_transfers,
@@ -51,26 +47,9 @@ def schedule(ctx: NodeContext) -> None:
             log.info("ledger checkpoint signed at size %d", made.size)
 
     async def sweep_job() -> None:
-        expired = await asyncio.to_thread(ledger.sweep_job, ctx.engine)
+        expired = await in_thread(ctx.engine, ledger.sweep_job)
         if expired:
             log.info("ledger: %d hold(s) expired", len(expired))
 
     ctx.scheduler.add_interval_job(CHECKPOINT_JOB, checkpoint_job, settings.checkpoint_poll_s)
     ctx.scheduler.add_interval_job(SWEEP_JOB, sweep_job, settings.sweep_every_s)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: accounts, log size, latest checkpoint, open discrepancies."""
-    try:
-        stored = ledger.current_checkpoint(engine)
-        accounts, transfers = len(ledger.list_accounts(engine)), ledger.log_size(engine)
-        discrepancies = len(ledger.list_discrepancies(engine, open_only=True))
-    except sa.exc.SQLAlchemyError:
-        return [("ledger", "no tables yet (cpnode db upgrade, or start the node)")]
-    return [
-        ("ledger", f"{accounts} accounts, {transfers} transfers, {discrepancies} open discrepancies"),
-        (
-            "ledger checkpoint",
-            "none" if stored is None else f"size {stored.size} at {format_ms(stored.checkpoint.time_ms)}",
-        ),
-    ]

@@ -15,7 +15,6 @@ anything is written; ledger errors carry their own 4xx/503 status and code (neve
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from aiohttp import web
 
 import ledger
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import read_json
 from node.http.errors import ApiError, bad_request, not_found
 
@@ -70,7 +70,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.require_admin(request)
     ids = request.query.getall("id", []) or None
-    accounts = await asyncio.to_thread(ledger.list_accounts, ctx.engine, ids)
+    accounts = await in_thread(ctx.engine, ledger.list_accounts, ids)
     return web.json_response({"accounts": [a.to_dict() for a in accounts]})
 
 
@@ -79,7 +79,7 @@ async def create_accounts(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.require_admin(request)
     specs = [_account_spec(i, raw) for i, raw in enumerate(await _json_list(request, "accounts"))]
-    results = await asyncio.to_thread(ledger.create_accounts, ctx.engine, specs)
+    results = await in_thread(ctx.engine, ledger.create_accounts, specs)
     return web.json_response({"results": [r.to_dict() for r in results]})
 
 
@@ -103,9 +103,9 @@ async def get_transfer(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.require_admin(request)
     transfer_id = request.match_info["id"]
-    transfer = await asyncio.to_thread(ledger.get_transfer, ctx.engine, transfer_id)
+    transfer = await in_thread(ctx.engine, ledger.get_transfer, transfer_id)
     if transfer is None:
-        failure = await asyncio.to_thread(ledger.get_failure, ctx.engine, transfer_id)
+        failure = await in_thread(ctx.engine, ledger.get_failure, transfer_id)
         if failure is not None:
             raise ApiError(
                 404, "transfer_failed", f"transfer {transfer_id!r} failed: {failure[0]}", field=failure[1]
@@ -118,7 +118,7 @@ async def checkpoint(request: web.Request) -> web.Response:
     """`GET /api/v1/ledger/checkpoint`: the latest signed note."""
     ctx = request.app[CTX]
     ctx.require_admin(request)
-    stored = await asyncio.to_thread(ledger.current_checkpoint, ctx.engine)
+    stored = await in_thread(ctx.engine, ledger.current_checkpoint)
     if stored is None:
         raise not_found("no checkpoint has been signed yet", code="no_checkpoint")
     return web.Response(text=stored.note, content_type="text/plain")
@@ -140,7 +140,7 @@ async def export_audit(request: web.Request) -> web.Response:
         return {**result.to_dict(), "verified": True, "report": report.to_dict()}
 
     try:
-        answer = await asyncio.to_thread(export_and_verify)
+        answer = await in_thread(ctx.engine, lambda _engine: export_and_verify())
     except ledger.AuditError as exc:
         raise ApiError(422, "audit_failed", f"the exported bundle did not verify: {exc}") from None
     return web.json_response(answer, status=201)

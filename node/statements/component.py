@@ -4,18 +4,15 @@ the month is closed; issuing is idempotent, so a run that finds them issued writ
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 import ledger
 from ledger.statement import CLOSE_MARGIN_MS, is_closed, period_of
-from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.identity import reload_if_rotated
 from node.statements import routes, store
 
@@ -44,20 +41,11 @@ def schedule(ctx: NodeContext) -> None:
     async def issue_job() -> None:
         ctx.identity = reload_if_rotated(ctx.settings, ctx.identity)
         month = last_closed_month(int(time.time() * 1000))
-        issued = await asyncio.to_thread(
-            store.issue, ctx.engine, ctx.identity.signing_key, ledger.origin_for(ctx.name), month
+        issued = await in_thread(
+            ctx.engine, store.issue, ctx.identity.signing_key, ledger.origin_for(ctx.name), month
         )
         new = sum(1 for _, created in issued if created)
         if new:
             log.info("statements: %d issued for %s", new, month)
 
     ctx.scheduler.add_interval_job(ISSUE_JOB, issue_job, ISSUE_EVERY_S)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """A line for `cpnode status`: how many statements are issued, and the latest month."""
-    try:
-        count, latest = store.issued_summary(engine)
-    except sa.exc.SQLAlchemyError:
-        return [("statements", "no table yet (cpnode db upgrade, or start the node)")]
-    return [("statements", f"{count} issued, latest month {latest}" if count else "none issued")]

@@ -12,13 +12,12 @@ one that does not exist, listing another consumer's or a partner's is 403 `forbi
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 import ledger
 from node.context import CTX
+from node.db import in_thread
 from node.http.body import parse_body
 from node.http.errors import ApiError, bad_request
 from node.statements import store
@@ -46,9 +45,9 @@ async def issue(request: web.Request) -> web.Response:
     if body.consumer is not None and body.partner is not None:
         raise bad_request("give consumer or partner, not both")
     try:
-        issued = await asyncio.to_thread(
-            store.issue,
+        issued = await in_thread(
             ctx.engine,
+            store.issue,
             ctx.identity.signing_key,
             ledger.origin_for(ctx.name),
             body.period,
@@ -76,9 +75,9 @@ async def list_statements(request: web.Request) -> web.Response:
     account = f"consumer:{consumer}" if consumer is not None else None
     if partner is not None:
         account = f"partner:{partner}"
-    statements = await asyncio.to_thread(
-        store.list_statements,
+    statements = await in_thread(
         ctx.engine,
+        store.list_statements,
         account=account,
         period=request.query.get("period"),
         limit=MAX_LISTED,
@@ -94,7 +93,7 @@ async def show(request: web.Request) -> web.Response:
     if form not in CONTENT_TYPES:
         raise bad_request("format must be json, csv or html", field="format")
     statement_id = request.match_info["id"]
-    statement = await asyncio.to_thread(store.get_statement, ctx.engine, statement_id)
+    statement = await in_thread(ctx.engine, store.get_statement, statement_id)
     if not caller.is_admin and statement.account != f"consumer:{caller.consumer}":
         raise UnknownStatement(f"no statement {statement_id!r}")
     body = render(statement.document or b"", form)

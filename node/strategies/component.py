@@ -11,7 +11,6 @@ GET  /api/v1/strategies/orders/{order_id} which strategy chose an order
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from node.context import CTX, NodeContext
+from node.db import in_thread
 from node.http.body import json_object
 from node.http.errors import ApiError
 from node.market.errors import StrategyError, UnknownStrategyError
@@ -76,7 +76,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
     async def list_all(request: web.Request) -> web.Response:
         await request.app[CTX].authenticate(request)
-        return web.json_response(await asyncio.to_thread(catalogue, engine))
+        return web.json_response(await in_thread(engine, catalogue))
 
     async def add(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
@@ -84,40 +84,36 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         name, kind, note = body.get("name"), body.get("kind"), body.get("note", "")
         if not isinstance(name, str) or not isinstance(kind, str) or not isinstance(note, str):
             raise StrategyError("strategy", "needs a name and a kind (strings), and optionally a note")
-        added = await asyncio.to_thread(
-            store.add, engine, name, kind, body.get("params"), note, int(time.time())
-        )
+        added = await in_thread(engine, store.add, name, kind, body.get("params"), note, int(time.time()))
         return web.json_response(added.view(), status=201)
 
     async def show(request: web.Request) -> web.Response:
         await request.app[CTX].authenticate(request)
-        return web.json_response(await asyncio.to_thread(one, engine, request.match_info["name"]))
+        return web.json_response(await in_thread(engine, one, request.match_info["name"]))
 
     async def retire(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         version = (await json_object(request)).get("version")
         if isinstance(version, bool) or not isinstance(version, int):
             raise StrategyError("version", f"must be an integer, got {version!r}")
-        done = await asyncio.to_thread(
-            store.retire, engine, request.match_info["name"], version, int(time.time())
-        )
+        done = await in_thread(engine, store.retire, request.match_info["name"], version, int(time.time()))
         return web.json_response(done.view())
 
     async def split(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         name = request.match_info["name"]
         given = (await json_object(request)).get("split")
-        checked = await asyncio.to_thread(store.set_split, engine, name, given, int(time.time()))
+        checked = await in_thread(engine, store.set_split, name, given, int(time.time()))
         return web.json_response({"name": name, "split": checked})
 
     async def report(request: web.Request) -> web.Response:
         request.app[CTX].require_admin(request)
         a, b = _ref(request.query.get("a"), "a"), _ref(request.query.get("b"), "b")
-        return web.json_response(await asyncio.to_thread(compare, engine, a, b))
+        return web.json_response(await in_thread(engine, compare, a, b))
 
     async def order(request: web.Request) -> web.Response:
         principal = await request.app[CTX].authenticate(request)
-        found = await asyncio.to_thread(store.chosen, engine, request.match_info["order_id"])
+        found = await in_thread(engine, store.chosen, request.match_info["order_id"])
         if found is None or principal.consumer not in (None, found["consumer"]):
             raise ApiError(404, "unknown_order", "no strategy noted this order")
         return web.json_response(found)

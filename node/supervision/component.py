@@ -4,23 +4,21 @@ supervision API and the catalog check job. Config supervisors are kept in the da
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from federation.server import SERVICE
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.peering.component import PURGE_INTERVAL_S, PURGE_JOB
 from node.supervision import store
 from node.supervision.reporter import Reporter
 from node.supervision.routes import add_node_routes, add_supervisor_routes
 from node.supervision.supervisor import check_round
-from node.supervision.tables import nodes_t, supervisors_t
 
 log = logging.getLogger("cpnode.supervision")
 REPORT_JOB = "supervision.report"
@@ -72,9 +70,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             ctx.scheduler.add_interval_job(PURGE_JOB, purge_job, PURGE_INTERVAL_S)
 
     async def reload_hook(new: Settings) -> None:
-        await asyncio.to_thread(
-            store.sync_config_supervisors, ctx.engine, config_supervisors(new), int(time.time())
-        )
+        await in_thread(ctx.engine, store.sync_config_supervisors, config_supervisors(new), int(time.time()))
 
     ctx.reload_hooks.append(reload_hook)
 
@@ -83,20 +79,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         yield
 
     app.cleanup_ctx.append(lifecycle)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: supervisors and their deliveries; registered nodes if any."""
-    supervisors = store.list_pinned(engine, supervisors_t)
-    overview = store.outbox_overview(engine)
-    lines: list[tuple[str, object]] = [("supervisors", len(supervisors))]
-    for supervisor in supervisors:
-        item = overview.get(supervisor.name)
-        state = "no report yet"
-        if item is not None:
-            state = f"last report {item['last_seq']}; {item['sent']} sent, {item['pending']} pending, {item['refused']} refused"
-        lines.append((f"  {supervisor.name}", state))
-    registered = store.list_pinned(engine, nodes_t)
-    if registered:
-        lines.append(("supervised nodes", len(registered)))
-    return lines

@@ -13,7 +13,6 @@ backs off (federation.sync.backoff_s) before that supervisor is tried again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from federation.client import PeerClient
 from federation.errors import FederationError, PeerError
 from federation.service import FederationService
 from federation.sync import backoff_s
+from node.db import in_thread
 from node.offers import OfferSource
 from node.peering.offers import own_offers
 from node.supervision import store
@@ -73,14 +73,14 @@ class Reporter:
     async def make_due(self, supervisor: store.Pinned, now_ts: int) -> int | None:
         """Make and record the next report for `supervisor` if the interval has passed; its number."""
         interval = self._settings().report_interval_s
-        last = await asyncio.to_thread(store.last_made, self._engine, supervisor.name)
+        last = await in_thread(self._engine, store.last_made, supervisor.name)
         if last is not None and now_ts - last.created_ts < interval:
             return None
         seq = 1 if last is None else last.seq + 1
         start = now_ts - interval if last is None else min(last.period_end_ts, now_ts)
         offers = [offer for _, offer in await own_offers(self._sources)]
-        used = await asyncio.to_thread(reserved_units, self._engine, now_ts)
-        trades = await asyncio.to_thread(store.trade_volumes, self._engine, start, now_ts)
+        used = await in_thread(self._engine, reserved_units, now_ts)
+        trades = await in_thread(self._engine, store.trade_volumes, start, now_ts)
         identity = self._service.identity()
         body = build_report(
             node=identity.node,
@@ -95,7 +95,7 @@ class Reporter:
             key=identity.key,
         )
         entry = store.OutboxEntry(supervisor.name, seq, start, now_ts, now_ts, body, "pending", 0)
-        if not await asyncio.to_thread(store.add_made, self._engine, entry, sha256_hex(body)):
+        if not await in_thread(self._engine, store.add_made, entry, sha256_hex(body)):
             return None  # made by another replica that held the lease a moment ago
         return seq
 
@@ -114,13 +114,13 @@ class Reporter:
     async def deliver(self, supervisor: store.Pinned, now_ts: int) -> tuple[list[int], list[int], str | None]:
         """Send `supervisor` its pending reports, oldest first: (sent, refused, error that stopped it)."""
         engine, settings = self._engine, self._service.settings
-        failures, next_ts = await asyncio.to_thread(store.delivery, engine, supervisor.name)
+        failures, next_ts = await in_thread(engine, store.delivery, supervisor.name)
         if next_ts > now_ts:
             return [], [], None
         sent: list[int] = []
         refused: list[int] = []
-        batch = await asyncio.to_thread(
-            store.pending, engine, supervisor.name, self._settings().max_reports_per_round
+        batch = await in_thread(
+            engine, store.pending, supervisor.name, self._settings().max_reports_per_round
         )
         client = self._client(supervisor)
         for entry in batch:
@@ -130,22 +130,20 @@ class Reporter:
                 error = f"{exc.code}: {exc}"
             else:
                 if 200 <= answer.status < 300:
-                    await asyncio.to_thread(store.mark, engine, entry, "sent", self._service.clock())
+                    await in_thread(engine, store.mark, entry, "sent", self._service.clock())
                     sent.append(entry.seq)
                     continue
                 code, message = answer.error()
                 error = f"{answer.status} {code}: {message}"
                 if answer.status in FINAL_REFUSALS and code not in RETRY_CODES:
                     log.warning("supervisor %s refused report %d: %s", supervisor.name, entry.seq, error)
-                    await asyncio.to_thread(
-                        store.mark, engine, entry, "refused", self._service.clock(), error
-                    )
+                    await in_thread(engine, store.mark, entry, "refused", self._service.clock(), error)
                     refused.append(entry.seq)
                     continue
-            await asyncio.to_thread(store.mark, engine, entry, "pending", self._service.clock(), error)
+            await in_thread(engine, store.mark, entry, "pending", self._service.clock(), error)
             failures += 1
             wait = backoff_s(failures, settings.backoff_base_s, settings.backoff_max_s)
-            await asyncio.to_thread(store.set_delivery, engine, supervisor.name, failures, now_ts + wait)
+            await in_thread(engine, store.set_delivery, supervisor.name, failures, now_ts + wait)
             log.info(
                 "report %d to %s not delivered (%s); next try in %d s",
                 entry.seq,
@@ -155,12 +153,12 @@ class Reporter:
             )
             return sent, refused, error
         if failures:
-            await asyncio.to_thread(store.set_delivery, engine, supervisor.name, 0, 0)
+            await in_thread(engine, store.set_delivery, supervisor.name, 0, 0)
         return sent, refused, None
 
     async def run_round(self) -> list[Delivered]:
         """One round over every supervisor: make what is due, deliver what is pending."""
-        supervisors = await asyncio.to_thread(store.list_pinned, self._engine, supervisors_t)
+        supervisors = await in_thread(self._engine, store.list_pinned, supervisors_t)
         results = []
         for supervisor in supervisors:
             now = self._service.clock()

@@ -15,8 +15,6 @@ On a supervisor (the `supervisor` role):
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from federation import canonical
@@ -24,6 +22,7 @@ from federation.catalog import build_catalog, offers_for
 from federation.partners import Agreement, check_node_name
 from federation.server import SERVICE, json_response, read_body
 from node.context import CTX
+from node.db import in_thread
 from node.http.errors import ApiError, bad_request
 from node.supervision import store
 from node.supervision.report import MAX_REPORT_BYTES
@@ -40,7 +39,7 @@ async def supervisor_catalog(request: web.Request) -> web.Response:
     ctx, service = request.app[CTX], request.app[SERVICE]
 
     async def pinned(name: str) -> store.Pinned | None:
-        return await asyncio.to_thread(store.get_pinned, ctx.engine, supervisors_t, name)
+        return await in_thread(ctx.engine, store.get_pinned, supervisors_t, name)
 
     body = await read_body(request, 0)
     supervisor, _, _ = await authenticate(
@@ -74,7 +73,7 @@ async def supervision_api(request: web.Request) -> web.Response:
     """`GET /api/v1/supervision`: national totals, nodes and flags (admin)."""
     ctx = request.app[CTX]
     ctx.require_admin(request)
-    nodes = await asyncio.to_thread(store.latest_reports, ctx.engine)
+    nodes = await in_thread(ctx.engine, store.latest_reports)
     service = request.app[SERVICE]
     return web.json_response(
         summary(nodes, ctx.name, service.clock(), ctx.settings.supervision.stale_intervals)
@@ -101,9 +100,9 @@ async def history_api(request: web.Request) -> web.Response:
         raise bad_request(f"{name!r} is not a node name", code="bad_name") from None
     limit = _int_query(request, "limit", 50, MAX_HISTORY)
     before = _int_query(request, "before", None, 2**62)
-    if await asyncio.to_thread(store.get_pinned, ctx.engine, nodes_t, name) is None:
+    if await in_thread(ctx.engine, store.get_pinned, nodes_t, name) is None:
         raise ApiError(404, "unknown_node", f"no node called {name!r} is registered here")
-    rows = await asyncio.to_thread(store.history, ctx.engine, name, limit or 50, before)
+    rows = await in_thread(ctx.engine, store.history, name, limit or 50, before)
     return web.json_response({"node": name, "count": len(rows), "reports": rows})
 
 

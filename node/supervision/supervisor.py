@@ -26,6 +26,7 @@ from federation.client import PeerClient
 from federation.errors import FederationError
 from federation.httpsig import CLOCK_SKEW_S
 from federation.service import FederationService
+from node.db import in_thread
 from node.supervision import store
 from node.supervision.report import read_report
 from node.supervision.signed import authenticate, trusted_records
@@ -49,7 +50,7 @@ async def ingest(
     """Authenticate, check and keep one report; the answer for its sender."""
 
     async def registered(name: str) -> store.Pinned | None:
-        return await asyncio.to_thread(store.get_pinned, engine, nodes_t, name)
+        return await in_thread(engine, store.get_pinned, nodes_t, name)
 
     node, records, params = await authenticate(
         service, registered, "registered node", method, path_qs, header_lines, body, replay_check=False
@@ -59,14 +60,14 @@ async def ingest(
     report = read_report(body, node.name, service.name, keys, now)
     # The nonce is claimed in the transaction that keeps the report: one commit per report.
     nonce = store.Nonce(params.key_id, params.nonce, params.expires + CLOCK_SKEW_S)
-    outcome = await asyncio.to_thread(store.record_report, engine, report, body, now, nonce)
+    outcome = await in_thread(engine, store.record_report, report, body, now, nonce)
     service.recent_nonces.add(nonce.kid, nonce.nonce, nonce.until_ts, now)
     return {"status": outcome, "node": node.name, "seq": report.seq, "sha256": report.sha256}
 
 
 async def check_node(service: FederationService, engine: Engine, node: store.Pinned) -> tuple[str, list[str]]:
     """Compare `node`'s latest report with the catalog it signs for us: (status, details)."""
-    latest = await asyncio.to_thread(store.history, engine, node.name, 1)
+    latest = await in_thread(engine, store.history, node.name, 1)
     if not latest:
         return "unchecked", ["no report yet"]
     if not node.url:
@@ -95,7 +96,7 @@ async def check_node(service: FederationService, engine: Engine, node: store.Pin
 
 async def check_round(service: FederationService, engine: Engine, every_s: float) -> dict[str, str]:
     """Check every node that is due, CHECKS_IN_FLIGHT at a time; its status by name."""
-    due = await asyncio.to_thread(store.checks_due, engine, service.clock(), every_s)
+    due = await in_thread(engine, store.checks_due, service.clock(), every_s)
     outcomes: dict[str, str] = {}
     gate = asyncio.Semaphore(CHECKS_IN_FLIGHT)
 
@@ -104,7 +105,7 @@ async def check_round(service: FederationService, engine: Engine, every_s: float
             status, detail = await check_node(service, engine, node)
         if status == "contradiction":
             log.warning("report %d of %s contradicts its catalog: %s", seq, node.name, "; ".join(detail))
-        await asyncio.to_thread(store.set_check, engine, node.name, status, detail, seq, service.clock())
+        await in_thread(engine, store.set_check, node.name, status, detail, seq, service.clock())
         outcomes[node.name] = status
 
     await asyncio.gather(*(check(node, seq) for node, seq in due))

@@ -19,9 +19,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
-from node.config import Settings
 from node.context import NodeContext
 from node.pools.routes import HOST
 from node.tasks import peer_routes, routes, store
@@ -86,12 +84,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
             await job
 
     app.cleanup_ctx.append(lifecycle)
-
-
-def status_lines(settings: Settings, engine: Engine) -> list[tuple[str, object]]:  # noqa: ARG001 (the components' status signature)
-    """Lines for `cpnode status`: tasks by state."""
-    try:
-        counts = store.count_by_state(engine)
-    except Exception as exc:  # status must answer even before the tables exist
-        return [("tasks", f"unknown ({type(exc).__name__})")]
-    return [("tasks", ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none")]

@@ -13,7 +13,8 @@ crash finds the order it placed instead of placing another. A task waits in `sub
 capacity frees; after `queue_timeout_s` it fails `no_capacity`. Any other refusal fails the task
 with the refusal's code (`insufficient_funds`, `no_match`, `no_framework_image`, ...). A placement
 cut off by its time bound (node.tasks.steps) finds its orders again the same way, and drives any
-it left mid-way on to rest (accepted or ended) before using them.
+it left mid-way on to rest (accepted or ended) before using them; when placements were cut off
+too often, `call_off` ends the orders of the round instead (holds voided, trades cancelled).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from node.offers import OfferRow
 from node.tasks.core import Tasks
 from node.tasks.records import Task
 from node.tasks.spec import TaskSpec, parse_task_spec
+from node.trading import store as trading_store
 from node.trading.errors import RefusedError, TradingError
 from node.trading.machine import ORDER_RESTING
 from node.trading.records import Order
@@ -212,6 +214,42 @@ class Ordering:
         if offer is None:
             raise Refused("unknown_offer", f"offer {order.offer_id} left the offer view")
         return Placed(order, offer, image_for(spec, str(offer.get("chip_model", ""))))
+
+    async def round_orders(self, task: Task) -> list[Order]:
+        """The orders the task's current ordering round stored (none if it stored none)."""
+        spec = parse_task_spec(task.spec_data())
+        consumer = task.consumer
+        assert consumer is not None
+        request_id = f"{task.id}/{task.order_round}"
+        if spec.offer is not None:
+            order_id = order_id_for(self.tasks.name, consumer, request_id, 0)
+            order = await self.tasks.db(trading_store.get_order, order_id)
+            return [] if order is None else [order]
+        assert spec.demand is not None
+        demand = spec.demand.model_copy(update={"framework": spec.framework})
+        before = await replayed(self.tasks.buyer, demand, consumer, request_id)
+        return [] if before is None else [await self.tasks.buyer.get(v["id"]) for v in before["orders"]]
+
+    async def call_off(self, task: Task, reason: str) -> list[Order]:
+        """End every order of the task's current round without waiting for a seller's answer:
+        holds voided, accepted trades cancelled, a trade request with no answer abandoned (its
+        seller is told the trade is off, again later if it does not answer now); the orders, ended."""
+        buyer = self.tasks.buyer
+        steps = buyer.steps
+        ended: list[Order] = []
+        for order in await self.round_orders(task):
+            # Steps that ask no seller: the consumer's hold, the signed request, a local reservation.
+            while order.state in ("new", "held"):
+                order = await steps.step(order) or await buyer.get(order.id)
+            if order.state == "requested":
+                cancel = steps.cancel_document(order)
+                order = await steps.move(order, "abandon", reason=reason, **cancel) or await buyer.get(
+                    order.id
+                )
+            if order.state == "accepted":
+                order = await buyer.cancel(order.id)
+            ended.append(await buyer.drive(order))
+        return ended
 
     async def _place_offer(self, task: Task, spec: TaskSpec, rows: list[OfferRow], request_id: str) -> Placed:
         assert spec.offer is not None

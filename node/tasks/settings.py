@@ -9,6 +9,7 @@ max_output_bytes = 1073741824 # the most a task's kept outputs may take on this 
 partner_timeout_s = 10        # how long one call to a partner about a task may take
 usage_tolerance_s = 2         # how far a partner's metered seconds may lie outside our observation
 place_timeout_s = 60          # how long placing one task's order may take before it is tried again
+place_attempts = 5            # placements cut off by place_timeout_s before the task fails (place_failed)
 """
 
 from __future__ import annotations
@@ -29,3 +30,4 @@ class TasksSection(ConfigSection):
     partner_timeout_s: float = Field(default=10.0, gt=0, le=600)
     usage_tolerance_s: int = Field(default=2, ge=0, le=3600)
     place_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    place_attempts: int = Field(default=5, ge=1, le=100)

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from node.tasks import store
 from node.tasks.core import Tasks
 from node.tasks.delivery import Delivery, image_json
 from node.tasks.finish import Finish
@@ -22,6 +23,7 @@ from node.tasks.sold import SoldTasks
 log = logging.getLogger("cpnode.tasks")
 Action = Callable[[Task], Awaitable[bool]]
 PLACE_TIMEOUT = "place_timeout"  # the code of a placement cut off by its time bound
+PLACE_FAILED = "place_failed"  # the reason of a task whose placements were cut off `place_attempts` times
 BUSY_RETRY_S = 2.0  # how often a task waiting for capacity looks again when none was freed here
 
 
@@ -41,8 +43,11 @@ class TaskSteps:
         self.sold = SoldTasks(tasks, self.delivery, self.finish, nudge)
         # One placement at a time: each sees the free units the one before left (fewer refusals),
         # each within `place_timeout_s`, so one that hangs (a partner that does not answer) holds up
-        # the others no longer than that; it is tried again later and finds what it had placed.
+        # the others no longer than that; it is tried again later and finds what it had placed,
+        # after a wait that doubles with each cut-off (`_retry_at`, by task id), `place_attempts`
+        # times at most: then the task fails and its orders are called off.
         self._ordering = asyncio.Lock()
+        self._retry_at: dict[str, float] = {}
         # When a placement last found every fitting offer busy (capacity epoch, monotonic time):
         # tasks waiting for capacity look again once some is freed here, or after BUSY_RETRY_S.
         self._busy: tuple[int, float] | None = None
@@ -79,7 +84,11 @@ class TaskSteps:
 
     def idle_s(self, task: Task) -> float:
         """How long the driver may wait before it runs the action of `task` again when nothing
-        changed (a nudge wakes it sooner): tasks waiting for capacity are woken when it is freed."""
+        changed (a nudge wakes it sooner): tasks waiting for capacity are woken when it is freed,
+        a placement cut off by its bound is tried again when its back-off ends."""
+        retry_at = self._retry_at.get(task.id)
+        if retry_at is not None:
+            return max(0.0, retry_at - time.monotonic())
         if task.state == "submitted" and (task.detail or "").startswith(WAITING):
             return BUSY_RETRY_S
         if task.kind == "remote":
@@ -88,6 +97,8 @@ class TaskSteps:
 
     async def step(self, task: Task) -> bool:
         """Run the action of the task's state (True if it moved on or changed)."""
+        if task.state != "submitted":  # ordered or stopped: no placement left to back off
+            self._retry_at.pop(task.id, None)
         action = self.actions.get(task.kind, {}).get(task.state)
         if action is None:
             return False
@@ -108,6 +119,10 @@ class TaskSteps:
             and busy[0] == t.capacity_epoch
             and time.monotonic() - busy[1] < BUSY_RETRY_S
         ):
+            return False
+        retry_at = self._retry_at.pop(task.id, None)
+        if retry_at is not None and time.monotonic() < retry_at:  # woken early: back off still
+            self._retry_at[task.id] = retry_at
             return False
         try:
             async with self._ordering:
@@ -162,11 +177,41 @@ class TaskSteps:
             raise
 
     async def _placement_late(self, task: Task) -> bool:
-        """A placement ran past `place_timeout_s`: say so; it is tried again later and finds the
-        orders it stored (node.tasks.ordering), so none is left behind without its task."""
-        limit_s = self.tasks.settings.place_timeout_s
-        log.warning("placing the order of task %s took more than %s s; trying again", task.id, limit_s)
+        """A placement ran past `place_timeout_s`: say so; it is tried again after a back-off and
+        finds the orders it stored (node.tasks.ordering), so none is left behind without its task.
+        The `place_attempts`-th cut-off fails the task instead (`_give_up`)."""
+        settings = self.tasks.settings
+        limit_s = settings.place_timeout_s
+        attempt = await self.tasks.db(store.count_notes, task.id, f"{PLACE_TIMEOUT}:") + 1
+        if attempt >= settings.place_attempts:
+            return await self._give_up(task, attempt)
+        wait_s = min(limit_s, 2.0 ** (attempt - 1))
+        log.warning(
+            "placing the order of task %s took more than %s s (attempt %d of %d); trying again in %s s",
+            task.id,
+            limit_s,
+            attempt,
+            settings.place_attempts,
+            wait_s,
+        )
+        self._retry_at[task.id] = time.monotonic() + wait_s
         await self.tasks.note(
-            task, f"{PLACE_TIMEOUT}: placing its order took more than {limit_s:g} s; trying again"
+            task,
+            f"{PLACE_TIMEOUT}: placing its order took more than {limit_s:g} s"
+            f" (attempt {attempt} of {settings.place_attempts}); trying again in {wait_s:g} s",
         )
         return False
+
+    async def _give_up(self, task: Task, attempts: int) -> bool:
+        """Fail a task whose placements were cut off `attempts` times: first call off the orders
+        they stored (holds voided, trades cancelled), then fail it `place_failed`, so no hold
+        outlives its task (a crash between the two calls them off again at the next attempt)."""
+        limit_s = self.tasks.settings.place_timeout_s
+        reason = (
+            f"{PLACE_FAILED}: placing its order took more than {limit_s:g} s, {attempts} times;"
+            " the orders it placed were cancelled"
+        )
+        log.warning("task %s fails: %s", task.id, reason)
+        await self.ordering.call_off(task, reason)
+        self._retry_at.pop(task.id, None)
+        return await self.tasks.move(task, "order_refused", reason, reason=reason) is not None

@@ -127,6 +127,17 @@ def note(engine: Engine, /, task_id: str, now_ms: int, detail: str | None) -> bo
         return True
 
 
+def count_notes(engine: Engine, task_id: str, prefix: str) -> int:
+    """How many notes in the task's history start with `prefix`."""
+    query = sa.select(sa.func.count()).where(
+        task_events_t.c.task_id == task_id,
+        task_events_t.c.event == "note",
+        task_events_t.c.detail.startswith(prefix, autoescape=True),
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
 def unfinished_tasks(engine: Engine, kinds: tuple[TaskKind, ...], limit: int = 1000) -> list[str]:
     """Ids of the tasks of these kinds that are not final, oldest first."""
     query = (

@@ -11,13 +11,16 @@ leaves the previous one in place (its age shows it) and is counted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy.engine import Engine
 
+from node.db import in_thread
 from node.telemetry.families import families
 from node.telemetry.readings import Readings
 
@@ -53,8 +56,10 @@ class BusinessMetrics:
         cache_s: float,
         clock: Callable[[], float] = time.time,
         timeout_s: float = READ_TIMEOUT_S,
+        engine: Engine | None = None,
     ) -> None:
         self._read = read
+        self._engine = engine  # whose threads read (the loop's default executor when None)
         self._cache_s = cache_s
         self._clock = clock
         self._timeout_s = timeout_s
@@ -86,7 +91,11 @@ class BusinessMetrics:
     async def _read_once(self) -> None:
         started = time.monotonic()
         try:
-            readings, text = await asyncio.to_thread(self._read_and_render, self._clock())
+            work = functools.partial(self._read_and_render, self._clock())
+            if self._engine is None:
+                readings, text = await asyncio.to_thread(work)
+            else:
+                readings, text = await in_thread(self._engine, lambda _engine: work())
         except Exception:  # a broken database must not take the HTTP metrics down with it
             self.errors += 1
             log.warning("business metrics: reading the database failed", exc_info=True)

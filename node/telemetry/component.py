@@ -3,7 +3,6 @@ samples pools' utilisation over time (node.telemetry.samples); on the API, serve
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from functools import partial
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from node.config import Settings
 from node.context import NodeContext
+from node.db import in_thread
 from node.telemetry import queries, routes
 from node.telemetry.collector import BusinessMetrics
 from node.telemetry.readings import OfferCapacity
@@ -34,7 +34,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         keep_s = section.pool_samples_keep_h * 3600
 
         async def sample_job() -> None:
-            sampled = await asyncio.to_thread(take_sample, ctx.engine, int(time.time()), keep_s)
+            sampled = await in_thread(ctx.engine, take_sample, int(time.time()), keep_s)
             log.debug("sampled the use of %d pool(s)", sampled)
 
         ctx.scheduler.add_interval_job(SAMPLE_JOB, sample_job, section.pool_sample_every_s)
@@ -43,6 +43,6 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     if not section.business:
         return
     collector = BusinessMetrics(
-        partial(queries.read, ctx.engine, declared_offers(ctx.settings)), section.cache_s
+        partial(queries.read, ctx.engine, declared_offers(ctx.settings)), section.cache_s, engine=ctx.engine
     )
     ctx.metrics.sources.append(collector)

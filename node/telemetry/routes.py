@@ -11,7 +11,6 @@ GET /api/v1/partners/links                         every partner's link state, l
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from federation.store import catalog_events
 from node.context import CTX
+from node.db import in_thread
 from node.http.errors import bad_request
 from node.telemetry import queries
 from node.telemetry.readings import PartnerReading
@@ -39,7 +39,7 @@ async def pool_utilisation(request: web.Request) -> web.Response:
     if since < 0:
         raise bad_request("since_ts: UTC seconds", code="bad_since")
     pool = request.query.get("pool") or None
-    found = await asyncio.to_thread(series, ctx.engine, since, pool)
+    found = await in_thread(ctx.engine, series, since, pool)
     section = ctx.settings.metrics
     return web.json_response(
         {
@@ -62,7 +62,7 @@ async def partner_links(request: web.Request) -> web.Response:
         events = catalog_events(ctx.engine, None, ALERTS_READ)
         return links, [e for e in events if e["kind"] != "accepted"][:ALERTS_LISTED]
 
-    links, alerts = await asyncio.to_thread(read)
+    links, alerts = await in_thread(ctx.engine, lambda _engine: read())
     counts: dict[str, int] = {}
     for link in links:
         counts[link.link] = counts.get(link.link, 0) + 1

@@ -7,5 +7,5 @@ machines, one typed table each), `decisions` (the seller's `check_trade` / `chec
 `Refusal`), `views` (what the API shows). Edges: `books` (ledger transfers), `store` and `tables`
 (SQL), `tokens` (consumer tokens, stored as digests), `peer` (calls to partners), `capacity`
 (reserved offer views, per pool region), `seller` and `buyer`/`steps` (the flows), `routes` (the
-admin and consumer API), `component` (wiring: `install(app, ctx)`, `status_lines(settings, engine)`).
+admin and consumer API), `component` (wiring: `install(app, ctx)`).
 """

@@ -17,12 +17,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 
 from federation.server import PEER_HANDLERS, SERVICE
 from federation.settlement import PeerHandlers
-from node.config import Settings
 from node.context import NodeContext
 from node.trading import routes
 from node.trading.buyer import Buyer
@@ -30,9 +27,8 @@ from node.trading.capacity import Capacity
 from node.trading.core import Trading
 from node.trading.routes import BUYER
 from node.trading.seller import Seller
-from node.trading.tables import orders_t, sales_t
 
-__all__ = ["BUYER", "SELLER", "UPKEEP_JOB", "install", "status_lines"]
+__all__ = ["BUYER", "SELLER", "UPKEEP_JOB", "install"]
 log = logging.getLogger("cpnode.trading")
 UPKEEP_JOB = "trading.upkeep"
 SELLER = web.AppKey("trading_seller", Seller)
@@ -74,17 +70,3 @@ def install(app: web.Application, ctx: NodeContext) -> None:
                     raise result
 
         ctx.scheduler.add_interval_job(UPKEEP_JOB, upkeep, ctx.settings.trading.recover_every_s)
-
-
-def status_lines(_settings: Settings, engine: Engine) -> list[tuple[str, object]]:
-    """Lines for `cpnode status`: orders and sales by state."""
-    lines: list[tuple[str, object]] = []
-    try:
-        with engine.connect() as conn:
-            for title, table in (("orders", orders_t), ("sales", sales_t)):
-                counts = conn.execute(select(table.c.state, func.count()).group_by(table.c.state)).all()
-                text = ", ".join(f"{count} {state}" for state, count in sorted(counts)) or "none"
-                lines.append((title, text))
-    except Exception as exc:  # status must answer even before the tables exist
-        return [("trading", f"unknown ({type(exc).__name__})")]
-    return lines

@@ -11,8 +11,8 @@ line with the agreement; record the linked holds partner → provider and partne
 under the trade id and the receipt's digest. The ledger refuses them when the credit line would be
 exceeded: the answer is then a signed refusal (409 `credit_limit_exceeded`, saying the line and
 how to raise it), and nothing stays reserved. The checks and the signing run before the frame
-claims the trade (`open_trade`), so the sale is recorded in the claim's transaction; the move to
-`held` is written with the answer. A request the opener refuses is decided again under the claim.
+claims the trade (`open_trade`), so the sale and its ledger holds (`ledger.submit_in`) are
+recorded in the claim's transaction; the move to `held` is written with the answer. A request the opener refuses is decided again under the claim.
 
 Settlement: `check_settlement` decides; a signed settlement for an accepted trade posts the holds
 for the used amount (the rest released) or, with 0 used hours, voids them, and answers a signed
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
@@ -38,7 +38,7 @@ from federation import canonical, trades
 from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
-from ledger import Status
+from ledger import Status, TransferRequest
 from node.db import log_failure
 from node.offers import CatalogOffer
 from node.trading import books, decisions, documents, rules, store
@@ -76,15 +76,24 @@ class TaskDelivery(Protocol):
 @dataclass
 class SaleOpening:
     """A sale a trade request opens, written in the trade claim's transaction (federation.trades):
-    the sale's row, its offer as the pool reports it, the time, and what `open_sale_in` answered."""
+    the sale's row, its offer as the pool reports it, the time, the sale's ledger holds, and what
+    `open_sale_in` answered and whether the holds were stored with it (`held`)."""
 
     values: dict[str, Any]
     offer: CatalogOffer
     now: int
+    holds: list[TransferRequest] = field(default_factory=list)
     outcome: tuple[str, Sale] | None = None
+    held: bool = False
+    batch: ledger.JoinedBatch | None = None
 
     def __call__(self, conn: Connection) -> None:
         self.outcome = store.open_sale_in(conn, self.values, self.offer, self.now)
+        if self.outcome[0] == "opened" and self.holds:
+            # A refusal is stored too (as a separate submit would store it); `_hold` then finds
+            # the id's remembered failure and refuses the sale.
+            self.batch = ledger.submit_in(conn, self.holds)
+            self.held = self.batch.ok
 
     def opened_for(self, partner: str, trade_id: str, request_sha: str) -> bool:
         """Whether it ran, for this partner's trade request."""
@@ -172,7 +181,10 @@ class Seller:
             "created_ts": now,
             "updated_ts": now,
         }
-        return SaleOpening(values, sold.offer, now)
+        # The partner's accounts and credit line first: the holds are written with the claim.
+        await self._prepare(partner, terms.currency, str(sold.offer["pool"]))
+        holds = _sale_legs(partner.name, trade_id, str(sold.offer["pool"]), values)
+        return SaleOpening(values, sold.offer, now, holds)
 
     async def _trade(self, partner: Partner, document: dict[str, Any], request_sha: str) -> Answer:
         t = self.trading
@@ -181,7 +193,11 @@ class Seller:
         if isinstance(opening, SaleOpening) and opening.opened_for(partner.name, trade_id, request_sha):
             assert opening.outcome is not None
             outcome, sale = opening.outcome
+            held = opening.held
+            if opening.batch is not None:  # the claim's transaction has committed
+                opening.batch.committed()
         else:  # refused by the opener, or no opener: decided now, as a retried trade is
+            held = False
             stored = await t.db(store.get_sale, partner.name, trade_id)
             if stored is not None:
                 return await self._resume(partner, stored, request_sha, document)
@@ -193,14 +209,17 @@ class Seller:
             raise decisions.no_capacity_refusal(str(sale.offer_id), sale.units)
         if outcome == "exists":
             return await self._resume(partner, sale, request_sha, document)
-        return await self._open(partner, sale, document)
+        return await self._open(partner, sale, document, held)
 
-    async def _open(self, partner: Partner, sale: Sale, document: dict[str, Any]) -> Answer:
-        """Record the task the trade carries (if any), then the sale's holds."""
+    async def _open(
+        self, partner: Partner, sale: Sale, document: dict[str, Any], held: bool = False
+    ) -> Answer:
+        """Record the task the trade carries (if any), then the sale's holds (`held`: stored already,
+        with the sale)."""
         task = document.get("task")
         if task is not None and self.tasks is not None:
             await self.tasks.opened(partner, sale, task)
-        return await self._hold(partner, sale)
+        return await self._hold(partner, sale, held)
 
     async def _resume(
         self, partner: Partner, sale: Sale, request_sha: str, document: dict[str, Any]
@@ -215,31 +234,36 @@ class Seller:
         assert sale.acceptance is not None
         return 201, canonical.decode(sale.acceptance)
 
-    async def _hold(self, partner: Partner, sale: Sale) -> Answer:
-        """Record the sale's holds and move it to accepted, or refuse it when the ledger does."""
+    async def _prepare(self, partner: Partner, currency: str, pool: str) -> None:
+        """The accounts a sale's holds move, and the partner's credit line synced to its agreement."""
         t = self.trading
-        currency = sale.currency
-        assert sale.pool is not None
-        assert sale.acceptance is not None
         await t.ensure_accounts(
-            [*books.partner_specs(partner.name, currency), *books.house_specs(currency, [sale.pool])]
+            [*books.partner_specs(partner.name, currency), *books.house_specs(currency, [pool])]
         )
         limit = partner.agreement.credit_limit
         if not books.credit_line_known(t.engine, partner.name, limit, currency):
             await t.db(books.sync_credit_line, partner.name, limit, currency)
-        legs = books.sale_holds(
-            sale.trade_id,
-            rules.partner_account(partner.name),
-            sale.pool,
-            sale.amount,
-            sale.fee,
-            currency,
-            sale.hold_expires_ts - sale.created_ts,
-            trade_id=sale.trade_id,
-            partner=partner.name,
-            digest=sale.receipt_sha256,
-        )
-        cause = await t.submit(legs)
+
+    async def _hold(self, partner: Partner, sale: Sale, held: bool = False) -> Answer:
+        """Record the sale's holds (unless `held`: stored with the sale) and move it to accepted, or
+        refuse it when the ledger does."""
+        t = self.trading
+        currency = sale.currency
+        limit = partner.agreement.credit_limit
+        assert sale.pool is not None
+        assert sale.acceptance is not None
+        cause = None
+        if not held:
+            await self._prepare(partner, currency, sale.pool)
+            values = {
+                "amount": sale.amount,
+                "fee": sale.fee,
+                "currency": currency,
+                "hold_expires_ts": sale.hold_expires_ts,
+                "created_ts": sale.created_ts,
+                "receipt_sha256": sale.receipt_sha256,
+            }
+            cause = await t.submit(_sale_legs(partner.name, sale.trade_id, sale.pool, values))
         now = t.clock()
         if cause is None:
             # Written with the trade's answer when a trade request runs this (one transaction); run
@@ -420,3 +444,20 @@ class Seller:
         if touched:
             await t.capacity.refresh()
         return touched
+
+
+def _sale_legs(partner: str, trade_id: str, pool: str, sale: Mapping[str, Any]) -> list[TransferRequest]:
+    """The linked holds of a sale to `partner` (`sale`: its amount, fee, currency, hold deadline,
+    creation time and receipt digest, as its row holds them)."""
+    return books.sale_holds(
+        trade_id,
+        rules.partner_account(partner),
+        pool,
+        sale["amount"],
+        sale["fee"],
+        sale["currency"],
+        sale["hold_expires_ts"] - sale["created_ts"],
+        trade_id=trade_id,
+        partner=partner,
+        digest=sale["receipt_sha256"],
+    )

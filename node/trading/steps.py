@@ -13,7 +13,7 @@ from typing import Any
 from federation import canonical
 from federation import store as federation_store
 from federation.sync import usable_session
-from ledger import Status
+from ledger import Status, TransferRequest, TransferResult
 from node.money import format_money
 from node.trading import books, documents, peer, rules, store
 from node.trading.core import Trading
@@ -115,21 +115,27 @@ class OrderSteps:
                 [*books.house_specs(order.currency), *books.partner_specs(order.partner, order.currency)]
             )
             legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
-        cause = await t.submit(legs)
-        if cause is None:
-            if order.partner is None:
+        if order.partner is None:
+            cause = await t.submit(legs)
+            if cause is None:
                 return await self.move(order, "held")
-            # What `held` does for a partner's offer is only to sign the trade request: done here and
-            # written with the move, one transaction instead of two (`_on_held` still finishes an
-            # order left in `held`).
+        else:
+            # What `held` does for a partner's offer is only to sign the trade request: done first,
+            # and written with the hold and the move in one transaction (`_on_held` still finishes
+            # an order left in `held`). A hold the ledger refuses is committed alone, as a
+            # separate submit would have, and the order moves to `rejected` below.
             request = canonical.encode(self._trade_request(order))
-            return await t.db(
-                store.move_order_steps,
+            results, moved = await t.db(
+                store.move_order_holding,
                 order.id,
                 order.state,
+                legs,
                 [("held", {}), ("requested", {"trade_request": request})],
                 t.clock(),
             )
+            cause = await self._failure(results)
+            if cause is None:
+                return moved
         reason = f"ledger_{cause}"
         if cause is Status.EXCEEDS_CREDITS:
             available = await t.db(books.available, rules.consumer_account(order.consumer))
@@ -209,7 +215,9 @@ class OrderSteps:
         record = documents.receipt(request, answer)
         # Lazy: the partner hold below is a durable commit made before the consumer hears of it; an
         # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
-        # same request with its stored acceptance).
+        # same request with its stored acceptance). The hold goes to the group committer, which
+        # shares one durable commit among concurrent orders: written in this move's transaction it
+        # would make that one durable, a commit of its own per order.
         moved = await self.move(
             order,
             "accepted",
@@ -222,19 +230,26 @@ class OrderSteps:
             await self.ensure_partner_hold(moved)
         return moved
 
-    async def ensure_partner_hold(self, order: Order) -> None:
-        """Record what we owe the partner for an accepted trade (once; idempotent)."""
-        if order.partner is None or order.receipt_sha256 is None or order.partner_hold_expires_ts is None:
-            return
-        timeout_s = max(1, order.partner_hold_expires_ts - order.created_ts) + PARTNER_HOLD_MARGIN_S
-        hold = books.partner_hold(
-            order.id, order.partner, order.amount, order.currency, timeout_s, order.receipt_sha256
-        )
-        cause = await self.trading.submit([hold])
+    async def _failure(self, results: list[TransferResult]) -> Status | None:
+        """None when every transfer is stored, else the failure's cause (`books.failure`; a trip to
+        a database thread only then)."""
+        if all(result.ok for result in results):
+            return None
+        return await self.trading.db(books.failure, results)
+
+    @staticmethod
+    def _owed(order: Order, cause: Status | None) -> None:
+        """StateError when the ledger refused (`cause`) the partner hold of `order`."""
         if cause is not None:
             raise StateError(
                 f"could not record what order {order.id} owes {order.partner}: {cause}", code="ledger_refused"
             )
+
+    async def ensure_partner_hold(self, order: Order) -> None:
+        """Record what we owe the partner for an accepted trade (once; idempotent)."""
+        hold = partner_hold_of(order)
+        if hold is not None:
+            self._owed(order, await self.trading.submit([hold]))
 
     async def _on_settling(self, order: Order) -> Order | None:
         t = self.trading
@@ -359,6 +374,16 @@ class OrderSteps:
         if cause is not None and cause not in VOID_DONE:
             raise StateError(f"the ledger refused to void order {order.id}: {cause}", code="ledger_refused")
         return await self.move(order, "voided")
+
+
+def partner_hold_of(order: Order) -> TransferRequest | None:
+    """What we owe the partner for an accepted trade, as a ledger hold (None until it is accepted)."""
+    if order.partner is None or order.receipt_sha256 is None or order.partner_hold_expires_ts is None:
+        return None
+    timeout_s = max(1, order.partner_hold_expires_ts - order.created_ts) + PARTNER_HOLD_MARGIN_S
+    return books.partner_hold(
+        order.id, order.partner, order.amount, order.currency, timeout_s, order.receipt_sha256
+    )
 
 
 def bad_answer(exc: ProtocolError) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+import ledger
+from ledger import TransferRequest, TransferResult
 from node.db import write_transaction
 from node.offers import CatalogOffer, group_of
 from node.trading.machine import (
@@ -145,21 +147,52 @@ def move_order_steps(
     """Move an order that is in `state` by each event in turn (writing its values with it), all in
     one transaction; None if it was not in `state` any more. For a state whose action only computes
     what the next move writes, so running it at once is what a separate move would have done."""
+    with write_transaction(engine, lazy=lazy) as conn:
+        return _move_order_in(conn, order_id, state, steps, now_ts)
+
+
+def _move_order_in(
+    conn: Connection,
+    order_id: str,
+    state: OrderState,
+    steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
+    now_ts: int,
+) -> Order | None:
+    """`move_order_steps` inside a write transaction the caller holds."""
     after: OrderState = state
     values: dict[str, Any] = {}
     for event, written in steps:
         after = order_transition(after, event)
         values.update(written)
-    with write_transaction(engine, lazy=lazy) as conn:
-        # RETURNING (SQLite ≥ 3.35, PostgreSQL): the moved row without a second statement while
-        # the write lock is held.
-        params = {**values, "state": after, "updated_ts": now_ts, "p_id": order_id, "p_state": state}
-        row = conn.execute(_MOVE_ORDER, params).first()
-        if row is None:
-            return None
-        if after in ORDER_FINAL:
-            release(conn, order_reservation(order_id), now_ts)
-        return order_from_row(row)
+    # RETURNING (SQLite ≥ 3.35, PostgreSQL): the moved row without a second statement while the
+    # write lock is held.
+    params = {**values, "state": after, "updated_ts": now_ts, "p_id": order_id, "p_state": state}
+    row = conn.execute(_MOVE_ORDER, params).first()
+    if row is None:
+        return None
+    if after in ORDER_FINAL:
+        release(conn, order_reservation(order_id), now_ts)
+    return order_from_row(row)
+
+
+def move_order_holding(
+    engine: Engine,
+    /,
+    order_id: str,
+    state: OrderState,
+    transfers: Sequence[TransferRequest],
+    steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
+    now_ts: int,
+) -> tuple[list[TransferResult], Order | None]:
+    """Write `transfers` to the ledger and move the order by `steps` in one durable transaction, the
+    ledger's first (its head is every writer's first lock): the transfers' results and the moved
+    order (None when it was not in `state` any more, or when a transfer was not stored: the
+    transfers' outcome, a refusal included, is committed alone then)."""
+    with write_transaction(engine) as conn:
+        batch = ledger.submit_in(conn, transfers)
+        moved = _move_order_in(conn, order_id, state, steps, now_ts) if batch.ok else None
+    batch.committed()
+    return batch.results, moved
 
 
 def update_order(engine: Engine, /, order_id: str, now_ts: int, **values: Any) -> None:

@@ -36,14 +36,18 @@ async def measured_rate(client: ExpressClient, job_id: str) -> float:
     return (last.progress.bytes_done - first.progress.bytes_done) / (time.monotonic() - started)
 
 
+SLOW, FAST = MIB // 2, 3 * MIB // 2  # the two caps of the test below
+
+
 async def test_bandwidth_cap_holds_and_changes_while_running(
     source: Storage, destination: Storage, client: ExpressClient
 ) -> None:
-    """At a 4 MiB/s cap the job moves 4 MiB/s ± 10 % over a 2.5 s window; raised to 8 MiB/s while it
-    runs, it moves 8 MiB/s (never more than 10 % above a cap; below it by at most half on a busy
-    machine, whose two cores may not reach the cap); lifted, it finishes with the right bytes. (The
-    10 s ± 10 % figure is the benchmark's.) Small chunks and two workers keep what is in flight well
-    under the tolerance."""
+    """At a 0.5 MiB/s cap the job moves 0.5 MiB/s over a 2.5 s window; raised to 1.5 MiB/s while it
+    runs, it moves 1.5 MiB/s (never more than 10 % above a cap; below it by at most half on a busy
+    machine); lifted, it finishes with the right bytes. (The 10 s ± 10 % figure at higher rates is the
+    benchmark's.) Caps this low are ones a loaded 2-core machine still reaches (at load 37 a 4 MiB/s
+    cap was met at 1.3 MiB/s, which tested the machine, not the cap). Small chunks and two workers
+    keep what is in flight well under the tolerance."""
     whole = random_file(source.bucket / "state.bin", 48 * MIB)
     job = await client.create(
         spec(
@@ -51,17 +55,17 @@ async def test_bandwidth_cap_holds_and_changes_while_running(
             destination.endpoint(),
             chunk_bytes=64 << 10,
             workers=2,
-            rate_cap_bytes_per_s=4 * MIB,
+            rate_cap_bytes_per_s=SLOW,
         )
     )
     await wait_progress(client, job.id, 8)
     slow = await measured_rate(client, job.id)
     # Never above the cap; below it by at most what a busy machine's scheduling costs.
-    assert 0.5 * 4 * MIB <= slow <= 1.1 * 4 * MIB, slow / MIB
-    await client.set_rate(job.id, 8 * MIB)
+    assert 0.5 * SLOW <= slow <= 1.1 * SLOW, slow / MIB
+    await client.set_rate(job.id, FAST)
     await wait_progress(client, job.id, (await client.job(job.id)).progress.chunks_done + 4)
     fast = await measured_rate(client, job.id)
-    assert 0.5 * 8 * MIB <= fast <= 1.1 * 8 * MIB, fast / MIB
+    assert 0.5 * FAST <= fast <= 1.1 * FAST, fast / MIB
     assert fast >= 1.2 * slow, (slow / MIB, fast / MIB)  # the raise took effect while running
     assert (await client.set_rate(job.id, 0)).rate_cap_bytes_per_s == 0
     done = await wait_state(client, job.id, {"completed"}, timeout_s=60)

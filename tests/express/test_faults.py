@@ -256,5 +256,7 @@ async def test_source_changed_after_its_manifest_is_fatal(
     failed = await wait_state(client, job.id, {"failed"})
     assert failed.error is not None
     assert (failed.error.code, failed.error.fatal) == ("manifest_mismatch", True)
-    assert failed.progress.rejected_chunks == 2  # two refusals, then the third wrong read is fatal
+    # The forwarded first send is refused (its bytes are not kept to be checked), then two refusals of
+    # reads into the relay's buffer that disagree with the manifest; the third wrong read is fatal.
+    assert failed.progress.rejected_chunks == 3
     assert destination.files() == []

@@ -5,12 +5,13 @@ answer given before the request's body was read, chunked and malformed answers."
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from connectors.express.wire import Wire, WireError, wire_target
+from connectors.express.wire import ForwardCut, Wire, WireError, forward, wire_target
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -143,3 +144,123 @@ async def test_a_server_that_does_not_answer_times_out() -> None:
         with pytest.raises(TimeoutError):
             await wire.request("GET", "/a", {})
         wire.close()
+
+
+def _body_server(body: bytes, cut_after: int | None = None) -> Handler:
+    """Answers every GET with 206 and `body` (only its first `cut_after` bytes, then closes)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            whole = answer(206, body)
+            writer.write(whole if cut_after is None else whole[: len(whole) - len(body) + cut_after])
+            await writer.drain()
+            if cut_after is not None:
+                return
+
+    return handler
+
+
+def _put_server(received: list[bytes], refuse: bytes | None = None) -> Handler:
+    """Answers every PUT with 201 after reading its body into `received`; with `refuse`, answers
+    that instead as soon as the head arrived, and closes."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            if refuse is not None:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(refuse)
+                await writer.drain()
+                return
+            try:
+                _, body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            received.append(body)
+            writer.write(answer(201, b"{}"))
+            await writer.drain()
+
+    return handler
+
+
+async def test_a_forwarded_body_goes_from_one_connection_to_the_other_paced() -> None:
+    body = os.urandom((3 << 20) + 5)
+    received: list[bytes] = []
+    paced: list[int] = []
+
+    async def pace(n: int) -> None:
+        paced.append(n)
+
+    async with (
+        serving(_body_server(body)) as (source_port, sources),
+        serving(_put_server(received)) as (
+            destination_port,
+            destinations,
+        ),
+    ):
+        source, destination = Wire("127.0.0.1", source_port, 10), Wire("127.0.0.1", destination_port, 10)
+        for _ in range(2):
+            got = await forward(source, ("/a", {}), destination, ("/b", {}), len(body), pace, 1 << 20)
+            assert got.destination is not None
+            assert (got.source.status, got.source.filled, got.destination.status) == (206, len(body), 201)
+        assert received == [body, body]
+        assert sum(paced) == 2 * len(body)
+        assert max(paced) <= 1 << 20
+        assert (len(sources), len(destinations)) == (1, 1)  # both connections kept
+        source.close()
+        destination.close()
+
+
+async def test_a_source_answer_of_another_length_is_returned_not_forwarded() -> None:
+    received: list[bytes] = []
+    async with (
+        serving(_body_server(b"short")) as (source_port, _),
+        serving(_put_server(received)) as (
+            destination_port,
+            destinations,
+        ),
+    ):
+        source, destination = Wire("127.0.0.1", source_port, 10), Wire("127.0.0.1", destination_port, 10)
+        got = await forward(source, ("/a", {}), destination, ("/b", {}), 1000)
+        assert (got.source.status, got.source.body, got.destination) == (206, b"short", None)
+        assert (received, destinations) == ([], [])
+        source.close()
+
+
+async def test_a_source_cut_mid_body_is_a_cut_at_the_source() -> None:
+    body = os.urandom(2 << 20)
+    received: list[bytes] = []
+    async with (
+        serving(_body_server(body, cut_after=1 << 20)) as (source_port, _),
+        serving(_put_server(received)) as (destination_port, _),
+    ):
+        source, destination = Wire("127.0.0.1", source_port, 10), Wire("127.0.0.1", destination_port, 10)
+        with pytest.raises(ForwardCut) as cut:
+            await forward(source, ("/a", {}), destination, ("/b", {}), len(body))
+        assert cut.value.at_source
+        assert received == []  # the destination saw a body cut short: nothing complete arrived
+        source.close()
+        destination.close()
+
+
+async def test_a_refusal_before_the_forwarded_body_was_taken_is_the_answer() -> None:
+    body = os.urandom(32 << 20)
+    refusal = answer(503, b'{"error": "busy"}', close=True)
+    async with (
+        serving(_body_server(body)) as (source_port, sources),
+        serving(_put_server([], refusal)) as (
+            destination_port,
+            _,
+        ),
+    ):
+        source, destination = Wire("127.0.0.1", source_port, 10), Wire("127.0.0.1", destination_port, 10)
+        got = await forward(source, ("/a", {}), destination, ("/b", {}), len(body))
+        assert got.destination is not None
+        assert (got.destination.status, got.destination.body) == (503, b'{"error": "busy"}')
+        assert got.source.filled == 0  # the source's body was not taken whole: its connection is dropped
+        await forward(source, ("/a", {}), destination, ("/b", {}), len(body))
+        assert len(sources) == 2
+        source.close()

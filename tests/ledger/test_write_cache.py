@@ -19,6 +19,7 @@ from ledger import (
     list_accounts,
     submit,
 )
+from ledger.store.cache import put_back, take_any
 from node.db import make_engine, upgrade, write_transaction
 from node.db.migrate import _config  # the node's Alembic configuration, to stop at one revision
 from tests.ledger.support import balances, open_accounts, pending, post, replayed, single, void
@@ -194,3 +195,43 @@ def test_failed_ids_are_remembered_by_the_next_batch_from_the_cache(engine: Engi
         assert balances(engine) == replayed(engine)
     finally:
         other.dispose()
+
+
+def test_a_retried_id_keeps_the_cache(engine: Engine) -> None:
+    """A batch that names an id already stored (a client's retry) cannot be written on what the cache
+    assumes (PostgreSQL: its one-round-trip guard fails); the cache, with what the rules had changed
+    in it undone, is kept: the retry reads nothing but the batch's ids, every account stays cached,
+    and balances, holds and answers are those of one-by-one submits."""
+    names = [f"acct-{n:03d}" for n in range(40)]
+    open_accounts(engine, *names)
+    submit(engine, [single(f"w{n}", names[n], names[n + 1], 10) for n in range(39)])
+    submit(engine, [pending("h1", names[0], names[1], 50), pending("h2", names[2], names[3], 7)])
+    assert set(names) <= cached_accounts(engine)
+    # A hold posted, another voided and a new transfer, with a retried id among them: nothing of the
+    # guessed outcome may stay in the cache, everything must be applied again after the ids are read.
+    results = submit(
+        engine,
+        [
+            post("p1", "h1", 50),
+            single("w5", names[5], names[6], 10),
+            void("v2", "h2"),
+            single("n1", names[7], names[8], 3),
+        ],
+    )
+    assert [r.status for r in results] == [Status.CREATED, Status.EXISTS, Status.CREATED, Status.CREATED]
+    assert set(names) <= cached_accounts(engine)
+    assert [r.status for r in submit(engine, [post("p2", "h1", 1), void("v3", "h2")])] == [
+        Status.PENDING_TRANSFER_ALREADY_POSTED,
+        Status.PENDING_TRANSFER_ALREADY_VOIDED,
+    ]
+    assert balances(engine) == replayed(engine)
+    assert get_account(engine, names[0]).balance.as_tuple() == (0, 60, 0, 0)
+
+
+def cached_accounts(engine: Engine) -> set[str]:
+    """The accounts the engine's writer cache holds (none when it has no cache)."""
+    cache = take_any(engine)
+    if cache is None:
+        return set()
+    put_back(engine, cache)
+    return set(cache.accounts)

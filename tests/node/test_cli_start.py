@@ -1,7 +1,7 @@
 """`cpnode` starts light: `--version`, `--help` and commands that only read the config and call the
 running node import neither aiohttp nor SQLAlchemy, the light command table answers `--help`
 exactly as the full parser does, and `cpnode run` loads NumPy, Jinja2, zeroconf and the PostgreSQL
-dialect only in the processes that use them."""
+dialect only in the processes that use them, when they first use them."""
 
 from __future__ import annotations
 
@@ -129,8 +129,9 @@ def test_database_command_imports_no_http_service_or_migrations(tmp_path: Path, 
     [
         # A connectors process places no demand, serves no console and runs no discovery.
         ("connectors", ("numpy", "jinja2", "zeroconf", "sqlalchemy.dialects.postgresql")),
-        # Every role, console on: NumPy waits for the first demand, zeroconf for discovery.
-        (None, ("numpy", "zeroconf", "sqlalchemy.dialects.postgresql")),
+        # Every role, console on: NumPy waits for the first demand, Jinja2 for the first console
+        # page, zeroconf for discovery.
+        (None, ("numpy", "jinja2", "zeroconf", "sqlalchemy.dialects.postgresql")),
     ],
 )
 def test_run_imports_only_what_its_roles_use(
@@ -174,13 +175,16 @@ def test_run_imports_only_what_its_roles_use(
 
 
 def test_status_reads_an_up_to_date_schema_without_alembic(tmp_path: Path) -> None:
-    """`cpnode status` on a database at the shipped heads says so without loading Alembic, and
-    the schema it shows is the one `cpnode db status` (Alembic) shows."""
+    """`cpnode status` on a database at the shipped heads says so without loading Alembic, nor
+    aiohttp or any component (only the stores it reads), and the schema it shows is the one
+    `cpnode db status` (Alembic) shows."""
     config = make_node_dir(tmp_path, "alpha")
     assert cpnode("db", "upgrade", config=config).code == 0
     code, modules = imported_by("status", "--config", str(config))
     assert code == 0
     assert "alembic" not in modules
+    unwanted = ("aiohttp", "node.service", "node.components")
+    assert [name for name in modules if name in unwanted or name.endswith(".component")] == []
     status = cpnode("status", "--json", config=config)
     rows = json.loads(cpnode("db", "status", "--json", config=config).output)
     assert json.loads(status.output)["schema"] == {

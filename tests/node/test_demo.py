@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 
+# The whole scenario, bounded by its own timeout below (the suite's 180 s would cut it first on a
+# loaded machine, with no output from the demo to say where it was).
+@pytest.mark.timeout(450)
 @pytest.mark.long
-@pytest.mark.timeout(480)  # past the scenario's own 420 s, so its failure says where it stopped
 def test_demo_scenario_completes(tmp_path: Path) -> None:
     """The demo exits 0 and shows every node running, then stopped cleanly."""
     result = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
@@ -99,6 +100,36 @@ async def test_started_scheduler_runs_jobs_and_stop_releases(engine: Engine) -> 
     await asyncio.wait_for(ran.wait(), timeout=10)
     await scheduler.stop()
     assert not scheduler.running
+    assert leases.holder_of(engine, "tick", _now_ms()) is None
+
+
+async def test_stop_waits_for_a_lease_being_written_before_releasing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job cancelled at shutdown while its lease is being written (a busy database): the write
+    goes on in its thread, and stop releases only after it, so no lease outlives the scheduler."""
+    scheduler = JobScheduler(engine, "r1", 60, Metrics())
+    real, writing, written = leases.try_acquire, asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_acquire(*args: object) -> bool:
+        loop.call_soon_threadsafe(writing.set)
+        time.sleep(0.5)
+        try:
+            return real(*args)  # type: ignore[arg-type]
+        finally:
+            written.set()
+
+    monkeypatch.setattr(leases, "try_acquire", slow_acquire)
+
+    async def job() -> None:
+        pass
+
+    scheduler.add_interval_job("tick", job, 0.05)
+    scheduler.start()
+    await asyncio.wait_for(writing.wait(), timeout=10)
+    await scheduler.stop(timeout_s=0.01)  # gives up on the job at once: it is cancelled
+    assert await asyncio.to_thread(written.wait, 30)  # the lease's write has ended, either way
     assert leases.holder_of(engine, "tick", _now_ms()) is None
 
 

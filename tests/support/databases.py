@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from node.db import make_engine, upgrade
 
@@ -131,3 +133,18 @@ class MigratedTemplates:
         if self._admin is not None:
             self._admin.dispose()
             self._admin = None
+
+
+@contextmanager
+def statement_threads(engine: Engine) -> Iterator[list[str]]:
+    """The names of the threads each SQL statement on `engine` runs on, while the block runs."""
+    names: list[str] = []
+
+    def seen(*_args: object) -> None:
+        names.append(threading.current_thread().name)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield names
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)

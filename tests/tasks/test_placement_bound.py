@@ -10,7 +10,7 @@ from typing import Any
 
 from node.tasks.component import DRIVER
 from node.trading.records import Order
-from tests.support.tasks import pool_node, python_task
+from tests.support.tasks import DEPOSIT, pool_node, python_task
 
 
 async def test_a_hung_placement_does_not_hold_up_another_and_is_retried(tmp_path: Path, db_url: str) -> None:
@@ -67,3 +67,32 @@ async def test_a_hung_placement_does_not_hold_up_another_and_is_retried(tmp_path
 def ordered_ms(task: dict[str, Any]) -> int:
     """When the task's order was placed (its move to `ordered`)."""
     return int(next(e["ts_ms"] for e in task["history"] if e["state"] == "ordered"))
+
+
+async def test_a_placement_that_always_hangs_fails_the_task(tmp_path: Path, db_url: str) -> None:
+    """Every placement of the task hangs: after `place_attempts` (2) cut-offs, the first noted with
+    its back-off, the task fails `place_failed`; the order it had stored is cancelled and alice
+    holds nothing (the hold taken while calling it off is voided)."""
+    async with pool_node(tmp_path, db_url=None if db_url.startswith("sqlite") else db_url) as node:
+        assert node.server._runner is not None
+        tasks = node.server._runner.app[DRIVER].tasks
+        tasks.settings = tasks.settings.model_copy(update={"place_timeout_s": 0.5, "place_attempts": 2})
+        buyer = tasks.buyer
+        drive = buyer.drive
+
+        async def placing_hangs(order: Order) -> Order:
+            if order.state in ("new", "held", "requested"):  # placing it: never answers
+                await asyncio.Event().wait()
+            return await drive(order)  # calling it off goes through
+
+        buyer.drive = placing_hangs  # type: ignore[method-assign]
+        task = await node.submit(python_task("print('never')"))
+        failed = await node.wait(task["id"], ("failed", "released"), timeout_s=60)
+        assert (failed["reason"] or "").startswith("place_failed: "), failed
+        notes = [e["detail"] or "" for e in failed["history"] if e["event"] == "note"]
+        assert [n for n in notes if "(attempt 1 of 2); trying again in 0.5 s" in n], notes
+        status, orders = await node.call("GET", "/api/v1/orders?consumer=alice")
+        assert status == 200, orders
+        assert [o["state"] for o in orders["orders"]] == ["cancelled"], orders
+        alice = await node.consumer()
+        assert (alice["held"], alice["balance"]) == (0, DEPOSIT), alice

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from ledger import Status, TransferRequest
 from node.trading import books, store
 from node.trading.capacity import Capacity
+from node.trading.machine import OrderEvent
 
 
 async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,3 +104,61 @@ def test_credit_line_checked_again_when_the_limit_changes_or_a_second_passed(
     assert books.sync_credit_line(engine, "beijing", 50_000, "CNY") == 50_000
     monkeypatch.setattr(time, "monotonic", lambda: now + books.CREDIT_LINE_CHECK_S + 1)
     assert not books.credit_line_known(engine, "beijing", 50_000, "CNY")
+
+
+def _partner_order(engine: Engine, order_id: str, amount: int) -> None:
+    """A new order for a partner's offer, stored as placing stores it."""
+    store.insert_order(
+        engine,
+        {
+            "id": order_id,
+            "consumer": "alice",
+            "offer_id": "shanghai-gpu",
+            "source": "partner:shanghai",
+            "partner": "shanghai",
+            "pool": "gpu",
+            "units": 1,
+            "hours": 1,
+            "price_per_unit_hour": amount,
+            "currency": "CNY",
+            "amount": amount,
+            "fee": 0,
+            "request_sha256": "0" * 64,
+            "notify_partner": False,
+            "hold_expires_ts": 3600,
+            "created_ts": 0,
+            "updated_ts": 0,
+        },
+    )
+
+
+def test_hold_and_move_commit_together(engine: Engine) -> None:
+    """`store.move_order_holding` stores the hold and the move in one transaction; a hold the ledger
+    refuses is recorded without the move; an order moved meanwhile is not moved again, and its hold
+    asked again answers `exists`."""
+    books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")])
+    assert books.deposit(engine, "alice", "dep-1", 10, "CNY").ok
+    _partner_order(engine, "beijing.a", 8)
+    _partner_order(engine, "beijing.b", 8)
+    steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
+        ("held", {}),
+        ("requested", {"trade_request": b"{}"}),
+    ]
+
+    def hold(order_id: str) -> list[TransferRequest]:
+        return [books.order_hold(order_id, "alice", 8, "CNY", 3600)]
+
+    results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 1)
+    assert [r.status for r in results] == [Status.CREATED]
+    assert moved is not None
+    assert moved.state == "requested"
+    assert moved.trade_request == b"{}"
+    results, moved = store.move_order_holding(engine, "beijing.b", "new", hold("beijing.b"), steps, 1)
+    assert ([r.status for r in results], moved) == ([Status.EXCEEDS_CREDITS], None)  # 2 left
+    order = store.get_order(engine, "beijing.b")
+    assert order is not None
+    assert order.state == "new"
+    assert books.submit(engine, hold("beijing.b")) is Status.EXCEEDS_CREDITS  # the refusal is remembered
+    results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
+    assert ([r.status for r in results], moved) == ([Status.EXISTS], None)
+    assert books.available(engine, "consumer:alice") == 2

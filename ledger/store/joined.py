@@ -1,0 +1,89 @@
+"""Transfers written inside a write transaction the caller holds, so that a caller's own rows (an
+order's state, say) and the ledger's transfers commit together or not at all.
+
+The caller opens the write transaction on the ledger's engine (SQLite `BEGIN IMMEDIATE`, which
+`cpnode_write=True` asks for; PostgreSQL an ordinary transaction) and calls `submit_in` first, before
+it writes or locks anything of its own: the ledger's head row is locked first, as every ledger writer
+does, so writers never wait on each other in a cycle. The batch is applied exactly as `submit`
+applies it (same rules, same results, idempotent ids, linked chains), on what is read under the
+head's lock, and written without committing: the caller commits (or rolls back, and nothing of the
+batch is written). There is no retry here: a transient failure fails the caller's transaction, which
+is the caller's to retry whole.
+
+The engine's writer cache (ledger.store.cache) is taken when it is valid at the head's version (so
+the accounts and holds it knows are not read again) and, once the caller has committed, handed back
+with what the batch wrote by `JoinedBatch.committed`: the next batch, joined or grouped, finds it
+valid. A caller that rolls back, or never calls it, leaves no cache behind; the head's version,
+bumped by the write, tells every other writer that what it cached before is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.errors import StorageError
+from ledger.records import TransferKind, TransferRequest, TransferResult
+from ledger.store.cache import WriterCache, keep, take
+from ledger.store.db import Cursor, StaleRead, now_ms
+from ledger.store.head import Head, lock_head
+from ledger.store.runs import apply_runs, chain_free_runs
+from ledger.store.writer import check_size, load_view, persist
+from ledger.view import BatchOutcome
+
+
+@dataclass
+class JoinedBatch:
+    """What `submit_in` wrote: one result per request, and the writer cache to hand back once the
+    caller's transaction has committed."""
+
+    results: list[TransferResult]
+    engine: Engine | None = None
+    cache: WriterCache | None = None
+    head: Head | None = None
+    outcome: BatchOutcome | None = None
+    ts_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every transfer is stored (created now or before)."""
+        return all(result.ok for result in self.results)
+
+    def committed(self) -> None:
+        """After the caller's transaction committed: keep the cache, as a writer's own commit does
+        (call once, and only after a commit)."""
+        cache, head, outcome, engine = self.cache, self.head, self.outcome, self.engine
+        if cache is None or head is None or outcome is None or engine is None:
+            return
+        self.cache = None
+        created = outcome.created
+        cache.version = head.version + (1 if created else 0)
+        cache.next_seq = head.next_seq + len(created)
+        cache.last_ts_ms = self.ts_ms if created else head.last_ts_ms
+        for transfer in created:  # keep holds only, as the writer does
+            if transfer.kind is not TransferKind.PENDING:
+                del cache.transfers[transfer.id]
+        keep(engine, cache)
+
+
+def submit_in(
+    conn: Connection, requests: Sequence[TransferRequest], *, now: int | None = None
+) -> JoinedBatch:
+    """Apply a batch inside the caller's open write transaction `conn` (uncommitted; see module doc):
+    one result per request, in order, as `submit` would give them."""
+    check_size(requests)
+    if not requests:
+        return JoinedBatch([])
+    cur = Cursor(conn)
+    head = lock_head(cur)
+    cache = take(conn.engine, head.version)
+    ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
+    view = load_view(cur, requests, cache)
+    [results], outcome = apply_runs(view, chain_free_runs([requests]), ts_ms, head.next_seq)
+    try:
+        persist(cur, cache, outcome, head.next_seq, ts_ms)
+    except StaleRead as exc:  # the caller's transaction cannot be retried from here
+        raise StorageError(f"batch of {len(requests)} transfer(s): {exc}") from exc
+    return JoinedBatch(results, conn.engine, cache, head, outcome, ts_ms)
