@@ -69,6 +69,7 @@ def test_exact_planner_beats_the_printed_value_at_a_099_target_9999(paper: Archi
     assert printed_plan.meets_target
 
 
+@pytest.mark.long
 @pytest.mark.slow  # an exhaustive planner
 def test_papers_method_as_described_matches_the_exact_planner(paper: Architecture) -> None:
     """The two-layer method, run as the text describes, finds the same plans as the exact planner."""

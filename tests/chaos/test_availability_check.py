@@ -16,6 +16,7 @@ from tests.chaos.availability import run_check
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 async def test_measured_availability_agrees_with_the_plan(tmp_path: Path) -> None:
     """Three scenarios on one deployment (the file's rates with 2 and with 1 instance per

@@ -18,6 +18,7 @@ from tests.support.databases import POSTGRES_SKIP_REASON
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+@pytest.mark.long
 @pytest.mark.timeout(600)
 async def test_chaos_under_load_loses_nothing(tmp_path: Path) -> None:
     """30 s of six consumers' orders through replica kills, partner kills and database cuts: every

@@ -190,6 +190,7 @@ def test_the_partners_credential_covers_one_migrations_files_for_a_while(
         stop_all(a, b)
 
 
+@pytest.mark.long
 @pytest.mark.timeout(400)
 def test_a_partner_dying_mid_transfer_rolls_back_and_its_order_is_cancelled_later(
     tmp_path: Path, express: ExpressProcess

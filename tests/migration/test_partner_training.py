@@ -31,6 +31,7 @@ def fixture_express(tmp_path: Path) -> Iterator[ExpressProcess]:
     express.stop()
 
 
+@pytest.mark.long
 @pytest.mark.timeout(500)
 def test_training_moved_to_a_partners_pool_ends_bit_identical(
     tmp_path: Path, express: ExpressProcess

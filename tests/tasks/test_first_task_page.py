@@ -13,6 +13,7 @@ from tests.support.pages import run_page
 PAGE_PORTS = ("8721", "8722")
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_first_task_page_runs(tmp_path: Path) -> None:
     """Every command of the page succeeds; the task succeeds on gamma's pool, its output is 42, it
