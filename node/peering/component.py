@@ -21,6 +21,7 @@ from federation.service import FederationService, OwnKeys
 from federation.sync import run_round
 from node.config import Settings
 from node.context import CTX, NodeContext
+from node.db.threads import in_thread
 from node.http.errors import ApiError
 from node.identity import Identity, reload_if_rotated
 from node.peering import routes
@@ -66,15 +67,15 @@ async def offers_api(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await ctx.authenticate(request)
     partner = request.query.get("partner") or None
-    if partner is not None and await asyncio.to_thread(store.get_partner, ctx.engine, partner) is None:
+    if partner is not None and await in_thread(ctx.engine, store.get_partner, partner) is None:
         raise ApiError(
             404, "unknown_partner", f"no partner named {partner!r} is pinned (see `cpnode partners list`)"
         )
     own = await own_offers(ctx.offer_sources)
     now = int(time.time())
-    rows = await asyncio.to_thread(merged_view, own, ctx.engine, now, partner)
+    rows = await in_thread(ctx.engine, lambda engine: merged_view(own, engine, now, partner))
     if request.query.get("relayed") in ("1", "true"):
-        relayed = await asyncio.to_thread(relayed_offers, ctx.engine, now)
+        relayed = await in_thread(ctx.engine, relayed_offers, now)
         rows.extend(row for row in relayed if partner is None or row["partner"] == partner)
     return web.json_response({"node": ctx.name, "count": len(rows), "offers": rows})
 
@@ -91,9 +92,9 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     async def reload_hook(new: Settings) -> None:
         config_offers.replace(o.offer() for o in new.offers)
         partners = [entry.partner() for entry in new.partners]
-        await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+        await in_thread(ctx.engine, store.sync_config_partners, partners, int(time.time()))
         issuers = [entry.issuer() for entry in new.issuers]
-        await asyncio.to_thread(store.sync_config_issuers, ctx.engine, issuers, int(time.time()))
+        await in_thread(ctx.engine, store.sync_config_issuers, issuers, int(time.time()))
 
     ctx.reload_hooks.append(reload_hook)
     service = FederationService(
@@ -127,9 +128,9 @@ def install(app: web.Application, ctx: NodeContext) -> None:
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         partners = [entry.partner() for entry in settings.partners]
-        await asyncio.to_thread(store.sync_config_partners, ctx.engine, partners, int(time.time()))
+        await in_thread(ctx.engine, store.sync_config_partners, partners, int(time.time()))
         issuers = [entry.issuer() for entry in settings.issuers]
-        await asyncio.to_thread(store.sync_config_issuers, ctx.engine, issuers, int(time.time()))
+        await in_thread(ctx.engine, store.sync_config_issuers, issuers, int(time.time()))
         discovery_task = None
         if settings.federation.discovery and "federation" in ctx.roles:
             discovery_task = asyncio.ensure_future(_run_discovery(ctx))
@@ -156,9 +157,9 @@ async def _run_discovery(ctx: NodeContext) -> None:
     port = urlsplit(ctx.base_url).port or 80
 
     async def seen(candidate: Candidate) -> None:
-        await asyncio.to_thread(
-            store.upsert_discovered,
+        await in_thread(
             ctx.engine,
+            store.upsert_discovered,
             candidate.name,
             candidate.url,
             candidate.public_key,

@@ -11,7 +11,6 @@ same operations as `cpnode partners`, for the console and other clients of the A
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from federation import store
 from federation.keys import fingerprint, parse_public_key
 from federation.partners import Agreement, Partner
 from node.context import CTX, NodeContext
+from node.db.threads import in_thread
 from node.http.body import parse_body
 from node.http.errors import ApiError
 from node.peering.partners import check_partner_url, discovered_candidate, discovered_rows, partner_rows
@@ -91,7 +91,7 @@ async def list_partners(request: web.Request) -> web.Response:
             "discovered": discovered_rows(ctx.engine, {row["name"] for row in partners}),
         }
 
-    return web.json_response(await asyncio.to_thread(read))
+    return web.json_response(await in_thread(ctx.engine, lambda _engine: read()))
 
 
 async def add_partner(request: web.Request) -> web.Response:
@@ -100,7 +100,9 @@ async def add_partner(request: web.Request) -> web.Response:
     ctx.require_admin(request)
     body = await parse_body(request, NewPartner)
     try:
-        answer = await asyncio.to_thread(_pin, ctx, body.name, body.urls, body.public_key, body, "api")
+        answer = await in_thread(
+            ctx.engine, lambda _engine: _pin(ctx, body.name, body.urls, body.public_key, body, "api")
+        )
     except ValueError as exc:  # the URL does not resolve (federation's own errors have their status)
         raise ApiError(400, "bad_partner", str(exc)) from None
     return web.json_response(answer, status=201)
@@ -111,9 +113,10 @@ async def trust(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.require_admin(request)
     body = await parse_body(request, TrustCandidate)
-    candidate = await asyncio.to_thread(discovered_candidate, ctx.engine, body.name, body.fingerprint)
-    answer = await asyncio.to_thread(
-        _pin, ctx, body.name, [candidate["url"]], candidate["public_key"], body, "discovery"
+    candidate = await in_thread(ctx.engine, discovered_candidate, body.name, body.fingerprint)
+    answer = await in_thread(
+        ctx.engine,
+        lambda _engine: _pin(ctx, body.name, [candidate["url"]], candidate["public_key"], body, "discovery"),
     )
     return web.json_response(answer, status=201)
 
@@ -123,7 +126,7 @@ async def remove(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.require_admin(request)
     name = request.match_info["name"]
-    await asyncio.to_thread(store.remove_partner, ctx.engine, name)
+    await in_thread(ctx.engine, store.remove_partner, name)
     return web.json_response({"removed": name})
 
 

@@ -16,7 +16,6 @@ Transfer ids (T = order or trade id):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 import weakref
@@ -27,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 import ledger
 from ledger import AccountKind, AccountSpec, Status, TransferKind, TransferRequest, TransferResult
+from node.db.threads import in_thread
 from node.trading import rules
 from node.trading.errors import StateError
 
@@ -352,7 +352,7 @@ async def submit_async(engine: Engine, requests: Sequence[TransferRequest]) -> S
     results = await ledger.submit_grouped_async(engine, list(requests))
     if all(r.ok for r in results):
         return None
-    return await asyncio.to_thread(failure, engine, results)
+    return await in_thread(engine, failure, results)
 
 
 def available(engine: Engine, account_id: str) -> int:

@@ -33,7 +33,6 @@ its state and is retried).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any, Protocol
 
@@ -45,6 +44,7 @@ from ledger import Account, AccountKind
 from ledger.records import MAX_AMOUNT
 from node.accounts import store as accounts
 from node.context import CTX
+from node.db.threads import in_thread
 from node.http.auth import ADMIN, TOKEN_ID_RE, Principal
 from node.http.body import json_object, parse_body, validate
 from node.http.errors import ApiError, bad_request
@@ -140,9 +140,7 @@ async def _consumer(request: web.Request, caller: Principal) -> Account:
     if not caller.is_admin and name != caller.consumer:
         raise _unknown_consumer(name)
     try:
-        return await asyncio.to_thread(
-            ledger.get_account, _trading(request).engine, rules.consumer_account(name)
-        )
+        return await in_thread(_trading(request).engine, ledger.get_account, rules.consumer_account(name))
     except ledger.NotFoundError:
         raise _unknown_consumer(name) from None
 
@@ -167,16 +165,14 @@ async def create_consumer(request: web.Request) -> web.Response:
     trading = _trading(request)
     body = await parse_body(request, NewConsumer)
     spec = books.consumer_spec(body.id, trading.settings.currency)
-    [result] = await asyncio.to_thread(ledger.create_accounts, trading.engine, [spec])
+    [result] = await in_thread(trading.engine, ledger.create_accounts, [spec])
     if not result.ok:
         raise StateError(f"consumer {body.id}: {result.message or result.status}", code=str(result.status))
-    account = await asyncio.to_thread(ledger.get_account, trading.engine, spec.id)
+    account = await in_thread(trading.engine, ledger.get_account, spec.id)
     status = 201 if result.status is ledger.Status.CREATED else 200
     if status == 201:
         caller = await request.app[CTX].authenticate(request)
-        await asyncio.to_thread(
-            accounts.created, trading.engine, "consumer", body.id, caller.actor, tokens.now_ms()
-        )
+        await in_thread(trading.engine, accounts.created, "consumer", body.id, caller.actor, tokens.now_ms())
     return web.json_response(consumer_view(account), status=status)
 
 
@@ -189,7 +185,7 @@ async def show_consumer(request: web.Request) -> web.Response:
 async def list_consumers(request: web.Request) -> web.Response:
     """`GET /api/v1/consumers`: every consumer with its balances."""
     request.app[CTX].require_admin(request)
-    accounts = await asyncio.to_thread(ledger.list_accounts, _trading(request).engine)
+    accounts = await in_thread(_trading(request).engine, ledger.list_accounts)
     rows = [
         consumer_view(a)
         for a in accounts
@@ -205,15 +201,15 @@ async def deposit(request: web.Request) -> web.Response:
     body = await parse_body(request, NewDeposit)
     deposit_id = body.id or f"deposit:{secrets.token_hex(12)}"
     name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-    result = await asyncio.to_thread(
-        books.deposit, trading.engine, name, deposit_id, body.amount, account.spec.currency
+    result = await in_thread(
+        trading.engine, books.deposit, name, deposit_id, body.amount, account.spec.currency
     )
     if not result.ok:
         raise StateError(
             f"deposit {deposit_id}: {result.status}{f' ({result.field})' if result.field else ''}",
             code=str(result.status),
         )
-    account = await asyncio.to_thread(ledger.get_account, trading.engine, account.id)
+    account = await in_thread(trading.engine, ledger.get_account, account.id)
     status = 201 if result.status is ledger.Status.CREATED else 200
     return web.json_response(
         {"deposit": deposit_id, "status": str(result.status), **consumer_view(account)}, status=status
@@ -224,7 +220,7 @@ async def issue_token(request: web.Request) -> web.Response:
     """`POST /api/v1/consumers/{id}/tokens`: a new consumer token, shown this once."""
     account = await _admin_consumer(request)
     name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-    token, row = await asyncio.to_thread(tokens.issue, _trading(request).engine, name, tokens.now_ms())
+    token, row = await in_thread(_trading(request).engine, tokens.issue, name, tokens.now_ms())
     await _token_event(request, name, "token", row.token_id, row.created_ts)
     return web.json_response({**row.view(), "token": token}, status=201)
 
@@ -233,7 +229,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     """`GET /api/v1/consumers/{id}/tokens`: the consumer's tokens (never a secret)."""
     account = await _admin_consumer(request)
     name = account.id.removeprefix(rules.CONSUMER_PREFIX)
-    rows = await asyncio.to_thread(tokens.list_tokens, _trading(request).engine, name)
+    rows = await in_thread(_trading(request).engine, tokens.list_tokens, name)
     return web.json_response({"consumer": name, "tokens": [row.view() for row in rows]})
 
 
@@ -244,9 +240,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     token_id = request.match_info["token_id"]
     row = None
     if TOKEN_ID_RE.fullmatch(token_id):
-        row = await asyncio.to_thread(
-            tokens.revoke, _trading(request).engine, name, token_id, tokens.now_ms()
-        )
+        row = await in_thread(_trading(request).engine, tokens.revoke, name, token_id, tokens.now_ms())
     if row is None:
         raise UnknownError(f"consumer {name!r} has no token {token_id!r}", code="unknown_token")
     await _token_event(request, name, "revoke-token", row.token_id, tokens.now_ms())
@@ -255,9 +249,9 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def _token_event(request: web.Request, consumer: str, action: str, token_id: str, ts_ms: int) -> None:
     caller = await request.app[CTX].authenticate(request)
-    await asyncio.to_thread(
-        accounts.record_event,
+    await in_thread(
         _trading(request).engine,
+        accounts.record_event,
         caller.actor,
         "consumer",
         consumer,
@@ -288,7 +282,7 @@ async def place(request: web.Request) -> web.Response:
     if not caller.is_admin and consumer_id != caller.consumer:
         raise _forbidden("place orders")
     if isinstance(body, DemandOrder):
-        await asyncio.to_thread(accounts.require_active, _trading(request).engine, "consumer", consumer_id)
+        await in_thread(_trading(request).engine, accounts.require_active, "consumer", consumer_id)
         place_by_demand = request.app.get(DEMAND_ORDERS)
         if place_by_demand is None:
             raise ApiError(503, "market_unavailable", "this process does not match demands")
@@ -320,7 +314,7 @@ async def list_orders(request: web.Request) -> web.Response:
         consumer_id = caller.consumer
     limit = _query_int(request, "limit", MAX_LISTED, MAX_LISTED)
     state = request.query.get("state") or None
-    orders = await asyncio.to_thread(store.list_orders, _trading(request).engine, consumer_id, limit, state)
+    orders = await in_thread(_trading(request).engine, store.list_orders, consumer_id, limit, state)
     return web.json_response({"orders": [order_view(o) for o in orders]})
 
 
@@ -329,7 +323,7 @@ async def summary(request: web.Request) -> web.Response:
     summed by currency in the database (admin token)."""
     request.app[CTX].require_admin(request)
     since_ts = _query_int(request, "since_ts", 0, 2**53)
-    return web.json_response(await asyncio.to_thread(trading_summary, _trading(request).engine, since_ts))
+    return web.json_response(await in_thread(_trading(request).engine, trading_summary, since_ts))
 
 
 async def show_order(request: web.Request) -> web.Response:
@@ -362,7 +356,7 @@ async def list_sales(request: web.Request) -> web.Response:
     """`GET /api/v1/sales[?partner=P]`: trades partners bought here, newest first."""
     request.app[CTX].require_admin(request)
     partner = request.query.get("partner")
-    sales = await asyncio.to_thread(store.list_sales, _trading(request).engine, partner, MAX_LISTED)
+    sales = await in_thread(_trading(request).engine, store.list_sales, partner, MAX_LISTED)
     return web.json_response({"sales": [s.view() for s in sales]})
 
 

@@ -57,6 +57,11 @@ class FaultProxy:
         self._puts_seen = 0
 
     @property
+    def open_connections(self) -> int:
+        """Connections being carried now (each has a client side and a server side)."""
+        return len(self._open) // 2
+
+    @property
     def url(self) -> str:
         """http://127.0.0.1:port of the proxy."""
         return f"http://127.0.0.1:{self.port}"
