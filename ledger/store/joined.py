@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import StorageError
-from ledger.records import TransferKind, TransferRequest, TransferResult
-from ledger.store.cache import WriterCache, keep, take
+from ledger.records import TransferRequest, TransferResult
+from ledger.store.cache import WriterCache, take
 from ledger.store.db import Cursor, StaleRead, now_ms
 from ledger.store.head import Head, lock_head
 from ledger.store.runs import apply_runs, chain_free_runs
-from ledger.store.writer import check_size, load_view, persist
+from ledger.store.writer import check_size, keep_committed, load_view, persist
 from ledger.view import BatchOutcome
 
 
@@ -58,14 +58,7 @@ class JoinedBatch:
         if cache is None or head is None or outcome is None or engine is None:
             return
         self.cache = None
-        created = outcome.created
-        cache.version = head.version + (1 if created else 0)
-        cache.next_seq = head.next_seq + len(created)
-        cache.last_ts_ms = self.ts_ms if created else head.last_ts_ms
-        for transfer in created:  # keep holds only, as the writer does
-            if transfer.kind is not TransferKind.PENDING:
-                del cache.transfers[transfer.id]
-        keep(engine, cache)
+        keep_committed(engine, cache, head, outcome, self.ts_ms)
 
 
 def submit_in(

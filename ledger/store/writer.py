@@ -49,7 +49,7 @@ from ledger.store.db import (
     with_retries,
     write_transaction,
 )
-from ledger.store.head import begin_pg, lock_head
+from ledger.store.head import Head, begin_pg, lock_head
 from ledger.store.rows import balance_rows, transfer_rows
 from ledger.store.runs import apply_runs, chain_free_runs, combined_of, request_ids
 from ledger.store.schema import TRANSFER_COLUMNS
@@ -304,20 +304,25 @@ def submit_batches(
                 view = load_view(cur, combined, cache, known)
                 results, outcome = apply_runs(view, runs, ts_ms, head.next_seq)
                 persist(cur, cache, outcome, head.next_seq, ts_ms, commit=True)
-        # Committed: the cache now holds version + 1 (or the same version if nothing was created).
-        created = outcome.created
-        cache.version = head.version + (1 if created else 0)
-        cache.next_seq = head.next_seq + len(created)
-        cache.last_ts_ms = ts_ms if created else head.last_ts_ms
-        transfers = cache.transfers
-        for transfer in created:  # keep holds only: every object kept costs each GC pass
-            if transfer.kind is not _PENDING:
-                del transfers[transfer.id]
-        keep(engine, cache)
+        keep_committed(engine, cache, head, outcome, ts_ms)
         return results
 
     with gc_paused():
         return with_retries(attempt, f"batch of {len(combined)} transfer(s)")
+
+
+def keep_committed(engine: Engine, cache: WriterCache, head: Head, outcome: BatchOutcome, ts_ms: int) -> None:
+    """After a batch's transaction committed: the cache holds version + 1 (or the same version if
+    nothing was created) and the holds created, and is kept for the next writer."""
+    created = outcome.created
+    cache.version = head.version + (1 if created else 0)
+    cache.next_seq = head.next_seq + len(created)
+    cache.last_ts_ms = ts_ms if created else head.last_ts_ms
+    transfers = cache.transfers
+    for transfer in created:  # keep holds only: every object kept costs each GC pass
+        if transfer.kind is not _PENDING:
+            del transfers[transfer.id]
+    keep(engine, cache)
 
 
 def expire_due(engine: Engine, *, now: int | None = None, limit: int = 1_000) -> list[Transfer]:
