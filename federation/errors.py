@@ -18,6 +18,12 @@ class CodedError(Exception):
 
     code = "error"
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        """Declare a subclass's code in its header: `class UnknownX(XError, LookupError, code="unknown_x")`."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+
     def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
         if code is not None:
