@@ -128,10 +128,8 @@ TRANSITIONS: Final[dict[tuple[MigrationState, MigrationEvent], MigrationState]] 
 }
 
 
-class MigrationTransitionError(CodedError, ValueError):
+class MigrationTransitionError(CodedError, ValueError, code="invalid_migration_state"):
     """An event the migration's current state does not take."""
-
-    code = "invalid_migration_state"
 
 
 def next_state(state: MigrationState, event: MigrationEvent) -> MigrationState:
