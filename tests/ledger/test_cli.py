@@ -283,23 +283,26 @@ def test_reconcile_two_nodes_through_signed_summaries(tmp_path: Path, db_url: st
     )
     assert code == 0
     report = tmp_path / "report.txt"
-    code, out, err = cpnode(
-        "ledger",
-        "reconcile",
-        "--partner",
-        "beta",
-        "--window",
-        window,
-        "--their",
-        str(summary),
-        "--their-key",
-        beta_key,
-        "--report",
-        str(report),
-        "--json",
-        "--config",
-        alpha,
-    )
+
+    def reconcile(*more: str) -> tuple[int, str, str]:
+        """`cpnode ledger reconcile` on alpha of beta's summary, with `more` options."""
+        return cpnode(
+            "ledger",
+            "reconcile",
+            "--partner",
+            "beta",
+            "--window",
+            window,
+            "--their",
+            str(summary),
+            "--their-key",
+            beta_key,
+            *more,
+            "--config",
+            alpha,
+        )
+
+    code, out, err = reconcile("--report", str(report), "--json")
     assert code == 1, err
     found = {(d["trade_id"], d["kind"]) for d in json.loads(out)["discrepancies"]}
     assert found == {("t-amount", "amount"), ("t-only-beta", "missing_here")}
@@ -329,19 +332,6 @@ def test_reconcile_two_nodes_through_signed_summaries(tmp_path: Path, db_url: st
     forged = json.loads(summary.read_text())
     forged["trades"][0]["net"] += 1
     summary.write_text(json.dumps(forged))
-    code, _, err = cpnode(
-        "ledger",
-        "reconcile",
-        "--partner",
-        "beta",
-        "--window",
-        window,
-        "--their",
-        str(summary),
-        "--their-key",
-        beta_key,
-        "--config",
-        alpha,
-    )
+    code, _, err = reconcile()
     assert code == 1
     assert "does not verify" in err
