@@ -1,5 +1,5 @@
 """Running an aiohttp app on a socket, shared by the storage endpoint, simulators, plugin services and
-the data express; reading a request's JSON object body and its required fields."""
+the data express; reading a request's JSON object body, its required fields and a log range."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.contract import MAX_LOG_CHUNK_BYTES
 from connectors.errors import InvalidRequest
 
 
@@ -84,3 +85,15 @@ def require_strings(data: dict[str, Any], keys: Iterable[str]) -> None:
     for key in keys:
         if not isinstance(data.get(key), str):
             raise InvalidRequest(f"{key} is required")
+
+
+def log_range(request: web.Request) -> tuple[int, int]:
+    """The `offset` and `limit` query parameters of a logs request (default 0 and 65536);
+    InvalidRequest unless they are integers, offset >= 0 and limit at most MAX_LOG_CHUNK_BYTES."""
+    try:
+        offset, limit = int(request.query.get("offset", "0")), int(request.query.get("limit", "65536"))
+    except ValueError:
+        raise InvalidRequest("offset and limit must be integers") from None
+    if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
+        raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+    return offset, limit

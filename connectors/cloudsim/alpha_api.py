@@ -21,9 +21,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connectors.cloudsim.state import CloudState, Operation, SimInstance
-from connectors.contract import MAX_LOG_CHUNK_BYTES, InputFile, Program
+from connectors.contract import InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
-from connectors.serving import json_object, require_strings
+from connectors.serving import json_object, log_range, require_strings
 from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
@@ -258,12 +258,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C90
 
     async def logs(r: web.Request, account: str) -> Any:
         instance = state.instance(account, r.match_info["id"])
-        try:
-            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
-        except ValueError:
-            raise InvalidRequest("offset and limit must be integers") from None
-        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
-            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        offset, limit = log_range(r)
         chunk = state.box(instance).logs(offset, limit)
         return {
             "data": chunk.data_b64,

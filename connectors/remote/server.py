@@ -14,9 +14,9 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from connectors.contract import MAX_LOG_CHUNK_BYTES, ComputePlugin, InstanceSpec, Program
+from connectors.contract import ComputePlugin, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
-from connectors.serving import json_object, start_app
+from connectors.serving import json_object, log_range, start_app
 from connectors.statuses import status_of
 
 log = logging.getLogger("cpnode.connectors.remote")
@@ -78,12 +78,7 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
         return await plugin.deploy(iid(r), Program.model_validate(await json_object(r, empty_ok=True)))
 
     async def logs(r: web.Request) -> Any:
-        try:
-            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
-        except ValueError:
-            raise InvalidRequest("offset and limit must be integers") from None
-        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
-            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        offset, limit = log_range(r)
         return await plugin.logs(iid(r), offset, limit)
 
     app = web.Application(client_max_size=1 << 20)
