@@ -36,8 +36,10 @@ import cProfile
 import functools
 import json
 import os
+import pstats
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,8 +335,10 @@ PARTS = ("latency", "concurrent", "cross", "apart")
 
 
 class Profiled:
-    """While `watching`: cProfile of the event loop's thread (database threads are not in it), hops
-    to a thread (`asyncio.to_thread`, `node.db.in_thread`) by function, and transactions begun on each named engine; dumped and counted per order."""
+    """While `watching`: cProfile of the event loop's thread and, apart, of the hops to a database
+    thread (`asyncio.to_thread`, `node.db.in_thread`; the ledger's committer thread is in neither),
+    both in CPU time; hops by function and transactions begun on each named engine, counted per
+    order."""
 
     def __init__(self, dump: Path, engines: dict[str, Any]) -> None:
         self.dump = dump
@@ -344,7 +348,11 @@ class Profiled:
         self.writes: collections.Counter[str] = collections.Counter()
         self.waited: dict[str, float] = collections.defaultdict(float)  # seconds queued for a thread
         self.ran: dict[str, float] = collections.defaultdict(float)  # seconds on the thread
-        self.profile = cProfile.Profile()
+        # CPU time of each thread (`time.thread_time`), so a C call's wait for the interpreter lock
+        # after it releases it is not counted; one profiler per database thread, merged on dump.
+        self.profile = cProfile.Profile(time.thread_time)
+        self._threads: list[cProfile.Profile] = []
+        self._local = threading.local()
         self._on = False
 
     def __enter__(self) -> Profiled:
@@ -364,9 +372,12 @@ class Profiled:
 
             def timed(*inner: Any) -> Any:
                 started = time.perf_counter()
+                profile = self._thread_profile()
+                profile.enable()
                 try:
                     return call(*inner)
                 finally:
+                    profile.disable()
                     self.waited[name] += started - queued
                     self.ran[name] += time.perf_counter() - started
 
@@ -377,6 +388,14 @@ class Profiled:
 
     def __exit__(self, *_exc: object) -> None:
         del self._loop.run_in_executor
+
+    def _thread_profile(self) -> cProfile.Profile:
+        """This thread's profiler (CPU time), made on its first hop."""
+        profile: cProfile.Profile | None = getattr(self._local, "profile", None)
+        if profile is None:
+            profile = self._local.profile = cProfile.Profile(time.thread_time)
+            self._threads.append(profile)
+        return profile
 
     def _begin(self, name: str) -> Any:
         def begin(connection: Any) -> None:
@@ -398,6 +417,11 @@ class Profiled:
             self.profile.disable()
             self._on = False
             self.profile.dump_stats(self.dump)
+            if self._threads:
+                threads = pstats.Stats(self._threads[0])
+                for profile in self._threads[1:]:
+                    threads.add(profile)
+                threads.dump_stats(self.dump.with_name(self.dump.stem + "-threads.prof"))
 
     def per_order(self, orders: int) -> dict[str, Any]:
         """Hops by function, transactions and write transactions by node, each per order."""

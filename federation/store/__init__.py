@@ -42,6 +42,7 @@ from federation.store.keys import (
 from federation.store.partners import (
     add_partner,
     get_partner,
+    get_partner_in,
     list_partners,
     remove_partner,
     sync_config_partners,
@@ -93,6 +94,7 @@ __all__ = [
     "drop_session",
     "get_issuer",
     "get_partner",
+    "get_partner_in",
     "get_session",
     "get_trade",
     "insert_issued",

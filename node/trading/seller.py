@@ -136,7 +136,7 @@ class Seller:
         except Refusal as refusal:
             return self._refused(partner, str(document["trade_id"]), request_sha, refusal)
         finally:
-            await self.trading.capacity.refresh()
+            self.trading.capacity.changed()
 
     async def open_trade(self, partner: Partner, document: dict[str, Any]) -> SaleOpening | None:
         """The trade frame's opener (federation.trades): the sale a trade request opens, to record with
@@ -291,7 +291,7 @@ class Seller:
         except Refusal as refusal:
             return self._refused(partner, str(document["trade_id"]), settle_sha, refusal)
         finally:
-            await self.trading.capacity.refresh()
+            self.trading.capacity.changed()
 
     async def _settle(
         self, partner: Partner, document: dict[str, Any], settle_sha: str, retry: bool
@@ -442,7 +442,7 @@ class Seller:
                 continue
             touched += 1
         if touched:
-            await t.capacity.refresh()
+            t.capacity.changed()
         return touched
 
 
