@@ -244,11 +244,13 @@ async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[st
 
 def _cpu_s(pid: int | None = None) -> float:
     """CPU seconds used by this process, plus the process `pid` when given (Linux /proc)."""
-    used = time.process_time()
-    if pid is not None:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return used
+    return time.process_time() + (0.0 if pid is None else _pid_cpu_s(pid))
+
+
+def _pid_cpu_s(pid: int) -> float:
+    """CPU seconds used by the process `pid` (Linux /proc: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _cross_node_rate(
@@ -263,7 +265,8 @@ async def _cross_node_rate(
     even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
     the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
     figures are their medians. CPU per order counts both nodes (`seller_pid`: the seller's process
-    when it runs apart); `profiled` watches only the orders of the first round."""
+    when it runs apart, whose share is reported too); `profiled` watches only the orders of the first
+    round."""
     engine = buyer.ctx.engine
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -272,12 +275,17 @@ async def _cross_node_rate(
             status, _ = await order(1, 1)
             return int(status)
 
+    seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
+
     async def orders(index: int) -> tuple[float, float, int]:
         started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+        seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
         watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
         with watch:
             statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
         rate = CONCURRENT / (time.perf_counter() - started)
+        if seller_pid is not None and seller_cpu is not None:
+            seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
         return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
 
     async def holds(index: int) -> tuple[float, float, float]:
@@ -298,6 +306,7 @@ async def _cross_node_rate(
             {
                 "orders_per_s": round(rate, 1),
                 "cpu_ms_per_order": round(cpu_ms, 2),
+                **({"seller_cpu_ms_per_order": round(seller_ms[-1], 2)} if seller_ms else {}),
                 "failed_orders": failed,
                 "ledger_holds_per_s": round(plain, 1),
                 "node_holds_per_s": round(grouped, 1),
@@ -314,6 +323,7 @@ async def _cross_node_rate(
     return {
         "orders_per_s": median("orders_per_s"),
         "cpu_ms_per_order": median("cpu_ms_per_order"),
+        **({"seller_cpu_ms_per_order": median("seller_cpu_ms_per_order")} if seller_ms else {}),
         "cpu_ms_per_node_hold": median("cpu_ms_per_node_hold"),
         "failed_orders": sum(r["failed_orders"] for r in per_round),
         "ledger_holds_per_s": median("ledger_holds_per_s"),

@@ -32,6 +32,7 @@ from federation.store.db import writing
 from federation.store.keys import (
     PeerView,
     call_view,
+    call_view_in,
     denied_keys,
     deny_key,
     list_denied,
@@ -87,6 +88,7 @@ __all__ = [
     "add_issuer",
     "add_partner",
     "call_view",
+    "call_view_in",
     "catalog_events",
     "consume_challenge",
     "denied_keys",

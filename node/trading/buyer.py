@@ -40,7 +40,7 @@ from node.trading.errors import (
     UnknownError,
 )
 from node.trading.machine import ORDER_RESTING
-from node.trading.steps import BAD_ANSWER, VOID_DONE, OrderSteps, bad_answer
+from node.trading.steps import BAD_ANSWER, VOID_DONE, CallView, OrderSteps, bad_answer
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
@@ -58,6 +58,9 @@ class Placing:
     partner: Partner | None
     partner_offer: CatalogOffer | None
     created: Order | None = None  # the new order, when placing inserted it in the same trip
+    # What calling the partner reads (its keys, the deny-list, our session at it), read here so
+    # that the trade request needs no trip of its own (`OrderSteps.calls`).
+    call: CallView | None = None
 
 
 def read_for_placing(
@@ -103,9 +106,10 @@ def _placing_reads(
         ledger.get_account_in(conn, consumer_account)
     except ledger.NotFoundError:
         return Placing(None, False, None, None)
-    found = None if partner is None else federation_store.get_partner_in(conn, partner)
+    call = None if partner is None else federation_store.call_view_in(conn, partner)
+    found = None if call is None else call[0].partner
     offer = None if found is None else partner_offer_in(conn, now_ts, found.name, offer_id)
-    return Placing(None, True, found, offer)
+    return Placing(None, True, found, offer, call=call)
 
 
 class OrderTerms(NamedTuple):
@@ -229,6 +233,8 @@ class Buyer:
             None if partner is None else values_of,
         )
         stored = read.order or read.created
+        if read.created is not None and read.call is not None:
+            self.steps.calls[read.created.id] = read.call
         if stored is not None:
             return read.order, stored
         offer, found = await self._offer(terms.offer_id, source, _known(read, consumer))
@@ -384,6 +390,7 @@ class Buyer:
                 moved = await self.steps.step(order)
                 order = moved if moved is not None else await self.get(order.id)
         finally:
+            self.steps.calls.pop(order.id, None)
             if order.partner is None:  # its own offers: their free units may have changed
                 self.trading.capacity.changed()
         return order
