@@ -36,8 +36,10 @@ import cProfile
 import functools
 import json
 import os
+import pstats
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,11 +244,13 @@ async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[st
 
 def _cpu_s(pid: int | None = None) -> float:
     """CPU seconds used by this process, plus the process `pid` when given (Linux /proc)."""
-    used = time.process_time()
-    if pid is not None:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return used
+    return time.process_time() + (0.0 if pid is None else _pid_cpu_s(pid))
+
+
+def _pid_cpu_s(pid: int) -> float:
+    """CPU seconds used by the process `pid` (Linux /proc: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _cross_node_rate(
@@ -261,7 +265,8 @@ async def _cross_node_rate(
     even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
     the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
     figures are their medians. CPU per order counts both nodes (`seller_pid`: the seller's process
-    when it runs apart); `profiled` watches only the orders of the first round."""
+    when it runs apart, whose share is reported too); `profiled` watches only the orders of the first
+    round."""
     engine = buyer.ctx.engine
     gate = asyncio.Semaphore(IN_FLIGHT)
 
@@ -270,12 +275,17 @@ async def _cross_node_rate(
             status, _ = await order(1, 1)
             return int(status)
 
+    seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
+
     async def orders(index: int) -> tuple[float, float, int]:
         started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+        seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
         watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
         with watch:
             statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
         rate = CONCURRENT / (time.perf_counter() - started)
+        if seller_pid is not None and seller_cpu is not None:
+            seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
         return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
 
     async def holds(index: int) -> tuple[float, float, float]:
@@ -296,6 +306,7 @@ async def _cross_node_rate(
             {
                 "orders_per_s": round(rate, 1),
                 "cpu_ms_per_order": round(cpu_ms, 2),
+                **({"seller_cpu_ms_per_order": round(seller_ms[-1], 2)} if seller_ms else {}),
                 "failed_orders": failed,
                 "ledger_holds_per_s": round(plain, 1),
                 "node_holds_per_s": round(grouped, 1),
@@ -312,6 +323,7 @@ async def _cross_node_rate(
     return {
         "orders_per_s": median("orders_per_s"),
         "cpu_ms_per_order": median("cpu_ms_per_order"),
+        **({"seller_cpu_ms_per_order": median("seller_cpu_ms_per_order")} if seller_ms else {}),
         "cpu_ms_per_node_hold": median("cpu_ms_per_node_hold"),
         "failed_orders": sum(r["failed_orders"] for r in per_round),
         "ledger_holds_per_s": median("ledger_holds_per_s"),
@@ -333,8 +345,10 @@ PARTS = ("latency", "concurrent", "cross", "apart")
 
 
 class Profiled:
-    """While `watching`: cProfile of the event loop's thread (database threads are not in it), hops
-    to a thread (`asyncio.to_thread`, `node.db.in_thread`) by function, and transactions begun on each named engine; dumped and counted per order."""
+    """While `watching`: cProfile of the event loop's thread and, apart, of the hops to a database
+    thread (`asyncio.to_thread`, `node.db.in_thread`; the ledger's committer thread is in neither),
+    both in CPU time; hops by function and transactions begun on each named engine, counted per
+    order."""
 
     def __init__(self, dump: Path, engines: dict[str, Any]) -> None:
         self.dump = dump
@@ -344,7 +358,11 @@ class Profiled:
         self.writes: collections.Counter[str] = collections.Counter()
         self.waited: dict[str, float] = collections.defaultdict(float)  # seconds queued for a thread
         self.ran: dict[str, float] = collections.defaultdict(float)  # seconds on the thread
-        self.profile = cProfile.Profile()
+        # CPU time of each thread (`time.thread_time`), so a C call's wait for the interpreter lock
+        # after it releases it is not counted; one profiler per database thread, merged on dump.
+        self.profile = cProfile.Profile(time.thread_time)
+        self._threads: list[cProfile.Profile] = []
+        self._local = threading.local()
         self._on = False
 
     def __enter__(self) -> Profiled:
@@ -364,9 +382,12 @@ class Profiled:
 
             def timed(*inner: Any) -> Any:
                 started = time.perf_counter()
+                profile = self._thread_profile()
+                profile.enable()
                 try:
                     return call(*inner)
                 finally:
+                    profile.disable()
                     self.waited[name] += started - queued
                     self.ran[name] += time.perf_counter() - started
 
@@ -377,6 +398,14 @@ class Profiled:
 
     def __exit__(self, *_exc: object) -> None:
         del self._loop.run_in_executor
+
+    def _thread_profile(self) -> cProfile.Profile:
+        """This thread's profiler (CPU time), made on its first hop."""
+        profile: cProfile.Profile | None = getattr(self._local, "profile", None)
+        if profile is None:
+            profile = self._local.profile = cProfile.Profile(time.thread_time)
+            self._threads.append(profile)
+        return profile
 
     def _begin(self, name: str) -> Any:
         def begin(connection: Any) -> None:
@@ -398,6 +427,11 @@ class Profiled:
             self.profile.disable()
             self._on = False
             self.profile.dump_stats(self.dump)
+            if self._threads:
+                threads = pstats.Stats(self._threads[0])
+                for profile in self._threads[1:]:
+                    threads.add(profile)
+                threads.dump_stats(self.dump.with_name(self.dump.stem + "-threads.prof"))
 
     def per_order(self, orders: int) -> dict[str, Any]:
         """Hops by function, transactions and write transactions by node, each per order."""

@@ -58,8 +58,55 @@ def _object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def check_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int = 0) -> None:
+def check_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """Raise DocumentError unless `value` is within the canonical JSON value space and depth."""
+    if not _plainly_valid(value, max_depth):
+        _check_value(value, max_depth, 0)
+
+
+def _plainly_valid(value: Any, max_depth: int) -> bool:
+    """Whether `value` is within the value space and depth, level by level without recursion: every
+    document passes through here once or more per trade, and a call per value cost more than the
+    rest of encoding. False also when it cannot tell at a glance (a str or int subclass): the
+    recursive check then decides, and names the first fault in document order."""
+    level: list[Any] = [value]
+    strings: list[str] = []
+    depth = 0
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is str:
+                strings.append(item)
+            elif kind is int:
+                if item > MAX_SAFE_INTEGER or item < -MAX_SAFE_INTEGER:
+                    return False
+            elif kind is dict:
+                strings.extend(item)  # its keys: a key that is not a str fails the join below
+                below.extend(item.values())
+            elif kind is list:
+                below.extend(item)
+            elif item is not None and kind is not bool:
+                return False
+        level = below
+        depth += 1
+    try:
+        text = "".join(strings)
+    except TypeError:
+        return False
+    if "\x00" in text:
+        return False
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _check_value(value: Any, max_depth: int, _depth: int) -> None:
     if _depth > max_depth:
         raise DocumentError(f"nesting deeper than {max_depth}", code="too_deep")
     if isinstance(value, str):
@@ -74,10 +121,10 @@ def check_value(value: Any, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int = 0)
             if not isinstance(key, str):
                 raise DocumentError("object keys must be strings", code="bad_document")
             _check_string(key)
-            check_value(item, max_depth, _depth + 1)
+            _check_value(item, max_depth, _depth + 1)
     elif isinstance(value, list):
         for item in value:
-            check_value(item, max_depth, _depth + 1)
+            _check_value(item, max_depth, _depth + 1)
     else:
         raise DocumentError(f"{type(value).__name__} is not a canonical JSON value", code="bad_number")
 

@@ -16,6 +16,8 @@ The life of one (partner, trade id) at this node, as one table (anything absent 
     in_progress --finish-->  answered      (the answer is stored and the claim removed)
     in_progress --release--> free          (the handler failed; the trade may be retried)
     answered    --claim-->   answered      (the stored answer is returned; nothing runs)
+    free/lapsed --answer-->  answered      (a claim whose write answered the trade itself,
+                                            `Answered`: stored with it, the handler never runs)
 
 A handler whose claim lapsed (its replica lost the database for longer than the claim lasts) may
 run a second time on another replica; the first stored answer is the one every caller gets, and
@@ -25,6 +27,7 @@ the node's trade handler must be idempotent on the trade id (ledger transfer ids
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -39,16 +42,37 @@ from federation.tables import claims_t, partners_t, trades_t
 # transaction per step of the protocol instead of one more each).
 ClaimWrite = Callable[[Connection], object]
 ClaimState = Literal["free", "lapsed", "in_progress", "refused", "answered"]
-ClaimEvent = Literal["claim", "renew", "finish", "release"]
+ClaimEvent = Literal["claim", "renew", "finish", "release", "answer"]
 TRANSITIONS: dict[tuple[ClaimState, ClaimEvent], ClaimState] = {
     ("free", "claim"): "in_progress",
     ("lapsed", "claim"): "in_progress",
+    ("free", "answer"): "answered",
+    ("lapsed", "answer"): "answered",
     ("in_progress", "claim"): "refused",
     ("in_progress", "renew"): "in_progress",
     ("in_progress", "finish"): "answered",
     ("in_progress", "release"): "free",
     ("answered", "claim"): "answered",
 }
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What a claim's write returns when it was the whole trade: the answer, stored in the claim's
+    transaction (so that transaction commits durably), and what to run once it has committed."""
+
+    status: int
+    response: bytes
+    committed: Callable[[], None] = field(default=lambda: None)
+
+
+class AnsweringWrite:
+    """A claim's write that may answer the trade itself (returning `Answered`): `claim_trade` then
+    commits durably, as `finish_trade` would have."""
+
+    def __call__(self, conn: Connection) -> object:
+        """Write with the claim; `Answered` when the trade needs nothing more."""
+        raise NotImplementedError
 
 
 def transition(state: ClaimState, event: ClaimEvent) -> ClaimState:
@@ -78,6 +102,7 @@ _INSERT_CLAIM = claims_t.insert()
 _DROP_OWN = claims_t.delete().where(
     claims_t.c.partner == _P, claims_t.c.trade_id == _T, claims_t.c.holder == _H
 )
+_DROP = claims_t.delete().where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
 _ANSWER_STATUS = sa.select(trades_t.c.status, trades_t.c.response).where(
     trades_t.c.partner == _P, trades_t.c.trade_id == _T
 )
@@ -113,14 +138,17 @@ def claim_trade(
     `nonce`: the request's signature nonce, claimed in the same transaction (one write instead of
     two); AuthError `replayed` when it was used before, and then nothing is written.
     `write`: run in the same transaction once the claim is taken (not when a stored answer or a
-    refusal is returned: the transaction then writes nothing of it).
+    refusal is returned: the transaction then writes nothing of it). When it returns `Answered`,
+    that answer is stored instead of the claim (`answer`: the trade is done) and returned, with
+    the `Answered` under "answered"; an `AnsweringWrite` makes the transaction durable.
     Raises RateLimitedError (429) when the partner is at its limit or the trade runs elsewhere now,
     ConflictError (409) when the trade id was used with other content; the nonce is not recorded
     then (the transaction rolls back), so the caller claims it on its own.
     """
     # Lazy: the trade's answer is stored by `finish_trade`, durably, before it is sent; a claim a
-    # machine crash undoes was never told to anyone and is taken again by the retry.
-    with writing(engine, lazy=True) as conn:
+    # machine crash undoes was never told to anyone and is taken again by the retry. Durable when
+    # the write may store the answer here.
+    with writing(engine, lazy=not isinstance(write, AnsweringWrite)) as conn:
         # Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a
         # row lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait).
         if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
@@ -143,6 +171,13 @@ def claim_trade(
         running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
         if running >= limit:
             raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
+        written = None if write is None else write(conn)
+        if isinstance(written, Answered):
+            transition(state, "answer")
+            if state == "lapsed":  # the claim its holder stopped renewing ends with the answer
+                conn.execute(_DROP, keys)
+            _store_answer(conn, partner, trade_id, request_sha256, written.status, written.response, now_ts)
+            return {"status": written.status, "response": written.response, "answered": written}
         values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
         if state == "lapsed":
             conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
@@ -151,9 +186,29 @@ def claim_trade(
                 _INSERT_CLAIM,
                 {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values},
             )
-        if write is not None:
-            write(conn)
         return None
+
+
+def _store_answer(
+    conn: Connection,
+    partner: str,
+    trade_id: str,
+    request_sha256: str,
+    status: int,
+    response: bytes,
+    now_ts: int,
+) -> None:
+    conn.execute(
+        _INSERT_ANSWER,
+        {
+            "partner": partner,
+            "trade_id": trade_id,
+            "request_sha256": request_sha256,
+            "status": status,
+            "response": response,
+            "created_ts": now_ts,
+        },
+    )
 
 
 def renew_claim(engine: Engine, partner: str, trade_id: str, holder: str, until_ts: int) -> bool:
@@ -192,17 +247,7 @@ def finish_trade(
         stored = conn.execute(_ANSWER_STATUS, keys).first()
         if stored is not None:  # our claim lapsed and another replica answered first
             return int(stored.status), bytes(stored.response)
-        conn.execute(
-            _INSERT_ANSWER,
-            {
-                "partner": partner,
-                "trade_id": trade_id,
-                "request_sha256": request_sha256,
-                "status": status,
-                "response": response,
-                "created_ts": now_ts,
-            },
-        )
+        _store_answer(conn, partner, trade_id, request_sha256, status, response, now_ts)
         return status, response
 
 

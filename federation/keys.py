@@ -10,6 +10,7 @@ Forms (all URL-safe base64 without padding):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from cryptography.hazmat.primitives import serialization
@@ -48,6 +49,8 @@ def public_key_text(key: VerifyKey) -> str:
     return PREFIX + b64url(bytes(key))
 
 
+# Pinned and learned keys are parsed on every signed request and document: the same few texts.
+@functools.lru_cache(maxsize=1024)
 def parse_public_key(text: str) -> VerifyKey:
     """Parse `ed25519:<base64url>` into a verify key, or raise KeyFormatError."""
     if not text.startswith(PREFIX):
@@ -61,6 +64,7 @@ def parse_public_key(text: str) -> VerifyKey:
     return VerifyKey(raw)
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(key: VerifyKey) -> str:
     """`ed25519:<16 chars>` naming this public key."""
     return PREFIX + b64url(hashlib.sha256(bytes(key)).digest())[:KEY_ID_CHARS]

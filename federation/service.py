@@ -54,6 +54,7 @@ TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str
 # Asked before a trade is claimed (federation.trades): what to write in the claim's transaction, or None.
 TradeOpener = Callable[[Partner, dict[str, Any]], Awaitable[claims.ClaimWrite | None]]
 log = logging.getLogger("cpnode.federation.keys")
+MAX_CLIENTS = 256  # peer clients kept (`FederationService.client`)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,9 @@ class FederationService:
         )
         self._key_fetch_ts: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[
+            tuple[str, str], tuple[aiohttp.ClientSession, FederationSettings, PeerClient]
+        ] = {}
 
     @property
     def name(self) -> str:
@@ -151,9 +155,15 @@ class FederationService:
         return self._session
 
     def client(self, partner: Partner) -> PeerClient:
-        """A signed client for `partner`'s first URL."""
-        return PeerClient(
-            self.http(),
+        """A signed client for `partner`'s first URL (made once per partner name, URL, client session
+        and settings: making one checks the URL's address, which every trade request paid for)."""
+        session = self.http()
+        key = (partner.name, partner.urls[0])
+        found = self._clients.get(key)
+        if found is not None and found[0] is session and found[1] is self.settings:
+            return found[2]
+        client = PeerClient(
+            session,
             self.identity,
             partner.name,
             partner.urls[0],
@@ -161,6 +171,10 @@ class FederationService:
             self.settings.allow_networks,
             self.clock,
         )
+        if len(self._clients) >= MAX_CLIENTS:
+            self._clients.clear()
+        self._clients[key] = (session, self.settings, client)
+        return client
 
     async def close(self) -> None:
         """Close the client session."""

@@ -18,6 +18,9 @@ claim and with the answer: its `TradeOpener`, asked before the claim, gives what
 claim's transaction once the claim is taken (the handler finds it with `claimed_with`), and the
 handler may leave writes for the answer's transaction (`write_with_answer`). Neither runs when the
 trade is refused or answered from storage, nor when the handler fails (the claim is released).
+An opener's write that is the whole trade (`claims.AnsweringWrite` returning `claims.Answered`)
+stores the answer in the claim's transaction instead: one write transaction for the trade, and the
+handler is not called.
 """
 
 from __future__ import annotations
@@ -142,7 +145,10 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         raise
     if caller.nonce is not None:
         service.nonce_claimed(caller.nonce, fresh=True)
-    if stored is not None:  # answered before (a replay, or another request since)
+    if stored is not None:  # answered before (a replay, or another request since), or by the opening
+        answered = stored.get("answered")
+        if isinstance(answered, claims.Answered):
+            answered.committed()
         return int(stored["status"]), bytes(stored["response"])
     keeper = asyncio.create_task(_keep_claim(service, partner, trade_id))
     at_answer: list[claims.ClaimWrite] = []

@@ -52,7 +52,13 @@ if TYPE_CHECKING:
         TransferResult,
     )
     from ledger.statement_verify import StatementReport, verify_statement
-    from ledger.store.accounts import close_account, create_accounts, get_account, list_accounts
+    from ledger.store.accounts import (
+        close_account,
+        create_accounts,
+        get_account,
+        get_account_in,
+        list_accounts,
+    )
     from ledger.store.export import ExportResult, export_bundle
     from ledger.store.group import (
         Group,
@@ -127,6 +133,7 @@ _EXPORTS: dict[str, str] = {
     "close_account": "ledger.store.accounts",
     "create_accounts": "ledger.store.accounts",
     "get_account": "ledger.store.accounts",
+    "get_account_in": "ledger.store.accounts",
     "list_accounts": "ledger.store.accounts",
     "ExportResult": "ledger.store.export",
     "export_bundle": "ledger.store.export",
@@ -218,6 +225,7 @@ __all__ = [
     "expire_due",
     "export_bundle",
     "get_account",
+    "get_account_in",
     "get_failure",
     "get_transfer",
     "list_accounts",

@@ -31,8 +31,8 @@ KEYRING_NAME = "keyring.json"
 # How often a running node looks at its key file for a rotation: at most once a second, so
 # `cpnode keys rotate` is noticed within ROTATION_CHECK_S (one stat instead of several per order).
 ROTATION_CHECK_S = 1.0
-# (key file, the loaded file's mtime) -> monotonic time of the last rotation check.
-_last_checked: dict[tuple[Path, int], float] = {}
+# (config folder, key file as configured, the loaded file's mtime) -> monotonic time of the last look.
+_last_checked: dict[tuple[Path, str, int], float] = {}
 
 
 class IdentityError(RuntimeError):
@@ -176,14 +176,15 @@ def reload_if_rotated(settings: Settings, identity: Identity) -> Identity:
 
     The file is looked at no more than once per ROTATION_CHECK_S; between looks `identity` is returned.
     """
-    path = settings.path(settings.keys.path)
-    checked = (path, identity.loaded_mtime_ns)
+    # Keyed by the configured path as written: resolving it (a Path built and joined) is left to the
+    # once-a-second look, since this runs on every signed request and document.
+    checked = (settings.base_dir, settings.keys.path, identity.loaded_mtime_ns)
     now = time.monotonic()
     if now - _last_checked.get(checked, -ROTATION_CHECK_S) < ROTATION_CHECK_S:
         return identity
     _last_checked[checked] = now
     try:
-        mtime_ns = path.stat().st_mtime_ns
+        mtime_ns = settings.path(settings.keys.path).stat().st_mtime_ns
     except OSError:
         return identity
     if mtime_ns == identity.loaded_mtime_ns:

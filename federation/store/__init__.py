@@ -32,6 +32,7 @@ from federation.store.db import writing
 from federation.store.keys import (
     PeerView,
     call_view,
+    call_view_in,
     denied_keys,
     deny_key,
     list_denied,
@@ -42,6 +43,7 @@ from federation.store.keys import (
 from federation.store.partners import (
     add_partner,
     get_partner,
+    get_partner_in,
     list_partners,
     remove_partner,
     sync_config_partners,
@@ -86,6 +88,7 @@ __all__ = [
     "add_issuer",
     "add_partner",
     "call_view",
+    "call_view_in",
     "catalog_events",
     "consume_challenge",
     "denied_keys",
@@ -93,6 +96,7 @@ __all__ = [
     "drop_session",
     "get_issuer",
     "get_partner",
+    "get_partner_in",
     "get_session",
     "get_trade",
     "insert_issued",

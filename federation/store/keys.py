@@ -111,4 +111,9 @@ def call_view(engine: Engine, name: str) -> tuple[PeerView, StoredSession | None
     """What calling partner `name` and checking its signed answer read, in one connection: its
     `peer_view` and our session at it (as `get_session`)."""
     with engine.connect() as conn:
-        return _peer_view(conn, name), session_in(conn, name)
+        return call_view_in(conn, name)
+
+
+def call_view_in(conn: Connection, name: str) -> tuple[PeerView, StoredSession | None]:
+    """`call_view` on a connection the caller holds (read with other things in one trip)."""
+    return _peer_view(conn, name), session_in(conn, name)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from federation.errors import ConflictError, NotFoundError
 from federation.partners import Agreement, Partner
@@ -22,16 +22,28 @@ from federation.tables import (
     sync_t,
 )
 
+# Partners by the stored text of their row: read (and checked) on every signed request and every
+# order, and immutable, so a row read before is not parsed and checked again.
+_known: dict[tuple[str, str, str, str, str], Partner] = {}
+_MAX_KNOWN = 1024
+
 
 def partner_from_row(row: Any) -> Partner:
     """A partner as stored in a `fed_partners` row."""
-    return Partner(
-        row.name,
-        tuple(json.loads(row.urls_json)),
-        row.public_key,
-        Agreement.from_json(json.loads(row.agreement_json)),
-        row.source,
-    )
+    stored = (row.name, row.urls_json, row.public_key, row.agreement_json, row.source)
+    partner = _known.get(stored)
+    if partner is None:
+        partner = Partner(
+            row.name,
+            tuple(json.loads(row.urls_json)),
+            row.public_key,
+            Agreement.from_json(json.loads(row.agreement_json)),
+            row.source,
+        )
+        if len(_known) >= _MAX_KNOWN:
+            _known.clear()
+        _known[stored] = partner
+    return partner
 
 
 def _partner_values(partner: Partner) -> dict[str, Any]:
@@ -58,7 +70,12 @@ _PARTNER = sa.select(partners_t).where(partners_t.c.name == sa.bindparam("p_name
 def get_partner(engine: Engine, name: str) -> Partner | None:
     """The partner called `name`, or None."""
     with engine.connect() as conn:
-        row = conn.execute(_PARTNER, {"p_name": name}).first()
+        return get_partner_in(conn, name)
+
+
+def get_partner_in(conn: Connection, name: str) -> Partner | None:
+    """`get_partner` on a connection the caller holds (read with other things in one trip)."""
+    row = conn.execute(_PARTNER, {"p_name": name}).first()
     return partner_from_row(row) if row is not None else None
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import ConflictError, NotFoundError
 from ledger.records import Account, AccountResult, AccountSpec, Status
@@ -126,10 +126,19 @@ def close_account(engine: Engine, account_id: str, *, now: int | None = None) ->
     return with_retries(attempt, f"closing account {account_id!r}")
 
 
+# One account by id, built once with a bind parameter (read by every order a node places).
+_ONE_ACCOUNT = all_accounts().where(accounts.c.id == sa.bindparam("p_id"))
+
+
 def get_account(engine: Engine, account_id: str) -> Account:
     """One account, or NotFoundError."""
     with engine.connect() as conn:
-        row = conn.execute(select_accounts([account_id])).first()
+        return get_account_in(conn, account_id)
+
+
+def get_account_in(conn: Connection, account_id: str) -> Account:
+    """`get_account` on a connection the caller holds (read with its own rows in one transaction)."""
+    row = conn.execute(_ONE_ACCOUNT, {"p_id": account_id}).first()
     if row is None:
         raise NotFoundError(f"account {account_id!r} does not exist")
     return account_from_row(row)

@@ -120,9 +120,15 @@ def _mine(kind: Kind, account_id: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (accounts_t.c.kind == kind, accounts_t.c.id == account_id)
 
 
+# Read by every credential check and every order: built once with bind parameters.
+_ACCOUNT = sa.select(accounts_t).where(
+    accounts_t.c.kind == sa.bindparam("p_kind"), accounts_t.c.id == sa.bindparam("p_id")
+)
+
+
 def read(conn: Connection, kind: Kind, account_id: str) -> AccountRecord | None:
     """The stored row of an account, None when it has none."""
-    row = conn.execute(sa.select(accounts_t).where(*_mine(kind, account_id))).first()
+    row = conn.execute(_ACCOUNT, {"p_kind": kind, "p_id": account_id}).first()
     return None if row is None else _record(row)
 
 
@@ -148,7 +154,14 @@ def get_many(engine: Engine, kind: Kind, account_ids: Sequence[str]) -> dict[str
 def require_active(engine: Engine, kind: Kind, account_id: str) -> None:
     """Refuse (403 `account_suspended` / `account_closed`) new business for an account that is not
     active, whoever asks for it."""
-    refused = refusal(get(engine, kind, account_id).status, f"{kind}:{account_id}")
+    with engine.connect() as conn:
+        require_active_in(conn, kind, account_id)
+
+
+def require_active_in(conn: Connection, kind: Kind, account_id: str) -> None:
+    """`require_active` on a connection the caller holds (read with other things in one trip)."""
+    found = read(conn, kind, account_id)
+    refused = None if found is None else refusal(found.status, f"{kind}:{account_id}")
     if refused is not None:
         raise refused
 

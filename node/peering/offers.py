@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from federation import store
 from federation.documents import load_document
@@ -25,6 +25,7 @@ __all__ = [
     "merged_view",
     "own_offers",
     "partner_offer",
+    "partner_offer_in",
     "partner_offers",
     "relayed_offers",
 ]
@@ -95,6 +96,14 @@ def _indexed(sha256: str, body: bytes) -> dict[str, CatalogOffer]:
 
 
 _HEAD = (received_t.c.version, received_t.c.sha256, received_t.c.received_ts, received_t.c.expires_ts)
+# Read by every order for a partner's offer: built once with a bind parameter.
+_PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
+_HEAD_AND_SYNC = (
+    sa.select(*_HEAD, sync_t.c.last_success_ts)
+    .select_from(received_t.outerjoin(sync_t, sync_t.c.partner == received_t.c.partner))
+    .where(received_t.c.partner == _PARTNER)
+)
+_HEAD_AND_BODY = sa.select(*_HEAD, received_t.c.body).where(received_t.c.partner == _PARTNER)
 
 
 def partner_offer(engine: Engine, now_ts: int, partner: str, offer_id: str) -> OfferRow | None:
@@ -102,28 +111,27 @@ def partner_offer(engine: Engine, now_ts: int, partner: str, offer_id: str) -> O
     None. Reads that catalog's head and the partner's last sync; its body only when the offers of
     that body hash are not parsed and cached already."""
     with engine.connect() as conn:
-        head = conn.execute(
-            sa.select(*_HEAD, sync_t.c.last_success_ts)
-            .select_from(received_t.outerjoin(sync_t, sync_t.c.partner == received_t.c.partner))
-            .where(received_t.c.partner == partner)
-        ).first()
-        if head is None or head.expires_ts <= now_ts:
+        return partner_offer_in(conn, now_ts, partner, offer_id)
+
+
+def partner_offer_in(conn: Connection, now_ts: int, partner: str, offer_id: str) -> OfferRow | None:
+    """`partner_offer` on a connection the caller holds (read with other things in one trip)."""
+    head = conn.execute(_HEAD_AND_SYNC, {"p_partner": partner}).first()
+    if head is None or head.expires_ts <= now_ts:
+        return None
+    version, received_ts, synced = (
+        int(head.version),
+        int(head.received_ts),
+        int(head.last_success_ts or 0),
+    )
+    by_id = _by_id.get(head.sha256)
+    if by_id is None:
+        # Head and body in one statement: the catalog may have been replaced since the head.
+        row = conn.execute(_HEAD_AND_BODY, {"p_partner": partner}).first()
+        if row is None or row.expires_ts <= now_ts:
             return None
-        version, received_ts, synced = (
-            int(head.version),
-            int(head.received_ts),
-            int(head.last_success_ts or 0),
-        )
-        by_id = _by_id.get(head.sha256)
-        if by_id is None:
-            # Head and body in one statement: the catalog may have been replaced since the head.
-            row = conn.execute(
-                sa.select(*_HEAD, received_t.c.body).where(received_t.c.partner == partner)
-            ).first()
-            if row is None or row.expires_ts <= now_ts:
-                return None
-            version, received_ts = int(row.version), int(row.received_ts)
-            by_id = _indexed(row.sha256, bytes(row.body))
+        version, received_ts = int(row.version), int(row.received_ts)
+        by_id = _indexed(row.sha256, bytes(row.body))
     offer = by_id.get(offer_id)
     if offer is None:
         return None

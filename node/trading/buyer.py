@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 import ledger
 from federation import canonical
@@ -25,9 +25,9 @@ from federation import store as federation_store
 from federation.catalog import sha256_hex
 from federation.partners import Partner
 from node.accounts import store as accounts
-from node.db import log_failure
+from node.db import log_failure, write_transaction
 from node.offers import CatalogOffer
-from node.peering.offers import partner_offer
+from node.peering.offers import partner_offer_in
 from node.trading import books, documents, rules, store
 from node.trading.core import Trading
 from node.trading.errors import (
@@ -40,7 +40,7 @@ from node.trading.errors import (
     UnknownError,
 )
 from node.trading.machine import ORDER_RESTING
-from node.trading.steps import BAD_ANSWER, VOID_DONE, OrderSteps, bad_answer
+from node.trading.steps import BAD_ANSWER, VOID_DONE, CallView, OrderSteps, bad_answer
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
@@ -58,6 +58,9 @@ class Placing:
     partner: Partner | None
     partner_offer: CatalogOffer | None
     created: Order | None = None  # the new order, when placing inserted it in the same trip
+    # What calling the partner reads (its keys, the deny-list, our session at it), read here so
+    # that the trade request needs no trip of its own (`OrderSteps.calls`).
+    call: CallView | None = None
 
 
 def read_for_placing(
@@ -70,25 +73,43 @@ def read_for_placing(
     active: str | None = None,
     values_of: Callable[[Placing], dict[str, Any]] | None = None,
 ) -> Placing:
-    """The reads of `Placing` (the others are skipped when the order exists already). `active`: a
-    consumer whose account must be active first (`accounts.require_active`, in the same trip).
-    `values_of`: for a new order, the row it makes of the read, inserted in the same trip (lazily)."""
+    """The reads of `Placing` (the others are skipped when the order exists already), in one
+    transaction. `active`: a consumer whose account must be active first
+    (`accounts.require_active`). `values_of`: for a new order, the row it makes of the read,
+    inserted in the same transaction: a write transaction then (lazily committed), so no other
+    writer takes the order's id between the read and the insert."""
+    if values_of is None:
+        with engine.connect() as conn:
+            return _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
+    with write_transaction(engine, lazy=True) as conn:
+        read = _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
+        if read.order is not None:
+            return read
+        return replace(read, created=store.insert_new_order_in(conn, values_of(read)))
+
+
+def _placing_reads(
+    conn: Connection,
+    order_id: str,
+    consumer_account: str,
+    partner: str | None,
+    offer_id: str,
+    now_ts: int,
+    active: str | None,
+) -> Placing:
     if active is not None:
-        accounts.require_active(engine, "consumer", active)
-    order = store.get_order(engine, order_id)
+        accounts.require_active_in(conn, "consumer", active)
+    order = store.get_order_in(conn, order_id)
     if order is not None:
         return Placing(order, True, None, None)
     try:
-        ledger.get_account(engine, consumer_account)
+        ledger.get_account_in(conn, consumer_account)
     except ledger.NotFoundError:
         return Placing(None, False, None, None)
-    found = None if partner is None else federation_store.get_partner(engine, partner)
-    offer = None if found is None else partner_offer(engine, now_ts, found.name, offer_id)
-    read = Placing(None, True, found, offer)
-    if values_of is None:
-        return read
-    _, created = store.insert_order(engine, values_of(read), lazy=True)
-    return replace(read, created=created)
+    call = None if partner is None else federation_store.call_view_in(conn, partner)
+    found = None if call is None else call[0].partner
+    offer = None if found is None else partner_offer_in(conn, now_ts, found.name, offer_id)
+    return Placing(None, True, found, offer, call=call)
 
 
 class OrderTerms(NamedTuple):
@@ -212,6 +233,8 @@ class Buyer:
             None if partner is None else values_of,
         )
         stored = read.order or read.created
+        if read.created is not None and read.call is not None:
+            self.steps.calls[read.created.id] = read.call
         if stored is not None:
             return read.order, stored
         offer, found = await self._offer(terms.offer_id, source, _known(read, consumer))
@@ -367,8 +390,9 @@ class Buyer:
                 moved = await self.steps.step(order)
                 order = moved if moved is not None else await self.get(order.id)
         finally:
+            self.steps.calls.pop(order.id, None)
             if order.partner is None:  # its own offers: their free units may have changed
-                await self.trading.capacity.refresh()
+                self.trading.capacity.changed()
         return order
 
     # --- upkeep ----------------------------------------------------------------------------------

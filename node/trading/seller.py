@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection
 
 import ledger
-from federation import canonical, trades
+from federation import canonical, claims, trades
 from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
@@ -74,10 +74,15 @@ class TaskDelivery(Protocol):
 
 
 @dataclass
-class SaleOpening:
+class SaleOpening(claims.AnsweringWrite):
     """A sale a trade request opens, written in the trade claim's transaction (federation.trades):
     the sale's row, its offer as the pool reports it, the time, the sale's ledger holds, and what
-    `open_sale_in` answered and whether the holds were stored with it (`held`)."""
+    `open_sale_in` answered and whether the holds were stored with it (`held`).
+
+    `answers`: a sale opened and held is moved to `held` in the same transaction and its signed
+    acceptance stored there as the trade's answer (`claims.Answered`): the whole trade in one
+    write transaction, as the handler would have answered it. Not for a trade carrying a task
+    (the handler records the task) nor one refused (the handler decides it again)."""
 
     values: dict[str, Any]
     offer: CatalogOffer
@@ -86,14 +91,28 @@ class SaleOpening:
     outcome: tuple[str, Sale] | None = None
     held: bool = False
     batch: ledger.JoinedBatch | None = None
+    answers: bool = False
+    changed: Callable[[], None] = lambda: None  # the reservations changed (`Capacity.changed`)
 
-    def __call__(self, conn: Connection) -> None:
+    def __call__(self, conn: Connection) -> claims.Answered | None:
         self.outcome = store.open_sale_in(conn, self.values, self.offer, self.now)
         if self.outcome[0] == "opened" and self.holds:
             # A refusal is stored too (as a separate submit would store it); `_hold` then finds
             # the id's remembered failure and refuses the sale.
             self.batch = ledger.submit_in(conn, self.holds)
             self.held = self.batch.ok
+        if not (self.answers and self.held):
+            return None
+        moved = store.move_sale_in(conn, self.outcome[1], "held", self.now)
+        if moved is None:
+            return None
+        return claims.Answered(201, self.values["acceptance"], self._committed)
+
+    def _committed(self) -> None:
+        """After the claim's transaction committed with the answer."""
+        if self.batch is not None:
+            self.batch.committed()
+        self.changed()
 
     def opened_for(self, partner: str, trade_id: str, request_sha: str) -> bool:
         """Whether it ran, for this partner's trade request."""
@@ -136,7 +155,7 @@ class Seller:
         except Refusal as refusal:
             return self._refused(partner, str(document["trade_id"]), request_sha, refusal)
         finally:
-            await self.trading.capacity.refresh()
+            self.trading.capacity.changed()
 
     async def open_trade(self, partner: Partner, document: dict[str, Any]) -> SaleOpening | None:
         """The trade frame's opener (federation.trades): the sale a trade request opens, to record with
@@ -184,7 +203,7 @@ class Seller:
         # The partner's accounts and credit line first: the holds are written with the claim.
         await self._prepare(partner, terms.currency, str(sold.offer["pool"]))
         holds = _sale_legs(partner.name, trade_id, str(sold.offer["pool"]), values)
-        return SaleOpening(values, sold.offer, now, holds)
+        return SaleOpening(values, sold.offer, now, holds, answers=task is None, changed=t.capacity.changed)
 
     async def _trade(self, partner: Partner, document: dict[str, Any], request_sha: str) -> Answer:
         t = self.trading
@@ -291,7 +310,7 @@ class Seller:
         except Refusal as refusal:
             return self._refused(partner, str(document["trade_id"]), settle_sha, refusal)
         finally:
-            await self.trading.capacity.refresh()
+            self.trading.capacity.changed()
 
     async def _settle(
         self, partner: Partner, document: dict[str, Any], settle_sha: str, retry: bool
@@ -442,7 +461,7 @@ class Seller:
                 continue
             touched += 1
         if touched:
-            await t.capacity.refresh()
+            t.capacity.changed()
         return touched
 
 

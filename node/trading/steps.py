@@ -37,6 +37,8 @@ VOID_DONE = frozenset(
 
 
 OrderAction = Callable[[Order], Awaitable[Order | None]]
+# What calling a partner reads: its peer view and our session at it (federation.store.call_view).
+CallView = tuple[federation_store.PeerView, federation_store.StoredSession | None]
 
 
 class OrderSteps:
@@ -44,6 +46,9 @@ class OrderSteps:
 
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
+        # By order id: what placing read for calling the partner, used once by the trade request
+        # of the order being placed (the placer drops it when the order rests).
+        self.calls: dict[str, CallView] = {}
         # The action of every state that is not resting (node.trading.machine); a table test checks
         # that the keys are exactly those states.
         self.actions: dict[OrderState, OrderAction] = {
@@ -175,9 +180,10 @@ class OrderSteps:
         t = self.trading
         assert order.partner is not None
         assert order.trade_request is not None
-        # The partner, its keys and our session at it in one trip (each hop to a database thread
-        # costs more than the queries).
-        view, stored = await t.db(federation_store.call_view, order.partner)
+        # The partner, its keys and our session at it: read with placing, else in one trip (each
+        # hop to a database thread costs more than the queries).
+        call = self.calls.pop(order.id, None)
+        view, stored = call if call is not None else await t.db(federation_store.call_view, order.partner)
         partner = view.partner
         if partner is None:
             return await self.move(

@@ -78,17 +78,25 @@ def insert_order(engine: Engine, values: dict[str, Any], *, lazy: bool = False) 
     """Insert a new order (state: where `place` leads); (False, the stored one) when its id exists.
     `lazy`: a commit that need not reach the disk (node.db.engine `LAZY_COMMIT_OPTION`)."""
     with write_transaction(engine, lazy=lazy) as conn:
-        row = conn.execute(_ORDER, {"p_id": values["id"]}).first()
-        if row is not None:
-            return False, order_from_row(row)
-        state = order_transition(ORDER_START, "place")
-        return True, order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
+        found = get_order_in(conn, values["id"])
+        return (False, found) if found is not None else (True, insert_new_order_in(conn, values))
+
+
+def insert_new_order_in(conn: Connection, values: dict[str, Any]) -> Order:
+    """Insert an order whose id the caller's write transaction found free (`get_order_in`)."""
+    state = order_transition(ORDER_START, "place")
+    return order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
 
 
 def get_order(engine: Engine, order_id: str) -> Order | None:
     """One order, or None."""
     with engine.connect() as conn:
-        row = conn.execute(_ORDER, {"p_id": order_id}).first()
+        return get_order_in(conn, order_id)
+
+
+def get_order_in(conn: Connection, order_id: str) -> Order | None:
+    """`get_order` on a connection the caller holds."""
+    row = conn.execute(_ORDER, {"p_id": order_id}).first()
     return None if row is None else order_from_row(row)
 
 

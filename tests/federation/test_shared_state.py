@@ -79,6 +79,10 @@ def test_claim_transition_table() -> None:
     assert claims.transition("free", "claim") == "in_progress"
     assert claims.transition("in_progress", "claim") == "refused"
     assert claims.transition("answered", "claim") == "answered"
+    assert claims.transition("free", "answer") == "answered"
+    assert claims.transition("lapsed", "answer") == "answered"
+    with pytest.raises(ConflictError):
+        claims.transition("in_progress", "answer")
     with pytest.raises(ConflictError):
         claims.transition("free", "finish")
     with pytest.raises(ConflictError):
@@ -205,3 +209,43 @@ def test_writes_ride_with_the_claim_and_with_the_answer(engine: Engine) -> None:
     stored = claim("t-1", "r3", "answered")
     assert stored["status"] == 201
     assert marked() == 2
+
+
+def test_a_write_that_answers_stores_the_answer_with_the_claim(engine: Engine) -> None:
+    """A claim's write that returns `Answered` stores that answer in the claim's transaction: the
+    trade is answered (a repeat gets the stored answer, its hook is not run again), no claim is left
+    in progress, and a lapsed claim of another holder ends with it; a write returning anything
+    else leaves the claim taken as before."""
+    store.add_partner(engine, partner("mallory"), 1)
+    ran: list[str] = []
+
+    class Answering(claims.AnsweringWrite):
+        def __init__(self, name: str, answer: bool = True) -> None:
+            self.name, self.answer = name, answer
+
+        def __call__(self, conn: Any) -> claims.Answered | None:
+            nonces.claim_nonce_in(conn, KID, self.name, 10**10, 1)
+            if not self.answer:
+                return None
+            return claims.Answered(201, f'{{"by":"{self.name}"}}'.encode(), lambda: ran.append(self.name))
+
+    def claim(trade_id: str, holder: str, write: claims.ClaimWrite, now: int = 100) -> Any:
+        return claims.claim_trade(engine, "mallory", trade_id, SHA, holder, now, 30, 1, None, write)
+
+    answered = claim("t-1", "r1", Answering("one"))
+    assert (answered["status"], answered["response"]) == (201, b'{"by":"one"}')
+    assert isinstance(answered["answered"], claims.Answered)
+    assert claims.in_progress(engine, "mallory", 100) == []
+    assert nonces.count_seen(engine) == 1
+    again = claim("t-1", "r2", Answering("two"))
+    assert (again["status"], bytes(again["response"])) == (201, b'{"by":"one"}')
+    assert "answered" not in again
+    assert nonces.count_seen(engine) == 1  # the write did not run for a stored answer
+    assert claim("t-2", "r1", Answering("taken", answer=False)) is None
+    assert claims.in_progress(engine, "mallory", 100) == ["t-2"]
+    # t-2's claim lapses (ttl 30); another holder's answering write ends it with the answer.
+    lapsed = claim("t-2", "r3", Answering("after-lapse"), now=200)
+    assert lapsed["response"] == b'{"by":"after-lapse"}'
+    assert claims.in_progress(engine, "mallory", 100) == []
+    assert store.get_trade(engine, "mallory", "t-2") is not None
+    assert ran == []  # the frame runs the hook once the transaction committed, not `claim_trade`

@@ -19,6 +19,7 @@ from node.service import NodeServer
 from node.trading import documents
 from node.trading import store as trading_store
 from node.trading.buyer import OrderTerms
+from node.trading.seller import SaleOpening
 from tests.support.federation import service_of
 from tests.support.polling import eventually
 from tests.support.trading import (
@@ -35,6 +36,22 @@ from tests.support.trading import (
 )
 
 FAR_FUTURE_MS = (int(time.time()) + 400 * 24 * 3600) * 1000
+
+
+def answered_by_handler(m: Market) -> None:
+    """Have the seller answer its trades from its trade handler, after the claim (as it does a trade
+    carrying a task), instead of with the claim: so a fault put in the handler is met."""
+    service = service_of(m.seller)
+    opener = service.trade_opener
+    assert opener is not None
+
+    async def opening(partner: Any, document: dict[str, Any]) -> Any:
+        found = await opener(partner, document)
+        if isinstance(found, SaleOpening):
+            found.answers = False
+        return found
+
+    service.trade_opener = opening
 
 
 def _summaries_agree(m: Market, trade_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -205,6 +222,7 @@ async def test_seller_slow_to_store_its_acceptance(
     `accepted` with it) when the buyer gives up: the buyer's cancel is answered 429 and kept to
     deliver, and once the seller has answered, re-delivering it voids both sides' holds."""
     async with market(tmp_path, db_urls, timeout_s=4.0) as m:
+        answered_by_handler(m)
         service = service_of(m.seller)
         real, gate = service.trade_handler, asyncio.Event()
         assert real is not None
@@ -321,6 +339,7 @@ async def test_second_trade_in_flight_is_rate_limited(tmp_path: Path) -> None:
     """27. While one trade from a partner runs at the seller, a second one from it is refused with 429
     (the buyer retries such an answer within its deadline; here it is sent once by hand)."""
     async with market(tmp_path) as m:
+        answered_by_handler(m)
         service = service_of(m.seller)
         real, entered, gate = service.trade_handler, asyncio.Event(), asyncio.Event()
         assert real is not None
@@ -405,6 +424,8 @@ async def test_sales_left_open_are_finished(tmp_path: Path, opener: bool) -> Non
         real_hold = seller._hold
         if not opener:
             service_of(m.seller).trade_opener = None
+        else:
+            answered_by_handler(m)
 
         async def failing(partner: Any, sale: Any, held: bool = False) -> Any:  # noqa: ARG001 (Seller._hold's signature)
             raise RuntimeError("the seller stopped here")

@@ -9,15 +9,20 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from federation import claims
+from federation import store as federation_store
 from ledger import Status, TransferRequest
 from node.trading import books, store
 from node.trading.capacity import Capacity
 from node.trading.machine import OrderEvent
+from tests.support.federation import service_of
+from tests.support.trading import engine_of, legs, market, seller_of
 
 
 async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,3 +167,44 @@ def test_hold_and_move_commit_together(engine: Engine) -> None:
     results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
     assert ([r.status for r in results], moved) == ([Status.EXISTS], None)
     assert books.available(engine, "consumer:alice") == 2
+
+
+async def test_a_trade_is_one_write_transaction_at_the_seller(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
+    """An order for a partner's offer (no task) is answered by the seller in the trade claim's one
+    transaction: the trade handler is not called, the answer is stored with the sale (accepted) and
+    its holds, no claim is left, a repeat of the request gets the stored answer, and the offer's
+    free units as partners see them drop at once (the reservations' version changed, no read)."""
+    async with market(tmp_path, db_urls) as m:
+        service = service_of(m.seller)
+        capacity = seller_of(m.seller).trading.capacity
+        called: list[str] = []
+        real = service.trade_handler
+        assert real is not None
+
+        async def recorder(partner: Any, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            called.append(str(document["trade_id"]))
+            return await real(partner, document)
+
+        service.trade_handler = recorder
+
+        async def free_units() -> dict[str, int]:
+            return {o["id"]: o["free_units"] for view in capacity.views.values() for o in await view()}
+
+        before = await free_units()
+        version = capacity.version
+        status, order = await m.order(2, 1)
+        assert status == 201, order
+        assert called == []
+        assert capacity.version != version
+        assert (await free_units())["shanghai-gpu"] == before["shanghai-gpu"] - 2
+        engine = engine_of(m.seller)
+        sale = store.get_sale(engine, "beijing", order["id"])
+        assert sale is not None
+        assert sale.state == "accepted"
+        stored = federation_store.get_trade(engine, "beijing", order["id"])
+        assert stored is not None
+        assert (stored["status"], bytes(stored["response"])) == (201, sale.acceptance)
+        assert claims.in_progress(engine, "beijing", 0) == []
+        assert [kind for _, kind, _ in legs(m.seller, order["id"])] == ["pending", "pending"]
