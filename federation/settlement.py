@@ -44,10 +44,8 @@ SettlementHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dic
 SummaryHandler = Callable[[Partner, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class SettlementUnavailable(FederationError):
+class SettlementUnavailable(FederationError, code="settlement_unavailable"):
     """This node has no settlement or reconciliation handler wired in."""
-
-    code = "settlement_unavailable"
 
 
 @dataclass

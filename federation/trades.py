@@ -65,10 +65,8 @@ def write_with_answer(write: claims.ClaimWrite) -> bool:
     return True
 
 
-class TradingUnavailable(FederationError):
+class TradingUnavailable(FederationError, code="trading_unavailable"):
     """This node has no trade handler wired in."""
-
-    code = "trading_unavailable"
 
 
 def check_trade_request(document: dict[str, Any], node: str, partner: str, max_items: int) -> str:

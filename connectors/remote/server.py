@@ -101,10 +101,8 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
     return app
 
 
-class RegistrationRefused(Unauthorized):
+class RegistrationRefused(Unauthorized, code="registration_refused"):
     """The node refused to register the plugin (wrong credentials, a used or expired code, ...)."""
-
-    code = "registration_refused"
 
 
 # Registers a plugin service with its node: given an HTTP session and the service's own facts

@@ -36,10 +36,8 @@ REFUSED_RESPONSE = (
 """What a connection over the cap is told before it is closed."""
 
 
-class BodyTimeoutError(CodedError, TimeoutError):
+class BodyTimeoutError(CodedError, TimeoutError, code="body_timeout"):
     """The request body did not arrive within the body timeout (408; the connection is closed)."""
-
-    code = "body_timeout"
 
 
 def body_deadline(request: web.Request, timeout_s: float) -> asyncio.TimerHandle | None:

@@ -96,10 +96,8 @@ TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
 }
 
 
-class TaskTransitionError(CodedError, ValueError):
+class TaskTransitionError(CodedError, ValueError, code="invalid_task_transition"):
     """An event the task's current state does not take."""
-
-    code = "invalid_task_transition"
 
 
 def next_state(state: TaskState, event: TaskEvent) -> TaskState:

@@ -52,10 +52,8 @@ MAX_SPEC_BYTES = 1 << 20
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
-class TaskSpecError(FieldError):
+class TaskSpecError(FieldError, code="bad_task_spec"):
     """A task spec that cannot run as written; `field` is the path of the first bad field."""
-
-    code = "bad_task_spec"
 
 
 class _Strict(BaseModel):
