@@ -14,6 +14,7 @@ from node.launcher import NodeProcess
 from tests.support.cli import cpnode
 from tests.support.nodes import make_node_dir
 from tests.support.polling import wait_for
+from tests.support.samples import place_args
 
 LOCAL_POOL = """
 [scheduler]
@@ -57,20 +58,7 @@ def test_catalog_show_has_pool_offers_and_reservations(tmp_path: Path) -> None:
         for args in (
             ("consumers", "create", "c1"),
             ("consumers", "deposit", "c1", "--amount", "100000"),
-            (
-                "orders",
-                "place",
-                "--consumer",
-                "c1",
-                "--offer",
-                OFFER_ID,
-                "--source",
-                "own:connectors",
-                "--units",
-                "1",
-                "--hours",
-                "1",
-            ),
+            place_args(OFFER_ID, "--source", "own:connectors", consumer="c1"),
         ):
             done = cpnode(*args, config=config, process=True, env=WIDE)
             assert done.code == 0, done.err
