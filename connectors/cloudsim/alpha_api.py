@@ -94,7 +94,7 @@ def program_from_alpha(data: dict[str, Any]) -> Program:
 
 
 def _server(i: SimInstance) -> dict[str, Any]:
-    run = i.run
+    run = i.last_run
     return {
         "id": i.id,
         "name": i.name,
@@ -103,11 +103,11 @@ def _server(i: SimInstance) -> dict[str, Any]:
         "status": _STATUS[i.state],
         "program": alpha_program(i.program) if i.program else None,
         "createTime": dt.datetime.fromtimestamp(i.created_s, dt.UTC).isoformat(),
-        "launchTime": iso_ms(run.started_ms if run else None),
-        "terminateTime": iso_ms(run.ended_ms if run else None),
-        "exitCode": run.exit_code if run else None,
-        "statusReason": run.reason.upper() if run and run.reason else None,
-        "statusMessage": run.detail if run else "",
+        "launchTime": iso_ms(run.started_ms),
+        "terminateTime": iso_ms(run.ended_ms),
+        "exitCode": run.exit_code,
+        "statusReason": run.reason.upper() if run.reason else None,
+        "statusMessage": run.detail,
     }
 
 

@@ -109,8 +109,8 @@ def program_from_beta(data: dict[str, Any]) -> Program:
 
 
 def _instance(i: SimInstance) -> dict[str, Any]:
-    run = i.run
-    reason = {"Code": REASON_CODES[run.reason], "Message": run.detail} if run and run.reason else None
+    run = i.last_run
+    reason = {"Code": REASON_CODES[run.reason], "Message": run.detail} if run.reason else None
     return {
         "InstanceId": i.id,
         "InstanceName": i.name,
@@ -119,9 +119,9 @@ def _instance(i: SimInstance) -> dict[str, Any]:
         "InstanceState": _STATE[i.state],
         "Program": beta_program(i.program) if i.program else None,
         "CreatedTime": int(i.created_s),
-        "StartedAt": run.started_ms if run else None,
-        "StoppedAt": run.ended_ms if run else None,
-        "ExitCode": run.exit_code if run else None,
+        "StartedAt": run.started_ms,
+        "StoppedAt": run.ended_ms,
+        "ExitCode": run.exit_code,
         "StateReason": reason,
     }
 

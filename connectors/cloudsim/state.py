@@ -48,11 +48,19 @@ class SimInstance:
     box: Sandbox | None = None
 
     @property
+    def last_run(self) -> RunStatus:
+        """Its program's latest run, or one that never started (no times, no exit code, no reason)."""
+        return self.run or _NO_RUN
+
+    @property
     def state(self) -> SimState:
         """What the API reports: creating and deleted, else its run's state (`stopped` before any run)."""
         if self.lifecycle != "ready":
             return self.lifecycle
         return "stopped" if self.run is None else self.run.state
+
+
+_NO_RUN = RunStatus("stopped")
 
 
 @dataclass
