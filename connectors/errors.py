@@ -2,130 +2,96 @@
 
 Every error carries `code` (machine-readable, stable): an HTTP server answers it as
 `{"error": code, "message": ...}` with the status `connectors.statuses` gives its class, and a
-remote plugin's answer maps back to the same class by its code (`error_from_code`). `remote` says whose fault it is: True when the platform or
-plugin on the other side failed, False when the caller's request was wrong.
+remote plugin's answer maps back to the same class by its code (`error_from_code`). `remote` says
+whose fault it is: True when the platform or plugin on the other side failed, False when the
+caller's request was wrong.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConnectorError(Exception):
-    """Root of every connectors error."""
+    """Root of every connectors error; a subclass declares its `code` (and `remote`, when it
+    differs from its base's) in its header, as `node.errors.CodedError`'s subclasses do.
+
+    connectors may not import federation (where `CodedError` lives), so this root keeps its own copy
+    of that declaration hook."""
 
     code = "connector_error"
     remote = True
 
+    def __init_subclass__(cls, code: str | None = None, remote: bool | None = None, **kwargs: Any) -> None:
+        """Set the subclass's `code` and `remote` from its header."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if remote is not None:
+            cls.remote = remote
 
-class InvalidRequest(ConnectorError, ValueError):
+
+class InvalidRequest(ConnectorError, ValueError, code="invalid_request", remote=False):
     """The request to a plugin is malformed or names something that cannot exist."""
 
-    code = "invalid_request"
-    remote = False
 
-
-class IdentifierError(InvalidRequest):
+class IdentifierError(InvalidRequest, code="bad_identifier"):
     """A compute identifier does not follow the syntax; the message names the field."""
 
-    code = "bad_identifier"
 
-
-class MetricError(InvalidRequest):
+class MetricError(InvalidRequest, code="bad_metric"):
     """Metric inputs are unknown or out of range (e.g. a chip not in the catalogue)."""
 
-    code = "bad_metric"
 
-
-class UnknownChip(InvalidRequest):
+class UnknownChip(InvalidRequest, code="unknown_chip"):
     """A chip name that no chip in the catalogue answers to."""
 
-    code = "unknown_chip"
 
-
-class NotFound(ConnectorError, LookupError):
+class NotFound(ConnectorError, LookupError, code="not_found", remote=False):
     """A plugin, instance, bucket, object or path does not exist."""
 
-    code = "not_found"
-    remote = False
 
-
-class PluginNotFound(NotFound):
+class PluginNotFound(NotFound, code="plugin_not_found"):
     """No plugin with that name is registered or installed."""
 
-    code = "plugin_not_found"
 
-
-class InvalidState(ConnectorError):
+class InvalidState(ConnectorError, code="invalid_state", remote=False):
     """The operation is not allowed in the resource's current state."""
 
-    code = "invalid_state"
-    remote = False
 
-
-class NoCapacity(ConnectorError):
+class NoCapacity(ConnectorError, code="no_capacity", remote=False):
     """The pool has no free capacity for the requested flavor."""
 
-    code = "no_capacity"
-    remote = False
 
-
-class NoPath(ConnectorError):
+class NoPath(ConnectorError, code="no_path", remote=False):
     """No network path with enough free bandwidth joins the two sites."""
 
-    code = "no_path"
-    remote = False
 
-
-class PluginLoadError(ConnectorError):
+class PluginLoadError(ConnectorError, code="plugin_load_failed", remote=False):
     """A plugin could not be imported or constructed; the node logs it and skips the plugin."""
 
-    code = "plugin_load_failed"
-    remote = False
 
-
-class PluginOffline(ConnectorError):
+class PluginOffline(ConnectorError, code="plugin_offline"):
     """The plugin missed its heartbeats or health probes and is treated as absent."""
 
-    code = "plugin_offline"
 
-
-class PluginTimeout(ConnectorError, TimeoutError):
+class PluginTimeout(ConnectorError, TimeoutError, code="plugin_timeout"):
     """A plugin call did not finish within its timeout."""
 
-    code = "plugin_timeout"
 
-
-class PlatformError(ConnectorError):
+class PlatformError(ConnectorError, code="platform_error"):
     """The platform behind a plugin answered with an error or could not be reached."""
 
-    code = "platform_error"
 
-
-class Unauthorized(ConnectorError, PermissionError):
+class Unauthorized(ConnectorError, PermissionError, code="unauthorized", remote=False):
     """Credentials or tokens were missing or wrong."""
 
-    code = "unauthorized"
-    remote = False
 
-
+# Every class above, by its wire code (the codes are unique).
 _BY_CODE: dict[str, type[ConnectorError]] = {
     cls.code: cls
-    for cls in (
-        ConnectorError,
-        InvalidRequest,
-        IdentifierError,
-        MetricError,
-        UnknownChip,
-        NotFound,
-        PluginNotFound,
-        InvalidState,
-        NoCapacity,
-        NoPath,
-        PluginLoadError,
-        PluginOffline,
-        PluginTimeout,
-        PlatformError,
-        Unauthorized,
-    )
+    for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, ConnectorError)
 }
 
 

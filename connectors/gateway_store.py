@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql
+from connectors.sqlstore import EngineStore
 
 _META = sa.MetaData()
 CODES = sa.Table(
@@ -42,19 +37,8 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class GatewayStore:
+class GatewayStore(EngineStore):
     """Reads and writes the gateway tables on a node's engine."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = sqlite.insert
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
-
-            self._insert = postgresql.insert
-
-    def _write(self) -> Connection:
-        return self.engine.connect().execution_options(cpnode_write=True)
 
     def use_code(self, code_id: str, pool: str, now_ms: int) -> bool:
         """Mark a code used; False if it already was (on this replica or any other)."""

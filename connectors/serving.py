@@ -1,5 +1,5 @@
 """Running an aiohttp app on a socket, shared by the storage endpoint, simulators, plugin services and
-the data express."""
+the data express; reading a request's JSON object body, its required fields and a log range."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from connectors.contract import MAX_LOG_CHUNK_BYTES
+from connectors.errors import InvalidRequest
 
 
 async def start_app(
@@ -60,3 +64,36 @@ def read_or_create_token(path: Path, what: str) -> str:
     if len(token) < 16:
         raise ValueError(f"{what}: the token in {path} is shorter than 16 characters")
     return token
+
+
+async def json_object(request: web.Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The request's body as a JSON object (an empty body is `{}` when `empty_ok`); InvalidRequest
+    otherwise."""
+    if empty_ok and not request.body_exists:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise InvalidRequest("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+def require_strings(data: dict[str, Any], keys: Iterable[str]) -> None:
+    """InvalidRequest naming the first of `keys` that `data` lacks as a string."""
+    for key in keys:
+        if not isinstance(data.get(key), str):
+            raise InvalidRequest(f"{key} is required")
+
+
+def log_range(request: web.Request) -> tuple[int, int]:
+    """The `offset` and `limit` query parameters of a logs request (default 0 and 65536);
+    InvalidRequest unless they are integers, offset >= 0 and limit at most MAX_LOG_CHUNK_BYTES."""
+    try:
+        offset, limit = int(request.query.get("offset", "0")), int(request.query.get("limit", "65536"))
+    except ValueError:
+        raise InvalidRequest("offset and limit must be integers") from None
+    if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
+        raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+    return offset, limit

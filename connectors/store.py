@@ -11,18 +11,15 @@ decision made on an older last-seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import RowMapping
 
 from connectors.contract import DataSource
-
-if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql
+from connectors.sqlstore import EngineStore
 
 _META = sa.MetaData()
 PLUGINS = sa.Table(
@@ -116,19 +113,8 @@ _BEAT = (
 )
 
 
-class PluginStore:
+class PluginStore(EngineStore):
     """Reads and writes `connector_plugins` and `connector_snapshots` on a node's engine."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = sqlite.insert
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
-
-            self._insert = postgresql.insert
-
-    def _write(self) -> Connection:
-        return self.engine.connect().execution_options(cpnode_write=True)
 
     # -- registrations ------------------------------------------------------------------------------
 

@@ -14,9 +14,16 @@ class CodedError(Exception):
     """An error with a machine-readable `code` (the class's, or the one given) and JSON `details`.
 
     The base of federation's errors and of the node's own (`node.errors` re-exports it): one shape
-    that the node's HTTP edge renders as `{"error": code, "message": ..., **details}`."""
+    that the node's HTTP edge renders as `{"error": code, "message": ..., **details}`. A subclass
+    names its code in its header, so an error table is one class line and a docstring a row."""
 
     code = "error"
+
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        """Declare a subclass's code in its header: `class UnknownX(XError, LookupError, code="unknown_x")`."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -25,89 +32,61 @@ class CodedError(Exception):
         self.details = details
 
 
-class FederationError(CodedError):
+class FederationError(CodedError, code="federation_error"):
     """Root of every error raised by `federation`; `code` is machine-readable."""
 
-    code = "federation_error"
 
-
-class DocumentError(FederationError, ValueError):
+class DocumentError(FederationError, ValueError, code="bad_document"):
     """A document or body is malformed: not canonical JSON, out of limits, wrong shape."""
 
-    code = "bad_document"
 
-
-class TooLargeError(DocumentError):
+class TooLargeError(DocumentError, code="too_large"):
     """A body is larger than the limit; raised before it is parsed."""
 
-    code = "too_large"
 
-
-class SignatureError(FederationError, ValueError):
+class SignatureError(FederationError, ValueError, code="bad_signature"):
     """A signature is missing, malformed, made by an unknown or invalid key, or does not verify."""
 
-    code = "bad_signature"
 
-
-class KeyFormatError(FederationError, ValueError):
+class KeyFormatError(FederationError, ValueError, code="bad_key"):
     """A key or key id is not in the `ed25519:...` form."""
 
-    code = "bad_key"
 
-
-class AuthError(FederationError, PermissionError):
+class AuthError(FederationError, PermissionError, code="unauthorized"):
     """A request's signature, key or session token does not authenticate the caller."""
 
-    code = "unauthorized"
 
-
-class MalformedRequestError(FederationError, ValueError):
+class MalformedRequestError(FederationError, ValueError, code="malformed_signature"):
     """Signature headers or other protocol headers cannot be parsed at all."""
 
-    code = "malformed_signature"
 
-
-class NotFoundError(FederationError, LookupError):
+class NotFoundError(FederationError, LookupError, code="not_found"):
     """The named partner, catalog, candidate or key does not exist."""
 
-    code = "not_found"
 
-
-class ConflictError(FederationError):
+class ConflictError(FederationError, code="conflict"):
     """The request contradicts stored state (same id, different content; config-owned partner)."""
 
-    code = "conflict"
 
-
-class RateLimitedError(FederationError):
+class RateLimitedError(FederationError, code="rate_limited"):
     """Too many concurrent or repeated requests from one peer."""
 
-    code = "rate_limited"
 
-
-class UnsafeURLError(FederationError, ValueError):
+class UnsafeURLError(FederationError, ValueError, code="unsafe_url"):
     """A partner URL is malformed or points at a refused address (link-local, metadata, ...)."""
 
-    code = "unsafe_url"
 
-
-class CatalogRejected(FederationError):
+class CatalogRejected(FederationError, code="catalog_rejected"):
     """A received catalog breaks an acceptance rule; the last good catalog is kept."""
 
-    code = "catalog_rejected"
 
-
-class PeerError(FederationError):
+class PeerError(FederationError, code="peer_error"):
     """Remote fault: a peer answered with an error, garbage, or too much data."""
-
-    code = "peer_error"
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message, code)
         self.status = status
 
 
-class PeerTimeoutError(PeerError, TimeoutError):
+class PeerTimeoutError(PeerError, TimeoutError, code="peer_timeout"):
     """Remote fault: a peer did not answer, or not completely, within the time limit."""
-
-    code = "peer_timeout"

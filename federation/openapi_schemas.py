@@ -12,11 +12,33 @@ from federation.settlement import SETTLEMENT_TYPE, SUMMARY_REQUEST_TYPE
 
 REF = "#/components/schemas/"
 _INT = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
+_STR = {"type": "string"}
+_STR_OR_NULL = {"anyOf": [_STR, {"type": "null"}]}
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_SIGNATURES = {
+    "type": "object",
+    "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF + name}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object schema: the keys of `required` must be there, those of `optional` may be."""
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
+
+
+def _signed(
+    doc_type: str, fields: dict[str, Any], optional: dict[str, Any] | None = None, *, audience: bool = True
+) -> dict[str, Any]:
+    """A signed document of `doc_type`: its type, issuer, audience (unless it has none), issue time
+    and signatures, and its own `fields`."""
+    head: dict[str, Any] = {"type": {"const": doc_type}, "issuer": _STR}
+    if audience:
+        head["audience"] = _STR
+    return _object({**head, "issued_ts": _INT, **fields, "signatures": _SIGNATURES}, optional)
 
 
 def _offer_schema() -> dict[str, Any]:
@@ -38,242 +60,84 @@ def _offer_schema() -> dict[str, Any]:
 
 def schemas() -> dict[str, Any]:
     """`components.schemas` of the OpenAPI document."""
-    signatures = {
-        "type": "object",
-        "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
-    }
+    key = _object(
+        {"kid": _STR, "public_key": _STR, "status": {"enum": ["active", "retired"]}, "valid_from_ts": _INT},
+        {
+            "retired_ts": {"anyOf": [_INT, {"type": "null"}]},
+            "endorsement": {"type": "object", "required": ["kid", "sig"]},
+        },
+    )
+    trade_item = _object({"offer_id": _STR, "units": _INT, "hours": _INT})
+    feed_entry = _object(
+        {"issuer": _STR, "version": _INT, "sha256": _SHA256, "expires_ts": _INT, "seq": _INT}
+    )
     return {
-        "Error": {
-            "type": "object",
-            "required": ["error", "message"],
-            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-        },
-        "KeyDocument": {
-            "type": "object",
-            "required": ["type", "issuer", "issued_ts", "expires_ts", "keys", "signatures"],
-            "properties": {
-                "type": {"const": KEY_DOCUMENT_TYPE},
-                "issuer": {"type": "string"},
-                "issued_ts": _INT,
-                "expires_ts": _INT,
-                "signatures": signatures,
-                "keys": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["kid", "public_key", "status", "valid_from_ts"],
-                        "properties": {
-                            "kid": {"type": "string"},
-                            "public_key": {"type": "string"},
-                            "status": {"enum": ["active", "retired"]},
-                            "valid_from_ts": _INT,
-                            "retired_ts": {"anyOf": [_INT, {"type": "null"}]},
-                            "endorsement": {"type": "object", "required": ["kid", "sig"]},
-                        },
-                    },
-                },
-            },
-        },
-        "Challenge": {
-            "type": "object",
-            "required": ["challenge", "node", "expires_ts"],
-            "properties": {
-                "challenge": {"type": "string"},
-                "node": {"type": "string"},
-                "expires_ts": _INT,
-            },
-        },
-        "LoginDocument": {
-            "type": "object",
-            "required": [
-                "type",
-                "issuer",
-                "audience",
-                "challenge",
-                "client_nonce",
-                "issued_ts",
-                "signatures",
-            ],
-            "properties": {
-                "type": {"const": LOGIN_TYPE},
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
-                "challenge": {"type": "string"},
-                "client_nonce": {"type": "string"},
-                "issued_ts": _INT,
-                "signatures": signatures,
-            },
-        },
-        "Session": {
-            "type": "object",
-            "required": ["token", "token_type", "expires_ts", "node"],
-            "properties": {
-                "token": {"type": "string"},
-                "token_type": {"const": "Bearer"},
-                "expires_ts": _INT,
-                "node": {"type": "string"},
-            },
-        },
-        "CatalogHead": {
-            "type": "object",
-            "required": [
-                "issuer",
-                "audience",
-                "version",
-                "sha256",
-                "issued_ts",
-                "expires_ts",
-                "offer_count",
-            ],
-            "properties": {
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
+        "Error": _object({"error": _STR, "message": _STR}),
+        "KeyDocument": _signed(
+            KEY_DOCUMENT_TYPE,
+            {"expires_ts": _INT, "keys": {"type": "array", "minItems": 1, "items": key}},
+            audience=False,
+        ),
+        "Challenge": _object({"challenge": _STR, "node": _STR, "expires_ts": _INT}),
+        "LoginDocument": _signed(LOGIN_TYPE, {"challenge": _STR, "client_nonce": _STR}),
+        "Session": _object(
+            {"token": _STR, "token_type": {"const": "Bearer"}, "expires_ts": _INT, "node": _STR}
+        ),
+        "CatalogHead": _object(
+            {
+                "issuer": _STR,
+                "audience": _STR,
                 "version": _INT,
                 "sha256": _SHA256,
                 "issued_ts": _INT,
                 "expires_ts": _INT,
                 "offer_count": _INT,
-                "relay_seq": _INT,
             },
-        },
+            {"relay_seq": _INT},
+        ),
         "Offer": _offer_schema(),
-        "Catalog": {
-            "type": "object",
-            "required": [
-                "type",
-                "issuer",
-                "audience",
-                "version",
-                "issued_ts",
-                "expires_ts",
-                "prev_sha256",
-                "offers",
-                "signatures",
-            ],
-            "properties": {
-                "type": {"const": CATALOG_TYPE},
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
+        "Catalog": _signed(
+            CATALOG_TYPE,
+            {
                 "version": _INT,
-                "issued_ts": _INT,
                 "expires_ts": _INT,
-                "prev_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                "republishable": {"type": "boolean"},
+                "prev_sha256": _STR_OR_NULL,
                 "offers": {"type": "array", "items": _ref("Offer")},
-                "signatures": signatures,
             },
-        },
-        "TradeRequest": {
-            "type": "object",
-            "required": [
-                "type",
-                "issuer",
-                "audience",
-                "trade_id",
-                "issued_ts",
-                "items",
-                "signatures",
-            ],
-            "properties": {
-                "type": {"const": "cpnode.trade-request.v1"},
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
-                "trade_id": {"type": "string"},
-                "issued_ts": _INT,
-                "signatures": signatures,
+            {"republishable": {"type": "boolean"}},
+        ),
+        "TradeRequest": _signed(
+            "cpnode.trade-request.v1",
+            {"trade_id": _STR, "items": {"type": "array", "minItems": 1, "items": trade_item}},
+            {
                 "task": {
                     "type": "object",
                     "description": "the task the seller is to run: {task_id, spec} (node.tasks.sold)",
-                },
-                "items": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["offer_id", "units", "hours"],
-                        "properties": {"offer_id": {"type": "string"}, "units": _INT, "hours": _INT},
-                    },
-                },
+                }
             },
-        },
-        "SettlementDocument": {
-            "type": "object",
-            "required": [
-                "type",
-                "issuer",
-                "audience",
-                "trade_id",
-                "issued_ts",
-                "used_hours",
-                "amount",
-                "currency",
-                "receipt_sha256",
-                "signatures",
-            ],
-            "properties": {
-                "type": {"const": SETTLEMENT_TYPE},
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
-                "trade_id": {"type": "string"},
-                "issued_ts": _INT,
+        ),
+        "SettlementDocument": _signed(
+            SETTLEMENT_TYPE,
+            {
+                "trade_id": _STR,
                 "used_hours": _INT,
                 "amount": _INT,
-                "currency": {"type": "string"},
-                "receipt_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                "used_s": _INT,
-                "usage_sha256": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                "signatures": signatures,
+                "currency": _STR,
+                "receipt_sha256": _STR_OR_NULL,
             },
-        },
-        "SummaryRequest": {
-            "type": "object",
-            "required": [
-                "type",
-                "issuer",
-                "audience",
-                "issued_ts",
-                "window",
-                "margin_ms",
-                "signatures",
-            ],
-            "properties": {
-                "type": {"const": SUMMARY_REQUEST_TYPE},
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
-                "issued_ts": _INT,
-                "window": {
-                    "type": "object",
-                    "required": ["from_ms", "to_ms"],
-                    "properties": {"from_ms": _INT, "to_ms": _INT},
-                },
-                "margin_ms": _INT,
-                "signatures": signatures,
-            },
-        },
-        "RelayFeed": {
-            "type": "object",
-            "required": ["issuer", "audience", "seq", "more", "entries"],
-            "properties": {
-                "issuer": {"type": "string"},
-                "audience": {"type": "string"},
+            {"used_s": _INT, "usage_sha256": _STR_OR_NULL},
+        ),
+        "SummaryRequest": _signed(
+            SUMMARY_REQUEST_TYPE,
+            {"window": _object({"from_ms": _INT, "to_ms": _INT}), "margin_ms": _INT},
+        ),
+        "RelayFeed": _object(
+            {
+                "issuer": _STR,
+                "audience": _STR,
                 "seq": _INT,
                 "more": {"type": "boolean"},
-                "entries": {
-                    "type": "array",
-                    "maxItems": FEED_PAGE,
-                    "items": {
-                        "type": "object",
-                        "required": ["issuer", "version", "sha256", "expires_ts", "seq"],
-                        "properties": {
-                            "issuer": {"type": "string"},
-                            "version": _INT,
-                            "sha256": _SHA256,
-                            "expires_ts": _INT,
-                            "seq": _INT,
-                        },
-                    },
-                },
-            },
-        },
+                "entries": {"type": "array", "maxItems": FEED_PAGE, "items": feed_entry},
+            }
+        ),
     }

@@ -48,80 +48,50 @@ class Component:
     schedule: Scheduler | None = None
 
 
+def _roles(names: str) -> frozenset[str]:
+    """The roles named in `names` (separated by spaces); ValueError for one that is not a role."""
+    roles = frozenset(names.split())
+    if roles - KNOWN_ROLES:
+        raise ValueError(f"not a role: {', '.join(sorted(roles - KNOWN_ROLES))}")
+    return roles
+
+
 COMPONENTS: tuple[Component, ...] = (
     Component("core", KNOWN_ROLES, install=core_routes.install),
     Component("reload", KNOWN_ROLES, install=reload.install),
-    Component(
-        "federation",
-        frozenset({"federation", "api", "scheduler", "supervisor"}),
-        install=peering.install,
-    ),
+    Component("federation", _roles("federation api scheduler supervisor"), install=peering.install),
     # After federation: pools replace the config's offer source, and every process that builds
     # catalogs gets the connectors' offers (from the live host, or from stored snapshots).
+    Component("connectors", _roles("connectors federation api scheduler"), install=pools.install),
     Component(
-        "connectors",
-        frozenset({"connectors", "federation", "api", "scheduler"}),
-        install=pools.install,
-    ),
-    Component(
-        "ledger",
-        frozenset({"ledger", "api", "scheduler"}),
-        install=settlement.install,
-        schedule=settlement.schedule,
+        "ledger", _roles("ledger api scheduler"), install=settlement.install, schedule=settlement.schedule
     ),
     # After federation and connectors: it takes the federation service and wraps every offer source.
-    Component(
-        "trading",
-        frozenset({"federation", "api", "scheduler"}),
-        install=trading.install,
-    ),
+    Component("trading", _roles("federation api scheduler"), install=trading.install),
     # After trading: matching a demand places its orders through trading's buyer.
-    Component("market", frozenset({"api"}), install=market.install),
+    Component("market", _roles("api"), install=market.install),
     # After connectors, trading and market: it drives tasks on the hosted pools through the buyer.
+    Component("tasks", _roles("api connectors federation"), install=tasks.install),
     Component(
-        "tasks",
-        frozenset({"api", "connectors", "federation"}),
-        install=tasks.install,
-    ),
-    Component(
-        "statements",
-        frozenset({"api", "scheduler"}),
-        install=statements.install,
-        schedule=statements.schedule,
+        "statements", _roles("api scheduler"), install=statements.install, schedule=statements.schedule
     ),
     # After connectors: its driver calls the plugin host (where the `connectors` role runs). After
     # tasks: a migrated task follows its program, and a partner's pool is bought as a task order.
-    Component(
-        "migration",
-        frozenset({"api", "connectors", "federation"}),
-        install=migration.install,
-    ),
+    Component("migration", _roles("api connectors federation"), install=migration.install),
     # After federation: partners' consumers are authenticated through its service.
-    Component(
-        "accounts",
-        frozenset({"api", "federation", "scheduler"}),
-        install=accounts.install,
-    ),
+    Component("accounts", _roles("api federation scheduler"), install=accounts.install),
     # Business metrics in /metrics, read from the shared database: the same on every replica.
     Component("telemetry", ALL_ROLES, install=telemetry.install),
     # After federation (it takes the federation service) and trading (its reservations are in the
     # figures it reports); the supervisor's intake too.
-    Component(
-        "supervision",
-        frozenset({"federation", "scheduler", "supervisor"}),
-        install=supervision.install,
-    ),
+    Component("supervision", _roles("federation scheduler supervisor"), install=supervision.install),
     # After connectors: the network view's refresh reads the network plugins the host holds.
-    Component(
-        "network",
-        frozenset({"api", "connectors", "scheduler"}),
-        install=network.install,
-    ),
-    Component("strategies", frozenset({"api"}), install=strategies.install),
+    Component("network", _roles("api connectors scheduler"), install=network.install),
+    Component("strategies", _roles("api"), install=strategies.install),
     # After tasks: a service's replicas are tasks, submitted through the tasks service.
-    Component("services", frozenset({"api"}), install=services.install),
+    Component("services", _roles("api"), install=services.install),
     # After every component whose API it reads: the web console, over that API (docs/console.md).
-    Component("console", frozenset({"api"}), install=console.install),
+    Component("console", _roles("api"), install=console.install),
 )
 
 

@@ -6,6 +6,9 @@ federation's share one type; `federation` cannot import `node`, so the base live
 no HTTP status: the node's HTTP edge maps each error class to one (`node.http.statuses`). The other
 leaf packages (`connectors`, `ledger`) keep their own roots with the same `code` attribute, because
 the dependency rule forbids them a shared module.
+
+An error table is declared one class a row, its code in the header and what it means in the
+docstring: `class UnknownServiceError(ServiceError, LookupError, code="unknown_service")`.
 """
 
 from __future__ import annotations

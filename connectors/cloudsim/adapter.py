@@ -1,18 +1,74 @@
-"""What the two cloudsim adapter plugins share: options, an HTTP session, polling operations to completion."""
+"""What the two cloudsim adapter plugins share: options, an HTTP session, polling operations to
+completion, reading a platform answer into contract models, a catalogue's shared vCPU quota and a
+checkpoint's file listing. What stays in each plugin is its dialect: paths or actions, field names,
+units, paging and how a mutation is followed."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
-from connectors.contract import ComputePlugin, Health, StateFile, StorageEndpoint
+from connectors.contract import (
+    Capabilities,
+    Capacity,
+    Checkpoint,
+    ComputePlugin,
+    DataSource,
+    Flavor,
+    Health,
+    PluginInfo,
+    Price,
+    Region,
+    SharedCapacity,
+    StateFile,
+    StorageEndpoint,
+    Usage,
+)
 from connectors.errors import InvalidRequest, PlatformError, PluginTimeout
 
 T = TypeVar("T")
+
+
+def catalogue(
+    regions: list[Region],
+    flavors: list[Flavor],
+    prices: list[Price],
+    capacity: Iterable[tuple[str, str, int, int]],
+    vcpu_quotas: Iterable[tuple[str, int, int]],
+    usage: list[Usage],
+) -> DataSource:
+    """A simulated platform's data source from its rows: `capacity` as (region, flavor, free, total),
+    `vcpu_quotas` as (region, limit, used). In a region with a vCPU quota each instance of a flavor
+    takes the flavor's vCPUs from it (`Capacity.cost`); KeyError for a flavor the platform did not list."""
+    cpus = {flavor.id: flavor.cpus for flavor in flavors}
+    shared = [
+        SharedCapacity(region_id=region, unit="vcpus", free=max(0, limit - used), total=limit)
+        for region, limit, used in vcpu_quotas
+    ]
+    limited = {quota.region_id for quota in shared}
+    return DataSource(
+        regions=regions,
+        flavors=flavors,
+        prices=prices,
+        capacity=[
+            Capacity(
+                region_id=region,
+                flavor_id=flavor,
+                free=free,
+                total=total,
+                cost=cpus[flavor] if region in limited else 0,
+            )
+            for region, flavor, free, total in capacity
+        ],
+        shared=shared,
+        usage=usage,
+    )
 
 
 class CloudsimAdapter(ComputePlugin):
@@ -92,6 +148,37 @@ class CloudsimAdapter(ComputePlugin):
             if time.monotonic() > deadline:
                 raise PluginTimeout(f"{self.name}: {what} did not finish in {self.operation_timeout_s} s")
             await asyncio.sleep(self.poll_interval_s)
+
+    @contextlib.contextmanager
+    def parsing(self, what: str) -> Iterator[None]:
+        """Around reading a platform answer: a missing key, a wrong type or a value the contract
+        refuses becomes PlatformError saying the platform sent an unexpected `what`."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise PlatformError(f"{self.name}: unexpected {what} from the platform: {exc}") from None
+
+    @abc.abstractmethod
+    async def frameworks(self) -> list[str]:
+        """The frameworks the platform's images run on (empty: it takes no framework programs)."""
+
+    async def info(self) -> PluginInfo:
+        frameworks = await self.frameworks()
+        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
+        return PluginInfo(
+            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
+        )
+
+    @abc.abstractmethod
+    async def checkpoint_seq(self, instance_id: str) -> int:
+        """Have the platform checkpoint the instance's program; the checkpoint's sequence number."""
+
+    async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:  # noqa: ARG002 (the plugin contract; the platform answers at once)
+        seq = await self.checkpoint_seq(instance_id)
+        storage = await self.storage_endpoint(instance_id)
+        return Checkpoint(
+            instance_id=instance_id, seq=seq, files=await self.state_files(storage), storage=storage
+        )
 
     async def health(self) -> Health:
         await self.data_source()

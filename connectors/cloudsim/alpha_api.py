@@ -21,8 +21,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connectors.cloudsim.state import CloudState, Operation, SimInstance
-from connectors.contract import MAX_LOG_CHUNK_BYTES, InputFile, Program
+from connectors.contract import InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.serving import json_object, log_range, require_strings
 from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
@@ -151,18 +152,9 @@ def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C90
 
         return handler
 
-    async def body(request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            raise InvalidRequest("body is not JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("body must be an object")
-        return data
-
     async def token(request: web.Request) -> web.Response:
         try:
-            data = await body(request)
+            data = await json_object(request)
             if secrets_by_key.get(str(data.get("accessKey"))) != data.get("secretKey"):
                 raise Unauthorized("unknown access key or wrong secret")
         except ConnectorError as exc:
@@ -231,10 +223,8 @@ def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C90
         return {"metrics": rows}
 
     async def create(r: web.Request, account: str) -> Any:
-        data = await body(r)
-        for key in ("name", "regionId", "flavorId"):
-            if not isinstance(data.get(key), str):
-                raise InvalidRequest(f"{key} is required")
+        data = await json_object(r)
+        require_strings(data, ("name", "regionId", "flavorId"))
         _instance, op = state.create(account, data["name"], data["regionId"], data["flavorId"])
         return {"operation": _operation(op, state)}
 
@@ -249,7 +239,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C90
 
     async def action(r: web.Request, account: str) -> Any:
         iid, name = r.match_info["id"], r.match_info["action"]
-        data = await body(r) if r.can_read_body else {}
+        data = await json_object(r, empty_ok=True)
         if name == "deploy":
             try:
                 program = program_from_alpha(data)
@@ -268,12 +258,7 @@ def install_alpha(app: web.Application, state: CloudState) -> None:  # noqa: C90
 
     async def logs(r: web.Request, account: str) -> Any:
         instance = state.instance(account, r.match_info["id"])
-        try:
-            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
-        except ValueError:
-            raise InvalidRequest("offset and limit must be integers") from None
-        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
-            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        offset, limit = log_range(r)
         chunk = state.box(instance).logs(offset, limit)
         return {
             "data": chunk.data_b64,

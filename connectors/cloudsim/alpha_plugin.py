@@ -5,15 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
-from connectors.cloudsim.adapter import CloudsimAdapter
+from connectors.cloudsim.adapter import CloudsimAdapter, catalogue
 from connectors.cloudsim.alpha_api import alpha_program, program_from_alpha
 from connectors.contract import (
     Account,
-    Capabilities,
-    Capacity,
-    Checkpoint,
     DataSource,
     Flavor,
     Instance,
@@ -21,15 +16,13 @@ from connectors.contract import (
     LogChunk,
     OutputFile,
     Outputs,
-    PluginInfo,
     Price,
     Program,
     Region,
-    SharedCapacity,
     StorageEndpoint,
     Usage,
 )
-from connectors.errors import PlatformError, Unauthorized, error_from_code
+from connectors.errors import Unauthorized, error_from_code
 
 _CODES = {
     "InvalidArgument": "invalid_request",
@@ -102,7 +95,7 @@ class AlphaPlugin(CloudsimAdapter):
         def ms(text: str | None) -> int | None:
             return None if text is None else round(dt.datetime.fromisoformat(text).timestamp() * 1000)
 
-        try:
+        with self.parsing("server"):
             program = server.get("program")
             reason = server.get("statusReason")
             return Instance(
@@ -119,15 +112,10 @@ class AlphaPlugin(CloudsimAdapter):
                 reason=reason.lower() if reason else None,
                 detail=server.get("statusMessage") or "",
             )
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected server from the platform: {exc}") from None
 
-    async def info(self) -> PluginInfo:
-        frameworks = (await self._call("GET", "runtimes"))["frameworks"]
-        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
-        return PluginInfo(
-            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
-        )
+    async def frameworks(self) -> list[str]:
+        frameworks: list[str] = (await self._call("GET", "runtimes"))["frameworks"]
+        return frameworks
 
     async def ensure_account(self) -> Account:
         status, data = await self.send(
@@ -147,10 +135,8 @@ class AlphaPlugin(CloudsimAdapter):
         capacity = await self._pages("capacity", "capacity")
         quotas = await self._pages("quotas", "quotas")
         metrics = (await self._call("GET", "metrics"))["metrics"]
-        try:
-            cpus = {f["flavorId"]: int(f["vcpus"]) for f in flavors}
-            limited = {q["regionId"] for q in quotas if q["resource"] == "vcpus"}
-            return DataSource(
+        with self.parsing("data"):
+            return catalogue(
                 regions=[
                     Region(id=r["regionId"], name=r["displayName"], city=r["cityCode"]) for r in regions
                 ],
@@ -176,25 +162,9 @@ class AlphaPlugin(CloudsimAdapter):
                     for p in prices
                     if p["unit"] == "HOUR"
                 ],
-                capacity=[
-                    Capacity(
-                        region_id=c["regionId"],
-                        flavor_id=c["flavorId"],
-                        free=c["available"],
-                        total=c["total"],
-                        cost=cpus[c["flavorId"]] if c["regionId"] in limited else 0,
-                    )
-                    for c in capacity
-                ],
-                shared=[
-                    SharedCapacity(
-                        region_id=q["regionId"],
-                        unit="vcpus",
-                        free=max(0, q["limit"] - q["used"]),
-                        total=q["limit"],
-                    )
-                    for q in quotas
-                    if q["resource"] == "vcpus"
+                capacity=[(c["regionId"], c["flavorId"], c["available"], c["total"]) for c in capacity],
+                vcpu_quotas=[
+                    (q["regionId"], q["limit"], q["used"]) for q in quotas if q["resource"] == "vcpus"
                 ],
                 usage=[
                     Usage(
@@ -206,8 +176,6 @@ class AlphaPlugin(CloudsimAdapter):
                     for m in metrics
                 ],
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlatformError(f"{self.name}: unexpected data from the platform: {exc}") from None
 
     async def create_instance(self, spec: InstanceSpec) -> Instance:
         started = await self._call(
@@ -240,16 +208,9 @@ class AlphaPlugin(CloudsimAdapter):
         started = await self._call("POST", f"servers/{instance_id}/actions/stop", {})
         return self._instance(await self._operation(started, f"stopping {instance_id}"))
 
-    async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:  # noqa: ARG002 (the plugin contract; the platform answers at once)
+    async def checkpoint_seq(self, instance_id: str) -> int:
         started = await self._call("POST", f"servers/{instance_id}/actions/checkpoint", {})
-        done = await self._operation(started, f"checkpointing {instance_id}")
-        storage = await self.storage_endpoint(instance_id)
-        return Checkpoint(
-            instance_id=instance_id,
-            seq=int(done["seq"]),
-            files=await self.state_files(storage),
-            storage=storage,
-        )
+        return int((await self._operation(started, f"checkpointing {instance_id}"))["seq"])
 
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         data = await self._call("GET", f"servers/{instance_id}/storage")
@@ -257,7 +218,7 @@ class AlphaPlugin(CloudsimAdapter):
 
     async def logs(self, instance_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
         data = await self._call("GET", f"servers/{instance_id}/logs?offset={int(offset)}&limit={int(limit)}")
-        try:
+        with self.parsing("log answer"):
             return LogChunk(
                 offset=data["offset"],
                 next_offset=data["nextOffset"],
@@ -265,12 +226,10 @@ class AlphaPlugin(CloudsimAdapter):
                 data_b64=data["data"],
                 complete=data["complete"],
             )
-        except (KeyError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected log answer from the platform: {exc}") from None
 
     async def outputs(self, instance_id: str) -> Outputs:
         data = await self._call("GET", f"servers/{instance_id}/outputs")
-        try:
+        with self.parsing("outputs"):
             return Outputs(
                 instance_id=instance_id,
                 complete=data["complete"],
@@ -280,5 +239,3 @@ class AlphaPlugin(CloudsimAdapter):
                 ],
                 storage=StorageEndpoint(url=data["endpoint"], bucket=data["bucket"], token=data["token"]),
             )
-        except (KeyError, TypeError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected outputs from the platform: {exc}") from None

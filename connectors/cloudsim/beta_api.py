@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from connectors.cloudsim.state import CloudState, SimInstance
 from connectors.contract import MAX_LOG_CHUNK_BYTES, EndReason, InputFile, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
+from connectors.serving import json_object, require_strings
 from connectors.statuses import status_of
 from connectors.storage import outputs_bucket
 
@@ -207,9 +208,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:  # noqa: C901
         return {"UsageSet": rows}
 
     async def run_instances(d: dict[str, Any], account: str) -> Any:
-        for key in ("InstanceName", "Zone", "InstanceType"):
-            if not isinstance(d.get(key), str):
-                raise InvalidRequest(f"{key} is required")
+        require_strings(d, ("InstanceName", "Zone", "InstanceType"))
         instance, op = state.create(account, d["InstanceName"], d["Zone"], d["InstanceType"])
         return {"InstanceId": instance.id, **job(op.id)}
 
@@ -308,12 +307,7 @@ def install_beta(app: web.Application, state: CloudState) -> None:  # noqa: C901
                 raise Unauthorized("signature does not match")
             if action not in actions:
                 raise InvalidRequest(f"unknown action {action!r}")
-            try:
-                data = await request.json() if raw else {}
-            except ValueError:
-                raise InvalidRequest("body is not JSON") from None
-            if not isinstance(data, dict):
-                raise InvalidRequest("body must be an object")
+            data = await json_object(request, empty_ok=True)
             await state.settle()
             result = await actions[action](data, account)
         except ConnectorError as exc:

@@ -7,16 +7,11 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from connectors.chips import canonical_chip
-from connectors.cloudsim.adapter import CloudsimAdapter
+from connectors.cloudsim.adapter import CloudsimAdapter, catalogue
 from connectors.cloudsim.beta_api import REASON_CODES, beta_program, program_from_beta, signature
 from connectors.contract import (
     Account,
-    Capabilities,
-    Capacity,
-    Checkpoint,
     DataSource,
     Flavor,
     Instance,
@@ -24,11 +19,9 @@ from connectors.contract import (
     LogChunk,
     OutputFile,
     Outputs,
-    PluginInfo,
     Price,
     Program,
     Region,
-    SharedCapacity,
     StorageEndpoint,
     Usage,
 )
@@ -110,7 +103,7 @@ class BetaPlugin(CloudsimAdapter):
         return await self.poll(check, what)
 
     def _instance(self, row: dict[str, Any]) -> Instance:
-        try:
+        with self.parsing("instance"):
             program = row.get("Program")
             reason = row.get("StateReason") or {}
             return Instance(
@@ -127,15 +120,10 @@ class BetaPlugin(CloudsimAdapter):
                 reason=_REASONS[reason["Code"]] if reason else None,
                 detail=reason.get("Message", ""),
             )
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected instance from the platform: {exc}") from None
 
-    async def info(self) -> PluginInfo:
-        frameworks = (await self._call("DescribeRuntimes"))["FrameworkSet"]
-        capabilities = Capabilities(images="mapped" if frameworks else "none", frameworks=frameworks)
-        return PluginInfo(
-            name=self.name, version=self.version, platform=self.platform, capabilities=capabilities
-        )
+    async def frameworks(self) -> list[str]:
+        frameworks: list[str] = (await self._call("DescribeRuntimes"))["FrameworkSet"]
+        return frameworks
 
     async def ensure_account(self) -> Account:
         await self._call("DescribeZones", {"Limit": 1})  # a signed call proves the credentials
@@ -148,10 +136,8 @@ class BetaPlugin(CloudsimAdapter):
         capacity = await self._all("DescribeZoneCapacity", "CapacitySet")
         quotas = await self._all("DescribeZoneQuota", "QuotaSet")
         usage = (await self._call("DescribeZoneUsage"))["UsageSet"]
-        try:
-            cpus = {t["InstanceType"]: int(t["Cpu"]) for t in types}
-            limited = {q["Zone"] for q in quotas if q["Resource"] == "vcpus"}
-            return DataSource(
+        with self.parsing("data"):
+            return catalogue(
                 regions=[Region(id=z["Zone"], name=z["ZoneName"], city=z["CityCode"]) for z in zones],
                 flavors=[
                     Flavor(
@@ -174,26 +160,8 @@ class BetaPlugin(CloudsimAdapter):
                     for p in prices
                     if p["ChargeUnit"] == "HOUR"
                 ],
-                capacity=[
-                    Capacity(
-                        region_id=c["Zone"],
-                        flavor_id=c["InstanceType"],
-                        free=c["Remaining"],
-                        total=c["Total"],
-                        cost=cpus[c["InstanceType"]] if c["Zone"] in limited else 0,
-                    )
-                    for c in capacity
-                ],
-                shared=[
-                    SharedCapacity(
-                        region_id=q["Zone"],
-                        unit="vcpus",
-                        free=max(0, q["Limit"] - q["Used"]),
-                        total=q["Limit"],
-                    )
-                    for q in quotas
-                    if q["Resource"] == "vcpus"
-                ],
+                capacity=[(c["Zone"], c["InstanceType"], c["Remaining"], c["Total"]) for c in capacity],
+                vcpu_quotas=[(q["Zone"], q["Limit"], q["Used"]) for q in quotas if q["Resource"] == "vcpus"],
                 usage=[
                     Usage(
                         region_id=u["Zone"],
@@ -204,8 +172,6 @@ class BetaPlugin(CloudsimAdapter):
                     for u in usage
                 ],
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlatformError(f"{self.name}: unexpected data from the platform: {exc}") from None
 
     async def create_instance(self, spec: InstanceSpec) -> Instance:
         started = await self._call(
@@ -245,17 +211,9 @@ class BetaPlugin(CloudsimAdapter):
         await self._job(await self._call("StopInstances", {"InstanceId": instance_id}), "stopping")
         return await self.get_instance(instance_id)
 
-    async def checkpoint(self, instance_id: str, timeout_s: float) -> Checkpoint:  # noqa: ARG002 (the plugin contract; the platform answers at once)
-        result = await self._job(
-            await self._call("CreateCheckpoint", {"InstanceId": instance_id}), "checkpoint"
-        )
-        storage = await self.storage_endpoint(instance_id)
-        return Checkpoint(
-            instance_id=instance_id,
-            seq=int(result["seq"]),
-            files=await self.state_files(storage),
-            storage=storage,
-        )
+    async def checkpoint_seq(self, instance_id: str) -> int:
+        started = await self._call("CreateCheckpoint", {"InstanceId": instance_id})
+        return int((await self._job(started, "checkpoint"))["seq"])
 
     async def storage_endpoint(self, instance_id: str) -> StorageEndpoint:
         data = await self._call("DescribeStorageEndpoint", {"InstanceId": instance_id})
@@ -265,7 +223,7 @@ class BetaPlugin(CloudsimAdapter):
         data = await self._call(
             "GetInstanceLogs", {"InstanceId": instance_id, "Offset": offset, "Limit": limit}
         )
-        try:
+        with self.parsing("log answer"):
             return LogChunk(
                 offset=data["Offset"],
                 next_offset=data["NextOffset"],
@@ -273,12 +231,10 @@ class BetaPlugin(CloudsimAdapter):
                 data_b64=data["LogData"],
                 complete=data["Complete"],
             )
-        except (KeyError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected log answer from the platform: {exc}") from None
 
     async def outputs(self, instance_id: str) -> Outputs:
         data = await self._call("DescribeInstanceOutputs", {"InstanceId": instance_id})
-        try:
+        with self.parsing("outputs"):
             return Outputs(
                 instance_id=instance_id,
                 complete=data["Complete"],
@@ -290,5 +246,3 @@ class BetaPlugin(CloudsimAdapter):
                     url=data["Endpoint"], bucket=data["Bucket"], token=data["AccessToken"]
                 ),
             )
-        except (KeyError, TypeError, ValidationError) as exc:
-            raise PlatformError(f"{self.name}: unexpected outputs from the platform: {exc}") from None

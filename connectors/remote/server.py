@@ -14,9 +14,9 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from connectors.contract import MAX_LOG_CHUNK_BYTES, ComputePlugin, InstanceSpec, Program
+from connectors.contract import ComputePlugin, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
-from connectors.serving import start_app
+from connectors.serving import json_object, log_range, start_app
 from connectors.statuses import status_of
 
 log = logging.getLogger("cpnode.connectors.remote")
@@ -29,18 +29,6 @@ def _dump(value: Any) -> Any:
     if isinstance(value, list):
         return [_dump(item) for item in value]
     return value
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise InvalidRequest("body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return data
 
 
 def _guarded(plugin: ComputePlugin, call_token: str, fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
@@ -73,27 +61,24 @@ def plugin_app(plugin: ComputePlugin, call_token: str) -> web.Application:
         return request.match_info["id"]
 
     async def checkpoint(r: web.Request) -> Any:
-        timeout_s = (await _body(r)).get("timeout_s", 30)
+        timeout_s = (await json_object(r, empty_ok=True)).get("timeout_s", 30)
         if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 3600:
             raise InvalidRequest("timeout_s must be a number of seconds in (0, 3600]")
         return await plugin.checkpoint(iid(r), float(timeout_s))
 
     async def start(r: web.Request) -> Any:
-        return await plugin.start_instance(iid(r), restore=bool((await _body(r)).get("restore", False)))
+        return await plugin.start_instance(
+            iid(r), restore=bool((await json_object(r, empty_ok=True)).get("restore", False))
+        )
 
     async def create(r: web.Request) -> Any:
-        return await plugin.create_instance(InstanceSpec.model_validate(await _body(r)))
+        return await plugin.create_instance(InstanceSpec.model_validate(await json_object(r, empty_ok=True)))
 
     async def deploy(r: web.Request) -> Any:
-        return await plugin.deploy(iid(r), Program.model_validate(await _body(r)))
+        return await plugin.deploy(iid(r), Program.model_validate(await json_object(r, empty_ok=True)))
 
     async def logs(r: web.Request) -> Any:
-        try:
-            offset, limit = int(r.query.get("offset", "0")), int(r.query.get("limit", "65536"))
-        except ValueError:
-            raise InvalidRequest("offset and limit must be integers") from None
-        if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
-            raise InvalidRequest(f"offset must be >= 0 and limit 0–{MAX_LOG_CHUNK_BYTES}")
+        offset, limit = log_range(r)
         return await plugin.logs(iid(r), offset, limit)
 
     app = web.Application(client_max_size=1 << 20)

@@ -156,6 +156,7 @@ class Sandbox:
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._fetching = False
+        self._starting = asyncio.Lock()  # held by `start` across the launch, so a stop waits for it
         self._stop_reason: EndReason | None = None
         self._stop_ms = 0
         self._keep_error = ""
@@ -178,6 +179,10 @@ class Sandbox:
 
     async def start(self, program: Program, *, restore: bool = False) -> RunStatus:
         """Start a run: `starting` while inputs are fetched, else at once `running` (or `failed`)."""
+        async with self._starting:
+            return await self._start(program, restore)
+
+    async def _start(self, program: Program, restore: bool) -> RunStatus:
         if self.active:
             raise InvalidState(f"instance {self.instance_id} is already running a program")
         argv = command_for(program, self.settings.runtimes)
@@ -271,7 +276,9 @@ class Sandbox:
         assert self.status is not None
         pump = asyncio.create_task(self._pump(process.stdout))
         started_ms = self.status.started_ms or now_ms()
-        if program.max_duration_s is None:
+        if self._stop_reason is not None:  # stopped while its inputs' run was being launched
+            await self._terminate(process)
+        elif program.max_duration_s is None:
             await process.wait()
         else:
             left_s = max(0.0, started_ms / 1000 + program.max_duration_s - time.time())
@@ -328,7 +335,8 @@ class Sandbox:
     async def stop(self, reason: EndReason = "stopped") -> RunStatus | None:
         """End the run (`stopped`, or `lost` when the pool itself goes away) and wait until it has
         ended; a run already over is left as it was."""
-        task = self._task
+        async with self._starting:  # a launch under way ends first: what it launched is stopped too
+            task = self._task
         if task is None or task.done():
             return self.status
         self._request_stop(reason, now_ms())

@@ -35,34 +35,24 @@ TRANSITIONS: Final[dict[tuple[Status, Action], Status]] = {
 }
 
 
-class AccountError(CodedError):
+class AccountError(CodedError, code="account_error"):
     """Root of the account errors (their HTTP statuses are in node.http.statuses)."""
 
-    code = "account_error"
 
-
-class AccountRequestError(AccountError, ValueError):
+class AccountRequestError(AccountError, ValueError, code="bad_request"):
     """A request about an account is malformed (400)."""
 
-    code = "bad_request"
 
-
-class UnknownAccountError(AccountError, LookupError):
+class UnknownAccountError(AccountError, LookupError, code="unknown_account"):
     """No such account (404)."""
 
-    code = "unknown_account"
 
-
-class AccountStateError(AccountError):
+class AccountStateError(AccountError, code="bad_transition"):
     """The account's status does not allow the change (409)."""
 
-    code = "bad_transition"
 
-
-class AccountRefusedError(AccountError, PermissionError):
+class AccountRefusedError(AccountError, PermissionError, code="account_suspended"):
     """A suspended or closed account's credentials are used (403)."""
-
-    code = "account_suspended"
 
 
 def next_status(status: Status, action: Action) -> Status:

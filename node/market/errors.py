@@ -11,37 +11,25 @@ from __future__ import annotations
 from node.errors import CodedError, FieldError
 
 
-class MarketError(CodedError):
+class MarketError(CodedError, code="market_error"):
     """Root of every market error; `details` are added to the JSON error body."""
 
-    code = "market_error"
 
-
-class DemandError(MarketError, FieldError):
+class DemandError(MarketError, FieldError, code="bad_demand"):
     """A demand that cannot be matched as stated; `field` names where."""
 
-    code = "bad_demand"
 
-
-class NoMatchError(MarketError, LookupError):
+class NoMatchError(MarketError, LookupError, code="no_match"):
     """No offer satisfies the demand (or, with `split`, their free units cannot cover it)."""
 
-    code = "no_match"
 
-
-class PlanFailedError(MarketError):
+class PlanFailedError(MarketError, code="plan_failed"):
     """A part of a split order was refused; the parts placed before it were cancelled."""
 
-    code = "plan_failed"
 
-
-class StrategyError(MarketError, FieldError):
+class StrategyError(MarketError, FieldError, code="bad_strategy"):
     """A strategy (or an A/B split) whose definition does not validate; `field` names where."""
 
-    code = "bad_strategy"
 
-
-class UnknownStrategyError(MarketError, LookupError):
+class UnknownStrategyError(MarketError, LookupError, code="unknown_strategy"):
     """No strategy (or no such version of it) is registered, or the version asked for is retired."""
-
-    code = "unknown_strategy"

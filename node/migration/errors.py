@@ -18,40 +18,28 @@ from connectors.express.errors import TransferError
 from node.errors import CodedError
 
 
-class MigrationError(CodedError):
+class MigrationError(CodedError, code="migration_error"):
     """Root of every migration error; `details` are added to the JSON error body."""
 
-    code = "migration_error"
 
-
-class MigrationRequestError(MigrationError, ValueError):
+class MigrationRequestError(MigrationError, ValueError, code="bad_migration_request"):
     """A migration request that cannot be carried out as written (nothing is stored)."""
 
-    code = "bad_migration_request"
 
-
-class UnknownMigration(MigrationError, LookupError):
+class UnknownMigration(MigrationError, LookupError, code="unknown_migration"):
     """No migration with that id."""
 
-    code = "unknown_migration"
 
-
-class MigrationConflict(MigrationError):
+class MigrationConflict(MigrationError, code="migration_conflict"):
     """The migration's state, or an existing migration with the same id, forbids the request."""
 
-    code = "migration_conflict"
 
-
-class MigrationUnavailable(MigrationError):
+class MigrationUnavailable(MigrationError, code="migration_unavailable"):
     """This process cannot do it: it hosts no plugins, or no data express is configured."""
 
-    code = "migration_unavailable"
 
-
-class StepFailed(MigrationError):
+class StepFailed(MigrationError, code="step_failed"):
     """A step that trying again cannot fix: the migration rolls back (before its cutover commits)."""
-
-    code = "step_failed"
 
 
 def is_transient(exc: BaseException) -> bool:

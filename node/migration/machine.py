@@ -40,7 +40,8 @@ from typing import Final, Literal, get_args
 
 from node.errors import CodedError
 
-MigrationState = Literal[
+# The forward states in order (the happy path of figure 6), and the event that leaves each.
+ForwardState = Literal[
     "planned",
     "path_provisioning",
     "path_ready",
@@ -51,13 +52,8 @@ MigrationState = Literal[
     "verifying",
     "cutover",
     "completed",
-    "rolling_back",
-    "rolled_back",
-    "cancelling",
-    "cancelled",
-    "needs_attention",
 ]
-MigrationEvent = Literal[
+ForwardEvent = Literal[
     "provision",
     "path_ready",
     "deploy",
@@ -67,6 +63,17 @@ MigrationEvent = Literal[
     "transferred",
     "verified",
     "committed",
+]
+MigrationState = Literal[
+    ForwardState,
+    "rolling_back",
+    "rolled_back",
+    "cancelling",
+    "cancelled",
+    "needs_attention",
+]
+MigrationEvent = Literal[
+    ForwardEvent,
     "fail",
     "cancel",
     "rolled_back",
@@ -79,30 +86,8 @@ UndoStep = Literal["transfer", "source", "destination", "path"]
 STATES: Final = frozenset[MigrationState](get_args(MigrationState))
 EVENTS: Final = frozenset[MigrationEvent](get_args(MigrationEvent))
 START: Final[MigrationState] = "planned"
-# The forward states in order: the happy path of figure 6.
-FORWARD: Final[tuple[MigrationState, ...]] = (
-    "planned",
-    "path_provisioning",
-    "path_ready",
-    "destination_deploying",
-    "destination_ready",
-    "source_quiescing",
-    "transferring",
-    "verifying",
-    "cutover",
-    "completed",
-)
-_FORWARD_EVENTS: Final[tuple[MigrationEvent, ...]] = (
-    "provision",
-    "path_ready",
-    "deploy",
-    "deployed",
-    "quiesce",
-    "checkpointed",
-    "transferred",
-    "verified",
-    "committed",
-)
+FORWARD: Final[tuple[MigrationState, ...]] = get_args(ForwardState)
+_FORWARD_EVENTS: Final[tuple[MigrationEvent, ...]] = get_args(ForwardEvent)
 # States where the source is still authoritative and a failure or a cancel undoes what was done.
 # `cutover` is among them only until its commit; the orchestrator checks the commit before failing.
 UNDOABLE: Final = frozenset[MigrationState](FORWARD[:-1])
@@ -128,10 +113,8 @@ TRANSITIONS: Final[dict[tuple[MigrationState, MigrationEvent], MigrationState]] 
 }
 
 
-class MigrationTransitionError(CodedError, ValueError):
+class MigrationTransitionError(CodedError, ValueError, code="invalid_migration_state"):
     """An event the migration's current state does not take."""
-
-    code = "invalid_migration_state"
 
 
 def next_state(state: MigrationState, event: MigrationEvent) -> MigrationState:

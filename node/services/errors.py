@@ -12,67 +12,45 @@ from __future__ import annotations
 from node.errors import CodedError, FieldError
 
 
-class ServiceError(CodedError):
+class ServiceError(CodedError, code="service_error"):
     """Root of every services error; `details` are added to the JSON error body."""
 
-    code = "service_error"
 
-
-class ServiceInputError(ServiceError, FieldError):
+class ServiceInputError(ServiceError, FieldError, code="bad_service"):
     """A request that does not validate (bad name, weights, counts); `field` names what is wrong."""
 
-    code = "bad_service"
 
-
-class ForbiddenError(ServiceError):
+class ForbiddenError(ServiceError, code="forbidden"):
     """A consumer acting for another consumer."""
 
-    code = "forbidden"
 
-
-class UnknownServiceError(ServiceError, LookupError):
+class UnknownServiceError(ServiceError, LookupError, code="unknown_service"):
     """No such service, or one the caller may not see (answered alike)."""
 
-    code = "unknown_service"
 
-
-class UnknownReplicaError(ServiceError, LookupError):
+class UnknownReplicaError(ServiceError, LookupError, code="unknown_replica"):
     """The service has no such replica."""
 
-    code = "unknown_replica"
 
-
-class ServiceExistsError(ServiceError):
+class ServiceExistsError(ServiceError, code="service_exists"):
     """A service of that name exists already (with other settings)."""
 
-    code = "service_exists"
 
-
-class UnknownSiteError(ServiceError, ValueError):
+class UnknownSiteError(ServiceError, ValueError, code="unknown_site"):
     """The user's site is not a site this node knows (config pools, partner sites, the network)."""
 
-    code = "unknown_site"
 
-
-class NoReplicaError(ServiceError):
+class NoReplicaError(ServiceError, code="no_healthy_replica"):
     """No replica of the service can take a request now (none healthy, or all drained)."""
 
-    code = "no_healthy_replica"
 
-
-class UpstreamError(ServiceError):
+class UpstreamError(ServiceError, code="replica_failed"):
     """The replica that took the request failed to answer it (remote fault)."""
 
-    code = "replica_failed"
 
-
-class UpstreamTimeoutError(UpstreamError, TimeoutError):
+class UpstreamTimeoutError(UpstreamError, TimeoutError, code="replica_timeout"):
     """The replica that took the request sent nothing for `read_timeout_s` (remote fault)."""
 
-    code = "replica_timeout"
 
-
-class UploadError(ServiceError):
+class UploadError(ServiceError, code="upload_failed"):
     """The user's request body failed while it was streamed to a replica (the user's side)."""
-
-    code = "upload_failed"

@@ -5,31 +5,21 @@ from __future__ import annotations
 from node.errors import CodedError
 
 
-class StatementError(CodedError):
+class StatementError(CodedError, code="statement_error"):
     """Root of every statements error."""
 
-    code = "statement_error"
 
-
-class StatementRequestError(StatementError, ValueError):
+class StatementRequestError(StatementError, ValueError, code="bad_request"):
     """A malformed request (period, consumer, partner); nothing was issued."""
 
-    code = "bad_request"
 
-
-class PeriodNotClosed(StatementError):
+class PeriodNotClosed(StatementError, code="period_not_closed"):
     """The period has not ended yet (or only just): no statement can be issued for it."""
 
-    code = "period_not_closed"
 
-
-class UnknownStatement(StatementError, LookupError):
+class UnknownStatement(StatementError, LookupError, code="not_found"):
     """No such statement or account (or not one the caller may see)."""
 
-    code = "not_found"
 
-
-class StatementConflict(StatementError):
+class StatementConflict(StatementError, code="statement_conflict"):
     """The request contradicts what is issued (a period before the account's first statement)."""
-
-    code = "statement_conflict"

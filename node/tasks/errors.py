@@ -10,31 +10,21 @@ from __future__ import annotations
 from node.errors import CodedError
 
 
-class TaskError(CodedError):
+class TaskError(CodedError, code="task_error"):
     """Root of every tasks error; `details` are added to the JSON error body."""
 
-    code = "task_error"
 
-
-class UnknownTaskError(TaskError, LookupError):
+class UnknownTaskError(TaskError, LookupError, code="unknown_task"):
     """No such task, or one the caller may not see (answered alike, so ids cannot be probed)."""
 
-    code = "unknown_task"
 
-
-class TaskStateError(TaskError):
+class TaskStateError(TaskError, code="bad_task_state"):
     """The task's state does not allow this now (outputs of a task still running, stopping an ended one)."""
 
-    code = "bad_task_state"
 
-
-class TasksUnavailableError(TaskError):
+class TasksUnavailableError(TaskError, code="tasks_unavailable"):
     """This process cannot do it (it hosts no pools, or runs no tasks)."""
 
-    code = "tasks_unavailable"
 
-
-class PartnerTaskError(TaskError):
+class PartnerTaskError(TaskError, code="partner_task_error"):
     """A partner did not answer about a task, or answered what we cannot use (remote fault)."""
-
-    code = "partner_task_error"

@@ -15,46 +15,32 @@ from __future__ import annotations
 from node.errors import CodedError
 
 
-class TradingError(CodedError):
+class TradingError(CodedError, code="trading_error"):
     """Root of every trading error; `details` are added to the JSON error body."""
 
-    code = "trading_error"
 
-
-class OrderRequestError(TradingError, ValueError):
+class OrderRequestError(TradingError, ValueError, code="bad_request"):
     """A malformed order, consumer, deposit or settlement request."""
 
-    code = "bad_request"
 
-
-class UnknownError(TradingError, LookupError):
+class UnknownError(TradingError, LookupError, code="not_found"):
     """The consumer, offer or order does not exist."""
 
-    code = "not_found"
 
-
-class StateError(TradingError):
+class StateError(TradingError, code="bad_order_state"):
     """The order's state does not allow this (settling a cancelled order, a different settlement...)."""
 
-    code = "bad_order_state"
 
-
-class RefusedError(TradingError):
+class RefusedError(TradingError, code="refused"):
     """The order ended without a sale; `details['order']` shows it."""
 
-    code = "refused"
 
-
-class PartnerUnavailableError(TradingError, TimeoutError):
+class PartnerUnavailableError(TradingError, TimeoutError, code="partner_unavailable"):
     """The seller did not answer in time; the order stays as it is and is retried."""
 
-    code = "partner_unavailable"
 
-
-class ProtocolError(TradingError):
+class ProtocolError(TradingError, code="bad_partner_answer"):
     """A partner answered with a document that breaks the trade protocol (remote fault)."""
-
-    code = "bad_partner_answer"
 
 
 class Refusal(TradingError):
@@ -66,8 +52,6 @@ class Refusal(TradingError):
         self.http_status = status  # the decision's own status (node.trading.decisions)
 
 
-class PartnerFaultError(RefusedError):
+class PartnerFaultError(RefusedError, code="bad_partner_answer"):
     """The order ended without a sale because the partner answered what we cannot read or trust;
     `details['order']` shows it (cancelled, the consumer's money released)."""
-
-    code = "bad_partner_answer"

@@ -69,11 +69,13 @@ def test_exact_planner_beats_the_printed_value_at_a_099_target_9999(paper: Archi
     assert printed_plan.meets_target
 
 
-@pytest.mark.long
 @pytest.mark.slow  # an exhaustive planner
 def test_papers_method_as_described_matches_the_exact_planner(paper: Architecture) -> None:
     """The two-layer method, run as the text describes, finds the same plans as the exact planner."""
-    for a, target in ((0.95, 0.99), (0.99, 0.9999), (0.995, 0.99999), (0.99, 0.999), (0.9, 0.99)):
+    # (0.9, 0.95) climbs to 19 services (23,604 schemes). A target no grouping meets sends the method
+    # through every layer to the full split (84,396 schemes, three times as long) and checks nothing
+    # more: that ending is checked on small architectures against brute force below.
+    for a, target in ((0.95, 0.99), (0.99, 0.9999), (0.995, 0.99999), (0.99, 0.999), (0.9, 0.95)):
         arch = with_availability(paper, a)
         ours = make_plan(arch, "optimal", 2, target)
         theirs = plan_paper(arch, 2, target)

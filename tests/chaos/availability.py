@@ -42,6 +42,9 @@ from node.runfile import read_admin_token
 from tests.support.nodes import NodeProcess, make_node_dir
 
 PROBE_TIMEOUT_S = 1.0
+# A microservice drawn down has every instance frozen: none can answer in any time, so waiting the
+# full probe timeout for it proves nothing more (its connections are still accepted, unanswered).
+DOWN_PROBE_TIMEOUT_S = 0.1
 START_TIMEOUT_S = 120.0  # several processes start at once on a shared machine
 MC_TRIALS = 200_000
 # The request each role answers; an instance of a microservice must answer those of all its roles.
@@ -198,10 +201,12 @@ def node_plan(architecture: Architecture) -> Plan:
     return make_plan(architecture, "optimal", architecture.backups or 0, architecture.target or 0.9999)
 
 
-async def _answers(http: aiohttp.ClientSession, instance: Instance, paths: Sequence[str]) -> bool:
-    """Whether the instance answers 200 to every path within the probe timeout."""
+async def _answers(
+    http: aiohttp.ClientSession, instance: Instance, paths: Sequence[str], timeout_s: float
+) -> bool:
+    """Whether the instance answers 200 to every path within `timeout_s`."""
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             for path in paths:
                 async with http.get(f"http://127.0.0.1:{instance.port}{path}") as response:
                     await response.read()
@@ -212,10 +217,16 @@ async def _answers(http: aiohttp.ClientSession, instance: Instance, paths: Seque
     return True
 
 
-async def serves(http: aiohttp.ClientSession, instances: Sequence[Instance], roles: Sequence[str]) -> bool:
-    """Whether any instance serves the microservice's requests (all asked at once, first 200 wins)."""
+async def serves(
+    http: aiohttp.ClientSession,
+    instances: Sequence[Instance],
+    roles: Sequence[str],
+    timeout_s: float = PROBE_TIMEOUT_S,
+) -> bool:
+    """Whether any instance serves the microservice's requests within `timeout_s` (all asked at
+    once, first 200 wins)."""
     paths = sorted({ROLE_PROBES[role] for role in roles})
-    tasks = [asyncio.create_task(_answers(http, instance, paths)) for instance in instances]
+    tasks = [asyncio.create_task(_answers(http, instance, paths, timeout_s)) for instance in instances]
     try:
         for done in asyncio.as_completed(tasks):
             if await done:
@@ -228,9 +239,16 @@ async def serves(http: aiohttp.ClientSession, instances: Sequence[Instance], rol
 
 
 async def run_scenario(
-    deployment: Deployment, name: str, architecture: Architecture, plan: Plan, rounds: int, seed: int
+    deployment: Deployment,
+    name: str,
+    architecture: Architecture,
+    plan: Plan,
+    rounds: int,
+    seed: int,
+    trials: int = MC_TRIALS,
 ) -> CheckResult:
-    """`rounds` snapshots of `plan` on the deployment (instances beyond the plan's k stay frozen)."""
+    """`rounds` snapshots of `plan` on the deployment (instances beyond the plan's k stay frozen),
+    against `trials` Monte Carlo draws of the planner."""
     services = plan_services(architecture, plan)
     k = plan.instances
     draw = random.Random(seed).random
@@ -238,7 +256,7 @@ async def run_scenario(
         for instance in group[k:]:
             instance.freeze(True)
     result = CheckResult(
-        name, plan.backups, rounds, plan.availability, simulate(architecture, plan, MC_TRIALS, seed), 0, 0, 0
+        name, plan.backups, rounds, plan.availability, simulate(architecture, plan, trials, seed), 0, 0, 0
     )
     started = time.monotonic()
     connector = aiohttp.TCPConnector(force_close=True)
@@ -249,13 +267,13 @@ async def run_scenario(
             for group, ups in zip(deployment.instances, snapshot, strict=True):
                 for instance, up in zip(group, ups, strict=False):
                     instance.freeze(not up)
+            drawn = [any(ups) for ups in snapshot]
             served = await asyncio.gather(
                 *(
-                    serves(http, group[:k], roles)
-                    for group, roles in zip(deployment.instances, deployment.services, strict=True)
+                    serves(http, group[:k], roles, PROBE_TIMEOUT_S if up else DOWN_PROBE_TIMEOUT_S)
+                    for group, roles, up in zip(deployment.instances, deployment.services, drawn, strict=True)
                 )
             )
-            drawn = [any(ups) for ups in snapshot]
             result.drawn_up += all(drawn)
             result.measured_up += all(served)
             for roles, d, s in zip(deployment.services, drawn, served, strict=True):
@@ -309,8 +327,11 @@ class AvailabilityReport:
         }
 
 
-async def run_check(base: Path, db_url: str | None, rounds: int, seed: int) -> AvailabilityReport:
-    """Deploy the node's plan in `base` (database `db_url`, else a SQLite file) and run SCENARIOS."""
+async def run_check(
+    base: Path, db_url: str | None, rounds: int, seed: int, trials: int = MC_TRIALS
+) -> AvailabilityReport:
+    """Deploy the node's plan in `base` (database `db_url`, else a SQLite file) and run SCENARIOS,
+    each against `trials` Monte Carlo draws."""
     architecture = load_architecture(config_file("architecture", "node.toml"))
     deployed = node_plan(architecture)
     report = AvailabilityReport(deployed)
@@ -325,7 +346,7 @@ async def run_check(base: Path, db_url: str | None, rounds: int, seed: int) -> A
             )
             plan = regroup(arch, deployed, scenario.backups)
             count = rounds * scenario.rounds_factor
-            result = await run_scenario(deployment, scenario.name, arch, plan, count, seed + number)
+            result = await run_scenario(deployment, scenario.name, arch, plan, count, seed + number, trials)
             report.results.append(result)
     finally:
         codes = await deployment.stop()

@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.launcher import LaunchError
@@ -32,7 +33,7 @@ class Fault:
 
 @dataclass
 class Faults:
-    """Injects faults into a cluster every `every_s` (a range) until a deadline."""
+    """Injects faults into a cluster every `every_s` (a range) until the window closes."""
 
     cluster: Cluster
     seed: int
@@ -47,13 +48,13 @@ class Faults:
         """Faults injected, by kind."""
         return dict(sorted(Counter(fault.kind for fault in self.log).items()))
 
-    async def run(self, until: float) -> None:
-        """Inject faults until the monotonic time `until`; restarts still due finish in `recover`."""
+    async def run(self, over: Callable[[], bool]) -> None:
+        """Inject faults until `over()` says the window has closed; restarts still due finish in `recover`."""
         draw = random.Random(self.seed)
         started = time.monotonic()
         while True:
             await asyncio.sleep(draw.uniform(*self.every_s))
-            if time.monotonic() >= until:
+            if over():
                 return
             kind = draw.choice(KINDS)
             at_s = round(time.monotonic() - started, 2)

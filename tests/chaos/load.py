@@ -1,12 +1,12 @@
 """The consumers' load: each consumer places an order (a partner's offer or a local one) with its own
 token, then the order is settled for some of its hours (by the operator, who alone may settle for
-hours typed by hand) or cancelled by the consumer, again and again until the deadline.
+hours typed by hand) or cancelled by the consumer, again and again until the window closes (tests.chaos.scenario.Window).
 
 Every operation is one logical request retried until it gets a definite answer, as a careful
 client does: the order's id is chosen by the client, so a retried placement finds the order the
 first attempt created; settling for the same hours and cancelling are safe to repeat. Transient
 answers (no connection, a timeout, 429, 500, 503, 504) are retried with a short backoff and
-recorded; everything else is the operation's outcome. After the deadline no new order starts, but
+recorded; everything else is the operation's outcome. After the window no new order starts, but
 operations under way run to their answer.
 """
 
@@ -16,6 +16,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,16 +82,23 @@ class Load:
         self.ops: list[Op] = []
         self.give_up_at = float("inf")
 
-    async def run(self, until: float) -> None:
-        """Run every consumer until the monotonic time `until` (operations under way finish)."""
+    @property
+    def placed(self) -> int:
+        """Orders the node accepted so far (placements answered 201)."""
+        return sum(1 for op in self.ops if op.kind == "place" and op.status == 201)
+
+    async def run(self, over: Callable[[], bool]) -> None:
+        """Run every consumer until `over()` says the window has closed (operations under way finish)."""
         connector = aiohttp.TCPConnector(force_close=True)  # every request a new connection: spread
         timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            await asyncio.gather(*(self._consumer(http, consumer, until) for consumer in self.consumers))
+            await asyncio.gather(*(self._consumer(http, consumer, over) for consumer in self.consumers))
 
-    async def _consumer(self, http: aiohttp.ClientSession, consumer: Consumer, until: float) -> None:
+    async def _consumer(
+        self, http: aiohttp.ClientSession, consumer: Consumer, over: Callable[[], bool]
+    ) -> None:
         count = 0
-        while time.monotonic() < until:
+        while not over():
             count += 1
             order_id = f"{BUYER}.{consumer.name}-{count:06d}"
             offer_id = self.random.choice(sorted(self.offers))

@@ -1,13 +1,15 @@
 """One chaos run from start to verdict: start the cluster, open the consumers, run the load and the
-faults together for a fixed time, let every process come back and every operation get its answer,
-drain the nodes' upkeep, then check everything `tests.chaos.checks` lists. Used by the test and by
-`python -m bench chaos`."""
+faults together for a window (a fixed time, held open within a bound until enough orders were
+accepted when a loaded machine is slow), let every process come back and every operation get its
+answer, drain the nodes' upkeep, then check everything `tests.chaos.checks` lists. Used by the
+test and by `python -m bench chaos`."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from tests.chaos import checks
 from tests.chaos.cluster import Cluster, schemas
 from tests.chaos.faults import Faults
 from tests.chaos.load import Load, offer_sources, open_consumers
+from tests.support.polling import eventually
 
 ANSWER_GRACE_S = 90.0  # after the faults stop, how long an operation may still take to get its answer
 POOR_DEPOSIT = 5_000  # one consumer runs out of money, so refusals for funds happen too
@@ -33,6 +36,32 @@ class ChaosSettings:
     seed: int = 1
     faults: bool = True
     fault_every_s: tuple[float, float] = (1.5, 4.0)  # the pause between two faults, drawn uniformly
+    min_placed: int = 0  # the window stays open past duration_s until this many orders were accepted
+    max_duration_s: float | None = None  # ... but closes at this bound (None: at duration_s)
+
+
+@dataclass
+class Window:
+    """The time the load and the faults run together: at least `duration_s`, then on until
+    `min_placed` orders were accepted, never past `max_duration_s`. Once closed it stays closed,
+    so the load and the faults stop on one decision."""
+
+    started: float
+    duration_s: float
+    max_duration_s: float
+    min_placed: int
+    placed: Callable[[], int]
+    closed_at: float | None = None
+
+    def over(self) -> bool:
+        """Whether the window has closed (and close it when its time has come)."""
+        if self.closed_at is None:
+            elapsed_s = time.monotonic() - self.started
+            if elapsed_s >= self.max_duration_s or (
+                elapsed_s >= self.duration_s and self.placed() >= self.min_placed
+            ):
+                self.closed_at = time.monotonic()
+        return self.closed_at is not None
 
 
 @dataclass
@@ -97,11 +126,21 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
     )
     faults = Faults(cluster, settings.seed, every_s=settings.fault_every_s)
     started = time.monotonic()
-    until = started + settings.duration_s
-    running = asyncio.create_task(load.run(until))
+    window = Window(
+        started,
+        settings.duration_s,
+        max(settings.duration_s, settings.max_duration_s or 0.0),
+        settings.min_placed,
+        lambda: load.placed,
+    )
+    running = asyncio.create_task(load.run(window.over))
     if settings.faults:
-        await faults.run(until)
+        await faults.run(window.over)
         await faults.recover()
+    # Without faults nothing else waits for the window; it closes by `max_duration_s` at the latest.
+    await eventually(window.over, window.max_duration_s + 5.0, "the load's window", interval_s=0.1)
+    assert window.closed_at is not None
+    until = window.closed_at
     load.give_up_at = max(until, time.monotonic()) + ANSWER_GRACE_S
     await running
     report.elapsed_s = round(time.monotonic() - started, 1)
@@ -120,7 +159,8 @@ async def _exercise(cluster: Cluster, settings: ChaosSettings, report: ChaosRepo
         for op in slowest[:5]
     ]
     report.figures.update(
-        operations_per_s=round(len(within) / settings.duration_s, 1),
+        load_s=round(until - started, 1),
+        operations_per_s=round(len(within) / max(until - started, 1e-9), 1),
         median_operation_s=round(statistics.median(durations), 3) if durations else None,
         p99_operation_s=round(durations[int(0.99 * (len(durations) - 1))], 3) if durations else None,
         restart_failures=faults.restart_failures,

@@ -22,7 +22,9 @@ async def test_measured_availability_agrees_with_the_plan(tmp_path: Path) -> Non
     """Three scenarios on one deployment (the file's rates with 2 and with 1 instance per
     microservice, every role at 0.9 with 2): each measured fraction equals the drawn one up to at
     most 1 % of rounds, and its 99 % interval meets the planner's Monte Carlo interval."""
-    report = await run_check(tmp_path, None, rounds=200, seed=1)
+    # 50,000 Monte Carlo draws: their interval is still several times narrower than the measured
+    # one of 200 rounds, which decides whether the two meet (the benchmark draws 200,000).
+    report = await run_check(tmp_path, None, rounds=200, seed=1, trials=50_000)
     assert report.problems == []
     assert [result.backups for result in report.results] == [1, 0, 1]
     for result in report.results:

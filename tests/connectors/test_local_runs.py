@@ -1,5 +1,5 @@
 """The local pool's sandbox beyond the conformance kit: mapped runtimes, input policy and faults,
-what is kept and served, the log cap, stopping while inputs are fetched."""
+what is kept and served, the log cap, stopping while inputs are fetched or the program launched."""
 
 from __future__ import annotations
 
@@ -285,3 +285,23 @@ async def test_a_program_dies_with_its_pool_and_is_reported_lost(tmp_path: Path)
         assert lost.ended_ms is not None
     finally:
         await again.close()
+
+
+async def test_a_stop_while_the_program_is_being_launched_ends_it(tmp_path: Path) -> None:
+    """A stop that arrives while the program's process is being launched (the pool closing as a start
+    is under way) waits for the launch and ends the program: nothing runs on after the stop, and no
+    process is left to the garbage collector."""
+    pool = await make_pool(tmp_path)
+    try:
+        instance = await pool.create_instance(InstanceSpec(name="l", region_id="local", flavor_id="local-1"))
+        await pool.deploy(instance.id, Program(command=[sys.executable, "-c", "import time; time.sleep(60)"]))
+        starting = asyncio.create_task(pool.start_instance(instance.id))
+        await asyncio.sleep(0)  # the start is now inside the launch: its process exists, no run yet
+        stopped = await pool.stop_instance(instance.id)
+        await starting
+        assert (stopped.state, stopped.reason) == ("stopped", "stopped"), stopped
+        assert stopped.started_ms is not None
+        assert stopped.ended_ms is not None  # it ran, and its end was recorded by the time stop returned
+        assert (await pool.get_instance(instance.id)).state == "stopped"
+    finally:
+        await pool.close()

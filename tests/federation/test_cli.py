@@ -9,9 +9,14 @@ from pathlib import Path
 from federation import store
 from federation.keys import fingerprint, parse_public_key
 from federation.sync import run_round
-from tests.support.cli import cpnode
+from tests.support.cli import CliResult, cpnode
 from tests.support.federation import nodes, service_of, trust
 from tests.support.polling import eventually
+
+
+def add_beta(config: str, url: str, key: str, *more: str) -> CliResult:
+    """`cpnode partners add beta --url URL --key KEY` on the node of `config`, with `more` options."""
+    return cpnode("partners", "add", "beta", "--url", url, "--key", key, *more, "--config", config)
 
 
 async def test_rotation_is_followed_by_partners(tmp_path: Path) -> None:
@@ -64,36 +69,17 @@ async def test_partner_commands(tmp_path: Path) -> None:
         assert beta.ctx is not None
         config = str(tmp_path / "alpha" / "node.toml")
         key = beta.ctx.identity.public_key
-        code, output = cpnode(
-            "partners", "add", "beta", "--url", "http://169.254.169.254", "--key", key, "--config", config
-        ).merged
+        code, output = add_beta(config, "http://169.254.169.254", key).merged
         assert code != 0
         assert "link-local" in output
-        code, output = cpnode(
-            "partners", "add", "beta", "--url", beta.url, "--key", "ed25519:nope", "--config", config
-        ).merged
+        code, output = add_beta(config, beta.url, "ed25519:nope").merged
         assert code == 2
-        added = cpnode(
-            "partners",
-            "add",
-            "beta",
-            "--url",
-            beta.url,
-            "--key",
-            key,
-            "--markup-bp",
-            "500",
-            "--config",
-            config,
-            "--json",
-        ).json()
+        added = add_beta(config, beta.url, key, "--markup-bp", "500", "--json").json()
         assert added["fingerprint"] == fingerprint(parse_public_key(key))
         assert [row["name"] for row in cpnode("partners", "list", "--config", config, "--json").json()] == [
             "beta"
         ]
-        code, output = cpnode(
-            "partners", "add", "beta", "--url", beta.url, "--key", key, "--config", config
-        ).merged
+        code, output = add_beta(config, beta.url, key).merged
         assert code != 0
         assert "already exists" in output
         cpnode("partners", "remove", "beta", "--config", config, "--json").json()
@@ -137,20 +123,7 @@ async def test_partner_update_changes_the_agreement_in_place(tmp_path: Path) -> 
         assert beta.ctx is not None
         config = str(tmp_path / "alpha" / "node.toml")
         key = beta.ctx.identity.public_key
-        cpnode(
-            "partners",
-            "add",
-            "beta",
-            "--url",
-            beta.url,
-            "--key",
-            key,
-            "--markup-bp",
-            "500",
-            "--config",
-            config,
-            "--json",
-        ).json()
+        add_beta(config, beta.url, key, "--markup-bp", "500", "--json").json()
         updated = cpnode(
             "partners", "update", "beta", "--credit-limit", "2000000", "--config", config, "--json"
         ).json()

@@ -27,24 +27,10 @@ from federation.relay import FEED_PAGE, Issuer, RelayEntry, accept_relayed, feed
 from federation.sync import run_round
 from node.service import NodeServer
 from tests.support.federation import FakePeer, nodes, service_of, trust
+from tests.support.samples import catalog_offer
 
 LIMITS = CatalogLimits()
-OFFER = {
-    "id": "p-1",
-    "pool": "pool-a",
-    "region": "r",
-    "chip_vendor": "nvidia",
-    "chip_model": "A100",
-    "chips_per_unit": 8,
-    "cpus": 64,
-    "memory_mib": 1024,
-    "storage_gib": 10,
-    "free_units": 3,
-    "price_per_unit_hour": 1000,
-    "currency": "CNY",
-    "networks": [],
-    "tags": [],
-}
+OFFER = dict(catalog_offer(id="p-1", region="r", free_units=3, price_per_unit_hour=1000))
 
 
 def keys_of(key: SigningKey) -> dict[str, KeyRecord]:

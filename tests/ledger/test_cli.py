@@ -63,40 +63,30 @@ def test_operator_commands(tmp_path: Path, db_url: str) -> None:
     assert code == 0
     [alice] = json.loads(out)
     assert (alice["debits_posted"], alice["credits_posted"], alice["debits_pending"]) == (350, 1000, 0)
-    code, _, err = cpnode(
-        "ledger",
-        "transfer",
-        "--id",
-        "big",
-        "--from",
-        "alice",
-        "--to",
-        "pool",
-        "--amount",
-        "5000",
-        "--currency",
-        "CNY",
-        "--config",
-        config,
-    )
+
+    def transfer_big(amount: str, *more: str) -> tuple[int, str, str]:
+        """`cpnode ledger transfer` of `amount` from alice to pool under the id `big`."""
+        return cpnode(
+            "ledger",
+            "transfer",
+            "--id",
+            "big",
+            "--from",
+            "alice",
+            "--to",
+            "pool",
+            "--amount",
+            amount,
+            "--currency",
+            "CNY",
+            *more,
+            "--config",
+            config,
+        )
+
+    code, _, err = transfer_big("5000")
     assert code == 1
-    code, out, _ = cpnode(
-        "ledger",
-        "transfer",
-        "--id",
-        "big",
-        "--from",
-        "alice",
-        "--to",
-        "pool",
-        "--amount",
-        "1",
-        "--currency",
-        "CNY",
-        "--json",
-        "--config",
-        config,
-    )
+    code, out, _ = transfer_big("1", "--json")
     assert (code, json.loads(out)["status"]) == (1, "id_already_failed")
     assert cpnode("ledger", "checkpoint", "--config", config)[0] == 0
     code, out, _ = cpnode("ledger", "show", "p1", "--proof", "--json", "--config", config)
@@ -283,23 +273,26 @@ def test_reconcile_two_nodes_through_signed_summaries(tmp_path: Path, db_url: st
     )
     assert code == 0
     report = tmp_path / "report.txt"
-    code, out, err = cpnode(
-        "ledger",
-        "reconcile",
-        "--partner",
-        "beta",
-        "--window",
-        window,
-        "--their",
-        str(summary),
-        "--their-key",
-        beta_key,
-        "--report",
-        str(report),
-        "--json",
-        "--config",
-        alpha,
-    )
+
+    def reconcile(*more: str) -> tuple[int, str, str]:
+        """`cpnode ledger reconcile` on alpha of beta's summary, with `more` options."""
+        return cpnode(
+            "ledger",
+            "reconcile",
+            "--partner",
+            "beta",
+            "--window",
+            window,
+            "--their",
+            str(summary),
+            "--their-key",
+            beta_key,
+            *more,
+            "--config",
+            alpha,
+        )
+
+    code, out, err = reconcile("--report", str(report), "--json")
     assert code == 1, err
     found = {(d["trade_id"], d["kind"]) for d in json.loads(out)["discrepancies"]}
     assert found == {("t-amount", "amount"), ("t-only-beta", "missing_here")}
@@ -329,19 +322,6 @@ def test_reconcile_two_nodes_through_signed_summaries(tmp_path: Path, db_url: st
     forged = json.loads(summary.read_text())
     forged["trades"][0]["net"] += 1
     summary.write_text(json.dumps(forged))
-    code, _, err = cpnode(
-        "ledger",
-        "reconcile",
-        "--partner",
-        "beta",
-        "--window",
-        window,
-        "--their",
-        str(summary),
-        "--their-key",
-        beta_key,
-        "--config",
-        alpha,
-    )
+    code, _, err = reconcile()
     assert code == 1
     assert "does not verify" in err

@@ -14,6 +14,7 @@ from node.http.statuses import status_for
 from node.market import Demand, DemandError, match, parse_demand
 from node.offers import OfferRow
 from tests.support.examples import examples
+from tests.support.samples import catalog_offer
 
 CNY = "CNY"
 
@@ -21,20 +22,16 @@ CNY = "CNY"
 def offer(offer_id: str, source: str = "own:config", **fields: Any) -> OfferRow:
     """A merged-view row: an A100 ×8 offer with 10 free units at 1,000 per unit-hour, unless overridden."""
     row: dict[str, Any] = {
-        "id": offer_id,
-        "pool": "pool-a",
-        "region": "beijing",
-        "chip_vendor": "nvidia",
-        "chip_model": "A100",
-        "chips_per_unit": 8,
-        "cpus": 64,
-        "memory_mib": 524_288,
-        "storage_gib": 2_000,
-        "free_units": 10,
-        "price_per_unit_hour": 1_000,
-        "currency": CNY,
-        "networks": [],
-        "tags": ["gpu"],
+        **catalog_offer(
+            id=offer_id,
+            region="beijing",
+            memory_mib=524_288,
+            storage_gib=2_000,
+            free_units=10,
+            price_per_unit_hour=1_000,
+            currency=CNY,
+            tags=["gpu"],
+        ),
         "source": source,
         "partner": source.removeprefix("partner:") if source.startswith("partner:") else None,
         "age_s": 0,

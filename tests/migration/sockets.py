@@ -54,7 +54,13 @@ class SocketMeter:
         process = await asyncio.create_subprocess_exec(
             "ss", "-tinpH", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
         )
-        out, _ = await process.communicate()
+        try:
+            out, _ = await process.communicate()
+        except asyncio.CancelledError:  # stopped mid-sample: `ss` is reaped here, not left to the collector
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
         wanted = set(self.pids.values())
         return {
             key: value

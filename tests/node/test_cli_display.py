@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cli import cpnode_async
 from tests.support.polling import eventually
+from tests.support.samples import place_args
 from tests.support.tasks import pool_node, python_task
 from tests.support.trading import market
 
@@ -110,22 +111,7 @@ async def test_every_command_shows_money_and_times_one_way(tmp_path: Path, colum
             assert done.code == 0, (case.args, done.output)
             return done.out
 
-        placed = await run(
-            Case(
-                (
-                    "orders",
-                    "place",
-                    "--consumer",
-                    "alice",
-                    "--offer",
-                    "shanghai-gpu",
-                    "--units",
-                    "2",
-                    "--hours",
-                    "3",
-                )
-            )
-        )
+        placed = await run(Case(place_args(units=2, hours=3)))
         order_id = re.search(r"^order\s+: (\S+)", placed, re.M)
         assert order_id is not None, placed
         order = order_id.group(1)

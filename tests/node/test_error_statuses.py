@@ -28,16 +28,20 @@ NOT_SERVED = {"connectors.express.errors"}
 
 
 def _classes_assigning(name: str, packages: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(module, class) for every class in `packages` whose body assigns the attribute `name`."""
+    """(module, class) for every class in `packages` whose body assigns the attribute `name`, or
+    whose header declares it (`class X(Base, code="x")`)."""
     found = []
     for package in packages:
         for path in sorted((ROOT / package).rglob("*.py")):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.ClassDef) and any(
-                    isinstance(stmt, ast.Assign)
-                    and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets)
-                    for stmt in node.body
+                if isinstance(node, ast.ClassDef) and (
+                    any(keyword.arg == name for keyword in node.keywords)
+                    or any(
+                        isinstance(stmt, ast.Assign)
+                        and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets)
+                        for stmt in node.body
+                    )
                 ):
                     found.append((module.removesuffix(".__init__"), node.name))
     return found

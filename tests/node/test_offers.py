@@ -11,23 +11,9 @@ import pytest
 from federation.catalog import OFFER_FIELDS
 from federation.errors import DocumentError
 from node.offers import CatalogOffer, OfferRow, as_offer, group_of, offer_row
+from tests.support.samples import catalog_offer
 
-OFFER: dict[str, Any] = {
-    "id": "gpu",
-    "pool": "pool-a",
-    "region": "r1",
-    "chip_vendor": "nvidia",
-    "chip_model": "A100",
-    "chips_per_unit": 8,
-    "cpus": 64,
-    "memory_mib": 1024,
-    "storage_gib": 10,
-    "free_units": 4,
-    "price_per_unit_hour": 10_000,
-    "currency": "CNY",
-    "networks": [],
-    "tags": ["gpu"],
-}
+OFFER: dict[str, Any] = dict(catalog_offer(tags=["gpu"]))
 
 
 def test_catalog_offer_is_the_catalogs_offer_fields() -> None:

@@ -15,6 +15,7 @@ from federation.keys import key_id
 from node.supervision.figures import pool_figures
 from node.supervision.report import MAX_POOLS, TradeVolume, build_report, read_report
 from node.supervision.totals import NodeLatest, compare_with_catalog, national_totals, node_flags
+from tests.support.samples import catalog_offer
 
 KEY = SigningKey.generate()
 KEYS = {key_id(KEY.verify_key): KEY.verify_key}
@@ -23,22 +24,9 @@ NOW = 1_800_000_000
 
 def offer(offer_id: str, free: int, **extra: Any) -> dict[str, Any]:
     """A catalog offer of pool-a (A100 x8 unless told otherwise)."""
-    base: dict[str, Any] = {
-        "id": offer_id,
-        "pool": "pool-a",
-        "region": "north",
-        "chip_vendor": "NVIDIA",
-        "chip_model": "A100",
-        "chips_per_unit": 8,
-        "cpus": 64,
-        "memory_mib": 1024,
-        "storage_gib": 10,
-        "free_units": free,
-        "price_per_unit_hour": 100,
-        "currency": "CNY",
-        "networks": [],
-        "tags": [],
-    }
+    base = catalog_offer(
+        id=offer_id, region="north", chip_vendor="NVIDIA", free_units=free, price_per_unit_hour=100
+    )
     return {**base, **extra}
 
 

@@ -20,6 +20,7 @@ import aiohttp
 from connectors.cloudsim.alpha_plugin import AlphaPlugin
 from connectors.contract import Instance, InstanceSpec, Program
 from connectors.pools.local import COUNTER_PROGRAM
+from node.migration.machine import FORWARD
 from node.ports import free_port
 from tests.express.faultproxy import FaultProxy
 from tests.support.express import ExpressProcess
@@ -39,18 +40,7 @@ NETSIM_TOKEN = "netsim-demo-token"
 SOURCE_REGION, SOURCE_FLAVOR = "cn-north-1", "gpu-a100-8"
 
 
-STATES_OF_FIGURE_6 = [
-    "planned",
-    "path_provisioning",
-    "path_ready",
-    "destination_deploying",
-    "destination_ready",
-    "source_quiescing",
-    "transferring",
-    "verifying",
-    "cutover",
-    "completed",
-]
+STATES_OF_FIGURE_6 = list(FORWARD)
 
 
 class Cloud:

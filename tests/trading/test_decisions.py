@@ -14,25 +14,11 @@ from node.offers import CatalogOffer
 from node.trading import decisions
 from node.trading.errors import Refusal, StateError
 from node.trading.records import Sale
+from tests.support.samples import catalog_offer
 
 KEY = "ed25519:" + "A" * 43
 BUYER = Partner("beijing", ("http://127.0.0.1:1",), KEY, Agreement(credit_limit=0))
-OFFER: CatalogOffer = {
-    "id": "gpu",
-    "pool": "pool-a",
-    "region": "r1",
-    "chip_vendor": "nvidia",
-    "chip_model": "A100",
-    "chips_per_unit": 8,
-    "cpus": 64,
-    "memory_mib": 1024,
-    "storage_gib": 10,
-    "free_units": 4,
-    "price_per_unit_hour": 10_000,
-    "currency": "CNY",
-    "networks": [],
-    "tags": [],
-}
+OFFER: CatalogOffer = catalog_offer()
 SHA = "a" * 64
 
 

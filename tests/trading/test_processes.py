@@ -15,6 +15,7 @@ from node.config import load_settings
 from node.identity import load_identity
 from tests.support.cli import cpnode
 from tests.support.nodes import NodeProcess, make_node_dir
+from tests.support.samples import place_args
 from tests.support.trading import BASE_TOML, offer, trading_toml
 
 
@@ -71,34 +72,9 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
         ).json()["available"]
         == 200_000
     )
-    order = cpnode(
-        "orders",
-        "place",
-        "--consumer",
-        "alice",
-        "--offer",
-        "shanghai-gpu",
-        "--units",
-        "2",
-        "--hours",
-        "3",
-        "--json",
-        config=buyer,
-    ).json()
+    order = cpnode(*place_args("shanghai-gpu", "--json", units=2, hours=3), config=buyer).json()
     assert (order["state"], order["amount"], order["source"]) == ("accepted", 60_000, "partner:shanghai")
-    code, output = cpnode(
-        "orders",
-        "place",
-        "--consumer",
-        "alice",
-        "--offer",
-        "shanghai-gpu",
-        "--units",
-        "2",
-        "--hours",
-        "3",
-        config=buyer,
-    ).merged
+    code, output = cpnode(*place_args(units=2, hours=3), config=buyer).merged
     assert code == 1
     assert "credit_limit_exceeded" in output  # 120,000 would exceed the 100,000 line
     sales = sorted(
@@ -113,20 +89,7 @@ def test_trade_between_processes_through_the_cli(processes: tuple[Path, Path], t
     assert balances["partner:beijing"]["debits_posted"] == 20_000
     assert balances["fees:platform"]["credits_posted"] == 1_000
     second = cpnode(
-        "orders",
-        "place",
-        "--consumer",
-        "alice",
-        "--offer",
-        "shanghai-gpu",
-        "--source",
-        "partner:shanghai",
-        "--units",
-        "1",
-        "--hours",
-        "1",
-        "--json",
-        config=buyer,
+        *place_args("shanghai-gpu", "--source", "partner:shanghai", "--json"), config=buyer
     ).json()
     assert cpnode("orders", "cancel", second["id"], "--json", config=buyer).json()["state"] == "cancelled"
     states = {
