@@ -22,8 +22,9 @@ in the same run.
    the seller as its own `cpnode run` process, as nodes are deployed.
 
 Run: .venv/bin/python -m bench trading [--part cross --part apart] [--rounds N] [--profile DIR]
-(`--profile` writes a cProfile dump of the one-process cross-node run and prints, per order, the
-hops to a database thread by function and the write transactions on each node.)
+(`--profile` writes cProfile dumps in CPU time of the one-process cross-node run, the event loop's
+and the database threads' apart, and prints, per order, the hops to a database thread by function
+and the write transactions on each node; with the seller apart, its own CPU per order is reported.)
 """
 
 from __future__ import annotations

@@ -163,14 +163,16 @@ def test_hold_machine() -> None:
 def test_claim_machine() -> None:
     """Trade claims: typed states and events are the table's; free leads to every state; answered
     is final (a claim on it answers the stored answer); a running claim can finish or be released;
-    the code's literal events are the table's."""
+    a free or lapsed claim can be answered in its own write (a trade done in one transaction); the
+    code's literal events are the table's."""
     table = claims.TRANSITIONS
     assert {key[0] for key in table} | set(table.values()) == set(get_args(claims.ClaimState))
     assert {event for _, event in table} == set(get_args(claims.ClaimEvent))
     assert reachable(table, "free") == set(get_args(claims.ClaimState)) - {"lapsed"}
     assert not exits(table, "answered")
     assert exits(table, "in_progress") == {"answered", "free", "refused"}
-    assert exits(table, "lapsed") == {"in_progress"}
+    assert exits(table, "lapsed") == {"in_progress", "answered"}
+    assert exits(table, "free") == {"in_progress", "answered"}
     used = literal_events([ROOT / "federation" / "claims.py"], {"transition": 1})
     assert used
     assert {e[2] for e in used} <= set(get_args(claims.ClaimEvent))

@@ -12,6 +12,7 @@ has not acknowledged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from node.trading.errors import (
     UnknownError,
 )
 from node.trading.machine import ORDER_RESTING
-from node.trading.steps import BAD_ANSWER, VOID_DONE, CallView, OrderSteps, bad_answer
+from node.trading.steps import BAD_ANSWER, VOID_DONE, CallView, Move, OrderSteps, bad_answer
 from node.trading.store import Order
 
 log = logging.getLogger("cpnode.trading.buyer")
@@ -72,20 +73,34 @@ def read_for_placing(
     now_ts: int,
     active: str | None = None,
     values_of: Callable[[Placing], dict[str, Any]] | None = None,
+    holding: Callable[[Order], tuple[list[ledger.TransferRequest], list[Move]]] | None = None,
 ) -> Placing:
     """The reads of `Placing` (the others are skipped when the order exists already), in one
     transaction. `active`: a consumer whose account must be active first
     (`accounts.require_active`). `values_of`: for a new order, the row it makes of the read,
     inserted in the same transaction: a write transaction then (lazily committed), so no other
-    writer takes the order's id between the read and the insert."""
+    writer takes the order's id between the read and the insert. `holding`: what the new order
+    writes next (`OrderSteps.holding`: its hold, and its moves), written in the same transaction
+    too, durably, as `store.move_order_holding` writes them (the ledger first); a hold the ledger
+    refuses is committed alone, and the order is left `new` for its step to reject."""
     if values_of is None:
         with engine.connect() as conn:
             return _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
-    with write_transaction(engine, lazy=True) as conn:
+    batch = None
+    with write_transaction(engine, lazy=holding is None) as conn:
         read = _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
         if read.order is not None:
             return read
-        return replace(read, created=store.insert_new_order_in(conn, values_of(read)))
+        values = values_of(read)
+        if holding is None:
+            return replace(read, created=store.insert_new_order_in(conn, values))
+        draft = store.draft_order(values)
+        legs, moves = holding(draft)
+        batch = ledger.submit_in(conn, legs)
+        created = store.insert_new_order_in(conn, values)
+        moved = store.move_order_in(conn, created.id, created.state, moves, now_ts) if batch.ok else None
+    batch.committed()
+    return replace(read, created=moved or created)
 
 
 def _placing_reads(
@@ -192,7 +207,7 @@ class Buyer:
             asked["task"] = task
         request_sha = sha256_hex(canonical.encode(asked))
         terms = OrderTerms(order_id, request_sha, consumer, offer_id, source, units, hours, task)
-        existed, stored = await self._create(terms, consumer if require_active else None)
+        existed, stored = await self._create(terms, consumer if require_active else None, hold=True)
         if existed is not None and existed.request_sha256 != request_sha:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
         order = await self.drive(stored)
@@ -209,11 +224,14 @@ class Buyer:
             return PartnerFaultError(message, order=order.view())
         return RefusedError(message, code=code, order=order.view())
 
-    async def _create(self, terms: OrderTerms, active: str | None = None) -> tuple[Order | None, Order]:
+    async def _create(
+        self, terms: OrderTerms, active: str | None = None, hold: bool = False
+    ) -> tuple[Order | None, Order]:
         """Read what placing reads and store the new order: (the order stored under its id before,
         if any; the order). A partner's offer is in that read, so its order is inserted in the same
         trip to a database thread; an own offer's is asked of its source first. `active`: a consumer
-        whose account must be active."""
+        whose account must be active. `hold`: a new partner order is written with its hold and its
+        moves to `requested` in that trip too (else it is left `new`, for its steps)."""
         t = self.trading
         source, consumer = terms.source, terms.consumer
         partner = source.removeprefix("partner:") if source.startswith("partner:") else None
@@ -222,15 +240,23 @@ class Buyer:
             offer, found = self._partner_offer(terms.offer_id, source, _known(read, consumer))
             return self._values(terms, offer, found)
 
+        now, holding = t.clock(), None
+        if partner is not None and hold:
+            # The new order's hold and its moves to `requested` in placing's transaction: the
+            # signing key and the time are taken here, on the loop.
+            await self.steps.ensure_partner_accounts(partner, t.settings.currency)
+            identity = t.identity()
+            holding = functools.partial(self.steps.holding, identity=identity, now_ts=now)
         read = await t.db(
             read_for_placing,
             terms.order_id,
             rules.consumer_account(consumer),
             partner,
             terms.offer_id,
-            t.clock(),
+            now,
             active,
             None if partner is None else values_of,
+            holding,
         )
         stored = read.order or read.created
         if read.created is not None and read.call is not None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from federation import canonical
 from federation import store as federation_store
+from federation.httpsig import Identity
 from federation.sync import usable_session
 from ledger import Status, TransferRequest, TransferResult
 from node.money import format_money
@@ -37,6 +38,7 @@ VOID_DONE = frozenset(
 
 
 OrderAction = Callable[[Order], Awaitable[Order | None]]
+Move = tuple[OrderEvent, Mapping[str, Any]]  # an event and the values written with it
 # What calling a partner reads: its peer view and our session at it (federation.store.call_view).
 CallView = tuple[federation_store.PeerView, federation_store.StoredSession | None]
 
@@ -116,10 +118,7 @@ class OrderSteps:
                 order_id=order.id,
             )
         else:
-            await t.ensure_accounts(
-                [*books.house_specs(order.currency), *books.partner_specs(order.partner, order.currency)]
-            )
-            legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
+            await self.ensure_partner_accounts(order.partner, order.currency)
         if order.partner is None:
             cause = await t.submit(legs)
             if cause is None:
@@ -128,16 +127,11 @@ class OrderSteps:
             # What `held` does for a partner's offer is only to sign the trade request: done first,
             # and written with the hold and the move in one transaction (`_on_held` still finishes
             # an order left in `held`). A hold the ledger refuses is committed alone, as a
-            # separate submit would have, and the order moves to `rejected` below.
-            request = canonical.encode(self._trade_request(order))
-            results, moved = await t.db(
-                store.move_order_holding,
-                order.id,
-                order.state,
-                legs,
-                [("held", {}), ("requested", {"trade_request": request})],
-                t.clock(),
-            )
+            # separate submit would have, and the order moves to `rejected` below. (Placing
+            # usually writes this with the new order already: `Buyer._create`.)
+            now = t.clock()
+            legs, moves = self.holding(order, t.identity(), now)
+            results, moved = await t.db(store.move_order_holding, order.id, order.state, legs, moves, now)
             cause = await self._failure(results)
             if cause is None:
                 return moved
@@ -167,14 +161,41 @@ class OrderSteps:
             return await self.move(order, "refused", reason="not_enough_free_units")
         return await self.move(order, "requested", trade_request=canonical.encode(self._trade_request(order)))
 
-    def _trade_request(self, order: Order) -> dict[str, Any]:
-        """The signed trade request for a partner's offer (with the task to run, when the order has one)."""
+    def _trade_request(
+        self, order: Order, identity: Identity | None = None, now_ts: int | None = None
+    ) -> dict[str, Any]:
+        """The signed trade request for a partner's offer (with the task to run, when the order has
+        one); signed by `identity` at `now_ts` when given (a database thread's caller takes them
+        on the loop), else the node's current key now."""
         t = self.trading
         assert order.partner is not None
         task = None if order.task is None else canonical.decode(order.task)
         return documents.trade_request(
-            t.identity(), order.partner, order.id, self.terms(order), t.clock(), task=task
+            identity or t.identity(),
+            order.partner,
+            order.id,
+            self.terms(order),
+            t.clock() if now_ts is None else now_ts,
+            task=task,
         )
+
+    async def ensure_partner_accounts(self, partner: str, currency: str) -> None:
+        """The ledger accounts a partner order's holds move (a trip only for ones not known yet)."""
+        await self.trading.ensure_accounts(
+            [*books.house_specs(currency), *books.partner_specs(partner, currency)]
+        )
+
+    def holding(
+        self, order: Order, identity: Identity, now_ts: int
+    ) -> tuple[list[TransferRequest], list[Move]]:
+        """What a new partner order writes in one transaction: the consumer's hold, and the moves to
+        `held` and `requested` with the trade request signed by `identity` at `now_ts` (no I/O:
+        callable on a database thread)."""
+        assert order.partner is not None
+        timeout_s = order.hold_expires_ts - order.created_ts
+        legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
+        request = canonical.encode(self._trade_request(order, identity, now_ts))
+        return legs, [("held", {}), ("requested", {"trade_request": request})]
 
     async def _on_requested(self, order: Order) -> Order | None:
         t = self.trading

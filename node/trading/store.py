@@ -35,7 +35,7 @@ from node.trading.machine import (
     sale_transition,
 )
 from node.trading.records import ORDER_DOCUMENTS, Order, Sale, order_reservation, sale_reservation
-from node.trading.tables import order_from_row, orders_t, reservations_t, sale_from_row, sales_t
+from node.trading.tables import ORDER_FIELDS, order_from_row, orders_t, reservations_t, sale_from_row, sales_t
 
 __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
 
@@ -86,6 +86,13 @@ def insert_new_order_in(conn: Connection, values: dict[str, Any]) -> Order:
     """Insert an order whose id the caller's write transaction found free (`get_order_in`)."""
     state = order_transition(ORDER_START, "place")
     return order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
+
+
+def draft_order(values: dict[str, Any]) -> Order:
+    """The order `insert_new_order_in` stores for `values`, before it is stored (fields not given
+    are empty, as the insert leaves them)."""
+    fields = {**dict.fromkeys(ORDER_FIELDS), "notify_partner": False, **values}
+    return Order(**{**fields, "state": order_transition(ORDER_START, "place")})
 
 
 def get_order(engine: Engine, order_id: str) -> Order | None:
@@ -156,10 +163,10 @@ def move_order_steps(
     one transaction; None if it was not in `state` any more. For a state whose action only computes
     what the next move writes, so running it at once is what a separate move would have done."""
     with write_transaction(engine, lazy=lazy) as conn:
-        return _move_order_in(conn, order_id, state, steps, now_ts)
+        return move_order_in(conn, order_id, state, steps, now_ts)
 
 
-def _move_order_in(
+def move_order_in(
     conn: Connection,
     order_id: str,
     state: OrderState,
@@ -198,7 +205,7 @@ def move_order_holding(
     transfers' outcome, a refusal included, is committed alone then)."""
     with write_transaction(engine) as conn:
         batch = ledger.submit_in(conn, transfers)
-        moved = _move_order_in(conn, order_id, state, steps, now_ts) if batch.ok else None
+        moved = move_order_in(conn, order_id, state, steps, now_ts) if batch.ok else None
     batch.committed()
     return batch.results, moved
 

@@ -92,7 +92,7 @@ consumer_tokens_t = sa.Table(
 )
 
 
-_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+ORDER_FIELDS = tuple(f.name for f in fields(Order))
 _SALE_FIELDS = tuple(f.name for f in fields(Sale))
 
 
@@ -105,7 +105,7 @@ def row_values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
 
 def order_from_row(row: Any) -> Order:
     """An order from a `trading_orders` row (ValueError for a state the order machine lacks)."""
-    values = row_values(row, _ORDER_FIELDS)
+    values = row_values(row, ORDER_FIELDS)
     if values["state"] not in ORDER_STATES:
         raise ValueError(f"order {values['id']} has unknown state {values['state']!r}")
     return Order(**values)

@@ -3,7 +3,7 @@ partner node, with consumers placing, settling and cancelling orders while repli
 partner are SIGKILLed and restarted and the database connections are cut. Nothing accepted may be
 lost or doubled, both ledgers must balance and reconcile, no hold stays open and nothing logs a
 traceback (tests.chaos.checks). The run is bounded: 30 s of load and faults, held open until 20
-orders were accepted (a loaded machine places fewer per second; 200 in 30 s on an idle one) but
+orders were accepted (a loaded machine places fewer: 97 in 30 s at load 8–13, too few at 20+) but
 for at most 150 s, then at most the answer grace and the drain; `python -m bench chaos` runs it
 longer and prints the figures."""
 

@@ -3,6 +3,7 @@ within workers × chunk size + 64 MiB however large the files are (peak RSS read
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -32,6 +33,7 @@ async def measured_rate(client: ExpressClient, job_id: str) -> float:
     while time.monotonic() < deadline:
         view = await client.job(job_id)
         assert not view.finished, "the job ended before the window closed"
+        await asyncio.sleep(0.1)  # polling flat out would take the cores the job needs
     last = await client.job(job_id)
     return (last.progress.bytes_done - first.progress.bytes_done) / (time.monotonic() - started)
 
@@ -43,8 +45,8 @@ async def test_bandwidth_cap_holds_and_changes_while_running(
     source: Storage, destination: Storage, client: ExpressClient
 ) -> None:
     """At a 0.5 MiB/s cap the job moves 0.5 MiB/s over a 2.5 s window; raised to 1.5 MiB/s while it
-    runs, it moves 1.5 MiB/s (never more than 10 % above a cap; below it by at most half on a busy
-    machine); lifted, it finishes with the right bytes. (The 10 s ± 10 % figure at higher rates is the
+    runs, it moves faster than the old cap allows and never more than 10 % above the new one (a busy
+    machine may not reach 1.5 MiB/s: at load 14 it moved 0.73 MiB/s); lifted, it finishes with the right bytes. (The 10 s ± 10 % figure at higher rates is the
     benchmark's.) Caps this low are ones a loaded 2-core machine still reaches (at load 37 a 4 MiB/s
     cap was met at 1.3 MiB/s, which tested the machine, not the cap). Small chunks and two workers
     keep what is in flight well under the tolerance."""
@@ -65,8 +67,9 @@ async def test_bandwidth_cap_holds_and_changes_while_running(
     await client.set_rate(job.id, FAST)
     await wait_progress(client, job.id, (await client.job(job.id)).progress.chunks_done + 4)
     fast = await measured_rate(client, job.id)
-    assert 0.5 * FAST <= fast <= 1.1 * FAST, fast / MIB
-    assert fast >= 1.2 * slow, (slow / MIB, fast / MIB)  # the raise took effect while running
+    assert fast <= 1.1 * FAST, fast / MIB
+    # The raise took effect while running: beyond what the old cap allows, and faster than before.
+    assert fast > 1.1 * SLOW and fast >= 1.2 * slow, (slow / MIB, fast / MIB)
     assert (await client.set_rate(job.id, 0)).rate_cap_bytes_per_s == 0
     done = await wait_state(client, job.id, {"completed"}, timeout_s=60)
     assert done.progress.chunk_writes == 48 * 16
