@@ -54,6 +54,15 @@ def _lost_database(exc: Exception, doing: str) -> NodeStartError | None:
     return NodeStartError(f"the database became unavailable while {doing}: {reason}")
 
 
+async def _stop_started(runner: web.AppRunner) -> None:
+    """Stop the components of a runner whose start failed part-way (aiohttp unwinds the cleanup
+    contexts that were entered); a failure while stopping them is logged, the start's error wins."""
+    try:
+        await runner.cleanup()
+    except Exception as exc:  # the start's own error is the one to report
+        log.warning("stopping the components that had started failed: %s", exc)
+
+
 def load_admin_token(settings: Settings) -> str:
     """The admin token for a starting node: its file checked like the node key's (IdentityError
     when others could write or replace it, a warning when they can read it), then read."""
@@ -152,6 +161,9 @@ class NodeServer:
         try:
             await runner.setup()
         except Exception as exc:
+            # The components that did start are stopped in reverse order (their background rounds
+            # cancelled), instead of being left to the loop's shutdown, which closes them out of order.
+            await _stop_started(runner)
             engine.dispose()
             if (error := _lost_database(exc, "starting its components")) is not None:
                 raise error from None

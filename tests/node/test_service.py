@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -13,8 +14,10 @@ from aiohttp import web
 from federation.keydoc import verify_key_document
 from node import components
 from node.components import Component
+from node.config import load_settings
 from node.db import make_engine
 from node.roles import ALL_ROLES
+from node.service import NodeServer
 from tests.support.nodes import make_node_dir, running_node
 
 
@@ -159,3 +162,40 @@ async def test_inflight_request_finishes_during_shutdown(
         await started.wait()
         await server.stop()
         assert await pending == (200, {"done": True})
+
+
+async def test_a_start_failing_part_way_stops_what_had_started(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a component fails to start (the database lost while starting), the components started
+    before it are stopped then, in reverse order, with their background work cancelled: none is
+    left to the loop's shutdown (which closed them out of order and logged a traceback)."""
+    events: list[str] = []
+
+    def started_first(app: web.Application, _ctx: object) -> None:
+        async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+            rounds = asyncio.create_task(asyncio.sleep(3600))
+            events.append("first started")
+            try:
+                yield
+            finally:
+                rounds.cancel()
+                events.append("first stopped")
+
+        app.cleanup_ctx.append(lifecycle)
+
+    def failing(app: web.Application, _ctx: object) -> None:
+        async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+            events.append("second failed")
+            if events:  # always: the generator fails before its first yield
+                raise RuntimeError("cannot start")
+            yield
+
+        app.cleanup_ctx.append(lifecycle)
+
+    extra = (Component("first", ALL_ROLES, started_first), Component("second", ALL_ROLES, failing))
+    monkeypatch.setattr(components, "COMPONENTS", (*components.COMPONENTS, *extra))
+    server = NodeServer(load_settings(config, environ={}), ALL_ROLES)
+    with pytest.raises(RuntimeError, match="cannot start"):
+        await server.start()
+    assert events == ["first started", "second failed", "first stopped"]
