@@ -26,6 +26,7 @@ the node's trade handler must be idempotent on the trade id (ledger transfer ids
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -66,13 +67,13 @@ class Answered:
     committed: Callable[[], None] = field(default=lambda: None)
 
 
-class AnsweringWrite:
+class AnsweringWrite(abc.ABC):
     """A claim's write that may answer the trade itself (returning `Answered`): `claim_trade` then
     commits durably, as `finish_trade` would have."""
 
+    @abc.abstractmethod
     def __call__(self, conn: Connection) -> object:
         """Write with the claim; `Answered` when the trade needs nothing more."""
-        raise NotImplementedError
 
 
 def transition(state: ClaimState, event: ClaimEvent) -> ClaimState:
