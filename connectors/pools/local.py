@@ -122,7 +122,8 @@ class LocalPool(ComputePlugin):
             runtimes=dict(runtimes or {}), inputs=inputs or InputPolicy(), max_log_bytes=max_log_bytes
         )
         self._boxes: dict[str, Sandbox] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # held by starts, and by close, so none launches once closed
+        self._closed = False
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> LocalPool:
@@ -164,6 +165,8 @@ class LocalPool(ComputePlugin):
         await self._storage.start()
 
     async def close(self) -> None:
+        async with self._lock:  # a start under way finishes first, and is then stopped with the rest
+            self._closed = True
         for box in list(self._boxes.values()):
             await box.stop("lost")
         await self._storage.close()
@@ -293,6 +296,8 @@ class LocalPool(ComputePlugin):
 
     async def start_instance(self, instance_id: str, *, restore: bool = False) -> Instance:
         async with self._lock:
+            if self._closed:
+                raise InvalidState(f"pool {self.name} is closed; instance {instance_id} was not started")
             instance = self._load(instance_id)
             if instance.state not in ("stopped", "failed") or instance.program is None:
                 raise InvalidState(f"instance {instance_id} is {instance.state} and needs a deployed program")

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from connectors.contract import InputFile, Instance, InstanceSpec, Program
-from connectors.errors import InvalidRequest
+from connectors.errors import InvalidRequest, InvalidState
 from connectors.pools.local import LocalPool
 from connectors.sandbox import InputPolicy, parse_runtimes
 from connectors.serving import start_app
@@ -305,3 +305,22 @@ async def test_a_stop_while_the_program_is_being_launched_ends_it(tmp_path: Path
         assert (await pool.get_instance(instance.id)).state == "stopped"
     finally:
         await pool.close()
+
+
+async def test_a_closed_pool_starts_nothing(tmp_path: Path) -> None:
+    """Once the pool is closed (its node shutting down), a start is refused instead of launching a
+    program no one owns; a start under way when close begins finishes and is then stopped."""
+    pool = await make_pool(tmp_path)
+    spec = InstanceSpec(name="l", region_id="local", flavor_id="local-1")
+    sleeper = Program(command=[sys.executable, "-c", "import time; time.sleep(60)"])
+    first, second = await pool.create_instance(spec), await pool.create_instance(spec)
+    for instance in (first, second):
+        await pool.deploy(instance.id, sleeper)
+    starting = asyncio.create_task(pool.start_instance(first.id))
+    await asyncio.sleep(0)  # the start holds the pool's lock: close waits for it
+    await pool.close()
+    assert (await starting).id == first.id
+    assert (await pool.get_instance(first.id)).state in ("stopped", "failed")
+    with pytest.raises(InvalidState, match="closed"):
+        await pool.start_instance(second.id)
+    assert (await pool.get_instance(second.id)).state == "stopped"
