@@ -198,12 +198,10 @@ def node_plan(architecture: Architecture) -> Plan:
     return make_plan(architecture, "optimal", architecture.backups or 0, architecture.target or 0.9999)
 
 
-async def _answers(
-    http: aiohttp.ClientSession, instance: Instance, paths: Sequence[str], timeout_s: float
-) -> bool:
-    """Whether the instance answers 200 to every path within `timeout_s`."""
+async def _answers(http: aiohttp.ClientSession, instance: Instance, paths: Sequence[str]) -> bool:
+    """Whether the instance answers 200 to every path within the probe timeout."""
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
             for path in paths:
                 async with http.get(f"http://127.0.0.1:{instance.port}{path}") as response:
                     await response.read()
@@ -214,16 +212,10 @@ async def _answers(
     return True
 
 
-async def serves(
-    http: aiohttp.ClientSession,
-    instances: Sequence[Instance],
-    roles: Sequence[str],
-    timeout_s: float = PROBE_TIMEOUT_S,
-) -> bool:
-    """Whether any instance serves the microservice's requests within `timeout_s` (all asked at
-    once, first 200 wins)."""
+async def serves(http: aiohttp.ClientSession, instances: Sequence[Instance], roles: Sequence[str]) -> bool:
+    """Whether any instance serves the microservice's requests (all asked at once, first 200 wins)."""
     paths = sorted({ROLE_PROBES[role] for role in roles})
-    tasks = [asyncio.create_task(_answers(http, instance, paths, timeout_s)) for instance in instances]
+    tasks = [asyncio.create_task(_answers(http, instance, paths)) for instance in instances]
     try:
         for done in asyncio.as_completed(tasks):
             if await done:
