@@ -23,7 +23,7 @@ from aiohttp import web
 from node.components import active_components
 from node.config import Settings
 from node.context import CTX, NodeContext
-from node.db import DatabaseError, database_unavailable, open_database
+from node.db import DatabaseError, database_unavailable, dispose_when_idle, open_database
 from node.http.access import access
 from node.http.core_routes import scheduler_expected
 from node.http.guard import GuardedSite, connection_cap
@@ -164,7 +164,7 @@ class NodeServer:
             # The components that did start are stopped in reverse order (their background rounds
             # cancelled), instead of being left to the loop's shutdown, which closes them out of order.
             await _stop_started(runner)
-            engine.dispose()
+            await dispose_when_idle(engine, http.shutdown_grace_s)
             if (error := _lost_database(exc, "starting its components")) is not None:
                 raise error from None
             raise
@@ -173,7 +173,7 @@ class NodeServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            engine.dispose()
+            await dispose_when_idle(engine, http.shutdown_grace_s)
             where = f"{settings.http.host}:{settings.http.port}"
             if exc.errno == errno.EADDRINUSE:
                 raise NodeStartError(f"cannot listen on {where}: the port is already in use") from None
@@ -215,4 +215,6 @@ class NodeServer:
             except (OSError, ValueError):
                 pass
         if self.ctx is not None:
-            self.ctx.engine.dispose()
+            # Calls of stopped components may still be finishing on threads: their connections go
+            # back to the pool before it is closed.
+            await dispose_when_idle(self.ctx.engine, self.settings.http.shutdown_grace_s)
