@@ -85,7 +85,7 @@ def test_a_database_without_a_version_table_has_no_stored_revisions(db_url: str)
 def test_opening_an_up_to_date_database_imports_no_alembic(tmp_path: Path) -> None:
     """A process that opens a migrated SQLite database imports neither Alembic nor psycopg; one that
     opens an empty one migrates it with Alembic."""
-    config = make_node_dir(tmp_path, "alpha")
+    config = make_node_dir(tmp_path, "alpha", migrated=False)
     probe = (
         "import json, sys\n"
         "from pathlib import Path\nfrom node.config import load_settings\n"
@@ -104,6 +104,6 @@ def test_opening_an_up_to_date_database_imports_no_alembic(tmp_path: Path) -> No
     settings = load_settings(config, environ={})
     database = Path(sa.make_url(settings.database_url).database or "")
     for leftover in database.parent.glob(database.name + "*"):
-        leftover.unlink()  # `cpnode init` migrated it: start from an empty file
+        leftover.unlink()  # start from no file at all
     assert imported() == [True, False]
     assert imported() == [False, False]

@@ -48,7 +48,7 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) 
 
 def test_db_upgrade_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`db status` reports behind on a fresh database (exit 1), `db upgrade` brings it up to date."""
-    config = make_node_dir(tmp_path, "alpha")
+    config = make_node_dir(tmp_path, "alpha", migrated=False)
     assert cpnode(["db", "status", "--json", "--config", str(config)]) == 1
     rows = json.loads(capsys.readouterr().out)
     assert {row["state"] for row in rows} == {"behind"}
@@ -90,7 +90,7 @@ def test_group_read_can_be_declared_expected(tmp_path: Path, caplog: pytest.LogC
 
 def test_status_on_a_never_started_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """status on a node whose database was never migrated explains what to do instead of failing."""
-    config = make_node_dir(tmp_path, "alpha")
+    config = make_node_dir(tmp_path, "alpha", migrated=False)
     assert cpnode(["status", "--json", "--config", str(config)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert "cpnode db upgrade" in data["components"]

@@ -114,7 +114,7 @@ def test_the_ledger_package_loads_its_parts_on_first_use() -> None:
 def test_database_command_imports_no_http_service_or_migrations(tmp_path: Path, args: list[str]) -> None:
     """A command that opens the database loads the database layer but neither aiohttp, the service
     and its components, nor (on SQLite) psycopg; Alembic only the first time, to create the schema."""
-    config = make_node_dir(tmp_path, "alpha")
+    config = make_node_dir(tmp_path, "alpha", migrated=False)
     unwanted = ("aiohttp", "node.service", "node.components", "psycopg")
     for first in (True, False):
         code, modules = imported_by(*args, "--config", str(config))

@@ -3,8 +3,10 @@ databases migrated once per test process then copied for each test that wants a 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -148,3 +150,18 @@ def statement_threads(engine: Engine) -> Iterator[list[str]]:
         yield names
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
+
+
+_PROCESS_TEMPLATES: list[MigratedTemplates] = []  # this process's, made on first use
+_PROCESS_TEMPLATES_LOCK = threading.Lock()
+
+
+def migrated_sqlite(dest: Path) -> str:
+    """The URL of `dest`, a copy of a SQLite database migrated once per test process (in a temporary
+    folder removed at exit), for helpers outside fixtures (`make_node_dir`)."""
+    with _PROCESS_TEMPLATES_LOCK:
+        if not _PROCESS_TEMPLATES:
+            workdir = Path(tempfile.mkdtemp(prefix="cpnode-templates-"))
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+            _PROCESS_TEMPLATES.append(MigratedTemplates(workdir))
+        return _PROCESS_TEMPLATES[0].sqlite(dest)
