@@ -59,6 +59,7 @@ from node.db.engine import WRITE_OPTION
 from node.identity import load_identity
 from node.launcher import NodeProcess
 from node.trading import books
+from node.trading.routes import BUYER
 from tests.support.federation import service_of
 from tests.support.nodes import make_node_dir, running_node
 from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer, trading_toml
@@ -243,6 +244,14 @@ async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[st
         await asyncio.to_thread(seller.stop)
 
 
+def _trade_counts(buyer: Any) -> Any:
+    """The buyer's counts of trade requests and exchanges (`node.trading.batching.Counts`), or None
+    when its code has none (an older checkout measured for comparison)."""
+    runner = getattr(buyer, "_runner", None)
+    steps = None if runner is None else getattr(runner.app[BUYER], "steps", None)
+    return getattr(getattr(steps, "exchanges", None), "counts", None)
+
+
 def _cpu_s(pid: int | None = None) -> float:
     """CPU seconds used by this process, plus the process `pid` when given (Linux /proc)."""
     return time.process_time() + (0.0 if pid is None else _pid_cpu_s(pid))
@@ -270,6 +279,7 @@ async def _cross_node_rate(
     round."""
     engine = buyer.ctx.engine
     gate = asyncio.Semaphore(IN_FLIGHT)
+    counts = _trade_counts(buyer)
 
     async def one() -> int:
         async with gate:
@@ -277,14 +287,18 @@ async def _cross_node_rate(
             return int(status)
 
     seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
+    exchanges: list[float] = []  # trade exchanges (HTTP) per trade request, each round
 
     async def orders(index: int) -> tuple[float, float, int]:
         started, cpu = time.perf_counter(), _cpu_s(seller_pid)
         seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
         watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
+        sent = (counts.requests, counts.exchanges) if counts is not None else (0, 0)
         with watch:
             statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
         rate = CONCURRENT / (time.perf_counter() - started)
+        if counts is not None:
+            exchanges.append((counts.exchanges - sent[1]) / max(1, counts.requests - sent[0]))
         if seller_pid is not None and seller_cpu is not None:
             seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
         return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
@@ -309,6 +323,7 @@ async def _cross_node_rate(
                 "cpu_ms_per_order": round(cpu_ms, 2),
                 **({"seller_cpu_ms_per_order": round(seller_ms[-1], 2)} if seller_ms else {}),
                 "failed_orders": failed,
+                **({"exchanges_per_trade": round(exchanges[-1], 3)} if exchanges else {}),
                 "ledger_holds_per_s": round(plain, 1),
                 "node_holds_per_s": round(grouped, 1),
                 "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),
