@@ -38,7 +38,7 @@ def fixture_pair(tmp_path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any
     buyer = make_node_dir(tmp_path, "beijing", extra_toml=BASE + trading_toml())
     started: list[NodeProcess] = []
     try:
-        nodes = []
+        nodes: list[dict[str, Any]] = []
         for config in (seller, buyer):
             process = NodeProcess(config)
             url = process.start()
