@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=ROUNDS,
         help=f"alternating rounds of orders and holds per cross-node run (default {ROUNDS})",
     )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help="the buyer's max_batch_trades in cross-node runs (1: one trade request per exchange)",
+    )
     return parser
 
 
@@ -166,11 +172,13 @@ async def main(argv: list[str] | None = None) -> int:
             figures["concurrent"] = await bench_concurrent(Path(tmp) / "concurrent")
             print("concurrent orders ", json.dumps(figures["concurrent"]), flush=True)
         if "cross" in parts:
-            figures["cross_node"] = await bench_cross_node(Path(tmp) / "cross", args.profile, args.rounds)
+            figures["cross_node"] = await bench_cross_node(
+                Path(tmp) / "cross", args.profile, args.rounds, args.max_batch
+            )
             print("cross-node orders, one process ", json.dumps(figures["cross_node"]), flush=True)
         if "apart" in parts:
             figures["cross_node_processes"] = await bench_cross_node_processes(
-                Path(tmp) / "apart", args.rounds
+                Path(tmp) / "apart", args.rounds, args.max_batch
             )
             print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
     if args.json:

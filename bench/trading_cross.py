@@ -30,11 +30,24 @@ ROUNDS = 3  # alternating rounds of orders and holds in a cross-node run
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-async def bench_cross_node(tmp: Path, profile: Path | None = None, rounds: int = ROUNDS) -> dict[str, Any]:
+def batch_toml(max_batch: int | None) -> str:
+    """`[trading]` lines setting the buyer's `max_batch_trades` (nothing: the default)."""
+    return "" if max_batch is None else f"max_batch_trades = {max_batch}\n"
+
+
+async def bench_cross_node(
+    tmp: Path, profile: Path | None = None, rounds: int = ROUNDS, max_batch: int | None = None
+) -> dict[str, Any]:
     """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
     both nodes in this process (the first round profiled when `profile` names a folder)."""
     async with market(
-        tmp, credit_limit=10**12, deposit=10**11, seller_free=10**6, timeout_s=20.0, trades_in_flight=32
+        tmp,
+        credit_limit=10**12,
+        deposit=10**11,
+        seller_free=10**6,
+        timeout_s=20.0,
+        trades_in_flight=32,
+        buyer_extra=batch_toml(max_batch),
     ) as m:
         if profile is None:
             return await _cross_node_rate(m.buyer, m.order, rounds=rounds)
@@ -44,7 +57,9 @@ async def bench_cross_node(tmp: Path, profile: Path | None = None, rounds: int =
         return {**figures, "per_order": profiled.per_order(CONCURRENT)}
 
 
-async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[str, Any]:
+async def bench_cross_node_processes(
+    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None
+) -> dict[str, Any]:
     """The same with the seller as its own `cpnode run` process."""
     base = BASE_TOML.replace("max_trades_in_flight = 1\n", "max_trades_in_flight = 32\n")
     seller_config = make_node_dir(
@@ -52,7 +67,9 @@ async def bench_cross_node_processes(tmp: Path, rounds: int = ROUNDS) -> dict[st
         "shanghai",
         extra_toml=base + trading_toml(timeout_s=20.0) + offer("shanghai", "gpu", 10**6, PRICE),
     )
-    buyer_config = make_node_dir(tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0))
+    buyer_config = make_node_dir(
+        tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0) + batch_toml(max_batch)
+    )
     # The seller runs this checkout's code (an installed package may point at another checkout).
     seller = NodeProcess(seller_config, env={"PYTHONPATH": str(CHECKOUT)})
     seller_url = await asyncio.to_thread(seller.start)

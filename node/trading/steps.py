@@ -21,6 +21,7 @@ from node.trading.batching import TradeBatcher
 from node.trading.core import Trading
 from node.trading.documents import Terms
 from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
+from node.trading.grouped import GroupedMoves
 from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
@@ -54,6 +55,7 @@ class OrderSteps:
         self.calls: dict[str, CallView] = {}
         settings = trading.settings
         self.exchanges = TradeBatcher(trading.service, settings.max_batch_trades, settings.trade_exchanges)
+        self.grouped = GroupedMoves(trading)
         # The action of every state that is not resting (node.trading.machine); a table test checks
         # that the keys are exactly those states.
         self.actions: dict[OrderState, OrderAction] = {
@@ -246,11 +248,11 @@ class OrderSteps:
         # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
         # same request with its stored acceptance). The hold goes to the group committer, which
         # shares one durable commit among concurrent orders: written in this move's transaction it
-        # would make that one durable, a commit of its own per order.
-        moved = await self.move(
+        # would make that one durable, a commit of its own per order. The move shares its
+        # transaction with the other orders' moves meanwhile (the answers of one trade batch).
+        moved = await self.grouped.move(
             order,
             "accepted",
-            lazy=True,
             receipt=canonical.encode(record),
             receipt_sha256=documents.digest(record),
             partner_hold_expires_ts=expires,
