@@ -114,6 +114,7 @@ class TradeBatcher:
         lane = self._lanes.setdefault(partner.name, _Lane())
         if self.max_trades <= 1 or len(body) > self.max_bytes or lane.no_batches_until > loop.time():
             self.counts.requests += 1
+            self.counts.exchanges += 1  # at least (its retries are not counted)
             return await peer.post(self.service, partner, TRADES_PATH, body, deadline_s, session)
         deadline = loop.time() + deadline_s
         backoff_s, last = peer.FIRST_BACKOFF_S, "no attempt"
