@@ -62,11 +62,13 @@ def sales(m: Market) -> dict[str, str]:
     return {s.trade_id: s.state for s in trading_store.list_sales(engine_of(m.seller), partner="beijing")}
 
 
-async def test_a_mixed_batch_answers_each_trade_as_if_alone(tmp_path: Path) -> None:
+async def test_a_mixed_batch_answers_each_trade_as_if_alone(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
     """Valid, refused, wrongly signed, misaddressed, malformed and repeated trades in one batch:
     each gets its own answer, only the valid ones open sales, and the batch sent again (a new
     signature) gets the same answers without a second sale or ledger entry."""
-    async with market(tmp_path, seller_free=4, trades_in_flight=32) as m:
+    async with market(tmp_path, db_urls, seller_free=4, trades_in_flight=32) as m:
         stranger = Identity("beijing", SigningKey.generate())
         items = [
             request_bytes(m, tid("a")),
@@ -110,9 +112,11 @@ def store_legs(m: Market) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM ledger_transfers")).scalar_one())
 
 
-async def test_a_duplicate_with_other_content_in_a_batch_is_a_conflict(tmp_path: Path) -> None:
+async def test_a_duplicate_with_other_content_in_a_batch_is_a_conflict(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
     """Two requests with one trade id and different terms: the first is taken, the second is 409."""
-    async with market(tmp_path, trades_in_flight=32) as m:
+    async with market(tmp_path, db_urls, trades_in_flight=32) as m:
         items = [request_bytes(m, tid("d"), units=1), request_bytes(m, tid("d"), units=2)]
         status, answer = await post_batch(m, batch_body(items))
         assert status == 200, answer
