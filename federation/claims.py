@@ -175,16 +175,23 @@ def claim_trades(
     now_ts: int,
     ttl_s: int,
     limit: int,
+    nonce: PendingNonce | None = None,
 ) -> list[dict[str, Any] | Exception | None]:
     """Claim several trades of one partner in one write transaction, each as `claim_trade` would
     (one result per item: the stored answer, None for a claim taken, or the error refusing it).
 
     Each trade runs in a savepoint of its own: one refused, or one whose write fails, is rolled
-    back alone and never touches the others. Durable when any write may store its answer here."""
+    back alone and never touches the others. Durable when any write may store its answer here.
+    `nonce`: the batch request's signature nonce, claimed first in the same transaction; AuthError
+    `replayed` when it was used before, and then nothing is written."""
     results: list[dict[str, Any] | Exception | None] = []
     lazy = not any(isinstance(item.write, AnsweringWrite) for item in batch)
     with writing(engine, lazy=lazy) as conn:
         _lock_partner(conn, partner)
+        if nonce is not None and not claim_nonce_in(
+            conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
+        ):
+            raise AuthError("nonce already used (replayed request)", code="replayed")
         for item in batch:
             try:
                 with conn.begin_nested():

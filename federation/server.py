@@ -208,7 +208,8 @@ async def trade_batch(request: web.Request) -> web.Response:
     if not request.app.get(TRADE_BATCHES, False):
         raise NotFoundError("this node takes trade requests one by one", code="not_found")
     body = await read_body(request, service.settings.max_request_bytes)
-    caller = await _caller(request, body, require_session=True)
+    # The nonce is claimed by `handle_trade_batch` in the claims' transaction.
+    caller = await _caller(request, body, require_session=True, defer_nonce=True)
     response = await handle_trade_batch(service, caller, body)
     return web.Response(body=response, content_type=JSON)
 

@@ -24,7 +24,8 @@ evidence, idempotency and replays are per trade as before. The rules:
   or failure rolls back only itself.
 - A trade id twice in one batch: the later item gets the earlier one's answer, as a retry
   would (or 409 when its content differs).
-- The batch's signature nonce is claimed before anything else; a replayed batch is 401 `replayed`.
+- The batch's signature nonce is claimed in the claims' transaction (on its own when the batch is
+  refused before); a replayed batch is 401 `replayed` and changes nothing.
 - A node that does not take batches answers 404; the partner then sends its trades one by one.
 """
 
@@ -140,15 +141,9 @@ async def _run(service: FederationService, caller: Caller, item: _Item) -> tuple
         return error_answer(exc)
 
 
-async def handle_trade_batch(service: FederationService, caller: Caller, body: bytes) -> bytes:
-    """Answer a trade batch body from an authenticated caller (its nonce claimed already)."""
-    if service.trade_handler is None:
-        raise TradingUnavailable("this node does not accept trades yet")
-    requests = check_batch(canonical.decode(body))
-    items = [_Item() for _ in requests]
-    await asyncio.gather(
-        *(_open(service, caller, raw, item) for raw, item in zip(requests, items, strict=True))
-    )
+def _first_of_each(items: list[_Item]) -> list[int]:
+    """The indexes of the items to claim: each trade id's first item not answered yet (a later item
+    with the same id is marked `same_as` the first)."""
     first: dict[str, int] = {}
     to_claim: list[int] = []
     for index, item in enumerate(items):
@@ -159,16 +154,58 @@ async def handle_trade_batch(service: FederationService, caller: Caller, body: b
             item.same_as = earlier
         else:
             to_claim.append(index)
-    settings = service.settings
-    claimed = await service.db(
-        claims.claim_trades,
-        caller.partner.name,
-        [claims.BatchClaim(items[i].trade_id, items[i].request_sha, items[i].opening) for i in to_claim],
-        service.holder,
-        service.clock(),
-        settings.trade_claim_ttl_s,
-        settings.max_trades_in_flight,
+    return to_claim
+
+
+def _answer_of(item: _Item, items: list[_Item]) -> tuple[int, bytes]:
+    """An item's answer; a repeated trade id's is its first item's, as a retry gets (409 when the
+    content differs)."""
+    if item.same_as is not None:
+        original = items[item.same_as]
+        if original.request_sha != item.request_sha:
+            return error_answer(
+                ConflictError(f"trade {item.trade_id!r} was already requested with different content")
+            )
+        item.answer = original.answer
+    assert item.answer is not None
+    return item.answer
+
+
+async def handle_trade_batch(service: FederationService, caller: Caller, body: bytes) -> bytes:
+    """Answer a trade batch body from an authenticated caller. A nonce its authentication left to
+    this route (`Caller.nonce`) is claimed in the claims' transaction; on a refusal before that,
+    on its own, so a replayed batch is refused as `replayed` whatever else is wrong with it."""
+    try:
+        if service.trade_handler is None:
+            raise TradingUnavailable("this node does not accept trades yet")
+        requests = check_batch(canonical.decode(body))
+    except Exception:
+        await service.claim_deferred_nonce(caller)
+        raise
+    items = [_Item() for _ in requests]
+    await asyncio.gather(
+        *(_open(service, caller, raw, item) for raw, item in zip(requests, items, strict=True))
     )
+    to_claim = _first_of_each(items)
+    settings = service.settings
+    try:
+        claimed = await service.db(
+            claims.claim_trades,
+            caller.partner.name,
+            [claims.BatchClaim(items[i].trade_id, items[i].request_sha, items[i].opening) for i in to_claim],
+            service.holder,
+            service.clock(),
+            settings.trade_claim_ttl_s,
+            settings.max_trades_in_flight,
+            caller.nonce,
+        )
+    except Exception as exc:
+        if caller.nonce is not None and isinstance(exc, AuthError) and exc.code == "replayed":
+            service.nonce_claimed(caller.nonce, fresh=False)  # raises `replayed`
+        await service.claim_deferred_nonce(caller)  # rolled back with the claims
+        raise
+    if caller.nonce is not None:
+        service.nonce_claimed(caller.nonce, fresh=True)
     running: list[tuple[_Item, asyncio.Task[tuple[int, bytes]]]] = []
     for index, result in zip(to_claim, claimed, strict=True):
         item = items[index]
@@ -183,16 +220,5 @@ async def handle_trade_batch(service: FederationService, caller: Caller, body: b
             item.answer = int(result["status"]), bytes(result["response"])
     for item, task in running:
         item.answer = await task
-    answers: list[tuple[int, bytes]] = []
-    for item in items:
-        if item.same_as is not None:
-            original = items[item.same_as]
-            if original.request_sha != item.request_sha:
-                item.answer = error_answer(
-                    ConflictError(f"trade {item.trade_id!r} was already requested with different content")
-                )
-            else:
-                item.answer = original.answer
-        assert item.answer is not None
-        answers.append(item.answer)
+    answers = [_answer_of(item, items) for item in items]
     return encode_answers(answers)
