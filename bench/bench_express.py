@@ -198,9 +198,9 @@ class Setup:
         """The express process's id."""
         return self.processes[2].pid
 
-    def cpu_s(self) -> float:
-        """CPU seconds the three processes have used so far."""
-        return sum(_cpu_s(process.pid) for process in self.processes)
+    def cpu_s(self) -> list[float]:
+        """CPU seconds the source, the destination and the express have each used so far."""
+        return [_cpu_s(process.pid) for process in self.processes]
 
     def token(self, name: str) -> str:
         """A process's bearer token."""
@@ -229,9 +229,10 @@ class Setup:
             _stop(process)
 
 
-async def express_round(setup: Setup, spec: JobSpec, cpu: list[float] | None = None) -> float:
+async def express_round(setup: Setup, spec: JobSpec, cpu: list[list[float]] | None = None) -> float:
     """One express move; seconds from creating the job to its completion (commit included). The CPU
-    seconds its three processes spent meanwhile are appended to `cpu`, if given."""
+    seconds each of its three processes spent meanwhile (source, destination, express) are appended
+    to `cpu`, if given."""
     used = setup.cpu_s()
     async with setup.client() as client:
         started = time.monotonic()
@@ -240,7 +241,7 @@ async def express_round(setup: Setup, spec: JobSpec, cpu: list[float] | None = N
         elapsed = time.monotonic() - started
     assert done.state == "completed", done.error
     if cpu is not None:
-        cpu.append(setup.cpu_s() - used)
+        cpu.append([after - before for after, before in zip(setup.cpu_s(), used, strict=True)])
     (setup.base / "destination" / "state" / "big.bin").unlink()
     return elapsed
 
@@ -347,6 +348,12 @@ async def direct_or_not(base: Path, setup: Setup, rounds: int) -> dict[str, Any]
     return figures
 
 
+def _cpu_medians(rows: list[list[float]]) -> list[float]:
+    """The median CPU seconds of each process over the rounds, and of the three together."""
+    columns = [*zip(*rows, strict=True), [sum(row) for row in rows]]
+    return [round(statistics.median(column), 2) for column in columns]
+
+
 async def timed_rounds(
     rounds: int, base: Path, setup: Setup, manifest: Manifest, before: Setup | None
 ) -> dict[str, Any]:
@@ -364,8 +371,8 @@ async def timed_rounds(
     disk_s: list[float] = []
     express_s: list[float] = []
     before_s: list[float] = []
-    express_cpu: list[float] = []
-    before_cpu: list[float] = []
+    express_cpu: list[list[float]] = []
+    before_cpu: list[list[float]] = []
     loads = [os.getloadavg()[0]]
     for index in range(rounds):
         raw_s.append(raw_round(big, base / "raw-out.bin"))
@@ -383,17 +390,17 @@ async def timed_rounds(
             before_tree=str(before.tree),
             before_rounds_s=[round(t, 2) for t in before_s],
             before_ratio=round(raw_median / before_median, 2),
-            before_cpu_s=round(statistics.median(before_cpu), 2),
+            before_cpu_s=_cpu_medians(before_cpu),
             after_vs_before_time=round(statistics.median(express_s) / before_median, 2),
         )
         print(
             f"before ({before.tree}): median {before_median:.2f} s, ratio {figures['before_ratio']:.2f}; "
             f"after: median {statistics.median(express_s):.2f} s; after / before time "
-            f"{figures['after_vs_before_time']:.2f}; CPU of the three processes per move "
-            f"{figures['before_cpu_s']:.2f} s → {statistics.median(express_cpu):.2f} s"
+            f"{figures['after_vs_before_time']:.2f}; CPU per move (source, destination, express, all) "
+            f"{figures['before_cpu_s']} s → {_cpu_medians(express_cpu)} s"
         )
     figures["load_start_end"] = [round(x, 1) for x in loads]
-    figures["express_cpu_s"] = round(statistics.median(express_cpu), 2)
+    figures["express_cpu_s"] = _cpu_medians(express_cpu)
     raw_rate, express_rate = (
         FILE_BYTES / statistics.median(raw_s),
         FILE_BYTES / statistics.median(express_s),
@@ -412,7 +419,7 @@ async def timed_rounds(
         f"512 MiB, {WORKERS} workers × {CHUNK_BYTES // MIB} MiB chunks: express median "
         f"{statistics.median(express_s):.2f} s ({express_rate / MIB:.0f} MiB/s) vs raw two-hop relay "
         f"{statistics.median(raw_s):.2f} s ({raw_rate / MIB:.0f} MiB/s): ratio {express_rate / raw_rate:.2f} "
-        f"(target ≥ 0.5); CPU of its three processes per move {statistics.median(express_cpu):.2f} s"
+        f"(target ≥ 0.5); CPU per move (source, destination, express, all) {figures['express_cpu_s']} s"
     )
     print(
         f"destination disk floor (O_DIRECT {CHUNK_BYTES // MIB} MiB writes + fsync, no network, no hashing): "
