@@ -46,10 +46,6 @@ from connectors.upload_files import DATA_SUFFIX, MAP_SUFFIX, META_SUFFIX, Upload
 
 __all__ = ["ChunkDigest", "UploadError", "UploadStatus", "Uploads"]
 
-# A chunk's body is written as it arrives in pieces of at least this much: each write to the device
-# costs a request (on a virtual machine, an exit to the host), so not every 512 KiB slice alone.
-WRITE_BYTES = 2 << 20
-
 
 @dataclass
 class _Upload:
@@ -355,15 +351,15 @@ class Uploads:
 class ChunkDigest:
     """One sender's claim on a chunk (`Uploads.claim`). It takes the SHA-256 of the chunk's body
     slice by slice as it is received, in the receiving thread while each slice is still in the
-    CPU's cache, and writes the body to the chunk's place in the data file as it arrives, in pieces
-    of `WRITE_BYTES` and the rest once all of it is in (unless the chunk is recorded already): the chunk is then checked by this digest and recorded without
+    CPU's cache, and writes each slice to the chunk's place in the data file right after (unless
+    the chunk is recorded already): the chunk is then checked by this digest and recorded without
     being hashed or written again, and no write of the whole chunk waits after its last byte. Bytes
     of a chunk that turns out wrong sit in the data file unrecorded until it is sent again."""
 
     def __init__(self, upload: _Upload, index: int, writing: bool) -> None:
         self.upload, self.index = upload, index
         self.writing = writing  # False: the chunk was recorded already; its body is only taken
-        self.offset, self.length = upload.entry.span(index)
+        self.offset = upload.entry.span(index)[0]
         self.chunk = hashlib.sha256()
         self.taken = 0  # bytes of the body in `chunk`
         self.written = 0  # bytes of the body written to the data file
@@ -371,22 +367,16 @@ class ChunkDigest:
 
     def update(self, received: memoryview) -> None:
         """Take (and write) the bytes of `received` (the body so far) not taken yet."""
-        self.chunk.update(received[self.taken :])
-        self.taken = len(received)
-        left = self.taken - self.written
-        if self.writing and self.error is None and (left >= WRITE_BYTES or self.taken == self.length):
+        new = received[self.taken :]
+        self.chunk.update(new)
+        if self.writing and self.error is None and self.written == self.taken:
             upload = self.upload
             try:
-                files.write_at(
-                    upload.fd,
-                    received[self.written :],
-                    self.offset + self.written,
-                    upload.write_lock,
-                    upload.direct_fd,
-                )
-                self.written = self.taken
+                files.write_at(upload.fd, new, self.offset + self.taken, upload.write_lock, upload.direct_fd)
+                self.written = len(received)
             except OSError as exc:
                 self.error = exc
+        self.taken = len(received)
 
 
 def _verify_and_install(upload: _Upload) -> tuple[set[int], int]:

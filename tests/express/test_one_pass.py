@@ -218,23 +218,3 @@ async def test_a_claimed_chunk_is_not_taken_by_a_second_sender(tmp_path: Path) -
     assert await _write(uploads, target, 1, piece(data, 1))
     assert await uploads.commit(target, None) == (True, 2)
     assert target.read_bytes() == data
-
-
-async def test_a_large_chunk_is_written_in_pieces_as_it_arrives(tmp_path: Path) -> None:
-    """A chunk of several MiB is written in pieces while its body arrives (some bytes are written
-    before the last slice is in) and lands whole, its unaligned end included."""
-    data = os.urandom(5 * (1 << 20) + 123)
-    target, uploads = tmp_path / "f.bin", Uploads()
-    await uploads.open(target, entry_for(data, chunk=8 << 20))
-    view = uploads.buffer(len(data))
-    view[:] = data
-    digest = await uploads.claim(target, 0)
-    _take(digest, view, 3 << 20, step=512 << 10)
-    assert 0 < digest.written < len(data)
-    _take(digest, view, len(data), step=512 << 10)
-    assert digest.written == len(data)
-    assert await uploads.write_chunk(target, 0, view, digest)
-    uploads.unclaim(digest)
-    uploads.release(view)
-    assert await uploads.commit(target, None) == (True, 1)
-    assert target.read_bytes() == data
