@@ -339,13 +339,10 @@ class StorageService:
         if declared is not None and declared != length:
             raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {declared}")
         view = self.uploads.buffer(length)
+        digest = ChunkDigest()
         try:
-            digest = await self.uploads.claim(target, index)
-            try:
-                await receive(view, digest)
-                written = await self.uploads.write_chunk(target, index, view, digest)
-            finally:
-                self.uploads.unclaim(digest)
+            await receive(view, digest)
+            written = await self.uploads.write_chunk(target, index, view, digest)
         finally:
             self.uploads.release(view)
         return (201 if written else 200), {"chunk": index, "written": written}

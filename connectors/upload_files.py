@@ -121,30 +121,25 @@ def verify_and_write(
     direct_fd: int = -1,
     known: str | None = None,
 ) -> bool:
-    """Write `data` at `offset` (`write_at`) if its SHA-256 (`known`, when it was taken as `data`
-    arrived) is `expected`."""
+    """Write `data` at `offset` if its SHA-256 (`known`, when it was taken as `data` arrived) is
+    `expected`. Writes to one file take `lock`: threads writing the same file at once contend for
+    its inode lock in the kernel, which spins.
+
+    With `direct_fd` (the file opened O_DIRECT) a chunk whose buffer, offset and length are aligned
+    goes to the device without the copy into the page cache (most of a buffered write's CPU here);
+    any other (the file's last chunk, an unaligned buffer: EINVAL) is written through `fd`."""
     if (known if known is not None else hashlib.sha256(data).hexdigest()) != expected:
         return False
-    write_at(fd, data, offset, lock, direct_fd)
-    return True
-
-
-def write_at(fd: int, data: memoryview, offset: int, lock: threading.Lock, direct_fd: int = -1) -> None:
-    """Write `data` at `offset`. Writes to one file take `lock`: threads writing the same file at
-    once contend for its inode lock in the kernel, which spins.
-
-    With `direct_fd` (the file opened O_DIRECT) bytes whose buffer, offset and length are aligned
-    go to the device without the copy into the page cache (most of a buffered write's CPU here);
-    any other (the file's last chunk, an unaligned buffer: EINVAL) is written through `fd`."""
     with lock:
         if direct_fd >= 0 and not (offset | len(data)) % DIRECT_ALIGN:
             try:
                 _write_all(direct_fd, data, offset)
-                return
+                return True
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
         _write_all(fd, data, offset)
+    return True
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:

@@ -157,70 +157,35 @@ class Uploads:
             raise UploadError(400, "invalid_request", f"chunk {index} is outside 0–{last}")
         return upload.entry.span(index)[1]
 
-    async def claim(self, target: Path, index: int) -> ChunkDigest:
-        """Take chunk `index` of the open upload of `target` for one sender: a `ChunkDigest` that
-        hashes the body as it arrives and, unless the chunk is recorded already, writes it to its
-        place meanwhile (404 `no_upload`, 400; 409 `chunk_in_flight` while another sender holds it or
-        the upload is being committed). Give it back with `unclaim` once `write_chunk` is done."""
-        upload = await self._require(target)
-        await self.chunk_length(target, index)
-        if upload.committing or index in upload.in_flight:
-            raise UploadError(409, "chunk_in_flight", f"chunk {index} is being written or committed; retry")
-        upload.in_flight.add(index)
-        upload.users += 1  # the digest writes through the upload's descriptors
-        return ChunkDigest(upload, index, writing=index not in upload.committed)
-
-    def unclaim(self, digest: ChunkDigest) -> None:
-        """Give back a chunk taken with `claim`."""
-        upload = digest.upload
-        upload.in_flight.discard(digest.index)
-        upload.users -= 1
-        self._close_if_idle(upload)
-
     async def write_chunk(
         self, target: Path, index: int, data: memoryview, digest: ChunkDigest | None = None
     ) -> bool:
-        """Verify and record chunk `index`: by its `digest` (from `claim`) if that took all of `data`
-        as it arrived (and wrote it: then nothing is written here), else hashing and writing `data`
-        (claiming the chunk meanwhile). False if it was already recorded (nothing written)."""
+        """Verify and write chunk `index` (by its `digest` if one took all of `data` as it
+        arrived, else hashing `data`); False if it was already committed (nothing written)."""
         upload = await self._require(target)
         length = await self.chunk_length(target, index)
         if len(data) != length:
             raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {len(data)}")
-        if digest is not None:
-            return await self._land(digest, data)
         if index in upload.committed:
             return False
-        digest = await self.claim(target, index)
-        try:
-            return await self._land(digest, data)
-        finally:
-            self.unclaim(digest)
-
-    async def _land(self, digest: ChunkDigest, data: memoryview) -> bool:
-        """Check the claimed chunk's bytes, write them unless the digest did, and record it."""
-        upload, index = digest.upload, digest.index
-        if not digest.writing or index in upload.committed:
-            return False
+        if upload.committing or index in upload.in_flight:
+            raise UploadError(409, "chunk_in_flight", f"chunk {index} is being written or committed; retry")
+        known = digest.chunk.hexdigest() if digest is not None and digest.taken == len(data) else None
         offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
+        upload.in_flight.add(index)
+        upload.users += 1
         try:
-            if digest.error is not None:
-                raise digest.error
-            if digest.written == len(data):
-                written = digest.chunk.hexdigest() == expected
-            else:
-                known = digest.chunk.hexdigest() if digest.taken == len(data) else None
-                written = await asyncio.to_thread(
-                    files.verify_and_write,
-                    upload.fd,
-                    data,
-                    offset,
-                    expected,
-                    upload.write_lock,
-                    upload.direct_fd,
-                    known,
-                )
-            if not written:  # its bytes may be in the data file, but it is recorded nowhere
+            written = await asyncio.to_thread(
+                files.verify_and_write,
+                upload.fd,
+                data,
+                offset,
+                expected,
+                upload.write_lock,
+                upload.direct_fd,
+                known,
+            )
+            if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
                 )
@@ -229,6 +194,10 @@ class Uploads:
             os.write(upload.map_fd, f"{index}\n".encode())
         except OSError as exc:
             raise os_error(exc, f"writing chunk {index}") from None
+        finally:
+            upload.in_flight.discard(index)
+            upload.users -= 1
+            self._close_if_idle(upload)
         upload.committed.add(index)
         upload.writes += 1
         return True
@@ -349,33 +318,17 @@ class Uploads:
 
 
 class ChunkDigest:
-    """One sender's claim on a chunk (`Uploads.claim`). It takes the SHA-256 of the chunk's body
-    slice by slice as it is received, in the receiving thread while each slice is still in the
-    CPU's cache, and writes each slice to the chunk's place in the data file right after (unless
-    the chunk is recorded already): the chunk is then checked by this digest and recorded without
-    being hashed or written again, and no write of the whole chunk waits after its last byte. Bytes
-    of a chunk that turns out wrong sit in the data file unrecorded until it is sent again."""
+    """The SHA-256 of one chunk's body taken slice by slice as it is received, in the receiving
+    thread while each slice is still in the CPU's cache (hashing a whole chunk afterwards reads it
+    back from memory). The chunk is then checked by it, not hashed again."""
 
-    def __init__(self, upload: _Upload, index: int, writing: bool) -> None:
-        self.upload, self.index = upload, index
-        self.writing = writing  # False: the chunk was recorded already; its body is only taken
-        self.offset = upload.entry.span(index)[0]
+    def __init__(self) -> None:
         self.chunk = hashlib.sha256()
         self.taken = 0  # bytes of the body in `chunk`
-        self.written = 0  # bytes of the body written to the data file
-        self.error: OSError | None = None  # a write that failed (answered once the body is in)
 
     def update(self, received: memoryview) -> None:
-        """Take (and write) the bytes of `received` (the body so far) not taken yet."""
-        new = received[self.taken :]
-        self.chunk.update(new)
-        if self.writing and self.error is None and self.written == self.taken:
-            upload = self.upload
-            try:
-                files.write_at(upload.fd, new, self.offset + self.taken, upload.write_lock, upload.direct_fd)
-                self.written = len(received)
-            except OSError as exc:
-                self.error = exc
+        """Take the bytes of `received` (the body so far) not taken yet."""
+        self.chunk.update(received[self.taken :])
         self.taken = len(received)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors import upload_files
 from connectors.manifest import CHUNK_LIST_TAG, chunk_list_root
 from connectors.uploads import ChunkDigest, UploadError, Uploads
 from tests.express.test_chunk_protocol import CHUNK, entry_for, piece
@@ -32,35 +31,24 @@ async def _refused(uploads: Uploads, target: Path, index: int, data: bytes) -> s
     return refused.value.code
 
 
-def _not_again(*_args: object) -> bool:
-    raise AssertionError("a chunk its digest wrote was hashed or written again")
-
-
 def _take(digest: ChunkDigest, view: memoryview, upto: int, step: int = 16 << 10) -> None:
     """Hand `digest` the body up to `upto` bytes in steps, as the receiving thread does."""
     for end in range(digest.taken + step, upto + step, step):
         digest.update(view[: min(end, upto)])
 
 
-async def test_chunks_in_any_order_commit_without_reading_anything_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Chunks claimed out of order, each hashed and written slice by slice as it arrives: each is
-    recorded by its digest without being hashed or written again, the commit reads nothing back
-    (one SHA-256 pass in all) and the file is the source's bytes."""
+async def test_chunks_in_any_order_commit_without_reading_anything_back(tmp_path: Path) -> None:
+    """Chunks written out of order, each checked by the digest taken as it arrived: the commit
+    reads nothing back (one SHA-256 pass in all) and the file is the source's bytes."""
     data = os.urandom(3 * CHUNK + 77)
     target, uploads = tmp_path / "f.bin", Uploads()
     await uploads.open(target, entry_for(data))
     for index in (3, 1, 0, 2):
         view = uploads.buffer(len(piece(data, index)))
         view[:] = piece(data, index)
-        digest = await uploads.claim(target, index)
+        digest = ChunkDigest()
         _take(digest, view, len(view))
-        assert digest.written == len(view)
-        with monkeypatch.context() as patched:  # neither hashed nor written again once it is in
-            patched.setattr(upload_files, "verify_and_write", _not_again)
-            assert await uploads.write_chunk(target, index, view, digest)
-        uploads.unclaim(digest)
+        assert await uploads.write_chunk(target, index, view, digest)
         uploads.release(view)
     assert await uploads.commit(target, None) == (True, 4)
     assert target.read_bytes() == data
@@ -112,12 +100,11 @@ async def test_a_digest_of_spoilt_bytes_refuses_the_chunk(tmp_path: Path) -> Non
     view = uploads.buffer(CHUNK)
     view[:] = data
     view[9] ^= 1
-    digest = await uploads.claim(target, 0)
+    digest = ChunkDigest()
     _take(digest, view, CHUNK)
     view[9] ^= 1
     with pytest.raises(UploadError) as refused:
         await uploads.write_chunk(target, 0, view, digest)
-    uploads.unclaim(digest)
     assert refused.value.code == "bad_chunk"
     assert (await uploads.status(target)).committed == []  # type: ignore[union-attr]
     assert await _write(uploads, target, 0, data)
@@ -191,30 +178,3 @@ def test_the_chunk_list_root_changes_with_any_change_of_the_list() -> None:
         + b"".join(bytes.fromhex(c) for c in chunks)
     ).hexdigest()
     assert root == expected
-
-
-async def test_a_claimed_chunk_is_not_taken_by_a_second_sender(tmp_path: Path) -> None:
-    """While one sender holds chunk 0 (its body being received and written), a second one is 409
-    `chunk_in_flight` before its body is read; a chunk already recorded is taken but not written
-    again (False)."""
-    data = os.urandom(2 * CHUNK)
-    target, uploads = tmp_path / "f.bin", Uploads()
-    await uploads.open(target, entry_for(data))
-    held = await uploads.claim(target, 0)
-    with pytest.raises(UploadError) as refused:
-        await uploads.claim(target, 0)
-    assert refused.value.code == "chunk_in_flight"
-    assert await _refused(uploads, target, 0, piece(data, 0)) == "chunk_in_flight"
-    uploads.unclaim(held)
-    assert await _write(uploads, target, 0, piece(data, 0))
-    again = await uploads.claim(target, 0)
-    assert not again.writing
-    spoilt = bytearray(piece(data, 0))
-    spoilt[0] ^= 1
-    view = memoryview(spoilt)
-    _take(again, view, len(view))
-    assert (again.written, await uploads.write_chunk(target, 0, view, again)) == (0, False)
-    uploads.unclaim(again)
-    assert await _write(uploads, target, 1, piece(data, 1))
-    assert await uploads.commit(target, None) == (True, 2)
-    assert target.read_bytes() == data
