@@ -123,11 +123,14 @@ class Uploads:
         return None if upload is None else self._status(upload)
 
     async def open(self, target: Path, entry: UploadEntry) -> UploadStatus:
-        """Open (or resume, if opened with the same entry) the upload of `target`. A different entry
-        replaces the upload; a target that already holds the entry's file is reported complete."""
+        """Open (or resume, if opened with the same entry, with or without its chunk root) the upload
+        of `target`. A different entry replaces the upload; a target that already holds the entry's file is reported complete."""
         async with self._lock:
             upload = await self._get(target)
-            if upload is not None and upload.entry == entry:
+            if upload is not None and _same_file(upload.entry, entry):
+                if upload.entry.chunk_root is None and entry.chunk_root is not None:
+                    files.write_meta(target, entry)  # opened by an older relay: now proven by its root
+                    upload.entry = entry
                 return self._status(upload)
             if upload is not None:
                 self._close(upload)
@@ -330,6 +333,12 @@ class ChunkDigest:
         """Take the bytes of `received` (the body so far) not taken yet."""
         self.chunk.update(received[self.taken :])
         self.taken = len(received)
+
+
+def _same_file(held: UploadEntry, given: UploadEntry) -> bool:
+    """Whether two entries describe the same file, one of them perhaps of the older form (no root:
+    the root is a function of the rest, so it adds nothing to compare)."""
+    return held.model_copy(update={"chunk_root": None}) == given.model_copy(update={"chunk_root": None})
 
 
 def _verify_and_install(upload: _Upload) -> tuple[set[int], int]:

@@ -178,3 +178,20 @@ def test_the_chunk_list_root_changes_with_any_change_of_the_list() -> None:
         + b"".join(bytes.fromhex(c) for c in chunks)
     ).hexdigest()
     assert root == expected
+
+
+async def test_an_upload_opened_in_the_older_form_resumes_with_the_root(tmp_path: Path) -> None:
+    """An upload an older relay opened (no chunk root) keeps its chunks when a relay of this version
+    opens it again with the root (the same file), and from then on commits without the whole-file
+    read-back; an older relay opening an upload of this version resumes it too."""
+    data = os.urandom(3 * CHUNK)
+    target, uploads = tmp_path / "f.bin", Uploads()
+    await uploads.open(target, entry_for(data, older=True))
+    assert await _write(uploads, target, 0, piece(data, 0))
+    status = await uploads.open(target, entry_for(data))
+    assert status.committed == [[0, 1]]
+    assert (await Uploads().open(target, entry_for(data, older=True))).committed == [[0, 1]]
+    for index in (1, 2):
+        assert await _write(uploads, target, index, piece(data, index))
+    assert await uploads.commit(target, None, entry_for(data).root()) == (True, 3)
+    assert (target.read_bytes(), uploads.read_back_chunks) == (data, 0)
