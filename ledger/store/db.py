@@ -322,24 +322,15 @@ class Cursor:
     def pipeline(
         self, statements: Sequence[Statement], *, begin: bool = False, commit: bool = False
     ) -> list[list[tuple[Any, ...]]]:
-        """PostgreSQL: run `statements` in order in one round trip (psycopg's pipeline mode), after
+        """PostgreSQL: run `statements` in order in one round trip (libpq's pipeline mode), after
         a BEGIN and before a COMMIT when asked; the rows of each. The server runs them one after
         another, each seeing what those before it did (a lock taken, rows written); on the first
         error the rest are skipped, the COMMIT too, and the error is raised."""
+        from ledger.store import pgwire  # imports psycopg: only once a PostgreSQL engine is in use
+
         driver = self.conn.connection.driver_connection
         assert driver is not None
-        cursors = [driver.cursor() for _ in statements]
-        with driver.pipeline():  # leaving it sends everything, with one Sync, and reads the results
-            if begin:
-                self.cursor.execute("BEGIN")
-            for cursor, (sql, params, many) in zip(cursors, statements, strict=True):
-                if many:
-                    cursor.executemany(sql.replace("?", "%s"), params)
-                else:
-                    cursor.execute(sql.replace("?", "%s"), params)
-            if commit:
-                self.cursor.execute("COMMIT")
-        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        return pgwire.run(driver, statements, begin=begin, commit=commit)
 
     def select_in(self, sql: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         """Run `sql` with each `{in}` standing for membership in `keys`."""
