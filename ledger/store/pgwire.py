@@ -172,6 +172,9 @@ def _read(
         status = result.status
         if status == _SYNC:
             return rows, error
+        if position >= len(expected) or pgconn.status == _BAD:  # e.g. the server ended the session
+            lost = psycopg.errors.error_from_result(result, encoding=encoding) if status not in _OK else None
+            raise psycopg.OperationalError(f"the connection was lost: {error or lost or 'no answer'}")
         what, key = expected[position]
         if status in _OK:
             if what == "rows" and result.ntuples:
@@ -181,8 +184,6 @@ def _read(
             names.pop(key, None)
         if status != _ABORTED and error is None:
             error = psycopg.errors.error_from_result(result, encoding=encoding)
-        if pgconn.status == _BAD:
-            raise error or psycopg.OperationalError("the connection was lost")
 
 
 def _rows(result: pq.abc.PGresult, encoding: str) -> list[tuple[Any, ...]]:
