@@ -184,13 +184,17 @@ async def test_outage_makes_the_plugin_offline_and_recovery_brings_it_back(alpha
 
 async def test_latency_beyond_the_call_timeout_is_a_timeout(alpha_sim: SimProcess) -> None:
     """Injected latency longer than the plugin's timeout surfaces as PluginTimeout."""
-    plugin = alpha(alpha_sim, timeout_s="0.2")
-    await plugin.ensure_account()
-    await set_faults(alpha_sim, latency_ms=500)
-    with pytest.raises(PluginTimeout):
-        await plugin.data_source()
-    await set_faults(alpha_sim)
-    await plugin.close()
+    # The timeout leaves a loaded machine room for the calls before the latency; the latency is
+    # three times it.
+    plugin = alpha(alpha_sim, timeout_s="1.0")
+    try:
+        await plugin.ensure_account()
+        await set_faults(alpha_sim, latency_ms=3000)
+        with pytest.raises(PluginTimeout):
+            await plugin.data_source()
+    finally:
+        await set_faults(alpha_sim)
+        await plugin.close()
 
 
 async def test_accounts_do_not_see_each_others_instances(alpha_sim: SimProcess) -> None:
