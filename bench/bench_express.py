@@ -4,8 +4,8 @@ of moving the training program's state.
 
 - express: source `cpnode-storage`, `cpnode express` and destination `cpnode-storage`, three
   processes on loopback; a job with the source's manifest (built once beforehand, as a checkpoint
-  does, and timed on its own) moves the file in verified chunks and commits it (whole-file hash,
-  fsync, rename). Timed from the job's creation to `completed`.
+  does, and timed on its own) moves the file in verified chunks and commits it (every chunk of
+  the list held, fsync, rename). Timed from the job's creation to `completed`.
 - baseline: `bench.express_raw`, source → relay → destination as three processes with plain
   sockets, no hashing, no fsync. Timed from the first byte sent to the last byte written.
 - the destination's disk floor: the same file written in chunk-sized O_DIRECT writes from one
