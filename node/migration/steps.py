@@ -275,7 +275,7 @@ class Steps:
             manifest = {f["path"]: (f["size_bytes"], f["sha256"]) for f in m.checkpoint["manifest"]["files"]}
             complete = view.state == "completed" and view.progress.files_done == len(manifest)
             arrived = manifest if complete and set(view.files or []) == set(manifest) else {}
-            how = "each committed by the destination against its SHA-256"
+            how = "each committed by the destination against its chunk hashes"
         if arrived != expected:
             wrong = sorted(p for p in expected.keys() | arrived.keys() if arrived.get(p) != expected.get(p))
             raise StepFailed(
