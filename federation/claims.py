@@ -150,44 +150,116 @@ def claim_trade(
     # machine crash undoes was never told to anyone and is taken again by the retry. Durable when
     # the write may store the answer here.
     with writing(engine, lazy=not isinstance(write, AnsweringWrite)) as conn:
-        # Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a
-        # row lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait).
-        if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
-            raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
+        _lock_partner(conn, partner)
         if nonce is not None and not claim_nonce_in(
             conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
         ):
             raise AuthError("nonce already used (replayed request)", code="replayed")
-        state, row = _state(conn, partner, trade_id, now_ts)
-        if row is not None and row.request_sha256 != request_sha256:
-            raise ConflictError(f"trade {trade_id!r} was already requested with different content")
-        after = transition(state, "claim")
-        if after == "answered":
-            return dict(row._mapping)
-        if after == "refused":
-            raise RateLimitedError(
-                f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress"
-            )
-        keys = {"p_partner": partner, "p_trade": trade_id}
-        running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
-        if running >= limit:
-            raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
-        written = None if write is None else write(conn)
-        if isinstance(written, Answered):
-            transition(state, "answer")
-            if state == "lapsed":  # the claim its holder stopped renewing ends with the answer
-                conn.execute(_DROP, keys)
-            _store_answer(conn, partner, trade_id, request_sha256, written.status, written.response, now_ts)
-            return {"status": written.status, "response": written.response, "answered": written}
-        values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
-        if state == "lapsed":
-            conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
-        else:
-            conn.execute(
-                _INSERT_CLAIM,
-                {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values},
-            )
-        return None
+        return _claim_in(conn, partner, trade_id, request_sha256, holder, now_ts, ttl_s, limit, write)
+
+
+@dataclass(frozen=True)
+class BatchClaim:
+    """One trade of a batch to claim (`claim_trades`): its id, request hash and claim write."""
+
+    trade_id: str
+    request_sha256: str
+    write: ClaimWrite | None = None
+
+
+def claim_trades(
+    engine: Engine,
+    partner: str,
+    batch: Sequence[BatchClaim],
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    limit: int,
+    nonce: PendingNonce | None = None,
+) -> list[dict[str, Any] | Exception | None]:
+    """Claim several trades of one partner in one write transaction, each as `claim_trade` would
+    (one result per item: the stored answer, None for a claim taken, or the error refusing it).
+
+    Each trade runs in a savepoint of its own: one refused, or one whose write fails, is rolled
+    back alone and never touches the others. Durable when any write may store its answer here.
+    `nonce`: the batch request's signature nonce, claimed first in the same transaction; AuthError
+    `replayed` when it was used before, and then nothing is written."""
+    results: list[dict[str, Any] | Exception | None] = []
+    lazy = not any(isinstance(item.write, AnsweringWrite) for item in batch)
+    with writing(engine, lazy=lazy) as conn:
+        _lock_partner(conn, partner)
+        if nonce is not None and not claim_nonce_in(
+            conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
+        ):
+            raise AuthError("nonce already used (replayed request)", code="replayed")
+        for item in batch:
+            try:
+                with conn.begin_nested():
+                    results.append(
+                        _claim_in(
+                            conn,
+                            partner,
+                            item.trade_id,
+                            item.request_sha256,
+                            holder,
+                            now_ts,
+                            ttl_s,
+                            limit,
+                            item.write,
+                        )
+                    )
+            except Exception as exc:  # this trade's refusal or failure; the others go on
+                results.append(exc)
+    return results
+
+
+def _lock_partner(conn: Connection, partner: str) -> None:
+    """Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a row
+    lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait)."""
+    if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
+        raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
+
+
+def _claim_in(
+    conn: Connection,
+    partner: str,
+    trade_id: str,
+    request_sha256: str,
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    limit: int,
+    write: ClaimWrite | None,
+) -> dict[str, Any] | None:
+    """The claim of `claim_trade` inside the caller's write transaction (partner locked)."""
+    state, row = _state(conn, partner, trade_id, now_ts)
+    if row is not None and row.request_sha256 != request_sha256:
+        raise ConflictError(f"trade {trade_id!r} was already requested with different content")
+    after = transition(state, "claim")
+    if after == "answered":
+        return dict(row._mapping)
+    if after == "refused":
+        raise RateLimitedError(f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress")
+    keys = {"p_partner": partner, "p_trade": trade_id}
+    running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
+    if running >= limit:
+        raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
+    written = None if write is None else write(conn)
+    if isinstance(written, Answered):
+        transition(state, "answer")
+        if state == "lapsed":  # the claim its holder stopped renewing ends with the answer
+            conn.execute(_DROP, keys)
+        _store_answer(conn, partner, trade_id, request_sha256, written.status, written.response, now_ts)
+        return {"status": written.status, "response": written.response, "answered": written}
+    values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
+    if state == "lapsed":
+        conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
+    else:
+        conn.execute(
+            _INSERT_CLAIM,
+            {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values},
+        )
+    return None
 
 
 def _store_answer(

@@ -296,6 +296,21 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/fed/v1/trades/batch": {
+                "post": {
+                    "operationId": "tradeBatch",
+                    "summary": "Several trade requests in one exchange, each answered as if alone",
+                    "security": SIGNED_SESSION,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("TradeBatch")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("TradeBatchAnswer"), "one answer per request, in order"),
+                        **_errors(400, 401, 404, 413, 503),
+                    },
+                }
+            },
             "/fed/v1/trades/{trade_id}/settlement": {
                 "post": {
                     "operationId": "settleTrade",

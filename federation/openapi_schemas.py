@@ -9,6 +9,7 @@ from federation.keydoc import KEY_DOCUMENT_TYPE
 from federation.login import LOGIN_TYPE
 from federation.relay import FEED_PAGE
 from federation.settlement import SETTLEMENT_TYPE, SUMMARY_REQUEST_TYPE
+from federation.trade_batches import BATCH_ANSWER_TYPE, BATCH_TYPE, MAX_BATCH_TRADES
 
 REF = "#/components/schemas/"
 _INT = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
@@ -115,6 +116,26 @@ def schemas() -> dict[str, Any]:
                     "description": "the task the seller is to run: {task_id, spec} (node.tasks.sold)",
                 }
             },
+        ),
+        "TradeBatch": _object(
+            {
+                "type": {"const": BATCH_TYPE},
+                "requests": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_TRADES,
+                    "items": _ref("TradeRequest"),
+                },
+            }
+        ),
+        "TradeBatchAnswer": _object(
+            {
+                "type": {"const": BATCH_ANSWER_TYPE},
+                "answers": {
+                    "type": "array",
+                    "items": _object({"status": _INT, "body": {"type": "object"}}),
+                },
+            }
         ),
         "SettlementDocument": _signed(
             SETTLEMENT_TYPE,

@@ -12,6 +12,8 @@ Routes (the key document `/fed/v1/keys` is served by the node's core routes):
   the caller may fetch through us (`federation.relay`)
 - `GET  /fed/v1/relayed/{issuer}` signed + session; one of them, byte for byte as its issuer signed it
 - `POST /fed/v1/trades`          signed + session; an idempotent trade request
+- `POST /fed/v1/trades/batch`    signed + session; several trade requests, each answered as alone
+  (`federation.trade_batches`); 404 unless the node takes batches (`TRADE_BATCHES`)
 - `POST /fed/v1/trades/{trade_id}/settlement` signed + session; settle or cancel a trade
 - `POST /fed/v1/ledger/summary`  signed + session; this node's signed reconciliation summary
 
@@ -39,10 +41,14 @@ from federation.relay import FEED_PAGE, feed_json
 from federation.service import Caller, FederationService
 from federation.settlement import PeerHandlers, handle_settlement, handle_summary
 from federation.tokens import issue_token
+from federation.trade_batches import handle_trade_batch
 from federation.trades import handle_trade
 
 SERVICE = web.AppKey("federation_service", FederationService)
 PEER_HANDLERS = web.AppKey("federation_peer_handlers", PeerHandlers)
+# Whether this node takes trade batches (set by the node's trading); without it the batch route
+# answers 404, as a node from before batches does.
+TRADE_BATCHES = web.AppKey("federation_trade_batches", bool)
 JSON = "application/json"
 
 
@@ -196,6 +202,18 @@ async def trades(request: web.Request) -> web.Response:
     return web.Response(body=response, status=status, content_type=JSON)
 
 
+async def trade_batch(request: web.Request) -> web.Response:
+    """Several trade requests from the caller, each answered as if alone."""
+    service = request.app[SERVICE]
+    if not request.app.get(TRADE_BATCHES, False):
+        raise NotFoundError("this node takes trade requests one by one", code="not_found")
+    body = await read_body(request, service.settings.max_request_bytes)
+    # The nonce is claimed by `handle_trade_batch` in the claims' transaction.
+    caller = await _caller(request, body, require_session=True, defer_nonce=True)
+    response = await handle_trade_batch(service, caller, body)
+    return web.Response(body=response, content_type=JSON)
+
+
 async def settlement(request: web.Request) -> web.Response:
     """Settle or cancel a trade the caller bought here."""
     service = request.app[SERVICE]
@@ -227,5 +245,6 @@ def add_routes(app: web.Application, service: FederationService) -> None:
     app.router.add_get("/fed/v1/relayed", relayed_feed)
     app.router.add_get("/fed/v1/relayed/{issuer}", relayed_catalog)
     app.router.add_post("/fed/v1/trades", trades)
+    app.router.add_post("/fed/v1/trades/batch", trade_batch)
     app.router.add_post("/fed/v1/trades/{trade_id}/settlement", settlement)
     app.router.add_post("/fed/v1/ledger/summary", summary)

@@ -35,6 +35,7 @@ from federation import canonical, claims, store
 from federation.catalog import sha256_hex
 from federation.documents import load_document, verify_document
 from federation.errors import AuthError, ConflictError, DocumentError, FederationError
+from federation.partners import Partner
 from federation.service import Caller, FederationService
 
 log = logging.getLogger("cpnode.federation.trades")
@@ -148,17 +149,34 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         if isinstance(answered, claims.Answered):
             answered.committed()
         return int(stored["status"]), bytes(stored["response"])
-    keeper = asyncio.create_task(_keep_claim(service, partner, trade_id))
+    return await run_claimed(service, caller.partner, document, request_sha, opening)
+
+
+async def run_claimed(
+    service: FederationService,
+    partner: Partner,
+    document: dict[str, Any],
+    request_sha: str,
+    opening: claims.ClaimWrite | None,
+) -> tuple[int, bytes]:
+    """Run the node's handler on a trade whose claim this replica holds, renewing the claim
+    meanwhile, and store its answer with the claim's end: the answer that stands (the first).
+    The claim is released when the handler fails."""
+    handler = service.trade_handler
+    if handler is None:
+        raise TradingUnavailable("this node does not accept trades yet")
+    name, trade_id = partner.name, str(document["trade_id"])
+    keeper = asyncio.create_task(_keep_claim(service, name, trade_id))
     at_answer: list[claims.ClaimWrite] = []
     tokens = _CLAIMED_WITH.set(opening), _AT_ANSWER.set(at_answer)
     try:
-        status, answer = await handler(caller.partner, document)
+        status, answer = await handler(partner, document)
         response = canonical.encode(answer)
     except BaseException:
         # Free the trade for a retry now rather than when the claim lapses; shielded so a
         # cancelled request still releases it.
         with contextlib.suppress(Exception):
-            await asyncio.shield(service.db(claims.release_claim, partner, trade_id, service.holder))
+            await asyncio.shield(service.db(claims.release_claim, name, trade_id, service.holder))
         raise
     finally:
         keeper.cancel()
@@ -166,7 +184,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         _AT_ANSWER.reset(tokens[1])
     final_status, final_response = await service.db(
         claims.finish_trade,
-        partner,
+        name,
         trade_id,
         request_sha,
         service.holder,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -40,6 +40,7 @@ from node.trading.errors import (
     TradingError,
     UnknownError,
 )
+from node.trading.grouped import GroupWriter
 from node.trading.machine import ORDER_RESTING
 from node.trading.steps import BAD_ANSWER, VOID_DONE, CallView, Move, OrderSteps, bad_answer
 from node.trading.store import Order
@@ -86,21 +87,85 @@ def read_for_placing(
     if values_of is None:
         with engine.connect() as conn:
             return _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
-    batch = None
+    call = PlacingCall(order_id, consumer_account, partner, offer_id, now_ts, active, values_of, holding)
     with write_transaction(engine, lazy=holding is None) as conn:
-        read = _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
-        if read.order is not None:
-            return read
-        values = values_of(read)
-        if holding is None:
-            return replace(read, created=store.insert_new_order_in(conn, values))
-        draft = store.draft_order(values)
-        legs, moves = holding(draft)
-        batch = ledger.submit_in(conn, legs)
-        created = store.insert_new_order_in(conn, values)
-        moved = store.move_order_in(conn, created.id, created.state, moves, now_ts) if batch.ok else None
-    batch.committed()
-    return replace(read, created=moved or created)
+        read, batch = _place_in(conn, call)
+    if batch is not None:
+        batch.committed()
+    return read
+
+
+@dataclass(frozen=True)
+class PlacingCall:
+    """The arguments of one `read_for_placing` that inserts its order (`values_of` given)."""
+
+    order_id: str
+    consumer_account: str
+    partner: str | None
+    offer_id: str
+    now_ts: int
+    active: str | None
+    values_of: Callable[[Placing], dict[str, Any]]
+    holding: Callable[[Order], tuple[list[ledger.TransferRequest], list[Move]]] | None = None
+
+
+def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | Exception]:
+    """Several new partner orders' `read_for_placing` (each with `holding`) in one durable write
+    transaction, each in a savepoint of its own: one order's refusal or failure rolls back only
+    itself. One result per call: its Placing, or the error it raised."""
+    if len(calls) == 1:  # alone: no savepoint needed
+        try:
+            c = calls[0]
+            return [
+                read_for_placing(
+                    engine,
+                    c.order_id,
+                    c.consumer_account,
+                    c.partner,
+                    c.offer_id,
+                    c.now_ts,
+                    c.active,
+                    c.values_of,
+                    c.holding,
+                )
+            ]
+        except Exception as exc:
+            return [exc]
+    out: list[Placing | Exception] = []
+    batches: list[ledger.JoinedBatch] = []
+    with write_transaction(engine) as conn:
+        for call in calls:
+            try:
+                with conn.begin_nested():
+                    read, batch = _place_in(conn, call)
+            except Exception as exc:  # this order's; the others go on
+                out.append(exc)
+                continue
+            out.append(read)
+            if batch is not None:
+                batches.append(batch)
+    for batch in batches:  # in the order they were written: the last one's cache is current
+        batch.committed()
+    return out
+
+
+def _place_in(conn: Connection, call: PlacingCall) -> tuple[Placing, ledger.JoinedBatch | None]:
+    """`read_for_placing`'s reads and writes inside the caller's write transaction; the ledger batch
+    to mark committed once it has committed (None when nothing was submitted)."""
+    read = _placing_reads(
+        conn, call.order_id, call.consumer_account, call.partner, call.offer_id, call.now_ts, call.active
+    )
+    if read.order is not None:
+        return read, None
+    values = call.values_of(read)
+    if call.holding is None:
+        return replace(read, created=store.insert_new_order_in(conn, values)), None
+    draft = store.draft_order(values)
+    legs, moves = call.holding(draft)
+    batch = ledger.submit_in(conn, legs)
+    created = store.insert_new_order_in(conn, values)
+    moved = store.move_order_in(conn, created.id, created.state, moves, call.now_ts) if batch.ok else None
+    return replace(read, created=moved or created), batch
 
 
 def _placing_reads(
@@ -153,6 +218,8 @@ class Buyer:
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
         self.steps = OrderSteps(trading)
+        # New partner orders placed meanwhile share one durable transaction (`place_group`).
+        self.placings: GroupWriter[PlacingCall, Placing] = GroupWriter(trading, place_group)
         # Which task (if any) meters an order: its usage is settled from what ran, never by hand.
         self.metered_by: Callable[[str], Awaitable[str | None]] | None = None
 
@@ -247,17 +314,31 @@ class Buyer:
             await self.steps.ensure_partner_accounts(partner, t.settings.currency)
             identity = t.identity()
             holding = functools.partial(self.steps.holding, identity=identity, now_ts=now)
-        read = await t.db(
-            read_for_placing,
-            terms.order_id,
-            rules.consumer_account(consumer),
-            partner,
-            terms.offer_id,
-            now,
-            active,
-            None if partner is None else values_of,
-            holding,
-        )
+        if partner is not None and holding is not None:
+            # Shared with the other orders placed meanwhile: one durable transaction for all.
+            call = PlacingCall(
+                terms.order_id,
+                rules.consumer_account(consumer),
+                partner,
+                terms.offer_id,
+                now,
+                active,
+                values_of,
+                holding,
+            )
+            read = await self.placings.submit(call)
+        else:
+            read = await t.db(
+                read_for_placing,
+                terms.order_id,
+                rules.consumer_account(consumer),
+                partner,
+                terms.offer_id,
+                now,
+                active,
+                None if partner is None else values_of,
+                holding,
+            )
         stored = read.order or read.created
         if read.created is not None and read.call is not None:
             self.steps.calls[read.created.id] = read.call

@@ -2,7 +2,8 @@
 
 - every process: the node's offer sources show free units minus reserved ones (node.trading.capacity),
   whose snapshot a lifecycle task refreshes;
-- role `federation`: the seller's handlers behind `/fed/v1/trades`, `/fed/v1/trades/{id}/settlement`
+- role `federation`: the seller's handlers behind `/fed/v1/trades` (and `/fed/v1/trades/batch`
+  unless `accept_trade_batches` is off), `/fed/v1/trades/{id}/settlement`
   and `/fed/v1/ledger/summary`;
 - role `api`: consumers, deposits, orders and sales under `/api/v1` (node.trading.routes);
 - role `scheduler`: the leased job `trading.upkeep` finishing orders and sales left between states,
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from federation.server import PEER_HANDLERS, SERVICE
+from federation.server import PEER_HANDLERS, SERVICE, TRADE_BATCHES
 from federation.settlement import PeerHandlers
 from node.context import NodeContext
 from node.trading import routes
@@ -47,6 +48,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         service.trade_handler = seller.handle_trade
         service.trade_opener = seller.open_trade
         app[PEER_HANDLERS] = PeerHandlers(seller.handle_settlement, seller.handle_summary)
+        app[TRADE_BATCHES] = ctx.settings.trading.accept_trade_batches
     if "api" in ctx.roles:
         routes.add_routes(app, buyer)
 

@@ -35,9 +35,11 @@ FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 
 
-async def _post_once(
+async def post_once(
     service: FederationService, partner: Partner, path: str, body: bytes, token: str | None
 ) -> PeerResponse:
+    """One signed POST under our session at `partner` (`token`, else the stored one), logging in
+    again once on a 401."""
     if token is None:
         token = await ensure_session(service, partner)
     client = service.client(partner)
@@ -72,7 +74,7 @@ async def post(
         token, session = session, None  # only the first attempt
         try:
             async with asyncio.timeout(remaining):
-                response = await _post_once(service, partner, path, body, token)
+                response = await post_once(service, partner, path, body, token)
             if response.status != 429 and response.status < 500:
                 return response
             code, message = response.error()

@@ -17,9 +17,11 @@ from federation.sync import usable_session
 from ledger import Status, TransferRequest, TransferResult
 from node.money import format_money
 from node.trading import books, documents, peer, rules, store
+from node.trading.batching import TradeBatcher
 from node.trading.core import Trading
 from node.trading.documents import Terms
 from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
+from node.trading.grouped import GroupedMoves
 from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
@@ -51,6 +53,9 @@ class OrderSteps:
         # By order id: what placing read for calling the partner, used once by the trade request
         # of the order being placed (the placer drops it when the order rests).
         self.calls: dict[str, CallView] = {}
+        settings = trading.settings
+        self.exchanges = TradeBatcher(trading.service, settings.max_batch_trades, settings.trade_exchanges)
+        self.grouped = GroupedMoves(trading)
         # The action of every state that is not resting (node.trading.machine); a table test checks
         # that the keys are exactly those states.
         self.actions: dict[OrderState, OrderAction] = {
@@ -211,10 +216,9 @@ class OrderSteps:
                 order, "refused", reason=f"unknown_partner: {order.partner!r} is not a partner of this node"
             )
         try:
-            response = await peer.post(
-                t.service,
+            # Batched with the other orders' trade requests for this partner meanwhile.
+            response = await self.exchanges.post(
                 partner,
-                "/fed/v1/trades",
                 order.trade_request,
                 t.settings.trade_timeout_s,
                 session=usable_session(t.service, stored),
@@ -244,11 +248,11 @@ class OrderSteps:
         # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
         # same request with its stored acceptance). The hold goes to the group committer, which
         # shares one durable commit among concurrent orders: written in this move's transaction it
-        # would make that one durable, a commit of its own per order.
-        moved = await self.move(
+        # would make that one durable, a commit of its own per order. The move shares its
+        # transaction with the other orders' moves meanwhile (the answers of one trade batch).
+        moved = await self.grouped.move(
             order,
             "accepted",
-            lazy=True,
             receipt=canonical.encode(record),
             receipt_sha256=documents.digest(record),
             partner_hold_expires_ts=expires,

@@ -22,6 +22,7 @@ import ledger
 from ledger import TransferRequest, TransferResult
 from node.db import write_transaction
 from node.offers import CatalogOffer, group_of
+from node.trading.errors import StateError
 from node.trading.machine import (
     ORDER_FINAL,
     ORDER_RESTING,
@@ -446,3 +447,26 @@ def list_sales(engine: Engine, partner: str | None = None, limit: int = 100) -> 
         query = query.where(sales_t.c.partner == partner)
     with engine.connect() as conn:
         return [sale_from_row(row) for row in conn.execute(query)]
+
+
+def move_orders(
+    engine: Engine,
+    /,
+    moves: Sequence[tuple[str, OrderState, OrderEvent, Mapping[str, Any]]],
+    now_ts: int,
+    *,
+    lazy: bool = False,
+) -> list[Order | StateError | None]:
+    """Several orders' moves (`move_order` each: order id, state, event, values) in one write
+    transaction: each its moved order, None if it was not in its state any more, or the
+    StateError refusing its event (checked before any statement, so the others go on)."""
+    out: list[Order | StateError | None] = []
+    with write_transaction(engine, lazy=lazy) as conn:
+        for order_id, state, event, values in moves:
+            try:
+                order_transition(state, event)
+            except StateError as exc:
+                out.append(exc)
+                continue
+            out.append(move_order_in(conn, order_id, state, [(event, values)], now_ts))
+    return out

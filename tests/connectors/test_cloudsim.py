@@ -204,11 +204,14 @@ async def test_latency_beyond_the_call_timeout_is_a_timeout(alpha_sim: SimProces
     # A timeout a loaded machine's ordinary call stays under (0.2 s did not, at load 12), and a
     # latency four times it.
     plugin = alpha(alpha_sim, timeout_s="1.5")
-    await plugin.ensure_account()
-    await set_faults(alpha_sim, latency_ms=6000)
-    with pytest.raises(PluginTimeout):
-        await plugin.data_source()
-    await set_faults(alpha_sim)
+    try:
+        await plugin.ensure_account()
+        await set_faults(alpha_sim, latency_ms=6000)
+        with pytest.raises(PluginTimeout):
+            await plugin.data_source()
+    finally:
+        await set_faults(alpha_sim)
+        await plugin.close()
 
 
 async def test_accounts_do_not_see_each_others_instances(alpha_sim: SimProcess) -> None:

@@ -1,0 +1,225 @@
+"""Cross-node orders per second with many in flight, against the buyer's ledger taking holds, in
+alternating rounds: both nodes in one process, and the seller as its own `cpnode run` process
+(`python -m bench trading --part cross --part apart`; see bench.bench_trading)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.trading_holds import CONCURRENT, IN_FLIGHT, hold_rate, node_hold_rate
+from bench.trading_profile import Profiled
+from federation import store
+from federation.partners import Agreement, Partner
+from federation.sync import run_round
+from node.config import load_settings
+from node.db import make_engine
+from node.identity import load_identity
+from node.launcher import NodeProcess
+from node.trading.routes import BUYER
+from tests.support.federation import service_of
+from tests.support.nodes import make_node_dir, running_node
+from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer, trading_toml
+
+ROUNDS = 3  # alternating rounds of orders and holds in a cross-node run
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def batch_toml(max_batch: int | None) -> str:
+    """`[trading]` lines setting the buyer's `max_batch_trades` (nothing: the default)."""
+    return "" if max_batch is None else f"max_batch_trades = {max_batch}\n"
+
+
+async def bench_cross_node(
+    tmp: Path, profile: Path | None = None, rounds: int = ROUNDS, max_batch: int | None = None
+) -> dict[str, Any]:
+    """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
+    both nodes in this process (the first round profiled when `profile` names a folder)."""
+    async with market(
+        tmp,
+        credit_limit=10**12,
+        deposit=10**11,
+        seller_free=10**6,
+        timeout_s=20.0,
+        trades_in_flight=32,
+        buyer_extra=batch_toml(max_batch),
+    ) as m:
+        if profile is None:
+            return await _cross_node_rate(m.buyer, m.order, rounds=rounds)
+        engines = {"buyer": m.buyer.ctx.engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
+        with Profiled(profile / "cross.prof", engines) as profiled:
+            figures = await _cross_node_rate(m.buyer, m.order, profiled, rounds=rounds)
+        return {**figures, "per_order": profiled.per_order(CONCURRENT)}
+
+
+async def bench_cross_node_processes(
+    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None
+) -> dict[str, Any]:
+    """The same with the seller as its own `cpnode run` process."""
+    base = BASE_TOML.replace("max_trades_in_flight = 1\n", "max_trades_in_flight = 32\n")
+    seller_config = make_node_dir(
+        tmp,
+        "shanghai",
+        extra_toml=base + trading_toml(timeout_s=20.0) + offer("shanghai", "gpu", 10**6, PRICE),
+    )
+    buyer_config = make_node_dir(
+        tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0) + batch_toml(max_batch)
+    )
+    # The seller runs this checkout's code (an installed package may point at another checkout).
+    seller = NodeProcess(seller_config, env={"PYTHONPATH": str(CHECKOUT)})
+    seller_url = await asyncio.to_thread(seller.start)
+    try:
+        async with running_node(buyer_config) as buyer, admin_session(buyer) as http:
+            assert buyer.ctx is not None
+            seller_settings = load_settings(seller_config, environ={})
+            seller_key = load_identity(seller_settings).public_key
+            seller_engine = make_engine(seller_settings.database_url)
+            store.add_partner(
+                seller_engine,
+                Partner(
+                    "beijing", (buyer.url,), buyer.ctx.identity.public_key, Agreement(credit_limit=10**12)
+                ),
+                int(time.time()),
+            )
+            seller_engine.dispose()
+            store.add_partner(
+                buyer.ctx.engine, Partner("shanghai", (seller_url,), seller_key), int(time.time())
+            )
+            results = await run_round(service_of(buyer), force=True)
+            assert all(r.outcome == "ok" for r in results), results
+            for path, body in (
+                ("/api/v1/consumers", {"id": "alice"}),
+                ("/api/v1/consumers/alice/deposits", {"amount": 10**11, "id": "dep-alice-1"}),
+            ):
+                async with http.post(path, json=body) as response:
+                    assert response.status == 201, await response.text()
+
+            async def order(units: int, hours: int) -> tuple[int, Any]:
+                body = {"consumer": "alice", "offer_id": "shanghai-gpu", "source": "partner:shanghai"}
+                async with http.post(
+                    "/api/v1/orders", json={**body, "units": units, "hours": hours}
+                ) as response:
+                    return response.status, await response.json()
+
+            assert seller.proc is not None
+            return await _cross_node_rate(buyer, order, seller_pid=seller.proc.pid, rounds=rounds)
+    finally:
+        await asyncio.to_thread(seller.stop)
+
+
+def _trade_counts(buyer: Any) -> Any:
+    """The buyer's counts of trade requests and exchanges (`node.trading.batching.Counts`), or None
+    when its code has none (an older checkout measured for comparison)."""
+    runner = getattr(buyer, "_runner", None)
+    steps = None if runner is None else getattr(runner.app[BUYER], "steps", None)
+    return getattr(getattr(steps, "exchanges", None), "counts", None)
+
+
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds used by this process, plus the process `pid` when given (Linux /proc)."""
+    return time.process_time() + (0.0 if pid is None else _pid_cpu_s(pid))
+
+
+def _pid_cpu_s(pid: int) -> float:
+    """CPU seconds used by the process `pid` (Linux /proc: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cross_node_rate(
+    buyer: Any,
+    order: Any,
+    profiled: Profiled | None = None,
+    seller_pid: int | None = None,
+    rounds: int = ROUNDS,
+) -> dict[str, Any]:
+    """Orders per second with `IN_FLIGHT` in flight (after a warm-up) against the buyer's ledger
+    taking holds, in `rounds` alternating rounds on the same engine (same file, same durability):
+    even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
+    the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
+    figures are their medians. CPU per order counts both nodes (`seller_pid`: the seller's process
+    when it runs apart, whose share is reported too); `profiled` watches only the orders of the first
+    round."""
+    engine = buyer.ctx.engine
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    counts = _trade_counts(buyer)
+
+    async def one() -> int:
+        async with gate:
+            status, _ = await order(1, 1)
+            return int(status)
+
+    seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
+    exchanges: list[float] = []  # trade exchanges (HTTP) per trade request, each round
+
+    async def orders(index: int) -> tuple[float, float, int]:
+        started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+        seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
+        watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
+        sent = (counts.requests, counts.exchanges) if counts is not None else (0, 0)
+        with watch:
+            statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
+        rate = CONCURRENT / (time.perf_counter() - started)
+        if counts is not None:
+            exchanges.append((counts.exchanges - sent[1]) / max(1, counts.requests - sent[0]))
+        if seller_pid is not None and seller_cpu is not None:
+            seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
+        return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
+
+    async def holds(index: int) -> tuple[float, float, float]:
+        plain = await hold_rate(engine, f"plain-x{index}")
+        cpu = _cpu_s()
+        grouped = await node_hold_rate(engine, f"node-x{index}")
+        return plain, grouped, 1000 * (_cpu_s() - cpu) / CONCURRENT
+
+    for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
+        assert await one() == 201
+    per_round: list[dict[str, Any]] = []
+    for index in range(rounds):
+        if index % 2 == 0:
+            (rate, cpu_ms, failed), (plain, grouped, hold_cpu_ms) = await orders(index), await holds(index)
+        else:
+            (plain, grouped, hold_cpu_ms), (rate, cpu_ms, failed) = await holds(index), await orders(index)
+        per_round.append(
+            {
+                "orders_per_s": round(rate, 1),
+                "cpu_ms_per_order": round(cpu_ms, 2),
+                **({"seller_cpu_ms_per_order": round(seller_ms[-1], 2)} if seller_ms else {}),
+                "failed_orders": failed,
+                **({"exchanges_per_trade": round(exchanges[-1], 3)} if exchanges else {}),
+                "ledger_holds_per_s": round(plain, 1),
+                "node_holds_per_s": round(grouped, 1),
+                "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),
+                "ratio": round(rate / plain, 3),
+                "node_ratio": round(rate / grouped, 3),
+                "load_average": round(os.getloadavg()[0], 2),
+            }
+        )
+
+    def median(key: str) -> float:
+        return round(float(statistics.median(r[key] for r in per_round)), 3)
+
+    return {
+        "orders_per_s": median("orders_per_s"),
+        "cpu_ms_per_order": median("cpu_ms_per_order"),
+        **({"seller_cpu_ms_per_order": median("seller_cpu_ms_per_order")} if seller_ms else {}),
+        "cpu_ms_per_node_hold": median("cpu_ms_per_node_hold"),
+        "failed_orders": sum(r["failed_orders"] for r in per_round),
+        "ledger_holds_per_s": median("ledger_holds_per_s"),
+        "node_holds_per_s": median("node_holds_per_s"),
+        # The target's ratio: against what the ledger sustains for holds on this node's
+        # configuration, i.e. holds taken the node's way (group commit, IN_FLIGHT in flight).
+        "node_ratio": median("node_ratio"),
+        "node_ratios": [r["node_ratio"] for r in per_round],
+        # Against one durable `ledger.submit` after another (the figure earlier runs reported).
+        "ratio": median("ratio"),
+        "ratios": [r["ratio"] for r in per_round],
+        "target_ratio": 0.3,
+        "in_flight": IN_FLIGHT,
+        "rounds": per_round,
+    }
