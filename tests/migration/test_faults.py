@@ -75,7 +75,9 @@ async def test_source_dying_mid_stream_resumes_without_writing_a_chunk_twice(wor
     progress = done["progress"]
     assert progress["retries"] + done["transfer_resumes"] >= 1
     assert progress["chunk_writes"] == progress["chunks_total"]  # no chunk written twice
-    assert any("committed by the destination against its chunk hashes" in h["detail"] for h in done["history"])
+    assert any(
+        "committed by the destination against its chunk hashes" in h["detail"] for h in done["history"]
+    )
 
 
 async def test_destination_disk_full_rolls_back_and_leaves_nothing(world: World) -> None:
