@@ -18,10 +18,15 @@ of moving the training program's state.
 - the training program (128 MiB of state) on one local pool, destination deployed on another:
   checkpoint → stop → express job → start with restore → the program says it resumed.
 
+With --before DIR a second express (its two storage processes and `cpnode express`) runs from the
+source tree DIR (e.g. `git archive main | tar -x -C DIR`), and each round times the raw relay, then
+the two expresses in turns (the order reversed every other round): before / after in one run, with
+the CPU each express's three processes spent per move (`/proc/PID/stat`).
+
 With --downtime-rounds N only the training move is measured, N times with chunk writes through
 O_DIRECT and N times without (CPNODE_UPLOAD_O_DIRECT=0), alternating; medians of each.
 
-Run: .venv/bin/python -m bench express [--rounds N] [--downtime-rounds N] [--json]
+Run: .venv/bin/python -m bench express [--rounds N] [--before DIR] [--downtime-rounds N] [--json]
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 from bench.report import bench_parser, emit_json
 from connectors.contract import InstanceSpec, Program, StorageEndpoint
 from connectors.express import ExpressClient, JobSpec
+from connectors.manifest import Manifest
 from connectors.pools.local import LocalPool
 from connectors.storage import build_manifest
 from connectors.upload_files import DIRECT_ENV, open_direct
@@ -67,12 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="only the training move, N rounds with O_DIRECT chunk writes and N without, alternating",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a source tree of an earlier express, timed in turns with this one in the same rounds",
+    )
     return parser
 
 
-def _spawn(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """Start a process; return it and its first line of output."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+def _spawn(argv: list[str], tree: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Start a process (its modules from source tree `tree` if given); return it and its first line
+    of output."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=tree, env=env)
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
 
@@ -151,11 +165,18 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
-class Setup:
-    """Source and destination storage processes and an express process under `base`."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, base: Path) -> None:
-        self.base = base
+
+class Setup:
+    """Source and destination storage processes and an express process under `base` (their modules
+    from source tree `tree`, if given, else this one)."""
+
+    def __init__(self, base: Path, tree: Path | None = None) -> None:
+        self.base, self.tree = base, tree
         self.processes: list[subprocess.Popen[str]] = []
         self.urls: dict[str, str] = {}
 
@@ -164,11 +185,11 @@ class Setup:
         for name in ("source", "destination"):
             (self.base / name / "state").mkdir(parents=True)
             argv = [sys.executable, "-m", "connectors.storage_main", "--root", str(self.base / name)]
-            process, line = _spawn([*argv, "--token-file", str(self.base / f"{name}.token")])
+            process, line = _spawn([*argv, "--token-file", str(self.base / f"{name}.token")], self.tree)
             self.processes.append(process)
             self.urls[name] = line.rsplit(" ", 1)[-1]
         express = [sys.executable, "-m", "node", "express", "--token-file", str(self.base / "express.token")]
-        process, line = _spawn([*express, "--state-file", str(self.base / "express-jobs.json")])
+        process, line = _spawn([*express, "--state-file", str(self.base / "express-jobs.json")], self.tree)
         self.processes.append(process)
         self.urls["express"] = line.rsplit(" ", 1)[-1]
 
@@ -176,6 +197,10 @@ class Setup:
     def express_pid(self) -> int:
         """The express process's id."""
         return self.processes[2].pid
+
+    def cpu_s(self) -> list[float]:
+        """CPU seconds the source, the destination and the express have each used so far."""
+        return [_cpu_s(process.pid) for process in self.processes]
 
     def token(self, name: str) -> str:
         """A process's bearer token."""
@@ -189,20 +214,34 @@ class Setup:
         """A client of the express's control API."""
         return ExpressClient(self.urls["express"], self.token("express"))
 
+    def spec(self, manifest: Manifest) -> JobSpec:
+        """A job moving `manifest`'s files from this setup's source to its destination."""
+        return JobSpec(
+            source=self.endpoint("source"),
+            destination=self.endpoint("destination"),
+            manifest=manifest,
+            workers=WORKERS,
+        )
+
     def stop(self) -> None:
         """Stop every process."""
         for process in self.processes:
             _stop(process)
 
 
-async def express_round(setup: Setup, spec: JobSpec) -> float:
-    """One express move; seconds from creating the job to its completion (commit included)."""
+async def express_round(setup: Setup, spec: JobSpec, cpu: list[list[float]] | None = None) -> float:
+    """One express move; seconds from creating the job to its completion (commit included). The CPU
+    seconds each of its three processes spent meanwhile (source, destination, express) are appended
+    to `cpu`, if given."""
+    used = setup.cpu_s()
     async with setup.client() as client:
         started = time.monotonic()
         job = await client.create(spec)
         done = await client.wait(job.id, timeout_s=600)
         elapsed = time.monotonic() - started
     assert done.state == "completed", done.error
+    if cpu is not None:
+        cpu.append([after - before for after, before in zip(setup.cpu_s(), used, strict=True)])
     (setup.base / "destination" / "state" / "big.bin").unlink()
     return elapsed
 
@@ -309,12 +348,94 @@ async def direct_or_not(base: Path, setup: Setup, rounds: int) -> dict[str, Any]
     return figures
 
 
+def _cpu_medians(rows: list[list[float]]) -> list[float]:
+    """The median CPU seconds of each process over the rounds, and of the three together."""
+    columns = [*zip(*rows, strict=True), [sum(row) for row in rows]]
+    return [round(statistics.median(column), 2) for column in columns]
+
+
+async def timed_rounds(
+    rounds: int, base: Path, setup: Setup, manifest: Manifest, before: Setup | None
+) -> dict[str, Any]:
+    """The raw relay, the express (and the `before` one, in turns) and the disk floor, one warm-up
+    round of each and then `rounds` alternating rounds: medians, ratios and each round's times."""
+    figures: dict[str, Any] = {}
+    big, spec = base / "source" / "state" / "big.bin", setup.spec(manifest)
+    raw_round(big, base / "raw-out.bin")  # warm-up of each, not counted: the first writes of a
+    await express_round(setup, spec)  # run touch memory the VM has not backed yet
+    if before is not None:
+        await express_round(before, before.spec(manifest))
+    floor_file = base / "destination" / "disk-floor.bin"
+    disk_round(big, floor_file)
+    raw_s: list[float] = []
+    disk_s: list[float] = []
+    express_s: list[float] = []
+    before_s: list[float] = []
+    express_cpu: list[list[float]] = []
+    before_cpu: list[list[float]] = []
+    loads = [os.getloadavg()[0]]
+    for index in range(rounds):
+        raw_s.append(raw_round(big, base / "raw-out.bin"))
+        if before is not None and index % 2:  # every other round the earlier express goes first
+            before_s.append(await express_round(before, before.spec(manifest), before_cpu))
+        express_s.append(await express_round(setup, spec, express_cpu))  # after the raw relay, as before
+        if before is not None and not index % 2:
+            before_s.append(await express_round(before, before.spec(manifest), before_cpu))
+        disk_s.append(disk_round(big, floor_file))
+        floor_file.unlink()
+    loads.append(os.getloadavg()[0])
+    if before is not None:
+        raw_median, before_median = statistics.median(raw_s), statistics.median(before_s)
+        figures.update(
+            before_tree=str(before.tree),
+            before_rounds_s=[round(t, 2) for t in before_s],
+            before_ratio=round(raw_median / before_median, 2),
+            before_cpu_s=_cpu_medians(before_cpu),
+            after_vs_before_time=round(statistics.median(express_s) / before_median, 2),
+        )
+        print(
+            f"before ({before.tree}): median {before_median:.2f} s, ratio {figures['before_ratio']:.2f}; "
+            f"after: median {statistics.median(express_s):.2f} s; after / before time "
+            f"{figures['after_vs_before_time']:.2f}; CPU per move (source, destination, express, all) "
+            f"{figures['before_cpu_s']} s → {_cpu_medians(express_cpu)} s"
+        )
+    figures["load_start_end"] = [round(x, 1) for x in loads]
+    figures["express_cpu_s"] = _cpu_medians(express_cpu)
+    raw_rate, express_rate = (
+        FILE_BYTES / statistics.median(raw_s),
+        FILE_BYTES / statistics.median(express_s),
+    )
+    figures.update(
+        raw_mib_per_s=round(raw_rate / MIB),
+        express_mib_per_s=round(express_rate / MIB),
+        ratio=round(express_rate / raw_rate, 2),
+        raw_rounds_s=[round(s, 2) for s in raw_s],
+        express_rounds_s=[round(s, 2) for s in express_s],
+        disk_floor_s=round(statistics.median(disk_s), 2),
+        disk_rounds_s=[round(s, 2) for s in disk_s],
+        floor_vs_raw=round(statistics.median(raw_s) / statistics.median(disk_s), 2),
+    )
+    print(
+        f"512 MiB, {WORKERS} workers × {CHUNK_BYTES // MIB} MiB chunks: express median "
+        f"{statistics.median(express_s):.2f} s ({express_rate / MIB:.0f} MiB/s) vs raw two-hop relay "
+        f"{statistics.median(raw_s):.2f} s ({raw_rate / MIB:.0f} MiB/s): ratio {express_rate / raw_rate:.2f} "
+        f"(target ≥ 0.5); CPU per move (source, destination, express, all) {figures['express_cpu_s']} s"
+    )
+    print(
+        f"destination disk floor (O_DIRECT {CHUNK_BYTES // MIB} MiB writes + fsync, no network, no hashing): "
+        f"median {figures['disk_floor_s']:.2f} s ({FILE_BYTES / MIB / figures['disk_floor_s']:.0f} MiB/s), "
+        f"{figures['floor_vs_raw']:.2f} × the raw relay's rate (under 0.5: the device alone bounds the ratio)"
+    )
+    return figures
+
+
 async def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the figures; with --json end with them as one JSON line."""
     args = build_parser().parse_args(argv)
     figures: dict[str, Any] = {}
     base = Path(tempfile.mkdtemp(prefix="bench-express-"))
     setup = Setup(base)
+    before: Setup | None = None
     try:
         setup.start()
         if args.downtime_rounds:
@@ -325,49 +446,13 @@ async def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         manifest = build_manifest(base / "source" / "state", CHUNK_BYTES)
         figures["manifest_s"] = round(time.monotonic() - started, 2)
-        spec = JobSpec(
-            source=setup.endpoint("source"),
-            destination=setup.endpoint("destination"),
-            manifest=manifest,
-            workers=WORKERS,
-        )
-        raw_round(big, base / "raw-out.bin")  # warm-up of each, not counted: the first writes of a
-        await express_round(setup, spec)  # run touch memory the VM has not backed yet
-        floor_file = base / "destination" / "disk-floor.bin"
-        disk_round(big, floor_file)
-        raw_s: list[float] = []
-        disk_s: list[float] = []
-        express_s: list[float] = []
-        for _ in range(args.rounds):
-            raw_s.append(raw_round(big, base / "raw-out.bin"))
-            express_s.append(await express_round(setup, spec))  # after the raw relay, as before
-            disk_s.append(disk_round(big, floor_file))
-            floor_file.unlink()
-        raw_rate, express_rate = (
-            FILE_BYTES / statistics.median(raw_s),
-            FILE_BYTES / statistics.median(express_s),
-        )
-        figures.update(
-            raw_mib_per_s=round(raw_rate / MIB),
-            express_mib_per_s=round(express_rate / MIB),
-            ratio=round(express_rate / raw_rate, 2),
-            raw_rounds_s=[round(s, 2) for s in raw_s],
-            express_rounds_s=[round(s, 2) for s in express_s],
-            disk_floor_s=round(statistics.median(disk_s), 2),
-            disk_rounds_s=[round(s, 2) for s in disk_s],
-            floor_vs_raw=round(statistics.median(raw_s) / statistics.median(disk_s), 2),
-        )
-        print(
-            f"512 MiB, {WORKERS} workers × {CHUNK_BYTES // MIB} MiB chunks: express median "
-            f"{statistics.median(express_s):.2f} s ({express_rate / MIB:.0f} MiB/s) vs raw two-hop relay "
-            f"{statistics.median(raw_s):.2f} s ({raw_rate / MIB:.0f} MiB/s): ratio {express_rate / raw_rate:.2f} "
-            f"(target ≥ 0.5); manifest built in {figures['manifest_s']} s beforehand"
-        )
-        print(
-            f"destination disk floor (O_DIRECT {CHUNK_BYTES // MIB} MiB writes + fsync, no network, no hashing): "
-            f"median {figures['disk_floor_s']:.2f} s ({FILE_BYTES / MIB / figures['disk_floor_s']:.0f} MiB/s), "
-            f"{figures['floor_vs_raw']:.2f} × the raw relay's rate (under 0.5: the device alone bounds the ratio)"
-        )
+        print(f"manifest of the 512 MiB file built in {figures['manifest_s']} s beforehand")
+        spec = setup.spec(manifest)
+        if args.before is not None:
+            before = Setup(base / "before", args.before.resolve())
+            before.start()
+            os.link(big, base / "before" / "source" / "state" / "big.bin")
+        figures.update(await timed_rounds(args.rounds, base, setup, manifest, before))
         peak, bound = _peak_rss(setup.express_pid), WORKERS * CHUNK_BYTES + 64 * MIB
         figures.update(peak_rss_mib=round(peak / MIB, 1), rss_bound_mib=bound // MIB)
         print(f"express peak RSS {peak / MIB:.1f} MiB (bound workers × chunk + 64 MiB = {bound // MIB} MiB)")
@@ -381,6 +466,8 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"training program state move: {figures['training']}")
     finally:
         setup.stop()
+        if before is not None:
+            before.stop()
         shutil.rmtree(base, ignore_errors=True)
     return _emit(args.json, figures)
 

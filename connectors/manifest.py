@@ -3,8 +3,14 @@
 A manifest lists each file's path, size and SHA-256, and the SHA-256 of each of its chunks (chunk
 i covers bytes [i·chunk_bytes, min((i+1)·chunk_bytes, size)); an empty file has no chunks). It is
 canonical-JSON compatible (strings and integers only), so it can be signed as it is. The source's
-storage endpoint builds it by streaming each file once (`hash_chunks`); the destination checks
-every chunk it receives against it, and the whole file before committing.
+storage endpoint builds it by streaming each file once (`hash_chunks`), so a file's SHA-256 and its
+chunk hashes describe the same bytes; the destination checks every chunk it receives against it.
+
+Upload entries name their chunk list's root (`chunk_list_root`: one SHA-256 over a domain tag,
+the chunk size, the file size and the ordered chunk hashes). The destination then proves the file
+without hashing it a second time: every chunk matched its hash as it landed, every index is held
+once, and the commit names the root the entry was opened with. An entry without a root (the
+older form) is still taken; its file is hashed whole at the commit instead.
 
 Committed-chunk maps travel as ranges `[[start, end), ...]` of chunk indices (`to_ranges`).
 """
@@ -26,6 +32,7 @@ MIN_CHUNK_BYTES = 4 << 10
 MAX_CHUNK_BYTES = 64 << 20
 MAX_FILES = 10_000
 MAX_CHUNKS = 1 << 17  # per manifest: 128 Ki chunks of up to 64 MiB; the JSON stays under ~9 MB
+CHUNK_LIST_TAG = b"cpnode.express.chunk-list.v1\x00"  # domain separation of `chunk_list_root`
 ChunkBytes = Annotated[int, Field(ge=MIN_CHUNK_BYTES, le=MAX_CHUNK_BYTES)]
 
 
@@ -49,6 +56,18 @@ def _check_chunks(size_bytes: int, chunk_bytes: int, chunks: list[str], what: st
             f"{what}: {size_bytes} bytes in chunks of {chunk_bytes} make {expected} chunks, "
             f"but {len(chunks)} chunk hashes are given"
         )
+
+
+def chunk_list_root(chunk_bytes: int, size_bytes: int, chunks: list[str]) -> str:
+    """The root (hex SHA-256) of a file's chunk list: the tag, chunk size and file size (8 bytes
+    each, big-endian), then each chunk's 32-byte SHA-256 in order. A different order, a chunk more
+    or less, another chunk size or length gives another root."""
+    digest = hashlib.sha256(CHUNK_LIST_TAG)
+    digest.update(chunk_bytes.to_bytes(8, "big"))
+    digest.update(size_bytes.to_bytes(8, "big"))
+    for chunk in chunks:
+        digest.update(bytes.fromhex(chunk))
+    return digest.hexdigest()
 
 
 class ManifestFile(Model):
@@ -94,24 +113,38 @@ class Manifest(Model):
         return canonical_json(self.model_dump())
 
     def upload(self, item: ManifestFile) -> UploadEntry:
-        """What the destination needs to accept `item`'s chunks (the manifest's entry without its path)."""
+        """What the destination needs to accept `item`'s chunks (the manifest's entry without its
+        path), naming its chunk list's root."""
+        root = chunk_list_root(self.chunk_bytes, item.size_bytes, item.chunks)
         return UploadEntry(
-            chunk_bytes=self.chunk_bytes, size_bytes=item.size_bytes, sha256=item.sha256, chunks=item.chunks
+            chunk_bytes=self.chunk_bytes,
+            size_bytes=item.size_bytes,
+            sha256=item.sha256,
+            chunks=item.chunks,
+            chunk_root=root,
         )
 
 
 class UploadEntry(Model):
-    """The body that opens a chunked upload at the destination: one file's manifest entry."""
+    """The body that opens a chunked upload at the destination: one file's manifest entry and the
+    root of its chunk list (`chunk_list_root`; None in the older form, checked by a whole-file hash)."""
 
     chunk_bytes: ChunkBytes
     size_bytes: Bytes
     sha256: Sha256
     chunks: Annotated[list[Sha256], Field(max_length=MAX_CHUNKS)]
+    chunk_root: Sha256 | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> UploadEntry:
         _check_chunks(self.size_bytes, self.chunk_bytes, self.chunks, "upload")
+        if self.chunk_root is not None and self.chunk_root != self.root():
+            raise ValueError("chunk_root is not the root of this chunk list")
         return self
+
+    def root(self) -> str:
+        """The root of this entry's chunk list (computed: also for an entry of the older form)."""
+        return chunk_list_root(self.chunk_bytes, self.size_bytes, self.chunks)
 
     def span(self, index: int) -> tuple[int, int]:
         """(offset, length) of chunk `index`."""

@@ -24,9 +24,13 @@ Manifests and verified chunks (the data express, `connectors.manifest`, `connect
   matched the entry and it was written and recorded, 200 `{"written": false}` if it was already
   recorded (nothing written), 422 `bad_chunk` if it does not match (send it again), 409
   `chunk_in_flight` while the same chunk is being written, 503 `busy` past the bytes-in-flight budget.
-- `POST /{bucket}/{path}?commit` checks the whole file, fsyncs and renames it: 201
-  `{"chunk_writes", "committed_now": true}`; 200 if already committed (`X-Content-SHA256` given and
-  matching); 409 `chunks_missing` with `missing` ranges to send (again).
+- `POST /{bucket}/{path}?commit` checks that every chunk of the entry is held, fsyncs and renames
+  the file: 201 `{"chunk_writes", "committed_now": true}`; 200 if already committed
+  (`X-Content-SHA256` given and matching); 409 `chunks_missing` with `missing` ranges to send
+  (again); 409 `entry_mismatch` if `X-Chunk-Root` or `X-Content-SHA256` is not the open entry's.
+  An entry that names its `chunk_root` (`connectors.manifest.chunk_list_root`) is proven by its
+  chunks, each checked as it landed: the file is not hashed again. An entry without one (the
+  older form) has the whole file hashed against its `sha256` here, as before.
 - `DELETE /{bucket}/{path}?chunked` forgets the upload and its partial data (204 even if none).
 Disk full is 507 `disk_full`, a permission error 403 `permission_denied`.
 
@@ -317,7 +321,8 @@ class StorageService:
             return web.json_response(status.as_json())
         if method == "POST" and "commit" in query:
             expected = request.headers.get("X-Content-SHA256", "").lower() or None
-            committed, writes = await uploads.commit(target, expected)
+            root = request.headers.get("X-Chunk-Root", "").lower() or None
+            committed, writes = await uploads.commit(target, expected, root)
             body: dict[str, Any] = {"chunk_writes": writes, "committed_now": committed}
             return web.json_response(body, status=201 if committed else 200)
         if method == "DELETE" and "chunked" in query:
@@ -334,7 +339,7 @@ class StorageService:
         if declared is not None and declared != length:
             raise UploadError(400, "bad_length", f"chunk {index} has {length} bytes, not {declared}")
         view = self.uploads.buffer(length)
-        digest = await self.uploads.digest(target, index)
+        digest = ChunkDigest()
         try:
             await receive(view, digest)
             written = await self.uploads.write_chunk(target, index, view, digest)

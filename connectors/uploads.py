@@ -4,16 +4,18 @@ A chunk is written only if its bytes match the entry's SHA-256 (else `bad_chunk`
 nowhere), and recorded in the map (`connectors.upload_files`) once written, so a restarted server
 knows which chunks it holds and a chunk already in the map is never written again.
 
-The whole-file SHA-256 grows with the contiguous prefix of written chunks: a chunk that extends it
-is fed from memory (no read back), in a second thread while its own is verified and written. A
-chunk that arrives while the chunks before it are still being verified and written (K senders at
-once) waits for them in its thread, its buffer still held, and is fed from memory in turn; only
-chunks that arrived ahead of a gap (nothing being written before them) are read back from the data
-file by a background task once the gap is filled. Committing only hashes what is left before it
-fsyncs and renames the data onto the target (and fsyncs the directory).
-After a restart the prefix is read and hashed again from disk, so a write lost in a crash is
-caught. If the whole file does not match, the chunks that no longer match their hash are dropped
-from the map and reported missing, so only they are sent again.
+One SHA-256 pass: a chunk's hash is taken as its body arrives (`ChunkDigest`) and checked against
+the entry; the file is never hashed whole again. What proves the file at the commit is that every
+index of the entry's chunk list is held, each written only after its bytes matched, and that the
+commit names the list's root the upload was opened with (`entry_mismatch` otherwise): a flipped
+byte, a chunk sent under another index, a missing or truncated one all fail before that. The file's
+SHA-256 is the entry's, taken by the source from the same read as the chunk hashes
+(`connectors.manifest`). Two cases still read the file back at the commit:
+- an upload loaded from disk after a restart: each recorded chunk is hashed again, so a write a
+  crash lost is found; the chunks that no longer match are dropped and reported missing;
+- an entry of the older form (no `chunk_root`): the file is hashed whole against its SHA-256, as
+  before; if it does not match, the chunks that no longer match are reported missing.
+The commit then fsyncs and renames the data onto the target (and fsyncs the directory).
 
 Blocking file work runs in threads; the event loop keeps the bookkeeping. Chunk bodies are read
 into reused page-aligned buffers, and the bytes of bodies being received are bounded (`reserve`,
@@ -32,11 +34,9 @@ import mmap
 import os
 import shutil
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,14 +44,7 @@ from connectors import upload_files as files
 from connectors.manifest import UploadEntry, to_ranges
 from connectors.upload_files import DATA_SUFFIX, MAP_SUFFIX, META_SUFFIX, UploadError, os_error, side
 
-if TYPE_CHECKING:
-    from hashlib import _Hash
-
 __all__ = ["ChunkDigest", "UploadError", "UploadStatus", "Uploads"]
-
-# Feeds whole-file hashes while the chunk threads verify and write (one feed per upload at a time).
-_FEEDER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-whole-hash")
-_TURN_WAIT_S = 30.0  # longest a written chunk waits for its turn to feed the whole-file hash
 
 
 @dataclass
@@ -63,18 +56,11 @@ class _Upload:
     direct_fd: int  # the data file opened with O_DIRECT (-1 where the file system refuses it)
     committed: set[int]
     writes: int
+    reloaded: bool = False  # loaded from disk: its recorded chunks are hashed again at the commit
     in_flight: set[int] = field(default_factory=set)
     committing: bool = False
     closing: bool = False  # forgotten while threads still used its files: the last one closes them
     users: int = 0  # threads working on its descriptors
-    whole: _Hash = field(default_factory=hashlib.sha256)
-    hashed: int = 0  # chunks [0, hashed) are in `whole`
-    hash_lock: threading.Lock = field(default_factory=threading.Lock)  # guards `whole` and `hashed`
-    running: set[int] = field(default_factory=set)  # chunks whose thread is verifying and writing them
-    # Guards `running`; notified whenever a chunk's thread ends.
-    turn: threading.Condition = field(default_factory=threading.Condition)
-    hasher: asyncio.Task[None] | None = None
-    read_buffer: bytearray = field(default_factory=lambda: bytearray(files.READ_BYTES))
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -106,7 +92,7 @@ class Uploads:
         self.max_in_flight_bytes = max_in_flight_bytes
         self._in_flight_bytes = 0
         self._buffers: list[mmap.mmap] = []
-        self.read_back_chunks = 0  # chunks read back from disk for whole-file hashes (not fed from memory)
+        self.read_back_chunks = 0  # chunks read back from disk and hashed again (restarts, older entries)
 
     async def _get(self, target: Path) -> _Upload | None:
         upload = self._open.get(target)
@@ -123,7 +109,8 @@ class Uploads:
             files.remove_files(target)  # an unreadable upload is started again by its sender
             return None
         direct_fd = files.open_direct(side(target, DATA_SUFFIX))
-        upload = self._open[target] = _Upload(target, entry, fd, map_fd, direct_fd, committed, writes)
+        upload = _Upload(target, entry, fd, map_fd, direct_fd, committed, writes, reloaded=bool(committed))
+        self._open[target] = upload
         return upload
 
     def _status(self, upload: _Upload) -> UploadStatus:
@@ -136,11 +123,14 @@ class Uploads:
         return None if upload is None else self._status(upload)
 
     async def open(self, target: Path, entry: UploadEntry) -> UploadStatus:
-        """Open (or resume, if opened with the same entry) the upload of `target`. A different entry
-        replaces the upload; a target that already holds the entry's file is reported complete."""
+        """Open (or resume, if opened with the same entry, with or without its chunk root) the upload
+        of `target`. A different entry replaces the upload; a target that already holds the entry's file is reported complete."""
         async with self._lock:
             upload = await self._get(target)
-            if upload is not None and upload.entry == entry:
+            if upload is not None and _same_file(upload.entry, entry):
+                if upload.entry.chunk_root is None and entry.chunk_root is not None:
+                    files.write_meta(target, entry)  # opened by an older relay: now proven by its root
+                    upload.entry = entry
                 return self._status(upload)
             if upload is not None:
                 self._close(upload)
@@ -170,15 +160,11 @@ class Uploads:
             raise UploadError(400, "invalid_request", f"chunk {index} is outside 0–{last}")
         return upload.entry.span(index)[1]
 
-    async def digest(self, target: Path, index: int) -> ChunkDigest:
-        """A `ChunkDigest` for chunk `index` of the open upload of `target`, to take as it arrives."""
-        return ChunkDigest(await self._require(target), index)
-
     async def write_chunk(
         self, target: Path, index: int, data: memoryview, digest: ChunkDigest | None = None
     ) -> bool:
-        """Verify and write chunk `index` (with its `digest` if one took all of `data` as it
-        arrived); False if it was already committed (nothing written)."""
+        """Verify and write chunk `index` (by its `digest` if one took all of `data` as it
+        arrived, else hashing `data`); False if it was already committed (nothing written)."""
         upload = await self._require(target)
         length = await self.chunk_length(target, index)
         if len(data) != length:
@@ -187,10 +173,21 @@ class Uploads:
             return False
         if upload.committing or index in upload.in_flight:
             raise UploadError(409, "chunk_in_flight", f"chunk {index} is being written or committed; retry")
+        known = digest.chunk.hexdigest() if digest is not None and digest.taken == len(data) else None
+        offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
         upload.in_flight.add(index)
         upload.users += 1
         try:
-            written = await asyncio.to_thread(_write_and_extend, upload, index, data, digest)
+            written = await asyncio.to_thread(
+                files.verify_and_write,
+                upload.fd,
+                data,
+                offset,
+                expected,
+                upload.write_lock,
+                upload.direct_fd,
+                known,
+            )
             if not written:
                 raise UploadError(
                     422, "bad_chunk", f"chunk {index} does not match its SHA-256; send it again"
@@ -206,26 +203,7 @@ class Uploads:
             self._close_if_idle(upload)
         upload.committed.add(index)
         upload.writes += 1
-        if upload.hashed in upload.committed and (upload.hasher is None or upload.hasher.done()):
-            upload.hasher = asyncio.create_task(self._hash_prefix(upload))
         return True
-
-    async def _hash_prefix(self, upload: _Upload) -> None:
-        """Feed the whole-file hash with the committed chunks that extend its prefix, read from disk."""
-        while not upload.closing and not upload.committing:
-            upload.users += 1
-            try:
-                progressed = await asyncio.to_thread(_extend_from_disk, upload)
-            except OSError:
-                with upload.hash_lock:  # the commit reads everything again
-                    upload.whole, upload.hashed = hashlib.sha256(), 0
-                progressed = 0
-            finally:
-                upload.users -= 1
-                self._close_if_idle(upload)
-            self.read_back_chunks += progressed
-            if not progressed:
-                return
 
     def buffer(self, length: int) -> memoryview:
         """A buffer of `length` bytes for a chunk's body; 503 `busy` past the bytes-in-flight budget.
@@ -252,9 +230,13 @@ class Uploads:
         elif isinstance(buffer, mmap.mmap):
             buffer.close()
 
-    async def commit(self, target: Path, expected_sha256: str | None) -> tuple[bool, int]:
-        """Verify the whole file, fsync and rename it onto `target`: (committed now, chunk writes).
-        An upload already committed (none open, the target matching `expected_sha256`) is (False, 0)."""
+    async def commit(
+        self, target: Path, expected_sha256: str | None, expected_root: str | None = None
+    ) -> tuple[bool, int]:
+        """Check the upload holds every chunk of its entry (which must have `expected_root` as its
+        chunk list's root and `expected_sha256` as the file's SHA-256, when given), fsync and rename
+        it onto `target`: (committed now, chunk writes). An upload already committed (none open, the
+        target matching `expected_sha256`) is (False, 0)."""
         upload = await self._get(target)
         if upload is None:
             held = expected_sha256 is not None and await asyncio.to_thread(
@@ -263,7 +245,12 @@ class Uploads:
             if held:
                 return False, 0
             raise UploadError(404, "no_upload", f"no upload of {target.name!r} is open")
-        missing = set(range(len(upload.entry.chunks))) - upload.committed
+        entry = upload.entry
+        if (expected_root is not None and expected_root != entry.root()) or (
+            expected_sha256 is not None and expected_sha256 != entry.sha256
+        ):
+            raise UploadError(409, "entry_mismatch", "the open upload was opened with another manifest entry")
+        missing = set(range(len(entry.chunks))) - upload.committed
         if missing:
             raise UploadError(
                 409, "chunks_missing", f"{len(missing)} chunks are missing", missing=to_ranges(missing)
@@ -271,23 +258,20 @@ class Uploads:
         if upload.committing:
             raise UploadError(409, "chunk_in_flight", "the upload is being committed; retry")
         upload.committing = True
-        if upload.hasher is not None:
-            await upload.hasher
         upload.users += 1
-        self.read_back_chunks += len(upload.entry.chunks) - upload.hashed
         try:
-            bad = await asyncio.to_thread(_verify_and_install, upload)
+            bad, read_back = await asyncio.to_thread(_verify_and_install, upload)
         except OSError as exc:
             raise os_error(exc, "committing") from None
         finally:
             upload.committing = False
             upload.users -= 1
             self._close_if_idle(upload)
+        self.read_back_chunks += read_back
         if upload.closing:
             raise UploadError(409, "upload_aborted", "the upload was aborted while it was committed")
         if bad:
             upload.committed -= bad
-            upload.whole, upload.hashed = hashlib.sha256(), 0
             files.rewrite_map(side(target, MAP_SUFFIX), upload.committed)
             os.close(upload.map_fd)
             upload.map_fd = os.open(side(target, MAP_SUFFIX), os.O_WRONLY | os.O_APPEND)
@@ -312,8 +296,6 @@ class Uploads:
         """Close every open file (the uploads stay on disk for the next start)."""
         for upload in list(self._open.values()):
             self._close(upload)
-            if upload.hasher is not None:
-                await upload.hasher
 
     async def _require(self, target: Path) -> _Upload:
         upload = await self._get(target)
@@ -341,152 +323,46 @@ class Uploads:
 class ChunkDigest:
     """The SHA-256 of one chunk's body taken slice by slice as it is received, in the receiving
     thread while each slice is still in the CPU's cache (hashing a whole chunk afterwards reads it
-    back from memory); and, from when the chunk is the next one the whole-file hash needs, a copy of
-    that hash carried on with it the same way (installed once the chunk is written)."""
+    back from memory). The chunk is then checked by it, not hashed again."""
 
-    def __init__(self, upload: _Upload, index: int) -> None:
-        self._upload, self._index = upload, index
+    def __init__(self) -> None:
         self.chunk = hashlib.sha256()
-        self.whole: _Hash | None = None
-        self.taken = 0  # bytes of the body in `chunk` (and in `whole`, when there is one)
+        self.taken = 0  # bytes of the body in `chunk`
 
     def update(self, received: memoryview) -> None:
         """Take the bytes of `received` (the body so far) not taken yet."""
-        new = received[self.taken :]
-        self.chunk.update(new)
-        if self.whole is not None:
-            self.whole.update(new)
-        elif self._upload.hashed == self._index:  # a peek; confirmed under the lock
-            with self._upload.hash_lock:
-                if self._upload.hashed == self._index:
-                    self.whole = self._upload.whole.copy()
-            if self.whole is not None:
-                self.whole.update(received)  # the chunk so far: its last slices are still cached
+        self.chunk.update(received[self.taken :])
         self.taken = len(received)
 
 
-def _write_and_extend(upload: _Upload, index: int, data: memoryview, digest: ChunkDigest | None) -> bool:
-    """Verify and write chunk `index` (False if it does not match), then feed it to the whole-file
-    hash from memory if it is next (`_extend_from_memory`), unless `digest` carried the hash on."""
-    with upload.turn:
-        upload.running.add(index)
-    written = False
-    try:
-        if digest is not None and digest.taken == len(data):
-            offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
-            written = files.verify_and_write(
-                upload.fd,
-                data,
-                offset,
-                expected,
-                upload.write_lock,
-                upload.direct_fd,
-                digest.chunk.hexdigest(),
-            )
-            fed = written and _install(upload, index, digest.whole)
-        else:
-            written, fed = _verify_write_and_feed(upload, index, data)
-        if written and not fed:
-            _extend_from_memory(upload, index, data)
-    finally:
-        with upload.turn:
-            upload.running.discard(index)
-            upload.turn.notify_all()
-    return written
+def _same_file(held: UploadEntry, given: UploadEntry) -> bool:
+    """Whether two entries describe the same file, one of them perhaps of the older form (no root:
+    the root is a function of the rest, so it adds nothing to compare)."""
+    return held.model_copy(update={"chunk_root": None}) == given.model_copy(update={"chunk_root": None})
 
 
-def _verify_write_and_feed(upload: _Upload, index: int, data: memoryview) -> tuple[bool, bool]:
-    """Verify and write chunk `index`: (written, fed to the whole-file hash). If it is the next chunk
-    of that hash, a copy of the hash is fed from memory in another thread meanwhile (hashlib and the
-    write both release the GIL, so the two SHA-256 passes and the write overlap); the copy replaces
-    the hash once the chunk is written."""
-    offset, expected = upload.entry.span(index)[0], upload.entry.chunks[index]
-    with contextlib.ExitStack() as stack:
-        fed: Future[_Hash] | None = None
-        if upload.hashed == index:  # a peek; confirmed under the lock, held until the hash moves on
-            stack.enter_context(upload.hash_lock)
-            if upload.hashed == index:
-                fed = _FEEDER.submit(_fed, upload.whole.copy(), data)
-        written = False
-        try:
-            written = files.verify_and_write(
-                upload.fd, data, offset, expected, upload.write_lock, upload.direct_fd
-            )
-        finally:
-            if fed is not None:
-                whole = fed.result()  # always waited for: `data` goes back to the pool afterwards
-                if written:
-                    upload.whole, upload.hashed = whole, index + 1
-    return written, fed is not None
-
-
-def _install(upload: _Upload, index: int, whole: _Hash | None) -> bool:
-    """Make `whole` (the whole-file hash fed up to chunk `index` included) the upload's, if chunk
-    `index` is still the next one it needs: whether it did."""
-    if whole is None:
-        return False
-    with upload.hash_lock:
-        if upload.hashed != index or upload.closing:
-            return False
-        upload.whole, upload.hashed = whole, index + 1
-    return True
-
-
-def _extend_from_memory(upload: _Upload, index: int, data: memoryview) -> None:
-    """Feed written chunk `index` to the whole-file hash once the chunks before it are in it, waiting
-    while the next one to feed is being verified and written by its own thread (which never waits
-    for a later chunk, so the waits end). Leaves it to `_extend_from_disk` when nothing is being
-    written before it, when the upload is closing, or after `_TURN_WAIT_S`."""
-    deadline = time.monotonic() + _TURN_WAIT_S
-    with upload.turn:  # `hashed` only moves on before a running chunk's thread tells `turn` it ended
-        while upload.hashed < index and upload.hashed in upload.running and not upload.closing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            upload.turn.wait(left)
-    with upload.hash_lock:
-        if upload.hashed == index and not upload.closing:
-            upload.whole.update(data)
-            upload.hashed = index + 1
-
-
-def _fed(whole: _Hash, data: memoryview) -> _Hash:
-    whole.update(data)
-    return whole
-
-
-def _extend_from_disk(upload: _Upload) -> int:
-    """Feed the whole-file hash with the committed chunks that extend its prefix, read back from the
-    data file: how many; 0 once there is none (or the data is shorter than the entry: it starts again)."""
-    with upload.hash_lock:
-        start = end = upload.hashed
-        while end in upload.committed:
-            end += 1
-        if end == start:
-            return 0
-        if not files.hash_chunks_into(upload.whole, upload.fd, upload.entry, start, end, upload.read_buffer):
-            upload.whole, upload.hashed = hashlib.sha256(), 0  # the commit reads everything again
-            return 0
-        upload.hashed = end
-        return end - start
-
-
-def _verify_and_install(upload: _Upload) -> set[int]:
-    """Finish the whole-file hash from disk; if it matches, install the file and return no chunks,
-    else return the chunks that no longer match theirs (read a second time only then)."""
-    entry = upload.entry
-    with upload.hash_lock:
-        complete = files.hash_chunks_into(
-            upload.whole, upload.fd, entry, upload.hashed, len(entry.chunks), upload.read_buffer
-        )
-        if complete:
-            upload.hashed = len(entry.chunks)
-    if complete and upload.whole.hexdigest() == entry.sha256:
-        files.install(upload.fd, upload.target, entry.size_bytes)
-        return set()
-    bad = files.changed_chunks(upload.fd, entry)
-    if not bad:  # every chunk matches but the whole does not: the entry contradicts itself
-        raise UploadError(
-            422, "manifest_mismatch", "the chunks match their hashes but not the file's SHA-256"
-        )
-    return bad
+def _verify_and_install(upload: _Upload) -> tuple[set[int], int]:
+    """Read back what must be (see the module's docstring), then install the file: (the chunks
+    that no longer match theirs, none if it was installed; how many chunks were read back)."""
+    entry, count = upload.entry, len(upload.entry.chunks)
+    if entry.chunk_root is None:  # the older form: the file's own SHA-256
+        whole = hashlib.sha256()
+        complete = files.hash_chunks_into(whole, upload.fd, entry, 0, count, bytearray(files.READ_BYTES))
+        if not complete or whole.hexdigest() != entry.sha256:
+            bad = files.changed_chunks(upload.fd, entry)
+            if not bad:  # every chunk matches but the whole does not: the entry contradicts itself
+                raise UploadError(
+                    422, "manifest_mismatch", "the chunks match their hashes but not the file's SHA-256"
+                )
+            return bad, 2 * count
+        read_back = count
+    elif upload.reloaded:  # a write a crash lost would be recorded but not on disk
+        bad = files.changed_chunks(upload.fd, entry)
+        upload.reloaded = False  # the chunks kept were just checked; those dropped come again
+        if bad:
+            return bad, count
+        read_back = count
+    else:
+        read_back = 0
+    files.install(upload.fd, upload.target, entry.size_bytes)
+    return set(), read_back

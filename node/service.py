@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.engine import Engine
 
 from node.components import active_components
 from node.config import Settings
 from node.context import CTX, NodeContext
-from node.db import DatabaseError, database_unavailable, open_database
+from node.db import DatabaseError, database_unavailable, dispose_when_idle, open_database
 from node.http.access import access
 from node.http.core_routes import scheduler_expected
 from node.http.guard import GuardedSite, connection_cap
@@ -61,6 +62,16 @@ async def _stop_started(runner: web.AppRunner) -> None:
         await runner.cleanup()
     except Exception as exc:  # the start's own error is the one to report
         log.warning("stopping the components that had started failed: %s", exc)
+
+
+async def close_database(engine: Engine, grace_s: float) -> None:
+    """Close the database of a node whose components have stopped: the ledger's group committer
+    (its thread holds a PostgreSQL connection between transactions), then the engine once the calls
+    still finishing on threads have given their connections back (`grace_s` at most for each)."""
+    from ledger import committer_for
+
+    await asyncio.to_thread(committer_for(engine).close, grace_s)
+    await dispose_when_idle(engine, grace_s)
 
 
 def load_admin_token(settings: Settings) -> str:
@@ -164,7 +175,7 @@ class NodeServer:
             # The components that did start are stopped in reverse order (their background rounds
             # cancelled), instead of being left to the loop's shutdown, which closes them out of order.
             await _stop_started(runner)
-            engine.dispose()
+            await close_database(engine, http.shutdown_grace_s)
             if (error := _lost_database(exc, "starting its components")) is not None:
                 raise error from None
             raise
@@ -173,7 +184,7 @@ class NodeServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            engine.dispose()
+            await close_database(engine, http.shutdown_grace_s)
             where = f"{settings.http.host}:{settings.http.port}"
             if exc.errno == errno.EADDRINUSE:
                 raise NodeStartError(f"cannot listen on {where}: the port is already in use") from None
@@ -215,4 +226,4 @@ class NodeServer:
             except (OSError, ValueError):
                 pass
         if self.ctx is not None:
-            self.ctx.engine.dispose()
+            await close_database(self.ctx.engine, self.settings.http.shutdown_grace_s)

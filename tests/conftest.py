@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+import ledger
 from node.db import make_engine
 from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, MigratedTemplates, fresh_schema
 from tests.support.examples import load_profile
@@ -64,6 +65,8 @@ def fixture_engine(db_url: str) -> Iterator[Engine]:
     is a copy of a database migrated once per test process."""
     engine = make_engine(db_url)
     yield engine
+    # A ledger group committer's thread keeps a PostgreSQL connection between transactions.
+    ledger.committer_for(engine).close()
     engine.dispose()
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from node.db import make_engine, schema_versions, upgrade, write_transaction
+from node.db import dispose_when_idle, make_engine, schema_versions, upgrade, write_transaction
 from node.db.engine import database_unavailable
 from node.db.migrate import head_revisions
 
@@ -65,3 +68,34 @@ def test_a_connection_lost_as_a_transaction_begins_is_a_database_error(engine: E
         assert database_unavailable(failed) is not None
     with write_transaction(engine, lazy=True) as conn:  # the pool recovers: the next write works
         conn.execute(sa.text("INSERT INTO scheduler_leases VALUES ('j', 'h', 1, 2)"))
+
+
+async def test_dispose_when_idle_waits_for_a_connection_still_checked_out(db_url: str) -> None:
+    """A connection held by a thread when the engine is to be disposed is returned first, so the
+    pool closes it rather than the garbage collector; with none returned, the deadline ends the wait."""
+    engine = make_engine(db_url)
+    held = engine.connect()
+    held.execute(sa.text("SELECT 1"))
+    waiting = threading.Event()
+    returned = threading.Event()
+
+    def give_back() -> None:
+        waiting.wait(60)
+        held.close()
+        returned.set()
+
+    thread = threading.Thread(target=give_back)
+    thread.start()
+    disposing = asyncio.ensure_future(dispose_when_idle(engine, 60))
+    await asyncio.sleep(0)
+    assert not disposing.done()  # still waiting: the connection is out
+    waiting.set()
+    await disposing
+    thread.join(60)
+    assert returned.is_set()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    stuck = engine.connect()
+    await dispose_when_idle(engine, 0.05)  # a connection never returned: disposed at the deadline
+    stuck.invalidate()  # its pool was discarded: closing it would only return it there
+    engine.dispose()

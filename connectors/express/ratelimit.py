@@ -3,7 +3,8 @@
 Tokens are bytes, refilled at `rate_bytes_per_s` up to a burst of a tenth of a second's worth (at
 least one slice), so over any window of T seconds at most rate·T + burst bytes pass. Senders take
 tokens in slices (`slice_bytes`, small enough that the cap is smooth at low rates). A rate of 0
-means no cap. Changing the rate applies to the next slice every sender takes.
+means no cap. Changing the rate applies to the next slice every sender takes (without a cap, a
+slice is a whole chunk).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Callable
 
 MAX_SLICE_BYTES = 256 << 10
 MIN_SLICE_BYTES = 4 << 10
-UNCAPPED_SLICE_BYTES = 1 << 20  # no pacing to smooth: fewer, larger writes
+# No pacing to smooth: a chunk (at most 64 MiB) goes in one piece, e.g. one hand-off to the thread
+# that splices it instead of one per MiB. A cap set meanwhile applies from each sender's next chunk.
+UNCAPPED_SLICE_BYTES = 64 << 20
 BURST_S = 0.1
 _POLL_S = 0.05  # a waiting sender looks again at least this often, so a raised cap applies at once
 
@@ -31,8 +34,8 @@ class TokenBucket:
 
     @property
     def slice_bytes(self) -> int:
-        """How many bytes a sender takes at a time: about 1/20 s at the current rate, 4–256 KiB (1 MiB
-        without a cap)."""
+        """How many bytes a sender takes at a time: about 1/20 s at the current rate, 4–256 KiB (a
+        whole chunk without a cap)."""
         if not self.rate_bytes_per_s:
             return UNCAPPED_SLICE_BYTES
         return max(MIN_SLICE_BYTES, min(MAX_SLICE_BYTES, self.rate_bytes_per_s // 20))

@@ -13,8 +13,9 @@ One run of a job (`Transfer.run`):
    the bytes were already wrong when read, it reads them again (three wrong reads: the job fails
    `manifest_mismatch`), else they were spoilt on the way and it sends the buffer again (a
    forwarded chunk it refuses is read into the buffer and sent from there);
-3. the worker that lands a file's last chunk commits the file (whole-file hash, fsync, rename at
-   the destination); chunks the commit reports missing go back to the queue.
+3. the worker that lands a file's last chunk commits the file, naming its chunk list's root (the
+   destination checks it holds every chunk of that list, then fsyncs and renames); chunks the
+   commit reports missing go back to the queue.
 
 A transient error is retried for that chunk alone, after an exponential backoff with jitter; a
 chunk the destination refuses (`bad_chunk`) is sent again from the buffer. A chunk that runs out
@@ -224,9 +225,10 @@ class Transfer:
 
     async def _commit(self, index: int) -> None:
         item = self.manifest.files[index]
+        entry = self.manifest.upload(item)
         try:
             writes = await with_retries(
-                lambda: self.destination.commit(item.path, item.sha256), self.backoff, self.progress
+                lambda: self.destination.commit(item.path, entry), self.backoff, self.progress
             )
         except ChunksMissing as exc:
             self.progress.retry(exc.as_json())

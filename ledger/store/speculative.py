@@ -130,7 +130,7 @@ def _send(cur: Cursor, cache: WriterCache, outcome: BatchOutcome, head: Head, ts
         if outcome.failures:
             parts.append(f"failures AS ({INSERT_FAILURES_PG_IF_OK} RETURNING 1)")
             rows = [(f.id, f.status.value, f.field, ts_ms) for f in outcome.failures]
-            params.append(orjson.dumps(rows).decode())
+            params.append(orjson.dumps(rows))
         if outcome.touched:
             parts.append(f"balances AS ({UPDATE_BALANCES_PG_IF_OK} RETURNING 1)")
             params.append(balance_rows(cache, outcome.touched))

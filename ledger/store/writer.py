@@ -11,7 +11,7 @@ each applied as if on its own).
 What the rules need and an earlier batch of this engine already read comes from the writer cache
 (ledger/store/cache.py), trusted only while the head's version is the one it was left at.
 
-Round trips on PostgreSQL (psycopg's pipeline mode, `Cursor.pipeline`): BEGIN, the head's lock and
+Round trips on PostgreSQL (libpq's pipeline mode, `Cursor.pipeline`, ledger/store/pgwire.py): BEGIN, the head's lock and
 the lookup of the batch's ids go together, and the writes with the COMMIT (two). When the cache
 knows the head its last commit left and holds everything the batch names, the batch is applied
 first and sent in one round trip, its writes guarded by that head (ledger/store/speculative.py).

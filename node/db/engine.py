@@ -11,10 +11,12 @@ sessions idle inside a transaction ended by the server after a while (a hung pro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -160,6 +162,21 @@ def _make_engine(
         _install_postgres_events(engine, idle_in_transaction_timeout_ms)
         return engine
     raise DatabaseError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+async def dispose_when_idle(engine: Engine, timeout_s: float) -> None:
+    """Dispose `engine` once no pooled connection is checked out, waiting `timeout_s` at most.
+
+    A call still running on a thread when its caller was cancelled (a component stopped mid-round)
+    holds a connection; disposed under it, the connection would go back to the discarded pool and be
+    closed by the garbage collector alone (psycopg: "was deleted while still open")."""
+    checked_out = getattr(engine.pool, "checkedout", lambda: 0)
+    deadline = time.monotonic() + timeout_s
+    # Polled: connections come back on other threads, and the pool's checkin event fires before the
+    # connection is back in the count; a stop waits here for a few milliseconds at most, as a rule.
+    while checked_out() > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    engine.dispose()
 
 
 @contextmanager

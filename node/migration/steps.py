@@ -267,8 +267,10 @@ class Steps:
             arrived = {f.path: (f.size_bytes, f.sha256) for f in listed}
             how = "re-read and hashed at the destination"
         else:
-            # The destination committed each file only after its SHA-256 matched the manifest entry,
-            # and the manifest was checked against the checkpoint before the source stopped.
+            # The destination committed each file only once every chunk of the manifest's entry had
+            # matched its SHA-256 as it landed (connectors.uploads), and the manifest, whose file
+            # SHA-256 comes from the same read as its chunk hashes, was checked against the
+            # checkpoint before the source stopped.
             view = await core.express().job(transfer.job_id(m))
             manifest = {f["path"]: (f["size_bytes"], f["sha256"]) for f in m.checkpoint["manifest"]["files"]}
             complete = view.state == "completed" and view.progress.files_done == len(manifest)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.manifest import Manifest, UploadEntry, hash_chunks
+from connectors.manifest import Manifest, UploadEntry, chunk_list_root, hash_chunks
 from connectors.upload_files import DIRECT_ENV, open_direct
 from tests.support.express import BUCKET, MIB, Storage, random_file
 
@@ -41,9 +41,9 @@ class Endpoint:
         """Send chunk `index` of `path`."""
         return await self.call("PUT", f"/{path}?chunk={index}", data=data)
 
-    async def commit(self, path: str) -> tuple[int, Any]:
+    async def commit(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """Commit the upload of `path`."""
-        return await self.call("POST", f"/{path}?commit")
+        return await self.call("POST", f"/{path}?commit", headers=headers or {})
 
 
 @pytest.fixture(name="endpoint")
@@ -53,12 +53,12 @@ async def fixture_endpoint(destination: Storage) -> AsyncIterator[Endpoint]:
         yield Endpoint(session, destination)
 
 
-def entry_for(data: bytes, chunk: int = CHUNK) -> UploadEntry:
-    """The manifest entry of `data` in chunks of `chunk`."""
+def entry_for(data: bytes, chunk: int = CHUNK, older: bool = False) -> UploadEntry:
+    """The upload entry of `data` in chunks of `chunk`, naming its chunk list's root (not `older`)."""
     chunks = [hashlib.sha256(data[i : i + chunk]).hexdigest() for i in range(0, len(data), chunk)]
-    return UploadEntry(
-        chunk_bytes=chunk, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), chunks=chunks
-    )
+    whole = hashlib.sha256(data).hexdigest()
+    root = None if older else chunk_list_root(chunk, len(data), chunks)
+    return UploadEntry(chunk_bytes=chunk, size_bytes=len(data), sha256=whole, chunks=chunks, chunk_root=root)
 
 
 def piece(data: bytes, index: int) -> bytes:
@@ -90,7 +90,8 @@ async def test_chunks_in_any_order_are_verified_recorded_and_committed(
     endpoint: Endpoint, destination: Storage
 ) -> None:
     """Chunks arrive in any order; a bad chunk is 422 and recorded nowhere; a chunk already held is
-    not written again; commit checks the whole file, renames it and leaves no machinery behind."""
+    not written again; commit checks every chunk is held, renames the file and leaves no machinery
+    behind."""
     data = os.urandom(5 * CHUNK + 123)
     entry = entry_for(data)
     status, body = await endpoint.open("dir/f.bin", entry)
@@ -141,7 +142,8 @@ async def test_committed_chunk_map_survives_a_restart(endpoint: Endpoint, destin
 
 async def test_commit_finds_chunks_changed_on_disk(endpoint: Endpoint, destination: Storage) -> None:
     """A chunk recorded but damaged on disk while the server was down (a write a crash lost) is
-    found at commit, dropped from the map and reported missing; sent again, the file commits correctly."""
+    found at commit (the chunks of an upload loaded after a restart are hashed again), dropped from
+    the map and reported missing; sent again, the file commits correctly."""
     data = os.urandom(3 * CHUNK)
     await endpoint.open("f.bin", entry_for(data))
     for index in range(3):
@@ -196,9 +198,9 @@ async def test_a_full_disk_is_a_fatal_code(endpoint: Endpoint, destination: Stor
 async def test_in_order_chunks_with_a_bad_one_and_chunked_bodies_commit(
     endpoint: Endpoint, destination: Storage
 ) -> None:
-    """Chunks sent in order, each the next of the whole-file hash (fed from memory beside its write):
-    a bad one in between leaves that hash untouched, and bodies sent with chunked transfer encoding
-    (no Content-Length, read block by block) are taken whole; the commit finds the file intact."""
+    """Chunks sent in order with a bad one in between, and bodies sent with chunked transfer encoding
+    (no Content-Length, read block by block, hashed after they arrived) are taken whole; the commit
+    finds the file intact."""
     data = os.urandom(4 * CHUNK + 99)
     entry = entry_for(data)
     await endpoint.open("in-order.bin", entry)
@@ -227,3 +229,63 @@ def test_o_direct_chunk_writes_can_be_turned_off(tmp_path: Path, monkeypatch: py
     target.write_bytes(b"")
     monkeypatch.setenv(DIRECT_ENV, "0")
     assert open_direct(target) == -1
+
+
+async def test_an_entry_of_the_older_form_commits_by_the_whole_file_hash(
+    endpoint: Endpoint, destination: Storage
+) -> None:
+    """An entry without `chunk_root` (an older relay's) is still taken, and its commit hashes the
+    whole file against the entry's SHA-256: an entry whose chunks contradict that SHA-256 is
+    refused `manifest_mismatch` and nothing is installed."""
+    data = os.urandom(3 * CHUNK + 5)
+    older = entry_for(data, older=True)
+    assert "chunk_root" not in older.model_dump(exclude_none=True)
+    await endpoint.call("POST", "/old.bin?chunked", json=older.model_dump(exclude_none=True))
+    for index in range(4):
+        assert (await endpoint.put("old.bin", index, piece(data, index)))[0] == 201
+    assert (await endpoint.commit("old.bin", {"X-Content-SHA256": older.sha256}))[0] == 201
+    assert (destination.bucket / "old.bin").read_bytes() == data
+    lying = older.model_copy(update={"sha256": hashlib.sha256(b"another file").hexdigest()})
+    await endpoint.call("POST", "/lying.bin?chunked", json=lying.model_dump(exclude_none=True))
+    for index in range(4):
+        assert (await endpoint.put("lying.bin", index, piece(data, index)))[0] == 201
+    status, body = await endpoint.commit("lying.bin")
+    assert (status, body["error"]) == (422, "manifest_mismatch")
+    assert not (destination.bucket / "lying.bin").exists()
+
+
+async def test_a_commit_naming_another_entry_is_refused(endpoint: Endpoint, destination: Storage) -> None:
+    """A commit whose `X-Chunk-Root` or `X-Content-SHA256` is not the open entry's (the upload was
+    opened again for another version of the file) is 409 `entry_mismatch` and installs nothing;
+    naming the right ones, it commits."""
+    data = os.urandom(2 * CHUNK)
+    entry = entry_for(data)
+    await endpoint.open("f.bin", entry)
+    for index in range(2):
+        await endpoint.put("f.bin", index, piece(data, index))
+    other = entry_for(os.urandom(2 * CHUNK))
+    for headers in ({"X-Chunk-Root": other.root()}, {"X-Content-SHA256": other.sha256}):
+        status, body = await endpoint.commit("f.bin", headers)
+        assert (status, body["error"]) == (409, "entry_mismatch")
+    assert not (destination.bucket / "f.bin").exists()
+    headers = {"X-Chunk-Root": entry.root(), "X-Content-SHA256": entry.sha256}
+    assert (await endpoint.commit("f.bin", headers))[0] == 201
+    assert (destination.bucket / "f.bin").read_bytes() == data
+
+
+async def test_an_entry_whose_root_is_not_its_chunk_list_is_refused(
+    endpoint: Endpoint, destination: Storage
+) -> None:
+    """An entry whose chunk list was reordered, cut or given a chunk twice after its root was taken
+    is refused when opened (400) and opens nothing."""
+    data = os.urandom(3 * CHUNK)
+    entry = entry_for(data).model_dump()
+    chunks = entry["chunks"]
+    for changed in ([chunks[1], chunks[0], chunks[2]], [chunks[0], chunks[0], chunks[2]]):
+        status, body = await endpoint.call("POST", "/f.bin?chunked", json={**entry, "chunks": changed})
+        assert (status, body["error"]) == (400, "invalid_request"), body
+        assert "chunk_root" in body["message"]
+    cut = {**entry, "chunks": chunks[:2], "size_bytes": 2 * CHUNK}
+    assert (await endpoint.call("POST", "/f.bin?chunked", json=cut))[0] == 400
+    assert (await endpoint.call("GET", "/f.bin?chunked"))[0] == 404
+    assert destination.files() == []
