@@ -133,11 +133,12 @@ def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | 
             return [exc]
     out: list[Placing | Exception] = []
     batches: list[ledger.JoinedBatch] = []
+    seen: dict[tuple[str, ...], Any] = {}
     with write_transaction(engine) as conn:
         for call in calls:
             try:
                 with conn.begin_nested():
-                    read, batch = _place_in(conn, call)
+                    read, batch = _place_in(conn, call, seen)
             except Exception as exc:  # this order's; the others go on
                 out.append(exc)
                 continue
@@ -149,11 +150,21 @@ def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | 
     return out
 
 
-def _place_in(conn: Connection, call: PlacingCall) -> tuple[Placing, ledger.JoinedBatch | None]:
+def _place_in(
+    conn: Connection, call: PlacingCall, seen: dict[tuple[str, ...], Any] | None = None
+) -> tuple[Placing, ledger.JoinedBatch | None]:
     """`read_for_placing`'s reads and writes inside the caller's write transaction; the ledger batch
-    to mark committed once it has committed (None when nothing was submitted)."""
+    to mark committed once it has committed (None when nothing was submitted). `seen`: the reads
+    shared by the orders of one transaction (`_placing_reads`)."""
     read = _placing_reads(
-        conn, call.order_id, call.consumer_account, call.partner, call.offer_id, call.now_ts, call.active
+        conn,
+        call.order_id,
+        call.consumer_account,
+        call.partner,
+        call.offer_id,
+        call.now_ts,
+        call.active,
+        seen,
     )
     if read.order is not None:
         return read, None
@@ -176,19 +187,33 @@ def _placing_reads(
     offer_id: str,
     now_ts: int,
     active: str | None,
+    seen: dict[tuple[str, ...], Any] | None = None,
 ) -> Placing:
-    if active is not None:
+    """`seen`: what earlier orders of the same transaction read (the consumer's account, the
+    partner's view, the offer), reused: nothing in a placing transaction changes them."""
+    memo: dict[tuple[str, ...], Any] = {} if seen is None else seen
+    if active is not None and ("active", active) not in memo:
         accounts.require_active_in(conn, "consumer", active)
+        memo["active", active] = True
     order = store.get_order_in(conn, order_id)
     if order is not None:
         return Placing(order, True, None, None)
-    try:
-        ledger.get_account_in(conn, consumer_account)
-    except ledger.NotFoundError:
-        return Placing(None, False, None, None)
-    call = None if partner is None else federation_store.call_view_in(conn, partner)
+    if ("account", consumer_account) not in memo:
+        try:
+            ledger.get_account_in(conn, consumer_account)
+        except ledger.NotFoundError:
+            return Placing(None, False, None, None)
+        memo["account", consumer_account] = True
+    call = None
+    if partner is not None:
+        call = memo.get(("view", partner)) or federation_store.call_view_in(conn, partner)
+        memo["view", partner] = call
     found = None if call is None else call[0].partner
-    offer = None if found is None else partner_offer_in(conn, now_ts, found.name, offer_id)
+    offer = None
+    if found is not None:
+        key = ("offer", found.name, offer_id, str(now_ts))
+        offer = memo[key] if key in memo else partner_offer_in(conn, now_ts, found.name, offer_id)
+        memo[key] = offer
     return Placing(None, True, found, offer, call=call)
 
 
