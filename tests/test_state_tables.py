@@ -14,6 +14,7 @@ import ast
 import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast, get_args
 
 import pytest
@@ -28,6 +29,7 @@ from node.migration.steps import Steps
 from node.trading import machine
 from node.trading.core import Trading
 from node.trading.seller import Seller
+from node.trading.settings import TradingSection
 from node.trading.steps import OrderSteps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +110,8 @@ def test_order_machine() -> None:
     assert reachable(table, machine.ORDER_START) == set(get_args(machine.OrderState))
     assert all(not exits(table, state) for state in machine.ORDER_FINAL)
     assert set(get_args(machine.OrderState)) - {machine.ORDER_START} == machine.ORDER_STATES
-    steps = OrderSteps(cast(Trading, None))
+    # The steps read only the trading settings when made (for the trade batcher).
+    steps = OrderSteps(cast(Trading, SimpleNamespace(settings=TradingSection(), service=None)))
     assert set(steps.actions) == machine.ORDER_STATES - machine.ORDER_RESTING
     assert all(exits(table, state) for state in machine.ORDER_STATES - machine.ORDER_FINAL)
 
