@@ -110,7 +110,7 @@ def test_a_limit_out_of_range_is_refused_before_the_database_is_opened(
 ) -> None:
     """`--limit` outside 1–500 (history) or 1–1000 (reports) is an argument error (exit 2) naming
     the range, and the refused command does not create the node's database."""
-    config = make_node_dir(tmp_path, "watch", extra_toml=ALLOW)
+    config = make_node_dir(tmp_path, "watch", extra_toml=ALLOW, migrated=False)
     database = load_settings(config).data_dir / "node.db"
     assert not database.exists()
     for argv, allowed in (
