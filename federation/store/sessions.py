@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from federation.login import Challenge, transition
@@ -66,10 +69,27 @@ def session_in(conn: Connection, partner: str) -> StoredSession | None:
 
 
 def save_session(engine: Engine, partner: str, token: str, kid: str, expires_ts: int) -> None:
-    """Remember our session token at `partner`."""
+    """Remember our session token at `partner`, replacing the one stored. One statement (INSERT …
+    ON CONFLICT DO UPDATE): replicas over one database logging in at the same partner at once each
+    store theirs, the last one kept, where a delete and an insert let the later insert fail."""
+    values = {"partner": partner, "token": token, "kid": kid, "expires_ts": expires_ts}
     with writing(engine) as conn:
-        conn.execute(sessions_t.delete().where(sessions_t.c.partner == partner))
-        conn.execute(sessions_t.insert().values(partner=partner, token=token, kid=kid, expires_ts=expires_ts))
+        conn.execute(_upsert(conn.dialect.name).values(**values))
+
+
+def _upsert(dialect: str) -> Any:
+    """The session upsert of `dialect` (PostgreSQL's or SQLite's INSERT … ON CONFLICT)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
+
+        insert: Any = postgresql.insert
+    else:
+        insert = sqlite.insert
+    stmt = insert(sessions_t)
+    return stmt.on_conflict_do_update(
+        index_elements=[sessions_t.c.partner],
+        set_={"token": stmt.excluded.token, "kid": stmt.excluded.kid, "expires_ts": stmt.excluded.expires_ts},
+    )
 
 
 def drop_session(engine: Engine, partner: str) -> None:

@@ -270,7 +270,7 @@ async def test_seller_slow_to_store_its_acceptance(
 async def test_seller_offline_after_accepting(tmp_path: Path) -> None:
     """The seller goes down after accepting: cancelling voids the buyer's holds at once, and the
     seller's holds expire at their deadline; no money moved on either side."""
-    async with market(tmp_path, timeout_s=1.0) as m:
+    async with market(tmp_path, timeout_s=3.0) as m:
         status, order = await m.order(2, 1)
         assert status == 201, order
         seller_side = seller_of(m.seller)
