@@ -3,7 +3,7 @@ a database thread at once when none of its kind is being written; the ones that 
 share the next transaction (up to `MAX_GROUP`).
 
 Used where many concurrent orders write at the same moment: placing new partner orders (their
-insert, hold and moves to `requested`, one durable transaction for the group: `buyer.place_group`)
+insert, hold and moves to `requested`, one durable transaction for the group: `placing.place_group`)
 and the moves to `accepted` of the answers one trade batch brings back together (lazily
 committed: `store.move_orders`). Each order's write is still its own (a compare-and-set on its
 order, a savepoint of its own when placing) and answered on its own.

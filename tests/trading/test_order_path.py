@@ -79,7 +79,7 @@ async def test_submit_from_the_loop_answers_as_a_threads_submit(engine: Engine) 
 async def test_placing_reads_in_one_trip(engine: Engine) -> None:
     """What placing reads in its one trip: an unknown consumer, or an unknown partner of a known
     consumer, comes back as such (the order then fails with the error it always gave)."""
-    from node.trading.buyer import read_for_placing
+    from node.trading.placing import read_for_placing
 
     read = await asyncio.to_thread(
         read_for_placing, engine, "beijing.x", "consumer:nobody", "shanghai", "gpu", 0
