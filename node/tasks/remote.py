@@ -9,9 +9,9 @@ answer is said in the task's detail (`partner_unreachable`); the task keeps its 
 again: nothing is lost. A stop asked here is sent to the partner until it says it is stopping.
 
 Ending: once the partner's status carries its signed usage record, the record is checked
-(node.tasks.usage.check_usage) against the trade and this node's sight; a record outside it is
-recorded as a `usage` discrepancy for reconciliation and the seconds this node's sight allows are
-settled. A run that never started cancels the order (the trade is cancelled on both sides and
+(node.tasks.usage.check_usage) against the trade and this node's sight; a record asking more than
+it allows is recorded as a `usage` discrepancy for reconciliation and the seconds this node's sight
+allows are settled. A run that never started cancels the order (the trade is cancelled on both sides and
 every hold voided); otherwise the order is settled for the metered seconds, naming the record's
 digest. With the partner away, settlement waits and is tried again. Logs and outputs are read
 through the partner (`logs`, `output_slice`) when the consumer asks.

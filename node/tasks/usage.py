@@ -10,11 +10,12 @@
                             usage (the usage record, once metered), signed, answered to the buyer
 
 The buyer's check (`check_usage`): the record is the seller's, about this trade, for these terms,
-its amount is its seconds' prorated cost, and its seconds lie within what the buyer itself saw:
-no more than from the order's acceptance to when it first saw the run ended, no less than between
-the first and last time it saw it running (each bound widened by the tolerance). A record outside
-them is a `UsageMismatch`: the buyer settles the seconds its own sight allows and records the
-difference for reconciliation.
+its amount is its seconds' prorated cost, and its seconds are no more than the buyer itself saw:
+from the order's acceptance to when it first saw the run ended, widened by the tolerance. A record
+above that is a `UsageMismatch`: the buyer settles the seconds its own sight allows and records the
+difference for reconciliation. A record below what the buyer saw running is settled as it is: the
+seller's claim is what it asks to be paid, and its "running" can be stale (a seller that crashed
+answers from its record until it finds the run lost), so the buyer never pays more than asked.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class UsageCheck:
 
     @property
     def agrees(self) -> bool:
-        """Whether the record lies within the buyer's sight."""
+        """Whether the record asks no more than the buyer's sight allows."""
         return self.claimed_s == self.settled_s
 
 
@@ -137,8 +138,5 @@ def check_usage(
             f"{seller}'s usage record's amount is not its seconds' cost", code="bad_usage_record"
         )
     most = -(-(sight.first_ended_ms - sight.accepted_ms) // 1000) + tolerance_s
-    least = 0
-    if sight.first_running_ms is not None and sight.last_running_ms is not None:
-        least = max(0, (sight.last_running_ms - sight.first_running_ms) // 1000 - tolerance_s)
-    settled = min(max(used_s, least), max(most, 0), terms["hours"] * rules.SECONDS_PER_HOUR)
+    settled = min(used_s, max(most, 0))
     return UsageCheck(used_s, settled, sha256_of(record))
