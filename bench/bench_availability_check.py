@@ -47,6 +47,8 @@ def _print(report: AvailabilityReport) -> None:
         print(f"  drawn up        {_pct(result.drawn_up / result.rounds)}")
         print(f"  measured        {_pct(result.measured)}  [{_pct(low)}, {_pct(high)}]")
         print(f"  misses          {result.misses} {result.missed or ''}")
+        for note in result.notes[:10]:
+            print(f"    {note}")
         print(f"  ratio           {result.measured / result.predicted:.4f} (measured / predicted)")
         print(f"  agrees          {'yes' if result.agrees else 'NO'}")
     for problem in report.problems:
