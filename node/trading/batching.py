@@ -10,7 +10,9 @@ transaction. One request alone goes to `POST /fed/v1/trades` as before; two or m
 Each request keeps its own signed document and gets its own signed answer; each is retried on its
 own, as `peer.post` retries one (no answer, 429 or 5xx, until its deadline), in whichever exchange
 comes next. A partner that answers a batch 404 does not take batches (an older node): the batch's
-requests and every request for the next `NO_BATCHES_S` go one by one.
+requests and every request for the next `NO_BATCHES_S` go one by one. A partner that answers a
+batch 413 takes smaller bodies than `max_bytes`: the batch's requests go one by one, and for the
+next `NO_BATCHES_S` its batches stay under half the refused batch's size.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class _Lane:
     waiting: list[_Pending] = field(default_factory=list)
     in_flight: int = 0
     no_batches_until: float = 0.0
+    max_bytes: int = 0  # a smaller batch size the partner asked for with 413 (0: the batcher's)
+    max_bytes_until: float = 0.0
 
 
 @dataclass
@@ -112,7 +116,7 @@ class TradeBatcher:
         the partner's answer to it, as `peer.post` gives it (same errors)."""
         loop = asyncio.get_running_loop()
         lane = self._lanes.setdefault(partner.name, _Lane())
-        if self.max_trades <= 1 or len(body) > self.max_bytes or lane.no_batches_until > loop.time():
+        if self.max_trades <= 1 or len(body) > self._cap(lane) or lane.no_batches_until > loop.time():
             self.counts.requests += 1
             self.counts.exchanges += 1  # at least (its retries are not counted)
             return await peer.post(self.service, partner, TRADES_PATH, body, deadline_s, session)
@@ -145,7 +149,7 @@ class TradeBatcher:
             except FederationError as exc:  # a failed login is retried like a lost answer
                 last = str(exc) or type(exc).__name__
             else:
-                if response is None:  # the partner takes no batches
+                if response is None:  # to go alone: the partner takes no batches, or none this large
                     return await peer.post(
                         self.service, partner, TRADES_PATH, body, max(0.001, deadline - loop.time())
                     )
@@ -157,15 +161,20 @@ class TradeBatcher:
             await asyncio.sleep(min(backoff_s, max(0.0, deadline - loop.time())))
             backoff_s = min(peer.MAX_BACKOFF_S, backoff_s * 2)
 
+    def _cap(self, lane: _Lane) -> int:
+        """The most bytes of trade requests one exchange to the lane's partner carries."""
+        if lane.max_bytes and lane.max_bytes_until > asyncio.get_running_loop().time():
+            return lane.max_bytes
+        return self.max_bytes
+
     def _start(self, partner: Partner, lane: _Lane) -> None:
         """Start exchanges for the waiting requests while fewer than `exchanges` are in flight."""
+        cap = self._cap(lane)
         while lane.waiting and lane.in_flight < self.exchanges:
             batch = [lane.waiting.pop(0)]
             size = len(batch[0].body)
             while (
-                lane.waiting
-                and len(batch) < self.max_trades
-                and size + len(lane.waiting[0].body) + 1 <= self.max_bytes
+                lane.waiting and len(batch) < self.max_trades and size + len(lane.waiting[0].body) + 1 <= cap
             ):
                 size += len(lane.waiting[0].body) + 1
                 batch.append(lane.waiting.pop(0))
@@ -204,6 +213,16 @@ class TradeBatcher:
         if response.status in (404, 405):
             log.info("%s takes no trade batches; sending its trade requests one by one", partner.name)
             lane.no_batches_until = asyncio.get_running_loop().time() + NO_BATCHES_S
+            return [None] * len(batch)
+        if response.status == 413:  # the partner takes smaller bodies: these alone, smaller batches
+            lane.max_bytes = len(body) // 2
+            lane.max_bytes_until = asyncio.get_running_loop().time() + NO_BATCHES_S
+            log.info(
+                "%s refused a trade batch of %d bytes as too large; its batches stay under %d bytes",
+                partner.name,
+                len(body),
+                lane.max_bytes,
+            )
             return [None] * len(batch)
         if response.status != 200:  # the whole batch refused: each request gets that answer
             return [response] * len(batch)

@@ -160,13 +160,15 @@ async def market(
     deposit: int = 500_000,
     seller_free: int = 4,
     seller_extra: str = "",
+    seller_http_toml: str = "",
     buyer_extra: str = "",
     buyer_federation: str = "",
     timeout_s: float = TRADE_TIMEOUT_S,
     trades_in_flight: int = 1,
 ) -> AsyncIterator[Market]:
     """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog.
-    `buyer_federation` adds lines to the buyer's `[federation]` section; `trades_in_flight` is each
+    `buyer_federation` adds lines to the buyer's `[federation]` section, `seller_http_toml` to the
+    seller's `[http]`; `trades_in_flight` is each
     node's `max_trades_in_flight` (1 here, so tests see the limit at work)."""
     base = BASE_TOML.replace("max_trades_in_flight = 1\n", f"max_trades_in_flight = {trades_in_flight}\n")
     async with AsyncExitStack() as stack:
@@ -180,6 +182,11 @@ async def market(
             + offer("shanghai", "gpu", seller_free, PRICE)
             + offer("shanghai", "cpu", 10, 500, pool="pool-b"),
         )
+        if seller_http_toml:
+            text = seller_config.read_text(encoding="utf-8")
+            seller_config.write_text(
+                text.replace("[http]\n", "[http]\n" + seller_http_toml, 1), encoding="utf-8"
+            )
         buyer_config = make_node_dir(
             tmp_path,
             "beijing",

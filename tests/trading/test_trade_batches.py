@@ -186,6 +186,35 @@ async def test_a_seller_without_batches_is_served_one_by_one(tmp_path: Path) -> 
         await batcher.close()
 
 
+async def test_a_batch_over_the_sellers_body_limit_is_sent_in_smaller_parts(tmp_path: Path) -> None:
+    """A seller whose body limit is below the buyer's batch size answers the batch 413: its trade
+    requests then go one by one and are all accepted, and the next batches to that seller stay
+    under half the refused size, so they are taken."""
+    limit = 4096
+    async with market(
+        tmp_path, seller_free=100, trades_in_flight=32, seller_http_toml=f"max_body_bytes = {limit}\n"
+    ) as m:
+        batcher = TradeBatcher(service_of(m.buyer), max_trades=32)
+        partner = store.get_partner(engine_of(m.buyer), "shanghai")
+        assert partner is not None
+        bodies = [request_bytes(m, tid(f"b{i}")) for i in range(12)]
+        assert len(bodies[0]) < limit < len(batch_body(bodies[1:]))
+        # The first goes alone; the eleven that wait meanwhile make one batch over the limit.
+        answers = await asyncio.gather(*(batcher.post(partner, body, 20.0) for body in bodies))
+        assert [a.status for a in answers] == [201] * 12
+        assert batcher.counts.batches == 1
+        assert sorted(sales(m)) == sorted(tid(f"b{i}") for i in range(12))
+        # Later batches fit: fewer exchanges than requests, every one accepted.
+        more = [request_bytes(m, tid(f"m{i}")) for i in range(12)]
+        before = batcher.counts.exchanges
+        answers = await asyncio.gather(*(batcher.post(partner, body, 20.0) for body in more))
+        assert [a.status for a in answers] == [201] * 12
+        assert batcher.counts.batches > 1
+        assert batcher.counts.exchanges - before < 12
+        assert len(sales(m)) == 24
+        await batcher.close()
+
+
 async def test_concurrent_requests_share_exchanges(tmp_path: Path) -> None:
     """Requests sent together to a seller that takes batches: fewer exchanges than requests, each
     answered with its own signed acceptance."""
