@@ -109,14 +109,17 @@ async def keep_log(tasks: Tasks, task: Task) -> None:
     """Copy the run's whole log here."""
     assert task.pool is not None
     assert task.instance_id is not None
-    instance_id = task.instance_id
-    target = log_path(tasks, task.id)
+    await copy_log(tasks, task.pool, task.instance_id, log_path(tasks, task.id))
+
+
+async def copy_log(tasks: Tasks, pool: str, instance_id: str, target: Path) -> None:
+    """Copy an instance's whole log from its pool to `target`, renamed into place once complete."""
     part = target.with_name(target.name + ".part")
     target.parent.mkdir(parents=True, exist_ok=True)
     offset = 0
     with part.open("wb") as handle:
         while True:
-            chunk = await tasks.pool_call(task.pool, _log_reader(instance_id, offset))
+            chunk = await tasks.pool_call(pool, _log_reader(instance_id, offset))
             data = chunk.data()
             handle.write(data)
             offset = chunk.next_offset

@@ -4,6 +4,9 @@ While a migration of the task is under way the task's delivery leaves the instan
 migration stops the source; that is no end of the run). When the cutover commits, the migration
 calls `follow` (its cutover hook), which may run more than once:
 
+Before the task's record follows, the source instance's log is copied here (node.tasks.earlier_log):
+the task's log then reads whole, from its first start, wherever it runs now.
+
 - to another pool of this node: the task's pool, region, flavor and instance become the
   destination's; its order stays, and its run is metered from its first start to its end on the
   destination (the time in between included: the units stayed the consumer's);
@@ -20,6 +23,7 @@ from dataclasses import replace
 
 from node.migration.records import Migration
 from node.money import format_money
+from node.tasks import earlier_log
 from node.tasks.core import Tasks
 from node.tasks.finish import Finish, metered
 from node.tasks.records import Task
@@ -39,6 +43,12 @@ async def follow(tasks: Tasks, finish: Finish, m: Migration) -> None:
     task = await tasks.get(m.task_id)
     if task is None or task.kind != "own":
         return  # no task, or already followed
+    if task.instance_id == m.source_instance:  # its log so far, before the cutover deletes the source
+        kept = await earlier_log.keep_source_log(
+            tasks, task.id, m.id, m.committed_ms, m.source_pool, m.source_instance
+        )
+        if not kept:
+            await tasks.note(task, f"its log before {m.id} was not kept: {m.source_instance} is gone")
     if m.partner is None:
         if task.instance_id != m.destination_instance:
             await tasks.update(

@@ -22,7 +22,7 @@ from connectors.contract import MAX_LOG_CHUNK_BYTES, LogChunk
 from connectors.errors import ConnectorError
 from connectors.frameworks import NoImage, resolve
 from node.http.auth import Principal
-from node.tasks import keep, store
+from node.tasks import earlier_log, keep, store
 from node.tasks.core import Tasks
 from node.tasks.errors import PartnerTaskError, TaskStateError, TasksUnavailableError, UnknownTaskError
 from node.tasks.machine import ENDED
@@ -131,10 +131,21 @@ class TaskService:
         return task
 
     async def logs(self, task: Task, offset: int, limit: int) -> LogChunk:
-        """A slice of the task's log: from its pool while the instance lives, else the kept copy."""
-        t = self.tasks
+        """A slice of the task's whole log: what its program wrote before it migrated (if it did),
+        then its current log (`_current_log`), as one file."""
         if offset < 0 or not 0 <= limit <= MAX_LOG_CHUNK_BYTES:
             raise TaskStateError(f"offset must be ≥ 0 and limit 0–{MAX_LOG_CHUNK_BYTES}", code="bad_request")
+        return await earlier_log.read_whole(
+            earlier_log.earlier_dir(self.tasks, task.id),
+            offset,
+            limit,
+            lambda at, most: self._current_log(task, at, most),
+        )
+
+    async def _current_log(self, task: Task, offset: int, limit: int) -> LogChunk:
+        """A slice of the current run's log: from its pool while the instance lives, else the kept
+        copy; through the partner for a task a partner runs."""
+        t = self.tasks
         if task.kind == "remote":
             return await self.remote.logs(task, offset, limit)
         if task.outputs is not None or task.pool is None or task.instance_id is None:

@@ -92,7 +92,10 @@ def test_a_task_moves_to_the_partners_pool_and_both_sides_settle(
 
         sold = b.wait(trade, lambda t: t["state"] == "running", 60, "running at b")
         assert sold["kind"] == "sold"
-        assert resumed_at(a, task["id"]) > 0  # its log, read through b: from its checkpoint, not from zero
+        # Its log reads whole: the run here from zero, then the run at b (read through b) from its
+        # checkpoint, not from zero.
+        assert resumed_at(a, task["id"]) == 0
+        assert resumed_at(a, task["id"], starts=2) > 0
 
         status, stopping = a.api("POST", f"/api/v1/tasks/{task['id']}/stop")
         assert status in (200, 202), stopping
@@ -185,7 +188,7 @@ def test_the_partners_credential_covers_one_migrations_files_for_a_while(
             time.sleep(0.5)
         moved = b.task(done["order_id"])
         assert moved["state"] == "running", moved
-        assert resumed_at(a, task["id"]) > 0
+        assert resumed_at(a, task["id"], starts=2) > 0
     finally:
         stop_all(a, b)
 
@@ -248,8 +251,8 @@ def test_cpnode_migrate_moves_a_task_between_pools_of_one_node(
     tmp_path: Path, express: ExpressProcess
 ) -> None:
     """`cpnode migrate TASK --to POOL` moves alice's counter from pool `cpu` to pool `spare` of the
-    same node: the task's pool and instance follow, its log reads from the destination where it
-    resumed, a stop ends it there, and its one order is settled from its first start to its end.
+    same node: the task's pool and instance follow, its log reads whole (the source's part, then
+    the destination's where it resumed), a stop ends it there, and its one order is settled from its first start to its end.
     `cpnode migrate list`, `status ID` and `cancel ID` show and act on it (a completed migration
     cannot be cancelled: exit 1 saying why); a verb without its ID is bad usage (exit 2)."""
     extra = pool_toml(name="spare", slots=2, price=2 * PRICE)  # the task starts on `cpu`
@@ -280,7 +283,9 @@ def test_cpnode_migrate_moves_a_task_between_pools_of_one_node(
             done["destination_instance"],
             "running",
         ), moved
-        assert resumed_at(a, task["id"]) > 0
+        # Its log reads whole: the run on `cpu` from zero, then the run on `spare` from its checkpoint.
+        assert resumed_at(a, task["id"]) == 0
+        assert resumed_at(a, task["id"], starts=2) > 0
         status, _ = a.api("POST", f"/api/v1/tasks/{task['id']}/stop")
         assert status in (200, 202)
         ended = a.released(task["id"], 90)

@@ -37,7 +37,7 @@ def test_training_moved_to_a_partners_pool_ends_bit_identical(
     tmp_path: Path, express: ExpressProcess
 ) -> None:
     """After 50 steps on `a`, the task moves to `b`: it resumes there at the checkpointed step, runs to
-    its end, and its kept out/model.npy and out/metrics.json have the SHA-256 of an unmigrated run."""
+    its end, its log reads whole (the steps on `a`, then `b`'s from the resume), and its kept out/model.npy and out/metrics.json have the SHA-256 of an unmigrated run."""
     expected = plain_run(tmp_path / "plain", *ARGS)
     a, b = make_partners(tmp_path / "nodes", express)
     try:
@@ -60,8 +60,9 @@ def test_training_moved_to_a_partners_pool_ends_bit_identical(
         assert (done["state"], done["partner"]) == ("completed", "b"), done
         ended = a.released(task["id"], 240)
         assert ended["outcome"] == "succeeded", ended
-        log = instance_log(a, task["id"])  # read through `b`
+        log = instance_log(a, task["id"])  # the part from `a`, then the rest read through `b`
         assert "resumed at step" in log, log[-2000:]
+        assert log.index("step 50 ") < log.index("resumed at step"), log[-2000:]
         assert int(log.split("resumed at step ")[1].split()[0]) >= 50
         deadline = time.monotonic() + 60
         while not (kept := a.api("GET", f"/api/v1/tasks/{task['id']}/outputs")[1])["complete"]:
