@@ -195,7 +195,7 @@ def migrate(stage: Stage) -> None:
 
     log = _wait(f"the program resuming from its checkpoint at {PARTNER}", resumed_log)
     resumed = next(line for line in log.splitlines() if "resumed at step" in line)
-    stage.say(f"its log, read through {PARTNER}: {resumed} …")
+    stage.say(f"its log goes on through {PARTNER} after the steps run here: {resumed} …")
 
 
 def identical_result(stage: Stage) -> None:
