@@ -62,23 +62,28 @@ class PluginHost(PluginTable):
     async def _install(self, hosted: HostedPlugin) -> HostedPlugin:
         """Start a new plugin, check it answers, then swap it in for any old one of that name."""
         assert hosted.plugin is not None
+        installed = False
         try:
-            await self.guarded(hosted.name, hosted.plugin.start())
-            info = await self.guarded(hosted.name, hosted.plugin.info())
-            await self.guarded(hosted.name, hosted.plugin.health())
-        except ConnectorError as exc:
-            await self._close_quietly(hosted)
-            raise PluginLoadError(f"plugin {hosted.name!r} did not start: {exc}") from exc
-        hosted.version, hosted.kind = info.version, info.kind
-        hosted.registered_ms = hosted.last_seen_ms = self.now_ms()
-        hosted.generation = secrets.token_hex(8)
-        hosted.state = "online"
-        async with self._lock:
-            old = self._plugins.get(hosted.name)
-            if self.store is not None:
-                await asyncio.to_thread(self.store.save, hosted.row())
-            self._plugins[hosted.name] = hosted
-            self.load_errors.pop(hosted.name, None)
+            try:
+                await self.guarded(hosted.name, hosted.plugin.start())
+                info = await self.guarded(hosted.name, hosted.plugin.info())
+                await self.guarded(hosted.name, hosted.plugin.health())
+            except ConnectorError as exc:
+                raise PluginLoadError(f"plugin {hosted.name!r} did not start: {exc}") from exc
+            hosted.version, hosted.kind = info.version, info.kind
+            hosted.registered_ms = hosted.last_seen_ms = self.now_ms()
+            hosted.generation = secrets.token_hex(8)
+            hosted.state = "online"
+            async with self._lock:
+                old = self._plugins.get(hosted.name)
+                if self.store is not None:
+                    await asyncio.to_thread(self.store.save, hosted.row())
+                self._plugins[hosted.name] = hosted
+                installed = True
+                self.load_errors.pop(hosted.name, None)
+        finally:
+            if not installed:  # failed, or cancelled (a stop): never swapped in, so closed here
+                await self._close_quietly(hosted)
         if old is not None:
             log.info("plugin %s upgraded %s -> %s", hosted.name, old.version, hosted.version)
             await self._close_quietly(old)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from connectors import host as host_module
 from connectors import loading
 from connectors.errors import PluginLoadError, PluginNotFound, PluginOffline, PluginTimeout, Unauthorized
 from connectors.host import HostSettings, PluginHost
 from connectors.identifier import ComputeIdentifier
 from connectors.offers import PoolIdentity
+from connectors.remote.client import RemotePlugin
 from connectors.remote.server import plugin_app
 from connectors.serving import start_app
 from connectors.store import PluginStore
@@ -120,6 +124,44 @@ async def test_remote_heartbeats_with_a_fake_clock(engine: Engine) -> None:
     finally:
         await host.close()
         await runner.cleanup()
+
+
+async def test_a_registration_cancelled_midway_closes_its_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote plugin's registration cancelled while the host waits for its answer (a node
+    stopping mid-request) closes the client it opened: nothing hosted, no session left open."""
+    made: list[RemotePlugin] = []
+
+    class Recorded(RemotePlugin):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(host_module, "RemotePlugin", Recorded)
+    accepted, release = asyncio.Event(), asyncio.Event()
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()  # reads nothing, answers nothing
+        await release.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    host = PluginHost(settings=HostSettings(call_timeout_s=20))
+    try:
+        registering = asyncio.create_task(host.add_remote("stalled", f"http://127.0.0.1:{port}", CALL_TOKEN))
+        await asyncio.wait_for(accepted.wait(), 10)
+        registering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await registering
+        assert host.plugins() == []
+        assert len(made) == 1
+        assert made[0]._session is None  # closed, not left to the garbage collector
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+        await host.close()
 
 
 async def test_hot_add_upgrade_and_remove_keep_storage_in_step(engine: Engine) -> None:
