@@ -4,9 +4,6 @@ While a migration of the task is under way the task's delivery leaves the instan
 migration stops the source; that is no end of the run). When the cutover commits, the migration
 calls `follow` (its cutover hook), which may run more than once:
 
-Before the task's record follows, the source instance's log is copied here (node.tasks.earlier_log):
-the task's log then reads whole, from its first start, wherever it runs now.
-
 - to another pool of this node: the task's pool, region, flavor and instance become the
   destination's; its order stays, and its run is metered from its first start to its end on the
   destination (the time in between included: the units stayed the consumer's);
@@ -14,6 +11,9 @@ the task's log then reads whole, from its first start, wherever it runs now.
   settled for that; the task then becomes a `remote` task of the partner's trade, followed,
   metered and settled from the partner's signed usage record like any task a partner delivers
   (logs, outputs and stop go through the partner).
+
+Before the task's record follows, the source instance's log is copied here (node.tasks.earlier_log):
+the task's log then reads whole, from its first start, wherever it runs now.
 """
 
 from __future__ import annotations
