@@ -4,6 +4,7 @@ both backends. A loopback router stands in for the Service."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -186,34 +187,33 @@ def fixture_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait(10)
 
 
-@pytest.fixture(name="servers")
-async def fixture_servers() -> AsyncIterator[list[NodeServer]]:
-    """In-process replicas a test starts; stopped at the end."""
-    started: list[NodeServer] = []
-    yield started
-    for server in started:
-        await server.stop()
-
-
-async def start_replicas(config: Path, servers: list[NodeServer]) -> tuple[NodeServer, NodeServer]:
-    for _ in range(2):
-        server = NodeServer(load_settings(config, environ={}), ROLES)
-        await server.start()
-        servers.append(server)
-    return servers[0], servers[1]
+@contextlib.asynccontextmanager
+async def replicas(config: Path) -> AsyncIterator[list[NodeServer]]:
+    """Two in-process replicas of the node of `config`, stopped when the block ends: in the test's
+    own task, as `running_node` does (stopped from an async fixture's teardown instead, a replica's
+    cancelled connectors round now and then never woke and the stop waited until the test's timeout)."""
+    servers: list[NodeServer] = []
+    try:
+        for _ in range(2):
+            server = NodeServer(load_settings(config, environ={}), ROLES)
+            await server.start()
+            servers.append(server)
+        yield servers
+    finally:
+        for server in servers:
+            await server.stop()
 
 
 async def test_in_process_replicas_agree_on_a_remote_plugin(
-    tmp_path: Path, db_url: str, servers: list[NodeServer], procs: list[subprocess.Popen[bytes]]
+    tmp_path: Path, db_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     """A plugin process registering through A and heartbeating only to B is online on both with
     identical offers; SIGKILLed it goes offline on both within the window, restarted it returns on
     both, and its removal through B reaches A."""
     config = make_node_dir(tmp_path, "hub", db_url=db_url, extra_toml=FAST)
-    a, b = await start_replicas(config, servers)
-    token = read_admin_token(a.settings)
-    token_file = a.settings.path(a.settings.keys.admin_token_path)
-    async with aiohttp.ClientSession() as session:
+    async with replicas(config) as (a, b), aiohttp.ClientSession() as session:
+        token = read_admin_token(a.settings)
+        token_file = a.settings.path(a.settings.keys.admin_token_path)
         await remote_plugin_scenario(
             Replica(session, a.url, token),
             Replica(session, b.url, token),
@@ -223,14 +223,14 @@ async def test_in_process_replicas_agree_on_a_remote_plugin(
 
 
 async def test_in_process_replicas_refresh_a_pool_once_per_round(
-    tmp_path: Path, db_url: str, servers: list[NodeServer], alpha_sim: SimProcess
+    tmp_path: Path, db_url: str, alpha_sim: SimProcess
 ) -> None:
     """One cloudsim pool is probed and refreshed by one replica per round (the simulator counts
     only its calls) while both serve the same offers; when that replica stops, the other takes over."""
     config = make_node_dir(tmp_path, "hub", db_url=db_url, extra_toml=FAST + alpha_pool(alpha_sim.url))
-    a, b = await start_replicas(config, servers)
-    token = read_admin_token(a.settings)
-    async with aiohttp.ClientSession() as session:
+    async with replicas(config) as servers, aiohttp.ClientSession() as session:
+        a, b = servers
+        token = read_admin_token(a.settings)
         ra, rb = Replica(session, a.url, token), Replica(session, b.url, token)
         holder, other = await refresh_once_scenario(ra, rb, alpha_sim)
         stopping = next(s for s in servers if s.url == holder.url)
