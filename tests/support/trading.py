@@ -168,8 +168,8 @@ async def market(
 ) -> AsyncIterator[Market]:
     """Start shanghai (seller) and beijing (buyer), pin each other, fund alice, sync the catalog.
     `buyer_federation` adds lines to the buyer's `[federation]` section, `seller_http_toml` to the
-    seller's `[http]`; `trades_in_flight` is each
-    node's `max_trades_in_flight` (1 here, so tests see the limit at work)."""
+    seller's `[http]`; `trades_in_flight` is each node's `max_trades_in_flight` (1 here, so tests
+    see the limit at work)."""
     base = BASE_TOML.replace("max_trades_in_flight = 1\n", f"max_trades_in_flight = {trades_in_flight}\n")
     async with AsyncExitStack() as stack:
         seller_config = make_node_dir(
