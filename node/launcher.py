@@ -1,6 +1,8 @@
 """Run a node as a real `cpnode run` subprocess: start, read its URL, stop on SIGTERM, or kill.
 
-Used by `make demo` and by the integration tests, so both exercise the command operators run.
+Used by `make demo` and by the integration tests, so both exercise the command operators run. The
+tests turn on `launch_preloaded`: their nodes are forks of one interpreter that has imported cpnode
+(node.forkserver), each running the same `main(argv)` as a fresh `python -m node run`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,43 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from node.forkserver import ForkedProcess, ForkServerClient
+
 # A deadline, not a wait: start returns as soon as the node listens or exits. A loaded machine (the
 # test suite on 2 cores) takes a node half a minute and more to import, migrate and listen.
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
+# Environment variables a fork of the preloaded interpreter cannot honour: they act at its start.
+_AT_START = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONWARNINGS")
+_forks: ForkServerClient | None = None
+
+
+def launch_preloaded(enabled: bool = True) -> None:
+    """Start later node processes as forks of one preloaded interpreter (`node.forkserver`) instead
+    of a fresh one each, saving each start its imports: for many short-lived nodes, as in the
+    tests. A process whose environment changes how an interpreter starts is still started fresh."""
+    global _forks
+    if enabled and _forks is None and hasattr(os, "fork") and sys.platform == "linux":
+        _forks = ForkServerClient()
+    elif not enabled and _forks is not None:
+        _forks.close()
+        _forks = None
+
+
+def _spawn(
+    args: list[str], env: dict[str, str], cwd: Path, stderr: int, preloaded: bool = True
+) -> subprocess.Popen[str] | ForkedProcess:
+    """A started process for `args`: a fork of the preloaded interpreter when one is in use,
+    `preloaded` and `env` allow it, else a fresh `subprocess.Popen` (text stdout)."""
+    forks = _forks if preloaded else None
+    if forks is not None and not forks.broken and all(env.get(k) == os.environ.get(k) for k in _AT_START):
+        try:
+            return forks.spawn(args, env, str(cwd), stderr)
+        except OSError:
+            forks.broken = True  # the server is gone: start fresh from now on
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd
+    )
 
 
 class LaunchError(RuntimeError):
@@ -34,13 +69,16 @@ class NodeProcess:
         roles: str | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        preloaded: bool = True,
     ) -> None:
+        """`preloaded`: False starts a fresh interpreter even where `launch_preloaded` is on."""
         self.config = config
+        self.preloaded = preloaded
         self.roles = roles
         self.extra_args = list(extra_args)
         self.env = env
         self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedProcess | None = None
         self.log_path = config.parent / "node.stderr.log"
         self.stdout: list[str] = []
         self._lines: queue.Queue[str] = queue.Queue()
@@ -65,9 +103,7 @@ class NodeProcess:
         env["PYTHONUNBUFFERED"] = "1"
         self._terminated = False
         with self.log_path.open("ab") as stderr:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=self.config.parent
-            )
+            self.proc = _spawn(args, env, self.config.parent, stderr.fileno(), self.preloaded)
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
         self._pump_thread.start()
 
