@@ -27,6 +27,7 @@ the node's trade handler must be idempotent on the trade id (ledger transfer ids
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -180,10 +181,35 @@ def claim_trades(
     """Claim several trades of one partner in one write transaction, each as `claim_trade` would
     (one result per item: the stored answer, None for a claim taken, or the error refusing it).
 
-    Each trade runs in a savepoint of its own: one refused, or one whose write fails, is rolled
-    back alone and never touches the others. Durable when any write may store its answer here.
+    One refused, or one whose write fails, is rolled back alone and never touches the others: the
+    batch is claimed without savepoints, and again with a savepoint per trade once one fails. Durable when any write may store its answer here.
     `nonce`: the batch request's signature nonce, claimed first in the same transaction; AuthError
     `replayed` when it was used before, and then nothing is written."""
+    args = (engine, partner, batch, holder, now_ts, ttl_s, limit, nonce)
+    try:  # as a rule every trade is claimed: no savepoints (two statements a trade) unless one is not
+        return _claim_together(*args, isolated=False)
+    except _Refused:  # rolled back whole: again, each trade in a savepoint
+        return _claim_together(*args, isolated=True)
+
+
+class _Refused(Exception):
+    """A trade of a batch claimed without savepoints was refused or failed: the whole transaction
+    rolled back."""
+
+
+def _claim_together(
+    engine: Engine,
+    partner: str,
+    batch: Sequence[BatchClaim],
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    limit: int,
+    nonce: PendingNonce | None,
+    isolated: bool,
+) -> list[dict[str, Any] | Exception | None]:
+    """`claim_trades`' transaction: with `isolated`, each trade in a savepoint and its error its
+    result; else the first trade's error rolls back the whole transaction and raises `_Refused`."""
     results: list[dict[str, Any] | Exception | None] = []
     lazy = not any(isinstance(item.write, AnsweringWrite) for item in batch)
     with writing(engine, lazy=lazy) as conn:
@@ -193,21 +219,27 @@ def claim_trades(
         ):
             raise AuthError("nonce already used (replayed request)", code="replayed")
         for item in batch:
+            claim = functools.partial(
+                _claim_in,
+                conn,
+                partner,
+                item.trade_id,
+                item.request_sha256,
+                holder,
+                now_ts,
+                ttl_s,
+                limit,
+                item.write,
+            )
+            if not isolated:
+                try:
+                    results.append(claim())
+                except Exception as exc:
+                    raise _Refused from exc
+                continue
             try:
                 with conn.begin_nested():
-                    results.append(
-                        _claim_in(
-                            conn,
-                            partner,
-                            item.trade_id,
-                            item.request_sha256,
-                            holder,
-                            now_ts,
-                            ttl_s,
-                            limit,
-                            item.write,
-                        )
-                    )
+                    results.append(claim())
             except Exception as exc:  # this trade's refusal or failure; the others go on
                 results.append(exc)
     return results

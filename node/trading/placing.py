@@ -86,8 +86,8 @@ class PlacingCall:
 
 def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | Exception]:
     """Several new partner orders' `read_for_placing` (each with `holding`) in one durable write
-    transaction, each in a savepoint of its own: one order's refusal or failure rolls back only
-    itself. One result per call: its Placing, or the error it raised."""
+    transaction; one order's refusal or failure rolls back only itself (after one fails, the group
+    runs again with a savepoint per order). One result per call: its Placing, or the error it raised."""
     if len(calls) == 1:  # alone: no savepoint needed
         try:
             c = calls[0]
@@ -106,17 +106,31 @@ def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | 
             ]
         except Exception as exc:
             return [exc]
+    try:  # as a rule no order fails: no savepoints (two statements an order) unless one does
+        return _place_together(engine, calls, isolated=False)
+    except Exception:  # rolled back whole: again, each order in a savepoint
+        return _place_together(engine, calls, isolated=True)
+
+
+def _place_together(
+    engine: Engine, calls: Sequence[PlacingCall], isolated: bool
+) -> list[Placing | Exception]:
+    """`place_group`'s transaction: with `isolated`, each order in a savepoint and its error its
+    result; else the first error rolls back the whole transaction and is raised."""
     out: list[Placing | Exception] = []
     batches: list[ledger.JoinedBatch] = []
     seen: dict[tuple[str, ...], Any] = {}
     with write_transaction(engine) as conn:
         for call in calls:
-            try:
-                with conn.begin_nested():
-                    read, batch = _place_in(conn, call, seen)
-            except Exception as exc:  # this order's; the others go on
-                out.append(exc)
-                continue
+            if not isolated:
+                read, batch = _place_in(conn, call, seen)
+            else:
+                try:
+                    with conn.begin_nested():
+                        read, batch = _place_in(conn, call, seen)
+                except Exception as exc:  # this order's; the others go on
+                    out.append(exc)
+                    continue
             out.append(read)
             if batch is not None:
                 batches.append(batch)

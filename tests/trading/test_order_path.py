@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ from sqlalchemy.engine import Engine
 from federation import claims
 from federation import store as federation_store
 from ledger import Status, TransferRequest
-from node.trading import books, store
+from node.trading import books, placing, store
 from node.trading.capacity import Capacity
 from node.trading.machine import OrderEvent
+from node.trading.records import Order
 from tests.support.federation import service_of
 from tests.support.trading import engine_of, legs, market, seller_of
 
@@ -113,28 +114,70 @@ def test_credit_line_checked_again_when_the_limit_changes_or_a_second_passed(
 
 def _partner_order(engine: Engine, order_id: str, amount: int) -> None:
     """A new order for a partner's offer, stored as placing stores it."""
-    store.insert_order(
-        engine,
-        {
-            "id": order_id,
-            "consumer": "alice",
-            "offer_id": "shanghai-gpu",
-            "source": "partner:shanghai",
-            "partner": "shanghai",
-            "pool": "gpu",
-            "units": 1,
-            "hours": 1,
-            "price_per_unit_hour": amount,
-            "currency": "CNY",
-            "amount": amount,
-            "fee": 0,
-            "request_sha256": "0" * 64,
-            "notify_partner": False,
-            "hold_expires_ts": 3600,
-            "created_ts": 0,
-            "updated_ts": 0,
-        },
-    )
+    store.insert_order(engine, _order_values(order_id, amount))
+
+
+def _order_values(order_id: str, amount: int) -> dict[str, Any]:
+    """The row of a new order for a partner's offer."""
+    return {
+        "id": order_id,
+        "consumer": "alice",
+        "offer_id": "shanghai-gpu",
+        "source": "partner:shanghai",
+        "partner": "shanghai",
+        "pool": "gpu",
+        "units": 1,
+        "hours": 1,
+        "price_per_unit_hour": amount,
+        "currency": "CNY",
+        "amount": amount,
+        "fee": 0,
+        "request_sha256": "0" * 64,
+        "notify_partner": False,
+        "hold_expires_ts": 3600,
+        "created_ts": 0,
+        "updated_ts": 0,
+    }
+
+
+def test_one_failing_order_of_a_placing_group_leaves_the_others_placed(engine: Engine) -> None:
+    """`place_group` writes a group without savepoints; when one order fails the group runs again
+    with a savepoint per order: the failing order gets its error, the others are placed and held
+    once, as if each had been placed alone."""
+    books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")])
+    assert books.deposit(engine, "alice", "dep-1", 100, "CNY").ok
+    runs: list[str] = []
+
+    def values_of(order_id: str) -> Callable[[placing.Placing], dict[str, Any]]:
+        def values(_read: placing.Placing) -> dict[str, Any]:
+            runs.append(order_id)
+            if order_id == "beijing.bad":
+                raise RuntimeError("this order's values cannot be made")
+            return _order_values(order_id, 10)
+
+        return values
+
+    def holding(order: Order) -> tuple[list[TransferRequest], list[tuple[OrderEvent, Mapping[str, Any]]]]:
+        hold = books.order_hold(order.id, "alice", order.amount, "CNY", 3600)
+        return [hold], [("held", {}), ("requested", {"trade_request": b"{}"})]
+
+    ids = ["beijing.a", "beijing.bad", "beijing.c"]
+    calls = [
+        placing.PlacingCall(i, "consumer:alice", None, "shanghai-gpu", 1, None, values_of(i), holding)
+        for i in ids
+    ]
+    results = placing.place_group(engine, calls)
+    assert isinstance(results[1], RuntimeError)
+    assert runs == ["beijing.a", "beijing.bad", *ids]  # the first try stopped at the failure
+    for order_id, result in zip(ids[::2], results[::2], strict=True):
+        assert isinstance(result, placing.Placing)
+        assert result.created is not None
+        assert result.created.state == "requested"
+        stored = store.get_order(engine, order_id)
+        assert stored is not None
+        assert stored.state == "requested"
+    assert store.get_order(engine, "beijing.bad") is None
+    assert books.available(engine, "consumer:alice") == 80  # two holds of 10, each once
 
 
 def test_hold_and_move_commit_together(engine: Engine) -> None:
