@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"alternating rounds of orders and holds per cross-node run (default {ROUNDS})",
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=IN_FLIGHT,
+        metavar="N",
+        help=f"orders (and grouped holds) in flight in cross-node runs (default {IN_FLIGHT})",
+    )
+    parser.add_argument(
         "--max-batch",
         type=int,
         metavar="N",
@@ -173,12 +180,12 @@ async def main(argv: list[str] | None = None) -> int:
             print("concurrent orders ", json.dumps(figures["concurrent"]), flush=True)
         if "cross" in parts:
             figures["cross_node"] = await bench_cross_node(
-                Path(tmp) / "cross", args.profile, args.rounds, args.max_batch
+                Path(tmp) / "cross", args.profile, args.rounds, args.max_batch, args.in_flight
             )
             print("cross-node orders, one process ", json.dumps(figures["cross_node"]), flush=True)
         if "apart" in parts:
             figures["cross_node_processes"] = await bench_cross_node_processes(
-                Path(tmp) / "apart", args.rounds, args.max_batch
+                Path(tmp) / "apart", args.rounds, args.max_batch, args.in_flight
             )
             print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
     if args.json:

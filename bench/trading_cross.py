@@ -36,7 +36,11 @@ def batch_toml(max_batch: int | None) -> str:
 
 
 async def bench_cross_node(
-    tmp: Path, profile: Path | None = None, rounds: int = ROUNDS, max_batch: int | None = None
+    tmp: Path,
+    profile: Path | None = None,
+    rounds: int = ROUNDS,
+    max_batch: int | None = None,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
     """Orders for the partner's offer per second with many in flight, against the ledger's hold rate;
     both nodes in this process (the first round profiled when `profile` names a folder)."""
@@ -46,22 +50,23 @@ async def bench_cross_node(
         deposit=10**11,
         seller_free=10**6,
         timeout_s=20.0,
-        trades_in_flight=32,
+        trades_in_flight=max(32, in_flight),
         buyer_extra=batch_toml(max_batch),
     ) as m:
         if profile is None:
-            return await _cross_node_rate(m.buyer, m.order, rounds=rounds)
+            return await _cross_node_rate(m.buyer, m.order, rounds=rounds, in_flight=in_flight)
         engines = {"buyer": m.buyer.ctx.engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
         with Profiled(profile / "cross.prof", engines) as profiled:
-            figures = await _cross_node_rate(m.buyer, m.order, profiled, rounds=rounds)
+            figures = await _cross_node_rate(m.buyer, m.order, profiled, rounds=rounds, in_flight=in_flight)
         return {**figures, "per_order": profiled.per_order(CONCURRENT)}
 
 
 async def bench_cross_node_processes(
-    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None
+    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None, in_flight: int = IN_FLIGHT
 ) -> dict[str, Any]:
     """The same with the seller as its own `cpnode run` process."""
-    base = BASE_TOML.replace("max_trades_in_flight = 1\n", "max_trades_in_flight = 32\n")
+    limit = max(32, in_flight)  # the seller's trades in progress for one partner
+    base = BASE_TOML.replace("max_trades_in_flight = 1\n", f"max_trades_in_flight = {limit}\n")
     seller_config = make_node_dir(
         tmp,
         "shanghai",
@@ -107,7 +112,9 @@ async def bench_cross_node_processes(
                     return response.status, await response.json()
 
             assert seller.proc is not None
-            return await _cross_node_rate(buyer, order, seller_pid=seller.proc.pid, rounds=rounds)
+            return await _cross_node_rate(
+                buyer, order, seller_pid=seller.proc.pid, rounds=rounds, in_flight=in_flight
+            )
     finally:
         await asyncio.to_thread(seller.stop)
 
@@ -137,8 +144,9 @@ async def _cross_node_rate(
     profiled: Profiled | None = None,
     seller_pid: int | None = None,
     rounds: int = ROUNDS,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
-    """Orders per second with `IN_FLIGHT` in flight (after a warm-up) against the buyer's ledger
+    """Orders per second with `in_flight` in flight (after a warm-up) against the buyer's ledger
     taking holds, in `rounds` alternating rounds on the same engine (same file, same durability):
     even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
     the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
@@ -146,7 +154,7 @@ async def _cross_node_rate(
     when it runs apart, whose share is reported too); `profiled` watches only the orders of the first
     round."""
     engine = buyer.ctx.engine
-    gate = asyncio.Semaphore(IN_FLIGHT)
+    gate = asyncio.Semaphore(in_flight)
     counts = _trade_counts(buyer)
 
     async def one() -> int:
@@ -174,10 +182,10 @@ async def _cross_node_rate(
     async def holds(index: int) -> tuple[float, float, float]:
         plain = await hold_rate(engine, f"plain-x{index}")
         cpu = _cpu_s()
-        grouped = await node_hold_rate(engine, f"node-x{index}")
+        grouped = await node_hold_rate(engine, f"node-x{index}", in_flight)
         return plain, grouped, 1000 * (_cpu_s() - cpu) / CONCURRENT
 
-    for _ in range(IN_FLIGHT):  # warm-up: sessions, accounts and credit lines exist afterwards
+    for _ in range(in_flight):  # warm-up: sessions, accounts and credit lines exist afterwards
         assert await one() == 201
     per_round: list[dict[str, Any]] = []
     for index in range(rounds):
@@ -213,13 +221,13 @@ async def _cross_node_rate(
         "ledger_holds_per_s": median("ledger_holds_per_s"),
         "node_holds_per_s": median("node_holds_per_s"),
         # The target's ratio: against what the ledger sustains for holds on this node's
-        # configuration, i.e. holds taken the node's way (group commit, IN_FLIGHT in flight).
+        # configuration, i.e. holds taken the node's way (group commit, as many in flight).
         "node_ratio": median("node_ratio"),
         "node_ratios": [r["node_ratio"] for r in per_round],
         # Against one durable `ledger.submit` after another (the figure earlier runs reported).
         "ratio": median("ratio"),
         "ratios": [r["ratio"] for r in per_round],
         "target_ratio": 0.3,
-        "in_flight": IN_FLIGHT,
+        "in_flight": in_flight,
         "rounds": per_round,
     }

@@ -33,10 +33,10 @@ async def hold_rate(engine: Any, prefix: str) -> float:
     return CONCURRENT / (time.perf_counter() - started)
 
 
-async def node_hold_rate(engine: Any, prefix: str) -> float:
-    """The honest baseline: consumer holds per second with `IN_FLIGHT` in flight, each taken the way
+async def node_hold_rate(engine: Any, prefix: str, in_flight: int = IN_FLIGHT) -> float:
+    """The honest baseline: consumer holds per second with `in_flight` in flight, each taken the way
     a node's order takes its hold (`books.submit`, through the engine's group committer)."""
-    gate = asyncio.Semaphore(IN_FLIGHT)
+    gate = asyncio.Semaphore(in_flight)
 
     async def one(index: int) -> None:
         request = hold_request(f"{prefix}-{index}")

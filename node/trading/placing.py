@@ -163,9 +163,9 @@ def _place_in(
     draft = store.draft_order(values)
     legs, moves = call.holding(draft)
     batch = ledger.submit_in(conn, legs)
-    created = store.insert_new_order_in(conn, values)
-    moved = store.move_order_in(conn, created.id, created.state, moves, call.now_ts) if batch.ok else None
-    return replace(read, created=moved or created), batch
+    if not batch.ok:  # left `new` for its step to reject
+        return replace(read, created=store.insert_new_order_in(conn, values)), batch
+    return replace(read, created=store.insert_moved_order_in(conn, values, moves, call.now_ts)), batch
 
 
 def _placing_reads(

@@ -89,6 +89,28 @@ def insert_new_order_in(conn: Connection, values: dict[str, Any]) -> Order:
     return order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
 
 
+def insert_moved_order_in(
+    conn: Connection,
+    values: dict[str, Any],
+    steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]],
+    now_ts: int,
+) -> Order:
+    """`insert_new_order_in` then `move_order_in` by `steps`, as one insert of the order where the
+    steps lead (a step to a final state, which releases the order's reservation, as the two)."""
+    after: OrderState = order_transition(ORDER_START, "place")
+    written: dict[str, Any] = {}
+    for event, step_values in steps:
+        after = order_transition(after, event)
+        written.update(step_values)
+    if after in ORDER_FINAL:
+        created = insert_new_order_in(conn, values)
+        moved = move_order_in(conn, created.id, created.state, steps, now_ts)
+        assert moved is not None  # inserted in this transaction, in the state the steps start from
+        return moved
+    row = conn.execute(_INSERT_ORDER, {**values, **written, "state": after, "updated_ts": now_ts}).one()
+    return order_from_row(row)
+
+
 def draft_order(values: dict[str, Any]) -> Order:
     """The order `insert_new_order_in` stores for `values`, before it is stored (fields not given
     are empty, as the insert leaves them)."""

@@ -180,6 +180,22 @@ def test_one_failing_order_of_a_placing_group_leaves_the_others_placed(engine: E
     assert books.available(engine, "consumer:alice") == 80  # two holds of 10, each once
 
 
+def test_an_order_inserted_where_its_steps_lead_is_the_one_inserted_then_moved(engine: Engine) -> None:
+    """`insert_moved_order_in` stores what `insert_new_order_in` and `move_order_in` store."""
+    steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
+        ("held", {}),
+        ("requested", {"trade_request": b'{"t":1}'}),
+    ]
+    with engine.begin() as conn:
+        created = store.insert_new_order_in(conn, _order_values("beijing.two", 10))
+        two = store.move_order_in(conn, created.id, created.state, steps, 7)
+        one = store.insert_moved_order_in(conn, _order_values("beijing.one", 10), steps, 7)
+    assert two is not None
+    assert one.state == two.state == "requested"
+    assert {**one.__dict__, "id": None} == {**two.__dict__, "id": None}
+    assert store.get_order(engine, "beijing.one") == one
+
+
 def test_hold_and_move_commit_together(engine: Engine) -> None:
     """`store.move_order_holding` stores the hold and the move in one transaction; a hold the ledger
     refuses is recorded without the move; an order moved meanwhile is not moved again, and its hold
