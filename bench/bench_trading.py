@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import bench_parser, emit_json, percentile_ms
-from bench.trading_cross import ROUNDS, bench_cross_node, bench_cross_node_processes
+from bench.trading_cross import (
+    ROUNDS,
+    bench_cross_node,
+    bench_cross_node_all_processes,
+    bench_cross_node_processes,
+)
 from bench.trading_holds import CONCURRENT, IN_FLIGHT, hold_rate, node_hold_rate
 from federation import store
 from federation.sync import ensure_session
@@ -123,7 +128,7 @@ async def bench_concurrent(tmp: Path) -> dict[str, Any]:
     }
 
 
-PARTS = ("latency", "concurrent", "cross", "apart")
+PARTS = ("latency", "concurrent", "cross", "apart", "processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=PARTS,
         help="run only this part (repeatable): latency, concurrent, cross (one process), apart (seller as "
-        "its own process); default all",
+        "its own process), processes (both nodes as their own processes, this one the client); default all",
     )
     parser.add_argument(
         "--profile",
@@ -188,6 +193,13 @@ async def main(argv: list[str] | None = None) -> int:
                 Path(tmp) / "apart", args.rounds, args.max_batch, args.in_flight
             )
             print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
+        if "processes" in parts:
+            figures["cross_node_all_processes"] = await bench_cross_node_all_processes(
+                Path(tmp) / "processes", args.rounds, args.max_batch, args.in_flight
+            )
+            print(
+                "cross-node orders, both apart  ", json.dumps(figures["cross_node_all_processes"]), flush=True
+            )
     if args.json:
         emit_json("trading", figures)
     return 0

@@ -12,15 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+import ledger
 from bench.trading_holds import CONCURRENT, IN_FLIGHT, hold_rate, node_hold_rate
 from bench.trading_profile import Profiled
 from federation import store
 from federation.partners import Agreement, Partner
 from federation.sync import run_round
+from node.cli.catalog_cmd import sync_catalogs
 from node.config import load_settings
 from node.db import make_engine
 from node.identity import load_identity
-from node.launcher import NodeProcess
+from node.launcher import NodeProcess, start_all, stop_all
+from node.runfile import read_admin_token
 from node.trading.routes import BUYER
 from tests.support.federation import service_of
 from tests.support.nodes import make_node_dir, running_node
@@ -53,18 +58,27 @@ async def bench_cross_node(
         trades_in_flight=max(32, in_flight),
         buyer_extra=batch_toml(max_batch),
     ) as m:
+        assert m.buyer.ctx is not None
+        engine = m.buyer.ctx.engine
         if profile is None:
-            return await _cross_node_rate(m.buyer, m.order, rounds=rounds, in_flight=in_flight)
-        engines = {"buyer": m.buyer.ctx.engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
+            return await _cross_node_rate(
+                engine, m.order, _trade_counts(m.buyer), rounds=rounds, in_flight=in_flight
+            )
+        engines = {"buyer": engine, "seller": m.seller.ctx.engine}  # type: ignore[union-attr]
         with Profiled(profile / "cross.prof", engines) as profiled:
-            figures = await _cross_node_rate(m.buyer, m.order, profiled, rounds=rounds, in_flight=in_flight)
+            figures = await _cross_node_rate(
+                engine,
+                m.order,
+                _trade_counts(m.buyer),
+                profiled,
+                rounds=rounds,
+                in_flight=in_flight,
+            )
         return {**figures, "per_order": profiled.per_order(CONCURRENT)}
 
 
-async def bench_cross_node_processes(
-    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None, in_flight: int = IN_FLIGHT
-) -> dict[str, Any]:
-    """The same with the seller as its own `cpnode run` process."""
+def _node_dirs(tmp: Path, max_batch: int | None, in_flight: int) -> tuple[Path, Path]:
+    """The seller's and the buyer's node folders (their node.toml paths)."""
     limit = max(32, in_flight)  # the seller's trades in progress for one partner
     base = BASE_TOML.replace("max_trades_in_flight = 1\n", f"max_trades_in_flight = {limit}\n")
     seller_config = make_node_dir(
@@ -75,48 +89,103 @@ async def bench_cross_node_processes(
     buyer_config = make_node_dir(
         tmp, "beijing", extra_toml=base + trading_toml(timeout_s=20.0) + batch_toml(max_batch)
     )
+    return seller_config, buyer_config
+
+
+def _pin(seller_config: Path, seller_url: str, buyer_engine: Any, buyer_url: str, buyer_key: Any) -> None:
+    """Make the two nodes partners, in their databases (the buyer with a credit line at the seller)."""
+    seller_settings = load_settings(seller_config, environ={})
+    seller_engine = make_engine(seller_settings.database_url)
+    store.add_partner(
+        seller_engine,
+        Partner("beijing", (buyer_url,), buyer_key, Agreement(credit_limit=10**12)),
+        int(time.time()),
+    )
+    seller_engine.dispose()
+    seller_key = load_identity(seller_settings).public_key
+    store.add_partner(buyer_engine, Partner("shanghai", (seller_url,), seller_key), int(time.time()))
+
+
+async def _fund(http: Any) -> Any:
+    """Create alice at the buyer with a deposit; the call placing one of her orders over `http`."""
+    for path, body in (
+        ("/api/v1/consumers", {"id": "alice"}),
+        ("/api/v1/consumers/alice/deposits", {"amount": 10**11, "id": "dep-alice-1"}),
+    ):
+        async with http.post(path, json=body) as response:
+            assert response.status == 201, await response.text()
+
+    async def order(units: int, hours: int) -> tuple[int, Any]:
+        body = {"consumer": "alice", "offer_id": "shanghai-gpu", "source": "partner:shanghai"}
+        async with http.post("/api/v1/orders", json={**body, "units": units, "hours": hours}) as response:
+            return response.status, await response.json()
+
+    return order
+
+
+async def bench_cross_node_processes(
+    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None, in_flight: int = IN_FLIGHT
+) -> dict[str, Any]:
+    """The same with the seller as its own `cpnode run` process."""
+    seller_config, buyer_config = _node_dirs(tmp, max_batch, in_flight)
     # The seller runs this checkout's code (an installed package may point at another checkout).
     seller = NodeProcess(seller_config, env={"PYTHONPATH": str(CHECKOUT)})
     seller_url = await asyncio.to_thread(seller.start)
     try:
         async with running_node(buyer_config) as buyer, admin_session(buyer) as http:
             assert buyer.ctx is not None
-            seller_settings = load_settings(seller_config, environ={})
-            seller_key = load_identity(seller_settings).public_key
-            seller_engine = make_engine(seller_settings.database_url)
-            store.add_partner(
-                seller_engine,
-                Partner(
-                    "beijing", (buyer.url,), buyer.ctx.identity.public_key, Agreement(credit_limit=10**12)
-                ),
-                int(time.time()),
-            )
-            seller_engine.dispose()
-            store.add_partner(
-                buyer.ctx.engine, Partner("shanghai", (seller_url,), seller_key), int(time.time())
-            )
+            _pin(seller_config, seller_url, buyer.ctx.engine, buyer.url, buyer.ctx.identity.public_key)
             results = await run_round(service_of(buyer), force=True)
             assert all(r.outcome == "ok" for r in results), results
-            for path, body in (
-                ("/api/v1/consumers", {"id": "alice"}),
-                ("/api/v1/consumers/alice/deposits", {"amount": 10**11, "id": "dep-alice-1"}),
-            ):
-                async with http.post(path, json=body) as response:
-                    assert response.status == 201, await response.text()
-
-            async def order(units: int, hours: int) -> tuple[int, Any]:
-                body = {"consumer": "alice", "offer_id": "shanghai-gpu", "source": "partner:shanghai"}
-                async with http.post(
-                    "/api/v1/orders", json={**body, "units": units, "hours": hours}
-                ) as response:
-                    return response.status, await response.json()
-
+            order = await _fund(http)
             assert seller.proc is not None
             return await _cross_node_rate(
-                buyer, order, seller_pid=seller.proc.pid, rounds=rounds, in_flight=in_flight
+                buyer.ctx.engine,
+                order,
+                _trade_counts(buyer),
+                seller_pid=seller.proc.pid,
+                rounds=rounds,
+                in_flight=in_flight,
             )
     finally:
         await asyncio.to_thread(seller.stop)
+
+
+async def bench_cross_node_all_processes(
+    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None, in_flight: int = IN_FLIGHT
+) -> dict[str, Any]:
+    """The same with both nodes as their own `cpnode run` processes and this one the consumers'
+    client: CPU per order counts the two nodes only (the client's is reported apart)."""
+    seller_config, buyer_config = _node_dirs(tmp, max_batch, in_flight)
+    env = {"PYTHONPATH": str(CHECKOUT)}
+    seller, buyer = NodeProcess(seller_config, env=env), NodeProcess(buyer_config, env=env)
+    seller_url, buyer_url = await asyncio.to_thread(start_all, [seller, buyer])
+    buyer_settings = load_settings(buyer_config, environ={})
+    engine = make_engine(buyer_settings.database_url)
+    try:
+        _pin(seller_config, seller_url, engine, buyer_url, load_identity(buyer_settings).public_key)
+        synced = await sync_catalogs(
+            buyer_settings
+        )  # the buyer's first sync, as `cpnode catalog sync` runs it
+        assert all(row["outcome"] == "ok" for row in synced), synced
+        token = read_admin_token(buyer_settings)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(buyer_url, headers=headers) as http:
+            order = await _fund(http)
+            assert seller.proc is not None
+            assert buyer.proc is not None
+            return await _cross_node_rate(
+                engine,
+                order,
+                seller_pid=seller.proc.pid,
+                buyer_pid=buyer.proc.pid,
+                rounds=rounds,
+                in_flight=in_flight,
+            )
+    finally:
+        ledger.committer_for(engine).close()
+        engine.dispose()
+        await asyncio.to_thread(stop_all, [buyer, seller])
 
 
 def _trade_counts(buyer: Any) -> Any:
@@ -139,10 +208,12 @@ def _pid_cpu_s(pid: int) -> float:
 
 
 async def _cross_node_rate(
-    buyer: Any,
+    engine: Any,
     order: Any,
+    counts: Any = None,
     profiled: Profiled | None = None,
     seller_pid: int | None = None,
+    buyer_pid: int | None = None,
     rounds: int = ROUNDS,
     in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
@@ -150,12 +221,15 @@ async def _cross_node_rate(
     taking holds, in `rounds` alternating rounds on the same engine (same file, same durability):
     even rounds run the orders first, odd rounds the holds first, so drift in the machine's load or
     the disk's fsync touches both alike. Each round's ratio is its orders over its holds; the
-    figures are their medians. CPU per order counts both nodes (`seller_pid`: the seller's process
-    when it runs apart, whose share is reported too); `profiled` watches only the orders of the first
-    round."""
-    engine = buyer.ctx.engine
+    figures are their medians. CPU per order counts both nodes (`seller_pid`, `buyer_pid`: their
+    processes when they run apart, whose shares are reported too; else this process, the client
+    included); `engine`: the buyer's; `counts`: its trade exchanges' counts, when in this process;
+    `profiled` watches only the orders of the first round."""
     gate = asyncio.Semaphore(in_flight)
-    counts = _trade_counts(buyer)
+
+    def nodes_cpu_s() -> float:
+        own = time.process_time() if buyer_pid is None else _pid_cpu_s(buyer_pid)
+        return own + (0.0 if seller_pid is None else _pid_cpu_s(seller_pid))
 
     async def one() -> int:
         async with gate:
@@ -163,10 +237,11 @@ async def _cross_node_rate(
             return int(status)
 
     seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
+    client_ms: list[float] = []  # this process's (the client's) CPU per order, when the buyer is apart
     exchanges: list[float] = []  # trade exchanges (HTTP) per trade request, each round
 
     async def orders(index: int) -> tuple[float, float, int]:
-        started, cpu = time.perf_counter(), _cpu_s(seller_pid)
+        started, cpu, client_cpu = time.perf_counter(), nodes_cpu_s(), time.process_time()
         seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
         watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
         sent = (counts.requests, counts.exchanges) if counts is not None else (0, 0)
@@ -177,7 +252,9 @@ async def _cross_node_rate(
             exchanges.append((counts.exchanges - sent[1]) / max(1, counts.requests - sent[0]))
         if seller_pid is not None and seller_cpu is not None:
             seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
-        return rate, 1000 * (_cpu_s(seller_pid) - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
+        if buyer_pid is not None:
+            client_ms.append(1000 * (time.process_time() - client_cpu) / CONCURRENT)
+        return rate, 1000 * (nodes_cpu_s() - cpu) / CONCURRENT, sum(s != 201 for s in statuses)
 
     async def holds(index: int) -> tuple[float, float, float]:
         plain = await hold_rate(engine, f"plain-x{index}")
@@ -198,6 +275,7 @@ async def _cross_node_rate(
                 "orders_per_s": round(rate, 1),
                 "cpu_ms_per_order": round(cpu_ms, 2),
                 **({"seller_cpu_ms_per_order": round(seller_ms[-1], 2)} if seller_ms else {}),
+                **({"client_cpu_ms_per_order": round(client_ms[-1], 2)} if client_ms else {}),
                 "failed_orders": failed,
                 **({"exchanges_per_trade": round(exchanges[-1], 3)} if exchanges else {}),
                 "ledger_holds_per_s": round(plain, 1),
@@ -216,6 +294,7 @@ async def _cross_node_rate(
         "orders_per_s": median("orders_per_s"),
         "cpu_ms_per_order": median("cpu_ms_per_order"),
         **({"seller_cpu_ms_per_order": median("seller_cpu_ms_per_order")} if seller_ms else {}),
+        **({"client_cpu_ms_per_order": median("client_cpu_ms_per_order")} if client_ms else {}),
         "cpu_ms_per_node_hold": median("cpu_ms_per_node_hold"),
         "failed_orders": sum(r["failed_orders"] for r in per_round),
         "ledger_holds_per_s": median("ledger_holds_per_s"),

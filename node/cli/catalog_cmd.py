@@ -38,7 +38,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_handlers([(sync, run_sync), (show, run_show)])
 
 
-async def _sync(settings: Settings) -> list[dict[str, Any]]:
+async def sync_catalogs(settings: Settings) -> list[dict[str, Any]]:
+    """Log in to every partner and fetch changed catalogs now, into the database of `settings`."""
     # The federation client and the database are loaded to sync, not to show the view or for --help.
     from federation.service import FederationService
     from federation.sync import run_round
@@ -65,7 +66,7 @@ async def _sync(settings: Settings) -> list[dict[str, Any]]:
 def run_sync(args: argparse.Namespace) -> int:
     """Handler of `cpnode catalog sync`."""
     settings = settings_from_args(args)
-    rows = asyncio.run(_sync(settings))
+    rows = asyncio.run(sync_catalogs(settings))
     if args.json:
         print_json(rows)
     else:
