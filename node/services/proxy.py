@@ -70,8 +70,9 @@ _NOT_FORWARDED = HOP_BY_HOP | {"host", SITE_HEADER.lower()}
 BUFFERED_MAX = 64 * 1024  # an answer of known length up to this is sent in one write; longer ones stream
 _NO_BODY_STATUSES = frozenset({204, 304})
 # What may be retried on the next replica: connecting failed, the kept-alive connection was found
-# closed, or the replica was silent (aiohttp's timeouts are TimeoutErrors).
-_UNREACHED = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, TimeoutError)
+# closed or reset (a killed replica's: ClientOSError, of which ClientConnectorError is one), or the
+# replica was silent (aiohttp's timeouts are TimeoutErrors).
+_UNREACHED = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, TimeoutError)
 
 
 def _forward_headers(request: web.Request) -> CIMultiDict[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -59,6 +60,16 @@ async def hang_up(request: web.Request) -> web.Response:
     """A replica that drops the connection once it has the request."""
     assert request.transport is not None
     request.transport.close()
+    raise web.HTTPInternalServerError
+
+
+async def reset(request: web.Request) -> web.Response:
+    """A replica whose connection is reset once it has the request (RST, as from a killed process
+    whose socket had the request unread: the proxy reads ECONNRESET, not a clean close)."""
+    assert request.transport is not None
+    sock = request.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    request.transport.abort()
     raise web.HTTPInternalServerError
 
 
@@ -118,6 +129,25 @@ async def test_a_dropped_connection_fails_over_only_idempotent_requests() -> Non
         async with proxy(rude_url, live_url) as (client, rt), client.get("/svc/svc/who") as response:
             assert response.status == 200
             assert response.headers["X-Cpnode-Replica"] == "second"
+        async with proxy(rude_url, live_url) as (client, rt):
+            async with client.post("/svc/svc/who", data=b"{}") as response:
+                body = await response.json()
+            assert (response.status, body["error"]) == (502, "replica_failed")
+            assert not rt.services["svc"].replicas["first"].healthy
+            assert rt.services["svc"].replicas["first"].in_flight == 0
+
+
+async def test_a_reset_connection_fails_over_like_a_dropped_one() -> None:
+    """A replica that resets the connection (a killed replica's pooled connection): a GET goes on to
+    the next replica; a POST is a 502; never a 500."""
+    rude, live = web.Application(), web.Application()
+    rude.router.add_route("*", "/{tail:.*}", reset)
+    live.router.add_route("*", "/{tail:.*}", answer)
+    async with served(rude) as rude_url, served(live) as live_url:
+        async with proxy(rude_url, live_url) as (client, rt), client.get("/svc/svc/who") as response:
+            assert response.status == 200
+            assert response.headers["X-Cpnode-Replica"] == "second"
+            assert rt.services["svc"].replicas["first"].problem == "connection failed: ClientOSError"
         async with proxy(rude_url, live_url) as (client, rt):
             async with client.post("/svc/svc/who", data=b"{}") as response:
                 body = await response.json()
