@@ -109,18 +109,49 @@ _ANSWER_STATUS = sa.select(trades_t.c.status, trades_t.c.response).where(
     trades_t.c.partner == _P, trades_t.c.trade_id == _T
 )
 _INSERT_ANSWER = trades_t.insert()
+_IDS: sa.BindParameter[list[str]] = sa.bindparam("p_ids", expanding=True)
+_ANSWERS = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id.in_(_IDS))
+_CLAIMS = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id.in_(_IDS))
+_RUNNING_ALL = (
+    sa.select(sa.func.count())
+    .select_from(claims_t)
+    .where(claims_t.c.partner == _P, claims_t.c.expires_ts >= _NOW)
+)
 
 
 def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[ClaimState, Any]:
     """The trade's state and the row behind it (stored answer or claim)."""
     keys = {"p_partner": partner, "p_trade": trade_id}
-    answer = conn.execute(_ANSWER, keys).first()
+    return _state_of(conn.execute(_ANSWER, keys).first(), conn.execute(_CLAIM, keys).first(), now_ts)
+
+
+def _state_of(answer: Any, claim: Any, now_ts: int) -> tuple[ClaimState, Any]:
+    """A trade's state from its stored answer and claim rows (None: none)."""
     if answer is not None:
         return "answered", answer
-    claim = conn.execute(_CLAIM, keys).first()
     if claim is None:
         return "free", None
     return ("in_progress" if claim.expires_ts >= now_ts else "lapsed"), claim
+
+
+@dataclass
+class _Known:
+    """A batch's trades as read at once before any is claimed (their ids all differ): each one's
+    state and row, and how many of the partner's claims are in progress (kept up to date as the
+    batch takes claims), so a trade needs no reads of its own."""
+
+    states: dict[str, tuple[ClaimState, Any]]
+    running: int
+
+    @classmethod
+    def read(cls, conn: Connection, partner: str, trade_ids: list[str], now_ts: int) -> _Known:
+        """Read the batch's answers, claims and the running count, three statements in all."""
+        params = {"p_partner": partner, "p_ids": trade_ids}
+        answers = {row.trade_id: row for row in conn.execute(_ANSWERS, params)}
+        claims = {row.trade_id: row for row in conn.execute(_CLAIMS, params)}
+        states = {t: _state_of(answers.get(t), claims.get(t), now_ts) for t in trade_ids}
+        running = conn.execute(_RUNNING_ALL, {"p_partner": partner, "p_now": now_ts}).scalar_one()
+        return cls(states, int(running))
 
 
 def claim_trade(
@@ -218,6 +249,10 @@ def _claim_together(
             conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
         ):
             raise AuthError("nonce already used (replayed request)", code="replayed")
+        ids = [item.trade_id for item in batch]
+        # Plainly, each trade read with the others at once, unless an id comes twice (the second
+        # must see what the first did).
+        known = None if isolated or len(set(ids)) < len(ids) else _Known.read(conn, partner, ids, now_ts)
         for item in batch:
             claim = functools.partial(
                 _claim_in,
@@ -230,6 +265,7 @@ def _claim_together(
                 ttl_s,
                 limit,
                 item.write,
+                known,
             )
             if not isolated:
                 try:
@@ -262,9 +298,11 @@ def _claim_in(
     ttl_s: int,
     limit: int,
     write: ClaimWrite | None,
+    known: _Known | None = None,
 ) -> dict[str, Any] | None:
-    """The claim of `claim_trade` inside the caller's write transaction (partner locked)."""
-    state, row = _state(conn, partner, trade_id, now_ts)
+    """The claim of `claim_trade` inside the caller's write transaction (partner locked); `known`:
+    the trade's batch as read at once (no reads of its own then; a claim taken is counted there)."""
+    state, row = _state(conn, partner, trade_id, now_ts) if known is None else known.states[trade_id]
     if row is not None and row.request_sha256 != request_sha256:
         raise ConflictError(f"trade {trade_id!r} was already requested with different content")
     after = transition(state, "claim")
@@ -273,7 +311,10 @@ def _claim_in(
     if after == "refused":
         raise RateLimitedError(f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress")
     keys = {"p_partner": partner, "p_trade": trade_id}
-    running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
+    if known is None:
+        running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
+    else:  # the trade's own claim is not in progress (refused above): the partner's count is others'
+        running = known.running
     if running >= limit:
         raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
     written = None if write is None else write(conn)
@@ -284,6 +325,8 @@ def _claim_in(
         _store_answer(conn, partner, trade_id, request_sha256, written.status, written.response, now_ts)
         return {"status": written.status, "response": written.response, "answered": written}
     values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
+    if known is not None:
+        known.running += 1
     if state == "lapsed":
         conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
     else:

@@ -249,3 +249,54 @@ def test_a_write_that_answers_stores_the_answer_with_the_claim(engine: Engine) -
     assert claims.in_progress(engine, "mallory", 100) == []
     assert store.get_trade(engine, "mallory", "t-2") is not None
     assert ran == []  # the frame runs the hook once the transaction committed, not `claim_trade`
+
+
+@pytest.mark.parametrize("limit", [3, 2], ids=["all-claimed", "limit-reached-mid-batch"])
+def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: int) -> None:
+    """`claim_trades` reads a batch's answers, claims and running count at once; the same batch
+    claimed trade by trade (each in a savepoint, reading its own) gives the same results and leaves
+    the same rows: a stored answer, a lapsed claim answered, new trades claimed or answered, and
+    (limit 2) the partner's limit reached by the batch's own claim."""
+
+    class Write(claims.AnsweringWrite):
+        def __init__(self, answer: bool) -> None:
+            self.answer = answer
+
+        def __call__(self, _conn: Any) -> claims.Answered | None:
+            return claims.Answered(201, b'{"ok":1}') if self.answer else None
+
+    batch = [
+        claims.BatchClaim("t-answered", SHA, Write(True)),
+        claims.BatchClaim("t-lapsed", SHA, Write(True)),
+        claims.BatchClaim("t-new1", SHA, Write(False)),
+        claims.BatchClaim("t-new2", SHA, Write(True)),
+        claims.BatchClaim("t-new3", SHA, Write(False)),
+    ]
+    outcomes: dict[str, tuple[list[Any], list[str], list[bool]]] = {}
+    for name in ("mallory", "trent"):
+        store.add_partner(engine, partner(name), 1)
+        claims.claim_trade(engine, name, "t-answered", SHA, "r0", 100, 30, 9, None, Write(True))
+        assert claims.claim_trade(engine, name, "t-lapsed", SHA, "r0", 100, 30, 9) is None
+        assert claims.claim_trade(engine, name, "t-other", SHA, "r0", 190, 30, 9) is None
+    read_at_once = claims.claim_trades(engine, "mallory", batch, "r1", 200, 30, limit)
+    one_by_one = claims._claim_together(engine, "trent", batch, "r1", 200, 30, limit, None, isolated=True)
+    for name, got in (("mallory", read_at_once), ("trent", one_by_one)):
+        outcomes[name] = (
+            [
+                type(r).__name__ if isinstance(r, Exception) else r and (r["status"], bytes(r["response"]))
+                for r in got
+            ],
+            claims.in_progress(engine, name, 200),
+            [store.get_trade(engine, name, t) is not None for t in ("t-lapsed", "t-new1", "t-new2")],
+        )
+    assert outcomes["mallory"] == outcomes["trent"]
+    results, running, answered = outcomes["mallory"]
+    ok = (201, b'{"ok":1}')
+    if limit == 3:
+        assert results == [ok, ok, None, ok, None]
+        assert answered == [True, False, True]
+        assert running == ["t-new1", "t-new3", "t-other"]
+    else:  # t-other and t-new1 in progress: the next trades are refused before their writes
+        assert results == [ok, ok, None, "RateLimitedError", "RateLimitedError"]
+        assert answered == [True, False, False]
+        assert running == ["t-new1", "t-other"]
