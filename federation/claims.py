@@ -182,11 +182,7 @@ def claim_trade(
     # machine crash undoes was never told to anyone and is taken again by the retry. Durable when
     # the write may store the answer here.
     with writing(engine, lazy=not isinstance(write, AnsweringWrite)) as conn:
-        _lock_partner(conn, partner)
-        if nonce is not None and not claim_nonce_in(
-            conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
-        ):
-            raise AuthError("nonce already used (replayed request)", code="replayed")
+        _lock_partner(conn, partner, nonce)
         return _claim_in(conn, partner, trade_id, request_sha256, holder, now_ts, ttl_s, limit, write)
 
 
@@ -213,7 +209,8 @@ def claim_trades(
     (one result per item: the stored answer, None for a claim taken, or the error refusing it).
 
     One refused, or one whose write fails, is rolled back alone and never touches the others: the
-    batch is claimed without savepoints, and again with a savepoint per trade once one fails. Durable when any write may store its answer here.
+    batch is claimed without savepoints, and again with a savepoint per trade once one fails.
+    Durable when any write may store its answer here.
     `nonce`: the batch request's signature nonce, claimed first in the same transaction; AuthError
     `replayed` when it was used before, and then nothing is written."""
     args = (engine, partner, batch, holder, now_ts, ttl_s, limit, nonce)
@@ -244,11 +241,7 @@ def _claim_together(
     results: list[dict[str, Any] | Exception | None] = []
     lazy = not any(isinstance(item.write, AnsweringWrite) for item in batch)
     with writing(engine, lazy=lazy) as conn:
-        _lock_partner(conn, partner)
-        if nonce is not None and not claim_nonce_in(
-            conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts
-        ):
-            raise AuthError("nonce already used (replayed request)", code="replayed")
+        _lock_partner(conn, partner, nonce)
         ids = [item.trade_id for item in batch]
         # Plainly, each trade read with the others at once, unless an id comes twice (the second
         # must see what the first did).
@@ -281,11 +274,14 @@ def _claim_together(
     return results
 
 
-def _lock_partner(conn: Connection, partner: str) -> None:
+def _lock_partner(conn: Connection, partner: str, nonce: PendingNonce | None) -> None:
     """Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a row
-    lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait)."""
+    lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait). Then claim
+    the request's `nonce`, if any: AuthError `replayed` when it was used before."""
     if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
         raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
+    if nonce is not None and not claim_nonce_in(conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts):
+        raise AuthError("nonce already used (replayed request)", code="replayed")
 
 
 def _claim_in(

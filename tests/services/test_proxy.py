@@ -119,35 +119,25 @@ async def test_a_refused_connection_fails_over_even_for_a_post() -> None:
         assert first.problem == "connection failed: ClientConnectorError"
 
 
-async def test_a_dropped_connection_fails_over_only_idempotent_requests() -> None:
-    """A replica that hangs up after taking the request: a GET goes on to the next replica; a POST
-    is a 502 (it may have had effects), and the replica is out for both."""
+@pytest.mark.parametrize(
+    ("rude_replica", "problem"),
+    [(hang_up, "ServerDisconnectedError"), (reset, "ClientOSError")],
+    ids=["dropped", "reset"],
+)
+async def test_a_dropped_or_reset_connection_fails_over_only_idempotent_requests(
+    rude_replica: Any, problem: str
+) -> None:
+    """A replica that hangs up, or resets the connection (a killed replica's pooled connection),
+    after taking the request: a GET goes on to the next replica; a POST is a 502 (it may have had
+    effects), and the replica is out for both; never a 500."""
     rude, live = web.Application(), web.Application()
-    rude.router.add_route("*", "/{tail:.*}", hang_up)
+    rude.router.add_route("*", "/{tail:.*}", rude_replica)
     live.router.add_route("*", "/{tail:.*}", answer)
     async with served(rude) as rude_url, served(live) as live_url:
         async with proxy(rude_url, live_url) as (client, rt), client.get("/svc/svc/who") as response:
             assert response.status == 200
             assert response.headers["X-Cpnode-Replica"] == "second"
-        async with proxy(rude_url, live_url) as (client, rt):
-            async with client.post("/svc/svc/who", data=b"{}") as response:
-                body = await response.json()
-            assert (response.status, body["error"]) == (502, "replica_failed")
-            assert not rt.services["svc"].replicas["first"].healthy
-            assert rt.services["svc"].replicas["first"].in_flight == 0
-
-
-async def test_a_reset_connection_fails_over_like_a_dropped_one() -> None:
-    """A replica that resets the connection (a killed replica's pooled connection): a GET goes on to
-    the next replica; a POST is a 502; never a 500."""
-    rude, live = web.Application(), web.Application()
-    rude.router.add_route("*", "/{tail:.*}", reset)
-    live.router.add_route("*", "/{tail:.*}", answer)
-    async with served(rude) as rude_url, served(live) as live_url:
-        async with proxy(rude_url, live_url) as (client, rt), client.get("/svc/svc/who") as response:
-            assert response.status == 200
-            assert response.headers["X-Cpnode-Replica"] == "second"
-            assert rt.services["svc"].replicas["first"].problem == "connection failed: ClientOSError"
+            assert rt.services["svc"].replicas["first"].problem == f"connection failed: {problem}"
         async with proxy(rude_url, live_url) as (client, rt):
             async with client.post("/svc/svc/who", data=b"{}") as response:
                 body = await response.json()
