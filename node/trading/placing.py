@@ -88,24 +88,6 @@ def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | 
     """Several new partner orders' `read_for_placing` (each with `holding`) in one durable write
     transaction; one order's refusal or failure rolls back only itself (after one fails, the group
     runs again with a savepoint per order). One result per call: its Placing, or the error it raised."""
-    if len(calls) == 1:  # alone: no savepoint needed
-        try:
-            c = calls[0]
-            return [
-                read_for_placing(
-                    engine,
-                    c.order_id,
-                    c.consumer_account,
-                    c.partner,
-                    c.offer_id,
-                    c.now_ts,
-                    c.active,
-                    c.values_of,
-                    c.holding,
-                )
-            ]
-        except Exception as exc:
-            return [exc]
     try:  # as a rule no order fails: no savepoints (two statements an order) unless one does
         return _place_together(engine, calls, isolated=False)
     except Exception:  # rolled back whole: again, each order in a savepoint

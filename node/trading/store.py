@@ -97,11 +97,7 @@ def insert_moved_order_in(
 ) -> Order:
     """`insert_new_order_in` then `move_order_in` by `steps`, as one insert of the order where the
     steps lead (a step to a final state, which releases the order's reservation, as the two)."""
-    after: OrderState = order_transition(ORDER_START, "place")
-    written: dict[str, Any] = {}
-    for event, step_values in steps:
-        after = order_transition(after, event)
-        written.update(step_values)
+    after, written = _after_steps(order_transition(ORDER_START, "place"), steps)
     if after in ORDER_FINAL:
         created = insert_new_order_in(conn, values)
         moved = move_order_in(conn, created.id, created.state, steps, now_ts)
@@ -197,11 +193,7 @@ def move_order_in(
     now_ts: int,
 ) -> Order | None:
     """`move_order_steps` inside a write transaction the caller holds."""
-    after: OrderState = state
-    values: dict[str, Any] = {}
-    for event, written in steps:
-        after = order_transition(after, event)
-        values.update(written)
+    after, values = _after_steps(state, steps)
     # RETURNING (SQLite ≥ 3.35, PostgreSQL): the moved row without a second statement while the
     # write lock is held.
     params = {**values, "state": after, "updated_ts": now_ts, "p_id": order_id, "p_state": state}
@@ -211,6 +203,17 @@ def move_order_in(
     if after in ORDER_FINAL:
         release(conn, order_reservation(order_id), now_ts)
     return order_from_row(row)
+
+
+def _after_steps(
+    state: OrderState, steps: Sequence[tuple[OrderEvent, Mapping[str, Any]]]
+) -> tuple[OrderState, dict[str, Any]]:
+    """Where `steps` lead from `state`, and the values they write together."""
+    values: dict[str, Any] = {}
+    for event, written in steps:
+        state = order_transition(state, event)
+        values.update(written)
+    return state, values
 
 
 def move_order_holding(
