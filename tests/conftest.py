@@ -17,10 +17,13 @@ from tests.support.databases import POSTGRES_SKIP_REASON, POSTGRES_URL, Migrated
 from tests.support.examples import load_profile
 from tests.support.ordering import spread_first
 from tests.support.processes import uses_processes
+from tests.support.session_origins import record as record_session_origins
 
 # Property tests run the `ci` share of their examples unless HYPOTHESIS_PROFILE=thorough
 # (tests/support/examples.py).
 load_profile()
+# An unclosed aiohttp session's warning names where it was created (tests/support/session_origins.py).
+record_session_origins()
 
 
 def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest's hook signature

@@ -30,7 +30,8 @@ from connectors.contract import (
     StorageEndpoint,
     Usage,
 )
-from connectors.errors import InvalidRequest, PlatformError, PluginTimeout
+from connectors.errors import InvalidRequest, PlatformError, PluginOffline, PluginTimeout
+from connectors.session import LazySession
 
 T = TypeVar("T")
 
@@ -92,7 +93,10 @@ class CloudsimAdapter(ComputePlugin):
         self.timeout_s = timeout_s
         self.poll_interval_s = poll_interval_s
         self.operation_timeout_s = operation_timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(
+            lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)),
+            lambda: PluginOffline(f"plugin {self.name} was closed on this node"),
+        )
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> CloudsimAdapter:
@@ -111,19 +115,14 @@ class CloudsimAdapter(ComputePlugin):
         )
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        self._session.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
     async def session(self) -> aiohttp.ClientSession:
-        """The open HTTP session (opened on first use if `start` was skipped)."""
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
-        return self._session
+        """The open HTTP session (opened on first use if `start` was skipped; refused once closed)."""
+        return self._session.get()
 
     async def send(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
         """One HTTP call: status and parsed JSON; network failures and timeouts become contract errors."""

@@ -26,6 +26,7 @@ import aiohttp
 
 from connectors.express.errors import ExpressRefused, ExpressUnavailable
 from connectors.express.jobs import JobSpec, JobView
+from connectors.session import LazySession
 
 API = "/express/v1"
 MAX_EVENT_BYTES = 1 << 20
@@ -38,7 +39,10 @@ class ExpressClient:
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(
+            lambda: aiohttp.ClientSession(headers=self._headers),
+            lambda: ExpressUnavailable(f"express at {self.url}: the client was closed"),
+        )
 
     async def __aenter__(self) -> ExpressClient:
         return self
@@ -49,15 +53,11 @@ class ExpressClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the HTTP session; a call still in flight, or made later, gets ExpressUnavailable."""
+        await self._session.close()
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers)
-        return self._session
+        return self._session.get()
 
     def _job_url(self, job_id: str, tail: str = "") -> str:
         return f"{self.url}{API}/jobs/{quote(job_id, safe='')}{tail}"

@@ -9,8 +9,9 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from connectors.contract import Health
-from connectors.errors import InvalidRequest, PlatformError, PluginTimeout, error_from_code
+from connectors.errors import InvalidRequest, PlatformError, PluginOffline, PluginTimeout, error_from_code
 from connectors.network.contract import NetworkPlugin, Path, PathRequest, Topology
+from connectors.session import LazySession
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,7 +27,13 @@ class NetsimPlugin(NetworkPlugin):
         self.url = url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(
+            lambda: aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                headers={"Authorization": f"Bearer {self._token}"},
+            ),
+            lambda: PluginOffline(f"plugin {self.name} was closed on this node"),
+        )
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> NetsimPlugin:
@@ -38,22 +45,15 @@ class NetsimPlugin(NetworkPlugin):
         )
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            headers={"Authorization": f"Bearer {self._token}"},
-        )
+        self._session.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
     async def _call(self, model: type[M], method: str, path: str, body: Any = None) -> M:
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        session = self._session.get()
         try:
-            async with self._session.request(method, self.url + path, json=body) as response:
+            async with session.request(method, self.url + path, json=body) as response:
                 data = await response.json(content_type=None)
                 if response.status >= 400:
                     raise error_from_code(str(data.get("error")), f"netsim: {data.get('message', '')}")

@@ -23,6 +23,7 @@ from connectors.contract import (
     StorageEndpoint,
 )
 from connectors.errors import ConnectorError, PlatformError, PluginOffline, PluginTimeout, error_from_code
+from connectors.session import LazySession
 
 M = TypeVar("M", bound=BaseModel)
 _INSTANCES = TypeAdapter(list[Instance])
@@ -39,32 +40,28 @@ class RemotePlugin(ComputePlugin):
         self.url = url.rstrip("/")
         self._token = call_token
         self._timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
+        self._session = LazySession(self._new_session, self._closed_error)
         self.remote_version = "?"
 
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            headers={"Authorization": f"Bearer {self._token}"},
+        )
+
+    def _closed_error(self) -> Exception:
+        return PluginOffline(f"plugin {self.name} was closed on this node")
+
     async def start(self) -> None:
-        self._closed = False
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-                headers={"Authorization": f"Bearer {self._token}"},
-            )
+        self._session.open()
 
     async def close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
-        if self._closed:  # replaced or removed: a call still in flight must not open a new session
-            raise PluginOffline(f"plugin {self.name} was closed on this node")
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        session = self._session.get()  # replaced or removed: a call still in flight is refused
         try:
-            async with self._session.request(method, f"{self.url}/plugin/v1/{path}", json=body) as response:
+            async with session.request(method, f"{self.url}/plugin/v1/{path}", json=body) as response:
                 raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
                 if len(raw) > MAX_RESPONSE_BYTES:
                     raise PlatformError(f"plugin {self.name} answered more than {MAX_RESPONSE_BYTES} bytes")

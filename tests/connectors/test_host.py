@@ -156,7 +156,8 @@ async def test_a_registration_cancelled_midway_closes_its_plugin(monkeypatch: py
             await registering
         assert host.plugins() == []
         assert len(made) == 1
-        assert made[0]._session is None  # closed, not left to the garbage collector
+        with pytest.raises(PluginOffline, match="closed"):  # closed, not left to the garbage collector
+            await made[0].health()
     finally:
         release.set()
         server.close()

@@ -122,6 +122,14 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
         real_clock = buyer.trading.clock
         buyer.trading.clock = lambda: real_clock() + 3600
         try:
+            # What the round finds: the order left requested and the cancel owed, nothing else.
+            now = buyer.trading.clock()
+            stale = now - int(3 * buyer.trading.settings.trade_timeout_s)
+            found = (
+                [(o.id, o.state) for o in await buyer.trading.db(trading_store.unfinished_orders, stale)],
+                [(o.id, o.state) for o in await buyer.trading.db(trading_store.orders_to_notify)],
+            )
+            assert found == ([(left.id, "requested")], [(owed, "cancelled")]), found
             assert await buyer.upkeep() == 2
         finally:
             buyer.trading.clock = real_clock
