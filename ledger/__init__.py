@@ -69,7 +69,7 @@ if TYPE_CHECKING:
         submit_grouped,
         submit_grouped_async,
     )
-    from ledger.store.joined import JoinedBatch, submit_in
+    from ledger.store.joined import JoinedBatch, lock_in, submit_in
     from ledger.store.log import (
         StoredCheckpoint,
         audit_log,
@@ -145,6 +145,7 @@ _EXPORTS: dict[str, str] = {
     "submit_grouped": "ledger.store.group",
     "submit_grouped_async": "ledger.store.group",
     "JoinedBatch": "ledger.store.joined",
+    "lock_in": "ledger.store.joined",
     "submit_in": "ledger.store.joined",
     "StoredCheckpoint": "ledger.store.log",
     "audit_log": "ledger.store.log",
@@ -230,6 +231,7 @@ __all__ = [
     "get_transfer",
     "list_accounts",
     "list_discrepancies",
+    "lock_in",
     "log_size",
     "make_checkpoint",
     "origin_for",

@@ -61,6 +61,13 @@ class JoinedBatch:
         keep_committed(engine, cache, head, outcome, self.ts_ms)
 
 
+def lock_in(conn: Connection) -> None:
+    """Lock the ledger's head in the caller's open write transaction, first, as `submit_in` would:
+    for a caller whose batch depends on rows it writes before it (a compare-and-set deciding which
+    transfers to make), so that the head is still its first lock."""
+    lock_head(Cursor(conn))
+
+
 def submit_in(
     conn: Connection, requests: Sequence[TransferRequest], *, now: int | None = None
 ) -> JoinedBatch:

@@ -4,9 +4,10 @@ share the next transaction (up to `MAX_GROUP`).
 
 Used where many concurrent orders write at the same moment: placing new partner orders (their
 insert, hold and moves to `requested`, one durable transaction for the group: `placing.place_group`)
-and the moves to `accepted` of the answers one trade batch brings back together (lazily
-committed: `store.move_orders`). Each order's write is still its own (a compare-and-set on its
-order, a savepoint of its own when placing) and answered on its own.
+and the moves to `accepted` of the answers one trade batch brings back together, each with the
+hold of what the order owes its partner (one durable transaction, the ledger's head locked first:
+`store.move_orders_holding`). Each order's write is still its own (a compare-and-set on its order,
+a savepoint of its own when placing) and answered on its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from ledger import TransferRequest, TransferResult
 from node.trading import store
 from node.trading.core import Trading
 from node.trading.machine import OrderEvent
@@ -78,21 +80,23 @@ class GroupWriter(Generic[C, R]):
 
 
 _MoveCall = tuple[str, Any, OrderEvent, dict[str, Any]]
-
-
-def _lazy_moves(engine: Engine, moves: Sequence[_MoveCall], now_ts: int) -> list[Order | Exception | None]:
-    return list(store.move_orders(engine, moves, now_ts, lazy=True))
+Held = tuple[Order | None, TransferResult | None]
 
 
 class GroupedMoves:
-    """Lazily committed order moves, grouped (see the module docstring)."""
+    """Order moves, each with the ledger transfer `hold_of` makes of the moved order, grouped in
+    durable transactions (see the module docstring)."""
 
-    def __init__(self, trading: Trading) -> None:
-        self.writer: GroupWriter[_MoveCall, Order | None] = GroupWriter(
-            trading, lambda engine, moves: _lazy_moves(engine, moves, trading.clock())
-        )
+    def __init__(self, trading: Trading, hold_of: Callable[[Order], TransferRequest | None]) -> None:
+        def write(engine: Engine, moves: Sequence[_MoveCall]) -> list[Held | Exception]:
+            written = store.move_orders_holding(engine, moves, hold_of, trading.clock())
+            return [moved if isinstance(moved, Exception) else (moved, held) for moved, held in written]
 
-    async def move(self, order: Order, event: OrderEvent, **values: Any) -> Order | None:
-        """Move `order` from its state by `event`, writing `values` (None if it moved meanwhile),
-        in a lazily committed transaction shared with the moves waiting with it."""
+        self.writer: GroupWriter[_MoveCall, Held] = GroupWriter(trading, write)
+
+    async def move_holding(self, order: Order, event: OrderEvent, **values: Any) -> Held:
+        """Move `order` from its state by `event`, writing `values`, and write the ledger transfer
+        `hold_of` makes of the moved order with it, in a durable transaction shared with the moves
+        waiting with it: the moved order (None if it moved meanwhile) and its transfer's result
+        (None when it made none)."""
         return await self.writer.submit((order.id, order.state, event, values))

@@ -55,7 +55,7 @@ class OrderSteps:
         self.calls: dict[str, CallView] = {}
         settings = trading.settings
         self.exchanges = TradeBatcher(trading.service, settings.max_batch_trades, settings.trade_exchanges)
-        self.grouped = GroupedMoves(trading)
+        self.grouped = GroupedMoves(trading, partner_hold_of)
         # The action of every state that is not resting (node.trading.machine); a table test checks
         # that the keys are exactly those states.
         self.actions: dict[OrderState, OrderAction] = {
@@ -244,21 +244,18 @@ class OrderSteps:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
             return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
         record = documents.receipt(request, answer)
-        # Lazy: the partner hold below is a durable commit made before the consumer hears of it; an
-        # `accepted` a machine crash undoes is driven again from `requested` (the seller answers the
-        # same request with its stored acceptance). The hold goes to the group committer, which
-        # shares one durable commit among concurrent orders: written in this move's transaction it
-        # would make that one durable, a commit of its own per order. The move shares its
-        # transaction with the other orders' moves meanwhile (the answers of one trade batch).
-        moved = await self.grouped.move(
+        # The move and the hold of what we owe the partner commit together, durably, before the
+        # consumer hears of it, in a transaction shared with the other orders' moves meanwhile (the
+        # answers of one trade batch): one durable commit for the group, not one per order.
+        moved, held = await self.grouped.move_holding(
             order,
             "accepted",
             receipt=canonical.encode(record),
             receipt_sha256=documents.digest(record),
             partner_hold_expires_ts=expires,
         )
-        if moved is not None:
-            await self.ensure_partner_hold(moved)
+        if moved is not None and held is not None:
+            self._owed(moved, await self._failure([held]))
         return moved
 
     async def _failure(self, results: list[TransferResult]) -> Status | None:

@@ -11,7 +11,7 @@ share its capacity (a reservation of k units of an offer costing c takes k·c of
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -474,24 +474,40 @@ def list_sales(engine: Engine, partner: str | None = None, limit: int = 100) -> 
         return [sale_from_row(row) for row in conn.execute(query)]
 
 
-def move_orders(
+def move_orders_holding(
     engine: Engine,
     /,
     moves: Sequence[tuple[str, OrderState, OrderEvent, Mapping[str, Any]]],
+    hold_of: Callable[[Order], TransferRequest | None],
     now_ts: int,
-    *,
-    lazy: bool = False,
+) -> list[tuple[Order | StateError | None, TransferResult | None]]:
+    """Several orders' moves (`move_order` each: order id, state, event, values) and, for each order
+    moved, the ledger transfer `hold_of` makes of the moved order, in one durable transaction (the
+    ledger's head locked first, as every writer does). Per move: the moved order, None if it was
+    not in its state any more, or the StateError refusing its event (checked before any statement,
+    so the others go on); and its transfer's result (None when it made none)."""
+    with write_transaction(engine) as conn:
+        ledger.lock_in(conn)
+        moved = _move_each_in(conn, moves, now_ts)
+        holds = [(i, hold) for i, m in enumerate(moved) if isinstance(m, Order) and (hold := hold_of(m))]
+        batch = ledger.submit_in(conn, [hold for _, hold in holds])
+    batch.committed()
+    results: list[TransferResult | None] = [None] * len(moved)
+    for (i, _), result in zip(holds, batch.results, strict=True):
+        results[i] = result
+    return list(zip(moved, results, strict=True))
+
+
+def _move_each_in(
+    conn: Connection, moves: Sequence[tuple[str, OrderState, OrderEvent, Mapping[str, Any]]], now_ts: int
 ) -> list[Order | StateError | None]:
-    """Several orders' moves (`move_order` each: order id, state, event, values) in one write
-    transaction: each its moved order, None if it was not in its state any more, or the
-    StateError refusing its event (checked before any statement, so the others go on)."""
+    """`move_orders_holding`'s moves inside the caller's write transaction."""
     out: list[Order | StateError | None] = []
-    with write_transaction(engine, lazy=lazy) as conn:
-        for order_id, state, event, values in moves:
-            try:
-                order_transition(state, event)
-            except StateError as exc:
-                out.append(exc)
-                continue
-            out.append(move_order_in(conn, order_id, state, [(event, values)], now_ts))
+    for order_id, state, event, values in moves:
+        try:
+            order_transition(state, event)
+        except StateError as exc:
+            out.append(exc)
+            continue
+        out.append(move_order_in(conn, order_id, state, [(event, values)], now_ts))
     return out

@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+import ledger
 from federation import claims
 from federation import store as federation_store
 from ledger import Status, TransferRequest
 from node.trading import books, placing, store
 from node.trading.capacity import Capacity
+from node.trading.errors import StateError
 from node.trading.machine import OrderEvent
 from node.trading.records import Order
+from node.trading.steps import partner_hold_of
 from tests.support.federation import service_of
 from tests.support.trading import engine_of, legs, market, seller_of
 
@@ -226,6 +229,58 @@ def test_hold_and_move_commit_together(engine: Engine) -> None:
     results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
     assert ([r.status for r in results], moved) == ([Status.EXISTS], None)
     assert books.available(engine, "consumer:alice") == 2
+
+
+def test_accepted_moves_and_their_partner_holds_commit_together(engine: Engine) -> None:
+    """`store.move_orders_holding` moves a group of orders and writes the partner hold of each one
+    it moved, in one transaction: an order moved meanwhile gets neither, an event its state refuses
+    is that order's error, and the others are accepted and held once (asked again: not moved, no
+    second hold)."""
+    books.ensure_accounts(
+        engine,
+        [
+            books.consumer_spec("alice", "CNY"),
+            *books.house_specs("CNY"),
+            *books.partner_specs("shanghai", "CNY"),
+        ],
+    )
+    assert books.deposit(engine, "alice", "dep-1", 100, "CNY").ok
+    steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
+        ("held", {}),
+        ("requested", {"trade_request": b"{}"}),
+    ]
+    ids = ["beijing.a", "beijing.b", "beijing.c", "beijing.d"]
+    for order_id in ids:
+        _partner_order(engine, order_id, 10)
+        hold = books.order_hold(order_id, "alice", 10, "CNY", 3600)
+        _, moved = store.move_order_holding(engine, order_id, "new", [hold], steps, 1)
+        assert moved is not None
+    assert store.move_order(engine, "beijing.b", "requested", "abandon", 2) is not None  # meanwhile
+    accepted = {"receipt_sha256": "f" * 64, "partner_hold_expires_ts": 600}
+    moves: list[tuple[str, Any, OrderEvent, Mapping[str, Any]]] = [
+        ("beijing.a", "requested", "accepted", accepted),
+        ("beijing.b", "requested", "accepted", accepted),
+        ("beijing.c", "requested", "settle", {}),  # refused by the state machine
+        ("beijing.d", "requested", "accepted", accepted),
+    ]
+    written = store.move_orders_holding(engine, moves, partner_hold_of, 3)
+    [(a, a_held), (b, b_held), (c, c_held), (d, d_held)] = written
+    assert isinstance(c, StateError)
+    assert (b, b_held, c_held) == (None, None, None)
+    for order, held in ((a, a_held), (d, d_held)):
+        assert isinstance(order, Order)
+        assert (order.state, order.receipt_sha256) == ("accepted", "f" * 64)
+        assert held is not None
+        assert held.status is Status.CREATED
+        transfer = ledger.get_transfer(engine, f"{order.id}:escrow")
+        assert transfer is not None
+        assert (transfer.amount, transfer.debit_account) == (10, "escrow:orders")
+    assert not books.hold_exists(engine, "beijing.b:escrow")
+    assert not books.hold_exists(engine, "beijing.c:escrow")
+    stored = [store.get_order(engine, order_id) for order_id in ids]
+    assert [o.state if o else None for o in stored] == ["accepted", "cancelling", "requested", "accepted"]
+    again = store.move_orders_holding(engine, moves[:1], partner_hold_of, 4)
+    assert again == [(None, None)]  # accepted already: not moved, not held again
 
 
 async def test_a_trade_is_one_write_transaction_at_the_seller(
