@@ -79,7 +79,7 @@ class SaleOpening(claims.AnsweringWrite):
     the sale's row, its offer as the pool reports it, the time, the sale's ledger holds, and what
     `open_sale_in` answered and whether the holds were stored with it (`held`).
 
-    `answers`: a sale opened and held is moved to `held` in the same transaction and its signed
+    `answers`: a sale opened and held is inserted moved on by `held`, and its signed
     acceptance stored there as the trade's answer (`claims.Answered`): the whole trade in one
     write transaction, as the handler would have answered it. Not for a trade carrying a task
     (the handler records the task) nor one refused (the handler decides it again)."""
@@ -95,18 +95,20 @@ class SaleOpening(claims.AnsweringWrite):
     changed: Callable[[], None] = lambda: None  # the reservations changed (`Capacity.changed`)
 
     def __call__(self, conn: Connection) -> claims.Answered | None:
-        self.outcome = store.open_sale_in(conn, self.values, self.offer, self.now)
-        if self.outcome[0] == "opened" and self.holds:
-            # A refusal is stored too (as a separate submit would store it); `_hold` then finds
-            # the id's remembered failure and refuses the sale.
-            self.batch = ledger.submit_in(conn, self.holds)
-            self.held = self.batch.ok
+        self.outcome = store.open_sale_in(
+            conn, self.values, self.offer, self.now, self._hold if self.holds else None
+        )
         if not (self.answers and self.held):
             return None
-        moved = store.move_sale_in(conn, self.outcome[1], "held", self.now)
-        if moved is None:
-            return None
         return claims.Answered(201, self.values["acceptance"], self._committed)
+
+    def _hold(self, conn: Connection) -> bool:
+        """The sale's holds, once its capacity is reserved; whether the sale is inserted `held` (it
+        answers the trade). A refusal is stored too (as a separate submit would store it); the
+        handler's `_hold` then finds the id's remembered failure and refuses the sale."""
+        self.batch = ledger.submit_in(conn, self.holds)
+        self.held = self.batch.ok
+        return self.answers and self.held
 
     def _committed(self) -> None:
         """After the claim's transaction committed with the answer."""

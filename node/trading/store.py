@@ -382,9 +382,15 @@ def open_sale(
 
 
 def open_sale_in(
-    conn: Connection, values: dict[str, Any], offer: CatalogOffer, now_ts: int
+    conn: Connection,
+    values: dict[str, Any],
+    offer: CatalogOffer,
+    now_ts: int,
+    hold: Callable[[Connection], bool] | None = None,
 ) -> tuple[str, Sale]:
-    """`open_sale` inside a write transaction the caller holds (the trade claim's)."""
+    """`open_sale` inside a write transaction the caller holds (the trade claim's). `hold`: run once
+    the capacity is reserved, before the sale is written (its ledger holds); when it returns True
+    the sale is inserted already moved on by `held` (one statement, not an insert and an update)."""
     stored = _get_sale(conn, values["partner"], values["trade_id"])
     if stored is not None:
         return "exists", stored
@@ -397,6 +403,8 @@ def open_sale_in(
         now_ts,
     )
     state = sale_transition(SALE_START, "request" if reserved else "no_capacity")
+    if reserved and hold is not None and hold(conn):
+        state = sale_transition(state, "held")
     reason = None if reserved else "not_enough_free_units"
     inserted = conn.execute(_INSERT_SALE, {**values, "state": state, "reason": reason}).one()
     return ("opened" if reserved else "no_capacity"), sale_from_row(inserted)

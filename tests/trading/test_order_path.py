@@ -19,6 +19,8 @@ import ledger
 from federation import claims
 from federation import store as federation_store
 from ledger import Status, TransferRequest
+from node.db import write_transaction
+from node.offers import CatalogOffer
 from node.trading import books, placing, store
 from node.trading.capacity import Capacity
 from node.trading.errors import StateError
@@ -197,6 +199,43 @@ def test_an_order_inserted_where_its_steps_lead_is_the_one_inserted_then_moved(e
     assert one.state == two.state == "requested"
     assert {**one.__dict__, "id": None} == {**two.__dict__, "id": None}
     assert store.get_order(engine, "beijing.one") == one
+
+
+def test_a_sale_inserted_held_is_the_one_inserted_then_moved(engine: Engine) -> None:
+    """`open_sale_in` whose `hold` answers True stores the sale already moved on by `held`, field for
+    field as the insert then the move stored it; one whose `hold` answers False stays `open`."""
+    offer: CatalogOffer = {"id": "shanghai-gpu", "pool": "gpu", "free_units": 4}  # type: ignore[typeddict-item]
+    with write_transaction(engine) as conn:
+        _, opened = store.open_sale_in(conn, _sale_values("two"), offer, 7)
+        moved = store.move_sale_in(conn, opened, "held", 7)
+        outcome, one = store.open_sale_in(conn, _sale_values("one"), offer, 7, lambda _conn: True)
+        _, unheld = store.open_sale_in(conn, _sale_values("unheld"), offer, 7, lambda _conn: False)
+    assert moved is not None
+    assert (outcome, one.state, moved.state, unheld.state) == ("opened", "accepted", "accepted", "open")
+    assert {**one.__dict__, "trade_id": None} == {**moved.__dict__, "trade_id": None}
+    assert store.get_sale(engine, "beijing", "one") == one
+
+
+def _sale_values(trade_id: str) -> dict[str, Any]:
+    """The row of a new sale of 1 unit for 1 hour to partner beijing."""
+    return {
+        "partner": "beijing",
+        "trade_id": trade_id,
+        "offer_id": "shanghai-gpu",
+        "pool": "gpu",
+        "units": 1,
+        "hours": 1,
+        "price_per_unit_hour": 10,
+        "currency": "CNY",
+        "amount": 10,
+        "fee": 1,
+        "request_sha256": "0" * 64,
+        "acceptance": b"{}",
+        "receipt_sha256": "1" * 64,
+        "hold_expires_ts": 3600,
+        "created_ts": 7,
+        "updated_ts": 7,
+    }
 
 
 def test_hold_and_move_commit_together(engine: Engine) -> None:
