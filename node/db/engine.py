@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from node.db.prepared import driver_error
 from node.db.threads import attach_threads
 
 WRITE_OPTION = "cpnode_write"
@@ -86,16 +87,10 @@ def _driver_execute(connection: Connection, statement: str) -> None:
     driver = connection.connection.driver_connection
     if driver is None:
         raise DatabaseError(f"{connection.dialect.name} connection is closed")
-    dialect = connection.dialect
     try:
         driver.execute(statement)
-    except dialect.loaded_dbapi.Error as exc:
-        gone = dialect.is_disconnect(exc, driver, None)
-        if gone:  # the pool discards it rather than roll it back (which would fail and log)
-            connection.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(
-            statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=gone
-        ) from exc
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(connection, statement, exc) from exc
 
 
 def _install_postgres_events(engine: Engine, idle_in_transaction_timeout_ms: int) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 import ledger
 from ledger import TransferRequest, TransferResult
 from node.db import write_transaction
+from node.db.prepared import Prepared
 from node.offers import CatalogOffer, group_of
 from node.trading.errors import StateError
 from node.trading.machine import (
@@ -49,23 +50,29 @@ _STATE: sa.BindParameter[str] = sa.bindparam("p_state")
 _NOW: sa.BindParameter[int] = sa.bindparam("p_now")
 _PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
 _TRADE: sa.BindParameter[str] = sa.bindparam("p_trade")
-_ORDER = sa.select(orders_t).where(orders_t.c.id == _ID)
-_INSERT_ORDER = sa.insert(orders_t).returning(orders_t)
-_MOVE_ORDER = sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
+_ORDER = Prepared(sa.select(orders_t).where(orders_t.c.id == _ID))
+_INSERT_ORDER = Prepared(sa.insert(orders_t).returning(orders_t))
+_MOVE_ORDER = Prepared(
+    sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
+)
 _RELEASE = sa.update(reservations_t).where(reservations_t.c.id == _ID, reservations_t.c.released_ts.is_(None))
-_RESERVATION = sa.select(reservations_t).where(reservations_t.c.id == _ID)
+_RESERVATION = Prepared(sa.select(reservations_t).where(reservations_t.c.id == _ID))
 _OPEN = sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > _NOW)
-_TAKEN_OF_OFFER = sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
-    reservations_t.c.offer_id == sa.bindparam("p_offer"), _OPEN
+_TAKEN_OF_OFFER = Prepared(
+    sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
+        reservations_t.c.offer_id == sa.bindparam("p_offer"), _OPEN
+    )
 )
-_TAKEN_OF_GROUP = sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
-    reservations_t.c.capacity_group == sa.bindparam("p_group"), _OPEN
+_TAKEN_OF_GROUP = Prepared(
+    sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
+        reservations_t.c.capacity_group == sa.bindparam("p_group"), _OPEN
+    )
 )
-_INSERT_RESERVATION = sa.insert(reservations_t)
+_INSERT_RESERVATION = Prepared(sa.insert(reservations_t))
 _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
-_SALE = sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE)
-_INSERT_SALE = sa.insert(sales_t).returning(sales_t)
-_MOVE_SALE = (
+_SALE = Prepared(sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE))
+_INSERT_SALE = Prepared(sa.insert(sales_t).returning(sales_t))
+_MOVE_SALE = Prepared(
     sa.update(sales_t)
     .where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE, sales_t.c.state == _STATE)
     .returning(sales_t)
@@ -86,7 +93,7 @@ def insert_order(engine: Engine, values: dict[str, Any], *, lazy: bool = False) 
 def insert_new_order_in(conn: Connection, values: dict[str, Any]) -> Order:
     """Insert an order whose id the caller's write transaction found free (`get_order_in`)."""
     state = order_transition(ORDER_START, "place")
-    return order_from_row(conn.execute(_INSERT_ORDER, {**values, "state": state}).one())
+    return order_from_row(_INSERT_ORDER.one(conn, {**values, "state": state}))
 
 
 def insert_moved_order_in(
@@ -103,7 +110,7 @@ def insert_moved_order_in(
         moved = move_order_in(conn, created.id, created.state, steps, now_ts)
         assert moved is not None  # inserted in this transaction, in the state the steps start from
         return moved
-    row = conn.execute(_INSERT_ORDER, {**values, **written, "state": after, "updated_ts": now_ts}).one()
+    row = _INSERT_ORDER.one(conn, {**values, **written, "state": after, "updated_ts": now_ts})
     return order_from_row(row)
 
 
@@ -122,7 +129,7 @@ def get_order(engine: Engine, order_id: str) -> Order | None:
 
 def get_order_in(conn: Connection, order_id: str) -> Order | None:
     """`get_order` on a connection the caller holds."""
-    row = conn.execute(_ORDER, {"p_id": order_id}).first()
+    row = _ORDER.first(conn, {"p_id": order_id})
     return None if row is None else order_from_row(row)
 
 
@@ -197,7 +204,7 @@ def move_order_in(
     # RETURNING (SQLite ≥ 3.35, PostgreSQL): the moved row without a second statement while the
     # write lock is held.
     params = {**values, "state": after, "updated_ts": now_ts, "p_id": order_id, "p_state": state}
-    row = conn.execute(_MOVE_ORDER, params).first()
+    row = _MOVE_ORDER.first(conn, params)
     if row is None:
         return None
     if after in ORDER_FINAL:
@@ -294,21 +301,21 @@ def _reserve(
 ) -> bool:
     offer_id, group = offer["id"], group_of(offer)
     _lock(conn, f"group:{group[0]}" if group is not None else f"offer:{offer_id}")
-    existing = conn.execute(_RESERVATION, {"p_id": reservation_id}).first()
+    existing = _RESERVATION.first(conn, {"p_id": reservation_id})
     if existing is not None:
-        return existing.released_ts is None
-    taken = conn.execute(_TAKEN_OF_OFFER, {"p_offer": offer_id, "p_now": now_ts}).scalar_one()
+        return existing["released_ts"] is None
+    taken = _TAKEN_OF_OFFER.scalar(conn, {"p_offer": offer_id, "p_now": now_ts})
     if int(taken) + units > offer["free_units"]:
         return False
     group_units = None
     if group is not None:
         name, cost, free = group
         group_units = units * cost
-        used = conn.execute(_TAKEN_OF_GROUP, {"p_group": name, "p_now": now_ts}).scalar_one()
+        used = _TAKEN_OF_GROUP.scalar(conn, {"p_group": name, "p_now": now_ts})
         if int(used) + group_units > free:
             return False
-    conn.execute(
-        _INSERT_RESERVATION,
+    _INSERT_RESERVATION.rows(
+        conn,
         {
             "id": reservation_id,
             "offer_id": offer_id,
@@ -360,7 +367,7 @@ def reserved_units(engine: Engine, now_ts: int) -> dict[str, int]:
 
 
 def _get_sale(conn: Connection, partner: str, trade_id: str) -> Sale | None:
-    row = conn.execute(_SALE, {"p_partner": partner, "p_trade": trade_id}).first()
+    row = _SALE.first(conn, {"p_partner": partner, "p_trade": trade_id})
     return None if row is None else sale_from_row(row)
 
 
@@ -406,7 +413,7 @@ def open_sale_in(
     if reserved and hold is not None and hold(conn):
         state = sale_transition(state, "held")
     reason = None if reserved else "not_enough_free_units"
-    inserted = conn.execute(_INSERT_SALE, {**values, "state": state, "reason": reason}).one()
+    inserted = _INSERT_SALE.one(conn, {**values, "state": state, "reason": reason})
     return ("opened" if reserved else "no_capacity"), sale_from_row(inserted)
 
 
@@ -439,7 +446,7 @@ def move_sale_in(
     params = {**values, "state": after, "updated_ts": now_ts}
     keys = {"p_partner": sale.partner, "p_trade": sale.trade_id, "p_state": sale.state}
     # RETURNING: the moved row in the same statement, as `move_order_steps`.
-    row = conn.execute(_MOVE_SALE, {**params, **keys}).first()
+    row = _MOVE_SALE.first(conn, {**params, **keys})
     if row is None:
         return None
     if after not in SALE_OPEN:
