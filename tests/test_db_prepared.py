@@ -60,6 +60,7 @@ def test_prepared_rows_are_sqlalchemys(engine: Engine) -> None:
         assert {**fast, "id": None} == {**slow, "id": None}
         assert fast["notify_partner"] is True
         assert fast["trade_request"] == b"\x00signed\xff"
+        assert type(fast["trade_request"]) is bytes
         assert fast["amount"] == ORDER["amount"]
         assert fast["reason"] is None
         assert Prepared(SELECT).first(conn, {"p_id": "beijing.o1"}) == fast

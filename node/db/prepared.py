@@ -50,7 +50,8 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         columns = getattr(statement, "exported_columns", ())
-        self._booleans = frozenset(c.name for c in columns if isinstance(c.type, sa.Boolean))
+        self._booleans = tuple(c.name for c in columns if isinstance(c.type, sa.Boolean))
+        self._binaries = tuple(c.name for c in columns if isinstance(c.type, sa.LargeBinary))
         self._rendered: dict[tuple[str, frozenset[str]], _Rendered] = {}
 
     def _render(self, conn: Connection, keys: frozenset[str]) -> _Rendered:
@@ -106,7 +107,8 @@ class Prepared:
 
     def _values(self, names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
         values = dict(zip(names, row, strict=True))
-        for name, value in values.items():
+        for name in self._binaries:
+            value = values.get(name)
             if isinstance(value, memoryview):
                 values[name] = bytes(value)
         for name in self._booleans:
