@@ -10,6 +10,7 @@ Only for statements whose values need no conversion by SQLAlchemy: integers, tex
 booleans. Rows come back as dicts; booleans are made `bool` (SQLite stores 0/1) and bytes `bytes`
 (psycopg may give a memoryview). Driver errors are raised as SQLAlchemy's, as an executed
 statement's would be, so a connection cut here reads as the database being unavailable.
+SQLAlchemy's execution events (`before_cursor_execute`, …) do not see these statements.
 """
 
 from __future__ import annotations
