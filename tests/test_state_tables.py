@@ -131,7 +131,9 @@ def test_sale_machine() -> None:
 def test_every_order_and_sale_event_the_code_uses_is_in_its_table() -> None:
     """Each literal event or state passed to an order or sale move in node/trading exists in its
     machine, and every event of the tables is used somewhere (no dead transition)."""
-    order_events = literal_events(TRADING, {"move": 1, "move_holding": 1, "move_order": 2, "order_transition": 1})
+    order_events = literal_events(
+        TRADING, {"move": 1, "move_holding": 1, "move_order": 2, "order_transition": 1}
+    )
     order_states = literal_events(TRADING, {"move_order": 1})
     sale_events = literal_events(TRADING, {"move_sale": 1, "sale_transition": 1})
     assert len(order_events) >= 15
