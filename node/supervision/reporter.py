@@ -32,7 +32,7 @@ from node.supervision.figures import pool_figures
 from node.supervision.report import build_report
 from node.supervision.settings import SupervisionSection
 from node.supervision.tables import supervisors_t
-from node.trading.store import reserved_units
+from node.trading.reservations import reserved_units
 
 log = logging.getLogger("cpnode.supervision")
 REPORTS_PATH = "/fed/v1/supervision/reports"

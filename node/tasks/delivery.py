@@ -30,7 +30,7 @@ from node.tasks.machine import TaskEvent, event_for_instance
 from node.tasks.metering import run_limit_s
 from node.tasks.records import Task
 from node.tasks.spec import parse_task_spec
-from node.trading import store as trading_store
+from node.trading import reservations
 from node.trading.records import order_reservation, sale_reservation
 
 log = logging.getLogger("cpnode.tasks")
@@ -130,7 +130,7 @@ class Delivery:
         if t.host is not None and task.pool is not None:
             await t.host.refresh([task.pool])
         if reservation is not None:
-            await t.db(trading_store.release_reservation, reservation, t.clock_ms() // 1000)
+            await t.db(reservations.release_reservation, reservation, t.clock_ms() // 1000)
         await t.buyer.trading.capacity.refresh()
 
     async def _provision_failed(self, task: Task, exc: ConnectorError) -> bool:

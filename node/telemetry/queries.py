@@ -29,7 +29,7 @@ from node.telemetry.readings import (
     TradeGroup,
     capacity,
 )
-from node.trading import store
+from node.trading import reservations
 from node.trading.tables import orders_t, sales_t
 
 MAX_SERIES = 1000
@@ -40,7 +40,7 @@ def read(engine: Engine, declared: Sequence[OfferCapacity], now_ts: float) -> Re
     """Everything the business metrics show, from the database at `now_ts`; `declared` are offers
     the config declares (used when the node has no pools)."""
     pools, offers, shared = _pools(engine)
-    reserved = store.reserved(engine, int(now_ts)).by_offer
+    reserved = reservations.reserved(engine, int(now_ts)).by_offer
     with engine.connect() as conn:
         return Readings(
             taken_ts=now_ts,

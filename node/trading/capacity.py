@@ -33,7 +33,7 @@ from federation.issuing import OfferSource as FederationOfferSource
 from federation.issuing import source_version
 from node.db import in_thread
 from node.offers import CatalogOffer, OfferSource, group_of
-from node.trading import store
+from node.trading import reservations
 
 REFRESH_S = 1.0
 log = logging.getLogger("cpnode.trading")
@@ -65,7 +65,7 @@ class ReservedView:
         return [free_after(offer, reserved) for offer in offers]
 
 
-def free_after(offer: CatalogOffer, reserved: store.Reserved) -> CatalogOffer:
+def free_after(offer: CatalogOffer, reserved: reservations.Reserved) -> CatalogOffer:
     """`offer` with what open reservations leave: its own reserved units taken off its free units
     and, when it shares a capacity group, no more free units than the group's free units left
     (`capacity_free`, lowered by every reservation in the group) can pay for."""
@@ -92,7 +92,7 @@ class Capacity:
         self._clock = clock
         self._raw: dict[str, OfferSource] = {}
         self._views: dict[str, ReservedView] = {}
-        self._reserved: store.Reserved | None = store.Reserved({}, {})
+        self._reserved: reservations.Reserved | None = reservations.Reserved({}, {})
         self.version = ""  # changes whenever the reservations read last differ from those before
         self._reading = asyncio.Lock()
         self._asked = 0  # refreshes asked for
@@ -129,16 +129,16 @@ class Capacity:
             ((name, offer) for name, offer in await self.raw_offers() if offer.get("id") == offer_id), None
         )
 
-    async def reserved(self) -> store.Reserved:
+    async def reserved(self) -> reservations.Reserved:
         """What open reservations hold, by offer id and by capacity group (read now)."""
-        return self.take(await in_thread(self._engine, store.reserved, self._clock()))
+        return self.take(await in_thread(self._engine, reservations.reserved, self._clock()))
 
-    def read(self) -> store.Reserved:
+    def read(self) -> reservations.Reserved:
         """What open reservations hold now: a blocking read, to run off the event loop (with other
         reads, as the market's offer cache does); `take` its result on the loop."""
-        return store.reserved(self._engine, self._clock())
+        return reservations.reserved(self._engine, self._clock())
 
-    def take(self, reserved: store.Reserved) -> store.Reserved:
+    def take(self, reserved: reservations.Reserved) -> reservations.Reserved:
         """Keep `reserved` as the reservations last read (the version follows when they changed)."""
         if reserved != self._reserved:
             self._reserved = reserved

@@ -16,7 +16,7 @@ from federation.httpsig import Identity
 from federation.sync import usable_session
 from ledger import Status, TransferRequest, TransferResult
 from node.money import format_money
-from node.trading import books, documents, peer, rules, store
+from node.trading import books, documents, peer, reservations, rules, store
 from node.trading.batching import TradeBatcher
 from node.trading.core import Trading
 from node.trading.documents import Terms
@@ -154,7 +154,7 @@ class OrderSteps:
         if order.partner is None:
             found = await t.capacity.find(order.offer_id)
             reserved = found is not None and await t.db(
-                store.reserve,
+                reservations.reserve,
                 store.order_reservation(order.id),
                 found[1],
                 order.units,

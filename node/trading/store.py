@@ -1,18 +1,14 @@
-"""Trading storage: orders, sales and capacity reservations (tables in node.trading.tables).
+"""Trading storage: orders and sales (tables in node.trading.tables; their capacity reservations
+in node.trading.reservations, written in the same transactions).
 
 State changes are compare-and-set on the current state (`move_order`, `move_sale`), so of two
-replicas or two requests acting on one order, exactly one moves it. Capacity is reserved under a
-lock on the offer's capacity group, or on the offer when it shares none (SQLite: the write
-transaction's `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so two trades
-never both take the last free units: not of one offer, and not of one pool region whose flavors
-share its capacity (a reservation of k units of an offer costing c takes k·c of its group).
+replicas or two requests acting on one order, exactly one moves it; an order or a sale leaving its
+open states releases its reservation in the same transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +18,7 @@ import ledger
 from ledger import TransferRequest, TransferResult
 from node.db import write_transaction
 from node.db.prepared import Prepared
-from node.offers import CatalogOffer, group_of
+from node.offers import CatalogOffer
 from node.trading.errors import StateError
 from node.trading.machine import (
     ORDER_FINAL,
@@ -37,7 +33,8 @@ from node.trading.machine import (
     sale_transition,
 )
 from node.trading.records import ORDER_DOCUMENTS, Order, Sale, order_reservation, sale_reservation
-from node.trading.tables import ORDER_FIELDS, order_from_row, orders_t, reservations_t, sale_from_row, sales_t
+from node.trading.reservations import release, reserve_in
+from node.trading.tables import ORDER_FIELDS, order_from_row, orders_t, sale_from_row, sales_t
 
 __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
 
@@ -55,21 +52,6 @@ _INSERT_ORDER = Prepared(sa.insert(orders_t).returning(orders_t))
 _MOVE_ORDER = Prepared(
     sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
 )
-_RELEASE = sa.update(reservations_t).where(reservations_t.c.id == _ID, reservations_t.c.released_ts.is_(None))
-_RESERVATION = Prepared(sa.select(reservations_t).where(reservations_t.c.id == _ID))
-_OPEN = sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > _NOW)
-_TAKEN_OF_OFFER = Prepared(
-    sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
-        reservations_t.c.offer_id == sa.bindparam("p_offer"), _OPEN
-    )
-)
-_TAKEN_OF_GROUP = Prepared(
-    sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.group_units), 0)).where(
-        reservations_t.c.capacity_group == sa.bindparam("p_group"), _OPEN
-    )
-)
-_INSERT_RESERVATION = Prepared(sa.insert(reservations_t))
-_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _SALE = Prepared(sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE))
 _INSERT_SALE = Prepared(sa.insert(sales_t).returning(sales_t))
 _MOVE_SALE = Prepared(
@@ -144,18 +126,6 @@ def list_orders(
         query = query.where(orders_t.c.state == state)
     with engine.connect() as conn:
         return [order_from_row(row) for row in conn.execute(query)]
-
-
-def release(conn: Connection, reservation_id: str, now_ts: int) -> None:
-    """Release a capacity reservation (no-op if it is gone or released)."""
-    conn.execute(_RELEASE, {"p_id": reservation_id, "released_ts": now_ts})
-
-
-def release_reservation(engine: Engine, reservation_id: str, now_ts: int) -> None:
-    """Release a capacity reservation on its own (its units are held some other way now, e.g. by
-    the instance a task created on the pool); a no-op if it is gone or released."""
-    with write_transaction(engine) as conn:
-        release(conn, reservation_id, now_ts)
 
 
 def move_order(
@@ -273,96 +243,6 @@ def orders_to_notify(engine: Engine, limit: int = 100) -> list[Order]:
         return [order_from_row(row) for row in conn.execute(query)]
 
 
-# --- capacity --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reserved:
-    """What open, unexpired reservations hold: units by offer id, and units of each capacity group
-    (in the group's own unit)."""
-
-    by_offer: dict[str, int]
-    by_group: dict[str, int]
-
-
-def _lock(conn: Connection, key: str) -> None:
-    """Serialise reservations of one offer or capacity group (SQLite: the write transaction does)."""
-    if conn.dialect.name == "postgresql":
-        digest = hashlib.sha256(b"cpnode-capacity:" + key.encode()).digest()[:8]
-        conn.execute(_ADVISORY_LOCK, {"key": int.from_bytes(digest, "big", signed=True)})
-
-
-def _open(now_ts: int) -> sa.ColumnElement[bool]:
-    return sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > now_ts)
-
-
-def _reserve(
-    conn: Connection, reservation_id: str, offer: CatalogOffer, units: int, expires_ts: int, now_ts: int
-) -> bool:
-    offer_id, group = offer["id"], group_of(offer)
-    _lock(conn, f"group:{group[0]}" if group is not None else f"offer:{offer_id}")
-    existing = _RESERVATION.first(conn, {"p_id": reservation_id})
-    if existing is not None:
-        return existing["released_ts"] is None
-    taken = _TAKEN_OF_OFFER.scalar(conn, {"p_offer": offer_id, "p_now": now_ts})
-    if int(taken) + units > offer["free_units"]:
-        return False
-    group_units = None
-    if group is not None:
-        name, cost, free = group
-        group_units = units * cost
-        used = _TAKEN_OF_GROUP.scalar(conn, {"p_group": name, "p_now": now_ts})
-        if int(used) + group_units > free:
-            return False
-    _INSERT_RESERVATION.rows(
-        conn,
-        {
-            "id": reservation_id,
-            "offer_id": offer_id,
-            "units": units,
-            "expires_ts": expires_ts,
-            "released_ts": None,
-            "created_ts": now_ts,
-            "capacity_group": group[0] if group is not None else None,
-            "group_units": group_units,
-        },
-    )
-    return True
-
-
-def reserve(
-    engine: Engine, reservation_id: str, offer: CatalogOffer, units: int, expires_ts: int, now_ts: int
-) -> bool:
-    """Reserve `units` of an offer as its pool reports it (`offer`: raw free units, and its capacity
-    group when it shares one), unless open reservations of the offer or of its group leave too few;
-    idempotent by `reservation_id` (True again while it is held)."""
-    with write_transaction(engine) as conn:
-        return _reserve(conn, reservation_id, offer, units, expires_ts, now_ts)
-
-
-def reserved(engine: Engine, now_ts: int) -> Reserved:
-    """What open, unexpired reservations hold, by offer and by capacity group (one query)."""
-    r = reservations_t.c
-    query = (
-        sa.select(r.offer_id, r.capacity_group, sa.func.sum(r.units), sa.func.sum(r.group_units))
-        .where(_open(now_ts))
-        .group_by(r.offer_id, r.capacity_group)
-    )
-    by_offer: dict[str, int] = {}
-    by_group: dict[str, int] = {}
-    with engine.connect() as conn:
-        for offer_id, group, units, group_units in conn.execute(query):
-            by_offer[offer_id] = by_offer.get(offer_id, 0) + int(units)
-            if group is not None:
-                by_group[group] = by_group.get(group, 0) + int(group_units or 0)
-    return Reserved(by_offer, by_group)
-
-
-def reserved_units(engine: Engine, now_ts: int) -> dict[str, int]:
-    """Units held by open, unexpired reservations, by offer id."""
-    return reserved(engine, now_ts).by_offer
-
-
 # --- sales -----------------------------------------------------------------------------------------
 
 
@@ -401,7 +281,7 @@ def open_sale_in(
     stored = _get_sale(conn, values["partner"], values["trade_id"])
     if stored is not None:
         return "exists", stored
-    reserved = _reserve(
+    reserved = reserve_in(
         conn,
         sale_reservation(values["partner"], values["trade_id"]),
         offer,

@@ -24,7 +24,7 @@ from node.market.view import market_offers
 from node.network.view import NetworkView
 from node.offers import CatalogOffer, OfferSource
 from node.peering.offers import catalog_offers, config_offer_source
-from node.trading import store as trading_store
+from node.trading import reservations
 from node.trading.capacity import Capacity
 from tests.market.test_matching import offer
 
@@ -140,10 +140,10 @@ def test_reservations_made_elsewhere_are_seen_at_once(engine: Engine) -> None:
 
     async def run() -> None:
         assert (await cached(cache, NOW)).numbers["free_units"].tolist() == [8]
-        assert trading_store.reserve(engine, "r1", cast(CatalogOffer, own), 3, NOW + 600, NOW)
+        assert reservations.reserve(engine, "r1", cast(CatalogOffer, own), 3, NOW + 600, NOW)
         assert (await cached(cache, NOW)).numbers["free_units"].tolist() == [5]
         assert cache.builds == 2
-        trading_store.release_reservation(engine, "r1", NOW)
+        reservations.release_reservation(engine, "r1", NOW)
         assert (await cached(cache, NOW)).numbers["free_units"].tolist() == [8]
 
     asyncio.run(run())

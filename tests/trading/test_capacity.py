@@ -13,7 +13,7 @@ from alembic import command
 from node.db import make_engine, upgrade, write_transaction
 from node.db.migrate import _config
 from node.offers import CatalogOffer
-from node.trading import store
+from node.trading import reservations
 from node.trading.capacity import free_after
 from tests.support.trading import Market, market
 
@@ -111,11 +111,11 @@ def test_free_after_takes_group_reservations_off_every_member() -> None:
     one: CatalogOffer = {**base, "id": "one"}  # type: ignore[typeddict-item]
     four: CatalogOffer = {**base, "id": "four", "free_units": 1, "capacity_cost": 4}  # type: ignore[typeddict-item]
     alone: CatalogOffer = {"id": "alone", "free_units": 3}  # type: ignore[typeddict-item]
-    reserved = store.Reserved({"one": 1}, {"p/r": 1})
+    reserved = reservations.Reserved({"one": 1}, {"p/r": 1})
     assert (free_after(one, reserved)["free_units"], free_after(one, reserved)["capacity_free"]) == (3, 3)
     assert (free_after(four, reserved)["free_units"], free_after(four, reserved)["capacity_free"]) == (0, 3)
     assert free_after(alone, reserved) is alone
-    assert free_after(four, store.Reserved({}, {})) is four
+    assert free_after(four, reservations.Reserved({}, {})) is four
 
 
 def test_reservation_group_columns_migrate_up_and_down(db_url: str) -> None:
@@ -132,7 +132,7 @@ def test_reservation_group_columns_migrate_up_and_down(db_url: str) -> None:
                 )
             )
         upgrade(engine)
-        reserved = store.reserved(engine, 50)
+        reserved = reservations.reserved(engine, 50)
         assert (reserved.by_offer, reserved.by_group) == ({"o": 2}, {})
         with write_transaction(engine) as conn:
             command.downgrade(_config(conn), "node_0003")

@@ -16,7 +16,7 @@ from federation import canonical, server, trades
 from federation.partners import Agreement
 from node.config import load_settings
 from node.service import NodeServer
-from node.trading import documents
+from node.trading import documents, reservations
 from node.trading import store as trading_store
 from node.trading.buyer import OrderTerms
 from node.trading.seller import SaleOpening
@@ -292,7 +292,7 @@ async def test_seller_offline_after_accepting(tmp_path: Path) -> None:
         sale = trading_store.get_sale(engine_of(m.seller), "beijing", order["id"])
         assert sale is not None
         assert sale.state == "expired"
-        assert trading_store.reserved_units(engine_of(m.seller), int(time.time())) == {}
+        assert reservations.reserved_units(engine_of(m.seller), int(time.time())) == {}
 
 
 async def test_concurrent_orders_never_overdraw(
@@ -457,5 +457,5 @@ async def test_sales_left_open_are_finished(tmp_path: Path, opener: bool) -> Non
         assert [kind for _, kind, _ in legs(m.buyer, trade)] == ["pending", "void", "pending", "void"]
         assert balances(m.seller)["partner:beijing"] == (0, 0, 0, 1_000_000)
         assert (await m.consumer())["available"] == 500_000
-        assert trading_store.reserved_units(engine_of(m.seller), int(time.time())) == {}
+        assert reservations.reserved_units(engine_of(m.seller), int(time.time())) == {}
         _summaries_agree(m, trade)

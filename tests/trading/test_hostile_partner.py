@@ -13,6 +13,7 @@ from pathlib import Path
 from federation import store
 from federation.partners import Agreement, Partner
 from node.service import NodeServer
+from node.trading import reservations
 from node.trading import store as trading_store
 from node.trading.buyer import OrderTerms
 from node.trading.component import UPKEEP_JOB
@@ -147,7 +148,7 @@ async def test_bad_answers_are_definite_and_upkeep_isolates_partners(tmp_path: P
         sales = trading_store.list_sales(engine_of(hangzhou), "beijing")
         assert len(sales) == len(BAD_MODES) + 2  # and the demand order, and the one left requested
         assert {s.state for s in sales} == {"voided"}
-        assert trading_store.reserved_units(engine_of(hangzhou), int(time.time())) == {}
+        assert reservations.reserved_units(engine_of(hangzhou), int(time.time())) == {}
 
 
 async def test_the_upkeep_job_runs_the_seller_side_when_the_buyer_side_fails(tmp_path: Path) -> None:

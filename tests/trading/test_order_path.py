@@ -21,7 +21,7 @@ from federation import store as federation_store
 from ledger import Status, TransferRequest
 from node.db import write_transaction
 from node.offers import CatalogOffer
-from node.trading import books, placing, store
+from node.trading import books, placing, reservations, store
 from node.trading.capacity import Capacity
 from node.trading.errors import StateError
 from node.trading.machine import OrderEvent
@@ -36,7 +36,7 @@ async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pyt
     them were asked (so none misses a change made before it asked); one asked alone reads alone."""
     started, release = threading.Event(), threading.Event()
     reads: list[int] = []
-    real = store.reserved
+    real = reservations.reserved
 
     def counted(engine: Engine, now_ts: int) -> Any:
         reads.append(now_ts)
@@ -45,7 +45,7 @@ async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pyt
             assert release.wait(timeout=60)
         return real(engine, now_ts)
 
-    monkeypatch.setattr(store, "reserved", counted)
+    monkeypatch.setattr(reservations, "reserved", counted)
     capacity = Capacity(engine)
     first = asyncio.create_task(capacity.refresh())
     assert await asyncio.to_thread(started.wait, 60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import ledger
 from federation import canonical
-from node.trading import documents
+from node.trading import documents, reservations
 from node.trading import store as trading_store
 from tests.support.federation import service_of
 from tests.support.trading import buyer_of, engine_of, market, seller_of, send, signed_post
@@ -49,7 +49,7 @@ async def test_holds_expired_while_settling_end_the_sale_expired(
         assert sale is not None
         assert sale.state == "expired"
         assert (await m.consumer())["available"] == 500_000
-        assert trading_store.reserved_units(engine_of(m.seller), int(time.time())) == {}
+        assert reservations.reserved_units(engine_of(m.seller), int(time.time())) == {}
 
 
 async def test_cancels_of_unseen_trades_are_checked_before_anything_is_stored(
