@@ -40,11 +40,9 @@ __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reserv
 
 
 # The statements of an order's and a sale's path, built once with bind parameters (`p_*`; the
-# values a call writes are passed as parameters too), so each call reuses SQLAlchemy's compiled form
-# instead of building and keying a new statement.
+# values a call writes are passed as parameters too) and run on the driver's cursor (node.db.prepared).
 _ID: sa.BindParameter[str] = sa.bindparam("p_id")
 _STATE: sa.BindParameter[str] = sa.bindparam("p_state")
-_NOW: sa.BindParameter[int] = sa.bindparam("p_now")
 _PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
 _TRADE: sa.BindParameter[str] = sa.bindparam("p_trade")
 _ORDER = Prepared(sa.select(orders_t).where(orders_t.c.id == _ID))
