@@ -69,7 +69,7 @@ if TYPE_CHECKING:
         submit_grouped,
         submit_grouped_async,
     )
-    from ledger.store.joined import JoinedBatch, lock_in, submit_in
+    from ledger.store.joined import JoinedBatch, lock_in, submit_batches_in, submit_in
     from ledger.store.log import (
         StoredCheckpoint,
         audit_log,
@@ -146,6 +146,7 @@ _EXPORTS: dict[str, str] = {
     "submit_grouped_async": "ledger.store.group",
     "JoinedBatch": "ledger.store.joined",
     "lock_in": "ledger.store.joined",
+    "submit_batches_in": "ledger.store.joined",
     "submit_in": "ledger.store.joined",
     "StoredCheckpoint": "ledger.store.log",
     "audit_log": "ledger.store.log",
@@ -247,6 +248,7 @@ __all__ = [
     "sign_checkpoint",
     "submit",
     "submit_batches",
+    "submit_batches_in",
     "submit_grouped",
     "submit_grouped_async",
     "submit_in",

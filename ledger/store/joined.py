@@ -20,7 +20,7 @@ bumped by the write, tells every other writer that what it cached before is stal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -29,7 +29,7 @@ from ledger.records import TransferRequest, TransferResult
 from ledger.store.cache import WriterCache, take
 from ledger.store.db import Cursor, StaleRead, now_ms
 from ledger.store.head import Head, lock_head
-from ledger.store.runs import apply_runs, chain_free_runs
+from ledger.store.runs import apply_runs, chain_free_runs, combined_of
 from ledger.store.writer import check_size, keep_committed, load_view, persist
 from ledger.view import BatchOutcome
 
@@ -37,7 +37,8 @@ from ledger.view import BatchOutcome
 @dataclass
 class JoinedBatch:
     """What `submit_in` wrote: one result per request, and the writer cache to hand back once the
-    caller's transaction has committed."""
+    caller's transaction has committed. `batches`: the results of each batch `submit_batches_in`
+    was given (indexes from 0 in each)."""
 
     results: list[TransferResult]
     engine: Engine | None = None
@@ -45,6 +46,7 @@ class JoinedBatch:
     head: Head | None = None
     outcome: BatchOutcome | None = None
     ts_ms: int = 0
+    batches: list[list[TransferResult]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,17 +75,31 @@ def submit_in(
 ) -> JoinedBatch:
     """Apply a batch inside the caller's open write transaction `conn` (uncommitted; see module doc):
     one result per request, in order, as `submit` would give them."""
+    return submit_batches_in(conn, [requests], now=now)
+
+
+def submit_batches_in(
+    conn: Connection, batches: Sequence[Sequence[TransferRequest]], *, now: int | None = None
+) -> JoinedBatch:
+    """Apply several batches inside the caller's open write transaction `conn`, each exactly as if
+    submitted on its own, in order, as `submit_batches` applies them (a linked chain never crosses
+    a batch's end; a later batch sees what earlier ones did): one read of what they touch and one
+    write for all. `JoinedBatch.batches` holds each batch's results; `results` all of them."""
+    for batch in batches:
+        check_size(batch)
+    requests = combined_of(batches)
     check_size(requests)
     if not requests:
-        return JoinedBatch([])
+        return JoinedBatch([], batches=[[] for _ in batches])
     cur = Cursor(conn)
     head = lock_head(cur)
     cache = take(conn.engine, head.version)
     ts_ms = max(now_ms() if now is None else now, head.last_ts_ms)
     view = load_view(cur, requests, cache)
-    [results], outcome = apply_runs(view, chain_free_runs([requests]), ts_ms, head.next_seq)
+    each, outcome = apply_runs(view, chain_free_runs(batches), ts_ms, head.next_seq)
     try:
         persist(cur, cache, outcome, head.next_seq, ts_ms)
     except StaleRead as exc:  # the caller's transaction cannot be retried from here
         raise StorageError(f"batch of {len(requests)} transfer(s): {exc}") from exc
-    return JoinedBatch(results, conn.engine, cache, head, outcome, ts_ms)
+    results = [result for part in each for result in part] if len(each) > 1 else each[0]
+    return JoinedBatch(results, conn.engine, cache, head, outcome, ts_ms, each)

@@ -15,7 +15,7 @@ SQLAlchemy's execution events (`before_cursor_execute`, …) do not see these st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,22 @@ class _Rendered:
     defaults: dict[str, Any]  # binds the statement fills itself (literals such as coalesce's 0)
     positions: tuple[str, ...] | None  # the bind names in order, for a positional paramstyle
 
+    def arguments(self, values: Mapping[str, Any]) -> Any:
+        """The driver's arguments for `values`: a mapping, or a sequence in bind order."""
+        merged = {**self.defaults, **values}
+        return merged if self.positions is None else [merged[n] for n in self.positions]
+
+
+def _driver(conn: Connection) -> Any:
+    """The driver's connection under `conn`, in a transaction (begun, as SQLAlchemy's own
+    execution would begin one)."""
+    if not conn.in_transaction():
+        conn.begin()
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise sa.exc.ResourceClosedError(f"{conn.dialect.name} connection is closed")
+    return driver
+
 
 class Prepared:
     """A Core statement run on the driver's cursor (see the module docstring)."""
@@ -68,18 +84,11 @@ class Prepared:
         """Run the statement with `params` (values and bind parameters by name) in `conn`'s
         transaction; its rows, each a dict by column name (empty for a statement without any)."""
         values = params or {}
-        keys = frozenset(values)
-        rendered = self._rendered.get((conn.dialect.name, keys)) or self._render(conn, keys)
-        merged = {**rendered.defaults, **values}
-        arguments: Any = merged if rendered.positions is None else [merged[n] for n in rendered.positions]
-        if not conn.in_transaction():  # as SQLAlchemy's own execution would begin one
-            conn.begin()
-        driver = conn.connection.driver_connection
-        if driver is None:
-            raise sa.exc.ResourceClosedError(f"{conn.dialect.name} connection is closed")
+        rendered = self._rendered_for(conn, values)
+        driver = _driver(conn)
         try:
             cursor = driver.cursor()
-            cursor.execute(rendered.sql, arguments)
+            cursor.execute(rendered.sql, rendered.arguments(values))
             if cursor.description is None:
                 return []
             names = [d[0] for d in cursor.description]
@@ -87,6 +96,22 @@ class Prepared:
         except conn.dialect.loaded_dbapi.Error as exc:
             raise driver_error(conn, rendered.sql, exc) from exc
         return [self._values(names, row) for row in fetched]
+
+    def many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement that returns no rows once for each of `params` (all with the same keys),
+        in one call of the driver's `executemany`, in `conn`'s transaction."""
+        if not params:
+            return
+        rendered = self._rendered_for(conn, params[0])
+        driver = _driver(conn)
+        try:
+            driver.cursor().executemany(rendered.sql, [rendered.arguments(values) for values in params])
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise driver_error(conn, rendered.sql, exc) from exc
+
+    def _rendered_for(self, conn: Connection, values: Mapping[str, Any]) -> _Rendered:
+        keys = frozenset(values)
+        return self._rendered.get((conn.dialect.name, keys)) or self._render(conn, keys)
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The first row, or None."""

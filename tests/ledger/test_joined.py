@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from ledger import Status, get_account, get_transfer, submit, submit_in
+from ledger import Status, get_account, get_transfer, submit, submit_batches, submit_batches_in, submit_in
 from node.db import write_transaction
 from tests.ledger.support import balances, open_accounts, pending, post, replayed, single
 
@@ -85,4 +85,39 @@ def test_writer_cache_after_a_joined_write(engine: Engine, handed_back: bool) ->
     results = submit(engine, [pending("h5", "a", "b", 1)])
     assert [r.status for r in results] == [Status.EXCEEDS_CREDITS]  # s4 never credited a
     assert get_transfer(engine, "s4") is None
+    assert balances(engine) == replayed(engine)
+
+
+def test_joined_batches_match_submit_batches(engine: Engine) -> None:
+    """Several batches applied at once inside a caller's transaction get, batch by batch, what
+    `submit_batches` gives them: a later batch sees what an earlier one spent and created, and a
+    linked chain left open at a batch's end fails there without touching the next batch."""
+    open_accounts(engine, "a", "b", no_overdraft=("a",))
+    submit(engine, [single("fund", "b", "a", 100)])
+    batches = [
+        [pending("h1", "a", "b", 60)],
+        [pending("h2", "a", "b", 50), pending("h3", "a", "b", 40)],  # h2 exceeds what h1 left
+        [pending("h4", "a", "b", 1, linked=True)],  # a chain open at the batch's end
+        [pending("h1", "a", "b", 60), single("s5", "b", "a", 5)],
+    ]
+
+    def joined() -> list[list[Status]]:
+        with write_transaction(engine) as conn:
+            batch = submit_batches_in(conn, batches)
+            assert [len(part) for part in batch.batches] == [1, 2, 1, 2]
+            assert [r.index for part in batch.batches for r in part] == [0, 0, 1, 0, 0, 1]
+            raise Rollback([[r.status for r in part] for part in batch.batches])
+
+    with pytest.raises(Rollback) as rolled_back:
+        joined()
+    [statuses] = rolled_back.value.args
+    assert get_transfer(engine, "h1") is None  # nothing of the rolled-back batches stays
+    expected = [[r.status for r in part] for part in submit_batches(engine, batches)]
+    assert statuses == expected
+    assert expected == [
+        [Status.CREATED],
+        [Status.EXCEEDS_CREDITS, Status.CREATED],
+        [Status.LINKED_EVENT_CHAIN_OPEN],
+        [Status.EXISTS, Status.CREATED],
+    ]
     assert balances(engine) == replayed(engine)
