@@ -30,7 +30,7 @@ import abc
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -75,6 +75,12 @@ class AnsweringWrite(abc.ABC):
     @abc.abstractmethod
     def __call__(self, conn: Connection) -> object:
         """Write with the claim; `Answered` when the trade needs nothing more."""
+
+    @classmethod
+    def write_together(cls, conn: Connection, writes: Sequence[Self]) -> Sequence[object]:
+        """The writes of several trades of one batch, of this one kind, in one go: one result per
+        write, as calling them one after another would give (by default, that is what it does)."""
+        return [write(conn) for write in writes]
 
 
 def transition(state: ClaimState, event: ClaimEvent) -> ClaimState:
@@ -246,6 +252,13 @@ def _claim_together(
         # Plainly, each trade read with the others at once, unless an id comes twice (the second
         # must see what the first did).
         known = None if isolated or len(set(ids)) < len(ids) else _Known.read(conn, partner, ids, now_ts)
+        if known is not None:
+            try:
+                together = _claim_at_once(conn, partner, batch, holder, now_ts, ttl_s, limit, known)
+            except Exception as exc:  # a write failed: rolled back whole, then trade by trade
+                raise _Refused from exc
+            if together is not None:
+                return together
         for item in batch:
             claim = functools.partial(
                 _claim_in,
@@ -272,6 +285,85 @@ def _claim_together(
             except Exception as exc:  # this trade's refusal or failure; the others go on
                 results.append(exc)
     return results
+
+
+def _claim_at_once(
+    conn: Connection,
+    partner: str,
+    batch: Sequence[BatchClaim],
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    limit: int,
+    known: _Known,
+) -> list[dict[str, Any] | Exception | None] | None:
+    """The batch claimed as `_claim_in` would claim its trades one after another, with one
+    `write_together` of their writes and one insert per kind of row, when nothing can refuse a
+    trade: each is answered already (with the same request), free or lapsed, all fit under the
+    partner's limit, and their writes are of one `AnsweringWrite` kind (or none). None when that
+    does not hold, before anything is written: the batch is then claimed trade by trade."""
+    writes = [item.write for item in batch if item.write is not None]
+    if not all(isinstance(write, AnsweringWrite) and type(write) is type(writes[0]) for write in writes):
+        return None
+    results: list[dict[str, Any] | Exception | None] = [None] * len(batch)
+    todo: list[int] = []
+    for index, item in enumerate(batch):
+        state, row = known.states[item.trade_id]
+        if row is not None and row.request_sha256 != item.request_sha256:
+            return None
+        if state == "answered":
+            results[index] = dict(row._mapping)
+        elif state in ("free", "lapsed"):
+            todo.append(index)
+        else:
+            return None
+    if known.running + len(todo) > limit:
+        return None
+    chosen = [(index, w) for index in todo if isinstance(w := batch[index].write, AnsweringWrite)]
+    together = type(chosen[0][1]).write_together(conn, [w for _, w in chosen]) if chosen else []
+    written = dict(zip([index for index, _ in chosen], together, strict=True))
+    answers: list[dict[str, Any]] = []
+    taken: list[dict[str, Any]] = []
+    for index in todo:
+        item, (state, _) = batch[index], known.states[batch[index].trade_id]
+        keys = {"p_partner": partner, "p_trade": item.trade_id}
+        out = written.get(index)
+        if isinstance(out, Answered):
+            transition(state, "answer")
+            if state == "lapsed":
+                conn.execute(_DROP, keys)
+            answers.append(
+                _answer_row(partner, item.trade_id, item.request_sha256, out.status, out.response, now_ts)
+            )
+            results[index] = {"status": out.status, "response": out.response, "answered": out}
+            continue
+        known.running += 1
+        values = {"request_sha256": item.request_sha256, "holder": holder, "claimed_ts": now_ts}
+        if state == "lapsed":
+            conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
+        else:
+            taken.append(
+                {"partner": partner, "trade_id": item.trade_id, "expires_ts": now_ts + ttl_s, **values}
+            )
+    if answers:
+        conn.execute(_INSERT_ANSWER, answers)
+    if taken:
+        conn.execute(_INSERT_CLAIM, taken)
+    return results
+
+
+def _answer_row(
+    partner: str, trade_id: str, request_sha256: str, status: int, response: bytes, now_ts: int
+) -> dict[str, Any]:
+    """A trade's stored answer, as its row."""
+    return {
+        "partner": partner,
+        "trade_id": trade_id,
+        "request_sha256": request_sha256,
+        "status": status,
+        "response": response,
+        "created_ts": now_ts,
+    }
 
 
 def _lock_partner(conn: Connection, partner: str, nonce: PendingNonce | None) -> None:
@@ -342,17 +434,7 @@ def _store_answer(
     response: bytes,
     now_ts: int,
 ) -> None:
-    conn.execute(
-        _INSERT_ANSWER,
-        {
-            "partner": partner,
-            "trade_id": trade_id,
-            "request_sha256": request_sha256,
-            "status": status,
-            "response": response,
-            "created_ts": now_ts,
-        },
-    )
+    conn.execute(_INSERT_ANSWER, _answer_row(partner, trade_id, request_sha256, status, response, now_ts))
 
 
 def renew_claim(engine: Engine, partner: str, trade_id: str, holder: str, until_ts: int) -> bool:

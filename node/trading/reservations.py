@@ -11,7 +11,9 @@ of its group).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -60,39 +62,100 @@ def _open(now_ts: int) -> sa.ColumnElement[bool]:
     return sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > now_ts)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """One reservation to take: its id, the offer as its pool reports it (raw free units, and its
+    capacity group when it shares one), the units, until when, and the time it is taken at."""
+
+    id: str
+    offer: CatalogOffer
+    units: int
+    expires_ts: int
+    now_ts: int
+
+
 def reserve_in(
     conn: Connection, reservation_id: str, offer: CatalogOffer, units: int, expires_ts: int, now_ts: int
 ) -> bool:
     """`reserve` inside a write transaction the caller holds (the trade claim's, an order's)."""
-    offer_id, group = offer["id"], group_of(offer)
-    _lock(conn, f"group:{group[0]}" if group is not None else f"offer:{offer_id}")
-    existing = _RESERVATION.first(conn, {"p_id": reservation_id})
-    if existing is not None:
-        return existing["released_ts"] is None
-    taken = _TAKEN_OF_OFFER.scalar(conn, {"p_offer": offer_id, "p_now": now_ts})
-    if int(taken) + units > offer["free_units"]:
-        return False
+    [reserved] = reserve_many_in(conn, [Wanted(reservation_id, offer, units, expires_ts, now_ts)])
+    return reserved
+
+
+def reserve_many_in(conn: Connection, wanted: Sequence[Wanted]) -> list[bool]:
+    """Take each reservation of `wanted` (whether it holds), exactly as `reserve_in` would one
+    after another, inside the caller's write transaction: the locks of their offers or groups
+    first (in order), one read of those already stored, one sum of what is taken per offer or
+    group and time, and one insert for the new ones."""
+    for key in sorted({_lock_key(item.offer) for item in wanted}):
+        _lock(conn, key)
+    stored = _stored(conn, [item.id for item in wanted])
+    taken: dict[tuple[str, str, int], int] = {}  # what was stored before, by offer or group and time
+    new: list[dict[str, Any]] = []
+    out: list[bool] = []
+    for item in wanted:
+        existing = stored.get(item.id)
+        if existing is not None:
+            out.append(existing["released_ts"] is None)
+            continue
+        row = _admitted(conn, item, taken, new)
+        if row is not None:
+            new.append(row)
+            stored[item.id] = row
+        out.append(row is not None)
+    _INSERT_RESERVATION.many(conn, new)
+    return out
+
+
+def _lock_key(offer: CatalogOffer) -> str:
+    group = group_of(offer)
+    return f"group:{group[0]}" if group is not None else f"offer:{offer['id']}"
+
+
+def _stored(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored reservations among `ids`, by id."""
+    if len(ids) == 1:
+        row = _RESERVATION.first(conn, {"p_id": ids[0]})
+        return {} if row is None else {ids[0]: row}
+    rows = conn.execute(sa.select(reservations_t).where(reservations_t.c.id.in_(ids)))
+    return {row.id: dict(row._mapping) for row in rows}
+
+
+def _admitted(
+    conn: Connection, item: Wanted, taken: dict[tuple[str, str, int], int], new: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The row of `item`'s reservation if the open reservations of its offer (and group) leave
+    enough: those stored (summed once per offer or group and time, in `taken`) and the `new` ones
+    taken before it; None if not."""
+    offer_id, group, now = item.offer["id"], group_of(item.offer), item.now_ts
+    key = ("offer", offer_id, now)
+    if key not in taken:
+        taken[key] = int(_TAKEN_OF_OFFER.scalar(conn, {"p_offer": offer_id, "p_now": now}))
+    units = taken[key] + sum(r["units"] for r in new if r["offer_id"] == offer_id and r["expires_ts"] > now)
+    if units + item.units > item.offer["free_units"]:
+        return None
     group_units = None
     if group is not None:
         name, cost, free = group
-        group_units = units * cost
-        used = _TAKEN_OF_GROUP.scalar(conn, {"p_group": name, "p_now": now_ts})
-        if int(used) + group_units > free:
-            return False
-    _INSERT_RESERVATION.rows(
-        conn,
-        {
-            "id": reservation_id,
-            "offer_id": offer_id,
-            "units": units,
-            "expires_ts": expires_ts,
-            "released_ts": None,
-            "created_ts": now_ts,
-            "capacity_group": group[0] if group is not None else None,
-            "group_units": group_units,
-        },
-    )
-    return True
+        group_units = item.units * cost
+        key = ("group", name, now)
+        if key not in taken:
+            taken[key] = int(_TAKEN_OF_GROUP.scalar(conn, {"p_group": name, "p_now": now}))
+        used = taken[key] + sum(
+            r["group_units"] for r in new if r["capacity_group"] == name and r["expires_ts"] > now
+        )
+        if used + group_units > free:
+            return None
+    return {
+        "id": item.id,
+        "offer_id": offer_id,
+        "units": item.units,
+        "expires_ts": item.expires_ts,
+        "released_ts": None,
+        "created_ts": now,
+        "capacity_group": group[0] if group is not None else None,
+        "group_units": group_units,
+    }
 
 
 def reserve(

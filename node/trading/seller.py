@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,20 +95,34 @@ class SaleOpening(claims.AnsweringWrite):
     changed: Callable[[], None] = lambda: None  # the reservations changed (`Capacity.changed`)
 
     def __call__(self, conn: Connection) -> claims.Answered | None:
-        self.outcome = store.open_sale_in(
-            conn, self.values, self.offer, self.now, self._hold if self.holds else None
-        )
-        if not (self.answers and self.held):
-            return None
-        return claims.Answered(201, self.values["acceptance"], self._committed)
+        [answered] = self.write_together(conn, [self])
+        return answered
 
-    def _hold(self, conn: Connection) -> bool:
-        """The sale's holds, once its capacity is reserved; whether the sale is inserted `held` (it
-        answers the trade). A refusal is stored too (as a separate submit would store it); the
+    @classmethod
+    def write_together(cls, conn: Connection, writes: Sequence[SaleOpening]) -> list[claims.Answered | None]:
+        """Open the sales of one partner's trades at once (`store.open_sales_in`), the holds of
+        those reserved in one ledger write; each opening's answer, as `__call__` one after another
+        would give it. A refusal is stored too (as a separate submit would store it); the
         handler's `_hold` then finds the id's remembered failure and refuses the sale."""
-        self.batch = ledger.submit_in(conn, self.holds)
-        self.held = self.batch.ok
-        return self.answers and self.held
+
+        def hold(conn: Connection, reserved: list[int]) -> list[bool]:
+            holding = [index for index in reserved if writes[index].holds]
+            if holding:
+                batch = ledger.submit_batches_in(conn, [writes[index].holds for index in holding])
+                for index, results in zip(holding, batch.batches, strict=True):
+                    writes[index].batch = batch
+                    writes[index].held = all(result.ok for result in results)
+            return [writes[index].answers and writes[index].held for index in reserved]
+
+        new = [store.NewSale(write.values, write.offer, write.now) for write in writes]
+        for write, outcome in zip(writes, store.open_sales_in(conn, new, hold), strict=True):
+            write.outcome = outcome
+        return [
+            claims.Answered(201, write.values["acceptance"], write._committed)
+            if write.answers and write.held
+            else None
+            for write in writes
+        ]
 
     def _committed(self) -> None:
         """After the claim's transaction committed with the answer."""

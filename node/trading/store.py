@@ -9,6 +9,7 @@ open states releases its reservation in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from node.trading.machine import (
     sale_transition,
 )
 from node.trading.records import ORDER_DOCUMENTS, Order, Sale, order_reservation, sale_reservation
-from node.trading.reservations import release, reserve_in
+from node.trading.reservations import Wanted, release, reserve_many_in
 from node.trading.tables import ORDER_FIELDS, order_from_row, orders_t, sale_from_row, sales_t
 
 __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reservation"]
@@ -51,7 +52,8 @@ _MOVE_ORDER = Prepared(
     sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
 )
 _SALE = Prepared(sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE))
-_INSERT_SALE = Prepared(sa.insert(sales_t).returning(sales_t))
+_INSERT_SALES = Prepared(sa.insert(sales_t))
+_EMPTY_SALE: dict[str, Any] = dict.fromkeys(sales_t.c.keys())
 _MOVE_SALE = Prepared(
     sa.update(sales_t)
     .where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE, sales_t.c.state == _STATE)
@@ -276,23 +278,82 @@ def open_sale_in(
     """`open_sale` inside a write transaction the caller holds (the trade claim's). `hold`: run once
     the capacity is reserved, before the sale is written (its ledger holds); when it returns True
     the sale is inserted already moved on by `held` (one statement, not an insert and an update)."""
-    stored = _get_sale(conn, values["partner"], values["trade_id"])
-    if stored is not None:
-        return "exists", stored
-    reserved = reserve_in(
-        conn,
-        sale_reservation(values["partner"], values["trade_id"]),
-        offer,
-        values["units"],
-        values["hold_expires_ts"],
-        now_ts,
-    )
-    state = sale_transition(SALE_START, "request" if reserved else "no_capacity")
-    if reserved and hold is not None and hold(conn):
-        state = sale_transition(state, "held")
-    reason = None if reserved else "not_enough_free_units"
-    inserted = _INSERT_SALE.one(conn, {**values, "state": state, "reason": reason})
-    return ("opened" if reserved else "no_capacity"), sale_from_row(inserted)
+    each = None if hold is None else (lambda conn, reserved: [hold(conn)] if reserved else [])
+    [opened] = open_sales_in(conn, [NewSale(values, offer, now_ts)], each)
+    return opened
+
+
+@dataclass(frozen=True)
+class NewSale:
+    """A sale to open: its row's values, its offer as the pool reports it, and the time."""
+
+    values: dict[str, Any]
+    offer: CatalogOffer
+    now_ts: int
+
+
+def open_sales_in(
+    conn: Connection,
+    sales: Sequence[NewSale],
+    hold: Callable[[Connection, list[int]], list[bool]] | None = None,
+) -> list[tuple[str, Sale]]:
+    """`open_sale_in` for several sales of one partner, exactly as one after another would open
+    them, inside the caller's write transaction: one read of those already stored, their capacity
+    reservations at once (`reserve_many_in`), `hold` called once with the indexes of the sales
+    reserved (whether each of them is inserted moved on by `held`), and one insert.
+    ("exists", sale) for a trade already stored (or opened earlier in `sales`)."""
+    if not sales:
+        return []
+    partner = sales[0].values["partner"]
+    if any(sale.values["partner"] != partner for sale in sales):
+        raise ValueError("the sales opened together are one partner's")
+    stored = _sales_of(conn, partner, [sale.values["trade_id"] for sale in sales])
+    fresh: dict[int, NewSale] = {}
+    for index, sale in enumerate(sales):
+        trade_id = sale.values["trade_id"]
+        if trade_id not in stored and trade_id not in (s.values["trade_id"] for s in fresh.values()):
+            fresh[index] = sale
+    wanted = [
+        Wanted(
+            sale_reservation(partner, sale.values["trade_id"]),
+            sale.offer,
+            sale.values["units"],
+            sale.values["hold_expires_ts"],
+            sale.now_ts,
+        )
+        for sale in fresh.values()
+    ]
+    reserved = dict(zip(fresh, reserve_many_in(conn, wanted), strict=True))
+    held_ones = [index for index, ok in reserved.items() if ok]
+    held = dict(zip(held_ones, hold(conn, held_ones), strict=True)) if hold and held_ones else {}
+    rows = []
+    for index, sale in fresh.items():
+        state = sale_transition(SALE_START, "request" if reserved[index] else "no_capacity")
+        if held.get(index):
+            state = sale_transition(state, "held")
+        reason = None if reserved[index] else "not_enough_free_units"
+        row = {**_EMPTY_SALE, **sale.values, "state": state, "reason": reason}
+        rows.append(row)
+        stored[sale.values["trade_id"]] = sale_from_row(row)
+    _INSERT_SALES.many(conn, rows)
+    out = []
+    for index, sale in enumerate(sales):
+        opened = stored[sale.values["trade_id"]]
+        if index not in fresh:
+            out.append(("exists", opened))
+        else:
+            out.append(("opened" if reserved[index] else "no_capacity", opened))
+    return out
+
+
+def _sales_of(conn: Connection, partner: str, trade_ids: list[str]) -> dict[str, Sale]:
+    """The stored sales of `partner` among `trade_ids`, by trade id."""
+    if len(trade_ids) == 1:
+        found = _get_sale(conn, partner, trade_ids[0])
+        return {} if found is None else {trade_ids[0]: found}
+    c = sales_t.c
+    rows = conn.execute(sa.select(sales_t).where(c.partner == partner, c.trade_id.in_(trade_ids)))
+    return {row.trade_id: sale_from_row(row) for row in rows}
 
 
 def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:

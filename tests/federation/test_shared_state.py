@@ -5,7 +5,7 @@ writers, with expiry and purge; and the pure rules beside them."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -251,12 +251,17 @@ def test_a_write_that_answers_stores_the_answer_with_the_claim(engine: Engine) -
     assert ran == []  # the frame runs the hook once the transaction committed, not `claim_trade`
 
 
-@pytest.mark.parametrize("limit", [3, 2], ids=["all-claimed", "limit-reached-mid-batch"])
+@pytest.mark.parametrize(
+    "limit", [9, 3, 2], ids=["written-together", "all-claimed", "limit-reached-mid-batch"]
+)
 def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: int) -> None:
     """`claim_trades` reads a batch's answers, claims and running count at once; the same batch
     claimed trade by trade (each in a savepoint, reading its own) gives the same results and leaves
     the same rows: a stored answer, a lapsed claim answered, new trades claimed or answered, and
-    (limit 2) the partner's limit reached by the batch's own claim."""
+    (limit 2) the partner's limit reached by the batch's own claim. With room under the limit for
+    every trade (9), the writes run in one `write_together` call; else (3: the batch could reach
+    the limit) one by one, as their claims decide."""
+    together: list[int] = []
 
     class Write(claims.AnsweringWrite):
         def __init__(self, answer: bool) -> None:
@@ -264,6 +269,11 @@ def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: in
 
         def __call__(self, _conn: Any) -> claims.Answered | None:
             return claims.Answered(201, b'{"ok":1}') if self.answer else None
+
+        @classmethod
+        def write_together(cls, conn: Any, writes: Sequence[Write]) -> list[claims.Answered | None]:
+            together.append(len(writes))
+            return [write(conn) for write in writes]
 
     batch = [
         claims.BatchClaim("t-answered", SHA, Write(True)),
@@ -279,6 +289,7 @@ def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: in
         assert claims.claim_trade(engine, name, "t-lapsed", SHA, "r0", 100, 30, 9) is None
         assert claims.claim_trade(engine, name, "t-other", SHA, "r0", 190, 30, 9) is None
     read_at_once = claims.claim_trades(engine, "mallory", batch, "r1", 200, 30, limit)
+    assert together == ([4] if limit == 9 else [])  # the answered trade's write does not run
     one_by_one = claims._claim_together(engine, "trent", batch, "r1", 200, 30, limit, None, isolated=True)
     for name, got in (("mallory", read_at_once), ("trent", one_by_one)):
         outcomes[name] = (
@@ -292,7 +303,7 @@ def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: in
     assert outcomes["mallory"] == outcomes["trent"]
     results, running, answered = outcomes["mallory"]
     ok = (201, b'{"ok":1}')
-    if limit == 3:
+    if limit in (9, 3):
         assert results == [ok, ok, None, ok, None]
         assert answered == [True, False, True]
         assert running == ["t-new1", "t-new3", "t-other"]
@@ -300,3 +311,35 @@ def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: in
         assert results == [ok, ok, None, "RateLimitedError", "RateLimitedError"]
         assert answered == [True, False, False]
         assert running == ["t-new1", "t-other"]
+
+
+def test_a_batch_whose_writes_fail_together_is_claimed_trade_by_trade(engine: Engine) -> None:
+    """When the batch's writes run together and one of them fails, nothing of that attempt stays:
+    the batch is claimed again trade by trade, the failing trade gets its error and the others
+    their answers or claims, each written once."""
+    calls: list[str] = []
+
+    class Write(claims.AnsweringWrite):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __call__(self, conn: Any) -> claims.Answered | None:
+            calls.append(self.name)
+            nonces.claim_nonce_in(conn, "k1", f"n-{self.name}", 10_000, 100)  # a row of its own
+            if self.name == "bad":
+                raise RuntimeError("this trade's write fails")
+            return claims.Answered(201, b'{"ok":1}') if self.name != "claimed" else None
+
+    store.add_partner(engine, partner("mallory"), 1)
+    batch = [claims.BatchClaim(t, SHA, Write(t)) for t in ("good", "bad", "claimed")]
+    results = claims.claim_trades(engine, "mallory", batch, "r1", 100, 30, 9)
+    assert calls == ["good", "bad", "good", "bad", "claimed"]  # together, then one by one
+    assert isinstance(results[1], RuntimeError)
+    good, claimed = results[0], results[2]
+    assert good is not None
+    assert not isinstance(good, Exception)
+    assert (good["status"], bytes(good["response"])) == (201, b'{"ok":1}')
+    assert claimed is None
+    assert claims.in_progress(engine, "mallory", 100) == ["claimed"]
+    assert store.get_trade(engine, "mallory", "bad") is None
+    assert nonces.count_seen(engine) == 2  # good's and claimed's, each once

@@ -82,6 +82,28 @@ def balances(server: NodeServer) -> dict[str, tuple[int, int, int, int]]:
     return {a.id: a.balance.as_tuple() for a in ledger.list_accounts(engine_of(server))}
 
 
+def sale_values(trade_id: str, units: int = 1, partner: str = "beijing") -> dict[str, Any]:
+    """The row of a new sale of `units` of offer shanghai-gpu for 1 hour at 10 per unit-hour."""
+    return {
+        "partner": partner,
+        "trade_id": trade_id,
+        "offer_id": "shanghai-gpu",
+        "pool": "gpu",
+        "units": units,
+        "hours": 1,
+        "price_per_unit_hour": 10,
+        "currency": "CNY",
+        "amount": 10 * units,
+        "fee": 1,
+        "request_sha256": "0" * 64,
+        "acceptance": b"{}",
+        "receipt_sha256": "1" * 64,
+        "hold_expires_ts": 3600,
+        "created_ts": 7,
+        "updated_ts": 7,
+    }
+
+
 def legs(server: NodeServer, order_id: str) -> list[tuple[str, str, int]]:
     """(transfer id without the order id, kind, amount) of every ledger transfer of an order or
     trade, in sequence order (their ids all start with `ORDER_ID:`)."""

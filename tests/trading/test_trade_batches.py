@@ -20,7 +20,7 @@ from node.trading import documents
 from node.trading.batching import TradeBatcher, batch_body
 from node.trading.documents import Terms
 from tests.support.federation import service_of
-from tests.support.trading import PRICE, Market, buyer_of, engine_of, market, send, signed_post
+from tests.support.trading import PRICE, Market, buyer_of, engine_of, legs, market, send, signed_post
 
 BATCH = "/fed/v1/trades/batch"
 
@@ -102,6 +102,35 @@ async def test_a_mixed_batch_answers_each_trade_as_if_alone(
         assert again["answers"][:3] == answer["answers"][:3]
         assert sales(m) == {tid("a"): "accepted", tid("b"): "accepted", tid("big"): "refused"}
         assert store_legs(m) == legs_before
+
+
+async def test_a_batch_over_the_credit_line_refuses_only_the_trades_beyond_it(
+    tmp_path: Path, db_urls: tuple[str | None, str | None]
+) -> None:
+    """The sales of a batch are opened and held together at the seller, each trade's holds as if
+    alone: with credit for two trades, the first two are accepted and held, the third is refused
+    with the signed credit refusal and holds nothing, and the batch sent again changes nothing."""
+    async with market(tmp_path, db_urls, credit_limit=2 * PRICE, trades_in_flight=32) as m:
+        items = [request_bytes(m, tid(name)) for name in ("one", "two", "three")]
+        status, answer = await post_batch(m, batch_body(items))
+        assert status == 200, answer
+        got = [(a["status"], a["body"].get("error") or a["body"].get("type")) for a in answer["answers"]]
+        assert got == [
+            (201, "cpnode.trade-acceptance.v1"),
+            (201, "cpnode.trade-acceptance.v1"),
+            (409, "credit_limit_exceeded"),
+        ]
+        assert sales(m) == {tid("one"): "accepted", tid("two"): "accepted", tid("three"): "refused"}
+        held = {name: legs(m.seller, tid(name)) for name in ("one", "two", "three")}
+        assert held["three"] == []
+        for name in ("one", "two"):  # the provider's part and the platform's fee, once each
+            assert [kind for _, kind, _ in held[name]] == ["pending", "pending"]
+            assert sum(amount for _, _, amount in held[name]) == PRICE
+        transfers = store_legs(m)
+        again_status, again = await post_batch(m, batch_body(items))
+        assert again_status == 200
+        assert again["answers"] == answer["answers"]
+        assert store_legs(m) == transfers
 
 
 def store_legs(m: Market) -> int:
