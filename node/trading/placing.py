@@ -103,7 +103,12 @@ def _place_together(
     batches: list[ledger.JoinedBatch] = []
     seen: dict[tuple[str, ...], Any] = {}
     with write_transaction(engine) as conn:
-        for call in calls:
+        ids = [call.order_id for call in calls]
+        if not isolated and len(set(ids)) == len(ids) and all(call.holding for call in calls):
+            reads, together = _place_all_in(conn, calls, seen)
+            out += reads
+            batches += [together] if together is not None else []
+        for call in calls if len(out) < len(calls) else ():
             if not isolated:
                 read, batch = _place_in(conn, call, seen)
             else:
@@ -148,6 +153,33 @@ def _place_in(
     if not batch.ok:  # left `new` for its step to reject
         return replace(read, created=store.insert_new_order_in(conn, values)), batch
     return replace(read, created=store.insert_moved_order_in(conn, values, moves, call.now_ts)), batch
+
+
+def _place_all_in(
+    conn: Connection, calls: Sequence[PlacingCall], seen: dict[tuple[str, ...], Any]
+) -> tuple[list[Placing], ledger.JoinedBatch | None]:
+    """The orders of `calls` (their ids distinct, each with `holding`) placed as `_place_in` would
+    place them one after another, with the holds of the new ones in one ledger write: their
+    Placings, and that write's batch (None when there was none)."""
+    reads = [
+        _placing_reads(conn, c.order_id, c.consumer_account, c.partner, c.offer_id, c.now_ts, c.active, seen)
+        for c in calls
+    ]
+    new: list[tuple[int, dict[str, Any], list[ledger.TransferRequest], list[Move]]] = []
+    for index, (call, read) in enumerate(zip(calls, reads, strict=True)):
+        if read.order is None and call.holding is not None:
+            values = call.values_of(read)
+            new.append((index, values, *call.holding(store.draft_order(values))))
+    if not new:
+        return reads, None
+    batch = ledger.submit_batches_in(conn, [legs for _, _, legs, _ in new])
+    for (index, values, _, moves), results in zip(new, batch.batches, strict=True):
+        if all(result.ok for result in results):
+            created = store.insert_moved_order_in(conn, values, moves, calls[index].now_ts)
+        else:  # left `new` for its step to reject
+            created = store.insert_new_order_in(conn, values)
+        reads[index] = replace(reads[index], created=created)
+    return reads, batch
 
 
 def _placing_reads(

@@ -28,7 +28,7 @@ from node.trading.machine import OrderEvent
 from node.trading.records import Order
 from node.trading.steps import partner_hold_of
 from tests.support.federation import service_of
-from tests.support.trading import engine_of, legs, market, seller_of
+from tests.support.trading import engine_of, legs, market, sale_values, seller_of
 
 
 async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,6 +185,44 @@ def test_one_failing_order_of_a_placing_group_leaves_the_others_placed(engine: E
     assert books.available(engine, "consumer:alice") == 80  # two holds of 10, each once
 
 
+def test_a_placing_group_holds_its_orders_in_one_ledger_write(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A placing group's holds go to the ledger in one write, each order's hold as alone: the
+    consumer's money covers the first two orders, so the third's hold is refused and it is left
+    `new` (for its step to reject), the others `requested`."""
+    books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")])
+    assert books.deposit(engine, "alice", "dep-1", 25, "CNY").ok
+    writes: list[int] = []
+    real = ledger.submit_batches_in
+
+    def counted(conn: Any, batches: Any, **kwargs: Any) -> ledger.JoinedBatch:
+        writes.append(len(batches))
+        return real(conn, batches, **kwargs)
+
+    monkeypatch.setattr(ledger, "submit_batches_in", counted)
+
+    def holding(order: Order) -> tuple[list[TransferRequest], list[tuple[OrderEvent, Mapping[str, Any]]]]:
+        hold = books.order_hold(order.id, "alice", order.amount, "CNY", 3600)
+        return [hold], [("held", {}), ("requested", {"trade_request": b"{}"})]
+
+    ids = ["beijing.a", "beijing.b", "beijing.c"]
+
+    def values_of(order_id: str) -> Callable[[placing.Placing], dict[str, Any]]:
+        return lambda _read: _order_values(order_id, 10)
+
+    calls = [
+        placing.PlacingCall(i, "consumer:alice", None, "shanghai-gpu", 1, None, values_of(i), holding)
+        for i in ids
+    ]
+    results = placing.place_group(engine, calls)
+    assert writes == [3]
+    states = [r.created.state for r in results if isinstance(r, placing.Placing) and r.created]
+    assert states == ["requested", "requested", "new"]
+    assert [o.state for i in ids if (o := store.get_order(engine, i)) is not None] == states
+    assert books.available(engine, "consumer:alice") == 5
+
+
 def test_an_order_inserted_where_its_steps_lead_is_the_one_inserted_then_moved(engine: Engine) -> None:
     """`insert_moved_order_in` stores what `insert_new_order_in` and `move_order_in` store."""
     steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
@@ -206,36 +244,14 @@ def test_a_sale_inserted_held_is_the_one_inserted_then_moved(engine: Engine) -> 
     field as the insert then the move stored it; one whose `hold` answers False stays `open`."""
     offer: CatalogOffer = {"id": "shanghai-gpu", "pool": "gpu", "free_units": 4}  # type: ignore[typeddict-item]
     with write_transaction(engine) as conn:
-        _, opened = store.open_sale_in(conn, _sale_values("two"), offer, 7)
+        _, opened = store.open_sale_in(conn, sale_values("two"), offer, 7)
         moved = store.move_sale_in(conn, opened, "held", 7)
-        outcome, one = store.open_sale_in(conn, _sale_values("one"), offer, 7, lambda _conn: True)
-        _, unheld = store.open_sale_in(conn, _sale_values("unheld"), offer, 7, lambda _conn: False)
+        outcome, one = store.open_sale_in(conn, sale_values("one"), offer, 7, lambda _conn: True)
+        _, unheld = store.open_sale_in(conn, sale_values("unheld"), offer, 7, lambda _conn: False)
     assert moved is not None
     assert (outcome, one.state, moved.state, unheld.state) == ("opened", "accepted", "accepted", "open")
     assert {**one.__dict__, "trade_id": None} == {**moved.__dict__, "trade_id": None}
     assert store.get_sale(engine, "beijing", "one") == one
-
-
-def _sale_values(trade_id: str) -> dict[str, Any]:
-    """The row of a new sale of 1 unit for 1 hour to partner beijing."""
-    return {
-        "partner": "beijing",
-        "trade_id": trade_id,
-        "offer_id": "shanghai-gpu",
-        "pool": "gpu",
-        "units": 1,
-        "hours": 1,
-        "price_per_unit_hour": 10,
-        "currency": "CNY",
-        "amount": 10,
-        "fee": 1,
-        "request_sha256": "0" * 64,
-        "acceptance": b"{}",
-        "receipt_sha256": "1" * 64,
-        "hold_expires_ts": 3600,
-        "created_ts": 7,
-        "updated_ts": 7,
-    }
 
 
 def test_hold_and_move_commit_together(engine: Engine) -> None:
