@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -57,6 +58,7 @@ async def serve(server: NodeServer) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     url = await server.start()
+    settle_startup_objects()
     sys.stdout.write(f"cpnode {server.settings.node.name} listening on {url}\n")
     sys.stdout.flush()
     try:
@@ -65,6 +67,15 @@ async def serve(server: NodeServer) -> None:
         await server.stop()
         sys.stdout.write(f"cpnode {server.settings.node.name} stopped\n")
         sys.stdout.flush()
+
+
+def settle_startup_objects() -> None:
+    """Collect once, then move every object alive after startup (modules, settings, routes, the
+    components) out of the cyclic garbage collector's sight (`gc.freeze`): they live as long as
+    the process, and each full collection under load would otherwise walk all of them again while
+    the event loop waits (about 40 ms a pass on a trading node)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _reload(server: NodeServer) -> None:
