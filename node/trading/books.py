@@ -16,6 +16,7 @@ Transfer ids (T = order or trade id):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import weakref
@@ -38,9 +39,11 @@ def consumer_spec(consumer: str, currency: str) -> AccountSpec:
     )
 
 
-def partner_specs(node: str, currency: str) -> list[AccountSpec]:
-    """A partner's account (no overdraft: its credit line bounds what it owes us) and its credit line."""
-    return [
+@functools.lru_cache(maxsize=1024)
+def partner_specs(node: str, currency: str) -> tuple[AccountSpec, ...]:
+    """A partner's account (no overdraft: its credit line bounds what it owes us) and its credit line
+    (made once per partner and currency: every order and trade with it asks)."""
+    return (
         AccountSpec(
             rules.partner_account(node),
             currency,
@@ -49,21 +52,24 @@ def partner_specs(node: str, currency: str) -> list[AccountSpec]:
             partner=node,
         ),
         AccountSpec(rules.credit_line_account(node), currency, AccountKind.EXTERNAL),
-    ]
+    )
 
 
-def house_specs(currency: str, pools: Sequence[str] = ()) -> list[AccountSpec]:
+def house_specs(currency: str, pools: Sequence[str] = ()) -> tuple[AccountSpec, ...]:
     """Deposits, escrow, platform fees and the given pools' provider accounts."""
-    specs = [
+    return _house_specs(currency, tuple(sorted(set(pools))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _house_specs(currency: str, pools: tuple[str, ...]) -> tuple[AccountSpec, ...]:
+    specs = (
         AccountSpec(rules.DEPOSITS, currency, AccountKind.EXTERNAL),
         AccountSpec(rules.ESCROW, currency, AccountKind.ESCROW),
         AccountSpec(rules.FEES, currency, AccountKind.FEES),
-    ]
-    specs += [
-        AccountSpec(rules.provider_account(pool), currency, AccountKind.PROVIDER)
-        for pool in sorted(set(pools))
-    ]
-    return specs
+    )
+    return specs + tuple(
+        AccountSpec(rules.provider_account(pool), currency, AccountKind.PROVIDER) for pool in pools
+    )
 
 
 # Accounts known to exist with their spec, per engine: accounts are never deleted and their spec
