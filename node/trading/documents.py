@@ -71,7 +71,13 @@ def sha256_of(document: Mapping[str, Any]) -> str:
 
 def digest(container: Mapping[str, Any]) -> str:
     """Hex SHA-256 of a container's canonical bytes, signatures of the documents inside included."""
-    return hashlib.sha256(canonical.encode(container)).hexdigest()
+    return encoded(container)[1]
+
+
+def encoded(container: Mapping[str, Any]) -> tuple[bytes, str]:
+    """A container's canonical bytes (to store) and their `digest`, from one encoding."""
+    data = canonical.encode(container)
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def _signed(identity: Identity, document: dict[str, Any]) -> dict[str, Any]:

@@ -243,16 +243,12 @@ class OrderSteps:
         except ProtocolError as exc:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
             return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
-        record = documents.receipt(request, answer)
+        receipt, receipt_sha = documents.encoded(documents.receipt(request, answer))
         # The move and the hold of what we owe the partner commit together, durably, before the
         # consumer hears of it, in a transaction shared with the other orders' moves meanwhile (the
         # answers of one trade batch): one durable commit for the group, not one per order.
         moved, held = await self.grouped.move_holding(
-            order,
-            "accepted",
-            receipt=canonical.encode(record),
-            receipt_sha256=documents.digest(record),
-            partner_hold_expires_ts=expires,
+            order, "accepted", receipt=receipt, receipt_sha256=receipt_sha, partner_hold_expires_ts=expires
         )
         if moved is not None and held is not None:
             self._owed(moved, await self._failure([held]))
@@ -306,13 +302,8 @@ class OrderSteps:
         except ProtocolError as exc:
             # Nobody is paid on an answer we cannot trust; the difference shows in reconciliation.
             return await self.move(order, "bad_answer", reason=bad_answer(exc))
-        record = documents.settlement_record(settled, answer)
-        return await self.move(
-            order,
-            "settled",
-            settlement_record=canonical.encode(record),
-            settlement_sha256=documents.digest(record),
-        )
+        record, record_sha = documents.encoded(documents.settlement_record(settled, answer))
+        return await self.move(order, "settled", settlement_record=record, settlement_sha256=record_sha)
 
     async def _on_posting(self, order: Order) -> Order | None:
         t = self.trading
@@ -367,11 +358,8 @@ class OrderSteps:
         documents.check_settlement_receipt(
             answer, partner.name, t.name, order.id, documents.sha256_of(settled)
         )
-        record = documents.settlement_record(settled, answer)
-        fields: dict[str, Any] = {
-            "settlement_record": canonical.encode(record),
-            "settlement_sha256": documents.digest(record),
-        }
+        record, record_sha = documents.encoded(documents.settlement_record(settled, answer))
+        fields: dict[str, Any] = {"settlement_record": record, "settlement_sha256": record_sha}
         accepted = answer.get("acceptance")
         if order.receipt is None and isinstance(accepted, dict) and order.trade_request is not None:
             # The seller had accepted although we never saw its answer: record the trade as it did,
