@@ -1,8 +1,8 @@
 """Placing a consumer's order in the database: what placing reads (the consumer, the order, the
 ledger account, the partner with its keys, deny-list and session, the offer) and the insert of the
 order with its hold and its moves, one order alone or a group of them in one durable transaction
-(a savepoint each, so one order's refusal touches no other). The buyer (node.trading.buyer) calls
-these; nothing here awaits."""
+(their holds in one ledger write; after one order fails, a savepoint each, so one order's refusal
+touches no other). The buyer (node.trading.buyer) calls these; nothing here awaits."""
 
 from __future__ import annotations
 
@@ -98,17 +98,19 @@ def _place_together(
     engine: Engine, calls: Sequence[PlacingCall], isolated: bool
 ) -> list[Placing | Exception]:
     """`place_group`'s transaction: with `isolated`, each order in a savepoint and its error its
-    result; else the first error rolls back the whole transaction and is raised."""
+    result; else the first error rolls back the whole transaction and is raised (the orders'
+    holds in one ledger write when their ids are distinct)."""
     out: list[Placing | Exception] = []
     batches: list[ledger.JoinedBatch] = []
     seen: dict[tuple[str, ...], Any] = {}
+    ids = [call.order_id for call in calls]
+    together = not isolated and len(set(ids)) == len(ids) and all(call.holding for call in calls)
     with write_transaction(engine) as conn:
-        ids = [call.order_id for call in calls]
-        if not isolated and len(set(ids)) == len(ids) and all(call.holding for call in calls):
-            reads, together = _place_all_in(conn, calls, seen)
+        if together:
+            reads, batch = _place_all_in(conn, calls, seen)
             out += reads
-            batches += [together] if together is not None else []
-        for call in calls if len(out) < len(calls) else ():
+            batches += [batch] if batch is not None else []
+        for call in () if together else calls:
             if not isolated:
                 read, batch = _place_in(conn, call, seen)
             else:

@@ -113,7 +113,7 @@ def _lock_key(offer: CatalogOffer) -> str:
 
 
 def _stored(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored reservations among `ids`, by id."""
+    """The stored reservations among `ids`, by id (one alone: the prepared read)."""
     if len(ids) == 1:
         row = _RESERVATION.first(conn, {"p_id": ids[0]})
         return {} if row is None else {ids[0]: row}

@@ -308,10 +308,11 @@ def open_sales_in(
     if any(sale.values["partner"] != partner for sale in sales):
         raise ValueError("the sales opened together are one partner's")
     stored = _sales_of(conn, partner, [sale.values["trade_id"] for sale in sales])
-    fresh: dict[int, NewSale] = {}
+    fresh: dict[int, NewSale] = {}  # the first sale of each trade not stored, by index
+    seen = set(stored)
     for index, sale in enumerate(sales):
-        trade_id = sale.values["trade_id"]
-        if trade_id not in stored and trade_id not in (s.values["trade_id"] for s in fresh.values()):
+        if sale.values["trade_id"] not in seen:
+            seen.add(sale.values["trade_id"])
             fresh[index] = sale
     wanted = [
         Wanted(
@@ -347,7 +348,7 @@ def open_sales_in(
 
 
 def _sales_of(conn: Connection, partner: str, trade_ids: list[str]) -> dict[str, Sale]:
-    """The stored sales of `partner` among `trade_ids`, by trade id."""
+    """The stored sales of `partner` among `trade_ids`, by trade id (one alone: the prepared read)."""
     if len(trade_ids) == 1:
         found = _get_sale(conn, partner, trade_ids[0])
         return {} if found is None else {trade_ids[0]: found}
