@@ -175,11 +175,20 @@ def _place_all_in(
     if not new:
         return reads, None
     batch = ledger.submit_batches_in(conn, [legs for _, _, legs, _ in new])
-    for (index, values, _, moves), results in zip(new, batch.batches, strict=True):
-        if all(result.ok for result in results):
-            created = store.insert_moved_order_in(conn, values, moves, calls[index].now_ts)
-        else:  # left `new` for its step to reject
-            created = store.insert_new_order_in(conn, values)
+    held = [all(result.ok for result in results) for results in batch.batches]
+    moved = iter(
+        store.insert_moved_orders_in(
+            conn,
+            [
+                (values, moves, calls[index].now_ts)
+                for (index, values, _, moves), ok in zip(new, held, strict=True)
+                if ok
+            ],
+        )
+    )
+    for (index, values, _, _), ok in zip(new, held, strict=True):
+        # An order whose hold the ledger refused is left `new`, for its step to reject.
+        created = next(moved) if ok else store.insert_new_order_in(conn, values)
         reads[index] = replace(reads[index], created=created)
     return reads, batch
 

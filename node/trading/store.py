@@ -48,6 +48,8 @@ _PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
 _TRADE: sa.BindParameter[str] = sa.bindparam("p_trade")
 _ORDER = Prepared(sa.select(orders_t).where(orders_t.c.id == _ID))
 _INSERT_ORDER = Prepared(sa.insert(orders_t).returning(orders_t))
+_INSERT_ORDERS = Prepared(sa.insert(orders_t))
+_EMPTY_ORDER: dict[str, Any] = {**dict.fromkeys(orders_t.c.keys()), "notify_partner": False}
 _MOVE_ORDER = Prepared(
     sa.update(orders_t).where(orders_t.c.id == _ID, orders_t.c.state == _STATE).returning(orders_t)
 )
@@ -94,6 +96,26 @@ def insert_moved_order_in(
         return moved
     row = _INSERT_ORDER.one(conn, {**values, **written, "state": after, "updated_ts": now_ts})
     return order_from_row(row)
+
+
+Placed = tuple[dict[str, Any], Sequence[tuple[OrderEvent, Mapping[str, Any]]], int]
+
+
+def insert_moved_orders_in(conn: Connection, orders: Sequence[Placed]) -> list[Order]:
+    """`insert_moved_order_in` for several orders, each (values, steps, time), their ids free and
+    distinct: those whose steps stop short of a final state inserted with one statement."""
+    out: list[Order] = []
+    rows: list[dict[str, Any]] = []
+    for values, steps, now_ts in orders:
+        after, written = _after_steps(order_transition(ORDER_START, "place"), steps)
+        if after in ORDER_FINAL:
+            out.append(insert_moved_order_in(conn, values, steps, now_ts))
+            continue
+        row = {**_EMPTY_ORDER, **values, **written, "state": after, "updated_ts": now_ts}
+        rows.append(row)
+        out.append(order_from_row(row))
+    _INSERT_ORDERS.many(conn, rows)
+    return out
 
 
 def draft_order(values: dict[str, Any]) -> Order:

@@ -224,19 +224,33 @@ def test_a_placing_group_holds_its_orders_in_one_ledger_write(
 
 
 def test_an_order_inserted_where_its_steps_lead_is_the_one_inserted_then_moved(engine: Engine) -> None:
-    """`insert_moved_order_in` stores what `insert_new_order_in` and `move_order_in` store."""
+    """`insert_moved_order_in` stores what `insert_new_order_in` and `move_order_in` store, and so
+    does `insert_moved_orders_in` for several orders in one statement (one whose steps end it, as
+    the two statements would)."""
     steps: list[tuple[OrderEvent, Mapping[str, Any]]] = [
         ("held", {}),
         ("requested", {"trade_request": b'{"t":1}'}),
     ]
+    ending: list[tuple[OrderEvent, Mapping[str, Any]]] = [("rejected", {"reason": "insufficient_funds"})]
     with engine.begin() as conn:
         created = store.insert_new_order_in(conn, _order_values("beijing.two", 10))
         two = store.move_order_in(conn, created.id, created.state, steps, 7)
         one = store.insert_moved_order_in(conn, _order_values("beijing.one", 10), steps, 7)
+        three, ended, four = store.insert_moved_orders_in(
+            conn,
+            [
+                (_order_values("beijing.three", 10), steps, 7),
+                (_order_values("beijing.ended", 10), ending, 7),
+                (_order_values("beijing.four", 10), steps, 7),
+            ],
+        )
     assert two is not None
-    assert one.state == two.state == "requested"
-    assert {**one.__dict__, "id": None} == {**two.__dict__, "id": None}
-    assert store.get_order(engine, "beijing.one") == one
+    assert one.state == two.state == three.state == four.state == "requested"
+    assert ended.state == "rejected"
+    for order in (one, three, four):
+        assert {**order.__dict__, "id": None} == {**two.__dict__, "id": None}
+        assert store.get_order(engine, order.id) == order
+    assert store.get_order(engine, "beijing.ended") == ended
 
 
 def test_a_sale_inserted_held_is_the_one_inserted_then_moved(engine: Engine) -> None:
