@@ -27,6 +27,9 @@ _ID: sa.BindParameter[str] = sa.bindparam("p_id")
 _NOW: sa.BindParameter[int] = sa.bindparam("p_now")
 _RELEASE = sa.update(reservations_t).where(reservations_t.c.id == _ID, reservations_t.c.released_ts.is_(None))
 _RESERVATION = Prepared(sa.select(reservations_t).where(reservations_t.c.id == _ID))
+_RESERVATIONS = sa.select(reservations_t).where(
+    reservations_t.c.id.in_(sa.bindparam("p_ids", expanding=True))
+)
 _OPEN = sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > _NOW)
 _TAKEN_OF_OFFER = Prepared(
     sa.select(sa.func.coalesce(sa.func.sum(reservations_t.c.units), 0)).where(
@@ -117,7 +120,7 @@ def _stored(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     if len(ids) == 1:
         row = _RESERVATION.first(conn, {"p_id": ids[0]})
         return {} if row is None else {ids[0]: row}
-    rows = conn.execute(sa.select(reservations_t).where(reservations_t.c.id.in_(ids)))
+    rows = conn.execute(_RESERVATIONS, {"p_ids": ids})
     return {row.id: dict(row._mapping) for row in rows}
 
 

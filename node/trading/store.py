@@ -55,6 +55,10 @@ _MOVE_ORDER = Prepared(
 )
 _SALE = Prepared(sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE))
 _INSERT_SALES = Prepared(sa.insert(sales_t))
+# Built once (SQLAlchemy keeps its compiled form); the list of trade ids is expanded per call.
+_SALES_OF = sa.select(sales_t).where(
+    sales_t.c.partner == _PARTNER, sales_t.c.trade_id.in_(sa.bindparam("p_trades", expanding=True))
+)
 _EMPTY_SALE: dict[str, Any] = dict.fromkeys(sales_t.c.keys())
 _MOVE_SALE = Prepared(
     sa.update(sales_t)
@@ -374,8 +378,7 @@ def _sales_of(conn: Connection, partner: str, trade_ids: list[str]) -> dict[str,
     if len(trade_ids) == 1:
         found = _get_sale(conn, partner, trade_ids[0])
         return {} if found is None else {trade_ids[0]: found}
-    c = sales_t.c
-    rows = conn.execute(sa.select(sales_t).where(c.partner == partner, c.trade_id.in_(trade_ids)))
+    rows = conn.execute(_SALES_OF, {"p_partner": partner, "p_trades": trade_ids})
     return {row.trade_id: sale_from_row(row) for row in rows}
 
 
