@@ -51,8 +51,9 @@ from federation.tokens import SessionClaims, bearer, verify_token
 
 # An offer source may also declare `content_version()` (see federation.issuing) to make polls cheap.
 TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
-# Asked before a trade is claimed (federation.trades): what to write in the claim's transaction, or None.
-TradeOpener = Callable[[Partner, dict[str, Any]], Awaitable[claims.ClaimWrite | None]]
+# Asked before a trade is claimed (federation.trades), with the request's SHA-256 (of what its
+# signature covers, as the frame computed it): what to write in the claim's transaction, or None.
+TradeOpener = Callable[[Partner, dict[str, Any], str], Awaitable[claims.ClaimWrite | None]]
 log = logging.getLogger("cpnode.federation.keys")
 MAX_CLIENTS = 256  # peer clients kept (`FederationService.client`)
 

@@ -128,7 +128,7 @@ async def _open(service: FederationService, caller: Caller, raw: Any, item: _Ite
         verify_document(raw, name, {caller.kid: caller.key}, payload)
         item.document, item.request_sha = raw, sha256_hex(payload)
         opener = service.trade_opener
-        item.opening = None if opener is None else await opener(caller.partner, raw)
+        item.opening = None if opener is None else await opener(caller.partner, raw, item.request_sha)
     except Exception as exc:
         item.answer = error_answer(exc)
 

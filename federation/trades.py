@@ -124,7 +124,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
     settings = service.settings
     try:
         opener = service.trade_opener
-        opening = None if opener is None else await opener(caller.partner, document)
+        opening = None if opener is None else await opener(caller.partner, document, request_sha)
         stored = await service.db(
             claims.claim_trade,
             partner,

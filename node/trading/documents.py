@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation import canonical
-from federation.documents import sign_document, signing_bytes
+from federation.documents import load_document, sign_document, signing_bytes
 from federation.httpsig import Identity
 from federation.settlement import SETTLEMENT_TYPE, SUMMARY_REQUEST_TYPE
 from federation.trades import TRADE_REQUEST_TYPE
@@ -67,6 +67,13 @@ class Terms:
 def sha256_of(document: Mapping[str, Any]) -> str:
     """Hex SHA-256 of a signed document's signing bytes (what its signatures cover)."""
     return hashlib.sha256(signing_bytes(document)).hexdigest()
+
+
+def read_signed(data: bytes) -> tuple[dict[str, Any], str]:
+    """A signed document from its stored bytes, and its `sha256_of`, from one parse (what the
+    signatures cover comes out of the parse, not a second encoding)."""
+    document, payload = load_document(data)
+    return document, hashlib.sha256(payload).hexdigest()
 
 
 def digest(container: Mapping[str, Any]) -> str:

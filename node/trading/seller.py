@@ -173,11 +173,14 @@ class Seller:
         finally:
             self.trading.capacity.changed()
 
-    async def open_trade(self, partner: Partner, document: dict[str, Any]) -> SaleOpening | None:
+    async def open_trade(
+        self, partner: Partner, document: dict[str, Any], request_sha: str
+    ) -> SaleOpening | None:
         """The trade frame's opener (federation.trades): the sale a trade request opens, to record with
-        the trade's claim; None when the request is refused (decided again under the claim)."""
+        the trade's claim; None when the request is refused (decided again under the claim).
+        `request_sha`: the request's `documents.sha256_of`, as the frame computed it to verify it."""
         try:
-            return await self._opening(partner, document, documents.sha256_of(document))
+            return await self._opening(partner, document, request_sha)
         except Refusal:
             return None
 

@@ -236,9 +236,9 @@ class OrderSteps:
                     order, "refused", reason=refusal_reason(answer, partner.name, "refused")
                 )
             await peer.verify_from(t.service, partner, answer, view)
-            request = canonical.decode(order.trade_request)
+            request, request_sha = documents.read_signed(order.trade_request)
             expires = documents.check_acceptance(
-                answer, partner.name, t.name, order.id, documents.sha256_of(request), self.terms(order)
+                answer, partner.name, t.name, order.id, request_sha, self.terms(order)
             )
         except ProtocolError as exc:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
@@ -282,7 +282,7 @@ class OrderSteps:
         assert order.settlement is not None
         partner = await t.partner(order.partner)
         path = f"/fed/v1/trades/{order.id}/settlement"
-        settled = canonical.decode(order.settlement)
+        settled, settled_sha = documents.read_signed(order.settlement)
         try:
             response = await peer.post(t.service, partner, path, order.settlement, t.settings.trade_timeout_s)
             answer = peer.answer_document(response, partner)
@@ -290,9 +290,7 @@ class OrderSteps:
                 reason = refusal_reason(answer, partner.name, "refused the settlement")
                 return await self.move(order, "refused", reason=reason)
             await peer.verify_from(t.service, partner, answer)
-            state = documents.check_settlement_receipt(
-                answer, partner.name, t.name, order.id, documents.sha256_of(settled)
-            )
+            state = documents.check_settlement_receipt(answer, partner.name, t.name, order.id, settled_sha)
             expected = "settled" if order.settled_amount else "voided"
             if state != expected or answer["amount"] != order.settled_amount:
                 raise ProtocolError(
@@ -354,10 +352,8 @@ class OrderSteps:
             code = refusal_reason(answer, partner.name, "").split(":", 1)[0]
             return {"reason": f"{order.reason or 'cancelled'}; {partner.name}: {code}"}
         await peer.verify_from(t.service, partner, answer)
-        settled = canonical.decode(order.settlement)
-        documents.check_settlement_receipt(
-            answer, partner.name, t.name, order.id, documents.sha256_of(settled)
-        )
+        settled, settled_sha = documents.read_signed(order.settlement)
+        documents.check_settlement_receipt(answer, partner.name, t.name, order.id, settled_sha)
         record, record_sha = documents.encoded(documents.settlement_record(settled, answer))
         fields: dict[str, Any] = {"settlement_record": record, "settlement_sha256": record_sha}
         accepted = answer.get("acceptance")
@@ -365,16 +361,12 @@ class OrderSteps:
             # The seller had accepted although we never saw its answer: record the trade as it did,
             # so both ledgers show it accepted and then voided.
             await peer.verify_from(t.service, partner, accepted)
-            request = canonical.decode(order.trade_request)
+            request, request_sha = documents.read_signed(order.trade_request)
             expires = documents.check_acceptance(
-                accepted, partner.name, t.name, order.id, documents.sha256_of(request), self.terms(order)
+                accepted, partner.name, t.name, order.id, request_sha, self.terms(order)
             )
-            receipt = documents.receipt(request, accepted)
-            fields.update(
-                receipt=canonical.encode(receipt),
-                receipt_sha256=documents.digest(receipt),
-                partner_hold_expires_ts=expires,
-            )
+            receipt, receipt_sha = documents.encoded(documents.receipt(request, accepted))
+            fields.update(receipt=receipt, receipt_sha256=receipt_sha, partner_hold_expires_ts=expires)
             await self.ensure_partner_hold(_with(order, **fields))
         return fields
 

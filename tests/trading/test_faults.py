@@ -45,8 +45,8 @@ def answered_by_handler(m: Market) -> None:
     opener = service.trade_opener
     assert opener is not None
 
-    async def opening(partner: Any, document: dict[str, Any]) -> Any:
-        found = await opener(partner, document)
+    async def opening(partner: Any, document: dict[str, Any], request_sha: str) -> Any:
+        found = await opener(partner, document, request_sha)
         if isinstance(found, SaleOpening):
             found.answers = False
         return found

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from federation import canonical
 from federation.documents import verify_document
 from federation.httpsig import Identity
 from federation.keys import key_id
@@ -119,6 +120,11 @@ def test_documents_are_signed_and_hash_linked() -> None:
     )
     with pytest.raises(ProtocolError):
         documents.check_settlement_receipt(answer, "shanghai", "beijing", request["trade_id"], "0" * 64)
+    # Read back from the bytes stored, a document and its hash are those it was made with; a
+    # container's bytes and digest come from one encoding.
+    for document in (request, accepted, settled, answer):
+        assert documents.read_signed(canonical.encode(document)) == (document, documents.sha256_of(document))
+    assert documents.encoded(receipt) == (canonical.encode(receipt), documents.digest(receipt))
 
 
 def test_request_terms_refuse_inconsistent_items() -> None:
