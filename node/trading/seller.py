@@ -11,8 +11,10 @@ line with the agreement; record the linked holds partner → provider and partne
 under the trade id and the receipt's digest. The ledger refuses them when the credit line would be
 exceeded: the answer is then a signed refusal (409 `credit_limit_exceeded`, saying the line and
 how to raise it), and nothing stays reserved. The checks and the signing run before the frame
-claims the trade (`open_trade`), so the sale and its ledger holds (`ledger.submit_in`) are
-recorded in the claim's transaction; the move to `held` is written with the answer. A request the opener refuses is decided again under the claim.
+claims the trade (`open_trade`), so the sale and its ledger holds are recorded in the claim's
+transaction, with those of the other trades of a batch (node.trading.opening); a sale held at once
+is inserted moved on and answers the trade there. A request the opener refuses is decided again
+under the claim.
 
 Settlement: `check_settlement` decides; a signed settlement for an accepted trade posts the holds
 for the used amount (the rest released) or, with 0 used hours, voids them, and answers a signed
@@ -27,14 +29,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection
-
 import ledger
-from federation import canonical, claims, trades
+from federation import canonical, trades
 from federation import store as federation_store
 from federation.documents import sign_document
 from federation.partners import Partner
@@ -45,6 +44,7 @@ from node.trading import books, decisions, documents, rules, store
 from node.trading.core import Trading
 from node.trading.errors import Refusal, StateError
 from node.trading.machine import SaleState
+from node.trading.opening import SaleOpening
 from node.trading.store import Sale
 
 log = logging.getLogger("cpnode.trading.seller")
@@ -71,73 +71,6 @@ class TaskDelivery(Protocol):
 
     async def opened(self, partner: Partner, sale: Sale, task: dict[str, Any]) -> None:
         """Record the task of a sale just opened (idempotent); it runs once the sale is accepted."""
-
-
-@dataclass
-class SaleOpening(claims.AnsweringWrite):
-    """A sale a trade request opens, written in the trade claim's transaction (federation.trades):
-    the sale's row, its offer as the pool reports it, the time, the sale's ledger holds, and what
-    `open_sale_in` answered and whether the holds were stored with it (`held`).
-
-    `answers`: a sale opened and held is inserted moved on by `held`, and its signed
-    acceptance stored there as the trade's answer (`claims.Answered`): the whole trade in one
-    write transaction, as the handler would have answered it. Not for a trade carrying a task
-    (the handler records the task) nor one refused (the handler decides it again)."""
-
-    values: dict[str, Any]
-    offer: CatalogOffer
-    now: int
-    holds: list[TransferRequest] = field(default_factory=list)
-    outcome: tuple[str, Sale] | None = None
-    held: bool = False
-    batch: ledger.JoinedBatch | None = None
-    answers: bool = False
-    changed: Callable[[], None] = lambda: None  # the reservations changed (`Capacity.changed`)
-
-    def __call__(self, conn: Connection) -> claims.Answered | None:
-        [answered] = self.write_together(conn, [self])
-        return answered
-
-    @classmethod
-    def write_together(cls, conn: Connection, writes: Sequence[SaleOpening]) -> list[claims.Answered | None]:
-        """Open the sales of one partner's trades at once (`store.open_sales_in`), the holds of
-        those reserved in one ledger write; each opening's answer, as `__call__` one after another
-        would give it. A refusal is stored too (as a separate submit would store it); the
-        handler's `_hold` then finds the id's remembered failure and refuses the sale."""
-
-        def hold(conn: Connection, reserved: list[int]) -> list[bool]:
-            holding = [index for index in reserved if writes[index].holds]
-            if holding:
-                batch = ledger.submit_batches_in(conn, [writes[index].holds for index in holding])
-                for index, results in zip(holding, batch.batches, strict=True):
-                    writes[index].batch = batch
-                    writes[index].held = all(result.ok for result in results)
-            return [writes[index].answers and writes[index].held for index in reserved]
-
-        new = [store.NewSale(write.values, write.offer, write.now) for write in writes]
-        for write, outcome in zip(writes, store.open_sales_in(conn, new, hold), strict=True):
-            write.outcome = outcome
-        return [
-            claims.Answered(201, write.values["acceptance"], write._committed)
-            if write.answers and write.held
-            else None
-            for write in writes
-        ]
-
-    def _committed(self) -> None:
-        """After the claim's transaction committed with the answer."""
-        if self.batch is not None:
-            self.batch.committed()
-        self.changed()
-
-    def opened_for(self, partner: str, trade_id: str, request_sha: str) -> bool:
-        """Whether it ran, for this partner's trade request."""
-        v = self.values
-        return self.outcome is not None and (v["partner"], v["trade_id"], v["request_sha256"]) == (
-            partner,
-            trade_id,
-            request_sha,
-        )
 
 
 class Seller:

@@ -19,7 +19,7 @@ from node.service import NodeServer
 from node.trading import documents, reservations
 from node.trading import store as trading_store
 from node.trading.buyer import OrderTerms
-from node.trading.seller import SaleOpening
+from node.trading.opening import SaleOpening
 from tests.support.federation import service_of
 from tests.support.polling import eventually
 from tests.support.trading import (
