@@ -326,25 +326,22 @@ def _claim_at_once(
     taken: list[dict[str, Any]] = []
     for index in todo:
         item, (state, _) = batch[index], known.states[batch[index].trade_id]
-        keys = {"p_partner": partner, "p_trade": item.trade_id}
-        out = written.get(index)
-        if isinstance(out, Answered):
-            transition(state, "answer")
-            if state == "lapsed":
-                conn.execute(_DROP, keys)
-            answers.append(
-                _answer_row(partner, item.trade_id, item.request_sha256, out.status, out.response, now_ts)
-            )
-            results[index] = {"status": out.status, "response": out.response, "answered": out}
-            continue
-        known.running += 1
-        values = {"request_sha256": item.request_sha256, "holder": holder, "claimed_ts": now_ts}
-        if state == "lapsed":
-            conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
-        else:
-            taken.append(
-                {"partner": partner, "trade_id": item.trade_id, "expires_ts": now_ts + ttl_s, **values}
-            )
+        result, answer, claim = _written(
+            conn,
+            partner,
+            item.trade_id,
+            item.request_sha256,
+            holder,
+            now_ts,
+            ttl_s,
+            state,
+            written.get(index),
+        )
+        results[index] = result
+        answers += [answer] if answer is not None else []
+        taken += [claim] if claim is not None else []
+        if result is None:  # a claim taken counts for the trades after it
+            known.running += 1
     if answers:
         conn.execute(_INSERT_ANSWER, answers)
     if taken:
@@ -406,23 +403,44 @@ def _claim_in(
     if running >= limit:
         raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
     written = None if write is None else write(conn)
+    result, answer, claim = _written(
+        conn, partner, trade_id, request_sha256, holder, now_ts, ttl_s, state, written
+    )
+    if answer is not None:
+        conn.execute(_INSERT_ANSWER, answer)
+    if claim is not None:
+        conn.execute(_INSERT_CLAIM, claim)
+    if result is None and known is not None:
+        known.running += 1
+    return result
+
+
+def _written(
+    conn: Connection,
+    partner: str,
+    trade_id: str,
+    request_sha256: str,
+    holder: str,
+    now_ts: int,
+    ttl_s: int,
+    state: ClaimState,
+    written: object,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """What a free or lapsed trade's write leads to: its result (the answer, or None for a claim
+    taken), and the stored answer's row or the new claim's row for the caller to insert (a lapsed
+    claim is ended or taken again here)."""
+    keys = {"p_partner": partner, "p_trade": trade_id}
     if isinstance(written, Answered):
         transition(state, "answer")
         if state == "lapsed":  # the claim its holder stopped renewing ends with the answer
             conn.execute(_DROP, keys)
-        _store_answer(conn, partner, trade_id, request_sha256, written.status, written.response, now_ts)
-        return {"status": written.status, "response": written.response, "answered": written}
+        answer = _answer_row(partner, trade_id, request_sha256, written.status, written.response, now_ts)
+        return {"status": written.status, "response": written.response, "answered": written}, answer, None
     values = {"request_sha256": request_sha256, "holder": holder, "claimed_ts": now_ts}
-    if known is not None:
-        known.running += 1
     if state == "lapsed":
         conn.execute(_RETAKE, {**keys, "expires_ts": now_ts + ttl_s, **values})
-    else:
-        conn.execute(
-            _INSERT_CLAIM,
-            {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values},
-        )
-    return None
+        return None, None, None
+    return None, None, {"partner": partner, "trade_id": trade_id, "expires_ts": now_ts + ttl_s, **values}
 
 
 def _store_answer(
