@@ -22,6 +22,7 @@ in the same run.
    the seller as its own `cpnode run` process, as nodes are deployed.
 
 Run: .venv/bin/python -m bench trading [--part cross --part apart] [--rounds N] [--profile DIR]
+[--event-loop uvloop|asyncio] (the loop both nodes serve on in the both-apart run)
 (`--profile` writes cProfile dumps in CPU time of the one-process cross-node run, the event loop's
 and the database threads' apart, and prints, per order, the hops to a database thread by function
 and the write transactions on each node; with the seller apart, its own CPU per order is reported.)
@@ -163,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"orders (and grouped holds) in flight in cross-node runs (default {IN_FLIGHT})",
     )
     parser.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        help="the nodes' http.event_loop in the both-apart run (default: the nodes' default, uvloop)",
+    )
+    parser.add_argument(
         "--max-batch",
         type=int,
         metavar="N",
@@ -195,7 +201,7 @@ async def main(argv: list[str] | None = None) -> int:
             print("cross-node orders, seller apart", json.dumps(figures["cross_node_processes"]), flush=True)
         if "processes" in parts:
             figures["cross_node_all_processes"] = await bench_cross_node_all_processes(
-                Path(tmp) / "processes", args.rounds, args.max_batch, args.in_flight
+                Path(tmp) / "processes", args.rounds, args.max_batch, args.in_flight, args.event_loop
             )
             print(
                 "cross-node orders, both apart  ", json.dumps(figures["cross_node_all_processes"]), flush=True

@@ -152,12 +152,19 @@ async def bench_cross_node_processes(
 
 
 async def bench_cross_node_all_processes(
-    tmp: Path, rounds: int = ROUNDS, max_batch: int | None = None, in_flight: int = IN_FLIGHT
+    tmp: Path,
+    rounds: int = ROUNDS,
+    max_batch: int | None = None,
+    in_flight: int = IN_FLIGHT,
+    event_loop: str | None = None,
 ) -> dict[str, Any]:
     """The same with both nodes as their own `cpnode run` processes and this one the consumers'
-    client: CPU per order counts the two nodes only (the client's is reported apart)."""
+    client: CPU per order counts the two nodes only (the client's is reported apart). `event_loop`:
+    the nodes' `http.event_loop` (None: their default)."""
     seller_config, buyer_config = _node_dirs(tmp, max_batch, in_flight)
     env = {"PYTHONPATH": str(CHECKOUT)}
+    if event_loop is not None:
+        env["CPNODE_HTTP_EVENT_LOOP"] = event_loop
     seller, buyer = NodeProcess(seller_config, env=env), NodeProcess(buyer_config, env=env)
     seller_url, buyer_url = await asyncio.to_thread(start_all, [seller, buyer])
     buyer_settings = load_settings(buyer_config, environ={})
@@ -174,7 +181,7 @@ async def bench_cross_node_all_processes(
             order = await _fund(http)
             assert seller.proc is not None
             assert buyer.proc is not None
-            return await _cross_node_rate(
+            figures = await _cross_node_rate(
                 engine,
                 order,
                 seller_pid=seller.proc.pid,
@@ -182,6 +189,10 @@ async def bench_cross_node_all_processes(
                 rounds=rounds,
                 in_flight=in_flight,
             )
+            return {
+                "event_loop": event_loop or load_settings(buyer_config, environ={}).http.event_loop,
+                **figures,
+            }
     finally:
         ledger.committer_for(engine).close()
         engine.dispose()

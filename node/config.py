@@ -76,6 +76,9 @@ class HttpSection(ConfigSection):
     header_timeout_s: float = Field(default=20.0, gt=0, le=3600)
     body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    # The event loop `cpnode run` serves on: uvloop (libuv) spends less CPU per request and per
+    # peer exchange than the standard library's loop; "asyncio" is the standard one.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("port", mode="before")
     @classmethod

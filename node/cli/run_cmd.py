@@ -8,7 +8,8 @@ import gc
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from node.cli.commands import add_command
 from node.cli.common import CliError, add_config_argument, settings_from_args
@@ -58,6 +59,7 @@ async def serve(server: NodeServer) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     url = await server.start()
+    logging.getLogger("cpnode.run").info("serving on %s, event loop %s", url, loop_name(loop))
     settle_startup_objects()
     sys.stdout.write(f"cpnode {server.settings.node.name} listening on {url}\n")
     sys.stdout.flush()
@@ -78,6 +80,28 @@ def settle_startup_objects() -> None:
     reload replaced, say) stays in memory."""
     gc.collect()
     gc.freeze()
+
+
+def run_on_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run `main` to its end on a new event loop of the kind `http.event_loop` names: "uvloop" (a
+    CliError when it is not installed) or "asyncio", the standard library's."""
+    if event_loop == "asyncio":
+        asyncio.run(main)
+        return
+    try:
+        import uvloop
+    except ImportError:
+        main.close()
+        raise CliError(
+            'http.event_loop is "uvloop" but uvloop is not installed: install it, or set '
+            'http.event_loop = "asyncio" (CPNODE_HTTP_EVENT_LOOP=asyncio)'
+        ) from None
+    uvloop.run(main)
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """The kind of event loop `loop` is: "uvloop" or "asyncio"."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 async def _reload(server: NodeServer) -> None:
@@ -103,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--roles: {exc}", exit_code=2) from None
     configure_logging(args.log_format or settings.logging.format, settings.logging.level)
     try:
-        asyncio.run(serve(NodeServer(settings, roles, config_path=args.config.resolve())))
+        run_on_loop(
+            serve(NodeServer(settings, roles, config_path=args.config.resolve())), settings.http.event_loop
+        )
     except NodeStartError as exc:
         raise CliError(f"cannot start: {exc}") from None
     return 0

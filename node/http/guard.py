@@ -10,12 +10,20 @@ deadlines for a request's header and body.
 - Connections: `GuardedSite` serves like aiohttp's TCPSite but answers a connection beyond
   `http.max_connections` with a 503 and closes it at once, so held connections cannot use up the
   process's file descriptors; `connection_cap` keeps the cap within them (RLIMIT_NOFILE).
+- Descriptors: the site also watches how many files the process has open (`fd_headroom`) and warns
+  once a minute at most while fewer than `FD_LOW` are left. With none left, new connections fail:
+  the standard loop logs each failed accept (rate-limited by `node.logs.LoopErrorLog`), while
+  uvloop (libuv) accepts and closes them at once without a word, so this warning is what an
+  operator sees under either loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
 import resource
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +36,12 @@ from node.logs import RateLimiter
 log = logging.getLogger("cpnode.http")
 FD_RESERVE = 128
 """File descriptors kept for the node's own use (database, peers, plugins, logs) beside connections."""
+FD_LOW = FD_RESERVE // 2
+"""Fewer descriptors left than this: the site warns (see the module docstring)."""
+FD_CHECK_S = 2.0
+"""How often the site counts the process's open descriptors."""
+FD_WARN_INTERVAL_S = 60.0
+"""The least time between two low-descriptor warnings."""
 _REFUSED_BODY = b'{"error":"too_many_connections","message":"the node is at its connection cap; retry later"}'
 REFUSED_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -77,6 +91,21 @@ def connection_cap(wanted: int) -> int:
     return cap
 
 
+def fd_headroom() -> tuple[int, int] | None:
+    """(open descriptors, the soft RLIMIT_NOFILE) of this process; None where they cannot be
+    counted (no /proc/self/fd, or no limit)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError as exc:  # listing takes a descriptor too: none left means all are in use
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            return None
+        used = soft
+    return used, soft
+
+
 class _Refused(asyncio.Protocol):
     """A connection over the cap: told 503 and closed before anything is read."""
 
@@ -118,7 +147,16 @@ class _Counted(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """A TCP site of `runner` that holds at most `max_connections` connections open at once."""
 
-    __slots__ = ("_host", "_max_connections", "_open", "_port", "_refusals", "refused")
+    __slots__ = (
+        "_fd_warnings",
+        "_host",
+        "_max_connections",
+        "_open",
+        "_port",
+        "_refusals",
+        "_watch",
+        "refused",
+    )
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, max_connections: int) -> None:
         super().__init__(runner)
@@ -127,6 +165,8 @@ class GuardedSite(web.BaseSite):
         self._max_connections = max_connections
         self._open = 0
         self._refusals = RateLimiter()
+        self._fd_warnings = RateLimiter(FD_WARN_INTERVAL_S)
+        self._watch: asyncio.Task[None] | None = None
         self.refused = 0
 
     @property
@@ -149,6 +189,38 @@ class GuardedSite(web.BaseSite):
         self._server = await asyncio.get_running_loop().create_server(
             lambda: self._protocol(server), self._host, self._port, backlog=self._backlog
         )
+        if fd_headroom() is not None:
+            self._watch = asyncio.create_task(self._watch_descriptors())
+
+    async def stop(self) -> None:
+        """Stop listening (and watching descriptors)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        await super().stop()
+
+    async def _watch_descriptors(self) -> None:
+        while True:
+            await asyncio.sleep(FD_CHECK_S)
+            self.check_descriptors()
+
+    def check_descriptors(self) -> None:
+        """Warn (once per `FD_WARN_INTERVAL_S` at most) when fewer than `FD_LOW` descriptors are left."""
+        found = fd_headroom()
+        if found is None or found[1] - found[0] >= FD_LOW:
+            return
+        used, limit = found
+        if self._fd_warnings.admit("low") is not None:
+            log.warning(
+                "file descriptors nearly used up: %d of %d open (%d connections); new connections "
+                "fail once none is left: raise the limit (ulimit -n, LimitNOFILE) or lower "
+                "http.max_connections",
+                used,
+                limit,
+                self._open,
+            )
 
     def _protocol(self, server: Any) -> asyncio.Protocol:
         if self._open >= self._max_connections:
