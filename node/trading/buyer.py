@@ -34,9 +34,9 @@ from node.trading.errors import (
     TradingError,
     UnknownError,
 )
-from node.trading.grouped import GroupWriter
+from node.trading.grouped import Lane, WriteKind
 from node.trading.machine import ORDER_RESTING
-from node.trading.placing import Placing, PlacingCall, place_group, read_for_placing
+from node.trading.placing import Placing, PlacingCall, place_group, place_group_in, read_for_placing
 from node.trading.steps import BAD_ANSWER, VOID_DONE, OrderSteps, bad_answer
 from node.trading.store import Order
 
@@ -70,8 +70,11 @@ class Buyer:
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
         self.steps = OrderSteps(trading)
-        # New partner orders placed meanwhile share one durable transaction (`place_group`).
-        self.placings: GroupWriter[PlacingCall, Placing] = GroupWriter(trading, place_group)
+        # New partner orders placed meanwhile share one durable transaction (`place_group`), with
+        # the moves to `accepted` waiting then (node.trading.grouped).
+        self.placings: Lane[PlacingCall, Placing] = self.steps.writes.lane(
+            WriteKind(place_group_in, place_group)
+        )
         # Which task (if any) meters an order: its usage is settled from what ran, never by hand.
         self.metered_by: Callable[[str], Awaitable[str | None]] | None = None
 

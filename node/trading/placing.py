@@ -100,32 +100,53 @@ def _place_together(
     """`place_group`'s transaction: with `isolated`, each order in a savepoint and its error its
     result; else the first error rolls back the whole transaction and is raised (the orders'
     holds in one ledger write when their ids are distinct)."""
+    with write_transaction(engine) as conn:
+        out, committed = _placed_in(conn, calls, isolated)
+    committed()
+    return out
+
+
+def place_group_in(
+    conn: Connection, calls: Sequence[PlacingCall]
+) -> tuple[list[Placing | Exception], Callable[[], None]]:
+    """`place_group`'s writes inside the caller's write transaction, without savepoints: an order's
+    error is raised (the caller rolls back, then places the group with `place_group`). The results,
+    and what to call once the transaction has committed (its ledger batches marked committed)."""
+    return _placed_in(conn, calls, isolated=False)
+
+
+def _placed_in(
+    conn: Connection, calls: Sequence[PlacingCall], isolated: bool
+) -> tuple[list[Placing | Exception], Callable[[], None]]:
+    """`_place_together`'s writes in `conn`; and the call marking their ledger batches committed."""
     out: list[Placing | Exception] = []
     batches: list[ledger.JoinedBatch] = []
     seen: dict[tuple[str, ...], Any] = {}
     ids = [call.order_id for call in calls]
     together = not isolated and len(set(ids)) == len(ids) and all(call.holding for call in calls)
-    with write_transaction(engine) as conn:
-        if together:
-            reads, batch = _place_all_in(conn, calls, seen)
-            out += reads
-            batches += [batch] if batch is not None else []
-        for call in () if together else calls:
-            if not isolated:
-                read, batch = _place_in(conn, call, seen)
-            else:
-                try:
-                    with conn.begin_nested():
-                        read, batch = _place_in(conn, call, seen)
-                except Exception as exc:  # this order's; the others go on
-                    out.append(exc)
-                    continue
-            out.append(read)
-            if batch is not None:
-                batches.append(batch)
-    for batch in batches:  # in the order they were written: the last one's cache is current
-        batch.committed()
-    return out
+    if together:
+        reads, batch = _place_all_in(conn, calls, seen)
+        out += reads
+        batches += [batch] if batch is not None else []
+    for call in () if together else calls:
+        if not isolated:
+            read, batch = _place_in(conn, call, seen)
+        else:
+            try:
+                with conn.begin_nested():
+                    read, batch = _place_in(conn, call, seen)
+            except Exception as exc:  # this order's; the others go on
+                out.append(exc)
+                continue
+        out.append(read)
+        if batch is not None:
+            batches.append(batch)
+
+    def committed() -> None:
+        for batch in batches:  # in the order they were written: the last one's cache is current
+            batch.committed()
+
+    return out, committed
 
 
 def _place_in(

@@ -21,7 +21,7 @@ from node.trading.batching import TradeBatcher
 from node.trading.core import Trading
 from node.trading.documents import Terms
 from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
-from node.trading.grouped import GroupedMoves
+from node.trading.grouped import GroupedMoves, SharedWriter, moves_kind
 from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
@@ -55,7 +55,10 @@ class OrderSteps:
         self.calls: dict[str, CallView] = {}
         settings = trading.settings
         self.exchanges = TradeBatcher(trading.service, settings.max_batch_trades, settings.trade_exchanges)
-        self.grouped = GroupedMoves(trading, partner_hold_of)
+        # The writes of concurrent orders, grouped (node.trading.grouped): answered orders' moves
+        # to `accepted` first, then new orders being placed (the buyer adds that lane).
+        self.writes = SharedWriter(trading)
+        self.grouped = GroupedMoves(self.writes.lane(moves_kind(trading, partner_hold_of)))
         # The action of every state that is not resting (node.trading.machine); a table test checks
         # that the keys are exactly those states.
         self.actions: dict[OrderState, OrderAction] = {

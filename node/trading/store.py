@@ -467,15 +467,27 @@ def move_orders_holding(
     not in its state any more, or the StateError refusing its event (checked before any statement,
     so the others go on); and its transfer's result (None when it made none)."""
     with write_transaction(engine) as conn:
-        ledger.lock_in(conn)
-        moved = _move_each_in(conn, moves, now_ts)
-        holds = [(i, hold) for i, m in enumerate(moved) if isinstance(m, Order) and (hold := hold_of(m))]
-        batch = ledger.submit_in(conn, [hold for _, hold in holds])
+        written, batch = move_orders_holding_in(conn, moves, hold_of, now_ts)
     batch.committed()
+    return written
+
+
+def move_orders_holding_in(
+    conn: Connection,
+    moves: Sequence[tuple[str, OrderState, OrderEvent, Mapping[str, Any]]],
+    hold_of: Callable[[Order], TransferRequest | None],
+    now_ts: int,
+) -> tuple[list[tuple[Order | StateError | None, TransferResult | None]], ledger.JoinedBatch]:
+    """`move_orders_holding` inside the caller's write transaction (the ledger's head locked first):
+    its results, and the ledger batch to mark committed once the transaction has committed."""
+    ledger.lock_in(conn)
+    moved = _move_each_in(conn, moves, now_ts)
+    holds = [(i, hold) for i, m in enumerate(moved) if isinstance(m, Order) and (hold := hold_of(m))]
+    batch = ledger.submit_in(conn, [hold for _, hold in holds])
     results: list[TransferResult | None] = [None] * len(moved)
     for (i, _), result in zip(holds, batch.results, strict=True):
         results[i] = result
-    return list(zip(moved, results, strict=True))
+    return list(zip(moved, results, strict=True)), batch
 
 
 def _move_each_in(

@@ -1,0 +1,139 @@
+"""The shared writer of grouped order writes (node.trading.grouped): lanes of different kinds
+waiting together share one transaction; when that transaction fails it leaves nothing and each
+kind is written alone, so one kind's failure never fails the other's calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from node.db import make_engine, write_transaction
+from node.trading.core import Trading
+from node.trading.grouped import SharedWriter, WriteKind, write_groups
+
+ROWS = sa.table("rows", sa.column("kind"), sa.column("value"))
+
+
+@pytest.fixture(name="engine")
+def fixture_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'shared.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE rows (kind TEXT NOT NULL, value INTEGER NOT NULL)"))
+    yield engine
+    engine.dispose()
+
+
+class Recorded:
+    """A kind of write that inserts its calls as rows, counting how it was written; `fail_in`: its
+    shared write raises after inserting (a call of it fails); `fail_alone`: its write alone raises."""
+
+    def __init__(self, name: str, fail_in: bool = False, fail_alone: bool = False) -> None:
+        self.name = name
+        self.fail_in = fail_in
+        self.fail_alone = fail_alone
+        self.shared = 0
+        self.alone = 0
+        self.committed = 0
+
+    def _insert(self, conn: Connection, calls: Sequence[int]) -> list[str]:
+        conn.execute(sa.insert(ROWS), [{"kind": self.name, "value": value} for value in calls])
+        return [f"{self.name}:{value}" for value in calls]
+
+    def write_in(self, conn: Connection, calls: Sequence[int]) -> tuple[list[str], Callable[[], None]]:
+        self.shared += 1
+        written = self._insert(conn, calls)
+        if self.fail_in:
+            raise RuntimeError(f"{self.name} fails together")
+
+        def committed() -> None:
+            self.committed += 1
+
+        return written, committed
+
+    def write_alone(self, engine: Engine, calls: Sequence[int]) -> list[str | Exception]:
+        self.alone += 1
+        if self.fail_alone:
+            raise RuntimeError(f"{self.name} fails alone")
+        with write_transaction(engine) as conn:
+            return list(self._insert(conn, calls))
+
+    def kind(self) -> WriteKind[int, str]:
+        return WriteKind(self.write_in, self.write_alone)
+
+
+def _rows(engine: Engine) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        return [
+            (r.kind, r.value)
+            for r in conn.execute(sa.select(ROWS.c.kind, ROWS.c.value).order_by(sa.text("rowid")))
+        ]
+
+
+def test_kinds_together_share_one_transaction_in_order(engine: Engine) -> None:
+    moves, placings = Recorded("moves"), Recorded("placings")
+    out = write_groups(engine, [(moves.kind(), [1, 2]), (placings.kind(), [3])])
+    assert out == [["moves:1", "moves:2"], ["placings:3"]]
+    assert (moves.shared, placings.shared, moves.alone, placings.alone) == (1, 1, 0, 0)
+    assert (moves.committed, placings.committed) == (1, 1)
+    assert _rows(engine) == [("moves", 1), ("moves", 2), ("placings", 3)]
+
+
+def test_a_failing_kind_rolls_the_shared_write_back_and_each_goes_alone(engine: Engine) -> None:
+    moves, placings = Recorded("moves"), Recorded("placings", fail_in=True)
+    out = write_groups(engine, [(moves.kind(), [1, 2]), (placings.kind(), [3])])
+    assert out == [["moves:1", "moves:2"], ["placings:3"]]
+    assert (moves.alone, placings.alone) == (1, 1)
+    assert (moves.committed, placings.committed) == (0, 0)  # the shared one never committed
+    assert _rows(engine) == [("moves", 1), ("moves", 2), ("placings", 3)]  # nothing twice
+
+
+def test_a_kind_failing_alone_fails_only_its_own_calls(engine: Engine) -> None:
+    moves, placings = Recorded("moves"), Recorded("placings", fail_in=True, fail_alone=True)
+    out = write_groups(engine, [(moves.kind(), [1]), (placings.kind(), [3, 4])])
+    assert out[0] == ["moves:1"]
+    assert [str(result) for result in out[1]] == ["placings fails alone"] * 2
+    assert _rows(engine) == [("moves", 1)]
+
+
+def test_one_kind_is_written_alone(engine: Engine) -> None:
+    placings = Recorded("placings")
+    assert write_groups(engine, [(placings.kind(), [7])]) == [["placings:7"]]
+    assert (placings.shared, placings.alone) == (0, 1)
+
+
+class _Db:
+    """What the writer needs of `Trading`: blocking calls run on a thread with the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, self.engine, *args)
+
+
+async def test_lanes_waiting_together_are_written_together(engine: Engine) -> None:
+    writer = SharedWriter(cast(Trading, _Db(engine)))
+    moves_kind, placings_kind = Recorded("moves"), Recorded("placings")
+    moves, placings = writer.lane(moves_kind.kind()), writer.lane(placings_kind.kind())
+    # Placings are submitted first, but the moves' lane was added first: it writes first.
+    results = await asyncio.gather(placings.submit(5), moves.submit(1), placings.submit(6))
+    assert list(results) == ["placings:5", "moves:1", "placings:6"]
+    assert writer.transactions == 1
+    assert (moves.transactions, moves.calls, placings.transactions, placings.calls) == (1, 1, 1, 2)
+    assert _rows(engine) == [("moves", 1), ("placings", 5), ("placings", 6)]
+
+
+async def test_a_failing_call_is_its_callers_alone(engine: Engine) -> None:
+    writer = SharedWriter(cast(Trading, _Db(engine)))
+    good, bad = Recorded("moves"), Recorded("placings", fail_in=True, fail_alone=True)
+    moves, placings = writer.lane(good.kind()), writer.lane(bad.kind())
+    results = await asyncio.gather(moves.submit(1), placings.submit(2), return_exceptions=True)
+    assert results[0] == "moves:1"
+    assert isinstance(results[1], RuntimeError)
+    assert _rows(engine) == [("moves", 1)]
