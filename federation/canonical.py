@@ -237,6 +237,18 @@ def _decode(data: bytes, max_depth: int, object_parts: bool) -> tuple[Any, dict[
     return value, (_members(value) if object_parts and type(value) is dict else None)
 
 
+def encode_object(
+    value: dict[str, Any], exclude: str, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[bytes, bytes]:
+    """`encode(value)` of a JSON object, and the canonical bytes of it without member `exclude`
+    (what `decode_object` returns for those bytes), from one encoding of its members."""
+    check_value(value, max_depth)
+    parts = _members(value)
+    return b"{" + b",".join(parts.values()) + b"}", b"{" + b",".join(
+        part for key, part in parts.items() if key != exclude
+    ) + b"}"
+
+
 def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse JSON bytes strictly (see module rules), or raise DocumentError saying what is wrong."""
     return _decode(data, max_depth, object_parts=False)[0]

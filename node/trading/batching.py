@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 
 from federation import canonical
 from federation.client import PeerResponse
+from federation.documents import SIGNATURES
 from federation.errors import FederationError, PeerError, UnsafeURLError
 from federation.partners import Partner
 from federation.service import FederationService
 from federation.trade_batches import BATCH_ANSWER_TYPE, BATCH_PATH, BATCH_TYPE, MAX_BATCH_TRADES
 from node.trading import peer
 from node.trading.errors import PartnerUnavailableError, ProtocolError
+from node.trading.peer import SignedAnswer
 
 log = logging.getLogger("cpnode.trading")
 TRADES_PATH = "/fed/v1/trades"
@@ -82,12 +84,13 @@ def split_answers(response: PeerResponse, count: int, partner: str) -> list[Peer
         raise ProtocolError(f"{partner} answered a trade batch with something other than its answer")
     if len(answers) != count:
         raise ProtocolError(f"{partner} answered {len(answers)} of a batch of {count} trade requests")
-    out = []
+    out: list[PeerResponse] = []
     for answer in answers:
         status = answer.get("status") if isinstance(answer, dict) else None
         if type(status) is not int or not 100 <= status <= 599 or not isinstance(answer.get("body"), dict):
             raise ProtocolError(f"{partner} answered a trade of a batch without a status and an object")
-        out.append(PeerResponse(status, canonical.encode(answer["body"])))
+        body, payload = canonical.encode_object(answer["body"], SIGNATURES)
+        out.append(SignedAnswer(status, body, answer["body"], payload))
     return out
 
 

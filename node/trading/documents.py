@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation import canonical
-from federation.documents import load_document, sign_document, signing_bytes
+from federation.documents import SIGNATURES, load_document, sign_document, signing_bytes
 from federation.httpsig import Identity
 from federation.settlement import SETTLEMENT_TYPE, SUMMARY_REQUEST_TYPE
 from federation.trades import TRADE_REQUEST_TYPE
@@ -74,6 +74,42 @@ def read_signed(data: bytes) -> tuple[dict[str, Any], str]:
     signatures cover comes out of the parse, not a second encoding)."""
     document, payload = load_document(data)
     return document, hashlib.sha256(payload).hexdigest()
+
+
+def signed_encoded(document: dict[str, Any]) -> tuple[bytes, str]:
+    """A signed document's canonical bytes (to store or send) and its `sha256_of`, from one
+    encoding of its members."""
+    data, payload = canonical.encode_object(document, SIGNATURES)
+    return data, hashlib.sha256(payload).hexdigest()
+
+
+def receipt_encoded(
+    request: Mapping[str, Any],
+    request_bytes: bytes,
+    accepted: Mapping[str, Any],
+    accepted_bytes: bytes | None = None,
+) -> tuple[bytes, str]:
+    """`encoded(receipt(request, accepted))`, put together from the two documents' own canonical
+    bytes when both are known (`request_bytes`, `accepted_bytes`: exactly `canonical.encode` of
+    each) instead of encoding them again; the same DocumentError for a receipt nested too deep."""
+    if accepted_bytes is None:
+        return encoded(receipt(request, accepted))
+    for document in (request, accepted):  # the receipt nests each one level deeper
+        canonical.check_value(document, canonical.DEFAULT_MAX_DEPTH - 1)
+    data = b"".join(
+        (
+            b'{"acceptance":',
+            accepted_bytes,
+            b',"request":',
+            request_bytes,
+            b',"trade_id":',
+            canonical.encode(request["trade_id"]),
+            b',"type":',
+            canonical.encode(RECEIPT_TYPE),
+            b"}",
+        )
+    )
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def digest(container: Mapping[str, Any]) -> str:

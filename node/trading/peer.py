@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from federation import canonical
@@ -92,8 +93,20 @@ async def post(
         backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
 
 
+@dataclass(frozen=True)
+class SignedAnswer(PeerResponse):
+    """One request's answer out of a trade batch's (node.trading.batching.split_answers): its
+    canonical bytes, and the object they encode with the canonical bytes its signatures cover,
+    from the batch's one parse (nothing parsed or encoded again to read and verify it)."""
+
+    document: dict[str, Any] = field(default_factory=dict)
+    payload: bytes = b""
+
+
 def answer_document(response: PeerResponse, partner: Partner) -> dict[str, Any]:
     """The partner's answer body as a JSON object; ProtocolError when it is not one."""
+    if isinstance(response, SignedAnswer):
+        return response.document
     try:
         document = canonical.decode(response.body)
     except FederationError as exc:
@@ -104,14 +117,19 @@ def answer_document(response: PeerResponse, partner: Partner) -> dict[str, Any]:
 
 
 async def verify_from(
-    service: FederationService, partner: Partner, document: dict[str, Any], view: PeerView | None = None
+    service: FederationService,
+    partner: Partner,
+    document: dict[str, Any],
+    view: PeerView | None = None,
+    payload: bytes | None = None,
 ) -> None:
     """Check that `partner` signed `document` with a key we trust for it (refetching its key
     document once when the key is unknown); ProtocolError otherwise. `view`: the partner's keys as
-    just read (`federation.store.call_view`), else read here."""
+    just read (`federation.store.call_view`), else read here; `payload`: the document's signing
+    bytes when already known (`SignedAnswer.payload`)."""
     for attempt in range(2):
         try:
-            verify_document(document, partner.name, await service.verify_keys(partner, view))
+            verify_document(document, partner.name, await service.verify_keys(partner, view), payload)
             view = None  # read again after a refetch
             return
         except FederationError as exc:  # a bad signature, or signatures that are not even well-formed

@@ -40,6 +40,7 @@ VOID_DONE = frozenset(
 
 
 OrderAction = Callable[[Order], Awaitable[Order | None]]
+MAX_REMEMBERED_REQUESTS = 4096  # trade requests kept between placing and their answer
 Move = tuple[OrderEvent, Mapping[str, Any]]  # an event and the values written with it
 # What calling a partner reads: its peer view and our session at it (federation.store.call_view).
 CallView = tuple[federation_store.PeerView, federation_store.StoredSession | None]
@@ -53,6 +54,9 @@ class OrderSteps:
         # By order id: what placing read for calling the partner, used once by the trade request
         # of the order being placed (the placer drops it when the order rests).
         self.calls: dict[str, CallView] = {}
+        # By their bytes: trade requests signed while placing (on a database thread), with their
+        # hash, so that the answer's check needs no parse of what this process just encoded.
+        self._requests: dict[bytes, tuple[dict[str, Any], str]] = {}
         settings = trading.settings
         self.exchanges = TradeBatcher(trading.service, settings.max_batch_trades, settings.trade_exchanges)
         # The writes of concurrent orders, grouped (node.trading.grouped): answered orders' moves
@@ -202,8 +206,17 @@ class OrderSteps:
         assert order.partner is not None
         timeout_s = order.hold_expires_ts - order.created_ts
         legs = [books.order_hold(order.id, order.consumer, order.amount, order.currency, timeout_s)]
-        request = canonical.encode(self._trade_request(order, identity, now_ts))
+        document = self._trade_request(order, identity, now_ts)
+        request, request_sha = documents.signed_encoded(document)
+        if len(self._requests) >= MAX_REMEMBERED_REQUESTS:  # requests of orders never placed
+            self._requests.clear()
+        self._requests[request] = (document, request_sha)
         return legs, [("held", {}), ("requested", {"trade_request": request})]
+
+    def _read_request(self, data: bytes) -> tuple[dict[str, Any], str]:
+        """A stored trade request and its hash (`documents.read_signed`), as signed when placing
+        made it in this process, else parsed."""
+        return self._requests.pop(data, None) or documents.read_signed(data)
 
     async def _on_requested(self, order: Order) -> Order | None:
         t = self.trading
@@ -238,15 +251,20 @@ class OrderSteps:
                 return await self.move(
                     order, "refused", reason=refusal_reason(answer, partner.name, "refused")
                 )
-            await peer.verify_from(t.service, partner, answer, view)
-            request, request_sha = documents.read_signed(order.trade_request)
+            signed = response if isinstance(response, peer.SignedAnswer) else None
+            await peer.verify_from(
+                t.service, partner, answer, view, None if signed is None else signed.payload
+            )
+            request, request_sha = self._read_request(order.trade_request)
             expires = documents.check_acceptance(
                 answer, partner.name, t.name, order.id, request_sha, self.terms(order)
             )
         except ProtocolError as exc:
             # The seller may hold funds for an answer we cannot accept: cancel with it.
             return await self.move(order, "abandon", reason=bad_answer(exc), **self.cancel_document(order))
-        receipt, receipt_sha = documents.encoded(documents.receipt(request, answer))
+        receipt, receipt_sha = documents.receipt_encoded(
+            request, order.trade_request, answer, None if signed is None else signed.body
+        )
         # The move and the hold of what we owe the partner commit together, durably, before the
         # consumer hears of it, in a transaction shared with the other orders' moves meanwhile (the
         # answers of one trade batch): one durable commit for the group, not one per order.
