@@ -4,7 +4,7 @@ next transaction (up to `MAX_GROUP` of each kind).
 
 Two kinds of write share one writer (`SharedWriter`), each in a lane of its own: the moves to
 `accepted` of the answers one trade batch brings back together, each with the hold of what the
-order owes its partner (`store.move_orders_holding`), and new partner orders being placed (their
+order owes its partner (`holding.move_orders_holding`), and new partner orders being placed (their
 insert, hold and moves to `requested`: `placing.place_group`). Whatever of both kinds waits when a
 write starts goes into one durable transaction, the moves first (they lock the ledger's head
 first, as every writer does): one commit and one trip to a database thread where two would queue
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledger import TransferRequest, TransferResult
 from node.db import write_transaction
-from node.trading import store
+from node.trading import holding
 from node.trading.core import Trading
 from node.trading.machine import OrderEvent
 from node.trading.records import Order
@@ -173,11 +173,11 @@ def moves_kind(
         return [moved if isinstance(moved, Exception) else (moved, held) for moved, held in written]
 
     def write_in(conn: Connection, moves: Sequence[_MoveCall]) -> tuple[list[Held | Exception], Committed]:
-        written, batch = store.move_orders_holding_in(conn, moves, hold_of, trading.clock())
+        written, batch = holding.move_orders_holding_in(conn, moves, hold_of, trading.clock())
         return results(written), batch.committed
 
     def write_alone(engine: Engine, moves: Sequence[_MoveCall]) -> list[Held | Exception]:
-        return results(store.move_orders_holding(engine, moves, hold_of, trading.clock()))
+        return results(holding.move_orders_holding(engine, moves, hold_of, trading.clock()))
 
     return WriteKind(write_in, write_alone)
 

@@ -22,6 +22,7 @@ from node.trading.core import Trading
 from node.trading.documents import Terms
 from node.trading.errors import PartnerUnavailableError, ProtocolError, StateError, UnknownError
 from node.trading.grouped import GroupedMoves, SharedWriter, moves_kind
+from node.trading.holding import move_order_holding
 from node.trading.machine import OrderEvent, OrderState
 from node.trading.store import Order
 
@@ -143,7 +144,7 @@ class OrderSteps:
             # usually writes this with the new order already: `Buyer._create`.)
             now = t.clock()
             legs, moves = self.holding(order, t.identity(), now)
-            results, moved = await t.db(store.move_order_holding, order.id, order.state, legs, moves, now)
+            results, moved = await t.db(move_order_holding, order.id, order.state, legs, moves, now)
             cause = await self._failure(results)
             if cause is None:
                 return moved

@@ -21,7 +21,7 @@ from federation import store as federation_store
 from ledger import Status, TransferRequest
 from node.db import write_transaction
 from node.offers import CatalogOffer
-from node.trading import books, placing, reservations, store
+from node.trading import books, holding, placing, reservations, store
 from node.trading.capacity import Capacity
 from node.trading.errors import StateError
 from node.trading.machine import OrderEvent
@@ -269,7 +269,7 @@ def test_a_sale_inserted_held_is_the_one_inserted_then_moved(engine: Engine) -> 
 
 
 def test_hold_and_move_commit_together(engine: Engine) -> None:
-    """`store.move_order_holding` stores the hold and the move in one transaction; a hold the ledger
+    """`holding.move_order_holding` stores the hold and the move in one transaction; a hold the ledger
     refuses is recorded without the move; an order moved meanwhile is not moved again, and its hold
     asked again answers `exists`."""
     books.ensure_accounts(engine, [books.consumer_spec("alice", "CNY"), *books.house_specs("CNY")])
@@ -284,24 +284,24 @@ def test_hold_and_move_commit_together(engine: Engine) -> None:
     def hold(order_id: str) -> list[TransferRequest]:
         return [books.order_hold(order_id, "alice", 8, "CNY", 3600)]
 
-    results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 1)
+    results, moved = holding.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 1)
     assert [r.status for r in results] == [Status.CREATED]
     assert moved is not None
     assert moved.state == "requested"
     assert moved.trade_request == b"{}"
-    results, moved = store.move_order_holding(engine, "beijing.b", "new", hold("beijing.b"), steps, 1)
+    results, moved = holding.move_order_holding(engine, "beijing.b", "new", hold("beijing.b"), steps, 1)
     assert ([r.status for r in results], moved) == ([Status.EXCEEDS_CREDITS], None)  # 2 left
     order = store.get_order(engine, "beijing.b")
     assert order is not None
     assert order.state == "new"
     assert books.submit(engine, hold("beijing.b")) is Status.EXCEEDS_CREDITS  # the refusal is remembered
-    results, moved = store.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
+    results, moved = holding.move_order_holding(engine, "beijing.a", "new", hold("beijing.a"), steps, 2)
     assert ([r.status for r in results], moved) == ([Status.EXISTS], None)
     assert books.available(engine, "consumer:alice") == 2
 
 
 def test_accepted_moves_and_their_partner_holds_commit_together(engine: Engine) -> None:
-    """`store.move_orders_holding` moves a group of orders and writes the partner hold of each one
+    """`holding.move_orders_holding` moves a group of orders and writes the partner hold of each one
     it moved, in one transaction: an order moved meanwhile gets neither, an event its state refuses
     is that order's error, and the others are accepted and held once (asked again: not moved, no
     second hold)."""
@@ -322,7 +322,7 @@ def test_accepted_moves_and_their_partner_holds_commit_together(engine: Engine) 
     for order_id in ids:
         _partner_order(engine, order_id, 10)
         hold = books.order_hold(order_id, "alice", 10, "CNY", 3600)
-        _, moved = store.move_order_holding(engine, order_id, "new", [hold], steps, 1)
+        _, moved = holding.move_order_holding(engine, order_id, "new", [hold], steps, 1)
         assert moved is not None
     assert store.move_order(engine, "beijing.b", "requested", "abandon", 2) is not None  # meanwhile
     accepted = {"receipt_sha256": "f" * 64, "partner_hold_expires_ts": 600}
@@ -332,7 +332,7 @@ def test_accepted_moves_and_their_partner_holds_commit_together(engine: Engine) 
         ("beijing.c", "requested", "settle", {}),  # refused by the state machine
         ("beijing.d", "requested", "accepted", accepted),
     ]
-    written = store.move_orders_holding(engine, moves, partner_hold_of, 3)
+    written = holding.move_orders_holding(engine, moves, partner_hold_of, 3)
     [(a, a_held), (b, b_held), (c, c_held), (d, d_held)] = written
     assert isinstance(c, StateError)
     assert (b, b_held, c_held) == (None, None, None)
@@ -348,7 +348,7 @@ def test_accepted_moves_and_their_partner_holds_commit_together(engine: Engine) 
     assert not books.hold_exists(engine, "beijing.c:escrow")
     stored = [store.get_order(engine, order_id) for order_id in ids]
     assert [o.state if o else None for o in stored] == ["accepted", "cancelling", "requested", "accepted"]
-    again = store.move_orders_holding(engine, moves[:1], partner_hold_of, 4)
+    again = holding.move_orders_holding(engine, moves[:1], partner_hold_of, 4)
     assert again == [(None, None)]  # accepted already: not moved, not held again
 
 
