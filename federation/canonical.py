@@ -241,12 +241,9 @@ def encode_object(
     value: dict[str, Any], exclude: str, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> tuple[bytes, bytes]:
     """`encode(value)` of a JSON object, and the canonical bytes of it without member `exclude`
-    (what `decode_object` returns for those bytes), from one encoding of its members."""
+    (what `decode_object` returns for those bytes), with one check of the value."""
     check_value(value, max_depth)
-    parts = _members(value)
-    return b"{" + b",".join(parts.values()) + b"}", b"{" + b",".join(
-        part for key, part in parts.items() if key != exclude
-    ) + b"}"
+    return _dumps(value), _dumps({key: item for key, item in value.items() if key != exclude})
 
 
 def decode(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
