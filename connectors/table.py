@@ -80,7 +80,8 @@ class PluginTable:
         """Await a plugin call under a timeout, turning any failure into a ConnectorError."""
         limit = timeout_s or self.settings.call_timeout_s
         try:
-            return await asyncio.wait_for(call, limit)
+            async with asyncio.timeout(limit):
+                return await call
         except TimeoutError:
             raise PluginTimeout(f"plugin {name!r} did not answer within {limit} s") from None
         except ConnectorError:
@@ -170,7 +171,8 @@ class PluginTable:
 
     async def _close_plugin(self, plugin: Plugin) -> None:
         try:
-            await asyncio.wait_for(plugin.close(), self.settings.call_timeout_s)
+            async with asyncio.timeout(self.settings.call_timeout_s):
+                await plugin.close()
         except Exception as exc:  # closing a broken plugin must not fail the caller
             log.warning("plugin %s did not close cleanly: %r", plugin.name, exc)
 

@@ -64,7 +64,8 @@ class Job:
         if self.version != seen:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._changed.wait()
 
     def view(self) -> JobView:
         """The job as the control API shows it."""

@@ -283,7 +283,8 @@ class Sandbox:
         else:
             left_s = max(0.0, started_ms / 1000 + program.max_duration_s - time.time())
             try:
-                await asyncio.wait_for(process.wait(), left_s)
+                async with asyncio.timeout(left_s):
+                    await process.wait()
             except TimeoutError:
                 self._request_stop("max_duration", started_ms + program.max_duration_s * 1000)
                 await self._terminate(process)
@@ -326,7 +327,8 @@ class Sandbox:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), self.settings.stop_grace_s)
+            async with asyncio.timeout(self.settings.stop_grace_s):
+                await process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)

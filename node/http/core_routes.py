@@ -22,7 +22,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def _database_check(ctx: NodeContext) -> str | None:
     try:
-        await asyncio.wait_for(in_thread(ctx.engine, check_database), READINESS_TIMEOUT_S)
+        async with asyncio.timeout(READINESS_TIMEOUT_S):
+            await in_thread(ctx.engine, check_database)
     except DatabaseError as exc:
         return str(exc)
     except TimeoutError:
@@ -45,7 +46,8 @@ async def readyz(request: web.Request) -> web.Response:
         checks["scheduler"] = "ok" if ctx.scheduler.running else "not running"
     for name, check in ctx.readiness_checks.items():
         try:
-            result = await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
+            async with asyncio.timeout(READINESS_TIMEOUT_S):
+                result = await check()
         except TimeoutError:
             result = f"no answer within {READINESS_TIMEOUT_S:g} s"
         checks[name] = result or "ok"

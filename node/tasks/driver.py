@@ -89,7 +89,8 @@ class Driver:
                     await self._cancel_all()
                 self._look.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._look.wait(), LOOK_EVERY_S)
+                    async with asyncio.timeout(LOOK_EVERY_S):
+                        await self._look.wait()
         finally:
             await self._cancel_all()
             with contextlib.suppress(Exception):
@@ -131,7 +132,8 @@ class Driver:
                             await self.tasks.note(task, f"error: {type(exc).__name__}: {exc}"[:500])
                     wait_s = ERROR_BACKOFF_S
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(nudge.wait(), wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await nudge.wait()
         finally:
             self._driving.pop(task_id, None)
             self._nudges.pop(task_id, None)

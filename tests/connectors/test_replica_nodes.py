@@ -189,9 +189,9 @@ def fixture_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 @contextlib.asynccontextmanager
 async def replicas(config: Path) -> AsyncIterator[list[NodeServer]]:
-    """Two in-process replicas of the node of `config`, stopped when the block ends: in the test's
-    own task, as `running_node` does (stopped from an async fixture's teardown instead, a replica's
-    cancelled connectors round now and then never woke and the stop waited until the test's timeout)."""
+    """Two in-process replicas of the node of `config`, stopped when the block ends, in the test's
+    own task as `running_node` does. (A stop that waited forever on a cancelled connectors round
+    was a lost cancellation: see tests/connectors/test_cancel_not_lost.py.)"""
     servers: list[NodeServer] = []
     try:
         for _ in range(2):

@@ -1,0 +1,53 @@
+"""A cancellation is never lost: a plugin call that ends at the very moment its caller is cancelled
+still cancels the caller (the standard library's `asyncio.wait_for` before Python 3.12 returned the
+call's result instead), and stopping the connectors rounds cancels a round again until it ends,
+so a node's stop cannot wait forever on a round that ran on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from connectors.errors import PluginTimeout
+from connectors.table import PluginTable
+from node.pools.rounds import stop_all
+
+
+async def test_a_cancel_as_a_plugin_call_ends_cancels_the_caller() -> None:
+    table = PluginTable()
+    call: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(table.guarded("edge", call, timeout_s=5))
+    await asyncio.sleep(0)  # the caller now waits for the call
+    call.set_result(1)  # the call ends ...
+    task.cancel()  # ... as the caller is cancelled (a node stopping mid-round)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_plugin_call_still_times_out() -> None:
+    never: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    with pytest.raises(PluginTimeout, match=r"did not answer within 0\.05 s"):
+        await PluginTable().guarded("edge", never, timeout_s=0.05)
+
+
+async def test_stopping_cancels_a_round_again_until_it_ends() -> None:
+    lost: list[int] = []
+
+    async def round_loop() -> None:  # loses its first cancellation, as a round could
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost.append(1)
+
+    tasks = [asyncio.create_task(round_loop()), asyncio.create_task(asyncio.sleep(3600))]
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await asyncio.wait_for(stop_all(tasks, again_after_s=0.05), 5)
+    assert all(task.cancelled() for task in tasks)
+    assert lost == [1]
+    assert time.monotonic() - started < 2
