@@ -6,7 +6,6 @@ consumers, the status check on every sync interval and the finishing of closes s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -25,6 +24,7 @@ from node.accounts.federated import (
 )
 from node.context import CTX, NodeContext
 from node.db import in_thread
+from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.accounts")
 CHECK_JOB = "accounts-status-check"
@@ -70,9 +70,7 @@ async def _closed_ledgers_check(app: web.Application) -> AsyncIterator[None]:
     """Check once at start, in the background (a large ledger never delays listening)."""
     job = asyncio.create_task(_warn_closed_ledgers(app[CTX].engine), name="closed ledger check")
     yield
-    job.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await job
+    await stop_tasks([job], "the closed ledger check")
 
 
 async def _warn_closed_ledgers(engine: Engine) -> None:

@@ -20,7 +20,6 @@ deadlines for a request's header and body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -196,8 +195,7 @@ class GuardedSite(web.BaseSite):
         """Stop listening (and watching descriptors)."""
         if self._watch is not None:
             self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await asyncio.wait([self._watch])  # its end, without taking a cancellation of our own
             self._watch = None
         await super().stop()
 

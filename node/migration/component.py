@@ -18,7 +18,6 @@ instance) adds a hook: `app[CORE].hooks.append(hook)` (node.migration.core.Cutov
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from node.migration.records import Migration
 from node.migration.routes import CLOSING, CORE, KICK
 from node.migration.steps import Steps
 from node.pools.routes import HOST
+from node.stopping import stop_tasks
 from node.tasks import migrated
 from node.tasks.component import TASKS
 from node.tasks.delivery import Delivery
@@ -81,9 +81,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         supervisor = asyncio.create_task(driver.supervise())
         yield
-        supervisor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await supervisor
+        await stop_tasks([supervisor], "the migration supervisor")
         await driver.close()
         await core.close()
 

@@ -19,6 +19,7 @@ from node import leases
 from node.migration import store
 from node.migration.machine import RESTING
 from node.migration.steps import Steps
+from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.migration")
 
@@ -98,9 +99,7 @@ class Driver:
             log.exception("migration %s: driving stopped", migration_id)
         finally:
             if renewal is not None:
-                renewal.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewal
+                await stop_tasks([renewal], f"migration {migration_id}'s lease renewal")
             if held:
                 with contextlib.suppress(Exception):
                     await self.core.db(leases.release, f"migration:{migration_id}", self.holder)
@@ -110,8 +109,4 @@ class Driver:
         """Stop every task; each migration stays in its stored state for the next start."""
         self.closing = True
         tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks, "a migration's driving")

@@ -28,11 +28,11 @@ from connectors.host import PluginHost
 from node import leases
 from node.db import in_thread, log_failure
 from node.pools.settings import ConnectorsSection
+from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.pools")
 PROBE_LEASE = "connectors.probe"
 REFRESH_LEASE = "connectors.refresh"
-STOP_AGAIN_S = 1.0  # how long a cancelled round may take to end before it is cancelled again
 
 
 @dataclass
@@ -126,25 +126,8 @@ class Rounds:
         try:
             yield
         finally:
-            await stop_all(tasks)
+            await stop_tasks(tasks, "a connectors round")
             await self.release()
-
-
-async def stop_all(tasks: list[asyncio.Task[None]], again_after_s: float = STOP_AGAIN_S) -> None:
-    """Cancel `tasks` and wait until each has ended, cancelling it again every `again_after_s` while
-    it goes on: a cancellation can be lost in a call that finished at that very moment (the
-    standard library's `asyncio.wait_for` before Python 3.12 returns the result instead), and a
-    round loop would then run on, holding the node's stop forever."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        while not task.done():
-            await asyncio.wait([task], timeout=again_after_s)
-            if not task.done():
-                log.warning("connectors: a round went on after it was cancelled; cancelling it again")
-                task.cancel()
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("connectors: a round ended with %r", task.exception())
 
 
 async def _every(interval_s: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:

@@ -10,7 +10,6 @@ service's replica count (node.services.core) and decides scale-out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ from node.services.network import ViewLatencies
 from node.services.runtime import Runtime
 from node.services.settings import ServicesSection
 from node.services.steering import Chain, LatencyTable
+from node.stopping import stop_tasks
 from node.tasks.routes import SERVICE
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
         runtime.http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         job = asyncio.create_task(rounds(), name="services rounds")
         yield
-        job.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await job
+        await stop_tasks([job], "the services rounds")
         await runtime.http.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -15,13 +15,13 @@ A process without trading (only the `connectors` role) has no tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from node.context import NodeContext
 from node.pools.routes import HOST
+from node.stopping import stop_tasks
 from node.tasks import peer_routes, routes, store
 from node.tasks.core import Tasks
 from node.tasks.driver import Driver
@@ -79,8 +79,6 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         job = asyncio.create_task(running.run(), name="tasks driver")
         yield
-        job.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await job
+        await stop_tasks([job], "the tasks driver")
 
     app.cleanup_ctx.append(lifecycle)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,6 +21,7 @@ from aiohttp import web
 from federation.server import PEER_HANDLERS, SERVICE, TRADE_BATCHES
 from federation.settlement import PeerHandlers
 from node.context import NodeContext
+from node.stopping import stop_tasks
 from node.trading import routes
 from node.trading.buyer import Buyer
 from node.trading.capacity import Capacity
@@ -55,9 +55,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(capacity.keep_fresh())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task], "the capacity refresh")
 
     app.cleanup_ctx.append(lifecycle)
     if "scheduler" in ctx.roles:

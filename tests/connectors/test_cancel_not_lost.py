@@ -1,7 +1,8 @@
 """A cancellation is never lost: a plugin call that ends at the very moment its caller is cancelled
 still cancels the caller (the standard library's `asyncio.wait_for` before Python 3.12 returned the
-call's result instead), and stopping the connectors rounds cancels a round again until it ends,
-so a node's stop cannot wait forever on a round that ran on."""
+call's result instead), and stopping background tasks cancels one again until it ends,
+so a node's stop cannot wait forever on a round that ran on (`node.stopping.stop_tasks`, which
+every component's stop uses)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from connectors.errors import PluginTimeout
 from connectors.table import PluginTable
-from node.pools.rounds import stop_all
+from node.stopping import stop_tasks
 
 
 async def test_a_cancel_as_a_plugin_call_ends_cancels_the_caller() -> None:
@@ -32,7 +33,7 @@ async def test_a_plugin_call_still_times_out() -> None:
         await PluginTable().guarded("edge", never, timeout_s=0.05)
 
 
-async def test_stopping_cancels_a_round_again_until_it_ends() -> None:
+async def test_stopping_cancels_a_task_again_until_it_ends() -> None:
     lost: list[int] = []
 
     async def round_loop() -> None:  # loses its first cancellation, as a round could
@@ -47,7 +48,33 @@ async def test_stopping_cancels_a_round_again_until_it_ends() -> None:
     tasks = [asyncio.create_task(round_loop()), asyncio.create_task(asyncio.sleep(3600))]
     await asyncio.sleep(0)
     started = time.monotonic()
-    await asyncio.wait_for(stop_all(tasks, again_after_s=0.05), 5)
+    await asyncio.wait_for(stop_tasks(tasks, "a round", again_after_s=0.05), 5)
     assert all(task.cancelled() for task in tasks)
     assert lost == [1]
     assert time.monotonic() - started < 2
+
+
+async def test_a_stop_cancelled_itself_ends_cancelled() -> None:
+    """Waiting for the tasks never takes the stopper's own cancellation."""
+    slow = asyncio.create_task(asyncio.sleep(3600))
+
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ends only once released: the stop keeps waiting
+
+    loop_task = asyncio.create_task(stubborn())
+    stopper = asyncio.create_task(stop_tasks([loop_task, slow], "a round", again_after_s=0.05))
+    await asyncio.sleep(0.2)
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    released.set()
+    loop_task.cancel()
+    await asyncio.wait([loop_task], timeout=5)
+    assert loop_task.done()
+    assert slow.cancelled()
