@@ -170,6 +170,17 @@ class PluginTable:
             await self._close_plugin(hosted.plugin)
 
     async def _close_plugin(self, plugin: Plugin) -> None:
+        """Close `plugin` within the call timeout. The close runs to its end even when the caller is
+        cancelled meanwhile (a node stopping mid-registration): cut short, its HTTP session would
+        stay open until collected."""
+        closing = asyncio.ensure_future(self._close_within(plugin))
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])  # ended within the call timeout; cancelled again, it goes on
+            raise
+
+    async def _close_within(self, plugin: Plugin) -> None:
         try:
             async with asyncio.timeout(self.settings.call_timeout_s):
                 await plugin.close()

@@ -78,3 +78,26 @@ async def test_a_stop_cancelled_itself_ends_cancelled() -> None:
     await asyncio.wait([loop_task], timeout=5)
     assert loop_task.done()
     assert slow.cancelled()
+
+
+class _SlowClose:
+    """A plugin whose close takes a while (its HTTP session closing)."""
+
+    name = "edge"
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        await asyncio.sleep(0.1)
+        self.closed = True
+
+
+async def test_a_plugin_closed_while_its_closer_is_cancelled_still_closes() -> None:
+    plugin = _SlowClose()
+    closer = asyncio.create_task(PluginTable()._close_plugin(plugin))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    closer.cancel()  # the node stops while a registration that failed closes its plugin
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    assert plugin.closed
