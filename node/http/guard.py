@@ -31,6 +31,7 @@ from aiohttp import web
 
 from node.errors import CodedError
 from node.logs import RateLimiter
+from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.http")
 FD_RESERVE = 128
@@ -194,8 +195,7 @@ class GuardedSite(web.BaseSite):
     async def stop(self) -> None:
         """Stop listening (and watching descriptors)."""
         if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.wait([self._watch])  # its end, without taking a cancellation of our own
+            await stop_tasks([self._watch], "the descriptor watch")
             self._watch = None
         await super().stop()
 
