@@ -31,7 +31,7 @@ from tests.support.federation import service_of
 from tests.support.nodes import make_node_dir, running_node
 from tests.support.trading import BASE_TOML, PRICE, admin_session, market, offer, trading_toml
 
-ROUNDS = 3  # alternating rounds of orders and holds in a cross-node run
+ROUNDS = 5  # alternating rounds of orders and holds in a cross-node run
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 

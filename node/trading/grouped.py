@@ -1,6 +1,7 @@
 """Writes of concurrent orders grouped into shared transactions, like a group commit: a write goes to
 a database thread at once when none is being written; the ones that arrive meanwhile share the
-next transaction (up to `MAX_GROUP` of each kind).
+next transaction (up to `MAX_GROUP` of each kind), which that thread starts as soon as its write
+ends.
 
 Two kinds of write share one writer (`SharedWriter`), each in a lane of its own: the moves to
 `accepted` of the answers one trade batch brings back together, each with the hold of what the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -71,12 +73,13 @@ class Lane(Generic[C, R]):
     async def submit(self, call: C) -> R:
         """Write `call` with the calls waiting with it; its result (or its error, raised)."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.waiting.append(_Waiting(call, done))
+        with self._writer.lock:  # the writer's thread takes from `waiting`
+            self.waiting.append(_Waiting(call, done))
         self._writer.wake()
         return await done
 
     def take(self) -> list[_Waiting[C, R]]:
-        """The next group of waiting calls (counted), removed from the lane."""
+        """The next group of waiting calls (counted), removed from the lane (under the writer's lock)."""
         group, self.waiting = self.waiting[:MAX_GROUP], self.waiting[MAX_GROUP:]
         if group:
             self.transactions += 1
@@ -84,15 +87,26 @@ class Lane(Generic[C, R]):
         return group
 
 
+Taken = list[tuple[Lane[Any, Any], list[_Waiting[Any, Any]]]]  # the groups of one transaction
+
+
 class SharedWriter:
     """Lanes of grouped writes sharing one writer and its transactions (see the module docstring);
-    lanes write in the order they were added."""
+    lanes write in the order they were added.
+
+    The writes run on a database thread that drains the lanes, as the ledger's group committer
+    does: after each transaction it hands that group's callers their results on the event loop and
+    takes, at once, what came meanwhile. So consecutive transactions follow each other with no trip
+    back to the loop between them, and the loop only answers. `lock` guards the lanes' waiting
+    calls and whether a drain runs (at most one at a time)."""
 
     def __init__(self, trading: Trading) -> None:
         self.trading = trading
         self.lanes: list[Lane[Any, Any]] = []
         self.transactions = 0
-        self._writer: asyncio.Task[None] | None = None
+        self.lock = threading.Lock()
+        self._draining = False
+        self._drain: asyncio.Task[None] | None = None  # the drain's await on the loop (kept alive)
 
     def lane(self, kind: WriteKind[C, R]) -> Lane[C, R]:
         """A new lane for writes of `kind`, written after the lanes added before it."""
@@ -101,27 +115,71 @@ class SharedWriter:
         return lane
 
     def wake(self) -> None:
-        """Start writing, unless a write is under way (it takes what waits when it ends)."""
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
+        """Start a drain, unless one runs (it takes what waits when its write ends)."""
+        with self.lock:
+            if self._draining:
+                return
+            self._draining = True
+        self._drain = asyncio.create_task(self._run())
 
-    async def _write(self) -> None:
-        while any(lane.waiting for lane in self.lanes):
-            groups = [(lane, group) for lane in self.lanes if (group := lane.take())]
+    async def _run(self) -> None:
+        """Run the drain on a database thread. Cancelled, the drain goes on to its end; a thread
+        that cannot be started fails the calls waiting (nothing of them is written)."""
+        try:
+            await self.trading.db(self._drain_in_thread, asyncio.get_running_loop())
+        except Exception as exc:  # `_drain_in_thread` never raises: it did not run
+            with self.lock:
+                self._draining = False
+                failed: Taken = [(lane, lane.waiting) for lane in self.lanes if lane.waiting]
+                for lane in self.lanes:
+                    lane.waiting = []
+            _answer(failed, [[exc] * len(group) for _, group in failed])
+
+    def _drain_in_thread(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        """On a database thread: write what waits, transaction after transaction, until nothing
+        does; each transaction's callers are answered on `loop` once it is written."""
+        idle = False
+        try:
+            while not idle:
+                idle = self._write_next(engine, loop)
+        except BaseException:  # a bug: this drain ends, the next call starts another
+            log.exception("the grouped order writer stopped")
+        finally:
+            if not idle:
+                with self.lock:
+                    self._draining = False
+
+    def _write_next(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> bool:
+        """Write the next transaction's groups and answer their callers; True (and the drain ended,
+        under the lock) when nothing waits."""
+        with self.lock:
+            taken: Taken = [(lane, group) for lane in self.lanes if (group := lane.take())]
+            if not taken:
+                self._draining = False
+                return True
             self.transactions += 1
-            calls = [(lane.kind, [waiting.call for waiting in group]) for lane, group in groups]
-            try:
-                results = await self.trading.db(write_groups, calls)
-            except Exception as exc:  # not even written alone: each caller hears it
-                results = [[exc] * len(group) for _, group in groups]
-            for (_, group), written in zip(groups, results, strict=True):
-                for waiting, result in zip(group, written, strict=True):
-                    if waiting.done.done():
-                        continue
-                    if isinstance(result, Exception):
-                        waiting.done.set_exception(result)
-                    else:
-                        waiting.done.set_result(result)
+        results: list[Results]
+        try:
+            results = write_groups(engine, [(lane.kind, [w.call for w in group]) for lane, group in taken])
+        except Exception as exc:  # not even written alone: each caller hears it
+            results = [[exc] * len(group) for _, group in taken]
+        try:
+            loop.call_soon_threadsafe(_answer, taken, results)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            log.debug("grouped writes: answers for a closed event loop dropped")
+        return False
+
+
+def _answer(taken: Taken, results: Sequence[Results]) -> None:
+    """On the loop: each call's result (or its error) to its caller, unless it gave up waiting."""
+    for (_, group), written in zip(taken, results, strict=True):
+        for waiting, result in zip(group, written, strict=True):
+            if waiting.done.done():
+                continue
+            if isinstance(result, Exception):
+                waiting.done.set_exception(result)
+            else:
+                waiting.done.set_result(result)
 
 
 def write_groups(

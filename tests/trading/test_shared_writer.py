@@ -1,11 +1,14 @@
 """The shared writer of grouped order writes (node.trading.grouped): lanes of different kinds
 waiting together share one transaction; when that transaction fails it leaves nothing and each
-kind is written alone, so one kind's failure never fails the other's calls."""
+kind is written alone, so one kind's failure never fails the other's calls. Its database thread
+takes what came during a write without a trip back to the loop, and is never left stuck."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -137,3 +140,119 @@ async def test_a_failing_call_is_its_callers_alone(engine: Engine) -> None:
     assert results[0] == "moves:1"
     assert isinstance(results[1], RuntimeError)
     assert _rows(engine) == [("moves", 1)]
+
+
+class Gated(Recorded):
+    """A kind whose write alone waits for `gate` when it writes the call `blocks` (it reports on
+    `writing` that it started), recording the thread of each write."""
+
+    def __init__(self, name: str, blocks: int) -> None:
+        super().__init__(name)
+        self.blocks = blocks
+        self.writing = threading.Event()
+        self.gate = threading.Event()
+        self.threads: list[int] = []
+
+    def write_alone(self, engine: Engine, calls: Sequence[int]) -> list[str | Exception]:
+        self.threads.append(threading.get_ident())
+        if self.blocks in calls:
+            self.writing.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+        return super().write_alone(engine, calls)
+
+
+class _CountedDb(_Db):
+    """`_Db` counting its trips to a thread, on an executor of its own; `refuse`: each trip raises."""
+
+    def __init__(self, engine: Engine, refuse: bool = False) -> None:
+        super().__init__(engine)
+        self.trips = 0
+        self.refuse = refuse
+        self.executor = ThreadPoolExecutor(2)
+
+    async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.trips += 1
+        if self.refuse:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, self.engine, *args)
+
+
+async def _until(event: threading.Event) -> None:
+    assert await asyncio.to_thread(event.wait, 10)
+
+
+async def test_calls_arriving_during_a_write_are_taken_by_the_same_thread(engine: Engine) -> None:
+    db = _CountedDb(engine)
+    writer = SharedWriter(cast(Trading, db))
+    placing = Gated("placings", blocks=1)
+    lane = writer.lane(placing.kind())
+    first = asyncio.ensure_future(lane.submit(1))
+    await _until(placing.writing)
+    later = [asyncio.ensure_future(lane.submit(value)) for value in (2, 3)]
+    await asyncio.sleep(0)
+    placing.gate.set()
+    assert list(await asyncio.gather(first, *later)) == ["placings:1", "placings:2", "placings:3"]
+    # Two transactions, one after the other on the same thread, without a trip back to the loop.
+    assert (writer.transactions, lane.transactions, lane.calls) == (2, 2, 3)
+    assert db.trips == 1
+    assert len(set(placing.threads)) == 1
+    assert _rows(engine) == [("placings", 1), ("placings", 2), ("placings", 3)]
+    # Idle again: the next call starts a new drain.
+    assert await lane.submit(4) == "placings:4"
+    assert db.trips == 2
+    db.executor.shutdown()
+
+
+async def test_a_caller_that_gives_up_is_written_and_the_others_answered(engine: Engine) -> None:
+    db = _CountedDb(engine)
+    writer = SharedWriter(cast(Trading, db))
+    placing = Gated("placings", blocks=1)
+    lane = writer.lane(placing.kind())
+    first = asyncio.ensure_future(lane.submit(1))
+    await _until(placing.writing)
+    gone, stays = asyncio.ensure_future(lane.submit(2)), asyncio.ensure_future(lane.submit(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    placing.gate.set()
+    assert list(await asyncio.gather(first, stays)) == ["placings:1", "placings:3"]
+    assert gone.cancelled()
+    # Taken with the group before it gave up, like a response lost after its commit.
+    assert _rows(engine) == [("placings", 1), ("placings", 2), ("placings", 3)]
+    db.executor.shutdown()
+
+
+async def test_a_writer_whose_thread_cannot_start_fails_the_calls_and_recovers(engine: Engine) -> None:
+    db = _CountedDb(engine, refuse=True)
+    writer = SharedWriter(cast(Trading, db))
+    placings = writer.lane(Recorded("placings").kind())
+    results = await asyncio.gather(placings.submit(1), placings.submit(2), return_exceptions=True)
+    assert [str(result) for result in results] == ["cannot schedule new futures after shutdown"] * 2
+    assert placings.waiting == []
+    assert _rows(engine) == []  # nothing of them written
+    db.refuse = False
+    assert await placings.submit(3) == "placings:3"
+    db.executor.shutdown()
+
+
+def test_a_write_ending_after_its_loop_closed_ends_the_drain(engine: Engine) -> None:
+    db = _CountedDb(engine)
+    writer = SharedWriter(cast(Trading, db))
+    placing = Gated("placings", blocks=1)
+    lane = writer.lane(placing.kind())
+
+    async def stopped_while_writing() -> None:
+        waiting = asyncio.ensure_future(lane.submit(1))
+        await _until(placing.writing)
+        assert not waiting.done()
+
+    asyncio.run(stopped_while_writing())  # the loop closes while its call is being written
+    placing.gate.set()
+    db.executor.shutdown(wait=True)  # the drain's thread ended, its answer dropped
+    assert _rows(engine) == [("placings", 1)]
+    db.executor = ThreadPoolExecutor(2)
+
+    async def again() -> str:
+        return await lane.submit(2)
+
+    assert asyncio.run(again()) == "placings:2"  # the writer was left idle, not stuck
+    db.executor.shutdown()
