@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from nacl.signing import VerifyKey
 
-from federation import claims, nonces, store
+from federation import claim_states, claims, nonces, store
 from federation.catalog import CatalogLimits
 from federation.client import PeerClient, make_session
 from federation.documents import load_document
@@ -53,7 +53,7 @@ from federation.tokens import SessionClaims, bearer, verify_token
 TradeHandler = Callable[[Partner, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 # Asked before a trade is claimed (federation.trades), with the request's SHA-256 (of what its
 # signature covers, as the frame computed it): what to write in the claim's transaction, or None.
-TradeOpener = Callable[[Partner, dict[str, Any], str], Awaitable[claims.ClaimWrite | None]]
+TradeOpener = Callable[[Partner, dict[str, Any], str], Awaitable[claim_states.ClaimWrite | None]]
 log = logging.getLogger("cpnode.federation.keys")
 MAX_CLIENTS = 256  # peer clients kept (`FederationService.client`)
 

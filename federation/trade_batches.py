@@ -36,7 +36,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from federation import canonical, claims
+from federation import canonical, claim_states, claims
 from federation.catalog import sha256_hex
 from federation.documents import signing_bytes, verify_document
 from federation.errors import (
@@ -78,7 +78,7 @@ class _Item:
     document: dict[str, Any] | None = None
     trade_id: str = ""
     request_sha: str = ""
-    opening: claims.ClaimWrite | None = None
+    opening: claim_states.ClaimWrite | None = None
     answer: tuple[int, bytes] | None = None
     same_as: int | None = None  # an earlier item of the batch with the same trade id
 
@@ -215,7 +215,7 @@ async def handle_trade_batch(service: FederationService, caller: Caller, body: b
             running.append((item, asyncio.create_task(_run(service, caller, item))))
         else:
             answered = result.get("answered")
-            if isinstance(answered, claims.Answered):
+            if isinstance(answered, claim_states.Answered):
                 answered.committed()
             item.answer = int(result["status"]), bytes(result["response"])
     for item, task in running:

@@ -18,7 +18,7 @@ claim and with the answer: its `TradeOpener`, asked before the claim, gives what
 claim's transaction once the claim is taken (the handler finds it with `claimed_with`), and the
 handler may leave writes for the answer's transaction (`write_with_answer`). Neither runs when the
 trade is refused or answered from storage, nor when the handler fails (the claim is released).
-An opener's write that is the whole trade (`claims.AnsweringWrite` returning `claims.Answered`)
+An opener's write that is the whole trade (`claim_states.AnsweringWrite` returning `claim_states.Answered`)
 stores the answer in the claim's transaction instead: one write transaction for the trade, and the
 handler is not called.
 """
@@ -31,7 +31,7 @@ import contextvars
 import logging
 from typing import Any
 
-from federation import canonical, claims, store
+from federation import canonical, claim_states, claims, store
 from federation.catalog import sha256_hex
 from federation.documents import load_document, verify_document
 from federation.errors import AuthError, ConflictError, DocumentError, FederationError
@@ -42,21 +42,21 @@ log = logging.getLogger("cpnode.federation.trades")
 TRADE_REQUEST_TYPE = "cpnode.trade-request.v1"
 # Per trade request being handled (the handler runs in the frame's task): what was written with
 # its claim, and what its handler left to write with its answer.
-_CLAIMED_WITH: contextvars.ContextVar[claims.ClaimWrite | None] = contextvars.ContextVar(
+_CLAIMED_WITH: contextvars.ContextVar[claim_states.ClaimWrite | None] = contextvars.ContextVar(
     "cpnode_trade_claimed_with", default=None
 )
-_AT_ANSWER: contextvars.ContextVar[list[claims.ClaimWrite] | None] = contextvars.ContextVar(
+_AT_ANSWER: contextvars.ContextVar[list[claim_states.ClaimWrite] | None] = contextvars.ContextVar(
     "cpnode_trade_at_answer", default=None
 )
 
 
-def claimed_with() -> claims.ClaimWrite | None:
+def claimed_with() -> claim_states.ClaimWrite | None:
     """The trade opener's write that ran in the claim's transaction of the trade request being
     handled (what it recorded is on it); None when nothing was written with the claim."""
     return _CLAIMED_WITH.get()
 
 
-def write_with_answer(write: claims.ClaimWrite) -> bool:
+def write_with_answer(write: claim_states.ClaimWrite) -> bool:
     """Have `write` run in the transaction that stores the answer of the trade request being handled;
     False outside a trade request's handler (the caller then writes it itself)."""
     pending = _AT_ANSWER.get()
@@ -146,7 +146,7 @@ async def handle_trade(service: FederationService, caller: Caller, body: bytes) 
         service.nonce_claimed(caller.nonce, fresh=True)
     if stored is not None:  # answered before (a replay, or another request since), or by the opening
         answered = stored.get("answered")
-        if isinstance(answered, claims.Answered):
+        if isinstance(answered, claim_states.Answered):
             answered.committed()
         return int(stored["status"]), bytes(stored["response"])
     return await run_claimed(service, caller.partner, document, request_sha, opening)
@@ -157,7 +157,7 @@ async def run_claimed(
     partner: Partner,
     document: dict[str, Any],
     request_sha: str,
-    opening: claims.ClaimWrite | None,
+    opening: claim_states.ClaimWrite | None,
 ) -> tuple[int, bytes]:
     """Run the node's handler on a trade whose claim this replica holds, renewing the claim
     meanwhile, and store its answer with the claim's end: the answer that stands (the first).
@@ -167,7 +167,7 @@ async def run_claimed(
         raise TradingUnavailable("this node does not accept trades yet")
     name, trade_id = partner.name, str(document["trade_id"])
     keeper = asyncio.create_task(_keep_claim(service, name, trade_id))
-    at_answer: list[claims.ClaimWrite] = []
+    at_answer: list[claim_states.ClaimWrite] = []
     tokens = _CLAIMED_WITH.set(opening), _AT_ANSWER.set(at_answer)
     try:
         status, answer = await handler(partner, document)

@@ -20,7 +20,7 @@ from typing import Any, cast, get_args
 import pytest
 
 from connectors import health
-from federation import claims, login
+from federation import claim_states, login
 from ledger import holds
 from ledger.records import TransferKind
 from node.migration import machine as migration
@@ -170,17 +170,17 @@ def test_claim_machine() -> None:
     is final (a claim on it answers the stored answer); a running claim can finish or be released;
     a free or lapsed claim can be answered in its own write (a trade done in one transaction); the
     code's literal events are the table's."""
-    table = claims.TRANSITIONS
-    assert {key[0] for key in table} | set(table.values()) == set(get_args(claims.ClaimState))
-    assert {event for _, event in table} == set(get_args(claims.ClaimEvent))
-    assert reachable(table, "free") == set(get_args(claims.ClaimState)) - {"lapsed"}
+    table = claim_states.TRANSITIONS
+    assert {key[0] for key in table} | set(table.values()) == set(get_args(claim_states.ClaimState))
+    assert {event for _, event in table} == set(get_args(claim_states.ClaimEvent))
+    assert reachable(table, "free") == set(get_args(claim_states.ClaimState)) - {"lapsed"}
     assert not exits(table, "answered")
     assert exits(table, "in_progress") == {"answered", "free", "refused"}
     assert exits(table, "lapsed") == {"in_progress", "answered"}
     assert exits(table, "free") == {"in_progress", "answered"}
     used = literal_events([ROOT / "federation" / "claims.py"], {"transition": 1})
     assert used
-    assert {e[2] for e in used} <= set(get_args(claims.ClaimEvent))
+    assert {e[2] for e in used} <= set(get_args(claim_states.ClaimEvent))
 
 
 def test_plugin_health_machine() -> None:

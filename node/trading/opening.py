@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 import ledger
-from federation import claims
+from federation import claim_states
 from ledger import TransferRequest
 from node.offers import CatalogOffer
 from node.trading import store
@@ -18,13 +18,13 @@ from node.trading.store import Sale
 
 
 @dataclass
-class SaleOpening(claims.AnsweringWrite):
+class SaleOpening(claim_states.AnsweringWrite):
     """A sale a trade request opens, written in the trade claim's transaction (federation.trades):
     the sale's row, its offer as the pool reports it, the time, the sale's ledger holds, and what
     `open_sale_in` answered and whether the holds were stored with it (`held`).
 
     `answers`: a sale opened and held is inserted moved on by `held`, and its signed
-    acceptance stored there as the trade's answer (`claims.Answered`): the whole trade in one
+    acceptance stored there as the trade's answer (`claim_states.Answered`): the whole trade in one
     write transaction, as the handler would have answered it. Not for a trade carrying a task
     (the handler records the task) nor one refused (the handler decides it again)."""
 
@@ -38,12 +38,14 @@ class SaleOpening(claims.AnsweringWrite):
     answers: bool = False
     changed: Callable[[], None] = lambda: None  # the reservations changed (`Capacity.changed`)
 
-    def __call__(self, conn: Connection) -> claims.Answered | None:
+    def __call__(self, conn: Connection) -> claim_states.Answered | None:
         [answered] = self.write_together(conn, [self])
         return answered
 
     @classmethod
-    def write_together(cls, conn: Connection, writes: Sequence[SaleOpening]) -> list[claims.Answered | None]:
+    def write_together(
+        cls, conn: Connection, writes: Sequence[SaleOpening]
+    ) -> list[claim_states.Answered | None]:
         """Open the sales of one partner's trades at once (`store.open_sales_in`), the holds of
         those reserved in one ledger write; each opening's answer, as `__call__` one after another
         would give it. A refusal is stored too (as a separate submit would store it); the
@@ -62,7 +64,7 @@ class SaleOpening(claims.AnsweringWrite):
         for write, outcome in zip(writes, store.open_sales_in(conn, new, hold), strict=True):
             write.outcome = outcome
         return [
-            claims.Answered(201, write.values["acceptance"], write._committed)
+            claim_states.Answered(201, write.values["acceptance"], write._committed)
             if write.answers and write.held
             else None
             for write in writes

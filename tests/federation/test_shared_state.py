@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from federation import claims, nonces, store
+from federation import claim_states, claims, nonces, store
 from federation.catalog import CatalogHead
 from federation.errors import AuthError, ConflictError, RateLimitedError
 from federation.issuing import reusable, source_version
@@ -76,17 +76,17 @@ def test_recent_nonces_only_remember() -> None:
 
 def test_claim_transition_table() -> None:
     """The claim table allows exactly the moves it lists; finishing a free trade is refused."""
-    assert claims.transition("free", "claim") == "in_progress"
-    assert claims.transition("in_progress", "claim") == "refused"
-    assert claims.transition("answered", "claim") == "answered"
-    assert claims.transition("free", "answer") == "answered"
-    assert claims.transition("lapsed", "answer") == "answered"
+    assert claim_states.transition("free", "claim") == "in_progress"
+    assert claim_states.transition("in_progress", "claim") == "refused"
+    assert claim_states.transition("answered", "claim") == "answered"
+    assert claim_states.transition("free", "answer") == "answered"
+    assert claim_states.transition("lapsed", "answer") == "answered"
     with pytest.raises(ConflictError):
-        claims.transition("in_progress", "answer")
+        claim_states.transition("in_progress", "answer")
     with pytest.raises(ConflictError):
-        claims.transition("free", "finish")
+        claim_states.transition("free", "finish")
     with pytest.raises(ConflictError):
-        claims.transition("answered", "release")
+        claim_states.transition("answered", "release")
 
 
 def test_trade_claims_limit_lapse_and_answers(engine: Engine) -> None:
@@ -174,7 +174,7 @@ def test_writes_ride_with_the_claim_and_with_the_answer(engine: Engine) -> None:
     neither the answer stored nor the claim ended."""
     store.add_partner(engine, partner("mallory"), 1)
 
-    def marking(name: str) -> claims.ClaimWrite:
+    def marking(name: str) -> claim_states.ClaimWrite:
         return lambda conn: nonces.claim_nonce_in(conn, KID, name, 10**10, 1)
 
     def marked() -> int:
@@ -219,22 +219,24 @@ def test_a_write_that_answers_stores_the_answer_with_the_claim(engine: Engine) -
     store.add_partner(engine, partner("mallory"), 1)
     ran: list[str] = []
 
-    class Answering(claims.AnsweringWrite):
+    class Answering(claim_states.AnsweringWrite):
         def __init__(self, name: str, answer: bool = True) -> None:
             self.name, self.answer = name, answer
 
-        def __call__(self, conn: Any) -> claims.Answered | None:
+        def __call__(self, conn: Any) -> claim_states.Answered | None:
             nonces.claim_nonce_in(conn, KID, self.name, 10**10, 1)
             if not self.answer:
                 return None
-            return claims.Answered(201, f'{{"by":"{self.name}"}}'.encode(), lambda: ran.append(self.name))
+            return claim_states.Answered(
+                201, f'{{"by":"{self.name}"}}'.encode(), lambda: ran.append(self.name)
+            )
 
-    def claim(trade_id: str, holder: str, write: claims.ClaimWrite, now: int = 100) -> Any:
+    def claim(trade_id: str, holder: str, write: claim_states.ClaimWrite, now: int = 100) -> Any:
         return claims.claim_trade(engine, "mallory", trade_id, SHA, holder, now, 30, 1, None, write)
 
     answered = claim("t-1", "r1", Answering("one"))
     assert (answered["status"], answered["response"]) == (201, b'{"by":"one"}')
-    assert isinstance(answered["answered"], claims.Answered)
+    assert isinstance(answered["answered"], claim_states.Answered)
     assert claims.in_progress(engine, "mallory", 100) == []
     assert nonces.count_seen(engine) == 1
     again = claim("t-1", "r2", Answering("two"))
@@ -263,15 +265,15 @@ def test_a_batch_read_at_once_claims_as_trade_by_trade(engine: Engine, limit: in
     the limit) one by one, as their claims decide."""
     together: list[int] = []
 
-    class Write(claims.AnsweringWrite):
+    class Write(claim_states.AnsweringWrite):
         def __init__(self, answer: bool) -> None:
             self.answer = answer
 
-        def __call__(self, _conn: Any) -> claims.Answered | None:
-            return claims.Answered(201, b'{"ok":1}') if self.answer else None
+        def __call__(self, _conn: Any) -> claim_states.Answered | None:
+            return claim_states.Answered(201, b'{"ok":1}') if self.answer else None
 
         @classmethod
-        def write_together(cls, conn: Any, writes: Sequence[Write]) -> list[claims.Answered | None]:
+        def write_together(cls, conn: Any, writes: Sequence[Write]) -> list[claim_states.Answered | None]:
             together.append(len(writes))
             return [write(conn) for write in writes]
 
@@ -319,16 +321,16 @@ def test_a_batch_whose_writes_fail_together_is_claimed_trade_by_trade(engine: En
     their answers or claims, each written once."""
     calls: list[str] = []
 
-    class Write(claims.AnsweringWrite):
+    class Write(claim_states.AnsweringWrite):
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def __call__(self, conn: Any) -> claims.Answered | None:
+        def __call__(self, conn: Any) -> claim_states.Answered | None:
             calls.append(self.name)
             nonces.claim_nonce_in(conn, "k1", f"n-{self.name}", 10_000, 100)  # a row of its own
             if self.name == "bad":
                 raise RuntimeError("this trade's write fails")
-            return claims.Answered(201, b'{"ok":1}') if self.name != "claimed" else None
+            return claim_states.Answered(201, b'{"ok":1}') if self.name != "claimed" else None
 
     store.add_partner(engine, partner("mallory"), 1)
     batch = [claims.BatchClaim(t, SHA, Write(t)) for t in ("good", "bad", "claimed")]
