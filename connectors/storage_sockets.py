@@ -44,6 +44,7 @@ from aiohttp import web
 from aiohttp.web_fileresponse import CONTENT_TYPES, FALLBACK_CONTENT_TYPE
 
 from connectors.manifest import MAX_CHUNK_BYTES
+from connectors.stopping import stop_tasks
 from connectors.storage_wire import (
     HEADERS_END,
     MAX_HEAD,
@@ -129,18 +130,12 @@ class StorageListener:
     async def close(self) -> None:
         """Stop accepting, drop the connections served here and stop aiohttp's."""
         if self._accepting is not None:
-            self._accepting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accepting
+            await stop_tasks([self._accepting], "the storage endpoint's accept loop")
             self._accepting = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(list(self._connections), "a storage connection")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -27,7 +27,6 @@ which opens every file again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from connectors.express.jobs import JobSpec
 from connectors.express.progress import Progress
 from connectors.express.ratelimit import TokenBucket
 from connectors.manifest import Manifest, chunk_span
+from connectors.stopping import stop_tasks
 
 T = TypeVar("T")
 _SOURCE_MISMATCHES = 3  # reads of one chunk that disagree with the manifest before it is fatal
@@ -122,11 +122,10 @@ class Transfer:
                     task.result()  # a worker's or the opener's error stops the run
                 tasks -= finished
         finally:
-            for task in (opener, done, *workers):
-                task.cancel()
-            for task in (opener, done, *workers):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Those that ended already were read above (an error of theirs is what is raised).
+            await stop_tasks(
+                [task for task in (opener, done, *workers) if not task.done()], "a relay's worker"
+            )
 
     async def _open_all(self) -> None:
         for index in range(len(self.manifest.files)):

@@ -30,6 +30,7 @@ from connectors.express.progress import Progress
 from connectors.express.ratelimit import TokenBucket
 from connectors.express.relay import Backoff, Transfer, with_retries
 from connectors.express.store import JobStore
+from connectors.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 CLEANUP_ATTEMPTS = 3
@@ -104,11 +105,7 @@ class Express:
         """Stop every task without changing stored states (they resume at the next start)."""
         self.closing = True
         tasks = [job.task for job in self.jobs.values() if job.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks, "an express job")
 
     def get(self, job_id: str) -> Job:
         """The job `job_id`, or JobNotFound."""
@@ -170,9 +167,7 @@ class Express:
         if before in ("cancelling", "cancelled"):
             return job
         if job.task is not None:
-            job.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job.task
+            await stop_tasks([job.task], f"express job {job_id}")
         job.task = asyncio.create_task(self._clean(job))
         return job
 

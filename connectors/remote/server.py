@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import secrets
@@ -18,6 +17,7 @@ from connectors.contract import ComputePlugin, InstanceSpec, Program
 from connectors.errors import ConnectorError, InvalidRequest, Unauthorized
 from connectors.serving import json_object, log_range, start_app
 from connectors.statuses import status_of
+from connectors.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.connectors.remote")
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -187,9 +187,7 @@ class PluginService:
     async def close(self) -> None:
         """Stop heartbeating, serving and the plugin."""
         if self._beats is not None:
-            self._beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beats
+            await stop_tasks([self._beats], "the plugin's heartbeat")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -346,8 +346,7 @@ class Sandbox:
             await self._terminate(self._process)
         elif self._fetching:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task])  # however it ends; a cancel of this stop's caller still raises
         if self.status is not None and self.status.state == "starting":  # cancelled before it began
             self._end(None, self._stop_reason or reason, "stopped before the program started")
         return self.status

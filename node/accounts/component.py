@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from connectors.stopping import stop_tasks
 from federation.server import SERVICE
 from node.accounts import closing, routes
 from node.accounts.federated import (
@@ -24,7 +25,6 @@ from node.accounts.federated import (
 )
 from node.context import CTX, NodeContext
 from node.db import in_thread
-from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.accounts")
 CHECK_JOB = "accounts-status-check"

@@ -29,9 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.stopping import stop_tasks
 from node.errors import CodedError
 from node.logs import RateLimiter
-from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.http")
 FD_RESERVE = 128

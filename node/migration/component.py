@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from connectors.stopping import stop_tasks
 from node.config import Settings
 from node.context import NodeContext
 from node.migration import peer_routes, routes
@@ -31,7 +32,6 @@ from node.migration.records import Migration
 from node.migration.routes import CLOSING, CORE, KICK
 from node.migration.steps import Steps
 from node.pools.routes import HOST
-from node.stopping import stop_tasks
 from node.tasks import migrated
 from node.tasks.component import TASKS
 from node.tasks.delivery import Delivery

@@ -15,11 +15,11 @@ import contextlib
 import logging
 from typing import Any
 
+from connectors.stopping import stop_tasks
 from node import leases
 from node.migration import store
 from node.migration.machine import RESTING
 from node.migration.steps import Steps
-from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.migration")
 

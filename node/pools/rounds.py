@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from connectors.host import PluginHost
+from connectors.stopping import stop_tasks
 from node import leases
 from node.db import in_thread, log_failure
 from node.pools.settings import ConnectorsSection
-from node.stopping import stop_tasks
 
 log = logging.getLogger("cpnode.pools")
 PROBE_LEASE = "connectors.probe"

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
+from connectors.stopping import stop_tasks
 from node import leases
 from node.context import NodeContext
 from node.db.threads import in_thread
@@ -28,7 +29,6 @@ from node.services.network import ViewLatencies
 from node.services.runtime import Runtime
 from node.services.settings import ServicesSection
 from node.services.steering import Chain, LatencyTable
-from node.stopping import stop_tasks
 from node.tasks.routes import SERVICE
 
 log = logging.getLogger(__name__)

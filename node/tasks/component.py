@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from connectors.stopping import stop_tasks
 from node.context import NodeContext
 from node.pools.routes import HOST
-from node.stopping import stop_tasks
 from node.tasks import peer_routes, routes, store
 from node.tasks.core import Tasks
 from node.tasks.driver import Driver

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 
+from connectors.stopping import stop_tasks
 from node import leases
 from node.tasks import store
 from node.tasks.core import Tasks
@@ -101,12 +102,7 @@ class Driver:
         self._driving[task_id] = asyncio.create_task(self._drive(task_id), name=f"task {task_id}")
 
     async def _cancel_all(self) -> None:
-        running = list(self._driving.values())
-        for job in running:
-            job.cancel()
-        for job in running:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
+        await stop_tasks(list(self._driving.values()), "a task's drive")
 
     async def _drive(self, task_id: str) -> None:
         """Run the task's actions until it is final."""

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from connectors.stopping import stop_tasks
 from federation.server import PEER_HANDLERS, SERVICE, TRADE_BATCHES
 from federation.settlement import PeerHandlers
 from node.context import NodeContext
-from node.stopping import stop_tasks
 from node.trading import routes
 from node.trading.buyer import Buyer
 from node.trading.capacity import Capacity

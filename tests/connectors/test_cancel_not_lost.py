@@ -1,7 +1,7 @@
 """A cancellation is never lost: a plugin call that ends at the very moment its caller is cancelled
 still cancels the caller (the standard library's `asyncio.wait_for` before Python 3.12 returned the
 call's result instead), and stopping background tasks cancels one again until it ends,
-so a node's stop cannot wait forever on a round that ran on (`node.stopping.stop_tasks`, which
+so a node's stop cannot wait forever on a round that ran on (`connectors.stopping.stop_tasks`, which
 every component's stop uses)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 import pytest
 
 from connectors.errors import PluginTimeout
+from connectors.stopping import stop_tasks
 from connectors.table import PluginTable
-from node.stopping import stop_tasks
 
 
 async def test_a_cancel_as_a_plugin_call_ends_cancels_the_caller() -> None:

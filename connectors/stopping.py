@@ -1,5 +1,6 @@
-"""Stopping a component's background tasks: cancel them and wait until each has ended, cancelling
-again while one goes on.
+"""Stopping background tasks: cancel them and wait until each has ended, cancelling again while one
+goes on. The node's components stop theirs with it directly, and so do
+the connectors' servers and runners: it lives here because connectors may not import node.
 
 A cancellation can be lost in a call that finished at that very moment (the standard library's
 `asyncio.wait_for` before Python 3.12 returns the result instead of raising), and a loop that lost
