@@ -57,6 +57,25 @@ _SALES_OF = sa.select(sales_t).where(
     sales_t.c.partner == _PARTNER, sales_t.c.trade_id.in_(sa.bindparam("p_trades", expanding=True))
 )
 _EMPTY_SALE: dict[str, Any] = dict.fromkeys(sales_t.c.keys())
+# The listings, newest first, one statement per set of filters: `(by consumer, by state)` for
+# orders, `by partner` for sales (read by consumers and the console again and again).
+_LIMIT: sa.BindParameter[int] = sa.bindparam("p_limit")
+_ORDERS_NEWEST = sa.select(orders_t).order_by(orders_t.c.created_ts.desc(), orders_t.c.id).limit(_LIMIT)
+_LIST_ORDERS = {
+    (consumer, state): Prepared(
+        _ORDERS_NEWEST.where(
+            *([orders_t.c.consumer == sa.bindparam("p_consumer")] if consumer else []),
+            *([orders_t.c.state == _STATE] if state else []),
+        )
+    )
+    for consumer in (False, True)
+    for state in (False, True)
+}
+_SALES_NEWEST = sa.select(sales_t).order_by(sales_t.c.created_ts.desc(), sales_t.c.trade_id).limit(_LIMIT)
+_LIST_SALES = {
+    False: Prepared(_SALES_NEWEST),
+    True: Prepared(_SALES_NEWEST.where(sales_t.c.partner == _PARTNER)),
+}
 _MOVE_SALE = Prepared(
     sa.update(sales_t)
     .where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE, sales_t.c.state == _STATE)
@@ -142,13 +161,14 @@ def list_orders(
     engine: Engine, consumer: str | None = None, limit: int = 100, state: str | None = None
 ) -> list[Order]:
     """The newest orders first (of one consumer, in one state, if given)."""
-    query = sa.select(orders_t).order_by(orders_t.c.created_ts.desc(), orders_t.c.id).limit(limit)
+    params: dict[str, Any] = {"p_limit": limit}
     if consumer is not None:
-        query = query.where(orders_t.c.consumer == consumer)
+        params["p_consumer"] = consumer
     if state is not None:
-        query = query.where(orders_t.c.state == state)
+        params["p_state"] = state
+    listing = _LIST_ORDERS[consumer is not None, state is not None]
     with engine.connect() as conn:
-        return [order_from_row(row) for row in conn.execute(query)]
+        return [order_from_row(row) for row in listing.rows(conn, params)]
 
 
 def move_order(
@@ -424,8 +444,8 @@ def unfinished_sales(engine: Engine, untouched_since_ts: int, limit: int = 100) 
 
 def list_sales(engine: Engine, partner: str | None = None, limit: int = 100) -> list[Sale]:
     """The newest sales first (to one partner, if given)."""
-    query = sa.select(sales_t).order_by(sales_t.c.created_ts.desc(), sales_t.c.trade_id).limit(limit)
-    if partner is not None:
-        query = query.where(sales_t.c.partner == partner)
+    params: dict[str, Any] = (
+        {"p_limit": limit} if partner is None else {"p_limit": limit, "p_partner": partner}
+    )
     with engine.connect() as conn:
-        return [sale_from_row(row) for row in conn.execute(query)]
+        return [sale_from_row(row) for row in _LIST_SALES[partner is not None].rows(conn, params)]
