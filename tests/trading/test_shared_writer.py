@@ -167,6 +167,7 @@ class _CountedDb(_Db):
     def __init__(self, engine: Engine, refuse: bool = False) -> None:
         super().__init__(engine)
         self.trips = 0
+        self.running: set[asyncio.Future[Any]] = set()
         self.refuse = refuse
         self.executor = ThreadPoolExecutor(2)
 
@@ -174,7 +175,17 @@ class _CountedDb(_Db):
         self.trips += 1
         if self.refuse:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, self.engine, *args)
+        trip = asyncio.get_running_loop().run_in_executor(self.executor, fn, self.engine, *args)
+        self.running.add(trip)
+        try:
+            return await trip
+        finally:
+            self.running.discard(trip)
+
+    async def idle(self) -> None:
+        """Wait until no trip runs (a drain ends just after answering its last callers)."""
+        if self.running:
+            await asyncio.wait(self.running, timeout=10)
 
 
 async def _until(event: threading.Event) -> None:
@@ -198,6 +209,7 @@ async def test_calls_arriving_during_a_write_are_taken_by_the_same_thread(engine
     assert len(set(placing.threads)) == 1
     assert _rows(engine) == [("placings", 1), ("placings", 2), ("placings", 3)]
     # Idle again: the next call starts a new drain.
+    await db.idle()
     assert await lane.submit(4) == "placings:4"
     assert db.trips == 2
     db.executor.shutdown()
