@@ -7,8 +7,8 @@ line at most once a second; anything else is a 500 with its traceback in the log
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -60,7 +60,7 @@ def make_middlewares(metrics: Metrics, max_body_bytes: int, body_timeout_s: floa
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
         started = time.monotonic()
         try:
             response = await _guarded(request, handler, request_id)
