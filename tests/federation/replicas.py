@@ -17,9 +17,11 @@ from federation.service import FederationService
 from node.config import load_settings
 from node.ports import free_port
 from node.roles import ALL_ROLES
-from node.service import NodeServer
+from node.service import NodeServer, NodeStartError
 from tests.support.federation import FED_TOML, offer_toml, service_of
 from tests.support.nodes import make_node_dir
+
+PORT_TRIES = 3  # starts of replica A, each on a newly chosen port after its port was taken
 
 
 def replica_config(tmp_path: Path, db_url: str | None, name: str = "alpha") -> tuple[Path, int]:
@@ -30,6 +32,32 @@ def replica_config(tmp_path: Path, db_url: str | None, name: str = "alpha") -> t
     public = f'[http]\npublic_url = "http://127.0.0.1:{port}"'
     config.write_text(text.replace("[http]", public, 1), encoding="utf-8")
     return config, port
+
+
+def _moved(config: Path, port: int) -> int:
+    """Point the node's public URL at another free port (its port was taken meanwhile); that port."""
+    moved = free_port()
+    text = config.read_text(encoding="utf-8")
+    old, new = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moved}"
+    assert old in text
+    config.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return moved
+
+
+async def _replica_a(config: Path, port: int) -> NodeServer:
+    """Replica A started on `port`, or on another if something else took `port` since it was
+    chosen (another test's server may pick the same free port at the same moment)."""
+    for attempt in range(PORT_TRIES):
+        server = NodeServer(load_settings(config, environ={"CPNODE_HTTP_PORT": str(port)}), ALL_ROLES)
+        try:
+            await server.start()
+        except NodeStartError as exc:
+            if "already in use" not in str(exc) or attempt == PORT_TRIES - 1:
+                raise
+            port = _moved(config, port)
+        else:
+            return server
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 @dataclass
@@ -60,15 +88,11 @@ async def replica_pair(tmp_path: Path, db_url: str | None = None) -> AsyncIterat
     """Start replicas A and B of node `alpha` in this event loop; stop both afterwards."""
     config, port = replica_config(tmp_path, db_url)
     async with AsyncExitStack() as stack:
-        servers = []
-        for replica_port in (port, 0):
-            server = NodeServer(
-                load_settings(config, environ={"CPNODE_HTTP_PORT": str(replica_port)}), ALL_ROLES
-            )
-            await server.start()
-            stack.push_async_callback(server.stop)
-            servers.append(server)
-        a, b = servers
+        a = await _replica_a(config, port)
+        stack.push_async_callback(a.stop)
+        b = NodeServer(load_settings(config, environ={"CPNODE_HTTP_PORT": "0"}), ALL_ROLES)
+        await b.start()
+        stack.push_async_callback(b.stop)
         assert b._runner is not None
         b_url = f"http://127.0.0.1:{b._runner.addresses[0][1]}"
         yield Replicas(a.url, a, b, b_url)

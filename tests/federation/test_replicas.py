@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 
@@ -24,6 +26,7 @@ from node.db import make_engine, upgrade
 from node.offers import CatalogOffer
 from node.peering.component import PURGE_JOB
 from node.ports import free_port
+from tests.federation import replicas
 from tests.federation.replicas import Replicas, replica_config, replica_pair
 from tests.support.federation import FakePeer, Recorder, trade_body
 from tests.support.nodes import NodeProcess
@@ -335,3 +338,24 @@ async def test_purge_job_deletes_only_expired_state(pair: Replicas, fake_peer: F
     assert count_rows(pair, "fed_trade_claims") == 0
     status, answer = await fake_peer.send("POST", pair.b_url + CHALLENGE, b"", headers)
     assert (status, answer["error"]) == (401, "replayed")
+
+
+async def test_replica_a_moves_to_another_port_when_its_port_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pair's public port may be taken by another test between choosing and binding it: replica
+    A then listens on another free port, and the node's public URL names that one."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = int(taken.getsockname()[1])
+    ports = iter([busy])
+    monkeypatch.setattr(replicas, "free_port", lambda: next(ports, None) or free_port())
+    try:
+        async with replica_pair(tmp_path) as pair:
+            assert pair.a.url != f"http://127.0.0.1:{busy}"
+            assert pair.a.url.startswith("http://127.0.0.1:")
+            async with aiohttp.ClientSession() as http, http.get(pair.a_url + "/healthz") as answer:
+                assert answer.status == 200
+    finally:
+        taken.close()
