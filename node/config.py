@@ -139,6 +139,7 @@ class LoggingSection(ConfigSection):
 
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    access: bool = True  # one line per request (`cpnode.access`); false when a proxy in front logs them
 
 
 class Settings(BaseModel):

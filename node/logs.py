@@ -47,8 +47,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(fmt: str = "text", level: str = "info") -> None:
-    """Send `cpnode.*` logs to stderr in `fmt` ("text" or "json") at `level`."""
+ACCESS_LOGGER = "cpnode.access"
+
+
+def log_access(enabled: bool) -> None:
+    """Log one line per request (`cpnode.access`) or none: a node behind a proxy that logs them
+    saves the formatting and the write of every request's line."""
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.NOTSET if enabled else logging.CRITICAL)
+
+
+def configure_logging(fmt: str = "text", level: str = "info", access: bool = True) -> None:
+    """Send `cpnode.*` logs to stderr in `fmt` ("text" or "json") at `level`; `access`: a line per
+    request (`log_access`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -57,6 +67,7 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("cpnode").setLevel(level.upper())
+    log_access(access)
     # Neither format shows where a record was logged from, nor its thread or process: records skip
     # looking them up (a walk up the stack per record, on the event loop).
     logging._srcfile = None  # the logging HOWTO's "Optimization"

@@ -1,10 +1,10 @@
 """Applying a changed config file to a running node (SIGHUP or `cpnode reload`).
 
-Only keys that components read again while the node runs are applied: the logging level, the
-`[[partners]]` (URLs, keys and agreements, credit limits included) and the `[[offers]]`. Every other
-changed key is reported as needing a restart and keeps its loaded value, so a reload never leaves
-the node half on the old and half on the new value of one setting. A config file that does not
-validate changes nothing.
+Only keys that components read again while the node runs are applied: the logging level and its
+access lines, the `[[partners]]` (URLs, keys and agreements, credit limits included) and the
+`[[offers]]`. Every other changed key is reported as needing a restart and keeps its loaded value,
+so a reload never leaves the node half on the old and half on the new value of one setting. A
+config file that does not validate changes nothing.
 
 The running process records in `data/run.json` the digest of the file as it applied it, and which
 changed keys wait for a restart; `cpnode status` compares that digest with the file on disk.
@@ -24,12 +24,13 @@ from pydantic import BaseModel
 from node.config import ConfigError, Settings, load_settings
 from node.context import CTX, NodeContext
 from node.http.errors import ApiError
+from node.logs import log_access
 from node.runfile import RunRecord, config_digest, read_run_record, write_run_record
 
 log = logging.getLogger("cpnode.reload")
 
 # Keys applied without a restart: a section ("partners") or one key of a section ("logging.level").
-RELOADABLE: tuple[str, ...] = ("logging.level", "partners", "offers", "supervisors")
+RELOADABLE: tuple[str, ...] = ("logging.level", "logging.access", "partners", "offers", "supervisors")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ def merged_settings(old: Settings, new: Settings) -> Settings:
             "partners": new.partners,
             "offers": new.offers,
             "supervisors": new.supervisors,
-            "logging": old.logging.model_copy(update={"level": new.logging.level}),
+            "logging": old.logging.model_copy(
+                update={"level": new.logging.level, "access": new.logging.access}
+            ),
         }
     )
 
@@ -101,6 +104,7 @@ async def reload_node(ctx: NodeContext) -> ReloadResult:
     if applied:
         ctx.settings = merged_settings(ctx.settings, new)
         logging.getLogger("cpnode").setLevel(ctx.settings.logging.level.upper())
+        log_access(ctx.settings.logging.access)
         for hook in ctx.reload_hooks:
             await hook(ctx.settings)
     result = ReloadResult(applied, sorted(set(pending) | set(ctx.restart_needed)), digest)

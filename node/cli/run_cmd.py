@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         roles = parse_roles(args.roles)
     except ValueError as exc:
         raise CliError(f"--roles: {exc}", exit_code=2) from None
-    configure_logging(args.log_format or settings.logging.format, settings.logging.level)
+    configure_logging(
+        args.log_format or settings.logging.format, settings.logging.level, settings.logging.access
+    )
     try:
         run_on_loop(
             serve(NodeServer(settings, roles, config_path=args.config.resolve())), settings.http.event_loop

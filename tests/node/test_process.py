@@ -55,6 +55,21 @@ def test_json_logs_one_line_per_request(tmp_path: Path) -> None:
     assert isinstance(access[0]["duration_ms"], float)
 
 
+def test_no_access_lines_when_turned_off(tmp_path: Path) -> None:
+    """With `logging.access = false` requests are served and logged by nobody; startup still is."""
+    config = make_node_dir(tmp_path, "alpha", extra_toml="[logging]\naccess = false\n")
+    node = NodeProcess(config, extra_args=["--log-format", "json"])
+    url = node.start()
+    try:
+        for _ in range(3):
+            assert _get(f"{url}/healthz")[0] == 200
+    finally:
+        node.stop()
+    lines = [json.loads(line) for line in node.log().splitlines() if line.startswith("{")]
+    assert lines
+    assert not [line for line in lines if line["logger"] == "cpnode.access"]
+
+
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     """Starting on a port someone else holds exits 1 saying the port is in use."""
     config = make_node_dir(tmp_path, "alpha")

@@ -113,8 +113,35 @@ def test_changed_keys_and_what_a_reload_takes(tmp_path: Path) -> None:
     changed = changed_keys(old, new)
     assert changed == ["http.shutdown_grace_s", "logging.level", "offers"]
     assert [key for key in changed if is_reloadable(key)] == ["logging.level", "offers"]
+    assert is_reloadable("logging.access")
     merged = merged_settings(old, new)
     assert merged.offers == new.offers
     assert merged.logging.level == "warning"
     assert merged.http == old.http
     assert changed_keys(merged, new) == ["http.shutdown_grace_s"]
+
+
+def test_access_lines_turned_off_and_on_by_a_reload(node: tuple[NodeProcess, Path]) -> None:
+    """`logging.access = false` stops the line per request from the next request on, and a reload
+    back to true brings it back; the other log lines go on either way."""
+    process, config = node
+
+    def access_lines(path: str, method: str = "GET") -> int:
+        return sum(f" cpnode.access {method} {path} " in line for line in process.log().splitlines())
+
+    offers(process.url, config)
+    wait_for(lambda: access_lines("/api/v1/offers") == 1, DEADLINE_S)
+    rewrite(config, "[scheduler]", "[logging]\naccess = false\n\n[scheduler]")
+    done = cpnode("reload", "--json", config=config, process=True)
+    assert json.loads(done.out)["applied"] == ["logging.access"]
+    for _ in range(3):
+        offers(process.url, config)
+    rewrite(config, "access = false", "access = true")
+    assert json.loads(cpnode("reload", "--json", config=config, process=True).out)["applied"] == [
+        "logging.access"
+    ]
+    offers(process.url, config)
+    wait_for(lambda: access_lines("/api/v1/offers") == 2, DEADLINE_S)
+    # The first reload's own request ended with the lines off, the second's with them on again.
+    assert access_lines("/api/v1/reload", "POST") == 1
+    assert "config reloaded from" in process.log()
