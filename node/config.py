@@ -135,7 +135,7 @@ class SchedulerSection(ConfigSection):
 
 
 class LoggingSection(ConfigSection):
-    """`[logging]`: one line per request, as text for people or JSON for machines."""
+    """`[logging]`: text for people or JSON for machines, at a level, with a line per request or not."""
 
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
