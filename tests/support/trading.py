@@ -104,6 +104,31 @@ def sale_values(trade_id: str, units: int = 1, partner: str = "beijing") -> dict
     }
 
 
+def order_values(
+    order_id: str, amount: int = 10, consumer: str = "alice", created_ts: int = 0
+) -> dict[str, Any]:
+    """The row of a new order by `consumer` for one unit-hour of shanghai's offer shanghai-gpu."""
+    return {
+        "id": order_id,
+        "consumer": consumer,
+        "offer_id": "shanghai-gpu",
+        "source": "partner:shanghai",
+        "partner": "shanghai",
+        "pool": "gpu",
+        "units": 1,
+        "hours": 1,
+        "price_per_unit_hour": amount,
+        "currency": "CNY",
+        "amount": amount,
+        "fee": 0,
+        "request_sha256": "0" * 64,
+        "notify_partner": False,
+        "hold_expires_ts": 3600,
+        "created_ts": created_ts,
+        "updated_ts": created_ts,
+    }
+
+
 def legs(server: NodeServer, order_id: str) -> list[tuple[str, str, int]]:
     """(transfer id without the order id, kind, amount) of every ledger transfer of an order or
     trade, in sequence order (their ids all start with `ORDER_ID:`)."""

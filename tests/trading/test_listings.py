@@ -4,45 +4,24 @@ first, ties by id, each filter and the limit as asked, whatever the combination.
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from node.db import write_transaction
 from node.trading import store
 from node.trading.steps import Move
-from tests.support.trading import sale_values
+from tests.support.trading import order_values, sale_values
 
 CONSUMERS, STATES = ("alice", "bob"), ("new", "requested")
-
-
-def _order(index: int, consumer: str, created_ts: int) -> dict[str, Any]:
-    return {
-        "id": f"beijing.o{index:02d}",
-        "consumer": consumer,
-        "offer_id": "shanghai-gpu",
-        "source": "partner:shanghai",
-        "partner": "shanghai",
-        "pool": "gpu",
-        "units": 1,
-        "hours": 1,
-        "price_per_unit_hour": 10,
-        "currency": "CNY",
-        "amount": 10,
-        "fee": 0,
-        "request_sha256": "0" * 64,
-        "notify_partner": False,
-        "hold_expires_ts": 3600,
-        "created_ts": created_ts,
-        "updated_ts": created_ts,
-    }
 
 
 def _stored_orders(engine: Engine) -> list[store.Order]:
     """Twelve orders of two consumers in two states, three of them created at each of four times."""
     with write_transaction(engine) as conn:
         for index in range(12):
-            order = store.insert_new_order_in(conn, _order(index, CONSUMERS[index % 2], 100 + index // 3))
+            order = store.insert_new_order_in(
+                conn, order_values(f"beijing.o{index:02d}", 10, CONSUMERS[index % 2], 100 + index // 3)
+            )
             if index % 3 == 0:
                 steps: list[Move] = [("held", {}), ("requested", {"trade_request": b"{}"})]
                 assert store.move_order_in(conn, order.id, order.state, steps, 200) is not None

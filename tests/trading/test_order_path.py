@@ -28,7 +28,7 @@ from node.trading.machine import OrderEvent
 from node.trading.records import Order
 from node.trading.steps import partner_hold_of
 from tests.support.federation import service_of
-from tests.support.trading import engine_of, legs, market, sale_values, seller_of
+from tests.support.trading import engine_of, legs, market, order_values, sale_values, seller_of
 
 
 async def test_concurrent_refreshes_share_reads(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,30 +119,7 @@ def test_credit_line_checked_again_when_the_limit_changes_or_a_second_passed(
 
 def _partner_order(engine: Engine, order_id: str, amount: int) -> None:
     """A new order for a partner's offer, stored as placing stores it."""
-    store.insert_order(engine, _order_values(order_id, amount))
-
-
-def _order_values(order_id: str, amount: int) -> dict[str, Any]:
-    """The row of a new order for a partner's offer."""
-    return {
-        "id": order_id,
-        "consumer": "alice",
-        "offer_id": "shanghai-gpu",
-        "source": "partner:shanghai",
-        "partner": "shanghai",
-        "pool": "gpu",
-        "units": 1,
-        "hours": 1,
-        "price_per_unit_hour": amount,
-        "currency": "CNY",
-        "amount": amount,
-        "fee": 0,
-        "request_sha256": "0" * 64,
-        "notify_partner": False,
-        "hold_expires_ts": 3600,
-        "created_ts": 0,
-        "updated_ts": 0,
-    }
+    store.insert_order(engine, order_values(order_id, amount))
 
 
 def test_one_failing_order_of_a_placing_group_leaves_the_others_placed(engine: Engine) -> None:
@@ -158,7 +135,7 @@ def test_one_failing_order_of_a_placing_group_leaves_the_others_placed(engine: E
             runs.append(order_id)
             if order_id == "beijing.bad":
                 raise RuntimeError("this order's values cannot be made")
-            return _order_values(order_id, 10)
+            return order_values(order_id, 10)
 
         return values
 
@@ -209,7 +186,7 @@ def test_a_placing_group_holds_its_orders_in_one_ledger_write(
     ids = ["beijing.a", "beijing.b", "beijing.c"]
 
     def values_of(order_id: str) -> Callable[[placing.Placing], dict[str, Any]]:
-        return lambda _read: _order_values(order_id, 10)
+        return lambda _read: order_values(order_id, 10)
 
     calls = [
         placing.PlacingCall(i, "consumer:alice", None, "shanghai-gpu", 1, None, values_of(i), holding)
@@ -233,15 +210,15 @@ def test_an_order_inserted_where_its_steps_lead_is_the_one_inserted_then_moved(e
     ]
     ending: list[tuple[OrderEvent, Mapping[str, Any]]] = [("rejected", {"reason": "insufficient_funds"})]
     with engine.begin() as conn:
-        created = store.insert_new_order_in(conn, _order_values("beijing.two", 10))
+        created = store.insert_new_order_in(conn, order_values("beijing.two", 10))
         two = store.move_order_in(conn, created.id, created.state, steps, 7)
-        one = store.insert_moved_order_in(conn, _order_values("beijing.one", 10), steps, 7)
+        one = store.insert_moved_order_in(conn, order_values("beijing.one", 10), steps, 7)
         three, ended, four = store.insert_moved_orders_in(
             conn,
             [
-                (_order_values("beijing.three", 10), steps, 7),
-                (_order_values("beijing.ended", 10), ending, 7),
-                (_order_values("beijing.four", 10), steps, 7),
+                (order_values("beijing.three", 10), steps, 7),
+                (order_values("beijing.ended", 10), ending, 7),
+                (order_values("beijing.four", 10), steps, 7),
             ],
         )
     assert two is not None

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from node.db import make_engine, write_transaction
 from node.trading.core import Trading
-from node.trading.grouped import SharedWriter, WriteKind, write_groups
+from node.trading.grouped import Lane, SharedWriter, WriteKind, write_groups
 
 ROWS = sa.table("rows", sa.column("kind"), sa.column("value"))
 
@@ -192,17 +193,38 @@ async def _until(event: threading.Event) -> None:
     assert await asyncio.to_thread(event.wait, 10)
 
 
-async def test_calls_arriving_during_a_write_are_taken_by_the_same_thread(engine: Engine) -> None:
+@dataclass
+class _Writing:
+    """A shared writer with one lane whose first call (1) is being written, held at its gate."""
+
+    db: _CountedDb
+    writer: SharedWriter
+    placing: Gated
+    lane: Lane[int, str]
+    first: asyncio.Future[str]
+
+
+@pytest.fixture(name="writing")
+async def fixture_writing(engine: Engine) -> AsyncIterator[_Writing]:
     db = _CountedDb(engine)
     writer = SharedWriter(cast(Trading, db))
     placing = Gated("placings", blocks=1)
     lane = writer.lane(placing.kind())
     first = asyncio.ensure_future(lane.submit(1))
     await _until(placing.writing)
+    yield _Writing(db, writer, placing, lane, first)
+    placing.gate.set()
+    db.executor.shutdown()
+
+
+async def test_calls_arriving_during_a_write_are_taken_by_the_same_thread(
+    engine: Engine, writing: _Writing
+) -> None:
+    db, writer, placing, lane = writing.db, writing.writer, writing.placing, writing.lane
     later = [asyncio.ensure_future(lane.submit(value)) for value in (2, 3)]
     await asyncio.sleep(0)
     placing.gate.set()
-    assert list(await asyncio.gather(first, *later)) == ["placings:1", "placings:2", "placings:3"]
+    assert list(await asyncio.gather(writing.first, *later)) == ["placings:1", "placings:2", "placings:3"]
     # Two transactions, one after the other on the same thread, without a trip back to the loop.
     assert (writer.transactions, lane.transactions, lane.calls) == (2, 2, 3)
     assert db.trips == 1
@@ -212,25 +234,19 @@ async def test_calls_arriving_during_a_write_are_taken_by_the_same_thread(engine
     await db.idle()
     assert await lane.submit(4) == "placings:4"
     assert db.trips == 2
-    db.executor.shutdown()
 
 
-async def test_a_caller_that_gives_up_is_written_and_the_others_answered(engine: Engine) -> None:
-    db = _CountedDb(engine)
-    writer = SharedWriter(cast(Trading, db))
-    placing = Gated("placings", blocks=1)
-    lane = writer.lane(placing.kind())
-    first = asyncio.ensure_future(lane.submit(1))
-    await _until(placing.writing)
-    gone, stays = asyncio.ensure_future(lane.submit(2)), asyncio.ensure_future(lane.submit(3))
+async def test_a_caller_that_gives_up_is_written_and_the_others_answered(
+    engine: Engine, writing: _Writing
+) -> None:
+    gone, stays = asyncio.ensure_future(writing.lane.submit(2)), asyncio.ensure_future(writing.lane.submit(3))
     await asyncio.sleep(0)
     gone.cancel()
-    placing.gate.set()
-    assert list(await asyncio.gather(first, stays)) == ["placings:1", "placings:3"]
+    writing.placing.gate.set()
+    assert list(await asyncio.gather(writing.first, stays)) == ["placings:1", "placings:3"]
     assert gone.cancelled()
     # Taken with the group before it gave up, like a response lost after its commit.
     assert _rows(engine) == [("placings", 1), ("placings", 2), ("placings", 3)]
-    db.executor.shutdown()
 
 
 async def test_a_writer_whose_thread_cannot_start_fails_the_calls_and_recovers(engine: Engine) -> None:
