@@ -346,7 +346,11 @@ class Sandbox:
             await self._terminate(self._process)
         elif self._fetching:
             task.cancel()
-        await asyncio.wait([task])  # however it ends; a cancel of this stop's caller still raises
+        # Waited for however it ends (a cancel of this stop's own caller still raises here); an
+        # error it ended with is raised, its cancellation is not.
+        await asyncio.wait([task])
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
         if self.status is not None and self.status.state == "starting":  # cancelled before it began
             self._end(None, self._stop_reason or reason, "stopped before the program started")
         return self.status
