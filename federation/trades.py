@@ -18,9 +18,9 @@ claim and with the answer: its `TradeOpener`, asked before the claim, gives what
 claim's transaction once the claim is taken (the handler finds it with `claimed_with`), and the
 handler may leave writes for the answer's transaction (`write_with_answer`). Neither runs when the
 trade is refused or answered from storage, nor when the handler fails (the claim is released).
-An opener's write that is the whole trade (`claim_states.AnsweringWrite` returning `claim_states.Answered`)
-stores the answer in the claim's transaction instead: one write transaction for the trade, and the
-handler is not called.
+An opener's write that is the whole trade (`claim_states.AnsweringWrite` returning
+`claim_states.Answered`) stores the answer in the claim's transaction instead: one write
+transaction for the trade, and the handler is not called.
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ def read_for_placing(
     inserted in the same transaction: a write transaction then (lazily committed), so no other
     writer takes the order's id between the read and the insert. `holding`: what the new order
     writes next (`OrderSteps.holding`: its hold, and its moves), written in the same transaction
-    too, durably, as `node.trading.holding.move_order_holding` writes them (the ledger first); a hold the ledger
-    refuses is committed alone, and the order is left `new` for its step to reject."""
+    too, durably, as `node.trading.holding.move_order_holding` writes them (the ledger first); a
+    hold the ledger refuses is committed alone, and the order is left `new` for its step to
+    reject."""
     if values_of is None:
         with engine.connect() as conn:
             return _placing_reads(conn, order_id, consumer_account, partner, offer_id, now_ts, active)
