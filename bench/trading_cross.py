@@ -250,17 +250,20 @@ async def _cross_node_rate(
     seller_ms: list[float] = []  # the seller process's CPU per order, each round, when it runs apart
     client_ms: list[float] = []  # this process's (the client's) CPU per order, when the buyer is apart
     exchanges: list[float] = []  # trade exchanges (HTTP) per trade request, each round
+    singles: list[float] = []  # of them, the exchanges of one request alone, per trade request
 
     async def orders(index: int) -> tuple[float, float, int]:
         started, cpu, client_cpu = time.perf_counter(), nodes_cpu_s(), time.process_time()
         seller_cpu = None if seller_pid is None else _pid_cpu_s(seller_pid)
         watch = profiled.watching() if profiled is not None and index == 0 else contextlib.nullcontext()
-        sent = (counts.requests, counts.exchanges) if counts is not None else (0, 0)
+        sent = (counts.requests, counts.exchanges, counts.batches) if counts is not None else (0, 0, 0)
         with watch:
             statuses = await asyncio.gather(*(one() for _ in range(CONCURRENT)))
         rate = CONCURRENT / (time.perf_counter() - started)
         if counts is not None:
-            exchanges.append((counts.exchanges - sent[1]) / max(1, counts.requests - sent[0]))
+            requests = max(1, counts.requests - sent[0])
+            exchanges.append((counts.exchanges - sent[1]) / requests)
+            singles.append((counts.exchanges - sent[1] - counts.batches + sent[2]) / requests)
         if seller_pid is not None and seller_cpu is not None:
             seller_ms.append(1000 * (_pid_cpu_s(seller_pid) - seller_cpu) / CONCURRENT)
         if buyer_pid is not None:
@@ -289,6 +292,7 @@ async def _cross_node_rate(
                 **({"client_cpu_ms_per_order": round(client_ms[-1], 2)} if client_ms else {}),
                 "failed_orders": failed,
                 **({"exchanges_per_trade": round(exchanges[-1], 3)} if exchanges else {}),
+                **({"singles_per_trade": round(singles[-1], 3)} if singles else {}),
                 "ledger_holds_per_s": round(plain, 1),
                 "node_holds_per_s": round(grouped, 1),
                 "cpu_ms_per_node_hold": round(hold_cpu_ms, 3),

@@ -1,10 +1,12 @@
 """Sending trade requests to a partner in batches, like a group commit (federation.trade_batches).
 
-A trade request goes at once when fewer than `exchanges` exchanges are in flight to its partner;
-the requests that arrive meanwhile wait and go together in the next exchange, up to `max_trades`
-requests and `max_bytes` bytes. So a lone order pays no added latency, and concurrent orders for
-one partner share the HTTP exchange, its signature, the partner's session check and its write
-transaction. One request alone goes to `POST /fed/v1/trades` as before; two or more to
+A trade request goes on the event loop's next turn when fewer than `exchanges` exchanges are in
+flight to its partner, with every request posted before that turn (the orders one placing
+transaction wrote are all woken in one turn: they go together, not the first alone and the rest
+after it); the requests that arrive while an exchange is in flight wait and go together in the
+next one, up to `max_trades` requests and `max_bytes` bytes. So a lone order pays no added
+latency (one turn of the loop), and concurrent orders for one partner share the HTTP exchange,
+its signature, the partner's session check and its write transaction. One request alone goes to `POST /fed/v1/trades` as before; two or more to
 `POST /fed/v1/trades/batch`.
 
 Each request keeps its own signed document and gets its own signed answer; each is retried on its
@@ -56,6 +58,7 @@ class _Lane:
     no_batches_until: float = 0.0
     max_bytes: int = 0  # a smaller batch size the partner asked for with 413 (0: the batcher's)
     max_bytes_until: float = 0.0
+    starting: bool = False  # an exchange's start is scheduled for the loop's next turn
 
 
 @dataclass
@@ -134,7 +137,7 @@ class TradeBatcher:
             pending = _Pending(body, session, loop.create_future())
             session = None  # only the first attempt
             lane.waiting.append(pending)
-            self._start(partner, lane)
+            self._start_soon(partner, lane)
             try:
                 async with asyncio.timeout(remaining):
                     response = await pending.answer  # cancelled with the wait
@@ -169,6 +172,17 @@ class TradeBatcher:
         if lane.max_bytes and lane.max_bytes_until > asyncio.get_running_loop().time():
             return lane.max_bytes
         return self.max_bytes
+
+    def _start_soon(self, partner: Partner, lane: _Lane) -> None:
+        """Start exchanges on the loop's next turn, so the requests of callers woken together
+        (the orders one placing transaction wrote) go in one exchange, not the first alone."""
+        if not lane.starting:
+            lane.starting = True
+            asyncio.get_running_loop().call_soon(self._start_now, partner, lane)
+
+    def _start_now(self, partner: Partner, lane: _Lane) -> None:
+        lane.starting = False
+        self._start(partner, lane)
 
     def _start(self, partner: Partner, lane: _Lane) -> None:
         """Start exchanges for the waiting requests while fewer than `exchanges` are in flight."""

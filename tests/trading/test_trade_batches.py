@@ -207,7 +207,7 @@ async def test_a_seller_without_batches_is_served_one_by_one(tmp_path: Path) -> 
         partner = store.get_partner(engine_of(m.buyer), "shanghai")
         assert partner is not None
         bodies = [request_bytes(m, tid(f"f{i}")) for i in range(4)]
-        # All four wait while the first is in flight, so the next exchange is a batch: refused 404.
+        # Posted together, all four go in one exchange, a batch: refused 404, then each alone.
         answers = await asyncio.gather(*(batcher.post(partner, body, 20.0) for body in bodies))
         assert [a.status for a in answers] == [201] * 4
         assert batcher.counts.batches == 1
@@ -228,7 +228,7 @@ async def test_a_batch_over_the_sellers_body_limit_is_sent_in_smaller_parts(tmp_
         assert partner is not None
         bodies = [request_bytes(m, tid(f"b{i}")) for i in range(12)]
         assert len(bodies[0]) < limit < len(batch_body(bodies[1:]))
-        # The first goes alone; the eleven that wait meanwhile make one batch over the limit.
+        # Posted together, the twelve make one batch over the limit: refused 413, then each alone.
         answers = await asyncio.gather(*(batcher.post(partner, body, 20.0) for body in bodies))
         assert [a.status for a in answers] == [201] * 12
         assert batcher.counts.batches == 1
@@ -245,17 +245,23 @@ async def test_a_batch_over_the_sellers_body_limit_is_sent_in_smaller_parts(tmp_
 
 
 async def test_concurrent_requests_share_exchanges(tmp_path: Path) -> None:
-    """Requests sent together to a seller that takes batches: fewer exchanges than requests, each
-    answered with its own signed acceptance."""
+    """Requests posted in the same turn of the event loop (as the orders one placing transaction
+    wrote are) go in one exchange, the first not alone; each is answered with its own signed
+    acceptance. A lone request still goes by itself, to the single-trade route."""
     async with market(tmp_path, seller_free=100, trades_in_flight=32) as m:
         batcher = buyer_of(m.buyer).steps.exchanges
         partner = store.get_partner(engine_of(m.buyer), "shanghai")
         assert partner is not None
         bodies = [request_bytes(m, tid(f"c{i}")) for i in range(10)]
-        before = batcher.counts.exchanges
+        before, batches = batcher.counts.exchanges, batcher.counts.batches
         answers = await asyncio.gather(*(batcher.post(partner, body, 20.0) for body in bodies))
-        assert batcher.counts.exchanges - before == 2  # the first alone, the other nine together
+        assert batcher.counts.exchanges - before == 1
+        assert batcher.counts.batches - batches == 1
         trade_ids = [canonical.decode(a.body)["trade_id"] for a in answers]
         assert trade_ids == [tid(f"c{i}") for i in range(10)]
         assert all(a.status == 201 for a in answers)
         assert set(sales(m).values()) == {"accepted"}
+        lone = await batcher.post(partner, request_bytes(m, tid("lone")), 20.0)
+        assert lone.status == 201
+        assert batcher.counts.exchanges - before == 2
+        assert batcher.counts.batches - batches == 1  # the lone request went by itself
