@@ -25,7 +25,7 @@ venv: $(STAMP)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy node federation connectors ledger tests bench
+	$(BIN)/mypy node federation connectors ledger dbprep tests bench
 	$(BIN)/lint-imports --no-cache
 
 # The documentation site: strict, so a broken link, a missing page or a page left out of the nav fails.

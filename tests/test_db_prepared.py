@@ -1,4 +1,4 @@
-"""Hot statements on the driver's cursor (node.db.prepared) give what SQLAlchemy's execution gives,
+"""Hot statements on the driver's cursor (dbprep) give what SQLAlchemy's execution gives,
 on both backends: the same rows (booleans as bool, bytes as bytes), a statement's own literals
 bound, nothing for a statement without rows, and SQLAlchemy's errors."""
 
@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dbprep import Prepared
 from node.db import write_transaction
-from node.db.prepared import Prepared
 from node.trading.tables import orders_t, reservations_t
 
 ORDER: dict[str, Any] = {

@@ -29,16 +29,18 @@ _MAX_KNOWN = 1024
 
 
 def partner_from_row(row: Any) -> Partner:
-    """A partner as stored in a `fed_partners` row."""
-    stored = (row.name, row.urls_json, row.public_key, row.agreement_json, row.source)
+    """A partner as stored in a `fed_partners` row (a SQLAlchemy row, or a dict by column name)."""
+    columns = row if isinstance(row, dict) else row._mapping
+    stored = tuple(columns[name] for name in ("name", "urls_json", "public_key", "agreement_json", "source"))
     partner = _known.get(stored)
     if partner is None:
+        name, urls_json, public_key, agreement_json, source = stored
         partner = Partner(
-            row.name,
-            tuple(json.loads(row.urls_json)),
-            row.public_key,
-            Agreement.from_json(json.loads(row.agreement_json)),
-            row.source,
+            name,
+            tuple(json.loads(urls_json)),
+            public_key,
+            Agreement.from_json(json.loads(agreement_json)),
+            source,
         )
         if len(_known) >= _MAX_KNOWN:
             _known.clear()

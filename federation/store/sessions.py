@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from federation.login import Challenge, transition
 from federation.store.db import writing
 from federation.tables import challenges_t, sessions_t
@@ -48,8 +49,8 @@ def consume_challenge(engine: Engine, challenge: Challenge) -> None:
         transition("used", "consume")  # raises: someone else consumed it between read and write
 
 
-# Read before every request to a partner: built once with a bind parameter.
-_SESSION = sa.select(sessions_t).where(sessions_t.c.partner == sa.bindparam("p_partner"))
+# Read before every request to a partner: rendered once, run on the driver's cursor (dbprep).
+_SESSION = Prepared(sa.select(sessions_t).where(sessions_t.c.partner == sa.bindparam("p_partner")))
 
 
 # Our session at a partner as stored: (token, the key id it is bound to, expiry).
@@ -64,8 +65,8 @@ def get_session(engine: Engine, partner: str) -> StoredSession | None:
 
 def session_in(conn: Connection, partner: str) -> StoredSession | None:
     """`get_session` on a connection the caller holds (read with other things in one trip)."""
-    row = conn.execute(_SESSION, {"p_partner": partner}).first()
-    return (row.token, row.kid, row.expires_ts) if row else None
+    row = _SESSION.first(conn, {"p_partner": partner})
+    return (row["token"], row["kid"], row["expires_ts"]) if row else None
 
 
 def save_session(engine: Engine, partner: str, token: str, kid: str, expires_ts: int) -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from node.db.prepared import driver_error
+from dbprep import driver_error
 from node.db.threads import attach_threads
 
 WRITE_OPTION = "cpnode_write"

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from node.db import write_transaction
-from node.db.prepared import Prepared
 from node.offers import CatalogOffer, group_of
 from node.trading.tables import reservations_t
 

@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from node.db import write_transaction
-from node.db.prepared import Prepared
 from node.offers import CatalogOffer
 from node.trading.machine import (
     ORDER_FINAL,
@@ -38,7 +38,7 @@ __all__ = ["ORDER_DOCUMENTS", "Order", "Sale", "order_reservation", "sale_reserv
 
 
 # The statements of an order's and a sale's path, built once with bind parameters (`p_*`; the
-# values a call writes are passed as parameters too) and run on the driver's cursor (node.db.prepared).
+# values a call writes are passed as parameters too) and run on the driver's cursor (dbprep).
 _ID: sa.BindParameter[str] = sa.bindparam("p_id")
 _STATE: sa.BindParameter[str] = sa.bindparam("p_state")
 _PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")

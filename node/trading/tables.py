@@ -97,7 +97,7 @@ _SALE_FIELDS = tuple(f.name for f in fields(Sale))
 
 
 def row_values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """The named columns of a row (a SQLAlchemy row, or a dict from `node.db.prepared`)."""
+    """The named columns of a row (a SQLAlchemy row, or a dict from `dbprep`)."""
     m = row if isinstance(row, dict) else row._mapping
     # psycopg returns bytea as memoryview; documents are kept as bytes.
     return {name: bytes(m[name]) if isinstance(m[name], memoryview) else m[name] for name in names}
