@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from federation.claim_states import (
     Answered,
     AnsweringWrite,
@@ -47,21 +48,24 @@ from federation.store.db import writing
 from federation.tables import claims_t, partners_t, trades_t
 
 # The statements of the claim path, built once with bind parameters (`p_*`) so each call reuses
-# SQLAlchemy's compiled form instead of building and keying a new statement.
+# SQLAlchemy's compiled form instead of building and keying a new statement; the ones every batch
+# runs are rendered once and run on the driver's cursor (dbprep).
 _P: sa.BindParameter[str] = sa.bindparam("p_partner")
 _T: sa.BindParameter[str] = sa.bindparam("p_trade")
 _H: sa.BindParameter[str] = sa.bindparam("p_holder")
 _NOW: sa.BindParameter[int] = sa.bindparam("p_now")
-_LOCK_PARTNER = sa.select(partners_t.c.name).where(partners_t.c.name == _P).with_for_update(key_share=True)
+_LOCK_PARTNER = Prepared(
+    sa.select(partners_t.c.name).where(partners_t.c.name == _P).with_for_update(key_share=True)
+)
 _ANSWER = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id == _T)
 _CLAIM = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
-_RUNNING = (
+_RUNNING = Prepared(
     sa.select(sa.func.count())
     .select_from(claims_t)
     .where(claims_t.c.partner == _P, claims_t.c.expires_ts >= _NOW, claims_t.c.trade_id != _T)
 )
 _RETAKE = claims_t.update().where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
-_INSERT_CLAIM = claims_t.insert()
+_INSERT_CLAIM = Prepared(claims_t.insert())
 _DROP_OWN = claims_t.delete().where(
     claims_t.c.partner == _P, claims_t.c.trade_id == _T, claims_t.c.holder == _H
 )
@@ -69,11 +73,11 @@ _DROP = claims_t.delete().where(claims_t.c.partner == _P, claims_t.c.trade_id ==
 _ANSWER_STATUS = sa.select(trades_t.c.status, trades_t.c.response).where(
     trades_t.c.partner == _P, trades_t.c.trade_id == _T
 )
-_INSERT_ANSWER = trades_t.insert()
+_INSERT_ANSWER = Prepared(trades_t.insert())
 _IDS: sa.BindParameter[list[str]] = sa.bindparam("p_ids", expanding=True)
 _ANSWERS = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id.in_(_IDS))
 _CLAIMS = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id.in_(_IDS))
-_RUNNING_ALL = (
+_RUNNING_ALL = Prepared(
     sa.select(sa.func.count())
     .select_from(claims_t)
     .where(claims_t.c.partner == _P, claims_t.c.expires_ts >= _NOW)
@@ -111,7 +115,7 @@ class _Known:
         answers = {row.trade_id: row for row in conn.execute(_ANSWERS, params)}
         claims = {row.trade_id: row for row in conn.execute(_CLAIMS, params)}
         states = {t: _state_of(answers.get(t), claims.get(t), now_ts) for t in trade_ids}
-        running = conn.execute(_RUNNING_ALL, {"p_partner": partner, "p_now": now_ts}).scalar_one()
+        running = _RUNNING_ALL.scalar(conn, {"p_partner": partner, "p_now": now_ts})
         return cls(states, int(running))
 
 
@@ -297,10 +301,8 @@ def _claim_at_once(
         taken += [claim] if claim is not None else []
         if result is None:  # a claim taken counts for the trades after it
             known.running += 1
-    if answers:
-        conn.execute(_INSERT_ANSWER, answers)
-    if taken:
-        conn.execute(_INSERT_CLAIM, taken)
+    _INSERT_ANSWER.many(conn, answers)
+    _INSERT_CLAIM.many(conn, taken)
     return results
 
 
@@ -322,7 +324,7 @@ def _lock_partner(conn: Connection, partner: str, nonce: PendingNonce | None) ->
     """Serialise claims of one partner: SQLite's BEGIN IMMEDIATE already does; on PostgreSQL a row
     lock on the partner (NO KEY UPDATE, so foreign-key checks elsewhere do not wait). Then claim
     the request's `nonce`, if any: AuthError `replayed` when it was used before."""
-    if conn.execute(_LOCK_PARTNER, {"p_partner": partner}).first() is None:
+    if _LOCK_PARTNER.first(conn, {"p_partner": partner}) is None:
         raise AuthError(f"{partner!r} is not a partner of this node", code="unknown_partner")
     if nonce is not None and not claim_nonce_in(conn, nonce.kid, nonce.nonce, nonce.until_ts, nonce.now_ts):
         raise AuthError("nonce already used (replayed request)", code="replayed")
@@ -351,10 +353,8 @@ def _claim_in(
     if after == "refused":
         raise RateLimitedError(f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress")
     keys = {"p_partner": partner, "p_trade": trade_id}
-    if known is None:
-        running = conn.execute(_RUNNING, {**keys, "p_now": now_ts}).scalar_one()
-    else:  # the trade's own claim is not in progress (refused above): the partner's count is others'
-        running = known.running
+    # Known: the trade's own claim is not in progress (refused above): the partner's count is others'.
+    running = _RUNNING.scalar(conn, {**keys, "p_now": now_ts}) if known is None else known.running
     if running >= limit:
         raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")
     written = None if write is None else write(conn)
@@ -362,9 +362,9 @@ def _claim_in(
         conn, partner, trade_id, request_sha256, holder, now_ts, ttl_s, state, written
     )
     if answer is not None:
-        conn.execute(_INSERT_ANSWER, answer)
+        _INSERT_ANSWER.many(conn, [answer])
     if claim is not None:
-        conn.execute(_INSERT_CLAIM, claim)
+        _INSERT_CLAIM.many(conn, [claim])
     if result is None and known is not None:
         known.running += 1
     return result
@@ -407,7 +407,7 @@ def _store_answer(
     response: bytes,
     now_ts: int,
 ) -> None:
-    conn.execute(_INSERT_ANSWER, _answer_row(partner, trade_id, request_sha256, status, response, now_ts))
+    _INSERT_ANSWER.many(conn, [_answer_row(partner, trade_id, request_sha256, status, response, now_ts)])
 
 
 def renew_claim(engine: Engine, partner: str, trade_id: str, holder: str, until_ts: int) -> bool:

@@ -25,7 +25,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ClauseElement
 
+from dbprep import Prepared
 from federation.store.db import writing
 from federation.tables import seen_nonces_t
 
@@ -66,10 +68,10 @@ class RecentNonces:
         self._until[(kid, nonce)] = until_ts
 
 
-def _claim_statement(insert: Any) -> sa.Executable:
+def _claim_statement(insert: Any) -> ClauseElement:
     """INSERT ... ON CONFLICT (expired) DO UPDATE ... RETURNING, built once per dialect with bind
-    parameters (`p_kid`, `p_nonce`, `p_until`, `p_now`) so SQLAlchemy reuses its compiled form."""
-    stmt: sa.Executable = (
+    parameters (`p_kid`, `p_nonce`, `p_until`, `p_now`) rendered once (dbprep)."""
+    stmt: ClauseElement = (
         insert(seen_nonces_t)
         .values(kid=sa.bindparam("p_kid"), nonce=sa.bindparam("p_nonce"), expires_ts=sa.bindparam("p_until"))
         .on_conflict_do_update(
@@ -83,13 +85,14 @@ def _claim_statement(insert: Any) -> sa.Executable:
 
 
 @functools.cache
-def _claim(dialect: str) -> sa.Executable:
-    """The claim statement of `dialect` ("postgresql" or "sqlite"), built on first use."""
+def _claim(dialect: str) -> Prepared:
+    """The claim statement of `dialect` ("postgresql" or "sqlite"), built on first use and run on
+    the driver's cursor (dbprep): every signed write request claims its nonce."""
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql  # loaded only where a PostgreSQL URL is used
 
-        return _claim_statement(postgresql.insert)
-    return _claim_statement(sqlite.insert)
+        return Prepared(_claim_statement(postgresql.insert))
+    return Prepared(_claim_statement(sqlite.insert))
 
 
 def claim_nonce(engine: Engine, kid: str, nonce: str, until_ts: int, now_ts: int) -> bool:
@@ -104,7 +107,7 @@ def claim_nonce_in(conn: sa.Connection, kid: str, nonce: str, until_ts: int, now
     stmt = _claim("postgresql" if conn.dialect.name == "postgresql" else "sqlite")
     params = {"p_kid": kid, "p_nonce": nonce, "p_until": until_ts, "p_now": now_ts}
     # RETURNING, not rowcount: drivers need not report rowcount for INSERT ... ON CONFLICT.
-    return conn.execute(stmt, params).first() is not None
+    return stmt.first(conn, params) is not None
 
 
 def purge_expired(engine: Engine, now_ts: int) -> int:
