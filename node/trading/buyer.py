@@ -55,6 +55,7 @@ class OrderTerms(NamedTuple):
     units: int
     hours: int
     task: dict[str, Any] | None
+    fresh: bool = False  # `order_id` was chosen here just now (`rules.new_trade_id`): no order has it
 
 
 def _known(read: Placing, consumer: str) -> Placing:
@@ -121,14 +122,13 @@ class Buyer:
         rules.check_consumer_id(consumer)
         rules.positive("units", units, rules.MAX_UNITS)
         rules.positive("hours", hours, rules.MAX_HOURS)
-        order_id = (
-            rules.check_trade_id(order_id, t.name) if order_id is not None else rules.new_trade_id(t.name)
-        )
+        fresh = order_id is None
+        order_id = rules.new_trade_id(t.name) if fresh else rules.check_trade_id(order_id, t.name)
         asked = {"consumer": consumer, "offer_id": offer_id, "source": source, "units": units, "hours": hours}
         if task is not None:
             asked["task"] = task
         request_sha = sha256_hex(canonical.encode(asked))
-        terms = OrderTerms(order_id, request_sha, consumer, offer_id, source, units, hours, task)
+        terms = OrderTerms(order_id, request_sha, consumer, offer_id, source, units, hours, task, fresh)
         existed, stored = await self._create(terms, consumer if require_active else None, hold=True)
         if existed is not None and existed.request_sha256 != request_sha:
             raise StateError(f"order {order_id} exists with other terms", code="order_id_reused")
@@ -180,6 +180,7 @@ class Buyer:
                 active,
                 values_of,
                 holding,
+                fresh=terms.fresh,
             )
             read = await self.placings.submit(call)
         else:
@@ -209,7 +210,7 @@ class Buyer:
         """A new order's row for `terms` priced from `offer`; OrderRequestError or RefusedError when
         the offer cannot take it."""
         t = self.trading
-        order_id, request_sha, consumer, offer_id, source, units, hours, task = terms
+        order_id, request_sha, consumer, offer_id, source, units, hours, task, _ = terms
         if task is not None and partner is None:
             raise OrderRequestError("only a partner's trade carries a task document", code="bad_request")
         if offer["currency"] != t.settings.currency:

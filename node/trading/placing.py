@@ -83,6 +83,9 @@ class PlacingCall:
     active: str | None
     values_of: Callable[[Placing], dict[str, Any]]
     holding: Callable[[Order], tuple[list[ledger.TransferRequest], list[Move]]] | None = None
+    # The id was chosen by this node for this call (96 random bits): no order can have it, so
+    # placing does not look it up (a client's own id is looked up: a retry finds its order).
+    fresh: bool = False
 
 
 def place_group(engine: Engine, calls: Sequence[PlacingCall]) -> list[Placing | Exception]:
@@ -165,6 +168,7 @@ def _place_in(
         call.now_ts,
         call.active,
         seen,
+        call.fresh,
     )
     if read.order is not None:
         return read, None
@@ -186,7 +190,9 @@ def _place_all_in(
     place them one after another, with the holds of the new ones in one ledger write: their
     Placings, and that write's batch (None when there was none)."""
     reads = [
-        _placing_reads(conn, c.order_id, c.consumer_account, c.partner, c.offer_id, c.now_ts, c.active, seen)
+        _placing_reads(
+            conn, c.order_id, c.consumer_account, c.partner, c.offer_id, c.now_ts, c.active, seen, c.fresh
+        )
         for c in calls
     ]
     new: list[tuple[int, dict[str, Any], list[ledger.TransferRequest], list[Move]]] = []
@@ -224,14 +230,16 @@ def _placing_reads(
     now_ts: int,
     active: str | None,
     seen: dict[tuple[str, ...], Any] | None = None,
+    fresh: bool = False,
 ) -> Placing:
     """`seen`: what earlier orders of the same transaction read (the consumer's account, the
-    partner's view, the offer), reused: nothing in a placing transaction changes them."""
+    partner's view, the offer), reused: nothing in a placing transaction changes them. `fresh`:
+    the order's id was just chosen by this node, so it is not looked up."""
     memo: dict[tuple[str, ...], Any] = {} if seen is None else seen
     if active is not None and ("active", active) not in memo:
         accounts.require_active_in(conn, "consumer", active)
         memo["active", active] = True
-    order = store.get_order_in(conn, order_id)
+    order = None if fresh else store.get_order_in(conn, order_id)
     if order is not None:
         return Placing(order, True, None, None)
     if ("account", consumer_account) not in memo:
