@@ -7,7 +7,8 @@ the statement written as SQLAlchemy Core, renders it once per dialect and set of
 runs the rendered text on the driver's cursor inside the caller's transaction.
 
 Only for statements whose values need no conversion by SQLAlchemy: integers, text, bytes and
-booleans. Rows come back as dicts; booleans are made `bool` (SQLite stores 0/1) and bytes `bytes`
+booleans. An expanding bind parameter (`bindparam(name, expanding=True)`, for `IN`) takes a list:
+the statement is rendered once per dialect, key set and length of each such list. Rows come back as dicts; booleans are made `bool` (SQLite stores 0/1) and bytes `bytes`
 (psycopg may give a memoryview). Driver errors are raised as SQLAlchemy's, as an executed
 statement's would be, so a connection cut here reads as the database being unavailable.
 SQLAlchemy's execution events (`before_cursor_execute`, …) do not see these statements.
@@ -21,6 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 
@@ -43,10 +46,13 @@ class _Rendered:
     sql: str
     defaults: dict[str, Any]  # binds the statement fills itself (literals such as coalesce's 0)
     positions: tuple[str, ...] | None  # the bind names in order, for a positional paramstyle
+    expanding: tuple[str, ...] = ()  # binds whose list is spread over `name_1`, `name_2`, ...
 
     def arguments(self, values: Mapping[str, Any]) -> Any:
         """The driver's arguments for `values`: a mapping, or a sequence in bind order."""
         merged = {**self.defaults, **values}
+        for name in self.expanding:
+            merged.update({f"{name}_{i}": value for i, value in enumerate(merged.pop(name), 1)})
         return merged if self.positions is None else [merged[n] for n in self.positions]
 
 
@@ -69,15 +75,36 @@ class Prepared:
         columns = getattr(statement, "exported_columns", ())
         self._booleans = tuple(c.name for c in columns if isinstance(c.type, sa.Boolean))
         self._binaries = tuple(c.name for c in columns if isinstance(c.type, sa.LargeBinary))
-        self._rendered: dict[tuple[str, frozenset[str]], _Rendered] = {}
+        self._expanding = tuple(
+            sorted(
+                {
+                    b.key
+                    for b in visitors.iterate(statement)
+                    if isinstance(b, sa.BindParameter) and b.expanding
+                }
+            )
+        )
+        self._rendered: dict[tuple[str, frozenset[str], tuple[int, ...]], _Rendered] = {}
 
-    def _render(self, conn: Connection, keys: frozenset[str]) -> _Rendered:
+    def _render(self, conn: Connection, keys: frozenset[str], sizes: tuple[int, ...]) -> _Rendered:
         dialect = conn.dialect
         compiled = self.statement.compile(dialect=dialect, column_keys=sorted(keys))
         positional = dialect.paramstyle in ("qmark", "numeric", "format")
-        positions = tuple(getattr(compiled, "positiontup", None) or ()) if positional else None
-        rendered = _Rendered(compiled.string, dict(compiled.params), positions)
-        self._rendered[dialect.name, keys] = rendered
+        defaults = dict(compiled.params)
+        if self._expanding:
+            assert isinstance(compiled, SQLCompiler)  # only statements have expanding binds
+            # The statement as SQLAlchemy renders it for lists of these lengths (SQLCompiler's
+            # public construct_expanded_state): `IN (?, ?)`, or its form for an empty list.
+            lists = {name: [None] * size for name, size in zip(self._expanding, sizes, strict=True)}
+            state = compiled.construct_expanded_state({**{k: None for k in defaults}, **lists})
+            sql, found = state.statement, state.positiontup
+            for name in self._expanding:
+                defaults.pop(name, None)
+        else:
+            sql, found = compiled.string, getattr(compiled, "positiontup", None)
+        positions = tuple(found or ()) if positional else None
+        rendered = _Rendered(sql, defaults, positions, self._expanding)
+        self._rendered[dialect.name, keys, sizes] = rendered
         return rendered
 
     def rows(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -111,7 +138,8 @@ class Prepared:
 
     def _rendered_for(self, conn: Connection, values: Mapping[str, Any]) -> _Rendered:
         keys = frozenset(values)
-        return self._rendered.get((conn.dialect.name, keys)) or self._render(conn, keys)
+        sizes = tuple(len(values[name]) for name in self._expanding)
+        return self._rendered.get((conn.dialect.name, keys, sizes)) or self._render(conn, keys, sizes)
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The first row, or None."""

@@ -57,8 +57,8 @@ _NOW: sa.BindParameter[int] = sa.bindparam("p_now")
 _LOCK_PARTNER = Prepared(
     sa.select(partners_t.c.name).where(partners_t.c.name == _P).with_for_update(key_share=True)
 )
-_ANSWER = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id == _T)
-_CLAIM = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id == _T)
+_ANSWER = Prepared(sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id == _T))
+_CLAIM = Prepared(sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id == _T))
 _RUNNING = Prepared(
     sa.select(sa.func.count())
     .select_from(claims_t)
@@ -75,8 +75,9 @@ _ANSWER_STATUS = sa.select(trades_t.c.status, trades_t.c.response).where(
 )
 _INSERT_ANSWER = Prepared(trades_t.insert())
 _IDS: sa.BindParameter[list[str]] = sa.bindparam("p_ids", expanding=True)
-_ANSWERS = sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id.in_(_IDS))
-_CLAIMS = sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id.in_(_IDS))
+_ANSWERS = Prepared(sa.select(trades_t).where(trades_t.c.partner == _P, trades_t.c.trade_id.in_(_IDS)))
+_CLAIMS = Prepared(sa.select(claims_t).where(claims_t.c.partner == _P, claims_t.c.trade_id.in_(_IDS)))
+Row = dict[str, Any]  # a stored answer or claim, by column (dbprep)
 _RUNNING_ALL = Prepared(
     sa.select(sa.func.count())
     .select_from(claims_t)
@@ -84,19 +85,19 @@ _RUNNING_ALL = Prepared(
 )
 
 
-def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[ClaimState, Any]:
+def _state(conn: Connection, partner: str, trade_id: str, now_ts: int) -> tuple[ClaimState, Row | None]:
     """The trade's state and the row behind it (stored answer or claim)."""
     keys = {"p_partner": partner, "p_trade": trade_id}
-    return _state_of(conn.execute(_ANSWER, keys).first(), conn.execute(_CLAIM, keys).first(), now_ts)
+    return _state_of(_ANSWER.first(conn, keys), _CLAIM.first(conn, keys), now_ts)
 
 
-def _state_of(answer: Any, claim: Any, now_ts: int) -> tuple[ClaimState, Any]:
+def _state_of(answer: Row | None, claim: Row | None, now_ts: int) -> tuple[ClaimState, Row | None]:
     """A trade's state from its stored answer and claim rows (None: none)."""
     if answer is not None:
         return "answered", answer
     if claim is None:
         return "free", None
-    return ("in_progress" if claim.expires_ts >= now_ts else "lapsed"), claim
+    return ("in_progress" if claim["expires_ts"] >= now_ts else "lapsed"), claim
 
 
 @dataclass
@@ -105,15 +106,15 @@ class _Known:
     state and row, and how many of the partner's claims are in progress (kept up to date as the
     batch takes claims), so a trade needs no reads of its own."""
 
-    states: dict[str, tuple[ClaimState, Any]]
+    states: dict[str, tuple[ClaimState, Row | None]]
     running: int
 
     @classmethod
     def read(cls, conn: Connection, partner: str, trade_ids: list[str], now_ts: int) -> _Known:
         """Read the batch's answers, claims and the running count, three statements in all."""
         params = {"p_partner": partner, "p_ids": trade_ids}
-        answers = {row.trade_id: row for row in conn.execute(_ANSWERS, params)}
-        claims = {row.trade_id: row for row in conn.execute(_CLAIMS, params)}
+        answers = {row["trade_id"]: row for row in _ANSWERS.rows(conn, params)}
+        claims = {row["trade_id"]: row for row in _CLAIMS.rows(conn, params)}
         states = {t: _state_of(answers.get(t), claims.get(t), now_ts) for t in trade_ids}
         running = _RUNNING_ALL.scalar(conn, {"p_partner": partner, "p_now": now_ts})
         return cls(states, int(running))
@@ -268,10 +269,10 @@ def _claim_at_once(
     todo: list[int] = []
     for index, item in enumerate(batch):
         state, row = known.states[item.trade_id]
-        if row is not None and row.request_sha256 != item.request_sha256:
+        if row is not None and row["request_sha256"] != item.request_sha256:
             return None
-        if state == "answered":
-            results[index] = dict(row._mapping)
+        if state == "answered" and row is not None:
+            results[index] = dict(row)
         elif state in ("free", "lapsed"):
             todo.append(index)
         else:
@@ -345,11 +346,11 @@ def _claim_in(
     """The claim of `claim_trade` inside the caller's write transaction (partner locked); `known`:
     the trade's batch as read at once (no reads of its own then; a claim taken is counted there)."""
     state, row = _state(conn, partner, trade_id, now_ts) if known is None else known.states[trade_id]
-    if row is not None and row.request_sha256 != request_sha256:
+    if row is not None and row["request_sha256"] != request_sha256:
         raise ConflictError(f"trade {trade_id!r} was already requested with different content")
     after = transition(state, "claim")
-    if after == "answered":
-        return dict(row._mapping)
+    if after == "answered" and row is not None:
+        return dict(row)
     if after == "refused":
         raise RateLimitedError(f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress")
     keys = {"p_partner": partner, "p_trade": trade_id}

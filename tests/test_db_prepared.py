@@ -102,3 +102,21 @@ def test_prepared_errors_are_sqlalchemys(engine: Engine) -> None:
         twice()
     with engine.connect() as conn:
         assert Prepared(SELECT).first(conn, {"p_id": "beijing.dup"}) is None
+
+
+def test_prepared_expands_lists_for_in(engine: Engine) -> None:
+    """An expanding bind parameter takes a list of any length, the empty one included, and selects
+    the rows SQLAlchemy's own execution selects; lengths already seen reuse their rendering."""
+    statement = sa.select(orders_t.c.id).where(
+        orders_t.c.state == sa.bindparam("p_state"), orders_t.c.id.in_(sa.bindparam("p_ids", expanding=True))
+    )
+    fast = Prepared(statement)
+    with write_transaction(engine) as conn:
+        for i in range(4):
+            conn.execute(sa.insert(orders_t), {**ORDER, "id": f"beijing.in{i}"})
+        for ids in ([], ["beijing.in1"], ["beijing.in0", "beijing.in3", "beijing.none"], ["beijing.in2"]):
+            params = {"p_state": "requested", "p_ids": ids}
+            expected = sorted(row.id for row in conn.execute(statement, params))
+            assert sorted(row["id"] for row in fast.rows(conn, params)) == expected
+            assert len(expected) == len([i for i in ids if i != "beijing.none"])
+        assert fast.rows(conn, {"p_state": "accepted", "p_ids": ["beijing.in1"]}) == []

@@ -26,9 +26,8 @@ from node.trading.tables import reservations_t
 _ID: sa.BindParameter[str] = sa.bindparam("p_id")
 _NOW: sa.BindParameter[int] = sa.bindparam("p_now")
 _RELEASE = sa.update(reservations_t).where(reservations_t.c.id == _ID, reservations_t.c.released_ts.is_(None))
-_RESERVATION = Prepared(sa.select(reservations_t).where(reservations_t.c.id == _ID))
-_RESERVATIONS = sa.select(reservations_t).where(
-    reservations_t.c.id.in_(sa.bindparam("p_ids", expanding=True))
+_RESERVATIONS = Prepared(
+    sa.select(reservations_t).where(reservations_t.c.id.in_(sa.bindparam("p_ids", expanding=True)))
 )
 _OPEN = sa.and_(reservations_t.c.released_ts.is_(None), reservations_t.c.expires_ts > _NOW)
 _TAKEN_OF_OFFER = Prepared(
@@ -116,12 +115,8 @@ def _lock_key(offer: CatalogOffer) -> str:
 
 
 def _stored(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored reservations among `ids`, by id (one alone: the prepared read)."""
-    if len(ids) == 1:
-        row = _RESERVATION.first(conn, {"p_id": ids[0]})
-        return {} if row is None else {ids[0]: row}
-    rows = conn.execute(_RESERVATIONS, {"p_ids": ids})
-    return {row.id: dict(row._mapping) for row in rows}
+    """The stored reservations among `ids`, by id."""
+    return {row["id"]: row for row in _RESERVATIONS.rows(conn, {"p_ids": ids})}
 
 
 def _admitted(

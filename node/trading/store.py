@@ -52,9 +52,11 @@ _MOVE_ORDER = Prepared(
 )
 _SALE = Prepared(sa.select(sales_t).where(sales_t.c.partner == _PARTNER, sales_t.c.trade_id == _TRADE))
 _INSERT_SALES = Prepared(sa.insert(sales_t))
-# Built once (SQLAlchemy keeps its compiled form); the list of trade ids is expanded per call.
-_SALES_OF = sa.select(sales_t).where(
-    sales_t.c.partner == _PARTNER, sales_t.c.trade_id.in_(sa.bindparam("p_trades", expanding=True))
+# Rendered once per number of trade ids (dbprep).
+_SALES_OF = Prepared(
+    sa.select(sales_t).where(
+        sales_t.c.partner == _PARTNER, sales_t.c.trade_id.in_(sa.bindparam("p_trades", expanding=True))
+    )
 )
 _EMPTY_SALE: dict[str, Any] = dict.fromkeys(sales_t.c.keys())
 # The listings, newest first, one statement per set of filters: `(by consumer, by state)` for
@@ -371,12 +373,9 @@ def open_sales_in(
 
 
 def _sales_of(conn: Connection, partner: str, trade_ids: list[str]) -> dict[str, Sale]:
-    """The stored sales of `partner` among `trade_ids`, by trade id (one alone: the prepared read)."""
-    if len(trade_ids) == 1:
-        found = _get_sale(conn, partner, trade_ids[0])
-        return {} if found is None else {trade_ids[0]: found}
-    rows = conn.execute(_SALES_OF, {"p_partner": partner, "p_trades": trade_ids})
-    return {row.trade_id: sale_from_row(row) for row in rows}
+    """The stored sales of `partner` among `trade_ids`, by trade id."""
+    rows = _SALES_OF.rows(conn, {"p_partner": partner, "p_trades": trade_ids})
+    return {row["trade_id"]: sale_from_row(row) for row in rows}
 
 
 def cancel_unknown_sale(engine: Engine, values: dict[str, Any]) -> Sale:
