@@ -18,6 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from node.accounts.lifecycle import (
     AccountRequestError,
     Action,
@@ -101,34 +102,41 @@ class AccountEvent:
         }
 
 
+_RECORD_FIELDS = (
+    "kind",
+    "id",
+    "status",
+    "version",
+    "verification",
+    "verified_by",
+    "verified_ms",
+    "verification_note",
+    "created_ms",
+    "updated_ms",
+)
+
+
 def _record(row: Any) -> AccountRecord:
-    return AccountRecord(
-        row.kind,
-        row.id,
-        row.status,
-        row.version,
-        row.verification,
-        row.verified_by,
-        row.verified_ms,
-        row.verification_note,
-        row.created_ms,
-        row.updated_ms,
-    )
+    """An account's record from its row (a SQLAlchemy row, or a dict from dbprep)."""
+    columns = row if isinstance(row, dict) else row._mapping
+    return AccountRecord(*(columns[name] for name in _RECORD_FIELDS))
 
 
 def _mine(kind: Kind, account_id: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (accounts_t.c.kind == kind, accounts_t.c.id == account_id)
 
 
-# Read by every credential check and every order: built once with bind parameters.
-_ACCOUNT = sa.select(accounts_t).where(
-    accounts_t.c.kind == sa.bindparam("p_kind"), accounts_t.c.id == sa.bindparam("p_id")
+# Read by every credential check and every order: rendered once, run on the driver's cursor.
+_ACCOUNT = Prepared(
+    sa.select(accounts_t).where(
+        accounts_t.c.kind == sa.bindparam("p_kind"), accounts_t.c.id == sa.bindparam("p_id")
+    )
 )
 
 
 def read(conn: Connection, kind: Kind, account_id: str) -> AccountRecord | None:
     """The stored row of an account, None when it has none."""
-    row = conn.execute(_ACCOUNT, {"p_kind": kind, "p_id": account_id}).first()
+    row = _ACCOUNT.first(conn, {"p_kind": kind, "p_id": account_id})
     return None if row is None else _record(row)
 
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import Prepared
 from federation import store
 from federation.documents import load_document
 from federation.issuing import content_hash
@@ -98,7 +99,7 @@ def _indexed(sha256: str, body: bytes) -> dict[str, CatalogOffer]:
 _HEAD = (received_t.c.version, received_t.c.sha256, received_t.c.received_ts, received_t.c.expires_ts)
 # Read by every order for a partner's offer: built once with a bind parameter.
 _PARTNER: sa.BindParameter[str] = sa.bindparam("p_partner")
-_HEAD_AND_SYNC = (
+_HEAD_AND_SYNC = Prepared(
     sa.select(*_HEAD, sync_t.c.last_success_ts)
     .select_from(received_t.outerjoin(sync_t, sync_t.c.partner == received_t.c.partner))
     .where(received_t.c.partner == _PARTNER)
@@ -116,15 +117,15 @@ def partner_offer(engine: Engine, now_ts: int, partner: str, offer_id: str) -> O
 
 def partner_offer_in(conn: Connection, now_ts: int, partner: str, offer_id: str) -> OfferRow | None:
     """`partner_offer` on a connection the caller holds (read with other things in one trip)."""
-    head = conn.execute(_HEAD_AND_SYNC, {"p_partner": partner}).first()
-    if head is None or head.expires_ts <= now_ts:
+    head = _HEAD_AND_SYNC.first(conn, {"p_partner": partner})
+    if head is None or head["expires_ts"] <= now_ts:
         return None
     version, received_ts, synced = (
-        int(head.version),
-        int(head.received_ts),
-        int(head.last_success_ts or 0),
+        int(head["version"]),
+        int(head["received_ts"]),
+        int(head["last_success_ts"] or 0),
     )
-    by_id = _by_id.get(head.sha256)
+    by_id = _by_id.get(head["sha256"])
     if by_id is None:
         # Head and body in one statement: the catalog may have been replaced since the head.
         row = conn.execute(_HEAD_AND_BODY, {"p_partner": partner}).first()
