@@ -26,6 +26,7 @@ from node.trading import routes
 from node.trading.buyer import Buyer
 from node.trading.capacity import Capacity
 from node.trading.core import Trading
+from node.trading.exchange_metrics import ExchangeCounts
 from node.trading.routes import BUYER
 from node.trading.seller import Seller
 
@@ -43,6 +44,7 @@ def install(app: web.Application, ctx: NodeContext) -> None:
     capacity.wrap(ctx.offer_sources)
     trading = Trading(ctx.name, ctx.engine, service, capacity, ctx.settings.trading)
     buyer, seller = Buyer(trading), Seller(trading)
+    ctx.metrics.registry.register(ExchangeCounts(buyer.steps.exchanges.counts))
     app[BUYER], app[SELLER] = buyer, seller  # the buyer also for processes without the API
     if "federation" in ctx.roles:
         service.trade_handler = seller.handle_trade
