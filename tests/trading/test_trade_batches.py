@@ -70,14 +70,16 @@ async def test_a_mixed_batch_answers_each_trade_as_if_alone(
     signature) gets the same answers without a second sale or ledger entry."""
     async with market(tmp_path, db_urls, seller_free=4, trades_in_flight=32) as m:
         stranger = Identity("beijing", SigningKey.generate())
+        # Signed once: signed twice, the two could straddle a second and differ in their time.
+        first = request_bytes(m, tid("a"))
         items = [
-            request_bytes(m, tid("a")),
+            first,
             request_bytes(m, tid("b")),
             request_bytes(m, tid("big"), units=50),  # more than the 4 free units: refused
             request_bytes(m, tid("forged"), identity=stranger),
             request_bytes(m, tid("elsewhere"), audience="guangzhou"),
             b"42",
-            request_bytes(m, tid("a")),  # the same request again in the batch
+            first,  # the same request again in the batch
         ]
         status, answer = await post_batch(m, batch_body(items))
         assert status == 200, answer
