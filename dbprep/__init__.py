@@ -3,6 +3,6 @@
 A package of its own, importing nothing of cpnode's, so that `node`, `federation` and `ledger`
 may all use it without importing each other (the dependency rule, docs/development.md)."""
 
-from dbprep.prepared import Prepared, driver_error
+from dbprep.prepared import Prepared, columns, driver_error
 
-__all__ = ["Prepared", "driver_error"]
+__all__ = ["Prepared", "columns", "driver_error"]

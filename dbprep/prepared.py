@@ -8,8 +8,9 @@ runs the rendered text on the driver's cursor inside the caller's transaction.
 
 Only for statements whose values need no conversion by SQLAlchemy: integers, text, bytes and
 booleans. An expanding bind parameter (`bindparam(name, expanding=True)`, for `IN`) takes a list:
-the statement is rendered once per dialect, key set and length of each such list. Rows come back as dicts; booleans are made `bool` (SQLite stores 0/1) and bytes `bytes`
-(psycopg may give a memoryview). Driver errors are raised as SQLAlchemy's, as an executed
+the statement is rendered once per dialect, key set and length of each such list (so only for
+lists of bounded length, as a trade batch's). Rows come back as dicts; booleans are made `bool`
+(SQLite stores 0/1) and bytes `bytes` (psycopg may give a memoryview). Driver errors are raised as SQLAlchemy's, as an executed
 statement's would be, so a connection cut here reads as the database being unavailable.
 SQLAlchemy's execution events (`before_cursor_execute`, …) do not see these statements.
 """
@@ -54,6 +55,12 @@ class _Rendered:
         for name in self.expanding:
             merged.update({f"{name}_{i}": value for i, value in enumerate(merged.pop(name), 1)})
         return merged if self.positions is None else [merged[n] for n in self.positions]
+
+
+def columns(row: Any) -> Mapping[str, Any]:
+    """A row's values by column name, for a row from `Prepared` (a dict) or from SQLAlchemy's own
+    execution (its `_mapping`), so code reading rows takes either."""
+    return row if isinstance(row, dict) else row._mapping
 
 
 def _driver(conn: Connection) -> Any:

@@ -354,7 +354,7 @@ def _claim_in(
     if after == "refused":
         raise RateLimitedError(f"trade {trade_id!r} is in progress; retry later", code="trade_in_progress")
     keys = {"p_partner": partner, "p_trade": trade_id}
-    # Known: the trade's own claim is not in progress (refused above): the partner's count is others'.
+    # With `known`, the trade's own claim is not in progress (refused above): its count is others'.
     running = _RUNNING.scalar(conn, {**keys, "p_now": now_ts}) if known is None else known.running
     if running >= limit:
         raise RateLimitedError(f"{partner} already has {running} trade(s) in progress here; retry later")

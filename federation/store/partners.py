@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbprep import columns
 from federation.errors import ConflictError, NotFoundError
 from federation.partners import Agreement, Partner
 from federation.store.db import writing
@@ -30,8 +31,8 @@ _MAX_KNOWN = 1024
 
 def partner_from_row(row: Any) -> Partner:
     """A partner as stored in a `fed_partners` row (a SQLAlchemy row, or a dict by column name)."""
-    columns = row if isinstance(row, dict) else row._mapping
-    stored = tuple(columns[name] for name in ("name", "urls_json", "public_key", "agreement_json", "source"))
+    values = columns(row)
+    stored = tuple(values[name] for name in ("name", "urls_json", "public_key", "agreement_json", "source"))
     partner = _known.get(stored)
     if partner is None:
         name, urls_json, public_key, agreement_json, source = stored

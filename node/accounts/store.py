@@ -18,7 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dbprep import Prepared
+from dbprep import Prepared, columns
 from node.accounts.lifecycle import (
     AccountRequestError,
     Action,
@@ -118,8 +118,8 @@ _RECORD_FIELDS = (
 
 def _record(row: Any) -> AccountRecord:
     """An account's record from its row (a SQLAlchemy row, or a dict from dbprep)."""
-    columns = row if isinstance(row, dict) else row._mapping
-    return AccountRecord(*(columns[name] for name in _RECORD_FIELDS))
+    values = columns(row)
+    return AccountRecord(*(values[name] for name in _RECORD_FIELDS))
 
 
 def _mine(kind: Kind, account_id: str) -> tuple[sa.ColumnElement[bool], ...]:

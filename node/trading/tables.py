@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dbprep import columns
 from node.trading.machine import ORDER_STATES, SALE_STATES
 from node.trading.records import Order, Sale
 
@@ -98,7 +99,7 @@ _SALE_FIELDS = tuple(f.name for f in fields(Sale))
 
 def row_values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The named columns of a row (a SQLAlchemy row, or a dict from `dbprep`)."""
-    m = row if isinstance(row, dict) else row._mapping
+    m = columns(row)
     # psycopg returns bytea as memoryview; documents are kept as bytes.
     return {name: bytes(m[name]) if isinstance(m[name], memoryview) else m[name] for name in names}
 
