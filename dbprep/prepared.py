@@ -10,9 +10,10 @@ Only for statements whose values need no conversion by SQLAlchemy: integers, tex
 booleans. An expanding bind parameter (`bindparam(name, expanding=True)`, for `IN`) takes a list:
 the statement is rendered once per dialect, key set and length of each such list (so only for
 lists of bounded length, as a trade batch's). Rows come back as dicts; booleans are made `bool`
-(SQLite stores 0/1) and bytes `bytes` (psycopg may give a memoryview). Driver errors are raised as SQLAlchemy's, as an executed
-statement's would be, so a connection cut here reads as the database being unavailable.
-SQLAlchemy's execution events (`before_cursor_execute`, …) do not see these statements.
+(SQLite stores 0/1) and bytes `bytes` (psycopg may give a memoryview). Driver errors are raised
+as SQLAlchemy's, as an executed statement's would be, so a connection cut here reads as the
+database being unavailable. SQLAlchemy's execution events (`before_cursor_execute`, …) do not
+see these statements.
 """
 
 from __future__ import annotations

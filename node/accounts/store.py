@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -102,24 +102,13 @@ class AccountEvent:
         }
 
 
-_RECORD_FIELDS = (
-    "kind",
-    "id",
-    "status",
-    "version",
-    "verification",
-    "verified_by",
-    "verified_ms",
-    "verification_note",
-    "created_ms",
-    "updated_ms",
-)
+_RECORD_FIELDS = tuple(f.name for f in fields(AccountRecord))  # the row's columns of the same names
 
 
 def _record(row: Any) -> AccountRecord:
     """An account's record from its row (a SQLAlchemy row, or a dict from dbprep)."""
     values = columns(row)
-    return AccountRecord(*(values[name] for name in _RECORD_FIELDS))
+    return AccountRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 
 def _mine(kind: Kind, account_id: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -6,8 +6,8 @@ transaction wrote are all woken in one turn: they go together, not the first alo
 after it); the requests that arrive while an exchange is in flight wait and go together in the
 next one, up to `max_trades` requests and `max_bytes` bytes. So a lone order pays no added
 latency (one turn of the loop), and concurrent orders for one partner share the HTTP exchange,
-its signature, the partner's session check and its write transaction. One request alone goes to `POST /fed/v1/trades` as before; two or more to
-`POST /fed/v1/trades/batch`.
+its signature, the partner's session check and its write transaction. One request alone goes to
+`POST /fed/v1/trades` as before; two or more to `POST /fed/v1/trades/batch`.
 
 Each request keeps its own signed document and gets its own signed answer; each is retried on its
 own, as `peer.post` retries one (no answer, 429 or 5xx, until its deadline), in whichever exchange
