@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 import ledger
+from bench.affinity import separate_cpus
 from bench.trading_holds import CONCURRENT, IN_FLIGHT, hold_rate, node_hold_rate
 from bench.trading_profile import Profiled
 from federation import store
@@ -157,10 +158,13 @@ async def bench_cross_node_all_processes(
     max_batch: int | None = None,
     in_flight: int = IN_FLIGHT,
     event_loop: str | None = None,
+    cpus: str = "separate",
 ) -> dict[str, Any]:
     """The same with both nodes as their own `cpnode run` processes and this one the consumers'
     client: CPU per order counts the two nodes only (the client's is reported apart). `event_loop`:
-    the nodes' `http.event_loop` (None: their default)."""
+    the nodes' `http.event_loop` (None: their default). `cpus`: "separate" runs the buyer alone on
+    one CPU and the seller with this client on another, as two nodes run on two machines (where
+    the machine has two); "shared" lets the system place all three on any CPU."""
     seller_config, buyer_config = _node_dirs(tmp, max_batch, in_flight)
     env = {"PYTHONPATH": str(CHECKOUT)}
     if event_loop is not None:
@@ -181,16 +185,25 @@ async def bench_cross_node_all_processes(
             order = await _fund(http)
             assert seller.proc is not None
             assert buyer.proc is not None
-            figures = await _cross_node_rate(
-                engine,
-                order,
-                seller_pid=seller.proc.pid,
-                buyer_pid=buyer.proc.pid,
-                rounds=rounds,
-                in_flight=in_flight,
+            placing = (
+                separate_cpus(buyer.proc.pid, [seller.proc.pid, os.getpid()])
+                if cpus == "separate"
+                else contextlib.nullcontext({"alone": None, "together": None})
             )
+            with placing as placed:
+                figures = await _cross_node_rate(
+                    engine,
+                    order,
+                    seller_pid=seller.proc.pid,
+                    buyer_pid=buyer.proc.pid,
+                    rounds=rounds,
+                    in_flight=in_flight,
+                )
             return {
                 "event_loop": event_loop or load_settings(buyer_config, environ={}).http.event_loop,
+                "cpus": cpus if placed["alone"] is not None else "shared",
+                "buyer_cpu": placed["alone"],
+                "seller_and_client_cpu": placed["together"],
                 **figures,
             }
     finally:
