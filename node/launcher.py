@@ -2,11 +2,13 @@
 
 Used by `make demo` and by the integration tests, so both exercise the command operators run. The
 tests turn on `launch_preloaded`: their nodes are forks of one interpreter that has imported cpnode
-(node.forkserver), each running the same `main(argv)` as a fresh `python -m node run`.
+(node.forkserver), each running the same `main(argv)` as a fresh `python -m node run`; inside
+`fresh_interpreters` (the tests marked `fresh_processes`) each starts fresh, as operators start it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from node.forkserver import ForkedProcess, ForkServerClient
@@ -26,6 +28,7 @@ STOP_TIMEOUT_S = 20.0
 # Environment variables a fork of the preloaded interpreter cannot honour: they act at its start.
 _AT_START = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONWARNINGS")
 _forks: ForkServerClient | None = None
+_fresh_only = False  # inside `fresh_interpreters`: the preloaded interpreter is not used
 
 
 def launch_preloaded(enabled: bool = True) -> None:
@@ -40,12 +43,24 @@ def launch_preloaded(enabled: bool = True) -> None:
         _forks = None
 
 
+@contextlib.contextmanager
+def fresh_interpreters() -> Iterator[None]:
+    """Start node processes from fresh interpreters inside the block, as `cpnode run` starts, even
+    where `launch_preloaded` is on (its preloaded interpreter stays up for later starts)."""
+    global _fresh_only
+    before, _fresh_only = _fresh_only, True
+    try:
+        yield
+    finally:
+        _fresh_only = before
+
+
 def _spawn(
     args: list[str], env: dict[str, str], cwd: Path, stderr: int, preloaded: bool = True
 ) -> subprocess.Popen[str] | ForkedProcess:
     """A started process for `args`: a fork of the preloaded interpreter when one is in use,
     `preloaded` and `env` allow it, else a fresh `subprocess.Popen` (text stdout)."""
-    forks = _forks if preloaded else None
+    forks = _forks if preloaded and not _fresh_only else None
     if forks is not None and not forks.broken and all(env.get(k) == os.environ.get(k) for k in _AT_START):
         try:
             return forks.spawn(args, env, str(cwd), stderr)

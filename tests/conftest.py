@@ -34,6 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest's 
         launcher.launch_preloaded()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked `fresh_processes` start their node processes from fresh interpreters, so the
+    suite runs some multi-node flows exactly as operators start nodes (`cpnode run`)."""
+    if request.node.get_closest_marker("fresh_processes") is None:
+        yield
+        return
+    with launcher.fresh_interpreters():
+        yield
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest's hook signature
     """Stop the fork server."""
     launcher.launch_preloaded(False)

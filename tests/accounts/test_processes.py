@@ -26,6 +26,9 @@ from tests.support.polling import wait_for
 from tests.support.scrape import parse
 from tests.support.tasks import pool_toml, python_task
 
+# Node processes start from fresh interpreters here, as operators start them (`cpnode run`).
+pytestmark = pytest.mark.fresh_processes
+
 SYNC_S = 2
 TOML = FED_TOML.replace("sync_interval_s = 3600", f"sync_interval_s = {SYNC_S}")
 DEADLINE_S = 60.0

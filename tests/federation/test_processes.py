@@ -17,6 +17,9 @@ from tests.support.federation import FED_TOML, offer_toml
 from tests.support.nodes import NodeProcess, make_node_dir, start_all
 from tests.support.polling import wait_for
 
+# Node processes start from fresh interpreters here, as operators start them (`cpnode run`).
+pytestmark = pytest.mark.fresh_processes
+
 FAST_SYNC = FED_TOML.replace("sync_interval_s = 3600", "sync_interval_s = 1")
 DEADLINE_S = 30.0
 

@@ -123,6 +123,36 @@ def test_the_launcher_forks_when_enabled_and_starts_fresh_when_the_environment_a
         launcher.launch_preloaded(os.environ.get("CPNODE_TEST_FRESH_PROCESSES") != "1")
 
 
+def test_fresh_interpreters_start_fresh_and_the_preloaded_one_serves_after(tmp_path: Path) -> None:
+    launcher.launch_preloaded(False)
+    try:
+        launcher.launch_preloaded()
+        with launcher.fresh_interpreters():
+            fresh = NodeProcess(make_node_dir(tmp_path, "alpha"))
+            fresh.launch()
+        forked = NodeProcess(make_node_dir(tmp_path, "beta"))
+        forked.launch()
+        try:
+            assert fresh.wait_ready().startswith("http://")
+            assert forked.wait_ready().startswith("http://")
+            assert isinstance(fresh.proc, subprocess.Popen)
+            assert isinstance(forked.proc, ForkedProcess)
+        finally:
+            assert [node.stop() for node in (fresh, forked)] == [0, 0]
+    finally:
+        launcher.launch_preloaded(os.environ.get("CPNODE_TEST_FRESH_PROCESSES") != "1")
+
+
+@pytest.mark.fresh_processes
+def test_a_test_marked_fresh_processes_starts_fresh_ones(tmp_path: Path) -> None:
+    node = NodeProcess(make_node_dir(tmp_path, "alpha"))
+    try:
+        assert node.start().startswith("http://")
+        assert isinstance(node.proc, subprocess.Popen)
+    finally:
+        assert node.stop() == 0
+
+
 def test_a_broken_server_falls_back_to_fresh_processes(tmp_path: Path) -> None:
     launcher.launch_preloaded(False)
     try:

@@ -26,6 +26,9 @@ from tests.support.federation import FED_TOML, offer_toml
 from tests.support.nodes import NodeProcess, make_node_dir, start_all
 from tests.support.polling import wait_for
 
+# Node processes start from fresh interpreters here, as operators start them (`cpnode run`).
+pytestmark = pytest.mark.fresh_processes
+
 SUPERVISION_TOML = """
 [supervision]
 report_interval_s = 1

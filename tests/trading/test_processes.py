@@ -18,6 +18,9 @@ from tests.support.nodes import NodeProcess, make_node_dir
 from tests.support.samples import place_args
 from tests.support.trading import BASE_TOML, offer, trading_toml
 
+# Node processes start from fresh interpreters here, as operators start them (`cpnode run`).
+pytestmark = pytest.mark.fresh_processes
+
 
 @pytest.fixture(name="processes")
 def fixture_processes(tmp_path: Path, db_urls: tuple[str | None, str | None]) -> Iterator[tuple[Path, Path]]:
